@@ -1,0 +1,86 @@
+"""Peak memory of the client process and of the cluster processes during one operation.
+
+>>> with PeakMemory() as peak:
+...     data = bytearray(100 * 2**20)
+>>> peak.result()["client"] > 90 * 2**20
+True
+
+Three numbers, each the peak minus the value when sampling started:
+
+- ``client``: RSS of this process (the driver; for Dask and scatter_magics also the scheduler);
+- ``cluster``: PSS summed over every descendant process. PSS splits a shared page between the
+  processes that map it, so a buffer shared by four workers counts once, not four times;
+- ``shm``: bytes used in ``/dev/shm``, which holds shared memory that no process maps right now.
+"""
+
+import os
+import shutil
+import threading
+import time
+
+import psutil
+
+SHM = "/dev/shm"
+
+
+def pss(process):
+    """Proportional set size of ``process`` in bytes (RSS where the kernel lacks smaps_rollup)."""
+    try:
+        with open(f"/proc/{process.pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def shm_used():
+    return shutil.disk_usage(SHM).used if os.path.isdir(SHM) else 0
+
+
+class PeakMemory:
+    """Sample memory every ``interval`` seconds in a daemon thread between enter and exit."""
+
+    def __init__(self, interval=0.01):
+        self.interval = interval
+        self.me = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="PeakMemory", daemon=True)
+        self._children = []
+        self._children_at = 0.0
+
+    def sample(self):
+        now = time.monotonic()
+        if now - self._children_at > 0.25:  # workers may come and go; re-list them sometimes
+            self._children = self.me.children(recursive=True)
+            self._children_at = now
+        return {
+            "client": self.me.memory_info().rss,
+            "cluster": sum(pss(p) for p in self._children),
+            "shm": shm_used(),
+        }
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            for key, value in self.sample().items():
+                self.peak[key] = max(self.peak[key], value)
+
+    def __enter__(self):
+        self.base = self.sample()
+        self.peak = dict(self.base)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        for key, value in self.sample().items():
+            self.peak[key] = max(self.peak[key], value)
+
+    def result(self):
+        """Peak minus start, in bytes, for ``client``, ``cluster`` and ``shm``."""
+        return {key: self.peak[key] - self.base[key] for key in self.base}

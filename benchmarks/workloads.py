@@ -1,0 +1,269 @@
+"""The work every system does, the sizes for full and quick runs, and the row names.
+
+A workload is a function of a :class:`Session` (a started system plus shared data). It times
+only the operations named in its row and reports each sample through ``session.emit``; data is
+made, checked and freed outside the timed region. Every value scattered is fresh (a new first
+element, a new range of ints) so that no system can answer from a cache of an earlier rep.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from benchmarks import remote
+from benchmarks.memory import PeakMemory
+from benchmarks.systems import NotApplicable
+
+MB = 10**6
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    rounds: int  # outer repetitions: the systems take turns inside each round
+    inner: int  # repetitions of each workload inside one cluster session
+    cold_starts: int  # cold starts per system per round
+    roundtrip_iters: int
+    array_mb: tuple
+    broadcast_mb: tuple
+    broadcast_workers: tuple
+    list_len: int
+    n_tasks: int
+    hash_mb: int
+    session_timeout: float  # seconds before a hung session is killed
+
+
+FULL = Config(rounds=3, inner=2, cold_starts=2, roundtrip_iters=200, array_mb=(8, 80, 800),
+              broadcast_mb=(100, 800), broadcast_workers=(2, 4), list_len=10_000,
+              n_tasks=1_000, hash_mb=800, session_timeout=900)
+QUICK = Config(rounds=1, inner=2, cold_starts=1, roundtrip_iters=50, array_mb=(8, 80),
+               broadcast_mb=(80,), broadcast_workers=(2, 4), list_len=1_000, n_tasks=200,
+               hash_mb=80, session_timeout=240)
+
+#: Workload names, in table order; ``cold_start`` runs in its own process (coldstart.py).
+NAMES = ("cold_start", "roundtrip", "array", "broadcast", "list", "tasks", "tokenize")
+
+
+def rows(cfg, names=NAMES):
+    """Row names of the time table, in order, for the selected workloads."""
+    out = []
+    for name in names:
+        if name == "cold_start":
+            out.append("cold start to a usable client, 2 workers")
+        elif name == "roundtrip":
+            out.append("scatter + gather of one int, round trip")
+        elif name == "array":
+            for mb in cfg.array_mb:
+                out += [f"scatter {mb} MB array", f"gather {mb} MB array",
+                        f"scatter {mb} MB array, direct, no hash",
+                        f"gather {mb} MB array, direct"]
+        elif name == "broadcast":
+            out += [broadcast_row(mb, n) for mb in cfg.broadcast_mb
+                    for n in cfg.broadcast_workers]
+        elif name == "list":
+            out.append(f"scatter + gather of a {cfg.list_len:,}-element list")
+        elif name == "tasks":
+            out.append(f"{cfg.n_tasks:,} trivial tasks submitted and gathered")
+        elif name == "tokenize":
+            out.append(f"content hash of {cfg.hash_mb} MB (tokenize)")
+    return out
+
+
+def broadcast_row(mb, n_workers):
+    return f"broadcast {mb} MB to {n_workers} workers, a task on each"
+
+
+def sessions(cfg, names):
+    """``[(n_workers, workload names)]``: the cluster sessions a system runs per round."""
+    on_two = [n for n in names if n not in ("cold_start",)]
+    if 2 not in cfg.broadcast_workers and "broadcast" in on_two:
+        on_two.remove("broadcast")
+    plan = [(2, on_two)] if on_two else []
+    if "broadcast" in names:
+        plan += [(n, ["broadcast"]) for n in cfg.broadcast_workers if n != 2]
+    return plan
+
+
+class Session:
+    """A started system, the run's config, fresh data, and where to report samples."""
+
+    def __init__(self, system, cfg, n_workers, emit, seed=0):
+        self.system = system
+        self.cfg = cfg
+        self.n_workers = n_workers
+        self.emit = emit
+        self.row = None  # the row being measured, named in an error report
+        self._next = seed * 10**9
+        self._arrays = {}
+
+    def fresh(self, n=1):
+        """The first of ``n`` ints never used before in this session."""
+        start, self._next = self._next, self._next + n
+        return start
+
+    def array(self, mb):
+        """A random float64 array of ``mb`` MB whose first element is fresh."""
+        if mb not in self._arrays:
+            rng = np.random.default_rng(mb)
+            self._arrays[mb] = rng.random(mb * MB // 8)
+        array = self._arrays[mb]
+        array[0] = self.fresh()
+        return array
+
+    def sample(self, row, seconds, nbytes=None):
+        self.emit({"row": row, "seconds": seconds, "nbytes": nbytes})
+
+    def not_applicable(self, row, reason):
+        self.emit({"row": row, "na": reason})
+
+    def memory(self, label, enabled):
+        """A :class:`PeakMemory` whose result is reported under ``label`` (or a no-op)."""
+        return _ReportedPeak(self, label) if enabled else _NoPeak()
+
+
+class _ReportedPeak(PeakMemory):
+    def __init__(self, session, label):
+        super().__init__()
+        self.session, self.label = session, label
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        if exc[0] is None:
+            self.session.emit({"memory": self.label, "bytes": self.result()})
+
+
+class _NoPeak:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def owned(session, value):
+    """``value`` as the client's own writable array: a read-only view is copied (and noted)."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        session.emit({"note": "gather returned a read-only array; the time includes a copy"})
+        return value.copy()
+    return value
+
+
+def warm_up(s):
+    """Run each operation once, untimed: first calls import modules and start processes."""
+    for step in (lambda: s.system.roundtrip(-1), lambda: s.system.run_tasks([-1]),
+                 lambda: s.system.touch_all(s.system.broadcast(np.zeros(1024)))):
+        try:
+            step()
+        except NotApplicable:
+            pass
+    s.system.settle()
+
+
+def roundtrip(s):
+    s.row = rows(s.cfg, ["roundtrip"])[0]
+    for _ in range(s.cfg.inner):
+        for _ in range(s.cfg.roundtrip_iters):
+            value = s.fresh()
+            t0 = time.perf_counter()
+            out = s.system.roundtrip(value)
+            s.sample(s.row, time.perf_counter() - t0)
+            assert out == value, (out, value)
+    s.system.settle()
+
+
+def array(s):
+    for mb in s.cfg.array_mb:
+        for direct in (False, True):
+            _array_scatter_gather(s, mb, direct)
+
+
+def _array_scatter_gather(s, mb, direct):
+    suffix = (", direct, no hash", ", direct") if direct else ("", "")
+    scatter_row, gather_row = f"scatter {mb} MB array{suffix[0]}", f"gather {mb} MB array{suffix[1]}"
+    watch = mb == max(s.cfg.array_mb)
+    for _ in range(s.cfg.inner):
+        data = s.array(mb)
+        try:
+            with s.memory(f"{mb} MB scatter then gather{suffix[0]}", watch):
+                s.row = scatter_row
+                t0 = time.perf_counter()
+                handle = s.system.scatter(data, direct=direct)
+                t1 = time.perf_counter()
+                s.row = gather_row
+                out = owned(s, s.system.gather(handle, direct=direct))
+                t2 = time.perf_counter()
+        except NotApplicable as exc:
+            s.not_applicable(scatter_row, str(exc))
+            s.not_applicable(gather_row, str(exc))
+            return
+        assert out.shape == data.shape and out[0] == data[0], "gathered the wrong array"
+        s.sample(scatter_row, t1 - t0, data.nbytes)
+        s.sample(gather_row, t2 - t1, data.nbytes)
+        del handle, out
+        s.system.settle()
+
+
+def broadcast(s):
+    if s.n_workers not in s.cfg.broadcast_workers:
+        return
+    for mb in s.cfg.broadcast_mb:
+        s.row = broadcast_row(mb, s.n_workers)
+        watch = mb == max(s.cfg.broadcast_mb)
+        for _ in range(s.cfg.inner):
+            data = s.array(mb)
+            expected = remote.touch(data)[1]
+            with s.memory(f"{mb} MB broadcast to {s.n_workers} workers", watch):
+                t0 = time.perf_counter()
+                handle = s.system.broadcast(data)
+                touched = s.system.touch_all(handle)
+                s.sample(s.row, time.perf_counter() - t0, data.nbytes)
+            pids = {pid for pid, _ in touched}
+            assert len(pids) == s.n_workers, f"tasks ran in {len(pids)} processes"
+            assert {c for _, c in touched} == {expected}, "a replica differs from the data"
+            del handle
+            s.system.settle()
+
+
+def lists(s):
+    s.row = rows(s.cfg, ["list"])[0]
+    n = s.cfg.list_len
+    for _ in range(s.cfg.inner):
+        start = s.fresh(n)
+        items = list(range(start, start + n))
+        try:
+            t0 = time.perf_counter()
+            out = s.system.gather_many(s.system.scatter_many(items))
+            s.sample(s.row, time.perf_counter() - t0)
+        except NotApplicable as exc:
+            return s.not_applicable(s.row, str(exc))
+        assert list(out) == items, "gathered list differs"
+        del out
+        s.system.settle()
+
+
+def tasks(s):
+    s.row = rows(s.cfg, ["tasks"])[0]
+    n = s.cfg.n_tasks
+    for _ in range(s.cfg.inner):
+        start = s.fresh(n)
+        t0 = time.perf_counter()
+        out = s.system.run_tasks(range(start, start + n))
+        s.sample(s.row, time.perf_counter() - t0)
+        assert list(out) == list(range(start + 1, start + n + 1)), "wrong task results"
+        s.system.settle()
+
+
+def tokenize(s):
+    s.row = rows(s.cfg, ["tokenize"])[0]
+    for _ in range(s.cfg.inner):
+        data = s.array(s.cfg.hash_mb)
+        try:
+            t0 = time.perf_counter()
+            s.system.tokenize(data)
+            s.sample(s.row, time.perf_counter() - t0, data.nbytes)
+        except NotApplicable as exc:
+            return s.not_applicable(s.row, str(exc))
+
+
+WORKLOADS = {"roundtrip": roundtrip, "array": array, "broadcast": broadcast, "list": lists,
+             "tasks": tasks, "tokenize": tokenize}
