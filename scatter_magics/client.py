@@ -1,0 +1,613 @@
+"""``Client``: scatter, gather and compute on a cluster, with Dask's API.
+
+>>> from scatter_magics import Client
+>>> client = Client(n_workers=2)                           # doctest: +SKIP
+>>> [f] = client.scatter([list(range(10))], broadcast=True)  # doctest: +SKIP
+>>> client.gather([client.submit(sum, f) for _ in range(3)])   # doctest: +SKIP
+[45, 45, 45]
+>>> client.close()                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import uuid
+import weakref
+from queue import Queue
+from typing import Callable, Iterator
+
+from .cluster import LocalCluster, find_local_cluster
+from .errors import ClientClosedError
+from .future import Future, FutureState
+from .loop import LoopThread
+from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool
+from .serialize import deserialize, serialize, serialize_task
+from .structure import SKIP, find_futures, substitute
+from .tokenize import tokenize
+
+logger = logging.getLogger(__name__)
+
+NO_DEFAULT = "__no_default__"
+DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
+SECRET_ENV = "SCATTER_MAGICS_SECRET"
+
+_default_client: weakref.ref | None = None
+
+
+def get_client() -> "Client":
+    """The most recently created client that is still open."""
+    client = _default_client() if _default_client is not None else None
+    if client is None or client.status == "closed":
+        raise ValueError("No client is running: create one with scatter_magics.Client() "
+                         "or run %scatter / %cluster start in a notebook")
+    return client
+
+
+class Subscription:
+    """A callback receiving batches of scheduler events; ``close()`` stops it."""
+
+    def __init__(self, client: "Client", callback: Callable[[list], None]):
+        self.client, self.callback = client, callback
+
+    def close(self) -> None:
+        if self.client.status != "closed":
+            self.client.loop.call_soon(self.client._unsubscribe, self)
+
+
+class Client:
+    """Connects to a cluster (or starts an embedded one) and moves data and work to it.
+
+    ``Client()`` starts a :class:`LocalCluster` owned by this client and ended by
+    :meth:`close`. ``Client(cluster)`` or ``Client(address)`` connects to an existing one;
+    a scheduler in another process needs its secret (``secret=`` or the
+    ``SCATTER_MAGICS_SECRET`` environment variable).
+    """
+
+    def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
+                 memory_limit="auto", asynchronous: bool = False,
+                 direct_to_workers: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 secret: str | None = None):
+        self._address = address
+        self._cluster_options = dict(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                     memory_limit=memory_limit)
+        self.asynchronous = asynchronous
+        self.direct_to_workers = direct_to_workers
+        self.timeout = timeout
+        self._secret = secret
+        self.status = "newly-created"
+        self.cluster: LocalCluster | None = None
+        self._owns_cluster = self._owns_loop = False
+        self._states: dict[str, FutureState] = {}
+        self._refcount: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._to_release: list[str] = []
+        self._subscriptions: list[Subscription] = []
+        self._callback_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        if not asynchronous:
+            self._start()
+
+    # ------------------------------------------------------------ starting ---
+    def _start(self) -> None:
+        cluster = self._address if isinstance(self._address, LocalCluster) else None
+        if self._address is None:
+            cluster = LocalCluster(**self._cluster_options)
+            self._owns_cluster = True
+        elif isinstance(self._address, str):
+            cluster = find_local_cluster(_full_address(self._address))
+        try:
+            if cluster is not None:
+                self.cluster, self.loop, self.secret = cluster, cluster.loop, cluster.secret
+                self._link = self.loop.sync(self._open_local(cluster.scheduler))
+            else:
+                self.secret = self._secret or os.environ.get(SECRET_ENV)
+                if not self.secret:
+                    raise ValueError(f"connecting to {self._address!r} needs the cluster's secret: "
+                                     f"pass secret= or set ${SECRET_ENV}")
+                self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
+                self._link = self.loop.sync(RemoteSchedulerLink.open(
+                    _full_address(self._address), self.secret, self._on_report, self.timeout))
+        except BaseException:
+            self._shutdown_owned()
+            raise
+        self._workers = WorkerPool(self.secret)
+        self.status = "running"
+        global _default_client
+        _default_client = weakref.ref(self)
+
+    async def _open_local(self, scheduler) -> LocalSchedulerLink:
+        return LocalSchedulerLink(scheduler, self._on_report)
+
+    def __await__(self):
+        async def start():
+            if self.status == "newly-created":
+                await asyncio.to_thread(self._start)
+            return self
+        return start().__await__()
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.cluster.scheduler_address if self.cluster else _full_address(self._address)
+
+    # ------------------------------------------------------------ the door ---
+    def _check_open(self) -> None:
+        if self.status != "running":
+            raise ClientClosedError(f"this Client is {self.status}; create a new Client()"
+                                    if self.status == "closed" else
+                                    "this asynchronous Client was not started: await it first")
+
+    def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
+        """Run ``coro`` on the loop: block for the result, or return an awaitable."""
+        if asynchronous if asynchronous is not None else self.asynchronous:
+            async def awaitable():
+                return then(await asyncio.wrap_future(self.loop.submit(coro)))
+            return awaitable()
+        return then(self.loop.sync(coro))
+
+    @staticmethod
+    async def _within(coro, timeout):
+        if timeout is None or timeout is NO_DEFAULT:
+            return await coro
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"operation did not finish within {timeout} s") from None
+
+    # ------------------------------------------------------------ scatter ---
+    def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
+                hash: bool = True, timeout=NO_DEFAULT, asynchronous: bool | None = None):
+        """Move ``data`` into the workers' memory; the result matches the input's shape.
+
+        One object gives one Future; a list, tuple, set or frozenset gives the same
+        container of Futures; a dict gives a dict of Futures keyed (and named) by its
+        keys. ``workers`` restricts placement; ``broadcast`` puts a copy on every
+        (allowed) worker; ``direct`` sends client → workers instead of through the
+        scheduler; ``hash`` makes keys from the content (``False``: random keys);
+        ``timeout`` bounds the whole operation.
+        """
+        self._check_open()
+        items, rebuild = _keyed_items(data, hash)
+        payload = {key: serialize(value) for key, value in items.items()}
+        types = {key: type(value).__name__ for key, value in items.items()}
+        futures = {key: Future(key, self) for key in items}
+        coro = self._within(self._scatter(payload, types, _plain_workers(workers), broadcast,
+                                          direct, timeout), timeout)
+        return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
+
+    async def _scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
+        wait = self.timeout if timeout is NO_DEFAULT else timeout
+        nbytes = {key: s.nbytes for key, s in payload.items()}
+        if self._direct(direct):
+            targets = await self._link.request({"op": "choose-workers", "n": len(payload),
+                                                "workers": workers, "broadcast": broadcast,
+                                                "timeout": wait})
+            placement = dict(zip(payload, targets))
+            by_worker: dict[str, dict] = {}
+            for key, addresses in placement.items():
+                for address in addresses:
+                    by_worker.setdefault(address, {})[key] = payload[key]
+            await asyncio.gather(*(self._workers.request(a, {"op": "put-data", "data": d})
+                                   for a, d in by_worker.items()))
+            await self._link.request({"op": "update-data", "placement": placement,
+                                      "nbytes": nbytes, "types": types})
+        else:
+            await self._link.request({"op": "scatter", "data": payload, "workers": workers,
+                                      "broadcast": broadcast, "nbytes": nbytes, "types": types,
+                                      "timeout": wait})
+        for key in payload:
+            state = self._states.get(key)
+            if state is not None:
+                state.finish(types[key])
+
+    def _direct(self, direct: bool | None) -> bool:
+        if direct is None:
+            direct = self.direct_to_workers
+        if direct is None:  # in-process, the scheduler path costs no copy; remote, one hop less
+            direct = not isinstance(self._link, LocalSchedulerLink)
+        return direct
+
+    # ------------------------------------------------------------ gather ---
+    def gather(self, futures, errors: str = "raise", direct: bool | None = None,
+               asynchronous: bool | None = None, timeout: float | None = None):
+        """Bring the values of ``futures`` back, in the same (nested) structure.
+
+        ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
+        failed futures from the result. ``timeout`` bounds the wait (Dask has none).
+        """
+        self._check_open()
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        found = find_futures(futures, Future)
+        for f in found:
+            if f.client is not self:
+                raise ValueError(f"future {f.key!r} belongs to another client")
+        states = {f.key: f._state for f in found}
+        coro = self._within(self._gather(states, errors, direct), timeout)
+        return self._run(coro, asynchronous, then=lambda serialized: substitute(
+            futures, Future, {k: s if s is SKIP else deserialize(s) for k, s in serialized.items()}))
+
+    async def _gather(self, states: dict, errors: str, direct) -> dict:
+        await asyncio.gather(*(self._until_done(s) for s in states.values()))
+        wanted, out = [], {}
+        for key, state in states.items():
+            if state.status == "finished":
+                wanted.append(key)
+            elif errors == "skip":
+                out[key] = SKIP
+            else:
+                state.raise_if_failed()
+        if not wanted:
+            return out
+        if self._direct(direct):
+            locations = await self._link.request({"op": "locations", "keys": wanted})
+            by_worker: dict[str, list] = {}
+            for key, addresses in locations.items():
+                by_worker.setdefault(addresses[0], []).append(key)
+            replies = await asyncio.gather(*(self._workers.request(a, {"op": "get-data", "keys": k})
+                                             for a, k in by_worker.items()))
+            for reply in replies:
+                out.update(reply)
+        else:
+            out.update(await self._link.request({"op": "gather", "keys": wanted}))
+        return out
+
+    async def _until_done(self, state: FutureState) -> None:
+        if not state.done():
+            done = asyncio.get_running_loop().create_future()
+            state.on_done(lambda s: done.done() or done.set_result(None))
+            await done
+
+    def _gather_async(self, future: Future):
+        return self.gather(future, asynchronous=True)
+
+    def _future_exception(self, future: Future, timeout):
+        self._check_open()
+        coro = self._within(self._until_done(future._state), timeout)
+        state = future._state
+
+        def exception(_):
+            if state.status == "error":
+                try:
+                    state.raise_if_failed()
+                except BaseException as exc:
+                    return exc
+            if state.status in ("lost", "cancelled"):
+                return state.exception
+            return None
+        return self._run(coro, None, then=exception)
+
+    # ------------------------------------------------------------ compute ---
+    def submit(self, func, *args, key: str | None = None, workers=None, pure: bool = True,
+               **kwargs) -> Future:
+        """Run ``func(*args, **kwargs)`` on a worker; futures in the arguments become values.
+
+        The task runs where its largest input already lives, unless ``workers`` says
+        otherwise; inputs held elsewhere are fetched worker-to-worker.
+        """
+        return self._submit_many(func, [args], [key], workers, pure, kwargs)[0]
+
+    def map(self, func, *iterables, key=None, workers=None, pure: bool = True, **kwargs) -> list:
+        """``submit`` for each element of the iterables; one message for all of them."""
+        argsets = list(zip(*iterables))
+        keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
+        if isinstance(key, str):
+            keys = [f"{key}-{tokenize(func, a, kwargs) if pure else uuid.uuid4().hex}"
+                    for a in argsets]
+        if len(keys) != len(argsets):
+            raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
+        return self._submit_many(func, argsets, keys, workers, pure, kwargs)
+
+    def _submit_many(self, func, argsets, keys, workers, pure, kwargs) -> list:
+        self._check_open()
+        if not callable(func):
+            raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
+        name = getattr(func, "__name__", type(func).__name__)
+        tasks, futures = [], []
+        for args, key in zip(argsets, keys):
+            key = key or f"{name}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"
+            task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
+            futures.append(Future(key, self))
+            tasks.append((key, task, deps, _plain_workers(workers)))
+        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+        return futures
+
+    def _key_of(self, obj) -> str | None:
+        if isinstance(obj, Future):
+            if obj.client is not self:
+                raise ValueError(f"future {obj.key!r} belongs to another client")
+            return obj.key
+        return None
+
+    # ------------------------------------------------------------ placement ---
+    def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
+        """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
+        self._check_open()
+        keys = None if futures is None else [f.key for f in find_futures(futures, Future)]
+        return self._run(self._link.request({"op": "who-has", "keys": keys}), asynchronous)
+
+    def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
+        """``{worker address: [keys]}``."""
+        self._check_open()
+        msg = {"op": "has-what", "workers": _plain_workers(workers)}
+        return self._run(self._link.request(msg), asynchronous)
+
+    def nthreads(self, asynchronous: bool | None = None) -> dict:
+        """``{worker address: threads}``."""
+        return self._run(self._link.request({"op": "scheduler-info"}), asynchronous,
+                         then=lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
+
+    def scheduler_info(self, asynchronous: bool | None = None) -> dict:
+        """The scheduler's address and, per worker, name, threads, memory and bytes held."""
+        self._check_open()
+        return self._run(self._link.request({"op": "scheduler-info"}), asynchronous)
+
+    def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
+        """Stop and forget ``futures``; ``force`` also when other clients hold them."""
+        self._check_open()
+        keys = [f.key for f in find_futures(futures, Future)]
+        msg = {"op": "cancel", "keys": keys, "force": force}
+        return self._run(self._link.request(msg), asynchronous)
+
+    def replicate(self, futures, n: int | None = None, workers=None,
+                  asynchronous: bool | None = None) -> None:
+        """Copy each future's data to ``n`` workers (default: all of ``workers``)."""
+        self._check_open()
+        keys = [f.key for f in find_futures(futures, Future)]
+        msg = {"op": "replicate", "keys": keys, "n": n, "workers": _plain_workers(workers)}
+        return self._run(self._link.request(msg), asynchronous)
+
+    # ------------------------------------------------------------ events ---
+    def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
+        """Call ``callback(batch)`` on the loop thread with scheduler events.
+
+        The first batch is a snapshot; see ``docs/internals.md`` for the event records.
+        """
+        self._check_open()
+        subscription = Subscription(self, callback)
+        self.loop.sync(self._subscribe(subscription))
+        return subscription
+
+    async def _subscribe(self, subscription: Subscription) -> None:
+        snapshot = await self._link.request({"op": "subscribe"})
+        subscription.callback(snapshot)
+        self._subscriptions.append(subscription)
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+            if not self._subscriptions and not self._link.closed:
+                self.loop.submit(self._link.request({"op": "unsubscribe"}))
+
+    def _on_report(self, msg: dict) -> None:
+        if msg["op"] == "events":
+            for subscription in list(self._subscriptions):
+                try:
+                    subscription.callback(msg["events"])
+                except Exception:
+                    logger.exception("event callback %r failed", subscription.callback)
+        elif msg["op"] == "key-update":
+            self._key_update(msg)
+
+    def _key_update(self, msg: dict) -> None:
+        state = self._states.get(msg["key"])
+        if state is None:
+            return
+        status = msg["status"]
+        if status == "finished":
+            state.finish(msg["type"])
+        elif status == "error":
+            state.set_error(msg["exception"], msg["traceback"])
+        elif status == "lost":
+            state.lose(msg["exception"])
+        elif status == "cancelled":
+            state.cancel()
+        elif status == "pending":
+            state.reset()
+
+    # ------------------------------------------------------------ references ---
+    def _track(self, key: str, state: FutureState | None = None) -> FutureState:
+        with self._lock:
+            existing = self._states.get(key)
+            if existing is None or existing.status in ("cancelled", "lost", "error"):
+                existing = self._states[key] = state or FutureState(key)
+            self._refcount[key] = self._refcount.get(key, 0) + 1
+            return existing
+
+    def _untrack(self, key: str) -> None:
+        with self._lock:
+            count = self._refcount.get(key, 0) - 1
+            if count > 0:
+                self._refcount[key] = count
+                return
+            self._refcount.pop(key, None)
+            self._states.pop(key, None)
+            self._to_release.append(key)
+            first = len(self._to_release) == 1
+        if first and self.status == "running":
+            self.loop.call_soon(self._flush_releases)
+
+    def _flush_releases(self) -> None:
+        with self._lock:
+            keys = [k for k in self._to_release if k not in self._refcount]
+            self._to_release = []
+        if keys and not self._link.closed:
+            self._link.send({"op": "release-keys", "keys": keys})
+
+    def _add_done_callback(self, future: Future, fn: Callable) -> None:
+        self._check_open()
+        if self._callback_executor is None:
+            self._callback_executor = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="future-callbacks")
+        executor = self._callback_executor
+        self.loop.call_soon(future._state.on_done, lambda state: executor.submit(fn, future))
+
+    # ------------------------------------------------------------ closing ---
+    def close(self, timeout=NO_DEFAULT) -> None:
+        """Release everything this client holds; end the cluster if this client started it."""
+        if self.status == "closed":
+            return
+        if self.status == "running" and self.loop.running:
+            try:
+                self.loop.sync(self._close_links(), DEFAULT_TIMEOUT)
+            except Exception:
+                logger.exception("error while closing the client")
+        self.status = "closed"
+        self._shutdown_owned()
+        if self._callback_executor is not None:
+            self._callback_executor.shutdown(wait=True)
+
+    async def _close_links(self) -> None:
+        for state in list(self._states.values()):
+            if not state.done():
+                state.cancel()
+        self._subscriptions.clear()
+        self._workers.close()
+        self._link.close()
+
+    def _shutdown_owned(self) -> None:
+        if self._owns_cluster and self.cluster is not None:
+            self.cluster.close()
+        elif self._owns_loop:
+            self.loop.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    async def __aenter__(self):
+        return await self
+
+    async def __aexit__(self, *exc) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __del__(self):
+        if getattr(self, "status", "closed") == "running" and self._owns_cluster:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        if self.status != "running":
+            return f"<Client: {self.status}>"
+        return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
+
+
+# ---------------------------------------------------------------- helpers ---
+
+def _full_address(address: str) -> str:
+    return address if "://" in address else f"tcp://{address}"
+
+
+def _plain_workers(workers):
+    """``workers=`` as plain data the scheduler resolves (it knows the names)."""
+    if workers is None or isinstance(workers, str):
+        return workers
+    if isinstance(workers, tuple) and len(workers) == 2 and isinstance(workers[1], int):
+        return [workers]
+    return list(workers)
+
+
+def _keyed_items(data, hash: bool):
+    """``{key: value}`` for the values to scatter, and how to rebuild the result's shape."""
+    if isinstance(data, Iterator) or isinstance(data, Queue) or type(data).__name__ == "Queue":
+        raise TypeError(f"scatter() takes a value or a list/tuple/set/dict of values, not "
+                        f"{type(data).__name__!r}; materialize it first, e.g. with list()")
+    if isinstance(data, range):
+        data = list(data)
+
+    def key_for(value) -> str:
+        return f"{type(value).__name__}-{tokenize(value) if hash else uuid.uuid4().hex}"
+
+    if type(data) is dict:
+        items = {_dict_key(k): v for k, v in data.items()}
+        return items, lambda fs: {k: fs[_dict_key(k)] for k in data}
+    is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
+    if type(data) in (list, tuple, set, frozenset) or is_namedtuple:
+        values = list(data)
+        keys = [key_for(v) for v in values]
+        items = dict(zip(keys, values))
+        if is_namedtuple:
+            return items, lambda fs: type(data)(*(fs[k] for k in keys))
+        return items, lambda fs: type(data)(fs[k] for k in keys)
+    key = key_for(data)
+    return {key: data}, lambda fs: fs[key]
+
+
+def _dict_key(key) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (int, float, tuple, bytes)):
+        return str(key)
+    raise TypeError(f"scatter() dict keys become future keys and must be str, int or tuple; "
+                    f"got {type(key).__name__!r}")
+
+
+# ---------------------------------------------------------------- waiting ---
+
+class DoneAndNotDone(tuple):
+    __slots__ = ()
+
+    def __new__(cls, done: set, not_done: set):
+        return super().__new__(cls, (done, not_done))
+
+    done = property(lambda self: self[0])
+    not_done = property(lambda self: self[1])
+
+
+def wait(fs, timeout: float | None = None, return_when: str = "ALL_COMPLETED") -> DoneAndNotDone:
+    """Block until all (or the first of) ``fs`` are done; TimeoutError after ``timeout``."""
+    futures = find_futures(fs, Future)
+    if not futures:
+        return DoneAndNotDone(set(), set())
+    client = futures[0].client
+    client._check_open()
+
+    async def until():
+        pending = [asyncio.ensure_future(client._until_done(f._state)) for f in futures]
+        when = asyncio.FIRST_COMPLETED if return_when == "FIRST_COMPLETED" else asyncio.ALL_COMPLETED
+        try:
+            await asyncio.wait(pending, return_when=when)
+        finally:
+            for p in pending:
+                p.cancel()
+    client._run(client._within(until(), timeout), asynchronous=False)
+    return DoneAndNotDone({f for f in futures if f.done()}, {f for f in futures if not f.done()})
+
+
+class as_completed:
+    """Iterate over futures in the order they finish.
+
+    >>> for future in as_completed(futures):     # doctest: +SKIP
+    ...     print(future.result())
+    """
+
+    def __init__(self, futures=(), with_results: bool = False):
+        self._done: Queue = Queue()
+        self._count = 0
+        self.with_results = with_results
+        for future in find_futures(list(futures), Future):
+            self.add(future)
+
+    def add(self, future: Future) -> None:
+        self._count += 1
+        future.client.loop.call_soon(future._state.on_done,
+                                     lambda state, f=future: self._done.put(f))
+
+    def count(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._count == 0:
+            raise StopIteration
+        future = self._done.get()
+        self._count -= 1
+        return (future, future.result()) if self.with_results else future

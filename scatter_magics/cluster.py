@@ -1,0 +1,185 @@
+"""``LocalCluster``: an embedded scheduler plus worker subprocesses on this machine.
+
+The scheduler runs in this process on a :class:`~scatter_magics.loop.LoopThread`. Each
+worker is a ``python -m scatter_magics.worker`` subprocess whose standard input is a pipe
+from us: the secret goes down it, and when this process ends (even by SIGKILL) the pipe
+closes and the worker exits. No worker outlives the process that started it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import weakref
+
+from . import protocol
+from .loop import LoopThread
+from .scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT = 60.0  # seconds for all workers to connect
+STOP_TIMEOUT = 5.0  # seconds a worker gets to exit before it is killed
+
+_clusters: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # address → cluster
+
+
+def find_local_cluster(address: str) -> "LocalCluster | None":
+    """The LocalCluster of this process whose scheduler is at ``address``, if any."""
+    return _clusters.get(address)
+
+
+class LocalCluster:
+    """A scheduler in this process and ``n_workers`` worker processes.
+
+    >>> cluster = LocalCluster(n_workers=2)            # doctest: +SKIP
+    >>> client = Client(cluster)                       # doctest: +SKIP
+    >>> cluster.close()                                # doctest: +SKIP
+    """
+
+    def __init__(self, n_workers: int | None = None, threads_per_worker: int = 1,
+                 memory_limit="auto", *, host: str = "127.0.0.1", port: int = 0,
+                 secret: str | None = None, timeout: float = START_TIMEOUT):
+        self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
+        if self.n_workers < 0:
+            raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
+        self.threads_per_worker = int(threads_per_worker)
+        if self.threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker!r}")
+        self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
+        self.secret = secret or protocol.new_secret()
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.status = "starting"
+        self._lock = threading.Lock()
+        self.loop = LoopThread("scatter-magics-scheduler")
+        try:
+            self.scheduler = self.loop.sync(self._start_scheduler(host, port))
+            self.scale(self.n_workers, timeout=timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.status = "running"
+        _clusters[self.scheduler_address] = self
+        _open_clusters.add(self)
+
+    async def _start_scheduler(self, host: str, port: int) -> Scheduler:
+        scheduler = Scheduler(self.secret)
+        scheduler.start(host, port)
+        scheduler.on_worker_removed.append(self._on_worker_removed)
+        return scheduler
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.scheduler.address
+
+    def __repr__(self) -> str:
+        return (f"<LocalCluster {self.scheduler_address if self.status != 'closed' else ''} "
+                f"status={self.status} workers={len(self.processes)}>")
+
+    # ------------------------------------------------------------ workers ---
+    def scale(self, n: int, timeout: float = START_TIMEOUT) -> None:
+        """Start workers until there are ``n`` (never stops any)."""
+        with self._lock:
+            start = len(self.processes)
+            for i in range(start, n):
+                name = f"worker-{i}"
+                self.processes[name] = self._spawn(name)
+        self.loop.sync(self.scheduler.wait_for_workers(n, timeout))
+
+    def _spawn(self, name: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "scatter_magics.worker", "--scheduler",
+               self.scheduler.address, "--name", name, "--nthreads",
+               str(self.threads_per_worker), "--memory-limit", str(self.memory_limit)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+        proc.stdin.write(self.secret.encode() + b"\n")
+        proc.stdin.flush()
+        return proc
+
+    def _on_worker_removed(self, address: str, pid: int) -> None:
+        # Reap the process so a dead worker does not stay behind as a zombie.
+        for proc in self.processes.values():
+            if proc.pid == pid:
+                threading.Thread(target=_reap, args=(proc,), daemon=True).start()
+
+    # ------------------------------------------------------------ closing ---
+    def close(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop every worker and the scheduler; safe to call twice."""
+        if self.status == "closed":
+            return
+        self.status = "closed"
+        _open_clusters.discard(self)
+        if getattr(self, "scheduler", None) is not None and self.loop.running:
+            try:
+                self.loop.sync(_call(self.scheduler.close), timeout)
+            except Exception:
+                logger.exception("error closing the scheduler")
+        for proc in self.processes.values():
+            _stop_process(proc, timeout)
+        self.loop.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+async def _call(fn):
+    fn()
+
+
+def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    try:
+        proc.stdin.close()  # the worker exits when its stdin closes
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        logger.warning("worker pid %d did not exit within %s s; killing it", proc.pid, timeout)
+        proc.kill()
+        proc.wait()
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6,
+          "g": 10**9, "t": 10**12}
+
+
+def parse_memory_limit(limit, n_workers: int) -> int:
+    """Bytes per worker from ``"auto"``, ``None``, a number, or text like ``"2GiB"``."""
+    if limit is None or limit == 0:
+        return 0
+    if limit == "auto":
+        return total_memory() // n_workers
+    if isinstance(limit, (int, float)):
+        return int(limit)
+    match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(limit))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"cannot understand memory_limit {limit!r}; use bytes or e.g. '2GiB'")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def total_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+_open_clusters: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for cluster in list(_open_clusters):
+        cluster.close()

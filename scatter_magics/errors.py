@@ -1,0 +1,63 @@
+"""Every exception scatter_magics raises, in one place.
+
+Remote failures keep their type: a task that raises ``ValueError`` on a worker raises
+``ValueError`` in the client, with the worker's traceback attached as ``__cause__``
+(a :class:`RemoteTraceback`). The classes here are for failures of our own making.
+"""
+
+from concurrent.futures import CancelledError
+
+
+class ScatterMagicsError(Exception):
+    """Base class of the package's own errors."""
+
+
+class CommClosedError(ScatterMagicsError, ConnectionError):
+    """The connection to a scheduler or worker is gone."""
+
+
+class ProtocolError(ScatterMagicsError):
+    """A peer sent bytes that are not a valid message."""
+
+
+class AuthenticationError(ProtocolError):
+    """A peer could not prove it knows the cluster's secret."""
+
+
+class UnknownWorkerError(ScatterMagicsError, ValueError):
+    """``workers=`` named a worker the scheduler does not know."""
+
+
+class NoWorkersError(ScatterMagicsError, RuntimeError):
+    """There is no (allowed) worker to place data or a task on."""
+
+
+class SerializationError(ScatterMagicsError, TypeError):
+    """An object could not be pickled (or unpickled)."""
+
+
+class FutureLostError(ScatterMagicsError):
+    """Every worker that held a key's data died."""
+
+
+class FutureCancelledError(ScatterMagicsError, CancelledError):
+    """The future was cancelled or released before its value was asked for."""
+
+
+class ClientClosedError(ScatterMagicsError, RuntimeError):
+    """A method was called on a client that has been closed."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised on a worker, as text.
+
+    Attached as ``__cause__`` of the re-raised exception, so it prints under
+    "The above exception was the direct cause of ...".
+    """
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n" + self.text

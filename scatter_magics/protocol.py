@@ -1,0 +1,136 @@
+"""The wire format, written down once.
+
+A **message** is a ``dict`` with an ``"op"`` entry. On the wire it is a prelude followed
+by frames::
+
+    prelude:  <Q n_frames> <Q len(frame_0)> ... <Q len(frame_n-1)>     little-endian
+    frame 0:  the message, pickled with protocol 5
+    frame i:  the i-th out-of-band buffer of that pickle (numpy data, bytes, ...)
+
+Large buffers are never copied into one big bytes object: they are written as separate
+frames and read with ``read_into`` into preallocated memory.
+
+Before any frame is exchanged, both ends prove they know the cluster's secret
+(:func:`server_hello` … :func:`check_server_proof`), with fixed-size reads, so a peer that
+does not know the secret never gets a single byte unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import pickle
+import struct
+
+from .errors import AuthenticationError, ProtocolError
+
+MAGIC = b"SMAG\x00\x00\x00\x01"  # protocol name and version
+NONCE_SIZE = 32
+MAC_SIZE = 32
+SERVER_HELLO_SIZE = len(MAGIC) + NONCE_SIZE
+CLIENT_HELLO_SIZE = len(MAGIC) + NONCE_SIZE + MAC_SIZE
+MAX_FRAMES = 1 << 20  # a bound on the prelude a peer can make us allocate
+INLINE_BUFFER_LIMIT = 1 << 16  # buffers smaller than this stay inside the pickle
+
+
+# ---------------------------------------------------------------- handshake ---
+
+def new_secret() -> str:
+    """A fresh cluster secret (hex text, so it can travel through environments)."""
+    return os.urandom(32).hex()
+
+
+def _mac(secret: str, role: bytes, nonce: bytes) -> bytes:
+    return hmac.new(secret.encode(), role + nonce, hashlib.sha256).digest()
+
+
+def server_hello() -> tuple[bytes, bytes]:
+    """What a server sends first, and the nonce it must remember."""
+    nonce = os.urandom(NONCE_SIZE)
+    return MAGIC + nonce, nonce
+
+
+def client_hello(secret: str, server_hello_bytes: bytes) -> tuple[bytes, bytes]:
+    """The client's answer to a server hello, and the nonce it must remember."""
+    if server_hello_bytes[: len(MAGIC)] != MAGIC:
+        raise AuthenticationError("peer does not speak the scatter_magics protocol")
+    server_nonce = server_hello_bytes[len(MAGIC):]
+    nonce = os.urandom(NONCE_SIZE)
+    return MAGIC + nonce + _mac(secret, b"client", server_nonce), nonce
+
+
+def check_client_hello(secret: str, server_nonce: bytes, hello: bytes) -> bytes:
+    """Verify a client hello; return the server's proof to send back."""
+    magic, rest = hello[: len(MAGIC)], hello[len(MAGIC):]
+    client_nonce, mac = rest[:NONCE_SIZE], rest[NONCE_SIZE:]
+    if magic != MAGIC:
+        raise AuthenticationError("peer does not speak the scatter_magics protocol")
+    if not hmac.compare_digest(mac, _mac(secret, b"client", server_nonce)):
+        raise AuthenticationError("peer does not know the cluster secret")
+    return _mac(secret, b"server", client_nonce)
+
+
+def check_server_proof(secret: str, client_nonce: bytes, proof: bytes) -> None:
+    if not hmac.compare_digest(proof, _mac(secret, b"server", client_nonce)):
+        raise AuthenticationError("server does not know the cluster secret")
+
+
+# ------------------------------------------------------------------- frames ---
+
+def _keep_large_out_of_band(buffers: list):
+    def callback(buf: pickle.PickleBuffer):
+        if buf.raw().nbytes < INLINE_BUFFER_LIMIT:
+            return True  # true means: serialize in-band
+        buffers.append(buf)
+        return False
+    return callback
+
+
+def dumps(msg: dict) -> list:
+    """A message as a list of byte-like frames, prelude first."""
+    buffers: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(msg, protocol=5, buffer_callback=_keep_large_out_of_band(buffers))
+    frames = [body] + [b.raw() for b in buffers]
+    lengths = [memoryview(f).nbytes for f in frames]
+    prelude = struct.pack(f"<Q{len(frames)}Q", len(frames), *lengths)
+    return [prelude, *frames]
+
+
+def loads(frames: list) -> dict:
+    """The message from its frames (prelude excluded)."""
+    try:
+        msg = pickle.loads(frames[0], buffers=frames[1:])
+    except Exception as exc:
+        raise ProtocolError(f"cannot decode message: {exc!r}") from exc
+    if not isinstance(msg, dict) or "op" not in msg:
+        raise ProtocolError(f"message is not a dict with an 'op': {type(msg).__name__}")
+    return msg
+
+
+def parse_frame_count(prelude: bytes) -> int:
+    (n,) = struct.unpack("<Q", prelude)
+    if not 1 <= n <= MAX_FRAMES:
+        raise ProtocolError(f"bad frame count {n}")
+    return n
+
+
+def parse_frame_lengths(data: bytes, n: int) -> tuple[int, ...]:
+    return struct.unpack(f"<{n}Q", data)
+
+
+# --------------------------------------------------------------- addresses ---
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"tcp://host:port"`` (or ``"host:port"``) → ``(host, port)``."""
+    if not isinstance(address, str):
+        raise TypeError(f"address must be a string like 'tcp://127.0.0.1:8786', got {address!r}")
+    rest = address.split("://", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"malformed address {address!r}: expected 'tcp://host:port'")
+    return host.strip("[]"), int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"tcp://{host}:{port}"

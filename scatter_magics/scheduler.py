@@ -1,0 +1,259 @@
+"""The scheduler's I/O: connections from workers and clients around :class:`SchedulerState`.
+
+Runs on an event-loop thread. Workers and remote clients connect over TCP
+(:class:`~scatter_magics.comm.Server`); a client in the same process talks to it through
+:meth:`Scheduler.local_client`, with no socket in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Callable
+
+from .comm import Channel, Server
+from .errors import CommClosedError, NoWorkersError
+from .scheduler_state import SchedulerState
+
+logger = logging.getLogger(__name__)
+
+
+class LocalClientLink:
+    """How the scheduler reaches a client living in its own process: a callback."""
+
+    def __init__(self, deliver: Callable[[dict], None]):
+        self.send = deliver
+
+
+class Scheduler:
+    """Owns a :class:`SchedulerState`, the server socket, and the connections."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.state = SchedulerState()
+        self.server = Server(secret, self._channel_handlers())
+        self.address = ""
+        self.worker_channels: dict[str, Channel] = {}
+        self.clients: dict[str, object] = {}  # client id → Channel or LocalClientLink
+        self.subscribers: set[str] = set()
+        self.on_worker_removed: list[Callable[[str, int], None]] = []
+        self._worker_arrived = asyncio.Event()
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.address = self.server.listen_on(host, port)
+        return self.address
+
+    def close(self) -> None:
+        for channel in list(self.worker_channels.values()):
+            try:
+                channel.send({"op": "close"})
+            except CommClosedError:
+                pass
+        self.server.close()
+
+    # ------------------------------------------------------------ plumbing ---
+    def _channel_handlers(self) -> dict:
+        handlers = {
+            "register-worker": self._register_worker,
+            "register-client": self._register_client,
+            "task-finished": self._on_worker(lambda a, m: self.state.task_finished(
+                a, m["key"], m["nbytes"], m["type"])),
+            "task-erred": self._on_worker(lambda a, m: self.state.task_erred(
+                a, m["key"], m["exception"], m["traceback"])),
+            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(a, m["memory"])),
+        }
+        for op, method in self.client_ops().items():
+            handlers[op] = self._on_client(method)
+        return handlers
+
+    def _on_worker(self, change: Callable) -> Callable:
+        def handler(channel: Channel, msg: dict):
+            self.apply(change(channel.worker_address, msg) or [])
+        return handler
+
+    def _on_client(self, method: Callable) -> Callable:
+        def handler(channel: Channel, msg: dict):
+            return method(channel.client_id, msg)
+        return handler
+
+    def apply(self, outgoing: list) -> None:
+        """Send what a state change produced, then publish the events it recorded."""
+        for (kind, target), msg in outgoing:
+            link = self.worker_channels.get(target) if kind == "worker" else self.clients.get(target)
+            if link is None:
+                continue
+            try:
+                link.send(msg)
+            except CommClosedError:
+                logger.debug("%s %s left before %r", kind, target, msg["op"])
+        if self.state.events:
+            batch, self.state.events = self.state.events, []
+            for client_id in self.subscribers:
+                self._send_client(client_id, {"op": "events", "events": batch})
+
+    def _send_client(self, client_id: str, msg: dict) -> None:
+        try:
+            self.clients[client_id].send(msg)
+        except (KeyError, CommClosedError):
+            pass
+
+    # ------------------------------------------------------------ workers ---
+    def _register_worker(self, channel: Channel, msg: dict) -> dict:
+        address = msg["address"]
+        channel.worker_address = address
+        self.worker_channels[address] = channel
+        channel.on_close.append(lambda ch: self._remove_worker(address))
+        self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
+                                         msg["memory_limit"], msg.get("pid", 0)))
+        self._worker_arrived.set()
+        return {"ok": True}
+
+    def _remove_worker(self, address: str) -> None:
+        self.worker_channels.pop(address, None)
+        ws = self.state.workers.get(address)
+        pid = ws.pid if ws else 0
+        self.apply(self.state.remove_worker(address))
+        for callback in self.on_worker_removed:
+            callback(address, pid)
+
+    async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
+        async def arrived():
+            while len(self.state.workers) < n:
+                self._worker_arrived.clear()
+                await self._worker_arrived.wait()
+        try:
+            await asyncio.wait_for(arrived(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"waited {timeout} s for {n} worker(s); "
+                               f"{len(self.state.workers)} connected") from None
+
+    async def _request_worker(self, address: str, msg: dict):
+        channel = self.worker_channels.get(address)
+        if channel is None:
+            raise CommClosedError(f"worker {address} is gone")
+        return await channel.request(msg)
+
+    # ------------------------------------------------------------ clients ---
+    def _register_client(self, channel: Channel, msg: dict) -> dict:
+        channel.client_id = client_id = msg.get("client_id") or uuid.uuid4().hex
+        self.clients[client_id] = channel
+        channel.on_close.append(lambda ch: self.remove_client(client_id))
+        return {"client_id": client_id, "secret_ok": True}
+
+    def local_client(self, deliver: Callable[[dict], None]) -> str:
+        client_id = uuid.uuid4().hex
+        self.clients[client_id] = LocalClientLink(deliver)
+        return client_id
+
+    def remove_client(self, client_id: str) -> None:
+        self.clients.pop(client_id, None)
+        self._unsubscribe(client_id, {})
+        self.apply(self.state.forget_client(client_id))
+
+    def client_ops(self) -> dict[str, Callable]:
+        """Ops a client may call, as ``method(client_id, msg)``."""
+        return {
+            "scatter": self._scatter, "choose-workers": self._choose_workers,
+            "update-data": self._update_data, "gather": self._gather,
+            "locations": self._locations, "who-has": self._who_has,
+            "has-what": self._has_what, "scheduler-info": self._info,
+            "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
+            "replicate": self._replicate, "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
+        }
+
+    async def _wait_for_workers(self, client_id, msg):
+        await self.wait_for_workers(msg.get("n", 1), msg.get("timeout"))
+
+    async def _ensure_workers(self, msg: dict) -> None:
+        if not self.state.workers:
+            if msg.get("timeout") is None:
+                raise NoWorkersError("no workers are connected to the scheduler")
+            await self.wait_for_workers(1, msg["timeout"])
+
+    async def _choose_workers(self, client_id, msg) -> list[list[str]]:
+        await self._ensure_workers(msg)
+        if msg.get("broadcast"):
+            allowed = self.state.resolve_workers(msg.get("workers"))
+            return [allowed] * msg["n"]
+        return [[a] for a in self.state.choose_workers(msg["n"], msg.get("workers"))]
+
+    async def _scatter(self, client_id, msg) -> None:
+        data = msg["data"]
+        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
+        placement = dict(zip(data, targets))
+        by_worker: dict[str, dict] = {}
+        for key, addresses in placement.items():
+            for address in addresses:
+                by_worker.setdefault(address, {})[key] = data[key]
+        await asyncio.gather(*(self._request_worker(a, {"op": "put-data", "data": d})
+                               for a, d in by_worker.items()))
+        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"]))
+
+    def _update_data(self, client_id, msg) -> None:
+        self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"]))
+
+    def _locations(self, client_id, msg) -> dict:
+        return self.state.locations_for_gather(msg["keys"])
+
+    async def _gather(self, client_id, msg) -> dict:
+        locations = self.state.locations_for_gather(msg["keys"])
+        by_worker: dict[str, list] = {}
+        for key, addresses in locations.items():
+            by_worker.setdefault(addresses[0], []).append(key)
+        replies = await asyncio.gather(*(self._request_worker(a, {"op": "get-data", "keys": ks})
+                                         for a, ks in by_worker.items()))
+        return {k: v for reply in replies for k, v in reply.items()}
+
+    def _who_has(self, client_id, msg) -> dict:
+        return self.state.who_has(msg.get("keys"))
+
+    def _has_what(self, client_id, msg) -> dict:
+        addresses = self.state.resolve_workers(msg.get("workers"))
+        return {a: sorted(self.state.workers[a].keys) for a in addresses}
+
+    def _info(self, client_id, msg) -> dict:
+        info = self.state.info()
+        info["address"] = self.address
+        return info
+
+    def _submit(self, client_id, msg) -> None:
+        out = []
+        for key, task, deps, restrictions in msg["tasks"]:
+            out += self.state.submit(client_id, key, task, deps, restrictions)
+        self.apply(out)
+
+    def _release(self, client_id, msg) -> None:
+        self.apply(self.state.release(client_id, msg["keys"]))
+
+    def _cancel(self, client_id, msg) -> None:
+        self.apply(self.state.cancel(client_id, msg["keys"], msg.get("force", False)))
+
+    async def _replicate(self, client_id, msg) -> None:
+        plan = self.state.replication_plan(msg["keys"], msg.get("n"), msg.get("workers"))
+        by_target: dict[str, dict] = {}
+        for key, targets in plan.items():
+            for target in targets:
+                by_target.setdefault(target, {})[key] = sorted(self.state.keys[key].who_has)
+        results = await asyncio.gather(
+            *(self._request_worker(t, {"op": "fetch", "who_has": w}) for t, w in by_target.items()),
+            return_exceptions=True)
+        for target, result in zip(by_target, results):
+            if isinstance(result, BaseException):
+                logger.warning("replicating to %s failed: %s", target, result)
+                continue
+            keys = [k for k in result if k in self.state.keys]
+            self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
+                                           {k: self.state.keys[k].type for k in keys}))
+
+    def _subscribe(self, client_id, msg) -> list:
+        self.subscribers.add(client_id)
+        self.state.publishing = True
+        return self.state.snapshot()
+
+    def _unsubscribe(self, client_id, msg) -> None:
+        self.subscribers.discard(client_id)
+        self.state.publishing = bool(self.subscribers)
+        if not self.subscribers:
+            self.state.events.clear()

@@ -1,0 +1,97 @@
+"""How a client reaches its scheduler: in-process calls, or a TCP :class:`Channel`.
+
+Both links offer the same three methods, all used on the client's loop thread:
+``await request(msg)``, ``send(msg)`` and ``close()``. Reports from the scheduler
+(``key-update``, ``events``) go to the ``on_report(msg)`` callback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Callable
+
+from .comm import Channel, connect
+from .errors import CommClosedError
+
+logger = logging.getLogger(__name__)
+
+
+class LocalSchedulerLink:
+    """A scheduler in this process, on the same loop: messages are plain calls."""
+
+    def __init__(self, scheduler, on_report: Callable[[dict], None]):
+        self.scheduler = scheduler
+        self.ops = scheduler.client_ops()
+        self.client_id = scheduler.local_client(on_report)
+        self.closed = False
+
+    async def request(self, msg: dict):
+        if self.closed:
+            raise CommClosedError("the client's link to the scheduler is closed")
+        result = self.ops[msg["op"]](self.client_id, msg)
+        return await result if inspect.isawaitable(result) else result
+
+    def send(self, msg: dict) -> None:
+        if self.closed:
+            return
+        try:
+            result = self.ops[msg["op"]](self.client_id, msg)
+        except Exception:
+            logger.exception("scheduler failed on %r", msg["op"])
+            return
+        if inspect.isawaitable(result):
+            raise TypeError(f"op {msg['op']!r} must be requested, not sent")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.scheduler.remove_client(self.client_id)
+
+
+class RemoteSchedulerLink:
+    """A scheduler in another process, over an authenticated channel."""
+
+    def __init__(self, channel: Channel, client_id: str):
+        self.channel = channel
+        self.client_id = client_id
+
+    @classmethod
+    async def open(cls, address: str, secret: str, on_report: Callable[[dict], None],
+                   timeout: float) -> "RemoteSchedulerLink":
+        handlers = {op: (lambda ch, msg: on_report(msg)) for op in ("key-update", "events")}
+        channel = await connect(address, secret, handlers, timeout=timeout)
+        reply = await channel.request({"op": "register-client"})
+        return cls(channel, reply["client_id"])
+
+    @property
+    def closed(self) -> bool:
+        return self.channel.closed
+
+    async def request(self, msg: dict):
+        return await self.channel.request(msg)
+
+    def send(self, msg: dict) -> None:
+        self.channel.send(msg)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class WorkerPool:
+    """Open channels to workers, for ``direct=True`` transfers; one per worker."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.channels: dict[str, Channel] = {}
+
+    async def request(self, address: str, msg: dict):
+        channel = self.channels.get(address)
+        if channel is None or channel.closed:
+            channel = self.channels[address] = await connect(address, self.secret)
+        return await channel.request(msg)
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+        self.channels.clear()

@@ -1,0 +1,396 @@
+"""The scheduler's bookkeeping: which workers exist, which keys they hold, what runs where.
+
+Every method is a plain synchronous state change: it takes a stimulus and returns the
+messages to send as ``(destination, message)`` pairs, where a destination is
+``("worker", address)`` or ``("client", client_id)``. Event-stream records accumulate in
+:attr:`SchedulerState.events` for whoever publishes them. No sockets, no ``await``:
+``scheduler.py`` does the I/O around it, and tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from .errors import FutureLostError, NoWorkersError, UnknownWorkerError
+
+Outgoing = list  # list[tuple[tuple[str, str], dict]]
+
+# Internal key states, and the Future status each one shows to users.
+PUBLIC_STATUS = {
+    "waiting": "pending", "processing": "pending", "memory": "finished",
+    "error": "error", "lost": "lost", "cancelled": "cancelled", "released": "released",
+}
+
+
+@dataclass(eq=False)
+class WorkerInfo:
+    address: str
+    name: str
+    nthreads: int
+    memory_limit: int
+    pid: int = 0
+    keys: set = field(default_factory=set)
+    processing: set = field(default_factory=set)
+    nbytes: int = 0
+    memory: int = 0  # resident memory of the process, as last reported
+
+    def occupancy(self) -> float:
+        return len(self.processing) / self.nthreads
+
+
+@dataclass(eq=False)
+class KeyInfo:
+    key: str
+    state: str  # one of PUBLIC_STATUS's keys
+    who_has: set = field(default_factory=set)
+    nbytes: int | None = None
+    type: str | None = None
+    wanted_by: set = field(default_factory=set)  # client ids holding futures
+    task: object = None  # Serialized task, for computed keys
+    deps: set = field(default_factory=set)
+    waiting_on: set = field(default_factory=set)
+    dependents: set = field(default_factory=set)
+    restrictions: set = field(default_factory=set)
+    processing_on: str | None = None
+    exception: BaseException | None = None
+    traceback: str | None = None
+
+
+class SchedulerState:
+    """Workers, keys and tasks; see the module docstring for the calling convention."""
+
+    def __init__(self):
+        self.workers: dict[str, WorkerInfo] = {}
+        self.keys: dict[str, KeyInfo] = {}
+        self.events: list[dict] = []
+        self.publishing = False  # record events only while someone subscribes
+        self._round_robin = itertools.count()
+
+    # ------------------------------------------------------------ workers ---
+    def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
+                   pid: int = 0) -> Outgoing:
+        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid)
+        self._emit(self.worker_event(ws))
+        out: Outgoing = []
+        for ks in self.keys.values():  # tasks that were waiting for any worker at all
+            if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
+                out += self._schedule(ks)
+        return out
+
+    def remove_worker(self, address: str) -> Outgoing:
+        ws = self.workers.pop(address, None)
+        if ws is None:
+            return []
+        self._emit({"event": "worker-removed", "address": address, "name": ws.name})
+        out: Outgoing = []
+        for key in ws.keys:
+            ks = self.keys.get(key)
+            if ks is None:
+                continue
+            ks.who_has.discard(address)
+            if not ks.who_has and ks.state == "memory":
+                out += self._lose(ks, f"the only worker holding it ({ws.name}, {address}) died")
+            else:
+                self._emit_key(ks)
+        for key in ws.processing:
+            ks = self.keys.get(key)
+            if ks is not None and ks.state == "processing":
+                ks.state, ks.processing_on = "waiting", None
+                out += self._schedule(ks)
+        return out
+
+    def update_metrics(self, address: str, memory: int) -> None:
+        ws = self.workers.get(address)
+        if ws is not None:
+            ws.memory = memory
+            self._emit({"event": "worker-metrics", "address": address, "memory": memory,
+                        "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
+
+    def resolve_workers(self, workers) -> list[str]:
+        """Addresses for ``workers=`` (addresses, ``(host, port)`` pairs, names), checked."""
+        if workers is None:
+            return sorted(self.workers)
+        if isinstance(workers, str) or _is_pair_list(workers):
+            workers = [workers]
+        by_name = {ws.name: ws.address for ws in self.workers.values()}
+        addresses = []
+        for w in workers:
+            address = (by_name.get(w) if isinstance(w, str) else None) or _normalize_worker(w)
+            if address not in self.workers:
+                known = ", ".join(f"{ws.name} ({ws.address})" for ws in self.workers.values())
+                raise UnknownWorkerError(f"unknown worker {w!r}; known workers: {known or 'none'}")
+            addresses.append(address)
+        return list(dict.fromkeys(addresses))
+
+    # ------------------------------------------------------------ placing data ---
+    def choose_workers(self, n: int, workers=None) -> list[str]:
+        """A worker for each of ``n`` items: round-robin, weighted by threads."""
+        allowed = self.resolve_workers(workers)
+        if not allowed:
+            raise NoWorkersError("no workers are connected to the scheduler")
+        slots = [a for a in allowed for _ in range(self.workers[a].nthreads)]
+        start = next(self._round_robin)
+        for _ in range(n - 1):
+            next(self._round_robin)
+        return [slots[(start + i) % len(slots)] for i in range(n)]
+
+    def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict) -> Outgoing:
+        """Keys now held in memory: ``placement`` maps key → addresses that store it."""
+        out: Outgoing = []
+        for key, addresses in placement.items():
+            ks = self.keys.get(key)
+            if ks is None or ks.state in ("lost", "error", "cancelled", "released"):
+                ks = self.keys[key] = KeyInfo(key, "memory")
+            for address in addresses:
+                self._add_replica(ks, address, nbytes.get(key))
+            ks.state, ks.type = "memory", types.get(key, ks.type)
+            if client is not None:
+                ks.wanted_by.add(client)
+            self._emit_key(ks)
+            out += self._release_dependents(ks)
+        return out
+
+    def _add_replica(self, ks: KeyInfo, address: str, nbytes: int | None) -> None:
+        ws = self.workers.get(address)
+        if ws is None:
+            return
+        if nbytes is not None:
+            ks.nbytes = nbytes
+        if ks.key not in ws.keys:
+            ws.keys.add(ks.key)
+            ws.nbytes += ks.nbytes or 0
+        ks.who_has.add(address)
+
+    def replication_plan(self, keys, n: int | None, workers=None) -> dict[str, list[str]]:
+        """For each key in memory, the workers that should receive a copy."""
+        allowed = self.resolve_workers(workers)
+        plan = {}
+        for key in keys:
+            ks = self._known(key)
+            if ks.state != "memory":
+                continue
+            missing = [a for a in allowed if a not in ks.who_has]
+            want = len(allowed) if n is None else max(0, n - len(ks.who_has & set(allowed)))
+            missing.sort(key=lambda a: self.workers[a].nbytes)
+            if missing[:want]:
+                plan[key] = missing[:want]
+        return plan
+
+    # ------------------------------------------------------------ tasks ---
+    def submit(self, client: str, key: str, task, deps: set, restrictions: list | None) -> Outgoing:
+        ks = self.keys.get(key)
+        if ks is not None and ks.state not in ("lost", "error", "cancelled", "released"):
+            ks.wanted_by.add(client)  # the same pure call: share the task and its result
+            return self._notify(ks, [client]) if ks.state == "memory" else []
+        ks = self.keys[key] = KeyInfo(key, "waiting", task=task, deps=set(deps))
+        ks.wanted_by.add(client)
+        ks.restrictions = set(self.resolve_workers(restrictions)) if restrictions else set()
+        for dep in deps:
+            dks = self.keys.get(dep)
+            if dks is None:
+                return self._fail(ks, FutureLostError(
+                    f"task {key!r} depends on key {dep!r}, which the scheduler no longer "
+                    "holds (it was released or cancelled)"), "")
+            dks.dependents.add(key)
+            if dks.state in ("error", "lost", "cancelled"):
+                return self._fail_from(ks, dks)
+            if dks.state != "memory":
+                ks.waiting_on.add(dep)
+        self._emit_key(ks)
+        return self._schedule(ks) if not ks.waiting_on else []
+
+    def _schedule(self, ks: KeyInfo) -> Outgoing:
+        candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
+        if not candidates:
+            return []  # wait for a (suitable) worker to arrive
+        held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
+                for a in candidates}
+        address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
+                                                 -len(self.workers[a].keys)))
+        ks.state, ks.processing_on = "processing", address
+        self.workers[address].processing.add(ks.key)
+        who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
+        return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
+                                       "who_has": who_has})]
+
+    def task_finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
+        ks = self.keys.get(key)
+        ws = self.workers.get(address)
+        if ws is not None:
+            ws.processing.discard(key)
+        if ks is None or ks.state != "processing" or ks.processing_on != address:
+            # cancelled or released meanwhile: the result is unwanted
+            return [(("worker", address), {"op": "delete-keys", "keys": [key]})]
+        ks.processing_on, ks.state, ks.type = None, "memory", type_name
+        self._add_replica(ks, address, nbytes)
+        self._emit_key(ks)
+        out = self._notify(ks)
+        out += self._release_dependents(ks)
+        for dep in ks.deps:  # inputs kept only for this task may go now
+            if dep in self.keys:
+                out += self._forget_if_unwanted(self.keys[dep])
+        return out + self._forget_if_unwanted(ks)
+
+    def task_erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
+        ks = self.keys.get(key)
+        if address in self.workers:
+            self.workers[address].processing.discard(key)
+        if ks is None or ks.state != "processing" or ks.processing_on != address:
+            return []
+        ks.processing_on = None
+        return self._fail(ks, exception, traceback)
+
+    def _release_dependents(self, ks: KeyInfo) -> Outgoing:
+        out: Outgoing = []
+        for dep_key in list(ks.dependents):
+            dks = self.keys.get(dep_key)
+            if dks is not None and ks.key in dks.waiting_on:
+                dks.waiting_on.discard(ks.key)
+                if not dks.waiting_on and dks.state == "waiting":
+                    out += self._schedule(dks)
+        return out
+
+    def _fail(self, ks: KeyInfo, exception, traceback: str, state: str = "error") -> Outgoing:
+        ks.state, ks.exception, ks.traceback = state, exception, traceback
+        self._emit_key(ks)
+        out = self._notify(ks)
+        for dep_key in list(ks.dependents):
+            dks = self.keys.get(dep_key)
+            if dks is not None and dks.state in ("waiting", "processing"):
+                out += self._fail_from(dks, ks)
+        return out
+
+    def _fail_from(self, ks: KeyInfo, cause: KeyInfo) -> Outgoing:
+        if ks.processing_on in self.workers:
+            self.workers[ks.processing_on].processing.discard(ks.key)
+        ks.processing_on = None
+        return self._fail(ks, cause.exception, cause.traceback, cause.state)
+
+    def _lose(self, ks: KeyInfo, why: str) -> Outgoing:
+        return self._fail(ks, FutureLostError(f"key {ks.key!r} was lost: {why}"), "", "lost")
+
+    def _notify(self, ks: KeyInfo, clients=None) -> Outgoing:
+        msg = {"op": "key-update", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
+               "type": ks.type, "exception": ks.exception, "traceback": ks.traceback}
+        return [(("client", c), msg) for c in (ks.wanted_by if clients is None else clients)]
+
+    # ------------------------------------------------------------ releasing ---
+    def release(self, client: str, keys) -> Outgoing:
+        """``client`` holds no more futures for ``keys``."""
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is not None:
+                ks.wanted_by.discard(client)
+                out += self._forget_if_unwanted(ks)
+        return out
+
+    def cancel(self, client: str, keys, force: bool = False) -> Outgoing:
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is None or (ks.wanted_by - {client} and not force):
+                continue
+            if ks.state in ("waiting", "processing", "memory"):
+                out += self._fail(ks, None, None, "cancelled")
+            ks.wanted_by.clear()
+            out += self._forget(ks)
+        return out
+
+    def _forget_if_unwanted(self, ks: KeyInfo) -> Outgoing:
+        if ks.wanted_by or any(self._still_needs(d, ks.key) for d in ks.dependents):
+            return []
+        return self._forget(ks)
+
+    def _still_needs(self, dependent: str, key: str) -> bool:
+        dks = self.keys.get(dependent)
+        return dks is not None and dks.state in ("waiting", "processing") and key in dks.deps
+
+    def _forget(self, ks: KeyInfo) -> Outgoing:
+        self.keys.pop(ks.key, None)
+        out: Outgoing = []
+        for address in ks.who_has:
+            ws = self.workers.get(address)
+            if ws is not None and ks.key in ws.keys:
+                ws.keys.discard(ks.key)
+                ws.nbytes -= ks.nbytes or 0
+                out.append((("worker", address), {"op": "delete-keys", "keys": [ks.key]}))
+        if ks.processing_on in self.workers:
+            self.workers[ks.processing_on].processing.discard(ks.key)
+        ks.who_has, ks.state = set(), "released"
+        self._emit_key(ks)
+        for dep in ks.deps:  # inputs kept only for this task may go now
+            dks = self.keys.get(dep)
+            if dks is not None:
+                dks.dependents.discard(ks.key)
+                out += self._forget_if_unwanted(dks)
+        return out
+
+    def forget_client(self, client: str) -> Outgoing:
+        return self.release(client, [k for k, ks in self.keys.items() if client in ks.wanted_by])
+
+    # ------------------------------------------------------------ queries ---
+    def _known(self, key: str) -> KeyInfo:
+        ks = self.keys.get(key)
+        if ks is None:
+            raise KeyError(f"key {key!r} is not known to the scheduler (released or never created)")
+        return ks
+
+    def who_has(self, keys=None) -> dict[str, list[str]]:
+        keys = self.keys if keys is None else keys
+        return {k: sorted(self.keys[k].who_has) if k in self.keys else [] for k in keys}
+
+    def locations_for_gather(self, keys) -> dict[str, list[str]]:
+        """Where each key can be read; raise the key's own error if it has none."""
+        out = {}
+        for key in keys:
+            ks = self._known(key)
+            if ks.state in ("error", "lost", "cancelled") and ks.exception is not None:
+                raise ks.exception
+            if not ks.who_has:
+                raise FutureLostError(f"key {key!r} has no replica on any worker")
+            out[key] = sorted(ks.who_has)
+        return out
+
+    def info(self) -> dict:
+        return {"type": "Scheduler", "workers": {
+            a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
+                "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
+                "processing": len(ws.processing), "pid": ws.pid}
+            for a, ws in self.workers.items()}}
+
+    # ------------------------------------------------------------ events ---
+    def snapshot(self) -> list[dict]:
+        return [self.worker_event(ws) for ws in self.workers.values()] + \
+               [self.key_event(ks) for ks in self.keys.values()]
+
+    @staticmethod
+    def worker_event(ws: WorkerInfo) -> dict:
+        return {"event": "worker-added", "address": ws.address, "name": ws.name,
+                "nthreads": ws.nthreads, "memory_limit": ws.memory_limit}
+
+    @staticmethod
+    def key_event(ks: KeyInfo) -> dict:
+        return {"event": "key", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
+                "workers": sorted(ks.who_has), "nbytes": ks.nbytes, "type": ks.type}
+
+    def _emit_key(self, ks: KeyInfo) -> None:
+        if self.publishing:
+            self.events.append(self.key_event(ks))
+
+    def _emit(self, event: dict) -> None:
+        if self.publishing:
+            self.events.append(event)
+
+
+def _is_pair_list(workers) -> bool:
+    return isinstance(workers, tuple) and len(workers) == 2 and isinstance(workers[1], int)
+
+
+def _normalize_worker(w) -> str:
+    if isinstance(w, tuple) and len(w) == 2:
+        return f"tcp://{w[0]}:{w[1]}"
+    if isinstance(w, str) and "://" not in w and ":" in w:
+        return f"tcp://{w}"
+    return w if isinstance(w, str) else repr(w)

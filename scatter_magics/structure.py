@@ -1,0 +1,43 @@
+"""Walking nested containers of futures: find them, and put values in their place."""
+
+from __future__ import annotations
+
+_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def find_futures(obj, future_type) -> list:
+    """Every future in ``obj`` (a future, or lists/tuples/sets/dicts of them, nested)."""
+    found: list = []
+    _walk(obj, future_type, found)
+    return found
+
+
+def _walk(obj, future_type, found: list) -> None:
+    if isinstance(obj, future_type):
+        found.append(obj)
+    elif type(obj) in _CONTAINERS:
+        for item in obj:
+            _walk(item, future_type, found)
+    elif type(obj) is dict:
+        for item in obj.values():
+            _walk(item, future_type, found)
+
+
+class _Skip:
+    """Marks a failed future dropped by ``errors="skip"``."""
+
+
+SKIP = _Skip()
+
+
+def substitute(obj, future_type, values: dict):
+    """``obj`` with each future replaced by ``values[key]``; ``SKIP`` values are dropped."""
+    if isinstance(obj, future_type):
+        return values[obj.key]
+    if type(obj) in _CONTAINERS:
+        items = (substitute(x, future_type, values) for x in obj)
+        return type(obj)(x for x in items if x is not SKIP)
+    if type(obj) is dict:
+        out = {k: substitute(v, future_type, values) for k, v in obj.items()}
+        return {k: v for k, v in out.items() if v is not SKIP}
+    return obj

@@ -1,0 +1,126 @@
+"""Deterministic content hashes, for ``scatter(hash=True)`` and ``submit(pure=True)`` keys.
+
+``tokenize(x)`` is the same for equal data in any process and any run (it never uses
+Python's salted ``hash()``), so scattering the same data twice gives one key. Large
+buffers are hashed with xxh3 (tens of GB/s) straight from their memory, without a copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+
+import cloudpickle
+import xxhash
+
+
+def tokenize(*args, **kwargs) -> str:
+    """A hex token of the arguments' content.
+
+    >>> tokenize([1, 2, "a"]) == tokenize([1, 2, "a"])
+    True
+    >>> tokenize(1) == tokenize(1.0)
+    False
+    """
+    h = xxhash.xxh3_128()
+    _update(h, args)
+    if kwargs:
+        _update(h, kwargs)
+    return h.hexdigest()
+
+
+_SCALARS = (type(None), bool, int, float, complex, str, type(Ellipsis), slice, range)
+
+
+def _update(h, x) -> None:
+    t = type(x)
+    h.update(t.__qualname__.encode())
+    if t in _SCALARS:
+        h.update(repr(x).encode())
+    elif t in (bytes, bytearray, memoryview):
+        _update_buffer(h, memoryview(x))
+    elif t in (list, tuple) or isinstance(x, (list, tuple)):
+        h.update(b"%d[" % len(x))
+        for item in x:
+            _update(h, item)
+        h.update(b"]")
+    elif isinstance(x, dict):
+        _update_unordered(h, [tokenize(k, v) for k, v in x.items()])
+    elif isinstance(x, (set, frozenset)):
+        _update_unordered(h, [tokenize(item) for item in x])
+    else:
+        _update_object(h, x)
+
+
+def _update_unordered(h, tokens: list) -> None:
+    h.update(b"%d{" % len(tokens))
+    for token in sorted(tokens):
+        h.update(token.encode())
+
+
+def _update_buffer(h, view: memoryview) -> None:
+    h.update(b"%d:" % view.nbytes)
+    if not view.contiguous:
+        view = memoryview(view.tobytes())
+    h.update(view.cast("B") if view.ndim != 1 or view.format != "B" else view)
+
+
+def _update_object(h, x) -> None:
+    key = getattr(x, "key", None)
+    if type(x).__name__ == "Future" and isinstance(key, str):
+        h.update(key.encode())
+        return
+    module = type(x).__module__.split(".")[0]
+    if module == "numpy" and hasattr(x, "dtype") and hasattr(x, "shape"):
+        _update_ndarray(h, x)
+    elif module == "pandas":
+        _update_pandas(h, x)
+    elif callable(x) and _is_importable(x):
+        h.update(f"{x.__module__}.{x.__qualname__}".encode())
+    else:
+        _update_pickled(h, x)
+
+
+def _update_ndarray(h, a) -> None:
+    import numpy as np
+
+    if a.dtype.hasobject:
+        _update_pickled(h, a)
+        return
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    a = np.ascontiguousarray(a)  # a no-op for contiguous arrays
+    _update_buffer(h, memoryview(a.reshape(-1).view(np.uint8)))
+
+
+def _update_pandas(h, x) -> None:
+    import pandas as pd
+
+    if isinstance(x, (pd.DataFrame, pd.Series, pd.Index)):
+        h.update(repr(getattr(x, "dtypes", getattr(x, "dtype", None))).encode())
+        if isinstance(x, pd.DataFrame):
+            _update(h, list(map(str, x.columns)))
+        else:
+            h.update(repr(x.name).encode())
+        hashed = pd.util.hash_pandas_object(x, index=not isinstance(x, pd.Index))
+        _update_ndarray(h, hashed.to_numpy())
+    else:
+        _update_pickled(h, x)
+
+
+def _is_importable(func) -> bool:
+    qualname = getattr(func, "__qualname__", "")
+    return bool(getattr(func, "__module__", None)) and "<" not in qualname and \
+        func.__module__ != "__main__"
+
+
+def _update_pickled(h, x) -> None:
+    try:
+        data = pickle.dumps(x, protocol=5)
+    except Exception:
+        try:
+            data = cloudpickle.dumps(x, protocol=5)
+        except Exception:
+            # Unpicklable: it cannot be scattered anyway; a random token keeps
+            # tokenize() total so the serializer can report the real problem.
+            data = uuid.uuid4().bytes
+    _update_buffer(h, memoryview(data))

@@ -1,0 +1,235 @@
+"""A worker process: holds data, runs tasks in a thread pool, serves data to peers.
+
+Started by :class:`~scatter_magics.cluster.LocalCluster` as
+``python -m scatter_magics.worker --scheduler ADDRESS ...``. The cluster secret arrives on
+the first line of standard input (never on the command line, where ``ps`` shows it);
+the worker exits when standard input closes, so it dies with the process that started
+it, even if that process was killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from .comm import Channel, Server, connect
+from .errors import CommClosedError
+from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
+
+logger = logging.getLogger("scatter_magics.worker")
+
+METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
+
+
+class StoredValue:
+    """A key's data: its serialized form, its value, or both (built lazily)."""
+
+    __slots__ = ("_serialized", "_value", "_has_value", "nbytes", "type")
+
+    def __init__(self, serialized: Serialized | None = None, value=None, has_value=False):
+        self._serialized, self._value, self._has_value = serialized, value, has_value
+        self.nbytes = serialized.nbytes if serialized is not None else sizeof(value)
+        self.type = type(value).__name__ if has_value else None
+
+    @property
+    def value(self):
+        if not self._has_value:
+            self._value, self._has_value = deserialize(self._serialized), True
+        return self._value
+
+    @property
+    def serialized(self) -> Serialized:
+        if self._serialized is None:
+            return serialize(self._value)  # not cached: it would double the memory held
+        return self._serialized
+
+
+class Worker:
+    def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
+                 memory_limit: int):
+        self.scheduler_address = scheduler_address
+        self.secret = secret
+        self.name = name
+        self.nthreads = nthreads
+        self.memory_limit = memory_limit
+        self.data: dict[str, StoredValue] = {}
+        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self.server = Server(secret, self._handlers())
+        self.scheduler: Channel | None = None
+        self.peers: dict[str, Channel] = {}
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    def _handlers(self) -> dict:
+        return {"put-data": self._put_data, "get-data": self._get_data,
+                "delete-keys": self._delete_keys, "fetch": self._fetch,
+                "compute": self._compute, "close": lambda ch, msg: self.closed.set()}
+
+    async def start(self) -> None:
+        address = self.server.listen_on("127.0.0.1", 0)
+        self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
+        self.scheduler.on_close.append(lambda ch: self.closed.set())
+        await self.scheduler.request({
+            "op": "register-worker", "address": address, "name": self.name,
+            "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid()})
+        self._spawn(self._report_metrics())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.server.close()
+        for channel in [self.scheduler, *self.peers.values()]:
+            if channel is not None:
+                channel.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ data ---
+    def _put_data(self, channel, msg) -> dict:
+        for key, serialized in msg["data"].items():
+            self.data[key] = StoredValue(serialized)
+        return {key: self.data[key].nbytes for key in msg["data"]}
+
+    def _get_data(self, channel, msg) -> dict:
+        missing = [k for k in msg["keys"] if k not in self.data]
+        if missing:
+            raise KeyError(f"worker {self.name} does not hold {missing}")
+        return {key: self.data[key].serialized for key in msg["keys"]}
+
+    def _delete_keys(self, channel, msg) -> None:
+        for key in msg["keys"]:
+            self.data.pop(key, None)
+
+    async def _fetch(self, channel, msg) -> dict:
+        """Copy keys from the peers listed in ``who_has`` into this worker."""
+        await self._gather_from_peers(msg["who_has"])
+        return {key: self.data[key].nbytes for key in msg["who_has"]}
+
+    async def _gather_from_peers(self, who_has: dict) -> None:
+        by_peer: dict[str, list] = {}
+        for key, holders in who_has.items():
+            if key not in self.data:
+                if not holders:
+                    raise KeyError(f"no worker holds {key!r}")
+                by_peer.setdefault(holders[0], []).append(key)
+        replies = await asyncio.gather(*(self._peer_request(p, {"op": "get-data", "keys": keys})
+                                         for p, keys in by_peer.items()))
+        for reply in replies:
+            for key, serialized in reply.items():
+                self.data[key] = StoredValue(serialized)
+
+    async def _peer_request(self, address: str, msg: dict):
+        channel = self.peers.get(address)
+        if channel is None or channel.closed:
+            channel = self.peers[address] = await connect(address, self.secret)
+        return await channel.request(msg)
+
+    # ------------------------------------------------------------ tasks ---
+    def _compute(self, channel, msg) -> None:
+        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+
+    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
+        try:
+            await self._gather_from_peers(who_has)
+            inputs = {dep: self.data[dep].value for dep in who_has}
+            value = await asyncio.get_running_loop().run_in_executor(
+                self.executor, _execute, task, inputs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._report({"op": "task-erred", "key": key, "exception": _portable(exc),
+                          "traceback": "".join(traceback.format_exception(exc))})
+            return
+        stored = self.data[key] = StoredValue(value=value, has_value=True)
+        self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
+                      "type": stored.type})
+
+    def _report(self, msg: dict) -> None:
+        try:
+            self.scheduler.send(msg)
+        except CommClosedError:
+            self.closed.set()
+
+    async def _report_metrics(self) -> None:
+        while True:
+            self._report({"op": "metrics", "memory": resident_memory()})
+            await asyncio.sleep(METRICS_INTERVAL)
+
+
+def _execute(task: Serialized, inputs: dict):
+    func, args, kwargs = deserialize_task(task, inputs)
+    return func(*args, **kwargs)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception if the client can unpickle it, else a RuntimeError with its text."""
+    import cloudpickle
+    import pickle
+
+    try:
+        pickle.loads(cloudpickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _exit_when_parent_dies() -> None:
+    """Block on stdin until the parent's end of the pipe closes, then exit at once."""
+    while os.read(0, 1 << 16):  # a raw read: no buffered-reader lock held at shutdown
+        pass
+    os._exit(0)
+
+
+def _read_secret() -> str:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            raise SystemExit("no cluster secret on standard input")
+        line += chunk
+    return line.decode().strip()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scatter_magics.worker")
+    parser.add_argument("--scheduler", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--nthreads", type=int, default=1)
+    parser.add_argument("--memory-limit", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
+    secret = _read_secret()
+    threading.Thread(target=_exit_when_parent_dies, name="parent-watch", daemon=True).start()
+
+    async def run():
+        worker = Worker(args.scheduler, secret, args.name, args.nthreads, args.memory_limit)
+        await worker.start()
+        await worker.closed.wait()
+        await worker.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
