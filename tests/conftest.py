@@ -1,0 +1,79 @@
+"""Shared fixtures: clusters that clean up after themselves, and a leak check."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import psutil
+import pytest
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
+    """Poll ``condition()`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def our_worker_processes() -> list[psutil.Process]:
+    """Live (non-zombie) worker processes of this package on the machine, from any parent."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if "scatter_magics.worker" in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def our_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("scatter-magics")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaks_after_suite():
+    """The suite as a whole leaves no worker process, loop thread or child behind."""
+    yield
+    wait_for(lambda: not our_worker_processes(), timeout=15, what="worker processes to exit")
+    wait_for(lambda: not our_threads(), timeout=15, what="loop threads to stop")
+    children = [p for p in psutil.Process().children(recursive=True)
+                if p.status() != psutil.STATUS_ZOMBIE and "scatter_magics" in " ".join(p.cmdline())]
+    assert not children, f"child processes left behind: {children}"
+
+
+@pytest.fixture
+def make_client():
+    """A factory for our clients; each one is closed when the test ends."""
+    from scatter_magics import Client
+
+    clients = []
+
+    def make(**kwargs):
+        kwargs.setdefault("n_workers", 2)
+        client = Client(**kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One embedded cluster with two single-threaded workers, shared by a module."""
+    from scatter_magics import Client
+
+    with Client(n_workers=2, threads_per_worker=1) as c:
+        yield c
+
+
+def worker_pids(client) -> dict[str, int]:
+    """``{worker address: pid}`` of a scatter_magics client's workers."""
+    return {a: w["pid"] for a, w in client.scheduler_info()["workers"].items()}

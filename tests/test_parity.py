@@ -1,0 +1,249 @@
+"""The core of Dask's scatter/gather/submit semantics, run against both implementations.
+
+Each test takes ``any_client``: once a scatter_magics ``Client`` and once a
+``distributed.Client`` on a ``LocalCluster`` of the same shape. Passing both ways is
+what "our semantics are Dask's" means.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import namedtuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", params=["scatter_magics", "dask"])
+def any_client(request):
+    if request.param == "dask":
+        distributed = pytest.importorskip("distributed")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+        yield client
+        client.close()
+        cluster.close()
+    else:
+        from scatter_magics import Client
+
+        with Client(n_workers=2, threads_per_worker=1) as client:
+            yield client
+
+
+def is_future(x) -> bool:
+    return type(x).__name__ == "Future" and hasattr(x, "key")
+
+
+def workers_of(client) -> list[str]:
+    return sorted(client.scheduler_info()["workers"])
+
+
+# ---------------------------------------------------------------- shapes ---
+
+def test_single_object_gives_one_future(any_client):
+    future = any_client.scatter(123)
+    assert is_future(future)
+    assert future.status == "finished"
+    assert future.result() == 123
+
+
+@pytest.mark.parametrize("kind", [list, tuple, set, frozenset])
+def test_container_gives_same_container_of_futures(any_client, kind):
+    # Distinct values per case: Dask races when a key's old futures are released
+    # while the same key is scattered again (its scheduler then forgets the new data).
+    values = [f"{kind.__name__}-{i}" for i in range(3)]
+    futures = any_client.scatter(kind(values))
+    assert type(futures) is kind
+    assert len(futures) == 3
+    assert all(is_future(f) for f in futures)
+    assert sorted(any_client.gather(list(futures))) == values
+
+
+def test_list_keeps_order(any_client):
+    futures = any_client.scatter(["a", "b", "c"])
+    assert any_client.gather(futures) == ["a", "b", "c"]
+
+
+def test_namedtuple_keeps_its_type(any_client):
+    Point = namedtuple("Point", "x y")
+    futures = any_client.scatter(Point(1, 2))
+    assert isinstance(futures, Point)
+    assert any_client.gather(list(futures)) == [1, 2]
+
+
+def test_dict_keys_become_future_keys(any_client):
+    futures = any_client.scatter({"x": 1, "y": 2, "z": 3})
+    assert set(futures) == {"x", "y", "z"}
+    assert futures["x"].key == "x"
+    assert any_client.gather(futures) == {"x": 1, "y": 2, "z": 3}
+
+
+def test_range_is_scattered_element_wise(any_client):
+    futures = any_client.scatter(range(7001, 7004))
+    assert any_client.gather(futures) == [7001, 7002, 7003]
+
+
+# ---------------------------------------------------------------- keys ---
+
+@pytest.mark.parametrize("value, prefix", [
+    (1, "int-"), (2.5, "float-"), ("text", "str-"), (b"raw", "bytes-"),
+    ((1, "a"), "tuple-"), (np.arange(5), "ndarray-"),
+    (pd.DataFrame({"a": [1, 2]}), "DataFrame-"),
+])
+def test_hashed_key_is_typename_and_token(any_client, value, prefix):
+    [future] = any_client.scatter([value])
+    assert future.key.startswith(prefix)
+    [again] = any_client.scatter([value])
+    assert again.key == future.key
+
+
+def test_equal_data_gives_the_same_key(any_client):
+    a = any_client.scatter(np.arange(1000))
+    b = any_client.scatter(np.arange(1000))
+    c = any_client.scatter(np.arange(1001))
+    assert a.key == b.key != c.key
+
+
+def test_no_hash_gives_random_keys(any_client):
+    a = any_client.scatter(7, hash=False)
+    b = any_client.scatter(7, hash=False)
+    assert a.key != b.key
+    assert a.key.startswith("int-")
+    assert any_client.gather([a, b]) == [7, 7]
+
+
+# ---------------------------------------------------------------- placement ---
+
+def test_broadcast_puts_a_replica_on_every_worker(any_client):
+    [future] = any_client.scatter([np.ones(100)], broadcast=True)
+    holders = any_client.who_has([future])[future.key]
+    assert sorted(holders) == workers_of(any_client)
+
+
+def test_workers_by_address_restricts_placement(any_client):
+    target = workers_of(any_client)[1]
+    futures = any_client.scatter([1, 2, 3, 4], workers=[target], hash=False)
+    who_has = any_client.who_has(futures)
+    assert all(list(holders) == [target] for holders in who_has.values())
+
+
+def test_workers_as_host_port_pair(any_client):
+    target = workers_of(any_client)[0]
+    host, port = target.split("://")[1].rsplit(":", 1)
+    future = any_client.scatter("pair", workers=[(host, int(port))], hash=False)
+    assert list(any_client.who_has([future])[future.key]) == [target]
+
+
+def test_broadcast_within_workers(any_client):
+    target = workers_of(any_client)[0]
+    [future] = any_client.scatter(["only-one"], broadcast=True, workers=[target], hash=False)
+    assert list(any_client.who_has([future])[future.key]) == [target]
+
+
+def test_round_robin_spreads_elements(any_client):
+    futures = any_client.scatter(list(range(100, 110)), hash=False)
+    holders = {w for hs in any_client.who_has(futures).values() for w in hs}
+    assert holders == set(workers_of(any_client))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_direct_and_through_scheduler_move_the_same_data(any_client, direct):
+    data = np.random.default_rng(0).random(300_000)
+    future = any_client.scatter(data, direct=direct)
+    np.testing.assert_array_equal(any_client.gather(future, direct=direct), data)
+
+
+def test_replicate_copies_to_all_workers(any_client):
+    future = any_client.scatter("replicate-me", hash=False)
+    any_client.replicate([future])
+    assert sorted(any_client.who_has([future])[future.key]) == workers_of(any_client)
+
+
+def test_has_what_and_nthreads(any_client):
+    future = any_client.scatter("held", hash=False)
+    [holder] = any_client.who_has([future])[future.key]
+    assert future.key in any_client.has_what()[holder]
+    assert any_client.nthreads() == {w: 1 for w in workers_of(any_client)}
+
+
+def test_scheduler_info_describes_workers(any_client):
+    info = any_client.scheduler_info()
+    assert len(info["workers"]) == 2
+    for worker in info["workers"].values():
+        assert worker["nthreads"] == 1
+        assert worker["memory_limit"] > 0
+        assert "name" in worker
+
+
+# ---------------------------------------------------------------- gather ---
+
+def test_gather_keeps_nested_structure(any_client):
+    a, b, c = any_client.scatter([1, 2, 3], hash=False)
+    nested = {"pair": (a, b), "list": [c, {"deep": a}], "plain": 5}
+    assert any_client.gather(nested) == {"pair": (1, 2), "list": [3, {"deep": 1}], "plain": 5}
+
+
+def test_gather_raise_reraises_the_task_exception(any_client):
+    future = any_client.submit(operator.truediv, 1, 0)
+    with pytest.raises(ZeroDivisionError):
+        any_client.gather([future])
+
+
+def test_gather_skip_drops_failed_futures(any_client):
+    good = any_client.submit(operator.add, 1, 1)
+    bad = any_client.submit(operator.truediv, 1, 0)
+    assert any_client.gather([good, bad], errors="skip") == [2]
+
+
+# ---------------------------------------------------------------- submit ---
+
+def test_submit_resolves_futures_next_to_the_data(any_client):
+    [data] = any_client.scatter([np.arange(10)], broadcast=True)
+    results = [any_client.submit(np.add, data, i) for i in range(5)]
+    values = any_client.gather(results)
+    for i, value in enumerate(values):
+        np.testing.assert_array_equal(value, np.arange(10) + i)
+
+
+def test_futures_nested_in_arguments_are_resolved(any_client):
+    a, b = any_client.scatter([3, 4], hash=False)
+    future = any_client.submit(lambda xs, d: sum(xs) + d["k"], [a, b], {"k": a})
+    assert future.result() == 10
+
+
+def test_pure_submit_gives_the_same_key(any_client):
+    assert any_client.submit(operator.add, 1, 2).key == any_client.submit(operator.add, 1, 2).key
+    assert any_client.submit(operator.add, 1, 2, pure=False).key != \
+        any_client.submit(operator.add, 1, 2, pure=False).key
+
+
+def test_tasks_chain_on_pending_futures(any_client):
+    first = any_client.submit(operator.mul, 6, 7)
+    second = any_client.submit(operator.add, first, 1)
+    assert second.result() == 43
+
+
+def test_map_submits_one_task_per_element(any_client):
+    futures = any_client.map(operator.mul, range(5), range(5))
+    assert any_client.gather(futures) == [0, 1, 4, 9, 16]
+
+
+def test_submit_with_workers_runs_there(any_client):
+    target = workers_of(any_client)[1]
+    future = any_client.submit(operator.add, 2, 3, workers=[target], pure=False)
+    assert future.result() == 5
+    assert list(any_client.who_has([future])[future.key]) == [target]
+
+
+def test_cancel_marks_the_future_cancelled(any_client):
+    future = any_client.scatter("to-cancel", hash=False)
+    any_client.cancel([future])
+    deadline_ok = any_client.gather([], errors="raise") == []
+    assert deadline_ok
+    from tests.conftest import wait_for
+    wait_for(lambda: future.status == "cancelled", what="status 'cancelled'")
+    assert future.cancelled() if hasattr(future, "cancelled") else True
