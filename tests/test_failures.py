@@ -1,0 +1,176 @@
+"""Bad input and failures: each gets a clear error and leaves the cluster usable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from scatter_magics import Client
+from scatter_magics.errors import (ClientClosedError, FutureLostError, RemoteTraceback,
+                                   SerializationError, UnknownWorkerError)
+from tests.conftest import wait_for, worker_pids
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def still_usable(client) -> None:
+    assert client.gather(client.scatter(["still", "usable"], hash=False)) == ["still", "usable"]
+
+
+def test_unknown_worker_is_named(client):
+    with pytest.raises(UnknownWorkerError, match="tcp://127.0.0.1:1") as info:
+        client.scatter(1, workers=["tcp://127.0.0.1:1"])
+    assert "worker-0" in str(info.value)  # the known workers are listed
+    with pytest.raises(UnknownWorkerError, match="no-such-worker"):
+        client.submit(abs, 1, workers="no-such-worker")
+    still_usable(client)
+
+
+def test_worker_names_are_accepted(client):
+    future = client.scatter("by-name", workers="worker-1", hash=False)
+    [holder] = client.who_has([future])[future.key]
+    assert client.scheduler_info()["workers"][holder]["name"] == "worker-1"
+
+
+def test_unpicklable_object_names_its_type(client):
+    lock = threading.Lock()
+    with pytest.raises(SerializationError, match="'lock'"):
+        client.scatter(lock)
+    with pytest.raises(TypeError):  # SerializationError is a TypeError, as pickle's is
+        client.scatter([1, lock])
+    still_usable(client)
+
+
+def test_task_exception_keeps_its_type_and_remote_traceback(client):
+    def explode(x):
+        raise KeyError(f"no such thing: {x}")
+
+    future = client.submit(explode, 5)
+    with pytest.raises(KeyError, match="no such thing: 5") as info:
+        future.result()
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "explode" in info.value.__cause__.text
+    assert future.status == "error"
+    assert isinstance(future.exception(), KeyError)
+    still_usable(client)
+
+
+def test_dependents_of_a_failed_task_fail_with_its_error(client):
+    bad = client.submit(lambda: 1 / 0)
+    dependent = client.submit(lambda x: x + 1, bad)
+    with pytest.raises(ZeroDivisionError):
+        dependent.result()
+
+
+def test_result_timeout_raises_and_the_task_still_finishes(client):
+    gate = client.scatter("gate", hash=False)
+    future = client.submit(time.sleep, 1.0, pure=False)
+    with pytest.raises(TimeoutError):
+        future.result(timeout=0.05)
+    assert future.result(timeout=30) is None
+    assert client.gather(gate) == "gate"
+
+
+def test_scatter_timeout_on_a_stopped_worker(make_client):
+    client = make_client(n_workers=2)
+    address, pid = sorted(worker_pids(client).items())[0]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError):
+            client.scatter(np.zeros(10), workers=[address], timeout=0.3)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    still_usable(client)
+    assert client.gather(client.scatter(5, workers=[address], hash=False)) == 5
+
+
+def test_gather_timeout(client):
+    future = client.submit(time.sleep, 1.0, pure=False)
+    with pytest.raises(TimeoutError):
+        client.gather([future], timeout=0.05)
+    client.gather(future)
+
+
+def test_killed_worker_loses_only_its_unreplicated_keys(make_client):
+    client = make_client(n_workers=2)
+    (a, pid_a), (b, _) = sorted(worker_pids(client).items())
+    only_on_a = client.scatter("only-on-a", workers=[a], hash=False)
+    replicated = client.scatter("everywhere", broadcast=True, hash=False)
+    os.kill(pid_a, signal.SIGKILL)
+    wait_for(lambda: only_on_a.status == "lost", what="the future to be lost")
+    assert replicated.status == "finished"
+    assert client.who_has([replicated])[replicated.key] == [b]
+    assert client.gather(replicated) == "everywhere"
+    with pytest.raises(FutureLostError, match=only_on_a.key):
+        client.gather(only_on_a)
+    assert list(client.scheduler_info()["workers"]) == [b]
+    still_usable(client)
+
+
+def test_task_running_on_a_killed_worker_is_rerun_elsewhere(make_client):
+    client = make_client(n_workers=2)
+    (a, pid_a), (b, _) = sorted(worker_pids(client).items())
+    future = client.submit(time.sleep, 0.5, pure=False)
+    wait_for(lambda: any(w["processing"] for w in client.scheduler_info()["workers"].values()),
+             what="the task to start")
+    running_on = next(addr for addr, w in client.scheduler_info()["workers"].items() if w["processing"])
+    os.kill(worker_pids(client)[running_on], signal.SIGKILL)
+    assert future.result(timeout=30) is None
+
+
+def _raw_connect(address: str) -> socket.socket:
+    host, port = address.split("://")[1].rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+@pytest.mark.parametrize("payload", [b"\x00" * 200, b"GET / HTTP/1.1\r\n\r\n" * 10,
+                                     b"SMAG\x00\x00\x00\x01" + b"x" * 64])
+def test_garbage_and_wrong_secret_are_dropped(client, payload, caplog):
+    sock = _raw_connect(client.scheduler_address)
+    try:
+        sock.recv(64)  # the server's hello
+        sock.sendall(payload)
+        sock.settimeout(10)
+        assert sock.recv(1024) == b""  # dropped, nothing answered
+    finally:
+        sock.close()
+    still_usable(client)
+
+
+def test_wrong_secret_client_is_refused(client):
+    with pytest.raises(Exception, match="secret"):
+        Client(client.scheduler_address.replace("127.0.0.1", "localhost"), secret="0" * 64,
+               timeout=5)
+    still_usable(client)
+
+
+def test_remote_client_with_the_secret_works(client):
+    other = Client(client.scheduler_address.replace("127.0.0.1", "localhost"),
+                   secret=client.secret)
+    try:
+        assert other.cluster is None  # went over TCP, not the in-process shortcut
+        data = np.arange(100_000)
+        future = other.scatter(data)
+        np.testing.assert_array_equal(other.gather(future), data)
+        assert other.submit(np.sum, future).result() == data.sum()
+        np.testing.assert_array_equal(other.gather(future, direct=False), data)
+    finally:
+        other.close()
+
+
+def test_calls_after_close_raise(make_client):
+    client = make_client(n_workers=1)
+    future = client.scatter(1)
+    client.close()
+    for call in (lambda: client.scatter(1), lambda: client.gather(future),
+                 lambda: client.submit(abs, 1), lambda: client.who_has(),
+                 lambda: future.result()):
+        with pytest.raises(ClientClosedError, match="closed"):
+            call()
+    client.close()  # twice is fine

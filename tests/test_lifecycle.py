@@ -1,0 +1,191 @@
+"""Clusters start and end cleanly; data lives exactly as long as its futures."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from scatter_magics import Client, LocalCluster, as_completed, get_client, wait
+from tests.conftest import wait_for, worker_pids
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_close_ends_every_worker(make_client):
+    client = make_client(n_workers=2)
+    pids = list(worker_pids(client).values())
+    client.close()
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_sigkill_of_the_parent_leaves_no_worker(tmp_path):
+    script = textwrap.dedent("""
+        import sys, time
+        from scatter_magics import Client
+        client = Client(n_workers=2)
+        pids = [w["pid"] for w in client.scheduler_info()["workers"].values()]
+        print(" ".join(map(str, pids)), flush=True)
+        time.sleep(600)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not any(_alive(p) for p in pids), timeout=10,
+                 what="workers to exit after their parent was killed")
+    finally:
+        parent.kill()
+        parent.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_dropping_the_last_future_frees_the_data(client):
+    future = client.scatter("short-lived", hash=False)
+    second = client.scatter("short-lived-2", hash=False)
+    key = future.key
+    alias = future
+    assert key in client.who_has()
+    del future
+    gc.collect()
+    assert key in client.who_has()  # alias still holds it
+    del alias
+    wait_for(lambda: key not in client.who_has(), what="the key to be released")
+    wait_for(lambda: key not in {k for ks in client.has_what().values() for k in ks},
+             what="the workers to drop the key")
+    assert second.result() == "short-lived-2"
+
+
+def test_release_is_explicit_too(client):
+    future = client.scatter("explicit", hash=False)
+    future.release()
+    wait_for(lambda: future.key not in client.who_has(), what="release")
+
+
+def test_inputs_of_a_pending_task_stay_until_it_runs(client):
+    data = client.scatter(list(range(100)), hash=False)
+    total = client.submit(lambda xs: sum(xs), data)
+    key = data[0].key
+    del data
+    gc.collect()
+    assert total.result() == sum(range(100))
+    wait_for(lambda: key not in client.who_has(), what="inputs to be released")
+
+
+def test_local_cluster_is_shared_by_clients():
+    with LocalCluster(n_workers=1) as cluster:
+        procs = list(cluster.processes.values())
+        with Client(cluster) as a, Client(cluster.scheduler_address) as b:
+            future = a.scatter("shared", hash=False)
+            assert b.who_has()[future.key]
+            assert b.submit(len, "abc").result() == 3
+        assert cluster.status == "running"
+    assert cluster.status == "closed"
+    assert all(proc.poll() is not None for proc in procs)
+
+
+def test_get_client_returns_the_latest(make_client):
+    client = make_client(n_workers=1)
+    assert get_client() is client
+    client.close()
+    with pytest.raises(ValueError, match="No client"):
+        get_client()
+
+
+def test_memory_limit_parsing(make_client):
+    client = make_client(n_workers=1, memory_limit="1.5GiB")
+    [worker] = client.scheduler_info()["workers"].values()
+    assert worker["memory_limit"] == int(1.5 * 2**30)
+    with pytest.raises(ValueError, match="memory_limit"):
+        Client(n_workers=1, memory_limit="lots")
+
+
+def test_wait_and_as_completed(client):
+    futures = client.map(lambda x: x * 2, range(10), pure=False)
+    done, not_done = wait(futures, timeout=30)
+    assert len(done) == 10 and not not_done
+    assert sorted(f.result() for f in as_completed(futures)) == [x * 2 for x in range(10)]
+
+
+def test_add_done_callback_runs_once_done(client):
+    seen = []
+    future = client.submit(lambda: "value", pure=False)
+    future.add_done_callback(lambda f: seen.append(f.result()))
+    wait_for(lambda: seen == ["value"], what="the callback")
+
+
+def test_asynchronous_client():
+    async def main():
+        async with Client(n_workers=1, asynchronous=True) as client:
+            future = await client.scatter([1, 2, 3])
+            assert await client.gather(future) == [1, 2, 3]
+            total = client.submit(sum, future)
+            assert await total == 6
+            assert await client.who_has(total)
+        return client.status
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == "closed"
+
+
+def test_asynchronous_client_is_awaitable():
+    async def main():
+        client = await Client(n_workers=1, asynchronous=True)
+        try:
+            return await client.gather(await client.scatter(41, hash=False)) + 1
+        finally:
+            await asyncio.to_thread(client.close)
+    assert asyncio.run(main()) == 42
+
+
+def test_event_stream_reports_status_and_placement(make_client):
+    client = make_client(n_workers=2)
+    batches = []
+    subscription = client.subscribe_events(batches.append)
+    snapshot = batches[0]
+    assert sorted(e["name"] for e in snapshot if e["event"] == "worker-added") == \
+        ["worker-0", "worker-1"]
+
+    def latest(key):
+        events = [e for b in batches for e in b if e.get("key") == key]
+        return events[-1] if events else None
+
+    future = client.scatter("watched", broadcast=True, hash=False)
+    wait_for(lambda: latest(future.key) and len(latest(future.key)["workers"]) == 2,
+             what="a key event with both workers")
+    assert latest(future.key)["status"] == "finished"
+    assert latest(future.key)["type"] == "str"
+    key = future.key
+    del future
+    wait_for(lambda: latest(key)["status"] == "released", what="a released event")
+    wait_for(lambda: any(e["event"] == "worker-metrics" for b in batches for e in b),
+             what="worker metrics")
+    subscription.close()
+    count = len(batches)
+    client.scatter("unwatched", hash=False)
+    client.who_has()  # a round trip: any event would have been delivered by now
+    assert len(batches) == count
+
+
+def test_worker_death_appears_in_the_event_stream(make_client):
+    client = make_client(n_workers=2)
+    batches = []
+    client.subscribe_events(batches.append)
+    address, pid = sorted(worker_pids(client).items())[0]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: any(e["event"] == "worker-removed" and e["address"] == address
+                         for b in batches for e in b), what="a worker-removed event")
