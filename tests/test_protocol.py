@@ -1,0 +1,93 @@
+"""The wire format and the handshake, on bytes alone: no sockets."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from scatter_magics import protocol
+from scatter_magics.errors import AuthenticationError, ProtocolError
+from scatter_magics.serialize import Serialized, deserialize, serialize
+
+
+def roundtrip(msg: dict) -> dict:
+    prelude, *frames = protocol.dumps(msg)
+    n = protocol.parse_frame_count(prelude[:8])
+    lengths = protocol.parse_frame_lengths(prelude[8:], n)
+    assert lengths == tuple(memoryview(f).nbytes for f in frames)
+    return protocol.loads([bytearray(f) for f in frames])
+
+
+def test_large_buffers_travel_as_their_own_frames():
+    array = np.arange(1_000_000, dtype="float64")
+    serialized = serialize(array)
+    assert len(serialized.buffers) == 1
+    prelude, body, buffer = protocol.dumps({"op": "put-data", "data": {"k": serialized}})
+    assert memoryview(buffer).nbytes == array.nbytes
+    assert len(body) < 1000  # the array's bytes are not inside the pickle
+    back = roundtrip({"op": "put-data", "data": {"k": serialized}})
+    np.testing.assert_array_equal(deserialize(back["data"]["k"]), array)
+
+
+def test_small_buffers_stay_inline():
+    assert len(protocol.dumps({"op": "x", "data": serialize(b"small")})) == 2
+
+
+def test_the_prelude_is_little_endian():
+    prelude, body = protocol.dumps({"op": "ping"})
+    assert prelude == struct.pack("<QQ", 1, len(body))
+
+
+@pytest.mark.parametrize("frames", [[b"not a pickle"], [b"\x80\x05K\x01."]])
+def test_undecodable_or_non_message_is_a_protocol_error(frames):
+    with pytest.raises(ProtocolError):
+        protocol.loads(frames)
+
+
+@pytest.mark.parametrize("count", [0, protocol.MAX_FRAMES + 1])
+def test_frame_counts_are_bounded(count):
+    with pytest.raises(ProtocolError, match="frame count"):
+        protocol.parse_frame_count(struct.pack("<Q", count))
+
+
+def test_handshake_with_the_right_secret():
+    secret = protocol.new_secret()
+    hello, server_nonce = protocol.server_hello()
+    answer, client_nonce = protocol.client_hello(secret, hello)
+    assert len(hello) == protocol.SERVER_HELLO_SIZE and len(answer) == protocol.CLIENT_HELLO_SIZE
+    proof = protocol.check_client_hello(secret, server_nonce, answer)
+    protocol.check_server_proof(secret, client_nonce, proof)
+
+
+def test_handshake_with_a_wrong_secret_fails_both_ways():
+    hello, server_nonce = protocol.server_hello()
+    answer, client_nonce = protocol.client_hello("wrong", hello)
+    with pytest.raises(AuthenticationError, match="secret"):
+        protocol.check_client_hello("right", server_nonce, answer)
+    proof = protocol.check_client_hello("wrong", server_nonce, answer)
+    with pytest.raises(AuthenticationError, match="secret"):
+        protocol.check_server_proof("right", client_nonce, proof)
+
+
+def test_handshake_rejects_another_protocol():
+    with pytest.raises(AuthenticationError, match="protocol"):
+        protocol.client_hello("s", b"HTTP/1.1 200 OK\r\n" + b"x" * 23)
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("tcp://127.0.0.1:8786", ("127.0.0.1", 8786)), ("localhost:1", ("localhost", 1)),
+    ("tcp://[::1]:9", ("::1", 9))])
+def test_parse_address(address, expected):
+    assert protocol.parse_address(address) == expected
+
+
+def test_malformed_address():
+    with pytest.raises(ValueError, match="malformed address"):
+        protocol.parse_address("tcp://nohost")
+
+
+def test_serialized_reports_its_size():
+    s = serialize(np.zeros(100_000))
+    assert isinstance(s, Serialized) and s.nbytes >= 800_000

@@ -1,0 +1,87 @@
+"""The scheduler's bookkeeping, driven directly: no sockets, no processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from scatter_magics.errors import NoWorkersError, UnknownWorkerError
+from scatter_magics.scheduler_state import SchedulerState
+
+A, B = "tcp://127.0.0.1:1001", "tcp://127.0.0.1:1002"
+
+
+@pytest.fixture
+def state() -> SchedulerState:
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=100)
+    s.add_worker(B, "worker-1", nthreads=3, memory_limit=100)
+    return s
+
+
+def ops(outgoing) -> list:
+    return [(dest, msg["op"]) for dest, msg in outgoing]
+
+
+def test_round_robin_is_weighted_by_threads(state):
+    placement = state.choose_workers(8)
+    assert placement.count(B) == 3 * placement.count(A)
+
+
+def test_resolve_workers_by_name_pair_and_address(state):
+    assert state.resolve_workers(["worker-1", ("127.0.0.1", 1001), "127.0.0.1:1002"]) == [B, A]
+    with pytest.raises(UnknownWorkerError, match="worker-9.*known workers: worker-0"):
+        state.resolve_workers("worker-9")
+
+
+def test_no_workers_is_a_clear_error():
+    with pytest.raises(NoWorkersError):
+        SchedulerState().choose_workers(1)
+
+
+def test_task_goes_where_its_largest_input_lives(state):
+    state.add_data("c", {"small": [A], "big": [B]}, {"small": 10, "big": 1000}, {})
+    out = state.submit("c", "t", task=b"task", deps={"small", "big"}, restrictions=None)
+    assert ops(out) == [(("worker", B), "compute")]
+    assert out[0][1]["who_has"] == {"small": [A], "big": [B]}
+
+
+def test_waiting_task_starts_when_its_input_finishes(state):
+    [((_, worker), msg)] = state.submit("c", "first", b"t", set(), None)
+    assert msg["op"] == "compute"
+    assert state.submit("c", "second", b"t", {"first"}, None) == []
+    out = state.task_finished(worker, "first", 8, "int")
+    assert (("client", "c"), "key-update") in ops(out)
+    assert (("worker", worker), "compute") in ops(out)  # next to its input
+
+
+def test_losing_the_only_holder_loses_the_key(state):
+    state.add_data("c", {"solo": [A], "both": [A, B]}, {}, {})
+    out = state.remove_worker(A)
+    assert state.keys["solo"].state == "lost"
+    assert state.keys["both"].who_has == {B}
+    [(dest, msg)] = out
+    assert dest == ("client", "c") and msg["status"] == "lost" and "solo" in str(msg["exception"])
+
+
+def test_release_by_the_last_client_deletes_on_workers(state):
+    state.add_data("c1", {"k": [A, B]}, {"k": 5}, {})
+    state.add_data("c2", {"k": [A]}, {"k": 5}, {})
+    assert state.release("c1", ["k"]) == []
+    out = state.release("c2", ["k"])
+    assert sorted(ops(out)) == [(("worker", A), "delete-keys"), (("worker", B), "delete-keys")]
+    assert "k" not in state.keys and state.workers[A].nbytes == 0
+
+
+def test_events_are_recorded_only_while_publishing(state):
+    state.add_data("c", {"quiet": [A]}, {}, {})
+    assert state.events == []
+    state.publishing = True
+    state.add_data("c", {"loud": [A]}, {"loud": 3}, {"loud": "int"})
+    assert state.events == [{"event": "key", "key": "loud", "status": "finished",
+                             "workers": [A], "nbytes": 3, "type": "int"}]
+
+
+def test_replication_plan_targets_missing_workers(state):
+    state.add_data("c", {"k": [A]}, {}, {})
+    assert state.replication_plan(["k"], n=None) == {"k": [B]}
+    assert state.replication_plan(["k"], n=1) == {}
