@@ -192,7 +192,6 @@ def _tune(stream: IOStream) -> None:
     stream.set_nodelay(True)
     stream.max_buffer_size = MAX_BUFFER  # large frames are normal here
     stream.max_write_buffer_size = None
-    stream.read_chunk_size = 1 << 20
 
 
 async def connect(address: str, secret: str, handlers: dict | None = None,
