@@ -26,6 +26,7 @@ from .future import Future, FutureState
 from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool
 from .serialize import deserialize, serialize, serialize_task
+from .shm import SegmentMapper
 from .structure import SKIP, find_futures, substitute
 from .tokenize import tokenize
 
@@ -114,6 +115,8 @@ class Client:
             self._shutdown_owned()
             raise
         self._workers = WorkerPool(self.secret)
+        self._pool = self.cluster.shm_pool if self.cluster is not None else None
+        self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self.status = "running"
         global _default_client
         _default_client = weakref.ref(self)
@@ -170,12 +173,24 @@ class Client:
         """
         self._check_open()
         items, rebuild = _keyed_items(data, hash)
-        payload = {key: serialize(value) for key, value in items.items()}
-        types = {key: type(value).__name__ for key, value in items.items()}
         futures = {key: Future(key, self) for key in items}
+        payload = {key: self._serialize_for_scatter(key, value) for key, value in items.items()}
+        types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, _plain_workers(workers), broadcast,
                                           direct, timeout), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
+
+    def _serialize_for_scatter(self, key: str, value):
+        """Pickle ``value``; on a local cluster, large buffers go into shared memory once."""
+        serialized = serialize(value)
+        if self._pool is not None:
+            serialized.buffers = self._pool.store(key, serialized.buffers)
+        return serialized
+
+    def _view_of(self, ref):
+        if self._pool is not None and self._pool.owns(ref.name):
+            return self._pool.view(ref)
+        return self._segments.view(ref)
 
     async def _scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -227,7 +242,8 @@ class Client:
         states = {f.key: f._state for f in found}
         coro = self._within(self._gather(states, errors, direct), timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
-            futures, Future, {k: s if s is SKIP else deserialize(s) for k, s in serialized.items()}))
+            futures, Future, {k: s if s is SKIP else deserialize(s, self._view_of)
+                              for k, s in serialized.items()}))
 
     async def _gather(self, states: dict, errors: str, direct) -> dict:
         await asyncio.gather(*(self._until_done(s) for s in states.values()))
@@ -466,6 +482,7 @@ class Client:
         self._subscriptions.clear()
         self._workers.close()
         self._link.close()
+        self._segments.close()
 
     def _shutdown_owned(self) -> None:
         if self._owns_cluster and self.cluster is not None:

@@ -17,7 +17,7 @@ import sys
 import threading
 import weakref
 
-from . import protocol
+from . import protocol, shm
 from .loop import LoopThread
 from .scheduler import Scheduler
 
@@ -54,6 +54,7 @@ class LocalCluster:
         self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
         self.secret = secret or protocol.new_secret()
         self.processes: dict[str, subprocess.Popen] = {}
+        self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
         self.status = "starting"
         self._lock = threading.Lock()
         self.loop = LoopThread("scatter-magics-scheduler")
@@ -71,6 +72,10 @@ class LocalCluster:
         scheduler = Scheduler(self.secret)
         scheduler.start(host, port)
         scheduler.on_worker_removed.append(self._on_worker_removed)
+        if self.shm_pool is not None:
+            scheduler.on_key_forgotten.append(self.shm_pool.release_key)
+            self.shm_pool.on_destroy.append(lambda names: self.loop.call_soon(
+                scheduler.broadcast_to_workers, {"op": "forget-segments", "names": names}))
         return scheduler
 
     @property
@@ -95,6 +100,8 @@ class LocalCluster:
         cmd = [sys.executable, "-m", "scatter_magics.worker", "--scheduler",
                self.scheduler.address, "--name", name, "--nthreads",
                str(self.threads_per_worker), "--memory-limit", str(self.memory_limit)]
+        if self.shm_pool is not None:
+            cmd += ["--shm-prefix", self.shm_pool.prefix]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
         proc.stdin.write(self.secret.encode() + b"\n")
         proc.stdin.flush()
@@ -121,6 +128,8 @@ class LocalCluster:
         for proc in self.processes.values():
             _stop_process(proc, timeout)
         self.loop.stop()
+        if self.shm_pool is not None:
+            self.shm_pool.close()
 
     def __enter__(self):
         return self

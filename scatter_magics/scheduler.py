@@ -39,10 +39,18 @@ class Scheduler:
         self.subscribers: set[str] = set()
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
+        self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = self.server.listen_on(host, port)
         return self.address
+
+    def broadcast_to_workers(self, msg: dict) -> None:
+        for channel in list(self.worker_channels.values()):
+            try:
+                channel.send(msg)
+            except CommClosedError:
+                pass
 
     def close(self) -> None:
         for channel in list(self.worker_channels.values()):
@@ -80,6 +88,10 @@ class Scheduler:
     def apply(self, outgoing: list) -> None:
         """Send what a state change produced, then publish the events it recorded."""
         for (kind, target), msg in outgoing:
+            if kind == "owner":
+                for callback in self.on_key_forgotten:
+                    callback(msg["key"])
+                continue
             link = self.worker_channels.get(target) if kind == "worker" else self.clients.get(target)
             if link is None:
                 continue

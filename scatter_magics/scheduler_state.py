@@ -319,6 +319,7 @@ class SchedulerState:
         if ks.processing_on in self.workers:
             self.workers[ks.processing_on].processing.discard(ks.key)
         ks.who_has, ks.state = set(), "released"
+        out.append((("owner", ""), {"op": "key-forgotten", "key": ks.key}))
         self._emit_key(ks)
         for dep in ks.deps:  # inputs kept only for this task may go now
             dks = self.keys.get(dep)

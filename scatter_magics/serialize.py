@@ -18,6 +18,7 @@ import cloudpickle
 
 from .errors import SerializationError
 from .protocol import INLINE_BUFFER_LIMIT
+from .shm import ShmRef, resolve
 
 
 class Serialized:
@@ -31,11 +32,18 @@ class Serialized:
 
     @property
     def nbytes(self) -> int:
-        return len(self.header) + sum(memoryview(b).nbytes for b in self.buffers)
+        return len(self.header) + sum(b.nbytes if isinstance(b, ShmRef) else memoryview(b).nbytes
+                                      for b in self.buffers)
+
+    @property
+    def in_shared_memory(self) -> bool:
+        return any(isinstance(b, ShmRef) for b in self.buffers)
 
     def __reduce__(self):
-        # PickleBuffer makes each buffer an out-of-band frame of the enclosing message.
-        return Serialized, (self.header, [pickle.PickleBuffer(b) for b in self.buffers])
+        # PickleBuffer makes each buffer an out-of-band frame of the enclosing message;
+        # a ShmRef is a few bytes and travels inside the pickle.
+        return Serialized, (self.header, [b if isinstance(b, ShmRef) else pickle.PickleBuffer(b)
+                                          for b in self.buffers])
 
     def __repr__(self) -> str:
         return f"<Serialized: {self.nbytes} bytes in {1 + len(self.buffers)} parts>"
@@ -61,9 +69,11 @@ def serialize(obj) -> Serialized:
     return Serialized(header, buffers)
 
 
-def deserialize(s: Serialized):
+def deserialize(s: Serialized, view_of=None):
+    """The value; ``view_of(ref)`` maps buffers that live in shared memory."""
+    buffers = resolve(s.buffers, view_of) if view_of is not None else s.buffers
     try:
-        return pickle.loads(s.header, buffers=s.buffers)
+        return pickle.loads(s.header, buffers=buffers)
     except Exception as exc:
         raise SerializationError(f"cannot deserialize value: {exc!r}") from exc
 

@@ -22,10 +22,14 @@ import traceback
 from .comm import Channel, Server, connect
 from .errors import CommClosedError
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
+from .shm import SegmentMapper, unlink_segments
 
 logger = logging.getLogger("scatter_magics.worker")
 
 METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
+
+
+SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
 
 
 class StoredValue:
@@ -41,7 +45,7 @@ class StoredValue:
     @property
     def value(self):
         if not self._has_value:
-            self._value, self._has_value = deserialize(self._serialized), True
+            self._value, self._has_value = deserialize(self._serialized, SEGMENTS.view), True
         return self._value
 
     @property
@@ -70,6 +74,7 @@ class Worker:
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
+                "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
                 "compute": self._compute, "close": lambda ch, msg: self.closed.set()}
 
     async def start(self) -> None:
@@ -151,7 +156,8 @@ class Worker:
             self._report({"op": "task-erred", "key": key, "exception": _portable(exc),
                           "traceback": "".join(traceback.format_exception(exc))})
             return
-        stored = self.data[key] = StoredValue(value=value, has_value=True)
+        stored = self.data[key] = StoredValue(value=_not_aliasing_shared_memory(value),
+                                              has_value=True)
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type})
 
@@ -165,6 +171,22 @@ class Worker:
         while True:
             self._report({"op": "metrics", "memory": resident_memory()})
             await asyncio.sleep(METRICS_INTERVAL)
+
+
+def _not_aliasing_shared_memory(value):
+    """``value``, copied if it is a numpy view into a shared segment.
+
+    Segments are reused once their key is released; a result that kept pointing into
+    one (``x[:10]`` of a scattered array) would then silently change.
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not isinstance(value, numpy.ndarray) or value.base is None:
+        return value
+    low, high = numpy.byte_bounds(value) if hasattr(numpy, "byte_bounds") else \
+        numpy.lib.array_utils.byte_bounds(value)
+    if any(start <= low < end or start < high <= end for start, end in SEGMENTS.spans()):
+        return value.copy()
+    return value
 
 
 def _execute(task: Serialized, inputs: dict):
@@ -193,10 +215,16 @@ def resident_memory() -> int:
         return 0
 
 
-def _exit_when_parent_dies() -> None:
-    """Block on stdin until the parent's end of the pipe closes, then exit at once."""
+def _exit_when_parent_dies(shm_prefix: str) -> None:
+    """Block on stdin until the parent's end of the pipe closes, then exit at once.
+
+    A parent that closed us on purpose has already unlinked its shared memory; one that
+    was killed could not, so we remove what it left (every worker tries; that is fine).
+    """
     while os.read(0, 1 << 16):  # a raw read: no buffered-reader lock held at shutdown
         pass
+    if shm_prefix:
+        unlink_segments(shm_prefix)
     os._exit(0)
 
 
@@ -216,11 +244,13 @@ def main(argv=None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--nthreads", type=int, default=1)
     parser.add_argument("--memory-limit", type=int, default=0)
+    parser.add_argument("--shm-prefix", default="", help="segments to unlink if the parent dies")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
     secret = _read_secret()
-    threading.Thread(target=_exit_when_parent_dies, name="parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_when_parent_dies, args=(args.shm_prefix,), name="parent-watch",
+                     daemon=True).start()
 
     async def run():
         worker = Worker(args.scheduler, secret, args.name, args.nthreads, args.memory_limit)

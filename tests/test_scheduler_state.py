@@ -68,7 +68,8 @@ def test_release_by_the_last_client_deletes_on_workers(state):
     state.add_data("c2", {"k": [A]}, {"k": 5}, {})
     assert state.release("c1", ["k"]) == []
     out = state.release("c2", ["k"])
-    assert sorted(ops(out)) == [(("worker", A), "delete-keys"), (("worker", B), "delete-keys")]
+    assert sorted(ops(out)) == [(("owner", ""), "key-forgotten"), (("worker", A), "delete-keys"),
+                                (("worker", B), "delete-keys")]
     assert "k" not in state.keys and state.workers[A].nbytes == 0
 
 

@@ -1,0 +1,138 @@
+"""Large buffers through shared memory: one copy, read-only replicas, nothing left in /dev/shm."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from scatter_magics import shm
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")]
+
+BIG = 4 * shm.THRESHOLD  # bytes: large enough to go through shared memory
+
+
+def segments(prefix: str) -> list[str]:
+    return [n for n in os.listdir(shm.SHM_DIR) if n.startswith(prefix)]
+
+
+def big_array(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(BIG // 8)
+
+
+def test_scatter_goes_through_one_segment_and_round_trips(make_client):
+    client = make_client(n_workers=2)
+    pool = client.cluster.shm_pool
+    data = big_array()
+    [future] = client.scatter([data], broadcast=True)
+    assert len(segments(pool.prefix)) == 1  # a broadcast to two workers is one copy
+    assert client.submit(np.sum, future, workers="worker-1").result() == pytest.approx(data.sum())
+    back = client.gather(future)
+    np.testing.assert_array_equal(back, data)
+    assert not back.flags.writeable
+
+
+def test_a_worker_cannot_change_another_replica(make_client):
+    client = make_client(n_workers=2)
+    [future] = client.scatter([big_array(1)], broadcast=True)
+
+    def mutate(x):
+        x[0] = -1.0
+        return x
+
+    with pytest.raises(ValueError, match="read-only"):
+        client.submit(mutate, future, workers="worker-0").result()
+    copied = client.submit(lambda x: (x.copy().__setitem__(0, -1.0), x[0])[1], future,
+                           workers="worker-1")
+    assert copied.result() != -1.0
+    assert client.gather(future)[0] != -1.0
+
+
+def test_results_that_view_shared_memory_are_copied(make_client):
+    client = make_client(n_workers=1)
+    data = big_array(2)
+    future = client.scatter(data)
+    head = client.submit(lambda x: x[:10], future)
+    expected = data[:10].copy()
+    head.result()
+    key = future.key
+    del future
+    wait_for(lambda: key not in client.who_has(), what="the input to be released")
+    client.scatter(big_array(3))  # may reuse the released segment
+    np.testing.assert_array_equal(client.gather(head), expected)
+
+
+def test_released_segments_are_reused_not_recreated(make_client):
+    client = make_client(n_workers=1)
+    pool = client.cluster.shm_pool
+    for seed in range(4):
+        future = client.scatter(big_array(seed))
+        key = future.key
+        del future
+        gc.collect()
+        wait_for(lambda: key not in client.who_has(), what="release")
+    assert len(segments(pool.prefix)) == 1
+
+
+def test_gathered_view_keeps_its_segment(make_client):
+    client = make_client(n_workers=1)
+    data = big_array(4)
+    future = client.scatter(data)
+    kept = client.gather(future)
+    key = future.key
+    del future
+    wait_for(lambda: key not in client.who_has(), what="release")
+    client.scatter(big_array(5))  # must not land in the segment `kept` still views
+    np.testing.assert_array_equal(kept, data)
+
+
+def test_close_unlinks_every_segment(make_client):
+    client = make_client(n_workers=2)
+    prefix = client.cluster.shm_pool.prefix
+    client.scatter([big_array(6), big_array(7)])
+    assert segments(prefix)
+    client.close()
+    assert segments(prefix) == []
+
+
+def test_segments_of_a_killed_kernel_are_removed_by_its_workers():
+    script = textwrap.dedent(f"""
+        import numpy as np, time
+        from scatter_magics import Client
+        client = Client(n_workers=2)
+        client.scatter(np.ones({BIG // 8}), broadcast=True)
+        print(client.cluster.shm_pool.prefix, flush=True)
+        time.sleep(600)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        prefix = parent.stdout.readline().strip()
+        assert prefix.startswith("smg-") and segments(prefix)
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not segments(prefix), timeout=10, what="/dev/shm to be cleaned")
+    finally:
+        parent.kill()
+        parent.stdout.close()
+
+
+def test_remote_client_reads_shared_memory_by_name(client):
+    from scatter_magics import Client
+
+    data = big_array(8)
+    future = client.scatter(data)
+    other = Client(client.scheduler_address.replace("127.0.0.1", "localhost"), secret=client.secret)
+    try:
+        [same] = other.scatter([data])  # a remote client sends bytes over the socket
+        assert same.key == future.key
+        np.testing.assert_array_equal(other.gather(same), data)
+    finally:
+        other.close()
