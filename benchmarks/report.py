@@ -116,7 +116,7 @@ def memory_table(results):
                 cells.append("–")
                 continue
             top = {key: max(p[key] for p in peaks) for key in peaks[0]}
-            cells.append(" / ".join(f"{top[k] / 1e6:,.0f}" for k in ("client", "cluster", "shm")))
+            cells.append(" / ".join(f"{max(top[k], 0) / 1e6:,.0f}" for k in ("client", "cluster", "shm")))
         lines.append(_row(cells))
     return "\n".join(lines)
 
@@ -133,6 +133,7 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     versions = []
     for name in PACKAGES:
         try:
@@ -144,6 +145,8 @@ def machine():
         f"- Memory: {psutil.virtual_memory().total / 2**30:.1f} GiB",
         f"- OS: {platform.platform()}",
         f"- Python: {sys.version.split()[0]} ({sys.executable})",
+        f"- Load average when the report was written: {load}"
+        " (other work on the machine skews the numbers)",
         f"- Packages: {', '.join(versions)}",
         f"- scatter_magics commit: {_git_commit()}",
     ])
@@ -182,10 +185,12 @@ def markdown(results, command, cfg, elapsed):
         "## Time (median)\n\n" + time_table(results) + "\n\n"
         "`ours vs X` = X's median ÷ ours: above 1× scatter_magics is faster. "
         "`–`: the system has no counterpart; `not run`: skipped or failed before this row.",
-        "## Peak memory above the start of the run, MB: client RSS / cluster PSS / /dev/shm\n\n"
+        "## Peak memory, MB: client RSS / cluster PSS / /dev/shm\n\n"
         + memory_table(results) + "\n\n"
-        "Client: the driver process (with the scheduler for Dask and scatter_magics). Cluster: "
-        "proportional set size summed over every child process, so shared pages count once. "
-        "/dev/shm: shared memory in use, mapped or not. Peaks over every rep.",
+        "Measured in one extra, untimed rep per session; the highest over all rounds. Client: "
+        "RSS of the driver process (with the scheduler, for Dask and scatter_magics) above its "
+        "value when the run began, the source array already made. Cluster: proportional set "
+        "size summed over every child process (shared pages count once) and /dev/shm in use "
+        "(machine-wide), both above their values on the idle cluster after warm-up.",
         "## Notes\n\n" + all_notes(results),
     ]) + "\n"
