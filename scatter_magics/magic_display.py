@@ -1,0 +1,204 @@
+"""What the magics show: a table of futures, and a summary of the cluster.
+
+Both are snapshots taken when a cell's output is displayed; the live widget
+(``widget.py``) is meant to replace them without changing what the magics return.
+
+>>> table = FuturesTable([{"name": "df", "key": "df-1f2e", "type": "DataFrame",
+...                        "nbytes": 2048, "status": "finished", "workers": ["worker-0"]}])
+>>> print(table)
+name  key      type       size     status    workers
+df    df-1f2e  DataFrame  2.0 KiB  finished  worker-0
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Iterable, Mapping
+
+from .future import Future
+
+MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
+
+
+def format_bytes(n: int | None) -> str:
+    """``1536`` → ``'1.5 KiB'``; ``None`` → ``''``."""
+    if n is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, Future]]:
+    """``[(label, future)]`` for every future in ``named``'s values, labelled ``name[i]``."""
+    out: list[tuple[str, Future]] = []
+
+    def walk(label: str, obj) -> None:
+        if isinstance(obj, Future):
+            out.append((label, obj))
+        elif isinstance(obj, (list, tuple)):
+            for i, item in enumerate(obj):
+                walk(f"{label}[{i}]", item)
+        elif isinstance(obj, (set, frozenset)):
+            for item in obj:
+                walk(f"{label}[…]", item)
+        elif isinstance(obj, dict):
+            for k, item in obj.items():
+                walk(f"{label}[{k!r}]", item)
+
+    for name, value in named.items():
+        walk(name, value)
+    return out
+
+
+def key_states(client, keys: Iterable[str]) -> dict[str, dict]:
+    """The scheduler's latest ``key`` event (status, workers, nbytes, type) per key.
+
+    One snapshot of the event stream (see docs/internals.md): the first batch a
+    subscription receives describes every key the scheduler knows.
+    """
+    wanted = set(keys)
+    batch: list = []
+    subscription = client.subscribe_events(batch.extend)
+    subscription.close()
+    events = list(batch)  # later batches may still be appended; a later event is newer
+    return {e["key"]: e for e in events if e.get("event") == "key" and e["key"] in wanted}
+
+
+def worker_names(client) -> dict[str, str]:
+    """``{address: name}`` of the client's workers."""
+    return {a: w.get("name", a) for a, w in client.scheduler_info()["workers"].items()}
+
+
+def _natural(name) -> list:
+    """Sort key putting ``worker-2`` before ``worker-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
+
+
+def _table_text(columns: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = [columns] + rows
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def _table_html(columns: list[str], rows: list[list[str]], caption: str = "") -> str:
+    head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(cell)}</td>"
+                                    for cell in row) + "</tr>" for row in rows)
+    cap = f"<caption style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class FuturesTable:
+    """One row per future: name, key, type, size, status and the workers holding it."""
+
+    columns = ["name", "key", "type", "size", "status", "workers"]
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    @classmethod
+    def snapshot(cls, labelled: list[tuple[str, Future]]) -> "FuturesTable":
+        """Ask the scheduler about each future, now."""
+        rows = [{"name": label, "key": f.key, "type": f.type, "nbytes": None,
+                 "status": f.status, "workers": []} for label, f in labelled]
+        client = labelled[0][1].client if labelled else None
+        if client is not None and client.status == "running":
+            states = key_states(client, (f.key for _, f in labelled))
+            names = worker_names(client)
+            for row in rows:
+                state = states.get(row["key"], {})
+                row["type"] = row["type"] or state.get("type")
+                row["nbytes"] = state.get("nbytes")
+                row["workers"] = [names.get(a, a) for a in state.get("workers", [])]
+        return cls(rows)
+
+    def _cells(self) -> list[list[str]]:
+        return [[r["name"], r["key"], r["type"] or "", format_bytes(r["nbytes"]), r["status"],
+                 ", ".join(r["workers"])] for r in self.rows]
+
+    def __repr__(self) -> str:
+        return _table_text(self.columns, self._cells())
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        return _table_html(self.columns, self._cells())
+
+
+class ScatterResult(dict):
+    """``%scatter a b c``'s result: a plain ``{name: future(s)}`` dict shown as a table."""
+
+    def table(self) -> FuturesTable:
+        return FuturesTable.snapshot(labelled_futures(self))
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self.table()))
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+
+class ClusterSummary:
+    """What ``%cluster`` shows: each worker's threads, memory and the keys it holds."""
+
+    columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
+
+    def __init__(self, address: str, workers: list[dict]):
+        self.address = address
+        self.workers = workers
+
+    @classmethod
+    def snapshot(cls, client, labels: Mapping[str, str]) -> "ClusterSummary":
+        """Ask the scheduler now; ``labels`` names keys (``{key: 'df'}``) for display."""
+        info = client.scheduler_info()
+        has_what = client.has_what()
+        workers = []
+        for address, w in sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name"))):
+            keys = sorted(has_what.get(address, []))
+            workers.append({"name": w.get("name", address), "address": address,
+                            "nthreads": w.get("nthreads"), "memory": w.get("memory"),
+                            "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
+                            "keys": keys, "labels": [labels.get(k, k) for k in keys]})
+        return cls(info.get("address", ""), workers)
+
+    @property
+    def keys(self) -> set[str]:
+        return {k for w in self.workers for k in w["keys"]}
+
+    def headline(self) -> str:
+        threads = sum(w["nthreads"] or 0 for w in self.workers)
+        limit = sum(w["memory_limit"] or 0 for w in self.workers)
+        return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
+                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys")
+
+    def _cells(self) -> list[list[str]]:
+        rows = []
+        for w in self.workers:
+            shown = ", ".join(w["labels"][:MAX_KEYS_SHOWN])
+            if len(w["labels"]) > MAX_KEYS_SHOWN:
+                shown += f", … {len(w['labels']) - MAX_KEYS_SHOWN} more"
+            rows.append([w["name"], w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
+                         format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
+        return rows
+
+    def __repr__(self) -> str:
+        return self.headline() + "\n" + _table_text(self.columns, self._cells())
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        return _table_html(self.columns, self._cells(), caption=self.headline())
+
+
+def future_text(future: Future, label: str | None) -> str:
+    """A one-line plain-text form of a future that needs no round trip to the scheduler."""
+    name = f" {label}" if label else ""
+    type_part = f", type: {future.type}" if future.type else ""
+    return f"<Future{name}: {future.status}{type_part}, key: {future.key}>"

@@ -1,0 +1,456 @@
+"""``%scatter``, ``%gather`` and ``%cluster``: the cluster from a notebook cell.
+
+::
+
+    %load_ext scatter_magics
+    %config ScatterMagics.n_workers = 2     # optional: size of the cluster the magics start
+    %scatter df --broadcast                 # starts the cluster, binds `client`, shows df's future
+    res = [client.submit(len, df) for _ in range(4)]
+    %gather res                             # -> [n, n, n, n]
+    %gather df --into                       # rebinds df to the value held by the workers
+    %cluster                                # workers, threads, memory, what each holds
+    %cluster stop
+
+The magics and your code share one client: the magics use
+``scatter_magics.get_client()`` (the most recently created open ``Client``), and when
+there is none, they start an embedded cluster sized by the ``ScatterMagics`` config and
+bind its client to ``client`` in the namespace (unless that name holds something else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+import re
+import uuid
+from collections.abc import Sequence
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Float, Integer, Unicode, Union
+
+from .client import Client, get_client
+from .cluster import parse_memory_limit
+from .errors import ClientClosedError, NoWorkersError, SerializationError, UnknownWorkerError
+from .future import Future
+from .magic_display import ClusterSummary, FuturesTable, ScatterResult, future_text
+from .magic_display import labelled_futures
+from .structure import find_futures
+from .tokenize import tokenize
+
+CLIENT_NAME = "client"  # where the magics bind the client they start
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_UNSET = object()
+
+
+# ------------------------------------------------------------ argument types ---
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _memory_limit(text: str) -> str:
+    try:
+        parse_memory_limit(text, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _worker(text: str):
+    """An address ``tcp://host:port`` or a name stay text; ``host:port`` becomes a tuple."""
+    host, sep, port = text.rpartition(":")
+    if "://" not in text and sep and host and port.isdigit():
+        return (host, int(port))
+    return text
+
+
+def _name(text: str) -> str:
+    if not is_dotted_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a variable name")
+    return text
+
+
+def is_dotted_name(text: str) -> bool:
+    """``df`` or ``self.data.df``: something an assignment can bind."""
+    return bool(_DOTTED.fullmatch(text)) and not any(
+        keyword.iskeyword(part) for part in text.split("."))
+
+
+# ------------------------------------------------------------ the magics ---
+
+@magics_class
+class ScatterMagics(Magics):
+    """The ``%scatter``/``%gather``/``%cluster`` magics and the cluster they started.
+
+    Configurable with ``%config ScatterMagics.n_workers = 4`` or an IPython profile.
+    """
+
+    n_workers = Integer(None, allow_none=True, min=1, help=(
+        "Workers of the cluster the magics start (default: one per CPU core).")).tag(config=True)
+    threads_per_worker = Integer(1, min=1, help="Threads per worker.").tag(config=True)
+    memory_limit = Union([Unicode(), Integer()], default_value="auto", help=(
+        "Memory per worker: 'auto' (the machine's memory shared by the workers), a number "
+        "of bytes, or text like '2GiB'.")).tag(config=True)
+    timeout = Float(None, allow_none=True, help=(
+        "Default --timeout in seconds for %scatter and %gather. None: %gather waits as long "
+        "as it takes (Ctrl-C stops it), %scatter uses the Client's timeout.")).tag(config=True)
+
+    def __init__(self, shell):
+        super().__init__(shell=shell)
+        if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
+            shell.configurables.append(self)
+        self.owned_client: Client | None = None  # the client the magics started, if any
+        self.remembered: dict[str, object] = {}  # name -> the future(s) %scatter made for it
+
+    # -------------------------------------------------------------- %scatter ---
+    @no_var_expand
+    @magic_arguments()
+    @argument("names", nargs="+", metavar="NAME_OR_EXPR", help=(
+        "Variable names (dotted names too) or Python expressions without spaces, "
+        "evaluated in the user namespace."))
+    @argument("-b", "--broadcast", action="store_true", help="Put a copy on every (allowed) worker.")
+    @argument("-w", "--workers", nargs="+", type=_worker, metavar="W", help=(
+        "Only these workers: addresses (tcp://host:port), host:port, or names (worker-0). "
+        "Put it after the names, or end the list with --."))
+    @argument("--direct", dest="direct", action="store_true", default=None,
+              help="Send the data straight to the workers.")
+    @argument("--no-direct", dest="direct", action="store_false", default=None,
+              help="Send the data through the scheduler.")
+    @argument("--no-hash", dest="hash", action="store_false",
+              help="Random keys instead of keys from the content.")
+    @argument("-t", "--timeout", type=_seconds, metavar="SECONDS",
+              help="Give up (TimeoutError) after this many seconds.")
+    @argument("-s", "--split", action="store_true", help=(
+        "Scatter a list, tuple, set, sequence or dict element by element: one future each."))
+    @argument("-o", "--as", dest="as_name", type=_name, metavar="NAME",
+              help="Also bind the result to NAME.")
+    @line_magic
+    def scatter(self, line):
+        """Move variables into the workers' memory; returns their Future(s).
+
+        One argument gives its Future (with --split: a list, tuple, set or dict of
+        Futures); several give a dict ``{name: future(s)}``. The magic remembers the
+        latest future(s) per name, so ``%gather NAME`` brings them back; hashed keys
+        start with the name (``df-<token>``, ``rows[3]-<token>``). The first %scatter
+        starts an embedded cluster if no Client is running, and binds it to ``client``.
+
+        Examples::
+
+            %scatter df --broadcast
+            %scatter a b c
+            %scatter rows --split -w worker-0 worker-1
+            fut = %scatter model --no-hash --timeout 10
+        """
+        args = parse_argstring(self.scatter, line)
+        values = {text: self._evaluate(text) for text in args.names}
+        client = self.client(start=True)
+        items, rebuilders = {}, {}
+        for text, value in values.items():
+            keyed, rebuilders[text] = _keyed_items(text, value, args.split, args.hash)
+            items.update(keyed)
+        futures = self._scatter_items(client, items, args)
+        results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
+        self.remembered.update(results)
+        result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
+        if args.as_name:
+            self._bind(args.as_name, result)
+        return result
+
+    def _scatter_items(self, client: Client, items: dict, args) -> dict:
+        timeout = args.timeout or self.timeout
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        what = ", ".join(args.names)
+        try:
+            return client.scatter(items, workers=args.workers, broadcast=args.broadcast,
+                                  direct=args.direct, hash=args.hash, **kwargs)
+        except UnknownWorkerError as exc:
+            raise UsageError(f"{exc}. Pass -w a worker name, address or host:port.") from exc
+        except NoWorkersError as exc:
+            raise UsageError(f"{exc}; start a cluster with workers: %cluster start -n 2") from exc
+        except SerializationError as exc:
+            raise UsageError(f"cannot scatter {what}: {exc}") from exc
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"%scatter {what} did not finish within {timeout or client.timeout} s while "
+                f"waiting for the workers to store the data; the cluster is still usable: "
+                f"try a longer --timeout, or check %cluster") from exc
+
+    # -------------------------------------------------------------- %gather ---
+    @no_var_expand
+    @magic_arguments()
+    @argument("names", nargs="+", metavar="NAME_OR_EXPR", help=(
+        "A name %scatter remembered, or any variable or expression holding futures "
+        "(nested lists, tuples, sets and dicts too)."))
+    @argument("--errors", choices=["raise", "skip"], default="raise", help=(
+        "raise: re-raise a failed task's exception; skip: leave failed futures out."))
+    @argument("-t", "--timeout", type=_seconds, metavar="SECONDS",
+              help="Give up (TimeoutError) after this many seconds.")
+    @argument("-i", "--into", action="store_true", help=(
+        "Rebind each name to its gathered value (returns nothing, like an assignment)."))
+    @line_magic
+    def gather(self, line):
+        """Bring the values of futures back; returns them in the same shape.
+
+        Each argument is evaluated: if its value holds futures, those are gathered;
+        otherwise it must be a name %scatter remembered (``%gather df`` after
+        ``%scatter df``). One argument gives its value, several a dict ``{name: value}``.
+
+        Examples::
+
+            out = %gather res
+            %gather df --into
+            %gather a b --errors skip --timeout 30
+        """
+        args = parse_argstring(self.gather, line)
+        if args.into:
+            for text in args.names:
+                if not is_dotted_name(text):
+                    raise UsageError(f"--into rebinds names; {text!r} is an expression")
+        targets = {text: self._futures_of(text) for text in args.names}
+        values = self._gather_targets(targets, args)
+        if args.into:
+            for text, value in values.items():
+                self._bind(text, value)
+            return None
+        return values.get(args.names[0]) if len(args.names) == 1 else values
+
+    def _futures_of(self, text: str):
+        """What ``%gather text`` gathers: the value if it holds futures, else the memory."""
+        try:
+            value = self.shell.ev(text)
+        except (NameError, AttributeError):
+            if not is_dotted_name(text):
+                raise
+            value = _UNSET
+        if isinstance(value, ScatterResult):  # the core walks plain dicts only
+            value = dict(value)
+        if value is not _UNSET and find_futures(value, Future):
+            return value
+        if text in self.remembered:
+            return self.remembered[text]
+        known = ", ".join(self.remembered) or "none yet"
+        if value is _UNSET:
+            raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
+                             f"by that name (names %scatter remembers: {known})")
+        raise UsageError(f"nothing to gather: {text} is a {type(value).__name__} holding no "
+                         f"futures, and %scatter has not scattered it (names %scatter "
+                         f"remembers: {known})")
+
+    def _gather_targets(self, targets: dict, args) -> dict:
+        futures = find_futures(list(targets.values()), Future)
+        client = futures[0].client
+        timeout = args.timeout or self.timeout
+        what = ", ".join(targets)
+        try:
+            return client.gather(targets, errors=args.errors, timeout=timeout)
+        except ClientClosedError as exc:
+            raise UsageError(f"the futures of {what} belong to a client that was closed (the "
+                             f"cluster was stopped); scatter the data again") from exc
+        except TimeoutError as exc:
+            pending = [f.key for f in futures if not f.done()]
+            raise TimeoutError(
+                f"%gather {what} did not finish within {timeout} s: {len(pending)} of "
+                f"{len(futures)} futures still pending ({', '.join(pending[:5])}"
+                f"{', …' if len(pending) > 5 else ''}); they keep running, gather again "
+                f"later or use a longer --timeout") from exc
+        except ValueError as exc:
+            if "another client" not in str(exc):
+                raise
+            raise UsageError(f"cannot gather {what} in one go: {exc}") from exc
+
+    # -------------------------------------------------------------- %cluster ---
+    @magic_arguments()
+    @argument("action", nargs="?", choices=["start", "stop"], help=(
+        "start: start an embedded cluster; stop: end the one the magics started "
+        "(and every worker). Without it: show the cluster."))
+    @argument("-n", "--n-workers", type=_count, metavar="N",
+              help="Workers to start (default: ScatterMagics.n_workers).")
+    @argument("--threads", type=_count, metavar="N",
+              help="Threads per worker (default: ScatterMagics.threads_per_worker).")
+    @argument("--memory-limit", type=_memory_limit, metavar="BYTES",
+              help="Memory per worker, e.g. 2GiB (default: ScatterMagics.memory_limit).")
+    @line_magic
+    def cluster(self, line):
+        """Show, start or stop the cluster.
+
+        ``%cluster`` shows the workers, their threads, memory and the keys each holds.
+        ``%cluster start`` starts an embedded cluster, binds its client to ``client`` and
+        makes it the one the magics (and ``get_client()``) use. ``%cluster stop`` closes
+        the client the magics started, ending its workers.
+
+        Examples::
+
+            %cluster
+            %cluster start -n 4 --threads 2 --memory-limit 2GiB
+            %cluster stop
+        """
+        args = parse_argstring(self.cluster, line)
+        options = (args.n_workers, args.threads, args.memory_limit)
+        if args.action != "start" and any(o is not None for o in options):
+            raise UsageError("-n, --threads and --memory-limit go with %cluster start")
+        if args.action == "start":
+            return self._start(args)
+        if args.action == "stop":
+            return self._stop()
+        return ClusterSummary.snapshot(self.client(start=False), self.labels())
+
+    def _start(self, args) -> ClusterSummary:
+        if self.owned_client is not None and self.owned_client.status != "closed":
+            raise UsageError(f"the magics' cluster is already running ({self.owned_client!r}); "
+                             f"run %cluster stop first")
+        client = self.start_client(args.n_workers, args.threads, args.memory_limit)
+        return ClusterSummary.snapshot(client, self.labels())
+
+    def _stop(self) -> None:
+        client = self.owned_client
+        if client is None or client.status == "closed":
+            raise UsageError("no cluster started by %scatter or %cluster start is running; "
+                             "a Client created in your code is stopped with its close()")
+        n = len(client.cluster.processes) if client.cluster is not None else 0
+        self.close()
+        print(f"Stopped the cluster and its {n} workers.")
+
+    # -------------------------------------------------------------- the client ---
+    def client(self, start: bool) -> Client:
+        """The client the magics use: ``get_client()``, or (``start``) a new cluster's."""
+        try:
+            return get_client()
+        except ValueError:
+            if not start:
+                raise UsageError("no cluster is running: start one with %cluster start "
+                                 "[-n N], or %scatter a variable") from None
+        return self.start_client()
+
+    def start_client(self, n_workers=None, threads=None, memory_limit=None) -> Client:
+        """Start an embedded cluster (config fills what is not given); bind ``client``."""
+        client = Client(n_workers=n_workers or self.n_workers,
+                        threads_per_worker=threads or self.threads_per_worker,
+                        memory_limit=memory_limit or self.memory_limit)
+        self.owned_client = client
+        n = len(client.cluster.processes) if client.cluster is not None else 0
+        current = self.shell.user_ns.get(CLIENT_NAME, _UNSET)
+        if current is _UNSET or isinstance(current, Client):
+            self.shell.user_ns[CLIENT_NAME] = client
+            print(f"Started a cluster with {n} workers; its client is `{CLIENT_NAME}`.")
+        else:
+            print(f"Started a cluster with {n} workers; `{CLIENT_NAME}` holds something "
+                  f"else, so use scatter_magics.get_client() to reach it.")
+        return client
+
+    def close(self) -> None:
+        """Close the client the magics started (ending its workers) and forget its futures."""
+        client, self.owned_client = self.owned_client, None
+        if client is None:
+            return
+        self.remembered = {name: value for name, value in self.remembered.items()
+                           if all(f.client is not client for f in find_futures(value, Future))}
+        if self.shell.user_ns.get(CLIENT_NAME) is client:
+            del self.shell.user_ns[CLIENT_NAME]
+        client.close()
+
+    def labels(self) -> dict[str, str]:
+        """``{key: 'df'}`` for the futures %scatter remembers."""
+        return {f.key: label for label, f in labelled_futures(self.remembered)}
+
+    # -------------------------------------------------------------- namespace ---
+    def _evaluate(self, text: str):
+        try:
+            return self.shell.ev(text)
+        except (NameError, AttributeError) as exc:
+            if not is_dotted_name(text):
+                raise
+            raise UsageError(f"cannot scatter {text!r}: {exc}") from exc
+        except SyntaxError as exc:
+            raise UsageError(f"{text!r} is neither a variable name nor a Python expression "
+                             f"({exc.msg}); write expressions without spaces") from exc
+
+    def _bind(self, target: str, value) -> None:
+        """``target = value`` in the user namespace, for a name or a dotted name."""
+        parent, _, attr = target.rpartition(".")
+        if parent:
+            setattr(self.shell.ev(parent), attr, value)
+        else:
+            self.shell.user_ns[target] = value
+
+
+def _keyed_items(name: str, value, split: bool, hash: bool):
+    """``{key: value}`` to scatter for one argument, and how to rebuild its result.
+
+    Keys keep the argument as a readable prefix: ``df-<token>``, ``rows[3]-<token>``.
+    """
+    def key(label: str, v) -> str:
+        return f"{label}-{tokenize(v) if hash else uuid.uuid4().hex}"
+
+    if not split:
+        k = key(name, value)
+        return {k: value}, lambda futures: futures[k]
+    if isinstance(value, dict):
+        keys = {item: key(f"{name}[{item!r}]", v) for item, v in value.items()}
+        return ({keys[i]: v for i, v in value.items()},
+                lambda futures: {i: futures[k] for i, k in keys.items()})
+    if isinstance(value, (set, frozenset, Sequence)) and not isinstance(value, (str, bytes)):
+        elements = list(value)
+        keys = [key(f"{name}[{i}]", v) for i, v in enumerate(elements)]
+        kind = type(value) if type(value) in (list, tuple, set, frozenset) else list
+        return dict(zip(keys, elements)), lambda futures: kind(futures[k] for k in keys)
+    raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is a "
+                     f"{type(value).__name__}")
+
+
+# ------------------------------------------------------------ display ---
+
+def _install_formatters(shell, magics: ScatterMagics) -> None:
+    """Show a Future as a table row (HTML) or a one-liner naming it (text)."""
+    def as_html(future):
+        label = magics.labels().get(future.key, "")
+        return FuturesTable.snapshot([(label, future)])._repr_html_()
+
+    def as_text(future, p, cycle):
+        p.text(future_text(future, magics.labels().get(future.key)))
+
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(Future, as_html)
+    formatters["text/plain"].for_type(Future, as_text)
+
+
+def _remove_formatters(shell) -> None:
+    for mime in ("text/html", "text/plain"):
+        shell.display_formatter.formatters[mime].pop(Future, None)
+
+
+# ------------------------------------------------------------ the extension ---
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext scatter_magics``."""
+    magics = ScatterMagics(ipython)
+    ipython.register_magics(magics)
+    _install_formatters(ipython, magics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext scatter_magics``: close the magics' cluster, remove the magics."""
+    manager = ipython.magics_manager
+    magics = manager.registry.pop(ScatterMagics.__name__, None)
+    if magics is None:
+        return
+    magics.close()
+    for name, method in list(manager.magics["line"].items()):
+        if getattr(method, "__self__", None) is magics:
+            del manager.magics["line"][name]
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    _remove_formatters(ipython)
