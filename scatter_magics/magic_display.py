@@ -114,7 +114,8 @@ class FuturesTable:
                 state = states.get(row["key"], {})
                 row["type"] = row["type"] or state.get("type")
                 row["nbytes"] = state.get("nbytes")
-                row["workers"] = [names.get(a, a) for a in state.get("workers", [])]
+                row["workers"] = sorted((names.get(a, a) for a in state.get("workers", [])),
+                                        key=_natural)
         return cls(rows)
 
     def _cells(self) -> list[list[str]]:
@@ -159,7 +160,8 @@ class ClusterSummary:
         info = client.scheduler_info()
         has_what = client.has_what()
         workers = []
-        for address, w in sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name"))):
+        by_name = sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name")))
+        for address, w in by_name:
             keys = sorted(has_what.get(address, []))
             workers.append({"name": w.get("name", address), "address": address,
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),

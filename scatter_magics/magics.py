@@ -156,12 +156,12 @@ class ScatterMagics(Magics):
             fut = %scatter model --no-hash --timeout 10
         """
         args = parse_argstring(self.scatter, line)
-        values = {text: self._evaluate(text) for text in args.names}
-        client = self.client(start=True)
         items, rebuilders = {}, {}
-        for text, value in values.items():
+        for text in args.names:
+            value = self._evaluate(text)
             keyed, rebuilders[text] = _keyed_items(text, value, args.split, args.hash)
             items.update(keyed)
+        client = self.client(start=True)  # only now: a mistake above starts no cluster
         futures = self._scatter_items(client, items, args)
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self.remembered.update(results)
