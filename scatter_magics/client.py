@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import os
@@ -28,6 +29,7 @@ from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool
 from .serialize import deserialize, serialize, serialize_task
 from .shm import SegmentMapper
 from .structure import SKIP, find_futures, substitute
+from .structure import gather_all as _all
 from .tokenize import tokenize
 
 logger = logging.getLogger(__name__)
@@ -85,7 +87,8 @@ class Client:
         self._states: dict[str, FutureState] = {}
         self._refcount: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._to_release: list[str] = []
+        self._dropped: collections.deque[str] = collections.deque()  # keys of dropped futures
+        self._flush_scheduled = False
         self._subscriptions: list[Subscription] = []
         self._callback_executor: concurrent.futures.ThreadPoolExecutor | None = None
         if not asynchronous:
@@ -204,8 +207,8 @@ class Client:
             for key, addresses in placement.items():
                 for address in addresses:
                     by_worker.setdefault(address, {})[key] = payload[key]
-            await asyncio.gather(*(self._workers.request(a, {"op": "put-data", "data": d})
-                                   for a, d in by_worker.items()))
+            await _all(self._workers.request(a, {"op": "put-data", "data": d})
+                       for a, d in by_worker.items())
             await self._link.request({"op": "update-data", "placement": placement,
                                       "nbytes": nbytes, "types": types})
         else:
@@ -246,7 +249,9 @@ class Client:
                               for k, s in serialized.items()}))
 
     async def _gather(self, states: dict, errors: str, direct) -> dict:
-        await asyncio.gather(*(self._until_done(s) for s in states.values()))
+        pending = [s for s in states.values() if not s.done()]
+        if pending:
+            await asyncio.gather(*(self._until_done(s) for s in pending))
         wanted, out = [], {}
         for key, state in states.items():
             if state.status == "finished":
@@ -262,8 +267,8 @@ class Client:
             by_worker: dict[str, list] = {}
             for key, addresses in locations.items():
                 by_worker.setdefault(addresses[0], []).append(key)
-            replies = await asyncio.gather(*(self._workers.request(a, {"op": "get-data", "keys": k})
-                                             for a, k in by_worker.items()))
+            replies = await _all(self._workers.request(a, {"op": "get-data", "keys": k})
+                                 for a, k in by_worker.items())
             for reply in replies:
                 out.update(reply)
         else:
@@ -433,24 +438,29 @@ class Client:
             return existing
 
     def _untrack(self, key: str) -> None:
-        with self._lock:
-            count = self._refcount.get(key, 0) - 1
-            if count > 0:
-                self._refcount[key] = count
-                return
-            self._refcount.pop(key, None)
-            self._states.pop(key, None)
-            self._to_release.append(key)
-            first = len(self._to_release) == 1
-        if first and self.status == "running":
+        # Called from Future.__del__, which the garbage collector may run anywhere,
+        # even inside _track with self._lock held: so no lock here, only an atomic
+        # deque append; the loop thread does the counting.
+        self._dropped.append(key)
+        if not self._flush_scheduled and self.status == "running":
+            self._flush_scheduled = True
             self.loop.call_soon(self._flush_releases)
 
     def _flush_releases(self) -> None:
+        self._flush_scheduled = False
+        released = []
         with self._lock:
-            keys = [k for k in self._to_release if k not in self._refcount]
-            self._to_release = []
-        if keys and not self._link.closed:
-            self._link.send({"op": "release-keys", "keys": keys})
+            while self._dropped:
+                key = self._dropped.popleft()
+                count = self._refcount.get(key, 0) - 1
+                if count > 0:
+                    self._refcount[key] = count
+                else:
+                    self._refcount.pop(key, None)
+                    self._states.pop(key, None)
+                    released.append(key)
+        if released and not self._link.closed:
+            self._link.send({"op": "release-keys", "keys": released})
 
     def _add_done_callback(self, future: Future, fn: Callable) -> None:
         self._check_open()
@@ -516,6 +526,7 @@ class Client:
 
 
 # ---------------------------------------------------------------- helpers ---
+
 
 def _full_address(address: str) -> str:
     return address if "://" in address else f"tcp://{address}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .future import Future
 
@@ -81,7 +81,7 @@ def _natural(name) -> list:
 def _table_text(columns: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     lines = [columns] + rows
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
 
 
@@ -204,3 +204,25 @@ def future_text(future: Future, label: str | None) -> str:
     name = f" {label}" if label else ""
     type_part = f", type: {future.type}" if future.type else ""
     return f"<Future{name}: {future.status}{type_part}, key: {future.key}>"
+
+
+def install_formatters(shell, labels: Callable[[], Mapping[str, str]]) -> None:
+    """Show a Future as a table row (HTML) or a one-liner naming it (text).
+
+    ``labels()`` gives ``{key: name}`` for the futures the magics named. A type with a
+    ``_repr_mimebundle_`` printer (the live widget) takes precedence over these.
+    """
+    def as_html(future: Future) -> str:
+        return FuturesTable.snapshot([(labels().get(future.key, ""), future)])._repr_html_()
+
+    def as_text(future: Future, p, cycle) -> None:
+        p.text(future_text(future, labels().get(future.key)))
+
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(Future, as_html)
+    formatters["text/plain"].for_type(Future, as_text)
+
+
+def remove_formatters(shell) -> None:
+    for mime in ("text/html", "text/plain"):
+        shell.display_formatter.formatters[mime].pop(Future, None)

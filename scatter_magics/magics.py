@@ -34,8 +34,8 @@ from .client import Client, get_client
 from .cluster import parse_memory_limit
 from .errors import ClientClosedError, NoWorkersError, SerializationError, UnknownWorkerError
 from .future import Future
-from .magic_display import ClusterSummary, FuturesTable, ScatterResult, future_text
-from .magic_display import labelled_futures
+from .magic_display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
+from .magic_display import remove_formatters
 from .structure import find_futures
 from .tokenize import tokenize
 
@@ -115,6 +115,7 @@ class ScatterMagics(Magics):
             shell.configurables.append(self)
         self.owned_client: Client | None = None  # the client the magics started, if any
         self.remembered: dict[str, object] = {}  # name -> the future(s) %scatter made for it
+        self._labels: dict[str, str] = {}  # key -> name, for display; follows `remembered`
 
     # -------------------------------------------------------------- %scatter ---
     @no_var_expand
@@ -122,7 +123,8 @@ class ScatterMagics(Magics):
     @argument("names", nargs="+", metavar="NAME_OR_EXPR", help=(
         "Variable names (dotted names too) or Python expressions without spaces, "
         "evaluated in the user namespace."))
-    @argument("-b", "--broadcast", action="store_true", help="Put a copy on every (allowed) worker.")
+    @argument("-b", "--broadcast", action="store_true",
+              help="Put a copy on every (allowed) worker.")
     @argument("-w", "--workers", nargs="+", type=_worker, metavar="W", help=(
         "Only these workers: addresses (tcp://host:port), host:port, or names (worker-0). "
         "Put it after the names, or end the list with --."))
@@ -164,7 +166,7 @@ class ScatterMagics(Magics):
         client = self.client(start=True)  # only now: a mistake above starts no cluster
         futures = self._scatter_items(client, items, args)
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
-        self.remembered.update(results)
+        self._remember(results)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
             self._bind(args.as_name, result)
@@ -356,15 +358,21 @@ class ScatterMagics(Magics):
         client, self.owned_client = self.owned_client, None
         if client is None:
             return
-        self.remembered = {name: value for name, value in self.remembered.items()
-                           if all(f.client is not client for f in find_futures(value, Future))}
+        remembered = self.remembered
+        self.remembered = {}
+        self._remember({name: value for name, value in remembered.items()
+                        if all(f.client is not client for f in find_futures(value, Future))})
         if self.shell.user_ns.get(CLIENT_NAME) is client:
             del self.shell.user_ns[CLIENT_NAME]
         client.close()
 
     def labels(self) -> dict[str, str]:
         """``{key: 'df'}`` for the futures %scatter remembers."""
-        return {f.key: label for label, f in labelled_futures(self.remembered)}
+        return self._labels
+
+    def _remember(self, results: dict) -> None:
+        self.remembered.update(results)
+        self._labels = {f.key: label for label, f in labelled_futures(self.remembered)}
 
     # -------------------------------------------------------------- namespace ---
     def _evaluate(self, text: str):
@@ -406,30 +414,9 @@ def _keyed_items(name: str, value, split: bool, hash: bool):
         elements = list(value)
         keys = [key(f"{name}[{i}]", v) for i, v in enumerate(elements)]
         kind = type(value) if type(value) in (list, tuple, set, frozenset) else list
-        return dict(zip(keys, elements)), lambda futures: kind(futures[k] for k in keys)
+        return dict(zip(keys, elements, strict=True)), lambda futures: kind(futures[k] for k in keys)
     raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is a "
                      f"{type(value).__name__}")
-
-
-# ------------------------------------------------------------ display ---
-
-def _install_formatters(shell, magics: ScatterMagics) -> None:
-    """Show a Future as a table row (HTML) or a one-liner naming it (text)."""
-    def as_html(future):
-        label = magics.labels().get(future.key, "")
-        return FuturesTable.snapshot([(label, future)])._repr_html_()
-
-    def as_text(future, p, cycle):
-        p.text(future_text(future, magics.labels().get(future.key)))
-
-    formatters = shell.display_formatter.formatters
-    formatters["text/html"].for_type(Future, as_html)
-    formatters["text/plain"].for_type(Future, as_text)
-
-
-def _remove_formatters(shell) -> None:
-    for mime in ("text/html", "text/plain"):
-        shell.display_formatter.formatters[mime].pop(Future, None)
 
 
 # ------------------------------------------------------------ the extension ---
@@ -438,7 +425,7 @@ def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``."""
     magics = ScatterMagics(ipython)
     ipython.register_magics(magics)
-    _install_formatters(ipython, magics)
+    install_formatters(ipython, magics.labels)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -453,4 +440,4 @@ def unload_ipython_extension(ipython) -> None:
             del manager.magics["line"][name]
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
-    _remove_formatters(ipython)
+    remove_formatters(ipython)

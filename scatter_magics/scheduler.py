@@ -15,6 +15,7 @@ from typing import Callable
 from .comm import Channel, Server
 from .errors import CommClosedError, NoWorkersError
 from .scheduler_state import SchedulerState
+from .structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,8 @@ class Scheduler:
         for key, addresses in placement.items():
             for address in addresses:
                 by_worker.setdefault(address, {})[key] = data[key]
-        await asyncio.gather(*(self._request_worker(a, {"op": "put-data", "data": d})
-                               for a, d in by_worker.items()))
+        await _all(self._request_worker(a, {"op": "put-data", "data": d})
+                   for a, d in by_worker.items())
         self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"]))
 
     def _update_data(self, client_id, msg) -> None:
@@ -214,8 +215,8 @@ class Scheduler:
         by_worker: dict[str, list] = {}
         for key, addresses in locations.items():
             by_worker.setdefault(addresses[0], []).append(key)
-        replies = await asyncio.gather(*(self._request_worker(a, {"op": "get-data", "keys": ks})
-                                         for a, ks in by_worker.items()))
+        replies = await _all(self._request_worker(a, {"op": "get-data", "keys": ks})
+                             for a, ks in by_worker.items())
         return {k: v for reply in replies for k, v in reply.items()}
 
     def _who_has(self, client_id, msg) -> dict:

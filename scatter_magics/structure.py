@@ -1,6 +1,8 @@
-"""Walking nested containers of futures: find them, and put values in their place."""
+"""Walking nested containers of futures (find them, put values in their place), and awaiting many."""
 
 from __future__ import annotations
+
+import asyncio
 
 _CONTAINERS = (list, tuple, set, frozenset)
 
@@ -41,3 +43,11 @@ def substitute(obj, future_type, values: dict):
         out = {k: substitute(v, future_type, values) for k, v in obj.items()}
         return {k: v for k, v in out.items() if v is not SKIP}
     return obj
+
+
+async def gather_all(awaitables) -> list:
+    """``asyncio.gather``, without its task overhead in the common single-item case."""
+    awaitables = list(awaitables)
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    return await asyncio.gather(*awaitables)

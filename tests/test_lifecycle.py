@@ -189,3 +189,18 @@ def test_worker_death_appears_in_the_event_stream(make_client):
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: any(e["event"] == "worker-removed" and e["address"] == address
                          for b in batches for e in b), what="a worker-removed event")
+
+
+def test_garbage_collection_inside_the_client_does_not_deadlock(client):
+    # Futures in reference cycles are freed by the collector, which can run inside
+    # the client's own bookkeeping; releasing them there must not take its lock.
+    old = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        for i in range(300):
+            cycle = [client.scatter(i, hash=False)]
+            cycle.append(cycle)
+    finally:
+        gc.set_threshold(*old)
+    gc.collect()
+    assert client.gather(client.scatter("after", hash=False)) == "after"

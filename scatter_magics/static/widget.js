@@ -1,0 +1,178 @@
+// The futures and cluster widgets (anywidget ESM, no build step, no imports).
+// The kernel pages, counts and coalesces; this file only draws the synced traits and
+// sends {type: "view", page, page_size, status} when the user pages or filters.
+// Status glyphs and colours are kept in step with widget_html.py and widget.css.
+
+const STATUSES = ["pending", "finished", "error", "cancelled", "lost", "released"];
+const GLYPH = {
+  pending: "◌", finished: "●", error: "✖", cancelled: "⊘", lost: "⚠", released: "○",
+};
+const PAGE_SIZES = [10, 25, 50, 100, 200];
+const UNITS = ["B", "kiB", "MiB", "GiB", "TiB", "PiB"];
+
+function formatBytes(n) {
+  if (n === null || n === undefined) return "";
+  let size = n;
+  let unit = 0;
+  while (Math.abs(size) >= 1024 && unit < UNITS.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  if (unit === 0) return `${Math.trunc(size)} B`;
+  return `${size < 100 ? size.toPrecision(3).replace(/\.?0+$/, "") : Math.round(size)} ${UNITS[unit]}`;
+}
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "onclick" || name === "onchange") node[name] = value;
+    else if (value !== null && value !== undefined) node.setAttribute(name, value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function statusBadge(status, extra = "") {
+  return h("span", { class: `sm-status sm-status-${status} ${extra}`, "data-status": status },
+    `${GLYPH[status] ?? "?"} ${status}`);
+}
+
+function liveBadge(model) {
+  return model.get("live") ? null : h("span", { class: "sm-stale" }, "not live: client closed");
+}
+
+// Subscribe to trait changes; return the function that unsubscribes them all.
+function listen(model, handlers) {
+  for (const [event, fn] of handlers) model.on(event, fn);
+  return () => { for (const [event, fn] of handlers) model.off(event, fn); };
+}
+
+function renderFutures(model, el) {
+  const summary = h("div", { class: "sm-summary" });
+  const tbody = h("tbody");
+  const table = h("table", { class: "sm-table" },
+    h("thead", {}, h("tr", {}, ...["name", "key", "type", "size", "status", "workers"]
+      .map((c) => h("th", { class: `sm-col-${c}` }, c)))),
+    tbody);
+  const pager = h("div", { class: "sm-pager" });
+  el.append(h("div", { class: "sm-widget sm-futures" }, summary, h("div", { class: "sm-scroll" }, table), pager));
+  const send = (view) => model.send({ type: "view", ...view });
+
+  function drawSummary() {
+    const s = model.get("summary");
+    const counts = s.counts ?? {};
+    const filter = model.get("status_filter");
+    const chips = STATUSES.filter((st) => counts[st] || st === filter).map((st) => {
+      const chip = statusBadge(st, `sm-chip${st === filter ? " sm-active" : ""}`);
+      chip.append(` ${counts[st] ?? 0}`);
+      chip.title = st === filter ? "show all" : `show only ${st}`;
+      chip.onclick = () => send({ status: st === filter ? "" : st });
+      return chip;
+    });
+    summary.replaceChildren(
+      h("b", {}, `${s.n ?? 0} futures`), ...chips,
+      h("span", { class: "sm-bytes" },
+        `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`),
+      h("span", { class: "sm-nworkers" }, `${s.n_workers ?? 0} workers`),
+      liveBadge(model));
+  }
+
+  function drawRows() {
+    const names = model.get("worker_names");
+    const rows = model.get("rows").map((r) => {
+      const holders = r.workers.map((a) => names[a] ?? a).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+      return h("tr", { "data-key": r.key, "data-status": r.status },
+        h("td", { class: "sm-name" }, r.name ?? ""),
+        h("td", { class: "sm-key", title: r.key }, r.key),
+        h("td", { class: "sm-type" }, r.type ?? ""),
+        h("td", { class: "sm-size", title: r.nbytes === null ? "" : `${r.nbytes} bytes` }, formatBytes(r.nbytes)),
+        h("td", {}, statusBadge(r.status)),
+        h("td", { class: "sm-workers", "data-replicas": String(holders.length), title: r.workers.join("\n") },
+          holders.join(", "),
+          holders.length ? h("span", { class: "sm-replicas" }, `×${holders.length}`) : null));
+    });
+    tbody.replaceChildren(...rows);
+  }
+
+  function drawPager() {
+    const size = model.get("page_size");
+    const page = model.get("page");
+    const n = model.get("n_matching");
+    const pages = Math.max(1, Math.ceil(n / size));
+    const first = n ? page * size + 1 : 0;
+    const last = Math.min(n, (page + 1) * size);
+    const select = h("select", { class: "sm-page-size", title: "rows per page" },
+      ...PAGE_SIZES.map((p) => {
+        const option = h("option", { value: String(p) }, `${p} / page`);
+        option.selected = p === size;
+        return option;
+      }));
+    select.onchange = () => send({ page_size: Number(select.value), page: 0 });
+    const button = (label, target, enabled, cls) => {
+      const b = h("button", { class: `sm-page-btn ${cls}`, title: label }, label);
+      b.disabled = !enabled;
+      b.onclick = () => send({ page: target });
+      return b;
+    };
+    pager.replaceChildren(
+      button("«", 0, page > 0, "sm-first"), button("‹", page - 1, page > 0, "sm-prev"),
+      h("span", { class: "sm-page-label" }, `${first}–${last} of ${n} · page ${page + 1} / ${pages}`),
+      button("›", page + 1, page + 1 < pages, "sm-next"), button("»", pages - 1, page + 1 < pages, "sm-last"),
+      select);
+    pager.hidden = n <= PAGE_SIZES[0] && size >= n && !model.get("status_filter");
+  }
+
+  drawSummary(); drawRows(); drawPager();
+  return listen(model, [
+    ["change:summary", drawSummary], ["change:status_filter", drawSummary], ["change:live", drawSummary],
+    ["change:rows", drawRows], ["change:worker_names", drawRows],
+    ["change:page", drawPager], ["change:page_size", drawPager], ["change:n_matching", drawPager],
+    ["change:status_filter", drawPager],
+  ]);
+}
+
+function memoryBar(w) {
+  if (!w.memory_limit) return h("span", {}, formatBytes(w.memory));
+  const used = Math.min(100, (100 * w.memory) / w.memory_limit);
+  const data = Math.min(used, (100 * w.nbytes) / w.memory_limit);
+  const level = used > 85 ? " sm-high" : used > 60 ? " sm-mid" : "";
+  return h("div", { class: "sm-membar-cell" },
+    h("div", { class: `sm-membar${level}`, title: `process ${formatBytes(w.memory)}, data ${formatBytes(w.nbytes)}, limit ${formatBytes(w.memory_limit)}` },
+      h("div", { class: "sm-membar-used", style: `width:${used.toFixed(1)}%` }),
+      h("div", { class: "sm-membar-data", style: `width:${data.toFixed(1)}%` })),
+    h("span", { class: "sm-membar-text" }, `${formatBytes(w.memory)} / ${formatBytes(w.memory_limit)}`));
+}
+
+function renderCluster(model, el) {
+  const summary = h("div", { class: "sm-summary" });
+  const tbody = h("tbody");
+  const tfoot = h("tfoot");
+  const table = h("table", { class: "sm-table" },
+    h("thead", {}, h("tr", {}, ...["worker", "address", "threads", "memory", "keys", "data"].map((c) => h("th", {}, c)))),
+    tbody, tfoot);
+  el.append(h("div", { class: "sm-widget sm-cluster" }, summary, h("div", { class: "sm-scroll" }, table)));
+
+  function draw() {
+    const t = model.get("totals");
+    summary.replaceChildren(h("b", {}, `${t.n_workers ?? 0} workers`),
+      h("span", {}, `${t.nthreads ?? 0} threads`),
+      h("span", {}, `${t.nkeys ?? 0} keys, ${formatBytes(t.nbytes ?? 0)}`), liveBadge(model));
+    tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
+      h("td", { class: "sm-name" }, w.name), h("td", { class: "sm-key", title: w.address }, w.address),
+      h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
+      h("td", { class: "sm-num" }, String(w.nkeys)), h("td", { class: "sm-num" }, formatBytes(w.nbytes)))));
+    tfoot.replaceChildren(h("tr", {}, h("td", {}, "total"), h("td", {}),
+      h("td", { class: "sm-num" }, String(t.nthreads ?? 0)),
+      h("td", {}, memoryBar({ memory: t.memory ?? 0, nbytes: t.nbytes ?? 0, memory_limit: t.memory_limit ?? 0 })),
+      h("td", { class: "sm-num" }, String(t.nkeys ?? 0)), h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0))));
+  }
+
+  draw();
+  return listen(model, [["change:workers", draw], ["change:totals", draw], ["change:live", draw]]);
+}
+
+function render({ model, el }) {
+  return model.get("kind") === "cluster" ? renderCluster(model, el) : renderFutures(model, el);
+}
+
+export default { render };

@@ -1,0 +1,347 @@
+"""Live notebook widgets: every future's status and placement, and the cluster's workers.
+
+Both widgets are anywidgets (``static/widget.js``, no build step). They subscribe to the
+client's event stream (``docs/internals.md``), keep the latest state per key on the
+client's loop thread, and push coalesced updates to their synced traits at most
+``1 / interval`` times a second, plus a settled re-send (IOPub drops messages under a
+flood, so a per-event update would both lag and lose the final state). Where no widget
+front end exists (nbconvert, GitHub) their mimebundle carries a static HTML table.
+
+>>> from scatter_magics import Client
+>>> from scatter_magics.widget import FuturesWidget, ClusterWidget
+>>> with Client(n_workers=2) as client:                       # doctest: +SKIP
+...     x = client.scatter(42, broadcast=True)
+...     FuturesWidget(client, [x], names=["x"]).rows[0]["status"]
+'finished'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from .widget_html import cluster_html, futures_html
+from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle
+
+logger = logging.getLogger(__name__)
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+PAGE_SIZES = (10, 25, 50, 100, 200)
+HTML_ROWS = 100  # rows in the static HTML fallback; the summary counts all of them
+
+
+class _Feed:
+    """One event subscription, folding batches in and flushing through a :class:`Throttle`.
+
+    ``apply(batch) -> bool`` and the throttle run on the client's loop thread; the
+    throttle's timers use that thread's running asyncio loop, captured from the first
+    batch. :meth:`request_flush` and :meth:`close` may be called from any thread.
+    """
+
+    def __init__(self, client, apply: Callable[[list], bool], flush: Callable[[], None],
+                 resend: Callable[[], None], interval: float, settle: float | None):
+        self._apply, self._flush, self._resend = apply, flush, resend
+        self._interval, self._settle = interval, settle
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._throttle: Throttle | None = None
+        self.closed = False
+        self._client = weakref.ref(client)  # a widget must not keep a closed client alive
+        self._subscription = client.subscribe_events(self._on_events)
+
+    def _on_events(self, batch: list) -> None:
+        if self.closed:
+            return
+        if self._throttle is None:
+            self._loop = asyncio.get_running_loop()
+            self._throttle = Throttle(self._flush, self._loop.call_later, interval=self._interval,
+                                      settle=self._settle, resend=self._resend)
+        if self._apply(batch):
+            self._throttle.poke()
+
+    @property
+    def live(self) -> bool:
+        """Still subscribed to a running client."""
+        client = self._client()
+        return not self.closed and client is not None and client.status == "running"
+
+    def request_flush(self) -> None:
+        """Flush soon on the loop thread, or now if the loop is gone (nobody else writes)."""
+        if self.live and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._poke)
+                return
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        self._flush()
+
+    def _poke(self) -> None:
+        if not self.closed and self._throttle is not None:
+            self._throttle.poke()
+
+    def close(self) -> None:
+        """Unsubscribe and drop pending timers; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._subscription.close()
+        if self._loop is not None and self._throttle is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._throttle.cancel)
+            except RuntimeError:  # the loop is closed: its timers died with it
+                pass
+
+
+class _LiveWidget(anywidget.AnyWidget):
+    """What both widgets share: the static files, the feed, closing, the HTML fallback."""
+
+    _esm = _STATIC / "widget.js"
+    _css = _STATIC / "widget.css"
+    kind = t.Unicode().tag(sync=True)
+    live = t.Bool(True).tag(sync=True)
+
+    def _start_feed(self, client, interval: float, settle: float | None) -> None:
+        self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
+        self._feed = _Feed(client, self._apply, self._flush, self._resend, interval, settle)
+
+    def _apply(self, batch: list) -> bool:
+        with self._lock:
+            return self._table.apply(batch)
+
+    def _resend(self) -> None:
+        self.send_state(self._synced_state)
+
+    def close(self) -> None:
+        """Unsubscribe from the event stream and close the widget (and its views)."""
+        feed = getattr(self, "_feed", None)
+        if feed is not None:
+            feed.close()
+        self.live = False
+        super().close()
+
+    def _repr_mimebundle_(self, **kwargs):
+        self.live = self._feed.live  # the client may have closed since the last event
+        data, metadata = super()._repr_mimebundle_(**kwargs)
+        data["text/html"] = self.to_html()
+        return data, metadata
+
+
+class FuturesWidget(_LiveWidget):
+    """One row per future: name, key, type, size, status, and the workers holding it.
+
+    ``futures`` is a Future, a (nested) list/tuple/set/dict of them, or keys; a dict's
+    keys name its futures, ``names`` (a list in the same order, or ``{key: name}``)
+    overrides that. The widget holds keys, not Futures, so it never keeps data alive.
+    The table is paged on the kernel side: only ``page_size`` rows travel per update.
+
+    >>> w = FuturesWidget(client, client.scatter(list(range(10_000))))  # doctest: +SKIP
+    >>> w.summary["counts"]["finished"], len(w.rows)                   # doctest: +SKIP
+    (10000, 25)
+    """
+
+    rows = t.List().tag(sync=True)
+    summary = t.Dict().tag(sync=True)
+    worker_names = t.Dict().tag(sync=True)
+    page = t.Int(0).tag(sync=True)
+    page_size = t.Int(25).tag(sync=True)
+    n_matching = t.Int(0).tag(sync=True)
+    status_filter = t.Unicode("").tag(sync=True)
+    _synced_state = ["rows", "summary", "worker_names", "page", "page_size", "n_matching",
+                     "status_filter", "live"]
+
+    def __init__(self, client, futures, names=None, *, page_size: int = 25,
+                 interval: float = 0.1, settle: float | None = 0.5):
+        labelled = labelled_keys(futures)
+        keys = [key for _, key, _ in labelled]
+        name_of = {key: label for label, key, _ in labelled if label is not None}
+        name_of.update(_names_by_key(keys, names))
+        statuses = {key: status for _, key, status in labelled if status in STATUSES}
+        super().__init__(kind="futures", page_size=_page_size(page_size))
+        self._table = FuturesTable(keys, names=name_of, statuses=statuses)
+        self._view = {"page": 0, "page_size": self.page_size, "status": ""}
+        self.on_msg(self._on_frontend_msg)
+        self._start_feed(client, interval, settle)  # the snapshot arrives before this returns
+
+    def _flush(self) -> None:
+        with self._lock:
+            view = dict(self._view)
+            rows, n, page = self._table.page(view["page"], view["page_size"], view["status"])
+            summary = self._table.summary()
+            names = dict(self._table.worker_names)
+        with self.hold_sync():
+            self.rows, self.n_matching, self.page = rows, n, page
+            self.page_size, self.status_filter = view["page_size"], view["status"]
+            self.summary, self.worker_names = summary, names
+
+    def set_view(self, page: int | None = None, page_size: int | None = None,
+                 status: str | None = None) -> None:
+        """Show another page, page size or status filter (``""`` for all); any thread."""
+        if status not in (None, "", *STATUSES):
+            raise ValueError(f"status must be one of {STATUSES} or ''; got {status!r}")
+        with self._lock:
+            if page_size is not None:
+                self._view["page_size"] = _page_size(page_size)
+            if status is not None and status != self._view["status"]:
+                self._view["status"], self._view["page"] = status, 0
+            if page is not None:
+                self._view["page"] = max(0, int(page))
+        self._feed.request_flush()
+
+    def _on_frontend_msg(self, _widget, content, _buffers) -> None:
+        # Runs on the kernel's main thread; the traits are written on the loop thread.
+        if isinstance(content, dict) and content.get("type") == "view":
+            try:
+                self.set_view(content.get("page"), content.get("page_size"), content.get("status"))
+            except (TypeError, ValueError):
+                logger.warning("ignoring a malformed view request %r", content, exc_info=True)
+
+    def to_html(self) -> str:
+        """A static HTML table of the current state (first rows, whole summary)."""
+        with self._lock:
+            rows, _, _ = self._table.page(0, HTML_ROWS)
+            summary = self._table.summary()
+            names = dict(self._table.worker_names)
+        return futures_html(summary, rows, names, live=self.live)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in self.summary.get("counts", {}).items() if n)
+        return f"<FuturesWidget: {self.summary.get('n', 0)} futures ({counts or 'none'})>"
+
+
+class ClusterWidget(_LiveWidget):
+    """Each worker: name, address, threads, memory used against its limit, keys and bytes.
+
+    >>> ClusterWidget(client).totals["n_workers"]  # doctest: +SKIP
+    2
+    """
+
+    workers = t.List().tag(sync=True)
+    totals = t.Dict().tag(sync=True)
+    _synced_state = ["workers", "totals", "live"]
+
+    def __init__(self, client, *, interval: float = 0.1, settle: float | None = 0.5):
+        super().__init__(kind="cluster")
+        self._table = ClusterTable()
+        self._start_feed(client, interval, settle)
+        # worker-metrics come about once a second: start from the scheduler's numbers now.
+        workers = client.scheduler_info()["workers"]
+        self._apply([{"event": "worker-metrics", "address": address,
+                      **{k: w[k] for k in ("memory", "nbytes", "nkeys") if k in w}}
+                     for address, w in workers.items()])
+        self._feed.request_flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            workers, totals = self._table.rows(), self._table.totals()
+        with self.hold_sync():
+            self.workers, self.totals = workers, totals
+
+    def to_html(self) -> str:
+        """A static HTML table of the workers as they are now."""
+        with self._lock:
+            workers, totals = self._table.rows(), self._table.totals()
+        return cluster_html(workers, totals, live=self.live)
+
+    def __repr__(self) -> str:
+        return f"<ClusterWidget: {self.totals.get('n_workers', 0)} workers>"
+
+
+def as_widget(obj, client=None, names=None) -> FuturesWidget | ClusterWidget:
+    """The live widget for a Client, a Future, or a (nested) collection of futures.
+
+    ``client`` defaults to the futures' own client.
+    """
+    if hasattr(obj, "subscribe_events"):
+        return ClusterWidget(obj)
+    if client is None:
+        client = next((f.client for f in _iter_futures(obj)), None)
+        if client is None:
+            raise ValueError(f"no future in {type(obj).__name__}: pass client= explicitly")
+    return FuturesWidget(client, obj, names=names)
+
+
+def display_futures(futures, client=None, names=None) -> FuturesWidget:
+    """Display the live widget for ``futures`` in the current cell and return it."""
+    from IPython.display import display
+
+    widget = as_widget(futures, client=client, names=names)
+    display(widget)
+    return widget
+
+
+def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
+    """Make a kernel show Futures (and collections of them) as live widgets.
+
+    ``labels()`` returns ``{key: name}`` for the futures the magics named. Does nothing
+    outside a kernel (a terminal IPython has no widget front end).
+    """
+    if getattr(shell, "kernel", None) is None:
+        return
+    from .client import Client
+    from .future import Future
+
+    def bundle(obj):
+        names = dict(labels()) if labels is not None else {}
+        return as_widget(obj, names=names or None)._repr_mimebundle_()
+
+    formatter = shell.display_formatter.mimebundle_formatter
+    formatter.for_type(Future, bundle)
+    formatter.for_type(Client, lambda client: ClusterWidget(client)._repr_mimebundle_())
+    formatter.for_type_by_name("scatter_magics.magic_display", "ScatterResult", bundle)
+
+
+# ------------------------------------------------------------ futures and their names ---
+
+def labelled_keys(obj, label: str | None = None) -> list[tuple[str | None, str, str | None]]:
+    """``[(name, key, status)]`` for every future (or key string) in ``obj``, in order.
+
+    A dict's keys name its values; nested containers add ``[i]`` to the name.
+    """
+    if isinstance(obj, str):
+        return [(label, obj, None)]
+    if hasattr(obj, "key") and not isinstance(obj, Mapping):
+        return [(label, obj.key, getattr(obj, "status", None))]
+    out: list = []
+    if isinstance(obj, Mapping):
+        for name, value in obj.items():
+            sub = str(name) if label is None else f"{label}[{name!r}]"
+            out += labelled_keys(value, sub)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for i, value in enumerate(obj):
+            out += labelled_keys(value, None if label is None else f"{label}[{i}]")
+    else:
+        raise TypeError(f"expected futures, keys or a collection of them, not {type(obj).__name__}")
+    return out
+
+
+def _iter_futures(obj):
+    if hasattr(obj, "key") and hasattr(obj, "client") and not isinstance(obj, Mapping):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from _iter_futures(value)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for value in obj:
+            yield from _iter_futures(value)
+
+
+def _names_by_key(keys: list[str], names) -> dict[str, str]:
+    if names is None:
+        return {}
+    if isinstance(names, Mapping):
+        return {k: str(v) for k, v in names.items() if v is not None}
+    names = list(names)
+    if len(names) != len(keys):
+        raise ValueError(f"{len(names)} names for {len(keys)} futures")
+    return {k: str(n) for k, n in zip(keys, names) if n is not None}
+
+
+def _page_size(n) -> int:
+    return min(max(1, int(n)), max(PAGE_SIZES))

@@ -1,0 +1,105 @@
+"""Static HTML for the widgets, for where no widget front end runs (nbconvert, GitHub).
+
+Inline styles only (no stylesheet travels with a saved output), and every status has a
+glyph as well as a colour, so it stays distinct where colours are stripped.
+
+>>> "finished" in futures_html({"n": 1, "counts": {"finished": 1}, "nbytes": 28,
+...     "replica_nbytes": 56, "n_workers": 2}, [{"name": "x", "key": "int-1", "type": "int",
+...     "nbytes": 28, "status": "finished", "workers": ["tcp://a"]}], {"tcp://a": "worker-0"})
+True
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .widget_model import STATUSES, format_bytes
+
+# Kept in step with static/widget.js and static/widget.css.
+STATUS_STYLE = {
+    "pending": ("◌", "#b26b00"),
+    "finished": ("●", "#1a7f37"),
+    "error": ("✖", "#cf222e"),
+    "cancelled": ("⊘", "#6e7781"),
+    "lost": ("⚠", "#8250df"),
+    "released": ("○", "#8c959f"),
+}
+
+_TABLE = "border-collapse:collapse;font-size:12px;font-family:var(--jp-ui-font-family,sans-serif)"
+_CELL = "text-align:left;padding:2px 8px;border-bottom:1px solid #ddd"
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def status_html(status: str) -> str:
+    glyph, colour = STATUS_STYLE.get(status, ("?", "#000"))
+    return f"<span style='color:{colour};font-weight:600'>{glyph} {_esc(status)}</span>"
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> str:
+    head = "".join(f"<th style='{_CELL}'>{_esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td style='{_CELL}'>{cell}</td>" for cell in row)
+                   + "</tr>" for row in rows)
+    return (f"<table style='{_TABLE}'><caption style='text-align:left;padding:2px 0'>"
+            f"{caption}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _snapshot_note(live: bool) -> str:
+    return "" if live else " <em>(client closed: not live)</em>"
+
+
+def futures_summary_html(summary: Mapping[str, Any]) -> str:
+    counts = summary.get("counts", {})
+    parts = [status_html(s) + f" {counts[s]}" for s in STATUSES if counts.get(s)]
+    return (f"<b>{summary.get('n', 0)} futures</b> · " + " · ".join(parts)
+            + f" · {_esc(format_bytes(summary.get('nbytes', 0)))} in memory"
+            + f" ({_esc(format_bytes(summary.get('replica_nbytes', 0)))} with replicas)"
+            + f" · {summary.get('n_workers', 0)} workers")
+
+
+def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                 worker_names: Mapping[str, str], live: bool = True) -> str:
+    """The futures table: summary caption, then one row per future (the first page)."""
+    cells = []
+    for row in rows:
+        holders = sorted(worker_names.get(a, a) for a in row["workers"])
+        where = ", ".join(holders) + (f" (×{len(holders)})" if holders else "")
+        cells.append([_esc(row["name"]), f"<code>{_esc(row['key'])}</code>", _esc(row["type"]),
+                      _esc(format_bytes(row["nbytes"])), status_html(row["status"]), _esc(where)])
+    more = summary.get("n", 0) - len(rows)
+    caption = futures_summary_html(summary) + _snapshot_note(live)
+    if more > 0:
+        caption += f" · first {len(rows)} shown, {more} more"
+    columns = ["name", "key", "type", "size", "status", "workers"]
+    return _table(columns, cells, caption)
+
+
+def memory_bar_html(memory: int, nbytes: int, limit: int) -> str:
+    """A bar: process memory against the limit, with the data it holds in a darker part."""
+    if not limit:
+        return _esc(format_bytes(memory))
+    used = min(100.0, 100.0 * memory / limit)
+    data = min(used, 100.0 * nbytes / limit)
+    return (f"<div title='{_esc(format_bytes(memory))} / {_esc(format_bytes(limit))}' "
+            f"style='width:120px;height:10px;background:#eee;position:relative;display:inline-block'>"
+            f"<div style='position:absolute;left:0;top:0;bottom:0;width:{used:.1f}%;background:#9ecbff'></div>"
+            f"<div style='position:absolute;left:0;top:0;bottom:0;width:{data:.1f}%;background:#0969da'></div>"
+            f"</div> {_esc(format_bytes(memory))} / {_esc(format_bytes(limit))}")
+
+
+def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any],
+                 live: bool = True) -> str:
+    """The workers table with a totals caption."""
+    cells = [[_esc(w["name"]), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
+              memory_bar_html(w["memory"], w["nbytes"], w["memory_limit"]), _esc(w["nkeys"]),
+              _esc(format_bytes(w["nbytes"]))] for w in workers]
+    caption = (f"<b>{totals.get('n_workers', 0)} workers</b> · {totals.get('nthreads', 0)} threads"
+               f" · memory {_esc(format_bytes(totals.get('memory', 0)))} of"
+               f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
+               f" · {totals.get('nkeys', 0)} keys, {_esc(format_bytes(totals.get('nbytes', 0)))}"
+               + _snapshot_note(live))
+    return _table(["worker", "address", "threads", "memory", "keys", "data"], cells, caption)

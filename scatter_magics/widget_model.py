@@ -1,0 +1,280 @@
+"""The widgets' state, fed by the scheduler's event stream: pure, synchronous, no I/O.
+
+:class:`FuturesTable` keeps the latest state of a fixed set of keys, :class:`ClusterTable`
+the latest state of every worker, and :class:`Throttle` turns a flood of "something
+changed" pokes into at most one flush per interval plus a trailing flush and a settled
+re-send. :mod:`scatter_magics.widget` wires them to a client and to synced traits.
+
+>>> table = FuturesTable(["int-1"], names={"int-1": "x"})
+>>> table.apply([{"event": "worker-added", "address": "tcp://a", "name": "worker-0",
+...               "nthreads": 1, "memory_limit": 2**30},
+...              {"event": "key", "key": "int-1", "status": "finished",
+...               "workers": ["tcp://a"], "nbytes": 28, "type": "int"}])
+True
+>>> table.summary()["counts"]["finished"], table.page(0, 10)[0][0]["workers"]
+(1, ['tcp://a'])
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+STATUSES = ("pending", "finished", "error", "cancelled", "lost", "released")
+
+_UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def format_bytes(n: int | None) -> str:
+    """Return a short human-readable size: ``format_bytes(1536) == '1.5 kiB'``."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in _UNITS:
+        if abs(size) < 1024 or unit == _UNITS[-1]:
+            break
+        size /= 1024
+    if unit == "B":
+        return f"{int(size)} B"
+    return f"{size:.3g} {unit}" if size < 100 else f"{size:.0f} {unit}"
+
+
+class Row:
+    """The latest known state of one key."""
+
+    __slots__ = ("key", "name", "type", "nbytes", "status", "workers")
+
+    def __init__(self, key: str, name: str | None, status: str):
+        self.key = key
+        self.name = name
+        self.type: str | None = None
+        self.nbytes: int | None = None
+        self.status = status
+        self.workers: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "type": self.type,
+            "nbytes": self.nbytes,
+            "status": self.status,
+            "workers": list(self.workers),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Row {self.key!r} {self.status} on {len(self.workers)} workers>"
+
+
+class FuturesTable:
+    """The latest state of a fixed set of keys, in the order they were given.
+
+    ``apply(events)`` folds one batch of the event stream into the table and says whether
+    anything visible changed; ``summary()`` and ``page()`` build what the widget shows.
+    Counts and byte totals are kept incrementally, so a batch costs O(len(batch)).
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str],
+        names: Mapping[str, str] | None = None,
+        statuses: Mapping[str, str] | None = None,
+    ):
+        names = names or {}
+        statuses = statuses or {}
+        self.rows: dict[str, Row] = {}
+        for key in keys:
+            if key not in self.rows:
+                self.rows[key] = Row(key, names.get(key), statuses.get(key, "pending"))
+        self.order = list(self.rows)
+        self.worker_names: dict[str, str] = {}
+        self.live_workers: set[str] = set()
+        self.counts: Counter[str] = Counter(row.status for row in self.rows.values())
+        self.nbytes = 0  # bytes of the finished keys, one copy each
+        self.replica_nbytes = 0  # the same, counting every replica
+
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
+        """Fold a batch of events into the table; return True if anything shown changed."""
+        changed = False
+        for event in events:
+            kind = event.get("event")
+            if kind == "key":
+                row = self.rows.get(event["key"])
+                if row is not None:
+                    changed |= self._update_row(row, event)
+            elif kind == "worker-added":
+                self.worker_names[event["address"]] = event.get("name") or event["address"]
+                self.live_workers.add(event["address"])
+                changed = True
+            elif kind == "worker-removed":
+                self.live_workers.discard(event["address"])
+                changed = True
+        return changed
+
+    def _update_row(self, row: Row, event: Mapping[str, Any]) -> bool:
+        status = event.get("status", row.status)
+        workers = tuple(event.get("workers") or ())
+        nbytes = event.get("nbytes", row.nbytes)
+        type_ = event.get("type") or row.type
+        if (status, workers, nbytes, type_) == (row.status, row.workers, row.nbytes, row.type):
+            return False
+        self._account(row, -1)
+        row.status, row.workers, row.nbytes, row.type = status, workers, nbytes, type_
+        self._account(row, +1)
+        return True
+
+    def _account(self, row: Row, sign: int) -> None:
+        self.counts[row.status] += sign
+        if row.status == "finished" and row.nbytes:
+            self.nbytes += sign * row.nbytes
+            self.replica_nbytes += sign * row.nbytes * len(row.workers)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by status and byte totals, as a JSON-able dict."""
+        return {
+            "n": len(self.order),
+            "counts": {status: self.counts.get(status, 0) for status in STATUSES},
+            "nbytes": self.nbytes,
+            "replica_nbytes": self.replica_nbytes,
+            "n_workers": len(self.live_workers),
+        }
+
+    def page(
+        self, page: int, page_size: int, status: str | None = None
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """Rows of page ``page`` (0-based, clamped), optionally only one status.
+
+        Returns the rows, how many rows match the filter, and the page actually shown.
+        O(page_size) without a filter, O(n) with one.
+        """
+        if status:
+            keys = [key for key in self.order if self.rows[key].status == status]
+        else:
+            keys = self.order
+        page_size = max(1, page_size)
+        last_page = max(0, (len(keys) - 1) // page_size)
+        page = min(max(0, page), last_page)
+        start = page * page_size
+        rows = [self.rows[key].as_dict() for key in keys[start : start + page_size]]
+        return rows, len(keys), page
+
+
+class ClusterTable:
+    """The latest state of every live worker, from worker-* events."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, dict[str, Any]] = {}
+
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
+        """Fold a batch of events into the table; return True if anything shown changed."""
+        changed = False
+        for event in events:
+            kind = event.get("event")
+            if kind == "worker-added":
+                self.workers[event["address"]] = {
+                    "address": event["address"],
+                    "name": event.get("name") or event["address"],
+                    "nthreads": event.get("nthreads", 0),
+                    "memory_limit": event.get("memory_limit", 0),
+                    "memory": 0,
+                    "nbytes": 0,
+                    "nkeys": 0,
+                }
+                changed = True
+            elif kind == "worker-removed":
+                changed |= self.workers.pop(event["address"], None) is not None
+            elif kind == "worker-metrics":
+                worker = self.workers.get(event["address"])
+                if worker is not None:
+                    new = {k: event[k] for k in ("memory", "nbytes", "nkeys") if k in event}
+                    changed |= any(worker[k] != v for k, v in new.items())
+                    worker.update(new)
+        return changed
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per worker, sorted by name."""
+        return sorted((dict(w) for w in self.workers.values()), key=_name_order)
+
+    def totals(self) -> dict[str, int]:
+        """Sums over the live workers."""
+        keys = ("nthreads", "memory", "memory_limit", "nbytes", "nkeys")
+        totals = {k: sum(w[k] or 0 for w in self.workers.values()) for k in keys}
+        totals["n_workers"] = len(self.workers)
+        return totals
+
+
+def _name_order(worker: Mapping[str, Any]) -> tuple:
+    # "worker-10" sorts after "worker-9": compare the digits as numbers.
+    name = str(worker["name"])
+    head = name.rstrip("0123456789")
+    tail = name[len(head) :]
+    return (head, int(tail) if tail else -1, worker["address"])
+
+
+class Throttle:
+    """Run ``flush`` at most once per ``interval`` seconds, however often it is poked.
+
+    The first poke after a quiet spell flushes at once (leading edge); pokes during the
+    interval are folded into one flush at its end (trailing edge), so the last state is
+    always pushed. ``settle`` seconds after the last flush, ``resend`` runs once: the
+    front end gets the settled state again even if IOPub dropped a message under load.
+
+    All methods must be called on the one event-loop thread that ``call_later`` belongs
+    to; ``call_later(delay, fn)`` returns a handle with ``cancel()`` (as
+    ``asyncio.AbstractEventLoop.call_later`` does).
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[], None],
+        call_later: Callable[[float, Callable[[], None]], Any],
+        *,
+        interval: float = 0.1,
+        settle: float | None = 0.5,
+        resend: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._flush = flush
+        self._resend = resend
+        self._call_later = call_later
+        self.interval = interval
+        self.settle = settle
+        self._clock = clock
+        self._last = float("-inf")
+        self._timer: Any = None
+        self._settle_timer: Any = None
+        self.flushes = 0
+
+    def poke(self) -> None:
+        """Note that the state changed: flush now, or at the end of this interval."""
+        if self._timer is not None:
+            return
+        wait = self._last + self.interval - self._clock()
+        if wait <= 0:
+            self._fire()
+        else:
+            self._timer = self._call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._last = self._clock()
+        self.flushes += 1
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        self._flush()
+        if self._resend is not None and self.settle is not None:
+            self._settle_timer = self._call_later(self.settle, self._settled)
+
+    def _settled(self) -> None:
+        self._settle_timer = None
+        self._resend()
+
+    def cancel(self) -> None:
+        """Drop any pending flush or re-send."""
+        for timer in (self._timer, self._settle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._settle_timer = None
