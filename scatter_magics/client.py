@@ -198,6 +198,7 @@ class Client:
     async def _scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
         nbytes = {key: s.nbytes for key, s in payload.items()}
+        shared = [key for key, s in payload.items() if s.in_shared_memory]
         if self._direct(direct):
             targets = await self._link.request({"op": "choose-workers", "n": len(payload),
                                                 "workers": workers, "broadcast": broadcast,
@@ -210,11 +211,11 @@ class Client:
             await _all(self._workers.request(a, {"op": "put-data", "data": d})
                        for a, d in by_worker.items())
             await self._link.request({"op": "update-data", "placement": placement,
-                                      "nbytes": nbytes, "types": types})
+                                      "nbytes": nbytes, "types": types, "shared": shared})
         else:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
-                                      "timeout": wait})
+                                      "shared": shared, "timeout": wait})
         for key in payload:
             state = self._states.get(key)
             if state is not None:

@@ -255,6 +255,9 @@ class ScatterMagics(Magics):
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), Future)
         client = futures[0].client
+        if any(f.client is not client for f in futures):
+            raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
+                             f"gather them one client at a time")
         timeout = args.timeout or self.timeout
         what = ", ".join(targets)
         try:
@@ -269,10 +272,6 @@ class ScatterMagics(Magics):
                 f"{len(futures)} futures still pending ({', '.join(pending[:5])}"
                 f"{', …' if len(pending) > 5 else ''}); they keep running, gather again "
                 f"later or use a longer --timeout") from exc
-        except ValueError as exc:
-            if "another client" not in str(exc):
-                raise
-            raise UsageError(f"cannot gather {what} in one go: {exc}") from exc
 
     # -------------------------------------------------------------- %cluster ---
     @magic_arguments()
@@ -414,7 +413,8 @@ def _keyed_items(name: str, value, split: bool, hash: bool):
         elements = list(value)
         keys = [key(f"{name}[{i}]", v) for i, v in enumerate(elements)]
         kind = type(value) if type(value) in (list, tuple, set, frozenset) else list
-        return dict(zip(keys, elements, strict=True)), lambda futures: kind(futures[k] for k in keys)
+        items = dict(zip(keys, elements, strict=True))
+        return items, lambda futures: kind(futures[k] for k in keys)
     raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is a "
                      f"{type(value).__name__}")
 

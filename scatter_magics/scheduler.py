@@ -202,10 +202,12 @@ class Scheduler:
                 by_worker.setdefault(address, {})[key] = data[key]
         await _all(self._request_worker(a, {"op": "put-data", "data": d})
                    for a, d in by_worker.items())
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"]))
+        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
+                                       msg.get("shared", ())))
 
     def _update_data(self, client_id, msg) -> None:
-        self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"]))
+        self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],
+                                       msg.get("shared", ())))
 
     def _locations(self, client_id, msg) -> dict:
         return self.state.locations_for_gather(msg["keys"])

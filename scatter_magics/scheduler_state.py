@@ -55,6 +55,7 @@ class KeyInfo:
     processing_on: str | None = None
     exception: BaseException | None = None
     traceback: str | None = None
+    shared: bool = False  # one copy in shared memory, however many workers map it
 
 
 class SchedulerState:
@@ -135,13 +136,15 @@ class SchedulerState:
             next(self._round_robin)
         return [slots[(start + i) % len(slots)] for i in range(n)]
 
-    def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict) -> Outgoing:
+    def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
+                 shared=()) -> Outgoing:
         """Keys now held in memory: ``placement`` maps key → addresses that store it."""
         out: Outgoing = []
         for key, addresses in placement.items():
             ks = self.keys.get(key)
             if ks is None or ks.state in ("lost", "error", "cancelled", "released"):
                 ks = self.keys[key] = KeyInfo(key, "memory")
+            ks.shared = ks.shared or key in shared
             for address in addresses:
                 self._add_replica(ks, address, nbytes.get(key))
             ks.state, ks.type = "memory", types.get(key, ks.type)
@@ -355,7 +358,10 @@ class SchedulerState:
         return out
 
     def info(self) -> dict:
-        return {"type": "Scheduler", "workers": {
+        """Workers and totals; ``nbytes`` counts a key in shared memory once."""
+        nbytes = sum((ks.nbytes or 0) * (1 if ks.shared else len(ks.who_has))
+                     for ks in self.keys.values())
+        return {"type": "Scheduler", "nbytes": nbytes, "nkeys": len(self.keys), "workers": {
             a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
                 "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
                 "processing": len(ws.processing), "pid": ws.pid}

@@ -115,6 +115,10 @@ class FuturesTable:
 
     def _update_row(self, row: Row, event: Mapping[str, Any]) -> bool:
         status = event.get("status", row.status)
+        if status == "released" and row.status == "cancelled":
+            # The scheduler forgets a key right after cancelling it; what the user did,
+            # and what the Future says, is "cancelled".
+            status = "cancelled"
         workers = tuple(event.get("workers") or ())
         nbytes = event.get("nbytes", row.nbytes)
         type_ = event.get("type") or row.type

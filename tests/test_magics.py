@@ -112,6 +112,28 @@ def until_path_exists():
     return wait_for_path
 
 
+def _main_thread_waits_in_sync() -> bool:
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "sync" and code.co_filename.endswith(
+                os.path.join("scatter_magics", "loop.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def press_ctrl_c_when_blocked() -> threading.Thread:
+    """Send SIGINT to the main thread once it blocks in the client's ``sync()``."""
+    def press():
+        wait_for(_main_thread_waits_in_sync, timeout=20, what="the magic to block")
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    return presser
+
+
 # ------------------------------------------------ the magics' own cluster ---
 
 def test_first_scatter_starts_the_configured_cluster(ip, no_client):
@@ -186,6 +208,27 @@ def test_a_client_variable_of_the_user_is_not_replaced(ip):
     assert get_client() is started
     run(ip, "%cluster stop")
     assert ip.user_ns["client"] == "mine" and started.status == "closed"
+
+
+def test_gathering_futures_of_two_clients_at_once_is_a_usage_error(ip, make_client):
+    one, two = make_client(n_workers=1), make_client(n_workers=1)
+    ip.user_ns.update(a=one.scatter(1), b=two.scatter(2))
+    assert "different clients" in usage_error(ip, "%gather a b")
+    assert run(ip, "%gather a") == 1 and run(ip, "%gather b") == 2
+
+
+def test_ctrl_c_during_scatter_interrupts_the_cell_and_the_cluster_stays_usable(
+        ip, make_client):
+    client = make_client(n_workers=0)  # a scatter waits for a worker to appear
+    ip.user_ns["x"] = [1, 2, 3]
+    presser = press_ctrl_c_when_blocked()
+    result = ip.run_cell("%scatter x")
+    presser.join(5)
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert client.status == "running" and client.who_has() == {}
+    client.cluster.scale(1)
+    fut = run(ip, "%scatter x")
+    assert client.who_has(fut)[fut.key] and run(ip, "%gather x") == [1, 2, 3]
 
 
 # ------------------------------------------------ configuration and parsing ---
@@ -445,28 +488,12 @@ def test_gather_timeout_then_the_result(shared, client, tmp_path):
     assert run(shared, "%gather slow --timeout 30") == "released"
 
 
-def _main_thread_waits_in_sync() -> bool:
-    frame = sys._current_frames().get(threading.main_thread().ident)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "sync" and code.co_filename.endswith(os.path.join("scatter_magics",
-                                                                              "loop.py")):
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_ctrl_c_during_gather_interrupts_the_cell_and_the_cluster_stays_usable(
         shared, client, tmp_path):
     release = tmp_path / "release"
     shared.user_ns["slow"] = client.submit(until_path_exists(), str(release), pure=False)
 
-    def press_ctrl_c():
-        wait_for(_main_thread_waits_in_sync, timeout=20, what="%gather to block")
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-    presser = threading.Thread(target=press_ctrl_c, daemon=True)
-    presser.start()
+    presser = press_ctrl_c_when_blocked()
     try:
         started = time.monotonic()
         result = shared.run_cell("%gather slow")

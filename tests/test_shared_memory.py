@@ -38,6 +38,9 @@ def test_scatter_goes_through_one_segment_and_round_trips(make_client):
     back = client.gather(future)
     np.testing.assert_array_equal(back, data)
     assert not back.flags.writeable
+    info = client.scheduler_info()
+    assert all(w["nbytes"] >= data.nbytes for w in info["workers"].values())
+    assert data.nbytes <= info["nbytes"] < 2 * data.nbytes  # the shared copy counts once
 
 
 def test_a_worker_cannot_change_another_replica(make_client):

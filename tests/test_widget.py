@@ -1,0 +1,324 @@
+"""The live widgets, kernel side: the model follows the cluster, coalesced and cleaned up.
+
+Pure tests feed event batches to the tables and a fake clock to the throttle; the rest
+run a real embedded cluster and assert on the widgets' synced traits, with deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from scatter_magics.widget import ClusterWidget, FuturesWidget, as_widget, labelled_keys
+from scatter_magics.widget_html import futures_html
+from scatter_magics.widget_model import ClusterTable, FuturesTable, Throttle, format_bytes
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+A, B = "tcp://127.0.0.1:1", "tcp://127.0.0.1:2"
+WORKERS = [{"event": "worker-added", "address": A, "name": "worker-0", "nthreads": 1,
+            "memory_limit": 1000},
+           {"event": "worker-added", "address": B, "name": "worker-1", "nthreads": 2,
+            "memory_limit": 1000}]
+
+
+def key_event(key, status="finished", workers=(A,), nbytes=10, type_="int"):
+    return {"event": "key", "key": key, "status": status, "workers": list(workers),
+            "nbytes": nbytes, "type": type_}
+
+
+def row(widget, key):
+    """The widget's row for ``key`` if it is on the page shown."""
+    return next((r for r in widget.rows if r["key"] == key), None)
+
+
+def row_is(widget, key, status, n_workers=None):
+    r = row(widget, key)
+    return (r is not None and r["status"] == status
+            and (n_workers is None or len(r["workers"]) == n_workers))
+
+
+# ------------------------------------------------------------ pure state ---
+
+def test_table_follows_key_events_and_ignores_other_keys():
+    table = FuturesTable(["k1", "k2"], names={"k1": "x"})
+    assert table.apply(WORKERS + [key_event("k1", workers=[A, B]), key_event("other")])
+    assert table.summary() == {"n": 2, "counts": {"pending": 1, "finished": 1, "error": 0,
+                                                  "cancelled": 0, "lost": 0, "released": 0},
+                               "nbytes": 10, "replica_nbytes": 20, "n_workers": 2}
+    assert not table.apply([key_event("k1", workers=[A, B])])  # no change, no flush
+    assert not table.apply([key_event("other", status="lost")])
+    table.apply([{"event": "worker-removed", "address": B, "name": "worker-1"},
+                 key_event("k1", workers=[A])])
+    assert table.summary()["replica_nbytes"] == 10 and table.summary()["n_workers"] == 1
+    table.apply([key_event("k2", status="cancelled", workers=[]),
+                 key_event("k2", status="released", workers=[])])
+    assert table.rows["k2"].status == "cancelled"  # forgotten after a cancel: still cancelled
+    table.apply([key_event("k1", status="lost", workers=[])])
+    summary = table.summary()
+    assert summary["counts"]["lost"] == 1 and summary["counts"]["cancelled"] == 1
+    assert summary["nbytes"] == 0
+    rows, n, page = table.page(0, 10)
+    assert [r["name"] for r in rows] == ["x", None] and (n, page) == (2, 0)
+
+
+def test_table_pages_and_filters():
+    keys = [f"k{i}" for i in range(95)]
+    table = FuturesTable(keys)
+    table.apply([key_event(k) for k in keys[::2]])
+    rows, n, page = table.page(9, 10)
+    assert [r["key"] for r in rows] == keys[90:] and (n, page) == (95, 9)
+    rows, n, page = table.page(99, 10)  # clamped to the last page
+    assert page == 9 and len(rows) == 5
+    rows, n, page = table.page(0, 10, status="pending")
+    assert n == 47 and all(r["status"] == "pending" for r in rows)
+    assert table.page(0, 10, status="error") == ([], 0, 0)
+
+
+def test_cluster_table_tracks_metrics_and_sorts_names_naturally():
+    table = ClusterTable()
+    added = [dict(WORKERS[0], address=f"tcp://h:{i}", name=f"worker-{i}") for i in (10, 9, 2)]
+    assert table.apply(added)
+    assert [w["name"] for w in table.rows()] == ["worker-2", "worker-9", "worker-10"]
+    metrics = {"event": "worker-metrics", "address": "tcp://h:9", "memory": 500, "nbytes": 7,
+               "nkeys": 1}
+    assert table.apply([metrics]) and not table.apply([metrics])
+    assert table.totals() == {"nthreads": 3, "memory": 500, "memory_limit": 3000, "nbytes": 7,
+                              "nkeys": 1, "n_workers": 3}
+    assert table.apply([{"event": "worker-removed", "address": "tcp://h:9", "name": "worker-9"}])
+    assert table.totals()["memory"] == 0
+
+
+class FakeLoop:
+    """A manual clock and ``call_later``, like the loop thread's, for the throttle."""
+
+    def __init__(self):
+        self.now, self.timers = 0.0, []
+
+    def call_later(self, delay, fn):
+        timer = [self.now + delay, fn, False]
+        self.timers.append(timer)
+
+        class Handle:
+            def cancel(self):
+                timer[2] = True
+        return Handle()
+
+    def advance(self, dt):
+        end = self.now + dt
+        while True:
+            due = [t for t in self.timers if not t[2] and t[0] <= end]
+            if not due:
+                break
+            timer = min(due, key=lambda t: t[0])
+            self.timers.remove(timer)
+            self.now = timer[0]
+            timer[1]()
+        self.now = end
+
+
+def test_throttle_coalesces_a_flood_and_always_sends_the_last_state():
+    loop, flushed, resent = FakeLoop(), [], []
+    state = {"v": 0}
+    throttle = Throttle(lambda: flushed.append((loop.now, state["v"])), loop.call_later,
+                        interval=0.1, settle=0.5, resend=lambda: resent.append(loop.now),
+                        clock=lambda: loop.now)
+    for i in range(1, 1001):  # one poke per millisecond for a second
+        state["v"] = i
+        throttle.poke()
+        loop.advance(0.001)
+    loop.advance(2)
+    times = [t for t, _ in flushed]
+    assert flushed[0] == (0.0, 1)  # leading edge: the first change shows at once
+    assert flushed[-1][1] == 1000  # trailing edge: the final state is sent
+    assert len(flushed) <= 12 and all(b - a >= 0.1 - 1e-9 for a, b in zip(times, times[1:]))
+    assert resent == [pytest.approx(times[-1] + 0.5)]  # one settled re-send, after the last
+
+
+def test_throttle_cancel_drops_pending_work():
+    loop, flushed = FakeLoop(), []
+    throttle = Throttle(lambda: flushed.append(1), loop.call_later, resend=lambda: flushed.append(2),
+                        clock=lambda: loop.now)
+    throttle.poke()
+    throttle.poke()
+    throttle.cancel()
+    loop.advance(5)
+    assert flushed == [1]
+
+
+def test_format_bytes():
+    assert [format_bytes(n) for n in (None, 0, 1023, 1536, 10 * 2**20, 500 * 2**30)] == \
+        ["", "0 B", "1023 B", "1.5 kiB", "10 MiB", "500 GiB"]
+
+
+def test_labelled_keys_names_dict_entries():
+    assert labelled_keys({"a": "k1", "b": ["k2", "k3"]}) == [
+        ("a", "k1", None), ("b[0]", "k2", None), ("b[1]", "k3", None)]
+    assert labelled_keys(["k1", ("k2",)]) == [(None, "k1", None), (None, "k2", None)]
+    with pytest.raises(TypeError, match="not int"):
+        labelled_keys([1])
+
+
+def test_static_html_escapes_and_marks_statuses():
+    table = FuturesTable(["<k>"], names={"<k>": "<script>alert(1)</script>"})
+    table.apply(WORKERS + [key_event("<k>", status="lost", workers=[])])
+    html = futures_html(table.summary(), table.page(0, 10)[0], table.worker_names, live=False)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "⚠ lost" in html and "not live" in html
+
+
+# ------------------------------------------------------------ a real cluster ---
+
+def test_scatter_and_broadcast_show_placement(client):
+    before = set(threading.enumerate())
+    one = client.scatter("one-worker", hash=False)
+    everywhere = client.scatter("everywhere", broadcast=True, hash=False)
+    widget = FuturesWidget(client, {"one": one, "everywhere": everywhere})
+    try:
+        wait_for(lambda: row_is(widget, one.key, "finished", 1)
+                 and row_is(widget, everywhere.key, "finished", 2), what="both rows finished")
+        assert set(row(widget, everywhere.key)["workers"]) == set(client.scheduler_info()["workers"])
+        assert row(widget, one.key)["name"] == "one" and row(widget, one.key)["type"] == "str"
+        assert sorted(widget.worker_names.values()) == ["worker-0", "worker-1"]
+        assert widget.summary["counts"]["finished"] == 2 and widget.summary["nbytes"] > 0
+        data, _ = widget._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert "everywhere" in data["text/html"] and "● finished" in data["text/html"]
+    finally:
+        widget.close()
+    assert set(threading.enumerate()) <= before  # the widget starts no thread of its own
+
+
+def test_replicate_adds_workers_as_copies_land(client):
+    future = client.scatter("replicate-me", workers=["worker-0"], hash=False)
+    widget = FuturesWidget(client, [future])
+    try:
+        wait_for(lambda: row_is(widget, future.key, "finished", 1), what="one replica")
+        client.replicate([future])
+        wait_for(lambda: row_is(widget, future.key, "finished", 2), what="two replicas")
+    finally:
+        widget.close()
+
+
+def test_release_and_cancel(client):
+    kept = client.scatter("released soon", hash=False)
+    slow = client.submit(time.sleep, 30, pure=False)
+    widget = FuturesWidget(client, [kept, slow])
+    try:
+        wait_for(lambda: row_is(widget, kept.key, "finished") and row_is(widget, slow.key, "pending"),
+                 what="finished and pending")
+        kept.release()
+        wait_for(lambda: row_is(widget, kept.key, "released", 0), what="released")
+        client.cancel([slow])
+        wait_for(lambda: row_is(widget, slow.key, "cancelled"), what="cancelled")
+        assert widget.summary["counts"] == {"pending": 0, "finished": 0, "error": 0,
+                                            "cancelled": 1, "lost": 0, "released": 1}
+    finally:
+        widget.close()
+
+
+def test_error_status(client):
+    failing = client.submit(int, "not a number")
+    widget = FuturesWidget(client, [failing])
+    try:
+        wait_for(lambda: row_is(widget, failing.key, "error"), what="error")
+    finally:
+        widget.close()
+
+
+def test_worker_killed_loses_only_data_it_held_alone(make_client):
+    client = make_client(n_workers=2)
+    alone = client.scatter("only on worker-0", workers=["worker-0"], hash=False)
+    everywhere = client.scatter("on both", broadcast=True, hash=False)
+    futures = FuturesWidget(client, [alone, everywhere])
+    cluster = ClusterWidget(client)
+    try:
+        wait_for(lambda: row_is(futures, everywhere.key, "finished", 2), what="broadcast")
+        wait_for(lambda: len(cluster.workers) == 2, what="two workers")
+        os.kill(client.cluster.processes["worker-0"].pid, signal.SIGKILL)
+        start = time.monotonic()
+        wait_for(lambda: row_is(futures, alone.key, "lost", 0), timeout=5, what="lost")
+        lost_after = time.monotonic() - start
+        wait_for(lambda: row_is(futures, everywhere.key, "finished", 1), what="one replica left")
+        assert [futures.worker_names[a] for a in row(futures, everywhere.key)["workers"]] == ["worker-1"]
+        wait_for(lambda: [w["name"] for w in cluster.workers] == ["worker-1"], what="worker gone")
+        assert lost_after < 1.0, f"lost shown after {lost_after:.2f} s"
+    finally:
+        futures.close()
+        cluster.close()
+
+
+def test_cluster_widget_shows_memory_and_keys(client):
+    data = client.scatter(b"x" * 100_000, broadcast=True, hash=False)
+    widget = ClusterWidget(client)
+    try:
+        wait_for(lambda: len(widget.workers) == 2
+                 and all(w["nbytes"] >= 100_000 and w["nkeys"] >= 1 and w["memory"] > 0
+                         for w in widget.workers), what="metrics")
+        assert widget.totals["nthreads"] == 2 and widget.totals["memory_limit"] > 0
+        assert "worker-0" in widget._repr_mimebundle_()[0]["text/html"]
+    finally:
+        widget.close()
+        data.release()
+
+
+def test_ten_thousand_futures_are_paged_and_coalesced(client):
+    futures = client.scatter(list(range(10_000)), hash=False)
+    widget = FuturesWidget(client, futures, page_size=50)
+    try:
+        assert widget.summary["counts"]["finished"] == 10_000
+        assert len(widget.rows) == 50 and widget.n_matching == 10_000
+        state = widget.get_state()
+        assert len(json.dumps(state["rows"])) < 20_000  # one page travels, not 10,000 rows
+        widget.set_view(page=10**6)  # clamped to the last page
+        wait_for(lambda: widget.page == 199 and widget.rows[-1]["key"] == futures[-1].key,
+                 what="last page")
+        summaries = []
+        widget.observe(lambda change: summaries.append(time.monotonic()), names="summary")
+        start = time.monotonic()
+        client.cancel(futures)
+        wait_for(lambda: widget.summary["counts"]["cancelled"] == 10_000, what="all cancelled")
+        elapsed = time.monotonic() - start
+        assert len(summaries) <= 10 * elapsed + 2, (len(summaries), elapsed)
+        widget.set_view(status="finished")
+        wait_for(lambda: widget.status_filter == "finished" and widget.n_matching == 0,
+                 what="empty filter")
+    finally:
+        widget.close()
+
+
+def test_closed_widget_unsubscribes(client):
+    future = client.scatter("watched", hash=False)
+    widget = FuturesWidget(client, [future])
+    wait_for(lambda: row_is(widget, future.key, "finished"), what="finished")
+    widget.close()
+    assert not widget.live and widget.comm is None
+    probe = FuturesWidget(client, [future.key])  # a second subscriber sees the release
+    future.release()
+    try:
+        wait_for(lambda: row_is(probe, future.key, "released"), what="released")
+        assert row(widget, future.key)["status"] == "finished"  # the closed one did not move
+    finally:
+        probe.close()
+
+
+def test_widget_outlives_its_client_without_leaks():
+    from scatter_magics import Client
+
+    before = set(threading.enumerate())
+    with Client(n_workers=1) as client:
+        widget = as_widget(client.scatter(["a", "b"], hash=False))
+        cluster = as_widget(client)
+        assert isinstance(widget, FuturesWidget) and isinstance(cluster, ClusterWidget)
+    wait_for(lambda: set(threading.enumerate()) <= before, what="threads to end")
+    data, _ = widget._repr_mimebundle_()  # still displays, as a snapshot
+    assert not widget.live and "not live" in data["text/html"]
+    widget.set_view(page=1)  # no loop left: flushed on this thread, no error
+    widget.close()
+    cluster.close()
