@@ -66,10 +66,11 @@ class Scheduler:
         handlers = {
             "register-worker": self._register_worker,
             "register-client": self._register_client,
-            "task-finished": self._on_worker(lambda a, m: self.state.task_finished(
-                a, m["key"], m["nbytes"], m["type"])),
-            "task-erred": self._on_worker(lambda a, m: self.state.task_erred(
-                a, m["key"], m["exception"], m["traceback"])),
+            "task-finished": self._on_worker(lambda a, m: self.state.add_replicas(
+                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"])),
+            "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
+                a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
+                                                        m["traceback"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(a, m["memory"])),
         }
         for op, method in self.client_ops().items():

@@ -165,6 +165,18 @@ class SchedulerState:
             ws.nbytes += ks.nbytes or 0
         ks.who_has.add(address)
 
+    def add_replicas(self, address: str, fetched: dict) -> Outgoing:
+        """A worker copied ``fetched`` (key → nbytes) from peers to run a task."""
+        unknown = []
+        for key, nbytes in fetched.items():
+            ks = self.keys.get(key)
+            if ks is not None and ks.state == "memory":
+                self._add_replica(ks, address, nbytes)
+                self._emit_key(ks)
+            else:
+                unknown.append(key)  # forgotten meanwhile: the copy is garbage
+        return [(("worker", address), {"op": "delete-keys", "keys": unknown})] if unknown else []
+
     def replication_plan(self, keys, n: int | None, workers=None) -> dict[str, list[str]]:
         """For each key in memory, the workers that should receive a copy."""
         allowed = self.resolve_workers(workers)

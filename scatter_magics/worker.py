@@ -121,7 +121,8 @@ class Worker:
         await self._gather_from_peers(msg["who_has"])
         return {key: self.data[key].nbytes for key in msg["who_has"]}
 
-    async def _gather_from_peers(self, who_has: dict) -> None:
+    async def _gather_from_peers(self, who_has: dict) -> dict:
+        """Fetch the keys this worker lacks; return ``{key: nbytes}`` of what it fetched."""
         by_peer: dict[str, list] = {}
         for key, holders in who_has.items():
             if key not in self.data:
@@ -130,9 +131,12 @@ class Worker:
                 by_peer.setdefault(holders[0], []).append(key)
         replies = await asyncio.gather(*(self._peer_request(p, {"op": "get-data", "keys": keys})
                                          for p, keys in by_peer.items()))
+        fetched = {}
         for reply in replies:
             for key, serialized in reply.items():
                 self.data[key] = StoredValue(serialized)
+                fetched[key] = self.data[key].nbytes
+        return fetched
 
     async def _peer_request(self, address: str, msg: dict):
         channel = self.peers.get(address)
@@ -145,8 +149,9 @@ class Worker:
         self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
 
     async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
+        fetched: dict = {}
         try:
-            await self._gather_from_peers(who_has)
+            fetched = await self._gather_from_peers(who_has)
             inputs = {dep: self.data[dep].value for dep in who_has}
             value = await asyncio.get_running_loop().run_in_executor(
                 self.executor, _execute, task, inputs)
@@ -154,12 +159,13 @@ class Worker:
             raise
         except Exception as exc:
             self._report({"op": "task-erred", "key": key, "exception": _portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc))})
+                          "traceback": "".join(traceback.format_exception(exc)),
+                          "fetched": fetched})
             return
         stored = self.data[key] = StoredValue(value=_not_aliasing_shared_memory(value),
                                               has_value=True)
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type})
+                      "type": stored.type, "fetched": fetched})
 
     def _report(self, msg: dict) -> None:
         try:

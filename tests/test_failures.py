@@ -174,3 +174,21 @@ def test_calls_after_close_raise(make_client):
         with pytest.raises(ClientClosedError, match="closed"):
             call()
     client.close()  # twice is fine
+
+
+def test_inputs_on_other_workers_are_fetched_worker_to_worker(client):
+    a = client.scatter(np.arange(10), workers="worker-0", hash=False)
+    b = client.scatter(np.arange(10) * 2, workers="worker-1", hash=False)
+    total = client.submit(lambda x, y: int((x + y).sum()), a, b, pure=False)
+    assert total.result() == 135
+    [ran_on] = client.who_has([total])[total.key]
+    # the input that was not there was copied next to the task, and the scheduler
+    # knows it (so releasing the input frees that copy too)
+    assert {a.key, b.key} <= set(client.has_what()[ran_on])
+    key = a.key if ran_on != worker_address(client, "worker-0") else b.key
+    del a, b
+    wait_for(lambda: key not in client.has_what()[ran_on], what="the fetched copy to be freed")
+
+
+def worker_address(client, name: str) -> str:
+    return next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == name)
