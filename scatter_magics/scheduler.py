@@ -201,10 +201,25 @@ class Scheduler:
         for key, addresses in placement.items():
             for address in addresses:
                 by_worker.setdefault(address, {})[key] = data[key]
-        await _all(self._request_worker(a, {"op": "put-data", "data": d})
-                   for a, d in by_worker.items())
+        try:
+            await _all(self._request_worker(a, {"op": "put-data", "data": d})
+                       for a, d in by_worker.items())
+        except BaseException:  # timed out or failed: take back what may have landed
+            self.discard_unrecorded(by_worker)
+            raise
         self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
                                        msg.get("shared", ())))
+
+    def discard_unrecorded(self, by_worker: dict) -> None:
+        """Delete keys sent to workers that the scheduler does not record there."""
+        for address, keys in by_worker.items():
+            ws = self.state.workers.get(address)
+            orphans = [k for k in keys if ws is None or k not in ws.keys]
+            if orphans and address in self.worker_channels:
+                try:
+                    self.worker_channels[address].send({"op": "delete-keys", "keys": orphans})
+                except CommClosedError:
+                    pass
 
     def _update_data(self, client_id, msg) -> None:
         self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],

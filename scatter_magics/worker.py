@@ -30,6 +30,7 @@ METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
 
 
 SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
+CURRENT: "Worker | None" = None  # the worker this process runs, for tasks that introspect
 
 
 class StoredValue:
@@ -259,7 +260,9 @@ def main(argv=None) -> None:
                      daemon=True).start()
 
     async def run():
-        worker = Worker(args.scheduler, secret, args.name, args.nthreads, args.memory_limit)
+        global CURRENT
+        worker = CURRENT = Worker(args.scheduler, secret, args.name, args.nthreads,
+                                  args.memory_limit)
         await worker.start()
         await worker.closed.wait()
         await worker.close()
@@ -268,4 +271,8 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module, not this __main__ copy, so that tasks importing
+    # scatter_magics.worker see the same globals (CURRENT, SEGMENTS).
+    from scatter_magics.worker import main as imported_main
+
+    imported_main()

@@ -88,6 +88,13 @@ def test_scatter_timeout_on_a_stopped_worker(make_client):
         os.kill(pid, signal.SIGCONT)
     still_usable(client)
     assert client.gather(client.scatter(5, workers=[address], hash=False)) == 5
+    # the timed-out data did not stay behind on the worker, unrecorded
+    def count_stored_keys():
+        from scatter_magics import worker
+        return len(worker.CURRENT.data)  # this task's own result is not stored yet
+
+    recorded = len(client.has_what()[address])
+    assert client.submit(count_stored_keys, workers=[address], pure=False).result() == recorded
 
 
 def test_gather_timeout(client):

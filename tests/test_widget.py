@@ -206,7 +206,8 @@ def test_replicate_adds_workers_as_copies_land(client):
         widget.close()
 
 
-def test_release_and_cancel(client):
+def test_release_and_cancel(make_client):
+    client = make_client(n_workers=1)  # its worker stays busy with the cancelled sleep
     kept = client.scatter("released soon", hash=False)
     slow = client.submit(time.sleep, 30, pure=False)
     widget = FuturesWidget(client, [kept, slow])
