@@ -38,14 +38,15 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 
-_default_client: weakref.ref | None = None
+_clients: list[weakref.ref] = []  # in the order they started
 
 
 def get_client() -> "Client":
     """The most recently created client that is still open."""
-    client = _default_client() if _default_client is not None else None
-    if client is None or client.status == "closed":
-        raise ValueError("No client is running: create one with scatter_magics.Client() "
+    _clients[:] = [ref for ref in _clients if ref() is not None and ref().status != "closed"]
+    if _clients:
+        return _clients[-1]()
+    raise ValueError("No client is running: create one with scatter_magics.Client() "
                          "or run %scatter / %cluster start in a notebook")
     return client
 
@@ -121,8 +122,7 @@ class Client:
         self._pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self.status = "running"
-        global _default_client
-        _default_client = weakref.ref(self)
+        _clients.append(weakref.ref(self))
 
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
         return LocalSchedulerLink(scheduler, self._on_report)

@@ -74,7 +74,9 @@ class LoopThread:
         future = self.submit(coro)
         try:
             return future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError:  # the same class as TimeoutError since 3.11
+            if future.done():
+                raise  # the coroutine's own TimeoutError, with its own message
             future.cancel()
             raise TimeoutError(f"operation did not finish within {timeout} s") from None
         except KeyboardInterrupt:

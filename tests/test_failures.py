@@ -99,7 +99,7 @@ def test_scatter_timeout_on_a_stopped_worker(make_client):
 
 def test_gather_timeout(client):
     future = client.submit(time.sleep, 1.0, pure=False)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match="within 0.05 s"):
         client.gather([future], timeout=0.05)
     client.gather(future)
 
