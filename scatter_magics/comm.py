@@ -75,8 +75,11 @@ class Channel:
 
     # ---------------------------------------------------------- receiving ---
     async def _read_frames(self) -> list:
-        n = protocol.parse_frame_count(await self.stream.read_bytes(8))
-        lengths = protocol.parse_frame_lengths(await self.stream.read_bytes(8 * n), n)
+        n, first = protocol.parse_prelude_start(await self.stream.read_bytes(16))
+        if n == 1:
+            return [await self.stream.read_bytes(first)] if first else [b""]
+        rest = protocol.parse_frame_lengths(await self.stream.read_bytes(8 * (n - 1)), n - 1)
+        lengths = (first, *rest)
         total = sum(lengths)
         if total <= SMALL_FRAMES:
             data = memoryview(await self.stream.read_bytes(total)) if total else memoryview(b"")

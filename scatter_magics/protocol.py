@@ -7,6 +7,9 @@ by frames::
     frame 0:  the message, pickled with protocol 5
     frame i:  the i-th out-of-band buffer of that pickle (numpy data, bytes, ...)
 
+A reader takes the first 16 bytes at once: for the common one-frame message that is
+all of the prelude.
+
 Large buffers are never copied into one big bytes object: they are written as separate
 frames and read with ``read_into`` into preallocated memory.
 
@@ -88,13 +91,25 @@ def _keep_large_out_of_band(buffers: list):
 
 
 def dumps(msg: dict) -> list:
-    """A message as a list of byte-like frames, prelude first."""
+    """A message as a list of byte-like chunks to write: prelude and body, then buffers.
+
+    The prelude and the (small) pickled body travel as one chunk, so a small message
+    costs one write.
+    """
     buffers: list[pickle.PickleBuffer] = []
     body = pickle.dumps(msg, protocol=5, buffer_callback=_keep_large_out_of_band(buffers))
-    frames = [body] + [b.raw() for b in buffers]
-    lengths = [memoryview(f).nbytes for f in frames]
-    prelude = struct.pack(f"<Q{len(frames)}Q", len(frames), *lengths)
-    return [prelude, *frames]
+    frames = [b.raw() for b in buffers]
+    lengths = [len(body)] + [f.nbytes for f in frames]
+    prelude = struct.pack(f"<Q{len(lengths)}Q", len(lengths), *lengths)
+    return [prelude + body, *frames]
+
+
+def parse_prelude_start(data: bytes) -> tuple[int, int]:
+    """The frame count and the first frame's length, from the first 16 bytes."""
+    n, first = struct.unpack("<QQ", data)
+    if not 1 <= n <= MAX_FRAMES:
+        raise ProtocolError(f"bad frame count {n}")
+    return n, first
 
 
 def loads(frames: list) -> dict:
@@ -106,13 +121,6 @@ def loads(frames: list) -> dict:
     if not isinstance(msg, dict) or "op" not in msg:
         raise ProtocolError(f"message is not a dict with an 'op': {type(msg).__name__}")
     return msg
-
-
-def parse_frame_count(prelude: bytes) -> int:
-    (n,) = struct.unpack("<Q", prelude)
-    if not 1 <= n <= MAX_FRAMES:
-        raise ProtocolError(f"bad frame count {n}")
-    return n
 
 
 def parse_frame_lengths(data: bytes, n: int) -> tuple[int, ...]:

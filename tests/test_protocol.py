@@ -13,31 +13,32 @@ from scatter_magics.serialize import Serialized, deserialize, serialize
 
 
 def roundtrip(msg: dict) -> dict:
-    prelude, *frames = protocol.dumps(msg)
-    n = protocol.parse_frame_count(prelude[:8])
-    lengths = protocol.parse_frame_lengths(prelude[8:], n)
-    assert lengths == tuple(memoryview(f).nbytes for f in frames)
-    return protocol.loads([bytearray(f) for f in frames])
+    head, *buffers = protocol.dumps(msg)
+    n, first = protocol.parse_prelude_start(head[:16])
+    rest = protocol.parse_frame_lengths(head[16:8 * (n + 1)], n - 1)
+    body = head[8 * (n + 1):]
+    assert (first, *rest) == (len(body), *(memoryview(b).nbytes for b in buffers))
+    return protocol.loads([bytearray(body), *(bytearray(b) for b in buffers)])
 
 
 def test_large_buffers_travel_as_their_own_frames():
     array = np.arange(1_000_000, dtype="float64")
     serialized = serialize(array)
     assert len(serialized.buffers) == 1
-    prelude, body, buffer = protocol.dumps({"op": "put-data", "data": {"k": serialized}})
+    head, buffer = protocol.dumps({"op": "put-data", "data": {"k": serialized}})
     assert memoryview(buffer).nbytes == array.nbytes
-    assert len(body) < 1000  # the array's bytes are not inside the pickle
+    assert len(head) < 1000  # the array's bytes are not inside the pickle
     back = roundtrip({"op": "put-data", "data": {"k": serialized}})
     np.testing.assert_array_equal(deserialize(back["data"]["k"]), array)
 
 
 def test_small_buffers_stay_inline():
-    assert len(protocol.dumps({"op": "x", "data": serialize(b"small")})) == 2
+    assert len(protocol.dumps({"op": "x", "data": serialize(b"small")})) == 1
 
 
 def test_the_prelude_is_little_endian():
-    prelude, body = protocol.dumps({"op": "ping"})
-    assert prelude == struct.pack("<QQ", 1, len(body))
+    [head] = protocol.dumps({"op": "ping"})
+    assert head[:16] == struct.pack("<QQ", 1, len(head) - 16)
 
 
 @pytest.mark.parametrize("frames", [[b"not a pickle"], [b"\x80\x05K\x01."]])
@@ -49,7 +50,7 @@ def test_undecodable_or_non_message_is_a_protocol_error(frames):
 @pytest.mark.parametrize("count", [0, protocol.MAX_FRAMES + 1])
 def test_frame_counts_are_bounded(count):
     with pytest.raises(ProtocolError, match="frame count"):
-        protocol.parse_frame_count(struct.pack("<Q", count))
+        protocol.parse_prelude_start(struct.pack("<QQ", count, 0))
 
 
 def test_handshake_with_the_right_secret():

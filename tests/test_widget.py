@@ -306,7 +306,7 @@ def test_closed_widget_unsubscribes(client):
         try:
             wait_for(lambda: row_is(probe, future.key, "released"), what="released")
         except AssertionError:
-            print("DBG", probe.rows, probe._table.rows, probe._feed._throttle._timer, probe._feed.closed, client._subscriptions, client._refcount.get(future.key), client._to_release[:5], len(client._to_release), client.cluster.scheduler.state.keys.get(future.key)); raise
+            print("DBG", probe.rows, probe._table.rows, probe._feed._throttle._timer, probe._feed.closed, client._subscriptions, client._refcount.get(future.key), list(client._dropped)[:5], client._flush_scheduled, client.cluster.scheduler.state.keys.get(future.key)); raise
         assert row(widget, future.key)["status"] == "finished"  # the closed one did not move
     finally:
         probe.close()
