@@ -10,11 +10,13 @@ Three numbers, each the peak minus the value when sampling started:
 - ``client``: RSS of this process (the driver; for Dask and scatter_magics also the scheduler);
 - ``cluster``: PSS summed over every descendant process. PSS splits a shared page between the
   processes that map it, so a buffer shared by four workers counts once, not four times;
-- ``shm``: bytes used in ``/dev/shm``, which holds shared memory that no process maps right now.
+- ``shm``: bytes allocated in the ``/dev/shm`` files that these processes hold: open, mapped,
+  or named with one of their pids (a segment kept for later, mapped by nobody right now). Other
+  work on the machine does not count.
 """
 
 import os
-import shutil
+import re
 import threading
 import time
 
@@ -38,8 +40,34 @@ def pss(process):
         return 0
 
 
-def shm_used():
-    return shutil.disk_usage(SHM).used if os.path.isdir(SHM) else 0
+def shm_held(pids):
+    """Bytes allocated in /dev/shm files that processes ``pids`` hold or are named for."""
+    sizes = {}  # (device, inode) -> bytes, so a file held by many processes counts once
+    for pid in pids:
+        for folder in (f"/proc/{pid}/fd", f"/proc/{pid}/map_files"):
+            for link in _entries(folder):
+                try:
+                    if os.readlink(link).startswith(SHM + "/"):
+                        st = os.stat(link)
+                        sizes[st.st_dev, st.st_ino] = st.st_blocks * 512
+                except OSError:
+                    continue
+    names = {str(pid) for pid in pids}
+    for entry in _entries(SHM):
+        try:
+            if names & set(re.findall(r"\d+", os.path.basename(entry))):
+                st = os.stat(entry)
+                sizes[st.st_dev, st.st_ino] = st.st_blocks * 512
+        except OSError:
+            continue
+    return sum(sizes.values())
+
+
+def _entries(folder):
+    try:
+        return [os.path.join(folder, name) for name in os.listdir(folder)]
+    except OSError:
+        return []
 
 
 class PeakMemory:
@@ -61,7 +89,7 @@ class PeakMemory:
         return {
             "client": self.me.memory_info().rss,
             "cluster": sum(pss(p) for p in self._children),
-            "shm": shm_used(),
+            "shm": shm_held([self.me.pid, *(p.pid for p in self._children)]),
         }
 
     def _run(self):

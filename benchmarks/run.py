@@ -140,13 +140,14 @@ def main(argv=None):
     for message in skipped:
         print(message, file=sys.stderr)
         results.note(message)
-    started = time.monotonic()
+    started, load_at_start = time.monotonic(), report.load_average()
     try:
         run_all(systems, args.only, cfg, args.quick, results)
     except KeyboardInterrupt:
         results.note("**Interrupted**: the run did not finish.")
     command = "python -m benchmarks.run" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
-    text = report.markdown(results, command, cfg, time.monotonic() - started)
+    text = report.markdown(results, command, cfg, time.monotonic() - started,
+                           load_at_start)
     print(text)
     output = args.output
     if output is None and not args.quick and args.only == workloads.NAMES:
