@@ -297,16 +297,13 @@ def test_ten_thousand_futures_are_paged_and_coalesced(client):
 def test_closed_widget_unsubscribes(client):
     future = client.scatter("watched", hash=False)
     widget = FuturesWidget(client, [future])
-    wait_for(lambda: row_is(widget, future.key, "finished"), what="finished")
-    widget.close()
-    assert not widget.live and widget.comm is None
-    probe = FuturesWidget(client, [future.key])  # a second subscriber sees the release
-    future.release()
+    probe = FuturesWidget(client, [future.key])  # a second subscriber, still open
     try:
-        try:
-            wait_for(lambda: row_is(probe, future.key, "released"), what="released")
-        except AssertionError:
-            print("DBG", probe.rows, probe._table.rows, probe._feed._throttle._timer, probe._feed.closed, client._subscriptions, client._refcount.get(future.key), list(client._dropped)[:5], client._flush_scheduled, client.cluster.scheduler.state.keys.get(future.key)); raise
+        wait_for(lambda: row_is(widget, future.key, "finished"), what="finished")
+        widget.close()
+        assert not widget.live and widget.comm is None
+        future.release()
+        wait_for(lambda: row_is(probe, future.key, "released"), what="released")
         assert row(widget, future.key)["status"] == "finished"  # the closed one did not move
     finally:
         probe.close()
