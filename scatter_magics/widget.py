@@ -277,10 +277,11 @@ def display_futures(futures, client=None, names=None) -> FuturesWidget:
 
 
 def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
-    """Make a kernel show Futures (and collections of them) as live widgets.
+    """Make a kernel show Futures, flat collections of them and Clients as live widgets.
 
-    ``labels()`` returns ``{key: name}`` for the futures the magics named. Does nothing
-    outside a kernel (a terminal IPython has no widget front end).
+    ``labels()`` returns ``{key: name}`` for the futures the magics named. Lists, tuples,
+    sets and dicts that hold anything but futures display as usual. Does nothing outside
+    a kernel (a terminal IPython has no widget front end).
     """
     if getattr(shell, "kernel", None) is None:
         return
@@ -288,13 +289,30 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
     from .future import Future
 
     def bundle(obj):
+        if not _only_futures(obj, Future):
+            return None  # an ordinary list or dict: IPython's usual display
         names = dict(labels()) if labels is not None else {}
         return as_widget(obj, names=names or None)._repr_mimebundle_()
 
+    def cluster_bundle(client):
+        return ClusterWidget(client)._repr_mimebundle_()
+
     formatter = shell.display_formatter.mimebundle_formatter
-    formatter.for_type(Future, bundle)
-    formatter.for_type(Client, lambda client: ClusterWidget(client)._repr_mimebundle_())
-    formatter.for_type_by_name("scatter_magics.magic_display", "ScatterResult", bundle)
+    for type_ in (Future, list, tuple, set, frozenset, dict):
+        formatter.for_type(type_, bundle)
+    formatter.for_type(Client, cluster_bundle)
+    bundle.scatter_magics = cluster_bundle.scatter_magics = True  # for uninstall_display
+
+
+def uninstall_display(shell) -> None:
+    """Undo :func:`install_display`."""
+    from .client import Client
+    from .future import Future
+
+    formatter = shell.display_formatter.mimebundle_formatter
+    for type_ in (Future, list, tuple, set, frozenset, dict, Client):
+        if getattr(formatter.type_printers.get(type_), "scatter_magics", False):
+            formatter.pop(type_)
 
 
 # ------------------------------------------------------------ futures and their names ---
@@ -319,6 +337,17 @@ def labelled_keys(obj, label: str | None = None) -> list[tuple[str | None, str, 
     else:
         raise TypeError(f"expected futures, keys or a collection of them, not {type(obj).__name__}")
     return out
+
+
+def _only_futures(obj, future_type, depth: int = 0) -> bool:
+    """Whether ``obj`` is a future or a non-empty (nested) collection of futures only."""
+    if isinstance(obj, future_type):
+        return True
+    if depth > 3 or not isinstance(obj, (list, tuple, set, frozenset, Mapping)) or not obj:
+        return False
+    values = obj.values() if isinstance(obj, Mapping) else obj
+    # An ordinary container fails on its first element, so displaying one stays cheap.
+    return all(_only_futures(value, future_type, depth + 1) for value in values)
 
 
 def _iter_futures(obj):

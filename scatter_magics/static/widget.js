@@ -37,6 +37,8 @@ function statusBadge(status, extra = "") {
     `${GLYPH[status] ?? "?"} ${status}`);
 }
 
+const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined);
+
 function liveBadge(model) {
   return model.get("live") ? null : h("span", { class: "sm-stale" }, "not live: client closed");
 }
@@ -74,7 +76,7 @@ function renderFutures(model, el) {
       h("span", { class: "sm-bytes" },
         `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`),
       h("span", { class: "sm-nworkers" }, `${s.n_workers ?? 0} workers`),
-      liveBadge(model));
+      ...present(liveBadge(model)));
   }
 
   function drawRows() {
@@ -156,7 +158,7 @@ function renderCluster(model, el) {
     const t = model.get("totals");
     summary.replaceChildren(h("b", {}, `${t.n_workers ?? 0} workers`),
       h("span", {}, `${t.nthreads ?? 0} threads`),
-      h("span", {}, `${t.nkeys ?? 0} keys, ${formatBytes(t.nbytes ?? 0)}`), liveBadge(model));
+      h("span", {}, `${t.nkeys ?? 0} keys, ${formatBytes(t.nbytes ?? 0)}`), ...present(liveBadge(model)));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name" }, w.name), h("td", { class: "sm-key", title: w.address }, w.address),
       h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
