@@ -4,9 +4,10 @@
 cluster is reachable from Python through :class:`Client`, whose API is Dask's.
 """
 
-from .client import Client, Subscription, as_completed, get_client, wait
+from .client import Client, Subscription, get_client
 from .cluster import LocalCluster
 from .future import Future
+from .waiting import as_completed, wait
 
 __version__ = "0.1.0"
 __all__ = ["Client", "Future", "LocalCluster", "Subscription", "as_completed", "get_client",

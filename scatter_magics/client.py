@@ -18,14 +18,14 @@ import os
 import threading
 import uuid
 import weakref
-from queue import Queue
-from typing import Callable, Iterator
+from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
 from .errors import ClientClosedError
 from .future import Future, FutureState
 from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool
+from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
 from .shm import SegmentMapper
 from .structure import SKIP, find_futures, substitute
@@ -43,12 +43,12 @@ _clients: list[weakref.ref] = []  # in the order they started
 
 def get_client() -> "Client":
     """The most recently created client that is still open."""
-    _clients[:] = [ref for ref in _clients if ref() is not None and ref().status != "closed"]
-    if _clients:
-        return _clients[-1]()
+    for ref in reversed(_clients):
+        client = ref()
+        if client is not None and client.status == "running":
+            return client
     raise ValueError("No client is running: create one with scatter_magics.Client() "
-                         "or run %scatter / %cluster start in a notebook")
-    return client
+                     "or run %scatter / %cluster start in a notebook")
 
 
 class Subscription:
@@ -102,7 +102,7 @@ class Client:
             cluster = LocalCluster(**self._cluster_options)
             self._owns_cluster = True
         elif isinstance(self._address, str):
-            cluster = find_local_cluster(_full_address(self._address))
+            cluster = find_local_cluster(full_address(self._address))
         try:
             if cluster is not None:
                 self.cluster, self.loop, self.secret = cluster, cluster.loop, cluster.secret
@@ -114,7 +114,7 @@ class Client:
                                      f"pass secret= or set ${SECRET_ENV}")
                 self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
                 self._link = self.loop.sync(RemoteSchedulerLink.open(
-                    _full_address(self._address), self.secret, self._on_report, self.timeout))
+                    full_address(self._address), self.secret, self._on_report, self.timeout))
         except BaseException:
             self._shutdown_owned()
             raise
@@ -122,6 +122,7 @@ class Client:
         self._pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self.status = "running"
+        _clients[:] = [ref for ref in _clients if ref() is not None and ref().status == "running"]
         _clients.append(weakref.ref(self))
 
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
@@ -136,7 +137,7 @@ class Client:
 
     @property
     def scheduler_address(self) -> str:
-        return self.cluster.scheduler_address if self.cluster else _full_address(self._address)
+        return self.cluster.scheduler_address if self.cluster else full_address(self._address)
 
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
@@ -175,11 +176,11 @@ class Client:
         ``timeout`` bounds the whole operation.
         """
         self._check_open()
-        items, rebuild = _keyed_items(data, hash)
+        items, rebuild = keyed_items(data, hash)
         futures = {key: Future(key, self) for key in items}
         payload = {key: self._serialize_for_scatter(key, value) for key, value in items.items()}
         types = {key: type(value).__name__ for key, value in items.items()}
-        coro = self._within(self._scatter(payload, types, _plain_workers(workers), broadcast,
+        coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
                                           direct, timeout), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
 
@@ -332,7 +333,7 @@ class Client:
             key = key or f"{name}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
-            tasks.append((key, task, deps, _plain_workers(workers)))
+            tasks.append((key, task, deps, plain_workers(workers)))
         self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
@@ -353,7 +354,7 @@ class Client:
     def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
         """``{worker address: [keys]}``."""
         self._check_open()
-        msg = {"op": "has-what", "workers": _plain_workers(workers)}
+        msg = {"op": "has-what", "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
     def nthreads(self, asynchronous: bool | None = None) -> dict:
@@ -378,7 +379,7 @@ class Client:
         """Copy each future's data to ``n`` workers (default: all of ``workers``)."""
         self._check_open()
         keys = [f.key for f in find_futures(futures, Future)]
-        msg = {"op": "replicate", "keys": keys, "n": n, "workers": _plain_workers(workers)}
+        msg = {"op": "replicate", "keys": keys, "n": n, "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
     # ------------------------------------------------------------ events ---
@@ -524,119 +525,3 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-# ---------------------------------------------------------------- helpers ---
-
-
-def _full_address(address: str) -> str:
-    return address if "://" in address else f"tcp://{address}"
-
-
-def _plain_workers(workers):
-    """``workers=`` as plain data the scheduler resolves (it knows the names)."""
-    if workers is None or isinstance(workers, str):
-        return workers
-    if isinstance(workers, tuple) and len(workers) == 2 and isinstance(workers[1], int):
-        return [workers]
-    return list(workers)
-
-
-def _keyed_items(data, hash: bool):
-    """``{key: value}`` for the values to scatter, and how to rebuild the result's shape."""
-    if isinstance(data, Iterator) or isinstance(data, Queue) or type(data).__name__ == "Queue":
-        raise TypeError(f"scatter() takes a value or a list/tuple/set/dict of values, not "
-                        f"{type(data).__name__!r}; materialize it first, e.g. with list()")
-    if isinstance(data, range):
-        data = list(data)
-
-    def key_for(value) -> str:
-        return f"{type(value).__name__}-{tokenize(value) if hash else uuid.uuid4().hex}"
-
-    if type(data) is dict:
-        items = {_dict_key(k): v for k, v in data.items()}
-        return items, lambda fs: {k: fs[_dict_key(k)] for k in data}
-    is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
-    if type(data) in (list, tuple, set, frozenset) or is_namedtuple:
-        values = list(data)
-        keys = [key_for(v) for v in values]
-        items = dict(zip(keys, values))
-        if is_namedtuple:
-            return items, lambda fs: type(data)(*(fs[k] for k in keys))
-        return items, lambda fs: type(data)(fs[k] for k in keys)
-    key = key_for(data)
-    return {key: data}, lambda fs: fs[key]
-
-
-def _dict_key(key) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, (int, float, tuple, bytes)):
-        return str(key)
-    raise TypeError(f"scatter() dict keys become future keys and must be str, int or tuple; "
-                    f"got {type(key).__name__!r}")
-
-
-# ---------------------------------------------------------------- waiting ---
-
-class DoneAndNotDone(tuple):
-    __slots__ = ()
-
-    def __new__(cls, done: set, not_done: set):
-        return super().__new__(cls, (done, not_done))
-
-    done = property(lambda self: self[0])
-    not_done = property(lambda self: self[1])
-
-
-def wait(fs, timeout: float | None = None, return_when: str = "ALL_COMPLETED") -> DoneAndNotDone:
-    """Block until all (or the first of) ``fs`` are done; TimeoutError after ``timeout``."""
-    futures = find_futures(fs, Future)
-    if not futures:
-        return DoneAndNotDone(set(), set())
-    client = futures[0].client
-    client._check_open()
-
-    async def until():
-        pending = [asyncio.ensure_future(client._until_done(f._state)) for f in futures]
-        when = asyncio.FIRST_COMPLETED if return_when == "FIRST_COMPLETED" else asyncio.ALL_COMPLETED
-        try:
-            await asyncio.wait(pending, return_when=when)
-        finally:
-            for p in pending:
-                p.cancel()
-    client._run(client._within(until(), timeout), asynchronous=False)
-    return DoneAndNotDone({f for f in futures if f.done()}, {f for f in futures if not f.done()})
-
-
-class as_completed:
-    """Iterate over futures in the order they finish.
-
-    >>> for future in as_completed(futures):     # doctest: +SKIP
-    ...     print(future.result())
-    """
-
-    def __init__(self, futures=(), with_results: bool = False):
-        self._done: Queue = Queue()
-        self._count = 0
-        self.with_results = with_results
-        for future in find_futures(list(futures), Future):
-            self.add(future)
-
-    def add(self, future: Future) -> None:
-        self._count += 1
-        future.client.loop.call_soon(future._state.on_done,
-                                     lambda state, f=future: self._done.put(f))
-
-    def count(self) -> int:
-        return self._count
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._count == 0:
-            raise StopIteration
-        future = self._done.get()
-        self._count -= 1
-        return (future, future.result()) if self.with_results else future

@@ -19,7 +19,7 @@ from tornado.tcpclient import TCPClient
 from tornado.tcpserver import TCPServer
 
 from . import protocol
-from .errors import AuthenticationError, CommClosedError, ProtocolError
+from .errors import AuthenticationError, CommClosedError, ProtocolError, portable
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Channel:
         if "id" not in msg:
             logger.error("error handling %r from %s", msg["op"], self.peer, exc_info=exc)
             return
-        self._reply(msg, {"op": "reply", "id": msg["id"], "error": _picklable(exc)})
+        self._reply(msg, {"op": "reply", "id": msg["id"], "error": portable(exc)})
 
     def _reply(self, msg: dict, reply: dict) -> None:
         try:
@@ -157,7 +157,7 @@ class Channel:
         except CommClosedError:
             logger.debug("peer %s left before its reply to %r", self.peer, msg["op"])
         except Exception as exc:  # the result itself could not be pickled
-            self.send({"op": "reply", "id": msg["id"], "error": _picklable(exc)})
+            self.send({"op": "reply", "id": msg["id"], "error": portable(exc)})
 
     # ---------------------------------------------------------- closing ---
     def close(self) -> None:
@@ -178,17 +178,6 @@ class Channel:
                 callback(self)
             except Exception:
                 logger.exception("error in on_close callback for %s", self.peer)
-
-
-def _picklable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling, else a RuntimeError carrying its text."""
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _tune(stream: IOStream) -> None:

@@ -61,3 +61,16 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return "\n\n" + self.text
+
+
+def portable(exc: BaseException) -> BaseException:
+    """``exc`` if another process can unpickle it, else a RuntimeError with its text."""
+    import pickle
+
+    import cloudpickle
+
+    try:
+        pickle.loads(cloudpickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")

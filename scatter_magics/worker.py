@@ -20,7 +20,7 @@ import threading
 import traceback
 
 from .comm import Channel, Server, connect
-from .errors import CommClosedError
+from .errors import CommClosedError, portable
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
 from .shm import SegmentMapper, unlink_segments
 
@@ -159,7 +159,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._report({"op": "task-erred", "key": key, "exception": _portable(exc),
+            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
                           "traceback": "".join(traceback.format_exception(exc)),
                           "fetched": fetched})
             return
@@ -199,18 +199,6 @@ def _not_aliasing_shared_memory(value):
 def _execute(task: Serialized, inputs: dict):
     func, args, kwargs = deserialize_task(task, inputs)
     return func(*args, **kwargs)
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """The exception if the client can unpickle it, else a RuntimeError with its text."""
-    import cloudpickle
-    import pickle
-
-    try:
-        pickle.loads(cloudpickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def resident_memory() -> int:
