@@ -18,6 +18,7 @@ front end exists (nbconvert, GitHub) their mimebundle carries a static HTML tabl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import pathlib
 import threading
@@ -48,7 +49,8 @@ class _Feed:
 
     def __init__(self, client, apply: Callable[[list], bool], flush: Callable[[], None],
                  resend: Callable[[], None], interval: float, settle: float | None):
-        self._apply, self._flush, self._resend = apply, flush, resend
+        self._apply = apply
+        self._flush, self._resend = _outside_any_cell(flush), _outside_any_cell(resend)
         self._interval, self._settle = interval, settle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._throttle: Throttle | None = None
@@ -99,6 +101,19 @@ class _Feed:
                 pass
 
 
+def _outside_any_cell(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run in an empty ``contextvars`` context.
+
+    ipykernel 7 keeps the parent header of IOPub messages in a ContextVar
+    (``Kernel._shell_parent``), and the loop thread's tasks inherit the context of the
+    cell that started them: a message sent from there would claim to come from that
+    long-finished cell, and nbclient, which keeps only messages of the running cell,
+    drops it. In an empty context ``Kernel._get_shell_context_var`` falls back to the
+    latest request's header. JupyterLab ignores the parent of comm messages either way.
+    """
+    return lambda: contextvars.Context().run(fn)
+
+
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the static files, the feed, closing, the HTML fallback."""
 
@@ -110,6 +125,8 @@ class _LiveWidget(anywidget.AnyWidget):
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
         self._feed = _Feed(client, self._apply, self._flush, self._resend, interval, settle)
+        if self.comm is not None:  # the front end may close the comm: stop listening then
+            self.comm.on_close(lambda _msg: self._feed.close())
 
     def _apply(self, batch: list) -> bool:
         with self._lock:

@@ -323,3 +323,47 @@ def test_widget_outlives_its_client_without_leaks():
     widget.set_view(page=1)  # no loop left: flushed on this thread, no error
     widget.close()
     cluster.close()
+
+
+# ------------------------------------------------------------ a real kernel, no browser ---
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+@pytest.mark.timeout(120)
+def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
+    """``%scatter x --broadcast`` in a kernel displays the widget (and static HTML);
+    updates made while a later cell runs are stored by nbclient."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    cells = [
+        "%load_ext scatter_magics\n"
+        "%config ScatterMagics.n_workers = 2\n"
+        "from scatter_magics.widget import FuturesWidget, install_display\n"
+        "ip = get_ipython()\n"
+        "install_display(ip, labels=ip.magics_manager.registry['ScatterMagics'].labels)",
+        "x = 'broadcast me'\n%scatter x --broadcast",
+        "import os, signal, time\n"
+        "from ipywidgets.widgets.widget import _instances\n"
+        "from scatter_magics import get_client\n"
+        "client = get_client()\n"
+        "widget = next(w for w in _instances.values() if isinstance(w, FuturesWidget))\n"
+        "for proc in client.cluster.processes.values():\n"
+        "    os.kill(proc.pid, signal.SIGKILL)\n"
+        "deadline = time.monotonic() + 20\n"
+        "while widget.rows[0]['status'] != 'lost' and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print(widget.rows[0]['status'])\n"
+        "client.close()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=90, kernel_name="python3").execute()
+    displayed = next(o for o in nb.cells[1].outputs if WIDGET_VIEW in o.get("data", {}))
+    html = displayed["data"]["text/html"]
+    assert "broadcast me" not in html and "finished" in html and "worker-1" in html
+    assert nb.cells[2].outputs[-1]["text"].strip() == "lost"
+    model_id = displayed["data"][WIDGET_VIEW]["model_id"]
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"][model_id]["state"]
+    assert state["kind"] == "futures" and state["rows"][0]["status"] == "lost"
+    assert state["rows"][0]["name"] == "x" and state["summary"]["counts"]["lost"] == 1
