@@ -50,13 +50,21 @@ class _Feed:
     def __init__(self, client, apply: Callable[[list], bool], flush: Callable[[], None],
                  resend: Callable[[], None], interval: float, settle: float | None):
         self._apply = apply
-        self._flush, self._resend = _outside_any_cell(flush), _outside_any_cell(resend)
+        self._flush = _outside_any_cell(self._unless_closed(flush))
+        self._resend = _outside_any_cell(self._unless_closed(resend))
         self._interval, self._settle = interval, settle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._throttle: Throttle | None = None
         self.closed = False
         self._client = weakref.ref(client)  # a widget must not keep a closed client alive
         self._subscription = client.subscribe_events(self._on_events)
+
+    def _unless_closed(self, fn: Callable[[], None]) -> Callable[[], None]:
+        # A timer may fire on the loop thread just as close() runs on another.
+        def run() -> None:
+            if not self.closed:
+                fn()
+        return run
 
     def _on_events(self, batch: list) -> None:
         if self.closed:

@@ -51,8 +51,10 @@ def lab_server(browser_tools, tmp_path_factory):
     assert not leftover, f"worker processes {leftover} outlived their kernel"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(browser_tools):
+    # Module scope: Playwright's sync API keeps its asyncio loop marked as running on the
+    # main thread until it exits, and later tests' asyncio.run() would refuse to start.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
