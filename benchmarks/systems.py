@@ -112,8 +112,10 @@ class OursSystem(DaskAPISystem):
         return Client(n_workers=n_workers, threads_per_worker=1)
 
     def tokenize(self, obj):
-        from scatter_magics.tokenize import tokenize
-
+        try:
+            from scatter_magics.tokenize import tokenize
+        except ImportError as exc:
+            raise NotApplicable(f"scatter_magics.tokenize does not import: {exc}") from exc
         return tokenize(obj)
 
 
