@@ -48,6 +48,10 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str) 
             f"{caption}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _snapshot_note(live: bool) -> str:
     return "" if live else " <em>(client closed: not live)</em>"
 
@@ -55,10 +59,10 @@ def _snapshot_note(live: bool) -> str:
 def futures_summary_html(summary: Mapping[str, Any]) -> str:
     counts = summary.get("counts", {})
     parts = [status_html(s) + f" {counts[s]}" for s in STATUSES if counts.get(s)]
-    return (f"<b>{summary.get('n', 0)} futures</b> · " + " · ".join(parts)
+    return (f"<b>{_plural(summary.get('n', 0), 'future')}</b> · " + " · ".join(parts)
             + f" · {_esc(format_bytes(summary.get('nbytes', 0)))} in memory"
             + f" ({_esc(format_bytes(summary.get('replica_nbytes', 0)))} with replicas)"
-            + f" · {summary.get('n_workers', 0)} workers")
+            + f" · {_plural(summary.get('n_workers', 0), 'worker')}")
 
 
 def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
@@ -97,9 +101,10 @@ def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]
     cells = [[_esc(w["name"]), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
               memory_bar_html(w["memory"], w["nbytes"], w["memory_limit"]), _esc(w["nkeys"]),
               _esc(format_bytes(w["nbytes"]))] for w in workers]
-    caption = (f"<b>{totals.get('n_workers', 0)} workers</b> · {totals.get('nthreads', 0)} threads"
+    caption = (f"<b>{_plural(totals.get('n_workers', 0), 'worker')}</b>"
+               f" · {_plural(totals.get('nthreads', 0), 'thread')}"
                f" · memory {_esc(format_bytes(totals.get('memory', 0)))} of"
                f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
-               f" · {totals.get('nkeys', 0)} keys, {_esc(format_bytes(totals.get('nbytes', 0)))}"
+               f" · {_plural(totals.get('nkeys', 0), 'key')}, {_esc(format_bytes(totals.get('nbytes', 0)))}"
                + _snapshot_note(live))
     return _table(["worker", "address", "threads", "memory", "keys", "data"], cells, caption)

@@ -141,6 +141,7 @@ def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
         assert kernel_status(page) == "idle"
         page.wait_for_function(
             "() => document.querySelectorAll('.sm-cluster tbody tr').length === 1")
+        screenshot(page, "widget-one-replica.png")
 
         # 2. Busy kernel (another cell running): the last replica goes, the row turns lost.
         execute_in_background(page, "import time; time.sleep(60)")

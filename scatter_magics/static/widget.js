@@ -37,6 +37,7 @@ function statusBadge(status, extra = "") {
     `${GLYPH[status] ?? "?"} ${status}`);
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined);
 
 function liveBadge(model) {
@@ -72,10 +73,10 @@ function renderFutures(model, el) {
       return chip;
     });
     summary.replaceChildren(
-      h("b", {}, `${s.n ?? 0} futures`), ...chips,
+      h("b", {}, plural(s.n ?? 0, "future")), ...chips,
       h("span", { class: "sm-bytes" },
         `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`),
-      h("span", { class: "sm-nworkers" }, `${s.n_workers ?? 0} workers`),
+      h("span", { class: "sm-nworkers" }, plural(s.n_workers ?? 0, "worker")),
       ...present(liveBadge(model)));
   }
 
@@ -156,9 +157,9 @@ function renderCluster(model, el) {
 
   function draw() {
     const t = model.get("totals");
-    summary.replaceChildren(h("b", {}, `${t.n_workers ?? 0} workers`),
-      h("span", {}, `${t.nthreads ?? 0} threads`),
-      h("span", {}, `${t.nkeys ?? 0} keys, ${formatBytes(t.nbytes ?? 0)}`), ...present(liveBadge(model)));
+    summary.replaceChildren(h("b", {}, plural(t.n_workers ?? 0, "worker")),
+      h("span", {}, plural(t.nthreads ?? 0, "thread")),
+      h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`), ...present(liveBadge(model)));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name" }, w.name), h("td", { class: "sm-key", title: w.address }, w.address),
       h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
