@@ -56,8 +56,10 @@ class _Feed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._throttle: Throttle | None = None
         self.closed = False
-        self._client = weakref.ref(client)  # a widget must not keep a closed client alive
-        self._subscription = client.subscribe_events(self._on_events)
+        # Weak references: a displayed widget must not keep a dropped client (and the
+        # cluster it owns) alive; the client holds its subscriptions, not the reverse.
+        self._client = weakref.ref(client)
+        self._subscription = weakref.ref(client.subscribe_events(self._on_events))
 
     def _unless_closed(self, fn: Callable[[], None]) -> Callable[[], None]:
         # A timer may fire on the loop thread just as close() runs on another.
@@ -101,7 +103,9 @@ class _Feed:
         if self.closed:
             return
         self.closed = True
-        self._subscription.close()
+        subscription = self._subscription()
+        if subscription is not None:
+            subscription.close()
         if self._loop is not None and self._throttle is not None:
             try:
                 self._loop.call_soon_threadsafe(self._throttle.cancel)

@@ -6,11 +6,14 @@ run a real embedded cluster and assert on the widgets' synced traits, with deadl
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import signal
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -367,3 +370,52 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     state = nb.metadata["widgets"][WIDGET_STATE]["state"][model_id]["state"]
     assert state["kind"] == "futures" and state["rows"][0]["status"] == "lost"
     assert state["rows"][0]["name"] == "x" and state["summary"]["counts"]["lost"] == 1
+
+
+class FakeClient:
+    """Just enough of a Client: delivers one snapshot batch on a short-lived loop."""
+
+    status = "running"
+
+    def __init__(self, snapshot):
+        self.snapshot, self.subscriptions = snapshot, []
+
+    def subscribe_events(self, callback):
+        subscription = FakeSubscription()
+        self.subscriptions.append((subscription, callback))
+        loop = asyncio.new_event_loop()
+
+        async def deliver():
+            callback(self.snapshot)
+
+        loop.run_until_complete(deliver())
+        loop.close()
+        return subscription
+
+
+class FakeSubscription:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_widget_holds_its_client_weakly():
+    client = FakeClient(WORKERS + [key_event("k1", workers=[A, B])])
+    widget = FuturesWidget(client, ["k1"], names=["x"])
+    (subscription, _), = client.subscriptions
+    assert widget.rows[0]["status"] == "finished" and widget.rows[0]["name"] == "x"
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None  # the widget did not keep it (nor the cluster it may own) alive
+    assert "not live" in widget._repr_mimebundle_()[0]["text/html"] and not widget.live
+    widget.close()
+
+
+def test_closing_the_widget_closes_its_subscription():
+    client = FakeClient(WORKERS)
+    widget = FuturesWidget(client, ["k1"])
+    (subscription, _), = client.subscriptions
+    widget.close()
+    assert subscription.closed and not widget.live
