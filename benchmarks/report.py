@@ -190,7 +190,7 @@ def markdown(results, command, cfg, elapsed, load_at_start):
         "`–`: the system has no counterpart; `not run`: skipped or failed before this row.",
         "## Peak memory, MB: client RSS / cluster PSS / /dev/shm\n\n"
         + memory_table(results) + "\n\n"
-        "Measured in one extra, untimed rep per session; the highest over all rounds. Client: "
+        "Measured in the untimed first rep of each size; the highest over all rounds. Client: "
         "RSS of the driver process (with the scheduler, for Dask and scatter_magics) above its "
         "value when the run began, the source array already made. Cluster: proportional set "
         "size summed over every child process (shared pages count once). /dev/shm: allocated "

@@ -184,20 +184,22 @@ def array(s):
             _array_scatter_gather(s, mb, direct)
 
 
-def _reps(s, watch_memory):
-    """One bool per rep: ``True`` for an extra, untimed rep that samples memory (first, when
-    ``watch_memory``), then ``False`` for each timed rep. Sampling reads /proc in a thread of
-    the client, which would cost the timed reps a share of a 2-core machine."""
-    return [True] * bool(watch_memory) + [False] * s.cfg.inner
+def _reps(s):
+    """``[False, True, True, ...]``: is each rep timed? The first is not: it warms what a
+    system keeps between calls (a buffer pool, an arena, a connection), so that the variants
+    of one size, run one after the other, are compared in the same steady state. It also
+    samples memory, which would cost the timed reps CPU (a thread reading /proc)."""
+    return [False] + [True] * s.cfg.inner
 
 
 def _array_scatter_gather(s, mb, direct):
     suffix = (", direct, no hash", ", direct") if direct else ("", "")
     scatter_row, gather_row = f"scatter {mb} MB array{suffix[0]}", f"gather {mb} MB array{suffix[1]}"
-    for sampling in _reps(s, mb == max(s.cfg.array_mb)):
+    watch = mb == max(s.cfg.array_mb)
+    for timed in _reps(s):
         data = s.array(mb)
         try:
-            with s.memory(f"{mb} MB scatter then gather{suffix[0]}", sampling):
+            with s.memory(f"{mb} MB scatter then gather{suffix[0]}", watch and not timed):
                 s.row = scatter_row
                 t0 = time.perf_counter()
                 handle = s.system.scatter(data, direct=direct)
@@ -210,7 +212,7 @@ def _array_scatter_gather(s, mb, direct):
             s.not_applicable(gather_row, str(exc))
             return
         assert out.shape == data.shape and out[0] == data[0], "gathered the wrong array"
-        if not sampling:
+        if timed:
             s.sample(scatter_row, t1 - t0, data.nbytes)
             s.sample(gather_row, t2 - t1, data.nbytes)
         del handle, out
@@ -222,15 +224,16 @@ def broadcast(s):
         return
     for mb in s.cfg.broadcast_mb:
         s.row = broadcast_row(mb, s.n_workers)
-        for sampling in _reps(s, mb == max(s.cfg.broadcast_mb)):
+        watch = mb == max(s.cfg.broadcast_mb)
+        for timed in _reps(s):
             data = s.array(mb)
             expected = remote.touch(data)[1]
-            with s.memory(f"{mb} MB broadcast to {s.n_workers} workers", sampling):
+            with s.memory(f"{mb} MB broadcast to {s.n_workers} workers", watch and not timed):
                 t0 = time.perf_counter()
                 handle = s.system.broadcast(data)
                 touched = s.system.touch_all(handle)
                 seconds = time.perf_counter() - t0
-            if not sampling:
+            if timed:
                 s.sample(s.row, seconds, data.nbytes)
             pids = {pid for pid, _ in touched}
             assert len(pids) == s.n_workers, f"tasks ran in {len(pids)} processes"
