@@ -402,7 +402,8 @@ class Client:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
             if not self._subscriptions and not self._link.closed:
-                self.loop.submit(self._link.request({"op": "unsubscribe"}))
+                # Sent now, in order: a subscribe queued behind us must come after it.
+                self._link.send({"op": "unsubscribe"})
 
     def _on_report(self, msg: dict) -> None:
         if msg["op"] == "events":
@@ -491,6 +492,11 @@ class Client:
         for state in list(self._states.values()):
             if not state.done():
                 state.cancel()
+        for subscription in self._subscriptions:  # say so, so a widget can show it
+            try:
+                subscription.callback([{"event": "closed"}])
+            except Exception:
+                logger.exception("event callback %r failed", subscription.callback)
         self._subscriptions.clear()
         self._workers.close()
         self._link.close()
@@ -515,11 +521,10 @@ class Client:
         await asyncio.to_thread(self.close)
 
     def __del__(self):
+        # A dropped client that started its cluster ends it. Not inline: the collector
+        # may run us on the loop thread (where close() cannot wait) or mid-operation.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster:
-            try:
-                self.close()
-            except Exception:
-                pass
+            threading.Thread(target=self.close, name="scatter-magics-close", daemon=True).start()
 
     def __repr__(self) -> str:
         if self.status != "running":

@@ -426,6 +426,10 @@ def load_ipython_extension(ipython) -> None:
     magics = ScatterMagics(ipython)
     ipython.register_magics(magics)
     install_formatters(ipython, magics.labels)
+    # In a kernel, the live widget takes precedence over the text/HTML summary.
+    from .widget import install_display
+
+    install_display(ipython, magics.labels)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -441,3 +445,6 @@ def unload_ipython_extension(ipython) -> None:
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
     remove_formatters(ipython)
+    from .widget import uninstall_display
+
+    uninstall_display(ipython)

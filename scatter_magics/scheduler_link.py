@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from typing import Callable
 
 from .comm import Channel, connect
@@ -23,7 +24,7 @@ class LocalSchedulerLink:
     def __init__(self, scheduler, on_report: Callable[[dict], None]):
         self.scheduler = scheduler
         self.ops = scheduler.client_ops()
-        self.client_id = scheduler.local_client(on_report)
+        self.client_id = scheduler.local_client(_weakly(on_report))
         self.closed = False
 
     async def request(self, msg: dict):
@@ -59,7 +60,8 @@ class RemoteSchedulerLink:
     @classmethod
     async def open(cls, address: str, secret: str, on_report: Callable[[dict], None],
                    timeout: float) -> "RemoteSchedulerLink":
-        handlers = {op: (lambda ch, msg: on_report(msg)) for op in ("key-update", "events")}
+        report = _weakly(on_report)
+        handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events")}
         channel = await connect(address, secret, handlers, timeout=timeout)
         reply = await channel.request({"op": "register-client"})
         return cls(channel, reply["client_id"])
@@ -95,3 +97,18 @@ class WorkerPool:
         for channel in self.channels.values():
             channel.close()
         self.channels.clear()
+
+
+def _weakly(method: Callable[[dict], None]) -> Callable[[dict], None]:
+    """``method`` without keeping its object alive.
+
+    The scheduler and the loop thread outlive a client the user dropped; a strong
+    reference from them would keep the client (and its cluster) alive forever.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(msg: dict) -> None:
+        target = ref()
+        if target is not None:
+            target(msg)
+    return call

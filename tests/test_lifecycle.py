@@ -209,3 +209,31 @@ def test_garbage_collection_inside_the_client_does_not_deadlock(client):
         gc.set_threshold(*old)
     gc.collect()
     assert client.gather(client.scatter("after", hash=False)) == "after"
+
+
+def test_subscribing_right_after_the_last_unsubscribe_still_gets_events(client):
+    for i in range(20):
+        client.subscribe_events(lambda batch: None).close()
+        seen = []
+        subscription = client.subscribe_events(seen.extend)
+        future = client.scatter(f"resubscribe-{i}", hash=False)
+        wait_for(lambda: any(e.get("key") == future.key for e in seen), timeout=5,
+                 what="an event after resubscribing")
+        subscription.close()
+
+
+def test_subscribers_hear_that_the_client_closed(make_client):
+    client = make_client(n_workers=1)
+    batches = []
+    client.subscribe_events(batches.append)
+    client.close()
+    assert batches[-1] == [{"event": "closed"}]
+
+
+def test_a_dropped_client_ends_its_cluster():
+    client = Client(n_workers=1)
+    procs = list(client.cluster.processes.values())
+    del client
+    gc.collect()
+    wait_for(lambda: all(p.poll() is not None for p in procs), timeout=15,
+             what="the dropped client's workers to exit")
