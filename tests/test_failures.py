@@ -199,3 +199,23 @@ def test_inputs_on_other_workers_are_fetched_worker_to_worker(client):
 
 def worker_address(client, name: str) -> str:
     return next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == name)
+
+
+def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
+    import asyncio
+    import struct
+
+    from scatter_magics.comm import connect
+
+    async def send_garbage():
+        channel = await connect(client.scheduler_address, client.secret)
+        channel.stream.write(struct.pack("<QQ", 1, 9) + b"not a pkl")
+        for _ in range(500):  # the scheduler closes the connection
+            if channel.closed:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert client.loop.sync(send_garbage(), timeout=30)
+    still_usable(client)
+    assert any("cannot decode message" in r.getMessage() for r in caplog.records)
