@@ -24,7 +24,7 @@ from .cluster import LocalCluster, find_local_cluster
 from .errors import ClientClosedError
 from .future import Future, FutureState
 from .loop import LoopThread
-from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool
+from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
 from .shm import SegmentMapper
@@ -265,14 +265,9 @@ class Client:
         if not wanted:
             return out
         if self._direct(direct):
-            locations = await self._link.request({"op": "locations", "keys": wanted})
-            by_worker: dict[str, list] = {}
-            for key, addresses in locations.items():
-                by_worker.setdefault(addresses[0], []).append(key)
-            replies = await _all(self._workers.request(a, {"op": "get-data", "keys": k})
-                                 for a, k in by_worker.items())
-            for reply in replies:
-                out.update(reply)
+            async def locate(keys):
+                return await self._link.request({"op": "locations", "keys": keys})
+            out.update(await fetch_from_holders(wanted, locate, self._workers.request))
         else:
             out.update(await self._link.request({"op": "gather", "keys": wanted}))
         return out

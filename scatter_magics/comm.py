@@ -204,7 +204,8 @@ async def connect(address: str, secret: str, handlers: dict | None = None,
         await asyncio.wait_for(handshake(), timeout)
     except StreamClosedError as exc:
         stream.close()
-        raise AuthenticationError(f"{address} refused the cluster secret") from exc
+        raise CommClosedError(f"{address} closed the connection during the handshake: a wrong "
+                              "cluster secret, or the peer died") from exc
     except BaseException:
         stream.close()
         raise

@@ -14,6 +14,7 @@ from typing import Callable
 
 from .comm import Channel, Server
 from .errors import CommClosedError, NoWorkersError
+from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
 from .structure import gather_all as _all
 
@@ -229,13 +230,9 @@ class Scheduler:
         return self.state.locations_for_gather(msg["keys"])
 
     async def _gather(self, client_id, msg) -> dict:
-        locations = self.state.locations_for_gather(msg["keys"])
-        by_worker: dict[str, list] = {}
-        for key, addresses in locations.items():
-            by_worker.setdefault(addresses[0], []).append(key)
-        replies = await _all(self._request_worker(a, {"op": "get-data", "keys": ks})
-                             for a, ks in by_worker.items())
-        return {k: v for reply in replies for k, v in reply.items()}
+        async def locate(keys):
+            return self.state.locations_for_gather(keys)
+        return await fetch_from_holders(msg["keys"], locate, self._request_worker)
 
     def _who_has(self, client_id, msg) -> dict:
         return self.state.who_has(msg.get("keys"))

@@ -7,6 +7,7 @@ Both links offer the same three methods, all used on the client's loop thread:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import weakref
@@ -14,6 +15,7 @@ from typing import Callable
 
 from .comm import Channel, connect
 from .errors import CommClosedError
+from .structure import gather_all
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +114,37 @@ def _weakly(method: Callable[[dict], None]) -> Callable[[dict], None]:
         if target is not None:
             target(msg)
     return call
+
+
+async def fetch_from_holders(keys: list, locate, request, attempts: int = 3) -> dict:
+    """``{key: Serialized}`` read from the workers that hold ``keys``.
+
+    ``locate(keys)`` gives ``{key: [addresses]}`` (and raises for lost keys);
+    ``request(address, msg)`` asks one worker. A holder that dies mid-read is retried
+    once the scheduler knows it is gone: the next replica answers, or the key's own
+    ``FutureLostError`` is raised.
+    """
+    out: dict = {}
+    for attempt in range(attempts):
+        missing = [k for k in keys if k not in out]
+        by_worker: dict[str, list] = {}
+        for key, addresses in (await locate(missing)).items():
+            by_worker.setdefault(addresses[0], []).append(key)
+        replies = await gather_all(_ask(request, a, ks) for a, ks in by_worker.items())
+        failures = [r for r in replies if isinstance(r, CommClosedError)]
+        for reply in replies:
+            if not isinstance(reply, CommClosedError):
+                out.update(reply)
+        if not failures:
+            return out
+        if attempt == attempts - 1:
+            raise failures[0]
+        await asyncio.sleep(0)  # let the closed connection's cleanup run first
+    return out
+
+
+async def _ask(request, address: str, keys: list):
+    try:
+        return await request(address, {"op": "get-data", "keys": keys})
+    except CommClosedError as exc:
+        return exc

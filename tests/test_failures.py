@@ -219,3 +219,24 @@ def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
     assert client.loop.sync(send_garbage(), timeout=30)
     still_usable(client)
     assert any("cannot decode message" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_gather_reads_another_replica_when_its_holder_dies_mid_read(make_client, direct):
+    import concurrent.futures
+
+    client = make_client(n_workers=2)
+    future = client.scatter("on both", broadcast=True, hash=False)
+    first = sorted(client.who_has([future])[future.key])[0]  # the holder a gather asks
+    pid = worker_pids(client)[first]
+    channels = client._workers.channels if direct else client.cluster.scheduler.worker_channels
+    client.gather(future, direct=direct)  # connections are open before the worker stops
+    os.kill(pid, signal.SIGSTOP)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            result = pool.submit(client.gather, future, direct=direct)
+            wait_for(lambda: first in channels and channels[first]._replies,
+                     what="the read to be in flight")
+        finally:
+            os.kill(pid, signal.SIGKILL)
+        assert result.result(timeout=30) == "on both"
