@@ -21,6 +21,7 @@ import traceback
 
 from .comm import Channel, Server, connect
 from .errors import CommClosedError, portable
+from .loop import new_event_loop
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
 from .shm import SegmentMapper, unlink_segments
 
@@ -255,7 +256,8 @@ def main(argv=None) -> None:
         await worker.closed.wait()
         await worker.close()
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run())
 
 
 if __name__ == "__main__":
