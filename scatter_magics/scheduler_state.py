@@ -302,10 +302,17 @@ class SchedulerState:
         return out
 
     def cancel(self, client: str, keys, force: bool = False) -> Outgoing:
+        """Cancel ``keys`` for everyone, or (held by other clients, no ``force``) for ``client``."""
         out: Outgoing = []
         for key in keys:
             ks = self.keys.get(key)
-            if ks is None or (ks.wanted_by - {client} and not force):
+            if ks is None:
+                continue
+            if ks.wanted_by - {client} and not force:
+                ks.wanted_by.discard(client)  # the others keep it
+                msg = {"op": "key-update", "key": key, "status": "cancelled", "type": ks.type,
+                       "exception": None, "traceback": None}
+                out.append((("client", client), msg))
                 continue
             if ks.state in ("waiting", "processing", "memory"):
                 out += self._fail(ks, None, None, "cancelled")

@@ -86,3 +86,13 @@ def test_replication_plan_targets_missing_workers(state):
     state.add_data("c", {"k": [A]}, {}, {})
     assert state.replication_plan(["k"], n=None) == {"k": [B]}
     assert state.replication_plan(["k"], n=1) == {}
+
+
+def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state):
+    state.add_data("c1", {"k": [A]}, {}, {})
+    state.add_data("c2", {"k": [A]}, {}, {})
+    [(dest, msg)] = state.cancel("c1", ["k"])
+    assert dest == ("client", "c1") and msg["status"] == "cancelled"
+    assert state.keys["k"].state == "memory" and state.keys["k"].wanted_by == {"c2"}
+    out = state.cancel("c1", ["k"], force=True)
+    assert (("client", "c2"), "key-update") in ops(out) and "k" not in state.keys
