@@ -104,9 +104,6 @@ class SharedMemoryPool:
         self.closed = False
 
     # ------------------------------------------------------------ writing ---
-    def holds(self, key: str) -> bool:
-        return key in self._by_key
-
     def store(self, key: str, buffers: list) -> list:
         """Copy the large ``buffers`` of ``key`` into one segment; return them as refs.
 
@@ -198,10 +195,6 @@ class SharedMemoryPool:
         if doomed:
             for callback in self.on_destroy:
                 callback([s.name for s in doomed])
-
-    @property
-    def nbytes(self) -> int:
-        return sum(s.size for s in self._segments.values())
 
     def close(self) -> None:
         with self._lock:
