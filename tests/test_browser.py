@@ -104,12 +104,9 @@ def screenshot(page, name: str) -> None:
 
 
 NOTEBOOK = [
-    # Until the magics show Futures as widgets themselves, install the display hook here.
+    # %load_ext alone makes the magics' futures display as the live widget.
     "%load_ext scatter_magics\n"
-    "%config ScatterMagics.n_workers = 2\n"
-    "from scatter_magics.widget import install_display\n"
-    "ip = get_ipython()\n"
-    "install_display(ip, labels=ip.magics_manager.registry['ScatterMagics'].labels)",
+    "%config ScatterMagics.n_workers = 2",
     "x = {'numbers': list(range(10_000)), 'label': 'broadcast me'}\n"
     "%scatter x --broadcast",
     "import json, pathlib\n"
@@ -170,10 +167,7 @@ def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
 def test_paging_ten_thousand_futures(lab_server, page):
     write_notebook(lab_server.root / "many.ipynb", [
         "%load_ext scatter_magics\n"
-        "%config ScatterMagics.n_workers = 2\n"
-        "from scatter_magics.widget import install_display\n"
-        "ip = get_ipython()\n"
-        "install_display(ip, labels=ip.magics_manager.registry['ScatterMagics'].labels)",
+        "%config ScatterMagics.n_workers = 2",
         "many = list(range(10_000))\n%scatter many --split",
     ])
     open_notebook(page, lab_server, "many.ipynb")

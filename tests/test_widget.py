@@ -343,9 +343,7 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     cells = [
         "%load_ext scatter_magics\n"
         "%config ScatterMagics.n_workers = 2\n"
-        "from scatter_magics.widget import FuturesWidget, install_display\n"
-        "ip = get_ipython()\n"
-        "install_display(ip, labels=ip.magics_manager.registry['ScatterMagics'].labels)",
+        "from scatter_magics.widget import FuturesWidget",
         "x = 'broadcast me'\n%scatter x --broadcast",
         "import os, signal, time\n"
         "from ipywidgets.widgets.widget import _instances\n"
