@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import weakref
 
 from . import protocol, shm
@@ -94,7 +95,22 @@ class LocalCluster:
             for i in range(start, n):
                 name = f"worker-{i}"
                 self.processes[name] = self._spawn(name)
-        self.loop.sync(self.scheduler.wait_for_workers(n, timeout))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                # Short waits, so a worker that dies while starting is reported at once
+                # instead of after the whole timeout.
+                self.loop.sync(self.scheduler.wait_for_workers(n, 0.1))
+                return
+            except TimeoutError:
+                dead = {name: p.returncode for name, p in self.processes.items()
+                        if p.poll() is not None}
+                if dead:
+                    raise RuntimeError(f"worker process(es) exited before connecting to the "
+                                       f"scheduler: {dead} (name: exit code); their error "
+                                       "output is above") from None
+                if time.monotonic() > deadline:
+                    raise
 
     def _spawn(self, name: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "scatter_magics.worker", "--scheduler",

@@ -237,3 +237,14 @@ def test_a_dropped_client_ends_its_cluster():
     gc.collect()
     wait_for(lambda: all(p.poll() is not None for p in procs), timeout=15,
              what="the dropped client's workers to exit")
+
+
+def test_a_worker_that_dies_while_starting_is_reported_at_once(tmp_path, monkeypatch):
+    # A broken environment: the worker's interpreter finds a package that exits at once.
+    fake = tmp_path / "scatter_magics"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "worker.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.chdir(tmp_path)  # `python -m` puts the working directory first on sys.path
+    with pytest.raises(RuntimeError, match=r"exited before connecting.*'worker-0': 3"):
+        LocalCluster(n_workers=1, timeout=30)
