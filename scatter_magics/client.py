@@ -22,7 +22,7 @@ from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
 from .errors import ClientClosedError
-from .future import Future, FutureState
+from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
@@ -178,10 +178,12 @@ class Client:
         self._check_open()
         items, rebuild = keyed_items(data, hash)
         futures = {key: Future(key, self) for key in items}
+        # Shared memory this call reserves, to give back if the scatter fails.
+        fresh = [k for k in items if self._pool is not None and not self._pool.holds(k)]
         payload = {key: self._serialize_for_scatter(key, value) for key, value in items.items()}
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
-                                          direct, timeout), timeout)
+                                          direct, timeout, fresh), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
 
     def _serialize_for_scatter(self, key: str, value):
@@ -196,7 +198,19 @@ class Client:
             return self._pool.view(ref)
         return self._segments.view(ref)
 
-    async def _scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
+    async def _scatter(self, payload, types, workers, broadcast, direct, timeout, fresh) -> None:
+        try:
+            await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
+        except BaseException:  # failed, timed out or interrupted: nobody will use these
+            for key in fresh:
+                self._pool.release_key(key)
+            raise
+        for key in payload:
+            state = self._states.get(key)
+            if state is not None:
+                state.finish(types[key])
+
+    async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
         nbytes = {key: s.nbytes for key, s in payload.items()}
         shared = [key for key, s in payload.items() if s.in_shared_memory]
@@ -217,10 +231,6 @@ class Client:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
                                       "shared": shared, "timeout": wait})
-        for key in payload:
-            state = self._states.get(key)
-            if state is not None:
-                state.finish(types[key])
 
     def _direct(self, direct: bool | None) -> bool:
         if direct is None:
@@ -251,9 +261,7 @@ class Client:
                               for k, s in serialized.items()}))
 
     async def _gather(self, states: dict, errors: str, direct) -> dict:
-        pending = [s for s in states.values() if not s.done()]
-        if pending:
-            await asyncio.gather(*(self._until_done(s) for s in pending))
+        await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():
             if state.status == "finished":
@@ -288,13 +296,8 @@ class Client:
 
         def exception(_):
             if state.status == "error":
-                try:
-                    state.raise_if_failed()
-                except BaseException as exc:
-                    return exc
-            if state.status in ("lost", "cancelled"):
-                return state.exception
-            return None
+                return remote_exception(state.exception, state.traceback)
+            return state.exception if state.status in ("lost", "cancelled") else None
         return self._run(coro, None, then=exception)
 
     # ------------------------------------------------------------ compute ---
@@ -312,8 +315,7 @@ class Client:
         argsets = list(zip(*iterables))
         keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
         if isinstance(key, str):
-            keys = [f"{key}-{tokenize(func, a, kwargs) if pure else uuid.uuid4().hex}"
-                    for a in argsets]
+            keys = [_task_key(key, func, a, kwargs, pure) for a in argsets]
         if len(keys) != len(argsets):
             raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
         return self._submit_many(func, argsets, keys, workers, pure, kwargs)
@@ -325,7 +327,7 @@ class Client:
         name = getattr(func, "__name__", type(func).__name__)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
-            key = key or f"{name}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"
+            key = key or _task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
             tasks.append((key, task, deps, plain_workers(workers)))
@@ -343,7 +345,7 @@ class Client:
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
         self._check_open()
-        keys = None if futures is None else [f.key for f in find_futures(futures, Future)]
+        keys = None if futures is None else _keys_of(futures)
         return self._run(self._link.request({"op": "who-has", "keys": keys}), asynchronous)
 
     def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
@@ -354,6 +356,7 @@ class Client:
 
     def nthreads(self, asynchronous: bool | None = None) -> dict:
         """``{worker address: threads}``."""
+        self._check_open()
         return self._run(self._link.request({"op": "scheduler-info"}), asynchronous,
                          then=lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
 
@@ -365,16 +368,15 @@ class Client:
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
         self._check_open()
-        keys = [f.key for f in find_futures(futures, Future)]
-        msg = {"op": "cancel", "keys": keys, "force": force}
+        msg = {"op": "cancel", "keys": _keys_of(futures), "force": force}
         return self._run(self._link.request(msg), asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
         """Copy each future's data to ``n`` workers (default: all of ``workers``)."""
         self._check_open()
-        keys = [f.key for f in find_futures(futures, Future)]
-        msg = {"op": "replicate", "keys": keys, "n": n, "workers": plain_workers(workers)}
+        msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
+               "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
     # ------------------------------------------------------------ events ---
@@ -402,13 +404,16 @@ class Client:
 
     def _on_report(self, msg: dict) -> None:
         if msg["op"] == "events":
-            for subscription in list(self._subscriptions):
-                try:
-                    subscription.callback(msg["events"])
-                except Exception:
-                    logger.exception("event callback %r failed", subscription.callback)
+            self._publish(msg["events"])
         elif msg["op"] == "key-update":
             self._key_update(msg)
+
+    def _publish(self, batch: list) -> None:
+        for subscription in list(self._subscriptions):
+            try:
+                subscription.callback(batch)
+            except Exception:
+                logger.exception("event callback %r failed", subscription.callback)
 
     def _key_update(self, msg: dict) -> None:
         state = self._states.get(msg["key"])
@@ -487,11 +492,7 @@ class Client:
         for state in list(self._states.values()):
             if not state.done():
                 state.cancel()
-        for subscription in self._subscriptions:  # say so, so a widget can show it
-            try:
-                subscription.callback([{"event": "closed"}])
-            except Exception:
-                logger.exception("event callback %r failed", subscription.callback)
+        self._publish([{"event": "closed"}])  # say so, so a widget can show it
         self._subscriptions.clear()
         self._workers.close()
         self._link.close()
@@ -525,3 +526,12 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
+
+
+def _keys_of(futures) -> list[str]:
+    return [f.key for f in find_futures(futures, Future)]
+
+
+def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
+    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
+    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"

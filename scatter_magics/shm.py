@@ -104,6 +104,9 @@ class SharedMemoryPool:
         self.closed = False
 
     # ------------------------------------------------------------ writing ---
+    def holds(self, key: str) -> bool:
+        return key in self._by_key
+
     def store(self, key: str, buffers: list) -> list:
         """Copy the large ``buffers`` of ``key`` into one segment; return them as refs.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 
 from scatter_magics import shm
-from tests.conftest import wait_for
+from scatter_magics.tokenize import tokenize
+from tests.conftest import wait_for, worker_pids
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")]
@@ -139,3 +141,19 @@ def test_remote_client_reads_shared_memory_by_name(client):
         np.testing.assert_array_equal(other.gather(same), data)
     finally:
         other.close()
+
+
+def test_a_failed_scatter_gives_its_shared_memory_back(make_client):
+    client = make_client(n_workers=1)
+    pool = client.cluster.shm_pool
+    [(address, pid)] = worker_pids(client).items()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        data = big_array(9)
+        with pytest.raises(TimeoutError):
+            client.scatter(data, timeout=0.3)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    key = f"ndarray-{tokenize(data)}"
+    wait_for(lambda: not pool.holds(key), what="the failed scatter's segment to be released")
+    assert client.gather(client.scatter(data)).sum() == pytest.approx(data.sum())
