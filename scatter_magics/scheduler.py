@@ -49,17 +49,10 @@ class Scheduler:
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
-            try:
-                channel.send(msg)
-            except CommClosedError:
-                pass
+            _send(channel, msg)
 
     def close(self) -> None:
-        for channel in list(self.worker_channels.values()):
-            try:
-                channel.send({"op": "close"})
-            except CommClosedError:
-                pass
+        self.broadcast_to_workers({"op": "close"})
         self.server.close()
 
     # ------------------------------------------------------------ plumbing ---
@@ -95,23 +88,12 @@ class Scheduler:
                 for callback in self.on_key_forgotten:
                     callback(msg["key"])
                 continue
-            link = self.worker_channels.get(target) if kind == "worker" else self.clients.get(target)
-            if link is None:
-                continue
-            try:
-                link.send(msg)
-            except CommClosedError:
-                logger.debug("%s %s left before %r", kind, target, msg["op"])
+            _send(self.worker_channels.get(target) if kind == "worker" else self.clients.get(target),
+                  msg)
         if self.state.events:
             batch, self.state.events = self.state.events, []
             for client_id in self.subscribers:
-                self._send_client(client_id, {"op": "events", "events": batch})
-
-    def _send_client(self, client_id: str, msg: dict) -> None:
-        try:
-            self.clients[client_id].send(msg)
-        except (KeyError, CommClosedError):
-            pass
+                _send(self.clients.get(client_id), {"op": "events", "events": batch})
 
     # ------------------------------------------------------------ workers ---
     def _register_worker(self, channel: Channel, msg: dict) -> dict:
@@ -216,11 +198,8 @@ class Scheduler:
         for address, keys in by_worker.items():
             ws = self.state.workers.get(address)
             orphans = [k for k in keys if ws is None or k not in ws.keys]
-            if orphans and address in self.worker_channels:
-                try:
-                    self.worker_channels[address].send({"op": "delete-keys", "keys": orphans})
-                except CommClosedError:
-                    pass
+            if orphans:
+                _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": orphans})
 
     def _update_data(self, client_id, msg) -> None:
         self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],
@@ -285,3 +264,13 @@ class Scheduler:
         self.state.publishing = bool(self.subscribers)
         if not self.subscribers:
             self.state.events.clear()
+
+
+def _send(link, msg: dict) -> None:
+    """Send to a worker or client that may have left meanwhile (then there is no one to tell)."""
+    if link is None:
+        return
+    try:
+        link.send(msg)
+    except CommClosedError:
+        logger.debug("peer left before %r", msg["op"])
