@@ -22,6 +22,7 @@ import traceback
 from .comm import Channel, Server, connect
 from .errors import CommClosedError, portable
 from .loop import new_event_loop
+from .scheduler_link import fetch_from_holders
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
 from .shm import SegmentMapper, unlink_segments
 
@@ -124,20 +125,33 @@ class Worker:
         return {key: self.data[key].nbytes for key in msg["who_has"]}
 
     async def _gather_from_peers(self, who_has: dict) -> dict:
-        """Fetch the keys this worker lacks; return ``{key: nbytes}`` of what it fetched."""
-        by_peer: dict[str, list] = {}
-        for key, holders in who_has.items():
-            if key not in self.data:
+        """Fetch the keys this worker lacks; return ``{key: nbytes}`` of what it fetched.
+
+        A peer that fails is skipped on the next try, so another replica answers.
+        """
+        missing = [key for key in who_has if key not in self.data]
+        if not missing:
+            return {}
+        failed: set[str] = set()
+
+        async def locate(keys):
+            live = {key: [h for h in who_has[key] if h not in failed] for key in keys}
+            for key, holders in live.items():
                 if not holders:
-                    raise KeyError(f"no worker holds {key!r}")
-                by_peer.setdefault(holders[0], []).append(key)
-        replies = await asyncio.gather(*(self._peer_request(p, {"op": "get-data", "keys": keys})
-                                         for p, keys in by_peer.items()))
+                    raise KeyError(f"no live worker holds {key!r} (asked {who_has[key]})")
+            return live
+
+        async def request(address, msg):
+            try:
+                return await self._peer_request(address, msg)
+            except CommClosedError:
+                failed.add(address)
+                raise
+
         fetched = {}
-        for reply in replies:
-            for key, serialized in reply.items():
-                self.data[key] = StoredValue(serialized)
-                fetched[key] = self.data[key].nbytes
+        for key, serialized in (await fetch_from_holders(missing, locate, request)).items():
+            self.data[key] = StoredValue(serialized)
+            fetched[key] = self.data[key].nbytes
         return fetched
 
     async def _peer_request(self, address: str, msg: dict):
@@ -240,7 +254,7 @@ def main(argv=None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--nthreads", type=int, default=1)
     parser.add_argument("--memory-limit", type=int, default=0)
-    parser.add_argument("--shm-prefix", default="", help="segments to unlink if the parent dies")
+    parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
@@ -256,8 +270,16 @@ def main(argv=None) -> None:
         await worker.closed.wait()
         await worker.close()
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(run())
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(run())
+    finally:
+        # A worker ends with its cluster: closed (the owner unlinks the segments too, and
+        # either may come first) or killed. When the owner is killed, our connection to
+        # it may close before stdin does, and then this, not _exit_when_parent_dies,
+        # is the exit that must clean up.
+        if args.shm_prefix:
+            unlink_segments(args.shm_prefix)
 
 
 if __name__ == "__main__":
