@@ -9,7 +9,6 @@ messages to send as ``(destination, message)`` pairs, where a destination is
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 from .errors import FutureLostError, NoWorkersError, UnknownWorkerError
@@ -66,7 +65,7 @@ class SchedulerState:
         self.keys: dict[str, KeyInfo] = {}
         self.events: list[dict] = []
         self.publishing = False  # record events only while someone subscribes
-        self._round_robin = itertools.count()
+        self._round_robin = 0  # where the next round-robin placement starts
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
@@ -131,9 +130,7 @@ class SchedulerState:
         if not allowed:
             raise NoWorkersError("no workers are connected to the scheduler")
         slots = [a for a in allowed for _ in range(self.workers[a].nthreads)]
-        start = next(self._round_robin)
-        for _ in range(n - 1):
-            next(self._round_robin)
+        start, self._round_robin = self._round_robin, self._round_robin + n
         return [slots[(start + i) % len(slots)] for i in range(n)]
 
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
