@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -43,6 +44,10 @@ def no_leaks_after_suite():
     yield
     wait_for(lambda: not our_worker_processes(), timeout=15, what="worker processes to exit")
     wait_for(lambda: not our_threads(), timeout=15, what="loop threads to stop")
+    if os.path.isdir("/dev/shm"):
+        mine = f"smg-{os.getpid()}-"  # segments of the pools this test process owned
+        left = [name for name in os.listdir("/dev/shm") if name.startswith(mine)]
+        assert not left, f"shared-memory segments left behind: {left}"
 
 
 @pytest.fixture
