@@ -71,7 +71,7 @@ class LocalCluster:
 
     async def _start_scheduler(self, host: str, port: int) -> Scheduler:
         scheduler = Scheduler(self.secret)
-        scheduler.start(host, port)
+        await scheduler.start(host, port)
         scheduler.on_worker_removed.append(self._on_worker_removed)
         if self.shm_pool is not None:
             scheduler.on_key_forgotten.append(self.shm_pool.release_key)

@@ -1,8 +1,14 @@
 """Authenticated, framed connections: :class:`Channel`, :func:`connect`, :class:`Server`.
 
-A ``Channel`` carries messages both ways over one tornado ``IOStream``. Each side can
+A ``Channel`` carries messages both ways over one TCP connection. Each side can
 ``send`` a message, or ``request`` one and await the reply; incoming messages are handed
 to a table of handlers keyed by ``op``. All methods run on the event-loop thread.
+
+Connections are asyncio ``BufferedProtocol``s on the (tornado) loop rather than tornado
+``IOStream``s: a small request and its reply between two processes took 108 µs through
+``IOStream.read_bytes`` and 19 µs through a protocol on this kind of machine, and the
+round trip of every scatter and gather is made of such requests. Large frames are still
+received in place, into memory allocated for them (see ``protocol.FrameDecoder``).
 """
 
 from __future__ import annotations
@@ -14,54 +20,121 @@ import logging
 import socket
 from typing import Awaitable, Callable
 
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.tcpclient import TCPClient
-from tornado.tcpserver import TCPServer
-
 from . import protocol
 from .errors import AuthenticationError, CommClosedError, ProtocolError, portable
 
 logger = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets to prove it knows the secret
-SMALL_FRAMES = 1 << 16  # below this total, read all frames in one call
-MAX_BUFFER = 1 << 62  # tornado needs a number; frames of many GB are legitimate
+HANDSHAKE_BYTES = 1 << 12  # more than this before the handshake ends is not our protocol
 
 Handler = Callable[["Channel", dict], "object | Awaitable[object]"]
 
 
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection: fixed-size reads for the handshake, then whole messages.
+
+    Until a :class:`Channel` adopts it, bytes are only buffered, for :meth:`read_exactly`;
+    nothing is unpickled before both ends have proved they know the secret.
+    """
+
+    def __init__(self, on_made: Callable[["_Connection"], None] | None = None):
+        self.decoder = protocol.FrameDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.channel: Channel | None = None
+        self._on_made = on_made
+        self._waiter: tuple[int, asyncio.Future] | None = None
+        self.trusted = False  # the peer proved it knows the secret
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.decoder.filled(nbytes)
+        if self.channel is not None:
+            self.deliver()
+        elif not self.trusted and self.decoder.buffered > HANDSHAKE_BYTES:
+            self.transport.close()
+        elif self._waiter is not None:
+            n, waiter = self._waiter
+            data = self.decoder.take(n)
+            if data is not None and not waiter.done():
+                self._waiter = None
+                waiter.set_result(data)
+
+    def deliver(self) -> None:
+        """Hand every whole message received so far to the channel."""
+        try:
+            for frames in self.decoder.messages():
+                if self.channel.closed:
+                    return
+                self.channel._receive(frames)
+        except ProtocolError as exc:
+            self.channel._drop(exc)
+
+    async def read_exactly(self, n: int) -> bytes:
+        """The next ``n`` bytes, for the handshake."""
+        data = self.decoder.take(n)
+        if data is not None:
+            return data
+        if self.lost:
+            raise CommClosedError("connection closed")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = (n, waiter)
+        return await waiter
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._waiter is not None and not self._waiter[1].done():
+            self._waiter[1].set_exception(CommClosedError("connection closed"))
+        if self.channel is not None:
+            self.channel.close()
+
+
 class Channel:
-    """Messages over one authenticated stream.
+    """Messages over one authenticated connection.
 
     ``handlers`` maps an op to ``handler(channel, msg)``; what it returns (or awaits to)
     is the reply when the message came from :meth:`request`. An exception in a handler
     is sent back to the requester, which re-raises it.
     """
 
-    def __init__(self, stream: IOStream, peer: str, handlers: dict[str, Handler] | None = None):
-        self.stream = stream
+    def __init__(self, connection: _Connection, peer: str,
+                 handlers: dict[str, Handler] | None = None):
+        self._connection = connection
+        self.transport = connection.transport
         self.peer = peer
         self.handlers = handlers or {}
         self.on_close: list[Callable[[Channel], None]] = []
         self._replies: dict[int, asyncio.Future] = {}
         self._ids = itertools.count()
         self._tasks: set[asyncio.Task] = set()
-        self._reader: asyncio.Task | None = None
         self.closed = False
 
     def start(self) -> None:
-        self._reader = asyncio.ensure_future(self._read_loop())
+        """Begin handling messages, including any that arrived with the handshake."""
+        self._connection.channel = self
+        if self._connection.lost:
+            self.close()
+        else:
+            self._connection.deliver()
 
     # ---------------------------------------------------------- sending ---
     def send(self, msg: dict) -> None:
-        """Queue ``msg`` for the peer; raise CommClosedError if the stream is gone."""
-        if self.closed:
+        """Queue ``msg`` for the peer; raise CommClosedError if the connection is gone."""
+        if self.closed or self.transport.is_closing():
             raise CommClosedError(f"connection to {self.peer} is closed")
-        try:
-            for frame in protocol.dumps(msg):
-                self.stream.write(frame)
-        except StreamClosedError as exc:
-            raise CommClosedError(f"connection to {self.peer} is closed") from exc
+        for frame in protocol.dumps(msg):  # one write each: writelines() may join (copy) them
+            self.transport.write(frame)
 
     async def request(self, msg: dict):
         """Send ``msg`` and wait for the peer's reply."""
@@ -74,39 +147,21 @@ class Channel:
             self._replies.pop(request_id, None)
 
     # ---------------------------------------------------------- receiving ---
-    async def _read_frames(self) -> list:
-        n, first = protocol.parse_prelude_start(await self.stream.read_bytes(16))
-        if n == 1:
-            return [await self.stream.read_bytes(first)] if first else [b""]
-        rest = protocol.parse_frame_lengths(await self.stream.read_bytes(8 * (n - 1)), n - 1)
-        lengths = (first, *rest)
-        total = sum(lengths)
-        if total <= SMALL_FRAMES:
-            data = memoryview(await self.stream.read_bytes(total)) if total else memoryview(b"")
-            offsets = itertools.accumulate(lengths, initial=0)
-            return [data[a:a + n] for a, n in zip(offsets, lengths)]
-        frames = []
-        for length in lengths:
-            buf = bytearray(length)
-            if length:
-                await self.stream.read_into(buf)
-            frames.append(buf)
-        return frames
-
-    async def _read_loop(self) -> None:
+    def _receive(self, frames: list) -> None:
         try:
-            while True:
-                self._dispatch(protocol.loads(await self._read_frames()))
-        except StreamClosedError:
-            pass
+            msg = protocol.loads(frames)
         except ProtocolError as exc:
-            logger.warning("dropping connection to %s: %s", self.peer, exc)
-        except asyncio.CancelledError:
-            pass
+            self._drop(exc)
+            return
+        try:
+            self._dispatch(msg)
         except Exception:
             logger.exception("dropping connection to %s", self.peer)
-        finally:
             self.close()
+
+    def _drop(self, exc: ProtocolError) -> None:
+        logger.warning("dropping connection to %s: %s", self.peer, exc)
+        self.close()
 
     def _dispatch(self, msg: dict) -> None:
         op = msg["op"]
@@ -164,15 +219,13 @@ class Channel:
         if self.closed:
             return
         self.closed = True
-        self.stream.close()
+        self.transport.close()
         error = CommClosedError(f"connection to {self.peer} closed")
         for reply in self._replies.values():
             if not reply.done():
                 reply.set_exception(error)
         for task in list(self._tasks):
             task.cancel()
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
         for callback in self.on_close:
             try:
                 callback(self)
@@ -180,87 +233,96 @@ class Channel:
                 logger.exception("error in on_close callback for %s", self.peer)
 
 
-def _tune(stream: IOStream) -> None:
-    stream.set_nodelay(True)
-    stream.max_buffer_size = MAX_BUFFER  # large frames are normal here
-    stream.max_write_buffer_size = None
-
-
 async def connect(address: str, secret: str, handlers: dict | None = None,
                   timeout: float = HANDSHAKE_TIMEOUT) -> Channel:
     """Open an authenticated :class:`Channel` to ``address``."""
     host, port = protocol.parse_address(address)
+    loop = asyncio.get_running_loop()
     try:
-        stream = await asyncio.wait_for(TCPClient().connect(host, port), timeout)
-    except (OSError, StreamClosedError) as exc:
+        transport, connection = await asyncio.wait_for(
+            loop.create_connection(_Connection, host, port), timeout)
+    except OSError as exc:
         raise CommClosedError(f"cannot connect to {address}: {exc}") from exc
-    _tune(stream)
     try:
-        async def handshake():
-            hello, nonce = protocol.client_hello(
-                secret, await stream.read_bytes(protocol.SERVER_HELLO_SIZE))
-            await stream.write(hello)
-            protocol.check_server_proof(secret, nonce, await stream.read_bytes(protocol.MAC_SIZE))
-        await asyncio.wait_for(handshake(), timeout)
-    except StreamClosedError as exc:
-        stream.close()
+        await asyncio.wait_for(_client_handshake(connection, secret), timeout)
+    except CommClosedError as exc:
+        transport.close()
         raise CommClosedError(f"{address} closed the connection during the handshake: a wrong "
                               "cluster secret, or the peer died") from exc
     except BaseException:
-        stream.close()
+        transport.close()
         raise
-    channel = Channel(stream, address, handlers)
+    channel = Channel(connection, address, handlers)
     channel.start()
     return channel
 
 
-class Server(TCPServer):
-    """Accepts authenticated connections on loopback and hands each a :class:`Channel`."""
+async def _client_handshake(connection: _Connection, secret: str) -> None:
+    hello, nonce = protocol.client_hello(
+        secret, await connection.read_exactly(protocol.SERVER_HELLO_SIZE))
+    connection.transport.write(hello)
+    protocol.check_server_proof(secret, nonce, await connection.read_exactly(protocol.MAC_SIZE))
+    connection.trusted = True
+
+
+class Server:
+    """Accepts authenticated connections and hands each a :class:`Channel`."""
 
     def __init__(self, secret: str, handlers: dict, on_channel: Callable[[Channel], None] | None = None):
-        super().__init__(max_buffer_size=MAX_BUFFER)
         self.secret = secret
         self.handlers = handlers
         self.on_channel = on_channel
         self.channels: set[Channel] = set()
         self.address = ""
+        self._server: asyncio.AbstractServer | None = None
+        self._handshakes: set[asyncio.Task] = set()
 
-    def listen_on(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        sockets = self._bind(host, port)
-        self.add_sockets(sockets)
-        self.address = protocol.format_address(host, sockets[0].getsockname()[1])
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start accepting on ``host:port`` (0: a free port); return the address."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(on_made=self._accept), host, port)
+        self.address = protocol.format_address(host, self._server.sockets[0].getsockname()[1])
         return self.address
 
-    @staticmethod
-    def _bind(host: str, port: int) -> list[socket.socket]:
-        from tornado.netutil import bind_sockets
+    def _accept(self, connection: _Connection) -> None:
+        task = asyncio.ensure_future(self._welcome(connection))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
 
-        return bind_sockets(port, address=host, family=socket.AF_INET if ":" not in host
-                            else socket.AF_INET6)
-
-    async def handle_stream(self, stream: IOStream, address) -> None:
-        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
-        _tune(stream)
+    async def _welcome(self, connection: _Connection) -> None:
+        peername = connection.transport.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         try:
-            await asyncio.wait_for(self._handshake(stream), HANDSHAKE_TIMEOUT)
-        except (AuthenticationError, StreamClosedError, asyncio.TimeoutError) as exc:
+            await asyncio.wait_for(self._handshake(connection), HANDSHAKE_TIMEOUT)
+        except (AuthenticationError, CommClosedError, asyncio.TimeoutError) as exc:
             logger.warning("rejected connection from %s: %s", peer, exc or type(exc).__name__)
-            stream.close()
+            connection.transport.close()
             return
-        channel = Channel(stream, peer, self.handlers)
+        except asyncio.CancelledError:
+            connection.transport.close()
+            raise
+        channel = Channel(connection, peer, self.handlers)
         self.channels.add(channel)
         channel.on_close.append(self.channels.discard)
         if self.on_channel is not None:
             self.on_channel(channel)
         channel.start()
 
-    async def _handshake(self, stream: IOStream) -> None:
+    async def _handshake(self, connection: _Connection) -> None:
         hello, nonce = protocol.server_hello()
-        await stream.write(hello)
-        answer = await stream.read_bytes(protocol.CLIENT_HELLO_SIZE)
-        await stream.write(protocol.check_client_hello(self.secret, nonce, answer))
+        connection.transport.write(hello)
+        answer = await connection.read_exactly(protocol.CLIENT_HELLO_SIZE)
+        proof = protocol.check_client_hello(self.secret, nonce, answer)
+        # Trusted before the proof leaves: the peer may send messages as soon as it
+        # reads it, before this coroutine resumes to hand the connection to a Channel.
+        connection.trusted = True
+        connection.transport.write(proof)
 
     def close(self) -> None:
-        self.stop()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handshakes):
+            task.cancel()
         for channel in list(self.channels):
             channel.close()

@@ -8,10 +8,10 @@ by frames::
     frame i:  the i-th out-of-band buffer of that pickle (numpy data, bytes, ...)
 
 A reader takes the first 16 bytes at once: for the common one-frame message that is
-all of the prelude.
+all of the prelude. :class:`FrameDecoder` does the reading, on bytes alone.
 
 Large buffers are never copied into one big bytes object: they are written as separate
-frames and read with ``read_into`` into preallocated memory.
+frames and received straight into memory allocated for each frame.
 
 Before any frame is exchanged, both ends prove they know the cluster's secret
 (:func:`server_hello` … :func:`check_server_proof`), with fixed-size reads, so a peer that
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import pickle
 import struct
@@ -35,6 +36,8 @@ SERVER_HELLO_SIZE = len(MAGIC) + NONCE_SIZE
 CLIENT_HELLO_SIZE = len(MAGIC) + NONCE_SIZE + MAC_SIZE
 MAX_FRAMES = 1 << 20  # a bound on the prelude a peer can make us allocate
 INLINE_BUFFER_LIMIT = 1 << 16  # buffers smaller than this stay inside the pickle
+STAGING_SIZE = 1 << 16  # a reader's reusable buffer for small messages
+SMALL_MESSAGE = 1 << 16  # larger messages are received into a buffer per frame
 
 
 # ---------------------------------------------------------------- handshake ---
@@ -125,6 +128,120 @@ def loads(frames: list) -> dict:
 
 def parse_frame_lengths(data: bytes, n: int) -> tuple[int, ...]:
     return struct.unpack(f"<{n}Q", data)
+
+
+class FrameDecoder:
+    """Bytes in, each message's frames out; shaped for ``asyncio.BufferedProtocol``.
+
+    The transport receives into :meth:`get_buffer` and reports with :meth:`filled`;
+    :meth:`messages` then returns the frame lists received whole. Small messages land in one staging
+    buffer and are cut out of it; a message over :data:`SMALL_MESSAGE` gets a buffer per
+    frame, which the transport then fills directly (no second copy of a large array).
+    :meth:`take` reads a fixed number of raw bytes, for the handshake before any frame.
+    """
+
+    def __init__(self, staging: int = STAGING_SIZE):
+        self._buf = bytearray(staging)
+        self._start = self._end = 0  # the unread bytes are _buf[_start:_end]
+        self._need = 16  # bytes the next step waits for, counted from _start
+        self._large: list[bytearray] | None = None  # frames of the large message in flight
+        self._index = self._filled = 0  # the frame being filled, and how far
+        self._ready: list[list] = []  # messages completed by filled(), not yet returned
+
+    @property
+    def buffered(self) -> int:
+        return self._end - self._start
+
+    def get_buffer(self) -> memoryview:
+        if self._large is not None:
+            return memoryview(self._large[self._index])[self._filled:]
+        if self._start == self._end:
+            self._start = self._end = 0
+        if len(self._buf) - self._start < max(self._need, 1) or self._end == len(self._buf):
+            self._restage()
+        return memoryview(self._buf)[self._end:]
+
+    def _restage(self) -> None:
+        # A new buffer rather than a resize: the transport may still hold a view of the old.
+        unread = self._buf[self._start:self._end]
+        size = max(len(self._buf), self._need, 2 * len(unread))
+        self._buf = bytearray(size)
+        self._buf[:len(unread)] = unread
+        self._start, self._end = 0, len(unread)
+
+    def filled(self, nbytes: int) -> None:
+        """Account for ``nbytes`` received into the last buffer :meth:`get_buffer` gave."""
+        if self._large is None:
+            self._end += nbytes
+            return
+        self._filled += nbytes
+        if self._advance_large():
+            self._ready.append(self._finish_large())
+
+    def messages(self) -> list[list]:
+        """The frame lists of every message received whole and not yet returned."""
+        while (frames := self._next_message()) is not None:
+            self._ready.append(frames)
+        ready, self._ready = self._ready, []
+        return ready
+
+    def take(self, n: int) -> bytes | None:
+        """``n`` raw bytes if that many are buffered (for the handshake), else None."""
+        self._need = n
+        if self.buffered < n:
+            return None
+        data = bytes(self._buf[self._start:self._start + n])
+        self._start += n
+        self._need = 16
+        return data
+
+    def _next_message(self) -> list | None:
+        buf, start, available = self._buf, self._start, self.buffered
+        if available < 16:
+            self._need = 16
+            return None
+        n, first = parse_prelude_start(buf[start:start + 16])
+        head = 8 * (n + 1)
+        if available < head:
+            self._need = head
+            return None
+        lengths = (first, *parse_frame_lengths(buf[start + 16:start + head], n - 1))
+        total = sum(lengths)
+        if total > SMALL_MESSAGE:
+            self._start += head
+            return self._begin_large(lengths)
+        if available < head + total:
+            self._need = head + total
+            return None
+        body = memoryview(bytes(memoryview(buf)[start + head:start + head + total]))  # staging is reused
+        self._start += head + total
+        self._need = 16
+        offsets = itertools.accumulate(lengths, initial=0)
+        return [body[a:a + length] for a, length in zip(offsets, lengths)]
+
+    def _begin_large(self, lengths: tuple) -> list | None:
+        self._large = [bytearray(length) for length in lengths]
+        self._index = self._filled = 0
+        while self._large is not None and self.buffered and self._index < len(self._large):
+            frame = self._large[self._index]
+            n = min(len(frame) - self._filled, self.buffered)
+            frame[self._filled:self._filled + n] = self._buf[self._start:self._start + n]
+            self._start += n
+            self._filled += n
+            self._advance_large()
+        return self._finish_large() if self._advance_large() else None
+
+    def _advance_large(self) -> bool:
+        """Step past full (or empty) frames; true once every frame is full."""
+        while self._index < len(self._large) and self._filled == len(self._large[self._index]):
+            self._index += 1
+            self._filled = 0
+        return self._index == len(self._large)
+
+    def _finish_large(self) -> list:
+        frames, self._large = self._large, None
+        self._need = 16
+        return frames
 
 
 # --------------------------------------------------------------- addresses ---

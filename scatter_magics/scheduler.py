@@ -43,8 +43,8 @@ class Scheduler:
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self.address = self.server.listen_on(host, port)
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.address = await self.server.listen(host, port)
         return self.address
 
     def broadcast_to_workers(self, msg: dict) -> None:

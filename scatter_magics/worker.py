@@ -81,7 +81,7 @@ class Worker:
                 "compute": self._compute, "close": lambda ch, msg: self.closed.set()}
 
     async def start(self) -> None:
-        address = self.server.listen_on("127.0.0.1", 0)
+        address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
         await self.scheduler.request({

@@ -209,7 +209,7 @@ def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
 
     async def send_garbage():
         channel = await connect(client.scheduler_address, client.secret)
-        channel.stream.write(struct.pack("<QQ", 1, 9) + b"not a pkl")
+        channel.transport.write(struct.pack("<QQ", 1, 9) + b"not a pkl")
         for _ in range(500):  # the scheduler closes the connection
             if channel.closed:
                 return True

@@ -92,3 +92,58 @@ def test_malformed_address():
 def test_serialized_reports_its_size():
     s = serialize(np.zeros(100_000))
     assert isinstance(s, Serialized) and s.nbytes >= 800_000
+
+
+# ------------------------------------------------------------ FrameDecoder ---
+
+def feed(decoder: protocol.FrameDecoder, data: bytes, chunk: int) -> list:
+    """Deliver ``data`` as a transport would, at most ``chunk`` bytes per receive."""
+    messages, view = [], memoryview(data)
+    while view:
+        buffer = decoder.get_buffer()
+        n = min(chunk, len(buffer), len(view))
+        assert n > 0, "the decoder offered an empty buffer"
+        buffer[:n] = view[:n]
+        view = view[n:]
+        decoder.filled(n)
+        messages += [protocol.loads(frames) for frames in decoder.messages()]
+    return messages
+
+
+def wire(*msgs: dict) -> bytes:
+    return b"".join(bytes(memoryview(chunk).cast("B")) for m in msgs for chunk in protocol.dumps(m))
+
+
+@pytest.mark.parametrize("chunk", [3, 4096, 1 << 22])
+def test_decoder_rebuilds_small_and_large_messages_from_any_split(chunk):
+    array = np.arange(20_000, dtype="int64")  # 160 kB: a message with a frame of its own
+    msgs = [{"op": "a"}, {"op": "big", "data": serialize(array)}, {"op": "b", "n": 2},
+            {"op": "c", "text": "x" * 70_000}]  # over the small-message size, in one frame
+    out = feed(protocol.FrameDecoder(staging=64), wire(*msgs) * 2, chunk)
+    assert [m["op"] for m in out] == ["a", "big", "b", "c"] * 2
+    np.testing.assert_array_equal(deserialize(out[1]["data"]), array)
+    assert out[3]["text"] == "x" * 70_000
+
+
+def test_decoder_receives_a_large_frame_in_place():
+    decoder = protocol.FrameDecoder()
+    head, frame = protocol.dumps({"op": "big", "data": serialize(np.zeros(1 << 20, "uint8"))})
+    assert feed(decoder, bytes(head), 1 << 20) == []
+    target = decoder.get_buffer()  # the frame's own memory, not the staging buffer
+    assert target.nbytes == memoryview(frame).nbytes
+
+
+def test_handshake_bytes_then_frames_on_one_stream():
+    decoder = protocol.FrameDecoder()
+    data = b"HELLO" + wire({"op": "after"})
+    buffer = decoder.get_buffer()
+    buffer[:len(data)] = data
+    decoder.filled(len(data))
+    assert decoder.take(5) == b"HELLO"
+    assert decoder.take(10_000) is None  # not that many bytes yet
+    assert [protocol.loads(f)["op"] for f in decoder.messages()] == ["after"]
+
+
+def test_decoder_rejects_a_bad_prelude():
+    with pytest.raises(ProtocolError, match="frame count"):
+        feed(protocol.FrameDecoder(), struct.pack("<QQ", 0, 5), 16)
