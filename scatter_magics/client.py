@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
+RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 
 _clients: list[weakref.ref] = []  # in the order they started
 
@@ -447,7 +448,10 @@ class Client:
         self._dropped.append(key)
         if not self._flush_scheduled and self.status == "running":
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush_releases)
+            # One wake of the loop per batch, not per dropped future: a loop of small
+            # scatters would otherwise pay a thread hand-over and a worker message each.
+            self.loop.call_soon(self.loop.loop.call_later, RELEASE_BATCH_DELAY,
+                                self._flush_releases)
 
     def _flush_releases(self) -> None:
         self._flush_scheduled = False
