@@ -14,7 +14,6 @@ import threading
 import time
 from typing import Awaitable, Callable
 
-from tornado.ioloop import IOLoop
 
 # While a thread waits in sync(), the loop polls instead of sleeping for up to this long:
 # on a VM a sleeping thread takes 30-40 us to wake, paid twice per worker request.
@@ -48,6 +47,10 @@ class LoopThread:
     def _main(self, started: threading.Event) -> None:
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
+        # Imported here, not at the top: worker processes use new_event_loop() only,
+        # and tornado is a fifth of their start-up imports.
+        from tornado.ioloop import IOLoop
+
         IOLoop.current()  # make tornado's wrapper of this loop the current one
         self.loop.call_soon(started.set)
         try:
