@@ -16,6 +16,12 @@ Status = Literal["pending", "finished", "error", "cancelled", "lost"]
 DONE = frozenset({"finished", "error", "cancelled", "lost"})
 
 
+# Guards the hand-over between a settling loop thread and a thread starting to wait.
+# One lock for all states: a threading.Event per future cost 3 us to make and 3 us to
+# set, a third of scattering a 10,000-element list; most futures are never waited on.
+_WAITING = threading.Lock()
+
+
 class FutureState:
     """The status of one key as this client knows it. Transitions run on the loop thread."""
 
@@ -27,10 +33,8 @@ class FutureState:
         self.type: str | None = None
         self.exception: BaseException | None = None
         self.traceback: str | None = None
-        self._event = threading.Event()
+        self._event: threading.Event | None = None  # made by the first wait()
         self._callbacks: list[Callable[[FutureState], None]] = []
-        if status in DONE:
-            self._event.set()
 
     def __repr__(self) -> str:
         return f"<FutureState {self.key!r} {self.status}>"
@@ -54,12 +58,16 @@ class FutureState:
 
     def reset(self) -> None:
         """Pending again: the key is being (re)computed."""
-        self.status, self.exception, self.traceback = "pending", None, None
-        self._event.clear()
+        with _WAITING:
+            self.status, self.exception, self.traceback = "pending", None, None
+            if self._event is not None:
+                self._event.clear()
 
     def _settle(self, status: Status) -> None:
-        self.status = status
-        self._event.set()
+        with _WAITING:
+            self.status = status
+            if self._event is not None:
+                self._event.set()
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(self)
@@ -70,6 +78,11 @@ class FutureState:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block this (non-loop) thread until done; False if ``timeout`` expired."""
+        with _WAITING:
+            if self.done():
+                return True
+            if self._event is None:
+                self._event = threading.Event()
         return self._event.wait(timeout)
 
     def on_done(self, callback: Callable[[FutureState], None]) -> None:
