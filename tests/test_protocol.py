@@ -147,3 +147,14 @@ def test_handshake_bytes_then_frames_on_one_stream():
 def test_decoder_rejects_a_bad_prelude():
     with pytest.raises(ProtocolError, match="frame count"):
         feed(protocol.FrameDecoder(), struct.pack("<QQ", 0, 5), 16)
+
+
+@pytest.mark.parametrize("value", [0, -7, 2**100, 1.5, float("nan"), 1j, True, None, "",
+                                   "text é"])
+def test_plain_values_pickle_exactly_as_cloudpickle_would(value):
+    import cloudpickle
+
+    serialized = serialize(value)
+    assert serialized.header == cloudpickle.dumps(value, protocol=5)
+    back = deserialize(serialized)
+    assert type(back) is type(value) and (back == value or back != back)
