@@ -83,7 +83,7 @@ class Scheduler:
 
     def apply(self, outgoing: list) -> None:
         """Send what a state change produced, then publish the events it recorded."""
-        for (kind, target), msg in outgoing:
+        for (kind, target), msg in _merge_deletes(outgoing):
             if kind == "owner":
                 for callback in self.on_key_forgotten:
                     callback(msg["key"])
@@ -274,3 +274,24 @@ def _send(link, msg: dict) -> None:
         link.send(msg)
     except CommClosedError:
         logger.debug("peer left before %r", msg["op"])
+
+
+def _merge_deletes(outgoing: list) -> list:
+    """``outgoing`` with each destination's adjacent delete-keys merged into one message.
+
+    Releasing a 10,000-element list made 10,000 delete-keys, a socket write each (~0.1 s
+    of the loop). Only the order of messages to one destination matters: a merge never
+    moves a delete past another message to the same worker.
+    """
+    merged: list = []
+    open_delete: dict = {}  # destination → its delete-keys still accepting keys
+    for destination, msg in outgoing:
+        if msg["op"] != "delete-keys":
+            open_delete.pop(destination, None)
+        elif destination in open_delete:
+            open_delete[destination]["keys"].extend(msg["keys"])
+            continue
+        else:
+            msg = open_delete[destination] = {"op": "delete-keys", "keys": list(msg["keys"])}
+        merged.append((destination, msg))
+    return merged

@@ -96,3 +96,19 @@ def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state
     assert state.keys["k"].state == "memory" and state.keys["k"].wanted_by == {"c2"}
     out = state.cancel("c1", ["k"], force=True)
     assert (("client", "c2"), "key-update") in ops(out) and "k" not in state.keys
+
+
+def test_deletes_to_one_worker_merge_without_passing_its_other_messages():
+    from scatter_magics.scheduler import _merge_deletes
+
+    w1, w2 = ("worker", "tcp://a:1"), ("worker", "tcp://b:1")
+    first = {"op": "delete-keys", "keys": ["k1"]}
+    outgoing = [(w1, first), (w2, {"op": "delete-keys", "keys": ["k2"]}),
+                (w1, {"op": "delete-keys", "keys": ["k3"]}), (w1, {"op": "compute", "key": "t"}),
+                (w1, {"op": "delete-keys", "keys": ["k4"]})]
+    assert _merge_deletes(outgoing) == [
+        (w1, {"op": "delete-keys", "keys": ["k1", "k3"]}),
+        (w2, {"op": "delete-keys", "keys": ["k2"]}),
+        (w1, {"op": "compute", "key": "t"}),
+        (w1, {"op": "delete-keys", "keys": ["k4"]})]
+    assert first == {"op": "delete-keys", "keys": ["k1"]}  # the state's messages are not changed
