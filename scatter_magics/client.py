@@ -190,7 +190,7 @@ class Client:
     def _serialize_for_scatter(self, key: str, value):
         """Pickle ``value``; on a local cluster, large buffers go into shared memory once."""
         serialized = serialize(value)
-        if self._pool is not None:
+        if self._pool is not None and serialized.buffers:
             serialized.buffers = self._pool.store(key, serialized.buffers)
         return serialized
 

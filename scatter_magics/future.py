@@ -34,7 +34,7 @@ class FutureState:
         self.exception: BaseException | None = None
         self.traceback: str | None = None
         self._event: threading.Event | None = None  # made by the first wait()
-        self._callbacks: list[Callable[[FutureState], None]] = []
+        self._callbacks: list[Callable[[FutureState], None]] | None = None  # on first use
 
     def __repr__(self) -> str:
         return f"<FutureState {self.key!r} {self.status}>"
@@ -68,7 +68,7 @@ class FutureState:
             self.status = status
             if self._event is not None:
                 self._event.set()
-        callbacks, self._callbacks = self._callbacks, []
+        callbacks, self._callbacks = self._callbacks or (), None
         for callback in callbacks:
             callback(self)
 
@@ -90,6 +90,8 @@ class FutureState:
         if self.done():
             callback(self)
         else:
+            if self._callbacks is None:
+                self._callbacks = []
             self._callbacks.append(callback)
 
     def raise_if_failed(self) -> None:

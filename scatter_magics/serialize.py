@@ -26,7 +26,7 @@ class Serialized:
 
     __slots__ = ("header", "buffers")
 
-    def __init__(self, header: bytes, buffers: list):
+    def __init__(self, header: bytes, buffers: list | tuple):
         self.header = header
         self.buffers = buffers
 
@@ -42,6 +42,8 @@ class Serialized:
     def __reduce__(self):
         # PickleBuffer makes each buffer an out-of-band frame of the enclosing message;
         # a ShmRef is a few bytes and travels inside the pickle.
+        if not self.buffers:  # the common small value: no list to make on either side
+            return Serialized, (self.header, ())
         return Serialized, (self.header, [b if isinstance(b, ShmRef) else pickle.PickleBuffer(b)
                                           for b in self.buffers])
 
@@ -66,7 +68,7 @@ _PLAIN = frozenset({int, float, complex, bool, str, type(None)})
 def serialize(obj) -> Serialized:
     """Pickle ``obj`` with cloudpickle; raise :class:`SerializationError` naming its type."""
     if type(obj) in _PLAIN:  # pickle's own output, without a CloudPickler per call
-        return Serialized(pickle.dumps(obj, protocol=5), [])
+        return Serialized(pickle.dumps(obj, protocol=5), ())
     buffers: list = []
     try:
         header = cloudpickle.dumps(obj, protocol=5, buffer_callback=_collect(buffers))
@@ -78,7 +80,7 @@ def serialize(obj) -> Serialized:
 
 def deserialize(s: Serialized, view_of=None):
     """The value; ``view_of(ref)`` maps buffers that live in shared memory."""
-    buffers = resolve(s.buffers, view_of) if view_of is not None else s.buffers
+    buffers = resolve(s.buffers, view_of) if view_of is not None and s.buffers else s.buffers
     try:
         return pickle.loads(s.header, buffers=buffers)
     except Exception as exc:
