@@ -58,9 +58,16 @@ class LocalCluster:
         self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
         self.status = "starting"
         self._lock = threading.Lock()
-        self.loop = LoopThread("scatter-magics-scheduler")
+        self.loop: LoopThread | None = None
         try:
+            # Workers first: their interpreter start-up and imports (most of a cold start)
+            # overlap with our loop and scheduler starting; they learn its address on stdin.
+            for i in range(self.n_workers):
+                self.processes[f"worker-{i}"] = self._spawn(f"worker-{i}")
+            self.loop = LoopThread("scatter-magics-scheduler")
             self.scheduler = self.loop.sync(self._start_scheduler(host, port))
+            for proc in self.processes.values():
+                self._introduce(proc)
             self.scale(self.n_workers, timeout=timeout)
         except BaseException:
             self.close()
@@ -94,7 +101,7 @@ class LocalCluster:
             start = len(self.processes)
             for i in range(start, n):
                 name = f"worker-{i}"
-                self.processes[name] = self._spawn(name)
+                self.processes[name] = self._introduce(self._spawn(name))
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -113,14 +120,19 @@ class LocalCluster:
                     raise
 
     def _spawn(self, name: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "scatter_magics.worker", "--scheduler",
-               self.scheduler.address, "--name", name, "--nthreads",
+        cmd = [sys.executable, "-m", "scatter_magics.worker", "--name", name, "--nthreads",
                str(self.threads_per_worker), "--memory-limit", str(self.memory_limit)]
         if self.shm_pool is not None:
             cmd += ["--shm-prefix", self.shm_pool.prefix]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
-        proc.stdin.write(self.secret.encode() + b"\n")
-        proc.stdin.flush()
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+
+    def _introduce(self, proc: subprocess.Popen) -> subprocess.Popen:
+        """Tell a spawned worker the secret and where the scheduler is (never in argv)."""
+        try:
+            proc.stdin.write(f"{self.secret}\n{self.scheduler.address}\n".encode())
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died already: scale() reports it with its exit code
         return proc
 
     def _on_worker_removed(self, address: str, pid: int) -> None:
@@ -143,7 +155,8 @@ class LocalCluster:
                 logger.exception("error closing the scheduler")
         for proc in self.processes.values():
             _stop_process(proc, timeout)
-        self.loop.stop()
+        if self.loop is not None:
+            self.loop.stop()
         if self.shm_pool is not None:
             self.shm_pool.close()
 

@@ -1,10 +1,11 @@
 """A worker process: holds data, runs tasks in a thread pool, serves data to peers.
 
 Started by :class:`~scatter_magics.cluster.LocalCluster` as
-``python -m scatter_magics.worker --scheduler ADDRESS ...``. The cluster secret arrives on
-the first line of standard input (never on the command line, where ``ps`` shows it);
-the worker exits when standard input closes, so it dies with the process that started
-it, even if that process was killed with SIGKILL.
+``python -m scatter_magics.worker --name NAME ...``, before the scheduler is listening.
+The cluster secret and then the scheduler's address arrive as the first two lines of
+standard input (the secret is never on the command line, where ``ps`` shows it); the
+worker exits when standard input closes, so it dies with the process that started it,
+even if that process was killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -238,19 +239,21 @@ def _exit_when_parent_dies(shm_prefix: str) -> None:
     os._exit(0)
 
 
-def _read_secret() -> str:
+def _read_line(what: str) -> str:
+    # Byte by byte, unbuffered: the rest of stdin is the parent-watch thread's.
     line = b""
     while not line.endswith(b"\n"):
         chunk = os.read(0, 1)
         if not chunk:
-            raise SystemExit("no cluster secret on standard input")
+            raise SystemExit(f"no {what} on standard input")
         line += chunk
     return line.decode().strip()
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.worker")
-    parser.add_argument("--scheduler", required=True)
+    parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
+                        "line of standard input, after the secret)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--nthreads", type=int, default=1)
     parser.add_argument("--memory-limit", type=int, default=0)
@@ -258,13 +261,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    secret = _read_secret()
+    secret = _read_line("cluster secret")
+    scheduler = args.scheduler or _read_line("scheduler address")
     threading.Thread(target=_exit_when_parent_dies, args=(args.shm_prefix,), name="parent-watch",
                      daemon=True).start()
 
     async def run():
         global CURRENT
-        worker = CURRENT = Worker(args.scheduler, secret, args.name, args.nthreads,
+        worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
                                   args.memory_limit)
         await worker.start()
         await worker.closed.wait()
