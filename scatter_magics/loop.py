@@ -15,9 +15,9 @@ import time
 from typing import Awaitable, Callable
 
 
-# For this long after sync() hands over a coroutine, both threads poll instead of
-# sleeping: on a VM a sleeping thread takes 30-40 us to wake, and a small scatter or
-# gather wakes one four times. Bounded, and only while someone waits on the answer.
+# While a thread waits in sync(), the loop polls instead of sleeping for up to this long:
+# on a VM a sleeping thread takes 30-40 us to wake, paid twice per worker request.
+# Bounded, and only while someone is blocked on the answer anyway.
 POLL_WHILE_WAITING = 0.0005  # seconds
 
 
@@ -107,8 +107,6 @@ class LoopThread:
 
         self.loop.call_soon_threadsafe(start)  # one wake of the loop for all of it
         try:
-            while not result.done() and time.monotonic() < deadline:
-                time.sleep(0)  # gives the loop thread the GIL
             return result.result(timeout)
         except concurrent.futures.TimeoutError:  # the same class as TimeoutError since 3.11
             if result.done():
