@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
+TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 
 _clients: list[weakref.ref] = []  # in the order they started
@@ -224,14 +225,35 @@ class Client:
             for key, addresses in placement.items():
                 for address in addresses:
                     by_worker.setdefault(address, {})[key] = payload[key]
-            await _all(self._workers.request(a, {"op": "put-data", "data": d})
-                       for a, d in by_worker.items())
+            try:
+                await _all(self._workers.request(a, {"op": "put-data", "data": d})
+                           for a, d in by_worker.items())
+            except BaseException:  # failed, timed out or interrupted
+                await self._take_back(by_worker)
+                raise
             await self._link.request({"op": "update-data", "placement": placement,
                                       "nbytes": nbytes, "types": types, "shared": shared})
         else:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
                                       "shared": shared, "timeout": wait})
+
+    async def _take_back(self, by_worker: dict) -> None:
+        """Delete what a failed direct scatter may have left on workers, unrecorded.
+
+        The scheduler names the keys it does not record there (the same content may be
+        held from an earlier scatter); the deletes go over our own channel to each
+        worker, so they arrive after our put-data, never before it.
+        """
+        keys = {address: list(data) for address, data in by_worker.items()}
+        try:
+            orphans = await asyncio.wait_for(
+                self._link.request({"op": "unrecorded", "by_worker": keys}), TAKE_BACK_TIMEOUT)
+        except Exception as exc:  # the scheduler is gone or stuck: nothing to reconcile with
+            logger.warning("could not take back a failed scatter's data: %r", exc)
+            return
+        for address, orphan_keys in orphans.items():
+            self._workers.send(address, {"op": "delete-keys", "keys": orphan_keys})
 
     def _direct(self, direct: bool | None) -> bool:
         if direct is None:

@@ -153,6 +153,7 @@ class Scheduler:
         return {
             "scatter": self._scatter, "choose-workers": self._choose_workers,
             "update-data": self._update_data, "gather": self._gather,
+            "unrecorded": self._unrecorded,
             "locations": self._locations, "who-has": self._who_has,
             "has-what": self._has_what, "scheduler-info": self._info,
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
@@ -195,15 +196,15 @@ class Scheduler:
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
-        for address, keys in by_worker.items():
-            ws = self.state.workers.get(address)
-            orphans = [k for k in keys if ws is None or k not in ws.keys]
-            if orphans:
-                _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": orphans})
+        for address, keys in self.state.unrecorded(by_worker).items():
+            _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": keys})
 
     def _update_data(self, client_id, msg) -> None:
         self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],
                                        msg.get("shared", ())))
+
+    def _unrecorded(self, client_id, msg) -> dict:
+        return self.state.unrecorded(msg["by_worker"])
 
     def _locations(self, client_id, msg) -> dict:
         return self.state.locations_for_gather(msg["keys"])

@@ -95,6 +95,15 @@ class WorkerPool:
             channel = self.channels[address] = await connect(address, self.secret)
         return await channel.request(msg)
 
+    def send(self, address: str, msg: dict) -> None:
+        """Send over the open channel to ``address``, if there is one; never connects."""
+        channel = self.channels.get(address)
+        if channel is not None and not channel.closed:
+            try:
+                channel.send(msg)
+            except CommClosedError:
+                pass
+
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()

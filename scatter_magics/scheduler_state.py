@@ -366,6 +366,20 @@ class SchedulerState:
             raise KeyError(f"key {key!r} is not known to the scheduler (released or never created)")
         return ks
 
+    def unrecorded(self, by_worker: dict) -> dict[str, list[str]]:
+        """``{address: keys}``: the keys sent to each worker that it is not recorded to hold.
+
+        What a failed scatter must take back; a key the worker already held (the same
+        content, scattered before) is recorded and stays.
+        """
+        out = {}
+        for address, keys in by_worker.items():
+            ws = self.workers.get(address)
+            orphans = [k for k in keys if ws is None or k not in ws.keys]
+            if orphans:
+                out[address] = orphans
+        return out
+
     def who_has(self, keys=None) -> dict[str, list[str]]:
         keys = self.keys if keys is None else keys
         return {k: sorted(self.keys[k].who_has) if k in self.keys else [] for k in keys}

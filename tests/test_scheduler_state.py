@@ -112,3 +112,9 @@ def test_deletes_to_one_worker_merge_without_passing_its_other_messages():
         (w1, {"op": "compute", "key": "t"}),
         (w1, {"op": "delete-keys", "keys": ["k4"]})]
     assert first == {"op": "delete-keys", "keys": ["k1"]}  # the state's messages are not changed
+
+
+def test_a_failed_scatter_takes_back_only_what_is_not_recorded(state):
+    state.add_data("c", {"held": [A]}, {"held": 8}, {"held": "int"})
+    sent = {A: ["held", "new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
+    assert state.unrecorded(sent) == {A: ["new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
