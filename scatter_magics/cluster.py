@@ -58,12 +58,13 @@ class LocalCluster:
         self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
         self.status = "starting"
         self._lock = threading.Lock()
+        self._retired: set[str] = set()  # workers that died before a later scale()
         self.loop: LoopThread | None = None
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
             # overlap with our loop and scheduler starting; they learn its address on stdin.
-            for i in range(self.n_workers):
-                self.processes[f"worker-{i}"] = self._spawn(f"worker-{i}")
+            for name in self._new_names(self.n_workers):
+                self.processes[name] = self._spawn(name)
             self.loop = LoopThread("scatter-magics-scheduler")
             self.scheduler = self.loop.sync(self._start_scheduler(host, port))
             for proc in self.processes.values():
@@ -92,15 +93,16 @@ class LocalCluster:
 
     def __repr__(self) -> str:
         return (f"<LocalCluster {self.scheduler_address if self.status != 'closed' else ''} "
-                f"status={self.status} workers={len(self.processes)}>")
+                f"status={self.status} workers={self._alive()}>")
+
+    def _alive(self) -> int:
+        return sum(1 for p in self.processes.values() if p.poll() is None)
 
     # ------------------------------------------------------------ workers ---
     def scale(self, n: int, timeout: float = START_TIMEOUT) -> None:
-        """Start workers until there are ``n`` (never stops any)."""
+        """Start workers until ``n`` are alive (never stops any; replaces dead ones)."""
         with self._lock:
-            start = len(self.processes)
-            for i in range(start, n):
-                name = f"worker-{i}"
+            for name in self._new_names(n - self._alive()):
                 self.processes[name] = self._introduce(self._spawn(name))
         deadline = time.monotonic() + timeout
         while True:
@@ -111,13 +113,19 @@ class LocalCluster:
                 return
             except TimeoutError:
                 dead = {name: p.returncode for name, p in self.processes.items()
-                        if p.poll() is not None}
+                        if p.poll() is not None and name not in self._retired}
                 if dead:
                     raise RuntimeError(f"worker process(es) exited before connecting to the "
                                        f"scheduler: {dead} (name: exit code); their error "
                                        "output is above") from None
                 if time.monotonic() > deadline:
                     raise
+
+    def _new_names(self, count: int) -> list[str]:
+        """Names never used in this cluster; workers that died are retired from the count."""
+        self._retired.update(n for n, p in self.processes.items() if p.poll() is not None)
+        first = len(self.processes)
+        return [f"worker-{i}" for i in range(first, first + max(count, 0))]
 
     def _spawn(self, name: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "scatter_magics.worker", "--name", name, "--nthreads",

@@ -259,3 +259,14 @@ def test_a_worker_process_starts_without_the_client_side_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_scale_replaces_a_worker_that_died(make_client):
+    client = make_client(n_workers=2)
+    os.kill(sorted(worker_pids(client).values())[0], signal.SIGKILL)
+    wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, timeout=30,
+             what="the scheduler to notice the dead worker")
+    client.cluster.scale(2)
+    names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+    assert len(names) == 2 and "worker-2" in names  # a fresh name, never a reused one
+    assert client.gather(client.scatter([1, 2], broadcast=True)) == [1, 2]
