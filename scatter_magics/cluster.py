@@ -58,7 +58,7 @@ class LocalCluster:
         self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
         self.status = "starting"
         self._lock = threading.Lock()
-        self._retired: set[str] = set()  # workers that died before a later scale()
+        self._retired: set[str] = set()  # workers found dead by a later scale()
         self.loop: LoopThread | None = None
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
@@ -102,6 +102,9 @@ class LocalCluster:
     def scale(self, n: int, timeout: float = START_TIMEOUT) -> None:
         """Start workers until ``n`` are alive (never stops any; replaces dead ones)."""
         with self._lock:
+            # Dead workers are replaced; their deaths are not news to the check below.
+            self._retired.update(name for name, p in self.processes.items()
+                                 if p.poll() is not None)
             for name in self._new_names(n - self._alive()):
                 self.processes[name] = self._introduce(self._spawn(name))
         deadline = time.monotonic() + timeout
@@ -122,8 +125,7 @@ class LocalCluster:
                     raise
 
     def _new_names(self, count: int) -> list[str]:
-        """Names never used in this cluster; workers that died are retired from the count."""
-        self._retired.update(n for n, p in self.processes.items() if p.poll() is not None)
+        """``count`` worker names never used in this cluster."""
         first = len(self.processes)
         return [f"worker-{i}" for i in range(first, first + max(count, 0))]
 
