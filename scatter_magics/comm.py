@@ -268,7 +268,8 @@ async def _client_handshake(connection: _Connection, secret: str) -> None:
 class Server:
     """Accepts authenticated connections and hands each a :class:`Channel`."""
 
-    def __init__(self, secret: str, handlers: dict, on_channel: Callable[[Channel], None] | None = None):
+    def __init__(self, secret: str, handlers: dict,
+                 on_channel: Callable[[Channel], None] | None = None):
         self.secret = secret
         self.handlers = handlers
         self.on_channel = on_channel

@@ -134,9 +134,10 @@ class FrameDecoder:
     """Bytes in, each message's frames out; shaped for ``asyncio.BufferedProtocol``.
 
     The transport receives into :meth:`get_buffer` and reports with :meth:`filled`;
-    :meth:`messages` then returns the frame lists received whole. Small messages land in one staging
-    buffer and are cut out of it; a message over :data:`SMALL_MESSAGE` gets a buffer per
-    frame, which the transport then fills directly (no second copy of a large array).
+    :meth:`messages` then returns the frame lists received whole. Small messages land in
+    one staging buffer and are cut out of it; a message over :data:`SMALL_MESSAGE` gets a
+    buffer per frame, which the transport then fills directly (no second copy of a large
+    array).
     :meth:`take` reads a fixed number of raw bytes, for the handshake before any frame.
     """
 
@@ -213,7 +214,8 @@ class FrameDecoder:
         if available < head + total:
             self._need = head + total
             return None
-        body = memoryview(bytes(memoryview(buf)[start + head:start + head + total]))  # staging is reused
+        # Copied out: the staging buffer is reused for the next message.
+        body = memoryview(bytes(memoryview(buf)[start + head:start + head + total]))
         self._start += head + total
         self._need = 16
         offsets = itertools.accumulate(lengths, initial=0)
@@ -222,7 +224,7 @@ class FrameDecoder:
     def _begin_large(self, lengths: tuple) -> list | None:
         self._large = [bytearray(length) for length in lengths]
         self._index = self._filled = 0
-        while self._large is not None and self.buffered and self._index < len(self._large):
+        while self.buffered and self._index < len(self._large):
             frame = self._large[self._index]
             n = min(len(frame) - self._filled, self.buffered)
             frame[self._filled:self._filled + n] = self._buf[self._start:self._start + n]
