@@ -22,7 +22,7 @@ import time
 import tracemalloc
 
 from scatter_magics import Client
-from scatter_magics.widget import FuturesWidget
+from scatter_magics.notebook.widget import FuturesWidget
 
 
 class TimedWidget(FuturesWidget):

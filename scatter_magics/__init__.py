@@ -4,7 +4,7 @@
 cluster is reachable from Python through :class:`Client`, whose API is Dask's.
 
 The public names are imported on first use: every worker process starts as
-``python -m scatter_magics.worker``, which runs this file first, and a worker has no use
+``python -m scatter_magics.engine.worker``, which runs this file first, and a worker has no use
 for the client, the scheduler or tornado (measured: 0.12 s → 0.08 s per worker start).
 """
 
@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_PUBLIC = {"Client": "client", "Subscription": "client", "get_client": "client",
-           "LocalCluster": "cluster", "Future": "future",
-           "as_completed": "waiting", "wait": "waiting"}
+_PUBLIC = {"Client": "engine.client", "Subscription": "engine.client", "get_client": "backend",
+           "LocalCluster": "engine.cluster", "Future": "engine.future",
+           "as_completed": "engine.waiting", "wait": "engine.waiting"}
 __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:  # what static tools and IDEs see
-    from .client import Client, Subscription, get_client
-    from .cluster import LocalCluster
-    from .future import Future
-    from .waiting import as_completed, wait
+    from .backend import get_client
+    from .engine.client import Client, Subscription
+    from .engine.cluster import LocalCluster
+    from .engine.future import Future
+    from .engine.waiting import as_completed, wait
 
 
 def __getattr__(name: str):
@@ -42,12 +43,12 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``: register %scatter, %gather and %cluster."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
-    from .magics import unload_ipython_extension as unload
+    from .notebook.magics import unload_ipython_extension as unload
 
     unload(ipython)

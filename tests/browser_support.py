@@ -103,7 +103,7 @@ class LabServer:
         found = []
         for proc in psutil.Process(self.proc.pid).children(recursive=True):
             try:
-                if "scatter_magics.worker" in " ".join(proc.cmdline()):
+                if "scatter_magics.engine.worker" in " ".join(proc.cmdline()):
                     found.append(proc)
             except psutil.NoSuchProcess:
                 pass

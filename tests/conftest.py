@@ -27,7 +27,7 @@ def our_worker_processes() -> list[psutil.Process]:
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if "scatter_magics.worker" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+            if "scatter_magics.engine.worker" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.NoSuchProcess:
             pass

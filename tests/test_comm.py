@@ -8,11 +8,11 @@ import socket
 import numpy as np
 import pytest
 
-from scatter_magics import protocol
-from scatter_magics.comm import Channel, Server, _Connection, connect
+from scatter_magics.engine import protocol
+from scatter_magics.engine.comm import Channel, Server, _Connection, connect
 from scatter_magics.errors import ProtocolError
-from scatter_magics.loop import new_event_loop
-from scatter_magics.serialize import deserialize, serialize
+from scatter_magics.engine.loop import new_event_loop
+from scatter_magics.engine.serialize import deserialize, serialize
 
 pytestmark = pytest.mark.timeout(60)
 

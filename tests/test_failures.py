@@ -94,7 +94,7 @@ def test_scatter_timeout_on_a_stopped_worker(make_client, direct):
     # The timed-out data does not stay behind on the worker, unrecorded. (A direct
     # put-data and its take-back travel on another connection than this task.)
     def count_stored_keys():
-        from scatter_magics import worker
+        from scatter_magics.engine import worker
         return len(worker.CURRENT.data)  # this task's own result is not stored yet
 
     def worker_holds_only_recorded_keys():
@@ -213,7 +213,7 @@ def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
     import asyncio
     import struct
 
-    from scatter_magics.comm import connect
+    from scatter_magics.engine.comm import connect
 
     async def send_garbage():
         channel = await connect(client.scheduler_address, client.secret)

@@ -244,7 +244,9 @@ def test_a_worker_that_dies_while_starting_is_reported_at_once(tmp_path, monkeyp
     fake = tmp_path / "scatter_magics"
     fake.mkdir()
     (fake / "__init__.py").write_text("")
-    (fake / "worker.py").write_text("raise SystemExit(3)\n")
+    (fake / "engine").mkdir()
+    (fake / "engine" / "__init__.py").write_text("")
+    (fake / "engine" / "worker.py").write_text("raise SystemExit(3)\n")
     monkeypatch.chdir(tmp_path)  # `python -m` puts the working directory first on sys.path
     with pytest.raises(RuntimeError, match=r"exited before connecting.*'worker-0': 3"):
         LocalCluster(n_workers=1, timeout=30)
@@ -253,8 +255,8 @@ def test_a_worker_that_dies_while_starting_is_reported_at_once(tmp_path, monkeyp
 def test_a_worker_process_starts_without_the_client_side_imports():
     # Worker start-up time is most of a cold start; the client, scheduler and tornado
     # are a third of it and a worker never uses them (see scatter_magics/__init__.py).
-    code = ("import sys, scatter_magics.worker; "
-            "print(sorted(m for m in ('scatter_magics.client', 'scatter_magics.scheduler', "
+    code = ("import sys, scatter_magics.engine.worker; "
+            "print(sorted(m for m in ('scatter_magics.engine.client', 'scatter_magics.engine.scheduler', "
             "'tornado') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from scatter_magics.loop import LoopThread
+from scatter_magics.engine.loop import LoopThread
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,8 +24,8 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from scatter_magics import Client, Future, get_client
-from scatter_magics.magic_display import ClusterSummary, ScatterResult
-from scatter_magics.magics import ScatterMagics
+from scatter_magics.notebook.display import ClusterSummary, ScatterResult
+from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
 from tests.conftest import wait_for, worker_pids
 
@@ -117,7 +117,7 @@ def _main_thread_waits_in_sync() -> bool:
     while frame is not None:
         code = frame.f_code
         if code.co_name == "sync" and code.co_filename.endswith(
-                os.path.join("scatter_magics", "loop.py")):
+                os.path.join("scatter_magics", "engine", "loop.py")):
             return True
         frame = frame.f_back
     return False
@@ -204,7 +204,7 @@ def test_a_client_variable_of_the_user_is_not_replaced(ip):
         run(ip, "%cluster start -n 1")
     assert ip.user_ns["client"] == "mine"
     assert "get_client()" in out.stdout
-    started = magics(ip).owned_client
+    started = magics(ip).owned.client
     assert get_client() is started
     run(ip, "%cluster stop")
     assert ip.user_ns["client"] == "mine" and started.status == "closed"
@@ -297,7 +297,7 @@ def test_help_shows_the_full_usage(ip):
 def test_mistakes_are_usage_errors_and_start_nothing(ip, line, message):
     ip.user_ns["x"] = 3
     assert message in usage_error(ip, line)
-    assert magics(ip).owned_client is None
+    assert magics(ip).owned is None
 
 
 # ------------------------------------------------ on the shared cluster ---

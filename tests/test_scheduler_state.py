@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scatter_magics.errors import NoWorkersError, UnknownWorkerError
-from scatter_magics.scheduler_state import SchedulerState
+from scatter_magics.engine.scheduler_state import SchedulerState
 
 A, B = "tcp://127.0.0.1:1001", "tcp://127.0.0.1:1002"
 
@@ -99,7 +99,7 @@ def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state
 
 
 def test_deletes_to_one_worker_merge_without_passing_its_other_messages():
-    from scatter_magics.scheduler import _merge_deletes
+    from scatter_magics.engine.scheduler import _merge_deletes
 
     w1, w2 = ("worker", "tcp://a:1"), ("worker", "tcp://b:1")
     first = {"op": "delete-keys", "keys": ["k1"]}

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from scatter_magics import shm
+from scatter_magics.engine import shm
 from scatter_magics.tokenize import tokenize
 from tests.conftest import wait_for, worker_pids
 

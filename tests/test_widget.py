@@ -17,9 +17,9 @@ import weakref
 
 import pytest
 
-from scatter_magics.widget import ClusterWidget, FuturesWidget, as_widget, labelled_keys
-from scatter_magics.widget_html import futures_html
-from scatter_magics.widget_model import ClusterTable, FuturesTable, Throttle, format_bytes
+from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget, as_widget, labelled_keys
+from scatter_magics.notebook.widget_html import futures_html
+from scatter_magics.notebook.widget_model import ClusterTable, FuturesTable, Throttle, format_bytes
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -342,7 +342,7 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     cells = [
         "%load_ext scatter_magics\n"
         "%config ScatterMagics.n_workers = 2\n"
-        "from scatter_magics.widget import FuturesWidget",
+        "from scatter_magics.notebook.widget import FuturesWidget",
         "x = 'broadcast me'\n%scatter x --broadcast",
         "import os, signal, time\n"
         "from ipywidgets.widgets.widget import _instances\n"
@@ -370,9 +370,9 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
 
 
 class FakeClient:
-    """Just enough of a Client: delivers one snapshot batch on a short-lived loop."""
+    """Just enough of a backend (scatter_magics/backend.py): one snapshot batch."""
 
-    status = "running"
+    kind, running = "fake", True
 
     def __init__(self, snapshot):
         self.snapshot, self.subscriptions = snapshot, []

@@ -29,6 +29,8 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from ..backend import backend_for, client_class_names, client_types, future_class_names
+from ..backend import future_types
 from .widget_html import cluster_html, futures_html
 from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle
 
@@ -59,7 +61,7 @@ class _Feed:
         # Weak references: a displayed widget must not keep a dropped client (and the
         # cluster it owns) alive; the client holds its subscriptions, not the reverse.
         self._client = weakref.ref(client)
-        self._subscription = weakref.ref(client.subscribe_events(self._on_events))
+        self._subscription = weakref.ref(backend_for(client).subscribe_events(self._on_events))
 
     def _unless_closed(self, fn: Callable[[], None]) -> Callable[[], None]:
         # A timer may fire on the loop thread just as close() runs on another.
@@ -82,7 +84,7 @@ class _Feed:
     def live(self) -> bool:
         """Still subscribed to a running client."""
         client = self._client()
-        return not self.closed and client is not None and client.status == "running"
+        return not self.closed and client is not None and backend_for(client).running
 
     def request_flush(self) -> None:
         """Flush soon on the loop thread, or now if the loop is gone (nobody else writes)."""
@@ -260,7 +262,7 @@ class ClusterWidget(_LiveWidget):
         self._table = ClusterTable()
         self._start_feed(client, interval, settle)
         # worker-metrics come about once a second: start from the scheduler's numbers now.
-        workers = client.scheduler_info()["workers"]
+        workers = backend_for(client).scheduler_info()["workers"]
         self._apply([{"event": "worker-metrics", "address": address,
                       **{k: w[k] for k in ("memory", "nbytes", "nkeys") if k in w}}
                      for address, w in workers.items()])
@@ -287,7 +289,7 @@ def as_widget(obj, client=None, names=None) -> FuturesWidget | ClusterWidget:
 
     ``client`` defaults to the futures' own client.
     """
-    if hasattr(obj, "subscribe_events"):
+    if isinstance(obj, client_types()):
         return ClusterWidget(obj)
     if client is None:
         client = next((f.client for f in _iter_futures(obj)), None)
@@ -314,11 +316,9 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
     """
     if getattr(shell, "kernel", None) is None:
         return
-    from .client import Client
-    from .future import Future
 
     def bundle(obj):
-        if not _only_futures(obj, Future):
+        if not _only_futures(obj, future_types()):
             return None  # an ordinary list or dict: IPython's usual display
         names = dict(labels()) if labels is not None else {}
         return as_widget(obj, names=names or None)._repr_mimebundle_()
@@ -327,21 +327,23 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
         return ClusterWidget(client)._repr_mimebundle_()
 
     formatter = shell.display_formatter.mimebundle_formatter
-    for type_ in (Future, list, tuple, set, frozenset, dict):
+    for type_ in (list, tuple, set, frozenset, dict):
         formatter.for_type(type_, bundle)
-    formatter.for_type(Client, cluster_bundle)
+    for name in future_class_names():  # by name: no engine is imported for this
+        formatter.for_type_by_name(*name.rsplit(".", 1), bundle)
+    for name in client_class_names():
+        formatter.for_type_by_name(*name.rsplit(".", 1), cluster_bundle)
     bundle.scatter_magics = cluster_bundle.scatter_magics = True  # for uninstall_display
 
 
 def uninstall_display(shell) -> None:
     """Undo :func:`install_display`."""
-    from .client import Client
-    from .future import Future
-
     formatter = shell.display_formatter.mimebundle_formatter
-    for type_ in (Future, list, tuple, set, frozenset, dict, Client):
+    for type_ in (list, tuple, set, frozenset, dict):
         if getattr(formatter.type_printers.get(type_), "scatter_magics", False):
             formatter.pop(type_)
+    for name in (*future_class_names(), *client_class_names()):
+        formatter.pop(name, None)
 
 
 # ------------------------------------------------------------ futures and their names ---

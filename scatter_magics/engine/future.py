@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Literal
 
-from .errors import FutureCancelledError, FutureLostError, RemoteTraceback
+from ..errors import FutureCancelledError, FutureLostError, RemoteTraceback
 
 Status = Literal["pending", "finished", "error", "cancelled", "lost"]
 DONE = frozenset({"finished", "error", "cancelled", "lost"})

@@ -14,8 +14,8 @@ import weakref
 from typing import Callable
 
 from .comm import Channel, connect
-from .errors import CommClosedError
-from .structure import gather_all
+from ..errors import CommClosedError
+from ..structure import gather_all
 
 logger = logging.getLogger(__name__)
 

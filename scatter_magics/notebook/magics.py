@@ -30,14 +30,13 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Float, Integer, Unicode, Union
 
-from .client import Client, get_client
-from .cluster import parse_memory_limit
-from .errors import ClientClosedError, NoWorkersError, SerializationError, UnknownWorkerError
-from .future import Future
-from .magic_display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
-from .magic_display import remove_formatters
-from .structure import find_futures
-from .tokenize import tokenize
+from ..backend import Backend, backend_for, client_types, future_types, get_client, start_backend
+from ..engine.cluster import parse_memory_limit
+from ..errors import ClientClosedError, NoWorkersError, SerializationError, UnknownWorkerError
+from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
+from .display import remove_formatters
+from ..structure import find_futures
+from ..tokenize import tokenize
 
 CLIENT_NAME = "client"  # where the magics bind the client they start
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -113,7 +112,7 @@ class ScatterMagics(Magics):
         super().__init__(shell=shell)
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
-        self.owned_client: Client | None = None  # the client the magics started, if any
+        self.owned: Backend | None = None  # the cluster the magics started, if any
         self.remembered: dict[str, object] = {}  # name -> the future(s) %scatter made for it
         self._labels: dict[str, str] = {}  # key -> name, for display; follows `remembered`
 
@@ -163,8 +162,8 @@ class ScatterMagics(Magics):
             value = self._evaluate(text)
             keyed, rebuilders[text] = _keyed_items(text, value, args.split, args.hash)
             items.update(keyed)
-        client = self.client(start=True)  # only now: a mistake above starts no cluster
-        futures = self._scatter_items(client, items, args)
+        backend = self.backend(start=True)  # only now: a mistake above starts no cluster
+        futures = self._scatter_items(backend, items, args)
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self._remember(results)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
@@ -172,13 +171,12 @@ class ScatterMagics(Magics):
             self._bind(args.as_name, result)
         return result
 
-    def _scatter_items(self, client: Client, items: dict, args) -> dict:
+    def _scatter_items(self, backend: Backend, items: dict, args) -> dict:
         timeout = args.timeout or self.timeout
-        kwargs = {} if timeout is None else {"timeout": timeout}
         what = ", ".join(args.names)
         try:
-            return client.scatter(items, workers=args.workers, broadcast=args.broadcast,
-                                  direct=args.direct, hash=args.hash, **kwargs)
+            return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
+                                   direct=args.direct, hash=args.hash, timeout=timeout)
         except UnknownWorkerError as exc:
             raise UsageError(f"{exc}. Pass -w a worker name, address or host:port.") from exc
         except NoWorkersError as exc:
@@ -187,7 +185,7 @@ class ScatterMagics(Magics):
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
         except TimeoutError as exc:
             raise TimeoutError(
-                f"%scatter {what} did not finish within {timeout or client.timeout} s while "
+                f"%scatter {what} did not finish within {timeout or backend.default_timeout} s while "
                 f"waiting for the workers to store the data; the cluster is still usable: "
                 f"try a longer --timeout, or check %cluster") from exc
 
@@ -240,7 +238,7 @@ class ScatterMagics(Magics):
             value = _UNSET
         if isinstance(value, ScatterResult):  # the core walks plain dicts only
             value = dict(value)
-        if value is not _UNSET and find_futures(value, Future):
+        if value is not _UNSET and find_futures(value, future_types()):
             return value
         if text in self.remembered:
             return self.remembered[text]
@@ -253,7 +251,7 @@ class ScatterMagics(Magics):
                          f"remembers: {known})")
 
     def _gather_targets(self, targets: dict, args) -> dict:
-        futures = find_futures(list(targets.values()), Future)
+        futures = find_futures(list(targets.values()), future_types())
         client = futures[0].client
         if any(f.client is not client for f in futures):
             raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
@@ -261,7 +259,7 @@ class ScatterMagics(Magics):
         timeout = args.timeout or self.timeout
         what = ", ".join(targets)
         try:
-            return client.gather(targets, errors=args.errors, timeout=timeout)
+            return backend_for(client).gather(targets, errors=args.errors, timeout=timeout)
         except ClientClosedError as exc:
             raise UsageError(f"the futures of {what} belong to a client that was closed (the "
                              f"cluster was stopped); scatter the data again") from exc
@@ -307,44 +305,45 @@ class ScatterMagics(Magics):
             return self._start(args)
         if args.action == "stop":
             return self._stop()
-        return ClusterSummary.snapshot(self.client(start=False), self.labels())
+        return ClusterSummary.snapshot(self.backend(start=False), self.labels())
 
     def _start(self, args) -> ClusterSummary:
-        if self.owned_client is not None and self.owned_client.status != "closed":
-            raise UsageError(f"the magics' cluster is already running ({self.owned_client!r}); "
+        if self.owned is not None and self.owned.running:
+            raise UsageError(f"the magics' cluster is already running ({self.owned.client!r}); "
                              f"run %cluster stop first")
-        client = self.start_client(args.n_workers, args.threads, args.memory_limit)
-        return ClusterSummary.snapshot(client, self.labels())
+        backend = self.start_cluster(args.n_workers, args.threads, args.memory_limit)
+        return ClusterSummary.snapshot(backend, self.labels())
 
     def _stop(self) -> None:
-        client = self.owned_client
-        if client is None or client.status == "closed":
+        backend = self.owned
+        if backend is None or not backend.running:
             raise UsageError("no cluster started by %scatter or %cluster start is running; "
                              "a Client created in your code is stopped with its close()")
-        n = len(client.cluster.processes) if client.cluster is not None else 0
+        n = backend.n_workers()
         self.close()
         print(f"Stopped the cluster and its {n} workers.")
 
     # -------------------------------------------------------------- the client ---
-    def client(self, start: bool) -> Client:
+    def backend(self, start: bool) -> Backend:
         """The client the magics use: ``get_client()``, or (``start``) a new cluster's."""
         try:
-            return get_client()
+            return backend_for(get_client())
         except ValueError:
             if not start:
                 raise UsageError("no cluster is running: start one with %cluster start "
                                  "[-n N], or %scatter a variable") from None
-        return self.start_client()
+        return self.start_cluster()
 
-    def start_client(self, n_workers=None, threads=None, memory_limit=None) -> Client:
-        """Start an embedded cluster (config fills what is not given); bind ``client``."""
-        client = Client(n_workers=n_workers or self.n_workers,
-                        threads_per_worker=threads or self.threads_per_worker,
-                        memory_limit=memory_limit or self.memory_limit)
-        self.owned_client = client
-        n = len(client.cluster.processes) if client.cluster is not None else 0
+    def start_cluster(self, n_workers=None, threads=None, memory_limit=None,
+                      kind: str = "embedded") -> Backend:
+        """Start a cluster (config fills what is not given); bind its client to ``client``."""
+        backend = start_backend(kind, n_workers=n_workers or self.n_workers,
+                                threads_per_worker=threads or self.threads_per_worker,
+                                memory_limit=memory_limit or self.memory_limit)
+        self.owned = backend
+        client, n = backend.client, backend.n_workers()
         current = self.shell.user_ns.get(CLIENT_NAME, _UNSET)
-        if current is _UNSET or isinstance(current, Client):
+        if current is _UNSET or isinstance(current, client_types()):
             self.shell.user_ns[CLIENT_NAME] = client
             print(f"Started a cluster with {n} workers; its client is `{CLIENT_NAME}`.")
         else:
@@ -354,16 +353,18 @@ class ScatterMagics(Magics):
 
     def close(self) -> None:
         """Close the client the magics started (ending its workers) and forget its futures."""
-        client, self.owned_client = self.owned_client, None
-        if client is None:
+        backend, self.owned = self.owned, None
+        if backend is None:
             return
+        client = backend.client
         remembered = self.remembered
         self.remembered = {}
         self._remember({name: value for name, value in remembered.items()
-                        if all(f.client is not client for f in find_futures(value, Future))})
+                        if all(f.client is not client
+                               for f in find_futures(value, future_types()))})
         if self.shell.user_ns.get(CLIENT_NAME) is client:
             del self.shell.user_ns[CLIENT_NAME]
-        client.close()
+        backend.close()
 
     def labels(self) -> dict[str, str]:
         """``{key: 'df'}`` for the futures %scatter remembers."""

@@ -1,7 +1,7 @@
 """A worker process: holds data, runs tasks in a thread pool, serves data to peers.
 
 Started by :class:`~scatter_magics.cluster.LocalCluster` as
-``python -m scatter_magics.worker --name NAME ...``, before the scheduler is listening.
+``python -m scatter_magics.engine.worker --name NAME ...``, before the scheduler is listening.
 The cluster secret and then the scheduler's address arrive as the first two lines of
 standard input (the secret is never on the command line, where ``ps`` shows it); the
 worker exits when standard input closes, so it dies with the process that started it,
@@ -21,13 +21,13 @@ import threading
 import traceback
 
 from .comm import Channel, Server, connect
-from .errors import CommClosedError, portable
+from ..errors import CommClosedError, portable
 from .loop import new_event_loop
 from .scheduler_link import fetch_from_holders
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
 from .shm import SegmentMapper, unlink_segments
 
-logger = logging.getLogger("scatter_magics.worker")
+logger = logging.getLogger("scatter_magics.engine.worker")
 
 METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
 
@@ -251,7 +251,7 @@ def _read_line(what: str) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m scatter_magics.worker")
+    parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
     parser.add_argument("--name", required=True)
@@ -289,6 +289,6 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     # Run the imported module, not this __main__ copy, so that tasks importing
     # scatter_magics.worker see the same globals (CURRENT, SEGMENTS).
-    from scatter_magics.worker import main as imported_main
+    from scatter_magics.engine.worker import main as imported_main
 
     imported_main()

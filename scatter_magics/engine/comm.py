@@ -21,7 +21,7 @@ import socket
 from typing import Awaitable, Callable
 
 from . import protocol
-from .errors import AuthenticationError, CommClosedError, ProtocolError, portable
+from ..errors import AuthenticationError, CommClosedError, ProtocolError, portable
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from queue import Queue
 
-from .tokenize import tokenize
+from ..tokenize import tokenize
 
 
 def full_address(address: str) -> str:

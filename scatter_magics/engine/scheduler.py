@@ -13,10 +13,10 @@ import uuid
 from typing import Callable
 
 from .comm import Channel, Server
-from .errors import CommClosedError, NoWorkersError
+from ..errors import CommClosedError, NoWorkersError
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
-from .structure import gather_all as _all
+from ..structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import cloudpickle
 
-from .errors import SerializationError
+from ..errors import SerializationError
 from .protocol import INLINE_BUFFER_LIMIT
 from .shm import ShmRef, resolve
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import FutureLostError, NoWorkersError, UnknownWorkerError
+from ..errors import FutureLostError, NoWorkersError, UnknownWorkerError
 
 Outgoing = list  # list[tuple[tuple[str, str], dict]]
 

@@ -17,20 +17,20 @@ import logging
 import os
 import threading
 import uuid
-import weakref
 from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
-from .errors import ClientClosedError
+from ..backend import register_client
+from ..errors import ClientClosedError
 from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
 from .shm import SegmentMapper
-from .structure import SKIP, find_futures, substitute
-from .structure import gather_all as _all
-from .tokenize import tokenize
+from ..structure import SKIP, find_futures, substitute
+from ..structure import gather_all as _all
+from ..tokenize import tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +39,6 @@ DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
-
-_clients: list[weakref.ref] = []  # in the order they started
-
-
-def get_client() -> "Client":
-    """The most recently created client that is still open."""
-    for ref in reversed(_clients):
-        client = ref()
-        if client is not None and client.status == "running":
-            return client
-    raise ValueError("No client is running: create one with scatter_magics.Client() "
-                     "or run %scatter / %cluster start in a notebook")
-
 
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
@@ -124,8 +111,7 @@ class Client:
         self._pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self.status = "running"
-        _clients[:] = [ref for ref in _clients if ref() is not None and ref().status == "running"]
-        _clients.append(weakref.ref(self))
+        register_client(self)
 
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
         return LocalSchedulerLink(scheduler, self._on_report)

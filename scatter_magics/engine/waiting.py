@@ -6,7 +6,7 @@ import asyncio
 from queue import Queue
 
 from .future import Future
-from .structure import find_futures
+from ..structure import find_futures
 
 class DoneAndNotDone(tuple):
     __slots__ = ()

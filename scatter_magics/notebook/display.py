@@ -16,7 +16,7 @@ import html
 import re
 from typing import Callable, Iterable, Mapping
 
-from .future import Future
+from ..backend import Backend, backend_for, future_class_names, is_future
 
 MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
 
@@ -32,12 +32,12 @@ def format_bytes(n: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, Future]]:
+def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, object]]:
     """``[(label, future)]`` for every future in ``named``'s values, labelled ``name[i]``."""
-    out: list[tuple[str, Future]] = []
+    out: list[tuple[str, object]] = []
 
     def walk(label: str, obj) -> None:
-        if isinstance(obj, Future):
+        if is_future(obj):
             out.append((label, obj))
         elif isinstance(obj, (list, tuple)):
             for i, item in enumerate(obj):
@@ -54,7 +54,7 @@ def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, Future]]:
     return out
 
 
-def key_states(client, keys: Iterable[str]) -> dict[str, dict]:
+def key_states(backend: Backend, keys: Iterable[str]) -> dict[str, dict]:
     """The scheduler's latest ``key`` event (status, workers, nbytes, type) per key.
 
     One snapshot of the event stream (see docs/internals.md): the first batch a
@@ -62,15 +62,15 @@ def key_states(client, keys: Iterable[str]) -> dict[str, dict]:
     """
     wanted = set(keys)
     batch: list = []
-    subscription = client.subscribe_events(batch.extend)
+    subscription = backend.subscribe_events(batch.extend)
     subscription.close()
     events = list(batch)  # later batches may still be appended; a later event is newer
     return {e["key"]: e for e in events if e.get("event") == "key" and e["key"] in wanted}
 
 
-def worker_names(client) -> dict[str, str]:
-    """``{address: name}`` of the client's workers."""
-    return {a: w.get("name", a) for a, w in client.scheduler_info()["workers"].items()}
+def worker_names(backend: Backend) -> dict[str, str]:
+    """``{address: name}`` of the backend's workers."""
+    return {a: w.get("name", a) for a, w in backend.scheduler_info()["workers"].items()}
 
 
 def _natural(name) -> list:
@@ -102,14 +102,14 @@ class FuturesTable:
         self.rows = rows
 
     @classmethod
-    def snapshot(cls, labelled: list[tuple[str, Future]]) -> "FuturesTable":
+    def snapshot(cls, labelled: list[tuple[str, object]]) -> "FuturesTable":
         """Ask the scheduler about each future, now."""
         rows = [{"name": label, "key": f.key, "type": f.type, "nbytes": None,
                  "status": f.status, "workers": []} for label, f in labelled]
-        client = labelled[0][1].client if labelled else None
-        if client is not None and client.status == "running":
-            states = key_states(client, (f.key for _, f in labelled))
-            names = worker_names(client)
+        backend = backend_for(labelled[0][1].client) if labelled else None
+        if backend is not None and backend.running:
+            states = key_states(backend, (f.key for _, f in labelled))
+            names = worker_names(backend)
             for row in rows:
                 state = states.get(row["key"], {})
                 row["type"] = row["type"] or state.get("type")
@@ -155,10 +155,10 @@ class ClusterSummary:
         self.workers = workers
 
     @classmethod
-    def snapshot(cls, client, labels: Mapping[str, str]) -> "ClusterSummary":
+    def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
         """Ask the scheduler now; ``labels`` names keys (``{key: 'df'}``) for display."""
-        info = client.scheduler_info()
-        has_what = client.has_what()
+        info = backend.scheduler_info()
+        has_what = backend.has_what()
         workers = []
         by_name = sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name")))
         for address, w in by_name:
@@ -199,7 +199,7 @@ class ClusterSummary:
         return _table_html(self.columns, self._cells(), caption=self.headline())
 
 
-def future_text(future: Future, label: str | None) -> str:
+def future_text(future, label: str | None) -> str:
     """A one-line plain-text form of a future that needs no round trip to the scheduler."""
     name = f" {label}" if label else ""
     type_part = f", type: {future.type}" if future.type else ""
@@ -212,17 +212,20 @@ def install_formatters(shell, labels: Callable[[], Mapping[str, str]]) -> None:
     ``labels()`` gives ``{key: name}`` for the futures the magics named. A type with a
     ``_repr_mimebundle_`` printer (the live widget) takes precedence over these.
     """
-    def as_html(future: Future) -> str:
+    def as_html(future) -> str:
         return FuturesTable.snapshot([(labels().get(future.key, ""), future)])._repr_html_()
 
-    def as_text(future: Future, p, cycle) -> None:
+    def as_text(future, p, cycle) -> None:
         p.text(future_text(future, labels().get(future.key)))
 
     formatters = shell.display_formatter.formatters
-    formatters["text/html"].for_type(Future, as_html)
-    formatters["text/plain"].for_type(Future, as_text)
+    for name in future_class_names():  # by name: no engine is imported for this
+        module, _, cls = name.rpartition(".")
+        formatters["text/html"].for_type_by_name(module, cls, as_html)
+        formatters["text/plain"].for_type_by_name(module, cls, as_text)
 
 
 def remove_formatters(shell) -> None:
     for mime in ("text/html", "text/plain"):
-        shell.display_formatter.formatters[mime].pop(Future, None)
+        for name in future_class_names():
+            shell.display_formatter.formatters[mime].pop(name, None)

@@ -27,7 +27,7 @@ import os
 import pickle
 import struct
 
-from .errors import AuthenticationError, ProtocolError
+from ..errors import AuthenticationError, ProtocolError
 
 MAGIC = b"SMAG\x00\x00\x00\x01"  # protocol name and version
 NONCE_SIZE = 32

@@ -1,7 +1,7 @@
 """``LocalCluster``: an embedded scheduler plus worker subprocesses on this machine.
 
 The scheduler runs in this process on a :class:`~scatter_magics.loop.LoopThread`. Each
-worker is a ``python -m scatter_magics.worker`` subprocess whose standard input is a pipe
+worker is a ``python -m scatter_magics.engine.worker`` subprocess whose standard input is a pipe
 from us: the secret goes down it, and when this process ends (even by SIGKILL) the pipe
 closes and the worker exits. No worker outlives the process that started it.
 """
@@ -130,7 +130,7 @@ class LocalCluster:
         return [f"worker-{i}" for i in range(first, first + max(count, 0))]
 
     def _spawn(self, name: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "scatter_magics.worker", "--name", name, "--nthreads",
+        cmd = [sys.executable, "-m", "scatter_magics.engine.worker", "--name", name, "--nthreads",
                str(self.threads_per_worker), "--memory-limit", str(self.memory_limit)]
         if self.shm_pool is not None:
             cmd += ["--shm-prefix", self.shm_pool.prefix]

@@ -1,0 +1,182 @@
+"""The backend interface: what the notebook layer asks of a cluster, whichever engine runs it.
+
+The magics, the widgets and the display code never call a client class directly. They
+take the client a user holds (ours, or any other engine's) and ask :func:`backend_for`
+for a :class:`Backend`, a thin adapter with the few operations below. Each engine ships
+one adapter (``scatter_magics/engine/backend.py`` for the embedded engine) and names it
+in :data:`ADAPTERS`, so adding an engine touches no notebook code.
+
+Errors are part of the contract: an adapter raises the classes in ``errors.py``
+(``UnknownWorkerError``, ``NoWorkersError``, ``SerializationError``,
+``ClientClosedError``, ``TimeoutError``) so the magics can name what went wrong the
+same way on every engine. Events follow ``docs/internals.md``.
+
+>>> from scatter_magics import Client, backend
+>>> with Client(n_workers=1) as client:                 # doctest: +SKIP
+...     b = backend.backend_for(client)
+...     b.kind, b.n_workers()
+('embedded', 1)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+
+class Subscription(Protocol):
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """One client, seen by the notebook layer. Every method blocks until done."""
+
+    kind: str  # "embedded", "dask": shown to users, and in the discovery registry
+    client: Any  # what the user holds and ``get_client()`` returns
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def default_timeout(self) -> float | None:
+        """The timeout a scatter gets when the caller gives none (None: no bound)."""
+
+    def scatter(self, items: dict, *, workers, broadcast: bool, direct: bool | None,
+                hash: bool, timeout: float | None) -> dict:
+        """``{key: future}`` for ``{key: value}``; keys are the caller's, used as given."""
+
+    def gather(self, futures, *, errors: str, timeout: float | None):
+        """The values of (nested) futures, in the same structure."""
+
+    def scheduler_info(self) -> dict:
+        """``{"address": str, "workers": {address: {name, nthreads, memory_limit,
+        memory, nbytes, nkeys}}}`` for the live workers."""
+
+    def has_what(self) -> dict:
+        """``{worker address: [keys]}``."""
+
+    def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
+        """Batches of events (docs/internals.md), the first a snapshot; on any thread.
+
+        The client keeps the subscription alive until its ``close()`` or the client's."""
+
+    def n_workers(self) -> int:
+        """Live workers now."""
+
+    def close(self) -> None:
+        """End this client (and the cluster, if the client owns it)."""
+
+    @classmethod
+    def start(cls, *, n_workers: int | None, threads_per_worker: int, memory_limit) -> "Backend":
+        """Start a cluster of this engine on this machine, owned by the returned client."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Where an engine's client and future classes live, and the class adapting them.
+
+    Paths are ``"module:Name"`` and imported only when needed, so a notebook that never
+    touches an engine never imports it.
+    """
+
+    kind: str
+    client_class: str
+    future_class: str
+    backend_class: str
+
+
+ADAPTERS: list[Adapter] = [
+    Adapter("embedded", "scatter_magics.engine.client:Client",
+            "scatter_magics.engine.future:Future", "scatter_magics.engine.backend:EmbeddedBackend"),
+]
+
+
+def _split(path: str) -> tuple[str, str]:
+    module, _, name = path.partition(":")
+    return module, name
+
+
+def _load(path: str):
+    module, name = _split(path)
+    return getattr(importlib.import_module(module), name)
+
+
+def _loaded(path: str):
+    """The class at ``path`` if its module is already imported, else None."""
+    module, name = _split(path)
+    return getattr(sys.modules[module], name, None) if module in sys.modules else None
+
+
+def backend_for(client) -> Backend:
+    """The adapter for ``client``; TypeError names the type if no engine knows it.
+
+    A backend passed in is returned as it is (tests and embedders may bring their own).
+    """
+    if isinstance(getattr(client, "kind", None), str) and hasattr(client, "subscribe_events"):
+        return client
+    for adapter in ADAPTERS:
+        cls = _loaded(adapter.client_class)
+        if cls is not None and isinstance(client, cls):
+            return _load(adapter.backend_class)(client)
+    raise TypeError(f"{type(client).__module__}.{type(client).__qualname__} is not a client "
+                    f"of an engine scatter_magics knows")
+
+
+def start_backend(kind: str, **options) -> Backend:
+    """Start a new cluster of engine ``kind`` (see :meth:`Backend.start`)."""
+    for adapter in ADAPTERS:
+        if adapter.kind == kind:
+            return _load(adapter.backend_class).start(**options)
+    raise ValueError(f"no engine {kind!r}; known: {', '.join(a.kind for a in ADAPTERS)}")
+
+
+def future_types() -> tuple[type, ...]:
+    """The future classes of the engines imported so far (importing none)."""
+    return tuple(cls for cls in map(_loaded, (a.future_class for a in ADAPTERS)) if cls)
+
+
+def client_types() -> tuple[type, ...]:
+    """The client classes of the engines imported so far (importing none)."""
+    return tuple(cls for cls in map(_loaded, (a.client_class for a in ADAPTERS)) if cls)
+
+
+def future_class_names() -> list[str]:
+    """``"module.Name"`` of every engine's future class, for IPython's deferred printers."""
+    return [".".join(_split(a.future_class)) for a in ADAPTERS]
+
+
+def client_class_names() -> list[str]:
+    """``"module.Name"`` of every engine's client class."""
+    return [".".join(_split(a.client_class)) for a in ADAPTERS]
+
+
+def is_future(obj) -> bool:
+    return isinstance(obj, future_types())
+
+
+# ------------------------------------------------------------ the current client ---
+
+_clients: list[weakref.ref] = []  # every engine's clients, in the order they started
+
+
+def register_client(client) -> None:
+    """Make ``client`` the one :func:`get_client` returns while it runs."""
+    _clients[:] = [ref for ref in _clients if _is_running(ref())]
+    _clients.append(weakref.ref(client))
+
+
+def _is_running(client) -> bool:
+    return client is not None and getattr(client, "status", None) == "running"
+
+
+def get_client():
+    """The most recently started client that is still running, of any engine."""
+    for ref in reversed(_clients):
+        client = ref()
+        if _is_running(client):
+            return client
+    raise ValueError("No client is running: create one with scatter_magics.Client() "
+                     "or run %scatter / %cluster start in a notebook")

@@ -1,0 +1,53 @@
+"""The embedded engine seen through the backend interface (``scatter_magics/backend.py``).
+
+Our :class:`Client` already speaks the interface's language (its errors, its events),
+so this adapter only forwards; it exists so the notebook layer names no client class.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .client import NO_DEFAULT, Client
+
+
+class EmbeddedBackend:
+    kind = "embedded"
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    @property
+    def running(self) -> bool:
+        return self.client.status == "running"
+
+    @property
+    def default_timeout(self) -> float | None:
+        return self.client.timeout
+
+    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
+        return self.client.scatter(items, workers=workers, broadcast=broadcast, direct=direct,
+                                   hash=hash, timeout=NO_DEFAULT if timeout is None else timeout)
+
+    def gather(self, futures, *, errors: str, timeout: float | None):
+        return self.client.gather(futures, errors=errors, timeout=timeout)
+
+    def scheduler_info(self) -> dict:
+        return self.client.scheduler_info()
+
+    def has_what(self) -> dict:
+        return self.client.has_what()
+
+    def subscribe_events(self, callback: Callable[[list], None]):
+        return self.client.subscribe_events(callback)
+
+    def n_workers(self) -> int:
+        return len(self.client.scheduler_info()["workers"])
+
+    def close(self) -> None:
+        self.client.close()
+
+    @classmethod
+    def start(cls, *, n_workers, threads_per_worker, memory_limit) -> "EmbeddedBackend":
+        return cls(Client(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                          memory_limit=memory_limit))
