@@ -1,0 +1,93 @@
+"""``memory_limit`` is enforced: data goes where there is room, or is refused before it moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scatter_magics.engine import limits
+from scatter_magics.errors import MemoryLimitError
+
+pytestmark = pytest.mark.timeout(60)
+
+MB = 10**6
+
+
+def array(mb: float, seed: int) -> np.ndarray:
+    return np.full(int(mb * MB) // 8, float(seed))
+
+
+def names_by_address(client) -> dict[str, str]:
+    return {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+
+
+@pytest.fixture
+def limited(make_client):
+    """Two workers with a 40 MB limit each."""
+    return make_client(n_workers=2, memory_limit="40MB")
+
+
+def test_scatters_go_to_the_worker_with_room(limited):
+    client = limited
+    w0, w1 = sorted(names_by_address(client))
+    full = [client.scatter(array(15, seed), workers=[w0]) for seed in (1, 2)]  # w0: 30 of 40
+    more = [client.scatter(array(15, seed)) for seed in (3, 4)]
+    assert {a for f in more for a in client.who_has(f)[f.key]} == {w1}
+    assert client.gather(more[1])[0] == 4.0
+    del full
+
+
+def test_a_scatter_with_no_room_anywhere_is_refused_before_anything_moves(limited):
+    client = limited
+    kept = [client.scatter(array(15, seed)) for seed in range(4)]  # 30 MB on each worker
+    before = client.has_what()
+    with pytest.raises(MemoryLimitError) as info:
+        client.scatter({"too-big": array(15, 9)})
+    message = str(info.value)
+    assert "'too-big'" in message and "15.0 MB" in message and "memory_limit 40.0 MB" in message
+    assert all(name in message for name in names_by_address(client).values())
+    assert client.has_what() == before
+    assert client.cluster.shm_pool.stats()["keys"] == len(kept)  # its segment was given back
+    assert client.gather(client.scatter(array(5, 5)))[0] == 5.0  # still usable
+    del kept
+
+
+def test_three_150MB_scatters_never_put_300MB_on_a_200MB_worker(make_client):
+    """The issue's reproduction, scaled down ten times."""
+    client = make_client(n_workers=2, memory_limit="20MB")
+    first, second = client.scatter(array(15, 1)), client.scatter(array(15, 2))
+    with pytest.raises(MemoryLimitError):
+        client.scatter(array(15, 3))
+    info = client.scheduler_info()["workers"]
+    assert all(w["nbytes"] <= w["memory_limit"] for w in info.values())
+    del first, second
+
+
+def test_a_broadcast_is_refused_when_one_worker_lacks_room(limited):
+    client = limited
+    w0, _ = sorted(names_by_address(client))
+    kept = client.scatter(array(30, 1), workers=[w0])
+    with pytest.raises(MemoryLimitError, match=names_by_address(client)[w0]):
+        client.scatter(array(15, 2), broadcast=True)
+    assert len([k for keys in client.has_what().values() for k in keys]) == 1
+    del kept
+
+
+def test_a_task_result_over_the_limit_fails_that_task(make_client):
+    client = make_client(n_workers=1, memory_limit="20MB")
+    future = client.submit(np.ones, 3_000_000)  # 24 MB
+    with pytest.raises(MemoryLimitError, match="memory_limit") as info:
+        future.result(timeout=30)
+    assert future.key in str(info.value) and "worker-0" in str(info.value)
+    assert client.submit(np.ones, 1000).result(timeout=30).sum() == 1000  # still usable
+
+
+def test_scattering_more_than_the_machine_has_free_is_refused(make_client, monkeypatch):
+    client = make_client(n_workers=1)
+    monkeypatch.setattr(limits, "available_memory", lambda: 10 * MB)
+    with pytest.raises(MemoryLimitError, match=r"'big'.*15\.0 MB.*10\.0 MB of memory free"):
+        client.scatter({"big": array(15, 1)})
+    assert not any(client.has_what().values())
+    assert client.cluster.shm_pool.stats()["keys"] == 0
+    monkeypatch.undo()
+    assert client.gather(client.scatter({"big": array(15, 1)}))["big"][0] == 1.0
