@@ -326,8 +326,10 @@ class SharedMemoryPool:
             self._over_cap = False
             self.trim()
 
-    def trim(self, idle_seconds: float = IDLE_SECONDS) -> None:
-        """Give back free segments idle ``idle_seconds`` or more, and any beyond the cap."""
+    def trim(self, idle_seconds: float | None = None) -> None:
+        """Give back free segments idle ``idle_seconds`` (default :data:`IDLE_SECONDS`) or
+        more, and the longest idle beyond :data:`MAX_IDLE_BYTES`."""
+        idle_seconds = IDLE_SECONDS if idle_seconds is None else idle_seconds
         now = time.monotonic()
         with self._lock:
             doomed = [s for s in self._free if now - s.idle_since >= idle_seconds]
