@@ -91,3 +91,26 @@ def test_scattering_more_than_the_machine_has_free_is_refused(make_client, monke
     assert client.cluster.shm_pool.stats()["keys"] == 0
     monkeypatch.undo()
     assert client.gather(client.scatter({"big": array(15, 1)}))["big"][0] == 1.0
+
+
+def test_concurrent_scatters_never_overfill_a_worker(limited):
+    """Eight threads at once: room is reserved while a scatter is in flight."""
+    import threading
+
+    client = limited
+    kept, refused = [], []
+
+    def scatter(seed):
+        try:
+            kept.append(client.scatter(array(15, seed)))
+        except MemoryLimitError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=scatter, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(kept) == 4 and len(refused) == 4  # two 15 MB arrays fit under each 40 MB limit
+    info = client.scheduler_info()["workers"]
+    assert all(w["nbytes"] <= w["memory_limit"] for w in info.values())
