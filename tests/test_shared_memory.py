@@ -221,3 +221,19 @@ def test_idle_segments_above_the_cap_are_given_back_at_once(make_client, monkeyp
     del future
     wait_for(lambda: pool.stats()["segments"] == 0, timeout=2, what="the segment to go")
     assert segments(pool.prefix) == []
+
+
+def test_a_reused_segment_holds_exactly_what_was_written_last():
+    """Reuse writes through a warm mapping where pages exist, with pwrite beyond them."""
+    pool = shm.SharedMemoryPool()
+    try:
+        names = set()
+        for i, mb in enumerate([3.0, 3.9, 2.0, 3.5]):  # all fit the first 4 MiB segment
+            data = np.full(int(mb * 2**20) // 8, float(i))
+            [ref], pinned = pool.store(f"k{i}", [data])
+            names.add(ref.name)
+            np.testing.assert_array_equal(pool.view(ref).view(np.float64), data)
+            pool.unpin([f"k{i}"])
+        assert len(names) == 1
+    finally:
+        pool.close()
