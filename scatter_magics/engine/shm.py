@@ -206,9 +206,13 @@ class SharedMemoryPool:
             self._write(key, record, views)
         else:
             record.ready.wait()
-        if record.error is not None:
+        error = record.error
+        if error is not None and (isinstance(error, SharedMemoryError)
+                                  or not isinstance(error, Exception)):
+            raise error  # names the key already, or an interruption (KeyboardInterrupt)
+        if error is not None:
             raise SharedMemoryError(f"could not put key {key!r} in shared memory: "
-                                    f"{record.error}") from record.error
+                                    f"{error}") from error
         if record.refs is None:
             return buffers, False
         return [b if isinstance(r, int) else r for b, r in zip(buffers, record.refs)], True
@@ -216,13 +220,17 @@ class SharedMemoryPool:
     def _write(self, key: str, record: _Record, views: list) -> None:
         """Copy ``views`` into a segment for ``record``; on no room, leave refs None."""
         size = sum(_aligned(v.nbytes) for v in views if v.nbytes >= THRESHOLD)
+        segment = None
         try:
             segment = self._take(key, size)
             if segment is not None:
                 record.refs = self._copy(segment, views)
                 record.segment, segment.key = segment, key
-        except BaseException as exc:
+        except BaseException as exc:  # interrupted too: the segment must not be stranded
             record.error = exc
+            with self._lock:
+                if segment is not None and segment.key is None:
+                    self._maybe_free(segment)  # a no-op if _copy discarded it
         finally:
             if record.refs is None:  # no room, or failed: nobody may find this record
                 with self._lock:
