@@ -28,7 +28,7 @@ from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool,
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
 from .limits import check_machine_memory
-from .shm import SegmentMapper
+from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
 from ..tokenize import tokenize

@@ -22,7 +22,7 @@ import time
 from typing import Awaitable, Callable
 
 from . import protocol
-from ..errors import AuthenticationError, CommClosedError, ProtocolError, portable
+from ..errors import CommClosedError, ProtocolError, portable
 
 logger = logging.getLogger(__name__)
 

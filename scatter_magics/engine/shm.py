@@ -395,50 +395,6 @@ class SharedMemoryPool:
             segment.destroy()
 
 
-class SegmentMapper:
-    """Read-only mappings of other processes' segments, opened once and cached."""
-
-    def __init__(self):
-        self._maps: dict[str, mmap.mmap] = {}
-        self._lock = threading.Lock()
-
-    def view(self, ref: ShmRef) -> memoryview:
-        with self._lock:
-            mapping = self._maps.get(ref.name)
-            if mapping is None:
-                fd = os.open(os.path.join(SHM_DIR, ref.name), os.O_RDONLY)
-                try:
-                    mapping = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-                finally:
-                    os.close(fd)
-                self._maps[ref.name] = mapping
-        return memoryview(mapping)[ref.offset:ref.offset + ref.nbytes]
-
-    def forget(self, names) -> None:
-        with self._lock:
-            for name in names:
-                mapping = self._maps.pop(name, None)
-                if mapping is not None:
-                    try:
-                        mapping.close()
-                    except BufferError:  # still viewed; unmapped when the views go
-                        pass
-
-    def spans(self) -> list[tuple[int, int]]:
-        """``(start, end)`` addresses of the mappings, to tell if an array points inside."""
-        import numpy as np  # only asked about numpy results, so numpy is loaded already
-
-        with self._lock:
-            out = []
-            for m in self._maps.values():
-                start = np.frombuffer(m, np.uint8, 1).__array_interface__["data"][0]
-                out.append((start, start + len(m)))
-            return out
-
-    def close(self) -> None:
-        self.forget(list(self._maps))
-
-
 def _bytes_view(buffer) -> memoryview:
     view = memoryview(buffer)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")

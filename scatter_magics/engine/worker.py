@@ -26,7 +26,8 @@ from .limits import result_refusal
 from .loop import new_event_loop
 from .scheduler_link import fetch_from_holders
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
-from .shm import SegmentMapper, unlink_segments
+from .shm import unlink_segments
+from .shm_mapper import SegmentMapper
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
