@@ -114,3 +114,40 @@ def test_concurrent_scatters_never_overfill_a_worker(limited):
     assert len(kept) == 4 and len(refused) == 4  # two 15 MB arrays fit under each 40 MB limit
     info = client.scheduler_info()["workers"]
     assert all(w["nbytes"] <= w["memory_limit"] for w in info.values())
+
+
+# ---------------------------------------------------------------- the state alone ---
+
+def limited_state():
+    from scatter_magics.engine.scheduler_state import SchedulerState
+
+    state = SchedulerState()
+    state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=100)
+    state.add_worker("tcp://b:2", "worker-1", nthreads=1, memory_limit=100)
+    return state
+
+
+def test_placement_skips_a_full_worker_and_counts_reservations():
+    state = limited_state()
+    state.add_data("c", {"x": ["tcp://a:1"]}, {"x": 80}, {})
+    assert state.place({"y": 50})["y"] == ["tcp://b:2"]  # worker-0 is next, but full
+    state.reserve({"y": ["tcp://b:2"]}, {"y": 60})
+    with pytest.raises(MemoryLimitError, match=r"'w' \(50 B\).*worker-0.*80 B.*worker-1.*60 B"):
+        state.place({"w": 50})
+    state.reserve({"y": ["tcp://b:2"]}, {"y": 60}, -1)
+    assert state.place({"w": 50}) == {"w": ["tcp://b:2"]}
+
+
+def test_a_key_a_worker_holds_costs_it_nothing():
+    state = limited_state()
+    state.add_data("c", {"x": ["tcp://a:1"]}, {"x": 90}, {})
+    assert state.place({"x": 90}, workers=["tcp://a:1"]) == {"x": ["tcp://a:1"]}
+    assert state.place({"x": 90}, broadcast=True) == {"x": ["tcp://a:1", "tcp://b:2"]}
+
+
+def test_no_limit_means_no_refusal():
+    from scatter_magics.engine.scheduler_state import SchedulerState
+
+    state = SchedulerState()
+    state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=0)
+    assert state.place({"huge": 10**15}) == {"huge": ["tcp://a:1"]}
