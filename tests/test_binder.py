@@ -122,8 +122,11 @@ class Replay:
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory):
     built = Replay(tmp_path_factory.mktemp("binder"))
-    built.build()
-    return built
+    try:
+        built.build()
+        yield built
+    finally:  # ~400 MB; pytest keeps the last three runs' temp dirs
+        shutil.rmtree(built.venv, ignore_errors=True)
 
 
 @pytest.mark.timeout(600)
