@@ -48,6 +48,14 @@ class ClientClosedError(ScatterMagicsError, RuntimeError):
     """A method was called on a client that has been closed."""
 
 
+class MissingDependencyError(ScatterMagicsError, ImportError):
+    """An engine needs a package that is not installed (the message names the extra)."""
+
+
+class PollingFallbackWarning(UserWarning):
+    """A Dask scheduler refused the event plugin: the live view polls once a second."""
+
+
 class RemoteTraceback(Exception):
     """The traceback of an exception raised on a worker, as text.
 

@@ -105,7 +105,7 @@ class FuturesTable:
     @classmethod
     def snapshot(cls, labelled: list[tuple[str, object]]) -> "FuturesTable":
         """Ask the scheduler about each future, now."""
-        rows = [{"name": label, "key": f.key, "type": f.type, "nbytes": None,
+        rows = [{"name": label, "key": f.key, "type": type_name(f), "nbytes": None,
                  "status": f.status, "workers": []} for label, f in labelled]
         backend = backend_for(labelled[0][1].client) if labelled else None
         if backend is not None and backend.running:
@@ -203,10 +203,15 @@ class ClusterSummary:
         return _table_html(self.columns, self._cells(), caption=self.headline())
 
 
+def type_name(future) -> str | None:
+    """The name of a future's type: ours hold text, Dask's the class itself."""
+    return getattr(future.type, "__name__", future.type)
+
+
 def future_text(future, label: str | None) -> str:
     """A one-line plain-text form of a future that needs no round trip to the scheduler."""
     name = f" {label}" if label else ""
-    type_part = f", type: {future.type}" if future.type else ""
+    type_part = f", type: {type_name(future)}" if future.type else ""
     return f"<Future{name}: {future.status}{type_part}, key: {future.key}>"
 
 
