@@ -47,8 +47,7 @@ MIN_SEGMENT = 1 << 22
 MAX_IDLE_BYTES = 1 << 30  # free segments kept for reuse; beyond this they go at once
 IDLE_SECONDS = 5.0  # a free segment unused this long is given back to the system
 WRITE_AHEAD_MIN = 1 << 23  # bytes; below this, copying while hashing saves too little
-MAX_WRITE = 1 << 30
-FILLED_UP = "it filled up while the buffer was being written"  # bytes per pwrite call (Linux writes at most 0x7ffff000 at once)
+FILLED_UP = "it filled up while the buffer was being written"  # a fallback's reason
 
 
 def available() -> bool:
@@ -118,7 +117,7 @@ class SharedMemoryPool:
     >>> pool.release_key("x")         # the segment is free for reuse  # doctest: +SKIP
     """
 
-    def __init__(self, directory: str = SHM_DIR):
+    def __init__(self):
         self.prefix = f"smg-{os.getpid()}-{os.urandom(4).hex()}-"
         self._counter = itertools.count()
         self._segments: dict[str, Segment] = {}
@@ -126,7 +125,7 @@ class SharedMemoryPool:
         self._free: list[Segment] = []
         self._lock = threading.Lock()  # scatter runs on user threads, release on the loop
         self.on_destroy: list = []  # callbacks(names) when segments are unlinked
-        self.space = ShmSpace(directory)
+        self.space = ShmSpace(SHM_DIR)
         self._over_cap = False  # free segments beyond MAX_IDLE_BYTES, to trim at once
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # write_ahead's
         self.closed = False
@@ -295,7 +294,7 @@ class SharedMemoryPool:
             segment = Segment(name, size)
         except OSError as exc:
             raise SharedMemoryError(f"could not create a {size}-byte segment in "
-                                    f"{self.space.directory}: {exc}") from exc
+                                    f"{SHM_DIR}: {exc}") from exc
         with self._lock:
             self._segments[name] = segment
         return segment
