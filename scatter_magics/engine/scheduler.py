@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import Callable
 
+from . import inheritance
 from .comm import Channel, Server
 from ..errors import CommClosedError, NoWorkersError
 from .scheduler_link import fetch_from_holders
@@ -42,6 +43,8 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
+        self.closing = False
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -52,6 +55,7 @@ class Scheduler:
             _send(channel, msg)
 
     def close(self) -> None:
+        self.closing = True
         self.broadcast_to_workers({"op": "close"})
         self.server.close()
 
@@ -99,10 +103,13 @@ class Scheduler:
     def _register_worker(self, channel: Channel, msg: dict) -> dict:
         address = msg["address"]
         channel.worker_address = address
+        channel.peer = f"worker {msg['name']} ({address})"  # errors name it, not a port
         self.worker_channels[address] = channel
+        _keep_from_forked_children(channel)
         channel.on_close.append(lambda ch: self._remove_worker(address))
         self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
-                                         msg["memory_limit"], msg.get("pid", 0)))
+                                         msg["memory_limit"], msg.get("pid", 0),
+                                         replaces=msg.get("replaces")))
         self._worker_arrived.set()
         return {"ok": True}
 
@@ -110,9 +117,15 @@ class Scheduler:
         self.worker_channels.pop(address, None)
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
-        self.apply(self.state.remove_worker(address))
+        reason = "closed with the cluster" if self.closing else \
+            self.exit_reason(pid) or "lost its connection to the scheduler"
+        self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
+
+    def set_supervision(self, status: dict) -> None:
+        """The cluster's supervisor status, shown in ``scheduler_info()["supervision"]``."""
+        self.apply(self.state.set_supervision(status))
 
     async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         async def arrived():
@@ -265,6 +278,16 @@ class Scheduler:
         self.state.publishing = bool(self.subscribers)
         if not self.subscribers:
             self.state.events.clear()
+
+
+def _keep_from_forked_children(channel: Channel) -> None:
+    """A forked child of ours must not hold a worker's connection open (see inheritance.py)."""
+    sock = channel.transport.get_extra_info("socket")
+    if sock is None:
+        return
+    fd = sock.fileno()
+    inheritance.keep_from_forked_children(fd)
+    channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
 
 
 def _send(link, msg: dict) -> None:

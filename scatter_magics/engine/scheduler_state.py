@@ -29,6 +29,7 @@ class WorkerInfo:
     nthreads: int
     memory_limit: int
     pid: int = 0
+    replaces: str | None = None  # the dead worker this one was started in place of
     keys: set = field(default_factory=set)
     processing: set = field(default_factory=set)
     nbytes: int = 0
@@ -71,11 +72,13 @@ class SchedulerState:
         self.events: list[dict] = []
         self.publishing = False  # record events only while someone subscribes
         self._round_robin = 0  # where the next round-robin placement starts
+        self.supervision: dict = {}  # the cluster's worker supervisor: restarts, budget
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
-                   pid: int = 0) -> Outgoing:
-        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid)
+                   pid: int = 0, replaces: str | None = None) -> Outgoing:
+        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
+                                                replaces)
         self._emit(self.worker_event(ws))
         out: Outgoing = []
         for ks in self.keys.values():  # tasks that were waiting for any worker at all
@@ -83,11 +86,13 @@ class SchedulerState:
                 out += self._schedule(ks)
         return out
 
-    def remove_worker(self, address: str) -> Outgoing:
+    def remove_worker(self, address: str, reason: str = "removed") -> Outgoing:
+        """The worker at ``address`` is gone; ``reason`` says how (``'was killed by SIGKILL'``)."""
         ws = self.workers.pop(address, None)
         if ws is None:
             return []
-        self._emit({"event": "worker-removed", "address": address, "name": ws.name})
+        self._emit({"event": "worker-removed", "address": address, "name": ws.name,
+                    "reason": reason})
         out: Outgoing = []
         for key in ws.keys:
             ks = self.keys.get(key)
@@ -104,6 +109,11 @@ class SchedulerState:
                 ks.state, ks.processing_on = "waiting", None
                 out += self._schedule(ks)
         return out
+
+    def set_supervision(self, status: dict) -> Outgoing:
+        self.supervision = status
+        self._emit({"event": "supervision", **status})
+        return []
 
     def update_metrics(self, address: str, memory: int) -> None:
         ws = self.workers.get(address)
@@ -400,10 +410,11 @@ class SchedulerState:
         """Workers and totals; ``nbytes`` counts a key in shared memory once."""
         nbytes = sum((ks.nbytes or 0) * (1 if ks.shared else len(ks.who_has))
                      for ks in self.keys.values())
-        return {"type": "Scheduler", "nbytes": nbytes, "nkeys": len(self.keys), "workers": {
+        return {"type": "Scheduler", "nbytes": nbytes, "nkeys": len(self.keys),
+                "supervision": dict(self.supervision), "workers": {
             a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
                 "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
-                "processing": len(ws.processing), "pid": ws.pid}
+                "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces}
             for a, ws in self.workers.items()}}
 
     # ------------------------------------------------------------ events ---
@@ -414,7 +425,8 @@ class SchedulerState:
     @staticmethod
     def worker_event(ws: WorkerInfo) -> dict:
         return {"event": "worker-added", "address": ws.address, "name": ws.name,
-                "nthreads": ws.nthreads, "memory_limit": ws.memory_limit}
+                "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
+                "replaces": ws.replaces}
 
     @staticmethod
     def key_event(ks: KeyInfo) -> dict:

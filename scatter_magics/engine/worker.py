@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import ctypes
+import functools
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -30,6 +33,8 @@ from .shm import SegmentMapper, unlink_segments
 logger = logging.getLogger("scatter_magics.engine.worker")
 
 METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
+OWNER_CHECK_INTERVAL = 0.5  # s between checks that the owner process still lives
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
@@ -61,8 +66,9 @@ class StoredValue:
 
 class Worker:
     def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
-                 memory_limit: int):
+                 memory_limit: int, replaces: str | None = None):
         self.scheduler_address = scheduler_address
+        self.replaces = replaces
         self.secret = secret
         self.name = name
         self.nthreads = nthreads
@@ -87,7 +93,8 @@ class Worker:
         self.scheduler.on_close.append(lambda ch: self.closed.set())
         await self.scheduler.request({
             "op": "register-worker", "address": address, "name": self.name,
-            "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid()})
+            "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid(),
+            "replaces": self.replaces})
         self._spawn(self._report_metrics())
 
     def _spawn(self, coro) -> None:
@@ -226,17 +233,49 @@ def resident_memory() -> int:
         return 0
 
 
-def _exit_when_parent_dies(shm_prefix: str) -> None:
-    """Block on stdin until the parent's end of the pipe closes, then exit at once.
+def _exit_when_owner_dies(shm_prefix: str, owner_pid: int) -> None:
+    """Wait until the owner's end of stdin closes, or the owner is gone; then exit at once.
 
-    A parent that closed us on purpose has already unlinked its shared memory; one that
-    was killed could not, so we remove what it left (every worker tries; that is fine).
+    The pipe alone is not enough: a child the owner forked without exec inherits its
+    write end (the owner makes it /dev/null there, see ``inheritance.py``; this is the
+    second line of defence), so the owner's pid is watched too.
     """
-    while os.read(0, 1 << 16):  # a raw read: no buffered-reader lock held at shutdown
-        pass
+    while True:
+        readable, _, _ = select.select([0], [], [], OWNER_CHECK_INTERVAL)
+        if readable and not os.read(0, 1 << 16):  # raw: no buffered-reader lock at shutdown
+            break
+        if owner_pid and os.getppid() != owner_pid:
+            break  # re-parented: the owner died
+    _end_now(shm_prefix)
+
+
+def _end_now(shm_prefix: str, *_signal) -> None:
+    """Exit at once, removing the owner's shared memory (it could not, if it was killed).
+
+    A parent that closed us on purpose has already unlinked it; every worker trying too
+    is fine.
+    """
     if shm_prefix:
         unlink_segments(shm_prefix)
     os._exit(0)
+
+
+def _die_with_owner(shm_prefix: str, owner_pid: int) -> None:
+    """Ask Linux for SIGTERM when the owner's spawning thread ends, and exit on it.
+
+    ``PR_SET_PDEATHSIG`` (prctl(2)) fires however the owner ends, even when a child
+    it forked still holds our pipe. The owner spawns us from a thread that lives as
+    long as the cluster (``supervisor.py``), since the signal follows that thread.
+    """
+    signal.signal(signal.SIGTERM, functools.partial(_end_now, shm_prefix))
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            logger.debug("prctl(PR_SET_PDEATHSIG) is not available")
+    if owner_pid and os.getppid() != owner_pid:
+        _end_now(shm_prefix)  # the owner died before we asked
 
 
 def _read_line(what: str) -> str:
@@ -258,18 +297,21 @@ def main(argv=None) -> None:
     parser.add_argument("--nthreads", type=int, default=1)
     parser.add_argument("--memory-limit", type=int, default=0)
     parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
+    parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
+    parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
+    _die_with_owner(args.shm_prefix, args.owner_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=_exit_when_parent_dies, args=(args.shm_prefix,), name="parent-watch",
-                     daemon=True).start()
+    threading.Thread(target=_exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+                     name="owner-watch", daemon=True).start()
 
     async def run():
         global CURRENT
         worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
-                                  args.memory_limit)
+                                  args.memory_limit, args.replaces)
         await worker.start()
         await worker.closed.wait()
         await worker.close()
@@ -280,7 +322,7 @@ def main(argv=None) -> None:
     finally:
         # A worker ends with its cluster: closed (the owner unlinks the segments too, and
         # either may come first) or killed. When the owner is killed, our connection to
-        # it may close before stdin does, and then this, not _exit_when_parent_dies,
+        # it may close before stdin does, and then this, not _exit_when_owner_dies,
         # is the exit that must clean up.
         if args.shm_prefix:
             unlink_segments(args.shm_prefix)

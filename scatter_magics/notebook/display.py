@@ -79,7 +79,7 @@ def _natural(name) -> list:
 
 
 def _table_text(columns: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     lines = [columns] + rows
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
@@ -150,9 +150,10 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
-    def __init__(self, address: str, workers: list[dict]):
+    def __init__(self, address: str, workers: list[dict], notice: str | None = None):
         self.address = address
         self.workers = workers
+        self.notice = notice  # e.g. why dead workers are no longer replaced
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -167,7 +168,8 @@ class ClusterSummary:
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
                             "keys": keys, "labels": [labels.get(k, k) for k in keys]})
-        return cls(info.get("address", ""), workers)
+        notice = (info.get("supervision") or {}).get("message")
+        return cls(info.get("address", ""), workers, notice)
 
     @property
     def keys(self) -> set[str]:
@@ -176,8 +178,9 @@ class ClusterSummary:
     def headline(self) -> str:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
-        return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys")
+        headline = (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
+                    f"{format_bytes(limit)} memory limit, {len(self.keys)} keys")
+        return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
     def _cells(self) -> list[list[str]]:
         rows = []

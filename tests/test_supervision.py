@@ -1,0 +1,155 @@
+"""Chaos tests for supervised workers: killed, frozen, orphaned, and what they held.
+
+Each test does to a worker what the OOM killer, a debugger or a crashing kernel does,
+then checks the cluster heals (or says clearly why it cannot) and the data stays right.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import psutil
+import pytest
+
+from scatter_magics import Client
+from scatter_magics.engine.backend import EmbeddedBackend
+from scatter_magics.engine.cluster import LocalCluster
+from scatter_magics.notebook.display import ClusterSummary
+from tests.conftest import wait_for, worker_pids
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def events_of(batches: list, kind: str) -> list[dict]:
+    return [e for batch in list(batches) for e in batch if e["event"] == kind]
+
+
+def names(client) -> list[str]:
+    return sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# ------------------------------------------------------------ replacement ---
+
+def test_a_killed_worker_is_replaced_under_a_new_name(make_client):
+    client = make_client(n_workers=2)
+    batches: list = []
+    client.subscribe_events(batches.append)
+    (address, pid), _ = sorted(worker_pids(client).items())
+    dead_name = client.scheduler_info()["workers"][address]["name"]
+    os.kill(pid, signal.SIGKILL)  # what the OOM killer does
+
+    wait_for(lambda: len(client.scheduler_info()["workers"]) == 2
+             and address not in client.scheduler_info()["workers"], timeout=15,
+             what="a replacement worker")
+    assert names(client) == sorted({"worker-0", "worker-1", "worker-2"} - {dead_name})
+    [removed] = events_of(batches, "worker-removed")
+    assert removed["name"] == dead_name and removed["reason"] == "was killed by SIGKILL"
+    [added] = [e for e in events_of(batches, "worker-added") if e["name"] == "worker-2"]
+    assert added["replaces"] == dead_name
+    info = client.scheduler_info()
+    assert info["supervision"]["restarts"] == 1 and info["supervision"]["replacing"]
+    assert EmbeddedBackend(client).n_workers() == 2 == client.cluster._alive()
+    assert client.gather(client.scatter([1, 2, 3], broadcast=True)) == [1, 2, 3]
+
+
+def test_the_widget_shows_the_death_and_the_replacement(make_client):
+    from scatter_magics.notebook.widget_model import ClusterTable
+
+    client = make_client(n_workers=1)
+    table = ClusterTable()
+    client.subscribe_events(table.apply)
+    os.kill(next(iter(worker_pids(client).values())), signal.SIGKILL)
+    wait_for(lambda: [w["name"] for w in table.rows()] == ["worker-1"], timeout=15,
+             what="the widget to show the replacement only")
+    assert table.rows()[0]["note"] == "replaces worker-0, which was killed by SIGKILL"
+
+
+def test_the_restart_budget_stops_a_crash_loop_and_says_so(caplog):
+    cluster = LocalCluster(n_workers=1, restart_limit=2, restart_window=60)
+    client = Client(cluster)
+    try:
+        caplog.set_level(logging.ERROR, logger="scatter_magics.engine.supervisor")
+        for expected in ("worker-1", "worker-2"):
+            os.kill(next(iter(worker_pids(client).values())), signal.SIGKILL)
+            wait_for(lambda: names(client) == [expected], timeout=15, what=expected)
+        os.kill(next(iter(worker_pids(client).values())), signal.SIGKILL)  # the third death
+        wait_for(lambda: client.scheduler_info()["supervision"]["message"], timeout=15,
+                 what="the supervisor to give up")
+        message = client.scheduler_info()["supervision"]["message"]
+        assert "worker-2 was killed by SIGKILL and was not replaced" in message
+        assert "2 workers died within 60 s (the restart budget)" in message
+        assert not client.scheduler_info()["supervision"]["replacing"]
+        assert any(message == r.getMessage() for r in caplog.records)
+        # The user sees it where they look: %cluster, and the live-worker counts.
+        summary = ClusterSummary.snapshot(EmbeddedBackend(client), {})
+        assert "Warning: worker-2 was killed by SIGKILL" in repr(summary)
+        assert EmbeddedBackend(client).n_workers() == 0 == cluster._alive()
+        # An explicit scale() starts again, with a fresh budget.
+        cluster.scale(1)
+        assert names(client) == ["worker-3"]
+        assert client.scheduler_info()["supervision"]["message"] is None
+        assert client.gather(client.scatter("back", hash=False)) == "back"
+    finally:
+        client.close()
+        cluster.close()
+
+
+# ------------------------------------------------------------ orphans ---
+
+OWNER_WITH_A_FORKED_HELPER = textwrap.dedent("""
+    import multiprocessing, os, sys, time
+    import numpy as np
+    from scatter_magics import Client
+
+    def helper():
+        time.sleep(600)
+
+    if __name__ == "__main__":
+        client = Client(n_workers=2)
+        kept = client.scatter(np.ones(1 << 20))  # 8 MiB: a shared-memory segment
+        # What a notebook does when it uses multiprocessing: fork (Linux's default
+        # before Python 3.14), and the child inherits every descriptor we hold.
+        child = multiprocessing.get_context("fork").Process(target=helper, daemon=False)
+        child.start()
+        pids = [w["pid"] for w in client.scheduler_info()["workers"].values()]
+        print(child.pid, client.cluster.shm_pool.prefix, *pids, flush=True)
+        time.sleep(600)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and /dev/shm: Linux")
+def test_workers_end_with_their_owner_even_when_a_forked_child_lives(tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER_WITH_A_FORKED_HELPER)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    helper_pid = 0
+    try:
+        helper, prefix, *pids = owner.stdout.readline().split()
+        helper_pid, pids = int(helper), [int(p) for p in pids]
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+        assert any(name.startswith(prefix) for name in os.listdir("/dev/shm"))
+        owner.kill()
+        owner.wait()
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=10,
+                 what="the workers to exit after their owner was killed")
+        wait_for(lambda: not any(n.startswith(prefix) for n in os.listdir("/dev/shm")),
+                 timeout=10, what="the owner's shared memory to be unlinked")
+        assert alive(helper_pid)  # it really was there all along, holding what it inherited
+    finally:
+        owner.kill()
+        owner.stdout.close()
+        if helper_pid and alive(helper_pid):
+            os.kill(helper_pid, signal.SIGKILL)
