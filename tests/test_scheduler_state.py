@@ -23,8 +23,26 @@ def ops(outgoing) -> list:
 
 
 def test_round_robin_is_weighted_by_threads(state):
-    placement = state.choose_workers(8)
+    placement = [a for [a] in state.choose_workers(8)]
     assert placement.count(B) == 3 * placement.count(A)
+
+
+def test_a_silent_worker_is_unresponsive_and_gets_nothing_until_it_speaks(state):
+    state.publishing = True
+    state.heard_from(A, now=10.0)
+    state.heard_from(B, now=12.0)
+    state.check_heartbeats(now=14.0)  # A silent for 4 s > UNRESPONSIVE_AFTER
+    assert state.info()["workers"][A]["status"] == "unresponsive"
+    assert state.info()["workers"][B]["status"] == "running"
+    assert {"event": "worker-status", "address": A, "name": "worker-0",
+            "status": "unresponsive"} in state.events
+    assert {a for [a] in state.choose_workers(8)} == {B}
+    assert state.choose_workers(2, broadcast=True) == [[B], [B]]
+    with pytest.raises(NoWorkersError, match="unresponsive.*worker-0"):
+        state.choose_workers(1, workers=["worker-0"])
+    state.update_metrics(A, memory=1, now=14.5)  # a heartbeat: usable again
+    assert state.info()["workers"][A]["status"] == "running"
+    assert {a for [a] in state.choose_workers(8)} == {A, B}
 
 
 def test_resolve_workers_by_name_pair_and_address(state):

@@ -153,3 +153,32 @@ def test_workers_end_with_their_owner_even_when_a_forked_child_lives(tmp_path):
         owner.stdout.close()
         if helper_pid and alive(helper_pid):
             os.kill(helper_pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------ heartbeats ---
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_frozen_worker_is_unresponsive_gets_no_data_and_comes_back(make_client, direct):
+    client = make_client(n_workers=2)
+    batches: list = []
+    client.subscribe_events(batches.append)
+    (frozen, pid), (other, _) = sorted(worker_pids(client).items())
+    os.kill(pid, signal.SIGSTOP)  # a debugger, or a C call that never returns
+    try:
+        wait_for(lambda: client.scheduler_info()["workers"][frozen]["status"] == "unresponsive",
+                 timeout=10, what="the frozen worker to be marked unresponsive")
+        assert [e["status"] for e in events_of(batches, "worker-status")] == ["unresponsive"]
+        # Plain scatters, with no timeout, go to the responsive worker and do not hang.
+        futures = client.scatter(list(range(20)), hash=False, direct=direct)
+        assert {a for f in futures for a in client.who_has([f])[f.key]} == {other}
+        assert client.gather(futures) == list(range(20))
+        [everywhere] = client.scatter(["b"], broadcast=True, hash=False, direct=direct)
+        assert client.who_has([everywhere])[everywhere.key] == [other]
+        assert client.submit(len, "abc", pure=False).result(timeout=30) == 3
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: client.scheduler_info()["workers"][frozen]["status"] == "running",
+             timeout=10, what="the resumed worker to be responsive again")
+    assert events_of(batches, "worker-status")[-1]["status"] == "running"
+    futures = client.scatter(list(range(20, 40)), hash=False, direct=direct)
+    assert {a for f in futures for a in client.who_has([f])[f.key]} == {frozen, other}

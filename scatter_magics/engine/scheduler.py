@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Callable
 
@@ -20,6 +21,8 @@ from .scheduler_state import SchedulerState
 from ..structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK_INTERVAL = 0.5  # s between checks for silent workers
 
 
 class LocalClientLink:
@@ -45,10 +48,24 @@ class Scheduler:
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
+        self._heartbeat_watch: asyncio.Task | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
+        self._heartbeat_watch = asyncio.ensure_future(self._watch_heartbeats())
         return self.address
+
+    async def _watch_heartbeats(self) -> None:
+        """Mark workers that stopped sending heartbeats unresponsive (see SchedulerState)."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_CHECK_INTERVAL)
+            now = time.monotonic()
+            # If this loop itself was stalled, the workers' heartbeats may be waiting
+            # unread in our sockets: judge nobody this round.
+            if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                self.apply(self.state.check_heartbeats(now))
+            last = now
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
@@ -56,6 +73,8 @@ class Scheduler:
 
     def close(self) -> None:
         self.closing = True
+        if self._heartbeat_watch is not None:
+            self._heartbeat_watch.cancel()
         self.broadcast_to_workers({"op": "close"})
         self.server.close()
 
@@ -69,7 +88,8 @@ class Scheduler:
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"])),
-            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(a, m["memory"])),
+            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
+                a, m["memory"], time.monotonic())),
         }
         for op, method in self.client_ops().items():
             handlers[op] = self._on_client(method)
@@ -77,7 +97,9 @@ class Scheduler:
 
     def _on_worker(self, change: Callable) -> Callable:
         def handler(channel: Channel, msg: dict):
-            self.apply(change(channel.worker_address, msg) or [])
+            address = channel.worker_address
+            self.apply(self.state.heard_from(address, time.monotonic()) +
+                       (change(address, msg) or []))
         return handler
 
     def _on_client(self, method: Callable) -> Callable:
@@ -109,7 +131,7 @@ class Scheduler:
         channel.on_close.append(lambda ch: self._remove_worker(address))
         self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
                                          msg["memory_limit"], msg.get("pid", 0),
-                                         replaces=msg.get("replaces")))
+                                         replaces=msg.get("replaces"), now=time.monotonic()))
         self._worker_arrived.set()
         return {"ok": True}
 
@@ -185,10 +207,7 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
-        if msg.get("broadcast"):
-            allowed = self.state.resolve_workers(msg.get("workers"))
-            return [allowed] * msg["n"]
-        return [[a] for a in self.state.choose_workers(msg["n"], msg.get("workers"))]
+        return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"))
 
     async def _scatter(self, client_id, msg) -> None:
         data = msg["data"]

@@ -15,6 +15,9 @@ from ..errors import FutureLostError, NoWorkersError, UnknownWorkerError
 
 Outgoing = list  # list[tuple[tuple[str, str], dict]]
 
+UNRESPONSIVE_AFTER = 3.0  # s without a heartbeat (workers send one every 0.5 s)
+METRICS_EVENT_INTERVAL = 1.0  # s between worker-metrics events of one worker
+
 # Internal key states, and the Future status each one shows to users.
 PUBLIC_STATUS = {
     "waiting": "pending", "processing": "pending", "memory": "finished",
@@ -34,6 +37,9 @@ class WorkerInfo:
     processing: set = field(default_factory=set)
     nbytes: int = 0
     memory: int = 0  # resident memory of the process, as last reported
+    status: str = "running"  # or "unresponsive": no heartbeat for UNRESPONSIVE_AFTER s
+    last_seen: float = 0.0  # when the scheduler last heard from it (monotonic s)
+    metrics_published: float = float("-inf")  # when its last worker-metrics event went out
 
     def occupancy(self) -> float:
         return len(self.processing) / self.nthreads
@@ -76,9 +82,9 @@ class SchedulerState:
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
-                   pid: int = 0, replaces: str | None = None) -> Outgoing:
+                   pid: int = 0, replaces: str | None = None, now: float = 0.0) -> Outgoing:
         ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
-                                                replaces)
+                                                replaces, last_seen=now)
         self._emit(self.worker_event(ws))
         out: Outgoing = []
         for ks in self.keys.values():  # tasks that were waiting for any worker at all
@@ -115,12 +121,46 @@ class SchedulerState:
         self._emit({"event": "supervision", **status})
         return []
 
-    def update_metrics(self, address: str, memory: int) -> None:
+    def update_metrics(self, address: str, memory: int, now: float = 0.0) -> Outgoing:
+        """A heartbeat, with the worker's resident memory."""
+        out = self.heard_from(address, now)
         ws = self.workers.get(address)
         if ws is not None:
             ws.memory = memory
-            self._emit({"event": "worker-metrics", "address": address, "memory": memory,
-                        "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
+            if now - ws.metrics_published >= METRICS_EVENT_INTERVAL:
+                ws.metrics_published = now
+                self._emit({"event": "worker-metrics", "address": address, "memory": memory,
+                            "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
+        return out
+
+    # ------------------------------------------------------------ heartbeats ---
+    def heard_from(self, address: str, now: float) -> Outgoing:
+        """Any message from a worker shows it is alive; a silent one is responsive again."""
+        ws = self.workers.get(address)
+        if ws is None:
+            return []
+        ws.last_seen = now
+        if ws.status == "running":
+            return []
+        ws.status = "running"
+        self._emit(self.worker_status_event(ws))
+        return []
+
+    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
+        """Mark workers silent for ``timeout`` s unresponsive: nothing new is placed on them.
+
+        A frozen worker (SIGSTOP, a debugger, a C call holding the GIL) is not removed:
+        its data is still there and it may resume; its connection, not silence, says
+        when it died.
+        """
+        for ws in self.workers.values():
+            if ws.status == "running" and now - ws.last_seen > timeout:
+                ws.status = "unresponsive"
+                self._emit(self.worker_status_event(ws))
+        return []
+
+    def responsive(self, addresses) -> list[str]:
+        return [a for a in addresses if self.workers[a].status == "running"]
 
     def resolve_workers(self, workers) -> list[str]:
         """Addresses for ``workers=`` (addresses, ``(host, port)`` pairs, names), checked."""
@@ -139,14 +179,27 @@ class SchedulerState:
         return list(dict.fromkeys(addresses))
 
     # ------------------------------------------------------------ placing data ---
-    def choose_workers(self, n: int, workers=None) -> list[str]:
-        """A worker for each of ``n`` items: round-robin, weighted by threads."""
+    def choose_workers(self, n: int, workers=None, broadcast: bool = False) -> list[list[str]]:
+        """The workers to hold each of ``n`` items.
+
+        Each item goes to one worker, round-robin weighted by threads, or (``broadcast``)
+        to every allowed worker. Unresponsive workers get nothing; if every allowed
+        worker is unresponsive, say so rather than wait on a frozen process.
+        """
         allowed = self.resolve_workers(workers)
         if not allowed:
             raise NoWorkersError("no workers are connected to the scheduler")
-        slots = [a for a in allowed for _ in range(self.workers[a].nthreads)]
+        usable = self.responsive(allowed)
+        if not usable:
+            silent = ", ".join(f"{self.workers[a].name} ({a})" for a in allowed)
+            raise NoWorkersError(f"every allowed worker is unresponsive (no heartbeat for "
+                                 f"{UNRESPONSIVE_AFTER:g} s): {silent}; it may be stopped or "
+                                 "stuck in a long call holding the GIL")
+        if broadcast:
+            return [usable] * n
+        slots = [a for a in usable for _ in range(self.workers[a].nthreads)]
         start, self._round_robin = self._round_robin, self._round_robin + n
-        return [slots[(start + i) % len(slots)] for i in range(n)]
+        return [[slots[(start + i) % len(slots)]] for i in range(n)]
 
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
                  shared=()) -> Outgoing:
@@ -197,7 +250,7 @@ class SchedulerState:
             ks = self._known(key)
             if ks.state != "memory":
                 continue
-            missing = [a for a in allowed if a not in ks.who_has]
+            missing = [a for a in self.responsive(allowed) if a not in ks.who_has]
             want = len(allowed) if n is None else max(0, n - len(ks.who_has & set(allowed)))
             missing.sort(key=lambda a: self.workers[a].nbytes)
             if missing[:want]:
@@ -235,6 +288,7 @@ class SchedulerState:
         candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
         if not candidates:
             return []  # wait for a (suitable) worker to arrive
+        candidates = self.responsive(candidates) or candidates  # a frozen one may resume
         held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
                 for a in candidates}
         address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
@@ -403,7 +457,8 @@ class SchedulerState:
                 raise ks.exception
             if not ks.who_has:
                 raise FutureLostError(f"key {key!r} has no replica on any worker")
-            out[key] = sorted(ks.who_has)
+            # Responsive holders first: a frozen one is asked only if it is the only one.
+            out[key] = sorted(ks.who_has, key=lambda a: (self.workers[a].status != "running", a))
         return out
 
     def info(self) -> dict:
@@ -414,12 +469,15 @@ class SchedulerState:
                 "supervision": dict(self.supervision), "workers": {
             a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
                 "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
-                "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces}
+                "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces,
+                "status": ws.status}
             for a, ws in self.workers.items()}}
 
     # ------------------------------------------------------------ events ---
     def snapshot(self) -> list[dict]:
         return [self.worker_event(ws) for ws in self.workers.values()] + \
+               [self.worker_status_event(ws) for ws in self.workers.values()
+                if ws.status != "running"] + \
                [self.key_event(ks) for ks in self.keys.values()]
 
     @staticmethod
@@ -427,6 +485,11 @@ class SchedulerState:
         return {"event": "worker-added", "address": ws.address, "name": ws.name,
                 "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
                 "replaces": ws.replaces}
+
+    @staticmethod
+    def worker_status_event(ws: WorkerInfo) -> dict:
+        return {"event": "worker-status", "address": ws.address, "name": ws.name,
+                "status": ws.status}
 
     @staticmethod
     def key_event(ks: KeyInfo) -> dict:

@@ -32,7 +32,7 @@ from .shm import SegmentMapper, unlink_segments
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
-METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
+HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
 OWNER_CHECK_INTERVAL = 0.5  # s between checks that the owner process still lives
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -200,7 +200,7 @@ class Worker:
     async def _report_metrics(self) -> None:
         while True:
             self._report({"op": "metrics", "memory": resident_memory()})
-            await asyncio.sleep(METRICS_INTERVAL)
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
 def _not_aliasing_shared_memory(value):
