@@ -182,3 +182,52 @@ def test_a_frozen_worker_is_unresponsive_gets_no_data_and_comes_back(make_client
     assert events_of(batches, "worker-status")[-1]["status"] == "running"
     futures = client.scatter(list(range(20, 40)), hash=False, direct=direct)
     assert {a for f in futures for a in client.who_has([f])[f.key]} == {frozen, other}
+
+
+# ------------------------------------------------------------ death mid-scatter ---
+
+def kill_while_receiving(client, address: str, pid: int, direct: bool, scatter):
+    """Run ``scatter()`` while the worker at ``address`` is stopped, SIGKILL it mid-put."""
+    import concurrent.futures
+
+    channels = client._workers.channels if direct else client.cluster.scheduler.worker_channels
+    client.scatter("warm", workers=[address], direct=direct)  # the connection exists
+    os.kill(pid, signal.SIGSTOP)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pending = pool.submit(scatter)
+            wait_for(lambda: channels[address]._replies, what="the put-data to be in flight")
+        finally:
+            os.kill(pid, signal.SIGKILL)
+        return pending.result(timeout=30)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_scatter_whose_worker_dies_midway_lands_on_a_survivor(make_client, direct):
+    client = make_client(n_workers=2)
+    (victim, pid), (survivor, _) = sorted(worker_pids(client).items())
+    values = [np.full(1000, i) for i in range(6)]  # round-robin: half go to the victim
+    futures = kill_while_receiving(client, victim, pid, direct,
+                                   lambda: client.scatter(values, hash=False, direct=direct))
+    assert all(f.status == "finished" for f in futures)
+    assert {a for f in futures for a in client.who_has([f])[f.key]} == {survivor}
+    for value, got in zip(values, client.gather(futures)):
+        np.testing.assert_array_equal(got, value)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_scatter_whose_only_allowed_worker_dies_names_the_key_and_worker(make_client, direct):
+    from scatter_magics.errors import WorkerDiedError
+
+    client = make_client(n_workers=2)
+    (victim, pid), _ = sorted(worker_pids(client).items())
+    with pytest.raises(WorkerDiedError) as info:
+        kill_while_receiving(client, victim, pid, direct, lambda: client.scatter(
+            {"precious": 1}, workers=[victim], direct=direct))
+    message = str(info.value)
+    assert "'precious'" in message and victim in message  # the worker's own address
+    # The dead worker is replaced; the cluster is usable and nothing half-scattered stays.
+    wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=15,
+             what="the replacement")
+    assert "precious" not in client.who_has()
+    assert client.gather(client.scatter({"precious": 2})) == {"precious": 2}

@@ -24,6 +24,7 @@ from ..backend import register_client
 from ..errors import ClientClosedError
 from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
+from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
@@ -203,22 +204,20 @@ class Client:
         nbytes = {key: s.nbytes for key, s in payload.items()}
         shared = [key for key, s in payload.items() if s.in_shared_memory]
         if self._direct(direct):
-            targets = await self._link.request({"op": "choose-workers", "n": len(payload),
-                                                "workers": workers, "broadcast": broadcast,
-                                                "timeout": wait})
-            placement = dict(zip(payload, targets))
-            by_worker: dict[str, dict] = {}
-            for key, addresses in placement.items():
-                for address in addresses:
-                    by_worker.setdefault(address, {})[key] = payload[key]
-            try:
-                await _all(self._workers.request(a, {"op": "put-data", "data": d})
-                           for a, d in by_worker.items())
-            except BaseException:  # failed, timed out or interrupted
-                await self._take_back(by_worker)
-                raise
-            await self._link.request({"op": "update-data", "placement": placement,
-                                      "nbytes": nbytes, "types": types, "shared": shared})
+            async def choose(keys, exclude):
+                return await self._link.request({
+                    "op": "choose-workers", "n": len(keys), "workers": workers,
+                    "broadcast": broadcast, "timeout": wait, "exclude": exclude})
+
+            async def put(address, keys):
+                return await self._workers.request(
+                    address, {"op": "put-data", "data": {k: payload[k] for k in keys}})
+
+            async def record(placement):
+                return await self._link.request({"op": "update-data", "placement": placement,
+                                                 "nbytes": nbytes, "types": types,
+                                                 "shared": shared})
+            await place(list(payload), choose, put, record, self._take_back)
         else:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,

@@ -16,9 +16,9 @@ from typing import Callable
 from . import inheritance
 from .comm import Channel, Server
 from ..errors import CommClosedError, NoWorkersError
+from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
-from ..structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class Scheduler:
         """Ops a client may call, as ``method(client_id, msg)``."""
         return {
             "scatter": self._scatter, "choose-workers": self._choose_workers,
-            "update-data": self._update_data, "gather": self._gather,
+            "update-data": self._record, "gather": self._gather,
             "unrecorded": self._unrecorded,
             "locations": self._locations, "who-has": self._who_has,
             "has-what": self._has_what, "scheduler-info": self._info,
@@ -207,33 +207,40 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
-        return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"))
+        return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"),
+                                         exclude=msg.get("exclude", ()))
 
     async def _scatter(self, client_id, msg) -> None:
         data = msg["data"]
-        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
-        placement = dict(zip(data, targets))
-        by_worker: dict[str, dict] = {}
-        for key, addresses in placement.items():
-            for address in addresses:
-                by_worker.setdefault(address, {})[key] = data[key]
-        try:
-            await _all(self._request_worker(a, {"op": "put-data", "data": d})
-                       for a, d in by_worker.items())
-        except BaseException:  # timed out or failed: take back what may have landed
+
+        async def choose(keys, exclude):
+            return await self._choose_workers(client_id, {**msg, "n": len(keys),
+                                                          "exclude": exclude})
+
+        async def put(address, keys):
+            return await self._request_worker(address, {"op": "put-data",
+                                                        "data": {k: data[k] for k in keys}})
+
+        async def record(placement):
+            return self._record(client_id, {**msg, "placement": placement})
+
+        async def take_back(by_worker):
             self.discard_unrecorded(by_worker)
-            raise
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+        await place(list(data), choose, put, record, take_back)
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
         for address, keys in self.state.unrecorded(by_worker).items():
             _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": keys})
 
-    def _update_data(self, client_id, msg) -> None:
-        self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+    def _record(self, client_id, msg) -> list[str]:
+        """Record where scattered keys landed; return those whose every holder is gone."""
+        placement = {k: [a for a in addresses if a in self.state.workers]
+                     for k, addresses in msg["placement"].items()}
+        gone = [k for k, addresses in placement.items() if not addresses]
+        self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
+                                       msg["nbytes"], msg["types"], msg.get("shared", ())))
+        return gone
 
     def _unrecorded(self, client_id, msg) -> dict:
         return self.state.unrecorded(msg["by_worker"])

@@ -179,14 +179,16 @@ class SchedulerState:
         return list(dict.fromkeys(addresses))
 
     # ------------------------------------------------------------ placing data ---
-    def choose_workers(self, n: int, workers=None, broadcast: bool = False) -> list[list[str]]:
+    def choose_workers(self, n: int, workers=None, broadcast: bool = False,
+                       exclude=()) -> list[list[str]]:
         """The workers to hold each of ``n`` items.
 
         Each item goes to one worker, round-robin weighted by threads, or (``broadcast``)
         to every allowed worker. Unresponsive workers get nothing; if every allowed
-        worker is unresponsive, say so rather than wait on a frozen process.
+        worker is unresponsive, say so rather than wait on a frozen process. ``exclude``:
+        workers a scatter just saw die, which this state may not know yet.
         """
-        allowed = self.resolve_workers(workers)
+        allowed = [a for a in self.resolve_workers(workers) if a not in exclude]
         if not allowed:
             raise NoWorkersError("no workers are connected to the scheduler")
         usable = self.responsive(allowed)
