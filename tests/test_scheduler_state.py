@@ -136,3 +136,13 @@ def test_a_failed_scatter_takes_back_only_what_is_not_recorded(state):
     state.add_data("c", {"held": [A]}, {"held": 8}, {"held": "int"})
     sent = {A: ["held", "new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
     assert state.unrecorded(sent) == {A: ["new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
+
+
+def test_a_standing_broadcast_reaches_workers_that_join_later(state):
+    state.add_data("c", {"x": [A, B]}, {"x": 10}, {"x": "int"}, broadcast=True)
+    state.add_data("c", {"y": [A]}, {"y": 10}, {"y": "int"})  # a plain scatter stays put
+    C = "tcp://127.0.0.1:1003"
+    out = state.add_worker(C, "worker-2", nthreads=1, memory_limit=100, replaces="worker-0")
+    assert out == [(("worker", C), {"op": "acquire", "who_has": {"x": [A, B]}})]
+    state.acquired(C, {"x": 10}, [])
+    assert state.who_has(["x", "y"]) == {"x": [A, B, C], "y": [A]}

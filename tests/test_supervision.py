@@ -182,6 +182,9 @@ def test_a_frozen_worker_is_unresponsive_gets_no_data_and_comes_back(make_client
     assert events_of(batches, "worker-status")[-1]["status"] == "running"
     futures = client.scatter(list(range(20, 40)), hash=False, direct=direct)
     assert {a for f in futures for a in client.who_has([f])[f.key]} == {frozen, other}
+    # The broadcast made while it was frozen reaches it now (a standing broadcast).
+    wait_for(lambda: set(client.who_has([everywhere])[everywhere.key]) == {frozen, other},
+             timeout=10, what="the broadcast to reach the resumed worker")
 
 
 # ------------------------------------------------------------ death mid-scatter ---
@@ -231,3 +234,47 @@ def test_a_scatter_whose_only_allowed_worker_dies_names_the_key_and_worker(make_
              what="the replacement")
     assert "precious" not in client.who_has()
     assert client.gather(client.scatter({"precious": 2})) == {"precious": 2}
+
+
+# ------------------------------------------------------------ standing broadcast ---
+
+def holders(client, future) -> set[str]:
+    """Names of the workers holding ``future`` (an address while it is not known yet)."""
+    where = client.who_has([future])[future.key]
+    workers = client.scheduler_info()["workers"]
+    return {workers[a]["name"] if a in workers else a for a in where}
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_broadcast_stays_on_every_worker_replacements_and_new_ones(make_client, direct):
+    client = make_client(n_workers=2)
+    array = np.arange(1 << 18)  # 2 MiB: in shared memory
+    everywhere = client.scatter(array, broadcast=True, direct=direct)
+    assert holders(client, everywhere) == {"worker-0", "worker-1"}
+    os.kill(worker_pids(client)[client.who_has([everywhere])[everywhere.key][0]], signal.SIGKILL)
+    wait_for(lambda: len(holders(client, everywhere)) == 2 and "worker-2" in holders(
+        client, everywhere), timeout=15, what="the replacement to receive the broadcast")
+    client.cluster.scale(3)
+    wait_for(lambda: holders(client, everywhere) == set(names(client)) and len(names(client)) == 3,
+             timeout=15, what="the new worker to receive the broadcast")
+    def holds_locally(key: str) -> bool:
+        from scatter_magics.engine import worker
+        return key in worker.CURRENT.data
+
+    for name in names(client):  # really there, not fetched on demand
+        assert client.submit(holds_locally, everywhere.key, workers=[name],
+                             pure=False).result(timeout=30)
+    np.testing.assert_array_equal(client.gather(everywhere), array)
+
+
+def test_a_restricted_broadcast_goes_to_the_allowed_workers_and_their_replacements(make_client):
+    client = make_client(n_workers=3)
+    some = client.scatter("for 0 and 1", broadcast=True, workers=["worker-0", "worker-1"],
+                          hash=False)
+    assert holders(client, some) == {"worker-0", "worker-1"}
+    client.cluster.scale(4)  # worker-3 is not allowed
+    os.kill(worker_pids(client)[next(a for a, w in client.scheduler_info()["workers"].items()
+                                     if w["name"] == "worker-0")], signal.SIGKILL)
+    wait_for(lambda: holders(client, some) == {"worker-1", "worker-4"}, timeout=15,
+             what="worker-0's replacement to receive the broadcast")
+    assert len(names(client)) == 4 and "worker-3" not in holders(client, some)

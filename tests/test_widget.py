@@ -250,6 +250,9 @@ def test_worker_killed_loses_only_data_it_held_alone(make_client):
         # how fast is a benchmark's business, not an assertion's.
         wait_for(lambda: row_is(futures, alone.key, "lost", 0), timeout=10, what="lost")
         assert row(futures, everywhere.key)["status"] == "finished"
+        # A broadcast stays on every worker: the replacement receives a replica.
+        wait_for(lambda: sorted(futures.worker_names[a] for a in row(futures, everywhere.key)[
+            "workers"]) == ["worker-1", "worker-2"], what="the broadcast on the replacement")
         # The dead worker is replaced (supervision), under a name that says whom it replaced.
         wait_for(lambda: [w["name"] for w in cluster.workers] == ["worker-1", "worker-2"],
                  what="worker-0 gone, worker-2 in its place")

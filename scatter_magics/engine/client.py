@@ -216,7 +216,8 @@ class Client:
             async def record(placement):
                 return await self._link.request({"op": "update-data", "placement": placement,
                                                  "nbytes": nbytes, "types": types,
-                                                 "shared": shared})
+                                                 "shared": shared, "broadcast": broadcast,
+                                                 "workers": workers})
             await place(list(payload), choose, put, record, self._take_back)
         else:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,

@@ -88,6 +88,8 @@ class Scheduler:
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"])),
+            "acquired": self._on_worker(lambda a, m: self.state.acquired(
+                a, m["fetched"], m["failed"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
                 a, m["memory"], time.monotonic())),
         }
@@ -239,7 +241,8 @@ class Scheduler:
                      for k, addresses in msg["placement"].items()}
         gone = [k for k, addresses in placement.items() if not addresses]
         self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
-                                       msg["nbytes"], msg["types"], msg.get("shared", ())))
+                                       msg["nbytes"], msg["types"], msg.get("shared", ()),
+                                       msg.get("broadcast", False), msg.get("workers")))
         return gone
 
     def _unrecorded(self, client_id, msg) -> dict:

@@ -35,6 +35,7 @@ class WorkerInfo:
     replaces: str | None = None  # the dead worker this one was started in place of
     keys: set = field(default_factory=set)
     processing: set = field(default_factory=set)
+    acquiring: set = field(default_factory=set)  # standing-broadcast keys being fetched
     nbytes: int = 0
     memory: int = 0  # resident memory of the process, as last reported
     status: str = "running"  # or "unresponsive": no heartbeat for UNRESPONSIVE_AFTER s
@@ -67,6 +68,8 @@ class KeyInfo:
     exception: BaseException | None = None
     traceback: str | None = None
     shared: bool = False  # one copy in shared memory, however many workers map it
+    standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
+    broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
 
 
 class SchedulerState:
@@ -79,6 +82,7 @@ class SchedulerState:
         self.publishing = False  # record events only while someone subscribes
         self._round_robin = 0  # where the next round-robin placement starts
         self.supervision: dict = {}  # the cluster's worker supervisor: restarts, budget
+        self.standing: set[str] = set()  # keys broadcast for their whole life
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
@@ -86,7 +90,7 @@ class SchedulerState:
         ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
                                                 replaces, last_seen=now)
         self._emit(self.worker_event(ws))
-        out: Outgoing = []
+        out: Outgoing = self._inherit_broadcasts(ws) + self._top_up_broadcasts(ws)
         for ks in self.keys.values():  # tasks that were waiting for any worker at all
             if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
                 out += self._schedule(ks)
@@ -114,6 +118,8 @@ class SchedulerState:
             if ks is not None and ks.state == "processing":
                 ks.state, ks.processing_on = "waiting", None
                 out += self._schedule(ks)
+        for other in self.workers.values():  # fetches from the dead worker may have failed
+            out += self._top_up_broadcasts(other)
         return out
 
     def set_supervision(self, status: dict) -> Outgoing:
@@ -144,7 +150,7 @@ class SchedulerState:
             return []
         ws.status = "running"
         self._emit(self.worker_status_event(ws))
-        return []
+        return self._top_up_broadcasts(ws)  # what was broadcast while it was frozen
 
     def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
         """Mark workers silent for ``timeout`` s unresponsive: nothing new is placed on them.
@@ -204,8 +210,12 @@ class SchedulerState:
         return [[slots[(start + i) % len(slots)]] for i in range(n)]
 
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
-                 shared=()) -> Outgoing:
-        """Keys now held in memory: ``placement`` maps key → addresses that store it."""
+                 shared=(), broadcast: bool = False, workers=None) -> Outgoing:
+        """Keys now held in memory: ``placement`` maps key → addresses that store it.
+
+        ``broadcast``: the keys keep a replica on every (``workers=``-allowed) live
+        worker for their whole life, on workers that join later too.
+        """
         out: Outgoing = []
         for key, addresses in placement.items():
             ks = self.keys.get(key)
@@ -217,9 +227,64 @@ class SchedulerState:
             ks.state, ks.type = "memory", types.get(key, ks.type)
             if client is not None:
                 ks.wanted_by.add(client)
+            if broadcast:
+                self._make_standing(ks, workers)
             self._emit_key(ks)
             out += self._release_dependents(ks)
+        if broadcast:  # workers that joined (or woke) while this scatter was on its way
+            for ws in list(self.workers.values()):
+                out += self._top_up_broadcasts(ws)
         return out
+
+    # ------------------------------------------------------------ standing broadcasts ---
+    def _make_standing(self, ks: KeyInfo, workers) -> None:
+        names = None if workers is None else self._names_of(workers)
+        if ks.standing and (ks.broadcast_names is None or names is None):
+            names = None  # broadcast to everyone once: it stays so
+        elif ks.standing:
+            names |= ks.broadcast_names
+        ks.standing, ks.broadcast_names = True, names
+        self.standing.add(ks.key)
+
+    def _names_of(self, workers) -> set[str]:
+        """Names of the workers ``workers=`` named (names, addresses or pairs), live or not."""
+        if isinstance(workers, str) or _is_pair_list(workers):
+            workers = [workers]
+        by_address = {ws.address: ws.name for ws in self.workers.values()}
+        return {by_address.get(_normalize_worker(w), w if isinstance(w, str) else repr(w))
+                for w in workers}
+
+    def _inherit_broadcasts(self, ws: WorkerInfo) -> Outgoing:
+        """A replacement is allowed whatever the worker it replaces was allowed."""
+        for key in self.standing:
+            names = self.keys[key].broadcast_names
+            if names is not None and ws.replaces in names:
+                names.add(ws.name)
+        return []
+
+    def _top_up_broadcasts(self, ws: WorkerInfo) -> Outgoing:
+        """Ask ``ws`` to fetch the standing broadcasts it should hold and does not."""
+        if ws.status != "running":
+            return []
+        who_has = {}
+        for key in self.standing:
+            ks = self.keys[key]
+            if (ks.state == "memory" and ks.who_has and key not in ws.keys
+                    and key not in ws.acquiring
+                    and (ks.broadcast_names is None or ws.name in ks.broadcast_names)):
+                who_has[key] = sorted(ks.who_has)
+        if not who_has:
+            return []
+        ws.acquiring.update(who_has)
+        return [(("worker", ws.address), {"op": "acquire", "who_has": who_has})]
+
+    def acquired(self, address: str, fetched: dict, failed: list) -> Outgoing:
+        """A worker fetched standing broadcasts (``{key: nbytes}``); ``failed`` it could not."""
+        ws = self.workers.get(address)
+        if ws is not None:
+            ws.acquiring.difference_update(fetched)
+            ws.acquiring.difference_update(failed)
+        return self.add_replicas(address, fetched)
 
     def _add_replica(self, ks: KeyInfo, address: str, nbytes: int | None) -> None:
         ws = self.workers.get(address)
@@ -403,6 +468,7 @@ class SchedulerState:
 
     def _forget(self, ks: KeyInfo) -> Outgoing:
         self.keys.pop(ks.key, None)
+        self.standing.discard(ks.key)
         out: Outgoing = []
         for address in ks.who_has:
             ws = self.workers.get(address)

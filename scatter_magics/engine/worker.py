@@ -84,6 +84,7 @@ class Worker:
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
+                "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
                 "compute": self._compute, "close": lambda ch, msg: self.closed.set()}
 
@@ -131,6 +132,21 @@ class Worker:
         """Copy keys from the peers listed in ``who_has`` into this worker."""
         await self._gather_from_peers(msg["who_has"])
         return {key: self.data[key].nbytes for key in msg["who_has"]}
+
+    def _acquire(self, channel, msg) -> None:
+        """Fetch standing-broadcast keys from peers, then say what arrived (one-way)."""
+        self._spawn(self._acquire_and_report(msg["who_has"]))
+
+    async def _acquire_and_report(self, who_has: dict) -> None:
+        try:
+            fetched = await self._gather_from_peers(who_has)
+        except (CommClosedError, KeyError) as exc:  # its holders died meanwhile
+            logger.debug("could not fetch %s: %s", list(who_has), exc)
+            self._report({"op": "acquired", "fetched": {}, "failed": list(who_has)})
+            return
+        held = {k: self.data[k].nbytes for k in who_has if k in self.data}
+        self._report({"op": "acquired", "fetched": {**held, **fetched},
+                      "failed": [k for k in who_has if k not in held]})
 
     async def _gather_from_peers(self, who_has: dict) -> dict:
         """Fetch the keys this worker lacks; return ``{key: nbytes}`` of what it fetched.
