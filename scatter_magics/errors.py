@@ -47,6 +47,10 @@ class FutureLostError(ScatterMagicsError):
     """Every worker that held a key's data died."""
 
 
+class KilledWorkerError(ScatterMagicsError):
+    """A task's workers kept dying while they ran it (Dask's ``KilledWorker``)."""
+
+
 class FutureCancelledError(ScatterMagicsError, CancelledError):
     """The future was cancelled or released before its value was asked for."""
 

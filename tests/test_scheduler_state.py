@@ -146,3 +146,20 @@ def test_a_standing_broadcast_reaches_workers_that_join_later(state):
     assert out == [(("worker", C), {"op": "acquire", "who_has": {"x": [A, B]}})]
     state.acquired(C, {"x": 10}, [])
     assert state.who_has(["x", "y"]) == {"x": [A, B, C], "y": [A]}
+
+
+def test_a_lost_result_is_recomputed_when_its_inputs_remain(state):
+    state.add_data("c", {"x": [A, B]}, {"x": 10}, {"x": "int"})
+    state.add_data("c", {"s": [A]}, {"s": 10}, {"s": "int"})
+    [((_, ran_on), compute)] = state.submit("c", "y", "task", {"x"}, ["worker-0"])
+    assert ran_on == A and compute["op"] == "compute"
+    state.keys["y"].restrictions = set()  # (only to choose where it first ran)
+    state.task_finished(A, "y", 10, "int")
+    assert state.who_has(["y"]) == {"y": [A]}
+    out = state.remove_worker(A, "was killed by SIGKILL")
+    assert ((("client", "c"), {"op": "key-update", "key": "y", "status": "pending", "type": "int",
+                               "exception": None, "traceback": None}) in out)
+    assert ("worker", B) in [dest for dest, msg in out if msg["op"] == "compute"]
+    lost = state.keys["s"].exception  # scattered, held only by A: lost, and says what to do
+    assert state.keys["s"].state == "lost"
+    assert "'s'" in str(lost) and "worker-0" in str(lost) and "scatter it again" in str(lost)

@@ -278,3 +278,36 @@ def test_a_restricted_broadcast_goes_to_the_allowed_workers_and_their_replacemen
     wait_for(lambda: holders(client, some) == {"worker-1", "worker-4"}, timeout=15,
              what="worker-0's replacement to receive the broadcast")
     assert len(names(client)) == 4 and "worker-3" not in holders(client, some)
+
+
+# ------------------------------------------------------------ recompute ---
+
+def test_a_result_whose_holder_died_is_recomputed_from_its_inputs(make_client):
+    from scatter_magics.errors import FutureLostError
+
+    client = make_client(n_workers=2)
+    x = client.scatter(np.arange(10), broadcast=True)  # the input survives any one death
+    y = client.submit(lambda a: a * 2, x, pure=False)
+    z = client.submit(lambda b: int(b.sum()), y, pure=False)  # runs where y is
+    assert z.result(timeout=30) == 90
+    scattered = client.scatter("only here", workers=client.who_has([y])[y.key], hash=False)
+    gone_input = client.scatter(np.ones(3), workers=client.who_has([y])[y.key], hash=False)
+    w = client.submit(lambda v: v + 1, gone_input, pure=False)
+    w.result(timeout=30)
+    del gone_input  # released once w no longer needs it: w cannot be recomputed
+    wait_for(lambda: len(client.who_has()) == 5, what="the input of w to be released")
+    [holder] = client.who_has([y])[y.key]
+    holder_name = client.scheduler_info()["workers"][holder]["name"]
+    assert client.who_has([w])[w.key] == [holder]
+    os.kill(worker_pids(client)[holder], signal.SIGKILL)
+
+    np.testing.assert_array_equal(y.result(timeout=30), np.arange(10) * 2)
+    assert z.result(timeout=30) == 90 and z.status == "finished"
+    assert holder not in client.who_has([y, z])[y.key] + client.who_has([y, z])[z.key]
+    wait_for(lambda: scattered.status == "lost" and w.status == "lost", what="the lost keys")
+    lost = str(scattered.exception())
+    assert scattered.key in lost and holder_name in lost and holder in lost
+    assert "was killed by SIGKILL" in lost and "scatter it again" in lost
+    assert "cannot be recomputed" in str(w.exception())
+    with pytest.raises(FutureLostError, match=scattered.key):
+        client.gather(scattered)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
 from ..backend import register_client
-from ..errors import ClientClosedError
+from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
 from .placing import place
@@ -39,6 +39,7 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 
 class Subscription:
@@ -270,6 +271,16 @@ class Client:
                               for k, s in serialized.items()}))
 
     async def _gather(self, states: dict, errors: str, direct) -> dict:
+        for attempt in range(GATHER_ATTEMPTS):
+            try:
+                return await self._gather_once(states, errors, direct)
+            except FutureLostError:
+                # Its holder died mid-read and the scheduler is recomputing it (the key
+                # went back to pending before this error reached us): wait, read again.
+                if attempt == GATHER_ATTEMPTS - 1 or all(s.done() for s in states.values()):
+                    raise
+
+    async def _gather_once(self, states: dict, errors: str, direct) -> dict:
         await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import FutureLostError, NoWorkersError, UnknownWorkerError
+from ..errors import FutureLostError, KilledWorkerError, NoWorkersError, UnknownWorkerError
 
 Outgoing = list  # list[tuple[tuple[str, str], dict]]
 
 UNRESPONSIVE_AFTER = 3.0  # s without a heartbeat (workers send one every 0.5 s)
 METRICS_EVENT_INTERVAL = 1.0  # s between worker-metrics events of one worker
+ALLOWED_FAILURES = 3  # deaths of a worker running a task before the task fails (as Dask)
 
 # Internal key states, and the Future status each one shows to users.
 PUBLIC_STATUS = {
@@ -65,6 +66,7 @@ class KeyInfo:
     dependents: set | frozenset = NONE  # a set of its own from the first dependent on
     restrictions: set | frozenset = NONE
     processing_on: str | None = None
+    deaths: int = 0  # workers that died while running its task
     exception: BaseException | None = None
     traceback: str | None = None
     shared: bool = False  # one copy in shared memory, however many workers map it
@@ -104,23 +106,92 @@ class SchedulerState:
         self._emit({"event": "worker-removed", "address": address, "name": ws.name,
                     "reason": reason})
         out: Outgoing = []
+        orphaned = []  # keys in memory whose last holder this was
         for key in ws.keys:
             ks = self.keys.get(key)
             if ks is None:
                 continue
             ks.who_has.discard(address)
             if not ks.who_has and ks.state == "memory":
-                out += self._lose(ks, f"the only worker holding it ({ws.name}, {address}) died")
+                orphaned.append(ks)
             else:
                 self._emit_key(ks)
+        out += self._recover(orphaned, f"{ws.name} ({address}) {reason}")
         for key in ws.processing:
             ks = self.keys.get(key)
             if ks is not None and ks.state == "processing":
-                ks.state, ks.processing_on = "waiting", None
-                out += self._schedule(ks)
+                out += self._retry_task(ks, f"{ws.name} ({address}) {reason}")
         for other in self.workers.values():  # fetches from the dead worker may have failed
             out += self._top_up_broadcasts(other)
         return out
+
+    # ------------------------------------------------------------ recovery ---
+    def _recover(self, orphaned: list, death: str) -> Outgoing:
+        """Keys whose every holder died: recompute those that can be, lose the others.
+
+        A computed key is recomputed from its task when each input is still held, or
+        can itself be recomputed (the dead worker may have held both). Scattered data
+        has no task: it is lost, with a message that says what to do.
+        """
+        out: Outgoing = []
+        doomed = {ks.key for ks in orphaned}
+        able = {ks.key for ks in orphaned if self._recomputable(ks, doomed, set())}
+        for ks in orphaned:
+            if ks.key in able:
+                out += self._recompute(ks, able)
+            elif ks.task is None:
+                out += self._lose(ks, f"its only holder {death}, and it was "
+                                  "scattered data with no other replica: scatter it again "
+                                  "(broadcast=True keeps a replica on every worker)")
+            else:
+                out += self._lose(ks, f"its only holder {death}, and it cannot be "
+                                  "recomputed: an input of its task is no longer held "
+                                  "(released or lost); submit it again with its inputs")
+        return out
+
+    def _recomputable(self, ks: KeyInfo, doomed: set, seen: set) -> bool:
+        if ks.task is None or ks.key in seen:
+            return False
+        seen.add(ks.key)
+        for dep in ks.deps:
+            dks = self.keys.get(dep)
+            if dks is None or dks.state in ("error", "lost", "cancelled", "released"):
+                return False
+            if dep in doomed and not self._recomputable(dks, doomed, seen):
+                return False
+        return True
+
+    def _recompute(self, ks: KeyInfo, recomputing: set) -> Outgoing:
+        """Run ``ks``'s task again; its futures show ``pending`` until it finishes."""
+        if ks.waiting_on is NONE:
+            ks.waiting_on = set()
+        ks.state = "waiting"
+        ks.waiting_on.update(d for d in ks.deps if d in recomputing or
+                             self.keys[d].state != "memory")
+        self._emit_key(ks)
+        out = self._notify(ks)
+        for dep_key in list(ks.dependents):  # tasks that would read it wait for it again
+            dks = self.keys.get(dep_key)
+            if dks is not None and dks.state in ("waiting", "processing"):
+                if dks.processing_on in self.workers:
+                    self.workers[dks.processing_on].processing.discard(dep_key)
+                dks.state, dks.processing_on = "waiting", None
+                dks.waiting_on.add(ks.key)
+        return out + (self._schedule(ks) if not ks.waiting_on else [])
+
+    def _retry_task(self, ks: KeyInfo, death: str) -> Outgoing:
+        """A task whose worker died while running it runs elsewhere, a few times at most.
+
+        A task that kills every worker it runs on (it exhausts memory, say) would
+        otherwise take the whole cluster down, one replacement after another.
+        """
+        ks.state, ks.processing_on = "waiting", None
+        ks.deaths += 1
+        if ks.deaths > ALLOWED_FAILURES:
+            return self._fail(ks, KilledWorkerError(
+                f"task {ks.key!r} was running on {ks.deaths} workers that died, the last "
+                f"{death}: it may be what kills them (memory?); it is not retried again"), "")
+        return self._schedule(ks)
 
     def set_supervision(self, status: dict) -> Outgoing:
         self.supervision = status
