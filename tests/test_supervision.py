@@ -311,3 +311,18 @@ def test_a_result_whose_holder_died_is_recomputed_from_its_inputs(make_client):
     assert "cannot be recomputed" in str(w.exception())
     with pytest.raises(FutureLostError, match=scattered.key):
         client.gather(scattered)
+
+
+def test_a_task_that_kills_its_workers_fails_after_three_retries(make_client):
+    from scatter_magics.errors import KilledWorkerError
+
+    client = make_client(n_workers=2)
+
+    def out_of_memory():
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would, every time
+
+    with pytest.raises(KilledWorkerError, match="was running on 4 workers that died"):
+        client.submit(out_of_memory, pure=False).result(timeout=45)
+    wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=15,
+             what="the replacements")
+    assert client.submit(lambda: "fine", pure=False).result(timeout=30) == "fine"

@@ -5,76 +5,23 @@ messages to send as ``(destination, message)`` pairs, where a destination is
 ``("worker", address)`` or ``("client", client_id)``. Event-stream records accumulate in
 :attr:`SchedulerState.events` for whoever publishes them. No sockets, no ``await``:
 ``scheduler.py`` does the I/O around it, and tests drive it directly.
+
+The records live in ``scheduler_records.py``; heartbeats and placement in
+``scheduler_workers.py``; recompute, retries and standing broadcasts in
+``scheduler_recovery.py`` (mixins of :class:`SchedulerState`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..errors import FutureLostError
+from .scheduler_records import NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
+from .scheduler_recovery import Recovery
+from .scheduler_workers import WorkerBook
 
-from ..errors import FutureLostError, KilledWorkerError, NoWorkersError, UnknownWorkerError
-
-Outgoing = list  # list[tuple[tuple[str, str], dict]]
-
-UNRESPONSIVE_AFTER = 3.0  # s without a heartbeat (workers send one every 0.5 s)
-METRICS_EVENT_INTERVAL = 1.0  # s between worker-metrics events of one worker
-ALLOWED_FAILURES = 3  # deaths of a worker running a task before the task fails (as Dask)
-
-# Internal key states, and the Future status each one shows to users.
-PUBLIC_STATUS = {
-    "waiting": "pending", "processing": "pending", "memory": "finished",
-    "error": "error", "lost": "lost", "cancelled": "cancelled", "released": "released",
-}
+__all__ = ["SchedulerState", "KeyInfo", "WorkerInfo", "PUBLIC_STATUS"]
 
 
-@dataclass(eq=False)
-class WorkerInfo:
-    address: str
-    name: str
-    nthreads: int
-    memory_limit: int
-    pid: int = 0
-    replaces: str | None = None  # the dead worker this one was started in place of
-    keys: set = field(default_factory=set)
-    processing: set = field(default_factory=set)
-    acquiring: set = field(default_factory=set)  # standing-broadcast keys being fetched
-    nbytes: int = 0
-    memory: int = 0  # resident memory of the process, as last reported
-    status: str = "running"  # or "unresponsive": no heartbeat for UNRESPONSIVE_AFTER s
-    last_seen: float = 0.0  # when the scheduler last heard from it (monotonic s)
-    metrics_published: float = float("-inf")  # when its last worker-metrics event went out
-
-    def occupancy(self) -> float:
-        return len(self.processing) / self.nthreads
-
-
-# The task-only sets of a key start as this shared empty set: most keys are scattered
-# data, and six sets per key made the garbage collector a third of scattering a list.
-NONE: frozenset = frozenset()
-
-
-@dataclass(eq=False, slots=True)
-class KeyInfo:
-    key: str
-    state: str  # one of PUBLIC_STATUS's keys
-    who_has: set = field(default_factory=set)
-    nbytes: int | None = None
-    type: str | None = None
-    wanted_by: set = field(default_factory=set)  # client ids holding futures
-    task: object = None  # Serialized task, for computed keys
-    deps: set | frozenset = NONE
-    waiting_on: set | frozenset = NONE
-    dependents: set | frozenset = NONE  # a set of its own from the first dependent on
-    restrictions: set | frozenset = NONE
-    processing_on: str | None = None
-    deaths: int = 0  # workers that died while running its task
-    exception: BaseException | None = None
-    traceback: str | None = None
-    shared: bool = False  # one copy in shared memory, however many workers map it
-    standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
-    broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
-
-
-class SchedulerState:
+class SchedulerState(WorkerBook, Recovery):
     """Workers, keys and tasks; see the module docstring for the calling convention."""
 
     def __init__(self):
@@ -125,161 +72,7 @@ class SchedulerState:
             out += self._top_up_broadcasts(other)
         return out
 
-    # ------------------------------------------------------------ recovery ---
-    def _recover(self, orphaned: list, death: str) -> Outgoing:
-        """Keys whose every holder died: recompute those that can be, lose the others.
-
-        A computed key is recomputed from its task when each input is still held, or
-        can itself be recomputed (the dead worker may have held both). Scattered data
-        has no task: it is lost, with a message that says what to do.
-        """
-        out: Outgoing = []
-        doomed = {ks.key for ks in orphaned}
-        able = {ks.key for ks in orphaned if self._recomputable(ks, doomed, set())}
-        for ks in orphaned:
-            if ks.key in able:
-                out += self._recompute(ks, able)
-            elif ks.task is None:
-                out += self._lose(ks, f"its only holder {death}, and it was "
-                                  "scattered data with no other replica: scatter it again "
-                                  "(broadcast=True keeps a replica on every worker)")
-            else:
-                out += self._lose(ks, f"its only holder {death}, and it cannot be "
-                                  "recomputed: an input of its task is no longer held "
-                                  "(released or lost); submit it again with its inputs")
-        return out
-
-    def _recomputable(self, ks: KeyInfo, doomed: set, seen: set) -> bool:
-        if ks.task is None or ks.key in seen:
-            return False
-        seen.add(ks.key)
-        for dep in ks.deps:
-            dks = self.keys.get(dep)
-            if dks is None or dks.state in ("error", "lost", "cancelled", "released"):
-                return False
-            if dep in doomed and not self._recomputable(dks, doomed, seen):
-                return False
-        return True
-
-    def _recompute(self, ks: KeyInfo, recomputing: set) -> Outgoing:
-        """Run ``ks``'s task again; its futures show ``pending`` until it finishes."""
-        if ks.waiting_on is NONE:
-            ks.waiting_on = set()
-        ks.state = "waiting"
-        ks.waiting_on.update(d for d in ks.deps if d in recomputing or
-                             self.keys[d].state != "memory")
-        self._emit_key(ks)
-        out = self._notify(ks)
-        for dep_key in list(ks.dependents):  # tasks that would read it wait for it again
-            dks = self.keys.get(dep_key)
-            if dks is not None and dks.state in ("waiting", "processing"):
-                if dks.processing_on in self.workers:
-                    self.workers[dks.processing_on].processing.discard(dep_key)
-                dks.state, dks.processing_on = "waiting", None
-                dks.waiting_on.add(ks.key)
-        return out + (self._schedule(ks) if not ks.waiting_on else [])
-
-    def _retry_task(self, ks: KeyInfo, death: str) -> Outgoing:
-        """A task whose worker died while running it runs elsewhere, a few times at most.
-
-        A task that kills every worker it runs on (it exhausts memory, say) would
-        otherwise take the whole cluster down, one replacement after another.
-        """
-        ks.state, ks.processing_on = "waiting", None
-        ks.deaths += 1
-        if ks.deaths > ALLOWED_FAILURES:
-            return self._fail(ks, KilledWorkerError(
-                f"task {ks.key!r} was running on {ks.deaths} workers that died, the last "
-                f"{death}: it may be what kills them (memory?); it is not retried again"), "")
-        return self._schedule(ks)
-
-    def set_supervision(self, status: dict) -> Outgoing:
-        self.supervision = status
-        self._emit({"event": "supervision", **status})
-        return []
-
-    def update_metrics(self, address: str, memory: int, now: float = 0.0) -> Outgoing:
-        """A heartbeat, with the worker's resident memory."""
-        out = self.heard_from(address, now)
-        ws = self.workers.get(address)
-        if ws is not None:
-            ws.memory = memory
-            if now - ws.metrics_published >= METRICS_EVENT_INTERVAL:
-                ws.metrics_published = now
-                self._emit({"event": "worker-metrics", "address": address, "memory": memory,
-                            "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
-        return out
-
-    # ------------------------------------------------------------ heartbeats ---
-    def heard_from(self, address: str, now: float) -> Outgoing:
-        """Any message from a worker shows it is alive; a silent one is responsive again."""
-        ws = self.workers.get(address)
-        if ws is None:
-            return []
-        ws.last_seen = now
-        if ws.status == "running":
-            return []
-        ws.status = "running"
-        self._emit(self.worker_status_event(ws))
-        return self._top_up_broadcasts(ws)  # what was broadcast while it was frozen
-
-    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
-        """Mark workers silent for ``timeout`` s unresponsive: nothing new is placed on them.
-
-        A frozen worker (SIGSTOP, a debugger, a C call holding the GIL) is not removed:
-        its data is still there and it may resume; its connection, not silence, says
-        when it died.
-        """
-        for ws in self.workers.values():
-            if ws.status == "running" and now - ws.last_seen > timeout:
-                ws.status = "unresponsive"
-                self._emit(self.worker_status_event(ws))
-        return []
-
-    def responsive(self, addresses) -> list[str]:
-        return [a for a in addresses if self.workers[a].status == "running"]
-
-    def resolve_workers(self, workers) -> list[str]:
-        """Addresses for ``workers=`` (addresses, ``(host, port)`` pairs, names), checked."""
-        if workers is None:
-            return sorted(self.workers)
-        if isinstance(workers, str) or _is_pair_list(workers):
-            workers = [workers]
-        by_name = {ws.name: ws.address for ws in self.workers.values()}
-        addresses = []
-        for w in workers:
-            address = (by_name.get(w) if isinstance(w, str) else None) or _normalize_worker(w)
-            if address not in self.workers:
-                known = ", ".join(f"{ws.name} ({ws.address})" for ws in self.workers.values())
-                raise UnknownWorkerError(f"unknown worker {w!r}; known workers: {known or 'none'}")
-            addresses.append(address)
-        return list(dict.fromkeys(addresses))
-
     # ------------------------------------------------------------ placing data ---
-    def choose_workers(self, n: int, workers=None, broadcast: bool = False,
-                       exclude=()) -> list[list[str]]:
-        """The workers to hold each of ``n`` items.
-
-        Each item goes to one worker, round-robin weighted by threads, or (``broadcast``)
-        to every allowed worker. Unresponsive workers get nothing; if every allowed
-        worker is unresponsive, say so rather than wait on a frozen process. ``exclude``:
-        workers a scatter just saw die, which this state may not know yet.
-        """
-        allowed = [a for a in self.resolve_workers(workers) if a not in exclude]
-        if not allowed:
-            raise NoWorkersError("no workers are connected to the scheduler")
-        usable = self.responsive(allowed)
-        if not usable:
-            silent = ", ".join(f"{self.workers[a].name} ({a})" for a in allowed)
-            raise NoWorkersError(f"every allowed worker is unresponsive (no heartbeat for "
-                                 f"{UNRESPONSIVE_AFTER:g} s): {silent}; it may be stopped or "
-                                 "stuck in a long call holding the GIL")
-        if broadcast:
-            return [usable] * n
-        slots = [a for a in usable for _ in range(self.workers[a].nthreads)]
-        start, self._round_robin = self._round_robin, self._round_robin + n
-        return [[slots[(start + i) % len(slots)]] for i in range(n)]
-
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
                  shared=(), broadcast: bool = False, workers=None) -> Outgoing:
         """Keys now held in memory: ``placement`` maps key → addresses that store it.
@@ -316,14 +109,6 @@ class SchedulerState:
             names |= ks.broadcast_names
         ks.standing, ks.broadcast_names = True, names
         self.standing.add(ks.key)
-
-    def _names_of(self, workers) -> set[str]:
-        """Names of the workers ``workers=`` named (names, addresses or pairs), live or not."""
-        if isinstance(workers, str) or _is_pair_list(workers):
-            workers = [workers]
-        by_address = {ws.address: ws.name for ws in self.workers.values()}
-        return {by_address.get(_normalize_worker(w), w if isinstance(w, str) else repr(w))
-                for w in workers}
 
     def _inherit_broadcasts(self, ws: WorkerInfo) -> Outgoing:
         """A replacement is allowed whatever the worker it replaces was allowed."""
@@ -620,17 +405,6 @@ class SchedulerState:
                [self.key_event(ks) for ks in self.keys.values()]
 
     @staticmethod
-    def worker_event(ws: WorkerInfo) -> dict:
-        return {"event": "worker-added", "address": ws.address, "name": ws.name,
-                "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
-                "replaces": ws.replaces}
-
-    @staticmethod
-    def worker_status_event(ws: WorkerInfo) -> dict:
-        return {"event": "worker-status", "address": ws.address, "name": ws.name,
-                "status": ws.status}
-
-    @staticmethod
     def key_event(ks: KeyInfo) -> dict:
         return {"event": "key", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
                 "workers": sorted(ks.who_has), "nbytes": ks.nbytes, "type": ks.type}
@@ -644,13 +418,3 @@ class SchedulerState:
             self.events.append(event)
 
 
-def _is_pair_list(workers) -> bool:
-    return isinstance(workers, tuple) and len(workers) == 2 and isinstance(workers[1], int)
-
-
-def _normalize_worker(w) -> str:
-    if isinstance(w, tuple) and len(w) == 2:
-        return f"tcp://{w[0]}:{w[1]}"
-    if isinstance(w, str) and "://" not in w and ":" in w:
-        return f"tcp://{w}"
-    return w if isinstance(w, str) else repr(w)
