@@ -107,6 +107,20 @@ def test_the_restart_budget_stops_a_crash_loop_and_says_so(caplog):
         cluster.close()
 
 
+def test_counts_are_of_live_workers_even_before_the_scheduler_notices():
+    cluster = LocalCluster(n_workers=2, restart_limit=0)  # nobody replaces the dead one
+    client = Client(cluster)
+    try:
+        pid = sorted(worker_pids(client).values())[0]
+        os.kill(pid, signal.SIGKILL)
+        cluster.processes[next(n for n, p in cluster.processes.items() if p.pid == pid)].wait()
+        assert EmbeddedBackend(client).n_workers() == 1  # what %cluster stop reports
+        assert "workers=1" in repr(cluster)
+    finally:
+        client.close()
+        cluster.close()
+
+
 # ------------------------------------------------------------ orphans ---
 
 OWNER_WITH_A_FORKED_HELPER = textwrap.dedent("""

@@ -321,7 +321,7 @@ class ScatterMagics(Magics):
                              "a Client created in your code is stopped with its close()")
         n = backend.n_workers()
         self.close()
-        print(f"Stopped the cluster and its {n} workers.")
+        print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")
 
     # -------------------------------------------------------------- the client ---
     def backend(self, start: bool) -> Backend:
