@@ -3,7 +3,11 @@
 The scheduler runs in this process on a :class:`~scatter_magics.loop.LoopThread`. Each
 worker is a ``python -m scatter_magics.engine.worker`` subprocess whose standard input is a pipe
 from us: the secret goes down it, and when this process ends (even by SIGKILL) the pipe
-closes and the worker exits. No worker outlives the process that started it.
+closes and the worker exits; ``PR_SET_PDEATHSIG`` and a watch of our pid back that up
+when a child we forked holds the pipe. No worker outlives the process that started it.
+
+A :class:`~scatter_magics.engine.supervisor.Supervisor` thread spawns the workers and
+replaces those that die, within a restart budget (see docs/internals.md).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Started by :class:`~scatter_magics.cluster.LocalCluster` as
 ``python -m scatter_magics.engine.worker --name NAME ...``, before the scheduler is listening.
 The cluster secret and then the scheduler's address arrive as the first two lines of
-standard input (the secret is never on the command line, where ``ps`` shows it); the
-worker exits when standard input closes, so it dies with the process that started it,
-even if that process was killed with SIGKILL.
+standard input (the secret is never on the command line, where ``ps`` shows it). It
+dies with the process that started it (``--owner-pid``), even one killed with SIGKILL:
+when standard input closes, on ``PR_SET_PDEATHSIG``'s SIGTERM (Linux), or when its parent
+pid changes.
 """
 
 from __future__ import annotations
