@@ -107,12 +107,12 @@ class Recovery:
                 names.add(ws.name)
         return []
 
-    def _top_up_broadcasts(self, ws: WorkerInfo) -> Outgoing:
-        """Ask ``ws`` to fetch the standing broadcasts it should hold and does not."""
+    def _top_up_broadcasts(self, ws: WorkerInfo, keys=None) -> Outgoing:
+        """Ask ``ws`` to fetch the standing broadcasts (of ``keys``) it lacks."""
         if ws.status != "running":
             return []
         who_has = {}
-        for key in self.standing:
+        for key in self.standing if keys is None else keys:
             ks = self.keys[key]
             if (ks.state == "memory" and ks.who_has and key not in ws.keys
                     and key not in ws.acquiring

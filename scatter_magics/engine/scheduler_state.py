@@ -97,50 +97,8 @@ class SchedulerState(WorkerBook, Recovery):
             out += self._release_dependents(ks)
         if broadcast:  # workers that joined (or woke) while this scatter was on its way
             for ws in list(self.workers.values()):
-                out += self._top_up_broadcasts(ws)
+                out += self._top_up_broadcasts(ws, placement)
         return out
-
-    # ------------------------------------------------------------ standing broadcasts ---
-    def _make_standing(self, ks: KeyInfo, workers) -> None:
-        names = None if workers is None else self._names_of(workers)
-        if ks.standing and (ks.broadcast_names is None or names is None):
-            names = None  # broadcast to everyone once: it stays so
-        elif ks.standing:
-            names |= ks.broadcast_names
-        ks.standing, ks.broadcast_names = True, names
-        self.standing.add(ks.key)
-
-    def _inherit_broadcasts(self, ws: WorkerInfo) -> Outgoing:
-        """A replacement is allowed whatever the worker it replaces was allowed."""
-        for key in self.standing:
-            names = self.keys[key].broadcast_names
-            if names is not None and ws.replaces in names:
-                names.add(ws.name)
-        return []
-
-    def _top_up_broadcasts(self, ws: WorkerInfo) -> Outgoing:
-        """Ask ``ws`` to fetch the standing broadcasts it should hold and does not."""
-        if ws.status != "running":
-            return []
-        who_has = {}
-        for key in self.standing:
-            ks = self.keys[key]
-            if (ks.state == "memory" and ks.who_has and key not in ws.keys
-                    and key not in ws.acquiring
-                    and (ks.broadcast_names is None or ws.name in ks.broadcast_names)):
-                who_has[key] = sorted(ks.who_has)
-        if not who_has:
-            return []
-        ws.acquiring.update(who_has)
-        return [(("worker", ws.address), {"op": "acquire", "who_has": who_has})]
-
-    def acquired(self, address: str, fetched: dict, failed: list) -> Outgoing:
-        """A worker fetched standing broadcasts (``{key: nbytes}``); ``failed`` it could not."""
-        ws = self.workers.get(address)
-        if ws is not None:
-            ws.acquiring.difference_update(fetched)
-            ws.acquiring.difference_update(failed)
-        return self.add_replicas(address, fetched)
 
     def _add_replica(self, ks: KeyInfo, address: str, nbytes: int | None) -> None:
         ws = self.workers.get(address)
