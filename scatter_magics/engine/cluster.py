@@ -12,6 +12,7 @@ replaces those that die, within a restart budget (see docs/internals.md).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -27,6 +28,7 @@ from .loop import LoopThread
 from .scheduler import Scheduler
 from .supervisor import (RESTART_LIMIT, RESTART_WINDOW, RestartBudget, Supervisor,
                          describe_exit)
+from .shm_space import SOCKET_ONLY
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class LocalCluster:
         # Dead workers are replaced, at most restart_limit times within restart_window s.
         self.supervisor = Supervisor(self._spawn, self._introduce, self._publish_supervision,
                                      RestartBudget(restart_limit, restart_window))
+        self._trim_task: asyncio.Task | None = None
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
             # overlap with our loop and scheduler starting; they learn its address on stdin.
@@ -92,10 +95,14 @@ class LocalCluster:
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(lambda address, pid: self.supervisor.wake())
         scheduler.exit_reason = self._exit_reason
-        if self.shm_pool is not None:
-            scheduler.on_key_forgotten.append(self.shm_pool.release_key)
-            self.shm_pool.on_destroy.append(lambda names: self.loop.call_soon(
+        pool = self.shm_pool
+        scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
+        if pool is not None:
+            scheduler.on_key_forgotten.append(pool.release_key)
+            scheduler.on_keys_recorded.append(pool.recorded)
+            pool.on_destroy.append(lambda names: self.loop.call_soon(
                 scheduler.broadcast_to_workers, {"op": "forget-segments", "names": names}))
+            self._trim_task = asyncio.ensure_future(_trim_idle_segments(pool))
         return scheduler
 
     @property
@@ -198,6 +205,8 @@ class LocalCluster:
         _open_clusters.discard(self)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
+                if self._trim_task is not None:
+                    self.loop.call_soon(self._trim_task.cancel)
                 self.loop.sync(_call(self.scheduler.close), timeout)
             except Exception:
                 logger.exception("error closing the scheduler")
@@ -220,11 +229,18 @@ async def _call(fn):
     fn()
 
 
+async def _trim_idle_segments(pool: shm.SharedMemoryPool) -> None:
+    """Give shared memory idle for a few seconds back to the system; cancelled by close()."""
+    while True:
+        await asyncio.sleep(shm.IDLE_SECONDS / 2)
+        pool.trim()
+
+
 def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
     try:
         inheritance.forget(proc.stdin.fileno())
         proc.stdin.close()  # the worker exits when its stdin closes
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: closed already)
         pass
     try:
         proc.wait(timeout)

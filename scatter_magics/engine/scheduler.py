@@ -49,6 +49,8 @@ class Scheduler:
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
+        self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
+        self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -209,26 +211,46 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
+        exclude = msg.get("exclude", ())
+        if msg.get("nbytes") is not None:  # sizes known: only workers with room
+            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"),
+                                         exclude=exclude)
+            return list(placement.values())
         return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"),
-                                         exclude=msg.get("exclude", ()))
+                                         exclude=exclude)
 
     async def _scatter(self, client_id, msg) -> None:
-        data = msg["data"]
+        data, nbytes = msg["data"], msg["nbytes"]
+        # Counted against the workers' room while in flight, so concurrent scatters
+        # cannot each see the same free space; released before the data is recorded.
+        in_flight: list[dict] = []
+
+        def stop_counting() -> None:
+            while in_flight:
+                self.state.reserve(in_flight.pop(), nbytes, -1)
 
         async def choose(keys, exclude):
-            return await self._choose_workers(client_id, {**msg, "n": len(keys),
-                                                          "exclude": exclude})
+            targets = await self._choose_workers(client_id, {
+                **msg, "n": len(keys), "nbytes": {k: nbytes[k] for k in keys},
+                "exclude": exclude})
+            in_flight.append(dict(zip(keys, targets)))
+            self.state.reserve(in_flight[-1], nbytes)
+            return targets
 
         async def put(address, keys):
             return await self._request_worker(address, {"op": "put-data",
                                                         "data": {k: data[k] for k in keys}})
 
         async def record(placement):
+            stop_counting()
             return self._record(client_id, {**msg, "placement": placement})
 
         async def take_back(by_worker):
             self.discard_unrecorded(by_worker)
-        await place(list(data), choose, put, record, take_back)
+        try:
+            await place(list(data), choose, put, record, take_back)
+        finally:
+            stop_counting()
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
@@ -240,9 +262,13 @@ class Scheduler:
         placement = {k: [a for a in addresses if a in self.state.workers]
                      for k, addresses in msg["placement"].items()}
         gone = [k for k, addresses in placement.items() if not addresses]
+        shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
         self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
-                                       msg["nbytes"], msg["types"], msg.get("shared", ()),
+                                       msg["nbytes"], msg["types"], shared,
                                        msg.get("broadcast", False), msg.get("workers")))
+        if shared:
+            for callback in self.on_keys_recorded:
+                callback(shared)
         return gone
 
     def _unrecorded(self, client_id, msg) -> dict:
@@ -266,6 +292,8 @@ class Scheduler:
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
         info["address"] = self.address
+        for name, describe in self.info_extras.items():
+            info[name] = describe()
         return info
 
     def _submit(self, client_id, msg) -> None:

@@ -28,6 +28,7 @@ class WorkerInfo:
     memory: int = 0  # resident memory of the process, as last reported
     status: str = "running"  # or "unresponsive": no heartbeat for UNRESPONSIVE_AFTER s
     last_seen: float = 0.0  # when the scheduler last heard from it (monotonic s)
+    reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
     metrics_published: float = float("-inf")  # when its last worker-metrics event went out
 
     def occupancy(self) -> float:

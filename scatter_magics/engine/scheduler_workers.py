@@ -8,6 +8,7 @@ methods that return the messages to send.
 from __future__ import annotations
 
 from ..errors import NoWorkersError, UnknownWorkerError
+from . import limits
 from .scheduler_records import Outgoing, WorkerInfo
 
 UNRESPONSIVE_AFTER = 3.0  # s without a heartbeat (workers send one every 0.5 s)
@@ -88,6 +89,15 @@ class WorkerBook:
         worker is unresponsive, say so rather than wait on a frozen process. ``exclude``:
         workers a scatter just saw die, which this state may not know yet.
         """
+        usable = self.usable_workers(workers, exclude)
+        if broadcast:
+            return [usable] * n
+        slots = [a for a in usable for _ in range(self.workers[a].nthreads)]
+        start, self._round_robin = self._round_robin, self._round_robin + n
+        return [[slots[(start + i) % len(slots)]] for i in range(n)]
+
+    def usable_workers(self, workers=None, exclude=()) -> list[str]:
+        """The allowed, responsive workers, not in ``exclude``; a clear error if none."""
         allowed = [a for a in self.resolve_workers(workers) if a not in exclude]
         if not allowed:
             raise NoWorkersError("no workers are connected to the scheduler")
@@ -97,11 +107,27 @@ class WorkerBook:
             raise NoWorkersError(f"every allowed worker is unresponsive (no heartbeat for "
                                  f"{UNRESPONSIVE_AFTER:g} s): {silent}; it may be stopped or "
                                  "stuck in a long call holding the GIL")
-        if broadcast:
-            return [usable] * n
-        slots = [a for a in usable for _ in range(self.workers[a].nthreads)]
-        start, self._round_robin = self._round_robin, self._round_robin + n
-        return [[slots[(start + i) % len(slots)]] for i in range(n)]
+        return usable
+
+    def place(self, nbytes: dict, workers=None, broadcast: bool = False,
+              exclude=()) -> dict[str, list[str]]:
+        """Workers for each key of ``nbytes`` (key → size) with room under their limits.
+
+        Only responsive workers (see ``choose_workers``); ``exclude``: workers a
+        scatter just saw die, which this state may not know yet.
+        """
+        usable = self.usable_workers(workers, exclude)
+        placement = limits.place(self.workers, usable, nbytes, broadcast, self._round_robin)
+        self._round_robin += len(nbytes)
+        return placement
+
+    def reserve(self, placement: dict, nbytes: dict, sign: int = 1) -> None:
+        """Count (``sign=-1``: stop counting) a scatter in flight against its workers' room."""
+        for key, addresses in placement.items():
+            for address in addresses:
+                ws = self.workers.get(address)
+                if ws is not None and key not in ws.keys:
+                    ws.reserved += sign * (nbytes.get(key) or 0)
 
     def _names_of(self, workers) -> set[str]:
         """Names of the workers ``workers=`` named (names, addresses or pairs), live or not."""
