@@ -182,6 +182,7 @@ def test_a_frozen_worker_is_unresponsive_gets_no_data_and_comes_back(make_client
         wait_for(lambda: client.scheduler_info()["workers"][frozen]["status"] == "unresponsive",
                  timeout=10, what="the frozen worker to be marked unresponsive")
         assert [e["status"] for e in events_of(batches, "worker-status")] == ["unresponsive"]
+        assert "(unresponsive)" in repr(ClusterSummary.snapshot(EmbeddedBackend(client), {}))
         # Plain scatters, with no timeout, go to the responsive worker and do not hang.
         futures = client.scatter(list(range(20)), hash=False, direct=direct)
         assert {a for f in futures for a in client.who_has([f])[f.key]} == {other}

@@ -170,7 +170,8 @@ class ClusterSummary:
             workers.append({"name": w.get("name", address), "address": address,
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
-                            "keys": keys, "labels": [labels.get(k, k) for k in keys]})
+                            "keys": keys, "labels": [labels.get(k, k) for k in keys],
+                            "status": w.get("status", "running")})
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), workers, info.get("shared_memory"), notice)
 
@@ -193,7 +194,9 @@ class ClusterSummary:
             shown = ", ".join(w["labels"][:MAX_KEYS_SHOWN])
             if len(w["labels"]) > MAX_KEYS_SHOWN:
                 shown += f", … {len(w['labels']) - MAX_KEYS_SHOWN} more"
-            rows.append([w["name"], w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
+            name = w["name"] if w.get("status", "running") == "running" else \
+                f"{w['name']} ({w['status']})"  # e.g. frozen: gets no new data
+            rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
                          format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
         return rows
 
