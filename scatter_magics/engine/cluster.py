@@ -201,7 +201,7 @@ class LocalCluster:
         if self.status == "closed":
             return
         self.status = "closed"
-        self.supervisor.replacing = False
+        self.supervisor.stop_replacing()  # before the list of processes to stop is taken
         _open_clusters.discard(self)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:

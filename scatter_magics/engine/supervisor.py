@@ -89,6 +89,7 @@ class Supervisor:
         self.restarts = 0
         self.message: str | None = None  # why replacing stopped (the budget ran out)
         self.target = 0  # how many workers should be alive
+        self._replacing_lock = threading.Lock()  # no replacement starts once closing began
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="scatter-magics-supervisor",
                                         daemon=True)
@@ -126,8 +127,13 @@ class Supervisor:
         """Check the processes now (thread-safe): e.g. the scheduler lost a worker."""
         self._jobs.put(None)
 
+    def stop_replacing(self) -> None:
+        """From now on, nothing is replaced; a replacement being started finishes first."""
+        with self._replacing_lock:
+            self.replacing = False
+
     def stop(self) -> None:
-        self.replacing = False
+        self.stop_replacing()
         if self._thread.is_alive():
             self._jobs.put(_STOP)
             if threading.current_thread() is not self._thread:
@@ -155,8 +161,11 @@ class Supervisor:
         return self._introduce(proc) if introduce else proc
 
     def _replace_dead(self) -> None:
-        if not self.replacing:
-            return
+        with self._replacing_lock:
+            if self.replacing:
+                self._replace_dead_locked()
+
+    def _replace_dead_locked(self) -> None:
         for name, returncode in self.dead_unretired().items():
             self.retired.add(name)
             if self.alive() >= self.target:
