@@ -123,6 +123,24 @@ def test_counts_are_of_live_workers_even_before_the_scheduler_notices():
 
 # ------------------------------------------------------------ orphans ---
 
+def test_workers_outlive_the_short_lived_thread_that_created_the_cluster():
+    # PR_SET_PDEATHSIG fires when the *thread* that forked a worker ends (prctl(2)):
+    # the workers must be forked by a thread that lives as long as the cluster.
+    import threading
+
+    made: list = []
+    creator = threading.Thread(target=lambda: made.append(Client(n_workers=1)))
+    creator.start()
+    creator.join()
+    client = made[0]
+    try:
+        pid = next(iter(worker_pids(client).values()))
+        assert client.submit(lambda: 1, pure=False).result(timeout=30) == 1
+        assert alive(pid) and client.scheduler_info()["supervision"]["restarts"] == 0
+    finally:
+        client.close()
+
+
 OWNER_WITH_A_FORKED_HELPER = textwrap.dedent("""
     import multiprocessing, os, sys, time
     import numpy as np
