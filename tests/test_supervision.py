@@ -359,3 +359,18 @@ def test_a_task_that_kills_its_workers_fails_after_three_retries(make_client):
     wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=15,
              what="the replacements")
     assert client.submit(lambda: "fine", pure=False).result(timeout=30) == "fine"
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
+def test_a_sigterm_to_one_worker_leaves_the_shared_memory_to_the_others(make_client):
+    client = make_client(n_workers=2)
+    array = np.arange(1 << 18)  # in shared memory
+    everywhere = client.scatter(array, broadcast=True)
+    prefix = client.cluster.shm_pool.prefix
+    segments = {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+    assert segments
+    os.kill(sorted(worker_pids(client).values())[0], signal.SIGTERM)  # `kill <pid>`
+    wait_for(lambda: "worker-2" in holders(client, everywhere), timeout=15,
+             what="the replacement to map the broadcast's segment")
+    assert segments <= set(os.listdir("/dev/shm"))
+    np.testing.assert_array_equal(client.gather(everywhere), array)

@@ -308,6 +308,16 @@ def _end_now(shm_prefix: str, *_signal) -> None:
     os._exit(0)
 
 
+def _on_sigterm(shm_prefix: str, owner_pid: int, *_signal) -> None:
+    """Exit; remove the owner's shared memory only if the owner is gone.
+
+    The kernel re-parents us before it sends PR_SET_PDEATHSIG's signal, so a changed
+    parent pid says the owner died. A SIGTERM from anyone else (``kill <pid>``) must
+    not unlink segments the owner and the other workers still use.
+    """
+    _end_now(shm_prefix if owner_pid and os.getppid() != owner_pid else "")
+
+
 def _die_with_owner(shm_prefix: str, owner_pid: int) -> None:
     """Ask Linux for SIGTERM when the owner's spawning thread ends, and exit on it.
 
@@ -315,7 +325,7 @@ def _die_with_owner(shm_prefix: str, owner_pid: int) -> None:
     it forked still holds our pipe. The owner spawns us from a thread that lives as
     long as the cluster (``supervisor.py``), since the signal follows that thread.
     """
-    signal.signal(signal.SIGTERM, functools.partial(_end_now, shm_prefix))
+    signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, shm_prefix, owner_pid))
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
