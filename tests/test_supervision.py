@@ -362,14 +362,20 @@ def test_a_task_that_kills_its_workers_fails_after_three_retries(make_client):
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
-def test_a_sigterm_to_one_worker_leaves_the_shared_memory_to_the_others(make_client):
+@pytest.mark.parametrize("how", ["sigterm", "dropped-connection"])
+def test_one_worker_ending_leaves_the_shared_memory_to_the_others(make_client, how):
     client = make_client(n_workers=2)
     array = np.arange(1 << 18)  # in shared memory
     everywhere = client.scatter(array, broadcast=True)
     prefix = client.cluster.shm_pool.prefix
     segments = {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
     assert segments
-    os.kill(sorted(worker_pids(client).values())[0], signal.SIGTERM)  # `kill <pid>`
+    address, pid = sorted(worker_pids(client).items())[0]
+    if how == "sigterm":
+        os.kill(pid, signal.SIGTERM)  # `kill <pid>`
+    else:  # the scheduler drops it (as it does a peer sending garbage): it exits
+        scheduler = client.cluster.scheduler
+        client.loop.call_soon(lambda: scheduler.worker_channels[address].close())
     wait_for(lambda: "worker-2" in holders(client, everywhere), timeout=15,
              what="the replacement to map the broadcast's segment")
     assert segments <= set(os.listdir("/dev/shm"))

@@ -22,6 +22,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from .comm import Channel, Server, connect
@@ -37,6 +38,7 @@ logger = logging.getLogger("scatter_magics.engine.worker")
 
 HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
 OWNER_CHECK_INTERVAL = 0.5  # s between checks that the owner process still lives
+OWNER_GONE_WAIT = 1.0  # s a worker that lost the scheduler waits to see if the owner died
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -104,6 +106,7 @@ class Worker:
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
         self.closed = asyncio.Event()
+        self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
 
     def _handlers(self) -> dict:
@@ -111,7 +114,11 @@ class Worker:
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
                 "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "close": lambda ch, msg: self.closed.set()}
+                "compute": self._compute, "close": self._on_close_request}
+
+    def _on_close_request(self, channel, msg) -> None:
+        self.close_requested = True
+        self.closed.set()
 
     async def start(self) -> None:
         address = await self.server.listen("127.0.0.1", 0)
@@ -311,11 +318,12 @@ def _end_now(shm_prefix: str, *_signal) -> None:
 def _on_sigterm(shm_prefix: str, owner_pid: int, *_signal) -> None:
     """Exit; remove the owner's shared memory only if the owner is gone.
 
-    The kernel re-parents us before it sends PR_SET_PDEATHSIG's signal, so a changed
-    parent pid says the owner died. A SIGTERM from anyone else (``kill <pid>``) must
-    not unlink segments the owner and the other workers still use.
+    PR_SET_PDEATHSIG's signal comes when the spawning *thread* dies, which for a killed
+    owner is a moment before the whole process is gone and we are re-parented: so wait
+    for that briefly. A SIGTERM from anyone else (``kill <pid>``) must not unlink
+    segments the owner and the other workers still use.
     """
-    _end_now(shm_prefix if owner_pid and os.getppid() != owner_pid else "")
+    _end_now(shm_prefix if _owner_gone(owner_pid) else "")
 
 
 def _die_with_owner(shm_prefix: str, owner_pid: int) -> None:
@@ -366,25 +374,40 @@ def main(argv=None) -> None:
     threading.Thread(target=_exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
                      name="owner-watch", daemon=True).start()
 
-    async def run():
+    async def run() -> bool:
         global CURRENT
         worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
                                   args.memory_limit, args.replaces)
         await worker.start()
         await worker.closed.wait()
         await worker.close()
+        return worker.close_requested
 
+    closed_by_owner = False
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(run())
+            closed_by_owner = runner.run(run())
     finally:
-        # A worker ends with its cluster: closed (the owner unlinks the segments too, and
-        # either may come first) or killed. When the owner is killed, our connection to
-        # it may close before stdin does, and then this, not _exit_when_owner_dies,
-        # is the exit that must clean up.
-        if args.shm_prefix:
+        # A worker ends with its cluster: closed (the owner unlinks the segments) or
+        # killed. When the owner is killed, our connection to it may close before stdin
+        # does, and then this, not _exit_when_owner_dies, is the exit that must clean
+        # up; but a worker that merely lost its connection must leave the segments to
+        # the owner and the other workers.
+        if args.shm_prefix and not closed_by_owner and _owner_gone(args.owner_pid):
             unlink_segments(args.shm_prefix)
 
+
+def _owner_gone(owner_pid: int, wait: float = OWNER_GONE_WAIT) -> bool:
+    """Whether the owner died: we were re-parented, now or within ``wait`` seconds.
+
+    Its sockets close a moment before the kernel re-parents its children.
+    """
+    deadline = time.monotonic() + wait
+    while owner_pid and os.getppid() == owner_pid:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 if __name__ == "__main__":
     # Run the imported module, not this __main__ copy, so that tasks importing
