@@ -42,7 +42,8 @@ async def place(keys: list, choose, put, record, take_back) -> None:
                     died[address] = str(result)
                 elif isinstance(result, BaseException):
                     raise result
-            live = {k: [a for a in addresses if a not in died] for k, addresses in placement.items()}
+            live = {k: [a for a in addresses if a not in died]
+                    for k, addresses in placement.items()}
             remaining = [k for k, addresses in live.items() if not addresses]
             gone = await record({k: addresses for k, addresses in live.items() if addresses})
             for key in gone:  # stored, then its holder died before the scheduler recorded it
