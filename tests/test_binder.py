@@ -22,6 +22,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import nbformat
@@ -78,9 +79,11 @@ class Replay:
 
     def run(self, command: list[str], timeout: float, cwd: pathlib.Path | None = None,
             **env) -> subprocess.CompletedProcess:
+        started = time.monotonic()
         done = subprocess.run(command, cwd=cwd or self.repo, env=self.env(**env), text=True,
                               capture_output=True, timeout=timeout)
-        self.log.append(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}")
+        self.log.append(f"$ {' '.join(command)}  ({time.monotonic() - started:.1f} s)\n"
+                        f"{done.stdout}{done.stderr}")
         assert done.returncode == 0, "\n".join(self.log[-1:])
         return done
 
