@@ -82,3 +82,15 @@ def portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class SharedMemoryError(ScatterMagicsError, OSError):
+    """A buffer could not be put into shared memory (the message names the key)."""
+
+
+class MemoryLimitError(ScatterMagicsError, MemoryError):
+    """Data would not fit: a worker's ``memory_limit``, or the machine's free memory."""
+
+
+class SharedMemoryWarning(UserWarning):
+    """Shared memory is short; buffers travel over the socket instead."""

@@ -17,6 +17,7 @@ import re
 from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
+from .widget_model import shared_memory_text
 
 MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
 
@@ -150,9 +151,10 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
-    def __init__(self, address: str, workers: list[dict]):
+    def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None):
         self.address = address
         self.workers = workers
+        self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -167,7 +169,7 @@ class ClusterSummary:
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
                             "keys": keys, "labels": [labels.get(k, k) for k in keys]})
-        return cls(info.get("address", ""), workers)
+        return cls(info.get("address", ""), workers, info.get("shared_memory"))
 
     @property
     def keys(self) -> set[str]:
@@ -176,8 +178,10 @@ class ClusterSummary:
     def headline(self) -> str:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
+        shared = shared_memory_text(self.shared_memory)
         return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys")
+                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
+                + (f"; {shared}" if shared else ""))
 
     def _cells(self) -> list[list[str]]:
         rows = []
