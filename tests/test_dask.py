@@ -321,20 +321,3 @@ def test_preloaded_scheduler_has_the_plugin_from_the_start(tmp_path):
     finally:
         cli.stop()
 
-
-@pytest.mark.timeout(300)
-def test_dask_notebook_shows_the_broadcast_as_a_live_widget(tmp_path):
-    from tests.test_notebooks import ROOT, execute, processes_marked
-
-    nb, run_id = execute(ROOT / "notebooks" / "dask.ipynb", tmp_path)
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
-    assert not errors, errors
-    cell = next(c for c in nb.cells if c.cell_type == "code" and "%scatter df --broadcast" in c.source)
-    view = next(o["data"]["application/vnd.jupyter.widget-view+json"] for o in cell.outputs
-                if "application/vnd.jupyter.widget-view+json" in o.get("data", {}))
-    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
-    model = state[view["model_id"]]["state"]
-    [df_row] = model["rows"]
-    assert (df_row["name"], df_row["type"], df_row["status"]) == ("df", "DataFrame", "finished")
-    assert sorted(model["worker_names"][a] for a in df_row["workers"]) == ["worker-0", "worker-1"]
-    wait_for(lambda: not processes_marked(run_id), timeout=20, what="the kernel and workers to exit")
