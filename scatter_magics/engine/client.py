@@ -21,9 +21,10 @@ from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
 from ..backend import register_client
-from ..errors import ClientClosedError
+from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
+from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize_task
@@ -39,6 +40,7 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
@@ -200,22 +202,22 @@ class Client:
         nbytes = {key: s.nbytes for key, s in payload.items()}
         shared = [key for key, s in payload.items() if s.in_shared_memory]
         if self._direct(direct):
-            targets = await self._link.request({"op": "choose-workers", "n": len(payload),
-                                                "workers": workers, "broadcast": broadcast,
-                                                "timeout": wait, "nbytes": nbytes})
-            placement = dict(zip(payload, targets))
-            by_worker: dict[str, dict] = {}
-            for key, addresses in placement.items():
-                for address in addresses:
-                    by_worker.setdefault(address, {})[key] = payload[key]
-            try:
-                await _all(self._workers.request(a, {"op": "put-data", "data": d})
-                           for a, d in by_worker.items())
-            except BaseException:  # failed, timed out or interrupted
-                await self._take_back(by_worker)
-                raise
-            await self._link.request({"op": "update-data", "placement": placement,
-                                      "nbytes": nbytes, "types": types, "shared": shared})
+            async def choose(keys, exclude):
+                return await self._link.request({
+                    "op": "choose-workers", "n": len(keys), "workers": workers,
+                    "broadcast": broadcast, "timeout": wait, "exclude": exclude,
+                    "nbytes": {k: nbytes[k] for k in keys}})
+
+            async def put(address, keys):
+                return await self._workers.request(
+                    address, {"op": "put-data", "data": {k: payload[k] for k in keys}})
+
+            async def record(placement):
+                return await self._link.request({"op": "update-data", "placement": placement,
+                                                 "nbytes": nbytes, "types": types,
+                                                 "shared": shared, "broadcast": broadcast,
+                                                 "workers": workers})
+            await place(list(payload), choose, put, record, self._take_back)
         else:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
@@ -267,6 +269,16 @@ class Client:
                               for k, s in serialized.items()}))
 
     async def _gather(self, states: dict, errors: str, direct) -> dict:
+        for attempt in range(GATHER_ATTEMPTS):
+            try:
+                return await self._gather_once(states, errors, direct)
+            except FutureLostError:
+                # Its holder died mid-read and the scheduler is recomputing it (the key
+                # went back to pending before this error reached us): wait, read again.
+                if attempt == GATHER_ATTEMPTS - 1 or all(s.done() for s in states.values()):
+                    raise
+
+    async def _gather_once(self, states: dict, errors: str, direct) -> dict:
         await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():
