@@ -447,6 +447,8 @@ class Client:
             self._publish(msg["events"])
         elif msg["op"] == "key-update":
             self._key_update(msg)
+        elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
+            self._workers.fail_pending(msg["address"], msg["error"])
 
     def _publish(self, batch: list) -> None:
         for subscription in list(self._subscriptions):
