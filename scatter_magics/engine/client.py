@@ -27,8 +27,8 @@ from .loop import LoopThread
 from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, serialize, serialize_task
-from .limits import check_machine_memory
+from .serialize import deserialize, serialize_task
+from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
@@ -42,7 +42,6 @@ SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
-
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
 
@@ -167,40 +166,19 @@ class Client:
         ``timeout`` bounds the whole operation.
         """
         self._check_open()
-        items, rebuild = keyed_items(data, hash)
-        futures = {key: Future(key, self) for key in items}
-        payload, pinned = self._serialize_for_scatter(items)
+        early = write_ahead(self._pool, data) if hash else None
+        try:
+            items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
+            futures = {key: Future(key, self) for key in items}
+            payload, pinned = serialize_for_scatter(items, self._pool, self.cluster is not None,
+                                                    early)
+        finally:
+            if early is not None:
+                early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
                                           direct, timeout, pinned), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
-
-    def _serialize_for_scatter(self, items: dict) -> tuple[dict, list]:
-        """Pickle each value; on a local cluster, large buffers go into shared memory once.
-
-        Returns the payload and the keys whose segments this scatter pinned. If a later
-        item fails (cannot be pickled, no memory), the earlier items' segments are given
-        back at once rather than kept until the cluster closes.
-        """
-        payload, pinned = {}, []
-        new_bytes = 0  # memory this scatter takes on this machine (copies not made before)
-        try:
-            for key, value in items.items():
-                serialized = payload[key] = serialize(value)
-                if self.cluster is None:
-                    continue  # the workers may be on another machine
-                if self._pool is None or not self._pool.holds(key):
-                    new_bytes += serialized.nbytes
-                    check_machine_memory(key, serialized.nbytes, new_bytes)
-                if self._pool is not None and serialized.buffers:
-                    serialized.buffers, pin = self._pool.store(key, serialized.buffers)
-                    if pin:
-                        pinned.append(key)
-        except BaseException:
-            if pinned:
-                self._pool.unpin(pinned)
-            raise
-        return payload, pinned
 
     def _view_of(self, ref):
         if self._pool is not None and self._pool.owns(ref.name):
