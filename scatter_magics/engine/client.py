@@ -40,6 +40,7 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+UNSUBSCRIBE_TIMEOUT = 10.0  # s; Subscription.close() waits for the loop this long at most
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 class Subscription:
@@ -49,8 +50,18 @@ class Subscription:
         self.client, self.callback = client, callback
 
     def close(self) -> None:
-        if self.client.status != "closed":
-            self.client.loop.call_soon(self.client._unsubscribe, self)
+        """Stop the callbacks: called from another thread, none runs after this returns."""
+        client = self.client
+        if client.status == "closed":
+            return
+        if client.loop.in_loop_thread():
+            client._unsubscribe(self)
+        else:  # a batch being delivered right now finishes first
+            client.loop.sync(_call_async(client._unsubscribe, self), UNSUBSCRIBE_TIMEOUT)
+
+
+async def _call_async(fn: Callable, *args) -> None:
+    fn(*args)
 
 
 class Client:
@@ -425,6 +436,8 @@ class Client:
             self._publish(msg["events"])
         elif msg["op"] == "key-update":
             self._key_update(msg)
+        elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
+            self._workers.fail_pending(msg["address"], msg["error"])
 
     def _publish(self, batch: list) -> None:
         for subscription in list(self._subscriptions):

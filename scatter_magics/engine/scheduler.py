@@ -15,10 +15,11 @@ from typing import Callable
 
 from . import inheritance
 from .comm import Channel, Server
-from ..errors import CommClosedError, NoWorkersError
+from ..errors import CommClosedError, NoWorkersError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
+from .scheduler_workers import UNRESPONSIVE_AFTER
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,29 @@ class Scheduler:
             # If this loop itself was stalled, the workers' heartbeats may be waiting
             # unread in our sockets: judge nobody this round.
             if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                silent_before = self._unresponsive()
                 self.apply(self.state.check_heartbeats(now))
+                for address in self._unresponsive() - silent_before:
+                    self._give_up_waiting_on(address)
             last = now
+
+    def _unresponsive(self) -> set[str]:
+        return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
+
+    def _give_up_waiting_on(self, address: str) -> None:
+        """Fail what waits on a worker that went silent, here and in every client.
+
+        A scatter placed on it just before it froze then goes to another worker (see
+        placing.py) instead of hanging; a gather reads another replica.
+        """
+        ws = self.state.workers[address]
+        error = WorkerUnresponsiveError(f"worker {ws.name} ({address}) stopped answering "
+                                        f"(no heartbeat for {UNRESPONSIVE_AFTER:g} s)")
+        channel = self.worker_channels.get(address)
+        if channel is not None:
+            channel.fail_pending(error)
+        for link in list(self.clients.values()):
+            _send(link, {"op": "worker-unresponsive", "address": address, "error": error})
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
