@@ -151,6 +151,23 @@ class EventHub:
         for subscription in list(self.subscriptions):
             self._start(subscription, reply)
 
+    def touch(self, keys: list) -> None:
+        """Have the plugin check ``keys`` in its next batch, if anyone is listening.
+
+        After a scatter: ``Scheduler.update_data`` makes no transition, and the plugin's
+        round-robin scan of a large collection would find the new placement only later.
+        Fire and forget, on the loop thread; nothing at all when nobody subscribed.
+        """
+        client = self.client
+        if self.mode == "plugin" and self.subscriptions and client is not None:
+            client.loop.add_callback(self._touch, list(keys))
+
+    async def _touch(self, keys: list) -> None:
+        try:
+            await self.client.scheduler.scatter_magics_touch(keys=keys)
+        except Exception:  # only a later update is lost; the scan still finds it
+            logger.info("could not ask for a prompt update of %d keys", len(keys), exc_info=True)
+
     # ------------------------------------------------------------ unsubscribing ---
     def remove(self, subscription: DaskSubscription) -> None:
         """Drop ``subscription`` (any thread); the plugin stops sending a while later."""
