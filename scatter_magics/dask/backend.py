@@ -90,8 +90,11 @@ class DaskBackend:
 
     def pin(self, keys: list, workers: list | None) -> None:
         """Keep ``keys`` on every (allowed) worker while they live (``--broadcast``)."""
-        if hub_for(self.client).install() == "plugin":
+        hub = hub_for(self.client)
+        if hub.install() == "plugin":
             self.client.sync(self.client.scheduler.scatter_magics_pin, keys=keys, workers=workers)
+        else:
+            _warn_polling(self.client, hub.install_error)
 
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()

@@ -117,6 +117,15 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             self._callback.stop()
         if self._filling is not None:
             self._filling.cancel()
+        if self.scheduler is None:
+            return
+        for name in [n for n in self.scheduler.handlers if n.startswith("scatter_magics_")]:
+            del self.scheduler.handlers[name]
+        amm = self.scheduler.extensions.get("amm")
+        for policy in list(amm.policies) if amm is not None else ():
+            if type(policy) is KeepPinnedReplicas:  # unregistered: trim as Dask does
+                amm.policies.remove(policy)
+                amm.add_policy(ReduceReplicas())
 
     def _exempt_pinned_from_amm(self) -> None:
         """Swap the AMM's ReduceReplicas for one that skips pinned keys; others unchanged."""
@@ -131,13 +140,15 @@ class ScatterMagicsPlugin(SchedulerPlugin):
     # ---------------------------------------------------------------- handlers ---
     def subscribe(self, client: str) -> dict:
         """Start sending batches to ``client``; return a snapshot and the last batch number."""
+        new = client not in self.subscribers
         subscriber = self.subscribers.setdefault(client, _Subscriber())
         events = [worker_added(ws) for ws in self.scheduler.workers.values()]
         events += [worker_metrics(ws) for ws in self.scheduler.workers.values()]
         cs = self.scheduler.clients.get(client)
         for ts in cs.wants_what if cs is not None else ():
             events.append(key_event(ts))
-            self._remember(subscriber, ts)
+            if new:  # an existing subscriber's other consumers still need the next diff
+                self._remember(subscriber, ts)
         return {"seq": subscriber.seq, "events": events}
 
     def unsubscribe(self, client: str) -> None:
