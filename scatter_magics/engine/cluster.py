@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 
+from .. import discovery
 from . import protocol, shm
 from .loop import LoopThread
 from .scheduler import Scheduler
@@ -45,7 +46,8 @@ class LocalCluster:
 
     def __init__(self, n_workers: int | None = None, threads_per_worker: int = 1,
                  memory_limit="auto", *, host: str = "127.0.0.1", port: int = 0,
-                 secret: str | None = None, timeout: float = START_TIMEOUT):
+                 secret: str | None = None, timeout: float = START_TIMEOUT,
+                 name: str | None = None):
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
@@ -60,6 +62,9 @@ class LocalCluster:
         self._lock = threading.Lock()
         self._retired: set[str] = set()  # workers found dead by a later scale()
         self.loop: LoopThread | None = None
+        self.name = name  # shown in the Jupyter sidebar (default: the kernel or program)
+        self.registry_entry = None  # this cluster's file in the discovery registry
+        self.owner = None  # weakref to the Client that owns (and on request closes) us
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
             # overlap with our loop and scheduler starting; they learn its address on stdin.
@@ -76,11 +81,23 @@ class LocalCluster:
         self.status = "running"
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
+        self._register()
+
+    def _register(self) -> None:
+        """Advertise this cluster to the Jupyter server (discovery.py); never fatal."""
+        try:
+            self.registry_entry = discovery.register(
+                backend="embedded", scheduler_address=self.scheduler_address,
+                secret=self.secret, name=self.name)
+        except Exception as exc:  # e.g. a read-only runtime dir: the cluster still works
+            logger.warning("this cluster is not in the discovery registry (the Jupyter "
+                           "sidebar will not show it): %r", exc)
 
     async def _start_scheduler(self, host: str, port: int) -> Scheduler:
         scheduler = Scheduler(self.secret)
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(self._on_worker_removed)
+        scheduler.on_close_requested.append(self._close_requested)
         if self.shm_pool is not None:
             scheduler.on_key_forgotten.append(self.shm_pool.release_key)
             self.shm_pool.on_destroy.append(lambda names: self.loop.call_soon(
@@ -152,12 +169,21 @@ class LocalCluster:
                 threading.Thread(target=_reap, args=(proc,), daemon=True).start()
 
     # ------------------------------------------------------------ closing ---
+    def _close_requested(self) -> None:
+        """An authenticated peer (the Jupyter sidebar) asked us to stop: close the owning
+        client if there is one (so it, and its widgets, report closed), else the cluster.
+        Off the loop thread: closing waits on the loop."""
+        client = self.owner() if self.owner is not None else None
+        threading.Thread(target=client.close if client is not None else self.close,
+                         name="scatter-magics-close", daemon=True).start()
+
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop every worker and the scheduler; safe to call twice."""
         if self.status == "closed":
             return
         self.status = "closed"
         _open_clusters.discard(self)
+        discovery.unregister(self.registry_entry)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
                 self.loop.sync(_call(self.scheduler.close), timeout)

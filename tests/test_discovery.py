@@ -1,0 +1,121 @@
+"""The cluster registry, kernel side: every cluster advertises itself while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import wait_for
+from scatter_magics import discovery
+
+
+def entry_files() -> list[str]:
+    directory = discovery.registry_dir()
+    return sorted(p.name for p in directory.glob("cluster-*.json")) if directory.exists() else []
+
+
+def test_a_client_registers_its_cluster_privately_until_closed(make_client):
+    client = make_client(n_workers=1)
+    entry = client.cluster.registry_entry
+    assert entry.path.name in entry_files()
+    assert stat.S_IMODE(entry.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(discovery.registry_dir().stat().st_mode) == 0o700
+    fields = json.loads(entry.path.read_text())
+    assert fields["scheduler_address"] == client.scheduler_address
+    assert fields["secret"] == client.secret and fields["backend"] == "embedded"
+    assert fields["pid"] == os.getpid() and fields["kernel_id"] is None
+    assert client.secret not in repr(entry)
+    assert discovery.find_entry(entry.id).scheduler_address == client.scheduler_address
+    client.close()
+    assert entry.path.name not in entry_files()
+    assert discovery.find_entry(entry.id) is None
+
+
+def test_the_magics_cluster_is_unregistered_by_cluster_stop(shell_with_magics):
+    shell = shell_with_magics
+    shell.run_line_magic("cluster", "start -n 1")
+    entry = shell.user_ns["client"].cluster.registry_entry
+    assert entry.path.exists()
+    shell.run_line_magic("cluster", "stop")
+    assert not entry.path.exists()
+
+
+def test_a_script_that_exits_without_closing_leaves_no_entry():
+    script = textwrap.dedent("""
+        from scatter_magics import Client
+        client = Client(n_workers=1)
+        print(client.cluster.registry_entry.path, flush=True)
+    """)  # no close(): interpreter exit must remove the file
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    assert out.endswith(".json") and not os.path.exists(out)
+
+
+def test_entries_of_killed_processes_are_pruned_by_the_reader():
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from scatter_magics import Client
+        client = Client(n_workers=1)
+        print(client.cluster.registry_entry.id, flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    cluster_id = proc.stdout.readline().strip()
+    assert discovery.find_entry(cluster_id) is not None
+    proc.kill()
+    proc.wait()
+    assert discovery.find_entry(cluster_id) is None
+    assert f"cluster-{cluster_id}.json" not in entry_files()
+
+
+def test_a_recycled_pid_is_not_the_registered_process():
+    me = discovery.psutil.Process()
+    assert discovery.process_alive(me.pid, me.create_time())
+    assert not discovery.process_alive(me.pid, me.create_time() - 3600)
+
+
+def test_a_stop_request_closes_the_owning_client_and_tells_its_subscribers(make_client):
+    from scatter_magics.engine.comm import connect
+
+    client = make_client(n_workers=1)
+    batches = []
+    client.subscribe_events(batches.append)
+    entry = client.cluster.registry_entry
+
+    async def ask_to_stop():
+        channel = await connect(client.scheduler_address, client.secret, {})
+        await channel.request({"op": "register-client"})
+        reply = await channel.request({"op": "close-cluster"})
+        channel.close()
+        return reply
+
+    from scatter_magics.engine.loop import LoopThread
+
+    loop = LoopThread("scatter-magics-test")
+    try:
+        assert loop.sync(ask_to_stop(), 10) == {"closing": True}
+    finally:
+        loop.stop()
+    wait_for(lambda: client.status == "closed", timeout=10, what="the client to close")
+    assert [{"event": "closed"}] in batches
+    assert not entry.path.exists()
+
+
+@pytest.fixture
+def shell_with_magics(tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path / "ipython"))
+    shell.run_line_magic("load_ext", "scatter_magics")
+    yield shell
+    shell.run_line_magic("unload_ext", "scatter_magics")
+    InteractiveShell.clear_instance()

@@ -1,0 +1,196 @@
+"""The server extension's REST API, through a real Jupyter server (pytest-jupyter's jp_fetch).
+
+Clusters run in separate processes, as kernels' clusters do: a small script starts a
+Client, scatters, and waits on stdin; pytest-jupyter points ``JUPYTER_RUNTIME_DIR`` at a
+fresh directory per test, and the script inherits it, so each test sees only its clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from conftest import wait_for
+from scatter_magics import discovery
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+API = ("scatter-magics", "api")
+
+CLUSTER_SCRIPT = textwrap.dedent("""
+    import sys
+    from scatter_magics import Client
+    n_workers, n_keys = int(sys.argv[1]), int(sys.argv[2])
+    client = Client(n_workers=n_workers)
+    futures = client.scatter(list(range(n_keys)), hash=False)
+    print(client.cluster.registry_entry.id, flush=True)
+    sys.stdin.read()  # until the test closes our stdin (or the cluster is stopped)
+    client.close()
+""")
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"scatter_magics": True}}}
+
+
+class ClusterProcess:
+    """A cluster in a process of its own, as a kernel would run it."""
+
+    def __init__(self, n_workers: int, n_keys: int):
+        self.proc = subprocess.Popen([sys.executable, "-c", CLUSTER_SCRIPT, str(n_workers),
+                                      str(n_keys)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.id = self.proc.stdout.readline().strip()
+        assert self.id, "the cluster process did not start"
+        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_cluster(jp_environ):
+    started = []
+
+    def start(n_workers: int = 1, n_keys: int = 0) -> ClusterProcess:
+        cluster = ClusterProcess(n_workers, n_keys)
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+async def get_json(jp_fetch, *parts, **kwargs):
+    response = await jp_fetch(*API, *parts, **kwargs)
+    return json.loads(response.body), response
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "clusters", None), ("POST", "clusters", "{}"),
+    ("GET", "clusters/some-id", None), ("DELETE", "clusters/some-id", None)])
+async def test_every_endpoint_refuses_unauthenticated_requests(jp_fetch, method, path, body):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, path, method=method, body=body, headers={"Authorization": ""})
+    assert info.value.code == 403
+
+
+async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
+        jp_fetch, start_cluster, caplog):
+    caplog.set_level("DEBUG")
+    one, two = start_cluster(n_workers=1, n_keys=3), start_cluster(n_workers=2, n_keys=5)
+    clusters, response = await get_json(jp_fetch, "clusters")
+    by_id = {c["id"]: c for c in clusters}
+    assert set(by_id) == {one.id, two.id}
+    for cluster, n_workers, n_keys in ((one, 1, 3), (two, 2, 5)):
+        listed = by_id[cluster.id]
+        assert listed["backend"] == "embedded" and listed["kernel_id"] is None
+        assert listed["status"] == "running"
+        assert listed["name"] == f"-c (pid {cluster.proc.pid})"
+        assert len(listed["workers"]) == n_workers
+        assert set(listed["workers"][0]) >= {"address", "name", "nthreads", "memory_limit",
+                                             "memory", "nkeys", "nbytes"}
+        assert sum(w["nkeys"] for w in listed["workers"]) == n_keys
+        assert listed["keys"]["count"] == n_keys
+        assert listed["keys"]["by_status"] == ({"finished": n_keys} if n_keys else {})
+    assert_no_secret(response.body, response.headers, [one, two])
+    assert_no_secret(caplog.text.encode(), {}, [one, two])  # nor in any log line
+
+
+async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
+    cluster = start_cluster(n_workers=2, n_keys=5)
+    detail, response = await get_json(jp_fetch, "clusters", cluster.id,
+                                      params={"offset": 1, "limit": 3})
+    assert detail["id"] == cluster.id and detail["keys"]["count"] == 5
+    assert detail["keys"]["total"] == 5 and len(detail["keys"]["items"]) == 3
+    item = detail["keys"]["items"][0]
+    assert item["status"] == "finished" and item["type"] == "int" and item["nbytes"] > 0
+    assert len(item["workers"]) == 1 and item["workers"][0] in {
+        w["address"] for w in detail["workers"]}
+    assert_no_secret(response.body, response.headers, [cluster])
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", "no-such-cluster")
+    assert info.value.code == 404
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", cluster.id, params={"limit": "many"})
+    assert info.value.code == 400
+
+
+async def test_files_readable_by_others_or_of_dead_processes_are_not_listed(
+        jp_fetch, start_cluster, caplog):
+    readable, dead, fine = (start_cluster() for _ in range(3))
+    readable_path = discovery.registry_dir() / f"cluster-{readable.id}.json"
+    os.chmod(readable_path, 0o644)
+    dead.proc.kill()
+    dead.proc.wait()
+    clusters, _ = await get_json(jp_fetch, "clusters")
+    assert [c["id"] for c in clusters] == [fine.id]
+    assert any("mode 0644" in r.getMessage() for r in caplog.records)
+    assert not (discovery.registry_dir() / f"cluster-{dead.id}.json").exists()  # pruned
+
+
+async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
+    cluster = start_cluster(n_workers=2, n_keys=2)
+    response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
+    assert json.loads(response.body) == {"id": cluster.id, "stopped": True}
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                             for p in cluster.worker_pids), timeout=10, what="workers to exit")
+    clusters, _ = await get_json(jp_fetch, "clusters")
+    assert clusters == []
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
+    assert info.value.code == 404
+
+
+async def test_a_server_owned_cluster_starts_lists_and_stops(jp_fetch, jp_environ):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", method="POST", body=json.dumps({"n_workers": 0}))
+    assert info.value.code == 400 and b"n_workers" in info.value.response.body
+    response = await jp_fetch(*API, "clusters", method="POST",
+                              body=json.dumps({"n_workers": 1, "name": "shared"}))
+    assert response.code == 201
+    started = json.loads(response.body)
+    try:
+        assert started["name"] == "shared" and started["server_owned"] is True
+        assert len(started["workers"]) == 1
+        entry = discovery.find_entry(started["id"])
+        assert entry is not None and entry.pid == os.getpid()
+        assert_no_secret(response.body, response.headers, [entry.secret])
+    finally:
+        response = await jp_fetch(*API, "clusters", started["id"], method="DELETE")
+    assert json.loads(response.body)["stopped"] is True
+
+
+async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
+    start_cluster(n_workers=1, n_keys=1)
+    codes = []
+    for _ in range(5):  # a worker's memory report may land between two requests
+        _, first = await get_json(jp_fetch, "clusters")
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch(*API, "clusters", headers={"If-None-Match": first.headers["Etag"]})
+        codes.append(info.value.code)
+        if codes[-1] == 304:
+            break
+    assert codes[-1] == 304, codes
+
+
+def assert_no_secret(body: bytes, headers, clusters) -> None:
+    secrets = [c if isinstance(c, str) else discovery.find_entry(c.id).secret for c in clusters]
+    text = body.decode() + json.dumps(dict(headers))
+    for secret in secrets:
+        assert secret and secret not in text
