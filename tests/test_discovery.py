@@ -119,3 +119,28 @@ def shell_with_magics(tmp_path):
     yield shell
     shell.run_line_magic("unload_ext", "scatter_magics")
     InteractiveShell.clear_instance()
+
+
+def test_connect_client_joins_a_registered_cluster_by_id_or_address():
+    from scatter_magics.errors import UnknownClusterError
+
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from scatter_magics import Client
+        client = Client(n_workers=1)
+        print(client.cluster.registry_entry.id, flush=True)
+        sys.stdin.read()
+        client.close()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        cluster_id = proc.stdout.readline().strip()
+        address = discovery.find_entry(cluster_id).scheduler_address
+        for target in (cluster_id, address, address.removeprefix("tcp://")):
+            with discovery.connect_client(target) as client:
+                assert client.gather(client.scatter(21)) == 21
+        assert discovery.find_entry(cluster_id) is not None  # still running: not ours to stop
+        with pytest.raises(UnknownClusterError, match="no-such-id"):
+            discovery.connect_client("no-such-id")
+    finally:
+        proc.stdin.close()
+        proc.wait(20)
