@@ -144,3 +144,14 @@ def test_connect_client_joins_a_registered_cluster_by_id_or_address():
     finally:
         proc.stdin.close()
         proc.wait(20)
+
+
+def test_a_widget_says_closed_when_its_cluster_is_stopped_from_outside(make_client):
+    from scatter_magics.notebook.widget import FuturesWidget
+
+    client = make_client(n_workers=1)
+    widget = FuturesWidget(client, client.scatter([1, 2]))
+    assert widget.live
+    client.cluster._close_requested()  # what the scheduler's close-cluster op runs
+    wait_for(lambda: not widget.live, timeout=10, what="the widget to say closed")
+    assert client.status == "closed"
