@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from ..discovery import Entry
 from ..errors import ClusterUnreachableError, ScatterMagicsError
@@ -54,6 +55,7 @@ class EmbeddedProbe:
                     "memory_limit": w["memory_limit"], "memory": w["memory"],
                     "nkeys": w["nkeys"], "nbytes": w["nbytes"]}
                    for address, w in reply["workers"].items()]
+        workers.sort(key=lambda w: _natural(w["name"]))
         return {"workers": workers, "keys": reply["keys"]}
 
     async def keys(self, offset: int, limit: int, status: str | None) -> dict:
@@ -69,6 +71,11 @@ class EmbeddedProbe:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+
+
+def _natural(name: str) -> list:
+    """``worker-2`` before ``worker-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
 
 
 PROBES = {"embedded": EmbeddedProbe}  # backend → how the server talks to such a cluster
