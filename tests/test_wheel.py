@@ -68,8 +68,10 @@ def fresh_venv(wheel, tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     [site_packages] = (venv / "lib").glob("python3*/site-packages")
     (site_packages / "_test_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # --ignore-installed: otherwise pip would first uninstall the test venv's own copy.
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    "--prefix", str(venv), str(wheel)], check=True, timeout=120)
+                    "--ignore-installed", "--prefix", str(venv), str(wheel)], check=True,
+                   timeout=120)
     return venv
 
 
