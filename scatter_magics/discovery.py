@@ -189,33 +189,11 @@ def resolve(target: str) -> Entry | None:
     """The live entry whose id is ``target`` or whose scheduler is at ``target``, or None.
 
     An address may omit ``tcp://``. This is how ``%cluster connect <id or address>``
-    finds a cluster's secret: the registry holds it, so the user never types it.
+    (``notebook/connect.py``) finds a cluster's secret: the user never types it.
     """
     address = target if "://" in target else f"tcp://{target}"
     return next((e for e in live_entries() if target == e.id or address == e.scheduler_address),
                 None)
-
-
-def connect_client(target: str, *, secret: str | None = None, timeout: float = 30.0):
-    """A client of the registered cluster ``target`` (a registry id, or its address).
-
-    The secret comes from the registry unless given. Closing the returned client leaves
-    the cluster running: it belongs to the process that started it.
-
-    >>> client = connect_client("4242-1a2b3c4d")        # doctest: +SKIP
-    """
-    from .errors import UnknownClusterError
-
-    entry = resolve(target)
-    if entry is None:
-        raise UnknownClusterError(f"no running cluster on this machine has the id or address "
-                                  f"{target!r}; the Jupyter sidebar lists them")
-    if entry.backend != "embedded":
-        raise UnknownClusterError(f"cluster {target!r} runs on {entry.backend!r}: connect to "
-                                  f"{entry.scheduler_address} with that engine's client")
-    from .engine.client import Client
-
-    return Client(entry.scheduler_address, secret=secret or entry.secret, timeout=timeout)
 
 
 def _read_trusted(path: Path) -> Entry | None:

@@ -121,9 +121,12 @@ def shell_with_magics(tmp_path):
     InteractiveShell.clear_instance()
 
 
-def test_connect_client_joins_a_registered_cluster_by_id_or_address():
-    from scatter_magics.errors import UnknownClusterError
+def test_cluster_connect_joins_a_registered_cluster_by_id_or_address(shell_with_magics):
+    from IPython.core.error import UsageError
 
+    from scatter_magics.notebook.connect import connect
+
+    shell = shell_with_magics
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import sys
         from scatter_magics import Client
@@ -135,12 +138,17 @@ def test_connect_client_joins_a_registered_cluster_by_id_or_address():
     try:
         cluster_id = proc.stdout.readline().strip()
         address = discovery.find_entry(cluster_id).scheduler_address
-        for target in (cluster_id, address, address.removeprefix("tcp://")):
-            with discovery.connect_client(target) as client:
-                assert client.gather(client.scatter(21)) == 21
-        assert discovery.find_entry(cluster_id) is not None  # still running: not ours to stop
-        with pytest.raises(UnknownClusterError, match="no-such-id"):
-            discovery.connect_client("no-such-id")
+        for target in (address, address.removeprefix("tcp://")):  # no secret given: the registry's
+            backend = connect(target)
+            assert backend.kind == "embedded" and backend.n_workers() == 1
+            backend.close()
+        shell.run_line_magic("cluster", f"connect {cluster_id}")
+        client = shell.user_ns["client"]
+        assert client.gather(client.scatter(21)) == 21
+        shell.run_line_magic("cluster", "stop")  # disconnects; the cluster is not ours
+        assert discovery.find_entry(cluster_id) is not None
+        with pytest.raises(UsageError, match="no-such-id"):
+            shell.run_line_magic("cluster", "connect no-such-id")
     finally:
         proc.stdin.close()
         proc.wait(20)

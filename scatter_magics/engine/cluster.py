@@ -8,6 +8,7 @@ closes and the worker exits. No worker outlives the process that started it.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -22,6 +23,7 @@ from .. import discovery
 from . import protocol, shm
 from .loop import LoopThread
 from .scheduler import Scheduler
+from .shm_space import SOCKET_ONLY
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class LocalCluster:
         self._lock = threading.Lock()
         self._retired: set[str] = set()  # workers found dead by a later scale()
         self.loop: LoopThread | None = None
+        self._trim_task: asyncio.Task | None = None
         self.name = name  # shown in the Jupyter sidebar (default: the kernel or program)
         self.registry_entry = None  # this cluster's file in the discovery registry
         self.owner = None  # weakref to the Client that owns (and on request closes) us
@@ -98,10 +101,14 @@ class LocalCluster:
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(self._on_worker_removed)
         scheduler.on_close_requested.append(self._close_requested)
-        if self.shm_pool is not None:
-            scheduler.on_key_forgotten.append(self.shm_pool.release_key)
-            self.shm_pool.on_destroy.append(lambda names: self.loop.call_soon(
+        pool = self.shm_pool
+        scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
+        if pool is not None:
+            scheduler.on_key_forgotten.append(pool.release_key)
+            scheduler.on_keys_recorded.append(pool.recorded)
+            pool.on_destroy.append(lambda names: self.loop.call_soon(
                 scheduler.broadcast_to_workers, {"op": "forget-segments", "names": names}))
+            self._trim_task = asyncio.ensure_future(_trim_idle_segments(pool))
         return scheduler
 
     @property
@@ -186,6 +193,8 @@ class LocalCluster:
         discovery.unregister(self.registry_entry)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
+                if self._trim_task is not None:
+                    self.loop.call_soon(self._trim_task.cancel)
                 self.loop.sync(_call(self.scheduler.close), timeout)
             except Exception:
                 logger.exception("error closing the scheduler")
@@ -205,6 +214,13 @@ class LocalCluster:
 
 async def _call(fn):
     fn()
+
+
+async def _trim_idle_segments(pool: shm.SharedMemoryPool) -> None:
+    """Give shared memory idle for a few seconds back to the system; cancelled by close()."""
+    while True:
+        await asyncio.sleep(shm.IDLE_SECONDS / 2)
+        pool.trim()
 
 
 def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
