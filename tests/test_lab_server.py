@@ -194,3 +194,38 @@ def assert_no_secret(body: bytes, headers, clusters) -> None:
     text = body.decode() + json.dumps(dict(headers))
     for secret in secrets:
         assert secret and secret not in text
+
+
+DASK_SCRIPT = textwrap.dedent("""
+    import sys
+    from scatter_magics.dask.backend import DaskBackend
+    backend = DaskBackend.start(n_workers=2, threads_per_worker=1, memory_limit="1GiB")
+    futures = backend.client.scatter(list(range(4)))
+    print(backend.scheduler_info()["address"], flush=True)
+    sys.stdin.read()
+    backend.close()
+""")
+
+
+async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
+    proc = subprocess.Popen([sys.executable, "-c", DASK_SCRIPT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().strip()
+        assert address, "the Dask cluster did not start"
+        [listed], _ = await get_json(jp_fetch, "clusters")
+        assert listed["backend"] == "dask" and listed["scheduler_address"] == address
+        assert listed["status"] == "running" and len(listed["workers"]) == 2
+        assert listed["keys"]["count"] == 4 and listed["keys"]["by_status"] == {"finished": 4}
+        assert sum(w["nkeys"] for w in listed["workers"]) == 4
+        response = await jp_fetch(*API, "clusters", listed["id"], method="DELETE")
+        assert json.loads(response.body)["stopped"] is True
+        clusters, _ = await get_json(jp_fetch, "clusters")
+        assert clusters == []
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -114,6 +114,8 @@ class ClusterDirectory:
             raise UnknownClusterError(f"this server cannot stop a {entry.backend!r} "
                                       f"cluster") from None
         await probe.stop()
+        if not probe.owner_unregisters:  # the owner is alive, its cluster gone: we tidy up
+            entry.path.unlink(missing_ok=True)
         deadline = time.monotonic() + STOP_WAIT
         while entry.path.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -24,6 +24,8 @@ REQUEST_TIMEOUT = 3.0
 class EmbeddedProbe:
     """One connection to an embedded cluster's scheduler, opened on first use."""
 
+    owner_unregisters = True  # the process that owns the cluster removes its file on close
+
     def __init__(self, entry: Entry):
         self.entry = entry
         self._channel = None
@@ -78,7 +80,13 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
 
 
-PROBES = {"embedded": EmbeddedProbe}  # backend → how the server talks to such a cluster
+def _dask_probe(entry: Entry):
+    from .dask_probe import DaskProbe  # imports distributed only when a Dask cluster exists
+
+    return DaskProbe(entry)
+
+
+PROBES = {"embedded": EmbeddedProbe, "dask": _dask_probe}  # backend → how to talk to it
 
 
 def probe_for(entry: Entry):
