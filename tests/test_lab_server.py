@@ -7,6 +7,13 @@ fresh directory per test, and the script inherits it, so each test sees only its
 
 from __future__ import annotations
 
+# pytest-jupyter's fixtures (jp_fetch and what it needs), for this module only: its plugin,
+# installed suite-wide, would wrap every test's call and event loop, and Playwright's tests
+# cannot have their loop closed under them.
+from pytest_jupyter.jupyter_server import *  # noqa: F403
+
+import functools
+import inspect
 import json
 import os
 import subprocess
@@ -20,9 +27,22 @@ from tornado.httpclient import HTTPClientError
 from conftest import wait_for
 from scatter_magics import discovery
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 API = ("scatter-magics", "api")
+
+
+def on_server_loop(test):
+    """Run an ``async def`` test on pytest-jupyter's event loop (the one jp_fetch uses)."""
+    params = list(inspect.signature(test).parameters.values())
+    wants_loop = "jp_asyncio_loop" in [p.name for p in params]
+    if not wants_loop:
+        params.append(inspect.Parameter("jp_asyncio_loop", inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(test)
+    def run(**fixtures):
+        loop = fixtures["jp_asyncio_loop"] if wants_loop else fixtures.pop("jp_asyncio_loop")
+        loop.run_until_complete(test(**fixtures))
+    run.__signature__ = inspect.Signature(params)
+    return run
 
 CLUSTER_SCRIPT = textwrap.dedent("""
     import sys
@@ -84,12 +104,14 @@ async def get_json(jp_fetch, *parts, **kwargs):
 @pytest.mark.parametrize("method, path, body", [
     ("GET", "clusters", None), ("POST", "clusters", "{}"),
     ("GET", "clusters/some-id", None), ("DELETE", "clusters/some-id", None)])
+@on_server_loop
 async def test_every_endpoint_refuses_unauthenticated_requests(jp_fetch, method, path, body):
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch(*API, path, method=method, body=body, headers={"Authorization": ""})
     assert info.value.code == 403
 
 
+@on_server_loop
 async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
         jp_fetch, start_cluster, caplog):
     caplog.set_level("DEBUG")
@@ -112,6 +134,7 @@ async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
     assert_no_secret(caplog.text.encode(), {}, [one, two])  # nor in any log line
 
 
+@on_server_loop
 async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
     cluster = start_cluster(n_workers=2, n_keys=5)
     detail, response = await get_json(jp_fetch, "clusters", cluster.id,
@@ -131,6 +154,7 @@ async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
     assert info.value.code == 400
 
 
+@on_server_loop
 async def test_files_readable_by_others_or_of_dead_processes_are_not_listed(
         jp_fetch, start_cluster, caplog):
     readable, dead, fine = (start_cluster() for _ in range(3))
@@ -144,6 +168,7 @@ async def test_files_readable_by_others_or_of_dead_processes_are_not_listed(
     assert not (discovery.registry_dir() / f"cluster-{dead.id}.json").exists()  # pruned
 
 
+@on_server_loop
 async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
     cluster = start_cluster(n_workers=2, n_keys=2)
     response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
@@ -157,6 +182,7 @@ async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
     assert info.value.code == 404
 
 
+@on_server_loop
 async def test_a_server_owned_cluster_starts_lists_and_stops(jp_fetch, jp_environ):
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch(*API, "clusters", method="POST", body=json.dumps({"n_workers": 0}))
@@ -176,6 +202,7 @@ async def test_a_server_owned_cluster_starts_lists_and_stops(jp_fetch, jp_enviro
     assert json.loads(response.body)["stopped"] is True
 
 
+@on_server_loop
 async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
     start_cluster(n_workers=1, n_keys=1)
     codes = []
@@ -207,6 +234,7 @@ DASK_SCRIPT = textwrap.dedent("""
 """)
 
 
+@on_server_loop
 async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
     proc = subprocess.Popen([sys.executable, "-c", DASK_SCRIPT], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
@@ -218,14 +246,16 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
         assert listed["status"] == "running" and len(listed["workers"]) == 2
         assert listed["keys"]["count"] == 4 and listed["keys"]["by_status"] == {"finished": 4}
         assert sum(w["nkeys"] for w in listed["workers"]) == 4
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
+        assert workers
         response = await jp_fetch(*API, "clusters", listed["id"], method="DELETE")
         assert json.loads(response.body)["stopped"] is True
         clusters, _ = await get_json(jp_fetch, "clusters")
         assert clusters == []
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"Dask workers {alive} outlived the DELETE"
     finally:
-        proc.stdin.close()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # Not close(): a Dask client whose scheduler was shut down retries for 30 s first.
+        proc.kill()
+        proc.wait()
