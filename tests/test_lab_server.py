@@ -15,6 +15,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403
 import functools
 import inspect
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -259,3 +260,13 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
         # Not close(): a Dask client whose scheduler was shut down retries for 30 s first.
         proc.kill()
         proc.wait()
+
+
+def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):
+    from scatter_magics.lab import _load_jupyter_server_extension
+
+    class BrokenServer:  # no web_app: setting up the handlers fails
+        log = logging.getLogger("test-server")
+
+    _load_jupyter_server_extension(BrokenServer())
+    assert "runs without it" in caplog.text
