@@ -144,6 +144,7 @@ async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
     assert detail["keys"]["total"] == 5 and len(detail["keys"]["items"]) == 3
     item = detail["keys"]["items"][0]
     assert item["status"] == "finished" and item["type"] == "int" and item["nbytes"] > 0
+    assert item["size"] == item["nbytes"]
     assert len(item["workers"]) == 1 and item["workers"][0] in {
         w["address"] for w in detail["workers"]}
     assert_no_secret(response.body, response.headers, [cluster])

@@ -19,6 +19,7 @@ export interface IKeyItem {
   key: string;
   status: string;
   nbytes: number | null;
+  size: number | null;
   type: string | null;
   workers: string[];
 }

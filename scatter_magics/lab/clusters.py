@@ -76,8 +76,9 @@ class ClusterDirectory:
             page = await self._probe(entry).keys(max(offset, 0), limit, status)
         except (ClusterUnreachableError, KeyError):
             page = {"total": 0, "offset": offset, "keys": []}
+        items = [{**item, "size": item.get("nbytes")} for item in page["keys"]]  # the word
         described["keys"] = {**described["keys"], "total": page["total"], "offset": page["offset"],
-                             "limit": limit, "status": status, "items": page["keys"]}
+                             "limit": limit, "status": status, "items": items}
         return described
 
     async def _describe(self, entry: discovery.Entry, notebook_paths: dict[str, str]) -> dict:
