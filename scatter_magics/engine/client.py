@@ -15,8 +15,10 @@ import collections
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
 import uuid
+import weakref
 from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
@@ -102,6 +104,7 @@ class Client:
         cluster = self._address if isinstance(self._address, LocalCluster) else None
         if self._address is None:
             cluster = LocalCluster(**self._cluster_options)
+            cluster.owner = weakref.ref(self)
             self._owns_cluster = True
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
@@ -553,7 +556,10 @@ class Client:
     def __del__(self):
         # A dropped client that started its cluster ends it. Not inline: the collector
         # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        if getattr(self, "status", "closed") == "running" and self._owns_cluster:
+        # At interpreter exit atexit has closed the cluster already, and a thread started
+        # during finalization waits forever (a script that never closed its Client hung).
+        if getattr(self, "status", "closed") == "running" and self._owns_cluster \
+                and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self.close, name="scatter-magics-close", daemon=True).start()
 
     def __repr__(self) -> str:

@@ -47,6 +47,7 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
@@ -220,6 +221,8 @@ class Scheduler:
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
+            "overview": self._overview, "key-list": self._key_list,
+            "close-cluster": self._close_cluster,
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -346,6 +349,25 @@ class Scheduler:
             keys = [k for k in result if k in self.state.keys]
             self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
                                            {k: self.state.keys[k].type for k in keys}))
+
+    def _overview(self, client_id, msg) -> dict:
+        overview = self.state.overview()
+        overview["address"] = self.address
+        return overview
+
+    def _key_list(self, client_id, msg) -> dict:
+        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
+                                   msg.get("status") or None)
+
+    def _close_cluster(self, client_id, msg) -> dict:
+        """Ask the process that owns this scheduler to stop it (its client, workers, all).
+
+        Only a peer that passed the handshake gets here, i.e. one that knows the secret."""
+        if not self.on_close_requested:
+            return {"closing": False}
+        for callback in self.on_close_requested:
+            callback()
+        return {"closing": True}
 
     def _subscribe(self, client_id, msg) -> list:
         self.subscribers.add(client_id)
