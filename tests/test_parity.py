@@ -248,3 +248,42 @@ def test_cancel_marks_the_future_cancelled(any_client):
     wait_for(lambda: future.status == "cancelled", what="status 'cancelled'")
     with pytest.raises(concurrent.futures.CancelledError):
         any_client.gather(future)
+
+
+# ---------------------------------------------------------------- by value ---
+
+def test_exception_class_made_in_a_function_is_reraised(any_client):
+    # Not importable on a worker, as a class made in a notebook cell: it travels by value.
+    class LocalError(Exception):
+        pass
+
+    def fail(x):
+        raise LocalError("bad input", x)
+
+    future = any_client.submit(fail, 3, pure=False)
+    with pytest.raises(LocalError) as info:
+        future.result(timeout=30)
+    assert info.value.args == ("bad input", 3)
+    assert isinstance(future.exception(timeout=30), LocalError)
+
+
+def test_exception_class_of_a_notebook_cell_is_reraised(any_client):
+    cell_error = type("CellError", (ValueError,), {"__module__": "__main__"})
+
+    def fail():
+        raise cell_error("from a cell")
+
+    future = any_client.submit(fail, pure=False)
+    with pytest.raises(cell_error, match="from a cell"):
+        any_client.gather(future)
+
+
+def test_result_of_a_class_made_in_a_function_comes_back(any_client):
+    class Box:
+        def __init__(self, value):
+            self.value = value
+
+    [data] = any_client.scatter([Box(1)], hash=False)
+    future = any_client.submit(lambda box: Box(box.value + 1), data, pure=False)
+    result = future.result(timeout=30)
+    assert type(result) is Box and result.value == 2
