@@ -287,3 +287,12 @@ def test_result_of_a_class_made_in_a_function_comes_back(any_client):
     future = any_client.submit(lambda box: Box(box.value + 1), data, pure=False)
     result = future.result(timeout=30)
     assert type(result) is Box and result.value == 2
+
+
+def test_a_task_on_a_cancelled_future_is_cancelled(any_client):
+    x = any_client.scatter("cancelled-input", hash=False)
+    any_client.cancel([x])
+    y = any_client.submit(operator.add, x, "!")
+    with pytest.raises(concurrent.futures.CancelledError):
+        y.result(timeout=30)
+    assert y.status == "cancelled"

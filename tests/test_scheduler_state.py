@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
+
 import pytest
 
 from scatter_magics.errors import NoWorkersError, UnknownWorkerError
@@ -96,6 +98,12 @@ def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state
     assert state.keys["k"].state == "memory" and state.keys["k"].wanted_by == {"c2"}
     out = state.cancel("c1", ["k"], force=True)
     assert (("client", "c2"), "key-update") in ops(out) and "k" not in state.keys
+
+
+def test_a_task_on_a_forgotten_key_is_cancelled_not_lost(state):
+    [(dest, msg)] = state.submit("c1", "t", task=None, deps={"gone"}, restrictions=None)
+    assert dest == ("client", "c1") and msg["status"] == "cancelled"
+    assert isinstance(msg["exception"], CancelledError) and "gone" in str(msg["exception"])
 
 
 def test_deletes_to_one_worker_merge_without_passing_its_other_messages():

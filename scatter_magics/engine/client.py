@@ -436,7 +436,7 @@ class Client:
         elif status == "lost":
             state.lose(msg["exception"])
         elif status == "cancelled":
-            state.cancel()
+            state.cancel(msg["exception"])
         elif status == "pending":
             state.reset()
 

@@ -52,8 +52,8 @@ class FutureState:
         self.exception = exception or FutureLostError(f"key {self.key!r} was lost")
         self._settle("lost")
 
-    def cancel(self) -> None:
-        self.exception = FutureCancelledError(f"key {self.key!r} was cancelled")
+    def cancel(self, exception: BaseException | None = None) -> None:
+        self.exception = exception or FutureCancelledError(f"key {self.key!r} was cancelled")
         self._settle("cancelled")
 
     def reset(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import FutureLostError, NoWorkersError, UnknownWorkerError
+from ..errors import FutureCancelledError, FutureLostError, NoWorkersError, UnknownWorkerError
 
 Outgoing = list  # list[tuple[tuple[str, str], dict]]
 
@@ -207,10 +207,10 @@ class SchedulerState:
             ks.restrictions = set(self.resolve_workers(restrictions))
         for dep in deps:
             dks = self.keys.get(dep)
-            if dks is None:
-                return self._fail(ks, FutureLostError(
-                    f"task {key!r} depends on key {dep!r}, which the scheduler no longer "
-                    "holds (it was released or cancelled)"), "")
+            if dks is None:  # Dask reports these "cancelled" (lost dependencies) too
+                return self._fail(ks, FutureCancelledError(
+                    f"task {key!r} depends on key {dep!r}, which was cancelled or "
+                    "released"), "", "cancelled")
             if dks.dependents is NONE:
                 dks.dependents = set()
             dks.dependents.add(key)
