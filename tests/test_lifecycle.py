@@ -153,7 +153,7 @@ def test_asynchronous_client_is_awaitable():
         try:
             return await client.gather(await client.scatter(41, hash=False)) + 1
         finally:
-            await asyncio.to_thread(client.close)
+            await client.close()
     assert asyncio.run(main()) == 42
 
 

@@ -7,6 +7,7 @@ what "our semantics are Dask's" means.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import operator
 from collections import namedtuple
@@ -296,3 +297,20 @@ def test_a_task_on_a_cancelled_future_is_cancelled(any_client):
     with pytest.raises(concurrent.futures.CancelledError):
         y.result(timeout=30)
     assert y.status == "cancelled"
+
+
+# ---------------------------------------------------------------- asynchronous ---
+
+def test_asynchronous_client_awaits_start_and_close(any_client):
+    client_class, address = type(any_client), any_client.scheduler_info()["address"]
+
+    async def main():
+        client = await client_class(address, asynchronous=True)
+        future = await client.scatter(41, hash=False)
+        assert await client.gather(future) == 41
+        await client.close()
+        async with client_class(address, asynchronous=True) as again:
+            assert await again.submit(operator.add, 1, 2, pure=False) == 3
+        return client.status, again.status
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == ("closed", "closed")

@@ -486,8 +486,20 @@ class Client:
         self.loop.call_soon(future._state.on_done, lambda state: executor.submit(fn, future))
 
     # ------------------------------------------------------------ closing ---
-    def close(self, timeout=NO_DEFAULT) -> None:
-        """Release everything this client holds; end the cluster if this client started it."""
+    def close(self, timeout=NO_DEFAULT):
+        """Release everything this client holds; end the cluster if this client started it.
+
+        An asynchronous client returns an awaitable, as Dask's does: ``await client.close()``.
+        """
+        if self.asynchronous:
+            return self._close_in_thread()
+        self._close()
+
+    async def _close_in_thread(self) -> None:
+        # Closing joins the loop thread and the workers: not on the caller's event loop.
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
         if self.status == "closed":
             return
         if self.status == "running" and self.loop.running:
@@ -520,19 +532,19 @@ class Client:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        self._close()
 
     async def __aenter__(self):
         return await self
 
     async def __aexit__(self, *exc) -> None:
-        await asyncio.to_thread(self.close)
+        await self._close_in_thread()
 
     def __del__(self):
         # A dropped client that started its cluster ends it. Not inline: the collector
         # may run us on the loop thread (where close() cannot wait) or mid-operation.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster:
-            threading.Thread(target=self.close, name="scatter-magics-close", daemon=True).start()
+            threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()
 
     def __repr__(self) -> str:
         if self.status != "running":
