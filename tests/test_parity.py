@@ -86,6 +86,18 @@ def test_dict_keys_become_future_keys(any_client):
     assert any_client.gather(futures) == {"x": 1, "y": 2, "z": 3}
 
 
+def test_dict_keys_keep_their_type_tuples_too(any_client):
+    futures = any_client.scatter({("x", 0): "zero", ("x", 1): "one", 7: "seven"})
+    assert futures[("x", 0)].key == ("x", 0) and futures[7].key == 7
+    assert any_client.gather(futures) == {("x", 0): "zero", ("x", 1): "one", 7: "seven"}
+    who_has = any_client.who_has(futures)
+    assert set(who_has) == {("x", 0), ("x", 1), 7}
+    held = {key for keys in any_client.has_what().values() for key in keys}
+    assert {("x", 0), ("x", 1), 7} <= held
+    assert "key: ('x', 0)" in repr(futures[("x", 0)])
+    assert any_client.submit(operator.add, futures[("x", 1)], "!").result(timeout=30) == "one!"
+
+
 def test_range_is_scattered_element_wise(any_client):
     futures = any_client.scatter(range(7001, 7004))
     assert any_client.gather(futures) == [7001, 7002, 7003]

@@ -13,6 +13,7 @@ import uuid
 from typing import Callable
 
 from .comm import Channel, Server
+from ..keys import key_text
 from ..errors import CommClosedError, NoWorkersError
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
@@ -219,7 +220,7 @@ class Scheduler:
 
     def _has_what(self, client_id, msg) -> dict:
         addresses = self.state.resolve_workers(msg.get("workers"))
-        return {a: sorted(self.state.workers[a].keys) for a in addresses}
+        return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
 
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()

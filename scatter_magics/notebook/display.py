@@ -17,6 +17,7 @@ import re
 from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
+from ..keys import key_text
 
 MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
 
@@ -119,7 +120,7 @@ class FuturesTable:
         return cls(rows)
 
     def _cells(self) -> list[list[str]]:
-        return [[r["name"], r["key"], r["type"] or "", format_bytes(r["nbytes"]), r["status"],
+        return [[r["name"], key_text(r["key"]), r["type"] or "", format_bytes(r["nbytes"]), r["status"],
                  ", ".join(r["workers"])] for r in self.rows]
 
     def __repr__(self) -> str:
@@ -162,11 +163,11 @@ class ClusterSummary:
         workers = []
         by_name = sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name")))
         for address, w in by_name:
-            keys = sorted(has_what.get(address, []))
+            keys = sorted(has_what.get(address, []), key=key_text)
             workers.append({"name": w.get("name", address), "address": address,
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
-                            "keys": keys, "labels": [labels.get(k, k) for k in keys]})
+                            "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys]})
         return cls(info.get("address", ""), workers)
 
     @property

@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..keys import key_text
+
 STATUSES = ("pending", "finished", "error", "cancelled", "lost", "released")
 
 _UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
@@ -56,7 +58,7 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key,
+            "key": key_text(self.key),
             "name": self.name,
             "type": self.type,
             "nbytes": self.nbytes,
