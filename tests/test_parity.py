@@ -179,6 +179,19 @@ def test_replicate_copies_to_all_workers(any_client):
     assert sorted(any_client.who_has([future])[future.key]) == workers_of(any_client)
 
 
+def test_replicate_with_n_reduces_the_replicas(any_client):
+    future = any_client.scatter("reduce-me", hash=False)
+    any_client.replicate([future])
+    assert len(any_client.who_has([future])[future.key]) == 2
+    any_client.replicate([future], n=1)
+    wait_for(lambda: len(any_client.who_has([future])[future.key]) == 1, what="one replica")
+    [holder] = any_client.who_has([future])[future.key]
+    wait_for(lambda: sum(future.key in keys for keys in any_client.has_what().values()) == 1,
+             what="one worker holding the key")
+    assert future.key in any_client.has_what()[holder]
+    assert future.result() == "reduce-me"
+
+
 def test_has_what_and_nthreads(any_client):
     future = any_client.scatter("held", hash=False)
     [holder] = any_client.who_has([future])[future.key]

@@ -90,6 +90,24 @@ def test_replication_plan_targets_missing_workers(state):
     assert state.replication_plan(["k"], n=1) == {}
 
 
+def test_replicas_beyond_n_are_deleted_from_the_fullest_workers(state):
+    state.add_data("c", {"big": [B]}, {"big": 50}, {})
+    state.add_data("c", {"k": [A, B]}, {"k": 10}, {})
+    out = state.reduce_replicas(["k"], n=1)
+    assert out == [(("worker", B), {"op": "delete-keys", "keys": ["k"]})]
+    assert state.keys["k"].who_has == {A} and "k" not in state.workers[B].keys
+    assert state.workers[B].nbytes == 50
+    assert state.reduce_replicas(["k"], n=1) == []
+
+
+def test_a_replica_a_running_task_reads_is_kept(state):
+    state.add_data("c", {"k": [A, B]}, {"k": 10}, {})
+    state.submit("c", "t", task=None, deps={"k"}, restrictions=[B])
+    assert state.keys["t"].processing_on == B
+    state.reduce_replicas(["k"], n=1)
+    assert state.keys["k"].who_has == {B}
+
+
 def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state):
     state.add_data("c1", {"k": [A]}, {}, {})
     state.add_data("c2", {"k": [A]}, {}, {})

@@ -382,7 +382,11 @@ class Client:
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
-        """Copy each future's data to ``n`` workers (default: all of ``workers``)."""
+        """Keep each future's data on ``n`` workers (default: all of ``workers``).
+
+        Copies go to the workers holding the least data; with more than ``n`` replicas
+        among ``workers``, the extra ones are deleted (as in Dask).
+        """
         self._check_open()
         msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
                "workers": plain_workers(workers)}

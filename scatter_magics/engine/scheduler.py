@@ -240,7 +240,14 @@ class Scheduler:
         self.apply(self.state.cancel(client_id, msg["keys"], msg.get("force", False)))
 
     async def _replicate(self, client_id, msg) -> None:
-        plan = self.state.replication_plan(msg["keys"], msg.get("n"), msg.get("workers"))
+        n = msg.get("n")
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"replicate() needs n >= 1, got {n!r}: it cannot delete all "
+                                 "copies (release or cancel the future for that)")
+            n = min(n, len(self.state.resolve_workers(msg.get("workers"))))
+            self.apply(self.state.reduce_replicas(msg["keys"], n, msg.get("workers")))
+        plan = self.state.replication_plan(msg["keys"], n, msg.get("workers"))
         by_target: dict[str, dict] = {}
         for key, targets in plan.items():
             for target in targets:

@@ -194,6 +194,35 @@ class SchedulerState:
                 plan[key] = missing[:want]
         return plan
 
+    def reduce_replicas(self, keys, n: int, workers=None) -> Outgoing:
+        """Keep at most ``n`` replicas of each key among ``workers``; delete the rest.
+
+        Dask's ``replicate(n=...)`` reduces too. The fullest workers give theirs up first;
+        a replica that a task running there reads stays.
+        """
+        allowed = self.resolve_workers(workers)
+        out: Outgoing = []
+        for key in keys:
+            ks = self._known(key)
+            held = [a for a in allowed if a in ks.who_has]
+            if ks.state != "memory" or len(held) <= n:
+                continue
+            held.sort(key=lambda a: self.workers[a].nbytes, reverse=True)
+            for address in [a for a in held if not self._read_there(ks, a)][:len(held) - n]:
+                out += self._drop_replica(ks, address)
+            self._emit_key(ks)
+        return out
+
+    def _read_there(self, ks: KeyInfo, address: str) -> bool:
+        return any(self.keys[d].processing_on == address for d in ks.dependents if d in self.keys)
+
+    def _drop_replica(self, ks: KeyInfo, address: str) -> Outgoing:
+        ws = self.workers[address]
+        ws.keys.discard(ks.key)
+        ws.nbytes -= ks.nbytes or 0
+        ks.who_has.discard(address)
+        return [(("worker", address), {"op": "delete-keys", "keys": [ks.key]})]
+
     # ------------------------------------------------------------ tasks ---
     def submit(self, client: str, key: str, task, deps: set, restrictions: list | None) -> Outgoing:
         ks = self.keys.get(key)
