@@ -272,3 +272,20 @@ def test_scale_replaces_a_worker_that_died(make_client):
     names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
     assert len(names) == 2 and "worker-2" in names  # a fresh name, never a reused one
     assert client.gather(client.scatter([1, 2], broadcast=True)) == [1, 2]
+
+
+def test_gather_of_a_small_scattered_value_needs_no_worker(make_client):
+    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+
+    client = make_client(n_workers=1)
+    large_value = "x" * (LOCAL_COPY_LIMIT + 1)
+    small, large = client.scatter(["small", large_value], hash=False)
+    [pid] = worker_pids(client).values()
+    os.kill(pid, signal.SIGSTOP)  # the worker cannot answer now
+    try:
+        assert client.gather(small, timeout=5) == "small"  # the client's own copy
+        with pytest.raises(TimeoutError):
+            client.gather(large, timeout=0.5)  # too large to keep: read from the worker
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert client.gather([small, large]) == ["small", large_value]

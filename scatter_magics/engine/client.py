@@ -39,6 +39,11 @@ DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
+# A scattered value whose pickle is this small (and has no out-of-band buffers) is also
+# kept by the client while a Future holds its key, and gather answers from that copy
+# without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
+# process the same way). 16 KiB covers numbers, short strings and small containers.
+LOCAL_COPY_LIMIT = 1 << 14
 
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
@@ -136,7 +141,7 @@ class Client:
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
-        if asynchronous if asynchronous is not None else self.asynchronous:
+        if _is_async(self, asynchronous):
             async def awaitable():
                 return then(await asyncio.wrap_future(self.loop.submit(coro)))
             return awaitable()
@@ -193,10 +198,10 @@ class Client:
             for key in fresh:
                 self._pool.release_key(key)
             raise
-        for key in payload:
+        for key, serialized in payload.items():
             state = self._states.get(key)
             if state is not None:
-                state.finish(types[key])
+                state.finish(types[key], _small(serialized))
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -264,6 +269,10 @@ class Client:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
         states = {f.key: f._state for f in found}
+        local = _local_copies(states)
+        if local is not None:  # every value is here already: no loop, no worker
+            values = substitute(futures, Future, {k: deserialize(s) for k, s in local.items()})
+            return _ready(values) if _is_async(self, asynchronous) else values
         coro = self._within(self._gather(states, errors, direct), timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, {k: s if s is SKIP else deserialize(s, self._view_of)
@@ -273,7 +282,9 @@ class Client:
         await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():
-            if state.status == "finished":
+            if state.status == "finished" and state.local is not None:
+                out[key] = state.local
+            elif state.status == "finished":
                 wanted.append(key)
             elif errors == "skip":
                 out[key] = SKIP
@@ -554,6 +565,31 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
+
+
+def _is_async(client: Client, asynchronous: bool | None) -> bool:
+    return asynchronous if asynchronous is not None else client.asynchronous
+
+
+async def _ready(value):
+    return value
+
+
+def _small(serialized):
+    """``serialized`` if it is small enough for the client to keep a copy, else None."""
+    if not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT:
+        return serialized
+    return None
+
+
+def _local_copies(states: dict) -> dict | None:
+    """``{key: Serialized}`` if every state is finished with a local copy, else None."""
+    local = {}
+    for key, state in states.items():
+        if state.status != "finished" or state.local is None:
+            return None
+        local[key] = state.local
+    return local
 
 
 def _keys_of(futures) -> list[str]:

@@ -25,7 +25,8 @@ _WAITING = threading.Lock()
 class FutureState:
     """The status of one key as this client knows it. Transitions run on the loop thread."""
 
-    __slots__ = ("key", "status", "type", "exception", "traceback", "_event", "_callbacks")
+    __slots__ = ("key", "status", "type", "exception", "traceback", "local", "_event",
+                 "_callbacks")
 
     def __init__(self, key: str, status: Status = "pending"):
         self.key = key
@@ -33,6 +34,9 @@ class FutureState:
         self.type: str | None = None
         self.exception: BaseException | None = None
         self.traceback: str | None = None
+        # The value as this client scattered it, if small: gather answers from it (see
+        # Client.gather). Immutable like the key's data; dropped with the last Future.
+        self.local = None
         self._event: threading.Event | None = None  # made by the first wait()
         self._callbacks: list[Callable[[FutureState], None]] | None = None  # on first use
 
@@ -40,8 +44,10 @@ class FutureState:
         return f"<FutureState {self.key!r} {self.status}>"
 
     # ------------------------------------------------------------ transitions ---
-    def finish(self, type_name: str | None = None) -> None:
+    def finish(self, type_name: str | None = None, local=None) -> None:
         self.type = type_name or self.type
+        if local is not None:
+            self.local = local
         self._settle("finished")
 
     def set_error(self, exception: BaseException, traceback: str | None) -> None:
