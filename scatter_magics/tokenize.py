@@ -22,6 +22,13 @@ def tokenize(*args, **kwargs) -> str:
     >>> tokenize(1) == tokenize(1.0)
     False
     """
+    if len(args) == 1 and not kwargs and type(args[0]) in _SCALARS:
+        # The common scatter item (an element of a list of numbers or strings): the bytes
+        # _update would stream, hashed in one call; the token is the same. A tenth of
+        # the time, which is most of a 10,000-element scatter's keys.
+        x = args[0]
+        return xxhash.xxh3_128_hexdigest(
+            b"tuple1[%s%s]" % (type(x).__qualname__.encode(), repr(x).encode()))
     h = xxhash.xxh3_128()
     _update(h, args)
     if kwargs:

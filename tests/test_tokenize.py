@@ -53,3 +53,14 @@ def test_arbitrary_picklable_objects_are_tokenized_by_content():
     from fractions import Fraction
 
     assert tokenize(Fraction(1, 3)) == tokenize(Fraction(1, 3)) != tokenize(Fraction(1, 4))
+
+
+@pytest.mark.parametrize("value", [7, -2.5, "héllo", None, True, 10**30, range(3)])
+def test_a_lone_scalar_gets_the_token_its_fields_stream_to(value):
+    import xxhash
+
+    from scatter_magics.tokenize import _update
+
+    streamed = xxhash.xxh3_128()
+    _update(streamed, (value,))
+    assert tokenize(value) == streamed.hexdigest()  # the shortcut changes no key
