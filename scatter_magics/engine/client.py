@@ -26,7 +26,7 @@ from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, serialize, serialize_task
+from .serialize import deserialize, serialize, serialize_task, wire
 from .shm import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
@@ -44,6 +44,7 @@ RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask
 # without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
 # process the same way). 16 KiB covers numbers, short strings and small containers.
 LOCAL_COPY_LIMIT = 1 << 14
+RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
@@ -170,7 +171,7 @@ class Client:
         """
         self._check_open()
         items, rebuild = keyed_items(data, hash)
-        futures = {key: Future(key, self) for key in items}
+        futures = Future.for_keys(items, self)
         # Shared memory this call reserves, to give back if the scatter fails.
         fresh = [k for k in items if self._pool is not None and not self._pool.holds(k)]
         payload = {key: self._serialize_for_scatter(key, value) for key, value in items.items()}
@@ -198,15 +199,18 @@ class Client:
             for key in fresh:
                 self._pool.release_key(key)
             raise
+        states = self._states
         for key, serialized in payload.items():
-            state = self._states.get(key)
+            state = states.get(key)
             if state is not None:
-                state.finish(types[key], _small(serialized))
+                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
+                state.finish(types[key], serialized if small else None)
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
         nbytes = {key: s.nbytes for key, s in payload.items()}
         shared = [key for key, s in payload.items() if s.in_shared_memory]
+        payload = {key: wire(s) for key, s in payload.items()}
         if self._direct(direct):
             targets = await self._link.request({"op": "choose-workers", "n": len(payload),
                                                 "workers": workers, "broadcast": broadcast,
@@ -268,11 +272,10 @@ class Client:
         for f in found:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
-        states = {f.key: f._state for f in found}
-        local = _local_copies(states)
+        local = _local_values(futures, found)
         if local is not None:  # every value is here already: no loop, no worker
-            values = substitute(futures, Future, {k: deserialize(s) for k, s in local.items()})
-            return _ready(values) if _is_async(self, asynchronous) else values
+            return _ready(local) if _is_async(self, asynchronous) else local
+        states = {f.key: f._state for f in found}
         coro = self._within(self._gather(states, errors, direct), timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, {k: s if s is SKIP else deserialize(s, self._view_of)
@@ -459,10 +462,22 @@ class Client:
     def _track(self, key: str, state: FutureState | None = None) -> FutureState:
         with self._lock:
             existing = self._states.get(key)
-            if existing is None or existing.status in ("cancelled", "lost", "error"):
+            if existing is None or existing.status in RETRACKED:
                 existing = self._states[key] = state or FutureState(key)
             self._refcount[key] = self._refcount.get(key, 0) + 1
             return existing
+
+    def _track_many(self, keys) -> list[FutureState]:
+        """``_track`` for many keys under one hold of the lock."""
+        states, refcount, tracked = self._states, self._refcount, []
+        with self._lock:
+            for key in keys:
+                existing = states.get(key)
+                if existing is None or existing.status in RETRACKED:
+                    existing = states[key] = FutureState(key)
+                refcount[key] = refcount.get(key, 0) + 1
+                tracked.append(existing)
+        return tracked
 
     def _untrack(self, key: str) -> None:
         # Called from Future.__del__, which the garbage collector may run anywhere,
@@ -575,21 +590,14 @@ async def _ready(value):
     return value
 
 
-def _small(serialized):
-    """``serialized`` if it is small enough for the client to keep a copy, else None."""
-    if not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT:
-        return serialized
-    return None
-
-
-def _local_copies(states: dict) -> dict | None:
-    """``{key: Serialized}`` if every state is finished with a local copy, else None."""
-    local = {}
-    for key, state in states.items():
-        if state.status != "finished" or state.local is None:
+def _local_values(futures, found: list):
+    """``futures`` gathered from the client's own copies, if it has every one; else None."""
+    for f in found:
+        if f._state.status != "finished" or f._state.local is None:
             return None
-        local[key] = state.local
-    return local
+    if type(futures) is list and found == futures:  # a flat list of futures: no walk
+        return [deserialize(f._state.local) for f in found]
+    return substitute(futures, Future, {f.key: deserialize(f._state.local) for f in found})
 
 
 def _keys_of(futures) -> list[str]:

@@ -16,9 +16,9 @@ Status = Literal["pending", "finished", "error", "cancelled", "lost"]
 DONE = frozenset({"finished", "error", "cancelled", "lost"})
 
 
-# Guards the hand-over between a settling loop thread and a thread starting to wait.
-# One lock for all states: a threading.Event per future cost 3 us to make and 3 us to
-# set, a third of scattering a 10,000-element list; most futures are never waited on.
+# Makes sure two threads starting to wait on one state make one threading.Event. The
+# event is made on the first wait() only: one per future cost 3 us to make and 3 us to
+# set, a third of scattering a 10,000-element list, and most futures are never waited on.
 _WAITING = threading.Lock()
 
 
@@ -70,10 +70,13 @@ class FutureState:
                 self._event.clear()
 
     def _settle(self, status: Status) -> None:
-        with _WAITING:
-            self.status = status
-            if self._event is not None:
-                self._event.set()
+        # No lock (one per key was a tenth of recording a scattered list): the status is
+        # written before the event is read, and wait() makes the event before reading the
+        # status again, so either the waiter sees the status or this sees its event.
+        self.status = status
+        event = self._event
+        if event is not None:
+            event.set()
         callbacks, self._callbacks = self._callbacks or (), None
         for callback in callbacks:
             callback(self)
@@ -84,11 +87,13 @@ class FutureState:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block this (non-loop) thread until done; False if ``timeout`` expired."""
+        if self.done():
+            return True
         with _WAITING:
-            if self.done():
-                return True
             if self._event is None:
                 self._event = threading.Event()
+        if self.done():  # settled before it could see the event (see _settle)
+            return True
         return self._event.wait(timeout)
 
     def on_done(self, callback: Callable[[FutureState], None]) -> None:
@@ -130,6 +135,19 @@ class Future:
         self.client = client
         self._state = client._track(key, state)
         self._released = False
+
+    @classmethod
+    def for_keys(cls, keys, client) -> dict:
+        """``{key: Future}`` for ``keys``, tracked by ``client`` in one step.
+
+        For a long list, one call instead of one ``__init__`` and one lock per future
+        (a third of the client's own time scattering 10,000 elements).
+        """
+        futures = {}
+        for key, state in zip(keys, client._track_many(keys)):
+            future = futures[key] = cls.__new__(cls)
+            future.key, future.client, future._state, future._released = key, client, state, False
+        return futures
 
     @property
     def status(self) -> Status:

@@ -40,7 +40,10 @@ def keyed_items(data, hash: bool):
     is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
     if type(data) in (list, tuple, set, frozenset) or is_namedtuple:
         values = list(data)
-        keys = [key_for(v) for v in values]
+        if hash:  # key_for, inlined: a call less per element of a long list
+            keys = [f"{type(v).__name__}-{tokenize(v)}" for v in values]
+        else:
+            keys = [key_for(v) for v in values]
         items = dict(zip(keys, values))
         if is_namedtuple:
             return items, lambda fs: type(data)(*(fs[k] for k in keys))

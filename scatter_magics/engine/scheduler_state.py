@@ -38,6 +38,8 @@ class WorkerInfo:
         return len(self.processing) / self.nthreads
 
 
+GONE = frozenset({"lost", "error", "cancelled", "released"})  # states a new KeyInfo replaces
+
 # The task-only sets of a key start as this shared empty set: most keys are scattered
 # data, and six sets per key made the garbage collector a third of scattering a list.
 NONE: frozenset = frozenset()
@@ -141,19 +143,34 @@ class SchedulerState:
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
                  shared=()) -> Outgoing:
         """Keys now held in memory: ``placement`` maps key → addresses that store it."""
+        # Called with every element of a scattered list: one pass, no call per key
+        # unless a key has dependents or someone watches events.
         out: Outgoing = []
+        keys, workers = self.keys, self.workers
+        shared = set(shared)
         for key, addresses in placement.items():
-            ks = self.keys.get(key)
-            if ks is None or ks.state in ("lost", "error", "cancelled", "released"):
-                ks = self.keys[key] = KeyInfo(key, "memory")
-            ks.shared = ks.shared or key in shared
+            ks = keys.get(key)
+            if ks is None or ks.state in GONE:
+                ks = keys[key] = KeyInfo(key, "memory")
+            if shared and key in shared:
+                ks.shared = True
+            size = nbytes.get(key)
+            if size is not None:
+                ks.nbytes = size
             for address in addresses:
-                self._add_replica(ks, address, nbytes.get(key))
+                ws = workers.get(address)
+                if ws is not None:
+                    if key not in ws.keys:
+                        ws.keys.add(key)
+                        ws.nbytes += ks.nbytes or 0
+                    ks.who_has.add(address)
             ks.state, ks.type = "memory", types.get(key, ks.type)
             if client is not None:
                 ks.wanted_by.add(client)
-            self._emit_key(ks)
-            out += self._release_dependents(ks)
+            if self.publishing:
+                self.events.append(self.key_event(ks))
+            if ks.dependents:
+                out += self._release_dependents(ks)
         return out
 
     def _add_replica(self, ks: KeyInfo, address: str, nbytes: int | None) -> None:

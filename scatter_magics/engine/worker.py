@@ -24,7 +24,8 @@ from .comm import Channel, Server, connect
 from ..errors import CommClosedError, portable
 from .loop import new_event_loop
 from .scheduler_link import fetch_from_holders
-from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
+from .serialize import (Serialized, deserialize, deserialize_task, nbytes_of, serialize, sizeof,
+                        wire)
 from .shm import SegmentMapper, unlink_segments
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -41,9 +42,10 @@ class StoredValue:
 
     __slots__ = ("_serialized", "_value", "_has_value", "nbytes", "type")
 
-    def __init__(self, serialized: Serialized | None = None, value=None, has_value=False):
+    def __init__(self, serialized: Serialized | bytes | None = None, value=None,
+                 has_value=False):
         self._serialized, self._value, self._has_value = serialized, value, has_value
-        self.nbytes = serialized.nbytes if serialized is not None else sizeof(value)
+        self.nbytes = nbytes_of(serialized) if serialized is not None else sizeof(value)
         self.type = type(value).__name__ if has_value else None
 
     @property
@@ -53,9 +55,10 @@ class StoredValue:
         return self._value
 
     @property
-    def serialized(self) -> Serialized:
+    def serialized(self) -> Serialized | bytes:
+        """In its wire form (see ``serialize.wire``)."""
         if self._serialized is None:
-            return serialize(self._value)  # not cached: it would double the memory held
+            return wire(serialize(self._value))  # not cached: it would double the memory held
         return self._serialized
 
 
