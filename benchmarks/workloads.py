@@ -25,6 +25,8 @@ class Config:
     cold_starts: int  # cold starts per system per round
     roundtrip_iters: int
     array_mb: tuple
+    fresh_mb: int  # each call a new array, earlier ones still held: no memory to reuse
+    frame_mib: int  # a pandas DataFrame of this many MiB
     broadcast_mb: tuple
     broadcast_workers: tuple
     list_len: int
@@ -34,14 +36,15 @@ class Config:
 
 
 FULL = Config(rounds=3, inner=2, cold_starts=2, roundtrip_iters=200, array_mb=(8, 80, 800),
-              broadcast_mb=(100, 800), broadcast_workers=(2, 4), list_len=10_000,
+              fresh_mb=200, frame_mib=1024, broadcast_mb=(100, 800), broadcast_workers=(2, 4), list_len=10_000,
               n_tasks=1_000, hash_mb=800, session_timeout=900)
 QUICK = Config(rounds=1, inner=2, cold_starts=1, roundtrip_iters=50, array_mb=(8, 80),
-               broadcast_mb=(80,), broadcast_workers=(2, 4), list_len=1_000, n_tasks=200,
+               fresh_mb=20, frame_mib=64, broadcast_mb=(80,), broadcast_workers=(2, 4), list_len=1_000, n_tasks=200,
                hash_mb=80, session_timeout=240)
 
 #: Workload names, in table order; ``cold_start`` runs in its own process (coldstart.py).
-NAMES = ("cold_start", "roundtrip", "array", "broadcast", "list", "tasks", "tokenize")
+NAMES = ("cold_start", "roundtrip", "array", "fresh", "frame", "broadcast", "list", "tasks",
+         "tokenize")
 
 
 def rows(cfg, names=NAMES):
@@ -57,6 +60,11 @@ def rows(cfg, names=NAMES):
                 out += [f"scatter {mb} MB array", f"gather {mb} MB array",
                         f"scatter {mb} MB array, direct, no hash",
                         f"gather {mb} MB array, direct"]
+        elif name == "fresh":
+            out.append(fresh_row(cfg.fresh_mb))
+        elif name == "frame":
+            out += [f"scatter {_size(cfg.frame_mib)} DataFrame",
+                    f"gather {_size(cfg.frame_mib)} DataFrame"]
         elif name == "broadcast":
             out += [broadcast_row(mb, n) for mb in cfg.broadcast_mb
                     for n in cfg.broadcast_workers]
@@ -67,6 +75,14 @@ def rows(cfg, names=NAMES):
         elif name == "tokenize":
             out.append(f"content hash of {cfg.hash_mb} MB (tokenize)")
     return out
+
+
+def fresh_row(mb):
+    return f"scatter of fresh data: a new {mb} MB array each call, earlier ones held"
+
+
+def _size(mib):
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
 
 
 def broadcast_row(mb, n_workers):
@@ -219,6 +235,66 @@ def _array_scatter_gather(s, mb, direct):
         s.system.settle()
 
 
+def fresh(s):
+    """Scatter a new array each call while every earlier one is still held.
+
+    What a notebook does when a cell re-runs with new data: nothing kept from an earlier
+    call (a pooled segment, an arena) can be reused, so fresh memory is written each time.
+    The time includes hashing (``scatter(a)`` with its defaults).
+    """
+    mb = s.cfg.fresh_mb
+    s.row = fresh_row(mb)
+    base = s.array(mb)
+    held = []
+    for timed in _reps(s):
+        data = base + s.fresh()  # new memory, new content; made outside the timing
+        t0 = time.perf_counter()
+        held.append(s.system.scatter(data))
+        seconds = time.perf_counter() - t0
+        if timed:
+            s.sample(s.row, seconds, data.nbytes)
+        del data
+    del held
+    s.system.settle()
+
+
+def frame(s):
+    """Scatter, then gather, a pandas DataFrame of ``frame_mib`` MiB (8 float64 columns)."""
+    import pandas as pd
+
+    size = _size(s.cfg.frame_mib)
+    scatter_row, gather_row = f"scatter {size} DataFrame", f"gather {size} DataFrame"
+    n_rows = s.cfg.frame_mib * 2**20 // 64
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({f"c{i}": rng.random(n_rows) for i in range(8)})
+    for timed in _reps(s):
+        df.iloc[0, 0] = s.fresh()  # new content each rep
+        with s.memory(f"{size} DataFrame scatter then gather", not timed):
+            s.row = scatter_row
+            t0 = time.perf_counter()
+            handle = s.system.scatter(df)
+            t1 = time.perf_counter()
+            s.row = gather_row
+            out = owned_frame(s, s.system.gather(handle))
+            t2 = time.perf_counter()
+        assert out.shape == df.shape and out.iloc[0, 0] == df.iloc[0, 0], "gathered the wrong frame"
+        if timed:
+            s.sample(scatter_row, t1 - t0, s.cfg.frame_mib * 2**20)
+            s.sample(gather_row, t2 - t1, s.cfg.frame_mib * 2**20)
+        del handle, out
+        s.system.settle()
+
+
+def owned_frame(s, frame):
+    """``frame`` as one the client can modify: a frame over read-only memory is copied."""
+    try:
+        frame.iloc[0, 0] = frame.iloc[0, 0]
+    except ValueError:  # "assignment destination is read-only"
+        s.emit({"note": "gather returned a read-only DataFrame; the time includes a copy"})
+        return frame.copy()
+    return frame
+
+
 def broadcast(s):
     if s.n_workers not in s.cfg.broadcast_workers:
         return
@@ -283,5 +359,6 @@ def tokenize(s):
             return s.not_applicable(s.row, str(exc))
 
 
-WORKLOADS = {"roundtrip": roundtrip, "array": array, "broadcast": broadcast, "list": lists,
+WORKLOADS = {"roundtrip": roundtrip, "array": array, "fresh": fresh, "frame": frame,
+             "broadcast": broadcast, "list": lists,
              "tasks": tasks, "tokenize": tokenize}

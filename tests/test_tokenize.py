@@ -36,6 +36,10 @@ def test_tokens_are_the_same_in_another_process():
     (np.arange(4), np.arange(4).astype("int32")), (np.arange(4), np.arange(4).reshape(2, 2)),
     (pd.Series([1, 2], name="a"), pd.Series([1, 2], name="b")),
     (pd.DataFrame({"a": [1]}), pd.DataFrame({"b": [1]})),
+    (pd.DataFrame({"a": [1.0, 2.0]}), pd.DataFrame({"a": [1.0, 2.5]})),
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]}, index=[5, 6])),
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]}, dtype="int32")),
+    (pd.Series(["x", "y"]), pd.Series(["x", "z"])),
 ])
 def test_different_data_different_tokens(a, b):
     assert tokenize(a) != tokenize(b)
