@@ -289,3 +289,19 @@ def test_gather_of_a_small_scattered_value_needs_no_worker(make_client):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert client.gather([small, large]) == ["small", large_value]
+
+
+def test_small_scatter_returns_before_a_stopped_worker_stores_it(make_client):
+    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+
+    client = make_client(n_workers=1)
+    [(address, pid)] = worker_pids(client).items()
+    value = "y" * (LOCAL_COPY_LIMIT + 1)  # not kept by the client: gather asks the worker
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        future = client.scatter(value, hash=False)  # no explicit timeout: not confirmed
+        assert future.status == "finished"
+        assert client.who_has([future])[future.key] == [address]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert future.result(timeout=30) == value  # the worker got it first, on that connection

@@ -108,6 +108,15 @@ def test_a_replica_a_running_task_reads_is_kept(state):
     assert state.keys["k"].who_has == {B}
 
 
+def test_replicas_a_worker_did_not_store_are_dropped_and_a_last_one_lost(state):
+    state.add_data("c", {"both": [A, B], "only": [A]}, {"both": 5, "only": 7}, {})
+    out = state.drop_replicas(A, ["both", "only"], "refused")
+    assert state.keys["both"].who_has == {B} and state.keys["both"].state == "memory"
+    assert state.keys["only"].state == "lost" and "refused" in str(state.keys["only"].exception)
+    assert (("client", "c"), "key-update") in ops(out)
+    assert state.workers[A].keys == set() and state.workers[A].nbytes == 0
+
+
 def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state):
     state.add_data("c1", {"k": [A]}, {}, {})
     state.add_data("c2", {"k": [A]}, {}, {})

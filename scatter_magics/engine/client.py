@@ -229,9 +229,12 @@ class Client:
             await self._link.request({"op": "update-data", "placement": placement,
                                       "nbytes": nbytes, "types": types, "shared": shared})
         else:
+            # An explicit timeout asks to know the data arrived within it: then the
+            # scheduler waits for the workers' acknowledgements (see Scheduler._scatter).
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
-                                      "shared": shared, "timeout": wait})
+                                      "shared": shared, "timeout": wait,
+                                      "confirm": timeout is not NO_DEFAULT})
 
     async def _take_back(self, by_worker: dict) -> None:
         """Delete what a failed direct scatter may have left on workers, unrecorded.

@@ -8,6 +8,7 @@ Runs on an event-loop thread. Workers and remote clients connect over TCP
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from typing import Callable
@@ -17,6 +18,7 @@ from ..keys import key_text
 from ..errors import CommClosedError, NoWorkersError
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
+from .shm import ShmRef
 from ..structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
@@ -186,6 +188,9 @@ class Scheduler:
         for key, addresses in placement.items():
             for address in addresses:
                 by_worker.setdefault(address, {})[key] = data[key]
+        if not msg.get("confirm") and not _holds_callers_memory(data):
+            self._scatter_without_waiting(client_id, placement, by_worker, msg)
+            return
         try:
             await _all(self._request_worker(a, {"op": "put-data", "data": d})
                        for a, d in by_worker.items())
@@ -194,6 +199,43 @@ class Scheduler:
             raise
         self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
                                        msg.get("shared", ())))
+
+    def _scatter_without_waiting(self, client_id, placement: dict, by_worker: dict,
+                                 msg: dict) -> None:
+        """Write the put-data messages, record the data, and return before the acks.
+
+        Waiting for each worker's ack was half of a small scatter (the worker process
+        must wake, and on a busy machine, be scheduled). Nothing is lost by not waiting:
+        each worker gets its data before any later message on the same connection
+        (delete-keys, get-data, compute), a worker asked by another connection waits
+        for keys still on their way (``Worker._get_data``), and a worker that dies takes
+        the keys it held alone with it, recorded or not. A worker that refuses the data
+        loses those keys like a worker that died. A caller who gave an explicit timeout
+        (``confirm``) asked to know the data arrived: that scatter waits.
+        """
+        sent = {}
+        try:
+            for address, values in by_worker.items():
+                channel = self.worker_channels.get(address)
+                if channel is None:
+                    raise CommClosedError(f"worker {address} is gone")
+                sent[address] = channel.send_request({"op": "put-data", "data": values})
+        except BaseException:
+            self.discard_unrecorded(by_worker)
+            raise
+        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
+                                       msg.get("shared", ())))
+        for address, reply in sent.items():
+            reply.add_done_callback(functools.partial(self._put_data_acked, address,
+                                                      list(by_worker[address])))
+
+    def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
+        if reply.cancelled() or isinstance(reply.exception(), (type(None), CommClosedError)):
+            return  # stored; or the worker died, and _remove_worker accounts for its keys
+        logger.warning("worker %s did not store %d key(s): %r", address, len(keys),
+                       reply.exception())
+        self.apply(self.state.drop_replicas(address, keys, f"worker {address} refused it: "
+                                                          f"{reply.exception()!r}"))
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
@@ -273,6 +315,17 @@ class Scheduler:
         self.state.publishing = bool(self.subscribers)
         if not self.subscribers:
             self.state.events.clear()
+
+
+def _holds_callers_memory(data: dict) -> bool:
+    """Whether a scatter's values still point into the caller's memory.
+
+    Buffers of 64 KiB to 1 MiB travel as views of the caller's arrays; until the worker
+    acknowledges them, the caller must not get control back (it could change them).
+    Plain bytes and shared-memory references are the scatter's own.
+    """
+    return any(type(s) is not bytes and any(not isinstance(b, ShmRef) for b in s.buffers)
+               for s in data.values())
 
 
 def _send(link, msg: dict) -> None:

@@ -107,6 +107,24 @@ class SchedulerState:
                 out += self._schedule(ks)
         return out
 
+    def drop_replicas(self, address: str, keys, why: str) -> Outgoing:
+        """``address`` does not hold ``keys`` after all; a key left with no replica is lost."""
+        ws = self.workers.get(address)
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is None or address not in ks.who_has:
+                continue
+            ks.who_has.discard(address)
+            if ws is not None and key in ws.keys:
+                ws.keys.discard(key)
+                ws.nbytes -= ks.nbytes or 0
+            if not ks.who_has and ks.state == "memory":
+                out += self._lose(ks, why)
+            else:
+                self._emit_key(ks)
+        return out
+
     def update_metrics(self, address: str, memory: int) -> None:
         ws = self.workers.get(address)
         if ws is not None:

@@ -31,6 +31,10 @@ from .shm import SegmentMapper, unlink_segments
 logger = logging.getLogger("scatter_magics.engine.worker")
 
 METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
+# How long a get-data waits for keys this worker does not hold yet. The scheduler does
+# not wait for a worker to acknowledge small data before it tells others where it is,
+# so a peer's (or a client's) request on another connection can arrive first.
+ARRIVAL_WAIT = 5.0  # seconds
 
 
 SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
@@ -77,6 +81,7 @@ class Worker:
         self.peers: dict[str, Channel] = {}
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self._arrivals: asyncio.Future | None = None  # set by the next put-data
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -111,13 +116,30 @@ class Worker:
     def _put_data(self, channel, msg) -> dict:
         for key, serialized in msg["data"].items():
             self.data[key] = StoredValue(serialized)
+        if self._arrivals is not None:
+            self._arrivals.set_result(None)
+            self._arrivals = None
         return {key: self.data[key].nbytes for key in msg["data"]}
 
-    def _get_data(self, channel, msg) -> dict:
-        missing = [k for k in msg["keys"] if k not in self.data]
+    def _get_data(self, channel, msg):
+        if any(k not in self.data for k in msg["keys"]):
+            return self._get_data_arriving(msg["keys"])
+        return {key: self.data[key].serialized for key in msg["keys"]}
+
+    async def _get_data_arriving(self, keys: list) -> dict:
+        """``_get_data`` once keys still on their way (see ARRIVAL_WAIT) have arrived."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ARRIVAL_WAIT
+        while (missing := [k for k in keys if k not in self.data]) and loop.time() < deadline:
+            if self._arrivals is None:
+                self._arrivals = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._arrivals), deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
         if missing:
             raise KeyError(f"worker {self.name} does not hold {missing}")
-        return {key: self.data[key].serialized for key in msg["keys"]}
+        return {key: self.data[key].serialized for key in keys}
 
     def _delete_keys(self, channel, msg) -> None:
         for key in msg["keys"]:
