@@ -26,7 +26,7 @@ from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, serialize, serialize_task, wire
+from .serialize import deserialize, for_message, serialize, serialize_task
 from .shm import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
@@ -208,9 +208,7 @@ class Client:
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
-        nbytes = {key: s.nbytes for key, s in payload.items()}
-        shared = [key for key, s in payload.items() if s.in_shared_memory]
-        payload = {key: wire(s) for key, s in payload.items()}
+        payload, nbytes, shared = for_message(payload)
         if self._direct(direct):
             targets = await self._link.request({"op": "choose-workers", "n": len(payload),
                                                 "workers": workers, "broadcast": broadcast,
@@ -271,7 +269,9 @@ class Client:
         self._check_open()
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        found = find_futures(futures, Future)
+        found = _flat(futures)
+        if found is None:
+            found = find_futures(futures, Future)
         for f in found:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
@@ -591,6 +591,13 @@ def _is_async(client: Client, asynchronous: bool | None) -> bool:
 
 async def _ready(value):
     return value
+
+
+def _flat(futures) -> list | None:
+    """``futures`` itself if it is a flat list of Futures (the usual scatter result)."""
+    if type(futures) is list and all(type(f) is Future for f in futures):
+        return futures
+    return None
 
 
 def _local_values(futures, found: list):

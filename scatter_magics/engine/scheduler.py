@@ -178,7 +178,9 @@ class Scheduler:
         if msg.get("broadcast"):
             allowed = self.state.resolve_workers(msg.get("workers"))
             return [allowed] * msg["n"]
-        return [[a] for a in self.state.choose_workers(msg["n"], msg.get("workers"))]
+        chosen = self.state.choose_workers(msg["n"], msg.get("workers"))
+        one_list_each = {a: [a] for a in set(chosen)}  # shared, read-only: no list per item
+        return [one_list_each[a] for a in chosen]
 
     async def _scatter(self, client_id, msg) -> None:
         data = msg["data"]

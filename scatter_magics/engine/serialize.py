@@ -90,6 +90,20 @@ def wire(s: Serialized) -> "Serialized | bytes":
     return s if s.buffers else s.header
 
 
+def for_message(payload: dict) -> tuple[dict, dict, list]:
+    """``{key: wire form}``, ``{key: nbytes}`` and the keys in shared memory, in one pass."""
+    wired, nbytes, shared = {}, {}, []
+    for key, s in payload.items():
+        if s.buffers:
+            wired[key], nbytes[key] = s, s.nbytes
+            if s.in_shared_memory:
+                shared.append(key)
+        else:  # most items of a long list
+            wired[key] = s.header
+            nbytes[key] = len(s.header)
+    return wired, nbytes, shared
+
+
 def nbytes_of(s: "Serialized | bytes") -> int:
     return len(s) if type(s) is bytes else s.nbytes
 
