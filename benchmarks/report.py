@@ -16,7 +16,7 @@ import sys
 import psutil
 
 OURS = "scatter_magics"
-RATE_ROWS = ("content hash", "scatter of fresh data", "scatter 1 GiB DataFrame")  # show GB/s
+RATE_ROWS = ("content hash", "scatter of fresh", "scatter 1 GiB DataFrame")  # show GB/s
 PACKAGES = ("scatter_magics", "numpy", "cloudpickle", "tornado", "dask", "distributed", "ray",
             "ipyparallel", "psutil")
 

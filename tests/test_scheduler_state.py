@@ -153,3 +153,11 @@ def test_a_failed_scatter_takes_back_only_what_is_not_recorded(state):
     state.add_data("c", {"held": [A]}, {"held": 8}, {"held": "int"})
     sent = {A: ["held", "new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
     assert state.unrecorded(sent) == {A: ["new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
+
+
+def test_placement_with_room_everywhere_is_round_robin_by_threads(state):
+    sizes = {f"k{i}": 10 for i in range(8)}
+    first, second = state.place(sizes), state.place({"next": 10})
+    assert [a for [a] in first.values()] == [A, B, B, B, A, B, B, B]
+    assert second == {"next": [A]}  # the round-robin goes on from where it stopped
+    assert state.place({"all": 10}, broadcast=True) == {"all": [A, B]}

@@ -27,7 +27,8 @@ from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, for_message, serialize, serialize_task
-from .shm import SegmentMapper
+from .limits import check_machine_memory
+from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
 from ..tokenize import tokenize
@@ -44,6 +45,7 @@ RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask
 # without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
 # process the same way). 16 KiB covers numbers, short strings and small containers.
 LOCAL_COPY_LIMIT = 1 << 14
+MEMORY_CHECK_STEP = 1 << 24  # bytes of small items between two checks of free memory
 RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 class Subscription:
@@ -172,33 +174,57 @@ class Client:
         self._check_open()
         items, rebuild = keyed_items(data, hash)
         futures = Future.for_keys(items, self)
-        # Shared memory this call reserves, to give back if the scatter fails.
-        fresh = [k for k in items if self._pool is not None and not self._pool.holds(k)]
-        payload = {key: self._serialize_for_scatter(key, value) for key, value in items.items()}
+        payload, pinned = self._serialize_for_scatter(items)
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
-                                          direct, timeout, fresh), timeout)
+                                          direct, timeout, pinned), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
 
-    def _serialize_for_scatter(self, key: str, value):
-        """Pickle ``value``; on a local cluster, large buffers go into shared memory once."""
-        serialized = serialize(value)
-        if self._pool is not None and serialized.buffers:
-            serialized.buffers = self._pool.store(key, serialized.buffers)
-        return serialized
+    def _serialize_for_scatter(self, items: dict) -> tuple[dict, list]:
+        """Pickle each value; on a local cluster, large buffers go into shared memory once.
+
+        Returns the payload and the keys whose segments this scatter pinned. If a later
+        item fails (cannot be pickled, no memory), the earlier items' segments are given
+        back at once rather than kept until the cluster closes.
+        """
+        payload, pinned = {}, []
+        new_bytes = 0  # memory this scatter takes on this machine (copies not made before)
+        checked = 0  # new_bytes when the machine's free memory was last read
+        try:
+            for key, value in items.items():
+                serialized = payload[key] = serialize(value)
+                if self.cluster is None:
+                    continue  # the workers may be on another machine
+                if self._pool is None or not self._pool.holds(key):
+                    new_bytes += serialized.nbytes
+                    # Read for each large item, and every MEMORY_CHECK_STEP of small ones:
+                    # reading /proc/meminfo for each of 10,000 ints took longer than the
+                    # rest of the scatter.
+                    if serialized.buffers or new_bytes >= checked + MEMORY_CHECK_STEP:
+                        check_machine_memory(key, serialized.nbytes, new_bytes)
+                        checked = new_bytes
+                if self._pool is not None and serialized.buffers:
+                    serialized.buffers, pin = self._pool.store(key, serialized.buffers)
+                    if pin:
+                        pinned.append(key)
+        except BaseException:
+            if pinned:
+                self._pool.unpin(pinned)
+            raise
+        return payload, pinned
 
     def _view_of(self, ref):
         if self._pool is not None and self._pool.owns(ref.name):
             return self._pool.view(ref)
         return self._segments.view(ref)
 
-    async def _scatter(self, payload, types, workers, broadcast, direct, timeout, fresh) -> None:
+    async def _scatter(self, payload, types, workers, broadcast, direct, timeout,
+                       pinned) -> None:
         try:
             await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
-        except BaseException:  # failed, timed out or interrupted: nobody will use these
-            for key in fresh:
-                self._pool.release_key(key)
-            raise
+        finally:  # sent (the scheduler has recorded the keys) or failed: unpin either way
+            if pinned:
+                self._pool.unpin(pinned)
         states = self._states
         for key, serialized in payload.items():
             state = states.get(key)
@@ -212,7 +238,7 @@ class Client:
         if self._direct(direct):
             targets = await self._link.request({"op": "choose-workers", "n": len(payload),
                                                 "workers": workers, "broadcast": broadcast,
-                                                "timeout": wait})
+                                                "timeout": wait, "nbytes": nbytes})
             placement = dict(zip(payload, targets))
             by_worker: dict[str, dict] = {}
             for key, addresses in placement.items():

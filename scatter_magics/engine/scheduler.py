@@ -45,6 +45,8 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
+        self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -175,6 +177,9 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
+        if msg.get("nbytes") is not None:  # sizes known: only workers with room
+            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"))
+            return list(placement.values())
         if msg.get("broadcast"):
             allowed = self.state.resolve_workers(msg.get("workers"))
             return [allowed] * msg["n"]
@@ -193,14 +198,25 @@ class Scheduler:
         if not msg.get("confirm") and not _holds_callers_memory(data):
             self._scatter_without_waiting(client_id, placement, by_worker, msg)
             return
+        # Counted against the workers' room while in flight, so concurrent scatters
+        # cannot each see the same free space.
+        self.state.reserve(placement, msg["nbytes"])
         try:
             await _all(self._request_worker(a, {"op": "put-data", "data": d})
                        for a, d in by_worker.items())
         except BaseException:  # timed out or failed: take back what may have landed
             self.discard_unrecorded(by_worker)
             raise
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+        finally:
+            self.state.reserve(placement, msg["nbytes"], -1)
+        self._record_data(client_id, placement, msg)
+
+    def _record_data(self, client_id, placement: dict, msg: dict) -> None:
+        shared = msg.get("shared", ())
+        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"], shared))
+        if shared:
+            for callback in self.on_keys_recorded:
+                callback(shared)
 
     def _scatter_without_waiting(self, client_id, placement: dict, by_worker: dict,
                                  msg: dict) -> None:
@@ -225,8 +241,8 @@ class Scheduler:
         except BaseException:
             self.discard_unrecorded(by_worker)
             raise
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+        # Recorded at once, with no await since the placement: no room to reserve.
+        self._record_data(client_id, placement, msg)
         for address, reply in sent.items():
             reply.add_done_callback(functools.partial(self._put_data_acked, address,
                                                       list(by_worker[address])))
@@ -245,8 +261,7 @@ class Scheduler:
             _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": keys})
 
     def _update_data(self, client_id, msg) -> None:
-        self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+        self._record_data(client_id, msg["placement"], msg)
 
     def _unrecorded(self, client_id, msg) -> dict:
         return self.state.unrecorded(msg["by_worker"])
@@ -269,6 +284,8 @@ class Scheduler:
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
         info["address"] = self.address
+        for name, describe in self.info_extras.items():
+            info[name] = describe()
         return info
 
     def _submit(self, client_id, msg) -> None:

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
 from ..keys import key_text
+from .widget_model import shared_memory_text
 
 MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
 
@@ -105,7 +106,7 @@ class FuturesTable:
     @classmethod
     def snapshot(cls, labelled: list[tuple[str, object]]) -> "FuturesTable":
         """Ask the scheduler about each future, now."""
-        rows = [{"name": label, "key": f.key, "type": f.type, "nbytes": None,
+        rows = [{"name": label, "key": f.key, "type": type_name(f), "nbytes": None,
                  "status": f.status, "workers": []} for label, f in labelled]
         backend = backend_for(labelled[0][1].client) if labelled else None
         if backend is not None and backend.running:
@@ -151,9 +152,10 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
-    def __init__(self, address: str, workers: list[dict]):
+    def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None):
         self.address = address
         self.workers = workers
+        self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -168,7 +170,7 @@ class ClusterSummary:
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
                             "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys]})
-        return cls(info.get("address", ""), workers)
+        return cls(info.get("address", ""), workers, info.get("shared_memory"))
 
     @property
     def keys(self) -> set[str]:
@@ -177,8 +179,10 @@ class ClusterSummary:
     def headline(self) -> str:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
+        shared = shared_memory_text(self.shared_memory)
         return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys")
+                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
+                + (f"; {shared}" if shared else ""))
 
     def _cells(self) -> list[list[str]]:
         rows = []
@@ -200,10 +204,15 @@ class ClusterSummary:
         return _table_html(self.columns, self._cells(), caption=self.headline())
 
 
+def type_name(future) -> str | None:
+    """The name of a future's type: ours hold text, Dask's the class itself."""
+    return getattr(future.type, "__name__", future.type)
+
+
 def future_text(future, label: str | None) -> str:
     """A one-line plain-text form of a future that needs no round trip to the scheduler."""
     name = f" {label}" if label else ""
-    type_part = f", type: {future.type}" if future.type else ""
+    type_part = f", type: {type_name(future)}" if future.type else ""
     return f"<Future{name}: {future.status}{type_part}, key: {future.key}>"
 
 

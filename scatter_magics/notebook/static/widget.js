@@ -159,7 +159,8 @@ function renderCluster(model, el) {
     const t = model.get("totals");
     summary.replaceChildren(h("b", {}, plural(t.n_workers ?? 0, "worker")),
       h("span", {}, plural(t.nthreads ?? 0, "thread")),
-      h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`), ...present(liveBadge(model)));
+      h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`),
+      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []), ...present(liveBadge(model)));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name" }, w.name), h("td", { class: "sm-key", title: w.address }, w.address),
       h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
