@@ -57,17 +57,18 @@ def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, object]]:
 
 
 def key_states(backend: Backend, keys: Iterable[str]) -> dict[str, dict]:
-    """The scheduler's latest ``key`` event (status, workers, nbytes, type) per key.
+    """The scheduler's latest ``key`` event (status, workers, nbytes, type) per key's text.
 
     One snapshot of the event stream (see docs/internals.md): the first batch a
     subscription receives describes every key the scheduler knows.
     """
-    wanted = set(keys)
+    wanted = {key_text(k) for k in keys}
     batch: list = []
     subscription = backend.subscribe_events(batch.extend)
     subscription.close()
     events = list(batch)  # later batches may still be appended; a later event is newer
-    return {e["key"]: e for e in events if e.get("event") == "key" and e["key"] in wanted}
+    return {key_text(e["key"]): e for e in events
+            if e.get("event") == "key" and key_text(e["key"]) in wanted}
 
 
 def worker_names(backend: Backend) -> dict[str, str]:
@@ -113,7 +114,7 @@ class FuturesTable:
             states = key_states(backend, (f.key for _, f in labelled))
             names = worker_names(backend)
             for row in rows:
-                state = states.get(row["key"], {})
+                state = states.get(key_text(row["key"]), {})
                 row["type"] = row["type"] or state.get("type")
                 row["nbytes"] = state.get("nbytes")
                 row["workers"] = sorted((names.get(a, a) for a in state.get("workers", [])),
