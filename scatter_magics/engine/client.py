@@ -230,7 +230,8 @@ class Client:
             state = states.get(key)
             if state is not None:
                 small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
-                state.finish(types[key], serialized if small else None)
+                # The pickle alone (bytes): no object for the garbage collector per key.
+                state.finish(types[key], serialized.header if small else None)
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout

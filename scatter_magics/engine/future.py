@@ -34,8 +34,9 @@ class FutureState:
         self.type: str | None = None
         self.exception: BaseException | None = None
         self.traceback: str | None = None
-        # The value as this client scattered it, if small: gather answers from it (see
-        # Client.gather). Immutable like the key's data; dropped with the last Future.
+        # The value's pickle (bytes) as this client scattered it, if small: gather answers
+        # from it (see Client.gather). Immutable like the key's data; dropped with the
+        # last Future.
         self.local = None
         self._event: threading.Event | None = None  # made by the first wait()
         self._callbacks: list[Callable[[FutureState], None]] | None = None  # on first use
