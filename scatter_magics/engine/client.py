@@ -21,13 +21,14 @@ from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
 from ..backend import register_client
-from ..errors import ClientClosedError
+from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
+from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, for_message, serialize, serialize_task
-from .limits import check_machine_memory
+from .serialize import deserialize, for_message, serialize_task
+from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
@@ -39,13 +40,13 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 # A scattered value whose pickle is this small (and has no out-of-band buffers) is also
 # kept by the client while a Future holds its key, and gather answers from that copy
 # without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
 # process the same way). 16 KiB covers numbers, short strings and small containers.
 LOCAL_COPY_LIMIT = 1 << 14
-MEMORY_CHECK_STEP = 1 << 24  # bytes of small items between two checks of free memory
 RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 class Subscription:
@@ -172,46 +173,19 @@ class Client:
         ``timeout`` bounds the whole operation.
         """
         self._check_open()
-        items, rebuild = keyed_items(data, hash)
-        futures = Future.for_keys(items, self)
-        payload, pinned = self._serialize_for_scatter(items)
+        early = write_ahead(self._pool, data) if hash else None
+        try:
+            items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
+            futures = Future.for_keys(items, self)
+            payload, pinned = serialize_for_scatter(items, self._pool, self.cluster is not None,
+                                                    early)
+        finally:
+            if early is not None:
+                early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
                                           direct, timeout, pinned), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
-
-    def _serialize_for_scatter(self, items: dict) -> tuple[dict, list]:
-        """Pickle each value; on a local cluster, large buffers go into shared memory once.
-
-        Returns the payload and the keys whose segments this scatter pinned. If a later
-        item fails (cannot be pickled, no memory), the earlier items' segments are given
-        back at once rather than kept until the cluster closes.
-        """
-        payload, pinned = {}, []
-        new_bytes = 0  # memory this scatter takes on this machine (copies not made before)
-        checked = 0  # new_bytes when the machine's free memory was last read
-        try:
-            for key, value in items.items():
-                serialized = payload[key] = serialize(value)
-                if self.cluster is None:
-                    continue  # the workers may be on another machine
-                if self._pool is None or not self._pool.holds(key):
-                    new_bytes += serialized.nbytes
-                    # Read for each large item, and every MEMORY_CHECK_STEP of small ones:
-                    # reading /proc/meminfo for each of 10,000 ints took longer than the
-                    # rest of the scatter.
-                    if serialized.buffers or new_bytes >= checked + MEMORY_CHECK_STEP:
-                        check_machine_memory(key, serialized.nbytes, new_bytes)
-                        checked = new_bytes
-                if self._pool is not None and serialized.buffers:
-                    serialized.buffers, pin = self._pool.store(key, serialized.buffers)
-                    if pin:
-                        pinned.append(key)
-        except BaseException:
-            if pinned:
-                self._pool.unpin(pinned)
-            raise
-        return payload, pinned
 
     def _view_of(self, ref):
         if self._pool is not None and self._pool.owns(ref.name):
@@ -237,22 +211,22 @@ class Client:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
         payload, nbytes, shared = for_message(payload)
         if self._direct(direct):
-            targets = await self._link.request({"op": "choose-workers", "n": len(payload),
-                                                "workers": workers, "broadcast": broadcast,
-                                                "timeout": wait, "nbytes": nbytes})
-            placement = dict(zip(payload, targets))
-            by_worker: dict[str, dict] = {}
-            for key, addresses in placement.items():
-                for address in addresses:
-                    by_worker.setdefault(address, {})[key] = payload[key]
-            try:
-                await _all(self._workers.request(a, {"op": "put-data", "data": d})
-                           for a, d in by_worker.items())
-            except BaseException:  # failed, timed out or interrupted
-                await self._take_back(by_worker)
-                raise
-            await self._link.request({"op": "update-data", "placement": placement,
-                                      "nbytes": nbytes, "types": types, "shared": shared})
+            async def choose(keys, exclude):
+                return await self._link.request({
+                    "op": "choose-workers", "n": len(keys), "workers": workers,
+                    "broadcast": broadcast, "timeout": wait, "exclude": exclude,
+                    "nbytes": {k: nbytes[k] for k in keys}})
+
+            async def put(address, keys):
+                return await self._workers.request(
+                    address, {"op": "put-data", "data": {k: payload[k] for k in keys}})
+
+            async def record(placement):
+                return await self._link.request({"op": "update-data", "placement": placement,
+                                                 "nbytes": nbytes, "types": types,
+                                                 "shared": shared, "broadcast": broadcast,
+                                                 "workers": workers})
+            await place(list(payload), choose, put, record, self._take_back)
         else:
             # An explicit timeout asks to know the data arrived within it: then the
             # scheduler waits for the workers' acknowledgements (see Scheduler._scatter).
@@ -312,6 +286,16 @@ class Client:
                               for k, s in serialized.items()}))
 
     async def _gather(self, states: dict, errors: str, direct) -> dict:
+        for attempt in range(GATHER_ATTEMPTS):
+            try:
+                return await self._gather_once(states, errors, direct)
+            except FutureLostError:
+                # Its holder died mid-read and the scheduler is recomputing it (the key
+                # went back to pending before this error reached us): wait, read again.
+                if attempt == GATHER_ATTEMPTS - 1 or all(s.done() for s in states.values()):
+                    raise
+
+    async def _gather_once(self, states: dict, errors: str, direct) -> dict:
         await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():

@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from typing import Callable
 
+from . import inheritance
 from .comm import Channel, Server
 from ..keys import key_text
 from ..errors import CommClosedError, NoWorkersError
+from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
 from .shm import ShmRef
-from ..structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK_INTERVAL = 0.5  # s between checks for silent workers
 
 
 class LocalClientLink:
@@ -45,18 +49,37 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
+        self.closing = False
+        self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
+        self._heartbeat_watch = asyncio.ensure_future(self._watch_heartbeats())
         return self.address
+
+    async def _watch_heartbeats(self) -> None:
+        """Mark workers that stopped sending heartbeats unresponsive (see SchedulerState)."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_CHECK_INTERVAL)
+            now = time.monotonic()
+            # If this loop itself was stalled, the workers' heartbeats may be waiting
+            # unread in our sockets: judge nobody this round.
+            if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                self.apply(self.state.check_heartbeats(now))
+            last = now
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
             _send(channel, msg)
 
     def close(self) -> None:
+        self.closing = True
+        if self._heartbeat_watch is not None:
+            self._heartbeat_watch.cancel()
         self.broadcast_to_workers({"op": "close"})
         self.server.close()
 
@@ -70,7 +93,10 @@ class Scheduler:
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"])),
-            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(a, m["memory"])),
+            "acquired": self._on_worker(lambda a, m: self.state.acquired(
+                a, m["fetched"], m["failed"])),
+            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
+                a, m["memory"], time.monotonic())),
         }
         for op, method in self.client_ops().items():
             handlers[op] = self._on_client(method)
@@ -78,7 +104,9 @@ class Scheduler:
 
     def _on_worker(self, change: Callable) -> Callable:
         def handler(channel: Channel, msg: dict):
-            self.apply(change(channel.worker_address, msg) or [])
+            address = channel.worker_address
+            self.apply(self.state.heard_from(address, time.monotonic()) +
+                       (change(address, msg) or []))
         return handler
 
     def _on_client(self, method: Callable) -> Callable:
@@ -104,10 +132,13 @@ class Scheduler:
     def _register_worker(self, channel: Channel, msg: dict) -> dict:
         address = msg["address"]
         channel.worker_address = address
+        channel.peer = f"worker {msg['name']} ({address})"  # errors name it, not a port
         self.worker_channels[address] = channel
+        _keep_from_forked_children(channel)
         channel.on_close.append(lambda ch: self._remove_worker(address))
         self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
-                                         msg["memory_limit"], msg.get("pid", 0)))
+                                         msg["memory_limit"], msg.get("pid", 0),
+                                         replaces=msg.get("replaces"), now=time.monotonic()))
         self._worker_arrived.set()
         return {"ok": True}
 
@@ -115,9 +146,15 @@ class Scheduler:
         self.worker_channels.pop(address, None)
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
-        self.apply(self.state.remove_worker(address))
+        reason = "closed with the cluster" if self.closing else \
+            self.exit_reason(pid) or "lost its connection to the scheduler"
+        self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
+
+    def set_supervision(self, status: dict) -> None:
+        """The cluster's supervisor status, shown in ``scheduler_info()["supervision"]``."""
+        self.apply(self.state.set_supervision(status))
 
     async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         async def arrived():
@@ -157,7 +194,7 @@ class Scheduler:
         """Ops a client may call, as ``method(client_id, msg)``."""
         return {
             "scatter": self._scatter, "choose-workers": self._choose_workers,
-            "update-data": self._update_data, "gather": self._gather,
+            "update-data": self._record, "gather": self._gather,
             "unrecorded": self._unrecorded,
             "locations": self._locations, "who-has": self._who_has,
             "has-what": self._has_what, "scheduler-info": self._info,
@@ -177,49 +214,51 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
+        exclude = msg.get("exclude", ())
         if msg.get("nbytes") is not None:  # sizes known: only workers with room
-            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"))
+            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"),
+                                         exclude=exclude)
             return list(placement.values())
-        if msg.get("broadcast"):
-            allowed = self.state.resolve_workers(msg.get("workers"))
-            return [allowed] * msg["n"]
-        chosen = self.state.choose_workers(msg["n"], msg.get("workers"))
-        one_list_each = {a: [a] for a in set(chosen)}  # shared, read-only: no list per item
-        return [one_list_each[a] for a in chosen]
+        return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"),
+                                         exclude=exclude)
 
     async def _scatter(self, client_id, msg) -> None:
-        data = msg["data"]
-        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
-        placement = dict(zip(data, targets))
-        by_worker: dict[str, dict] = {}
-        for key, addresses in placement.items():
-            for address in addresses:
-                by_worker.setdefault(address, {})[key] = data[key]
+        data, nbytes = msg["data"], msg["nbytes"]
         if not msg.get("confirm") and not _holds_callers_memory(data):
-            self._scatter_without_waiting(client_id, placement, by_worker, msg)
-            return
+            if await self._scatter_without_waiting(client_id, msg):
+                return
         # Counted against the workers' room while in flight, so concurrent scatters
-        # cannot each see the same free space.
-        self.state.reserve(placement, msg["nbytes"])
-        try:
-            await _all(self._request_worker(a, {"op": "put-data", "data": d})
-                       for a, d in by_worker.items())
-        except BaseException:  # timed out or failed: take back what may have landed
+        # cannot each see the same free space; released before the data is recorded.
+        in_flight: list[dict] = []
+
+        def stop_counting() -> None:
+            while in_flight:
+                self.state.reserve(in_flight.pop(), nbytes, -1)
+
+        async def choose(keys, exclude):
+            targets = await self._choose_workers(client_id, {
+                **msg, "n": len(keys), "nbytes": {k: nbytes[k] for k in keys},
+                "exclude": exclude})
+            in_flight.append(dict(zip(keys, targets)))
+            self.state.reserve(in_flight[-1], nbytes)
+            return targets
+
+        async def put(address, keys):
+            return await self._request_worker(address, {"op": "put-data",
+                                                        "data": {k: data[k] for k in keys}})
+
+        async def record(placement):
+            stop_counting()
+            return self._record(client_id, {**msg, "placement": placement})
+
+        async def take_back(by_worker):
             self.discard_unrecorded(by_worker)
-            raise
+        try:
+            await place(list(data), choose, put, record, take_back)
         finally:
-            self.state.reserve(placement, msg["nbytes"], -1)
-        self._record_data(client_id, placement, msg)
+            stop_counting()
 
-    def _record_data(self, client_id, placement: dict, msg: dict) -> None:
-        shared = msg.get("shared", ())
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"], shared))
-        if shared:
-            for callback in self.on_keys_recorded:
-                callback(shared)
-
-    def _scatter_without_waiting(self, client_id, placement: dict, by_worker: dict,
-                                 msg: dict) -> None:
+    async def _scatter_without_waiting(self, client_id, msg: dict) -> bool:
         """Write the put-data messages, record the data, and return before the acks.
 
         Waiting for each worker's ack was half of a small scatter (the worker process
@@ -230,7 +269,17 @@ class Scheduler:
         the keys it held alone with it, recorded or not. A worker that refuses the data
         loses those keys like a worker that died. A caller who gave an explicit timeout
         (``confirm``) asked to know the data arrived: that scatter waits.
+
+        False if a chosen worker's connection was already closed: what was sent is taken
+        back, and the caller scatters the waiting way, which places it elsewhere.
         """
+        data = msg["data"]
+        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
+        placement = dict(zip(data, targets))
+        by_worker: dict[str, dict] = {}
+        for key, addresses in placement.items():
+            for address in addresses:
+                by_worker.setdefault(address, {})[key] = data[key]
         sent = {}
         try:
             for address, values in by_worker.items():
@@ -238,14 +287,16 @@ class Scheduler:
                 if channel is None:
                     raise CommClosedError(f"worker {address} is gone")
                 sent[address] = channel.send_request({"op": "put-data", "data": values})
-        except BaseException:
+        except CommClosedError:
             self.discard_unrecorded(by_worker)
-            raise
-        # Recorded at once, with no await since the placement: no room to reserve.
-        self._record_data(client_id, placement, msg)
+            return False
+        # Recorded at once: no await since the workers were chosen, so all are alive
+        # and nothing is in flight to reserve room for.
+        self._record(client_id, {**msg, "placement": placement})
         for address, reply in sent.items():
             reply.add_done_callback(functools.partial(self._put_data_acked, address,
                                                       list(by_worker[address])))
+        return True
 
     def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
         if reply.cancelled() or isinstance(reply.exception(), (type(None), CommClosedError)):
@@ -260,8 +311,23 @@ class Scheduler:
         for address, keys in self.state.unrecorded(by_worker).items():
             _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": keys})
 
-    def _update_data(self, client_id, msg) -> None:
-        self._record_data(client_id, msg["placement"], msg)
+    def _record(self, client_id, msg) -> list[str]:
+        """Record where scattered keys landed; return those whose every holder is gone."""
+        placement, gone = msg["placement"], []
+        holders = {a for addresses in placement.values() for a in addresses}
+        if not holders.issubset(self.state.workers):  # else no list to make per key
+            placement = {k: [a for a in addresses if a in self.state.workers]
+                         for k, addresses in placement.items()}
+            gone = [k for k, addresses in placement.items() if not addresses]
+            placement = {k: a for k, a in placement.items() if a}
+        shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
+        self.apply(self.state.add_data(client_id, placement,
+                                       msg["nbytes"], msg["types"], shared,
+                                       msg.get("broadcast", False), msg.get("workers")))
+        if shared:
+            for callback in self.on_keys_recorded:
+                callback(shared)
+        return gone
 
     def _unrecorded(self, client_id, msg) -> dict:
         return self.state.unrecorded(msg["by_worker"])
@@ -334,6 +400,16 @@ class Scheduler:
         self.state.publishing = bool(self.subscribers)
         if not self.subscribers:
             self.state.events.clear()
+
+
+def _keep_from_forked_children(channel: Channel) -> None:
+    """A forked child of ours must not hold a worker's connection open (see inheritance.py)."""
+    sock = channel.transport.get_extra_info("socket")
+    if sock is None:
+        return
+    fd = sock.fileno()
+    inheritance.keep_from_forked_children(fd)
+    channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
 
 
 def _holds_callers_memory(data: dict) -> bool:

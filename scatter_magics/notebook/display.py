@@ -82,7 +82,7 @@ def _natural(name) -> list:
 
 
 def _table_text(columns: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     lines = [columns] + rows
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
@@ -153,10 +153,12 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
-    def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None):
+    def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
+                 notice: str | None = None):
         self.address = address
         self.workers = workers
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
+        self.notice = notice  # e.g. why dead workers are no longer replaced
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -170,8 +172,10 @@ class ClusterSummary:
             workers.append({"name": w.get("name", address), "address": address,
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
-                            "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys]})
-        return cls(info.get("address", ""), workers, info.get("shared_memory"))
+                            "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys],
+                            "status": w.get("status", "running")})
+        notice = (info.get("supervision") or {}).get("message")
+        return cls(info.get("address", ""), workers, info.get("shared_memory"), notice)
 
     @property
     def keys(self) -> set[str]:
@@ -181,9 +185,10 @@ class ClusterSummary:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
         shared = shared_memory_text(self.shared_memory)
-        return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
-                + (f"; {shared}" if shared else ""))
+        headline = (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
+                    f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
+                    + (f"; {shared}" if shared else ""))
+        return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
     def _cells(self) -> list[list[str]]:
         rows = []
@@ -191,7 +196,9 @@ class ClusterSummary:
             shown = ", ".join(w["labels"][:MAX_KEYS_SHOWN])
             if len(w["labels"]) > MAX_KEYS_SHOWN:
                 shown += f", … {len(w['labels']) - MAX_KEYS_SHOWN} more"
-            rows.append([w["name"], w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
+            name = w["name"] if w.get("status", "running") == "running" else \
+                f"{w['name']} ({w['status']})"  # e.g. frozen: gets no new data
+            rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
                          format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
         return rows
 

@@ -175,6 +175,7 @@ class ClusterTable:
 
     def __init__(self) -> None:
         self.workers: dict[str, dict[str, Any]] = {}
+        self.deaths: dict[str, str] = {}  # name of a removed worker → how it ended
 
     def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
         """Fold a batch of events into the table; return True if anything shown changed."""
@@ -190,10 +191,19 @@ class ClusterTable:
                     "memory": 0,
                     "nbytes": 0,
                     "nkeys": 0,
+                    "status": "running",
+                    "note": self._replacement_note(event.get("replaces")),
                 }
                 changed = True
             elif kind == "worker-removed":
+                name = event.get("name") or event["address"]
+                self.deaths[name] = event.get("reason") or "was removed"
                 changed |= self.workers.pop(event["address"], None) is not None
+            elif kind == "worker-status":
+                worker = self.workers.get(event["address"])
+                if worker is not None and worker["status"] != event["status"]:
+                    worker["status"] = event["status"]
+                    changed = True
             elif kind == "worker-metrics":
                 worker = self.workers.get(event["address"])
                 if worker is not None:
@@ -201,6 +211,11 @@ class ClusterTable:
                     changed |= any(worker[k] != v for k, v in new.items())
                     worker.update(new)
         return changed
+
+    def _replacement_note(self, replaces: str | None) -> str:
+        if not replaces:
+            return ""
+        return f"replaces {replaces}, which {self.deaths.get(replaces, 'died')}"
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per worker, sorted by name."""

@@ -162,13 +162,20 @@ function renderCluster(model, el) {
       h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`),
       ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []), ...present(liveBadge(model)));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
-      h("td", { class: "sm-name" }, w.name), h("td", { class: "sm-key", title: w.address }, w.address),
+      h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
+      h("td", { class: "sm-key", title: w.address }, w.address),
       h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
       h("td", { class: "sm-num" }, String(w.nkeys)), h("td", { class: "sm-num" }, formatBytes(w.nbytes)))));
     tfoot.replaceChildren(h("tr", {}, h("td", {}, "total"), h("td", {}),
       h("td", { class: "sm-num" }, String(t.nthreads ?? 0)),
       h("td", {}, memoryBar({ memory: t.memory ?? 0, nbytes: t.nbytes ?? 0, memory_limit: t.memory_limit ?? 0 })),
       h("td", { class: "sm-num" }, String(t.nkeys ?? 0)), h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0))));
+  }
+
+  // A replacement says whom it replaced and how that one ended; a frozen worker says so.
+  function workerNote(w) {
+    const notes = [w.status && w.status !== "running" ? w.status : "", w.note ?? ""].filter(Boolean);
+    return notes.length ? [h("div", { class: "sm-note" }, notes.join("; "))] : [];
   }
 
   draw();
