@@ -122,8 +122,8 @@ class FuturesTable:
         return cls(rows)
 
     def _cells(self) -> list[list[str]]:
-        return [[r["name"], key_text(r["key"]), r["type"] or "", format_bytes(r["nbytes"]), r["status"],
-                 ", ".join(r["workers"])] for r in self.rows]
+        return [[r["name"], key_text(r["key"]), r["type"] or "", format_bytes(r["nbytes"]),
+                 r["status"], ", ".join(r["workers"])] for r in self.rows]
 
     def __repr__(self) -> str:
         return _table_text(self.columns, self._cells())
