@@ -67,6 +67,14 @@ class ClientClosedError(ScatterMagicsError, RuntimeError):
     """A method was called on a client that has been closed."""
 
 
+class UnknownClusterError(ScatterMagicsError, LookupError):
+    """No live cluster in the discovery registry has this id or address."""
+
+
+class ClusterUnreachableError(ScatterMagicsError, ConnectionError):
+    """A registered cluster's scheduler did not answer (it is closing, or stuck)."""
+
+
 class MissingDependencyError(ScatterMagicsError, ImportError):
     """An engine needs a package that is not installed (the message names the extra)."""
 

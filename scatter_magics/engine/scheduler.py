@@ -8,6 +8,7 @@ Runs on an event-loop thread. Workers and remote clients connect over TCP
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -15,11 +16,13 @@ from typing import Callable
 
 from . import inheritance
 from .comm import Channel, Server
+from ..keys import key_text
 from ..errors import CommClosedError, NoWorkersError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
 from .scheduler_workers import UNRESPONSIVE_AFTER
+from .shm import ShmRef
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
@@ -220,6 +224,8 @@ class Scheduler:
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
+            "overview": self._overview, "key-list": self._key_list,
+            "close-cluster": self._close_cluster,
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -243,6 +249,9 @@ class Scheduler:
 
     async def _scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
+        if not msg.get("confirm") and not _holds_callers_memory(data):
+            if await self._scatter_without_waiting(client_id, msg):
+                return
         # Counted against the workers' room while in flight, so concurrent scatters
         # cannot each see the same free space; released before the data is recorded.
         in_flight: list[dict] = []
@@ -274,6 +283,54 @@ class Scheduler:
         finally:
             stop_counting()
 
+    async def _scatter_without_waiting(self, client_id, msg: dict) -> bool:
+        """Write the put-data messages, record the data, and return before the acks.
+
+        Waiting for each worker's ack was half of a small scatter (the worker process
+        must wake, and on a busy machine, be scheduled). Nothing is lost by not waiting:
+        each worker gets its data before any later message on the same connection
+        (delete-keys, get-data, compute), a worker asked by another connection waits
+        for keys still on their way (``Worker._get_data``), and a worker that dies takes
+        the keys it held alone with it, recorded or not. A worker that refuses the data
+        loses those keys like a worker that died. A caller who gave an explicit timeout
+        (``confirm``) asked to know the data arrived: that scatter waits.
+
+        False if a chosen worker's connection was already closed: what was sent is taken
+        back, and the caller scatters the waiting way, which places it elsewhere.
+        """
+        data = msg["data"]
+        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
+        placement = dict(zip(data, targets))
+        by_worker: dict[str, dict] = {}
+        for key, addresses in placement.items():
+            for address in addresses:
+                by_worker.setdefault(address, {})[key] = data[key]
+        sent = {}
+        try:
+            for address, values in by_worker.items():
+                channel = self.worker_channels.get(address)
+                if channel is None:
+                    raise CommClosedError(f"worker {address} is gone")
+                sent[address] = channel.send_request({"op": "put-data", "data": values})
+        except CommClosedError:
+            self.discard_unrecorded(by_worker)
+            return False
+        # Recorded at once: no await since the workers were chosen, so all are alive
+        # and nothing is in flight to reserve room for.
+        self._record(client_id, {**msg, "placement": placement})
+        for address, reply in sent.items():
+            reply.add_done_callback(functools.partial(self._put_data_acked, address,
+                                                      list(by_worker[address])))
+        return True
+
+    def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
+        if reply.cancelled() or isinstance(reply.exception(), (type(None), CommClosedError)):
+            return  # stored; or the worker died, and _remove_worker accounts for its keys
+        logger.warning("worker %s did not store %d key(s): %r", address, len(keys),
+                       reply.exception())
+        self.apply(self.state.drop_replicas(address, keys, f"worker {address} refused it: "
+                                                          f"{reply.exception()!r}"))
+
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
         for address, keys in self.state.unrecorded(by_worker).items():
@@ -281,11 +338,15 @@ class Scheduler:
 
     def _record(self, client_id, msg) -> list[str]:
         """Record where scattered keys landed; return those whose every holder is gone."""
-        placement = {k: [a for a in addresses if a in self.state.workers]
-                     for k, addresses in msg["placement"].items()}
-        gone = [k for k, addresses in placement.items() if not addresses]
+        placement, gone = msg["placement"], []
+        holders = {a for addresses in placement.values() for a in addresses}
+        if not holders.issubset(self.state.workers):  # else no list to make per key
+            placement = {k: [a for a in addresses if a in self.state.workers]
+                         for k, addresses in placement.items()}
+            gone = [k for k, addresses in placement.items() if not addresses]
+            placement = {k: a for k, a in placement.items() if a}
         shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
-        self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
+        self.apply(self.state.add_data(client_id, placement,
                                        msg["nbytes"], msg["types"], shared,
                                        msg.get("broadcast", False), msg.get("workers")))
         if shared:
@@ -309,7 +370,7 @@ class Scheduler:
 
     def _has_what(self, client_id, msg) -> dict:
         addresses = self.state.resolve_workers(msg.get("workers"))
-        return {a: sorted(self.state.workers[a].keys) for a in addresses}
+        return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
 
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
@@ -331,7 +392,14 @@ class Scheduler:
         self.apply(self.state.cancel(client_id, msg["keys"], msg.get("force", False)))
 
     async def _replicate(self, client_id, msg) -> None:
-        plan = self.state.replication_plan(msg["keys"], msg.get("n"), msg.get("workers"))
+        n = msg.get("n")
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"replicate() needs n >= 1, got {n!r}: it cannot delete all "
+                                 "copies (release or cancel the future for that)")
+            n = min(n, len(self.state.resolve_workers(msg.get("workers"))))
+            self.apply(self.state.reduce_replicas(msg["keys"], n, msg.get("workers")))
+        plan = self.state.replication_plan(msg["keys"], n, msg.get("workers"))
         by_target: dict[str, dict] = {}
         for key, targets in plan.items():
             for target in targets:
@@ -346,6 +414,25 @@ class Scheduler:
             keys = [k for k in result if k in self.state.keys]
             self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
                                            {k: self.state.keys[k].type for k in keys}))
+
+    def _overview(self, client_id, msg) -> dict:
+        overview = self.state.overview()
+        overview["address"] = self.address
+        return overview
+
+    def _key_list(self, client_id, msg) -> dict:
+        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
+                                   msg.get("status") or None)
+
+    def _close_cluster(self, client_id, msg) -> dict:
+        """Ask the process that owns this scheduler to stop it (its client, workers, all).
+
+        Only a peer that passed the handshake gets here, i.e. one that knows the secret."""
+        if not self.on_close_requested:
+            return {"closing": False}
+        for callback in self.on_close_requested:
+            callback()
+        return {"closing": True}
 
     def _subscribe(self, client_id, msg) -> list:
         self.subscribers.add(client_id)
@@ -367,6 +454,17 @@ def _keep_from_forked_children(channel: Channel) -> None:
     fd = sock.fileno()
     inheritance.keep_from_forked_children(fd)
     channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
+
+
+def _holds_callers_memory(data: dict) -> bool:
+    """Whether a scatter's values still point into the caller's memory.
+
+    Buffers of 64 KiB to 1 MiB travel as views of the caller's arrays; until the worker
+    acknowledges them, the caller must not get control back (it could change them).
+    Plain bytes and shared-memory references are the scatter's own.
+    """
+    return any(type(s) is not bytes and any(not isinstance(b, ShmRef) for b in s.buffers)
+               for s in data.values())
 
 
 def _send(link, msg: dict) -> None:
