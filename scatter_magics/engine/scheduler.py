@@ -17,11 +17,13 @@ from typing import Callable
 from . import inheritance
 from .comm import Channel, Server
 from ..keys import key_text
-from ..errors import CommClosedError, NoWorkersError, WorkerUnresponsiveError
+from ..errors import (CommClosedError, MemoryLimitError, NoWorkersError, UnknownWorkerError,
+                      WorkerUnresponsiveError)
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
 from .scheduler_workers import UNRESPONSIVE_AFTER
+from .unacked import UnackedPuts
 from .shm import ShmRef
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Scheduler:
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
+        self.unacked = UnackedPuts()  # put-data sent without waiting, until acknowledged
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
@@ -167,6 +170,7 @@ class Scheduler:
 
     def _remove_worker(self, address: str) -> None:
         self.worker_channels.pop(address, None)
+        self._place_again(address)  # before the state loses what only it held
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
@@ -290,8 +294,9 @@ class Scheduler:
         must wake, and on a busy machine, be scheduled). Nothing is lost by not waiting:
         each worker gets its data before any later message on the same connection
         (delete-keys, get-data, compute), a worker asked by another connection waits
-        for keys still on their way (``Worker._get_data``), and a worker that dies takes
-        the keys it held alone with it, recorded or not. A worker that refuses the data
+        for keys still on their way (``Worker._get_data``), and the values are kept until
+        the ack (``unacked.py``): a worker that dies or stops answering first has them
+        placed again on another worker (``_place_again``). A worker that refuses the data
         loses those keys like a worker that died. A caller who gave an explicit timeout
         (``confirm``) asked to know the data arrived: that scatter waits.
 
@@ -300,7 +305,10 @@ class Scheduler:
         """
         data = msg["data"]
         targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
-        placement = dict(zip(data, targets))
+        return self._put_without_waiting(client_id, msg, data, dict(zip(data, targets)))
+
+    def _put_without_waiting(self, client_id, msg: dict, data: dict, placement: dict) -> bool:
+        """Write ``data``'s put-data messages as ``placement`` says, and record it."""
         by_worker: dict[str, dict] = {}
         for key, addresses in placement.items():
             for address in addresses:
@@ -319,17 +327,48 @@ class Scheduler:
         # and nothing is in flight to reserve room for.
         self._record(client_id, {**msg, "placement": placement})
         for address, reply in sent.items():
+            self.unacked.add(address, by_worker[address], client_id, msg)
             reply.add_done_callback(functools.partial(self._put_data_acked, address,
                                                       list(by_worker[address])))
         return True
 
     def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
-        if reply.cancelled() or isinstance(reply.exception(), (type(None), CommClosedError)):
-            return  # stored; or the worker died, and _remove_worker accounts for its keys
-        logger.warning("worker %s did not store %d key(s): %r", address, len(keys),
-                       reply.exception())
-        self.apply(self.state.drop_replicas(address, keys, f"worker {address} refused it: "
-                                                          f"{reply.exception()!r}"))
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if isinstance(error, CommClosedError):  # it died, or stopped answering
+            self._place_again(address)
+            return
+        self.unacked.acked(address, keys)
+        if error is not None:
+            logger.warning("worker %s did not store %d key(s): %r", address, len(keys), error)
+            self.apply(self.state.drop_replicas(address, keys,
+                                                f"worker {address} refused it: {error!r}"))
+
+    def _place_again(self, address: str) -> None:
+        """Put what ``address`` never acknowledged, and nobody else holds, elsewhere.
+
+        Called when it died (before the state forgets it, so nothing is lost meanwhile)
+        or stopped answering (then its copy, which may still arrive, is deleted after it).
+        Without another allowed worker with room, the data stays where it was: lost with
+        a message naming it and the worker if that one died, stored if it resumes.
+        """
+        for client_id, msg, values in self.unacked.take(address):
+            alone = {k: v for k, v in values.items() if k in self.state.keys
+                     and self.state.keys[k].who_has == {address}}
+            if not alone:
+                continue
+            try:
+                placement = self.state.place({k: msg["nbytes"][k] for k in alone},
+                                             msg.get("workers"), exclude=[address])
+            except (NoWorkersError, UnknownWorkerError, MemoryLimitError) as exc:
+                logger.warning("could not place %d key(s) again after %s: %s",
+                               len(alone), address, exc)
+                continue
+            self._put_without_waiting(client_id, {**msg, "broadcast": False}, alone, placement)
+            self.apply(self.state.drop_replicas(address, alone, "(placed elsewhere)"))
+            # A frozen worker stores its copy when it resumes, then deletes it (in order).
+            _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": list(alone)})
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
