@@ -380,3 +380,34 @@ def test_one_worker_ending_leaves_the_shared_memory_to_the_others(make_client, h
              what="the replacement to map the broadcast's segment")
     assert segments <= set(os.listdir("/dev/shm"))
     np.testing.assert_array_equal(client.gather(everywhere), array)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_scatter_caught_by_a_worker_freezing_goes_elsewhere(make_client, direct):
+    import concurrent.futures
+
+    client = make_client(n_workers=2)
+    (frozen, pid), (other, _) = sorted(worker_pids(client).items())
+    client.scatter(["warm", "up"], hash=False, direct=direct)  # connections to both exist
+    os.kill(pid, signal.SIGSTOP)  # before anyone knows: half of this scatter goes there
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.scatter, list(range(10)), hash=False, direct=direct)
+            futures = pending.result(timeout=30)  # no timeout= given, and no hang
+        assert {a for f in futures for a in client.who_has([f])[f.key]} == {other}
+        assert client.gather(futures) == list(range(10))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    def count_stored_keys():
+        from scatter_magics.engine import worker
+        return len(worker.CURRENT.data)
+
+    def holds_only_recorded_keys():  # what reached it while frozen was taken back
+        recorded = len(client.has_what()[frozen])
+        task = client.submit(count_stored_keys, workers=[frozen], pure=False)
+        return task.result(timeout=30) == recorded  # (its own result is not stored yet)
+
+    wait_for(lambda: client.scheduler_info()["workers"][frozen]["status"] == "running",
+             timeout=10, what="the worker to answer again")
+    wait_for(holds_only_recorded_keys, timeout=10, what="the abandoned copies to be deleted")

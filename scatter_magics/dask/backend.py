@@ -77,6 +77,7 @@ class DaskBackend:
             raise
         if broadcast:
             self.pin(list(futures), addresses)
+        hub_for(self.client).touch(futures)
         return futures
 
     def _bounded(self, awaitable, timeout: float | None):
@@ -93,23 +94,30 @@ class DaskBackend:
 
     def pin(self, keys: list, workers: list | None) -> None:
         """Keep ``keys`` on every (allowed) worker while they live (``--broadcast``)."""
-        if hub_for(self.client).install() == "plugin":
+        hub = hub_for(self.client)
+        if hub.install() == "plugin":
             self.client.sync(self.client.scheduler.scatter_magics_pin, keys=keys, workers=workers)
+        else:
+            _warn_polling(self.client, hub.install_error)
 
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()
         found = find_futures(futures, Future)
         if any(f.client.status in ("closing", "closed") for f in found):
             raise ClientClosedError("the client of these futures was closed")
-        try:
-            with self.client.as_current():  # distributed.wait uses the current client
-                distributed.wait(found, timeout=timeout)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise TimeoutError(f"gather did not finish within {timeout} s") from exc
+        if timeout is not None or errors == "skip":  # else Dask's gather waits by itself
+            self._wait(found, timeout)
         wanted = [f for f in found if errors == "raise" or f.status == "finished"]
         values = dict(zip((f.key for f in wanted), self.client.gather(wanted), strict=True))
         values.update({f.key: SKIP for f in found if f.key not in values})
         return substitute(futures, Future, values)
+
+    def _wait(self, futures: list, timeout: float | None) -> None:
+        try:
+            with self.client.as_current():  # distributed.wait uses the current client
+                distributed.wait(futures, timeout=timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise TimeoutError(f"gather did not finish within {timeout} s") from exc
 
     # ------------------------------------------------------------ the cluster ---
     def resolve_workers(self, workers) -> list[str] | None:

@@ -8,6 +8,7 @@ Runs on an event-loop thread. Workers and remote clients connect over TCP
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -15,10 +16,13 @@ from typing import Callable
 
 from . import inheritance
 from .comm import Channel, Server
-from ..errors import CommClosedError, NoWorkersError
+from ..keys import key_text
+from ..errors import CommClosedError, NoWorkersError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
+from .scheduler_workers import UNRESPONSIVE_AFTER
+from .shm import ShmRef
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +71,29 @@ class Scheduler:
             # If this loop itself was stalled, the workers' heartbeats may be waiting
             # unread in our sockets: judge nobody this round.
             if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                silent_before = self._unresponsive()
                 self.apply(self.state.check_heartbeats(now))
+                for address in self._unresponsive() - silent_before:
+                    self._give_up_waiting_on(address)
             last = now
+
+    def _unresponsive(self) -> set[str]:
+        return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
+
+    def _give_up_waiting_on(self, address: str) -> None:
+        """Fail what waits on a worker that went silent, here and in every client.
+
+        A scatter placed on it just before it froze then goes to another worker (see
+        placing.py) instead of hanging; a gather reads another replica.
+        """
+        ws = self.state.workers[address]
+        error = WorkerUnresponsiveError(f"worker {ws.name} ({address}) stopped answering "
+                                        f"(no heartbeat for {UNRESPONSIVE_AFTER:g} s)")
+        channel = self.worker_channels.get(address)
+        if channel is not None:
+            channel.fail_pending(error)
+        for link in list(self.clients.values()):
+            _send(link, {"op": "worker-unresponsive", "address": address, "error": error})
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
@@ -224,6 +249,9 @@ class Scheduler:
 
     async def _scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
+        if not msg.get("confirm") and not _holds_callers_memory(data):
+            if await self._scatter_without_waiting(client_id, msg):
+                return
         # Counted against the workers' room while in flight, so concurrent scatters
         # cannot each see the same free space; released before the data is recorded.
         in_flight: list[dict] = []
@@ -255,6 +283,54 @@ class Scheduler:
         finally:
             stop_counting()
 
+    async def _scatter_without_waiting(self, client_id, msg: dict) -> bool:
+        """Write the put-data messages, record the data, and return before the acks.
+
+        Waiting for each worker's ack was half of a small scatter (the worker process
+        must wake, and on a busy machine, be scheduled). Nothing is lost by not waiting:
+        each worker gets its data before any later message on the same connection
+        (delete-keys, get-data, compute), a worker asked by another connection waits
+        for keys still on their way (``Worker._get_data``), and a worker that dies takes
+        the keys it held alone with it, recorded or not. A worker that refuses the data
+        loses those keys like a worker that died. A caller who gave an explicit timeout
+        (``confirm``) asked to know the data arrived: that scatter waits.
+
+        False if a chosen worker's connection was already closed: what was sent is taken
+        back, and the caller scatters the waiting way, which places it elsewhere.
+        """
+        data = msg["data"]
+        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
+        placement = dict(zip(data, targets))
+        by_worker: dict[str, dict] = {}
+        for key, addresses in placement.items():
+            for address in addresses:
+                by_worker.setdefault(address, {})[key] = data[key]
+        sent = {}
+        try:
+            for address, values in by_worker.items():
+                channel = self.worker_channels.get(address)
+                if channel is None:
+                    raise CommClosedError(f"worker {address} is gone")
+                sent[address] = channel.send_request({"op": "put-data", "data": values})
+        except CommClosedError:
+            self.discard_unrecorded(by_worker)
+            return False
+        # Recorded at once: no await since the workers were chosen, so all are alive
+        # and nothing is in flight to reserve room for.
+        self._record(client_id, {**msg, "placement": placement})
+        for address, reply in sent.items():
+            reply.add_done_callback(functools.partial(self._put_data_acked, address,
+                                                      list(by_worker[address])))
+        return True
+
+    def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
+        if reply.cancelled() or isinstance(reply.exception(), (type(None), CommClosedError)):
+            return  # stored; or the worker died, and _remove_worker accounts for its keys
+        logger.warning("worker %s did not store %d key(s): %r", address, len(keys),
+                       reply.exception())
+        self.apply(self.state.drop_replicas(address, keys, f"worker {address} refused it: "
+                                                          f"{reply.exception()!r}"))
+
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
         for address, keys in self.state.unrecorded(by_worker).items():
@@ -262,11 +338,15 @@ class Scheduler:
 
     def _record(self, client_id, msg) -> list[str]:
         """Record where scattered keys landed; return those whose every holder is gone."""
-        placement = {k: [a for a in addresses if a in self.state.workers]
-                     for k, addresses in msg["placement"].items()}
-        gone = [k for k, addresses in placement.items() if not addresses]
+        placement, gone = msg["placement"], []
+        holders = {a for addresses in placement.values() for a in addresses}
+        if not holders.issubset(self.state.workers):  # else no list to make per key
+            placement = {k: [a for a in addresses if a in self.state.workers]
+                         for k, addresses in placement.items()}
+            gone = [k for k, addresses in placement.items() if not addresses]
+            placement = {k: a for k, a in placement.items() if a}
         shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
-        self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
+        self.apply(self.state.add_data(client_id, placement,
                                        msg["nbytes"], msg["types"], shared,
                                        msg.get("broadcast", False), msg.get("workers")))
         if shared:
@@ -290,7 +370,7 @@ class Scheduler:
 
     def _has_what(self, client_id, msg) -> dict:
         addresses = self.state.resolve_workers(msg.get("workers"))
-        return {a: sorted(self.state.workers[a].keys) for a in addresses}
+        return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
 
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
@@ -312,7 +392,14 @@ class Scheduler:
         self.apply(self.state.cancel(client_id, msg["keys"], msg.get("force", False)))
 
     async def _replicate(self, client_id, msg) -> None:
-        plan = self.state.replication_plan(msg["keys"], msg.get("n"), msg.get("workers"))
+        n = msg.get("n")
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"replicate() needs n >= 1, got {n!r}: it cannot delete all "
+                                 "copies (release or cancel the future for that)")
+            n = min(n, len(self.state.resolve_workers(msg.get("workers"))))
+            self.apply(self.state.reduce_replicas(msg["keys"], n, msg.get("workers")))
+        plan = self.state.replication_plan(msg["keys"], n, msg.get("workers"))
         by_target: dict[str, dict] = {}
         for key, targets in plan.items():
             for target in targets:
@@ -367,6 +454,17 @@ def _keep_from_forked_children(channel: Channel) -> None:
     fd = sock.fileno()
     inheritance.keep_from_forked_children(fd)
     channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
+
+
+def _holds_callers_memory(data: dict) -> bool:
+    """Whether a scatter's values still point into the caller's memory.
+
+    Buffers of 64 KiB to 1 MiB travel as views of the caller's arrays; until the worker
+    acknowledges them, the caller must not get control back (it could change them).
+    Plain bytes and shared-memory references are the scatter's own.
+    """
+    return any(type(s) is not bytes and any(not isinstance(b, ShmRef) for b in s.buffers)
+               for s in data.values())
 
 
 def _send(link, msg: dict) -> None:
