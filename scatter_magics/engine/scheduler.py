@@ -17,13 +17,11 @@ from typing import Callable
 from . import inheritance
 from .comm import Channel, Server
 from ..keys import key_text
-from ..errors import (CommClosedError, MemoryLimitError, NoWorkersError, UnknownWorkerError,
-                      WorkerUnresponsiveError)
+from ..errors import CommClosedError, NoWorkersError, UnknownWorkerError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
 from .scheduler_workers import UNRESPONSIVE_AFTER
-from .unacked import UnackedPuts
 from .shm import ShmRef
 
 logger = logging.getLogger(__name__)
@@ -53,12 +51,14 @@ class Scheduler:
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
-        self.unacked = UnackedPuts()  # put-data sent without waiting, until acknowledged
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
+        # Values a scatter sent without waiting that the worker has not acknowledged yet:
+        # worker → {key: (value, the scatter's workers=)}, kept to resend if it dies or freezes.
+        self._unacked: dict[str, dict[str, tuple]] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -170,11 +170,12 @@ class Scheduler:
 
     def _remove_worker(self, address: str) -> None:
         self.worker_channels.pop(address, None)
-        self._place_again(address)  # before the state loses what only it held
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
             self.exit_reason(pid) or "lost its connection to the scheduler"
+        self._rehome_unacked(address, list(self._unacked.get(address, ())), reason)
+        self._unacked.pop(address, None)
         self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
@@ -253,7 +254,9 @@ class Scheduler:
 
     async def _scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
-        if not msg.get("confirm") and not _holds_callers_memory(data):
+        # A scatter restricted to some workers has fewer places to resend to if one dies
+        # before storing it: it waits for their acknowledgement, and fails loudly.
+        if not msg.get("confirm") and not msg.get("workers") and not _holds_callers_memory(data):
             if await self._scatter_without_waiting(client_id, msg):
                 return
         # Counted against the workers' room while in flight, so concurrent scatters
@@ -294,9 +297,8 @@ class Scheduler:
         must wake, and on a busy machine, be scheduled). Nothing is lost by not waiting:
         each worker gets its data before any later message on the same connection
         (delete-keys, get-data, compute), a worker asked by another connection waits
-        for keys still on their way (``Worker._get_data``), and the values are kept until
-        the ack (``unacked.py``): a worker that dies or stops answering first has them
-        placed again on another worker (``_place_again``). A worker that refuses the data
+        for keys still on their way (``Worker._get_data``), and a worker that dies takes
+        the keys it held alone with it, recorded or not. A worker that refuses the data
         loses those keys like a worker that died. A caller who gave an explicit timeout
         (``confirm``) asked to know the data arrived: that scatter waits.
 
@@ -305,10 +307,7 @@ class Scheduler:
         """
         data = msg["data"]
         targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
-        return self._put_without_waiting(client_id, msg, data, dict(zip(data, targets)))
-
-    def _put_without_waiting(self, client_id, msg: dict, data: dict, placement: dict) -> bool:
-        """Write ``data``'s put-data messages as ``placement`` says, and record it."""
+        placement = dict(zip(data, targets))
         by_worker: dict[str, dict] = {}
         for key, addresses in placement.items():
             for address in addresses:
@@ -327,48 +326,65 @@ class Scheduler:
         # and nothing is in flight to reserve room for.
         self._record(client_id, {**msg, "placement": placement})
         for address, reply in sent.items():
-            self.unacked.add(address, by_worker[address], client_id, msg)
-            reply.add_done_callback(functools.partial(self._put_data_acked, address,
-                                                      list(by_worker[address])))
+            values = by_worker[address]
+            self._await_ack(address, values, reply, dict.fromkeys(values, msg.get("workers")))
         return True
 
+    def _await_ack(self, address: str, values: dict, reply: asyncio.Future,
+                   workers: dict) -> None:
+        """Keep ``values`` until ``address`` says it stored them; ``workers``: each key's
+        ``workers=`` restriction, for a resend."""
+        self._unacked.setdefault(address, {}).update(
+            (key, (value, workers[key])) for key, value in values.items())
+        reply.add_done_callback(functools.partial(self._put_data_acked, address, list(values)))
+
     def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
-        if reply.cancelled():
-            return
-        error = reply.exception()
-        if isinstance(error, CommClosedError):  # it died, or stopped answering
-            self._place_again(address)
-            return
-        self.unacked.acked(address, keys)
-        if error is not None:
+        error = CommClosedError("cancelled") if reply.cancelled() else reply.exception()
+        if error is None:
+            pending = self._unacked.get(address, {})
+            for key in keys:
+                pending.pop(key, None)
+        elif isinstance(error, WorkerUnresponsiveError) or not isinstance(error, CommClosedError):
+            # frozen or refused (a closed connection is _remove_worker's to resend)
             logger.warning("worker %s did not store %d key(s): %r", address, len(keys), error)
-            self.apply(self.state.drop_replicas(address, keys,
-                                                f"worker {address} refused it: {error!r}"))
+            why = f"worker {address} did not store it: {error!r}"
+            self._rehome_unacked(address, keys, why)
+            self.apply(self.state.drop_replicas(address, keys, why))
+            self.discard_unrecorded({address: keys})  # if it wakes up and stores them
 
-    def _place_again(self, address: str) -> None:
-        """Put what ``address`` never acknowledged, and nobody else holds, elsewhere.
+    def _rehome_unacked(self, address: str, keys: list, why: str) -> None:
+        """Resend values ``address`` never acknowledged to other workers, before anyone
+        calls them lost.
 
-        Called when it died (before the state forgets it, so nothing is lost meanwhile)
-        or stopped answering (then its copy, which may still arrive, is deleted after it).
-        Without another allowed worker with room, the data stays where it was: lost with
-        a message naming it and the worker if that one died, stored if it resumes.
+        A small scatter returns before the workers' acknowledgements (see
+        _scatter_without_waiting); keeping each value until then means a worker that dies
+        or freezes on the way costs a resend, not the data. A key no other allowed worker
+        can take stays with ``address`` and is lost with it, the loss naming ``why``.
         """
-        for client_id, msg, values in self.unacked.take(address):
-            alone = {k: v for k, v in values.items() if k in self.state.keys
-                     and self.state.keys[k].who_has == {address}}
-            if not alone:
-                continue
+        pending = self._unacked.get(address, {})
+        by_target: dict[str, dict] = {}
+        restrictions: dict = {}
+        for key in keys:
+            value, workers = pending.pop(key, (None, None))
+            ks = self.state.keys.get(key)
+            if value is None or ks is None or ks.who_has - {address}:
+                continue  # acknowledged, forgotten, or held elsewhere too
             try:
-                placement = self.state.place({k: msg["nbytes"][k] for k in alone},
-                                             msg.get("workers"), exclude=[address])
-            except (NoWorkersError, UnknownWorkerError, MemoryLimitError) as exc:
-                logger.warning("could not place %d key(s) again after %s: %s",
-                               len(alone), address, exc)
+                [[target]] = self.state.choose_workers(1, workers, exclude=[address])
+            except (NoWorkersError, UnknownWorkerError):
+                logger.warning("scattered key %r: its worker %s %s, no other may hold it",
+                               key, address, why)
                 continue
-            self._put_without_waiting(client_id, {**msg, "broadcast": False}, alone, placement)
-            self.apply(self.state.drop_replicas(address, alone, "(placed elsewhere)"))
-            # A frozen worker stores its copy when it resumes, then deletes it (in order).
-            _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": list(alone)})
+            by_target.setdefault(target, {})[key] = value
+            restrictions[key] = workers
+        for target, values in by_target.items():
+            channel = self.worker_channels[target]
+            reply = channel.send_request({"op": "put-data", "data": values})
+            keys_there = {k: [target] for k in values}
+            self.apply(self.state.add_data(None, keys_there,
+                                           {k: self.state.keys[k].nbytes for k in values},
+                                           {k: self.state.keys[k].type for k in values}))
+            self._await_ack(target, values, reply, restrictions)
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""

@@ -13,6 +13,7 @@ import asyncio
 
 from ..discovery import Entry
 from ..errors import ClusterUnreachableError
+from .probe import rounded_memory
 
 CONNECT_TIMEOUT = 3.0  # s
 REQUEST_TIMEOUT = 3.0
@@ -65,7 +66,8 @@ class DaskProbe:
             workers.append({"address": address, "name": str(w.get("name", address)),
                             "nthreads": w.get("nthreads", 0),
                             "memory_limit": w.get("memory_limit") or 0,
-                            "memory": metrics.get("memory", 0), "nkeys": len(held),
+                            "memory": rounded_memory(metrics.get("memory", 0)),
+                            "nkeys": len(held),
                             "nbytes": sum(nbytes.get(k, 0) for k in held)})
         workers.sort(key=lambda w: w["name"])
         by_status: dict[str, int] = {}

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.0  # s; a cluster that does not answer by then is shown unreachable
 REQUEST_TIMEOUT = 3.0
+MIB = 2**20
 
 
 class EmbeddedProbe:
@@ -54,7 +55,7 @@ class EmbeddedProbe:
     async def overview(self) -> dict:
         reply = await self.request({"op": "overview"})
         workers = [{"address": address, "name": w["name"], "nthreads": w["nthreads"],
-                    "memory_limit": w["memory_limit"], "memory": w["memory"],
+                    "memory_limit": w["memory_limit"], "memory": rounded_memory(w["memory"]),
                     "nkeys": w["nkeys"], "nbytes": w["nbytes"]}
                    for address, w in reply["workers"].items()]
         workers.sort(key=lambda w: _natural(w["name"]))
@@ -73,6 +74,12 @@ class EmbeddedProbe:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+
+
+def rounded_memory(nbytes: int) -> int:
+    """A worker's process memory to the MiB: its few-KiB jitter between heartbeats would
+    change every answer (and its ETag) twice a second with nothing to show."""
+    return round(nbytes / MIB) * MIB
 
 
 def _natural(name: str) -> list:
