@@ -86,6 +86,14 @@ class DaskProbe:
             items = [i for i in items if i["status"] == status]
         return {"total": len(items), "offset": offset, "keys": items[offset:offset + limit]}
 
+    async def watch(self, on_change) -> bool:
+        """Never subscribes (False): a Dask cluster's changes are not pushed to us; the
+        watcher asks it again once a second while a sidebar is open (``watch.ListingWatch``)."""
+        return False
+
+    def unwatch(self) -> None:
+        pass
+
     async def stop(self) -> None:
         """Shut the scheduler and its workers down (the owning client then sees it closed)."""
         await self._ask(lambda client: client.shutdown())
