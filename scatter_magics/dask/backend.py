@@ -16,6 +16,7 @@ client. Events come from :mod:`.events` (the scheduler plugin, or polling).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import re
@@ -28,11 +29,14 @@ import distributed
 from dask.utils import parse_timedelta
 from distributed import Future, LocalCluster
 
+from .. import discovery
 from ..backend import register_client
 from ..errors import ClientClosedError, PollingFallbackWarning, SerializationError
 from ..errors import UnknownWorkerError
 from ..structure import SKIP, find_futures, substitute
 from .events import DaskSubscription, hub_for
+
+logger = logging.getLogger(__name__)
 
 
 class DaskBackend:
@@ -171,6 +175,7 @@ class DaskBackend:
             self.client.sync(_on_loop, hub.close)
         self.client.close()
         if cluster is not None:
+            discovery.unregister(_registry_entries.pop(cluster, None))
             cluster.close()
 
     @classmethod
@@ -192,6 +197,7 @@ class DaskBackend:
             raise
         _owned_clusters[client] = cluster
         register_client(client)
+        _advertise(cluster)
         return cls(client)
 
     @classmethod
@@ -218,6 +224,19 @@ class NamedLocalCluster(LocalCluster):
 
 
 _owned_clusters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> cluster
+_registry_entries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cluster -> entry
+
+
+def _advertise(cluster: LocalCluster) -> None:
+    """Put a cluster we started in the discovery registry, for the Jupyter sidebar.
+
+    A Dask LocalCluster on loopback takes no credential, so none is written."""
+    try:
+        _registry_entries[cluster] = discovery.register(
+            backend="dask", scheduler_address=cluster.scheduler_address, secret=None)
+    except Exception as exc:  # e.g. a read-only runtime dir: the cluster still works
+        logger.warning("this Dask cluster is not in the discovery registry (the Jupyter "
+                       "sidebar will not show it): %r", exc)
 
 
 def _on_loop(fn):

@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..keys import key_text
+
 STATUSES = ("pending", "finished", "error", "cancelled", "lost", "released")
 
 _UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
@@ -56,7 +58,7 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key,
+            "key": key_text(self.key),
             "name": self.name,
             "type": self.type,
             "nbytes": self.nbytes,
@@ -84,10 +86,13 @@ class FuturesTable:
     ):
         names = names or {}
         statuses = statuses or {}
+        # By the key's text: events from a Dask scheduler carry keys as text (they pass
+        # through msgpack), ours carry them as they are; key_text makes them meet.
         self.rows: dict[str, Row] = {}
         for key in keys:
-            if key not in self.rows:
-                self.rows[key] = Row(key, names.get(key), statuses.get(key, "pending"))
+            if key_text(key) not in self.rows:
+                self.rows[key_text(key)] = Row(key, names.get(key),
+                                               statuses.get(key, "pending"))
         self.order = list(self.rows)
         self.worker_names: dict[str, str] = {}
         self.live_workers: set[str] = set()
@@ -101,7 +106,7 @@ class FuturesTable:
         for event in events:
             kind = event.get("event")
             if kind == "key":
-                row = self.rows.get(event["key"])
+                row = self.rows.get(key_text(event["key"]))
                 if row is not None:
                     changed |= self._update_row(row, event)
             elif kind == "worker-added":
