@@ -148,7 +148,7 @@ def default_name(kernel_id: str | None) -> str:
     if kernel_id:
         return f"kernel {kernel_id[:8]}"
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    if "IPython" in sys.modules and program in ("ipython", "ipython3", "-c"):
+    if program.startswith("ipython"):  # terminal IPython: argv[0] is .../bin/ipython
         program = "IPython"
     return f"{program} (pid {os.getpid()})"
 

@@ -162,4 +162,14 @@ def test_a_widget_says_closed_when_its_cluster_is_stopped_from_outside(make_clie
     assert widget.live
     client.cluster._close_requested()  # what the scheduler's close-cluster op runs
     wait_for(lambda: not widget.live, timeout=10, what="the widget to say closed")
+    # (The "closed" event goes out while close() still runs on its own thread.)
+    wait_for(lambda: client.status == "closed", timeout=10, what="the client to be closed")
     assert client.status == "closed"
+
+
+def test_names_say_which_kernel_or_program_runs_the_cluster(monkeypatch):
+    assert discovery.default_name("5f0c2e1a-77b3-4c1e") == "kernel 5f0c2e1a"
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/ipython3"])
+    assert discovery.default_name(None) == f"IPython (pid {os.getpid()})"
+    monkeypatch.setattr(sys, "argv", ["/home/me/analysis.py"])
+    assert discovery.default_name(None) == f"analysis.py (pid {os.getpid()})"

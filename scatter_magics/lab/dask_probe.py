@@ -13,6 +13,7 @@ import asyncio
 
 from ..discovery import Entry
 from ..errors import ClusterUnreachableError
+from .probe import rounded_memory
 
 CONNECT_TIMEOUT = 3.0  # s
 REQUEST_TIMEOUT = 3.0
@@ -65,7 +66,8 @@ class DaskProbe:
             workers.append({"address": address, "name": str(w.get("name", address)),
                             "nthreads": w.get("nthreads", 0),
                             "memory_limit": w.get("memory_limit") or 0,
-                            "memory": metrics.get("memory", 0), "nkeys": len(held),
+                            "memory": rounded_memory(metrics.get("memory", 0)),
+                            "nkeys": len(held),
                             "nbytes": sum(nbytes.get(k, 0) for k in held)})
         workers.sort(key=lambda w: w["name"])
         by_status: dict[str, int] = {}
@@ -83,6 +85,14 @@ class DaskProbe:
         if status:
             items = [i for i in items if i["status"] == status]
         return {"total": len(items), "offset": offset, "keys": items[offset:offset + limit]}
+
+    async def watch(self, on_change) -> bool:
+        """Never subscribes (False): a Dask cluster's changes are not pushed to us; the
+        watcher asks it again once a second while a sidebar is open (``watch.ListingWatch``)."""
+        return False
+
+    def unwatch(self) -> None:
+        pass
 
     async def stop(self) -> None:
         """Shut the scheduler and its workers down (the owning client then sees it closed)."""
