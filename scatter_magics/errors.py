@@ -23,6 +23,14 @@ class WorkerDiedError(CommClosedError):
     """
 
 
+class WorkerUnresponsiveError(CommClosedError):
+    """A worker stopped answering (no heartbeat) while a request to it was pending.
+
+    Retries treat it as a closed connection: the data goes to, or is read from, another
+    worker; the connection itself stays open, so the worker is usable if it resumes.
+    """
+
+
 class ProtocolError(ScatterMagicsError):
     """A peer sent bytes that are not a valid message."""
 
@@ -57,6 +65,14 @@ class FutureCancelledError(ScatterMagicsError, CancelledError):
 
 class ClientClosedError(ScatterMagicsError, RuntimeError):
     """A method was called on a client that has been closed."""
+
+
+class UnknownClusterError(ScatterMagicsError, LookupError):
+    """No live cluster in the discovery registry has this id or address."""
+
+
+class ClusterUnreachableError(ScatterMagicsError, ConnectionError):
+    """A registered cluster's scheduler did not answer (it is closing, or stuck)."""
 
 
 class MissingDependencyError(ScatterMagicsError, ImportError):

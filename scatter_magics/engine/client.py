@@ -15,8 +15,10 @@ import collections
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
 import uuid
+import weakref
 from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
@@ -40,6 +42,7 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+UNSUBSCRIBE_TIMEOUT = 10.0  # s; Subscription.close() waits for the loop this long at most
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 # A scattered value whose pickle is this small (and has no out-of-band buffers) is also
@@ -49,6 +52,7 @@ RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask
 LOCAL_COPY_LIMIT = 1 << 14
 RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
+
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
 
@@ -56,8 +60,18 @@ class Subscription:
         self.client, self.callback = client, callback
 
     def close(self) -> None:
-        if self.client.status != "closed":
-            self.client.loop.call_soon(self.client._unsubscribe, self)
+        """Stop the callbacks: called from another thread, none runs after this returns."""
+        client = self.client
+        if client.status == "closed":
+            return
+        if client.loop.in_loop_thread():
+            client._unsubscribe(self)
+        else:  # a batch being delivered right now finishes first
+            client.loop.sync(_call_async(client._unsubscribe, self), UNSUBSCRIBE_TIMEOUT)
+
+
+async def _call_async(fn: Callable, *args) -> None:
+    fn(*args)
 
 
 class Client:
@@ -98,6 +112,7 @@ class Client:
         cluster = self._address if isinstance(self._address, LocalCluster) else None
         if self._address is None:
             cluster = LocalCluster(**self._cluster_options)
+            cluster.owner = weakref.ref(self)
             self._owns_cluster = True
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
@@ -448,6 +463,8 @@ class Client:
             self._publish(msg["events"])
         elif msg["op"] == "key-update":
             self._key_update(msg)
+        elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
+            self._workers.fail_pending(msg["address"], msg["error"])
 
     def _publish(self, batch: list) -> None:
         for subscription in list(self._subscriptions):
@@ -587,7 +604,10 @@ class Client:
     def __del__(self):
         # A dropped client that started its cluster ends it. Not inline: the collector
         # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        if getattr(self, "status", "closed") == "running" and self._owns_cluster:
+        # At interpreter exit atexit has closed the cluster already, and a thread started
+        # during finalization waits forever (a script that never closed its Client hung).
+        if getattr(self, "status", "closed") == "running" and self._owns_cluster \
+                and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()
 
     def __repr__(self) -> str:

@@ -193,6 +193,15 @@ class Channel:
             raise
         return reply
 
+    def fail_pending(self, error: Exception) -> None:
+        """Fail every request still waiting for a reply; the connection stays open.
+
+        For a peer that stopped answering: a late reply finds no one waiting.
+        """
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_exception(error)
+
     # ---------------------------------------------------------- receiving ---
     def _receive(self, frames: list) -> None:
         try:

@@ -19,6 +19,8 @@ import concurrent.futures
 import queue
 
 from . import limits
+from ..errors import MemoryLimitError
+from .shm_space import format_bytes
 from .serialize import serialize
 
 CHECK_FROM = 1 << 20  # bytes a scatter needs before the machine's free memory is read
@@ -46,7 +48,11 @@ class EarlyCopy:
 
 
 def write_ahead(pool, data) -> EarlyCopy | None:
-    """For one large value (not a container) and a pool: start its copy now, else None."""
+    """For one large value (not a container) and a pool: start its copy now, else None.
+
+    A value larger than the machine's free memory is refused here, before it is hashed
+    for its key (hashing 50 GB takes seconds; the copy could never be made).
+    """
     if pool is None or isinstance(data, CONTAINERS) or hasattr(data, "_fields"):
         return None
     try:
@@ -54,8 +60,12 @@ def write_ahead(pool, data) -> EarlyCopy | None:
     except Exception:
         return None  # scatter() raises it, the usual way
     free = limits.available_memory()
-    if not serialized.buffers or free and serialized.nbytes > free:
-        return None  # nothing to copy, or scatter() refuses it, naming the key
+    if free and serialized.nbytes > free:  # refused now, not after hashing all of it
+        raise MemoryLimitError(
+            f"cannot scatter this {type(data).__name__} ({format_bytes(serialized.nbytes)}): "
+            f"this machine has {format_bytes(free)} of memory free")
+    if not serialized.buffers:
+        return None  # nothing to copy
     draft = pool.write_ahead(serialized.buffers)
     return None if draft is None else EarlyCopy(pool, data, serialized, draft, free)
 

@@ -17,10 +17,11 @@ from typing import Callable
 from . import inheritance
 from .comm import Channel, Server
 from ..keys import key_text
-from ..errors import CommClosedError, NoWorkersError
+from ..errors import CommClosedError, NoWorkersError, UnknownWorkerError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
+from .scheduler_workers import UNRESPONSIVE_AFTER
 from .shm import ShmRef
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,15 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
+        # Values a scatter sent without waiting that the worker has not acknowledged yet:
+        # worker → {key: (value, the scatter's workers=)}, kept to resend if it dies or freezes.
+        self._unacked: dict[str, dict[str, tuple]] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -69,8 +74,29 @@ class Scheduler:
             # If this loop itself was stalled, the workers' heartbeats may be waiting
             # unread in our sockets: judge nobody this round.
             if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                silent_before = self._unresponsive()
                 self.apply(self.state.check_heartbeats(now))
+                for address in self._unresponsive() - silent_before:
+                    self._give_up_waiting_on(address)
             last = now
+
+    def _unresponsive(self) -> set[str]:
+        return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
+
+    def _give_up_waiting_on(self, address: str) -> None:
+        """Fail what waits on a worker that went silent, here and in every client.
+
+        A scatter placed on it just before it froze then goes to another worker (see
+        placing.py) instead of hanging; a gather reads another replica.
+        """
+        ws = self.state.workers[address]
+        error = WorkerUnresponsiveError(f"worker {ws.name} ({address}) stopped answering "
+                                        f"(no heartbeat for {UNRESPONSIVE_AFTER:g} s)")
+        channel = self.worker_channels.get(address)
+        if channel is not None:
+            channel.fail_pending(error)
+        for link in list(self.clients.values()):
+            _send(link, {"op": "worker-unresponsive", "address": address, "error": error})
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
@@ -148,6 +174,8 @@ class Scheduler:
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
             self.exit_reason(pid) or "lost its connection to the scheduler"
+        self._rehome_unacked(address, list(self._unacked.get(address, ())), reason)
+        self._unacked.pop(address, None)
         self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
@@ -201,6 +229,8 @@ class Scheduler:
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
+            "overview": self._overview, "key-list": self._key_list,
+            "close-cluster": self._close_cluster,
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -224,7 +254,9 @@ class Scheduler:
 
     async def _scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
-        if not msg.get("confirm") and not _holds_callers_memory(data):
+        # A scatter restricted to some workers has fewer places to resend to if one dies
+        # before storing it: it waits for their acknowledgement, and fails loudly.
+        if not msg.get("confirm") and not msg.get("workers") and not _holds_callers_memory(data):
             if await self._scatter_without_waiting(client_id, msg):
                 return
         # Counted against the workers' room while in flight, so concurrent scatters
@@ -294,17 +326,65 @@ class Scheduler:
         # and nothing is in flight to reserve room for.
         self._record(client_id, {**msg, "placement": placement})
         for address, reply in sent.items():
-            reply.add_done_callback(functools.partial(self._put_data_acked, address,
-                                                      list(by_worker[address])))
+            values = by_worker[address]
+            self._await_ack(address, values, reply, dict.fromkeys(values, msg.get("workers")))
         return True
 
+    def _await_ack(self, address: str, values: dict, reply: asyncio.Future,
+                   workers: dict) -> None:
+        """Keep ``values`` until ``address`` says it stored them; ``workers``: each key's
+        ``workers=`` restriction, for a resend."""
+        self._unacked.setdefault(address, {}).update(
+            (key, (value, workers[key])) for key, value in values.items())
+        reply.add_done_callback(functools.partial(self._put_data_acked, address, list(values)))
+
     def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
-        if reply.cancelled() or isinstance(reply.exception(), (type(None), CommClosedError)):
-            return  # stored; or the worker died, and _remove_worker accounts for its keys
-        logger.warning("worker %s did not store %d key(s): %r", address, len(keys),
-                       reply.exception())
-        self.apply(self.state.drop_replicas(address, keys, f"worker {address} refused it: "
-                                                          f"{reply.exception()!r}"))
+        error = CommClosedError("cancelled") if reply.cancelled() else reply.exception()
+        if error is None:
+            pending = self._unacked.get(address, {})
+            for key in keys:
+                pending.pop(key, None)
+        elif isinstance(error, WorkerUnresponsiveError) or not isinstance(error, CommClosedError):
+            # frozen or refused (a closed connection is _remove_worker's to resend)
+            logger.warning("worker %s did not store %d key(s): %r", address, len(keys), error)
+            why = f"worker {address} did not store it: {error!r}"
+            self._rehome_unacked(address, keys, why)
+            self.apply(self.state.drop_replicas(address, keys, why))
+            self.discard_unrecorded({address: keys})  # if it wakes up and stores them
+
+    def _rehome_unacked(self, address: str, keys: list, why: str) -> None:
+        """Resend values ``address`` never acknowledged to other workers, before anyone
+        calls them lost.
+
+        A small scatter returns before the workers' acknowledgements (see
+        _scatter_without_waiting); keeping each value until then means a worker that dies
+        or freezes on the way costs a resend, not the data. A key no other allowed worker
+        can take stays with ``address`` and is lost with it, the loss naming ``why``.
+        """
+        pending = self._unacked.get(address, {})
+        by_target: dict[str, dict] = {}
+        restrictions: dict = {}
+        for key in keys:
+            value, workers = pending.pop(key, (None, None))
+            ks = self.state.keys.get(key)
+            if value is None or ks is None or ks.who_has - {address}:
+                continue  # acknowledged, forgotten, or held elsewhere too
+            try:
+                [[target]] = self.state.choose_workers(1, workers, exclude=[address])
+            except (NoWorkersError, UnknownWorkerError):
+                logger.warning("scattered key %r: its worker %s %s, no other may hold it",
+                               key, address, why)
+                continue
+            by_target.setdefault(target, {})[key] = value
+            restrictions[key] = workers
+        for target, values in by_target.items():
+            channel = self.worker_channels[target]
+            reply = channel.send_request({"op": "put-data", "data": values})
+            keys_there = {k: [target] for k in values}
+            self.apply(self.state.add_data(None, keys_there,
+                                           {k: self.state.keys[k].nbytes for k in values},
+                                           {k: self.state.keys[k].type for k in values}))
+            self._await_ack(target, values, reply, restrictions)
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
@@ -389,6 +469,25 @@ class Scheduler:
             keys = [k for k in result if k in self.state.keys]
             self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
                                            {k: self.state.keys[k].type for k in keys}))
+
+    def _overview(self, client_id, msg) -> dict:
+        overview = self.state.overview()
+        overview["address"] = self.address
+        return overview
+
+    def _key_list(self, client_id, msg) -> dict:
+        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
+                                   msg.get("status") or None)
+
+    def _close_cluster(self, client_id, msg) -> dict:
+        """Ask the process that owns this scheduler to stop it (its client, workers, all).
+
+        Only a peer that passed the handshake gets here, i.e. one that knows the secret."""
+        if not self.on_close_requested:
+            return {"closing": False}
+        for callback in self.on_close_requested:
+            callback()
+        return {"closing": True}
 
     def _subscribe(self, client_id, msg) -> list:
         self.subscribers.add(client_id)

@@ -374,6 +374,28 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
                 "status": ws.status}
             for a, ws in self.workers.items()}}
 
+    def overview(self) -> dict:
+        """What a cluster list shows: the workers, and the keys counted by status."""
+        by_status: dict[str, int] = {}
+        for ks in self.keys.values():
+            status = PUBLIC_STATUS[ks.state]
+            by_status[status] = by_status.get(status, 0) + 1
+        info = self.info()
+        return {"workers": info["workers"],
+                "keys": {"count": len(self.keys), "nbytes": info["nbytes"], "by_status": by_status}}
+
+    def key_list(self, offset: int, limit: int, status: str | None = None) -> dict:
+        """One page of keys (in the order the scheduler learnt them), each as a key event."""
+        keys = self.keys.values()
+        if status is not None:
+            keys = [ks for ks in keys if PUBLIC_STATUS[ks.state] == status]
+        else:
+            keys = list(keys)
+        page = keys[max(offset, 0):max(offset, 0) + max(limit, 0)]
+        return {"total": len(keys), "offset": offset,
+                "keys": [{k: v for k, v in self.key_event(ks).items() if k != "event"}
+                         for ks in page]}
+
     # ------------------------------------------------------------ events ---
     def snapshot(self) -> list[dict]:
         return [self.worker_event(ws) for ws in self.workers.values()] + \

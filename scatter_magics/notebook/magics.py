@@ -34,7 +34,7 @@ from ..backend import Backend, backend_for, client_types, future_types, get_clie
 from ..backend import register_client, start_backend
 from ..engine.cluster import parse_memory_limit
 from ..errors import ClientClosedError, MissingDependencyError, NoWorkersError, ProtocolError
-from ..errors import SerializationError, UnknownWorkerError
+from ..errors import SerializationError, UnknownClusterError, UnknownWorkerError
 from .connect import connect
 from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
 from .display import remove_formatters
@@ -302,7 +302,8 @@ class ScatterMagics(Magics):
         "(ours or Dask's); stop: end the cluster the magics started, or disconnect from "
         "the one they connected to. Without it: show the cluster."))
     @argument("address", nargs="?", metavar="ADDRESS", help=(
-        "connect: tcp://host:port, tls://host:port or host:port."))
+        "connect: a cluster id (the Jupyter sidebar's), tcp://host:port, tls://host:port "
+        "or host:port."))
     @argument("-n", "--n-workers", type=_count, metavar="N",
               help="Workers to start (default: ScatterMagics.n_workers).")
     @argument("--threads", type=_count, metavar="N",
@@ -367,7 +368,7 @@ class ScatterMagics(Magics):
                               timeout=self.timeout or CONNECT_TIMEOUT)
         except MissingDependencyError as exc:
             raise UsageError(f"{target} is a Dask scheduler, and {exc}") from exc
-        except (OSError, ValueError, ProtocolError) as exc:  # OSError: ConnectionError, timeouts
+        except (OSError, ValueError, ProtocolError, UnknownClusterError) as exc:  # OSError: timeouts
             raise UsageError(f"cannot connect to {target}: {exc}") from exc
         register_client(backend.client)
         self.owned, self.connected = backend, True
@@ -392,7 +393,7 @@ class ScatterMagics(Magics):
             address = backend.scheduler_info()["address"]
             self.close()
             print(f"Disconnected from {address}; that cluster keeps running with its {n} "
-                  f"workers.")
+                  f"worker{'s' if n != 1 else ''}.")
             return
         self.close()
         print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")

@@ -50,8 +50,11 @@ class _Feed:
     """
 
     def __init__(self, client, apply: Callable[[list], bool], flush: Callable[[], None],
-                 resend: Callable[[], None], interval: float, settle: float | None):
+                 resend: Callable[[], None], interval: float, settle: float | None,
+                 client_closed: Callable[[], None] = lambda: None):
         self._apply = apply
+        self._client_closed = _outside_any_cell(client_closed)
+        self.client_is_closed = False
         self._flush = _outside_any_cell(self._unless_closed(flush))
         self._resend = _outside_any_cell(self._unless_closed(resend))
         self._interval, self._settle = interval, settle
@@ -73,6 +76,12 @@ class _Feed:
     def _on_events(self, batch: list) -> None:
         if self.closed:
             return
+        if any(event.get("event") == "closed" for event in batch):
+            # Said at once: the loop (and any timer on it) may stop right after this batch,
+            # e.g. when the Jupyter sidebar stopped the cluster from outside the kernel.
+            self.client_is_closed = True
+            self._client_closed()
+            return
         if self._throttle is None:
             self._loop = asyncio.get_running_loop()
             self._throttle = Throttle(self._flush, self._loop.call_later, interval=self._interval,
@@ -84,7 +93,8 @@ class _Feed:
     def live(self) -> bool:
         """Still subscribed to a running client."""
         client = self._client()
-        return not self.closed and client is not None and backend_for(client).running
+        return not self.closed and not self.client_is_closed and client is not None \
+            and backend_for(client).running
 
     def request_flush(self) -> None:
         """Flush soon on the loop thread, or now if the loop is gone (nobody else writes)."""
@@ -138,7 +148,8 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
-        self._feed = _Feed(client, self._apply, self._flush, self._resend, interval, settle)
+        self._feed = _Feed(client, self._apply, self._flush, self._resend, interval, settle,
+                           client_closed=self._client_closed)
         if self.comm is not None:  # the front end may close the comm: stop listening then
             self.comm.on_close(lambda _msg: self._feed.close())
 
@@ -148,6 +159,9 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _resend(self) -> None:
         self.send_state(self._synced_state)
+
+    def _client_closed(self) -> None:
+        self.live = False  # the view then says "not live: client closed"
 
     def close(self) -> None:
         """Unsubscribe from the event stream and close the widget (and its views)."""
@@ -268,12 +282,14 @@ class ClusterWidget(_LiveWidget):
         self._shared_memory = shared_memory_text(info.get("shared_memory"))
         self._apply([{"event": "worker-metrics", "address": address,
                       **{k: w[k] for k in ("memory", "nbytes", "nkeys") if k in w}}
-                     for address, w in workers.items()])
+                     for address, w in workers.items()]
+                    + [{"event": "supervision", **info.get("supervision", {})}])
         self._feed.request_flush()
 
     def _flush(self) -> None:
         with self._lock:
             workers, totals = self._table.rows(), self._table.totals()
+            totals["notice"] = self._table.notice  # e.g. the restart budget ran out
         totals["shared_memory"] = self._shared_memory
         with self.hold_sync():
             self.workers, self.totals = workers, totals
@@ -282,6 +298,7 @@ class ClusterWidget(_LiveWidget):
         """A static HTML table of the workers as they are now."""
         with self._lock:
             workers, totals = self._table.rows(), self._table.totals()
+            totals["notice"] = self._table.notice  # e.g. the restart budget ran out
         totals["shared_memory"] = self._shared_memory
         return cluster_html(workers, totals, live=self.live)
 

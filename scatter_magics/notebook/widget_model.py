@@ -176,6 +176,7 @@ class ClusterTable:
     def __init__(self) -> None:
         self.workers: dict[str, dict[str, Any]] = {}
         self.deaths: dict[str, str] = {}  # name of a removed worker → how it ended
+        self.notice = ""  # why dead workers are no longer replaced (the restart budget)
 
     def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
         """Fold a batch of events into the table; return True if anything shown changed."""
@@ -199,6 +200,10 @@ class ClusterTable:
                 name = event.get("name") or event["address"]
                 self.deaths[name] = event.get("reason") or "was removed"
                 changed |= self.workers.pop(event["address"], None) is not None
+            elif kind == "supervision":
+                notice = event.get("message") or ""
+                changed |= notice != self.notice
+                self.notice = notice
             elif kind == "worker-status":
                 worker = self.workers.get(event["address"])
                 if worker is not None and worker["status"] != event["status"]:

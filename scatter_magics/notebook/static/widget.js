@@ -160,7 +160,8 @@ function renderCluster(model, el) {
     summary.replaceChildren(h("b", {}, plural(t.n_workers ?? 0, "worker")),
       h("span", {}, plural(t.nthreads ?? 0, "thread")),
       h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`),
-      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []), ...present(liveBadge(model)));
+      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []), ...present(liveBadge(model)),
+      ...(t.notice ? [h("div", { class: "sm-notice" }, t.notice)] : []));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
       h("td", { class: "sm-key", title: w.address }, w.address),
