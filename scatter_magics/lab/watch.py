@@ -37,7 +37,7 @@ from .clusters import ClusterDirectory
 
 logger = logging.getLogger(__name__)
 
-DEBOUNCE = 0.15  # s from the first event of a burst to the push
+DEBOUNCE = 0.1  # s from the first event of a burst to the push
 REGISTRY_CHECK = 0.25  # s between two stats of the registry directory
 DASK_POLL = 1.0  # s between two listings while a Dask cluster is listed
 RECHECK = 10.0  # s between two listings when nothing said anything changed
