@@ -25,6 +25,7 @@ class DaskProbe:
     # After a shutdown the owning kernel lives on and would keep its file until its client
     # closes: the server removes it.
     owner_unregisters = False
+    reports_changes = False  # no event stream here: the watcher lists it again each second
 
     def __init__(self, entry: Entry):
         self.entry = entry

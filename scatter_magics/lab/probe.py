@@ -31,6 +31,7 @@ class EmbeddedProbe:
     """One connection to an embedded cluster's scheduler, opened on first use."""
 
     owner_unregisters = True  # the process that owns the cluster removes its file on close
+    reports_changes = True  # :meth:`watch` subscribes to the scheduler's events
 
     def __init__(self, entry: Entry):
         self.entry = entry

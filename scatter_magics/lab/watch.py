@@ -37,7 +37,7 @@ from .clusters import ClusterDirectory
 
 logger = logging.getLogger(__name__)
 
-DEBOUNCE = 0.15  # s from the first event of a burst to the push
+DEBOUNCE = 0.1  # s from the first event of a burst to the push
 REGISTRY_CHECK = 0.25  # s between two stats of the registry directory
 DASK_POLL = 1.0  # s between two listings while a Dask cluster is listed
 RECHECK = 10.0  # s between two listings when nothing said anything changed
@@ -57,7 +57,6 @@ class ListingWatch:
         self._dirty = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._last = None  # JSON text of the last listing pushed
-        self.pushes = 0  # how many listings were pushed (for tests and benchmarks)
 
     def join(self, listener: Listener) -> None:
         """``listener`` gets the listing now, then each changed one."""
@@ -114,8 +113,8 @@ class ListingWatch:
 
     def _period(self) -> float:
         """How long a listing may stand without a push from the clusters."""
-        polled = any(p.__class__.__name__ == "DaskProbe" for p in self.directory.probes.values())
-        return DASK_POLL if polled else RECHECK
+        silent = any(not p.reports_changes for p in self.directory.probes.values())
+        return DASK_POLL if silent else RECHECK
 
     async def _push(self) -> None:
         listing = await self.directory.list(await self.notebook_paths())
@@ -125,7 +124,6 @@ class ListingWatch:
         self._new.clear()
         for listener in targets:
             listener(text)
-        self.pushes += 1 if targets else 0
         await self._watch_all()
 
     async def _watch_all(self) -> None:
