@@ -232,8 +232,8 @@ async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
     cluster = start_cluster(n_workers=2, n_keys=2)
     response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
     assert json.loads(response.body) == {"id": cluster.id, "stopped": True}
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                             for p in cluster.worker_pids), timeout=10, what="workers to exit")
+    wait_for(lambda: not any(_running(p) for p in cluster.worker_pids), timeout=10,
+             what="workers to exit")
     clusters, _ = await get_json(jp_fetch, "clusters")
     assert clusters == []
     with pytest.raises(HTTPClientError) as info:
@@ -328,3 +328,11 @@ def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):
 
     _load_jupyter_server_extension(BrokenServer())
     assert "runs without it" in caplog.text
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie; a process may exit between any two psutil calls."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
