@@ -27,7 +27,7 @@ import psutil
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from conftest import wait_for
+from conftest import exited, wait_for
 from scatter_magics import discovery
 
 API = ("scatter-magics", "api")
@@ -232,7 +232,7 @@ async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
     cluster = start_cluster(n_workers=2, n_keys=2)
     response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
     assert json.loads(response.body) == {"id": cluster.id, "stopped": True}
-    wait_for(lambda: not any(_running(p) for p in cluster.worker_pids), timeout=10,
+    wait_for(lambda: all(exited(p) for p in cluster.worker_pids), timeout=10,
              what="workers to exit")
     clusters, _ = await get_json(jp_fetch, "clusters")
     assert clusters == []
@@ -329,10 +329,3 @@ def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):
     _load_jupyter_server_extension(BrokenServer())
     assert "runs without it" in caplog.text
 
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie; a process may exit between any two psutil calls."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
