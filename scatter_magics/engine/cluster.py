@@ -86,7 +86,10 @@ class LocalCluster:
             self.scheduler = self.loop.sync(self._start_scheduler(host, port))
             for proc in list(self.processes.values()):
                 self._introduce(proc)
-            self.scale(self.n_workers, timeout=timeout)
+            # Not scale(): its top-up would count a worker that died while starting as
+            # replaced and start another, hiding the first one's exit code.
+            self._publish_supervision()
+            self._await_workers(self.n_workers, timeout)
         except BaseException:
             self.close()
             raise
@@ -148,6 +151,9 @@ class LocalCluster:
             self.n_workers = n
             self.supervisor.call(self.supervisor.scale_to, n, self.scheduler is not None)
         self._publish_supervision()
+        self._await_workers(n, timeout)
+
+    def _await_workers(self, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
