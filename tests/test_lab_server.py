@@ -294,7 +294,7 @@ DASK_SCRIPT = textwrap.dedent("""
 
 
 @on_server_loop
-async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
+async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_ws_fetch, jp_environ):
     proc = subprocess.Popen([sys.executable, "-c", DASK_SCRIPT], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -308,10 +308,15 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
                    if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
         assert workers
+        socket = await jp_ws_fetch(*API, "clusters", "ws")  # Dask: asked again, not subscribed
+        assert [c["id"] for c in await next_listing(socket, 10)] == [listed["id"]]
         response = await jp_fetch(*API, "clusters", listed["id"], method="DELETE")
         assert json.loads(response.body)["stopped"] is True
         clusters, _ = await get_json(jp_fetch, "clusters")
         assert clusters == []
+        while await next_listing(socket, 5):  # its end is pushed too
+            pass
+        socket.close()
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive, f"Dask workers {alive} outlived the DELETE"
     finally:

@@ -69,6 +69,8 @@ class NotebookPage:
         self.console: list[str] = []
         self.page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
         self.page.on("pageerror", lambda exc: self.console.append(f"pageerror: {exc}"))
+        self.sockets: list[str] = []  # the websockets the page opened
+        self.page.on("websocket", lambda socket: self.sockets.append(socket.url))
 
     def open(self) -> None:
         if self.server.app == "lab":
@@ -145,6 +147,8 @@ def test_sidebar_shows_clusters_live_and_stops_them(server, browser):
         id_b, delay_b = start_cluster_in(b)
         b.page.wait_for_selector(CARD.format(id_a), timeout=SHOW_WITHIN * 1000)
         assert max(delay_a, delay_b) <= SHOW_WITHIN, (delay_a, delay_b)
+        # The listing is pushed to the sidebar (clusters/ws), not only polled.
+        assert any(url.endswith("/scatter-magics/api/clusters/ws") for url in b.sockets), b.sockets
         card_b = b.page.inner_text(CARD.format(id_b))
         assert "b.ipynb" in card_b and "2 workers alive" in card_b and "1 key" in card_b
         assert b.card_workers(id_b) == ["worker-0", "worker-1"]
