@@ -19,8 +19,6 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from IPython.core.error import UsageError  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from IPython.utils.capture import capture_output  # noqa: E402
 
 from scatter_magics import get_client  # noqa: E402
@@ -28,17 +26,9 @@ from scatter_magics.backend import backend_for  # noqa: E402
 from scatter_magics.dask.backend import DaskBackend  # noqa: E402
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
-from tests.test_magics import magics, make_shell, run, usage_error  # noqa: E402
+from tests.test_magics import ip, magics, run, usage_error  # noqa: E402,F401 (ip: fixture)
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def ip(tmp_path):
-    shell = make_shell(tmp_path / "ipython")
-    yield shell
-    shell.run_line_magic("unload_ext", "scatter_magics")
-    InteractiveShell.clear_instance()
 
 
 @pytest.fixture
