@@ -52,9 +52,11 @@ def row_is(widget, key, status, n_workers=None):
 def test_table_follows_key_events_and_ignores_other_keys():
     table = FuturesTable(["k1", "k2"], names={"k1": "x"})
     assert table.apply(WORKERS + [key_event("k1", workers=[A, B]), key_event("other")])
-    assert table.summary() == {"n": 2, "counts": {"pending": 1, "finished": 1, "error": 0,
-                                                  "cancelled": 0, "lost": 0, "released": 0},
-                               "nbytes": 10, "replica_nbytes": 20, "n_workers": 2}
+    assert table.summary() == {"n": 2, "counts": {"pending": 1, "running": 0, "finished": 1,
+                                                  "error": 0, "cancelled": 0, "lost": 0,
+                                                  "released": 0},
+                               "nbytes": 10, "replica_nbytes": 20, "n_workers": 2,
+                               "by_worker": {"worker-0": 10, "worker-1": 10}}
     assert not table.apply([key_event("k1", workers=[A, B])])  # no change, no flush
     assert not table.apply([key_event("other", status="lost")])
     table.apply([{"event": "worker-removed", "address": B, "name": "worker-1"},
@@ -68,20 +70,33 @@ def test_table_follows_key_events_and_ignores_other_keys():
     assert summary["counts"]["lost"] == 1 and summary["counts"]["cancelled"] == 1
     assert summary["nbytes"] == 0
     rows, n, page = table.page(0, 10)
-    assert [r["name"] for r in rows] == ["x", None] and (n, page) == (2, 0)
+    assert [r["name"] for r in rows] == ["x", "k2"] and (n, page) == (2, 0)
 
 
 def test_table_pages_and_filters():
     keys = [f"k{i}" for i in range(95)]
     table = FuturesTable(keys)
     table.apply([key_event(k) for k in keys[::2]])
+    rows, n, page = table.page(0, 10)  # work in progress: the latest changes first
+    assert [r["key"] for r in rows] == keys[::2][::-1][:10] and n == 95
+    table.apply([key_event(k, status="error") for k in keys[1::2][1:]])
+    assert table.active  # k1 is still pending
     rows, n, page = table.page(9, 10)
-    assert [r["key"] for r in rows] == keys[90:] and (n, page) == (95, 9)
+    assert [r["key"] for r in rows][-1] == "k1" and (n, page) == (95, 9)
+    table.apply([key_event("k1", status="pending", workers=())])  # no change
+    table = FuturesTable(keys)
+    table.apply([key_event(k) for k in keys[::2]])
     rows, n, page = table.page(99, 10)  # clamped to the last page
     assert page == 9 and len(rows) == 5
     rows, n, page = table.page(0, 10, status="pending")
     assert n == 47 and all(r["status"] == "pending" for r in rows)
     assert table.page(0, 10, status="error") == ([], 0, 0)
+    table.apply([key_event(k) for k in keys[1::2]])
+    assert not table.active  # settled: back to the order given
+    rows, n, page = table.page(9, 10)
+    assert [r["key"] for r in rows] == keys[90:] and (n, page) == (95, 9)
+    rows, _, page = table.page(99, 10)  # clamped to the last page
+    assert page == 9 and len(rows) == 5
 
 
 def test_cluster_table_tracks_metrics_and_sorts_names_naturally():
@@ -93,7 +108,7 @@ def test_cluster_table_tracks_metrics_and_sorts_names_naturally():
                "nkeys": 1}
     assert table.apply([metrics]) and not table.apply([metrics])
     assert table.totals() == {"nthreads": 3, "memory": 500, "memory_limit": 3000, "nbytes": 7,
-                              "nkeys": 1, "n_workers": 3}
+                              "nkeys": 1, "n_workers": 3, "by_status": {}, "departed": []}
     assert table.apply([{"event": "worker-removed", "address": "tcp://h:9", "name": "worker-9"}])
     assert table.totals()["memory"] == 0
 
@@ -213,16 +228,20 @@ def test_release_and_cancel(make_client):
     client = make_client(n_workers=1)  # its worker stays busy with the cancelled sleep
     kept = client.scatter("released soon", hash=False)
     slow = client.submit(time.sleep, 30, pure=False)
-    widget = FuturesWidget(client, [kept, slow])
+    queued = client.submit(time.sleep, 30, pure=False)  # one thread: waits behind `slow`
+    widget = FuturesWidget(client, [kept, slow, queued])
     try:
-        wait_for(lambda: row_is(widget, kept.key, "finished") and row_is(widget, slow.key, "pending"),
-                 what="finished and pending")
+        wait_for(lambda: row_is(widget, kept.key, "finished") and row_is(widget, slow.key, "running")
+                 and row_is(widget, queued.key, "pending"), what="finished, running and queued")
+        assert row(widget, slow.key)["name"] == "sleep"  # a task is named by its function
+        assert slow.status == "pending"  # the Future keeps Dask's statuses
         kept.release()
         wait_for(lambda: row_is(widget, kept.key, "released", 0), what="released")
-        client.cancel([slow])
+        client.cancel([slow, queued])
         wait_for(lambda: row_is(widget, slow.key, "cancelled"), what="cancelled")
-        assert widget.summary["counts"] == {"pending": 0, "finished": 0, "error": 0,
-                                            "cancelled": 1, "lost": 0, "released": 1}
+        wait_for(lambda: widget.summary["counts"]["cancelled"] == 2, what="both cancelled")
+        assert widget.summary["counts"] == {"pending": 0, "running": 0, "finished": 0,
+                                            "error": 0, "cancelled": 2, "lost": 0, "released": 1}
     finally:
         widget.close()
 
@@ -416,3 +435,72 @@ def test_closing_the_widget_closes_its_subscription():
     (subscription, _), = client.subscriptions
     widget.close()
     assert subscription.closed and not widget.live
+
+
+# ------------------------------------------------------------ the whole life of what they show ---
+
+def test_closing_the_client_marks_every_open_widget_not_live_at_once():
+    from scatter_magics import Client
+
+    client = Client(n_workers=1)
+    try:
+        x = client.scatter("x", hash=False)
+        widgets = [FuturesWidget(client, [x]), FuturesWidget(client, [x.key]), ClusterWidget(client)]
+        assert all(w.live for w in widgets)
+        client.close()
+        # No wait: the "closed" event is pushed before close() returns.
+        assert [w.live for w in widgets] == [False, False, False]
+        assert row(widgets[0], x.key)["status"] == "finished"  # the last state seen, kept
+        assert "not live" in widgets[2]._repr_mimebundle_()[0]["text/html"]
+    finally:
+        client.close()
+        for w in widgets:
+            w.close()
+
+
+def test_mark_not_live_stops_only_that_clients_widgets():
+    from scatter_magics.notebook.widget import mark_not_live
+
+    one, two = FakeClient(WORKERS), FakeClient(WORKERS)
+    mine, other = FuturesWidget(one, ["k1"]), FuturesWidget(two, ["k1"])
+    try:
+        assert mark_not_live(one) == 1 and mark_not_live(one) == 0
+        assert not mine.live and other.live
+        assert client_subscriptions_closed(one) and not client_subscriptions_closed(two)
+    finally:
+        mine.close()
+        other.close()
+
+
+def client_subscriptions_closed(client) -> bool:
+    return all(subscription.closed for subscription, _ in client.subscriptions)
+
+
+def test_a_row_says_which_of_its_workers_died():
+    table = FuturesTable(["k1", "k2"])
+    table.apply(WORKERS + [key_event("k1", workers=[A, B]), key_event("k2", workers=[A])])
+    table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"},
+                 key_event("k1", workers=[B]), key_event("k2", status="lost", workers=[])])
+    rows = {r["key"]: r for r in table.page(0, 10)[0]}
+    assert rows["k1"]["died"] == [A] and rows["k1"]["workers"] == [B]
+    assert rows["k2"]["died"] == [A] and rows["k2"]["status"] == "lost"
+    html = futures_html(table.summary(), list(rows.values()), table.worker_names)
+    assert "worker-0 died" in html
+    assert table.summary()["by_worker"] == {"worker-1": 10}
+
+
+def test_cluster_table_counts_keys_by_status_and_names_what_each_worker_holds():
+    labels = {f"k{i}": f"rows[{i}]" for i in range(10_000)} | {"df-1": "df"}
+    table = ClusterTable(lambda: labels)
+    table.apply(WORKERS + [key_event(f"k{i}", workers=[(A, B)[i % 2]]) for i in range(10_000)]
+                + [key_event("df-1", workers=[A, B]),
+                   {"event": "key", "key": "len-0123456789abcdef", "status": "running",
+                    "workers": [], "processing_on": B, "nbytes": None, "type": None}])
+    rows = {w["name"]: w for w in table.rows()}
+    assert rows["worker-0"]["by_status"] == {"finished": 5001}
+    assert rows["worker-1"]["by_status"] == {"running": 1, "finished": 5001}
+    assert rows["worker-0"]["holds"] == [["rows[…]", 5000], ["df", 1]]  # compact at 10,000 keys
+    assert table.totals()["by_status"] == {"running": 1, "finished": 10_001}
+    table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"}])
+    assert [w["name"] for w in table.rows()] == ["worker-1"]
+    assert table.totals()["departed"] == ["worker-0"]

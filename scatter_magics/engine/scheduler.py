@@ -65,6 +65,7 @@ class Scheduler:
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"])),
+            "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(a, m["memory"])),
         }
         for op, method in self.client_ops().items():

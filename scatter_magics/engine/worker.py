@@ -170,8 +170,13 @@ class Worker:
         try:
             fetched = await self._gather_from_peers(who_has)
             inputs = {dep: self.data[dep].value for dep in who_has}
-            value = await asyncio.get_running_loop().run_in_executor(
-                self.executor, _execute, task, inputs)
+            loop = asyncio.get_running_loop()
+            started = {"op": "task-started", "key": key}
+            # Reported from the pool's thread as it picks the task up: a task queued
+            # behind others on a busy worker is not yet running.
+            value = await loop.run_in_executor(
+                self.executor, _execute, task, inputs,
+                lambda: loop.call_soon_threadsafe(self._report, started))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -212,7 +217,9 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict):
+def _execute(task: Serialized, inputs: dict, on_start=None):
+    if on_start is not None:
+        on_start()
     func, args, kwargs = deserialize_task(task, inputs)
     return func(*args, **kwargs)
 

@@ -18,7 +18,8 @@ from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
 
-MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
+MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
+_TOKEN = re.compile(r"-[0-9a-f]{8,}$")
 
 
 def format_bytes(n: int | None) -> str:
@@ -71,6 +72,21 @@ def key_states(backend: Backend, keys: Iterable[str]) -> dict[str, dict]:
 def worker_names(backend: Backend) -> dict[str, str]:
     """``{address: name}`` of the backend's workers."""
     return {a: w.get("name", a) for a, w in backend.scheduler_info()["workers"].items()}
+
+
+def grouped_labels(labels: list[str], limit: int = MAX_KEYS_SHOWN) -> str:
+    """One short line for many keys: a split collection's elements count as one name.
+
+    >>> grouped_labels(["df", "rows[0]", "rows[1]", "len-3f2a9c0b1d2e"])
+    'df, rows[…] ×2, len'
+    """
+    counts: dict[str, int] = {}
+    for label in labels:
+        name = f"{label.split('[', 1)[0]}[…]" if "[" in label else _TOKEN.sub("", label)
+        counts[name] = counts.get(name, 0) + 1
+    names = [name if n == 1 else f"{name} ×{n}" for name, n in counts.items()]
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f", … {more} more" if more > 0 else "")
 
 
 def _natural(name) -> list:
@@ -150,9 +166,10 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
-    def __init__(self, address: str, workers: list[dict]):
+    def __init__(self, address: str, workers: list[dict], client=None):
         self.address = address
         self.workers = workers
+        self.client = client  # whose cluster this is: a kernel shows it as the live widget
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -167,7 +184,7 @@ class ClusterSummary:
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
                             "keys": keys, "labels": [labels.get(k, k) for k in keys]})
-        return cls(info.get("address", ""), workers)
+        return cls(info.get("address", ""), workers, backend.client)
 
     @property
     def keys(self) -> set[str]:
@@ -182,9 +199,7 @@ class ClusterSummary:
     def _cells(self) -> list[list[str]]:
         rows = []
         for w in self.workers:
-            shown = ", ".join(w["labels"][:MAX_KEYS_SHOWN])
-            if len(w["labels"]) > MAX_KEYS_SHOWN:
-                shown += f", … {len(w['labels']) - MAX_KEYS_SHOWN} more"
+            shown = grouped_labels(w["labels"])
             rows.append([w["name"], w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
                          format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
         return rows

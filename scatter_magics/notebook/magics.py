@@ -311,8 +311,8 @@ class ScatterMagics(Magics):
         if self.owned is not None and self.owned.running:
             raise UsageError(f"the magics' cluster is already running ({self.owned.client!r}); "
                              f"run %cluster stop first")
-        backend = self.start_cluster(args.n_workers, args.threads, args.memory_limit)
-        return ClusterSummary.snapshot(backend, self.labels())
+        client = self.start_cluster(args.n_workers, args.threads, args.memory_limit)
+        return ClusterSummary.snapshot(backend_for(client), self.labels())
 
     def _stop(self) -> None:
         backend = self.owned
@@ -332,10 +332,10 @@ class ScatterMagics(Magics):
             if not start:
                 raise UsageError("no cluster is running: start one with %cluster start "
                                  "[-n N], or %scatter a variable") from None
-        return self.start_cluster()
+        return backend_for(self.start_cluster())
 
     def start_cluster(self, n_workers=None, threads=None, memory_limit=None,
-                      kind: str = "embedded") -> Backend:
+                      kind: str = "embedded"):
         """Start a cluster (config fills what is not given); bind its client to ``client``."""
         backend = start_backend(kind, n_workers=n_workers or self.n_workers,
                                 threads_per_worker=threads or self.threads_per_worker,
@@ -365,6 +365,10 @@ class ScatterMagics(Magics):
         if self.shell.user_ns.get(CLIENT_NAME) is client:
             del self.shell.user_ns[CLIENT_NAME]
         backend.close()
+        # Every widget showing this cluster's futures or workers now says "not live".
+        from .widget import mark_not_live
+
+        mark_not_live(client)
 
     def labels(self) -> dict[str, str]:
         """``{key: 'df'}`` for the futures %scatter remembers."""

@@ -31,6 +31,7 @@ import traitlets as t
 
 from ..backend import backend_for, client_class_names, client_types, future_class_names
 from ..backend import future_types
+from .display import ClusterSummary
 from .widget_html import cluster_html, futures_html
 from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle
 
@@ -77,8 +78,19 @@ class _Feed:
             self._loop = asyncio.get_running_loop()
             self._throttle = Throttle(self._flush, self._loop.call_later, interval=self._interval,
                                       settle=self._settle, resend=self._resend)
-        if self._apply(batch):
+        if not self._apply(batch):
+            return
+        if any(event.get("event") == "closed" for event in batch):
+            # The client is closing and its loop stops next: a throttled flush would
+            # never fire. Push the last state (not live) now, on this thread, and stop.
+            self._throttle.cancel()
+            self._flush()
+            self.closed = True
+        else:
             self._throttle.poke()
+
+    def belongs_to(self, client) -> bool:
+        return self._client() is client
 
     @property
     def live(self) -> bool:
@@ -128,6 +140,22 @@ def _outside_any_cell(fn: Callable[[], None]) -> Callable[[], None]:
     return lambda: contextvars.Context().run(fn)
 
 
+_OPEN: "weakref.WeakSet[_LiveWidget]" = weakref.WeakSet()  # every widget still following
+
+
+def mark_not_live(client) -> int:
+    """Mark every open widget following ``client`` "not live" now; return how many.
+
+    A client that closes says so in its event stream (``closed``), which is how widgets
+    usually learn it; ``%cluster stop`` calls this as well, so a backend whose stream
+    ends without that event still leaves no widget claiming to be live.
+    """
+    stale = [w for w in list(_OPEN) if w._feed.belongs_to(client)]
+    for widget in stale:
+        widget.stop_following()
+    return len(stale)
+
+
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the static files, the feed, closing, the HTML fallback."""
 
@@ -138,9 +166,24 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
-        self._feed = _Feed(client, self._apply, self._flush, self._resend, interval, settle)
+        self._feed = _Feed(client, self._apply, self._flush_live, self._resend, interval, settle)
+        _OPEN.add(self)
         if self.comm is not None:  # the front end may close the comm: stop listening then
             self.comm.on_close(lambda _msg: self._feed.close())
+
+    def _flush_live(self) -> None:
+        self._flush()
+        feed = getattr(self, "_feed", None)  # None: the snapshot, inside _Feed()
+        self.live = (feed is None or feed.live) and not self._table.closed
+
+    def stop_following(self) -> None:
+        """Stop following the client and show the last state, marked not live; any thread."""
+        self._feed.close()
+        with self._lock:
+            self._table.closed = True
+        _OPEN.discard(self)
+        self._flush()
+        self.live = False
 
     def _apply(self, batch: list) -> bool:
         with self._lock:
@@ -154,11 +197,13 @@ class _LiveWidget(anywidget.AnyWidget):
         feed = getattr(self, "_feed", None)
         if feed is not None:
             feed.close()
+        _OPEN.discard(self)
         self.live = False
         super().close()
 
     def _repr_mimebundle_(self, **kwargs):
-        self.live = self._feed.live  # the client may have closed since the last event
+        # The client may have closed since the last event.
+        self.live = self._feed.live and not self._table.closed
         data, metadata = super()._repr_mimebundle_(**kwargs)
         data["text/html"] = self.to_html()
         return data, metadata
@@ -247,7 +292,8 @@ class FuturesWidget(_LiveWidget):
 
 
 class ClusterWidget(_LiveWidget):
-    """Each worker: name, address, threads, memory used against its limit, keys and bytes.
+    """Each worker: name, address, threads, memory against its limit, keys by status, bytes,
+    and what it holds by name (``labels()`` gives ``{key: name}``, as the magics know it).
 
     >>> ClusterWidget(client).totals["n_workers"]  # doctest: +SKIP
     2
@@ -257,9 +303,10 @@ class ClusterWidget(_LiveWidget):
     totals = t.Dict().tag(sync=True)
     _synced_state = ["workers", "totals", "live"]
 
-    def __init__(self, client, *, interval: float = 0.1, settle: float | None = 0.5):
+    def __init__(self, client, labels: Callable[[], Mapping[str, str]] | None = None, *,
+                 interval: float = 0.1, settle: float | None = 0.5):
         super().__init__(kind="cluster")
-        self._table = ClusterTable()
+        self._table = ClusterTable(labels)
         self._start_feed(client, interval, settle)
         # worker-metrics come about once a second: start from the scheduler's numbers now.
         workers = backend_for(client).scheduler_info()["workers"]
@@ -324,9 +371,18 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
         return as_widget(obj, names=names or None)._repr_mimebundle_()
 
     def cluster_bundle(client):
-        return ClusterWidget(client)._repr_mimebundle_()
+        return ClusterWidget(client, labels)._repr_mimebundle_()
+
+    def summary_bundle(summary):
+        # %cluster's value: the live view, with its own static table for other front ends.
+        if summary.client is None or not backend_for(summary.client).running:
+            return None
+        data, metadata = ClusterWidget(summary.client, labels)._repr_mimebundle_()
+        data["text/plain"], data["text/html"] = repr(summary), summary._repr_html_()
+        return data, metadata
 
     formatter = shell.display_formatter.mimebundle_formatter
+    formatter.for_type(ClusterSummary, summary_bundle)
     for type_ in (list, tuple, set, frozenset, dict):
         formatter.for_type(type_, bundle)
     for name in future_class_names():  # by name: no engine is imported for this
@@ -334,12 +390,13 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
     for name in client_class_names():
         formatter.for_type_by_name(*name.rsplit(".", 1), cluster_bundle)
     bundle.scatter_magics = cluster_bundle.scatter_magics = True  # for uninstall_display
+    summary_bundle.scatter_magics = True
 
 
 def uninstall_display(shell) -> None:
     """Undo :func:`install_display`."""
     formatter = shell.display_formatter.mimebundle_formatter
-    for type_ in (list, tuple, set, frozenset, dict):
+    for type_ in (list, tuple, set, frozenset, dict, ClusterSummary):
         if getattr(formatter.type_printers.get(type_), "scatter_magics", False):
             formatter.pop(type_)
     for name in (*future_class_names(), *client_class_names()):
