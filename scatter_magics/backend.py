@@ -27,6 +27,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(stage, done, total)``: how far a scatter or gather has got, for progress bars.
+
+Stages, in order: ``"hash"`` (content hashing for ``hash=True`` keys), ``"serialize"``,
+``"copy"`` (into shared memory), ``"transfer"`` (to or from workers), all counted in bytes;
+``"wait"`` (a gather waiting for tasks) counts futures. ``done`` only grows within a stage;
+``total`` is None when not known in advance. Called on any thread, so it must be quick and
+thread-safe; an engine reports the stages it has, as often as it can afford.
+"""
+
+
 class Subscription(Protocol):
     def close(self) -> None: ...
 
@@ -45,11 +56,14 @@ class Backend(Protocol):
         """The timeout a scatter gets when the caller gives none (None: no bound)."""
 
     def scatter(self, items: dict, *, workers, broadcast: bool, direct: bool | None,
-                hash: bool, timeout: float | None) -> dict:
-        """``{key: future}`` for ``{key: value}``; keys are the caller's, used as given."""
+                hash: bool, timeout: float | None, progress: Progress | None = None) -> dict:
+        """``{key: future}`` for ``{key: value}``; keys are the caller's, used as given.
 
-    def gather(self, futures, *, errors: str, timeout: float | None):
-        """The values of (nested) futures, in the same structure."""
+        ``progress(stage, done, total)`` hears how far the work has got (see :data:`Progress`)."""
+
+    def gather(self, futures, *, errors: str, timeout: float | None,
+               progress: Progress | None = None):
+        """The values of (nested) futures, in the same structure; ``progress`` as above."""
 
     def scheduler_info(self) -> dict:
         """``{"address": str, "workers": {address: {name, nthreads, memory_limit,

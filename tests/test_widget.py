@@ -504,3 +504,99 @@ def test_cluster_table_counts_keys_by_status_and_names_what_each_worker_holds():
     table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"}])
     assert [w["name"] for w in table.rows()] == ["worker-1"]
     assert table.totals()["departed"] == ["worker-0"]
+
+
+# ------------------------------------------------------------ progress bars ---
+
+def test_progress_widget_appears_only_for_long_work_and_settles():
+    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+
+    shown = []
+    view = WidgetView(display=shown.append)
+    with ProgressBar("%scatter x", view, delay=60) as progress:
+        progress("hash", 10, 100)
+    assert shown == [] and not progress.shown  # quick: nothing on screen
+
+    view = WidgetView(display=shown.append)
+    with ProgressBar("%scatter x", view, delay=0, interval=0.01) as progress:
+        progress("hash", 2**20, 4 * 2**20)
+        wait_for(lambda: view.label.value.startswith("%scatter x: hashing 1 MiB / 4 MiB"),
+                 what="the bar to show hashing")
+        assert view.bar.value == 0.25 and "/s" in view.label.value and "s left" in view.label.value
+        progress("transfer", 4 * 2**20, 4 * 2**20)
+    assert shown == [view.box]
+    assert view.bar.value == 1.0 and view.bar.bar_style == "success"
+    assert view.label.value.startswith("%scatter x: done in ") and "4 MiB transferred" in view.label.value
+
+
+def test_progress_bar_says_where_ctrl_c_stopped_it():
+    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+
+    view = WidgetView(display=lambda box: None)
+    with pytest.raises(KeyboardInterrupt):
+        with ProgressBar("%gather res", view, delay=0) as progress:
+            progress("wait", 1, 4)
+            raise KeyboardInterrupt
+    assert "interrupted after" in view.label.value and "waiting for tasks" in view.label.value
+    assert view.bar.bar_style == "danger"
+    assert not [t for t in threading.enumerate() if t.name == "scatter-magics-progress"]
+
+
+def test_engine_reports_every_stage_of_a_large_scatter_and_gather(client):
+    np = pytest.importorskip("numpy")
+    seen = []
+    array = np.arange(3 * 2**20 // 8)
+    future = client.scatter(array, progress=lambda *report: seen.append(report))
+    stages = [stage for stage, _, _ in seen]
+    assert stages.index("hash") < stages.index("serialize") < stages.index("copy") \
+        < stages.index("transfer")
+    assert ("hash", array.nbytes, None) in seen and ("copy", array.nbytes, array.nbytes) in seen
+    assert seen[-1][0] == "transfer" and seen[-1][1] == seen[-1][2] >= array.nbytes
+    seen.clear()
+    slow = client.submit(time.sleep, 0.1, pure=False)
+    client.gather([future, slow], progress=lambda *report: seen.append(report))
+    assert seen[0] == ("wait", 1, 1) and seen[-1][0] == "transfer"
+
+
+# ------------------------------------------------------------ %cluster in a kernel ---
+
+def test_cluster_magic_in_a_kernel_is_the_live_widget_and_follows_a_dead_worker(tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from scatter_magics.notebook.widget import install_display
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path))
+    shell.run_line_magic("load_ext", "scatter_magics")
+    magics = shell.magics_manager.registry["ScatterMagics"]
+    try:
+        shell.kernel = object()  # as in ipykernel: the widget display applies
+        install_display(shell, magics.labels)
+        shell.run_line_magic("cluster", "start -n 2")
+        client = shell.user_ns["client"]
+        shell.user_ns["rows"] = list(range(10_000))
+        shell.run_line_magic("scatter", "rows --split")
+        summary = shell.run_line_magic("cluster", "")
+        data, _ = shell.display_formatter.format(summary)
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert data["text/plain"] == repr(summary)  # the static table: text ...
+        assert data["text/html"] == summary._repr_html_()  # ... and HTML fallbacks
+        assert "rows[…] ×5000" in data["text/html"]  # compact at 10,000 keys
+        from ipywidgets.widgets.widget import _instances
+
+        model_id = data["application/vnd.jupyter.widget-view+json"]["model_id"]
+        widget = _instances[model_id]
+        assert [w["name"] for w in widget.workers] == ["worker-0", "worker-1"]
+        assert widget.workers[0]["holds"] == [["rows[…]", 5000]]
+        assert widget.totals["by_status"] == {"finished": 10_000}
+        os.kill(client.cluster.processes["worker-0"].pid, signal.SIGKILL)
+        wait_for(lambda: [w["name"] for w in widget.workers] == ["worker-1"], what="worker gone")
+        assert widget.totals["departed"] == ["worker-0"] and widget.live
+        shell.run_line_magic("cluster", "stop")
+        assert not widget.live
+    finally:
+        shell.run_line_magic("unload_ext", "scatter_magics")
+        InteractiveShell.clear_instance()

@@ -27,10 +27,11 @@ from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
+from .shm import THRESHOLD as SHM_THRESHOLD
 from .shm import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
-from ..tokenize import tokenize
+from ..tokenize import reporting, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ class Client:
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
-                hash: bool = True, timeout=NO_DEFAULT, asynchronous: bool | None = None):
+                hash: bool = True, timeout=NO_DEFAULT, asynchronous: bool | None = None,
+                progress: Progress | None = None):
         """Move ``data`` into the workers' memory; the result matches the input's shape.
 
         One object gives one Future; a list, tuple, set or frozenset gives the same
@@ -161,34 +163,52 @@ class Client:
         keys. ``workers`` restricts placement; ``broadcast`` puts a copy on every
         (allowed) worker; ``direct`` sends client → workers instead of through the
         scheduler; ``hash`` makes keys from the content (``False``: random keys);
-        ``timeout`` bounds the whole operation.
+        ``timeout`` bounds the whole operation. ``progress(stage, done, total)`` (ours,
+        not Dask's) hears how far hashing, serializing, copying and sending have got
+        (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        items, rebuild = keyed_items(data, hash)
+        report = progress or _no_progress
+        with reporting(_counter(report, "hash") if progress else None):
+            items, rebuild = keyed_items(data, hash)
         futures = {key: Future(key, self) for key in items}
         # Shared memory this call reserves, to give back if the scatter fails.
         fresh = [k for k in items if self._pool is not None and not self._pool.holds(k)]
-        payload = {key: self._serialize_for_scatter(key, value) for key, value in items.items()}
+        payload = self._serialize_for_scatter(items, report)
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
-                                          direct, timeout, fresh), timeout)
+                                          direct, timeout, fresh, report), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
 
-    def _serialize_for_scatter(self, key: str, value):
-        """Pickle ``value``; on a local cluster, large buffers go into shared memory once."""
-        serialized = serialize(value)
-        if self._pool is not None and serialized.buffers:
-            serialized.buffers = self._pool.store(key, serialized.buffers)
-        return serialized
+    def _serialize_for_scatter(self, items: dict, report: Progress) -> dict:
+        """Pickle each value; on a local cluster, large buffers go into shared memory once."""
+        payload, done = {}, 0
+        for key, value in items.items():
+            payload[key] = serialize(value)
+            done += payload[key].nbytes
+            report("serialize", done, None)
+        if self._pool is None:
+            return payload
+        total = sum(_large_bytes(s.buffers) for k, s in payload.items() if not self._pool.holds(k))
+        copied = _counter(report, "copy", total)
+        for key, serialized in payload.items():
+            if serialized.buffers:
+                serialized.buffers = self._pool.store(key, serialized.buffers,
+                                                      copied if total else None)
+        return payload
 
     def _view_of(self, ref):
         if self._pool is not None and self._pool.owns(ref.name):
             return self._pool.view(ref)
         return self._segments.view(ref)
 
-    async def _scatter(self, payload, types, workers, broadcast, direct, timeout, fresh) -> None:
+    async def _scatter(self, payload, types, workers, broadcast, direct, timeout, fresh,
+                       report: Progress) -> None:
+        total = sum(s.nbytes for s in payload.values())
+        report("transfer", 0, total)
         try:
             await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
+            report("transfer", total, total)
         except BaseException:  # failed, timed out or interrupted: nobody will use these
             for key in fresh:
                 self._pool.release_key(key)
@@ -250,11 +270,14 @@ class Client:
 
     # ------------------------------------------------------------ gather ---
     def gather(self, futures, errors: str = "raise", direct: bool | None = None,
-               asynchronous: bool | None = None, timeout: float | None = None):
+               asynchronous: bool | None = None, timeout: float | None = None,
+               progress: Progress | None = None):
         """Bring the values of ``futures`` back, in the same (nested) structure.
 
         ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
         failed futures from the result. ``timeout`` bounds the wait (Dask has none).
+        ``progress(stage, done, total)``: as for :meth:`scatter` (stages ``wait``, in
+        futures, and ``transfer``, in bytes).
         """
         self._check_open()
         if errors not in ("raise", "skip"):
@@ -264,13 +287,17 @@ class Client:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
         states = {f.key: f._state for f in found}
-        coro = self._within(self._gather(states, errors, direct), timeout)
+        coro = self._within(self._gather(states, errors, direct, progress or _no_progress),
+                            timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, {k: s if s is SKIP else deserialize(s, self._view_of)
                               for k, s in serialized.items()}))
 
-    async def _gather(self, states: dict, errors: str, direct) -> dict:
-        await _all(self._until_done(s) for s in states.values() if not s.done())
+    async def _gather(self, states: dict, errors: str, direct, report: Progress) -> dict:
+        waiting = [s for s in states.values() if not s.done()]
+        if waiting:
+            finished = _counter(report, "wait", len(waiting))
+            await _all(self._until_done(s, lambda: finished(1)) for s in waiting)
         wanted, out = [], {}
         for key, state in states.items():
             if state.status == "finished":
@@ -281,19 +308,25 @@ class Client:
                 state.raise_if_failed()
         if not wanted:
             return out
+        report("transfer", 0, None)
         if self._direct(direct):
             async def locate(keys):
                 return await self._link.request({"op": "locations", "keys": keys})
-            out.update(await fetch_from_holders(wanted, locate, self._workers.request))
+            fetched = await fetch_from_holders(wanted, locate, self._workers.request)
         else:
-            out.update(await self._link.request({"op": "gather", "keys": wanted}))
+            fetched = await self._link.request({"op": "gather", "keys": wanted})
+        nbytes = sum(s.nbytes for s in fetched.values())
+        report("transfer", nbytes, nbytes)
+        out.update(fetched)
         return out
 
-    async def _until_done(self, state: FutureState) -> None:
+    async def _until_done(self, state: FutureState, then: Callable[[], None] | None = None) -> None:
         if not state.done():
             done = asyncio.get_running_loop().create_future()
             state.on_done(lambda s: done.done() or done.set_result(None))
             await done
+        if then is not None:
+            then()
 
     def _gather_async(self, future: Future):
         return self.gather(future, asynchronous=True)
@@ -538,6 +571,29 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
+
+
+Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total): see scatter()
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    pass
+
+
+def _counter(report: Progress, stage: str, total: int | None = None) -> Callable[[int], None]:
+    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
+    done = 0
+
+    def add(n: int) -> None:
+        nonlocal done
+        done += n
+        report(stage, done, total)
+    return add
+
+
+def _large_bytes(buffers) -> int:
+    """The bytes of ``buffers`` that a shared-memory pool copies."""
+    return sum(n for n in (memoryview(b).nbytes for b in buffers) if n >= SHM_THRESHOLD)
 
 
 def _keys_of(futures) -> list[str]:

@@ -107,10 +107,11 @@ class SharedMemoryPool:
     def holds(self, key: str) -> bool:
         return key in self._by_key
 
-    def store(self, key: str, buffers: list) -> list:
+    def store(self, key: str, buffers: list, on_copied=None) -> list:
         """Copy the large ``buffers`` of ``key`` into one segment; return them as refs.
 
         A key already stored (the same data scattered again) is not copied twice.
+        ``on_copied(nbytes)``, if given, is called as each piece lands (progress bars).
         """
         with self._lock:
             if key in self._by_key:
@@ -127,7 +128,7 @@ class SharedMemoryPool:
             if view.nbytes < THRESHOLD:
                 out.append(b)
                 continue
-            segment.mmap[offset:offset + view.nbytes] = view
+            _copy(segment.mmap, offset, view, on_copied)
             out.append(ShmRef(segment.name, offset, view.nbytes))
             offset += _aligned(view.nbytes)
         with self._lock:
@@ -250,6 +251,19 @@ class SegmentMapper:
 
     def close(self) -> None:
         self.forget(list(self._maps))
+
+
+COPY_CHUNK = 64 << 20  # bytes copied between progress reports (and chances for Ctrl-C)
+
+
+def _copy(target, offset: int, view: memoryview, on_copied) -> None:
+    if on_copied is None:
+        target[offset:offset + view.nbytes] = view
+        return
+    for start in range(0, view.nbytes, COPY_CHUNK):
+        piece = view[start:start + COPY_CHUNK]
+        target[offset + start:offset + start + piece.nbytes] = piece
+        on_copied(piece.nbytes)
 
 
 def _aligned(n: int) -> int:

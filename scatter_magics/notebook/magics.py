@@ -32,11 +32,14 @@ from traitlets import Float, Integer, Unicode, Union
 
 from ..backend import Backend, backend_for, client_types, future_types, get_client, start_backend
 from ..engine.cluster import parse_memory_limit
-from ..errors import ClientClosedError, NoWorkersError, SerializationError, UnknownWorkerError
+from ..errors import ClientClosedError, Interrupted, NoWorkersError, SerializationError
+from ..errors import UnknownWorkerError
 from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
 from .display import remove_formatters
+from .interrupted import gather_interrupted, scatter_interrupted
+from .progress import DELAY, ProgressBar, counter, estimate_nbytes, view_for
 from ..structure import find_futures
-from ..tokenize import tokenize
+from ..tokenize import reporting, tokenize
 
 CLIENT_NAME = "client"  # where the magics bind the client they start
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -107,6 +110,9 @@ class ScatterMagics(Magics):
     timeout = Float(None, allow_none=True, help=(
         "Default --timeout in seconds for %scatter and %gather. None: %gather waits as long "
         "as it takes (Ctrl-C stops it), %scatter uses the Client's timeout.")).tag(config=True)
+    progress_delay = Float(DELAY, min=0, help=(
+        "Seconds a %scatter or %gather runs before it shows a progress bar (bytes done, "
+        "rate, time left): a widget in a kernel, a line on stderr in a terminal.")).tag(config=True)
 
     def __init__(self, shell):
         super().__init__(shell=shell)
@@ -157,13 +163,15 @@ class ScatterMagics(Magics):
             fut = %scatter model --no-hash --timeout 10
         """
         args = parse_argstring(self.scatter, line)
-        items, rebuilders = {}, {}
-        for text in args.names:
-            value = self._evaluate(text)
-            keyed, rebuilders[text] = _keyed_items(text, value, args.split, args.hash)
-            items.update(keyed)
-        backend = self.backend(start=True)  # only now: a mistake above starts no cluster
-        futures = self._scatter_items(backend, items, args)
+        running = self._running_backend()
+        if args.workers:  # before anything is hashed or started
+            check_workers(running, args.workers)
+        what = f"%scatter {' '.join(args.names)}"
+        try:
+            with self._progress(what) as progress:
+                futures, rebuilders = self._scatter_names(running, args, progress)
+        except KeyboardInterrupt:
+            raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self._remember(results)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
@@ -171,12 +179,29 @@ class ScatterMagics(Magics):
             self._bind(args.as_name, result)
         return result
 
-    def _scatter_items(self, backend: Backend, items: dict, args) -> dict:
+    def _scatter_names(self, running: Backend | None, args, progress) -> tuple[dict, dict]:
+        """Evaluate and key each name (hashing, reported), then scatter them all."""
+        items, rebuilders, values = {}, {}, {}
+        for text in args.names:
+            values[text] = self._evaluate(text)
+        hashed = counter(progress, "hash", estimate_nbytes(values.values()) if args.hash else None)
+        with reporting(hashed if args.hash else None):
+            for text, value in values.items():
+                keyed, rebuilders[text] = _keyed_items(text, value, args.split, args.hash)
+                items.update(keyed)
+        del values
+        if running is None:  # only now: a mistake above starts no cluster
+            progress("start", 0, None)
+        backend = running or self.backend(start=True)
+        return self._scatter_items(backend, items, args, progress), rebuilders
+
+    def _scatter_items(self, backend: Backend, items: dict, args, progress=None) -> dict:
         timeout = args.timeout or self.timeout
         what = ", ".join(args.names)
         try:
             return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
-                                   direct=args.direct, hash=args.hash, timeout=timeout)
+                                   direct=args.direct, hash=args.hash, timeout=timeout,
+                                   progress=progress)
         except UnknownWorkerError as exc:
             raise UsageError(f"{exc}. Pass -w a worker name, address or host:port.") from exc
         except NoWorkersError as exc:
@@ -259,7 +284,12 @@ class ScatterMagics(Magics):
         timeout = args.timeout or self.timeout
         what = ", ".join(targets)
         try:
-            return backend_for(client).gather(targets, errors=args.errors, timeout=timeout)
+            with self._progress(f"%gather {' '.join(targets)}") as progress:
+                return backend_for(client).gather(targets, errors=args.errors, timeout=timeout,
+                                                  progress=progress)
+        except KeyboardInterrupt:
+            raise Interrupted(gather_interrupted(
+                targets, futures, self._client_name(client))) from None
         except ClientClosedError as exc:
             raise UsageError(f"the futures of {what} belong to a client that was closed (the "
                              f"cluster was stopped); scatter the data again") from exc
@@ -324,6 +354,21 @@ class ScatterMagics(Magics):
         print(f"Stopped the cluster and its {n} workers.")
 
     # -------------------------------------------------------------- the client ---
+    def _progress(self, what: str) -> ProgressBar:
+        return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
+
+    def _running_backend(self) -> Backend | None:
+        try:
+            return backend_for(get_client())
+        except ValueError:
+            return None
+
+    def _client_name(self, client) -> str:
+        """How the user's namespace reaches ``client``, for messages."""
+        if self.shell.user_ns.get(CLIENT_NAME) is client:
+            return CLIENT_NAME
+        return "scatter_magics.get_client()"
+
     def backend(self, start: bool) -> Backend:
         """The client the magics use: ``get_client()``, or (``start``) a new cluster's."""
         try:
@@ -397,6 +442,27 @@ class ScatterMagics(Magics):
             setattr(self.shell.ev(parent), attr, value)
         else:
             self.shell.user_ns[target] = value
+
+
+def check_workers(backend: Backend | None, workers: list) -> None:
+    """UsageError unless every ``-w`` worker is one of the running cluster's.
+
+    Checked before anything is hashed, sent or started: with no cluster running there
+    are no workers to choose, and starting one just to fail would leave it running.
+    """
+    given = ", ".join(w if isinstance(w, str) else f"{w[0]}:{w[1]}" for w in workers)
+    if backend is None:
+        raise UsageError(f"-w {given}: no cluster is running, so there are no workers to "
+                         f"choose from; start one with %cluster start (its workers are named "
+                         f"worker-0, worker-1, …), then %scatter with -w")
+    known = backend.scheduler_info()["workers"]
+    names = {w.get("name"): a for a, w in known.items()}
+    for worker in workers:
+        address = f"tcp://{worker[0]}:{worker[1]}" if isinstance(worker, tuple) else worker
+        if address not in known and address not in names:
+            listed = ", ".join(f"{w.get('name')} ({a})" for a, w in sorted(known.items()))
+            raise UsageError(f"unknown worker {worker!r}; known workers: {listed or 'none'}. "
+                             f"Pass -w a worker name, address or host:port.")
 
 
 def _keyed_items(name: str, value, split: bool, hash: bool):

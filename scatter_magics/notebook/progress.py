@@ -1,0 +1,236 @@
+"""Progress of a long ``%scatter`` or ``%gather``: bytes done, rate and time left.
+
+A :class:`ProgressBar` is the ``progress(stage, done, total)`` callback of the backend
+interface (``backend.Progress``) and a context manager around the operation. Nothing
+shows for work that ends within ``delay`` seconds (0.5 by default); after that a bar
+appears — an ipywidgets bar in a kernel, a line of text on stderr in a terminal — and
+is redrawn ten times a second by a small thread the context owns, even while no report
+arrives (one large transfer reports only at its end). When the work ends the bar
+settles on one line saying what happened; on Ctrl-C it says where it stopped.
+
+>>> import io
+>>> out = io.StringIO()
+>>> with ProgressBar("%scatter x", view=TextView(out), delay=0) as progress:
+...     progress("hash", 2**20, 2**20)
+>>> out.getvalue().splitlines()[-1]                     # doctest: +ELLIPSIS
+'%scatter x: done in ... s, 1 MiB hashed'
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+import time
+from typing import TextIO
+
+from .widget_model import format_bytes
+
+DELAY = 0.5  # seconds of work before a bar appears: shorter work shows nothing
+INTERVAL = 0.1  # seconds between redraws
+
+# What each stage of backend.Progress is called on screen, and its past tense.
+STAGES = {
+    "hash": ("hashing", "hashed"),
+    "serialize": ("serializing", "serialized"),
+    "copy": ("copying into shared memory", "copied"),
+    "transfer": ("transferring", "transferred"),
+    "wait": ("waiting for tasks", "waited for"),
+    "start": ("starting the cluster", "started"),
+}
+
+
+class ProgressBar:
+    """The ``progress`` callback for one scatter or gather, and what draws it.
+
+    ``view`` draws (:class:`WidgetView` or :class:`TextView`); :func:`view_for` picks
+    one for a shell. Reports may come from any thread; only the ticker thread draws.
+    """
+
+    def __init__(self, what: str, view, *, delay: float = DELAY, interval: float = INTERVAL):
+        self.what, self.view = what, view
+        self.delay, self.interval = delay, interval
+        self._lock = threading.Lock()
+        self._stage: str | None = None
+        self._done, self._total = 0, None
+        self._stage_started = self._started = time.monotonic()
+        self._finished: dict[str, int] = {}  # stage -> its last count, for the summary
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.shown = False
+        self.outcome: str | None = None  # the settled line, once the context exits
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        with self._lock:
+            if stage != self._stage:
+                self._stage, self._stage_started = stage, time.monotonic()
+            self._done, self._total = done, total
+            self._finished[stage] = done
+
+    def __enter__(self) -> "ProgressBar":
+        self._started = time.monotonic()
+        # The ticker thread runs in a copy of this context: in ipykernel 7 the cell's
+        # parent header lives in a ContextVar, so the bar shows in this cell.
+        context = contextvars.copy_context()
+        self._ticker = threading.Thread(target=context.run, args=(self._tick,),
+                                        name="scatter-magics-progress", daemon=True)
+        self._ticker.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        elapsed = time.monotonic() - self._started
+        if exc_type is None:
+            self.outcome = f"{self.what}: done in {elapsed:.1f} s{self._summary()}"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.outcome = f"{self.what}: interrupted after {elapsed:.1f} s{self._where()}"
+        else:
+            self.outcome = f"{self.what}: failed after {elapsed:.1f} s{self._where()}"
+        if not self.shown and elapsed >= self.delay:  # the ticker had no turn: show it now
+            line, fraction = self.line()
+            self.view.show(line, fraction)
+            self.shown = True
+        if self.shown:
+            self.view.settle(self.outcome, ok=exc_type is None)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval if self.shown else self._until_shown()):
+            line, fraction = self.line()
+            if not self.shown:
+                self.view.show(line, fraction)
+                self.shown = True
+            else:
+                self.view.update(line, fraction)
+
+    def _until_shown(self) -> float:
+        return max(0.0, self._started + self.delay - time.monotonic())
+
+    def line(self) -> tuple[str, float | None]:
+        """What the bar says now, and how full it is (None: unknown)."""
+        with self._lock:
+            stage, done, total, since = self._stage, self._done, self._total, self._stage_started
+        if stage is None:
+            return f"{self.what}: starting", None
+        doing = STAGES.get(stage, (stage, stage))[0]
+        elapsed = max(time.monotonic() - since, 1e-6)
+        if stage == "wait":
+            amount = f"{done} / {total} futures" if total else f"{done} futures"
+            rate = ""
+        else:
+            amount = format_bytes(done) + (f" / {format_bytes(total)}" if total else "")
+            rate = f" · {format_bytes(int(done / elapsed))}/s" if done else ""
+        if total and done:
+            left = f" · {max(0.0, (total - done) * elapsed / done):.0f} s left"
+        else:  # nothing measured yet (one large message reports only at its end)
+            left = f" · {elapsed:.0f} s so far"
+        fraction = min(1.0, done / total) if total else None
+        return f"{self.what}: {doing} {amount}{rate}{left}", fraction
+
+    def _summary(self) -> str:
+        with self._lock:
+            finished = dict(self._finished)
+        parts = [f"{format_bytes(n)} {STAGES.get(stage, (stage, stage))[1]}"
+                 for stage, n in finished.items() if stage in ("hash", "copy", "transfer") and n]
+        if finished.get("wait"):
+            parts.insert(0, f"{finished['wait']} futures waited for")
+        return ", " + ", ".join(parts) if parts else ""
+
+    def _where(self) -> str:
+        with self._lock:
+            stage = self._stage
+        return f" while {STAGES.get(stage, (stage,))[0]}" if stage else ""
+
+
+class TextView:
+    """One line of text on a terminal, redrawn in place (``\\r``); a newline when settled."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self._last = 0
+
+    def _bar(self, fraction: float | None) -> str:
+        if fraction is None:
+            return ""
+        filled = round(fraction * self.width)
+        return "[" + "#" * filled + "." * (self.width - filled) + "] "
+
+    def _write(self, text: str, end: str = "") -> None:
+        pad = " " * max(0, self._last - len(text))
+        self.stream.write("\r" + text + pad + end)
+        self.stream.flush()
+        self._last = len(text)
+
+    def show(self, line: str, fraction: float | None) -> None:
+        self._write(self._bar(fraction) + line)
+
+    update = show
+
+    def settle(self, line: str, ok: bool) -> None:
+        self._write(line, end="\n")
+
+
+class WidgetView:
+    """An ipywidgets progress bar with a label, displayed in the running cell."""
+
+    def __init__(self, display=None):
+        import ipywidgets
+
+        if display is None:
+            from IPython.display import display
+        self._display = display
+        self.bar = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0,
+                                            layout=ipywidgets.Layout(width="240px"))
+        self.label = ipywidgets.Label(value="")
+        self.box = ipywidgets.HBox([self.bar, self.label])
+        self.box.add_class("sm-progress")
+
+    def show(self, line: str, fraction: float | None) -> None:
+        self.update(line, fraction)
+        self._display(self.box)
+
+    def update(self, line: str, fraction: float | None) -> None:
+        with self.box.hold_sync():
+            self.label.value = line
+            # An unknown total shows as a striped, half-full bar: work, but no measure.
+            self.bar.bar_style = "info" if fraction is None else ""
+            self.bar.value = 0.5 if fraction is None else fraction
+
+    def settle(self, line: str, ok: bool) -> None:
+        with self.box.hold_sync():
+            self.label.value = line
+            self.bar.value = 1.0 if ok else self.bar.value
+            self.bar.bar_style = "success" if ok else "danger"
+
+
+def counter(report, stage: str, total: int | None = None):
+    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
+    done = 0
+
+    def add(n: int) -> None:
+        nonlocal done
+        done += n
+        report(stage, done, total)
+    return add
+
+
+def estimate_nbytes(values) -> int | None:
+    """The bytes hashing ``values`` will read, if every one says (arrays, bytes); else None."""
+    total = 0
+    for value in values:
+        n = getattr(value, "nbytes", None)
+        if n is None and isinstance(value, (bytes, bytearray)):
+            n = len(value)
+        if not isinstance(n, int):
+            return None
+        total += n
+    return total
+
+
+def view_for(shell):
+    """A widget bar in a kernel (it has a widget front end), text on stderr elsewhere."""
+    if getattr(shell, "kernel", None) is not None:
+        return WidgetView()
+    return TextView()
