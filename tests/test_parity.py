@@ -155,7 +155,9 @@ def test_round_robin_spreads_elements(any_client):
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_direct_and_through_scheduler_move_the_same_data(any_client, direct):
-    data = np.random.default_rng(0).random(300_000)
+    # Content differs per case: Dask races when a hashed key the previous case released
+    # is scattered again before the release lands ("Couldn't gather keys ... forgotten").
+    data = np.random.default_rng(int(direct)).random(300_000)
     future = any_client.scatter(data, direct=direct)
     np.testing.assert_array_equal(any_client.gather(future, direct=direct), data)
 
