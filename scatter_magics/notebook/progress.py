@@ -135,6 +135,8 @@ class ProgressBar:
                  for stage, n in finished.items() if stage in ("hash", "copy", "transfer") and n]
         if finished.get("wait"):
             parts.insert(0, f"{finished['wait']} futures waited for")
+        if "start" in finished:
+            parts.insert(0, "cluster started")
         return ", " + ", ".join(parts) if parts else ""
 
     def _where(self) -> str:
