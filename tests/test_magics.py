@@ -573,10 +573,10 @@ def test_ctrl_c_during_scatter_says_nothing_was_stored(ip, make_client):
 
 
 def test_unknown_worker_is_refused_before_anything_is_hashed(shared, monkeypatch):
-    from scatter_magics.notebook import magics as magics_module
+    from scatter_magics.notebook import arguments
 
     hashed = []
-    monkeypatch.setattr(magics_module, "tokenize", lambda value: hashed.append(value) or "t")
+    monkeypatch.setattr(arguments, "tokenize", lambda value: hashed.append(value) or "t")
     shared.user_ns["big"] = [1]
     assert "unknown worker 'nobody'" in usage_error(shared, "%scatter big -w nobody")
     assert hashed == []
