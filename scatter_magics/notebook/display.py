@@ -6,8 +6,8 @@ Both are snapshots taken when a cell's output is displayed; the live widget
 >>> table = FuturesTable([{"name": "df", "key": "df-1f2e", "type": "DataFrame",
 ...                        "nbytes": 2048, "status": "finished", "workers": ["worker-0"]}])
 >>> print(table)
-name  key      type       size     status    workers
-df    df-1f2e  DataFrame  2.0 KiB  finished  worker-0
+name  key      type       size     status    workers   replicas
+df    df-1f2e  DataFrame  2.0 KiB  finished  worker-0  1
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _table_html(columns: list[str], rows: list[list[str]], caption: str = "") ->
 class FuturesTable:
     """One row per future: name, key, type, size, status and the workers holding it."""
 
-    columns = ["name", "key", "type", "size", "status", "workers"]
+    columns = ["name", "key", "type", "size", "status", "workers", "replicas"]
 
     def __init__(self, rows: list[dict]):
         self.rows = rows
@@ -135,8 +135,10 @@ class FuturesTable:
         return cls(rows)
 
     def _cells(self) -> list[list[str]]:
-        return [[r["name"], r["key"], r["type"] or "", format_bytes(r["nbytes"]), r["status"],
-                 ", ".join(r["workers"])] for r in self.rows]
+        # An unnamed row (a submitted task) is named by its key's prefix: the function.
+        return [[r["name"] or _TOKEN.sub("", r["key"]), r["key"], r["type"] or "",
+                 format_bytes(r["nbytes"]), r["status"], ", ".join(r["workers"]),
+                 str(len(r["workers"]))] for r in self.rows]
 
     def __repr__(self) -> str:
         return _table_text(self.columns, self._cells())
