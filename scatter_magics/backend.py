@@ -21,6 +21,7 @@ same way on every engine. Events follow ``docs/internals.md``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import weakref
 from dataclasses import dataclass
@@ -169,6 +170,28 @@ def client_class_names() -> list[str]:
 
 def is_future(obj) -> bool:
     return isinstance(obj, future_types())
+
+
+def progress_option(method: Callable, progress: Progress | None) -> dict:
+    """``{"progress": progress}`` if ``method`` (an adapter's scatter or gather) takes it.
+
+    The hook is optional for adapters: one that has no way to report (or predates the
+    hook) leaves ``progress`` out of its signature, and callers then get no reports
+    rather than a TypeError.
+
+    >>> progress_option(lambda items, *, progress=None: None, print)
+    {'progress': <built-in function print>}
+    >>> progress_option(lambda items, *, timeout: None, print)
+    {}
+    """
+    if progress is None:
+        return {}
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read: do not guess
+        return {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"progress": progress} if "progress" in parameters or takes_any else {}
 
 
 # ------------------------------------------------------------ the current client ---

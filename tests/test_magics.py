@@ -582,24 +582,24 @@ def test_unknown_worker_is_refused_before_anything_is_hashed(shared, monkeypatch
     assert hashed == []
 
 
-def test_a_long_scatter_shows_progress_in_a_terminal(shared):
+def test_a_long_scatter_shows_progress_in_a_terminal(ip, make_client):
     np = pytest.importorskip("numpy")
-    run(shared, "%config ScatterMagics.progress_delay = 0")  # as if it took longer than 0.5 s
-    try:
-        shared.user_ns["arr"] = np.ones(8 * 2**20 // 8)
-        with capture_output() as out:
-            fut = run(shared, "%scatter arr")
-        lines = out.stderr.replace("\r", "\n").splitlines()
-        assert fut.status == "finished"
-        final = lines[-1].strip()
-        assert final.startswith("%scatter arr: done in ") and "8 MiB hashed" in final
-        assert "transferred" in final
-        shared.user_ns["slow"] = shared.user_ns["client"].submit(time.sleep, 0.3, pure=False)
-        with capture_output() as out:
-            run(shared, "%gather slow")
-        assert "%gather slow: done in" in out.stderr and "1 futures waited for" in out.stderr
-    finally:
-        run(shared, "%config ScatterMagics.progress_delay = 0.5")
+    client = make_client(n_workers=1)  # the embedded engine: it reports every stage
+    ip.user_ns["client"] = client
+    run(ip, "%config ScatterMagics.progress_delay = 0")  # as if it took longer than 0.5 s
+    ip.user_ns["arr"] = np.ones(8 * 2**20 // 8)
     with capture_output() as out:
-        run(shared, "small = 1\n%scatter small")
+        fut = run(ip, "%scatter arr")
+    lines = out.stderr.replace("\r", "\n").splitlines()
+    assert fut.status == "finished"
+    final = lines[-1].strip()
+    assert final.startswith("%scatter arr: done in ") and "8 MiB hashed" in final
+    assert "8 MiB copied" in final and "transferred" in final
+    ip.user_ns["slow"] = client.submit(time.sleep, 0.3, pure=False)
+    with capture_output() as out:
+        run(ip, "%gather slow")
+    assert "%gather slow: done in" in out.stderr and "1 futures waited for" in out.stderr
+    run(ip, "%config ScatterMagics.progress_delay = 0.5")
+    with capture_output() as out:
+        run(ip, "small = 1\n%scatter small")
     assert out.stderr == ""  # quick work shows no bar at all

@@ -25,6 +25,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Float, Integer, Unicode, Union
 
 from ..backend import Backend, backend_for, client_types, future_types, get_client, start_backend
+from ..backend import progress_option
 from ..errors import ClientClosedError, Interrupted, NoWorkersError, SerializationError
 from ..errors import UnknownWorkerError
 from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
@@ -149,7 +150,7 @@ class ScatterMagics(Magics):
         try:
             return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
                                    direct=args.direct, hash=args.hash, timeout=timeout,
-                                   progress=progress)
+                                   **progress_option(backend.scatter, progress))
         except UnknownWorkerError as exc:
             raise UsageError(f"{exc}. Pass -w a worker name, address or host:port.") from exc
         except NoWorkersError as exc:
@@ -233,8 +234,9 @@ class ScatterMagics(Magics):
         what = ", ".join(targets)
         try:
             with self._progress(f"%gather {' '.join(targets)}") as progress:
-                return backend_for(client).gather(targets, errors=args.errors, timeout=timeout,
-                                                  progress=progress)
+                backend = backend_for(client)
+                return backend.gather(targets, errors=args.errors, timeout=timeout,
+                                      **progress_option(backend.gather, progress))
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self._client_name(client))) from None
