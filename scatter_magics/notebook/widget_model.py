@@ -147,15 +147,19 @@ class FuturesTable:
         if (status, workers, nbytes, type_) == (row.status, row.workers, row.nbytes, row.type):
             return False
         self._account(row, -1)
-        died = tuple(a for a in row.workers if a in self.dead_workers and a not in workers)
-        if died:
-            row.died = tuple(dict.fromkeys(row.died + died))
-        elif status in ACTIVE or status == "finished" and workers:
-            row.died = ()  # computed or stored again: the old loss no longer describes it
+        if self.dead_workers:  # only once a worker has died: the common path stays short
+            self._note_deaths(row, status, workers)
         row.status, row.workers, row.nbytes, row.type = status, workers, nbytes, type_
         self._account(row, +1)
         self.recent.move_to_end(row.key)
         return True
+
+    def _note_deaths(self, row: Row, status: str, workers: tuple[str, ...]) -> None:
+        died = tuple(a for a in row.workers if a in self.dead_workers and a not in workers)
+        if died:
+            row.died = tuple(dict.fromkeys(row.died + died))
+        elif row.died and (status in ACTIVE or status == "finished" and workers):
+            row.died = ()  # computed or stored again: the old loss no longer describes it
 
     def _account(self, row: Row, sign: int) -> None:
         self.counts[row.status] += sign
