@@ -600,3 +600,26 @@ def test_cluster_magic_in_a_kernel_is_the_live_widget_and_follows_a_dead_worker(
     finally:
         shell.run_line_magic("unload_ext", "scatter_magics")
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.timeout(120)
+def test_nbclient_stores_not_live_for_every_widget_after_cluster_stop():
+    """As a saved notebook shows it: after ``%cluster stop`` no widget claims to be live."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    cells = ["%load_ext scatter_magics\n%config ScatterMagics.n_workers = 1",
+             "x = 'kept'\n%scatter x", "%cluster", "%cluster stop"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=90, kernel_name="python3").execute()
+    states = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    shown = {}
+    for cell in nb.cells[1:3]:
+        view = next(o for o in cell.outputs if WIDGET_VIEW in o.get("data", {}))
+        state = states[view["data"][WIDGET_VIEW]["model_id"]]["state"]
+        shown[state["kind"]] = state
+    assert set(shown) == {"futures", "cluster"}
+    assert not shown["futures"]["live"] and not shown["cluster"]["live"]
+    assert shown["futures"]["rows"][0]["status"] == "finished"  # the last state seen
+    cluster_view = next(o for o in nb.cells[2].outputs if WIDGET_VIEW in o.get("data", {}))
+    assert cluster_view["data"]["text/plain"].startswith("Cluster tcp://")  # static fallback
+    assert "worker-0" in cluster_view["data"]["text/html"]
