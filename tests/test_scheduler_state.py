@@ -96,6 +96,18 @@ def test_a_task_is_running_in_events_once_its_worker_starts_it(state):
     assert state.events[-1]["status"] == "finished"
 
 
+
+def test_a_running_task_whose_worker_dies_is_pending_again_in_events(state):
+    state.publishing = True
+    state.submit("c", "t", task=None, deps=set(), restrictions=None)
+    first = state.keys["t"].processing_on
+    state.task_started(first, "t")
+    state.remove_worker(first)
+    event = state.events[-1]
+    assert event["key"] == "t" and event["status"] == "pending"
+    assert event["processing_on"] not in (None, first)  # rerun on the other worker
+
+
 def test_replication_plan_targets_missing_workers(state):
     state.add_data("c", {"k": [A]}, {}, {})
     assert state.replication_plan(["k"], n=None) == {"k": [B]}

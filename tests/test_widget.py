@@ -378,7 +378,8 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nbclient.NotebookClient(nb, timeout=90, kernel_name="python3").execute()
-    displayed = next(o for o in nb.cells[1].outputs if WIDGET_VIEW in o.get("data", {}))
+    displayed = next(o for o in nb.cells[1].outputs  # (a progress bar may come first)
+                     if WIDGET_VIEW in o.get("data", {}) and "text/html" in o["data"])
     html = displayed["data"]["text/html"]
     assert "broadcast me" not in html and "finished" in html and "worker-1" in html
     assert nb.cells[2].outputs[-1]["text"].strip() == "lost"
@@ -488,6 +489,18 @@ def test_a_row_says_which_of_its_workers_died():
     assert "worker-0 died" in html
     assert table.summary()["by_worker"] == {"worker-1": 10}
 
+    # A task running on a worker that dies is rerun elsewhere: pending again, and why.
+    table = FuturesTable(["t"])
+    running = {"event": "key", "key": "t", "status": "running", "workers": [],
+               "processing_on": A, "nbytes": None, "type": None}
+    table.apply(WORKERS + [running])
+    table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"},
+                 dict(running, status="pending", processing_on=B)])
+    (r,), _, _ = table.page(0, 10)
+    assert r["status"] == "pending" and r["died"] == [A]
+    table.apply([key_event("t", workers=[B])])
+    assert table.page(0, 10)[0][0]["died"] == []  # computed again: the loss is history
+
 
 def test_cluster_table_counts_keys_by_status_and_names_what_each_worker_holds():
     labels = {f"k{i}": f"rows[{i}]" for i in range(10_000)} | {"df-1": "df"}
@@ -512,27 +525,31 @@ def test_progress_widget_appears_only_for_long_work_and_settles():
     from scatter_magics.notebook.progress import ProgressBar, WidgetView
 
     shown = []
-    view = WidgetView(display=shown.append)
+    publish = lambda bundle, display_id, update: shown.append((bundle, display_id, update))  # noqa: E731
+    view = WidgetView(publish)
     with ProgressBar("%scatter x", view, delay=60) as progress:
         progress("hash", 10, 100)
     assert shown == [] and not progress.shown  # quick: nothing on screen
 
-    view = WidgetView(display=shown.append)
+    view = WidgetView(publish)
     with ProgressBar("%scatter x", view, delay=0, interval=0.01) as progress:
         progress("hash", 2**20, 4 * 2**20)
         wait_for(lambda: view.label.value.startswith("%scatter x: hashing 1 MiB / 4 MiB"),
                  what="the bar to show hashing")
         assert view.bar.value == 0.25 and "/s" in view.label.value and "s left" in view.label.value
         progress("transfer", 4 * 2**20, 4 * 2**20)
-    assert shown == [view.box]
     assert view.bar.value == 1.0 and view.bar.bar_style == "success"
     assert view.label.value.startswith("%scatter x: done in ") and "4 MiB transferred" in view.label.value
+    (first, id1, update1), (last, id2, update2) = shown  # shown once, then its text updated
+    assert (update1, update2) == (False, True) and id1 == id2
+    assert first[WIDGET_VIEW]["model_id"] == view.box.model_id
+    assert last["text/plain"] == view.label.value  # what a page without widgets shows
 
 
 def test_progress_bar_says_where_ctrl_c_stopped_it():
     from scatter_magics.notebook.progress import ProgressBar, WidgetView
 
-    view = WidgetView(display=lambda box: None)
+    view = WidgetView(lambda bundle, display_id, update: None)
     with pytest.raises(KeyboardInterrupt):
         with ProgressBar("%gather res", view, delay=0) as progress:
             progress("wait", 1, 4)

@@ -104,6 +104,7 @@ class SchedulerState:
             if ks is not None and ks.state == "processing":
                 ks.state, ks.processing_on = "waiting", None
                 out += self._schedule(ks)
+                self._emit_key(ks)  # rerun elsewhere (or waiting): no longer running
         return out
 
     def update_metrics(self, address: str, memory: int) -> None:

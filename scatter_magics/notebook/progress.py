@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
+import uuid
 import threading
 import time
 from typing import TextIO
@@ -175,23 +176,34 @@ class TextView:
 
 
 class WidgetView:
-    """An ipywidgets progress bar with a label, displayed in the running cell."""
+    """An ipywidgets progress bar with a label, displayed in the running cell.
 
-    def __init__(self, display=None):
+    Its output also carries the line as ``text/plain``, updated when it settles, so a
+    saved notebook seen without widgets (nbconvert, GitHub) still says what happened.
+    ``publish(bundle, display_id, update)`` shows or replaces the output (IPython's
+    ``display``/``update_display`` by default).
+    """
+
+    def __init__(self, publish=None):
         import ipywidgets
 
-        if display is None:
-            from IPython.display import display
-        self._display = display
+        self._publish = publish or _publish
+        self._display_id: str | None = None
         self.bar = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0,
                                             layout=ipywidgets.Layout(width="240px"))
         self.label = ipywidgets.Label(value="")
         self.box = ipywidgets.HBox([self.bar, self.label])
         self.box.add_class("sm-progress")
 
+    def _bundle(self, line: str) -> dict:
+        data = self.box._repr_mimebundle_()
+        data["text/plain"] = line
+        return data
+
     def show(self, line: str, fraction: float | None) -> None:
         self.update(line, fraction)
-        self._display(self.box)
+        self._display_id = uuid.uuid4().hex
+        self._publish(self._bundle(line), self._display_id, False)
 
     def update(self, line: str, fraction: float | None) -> None:
         with self.box.hold_sync():
@@ -205,6 +217,14 @@ class WidgetView:
             self.label.value = line
             self.bar.value = 1.0 if ok else self.bar.value
             self.bar.bar_style = "success" if ok else "danger"
+        if self._display_id is not None:
+            self._publish(self._bundle(line), self._display_id, True)
+
+
+def _publish(bundle: dict, display_id: str, update: bool) -> None:
+    from IPython.display import display, update_display
+
+    (update_display if update else display)(bundle, raw=True, display_id=display_id)
 
 
 def counter(report, stage: str, total: int | None = None):

@@ -55,7 +55,7 @@ def format_bytes(n: int | None) -> str:
 class Row:
     """The latest known state of one key."""
 
-    __slots__ = ("key", "name", "type", "nbytes", "status", "workers", "died")
+    __slots__ = ("key", "name", "type", "nbytes", "status", "workers", "died", "running_on")
 
     def __init__(self, key: str, name: str | None, status: str):
         self.key = key
@@ -65,6 +65,7 @@ class Row:
         self.status = status
         self.workers: tuple[str, ...] = ()
         self.died: tuple[str, ...] = ()  # addresses of holders whose worker died
+        self.running_on: str | None = None  # the worker computing it, while running
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +131,7 @@ class FuturesTable:
                 self.worker_names.setdefault(event["address"], event.get("name") or event["address"])
                 self.live_workers.discard(event["address"])
                 self.dead_workers.add(event["address"])
+                self._running_task_died(event["address"])
                 changed = True
             elif kind == "closed":
                 self.closed = changed = True
@@ -144,6 +146,7 @@ class FuturesTable:
         workers = tuple(event.get("workers") or ())
         nbytes = event.get("nbytes", row.nbytes)
         type_ = event.get("type") or row.type
+        row.running_on = event.get("processing_on") if status == "running" else None
         if (status, workers, nbytes, type_) == (row.status, row.workers, row.nbytes, row.type):
             return False
         self._account(row, -1)
@@ -158,8 +161,15 @@ class FuturesTable:
         died = tuple(a for a in row.workers if a in self.dead_workers and a not in workers)
         if died:
             row.died = tuple(dict.fromkeys(row.died + died))
-        elif row.died and (status in ACTIVE or status == "finished" and workers):
+        elif row.died and status == "finished" and workers:
             row.died = ()  # computed or stored again: the old loss no longer describes it
+
+    def _running_task_died(self, address: str) -> None:
+        # O(rows), once per dead worker: its running tasks are rerun elsewhere, and
+        # their rows say why they are pending again.
+        for row in self.rows.values():
+            if row.running_on == address:
+                row.died, row.running_on = tuple(dict.fromkeys(row.died + (address,))), None
 
     def _account(self, row: Row, sign: int) -> None:
         self.counts[row.status] += sign
