@@ -94,6 +94,9 @@ class DaskAPISystem:
     def tokenize(self, obj):
         raise NotApplicable("no content hashing function")
 
+    def drop_reusable(self):
+        """Give back memory kept for reuse (nothing to give back here)."""
+
     def settle(self, timeout=10.0):
         """Wait until the workers hold no data (released futures are freed asynchronously)."""
         deadline = time.monotonic() + timeout
@@ -110,6 +113,11 @@ class OursSystem(DaskAPISystem):
         from scatter_magics import Client
 
         return Client(n_workers=n_workers, threads_per_worker=1)
+
+    def drop_reusable(self):
+        """Unlink the free segments of the shared-memory pool (what it would reuse)."""
+        self.settle()
+        self.client.cluster.shm_pool.trim(0)
 
     def tokenize(self, obj):
         try:
@@ -198,6 +206,9 @@ class RaySystem:
     def tokenize(self, obj):
         raise NotApplicable("no content hashing function")
 
+    def drop_reusable(self):
+        pass  # the object store's memory is Ray's to manage
+
     def settle(self):
         pass  # an object is freed when its last ObjectRef is dropped
 
@@ -272,6 +283,9 @@ class IPyParallelSystem:
 
     def tokenize(self, obj):
         raise NotApplicable("no content hashing function")
+
+    def drop_reusable(self):
+        pass
 
     def settle(self):
         """Drop pushed names on the engines and cached results in the client and hub."""

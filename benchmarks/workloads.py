@@ -30,18 +30,19 @@ class Config:
     list_len: int
     n_tasks: int
     hash_mb: int
+    fresh_mb: int  # "scatter of fresh N MB": no buffer pool or arena to reuse
     session_timeout: float  # seconds before a hung session is killed
 
 
 FULL = Config(rounds=3, inner=2, cold_starts=2, roundtrip_iters=200, array_mb=(8, 80, 800),
               broadcast_mb=(100, 800), broadcast_workers=(2, 4), list_len=10_000,
-              n_tasks=1_000, hash_mb=800, session_timeout=900)
+              n_tasks=1_000, hash_mb=800, fresh_mb=200, session_timeout=900)
 QUICK = Config(rounds=1, inner=2, cold_starts=1, roundtrip_iters=50, array_mb=(8, 80),
                broadcast_mb=(80,), broadcast_workers=(2, 4), list_len=1_000, n_tasks=200,
-               hash_mb=80, session_timeout=240)
+               hash_mb=80, fresh_mb=200, session_timeout=240)
 
 #: Workload names, in table order; ``cold_start`` runs in its own process (coldstart.py).
-NAMES = ("cold_start", "roundtrip", "array", "broadcast", "list", "tasks", "tokenize")
+NAMES = ("cold_start", "roundtrip", "array", "fresh", "broadcast", "list", "tasks", "tokenize")
 
 
 def rows(cfg, names=NAMES):
@@ -57,6 +58,8 @@ def rows(cfg, names=NAMES):
                 out += [f"scatter {mb} MB array", f"gather {mb} MB array",
                         f"scatter {mb} MB array, direct, no hash",
                         f"gather {mb} MB array, direct"]
+        elif name == "fresh":
+            out.append(fresh_row(cfg.fresh_mb))
         elif name == "broadcast":
             out += [broadcast_row(mb, n) for mb in cfg.broadcast_mb
                     for n in cfg.broadcast_workers]
@@ -67,6 +70,10 @@ def rows(cfg, names=NAMES):
         elif name == "tokenize":
             out.append(f"content hash of {cfg.hash_mb} MB (tokenize)")
     return out
+
+
+def fresh_row(mb):
+    return f"scatter of fresh {mb} MB"
 
 
 def broadcast_row(mb, n_workers):
@@ -219,6 +226,27 @@ def _array_scatter_gather(s, mb, direct):
         s.system.settle()
 
 
+def fresh(s):
+    """A scatter into memory never used before: what a pool keeps is given back first.
+
+    The steady-state rows reuse what a system kept from the previous rep (our shared-memory
+    pool); this row measures the first scatter of a session, which must take new pages.
+    """
+    s.row = fresh_row(s.cfg.fresh_mb)
+    for timed in _reps(s):
+        data = s.array(s.cfg.fresh_mb)
+        s.system.drop_reusable()
+        t0 = time.perf_counter()
+        handle = s.system.scatter(data)
+        seconds = time.perf_counter() - t0
+        if timed:
+            s.sample(s.row, seconds, data.nbytes)
+        out = owned(s, s.system.gather(handle))
+        assert out.shape == data.shape and out[0] == data[0], "gathered the wrong array"
+        del handle, out
+        s.system.settle()
+
+
 def broadcast(s):
     if s.n_workers not in s.cfg.broadcast_workers:
         return
@@ -283,5 +311,5 @@ def tokenize(s):
             return s.not_applicable(s.row, str(exc))
 
 
-WORKLOADS = {"roundtrip": roundtrip, "array": array, "broadcast": broadcast, "list": lists,
+WORKLOADS = {"roundtrip": roundtrip, "array": array, "fresh": fresh, "broadcast": broadcast, "list": lists,
              "tasks": tasks, "tokenize": tokenize}

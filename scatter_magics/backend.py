@@ -27,6 +27,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .errors import MissingDependencyError
+
 
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(stage, done, total)``: how far a scatter or gather has got, for progress bars.
@@ -106,7 +108,11 @@ class Adapter:
 ADAPTERS: list[Adapter] = [
     Adapter("embedded", "scatter_magics.engine.client:Client",
             "scatter_magics.engine.future:Future", "scatter_magics.engine.backend:EmbeddedBackend"),
+    Adapter("dask", "distributed.client:Client", "distributed.client:Future",
+            "scatter_magics.dask.backend:DaskBackend"),
 ]
+
+EXTRAS = {"dask": "distributed"}  # engine -> the package its extra installs
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -140,12 +146,28 @@ def backend_for(client) -> Backend:
                     f"of an engine scatter_magics knows")
 
 
-def start_backend(kind: str, **options) -> Backend:
-    """Start a new cluster of engine ``kind`` (see :meth:`Backend.start`)."""
+def backend_class(kind: str) -> type:
+    """The adapter class of engine ``kind``, imported now.
+
+    Raises :class:`~scatter_magics.errors.MissingDependencyError` naming the extra to
+    install when the engine's package is missing (``pip install "scatter_magics[dask]"``).
+    """
     for adapter in ADAPTERS:
         if adapter.kind == kind:
-            return _load(adapter.backend_class).start(**options)
+            try:
+                return _load(adapter.backend_class)
+            except ImportError as exc:
+                if kind in EXTRAS and exc.name and exc.name.split(".")[0] in ("dask", EXTRAS[kind]):
+                    raise MissingDependencyError(
+                        f"the {kind} engine needs {EXTRAS[kind]}: "
+                        f'pip install "scatter_magics[{kind}]"') from exc
+                raise
     raise ValueError(f"no engine {kind!r}; known: {', '.join(a.kind for a in ADAPTERS)}")
+
+
+def start_backend(kind: str, **options) -> Backend:
+    """Start a new cluster of engine ``kind`` (see :meth:`Backend.start`)."""
+    return backend_class(kind).start(**options)
 
 
 def future_types() -> tuple[type, ...]:

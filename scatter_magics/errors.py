@@ -60,6 +60,14 @@ class Interrupted(KeyboardInterrupt):
         return [f"KeyboardInterrupt: {self}"]
 
 
+class MissingDependencyError(ScatterMagicsError, ImportError):
+    """An engine needs a package that is not installed (the message names the extra)."""
+
+
+class PollingFallbackWarning(UserWarning):
+    """A Dask scheduler refused the event plugin: the live view polls once a second."""
+
+
 class RemoteTraceback(Exception):
     """The traceback of an exception raised on a worker, as text.
 
@@ -86,3 +94,15 @@ def portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class SharedMemoryError(ScatterMagicsError, OSError):
+    """A buffer could not be put into shared memory (the message names the key)."""
+
+
+class MemoryLimitError(ScatterMagicsError, MemoryError):
+    """Data would not fit: a worker's ``memory_limit``, or the machine's free memory."""
+
+
+class SharedMemoryWarning(UserWarning):
+    """Shared memory is short; buffers travel over the socket instead."""

@@ -77,6 +77,29 @@ def client():
         yield c
 
 
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A real Dask cluster, as users start one: ``dask scheduler`` and two ``dask worker``s.
+
+    Workers are named ``worker-0`` and ``worker-1`` (one thread, 1 GiB each); the
+    scheduler has no plugin preloaded, so clients install it themselves.
+    """
+    pytest.importorskip("distributed")
+    import distributed
+
+    from tests.dask_support import DaskCLI
+
+    cli = DaskCLI(tmp_path_factory.mktemp("dask"))
+    try:
+        for name in ("worker-0", "worker-1"):
+            cli.start_worker(name)
+        with distributed.Client(scheduler_file=cli.scheduler_file, timeout=60) as probe:
+            probe.wait_for_workers(2, timeout=60)
+        yield cli
+    finally:
+        cli.stop()
+
+
 def worker_pids(client) -> dict[str, int]:
     """``{worker address: pid}`` of a scatter_magics client's workers."""
     return {a: w["pid"] for a, w in client.scheduler_info()["workers"].items()}

@@ -24,6 +24,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from scatter_magics import Client, Future, get_client
+from scatter_magics.backend import is_future
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
@@ -60,6 +61,24 @@ def no_client():
     except ValueError:
         return
     pytest.fail(f"{current!r} is running; this test needs none (keep test_magics.py in order)")
+
+
+@pytest.fixture(scope="module", params=["embedded", "dask"])
+def client(request, tmp_path_factory):
+    """The shared two-worker cluster: an embedded one, or the real Dask cluster of
+    conftest's ``dask_cluster`` reached through ``%cluster connect --scheduler-file``."""
+    if request.param == "embedded":
+        with Client(n_workers=2, threads_per_worker=1) as embedded:
+            yield embedded
+        return
+    scheduler_file = request.getfixturevalue("dask_cluster").scheduler_file
+    shell = make_shell(tmp_path_factory.mktemp("ipython"))
+    run(shell, f"%cluster connect --scheduler-file {scheduler_file}")
+    backend, magics(shell).owned = magics(shell).owned, None  # the module's, not the shell's
+    shell.run_line_magic("unload_ext", "scatter_magics")
+    InteractiveShell.clear_instance()
+    yield backend.client
+    backend.close()
 
 
 @pytest.fixture
@@ -117,7 +136,8 @@ def _main_thread_waits_in_sync() -> bool:
     while frame is not None:
         code = frame.f_code
         if code.co_name == "sync" and code.co_filename.endswith(
-                os.path.join("scatter_magics", "engine", "loop.py")):
+                (os.path.join("scatter_magics", "engine", "loop.py"),
+                 os.path.join("distributed", "utils.py"))):
             return True
         frame = frame.f_back
     return False
@@ -313,7 +333,7 @@ def test_mistakes_are_usage_errors_and_start_nothing(ip, line, message):
 
 def test_scatter_one_name(shared, client):
     fut = run(shared, "x = [1, 2]\n%scatter x")
-    assert isinstance(fut, Future) and fut.status == "finished"
+    assert is_future(fut) and fut.status == "finished"
     assert fut.key == f"x-{tokenize([1, 2])}"
     assert len(client.who_has(fut)[fut.key]) == 1
     assert magics(shared).remembered["x"] is fut
@@ -350,7 +370,7 @@ def test_several_names_give_a_dict_of_futures(shared, client):
     result = run(shared, "a, b, c = 1, 'two', [3]\n%scatter a b c")
     assert isinstance(result, ScatterResult) and isinstance(result, dict)
     assert list(result) == ["a", "b", "c"]
-    assert all(isinstance(f, Future) and f.key.startswith(f"{n}-") for n, f in result.items())
+    assert all(is_future(f) and f.key.startswith(f"{n}-") for n, f in result.items())
     html = shared.display_formatter.format(result)[0]["text/html"]
     assert html.count("<tr>") == 4 and ">str<" in html
     assert "a  " in repr(result.table())
@@ -367,7 +387,7 @@ def test_split_to_chosen_workers(shared, client, form):
     futs = run(shared, f"rows = list(range(10, 14))\n%scatter rows --split -w {spelled}")
     assert isinstance(futs, list) and len(futs) == 4
     assert [f.key for f in futs] == [f"rows[{i}]-{tokenize(10 + i)}" for i in range(4)]
-    assert all(client.who_has(f)[f.key] == [address] for f in futs)
+    assert all(list(client.who_has(f)[f.key]) == [address] for f in futs)
     assert run(shared, "%gather rows") == [10, 11, 12, 13]
 
 

@@ -1,16 +1,22 @@
-"""Every notebook under notebooks/ runs headless, top to bottom, without an error.
+"""Every notebook under notebooks/ runs headless, top to bottom, and cleans up after itself.
 
-The kernel is the ``python3`` kernelspec resolved the way Jupyter does; it must start
-this virtualenv's Python (``pip install ipykernel`` in the venv provides such a spec; if
-another one shadows it, run ``python -m ipykernel install --sys-prefix``).
+Each notebook is executed once per session (``executed``) in a fresh kernel; the tests
+below read its outputs. The kernel is the ``python3`` kernelspec resolved the way Jupyter
+does; it must start this virtualenv's Python (``pip install ipykernel`` in the venv
+provides such a spec; if another one shadows it, run ``python -m ipykernel install
+--sys-prefix``).
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import re
+import shutil
+import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 
 import nbformat
 import psutil
@@ -24,19 +30,58 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "python3"
 MARKER = "SCATTER_MAGICS_NOTEBOOK_RUN"  # in the kernel's env, so in its workers' too
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def test_there_are_notebooks():
-    assert any(p.name == "quickstart.ipynb" for p in NOTEBOOKS)
+@dataclass
+class Run:
+    nb: nbformat.NotebookNode
+    run_id: str  # the value of MARKER in the kernel's and its workers' environment
+    kernel_pid: int
 
 
-def test_the_kernel_is_this_virtualenvs_python():
-    argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
-    # jupyter_client starts a spec whose argv[0] is "python" with sys.executable
-    assert argv0 in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}") \
-        or os.path.realpath(argv0) == os.path.realpath(sys.executable), (
-        f"kernel {KERNEL!r} runs {argv0}, not {sys.executable}: "
-        f"run `python -m ipykernel install --sys-prefix`")
+_runs: dict[pathlib.Path, Run] = {}
+
+
+def execute(path: pathlib.Path, out_dir: pathlib.Path) -> Run:
+    """Run the notebook in a fresh kernel; keep the executed copy in ``out_dir``."""
+    nb = nbformat.read(path, as_version=4)
+    run_id = uuid.uuid4().hex
+    env = dict(os.environ, **{MARKER: run_id})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    client = NotebookClient(nb, timeout=120, startup_timeout=60, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(path.parent)}})
+    pids: list[int] = []
+    client.on_notebook_start = lambda **_: pids.append(client.km.provisioner.pid)
+    try:
+        client.execute(env=env)
+    finally:
+        nbformat.write(nb, out_dir / path.name)  # the outputs, for a failing run
+    return Run(nb, run_id, pids[0])
+
+
+@pytest.fixture
+def executed(tmp_path_factory):
+    """``executed(path)``: the notebook run once per session, with its outputs."""
+    def run(path: pathlib.Path) -> Run:
+        if path not in _runs:
+            _runs[path] = execute(path, tmp_path_factory.mktemp("executed"))
+        return _runs[path]
+    return run
+
+
+def code_cell(nb, containing: str):
+    return next(c for c in nb.cells if c.cell_type == "code" and containing in c.source)
+
+
+def text_of(cell) -> str:
+    """The cell's printed text and the plain-text/HTML of what it displayed."""
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append(output.get("text", ""))
+        data = output.get("data", {})
+        parts += [data.get("text/plain", ""), data.get("text/html", "")]
+    return "".join(parts)
 
 
 def processes_marked(run_id: str) -> list[psutil.Process]:
@@ -50,39 +95,129 @@ def processes_marked(run_id: str) -> list[psutil.Process]:
     return found
 
 
-def execute(path: pathlib.Path, tmp_path: pathlib.Path) -> tuple[nbformat.NotebookNode, str]:
-    """Run the notebook in a fresh kernel; return it with its outputs, and the run's id."""
-    nb = nbformat.read(path, as_version=4)
-    run_id = uuid.uuid4().hex
-    env = dict(os.environ, **{MARKER: run_id})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    client = NotebookClient(nb, timeout=120, startup_timeout=60, kernel_name=KERNEL,
-                            resources={"metadata": {"path": str(path.parent)}})
-    try:
-        client.execute(env=env)
-    finally:
-        nbformat.write(nb, tmp_path / path.name)  # the outputs, for a failing run
-    return nb, run_id
+# ------------------------------------------------------------ every notebook ---
+
+def test_there_are_the_demo_notebooks():
+    names = {p.name for p in NOTEBOOKS}
+    assert {"quickstart.ipynb", "broadcast-model.ipynb", "large-arrays.ipynb",
+            "worker-dies.ipynb"} <= names
 
 
-@pytest.mark.timeout(300)
+def test_the_kernel_is_this_virtualenvs_python():
+    argv0 = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
+    # jupyter_client starts a spec whose argv[0] is "python" with sys.executable
+    assert argv0 in ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}") \
+        or os.path.realpath(argv0) == os.path.realpath(sys.executable), (
+        f"kernel {KERNEL!r} runs {argv0}, not {sys.executable}: "
+        f"run `python -m ipykernel install --sys-prefix`")
+
+
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_and_leaves_no_process(path, tmp_path):
-    nb, run_id = execute(path, tmp_path)
-    for cell in nb.cells:
+def test_notebook_runs_and_leaves_nothing_behind(path, executed):
+    run = executed(path)
+    for cell in run.nb.cells:
         for output in cell.get("outputs", []):
             assert output["output_type"] != "error", output
-    wait_for(lambda: not processes_marked(run_id), timeout=20,
+    wait_for(lambda: not processes_marked(run.run_id), timeout=20,
              what=f"the kernel and workers of {path.name} to exit")
+    if os.path.isdir("/dev/shm"):
+        left = [n for n in os.listdir("/dev/shm") if n.startswith(f"smg-{run.kernel_pid}-")]
+        assert not left, f"{path.name} left shared-memory segments: {left}"
 
 
-@pytest.mark.timeout(300)
-def test_quickstart_shows_the_broadcast_future_as_a_table(tmp_path):
-    nb, _ = execute(ROOT / "notebooks" / "quickstart.ipynb", tmp_path)
-    scatter_cell = next(c for c in nb.cells
-                        if c.cell_type == "code" and "%scatter df --broadcast" in c.source)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_by_stopping_its_cluster(path):
+    nb = nbformat.read(path, as_version=4)
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert last.source.strip() == "%cluster stop"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        f"clear the outputs of {path.name} before committing it")
+
+
+def test_the_notebook_index_lists_every_notebook_once():
+    index = (ROOT / "notebooks" / "README.md").read_text()
+    linked = re.findall(r"\]\(([^)]+\.ipynb)\)", index)
+    assert sorted(linked) == sorted(p.name for p in NOTEBOOKS)
+
+
+# ------------------------------------------------------------ what each shows ---
+
+@pytest.mark.timeout(180)
+def test_quickstart_shows_the_broadcast_future_and_the_live_cluster_view(executed):
+    nb = executed(ROOT / "notebooks" / "quickstart.ipynb").nb
+    scatter_cell = code_cell(nb, "%scatter df --broadcast")
     html = "".join(o["data"]["text/html"] for o in scatter_cell.outputs
                    if "text/html" in o.get("data", {}))
-    assert "<table" in html and "DataFrame" in html and "worker-0, worker-1" in html
-    stream = "".join(o.get("text", "") for o in scatter_cell.outputs)
-    assert "its client is `client`" in stream
+    assert "<table" in html and "DataFrame" in html
+    assert "worker-0" in html and "worker-1" in html
+    assert "its client is `client`" in text_of(scatter_cell)
+    client_cell = next(c for c in nb.cells if c.cell_type == "code" and c.source == "client")
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in client_cell.outputs), (
+        "displaying `client` shows the live cluster widget")
+
+
+@pytest.mark.timeout(180)
+def test_broadcast_model_scores_each_batch_where_it_lives(executed):
+    nb = executed(ROOT / "notebooks" / "broadcast-model.ipynb").nb
+    assert "8 of 8 batches were scored on the worker that holds them" in \
+        text_of(code_cell(nb, "next_to_batch"))
+
+
+@pytest.mark.timeout(180)
+def test_large_arrays_explains_read_only_results(executed):
+    nb = executed(ROOT / "notebooks" / "large-arrays.ipynb").nb
+    text = text_of(code_cell(nb, "back = %gather big_f"))
+    assert "equal: True | writeable: False" in text
+    assert "ValueError: assignment destination is read-only" in text
+    assert "the task failed with ValueError" in text_of(code_cell(nb, "centre_in_place"))
+
+
+@pytest.mark.timeout(180)
+def test_worker_dies_loses_the_single_copy_and_keeps_the_replica(executed):
+    nb = executed(ROOT / "notebooks" / "worker-dies.ipynb").nb
+    assert "everywhere: finished | only_one: lost" in text_of(code_cell(nb, "deadline"))
+    gathered = text_of(code_cell(nb, "survivor = %gather everywhere"))
+    assert "table is intact: True" in gathered
+    assert "FutureLostError" in gathered and "worker-1" in gathered
+    after = next(c for c in nb.cells if c.cell_type == "code" and c.source.strip() == "%cluster")
+    assert "worker-0" in text_of(after)  # the cluster goes on
+
+
+# ------------------------------------------------------------ the README's first command ---
+
+def readme_first_command() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1).strip()
+
+
+def test_readme_first_command_installs_the_notebook_extra_in_a_fresh_venv():
+    command = readme_first_command()
+    assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && "
+                              "pip install -e \".[notebook]\" && ")
+    assert "executed/" in (ROOT / ".gitignore").read_text().split()
+
+
+@pytest.mark.timeout(180)
+def test_readme_first_command_leaves_an_executed_quickstart_and_says_where(tmp_path):
+    """The command after the install, run as written in a copy of notebooks/."""
+    steps = readme_first_command().split(" && ")
+    after_install = " && ".join(steps[[i for i, s in enumerate(steps) if "pip install" in s][-1]
+                                      + 1:])
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    env = dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                                 os.environ["PATH"]]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    done = subprocess.run(["bash", "-c", after_install], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr
+    assert "executed/quickstart.ipynb" in done.stdout
+    nb = nbformat.read(tmp_path / "executed" / "quickstart.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not any(o["output_type"] == "error" for o in outputs)
+    assert "Stopped the cluster" in text_of(code_cell(nb, "%cluster stop"))

@@ -157,3 +157,83 @@ def test_a_failed_scatter_gives_its_shared_memory_back(make_client):
     key = f"ndarray-{tokenize(data)}"
     wait_for(lambda: not pool.holds(key), what="the failed scatter's segment to be released")
     assert client.gather(client.scatter(data)).sum() == pytest.approx(data.sum())
+
+
+def test_cluster_shows_the_shared_memory_mode(make_client):
+    from scatter_magics.backend import backend_for
+    from scatter_magics.notebook.display import ClusterSummary
+
+    client = make_client(n_workers=1)
+    info = client.scheduler_info()["shared_memory"]
+    assert info["mode"] == "shared-memory" and info["directory"] == shm.SHM_DIR
+    assert info["capacity"] > 0 and info["fallbacks"] == 0
+    headline = ClusterSummary.snapshot(backend_for(client), {}).headline()
+    assert f"shared memory: {shm.SHM_DIR}" in headline
+
+
+def test_a_list_scatter_failing_on_a_later_item_gives_earlier_segments_back(make_client):
+    import threading
+
+    from scatter_magics.errors import SerializationError
+
+    client = make_client(n_workers=1)
+    pool = client.cluster.shm_pool
+    for _ in range(3):
+        with pytest.raises(SerializationError):
+            client.scatter([big_array(21), big_array(22), threading.Lock()])
+        assert pool.stats()["keys"] == 0 and pool.stats()["in_use_bytes"] == 0
+    assert client.gather(client.scatter(big_array(21))).sum() == pytest.approx(big_array(21).sum())
+
+
+def test_a_failed_write_names_the_key_and_leaves_the_cluster_usable(make_client, monkeypatch):
+    import errno
+
+    from scatter_magics.errors import SharedMemoryError
+
+    client = make_client(n_workers=1)
+
+    def broken_pwrite(fd, data, offset):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(shm.os, "pwrite", broken_pwrite)
+    with pytest.raises(SharedMemoryError, match="'precious'") as info:
+        client.scatter({"precious": big_array(23)})
+    assert isinstance(info.value.__cause__, OSError)
+    monkeypatch.undo()
+    assert client.cluster.shm_pool.stats()["keys"] == 0
+    assert client.gather(client.scatter({"precious": big_array(23)}))["precious"].shape == (BIG // 8,)
+
+
+def test_idle_segments_are_given_back_after_a_while(make_client, monkeypatch):
+    monkeypatch.setattr(shm, "IDLE_SECONDS", 0.2)
+    client = make_client(n_workers=1)
+    prefix = client.cluster.shm_pool.prefix
+    future = client.scatter(big_array(24))
+    assert segments(prefix)
+    del future
+    wait_for(lambda: not segments(prefix), timeout=10, what="the idle segment to be unlinked")
+
+
+def test_idle_segments_above_the_cap_are_given_back_at_once(make_client, monkeypatch):
+    monkeypatch.setattr(shm, "MAX_IDLE_BYTES", 0)
+    client = make_client(n_workers=1)
+    pool = client.cluster.shm_pool
+    future = client.scatter(big_array(25))
+    del future
+    wait_for(lambda: pool.stats()["segments"] == 0, timeout=2, what="the segment to go")
+    assert segments(pool.prefix) == []
+
+
+def test_a_reused_segment_holds_exactly_what_was_written_last():
+    """Reuse writes through a warm mapping where pages exist, with pwrite beyond them."""
+    pool = shm.SharedMemoryPool()
+    try:
+        names = set()
+        for i, mb in enumerate([3.0, 3.9, 2.0, 3.5]):  # all fit the first 4 MiB segment
+            data = np.full(int(mb * 2**20) // 8, float(i))
+            [ref], pinned = pool.store(f"k{i}", [data])
+            names.add(ref.name)
+            np.testing.assert_array_equal(pool.view(ref).view(np.float64), data)
+            pool.unpin([f"k{i}"])
+        assert len(names) == 1
+    finally:
+        pool.close()

@@ -53,3 +53,8 @@ class EmbeddedBackend:
     def start(cls, *, n_workers, threads_per_worker, memory_limit) -> "EmbeddedBackend":
         return cls(Client(n_workers=n_workers, threads_per_worker=threads_per_worker,
                           memory_limit=memory_limit))
+
+    @classmethod
+    def connect(cls, address: str, *, secret: str | None, timeout: float) -> "EmbeddedBackend":
+        """A client of the embedded-engine scheduler at ``address`` (it needs the secret)."""
+        return cls(Client(address, secret=secret, timeout=timeout))

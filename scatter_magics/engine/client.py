@@ -27,8 +27,9 @@ from .loop import LoopThread
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, serialize, serialize_task
+from .limits import check_machine_memory
 from .shm import THRESHOLD as SHM_THRESHOLD
-from .shm import SegmentMapper
+from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
 from ..tokenize import reporting, tokenize
@@ -172,47 +173,63 @@ class Client:
         with reporting(_counter(report, "hash") if progress else None):
             items, rebuild = keyed_items(data, hash)
         futures = {key: Future(key, self) for key in items}
-        # Shared memory this call reserves, to give back if the scatter fails.
-        fresh = [k for k in items if self._pool is not None and not self._pool.holds(k)]
-        payload = self._serialize_for_scatter(items, report)
+        payload, pinned = self._serialize_for_scatter(items, report)
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
-                                          direct, timeout, fresh, report), timeout)
+                                          direct, timeout, pinned, report), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
 
-    def _serialize_for_scatter(self, items: dict, report: Progress) -> dict:
-        """Pickle each value; on a local cluster, large buffers go into shared memory once."""
-        payload, done = {}, 0
-        for key, value in items.items():
-            payload[key] = serialize(value)
-            done += payload[key].nbytes
-            report("serialize", done, None)
-        if self._pool is None:
-            return payload
-        total = sum(_large_bytes(s.buffers) for k, s in payload.items() if not self._pool.holds(k))
-        copied = _counter(report, "copy", total)
-        for key, serialized in payload.items():
-            if serialized.buffers:
-                serialized.buffers = self._pool.store(key, serialized.buffers,
-                                                      copied if total else None)
-        return payload
+    def _serialize_for_scatter(self, items: dict, report: Progress) -> tuple[dict, list]:
+        """Pickle each value; on a local cluster, large buffers go into shared memory once.
+
+        Returns the payload and the keys whose segments this scatter pinned. If a later
+        item fails (cannot be pickled, no memory), the earlier items' segments are given
+        back at once rather than kept until the cluster closes. Everything is pickled
+        before anything is copied, so the copy's progress has a total.
+        """
+        payload, pinned = {}, []
+        new_bytes = done = 0  # memory this scatter takes on this machine; bytes pickled
+        try:
+            for key, value in items.items():
+                serialized = payload[key] = serialize(value)
+                done += serialized.nbytes
+                report("serialize", done, None)
+                if self.cluster is None:
+                    continue  # the workers may be on another machine
+                if self._pool is None or not self._pool.holds(key):
+                    new_bytes += serialized.nbytes
+                    check_machine_memory(key, serialized.nbytes, new_bytes)
+            if self._pool is None or self.cluster is None:
+                return payload, pinned
+            total = sum(_large_bytes(s.buffers) for k, s in payload.items()
+                        if not self._pool.holds(k))
+            copied = _counter(report, "copy", total) if total else None
+            for key, serialized in payload.items():
+                if serialized.buffers:
+                    serialized.buffers, pin = self._pool.store(key, serialized.buffers, copied)
+                    if pin:
+                        pinned.append(key)
+        except BaseException:
+            if pinned:
+                self._pool.unpin(pinned)
+            raise
+        return payload, pinned
 
     def _view_of(self, ref):
         if self._pool is not None and self._pool.owns(ref.name):
             return self._pool.view(ref)
         return self._segments.view(ref)
 
-    async def _scatter(self, payload, types, workers, broadcast, direct, timeout, fresh,
-                       report: Progress) -> None:
+    async def _scatter(self, payload, types, workers, broadcast, direct, timeout,
+                       pinned, report: Progress) -> None:
         total = sum(s.nbytes for s in payload.values())
         report("transfer", 0, total)
         try:
             await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
             report("transfer", total, total)
-        except BaseException:  # failed, timed out or interrupted: nobody will use these
-            for key in fresh:
-                self._pool.release_key(key)
-            raise
+        finally:  # sent (the scheduler has recorded the keys) or failed: unpin either way
+            if pinned:
+                self._pool.unpin(pinned)
         for key in payload:
             state = self._states.get(key)
             if state is not None:
@@ -225,7 +242,7 @@ class Client:
         if self._direct(direct):
             targets = await self._link.request({"op": "choose-workers", "n": len(payload),
                                                 "workers": workers, "broadcast": broadcast,
-                                                "timeout": wait})
+                                                "timeout": wait, "nbytes": nbytes})
             placement = dict(zip(payload, targets))
             by_worker: dict[str, dict] = {}
             for key, addresses in placement.items():

@@ -8,6 +8,7 @@ closes and the worker exits. No worker outlives the process that started it.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -21,6 +22,7 @@ import weakref
 from . import protocol, shm
 from .loop import LoopThread
 from .scheduler import Scheduler
+from .shm_space import SOCKET_ONLY
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class LocalCluster:
         self._lock = threading.Lock()
         self._retired: set[str] = set()  # workers found dead by a later scale()
         self.loop: LoopThread | None = None
+        self._trim_task: asyncio.Task | None = None
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
             # overlap with our loop and scheduler starting; they learn its address on stdin.
@@ -81,10 +84,14 @@ class LocalCluster:
         scheduler = Scheduler(self.secret)
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(self._on_worker_removed)
-        if self.shm_pool is not None:
-            scheduler.on_key_forgotten.append(self.shm_pool.release_key)
-            self.shm_pool.on_destroy.append(lambda names: self.loop.call_soon(
+        pool = self.shm_pool
+        scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
+        if pool is not None:
+            scheduler.on_key_forgotten.append(pool.release_key)
+            scheduler.on_keys_recorded.append(pool.recorded)
+            pool.on_destroy.append(lambda names: self.loop.call_soon(
                 scheduler.broadcast_to_workers, {"op": "forget-segments", "names": names}))
+            self._trim_task = asyncio.ensure_future(_trim_idle_segments(pool))
         return scheduler
 
     @property
@@ -160,6 +167,8 @@ class LocalCluster:
         _open_clusters.discard(self)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
+                if self._trim_task is not None:
+                    self.loop.call_soon(self._trim_task.cancel)
                 self.loop.sync(_call(self.scheduler.close), timeout)
             except Exception:
                 logger.exception("error closing the scheduler")
@@ -179,6 +188,13 @@ class LocalCluster:
 
 async def _call(fn):
     fn()
+
+
+async def _trim_idle_segments(pool: shm.SharedMemoryPool) -> None:
+    """Give shared memory idle for a few seconds back to the system; cancelled by close()."""
+    while True:
+        await asyncio.sleep(shm.IDLE_SECONDS / 2)
+        pool.trim()
 
 
 def _stop_process(proc: subprocess.Popen, timeout: float) -> None:

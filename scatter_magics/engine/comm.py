@@ -18,15 +18,18 @@ import inspect
 import itertools
 import logging
 import socket
+import time
 from typing import Awaitable, Callable
 
 from . import protocol
-from ..errors import AuthenticationError, CommClosedError, ProtocolError, portable
+from ..errors import CommClosedError, ProtocolError, portable
 
 logger = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets to prove it knows the secret
-HANDSHAKE_BYTES = 1 << 12  # more than this before the handshake ends is not our protocol
+MAX_PENDING_HANDSHAKES = 128  # beyond this, the oldest unauthenticated connection is dropped
+REJECTION_LOG_INTERVAL = 60.0  # s; rejected peers are logged as a warning at most this often
+_SCRATCH = bytearray(64)  # where bytes an untrusted peer sends too many go, unread
 
 Handler = Callable[["Channel", dict], "object | Awaitable[object]"]
 
@@ -35,41 +38,76 @@ class _Connection(asyncio.BufferedProtocol):
     """One TCP connection: fixed-size reads for the handshake, then whole messages.
 
     Until a :class:`Channel` adopts it, bytes are only buffered, for :meth:`read_exactly`;
-    nothing is unpickled before both ends have proved they know the secret.
+    nothing is unpickled before both ends have proved they know the secret, and until
+    then the connection holds at most :data:`protocol.HANDSHAKE_SIZE` bytes: a peer that
+    sends more than the handshake before it is trusted is cut off.
     """
 
     def __init__(self, on_made: Callable[["_Connection"], None] | None = None):
-        self.decoder = protocol.FrameDecoder()
+        self.decoder = protocol.FrameDecoder(staging=protocol.HANDSHAKE_SIZE)
         self.transport: asyncio.Transport | None = None
         self.channel: Channel | None = None
         self._on_made = on_made
         self._waiter: tuple[int, asyncio.Future] | None = None
-        self.trusted = False  # the peer proved it knows the secret
+        self._trusted = False
+        self._overflow = False  # an untrusted peer sent more than the handshake holds
         self.lost = False
+
+    @property
+    def trusted(self) -> bool:
+        """The peer proved it knows the secret; only then may buffers grow."""
+        return self._trusted
+
+    @trusted.setter
+    def trusted(self, value: bool) -> None:
+        self._trusted = value
+        if value:
+            self.decoder.grow()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # reset already; connection_lost follows
+            logger.debug("connection reset before it was set up", exc_info=True)
         if self._on_made is not None:
             self._on_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.decoder.get_buffer()
+        view = self.decoder.get_buffer(grow=self._trusted)
+        if view is None:  # an untrusted peer sent more than the handshake
+            self._overflow = True
+            return memoryview(_SCRATCH)  # read into a throwaway buffer, then close
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
+        if self._overflow:
+            self.close_quietly("sent more than the handshake before authenticating")
+            return
         self.decoder.filled(nbytes)
         if self.channel is not None:
             self.deliver()
-        elif not self.trusted and self.decoder.buffered > HANDSHAKE_BYTES:
-            self.transport.close()
         elif self._waiter is not None:
             n, waiter = self._waiter
             data = self.decoder.take(n)
             if data is not None and not waiter.done():
                 self._waiter = None
                 waiter.set_result(data)
+
+    def write(self, data: bytes) -> None:
+        """Write handshake bytes; a connection closed meanwhile raises CommClosedError."""
+        if self.lost or self.transport.is_closing():
+            raise CommClosedError("connection closed")
+        try:
+            self.transport.write(data)
+        except RuntimeError as exc:  # uvloop: "unable to perform operation on ... closed"
+            raise CommClosedError("connection closed") from exc
+
+    def close_quietly(self, why: str) -> None:
+        logger.debug("closing a connection: %s", why)
+        self.transport.close()
 
     def deliver(self) -> None:
         """Hand every whole message received so far to the channel."""
@@ -260,7 +298,7 @@ async def connect(address: str, secret: str, handlers: dict | None = None,
 async def _client_handshake(connection: _Connection, secret: str) -> None:
     hello, nonce = protocol.client_hello(
         secret, await connection.read_exactly(protocol.SERVER_HELLO_SIZE))
-    connection.transport.write(hello)
+    connection.write(hello)
     protocol.check_server_proof(secret, nonce, await connection.read_exactly(protocol.MAC_SIZE))
     connection.trusted = True
 
@@ -276,7 +314,11 @@ class Server:
         self.channels: set[Channel] = set()
         self.address = ""
         self._server: asyncio.AbstractServer | None = None
-        self._handshakes: set[asyncio.Task] = set()
+        # Pending handshakes, oldest first: at MAX_PENDING_HANDSHAKES the oldest is
+        # dropped, so a flood of silent connections costs bounded memory and a real
+        # peer (whose handshake takes one round trip) still gets in.
+        self._handshakes: dict[asyncio.Task, _Connection] = {}
+        self._last_rejection_warning = -REJECTION_LOG_INTERVAL
 
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start accepting on ``host:port`` (0: a free port); return the address."""
@@ -286,18 +328,30 @@ class Server:
         self.address = protocol.format_address(host, self._server.sockets[0].getsockname()[1])
         return self.address
 
+    @property
+    def pending_handshakes(self) -> int:
+        return len(self._handshakes)
+
     def _accept(self, connection: _Connection) -> None:
+        if len(self._handshakes) >= MAX_PENDING_HANDSHAKES:
+            oldest = next(iter(self._handshakes))
+            self._handshakes.pop(oldest).close_quietly("too many pending handshakes")
+            oldest.cancel()
         task = asyncio.ensure_future(self._welcome(connection))
-        self._handshakes.add(task)
-        task.add_done_callback(self._handshakes.discard)
+        self._handshakes[task] = connection
+        task.add_done_callback(lambda t: self._handshakes.pop(t, None))
 
     async def _welcome(self, connection: _Connection) -> None:
         peername = connection.transport.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         try:
             await asyncio.wait_for(self._handshake(connection), HANDSHAKE_TIMEOUT)
-        except (AuthenticationError, CommClosedError, asyncio.TimeoutError) as exc:
-            logger.warning("rejected connection from %s: %s", peer, exc or type(exc).__name__)
+        except ProtocolError as exc:  # AuthenticationError: junk, or a wrong secret
+            self._log_rejection(peer, exc)
+            connection.transport.close()
+            return
+        except (CommClosedError, OSError, asyncio.TimeoutError) as exc:  # reset, gone, silent
+            logger.debug("handshake with %s ended: %r", peer, exc)
             connection.transport.close()
             return
         except asyncio.CancelledError:
@@ -310,15 +364,26 @@ class Server:
             self.on_channel(channel)
         channel.start()
 
+    def _log_rejection(self, peer: str, exc: Exception) -> None:
+        # A warning tells the user a wrong secret is in use; a port scan or a fuzzer
+        # must not fill the log, so further ones within the interval are debug lines.
+        now = time.monotonic()
+        if now - self._last_rejection_warning >= REJECTION_LOG_INTERVAL:
+            self._last_rejection_warning = now
+            logger.warning("rejected connection from %s: %s (further rejections within "
+                           "%.0f s are logged at debug level)", peer, exc, REJECTION_LOG_INTERVAL)
+        else:
+            logger.debug("rejected connection from %s: %s", peer, exc)
+
     async def _handshake(self, connection: _Connection) -> None:
         hello, nonce = protocol.server_hello()
-        connection.transport.write(hello)
+        connection.write(hello)
         answer = await connection.read_exactly(protocol.CLIENT_HELLO_SIZE)
         proof = protocol.check_client_hello(self.secret, nonce, answer)
         # Trusted before the proof leaves: the peer may send messages as soon as it
         # reads it, before this coroutine resumes to hand the connection to a Channel.
         connection.trusted = True
-        connection.transport.write(proof)
+        connection.write(proof)
 
     def close(self) -> None:
         if self._server is not None:

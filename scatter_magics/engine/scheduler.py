@@ -42,6 +42,8 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
+        self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -173,6 +175,9 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
+        if msg.get("nbytes") is not None:  # sizes known: only workers with room
+            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"))
+            return list(placement.values())
         if msg.get("broadcast"):
             allowed = self.state.resolve_workers(msg.get("workers"))
             return [allowed] * msg["n"]
@@ -186,14 +191,25 @@ class Scheduler:
         for key, addresses in placement.items():
             for address in addresses:
                 by_worker.setdefault(address, {})[key] = data[key]
+        # Counted against the workers' room while in flight, so concurrent scatters
+        # cannot each see the same free space.
+        self.state.reserve(placement, msg["nbytes"])
         try:
             await _all(self._request_worker(a, {"op": "put-data", "data": d})
                        for a, d in by_worker.items())
         except BaseException:  # timed out or failed: take back what may have landed
             self.discard_unrecorded(by_worker)
             raise
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+        finally:
+            self.state.reserve(placement, msg["nbytes"], -1)
+        self._record_data(client_id, placement, msg)
+
+    def _record_data(self, client_id, placement: dict, msg: dict) -> None:
+        shared = msg.get("shared", ())
+        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"], shared))
+        if shared:
+            for callback in self.on_keys_recorded:
+                callback(shared)
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
@@ -201,8 +217,7 @@ class Scheduler:
             _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": keys})
 
     def _update_data(self, client_id, msg) -> None:
-        self.apply(self.state.add_data(client_id, msg["placement"], msg["nbytes"], msg["types"],
-                                       msg.get("shared", ())))
+        self._record_data(client_id, msg["placement"], msg)
 
     def _unrecorded(self, client_id, msg) -> dict:
         return self.state.unrecorded(msg["by_worker"])
@@ -225,6 +240,8 @@ class Scheduler:
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
         info["address"] = self.address
+        for name, describe in self.info_extras.items():
+            info[name] = describe()
         return info
 
     def _submit(self, client_id, msg) -> None:

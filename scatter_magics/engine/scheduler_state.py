@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import limits
 from ..errors import FutureLostError, NoWorkersError, UnknownWorkerError
 
 Outgoing = list  # list[tuple[tuple[str, str], dict]]
@@ -33,6 +34,7 @@ class WorkerInfo:
     processing: set = field(default_factory=set)
     nbytes: int = 0
     memory: int = 0  # resident memory of the process, as last reported
+    reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
 
     def occupancy(self) -> float:
         return len(self.processing) / self.nthreads
@@ -139,6 +141,23 @@ class SchedulerState:
         slots = [a for a in allowed for _ in range(self.workers[a].nthreads)]
         start, self._round_robin = self._round_robin, self._round_robin + n
         return [slots[(start + i) % len(slots)] for i in range(n)]
+
+    def place(self, nbytes: dict, workers=None, broadcast: bool = False) -> dict[str, list[str]]:
+        """Workers for each key of ``nbytes`` (key → size) with room under their limits."""
+        allowed = self.resolve_workers(workers)
+        if not allowed:
+            raise NoWorkersError("no workers are connected to the scheduler")
+        placement = limits.place(self.workers, allowed, nbytes, broadcast, self._round_robin)
+        self._round_robin += len(nbytes)
+        return placement
+
+    def reserve(self, placement: dict, nbytes: dict, sign: int = 1) -> None:
+        """Count (``sign=-1``: stop counting) a scatter in flight against its workers' room."""
+        for key, addresses in placement.items():
+            for address in addresses:
+                ws = self.workers.get(address)
+                if ws is not None and key not in ws.keys:
+                    ws.reserved += sign * (nbytes.get(key) or 0)
 
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
                  shared=()) -> Outgoing:

@@ -22,10 +22,12 @@ import traceback
 
 from .comm import Channel, Server, connect
 from ..errors import CommClosedError, portable
+from .limits import result_refusal
 from .loop import new_event_loop
 from .scheduler_link import fetch_from_holders
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
-from .shm import SegmentMapper, unlink_segments
+from .shm import unlink_segments
+from .shm_mapper import SegmentMapper
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
@@ -60,6 +62,28 @@ class StoredValue:
         return self._serialized
 
 
+class HeldData(dict):
+    """``{key: StoredValue}`` that keeps the total of their sizes, for ``memory_limit``."""
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+
+    def __setitem__(self, key: str, value: StoredValue) -> None:
+        old = self.get(key)
+        self.nbytes += value.nbytes - (old.nbytes if old is not None else 0)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.nbytes -= self[key].nbytes
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default):
+        if key in self:
+            self.nbytes -= self[key].nbytes
+        return super().pop(key, *default)
+
+
 class Worker:
     def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
                  memory_limit: int):
@@ -68,7 +92,7 @@ class Worker:
         self.name = name
         self.nthreads = nthreads
         self.memory_limit = memory_limit
-        self.data: dict[str, StoredValue] = {}
+        self.data = HeldData()
         self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
@@ -186,8 +210,15 @@ class Worker:
                           "traceback": "".join(traceback.format_exception(exc)),
                           "fetched": fetched})
             return
-        stored = self.data[key] = StoredValue(value=_not_aliasing_shared_memory(value),
-                                              has_value=True)
+        stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
+        held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
+        if self.memory_limit and held + stored.nbytes > self.memory_limit:
+            exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
+                                 self.memory_limit)
+            self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
+                          "fetched": fetched})
+            return
+        self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type, "fetched": fetched})
 

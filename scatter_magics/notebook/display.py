@@ -17,6 +17,7 @@ import re
 from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
+from .widget_model import shared_memory_text
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
@@ -120,7 +121,7 @@ class FuturesTable:
     @classmethod
     def snapshot(cls, labelled: list[tuple[str, object]]) -> "FuturesTable":
         """Ask the scheduler about each future, now."""
-        rows = [{"name": label, "key": f.key, "type": f.type, "nbytes": None,
+        rows = [{"name": label, "key": f.key, "type": type_name(f), "nbytes": None,
                  "status": f.status, "workers": []} for label, f in labelled]
         backend = backend_for(labelled[0][1].client) if labelled else None
         if backend is not None and backend.running:
@@ -168,9 +169,11 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
-    def __init__(self, address: str, workers: list[dict], client=None):
+    def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
+                 client=None):
         self.address = address
         self.workers = workers
+        self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
 
     @classmethod
@@ -186,7 +189,7 @@ class ClusterSummary:
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
                             "keys": keys, "labels": [labels.get(k, k) for k in keys]})
-        return cls(info.get("address", ""), workers, backend.client)
+        return cls(info.get("address", ""), workers, info.get("shared_memory"), backend.client)
 
     @property
     def keys(self) -> set[str]:
@@ -195,8 +198,10 @@ class ClusterSummary:
     def headline(self) -> str:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
+        shared = shared_memory_text(self.shared_memory)
         return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys")
+                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
+                + (f"; {shared}" if shared else ""))
 
     def _cells(self) -> list[list[str]]:
         rows = []
@@ -216,10 +221,15 @@ class ClusterSummary:
         return _table_html(self.columns, self._cells(), caption=self.headline())
 
 
+def type_name(future) -> str | None:
+    """The name of a future's type: ours hold text, Dask's the class itself."""
+    return getattr(future.type, "__name__", future.type)
+
+
 def future_text(future, label: str | None) -> str:
     """A one-line plain-text form of a future that needs no round trip to the scheduler."""
     name = f" {label}" if label else ""
-    type_part = f", type: {future.type}" if future.type else ""
+    type_part = f", type: {type_name(future)}" if future.type else ""
     return f"<Future{name}: {future.status}{type_part}, key: {future.key}>"
 
 

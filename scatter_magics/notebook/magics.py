@@ -22,14 +22,15 @@ from __future__ import annotations
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Float, Integer, Unicode, Union
+from traitlets import Any, Float, Integer, Unicode, Union
 
-from ..backend import Backend, backend_for, client_types, future_types, get_client, start_backend
-from ..backend import progress_option
-from ..errors import ClientClosedError, Interrupted, NoWorkersError, SerializationError
-from ..errors import UnknownWorkerError
+from ..backend import Backend, backend_for, client_types, future_types, get_client
+from ..backend import progress_option, register_client, start_backend
+from ..errors import ClientClosedError, Interrupted, MissingDependencyError, NoWorkersError
+from ..errors import ProtocolError, SerializationError, UnknownWorkerError
 from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
 from .arguments import is_dotted_name, keyed_items
+from .connect import connect
 from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
 from .display import remove_formatters
 from .interrupted import gather_interrupted, scatter_interrupted
@@ -38,7 +39,26 @@ from ..structure import find_futures
 from ..tokenize import reporting
 
 CLIENT_NAME = "client"  # where the magics bind the client they start
+CONNECT_TIMEOUT = 10.0  # s, for %cluster connect when ScatterMagics.timeout is not set
+_TLS_OPTIONS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 _UNSET = object()
+
+
+# ------------------------------------------------------------ %cluster's options ---
+
+def _check_cluster_options(args) -> None:
+    """Each %cluster option goes with one action; say which."""
+    start_options = (args.n_workers, args.threads, args.memory_limit, args.dask or None)
+    if args.action != "start" and any(o is not None for o in start_options):
+        raise UsageError("-n, --threads, --memory-limit and --dask go with %cluster start")
+    connect_options = (args.address, args.scheduler_file, args.secret,
+                       *(getattr(args, name) for name in _TLS_OPTIONS))
+    if args.action != "connect" and any(o is not None for o in connect_options):
+        raise UsageError("ADDRESS, --scheduler-file, --tls-* and --secret go with "
+                         "%cluster connect")
+    if args.action == "connect" and (args.address is None) == (args.scheduler_file is None):
+        raise UsageError("%cluster connect needs an ADDRESS (tcp://host:port, tls://host:port "
+                         "or host:port) or --scheduler-file PATH, not both")
 
 
 # ------------------------------------------------------------ the magics ---
@@ -56,6 +76,9 @@ class ScatterMagics(Magics):
     memory_limit = Union([Unicode(), Integer()], default_value="auto", help=(
         "Memory per worker: 'auto' (the machine's memory shared by the workers), a number "
         "of bytes, or text like '2GiB'.")).tag(config=True)
+    dask_security = Any(None, allow_none=True, help=(
+        "A distributed.Security for %cluster connect to Dask schedulers (TLS); the "
+        "--tls-* options of %cluster connect take precedence.")).tag(config=True)
     timeout = Float(None, allow_none=True, help=(
         "Default --timeout in seconds for %scatter and %gather. None: %gather waits as long "
         "as it takes (Ctrl-C stops it), %scatter uses the Client's timeout.")).tag(config=True)
@@ -67,7 +90,8 @@ class ScatterMagics(Magics):
         super().__init__(shell=shell)
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
-        self.owned: Backend | None = None  # the cluster the magics started, if any
+        self.owned: Backend | None = None  # the cluster the magics started or connected to
+        self.connected = False  # whether `owned` is a cluster they connected to (not theirs)
         self.remembered: dict[str, object] = {}  # name -> the future(s) %scatter made for it
         self._labels: dict[str, str] = {}  # key -> name, for display; follows `remembered`
 
@@ -253,53 +277,103 @@ class ScatterMagics(Magics):
 
     # -------------------------------------------------------------- %cluster ---
     @magic_arguments()
-    @argument("action", nargs="?", choices=["start", "stop"], help=(
-        "start: start an embedded cluster; stop: end the one the magics started "
-        "(and every worker). Without it: show the cluster."))
+    @argument("action", nargs="?", choices=["start", "stop", "connect"], help=(
+        "start: start a cluster on this machine; connect: connect to a running scheduler "
+        "(ours or Dask's); stop: end the cluster the magics started, or disconnect from "
+        "the one they connected to. Without it: show the cluster."))
+    @argument("address", nargs="?", metavar="ADDRESS", help=(
+        "connect: tcp://host:port, tls://host:port or host:port."))
     @argument("-n", "--n-workers", type=_count, metavar="N",
               help="Workers to start (default: ScatterMagics.n_workers).")
     @argument("--threads", type=_count, metavar="N",
               help="Threads per worker (default: ScatterMagics.threads_per_worker).")
     @argument("--memory-limit", type=_memory_limit, metavar="BYTES",
               help="Memory per worker, e.g. 2GiB (default: ScatterMagics.memory_limit).")
+    @argument("--dask", action="store_true", help=(
+        'start: a Dask LocalCluster instead of the embedded engine (pip install '
+        '"scatter_magics[dask]").'))
+    @argument("--scheduler-file", metavar="PATH",
+              help="connect: the scheduler file a Dask scheduler wrote.")
+    @argument("--tls-ca-file", metavar="PATH", help="connect (Dask TLS): CA certificate.")
+    @argument("--tls-client-cert", metavar="PATH", help="connect (Dask TLS): client certificate.")
+    @argument("--tls-client-key", metavar="PATH", help="connect (Dask TLS): client key.")
+    @argument("--secret", metavar="SECRET", help=(
+        "connect: the secret of a scheduler of our engine (default: $SCATTER_MAGICS_SECRET)."))
     @line_magic
     def cluster(self, line):
-        """Show, start or stop the cluster.
+        """Show, start, connect to or stop the cluster.
 
         ``%cluster`` shows the workers, their threads, memory and the keys each holds.
-        ``%cluster start`` starts an embedded cluster, binds its client to ``client`` and
-        makes it the one the magics (and ``get_client()``) use. ``%cluster stop`` closes
-        the client the magics started, ending its workers.
+        ``%cluster start`` starts an embedded cluster (``--dask``: a Dask LocalCluster),
+        binds its client to ``client`` and makes it the one the magics (and
+        ``get_client()``) use. ``%cluster connect`` does the same for a running
+        scheduler, whichever engine answers at the address. ``%cluster stop`` closes
+        the client the magics started, ending its workers, or disconnects from a
+        cluster they connected to, which keeps running.
 
         Examples::
 
             %cluster
             %cluster start -n 4 --threads 2 --memory-limit 2GiB
+            %cluster start --dask -n 2
+            %cluster connect tcp://10.0.0.5:8786
+            %cluster connect --scheduler-file ~/scheduler.json
+            %cluster connect tls://10.0.0.5:8786 --tls-ca-file ca.pem --tls-client-cert c.pem --tls-client-key k.pem
             %cluster stop
         """
         args = parse_argstring(self.cluster, line)
-        options = (args.n_workers, args.threads, args.memory_limit)
-        if args.action != "start" and any(o is not None for o in options):
-            raise UsageError("-n, --threads and --memory-limit go with %cluster start")
+        _check_cluster_options(args)
         if args.action == "start":
             return self._start(args)
+        if args.action == "connect":
+            return self._connect(args)
         if args.action == "stop":
             return self._stop()
         return ClusterSummary.snapshot(self.backend(start=False), self.labels())
 
     def _start(self, args) -> ClusterSummary:
+        self._refuse_a_second_cluster()
+        backend = self.start_cluster(args.n_workers, args.threads, args.memory_limit,
+                                     kind="dask" if args.dask else "embedded")
+        return ClusterSummary.snapshot(backend, self.labels())
+
+    def _connect(self, args) -> ClusterSummary:
+        self._refuse_a_second_cluster()
+        target = args.address or args.scheduler_file
+        tls = {name: getattr(args, name) for name in _TLS_OPTIONS if getattr(args, name)}
+        try:
+            backend = connect(args.address, scheduler_file=args.scheduler_file,
+                              security=tls or self.dask_security, secret=args.secret,
+                              timeout=self.timeout or CONNECT_TIMEOUT)
+        except MissingDependencyError as exc:
+            raise UsageError(f"{target} is a Dask scheduler, and {exc}") from exc
+        except (OSError, ValueError, ProtocolError) as exc:  # OSError: ConnectionError, timeouts
+            raise UsageError(f"cannot connect to {target}: {exc}") from exc
+        register_client(backend.client)
+        self.owned, self.connected = backend, True
+        address = backend.scheduler_info()["address"]
+        self._adopt(backend, f"Connected to the {backend.kind} scheduler at {address} "
+                             f"({backend.n_workers()} workers)")
+        return ClusterSummary.snapshot(backend, self.labels())
+
+    def _refuse_a_second_cluster(self) -> None:
         if self.owned is not None and self.owned.running:
             raise UsageError(f"the magics' cluster is already running ({self.owned.client!r}); "
                              f"run %cluster stop first")
-        client = self.start_cluster(args.n_workers, args.threads, args.memory_limit)
-        return ClusterSummary.snapshot(backend_for(client), self.labels())
 
     def _stop(self) -> None:
         backend = self.owned
         if backend is None or not backend.running:
-            raise UsageError("no cluster started by %scatter or %cluster start is running; "
-                             "a Client created in your code is stopped with its close()")
+            raise UsageError("no cluster started by %scatter or %cluster start (or connected "
+                             "to by %cluster connect) is running; a Client created in your "
+                             "code is stopped with its close()")
         n = backend.n_workers()
+        if self.connected:
+            address = backend.scheduler_info()["address"]
+            self.close()
+            print(f"Disconnected from {address}; that cluster keeps running with its {n} "
+                  f"workers.")
+            return
         self.close()
         print(f"Stopped the cluster and its {n} workers.")
 
@@ -327,28 +401,36 @@ class ScatterMagics(Magics):
             if not start:
                 raise UsageError("no cluster is running: start one with %cluster start "
                                  "[-n N], or %scatter a variable") from None
-        return backend_for(self.start_cluster())
+        return self.start_cluster()
 
     def start_cluster(self, n_workers=None, threads=None, memory_limit=None,
-                      kind: str = "embedded"):
+                      kind: str = "embedded") -> Backend:
         """Start a cluster (config fills what is not given); bind its client to ``client``."""
-        backend = start_backend(kind, n_workers=n_workers or self.n_workers,
-                                threads_per_worker=threads or self.threads_per_worker,
-                                memory_limit=memory_limit or self.memory_limit)
-        self.owned = backend
-        client, n = backend.client, backend.n_workers()
+        try:
+            backend = start_backend(kind, n_workers=n_workers or self.n_workers,
+                                    threads_per_worker=threads or self.threads_per_worker,
+                                    memory_limit=memory_limit or self.memory_limit)
+        except MissingDependencyError as exc:
+            raise UsageError(f"%cluster start --{kind}: {exc}") from exc
+        self.owned, self.connected = backend, False
+        self._adopt(backend, f"Started a cluster with {backend.n_workers()} workers")
+        return backend
+
+    def _adopt(self, backend: Backend, what: str) -> None:
+        """Bind ``backend``'s client to ``client`` unless that name holds something else."""
+        client = backend.client
         current = self.shell.user_ns.get(CLIENT_NAME, _UNSET)
         if current is _UNSET or isinstance(current, client_types()):
             self.shell.user_ns[CLIENT_NAME] = client
-            print(f"Started a cluster with {n} workers; its client is `{CLIENT_NAME}`.")
+            print(f"{what}; its client is `{CLIENT_NAME}`.")
         else:
-            print(f"Started a cluster with {n} workers; `{CLIENT_NAME}` holds something "
-                  f"else, so use scatter_magics.get_client() to reach it.")
-        return client
+            print(f"{what}; `{CLIENT_NAME}` holds something else, so use "
+                  f"scatter_magics.get_client() to reach it.")
 
     def close(self) -> None:
-        """Close the client the magics started (ending its workers) and forget its futures."""
-        backend, self.owned = self.owned, None
+        """Close the client the magics started (ending its workers) or connected with (its
+        cluster keeps running), and forget its futures."""
+        backend, self.owned, self.connected = self.owned, None, False
         if backend is None:
             return
         client = backend.client

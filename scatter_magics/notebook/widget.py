@@ -33,7 +33,7 @@ from ..backend import future_types
 from .display import ClusterSummary
 from .widget_html import cluster_html, futures_html
 from .widget_keys import _iter_futures, _names_by_key, _only_futures, _page_size, labelled_keys
-from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle
+from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle, shared_memory_text
 
 logger = logging.getLogger(__name__)
 
@@ -306,9 +306,12 @@ class ClusterWidget(_LiveWidget):
                  interval: float = 0.1, settle: float | None = 0.5):
         super().__init__(kind="cluster")
         self._table = ClusterTable(labels)
+        self._shared_memory = ""  # how large data travels; read below, before the first flush
         self._start_feed(client, interval, settle)
         # worker-metrics come about once a second: start from the scheduler's numbers now.
-        workers = backend_for(client).scheduler_info()["workers"]
+        info = backend_for(client).scheduler_info()
+        workers = info["workers"]
+        self._shared_memory = shared_memory_text(info.get("shared_memory"))
         self._apply([{"event": "worker-metrics", "address": address,
                       **{k: w[k] for k in ("memory", "nbytes", "nkeys") if k in w}}
                      for address, w in workers.items()])
@@ -317,6 +320,7 @@ class ClusterWidget(_LiveWidget):
     def _flush(self) -> None:
         with self._lock:
             workers, totals = self._table.rows(), self._table.totals()
+        totals["shared_memory"] = self._shared_memory
         with self.hold_sync():
             self.workers, self.totals = workers, totals
 
@@ -324,6 +328,7 @@ class ClusterWidget(_LiveWidget):
         """A static HTML table of the workers as they are now."""
         with self._lock:
             workers, totals = self._table.rows(), self._table.totals()
+        totals["shared_memory"] = self._shared_memory
         return cluster_html(workers, totals, live=self.live)
 
     def __repr__(self) -> str:

@@ -124,6 +124,7 @@ def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]
                f" · memory {_esc(format_bytes(totals.get('memory', 0)))} of"
                f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
                f" · {_plural(totals.get('nkeys', 0), 'key')}, {_esc(format_bytes(totals.get('nbytes', 0)))}"
+               + (f" · {_esc(totals['shared_memory'])}" if totals.get("shared_memory") else "")
                + _departed_note(totals.get("departed", ())) + _snapshot_note(live))
     return _table(["worker", "address", "threads", "memory", "keys", "data", "holds"], cells,
                   caption)

@@ -336,6 +336,17 @@ class ClusterTable:
         return totals
 
 
+def shared_memory_text(shared: Mapping[str, Any] | None) -> str:
+    """How large data reaches the workers, from ``scheduler_info()["shared_memory"]``."""
+    if not shared:
+        return ""  # an engine that does not say (Dask)
+    if shared.get("mode") == "shared-memory":
+        return f"shared memory: {shared['directory']} ({format_bytes(shared['available'])} free)"
+    if shared.get("mode") == "socket-fallback":
+        return f"shared memory short, large data over sockets: {shared.get('reason')}"
+    return "no shared memory: data over sockets"
+
+
 def _name_order(worker: Mapping[str, Any]) -> tuple:
     # "worker-10" sorts after "worker-9": compare the digits as numbers.
     name = str(worker["name"])

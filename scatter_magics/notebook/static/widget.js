@@ -207,6 +207,7 @@ function renderCluster(model, el) {
         badge.append(` ${t.by_status[s]}`);
         return badge;
       }),
+      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []),
       ...present(departed.length ? h("span", { class: "sm-departed", title: "workers that left or died" },
         `${departed.join(", ")} left`) : null, liveBadge(model)));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },

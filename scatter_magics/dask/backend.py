@@ -1,0 +1,250 @@
+"""A ``distributed.Client`` seen through the backend interface (``scatter_magics/backend.py``).
+
+The magics call the same few operations on every engine; here they become Dask calls,
+and Dask's errors become the classes in ``errors.py`` so the magics word a mistake the
+same way: an unknown worker, no workers, something unpicklable, a timeout, a closed
+client. Events come from :mod:`.events` (the scheduler plugin, or polling).
+
+>>> backend = DaskBackend.start(n_workers=2, threads_per_worker=1, memory_limit="1GiB")  # doctest: +SKIP
+>>> futures = backend.scatter({"x-1": 42}, workers=None, broadcast=True, direct=None,
+...                           hash=True, timeout=None)                 # doctest: +SKIP
+>>> backend.gather(futures, errors="raise", timeout=10)                # doctest: +SKIP
+{'x-1': 42}
+>>> backend.close()                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import re
+import warnings
+import weakref
+from typing import Callable
+
+import dask.config
+import distributed
+from dask.utils import parse_timedelta
+from distributed import Future, LocalCluster
+
+from ..backend import register_client
+from ..errors import ClientClosedError, PollingFallbackWarning, SerializationError
+from ..errors import UnknownWorkerError
+from ..structure import SKIP, find_futures, substitute
+from .events import DaskSubscription, hub_for
+
+
+class DaskBackend:
+    """One ``distributed.Client`` (and the ``LocalCluster`` it owns, if it started one)."""
+
+    kind = "dask"
+
+    def __init__(self, client: distributed.Client):
+        self.client = client
+
+    @property
+    def cluster(self) -> LocalCluster | None:
+        return _owned_clusters.get(self.client)
+
+    @property
+    def running(self) -> bool:
+        return self.client.status == "running"
+
+    @property
+    def default_timeout(self) -> float | None:
+        return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+
+    # ------------------------------------------------------------ data ---
+    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
+        self._check_open()
+        addresses = self.resolve_workers(workers)
+        try:
+            futures = self._bounded(self.client.scatter(
+                items, workers=addresses, broadcast=broadcast, direct=direct,
+                hash=hash, asynchronous=True, timeout=timeout or self.default_timeout), timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            self._take_back(items)
+            raise TimeoutError(f"scatter did not finish within {timeout} s") from exc
+        except (TypeError, pickle.PicklingError, AttributeError) as exc:
+            self._take_back(items)
+            if _is_pickling_error(exc):
+                raise SerializationError(_root_message(exc)) from exc
+            raise
+        if broadcast:
+            self.pin(list(futures), addresses)
+        return futures
+
+    def _bounded(self, awaitable, timeout: float | None):
+        """Run ``awaitable`` on the client's loop; with ``timeout``, at most that long."""
+        async def run():
+            return await asyncio.wait_for(awaitable, timeout) if timeout else await awaitable
+        return self.client.sync(run)
+
+    def _take_back(self, items: dict) -> None:
+        # A scatter cut short may have left data on workers, wanted by this client but
+        # held by no Future: a Future made and released for each key lets it go.
+        for key in items:
+            Future(key, self.client).release()
+
+    def pin(self, keys: list, workers: list | None) -> None:
+        """Keep ``keys`` on every (allowed) worker while they live (``--broadcast``)."""
+        if hub_for(self.client).install() == "plugin":
+            self.client.sync(self.client.scheduler.scatter_magics_pin, keys=keys, workers=workers)
+
+    def gather(self, futures, *, errors: str, timeout: float | None):
+        self._check_open()
+        found = find_futures(futures, Future)
+        if any(f.client.status in ("closing", "closed") for f in found):
+            raise ClientClosedError("the client of these futures was closed")
+        try:
+            with self.client.as_current():  # distributed.wait uses the current client
+                distributed.wait(found, timeout=timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise TimeoutError(f"gather did not finish within {timeout} s") from exc
+        wanted = [f for f in found if errors == "raise" or f.status == "finished"]
+        values = dict(zip((f.key for f in wanted), self.client.gather(wanted), strict=True))
+        values.update({f.key: SKIP for f in found if f.key not in values})
+        return substitute(futures, Future, values)
+
+    # ------------------------------------------------------------ the cluster ---
+    def resolve_workers(self, workers) -> list[str] | None:
+        """Addresses for ``workers`` given as addresses, ``(host, port)`` or names."""
+        if workers is None:
+            return None
+        known = self.scheduler_info()["workers"]
+        by_name = {str(w["name"]): a for a, w in known.items()}
+        by_hostport = {a.split("://", 1)[-1]: a for a in known}
+        out = []
+        for w in [workers] if isinstance(workers, (str, tuple)) else workers:
+            text = f"{w[0]}:{w[1]}" if isinstance(w, tuple) else str(w)
+            address = (text if text in known else by_name.get(text) or by_hostport.get(text))
+            if address is None:
+                names = ", ".join(sorted(by_name, key=_natural)) or "none"
+                raise UnknownWorkerError(f"unknown worker {w!r}; known workers: {names}")
+            out.append(address)
+        return out
+
+    def scheduler_info(self) -> dict:
+        self._check_open()
+        if hub_for(self.client).install() == "plugin":
+            workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
+        else:
+            workers = _workers_from_identity(self.client.scheduler_info(n_workers=-1))
+        return {"address": self.client.scheduler.address, "workers": workers}
+
+    def has_what(self) -> dict:
+        self._check_open()
+        return {a: [str(k) for k in keys] for a, keys in self.client.has_what().items()}
+
+    def n_workers(self) -> int:
+        self._check_open()
+        return len(self.client.nthreads())
+
+    def subscribe_events(self, callback: Callable[[list], None]) -> DaskSubscription:
+        self._check_open()
+        hub = hub_for(self.client)
+        if hub.install() == "poll":
+            _warn_polling(self.client, hub.install_error)
+        subscription = DaskSubscription(hub, callback)
+        self.client.sync(hub.add, subscription)
+        return subscription
+
+    def _check_open(self) -> None:
+        if self.client.status in ("closing", "closed"):
+            raise ClientClosedError("the Dask client was closed")
+
+    # ------------------------------------------------------------ lifecycle ---
+    def close(self) -> None:
+        """Close the client; a LocalCluster it started ends too, a remote one keeps running."""
+        cluster = self.cluster
+        if self.client.status == "running":
+            hub = hub_for(self.client)
+            self.client.sync(_on_loop, hub.close)
+        self.client.close()
+        if cluster is not None:
+            cluster.close()
+
+    @classmethod
+    def start(cls, *, n_workers=None, threads_per_worker=1, memory_limit="auto") -> "DaskBackend":
+        """A Dask ``LocalCluster`` of worker processes on 127.0.0.1, owned by the client."""
+        n = n_workers or os.cpu_count() or 1
+        cluster = NamedLocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                    threads_per_worker=threads_per_worker,
+                                    memory_limit=memory_limit, dashboard_address=None)
+        try:
+            cluster.scale(n)
+            client = distributed.Client(cluster, set_as_default=False)
+            client.wait_for_workers(n)
+        except BaseException:
+            cluster.close()
+            raise
+        _owned_clusters[client] = cluster
+        register_client(client)
+        return cls(client)
+
+    @classmethod
+    def connect(cls, address: str | None = None, *, scheduler_file: str | None = None,
+                security=None, timeout: float = 10) -> "DaskBackend":
+        """A client of the scheduler at ``address`` (or in ``scheduler_file``)."""
+        if isinstance(security, dict):
+            security = distributed.Security(require_encryption=True, **security)
+        client = distributed.Client(address, scheduler_file=scheduler_file, security=security,
+                                    timeout=timeout, set_as_default=False)
+        register_client(client)
+        return cls(client)
+
+
+class NamedLocalCluster(LocalCluster):
+    """A Dask ``LocalCluster`` whose workers are named ``worker-0``, ``worker-1``… as ours."""
+
+    def _new_worker_name(self, worker_number):  # the hook SpecCluster documents for this
+        return f"worker-{worker_number}"
+
+
+_owned_clusters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> cluster
+
+
+def _on_loop(fn):
+    async def run():
+        fn()
+    return run()
+
+
+def _warn_polling(client, error) -> None:
+    hub = hub_for(client)
+    if getattr(hub, "warned", False):
+        return
+    hub.warned = True
+    warnings.warn(PollingFallbackWarning(
+        f"the scheduler at {client.scheduler.address} did not accept the scatter_magics "
+        f"event plugin ({type(error).__name__}: {error}); the live view polls it once a "
+        f"second instead, and --broadcast replicas are not protected from the Active "
+        f"Memory Manager"), stacklevel=3)
+
+
+def _workers_from_identity(info: dict) -> dict:
+    out = {}
+    for address, w in info.get("workers", {}).items():
+        metrics = w.get("metrics", {})
+        out[address] = {"name": str(w.get("name", address)), "nthreads": w.get("nthreads", 0),
+                        "memory_limit": w.get("memory_limit") or 0,
+                        "memory": metrics.get("memory", 0),
+                        "nbytes": metrics.get("managed_bytes", 0), "nkeys": None}
+    return out
+
+
+def _is_pickling_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, pickle.PicklingError) or "pickle" in text or "serializ" in text
+
+
+def _root_message(exc: BaseException) -> str:
+    """The first error of a chain (Dask wraps "cannot pickle 'lock'" twice)."""
+    while (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc)
+
+
+def _natural(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]

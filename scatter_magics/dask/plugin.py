@@ -1,0 +1,273 @@
+"""The scheduler side of the Dask backend: key and worker events, and broadcasts that stay.
+
+:class:`ScatterMagicsPlugin` runs inside a ``dask scheduler``. For each client that
+subscribes (``scatter_magics_subscribe``) it compares, every ``interval`` seconds, the
+state and placement of the keys that client holds with what it last sent, and sends the
+difference as one batch of event records (``docs/internals.md``) with
+``Scheduler.log_event`` on the topic ``scatter-magics-<client id>``; the client receives
+it with ``Client.subscribe_topic`` on its own connection.
+
+Placement is compared, not only followed through ``transition``: a scatter lands through
+``Scheduler.update_data`` and a replicate through ``add_replica``, and neither makes a
+transition (distributed ``scheduler.py`` ``update_data``). Keys pinned by
+``scatter_magics_pin`` (``%scatter --broadcast``) are exempt from the Active Memory
+Manager's ``ReduceReplicas`` and copied to every allowed worker that joins.
+
+This module imports only the standard library, tornado and distributed: a client ships
+it by value (``cloudpickle.register_pickle_by_value``) to a scheduler that cannot import
+scatter_magics. ``dask scheduler --preload scatter_magics.dask.preload`` installs it
+when the scheduler starts.
+
+>>> client.register_plugin(ScatterMagicsPlugin())        # doctest: +SKIP
+>>> client.sync(client.scheduler.scatter_magics_subscribe, client=client.id)["seq"]  # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from distributed.active_memory_manager import ReduceReplicas
+from distributed.diagnostics.plugin import SchedulerPlugin
+from tornado.ioloop import PeriodicCallback
+
+logger = logging.getLogger("scatter_magics.dask.plugin")
+
+NAME = "scatter-magics"
+TOPIC_PREFIX = "scatter-magics-"
+METRICS_INTERVAL = 1.0  # s between worker-metrics (and a full placement check) per client
+FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed worker
+
+_STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
+
+
+def key_status(ts) -> str:
+    """Our status for a Dask ``TaskState`` (waiting, queued, processing… are pending)."""
+    return _STATUS.get(ts.state, "pending")
+
+
+def key_event(ts, status: str | None = None) -> dict:
+    """The ``key`` event record for a task, as it is now."""
+    return {"event": "key", "key": str(ts.key), "status": status or key_status(ts),
+            "workers": sorted(ws.address for ws in ts.who_has or ()),
+            "nbytes": ts.nbytes if ts.nbytes >= 0 else None, "type": ts.type or None}
+
+
+def worker_added(ws) -> dict:
+    return {"event": "worker-added", "address": ws.address, "name": str(ws.name),
+            "nthreads": ws.nthreads, "memory_limit": ws.memory_limit or 0}
+
+
+def worker_metrics(ws) -> dict:
+    return {"event": "worker-metrics", "address": ws.address, "memory": ws.memory.process,
+            "nbytes": ws.nbytes, "nkeys": len(ws.has_what)}
+
+
+class _Subscriber:
+    """What one client was last told: a cheap signature and the placement of each key."""
+
+    __slots__ = ("seq", "signatures", "holders", "last_full")
+
+    def __init__(self):
+        self.seq = 0  # the number of the last batch sent
+        self.signatures: dict[str, tuple] = {}  # key -> (state, replicas, nbytes)
+        self.holders: dict[str, frozenset] = {}  # key -> worker addresses, when last sent
+        self.last_full = 0.0
+
+
+class ScatterMagicsPlugin(SchedulerPlugin):
+    """Batches of key and worker events for subscribed clients; pinned broadcasts."""
+
+    name = NAME
+    idempotent = True
+
+    def __init__(self, interval: float = 0.15):
+        self.interval = interval
+        self.scheduler = None
+        self.subscribers: dict[str, _Subscriber] = {}  # client id -> what it was told
+        self.pinned: dict[str, frozenset | None] = {}  # key -> allowed workers (None: all)
+        self.worker_events: list[dict] = []  # joins and leaves, for the next batch
+        self.removed: set[str] = set()  # workers that left since the last batch
+        self._callback: PeriodicCallback | None = None
+        self._last_fill = 0.0
+        self._filling: asyncio.Task | None = None
+
+    # ---------------------------------------------------------------- lifecycle ---
+    async def start(self, scheduler) -> None:
+        self.scheduler = scheduler
+        scheduler.handlers.update({
+            "scatter_magics_subscribe": self.subscribe,
+            "scatter_magics_unsubscribe": self.unsubscribe,
+            "scatter_magics_pin": self.pin,
+            "scatter_magics_workers": self.workers,
+        })
+        self._exempt_pinned_from_amm()
+        self._callback = PeriodicCallback(self.tick, self.interval * 1000)
+        self._callback.start()
+
+    async def close(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+        if self._filling is not None:
+            self._filling.cancel()
+
+    def _exempt_pinned_from_amm(self) -> None:
+        """Swap the AMM's ReduceReplicas for one that skips pinned keys; others unchanged."""
+        amm = self.scheduler.extensions.get("amm")
+        if amm is None:
+            return
+        for policy in list(amm.policies):
+            if type(policy) is ReduceReplicas:
+                amm.policies.remove(policy)
+                amm.add_policy(KeepPinnedReplicas(self.pinned))
+
+    # ---------------------------------------------------------------- handlers ---
+    def subscribe(self, client: str) -> dict:
+        """Start sending batches to ``client``; return a snapshot and the last batch number."""
+        subscriber = self.subscribers.setdefault(client, _Subscriber())
+        events = [worker_added(ws) for ws in self.scheduler.workers.values()]
+        events += [worker_metrics(ws) for ws in self.scheduler.workers.values()]
+        for ts in self._wanted(client):
+            events.append(key_event(ts))
+            self._remember(subscriber, ts)
+        return {"seq": subscriber.seq, "events": events}
+
+    def unsubscribe(self, client: str) -> None:
+        self.subscribers.pop(client, None)
+
+    def pin(self, keys: list, workers: list | None = None) -> None:
+        """Keep a replica of ``keys`` on every worker (of ``workers``) while they live."""
+        allowed = frozenset(workers) if workers else None
+        for key in keys:
+            self.pinned[key] = allowed
+
+    def workers(self) -> dict:
+        """``{address: {name, nthreads, memory_limit, memory, nbytes, nkeys}}``, exact now."""
+        return {ws.address: {"name": str(ws.name), "nthreads": ws.nthreads,
+                             "memory_limit": ws.memory_limit or 0, "memory": ws.memory.process,
+                             "nbytes": ws.nbytes, "nkeys": len(ws.has_what)}
+                for ws in self.scheduler.workers.values()}
+
+    # ---------------------------------------------------------------- hooks ---
+    def add_worker(self, scheduler, worker: str) -> None:
+        ws = scheduler.workers.get(worker)
+        if ws is not None:
+            self.worker_events.append(worker_added(ws))
+
+    def remove_worker(self, scheduler, worker: str, *, stimulus_id: str, **kwargs) -> None:
+        ws = scheduler.workers.get(worker)
+        name = str(ws.name) if ws is not None else worker
+        self.worker_events.append({"event": "worker-removed", "address": worker, "name": name})
+        self.removed.add(worker)
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        if finish == "forgotten":
+            self.pinned.pop(key, None)
+
+    def remove_client(self, scheduler, client: str) -> None:
+        self.subscribers.pop(client, None)
+
+    # ---------------------------------------------------------------- the batches ---
+    def tick(self) -> None:
+        """Send each subscriber what changed; keep pinned keys on every allowed worker."""
+        now = time.monotonic()
+        joins_and_leaves, self.worker_events = self.worker_events, []
+        for client, subscriber in list(self.subscribers.items()):
+            events = list(joins_and_leaves)
+            full = now - subscriber.last_full >= METRICS_INTERVAL
+            if full:
+                subscriber.last_full = now
+                events += [worker_metrics(ws) for ws in self.scheduler.workers.values()]
+            events += self._key_changes(client, subscriber, full)
+            if events:
+                subscriber.seq += 1
+                self.scheduler.log_event(TOPIC_PREFIX + client,
+                                         {"seq": subscriber.seq, "events": events})
+        self.removed.clear()
+        if self.pinned and now - self._last_fill >= FILL_INTERVAL:
+            self._last_fill = now
+            self._fill_pinned()
+
+    def _wanted(self, client: str):
+        cs = self.scheduler.clients.get(client)
+        return cs.wants_what if cs is not None else ()
+
+    def _remember(self, subscriber: _Subscriber, ts) -> None:
+        key = str(ts.key)
+        subscriber.signatures[key] = (ts.state, len(ts.who_has or ()), ts.nbytes)
+        subscriber.holders[key] = frozenset(ws.address for ws in ts.who_has or ())
+
+    def _key_changes(self, client: str, subscriber: _Subscriber, full: bool) -> list[dict]:
+        """Events for keys whose state or placement changed, and for keys let go.
+
+        Every tick compares a cheap signature (state, number of replicas, size); once a
+        second (``full``) the replica sets too, for a replica that moved.
+        """
+        events, seen = [], set()
+        for ts in self._wanted(client):
+            key = str(ts.key)
+            seen.add(key)
+            signature = (ts.state, len(ts.who_has or ()), ts.nbytes)
+            if signature == subscriber.signatures.get(key) and not (
+                    full and subscriber.holders.get(key)
+                    != frozenset(ws.address for ws in ts.who_has or ())):
+                continue
+            status = key_status(ts)
+            if status != "finished" and self._lost(subscriber.holders.get(key)):
+                status = "lost"  # its only holders died; Dask recomputes it if it can
+            events.append(key_event(ts, status))
+            self._remember(subscriber, ts)
+        for key in [k for k in subscriber.signatures if k not in seen]:
+            status = "lost" if self._lost(subscriber.holders[key]) else "released"
+            events.append({"event": "key", "key": key, "status": status, "workers": [],
+                           "nbytes": None, "type": None})
+            del subscriber.signatures[key], subscriber.holders[key]
+        return events
+
+    def _lost(self, holders) -> bool:
+        return bool(holders) and holders <= self.removed
+
+    # ---------------------------------------------------------------- broadcasts ---
+    def _fill_pinned(self) -> None:
+        """Copy each pinned key to the allowed running workers that lack it (one at a time)."""
+        if self._filling is not None and not self._filling.done():
+            return
+        running = {ws.address for ws in self.scheduler.running}
+        by_target: dict[frozenset, list] = {}
+        for key, allowed in list(self.pinned.items()):
+            ts = self.scheduler.tasks.get(key)
+            if ts is None or ts.state != "memory" or not ts.who_has:
+                continue
+            targets = frozenset(running if allowed is None else running & allowed)
+            if not targets <= {ws.address for ws in ts.who_has}:
+                by_target.setdefault(targets, []).append(key)
+        if by_target:
+            self._filling = asyncio.ensure_future(self._replicate(by_target))
+
+    async def _replicate(self, by_target: dict) -> None:
+        for targets, keys in by_target.items():
+            try:
+                await self.scheduler.replicate(keys=keys, n=len(targets), workers=list(targets),
+                                               delete=False, stimulus_id="scatter-magics-pin")
+            except Exception:  # a worker left meanwhile: the next check tries again
+                logger.info("re-replicating %d pinned keys failed", len(keys), exc_info=True)
+
+
+class KeepPinnedReplicas(ReduceReplicas):
+    """The AMM's ``ReduceReplicas``, except for the keys in ``pinned`` (broadcasts)."""
+
+    def __init__(self, pinned: dict):
+        super().__init__()
+        self.pinned = pinned
+
+    def run(self):
+        suggestions = super().run()
+        reply = None
+        while True:
+            try:
+                suggestion = suggestions.send(reply)
+            except StopIteration:
+                return
+            reply = None if suggestion.ts.key in self.pinned else (yield suggestion)

@@ -1,0 +1,84 @@
+"""A real Dask cluster started as users start one: ``dask scheduler`` and ``dask worker``s.
+
+Every process is a child of the test process on 127.0.0.1, killed by :meth:`DaskCLI.stop`
+(SIGINT, then SIGKILL after a grace period), so a test run leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import wait_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DASK = os.path.join(os.path.dirname(sys.executable), "dask")
+# The AMM trims replicas every 2 s by default; faster here, so a broadcast that would
+# lose replicas loses them within the test's wait.
+ENV = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__INTERVAL": "100ms",
+       "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "True",
+       "PYTHONPATH": ROOT}
+
+
+class DaskCLI:
+    """``dask scheduler --scheduler-file ... --port 0 --no-dashboard`` and its workers."""
+
+    def __init__(self, directory, preload: str | None = None):
+        self.scheduler_file = str(directory / "scheduler.json")
+        self.logs = directory
+        self.workers: dict[str, subprocess.Popen] = {}
+        args = [DASK, "scheduler", "--scheduler-file", self.scheduler_file, "--port", "0",
+                "--no-dashboard", "--host", "127.0.0.1"]
+        if preload:
+            args += ["--preload", preload]
+        self.scheduler = self._popen(args, "scheduler")
+        wait_for(lambda: self._address() or self.scheduler.poll() is not None, timeout=60,
+                 what="the dask scheduler to write its scheduler file")
+        assert self.scheduler.poll() is None, self.log("scheduler")
+        self.address = self._address()
+
+    def _popen(self, args: list[str], name: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "wb")
+        with log:
+            return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV)
+
+    def _address(self) -> str | None:
+        try:
+            with open(self.scheduler_file) as f:
+                return json.load(f)["address"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def start_worker(self, name: str) -> subprocess.Popen:
+        """One ``dask worker`` process (no nanny: killing it kills the worker)."""
+        self.workers[name] = self._popen(
+            [DASK, "worker", "--scheduler-file", self.scheduler_file, "--name", name,
+             "--nthreads", "1", "--memory-limit", "1GiB", "--no-nanny", "--no-dashboard",
+             "--host", "127.0.0.1"], name)
+        return self.workers[name]
+
+    def kill_worker(self, name: str) -> None:
+        process = self.workers.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        processes = [*self.workers.values(), self.scheduler]
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for process in processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self.workers.clear()
