@@ -556,7 +556,8 @@ def test_progress_bar_says_where_ctrl_c_stopped_it():
             raise KeyboardInterrupt
     assert "interrupted after" in view.label.value and "waiting for tasks" in view.label.value
     assert view.bar.bar_style == "danger"
-    assert not [t for t in threading.enumerate() if t.name == "scatter-magics-progress"]
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "scatter-magics-progress"],
+             what="the drawing thread to end once no bar is left")
 
 
 def test_engine_reports_every_stage_of_a_large_scatter_and_gather(client):

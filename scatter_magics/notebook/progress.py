@@ -4,7 +4,7 @@ A :class:`ProgressBar` is the ``progress(stage, done, total)`` callback of the b
 interface (``backend.Progress``) and a context manager around the operation. Nothing
 shows for work that ends within ``delay`` seconds (0.5 by default); after that a bar
 appears — an ipywidgets bar in a kernel, a line of text on stderr in a terminal — and
-is redrawn ten times a second by a small thread the context owns, even while no report
+is redrawn ten times a second by one shared drawing thread, even while no report
 arrives (one large transfer reports only at its end). When the work ends the bar
 settles on one line saying what happened; on Ctrl-C it says where it stopped.
 
@@ -12,13 +12,14 @@ settles on one line saying what happened; on Ctrl-C it says where it stopped.
 >>> out = io.StringIO()
 >>> with ProgressBar("%scatter x", view=TextView(out), delay=0) as progress:
 ...     progress("hash", 2**20, 2**20)
->>> out.getvalue().splitlines()[-1]                     # doctest: +ELLIPSIS
+>>> out.getvalue().splitlines()[-1].strip()             # doctest: +ELLIPSIS
 '%scatter x: done in ... s, 1 MiB hashed'
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import sys
 import uuid
 import threading
@@ -27,8 +28,12 @@ from typing import TextIO
 
 from .widget_model import format_bytes
 
+logger = logging.getLogger(__name__)
+
 DELAY = 0.5  # seconds of work before a bar appears: shorter work shows nothing
 INTERVAL = 0.1  # seconds between redraws
+TICK = 0.05  # seconds between the drawing thread's looks at the bars
+IDLE_EXIT = 1.0  # seconds the drawing thread waits for another bar before it ends
 
 # What each stage of backend.Progress is called on screen, and its past tense.
 STAGES = {
@@ -45,19 +50,22 @@ class ProgressBar:
     """The ``progress`` callback for one scatter or gather, and what draws it.
 
     ``view`` draws (:class:`WidgetView` or :class:`TextView`); :func:`view_for` picks
-    one for a shell. Reports may come from any thread; only the ticker thread draws.
+    one for a shell. Reports may come from any thread and only record; the shared
+    drawing thread (:class:`_Ticker`) shows and redraws the bar, and the context's exit
+    settles it.
     """
 
     def __init__(self, what: str, view, *, delay: float = DELAY, interval: float = INTERVAL):
         self.what, self.view = what, view
         self.delay, self.interval = delay, interval
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the reported state
+        self._draw_lock = threading.Lock()  # the view: drawn by the ticker, settled by exit
         self._stage: str | None = None
         self._done, self._total = 0, None
-        self._stage_started = self._started = time.monotonic()
+        self._stage_started = self._started = self._next_draw = time.monotonic()
         self._finished: dict[str, int] = {}  # stage -> its last count, for the summary
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._context: contextvars.Context | None = None
+        self._settled = False
         self.shown = False
         self.outcome: str | None = None  # the settled line, once the context exits
 
@@ -70,43 +78,47 @@ class ProgressBar:
 
     def __enter__(self) -> "ProgressBar":
         self._started = time.monotonic()
-        # The ticker thread runs in a copy of this context: in ipykernel 7 the cell's
-        # parent header lives in a ContextVar, so the bar shows in this cell.
-        context = contextvars.copy_context()
-        self._ticker = threading.Thread(target=context.run, args=(self._tick,),
-                                        name="scatter-magics-progress", daemon=True)
-        self._ticker.start()
+        self._next_draw = self._started + self.delay
+        # The bar is drawn in a copy of this context: in ipykernel 7 the cell's parent
+        # header lives in a ContextVar, so the bar shows in this cell.
+        self._context = contextvars.copy_context()
+        _TICKER.add(self)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-        elapsed = time.monotonic() - self._started
-        if exc_type is None:
-            self.outcome = f"{self.what}: done in {elapsed:.1f} s{self._summary()}"
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.outcome = f"{self.what}: interrupted after {elapsed:.1f} s{self._where()}"
+        _TICKER.remove(self)
+        with self._draw_lock:
+            self._settled = True
+            elapsed = time.monotonic() - self._started
+            if exc_type is None:
+                self.outcome = f"{self.what}: done in {elapsed:.1f} s{self._summary()}"
+            elif issubclass(exc_type, KeyboardInterrupt):
+                self.outcome = f"{self.what}: interrupted after {elapsed:.1f} s{self._where()}"
+            else:
+                self.outcome = f"{self.what}: failed after {elapsed:.1f} s{self._where()}"
+            if not self.shown and elapsed >= self.delay:  # the ticker had no turn: show it now
+                self.view.show(*self.line())
+                self.shown = True
+            if self.shown:
+                self.view.settle(self.outcome, ok=exc_type is None)
+
+    def tick(self) -> None:
+        """Show the bar once ``delay`` has passed, then redraw it every ``interval``."""
+        now = time.monotonic()
+        if now < self._next_draw:
+            return
+        with self._draw_lock:
+            if self._settled:
+                return
+            self._context.run(self._draw, *self.line())
+            self._next_draw = now + self.interval
+
+    def _draw(self, line: str, fraction: float | None) -> None:
+        if self.shown:
+            self.view.update(line, fraction)
         else:
-            self.outcome = f"{self.what}: failed after {elapsed:.1f} s{self._where()}"
-        if not self.shown and elapsed >= self.delay:  # the ticker had no turn: show it now
-            line, fraction = self.line()
             self.view.show(line, fraction)
             self.shown = True
-        if self.shown:
-            self.view.settle(self.outcome, ok=exc_type is None)
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.interval if self.shown else self._until_shown()):
-            line, fraction = self.line()
-            if not self.shown:
-                self.view.show(line, fraction)
-                self.shown = True
-            else:
-                self.view.update(line, fraction)
-
-    def _until_shown(self) -> float:
-        return max(0.0, self._started + self.delay - time.monotonic())
 
     def line(self) -> tuple[str, float | None]:
         """What the bar says now, and how full it is (None: unknown)."""
@@ -144,6 +156,55 @@ class ProgressBar:
         with self._lock:
             stage = self._stage
         return f" while {STAGES.get(stage, (stage,))[0]}" if stage else ""
+
+
+class _Ticker:
+    """The one thread that draws every bar in progress.
+
+    A thread per ``%scatter`` cost about 250 us to start and join here, as much as a
+    whole small scatter; this one starts with the first bar and ends by itself after
+    :data:`IDLE_EXIT` seconds without one, so nothing is left running.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bars: list[ProgressBar] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, bar: ProgressBar) -> None:
+        with self._lock:
+            self._bars.append(bar)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="scatter-magics-progress")
+                self._thread.start()
+
+    def remove(self, bar: ProgressBar) -> None:
+        with self._lock:
+            if bar in self._bars:
+                self._bars.remove(bar)
+
+    def _run(self) -> None:
+        idle_since = None
+        while True:
+            with self._lock:
+                bars, now = list(self._bars), time.monotonic()
+                if bars:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                elif now - idle_since >= IDLE_EXIT:
+                    self._thread = None
+                    return
+            for bar in bars:
+                try:
+                    bar.tick()
+                except Exception:  # a broken front end must not stop every other bar
+                    logger.exception("could not draw the progress of %s", bar.what)
+            time.sleep(TICK)
+
+
+_TICKER = _Ticker()
 
 
 class TextView:
