@@ -16,6 +16,13 @@ class CommClosedError(ScatterMagicsError, ConnectionError):
     """The connection to a scheduler or worker is gone."""
 
 
+class WorkerDiedError(CommClosedError):
+    """The workers an operation needed died during it, and no other could stand in.
+
+    The message names the keys and the workers' addresses.
+    """
+
+
 class ProtocolError(ScatterMagicsError):
     """A peer sent bytes that are not a valid message."""
 
@@ -38,6 +45,10 @@ class SerializationError(ScatterMagicsError, TypeError):
 
 class FutureLostError(ScatterMagicsError):
     """Every worker that held a key's data died."""
+
+
+class KilledWorkerError(ScatterMagicsError):
+    """A task's workers kept dying while they ran it (Dask's ``KilledWorker``)."""
 
 
 class FutureCancelledError(ScatterMagicsError, CancelledError):

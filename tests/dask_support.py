@@ -17,17 +17,16 @@ from tests.conftest import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
-# The AMM trims replicas every 2 s by default; faster here, so a broadcast that would
-# lose replicas loses them within the test's wait.
-ENV = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__INTERVAL": "100ms",
-       "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "True",
+# The Active Memory Manager runs when a test says so (client.amm.run_once()), not every
+# 2 s: a test watching a replicate would otherwise race the AMM trimming it back.
+ENV = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "False",
        "PYTHONPATH": ROOT}
 
 
 class DaskCLI:
     """``dask scheduler --scheduler-file ... --port 0 --no-dashboard`` and its workers."""
 
-    def __init__(self, directory, preload: str | None = None):
+    def __init__(self, directory, preload: str | None = None, extra: tuple = ()):
         self.scheduler_file = str(directory / "scheduler.json")
         self.logs = directory
         self.workers: dict[str, subprocess.Popen] = {}
@@ -35,6 +34,7 @@ class DaskCLI:
                 "--no-dashboard", "--host", "127.0.0.1"]
         if preload:
             args += ["--preload", preload]
+        args += list(extra)
         self.scheduler = self._popen(args, "scheduler")
         wait_for(lambda: self._address() or self.scheduler.poll() is not None, timeout=60,
                  what="the dask scheduler to write its scheduler file")
@@ -82,3 +82,19 @@ class DaskCLI:
                 process.kill()
                 process.wait(5)
         self.workers.clear()
+
+
+def make_tls_files(directory) -> dict[str, str]:
+    """A throw-away CA and one certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", "/CN=scatter-magics-test-ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+            "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "node.pem", "-days", "2", "-extfile", "san.cnf")
+    return {name: str(directory / file) for name, file in
+            (("ca", "ca.pem"), ("cert", "node.pem"), ("key", "node.key"))}

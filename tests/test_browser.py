@@ -201,7 +201,7 @@ LIFE_NOTEBOOK = [
     "pathlib.Path('life_pids.json').write_text(json.dumps(pids))\n"
     "big = np.ones(512 * 2**20 // 8)  # 512 MiB: hashing and copying take a while\n"
     "%config ScatterMagics.progress_delay = 0.2\n"
-    "%scatter big",
+    "%scatter big -w worker-0",
 ]
 
 # The WCAG contrast of each status colour (as rendered) against the background it sits
@@ -274,16 +274,23 @@ def test_widgets_follow_progress_dead_worker_stop_and_theme(lab_server, page, fr
         assert bar.is_visible()
         shot("progress")
 
-        # %cluster is the live cluster widget: it changes when a worker dies.
+        # %cluster is the live cluster widget: it changes when a worker dies (and, with
+        # supervision, when its replacement arrives).
         page.wait_for_selector(".sm-cluster tbody tr[data-worker='worker-1']")
         assert page.locator(".sm-cluster tbody tr").count() == 2
         os.kill(pids["worker-0"], signal.SIGKILL)
         page.wait_for_function(
             """() => { const c = document.querySelector('.sm-cluster');
-                       return c.querySelectorAll('tbody tr').length === 1
-                           && c.querySelector('.sm-departed').textContent.includes('worker-0'); }""")
-        wait_row(page, "finished", 1)  # x keeps its replica on worker-1 ...
-        assert "worker-0 died" in page.locator(f"{ROW} .sm-workers").first.inner_text()
+                       const left = c.querySelector('.sm-departed');
+                       return !c.querySelector("tbody tr[data-worker='worker-0']")
+                           && left && left.textContent.includes('worker-0'); }""")
+        # ... and big, held only by worker-0, is lost, its row saying why.
+        big = page.locator(".sm-futures tbody tr", has_text="big-").first
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.sm-futures tbody tr')].some(
+                   (tr) => tr.dataset.status === 'lost'
+                       && tr.querySelector('.sm-workers').textContent.includes('worker-0 died'))""")
+        assert big.get_attribute("data-status") == "lost"
         shot("worker-died")
 
         # Status colours meet WCAG AA (4.5:1) as rendered, in the dark theme and the light one.

@@ -110,3 +110,34 @@ def test_a_segment_being_rescattered_is_not_freed_by_the_release_of_its_key():
         np.testing.assert_array_equal(pool.view(ref).view(np.float64), mine)
     finally:
         pool.close()
+
+
+def test_copies_started_before_the_key_is_known_are_adopted_once(make_client, fine_switching):
+    """A large value is copied while its key is hashed; concurrent twins keep one copy."""
+    client = make_client(n_workers=1)
+    pool = client.cluster.shm_pool
+    size = shm.WRITE_AHEAD_MIN // 8 + 4096  # float64s: just above the write-ahead size
+    errors: list[str] = []
+    kept: list = []
+    barrier = threading.Barrier(THREADS)
+
+    def twin(n):
+        value = float(n % 2)  # two contents, four threads each, at the same moment
+        barrier.wait()
+        future = client.scatter(np.full(size, value))
+        got = client.gather(future)
+        if not (got[0] == value and got[-1] == value):
+            errors.append(f"gathered {got[0]} for {value}")
+        kept.append(future)
+
+    threads = [threading.Thread(target=twin, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len({f.key for f in kept}) == 2
+    stats = pool.stats()
+    assert stats["keys"] == 2 and stats["in_use_bytes"] <= 2 * 2 * size * 8  # no stray copy
+    kept.clear()
+    gc.collect()
+    wait_for(lambda: pool.stats()["in_use_bytes"] == 0, what="both segments to be free")

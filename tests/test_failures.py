@@ -120,11 +120,12 @@ def test_killed_worker_loses_only_its_unreplicated_keys(make_client):
     os.kill(pid_a, signal.SIGKILL)
     wait_for(lambda: only_on_a.status == "lost", what="the future to be lost")
     assert replicated.status == "finished"
-    assert client.who_has([replicated])[replicated.key] == [b]
+    assert b in client.who_has([replicated])[replicated.key]
+    assert a not in client.who_has([replicated])[replicated.key]
     assert client.gather(replicated) == "everywhere"
     with pytest.raises(FutureLostError, match=only_on_a.key):
         client.gather(only_on_a)
-    assert list(client.scheduler_info()["workers"]) == [b]
+    assert a not in client.scheduler_info()["workers"]  # (a replacement may be there)
     still_usable(client)
 
 

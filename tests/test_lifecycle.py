@@ -263,8 +263,17 @@ def test_a_worker_process_starts_without_the_client_side_imports():
     assert out.strip() == "[]"
 
 
-def test_scale_replaces_a_worker_that_died(make_client):
-    client = make_client(n_workers=2)
+def test_scale_replaces_a_worker_that_died():
+    cluster = LocalCluster(n_workers=2, restart_limit=0)  # no supervisor replacements
+    client = Client(cluster)
+    try:
+        _scale_after_a_death(client)
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _scale_after_a_death(client):
     os.kill(sorted(worker_pids(client).values())[0], signal.SIGKILL)
     wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, timeout=30,
              what="the scheduler to notice the dead worker")

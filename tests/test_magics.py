@@ -171,7 +171,7 @@ def test_first_scatter_starts_the_configured_cluster(ip, no_client):
     pids = list(worker_pids(client).values())
     with capture_output() as out:
         assert run(ip, "%cluster stop") is None
-    assert "Stopped the cluster and its 1 workers" in out.stdout
+    assert "Stopped the cluster and its 1 worker." in out.stdout
     assert client.status == "closed" and "client" not in ip.user_ns
     wait_for(lambda: gone(pids), what="the workers to exit")
     ip.user_ns["fut"] = fut

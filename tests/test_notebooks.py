@@ -189,6 +189,18 @@ def test_worker_dies_loses_the_single_copy_and_keeps_the_replica(executed):
     assert "worker-0" in text_of(after)  # the cluster goes on
 
 
+@pytest.mark.timeout(180)
+def test_dask_notebook_shows_the_broadcast_as_a_live_widget(executed):
+    nb = executed(ROOT / "notebooks" / "dask.ipynb").nb
+    cell = code_cell(nb, "%scatter df --broadcast")
+    view = next(o["data"][WIDGET_VIEW] for o in cell.outputs if WIDGET_VIEW in o.get("data", {}))
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    model = state[view["model_id"]]["state"]
+    [df_row] = model["rows"]
+    assert (df_row["name"], df_row["type"], df_row["status"]) == ("df", "DataFrame", "finished")
+    assert sorted(model["worker_names"][a] for a in df_row["workers"]) == ["worker-0", "worker-1"]
+
+
 # ------------------------------------------------------------ the README's first command ---
 
 def readme_first_command() -> str:

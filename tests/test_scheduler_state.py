@@ -23,8 +23,26 @@ def ops(outgoing) -> list:
 
 
 def test_round_robin_is_weighted_by_threads(state):
-    placement = state.choose_workers(8)
+    placement = [a for [a] in state.choose_workers(8)]
     assert placement.count(B) == 3 * placement.count(A)
+
+
+def test_a_silent_worker_is_unresponsive_and_gets_nothing_until_it_speaks(state):
+    state.publishing = True
+    state.heard_from(A, now=10.0)
+    state.heard_from(B, now=12.0)
+    state.check_heartbeats(now=14.0)  # A silent for 4 s > UNRESPONSIVE_AFTER
+    assert state.info()["workers"][A]["status"] == "unresponsive"
+    assert state.info()["workers"][B]["status"] == "running"
+    assert {"event": "worker-status", "address": A, "name": "worker-0",
+            "status": "unresponsive"} in state.events
+    assert {a for [a] in state.choose_workers(8)} == {B}
+    assert state.choose_workers(2, broadcast=True) == [[B], [B]]
+    with pytest.raises(NoWorkersError, match="unresponsive.*worker-0"):
+        state.choose_workers(1, workers=["worker-0"])
+    state.update_metrics(A, memory=1, now=14.5)  # a heartbeat: usable again
+    assert state.info()["workers"][A]["status"] == "running"
+    assert {a for [a] in state.choose_workers(8)} == {A, B}
 
 
 def test_resolve_workers_by_name_pair_and_address(state):
@@ -144,3 +162,30 @@ def test_a_failed_scatter_takes_back_only_what_is_not_recorded(state):
     state.add_data("c", {"held": [A]}, {"held": 8}, {"held": "int"})
     sent = {A: ["held", "new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
     assert state.unrecorded(sent) == {A: ["new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
+
+
+def test_a_standing_broadcast_reaches_workers_that_join_later(state):
+    state.add_data("c", {"x": [A, B]}, {"x": 10}, {"x": "int"}, broadcast=True)
+    state.add_data("c", {"y": [A]}, {"y": 10}, {"y": "int"})  # a plain scatter stays put
+    C = "tcp://127.0.0.1:1003"
+    out = state.add_worker(C, "worker-2", nthreads=1, memory_limit=100, replaces="worker-0")
+    assert out == [(("worker", C), {"op": "acquire", "who_has": {"x": [A, B]}})]
+    state.acquired(C, {"x": 10}, [])
+    assert state.who_has(["x", "y"]) == {"x": [A, B, C], "y": [A]}
+
+
+def test_a_lost_result_is_recomputed_when_its_inputs_remain(state):
+    state.add_data("c", {"x": [A, B]}, {"x": 10}, {"x": "int"})
+    state.add_data("c", {"s": [A]}, {"s": 10}, {"s": "int"})
+    [((_, ran_on), compute)] = state.submit("c", "y", "task", {"x"}, ["worker-0"])
+    assert ran_on == A and compute["op"] == "compute"
+    state.keys["y"].restrictions = set()  # (only to choose where it first ran)
+    state.task_finished(A, "y", 10, "int")
+    assert state.who_has(["y"]) == {"y": [A]}
+    out = state.remove_worker(A, "was killed by SIGKILL")
+    assert ((("client", "c"), {"op": "key-update", "key": "y", "status": "pending", "type": "int",
+                               "exception": None, "traceback": None}) in out)
+    assert ("worker", B) in [dest for dest, msg in out if msg["op"] == "compute"]
+    lost = state.keys["s"].exception  # scattered, held only by A: lost, and says what to do
+    assert state.keys["s"].state == "lost"
+    assert "'s'" in str(lost) and "worker-0" in str(lost) and "scatter it again" in str(lost)

@@ -237,3 +237,31 @@ def test_a_reused_segment_holds_exactly_what_was_written_last():
         assert len(names) == 1
     finally:
         pool.close()
+
+
+def test_a_value_copied_while_hashed_is_stored_once(make_client, monkeypatch):
+    from scatter_magics.engine import limits
+    from scatter_magics.errors import MemoryLimitError
+
+    client = make_client(n_workers=1)
+    pool = client.cluster.shm_pool
+    data = np.random.default_rng(31).random(shm.WRITE_AHEAD_MIN // 8 * 2)
+    future = client.scatter(data)
+    assert pool.stats()["segments"] == 1
+    again = client.scatter(data)  # the same content: no second copy, ahead or not
+    assert again.key == future.key and pool.stats()["segments"] == 1
+    np.testing.assert_array_equal(client.gather(again), data)
+    del future, again
+    wait_for(lambda: pool.stats()["keys"] == 0, what="the key to be released")
+    # A scatter that fails after its copy began (here: refused) gives the copy back at once.
+    def refuse(key, size, total, free):
+        raise MemoryLimitError(f"refused {key!r}")
+    monkeypatch.setattr(limits, "check_machine_memory", refuse)
+    started = []
+    write_ahead = pool.write_ahead
+    monkeypatch.setattr(pool, "write_ahead", lambda b: started.append(write_ahead(b)) or started[-1])
+    with pytest.raises(MemoryLimitError):
+        client.scatter(data + 1)
+    assert started and started[0] is not None  # the copy had begun
+    monkeypatch.undo()
+    wait_for(lambda: pool.stats()["in_use_bytes"] == 0, what="the early copy to be given back")

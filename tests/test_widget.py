@@ -268,9 +268,14 @@ def test_worker_killed_loses_only_data_it_held_alone(make_client):
         # Pushed by the scheduler's events (nothing here re-renders or polls the cluster);
         # how fast is a benchmark's business, not an assertion's.
         wait_for(lambda: row_is(futures, alone.key, "lost", 0), timeout=10, what="lost")
-        wait_for(lambda: row_is(futures, everywhere.key, "finished", 1), what="one replica left")
-        assert [futures.worker_names[a] for a in row(futures, everywhere.key)["workers"]] == ["worker-1"]
-        wait_for(lambda: [w["name"] for w in cluster.workers] == ["worker-1"], what="worker gone")
+        assert row(futures, everywhere.key)["status"] == "finished"
+        # A broadcast stays on every worker: the replacement receives a replica.
+        wait_for(lambda: sorted(futures.worker_names[a] for a in row(futures, everywhere.key)[
+            "workers"]) == ["worker-1", "worker-2"], what="the broadcast on the replacement")
+        # The dead worker is replaced (supervision), under a name that says whom it replaced.
+        wait_for(lambda: [w["name"] for w in cluster.workers] == ["worker-1", "worker-2"],
+                 what="worker-0 gone, worker-2 in its place")
+        assert cluster.workers[1]["note"] == "replaces worker-0, which was killed by SIGKILL"
     finally:
         futures.close()
         cluster.close()

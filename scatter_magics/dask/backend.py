@@ -171,7 +171,10 @@ class DaskBackend:
         n = n_workers or os.cpu_count() or 1
         cluster = NamedLocalCluster(n_workers=0, processes=True, host="127.0.0.1",
                                     threads_per_worker=threads_per_worker,
-                                    memory_limit=memory_limit, dashboard_address=None)
+                                    memory_limit=memory_limit, dashboard_address=None,
+                                    # no dashboard, and its HTTP server (health, metrics) on
+                                    # a free port rather than 8787, which may be taken
+                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         try:
             cluster.scale(n)
             client = distributed.Client(cluster, set_as_default=False)
@@ -189,6 +192,10 @@ class DaskBackend:
         """A client of the scheduler at ``address`` (or in ``scheduler_file``)."""
         if isinstance(security, dict):
             security = distributed.Security(require_encryption=True, **security)
+        if (address or "").startswith("tls://") and security is None:
+            raise ValueError("a tls:// scheduler needs TLS files: --tls-ca-file, "
+                             "--tls-client-cert and --tls-client-key, or a "
+                             "distributed.Security in ScatterMagics.dask_security")
         client = distributed.Client(address, scheduler_file=scheduler_file, security=security,
                                     timeout=timeout, set_as_default=False)
         register_client(client)

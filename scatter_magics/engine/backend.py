@@ -44,7 +44,13 @@ class EmbeddedBackend:
         return self.client.subscribe_events(callback)
 
     def n_workers(self) -> int:
-        return len(self.client.scheduler_info()["workers"])
+        """Live workers: a process found dead counts even before the scheduler notices."""
+        workers = self.client.scheduler_info()["workers"].values()
+        cluster = self.client.cluster
+        if cluster is None:
+            return len(workers)
+        exited = {p.pid for p in list(cluster.processes.values()) if p.poll() is not None}
+        return sum(1 for w in workers if w["pid"] not in exited)
 
     def close(self) -> None:
         self.client.close()

@@ -21,14 +21,15 @@ from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
 from ..backend import register_client
-from ..errors import ClientClosedError
+from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
 from .loop import LoopThread
+from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, serialize, serialize_task
-from .limits import check_machine_memory
-from .shm import THRESHOLD as SHM_THRESHOLD
+from .serialize import deserialize, serialize_task
+from .scatter_copy import counter as _counter
+from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
@@ -40,8 +41,8 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
-
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
 
@@ -170,50 +171,20 @@ class Client:
         """
         self._check_open()
         report = progress or _no_progress
-        with reporting(_counter(report, "hash") if progress else None):
-            items, rebuild = keyed_items(data, hash)
-        futures = {key: Future(key, self) for key in items}
-        payload, pinned = self._serialize_for_scatter(items, report)
+        early = write_ahead(self._pool, data, progress) if hash else None
+        try:
+            with reporting(_counter(report, "hash") if progress else None):
+                items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
+            futures = {key: Future(key, self) for key in items}
+            payload, pinned = serialize_for_scatter(items, self._pool, self.cluster is not None,
+                                                    early, progress)
+        finally:
+            if early is not None:
+                early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
                                           direct, timeout, pinned, report), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
-
-    def _serialize_for_scatter(self, items: dict, report: Progress) -> tuple[dict, list]:
-        """Pickle each value; on a local cluster, large buffers go into shared memory once.
-
-        Returns the payload and the keys whose segments this scatter pinned. If a later
-        item fails (cannot be pickled, no memory), the earlier items' segments are given
-        back at once rather than kept until the cluster closes. Everything is pickled
-        before anything is copied, so the copy's progress has a total.
-        """
-        payload, pinned = {}, []
-        new_bytes = done = 0  # memory this scatter takes on this machine; bytes pickled
-        try:
-            for key, value in items.items():
-                serialized = payload[key] = serialize(value)
-                done += serialized.nbytes
-                report("serialize", done, None)
-                if self.cluster is None:
-                    continue  # the workers may be on another machine
-                if self._pool is None or not self._pool.holds(key):
-                    new_bytes += serialized.nbytes
-                    check_machine_memory(key, serialized.nbytes, new_bytes)
-            if self._pool is None or self.cluster is None:
-                return payload, pinned
-            total = sum(_large_bytes(s.buffers) for k, s in payload.items()
-                        if not self._pool.holds(k))
-            copied = _counter(report, "copy", total) if total else None
-            for key, serialized in payload.items():
-                if serialized.buffers:
-                    serialized.buffers, pin = self._pool.store(key, serialized.buffers, copied)
-                    if pin:
-                        pinned.append(key)
-        except BaseException:
-            if pinned:
-                self._pool.unpin(pinned)
-            raise
-        return payload, pinned
 
     def _view_of(self, ref):
         if self._pool is not None and self._pool.owns(ref.name):
@@ -240,22 +211,22 @@ class Client:
         nbytes = {key: s.nbytes for key, s in payload.items()}
         shared = [key for key, s in payload.items() if s.in_shared_memory]
         if self._direct(direct):
-            targets = await self._link.request({"op": "choose-workers", "n": len(payload),
-                                                "workers": workers, "broadcast": broadcast,
-                                                "timeout": wait, "nbytes": nbytes})
-            placement = dict(zip(payload, targets))
-            by_worker: dict[str, dict] = {}
-            for key, addresses in placement.items():
-                for address in addresses:
-                    by_worker.setdefault(address, {})[key] = payload[key]
-            try:
-                await _all(self._workers.request(a, {"op": "put-data", "data": d})
-                           for a, d in by_worker.items())
-            except BaseException:  # failed, timed out or interrupted
-                await self._take_back(by_worker)
-                raise
-            await self._link.request({"op": "update-data", "placement": placement,
-                                      "nbytes": nbytes, "types": types, "shared": shared})
+            async def choose(keys, exclude):
+                return await self._link.request({
+                    "op": "choose-workers", "n": len(keys), "workers": workers,
+                    "broadcast": broadcast, "timeout": wait, "exclude": exclude,
+                    "nbytes": {k: nbytes[k] for k in keys}})
+
+            async def put(address, keys):
+                return await self._workers.request(
+                    address, {"op": "put-data", "data": {k: payload[k] for k in keys}})
+
+            async def record(placement):
+                return await self._link.request({"op": "update-data", "placement": placement,
+                                                 "nbytes": nbytes, "types": types,
+                                                 "shared": shared, "broadcast": broadcast,
+                                                 "workers": workers})
+            await place(list(payload), choose, put, record, self._take_back)
         else:
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
@@ -315,6 +286,17 @@ class Client:
         if waiting:
             finished = _counter(report, "wait", len(waiting))
             await _all(self._until_done(s, lambda: finished(1)) for s in waiting)
+        for attempt in range(GATHER_ATTEMPTS):
+            try:
+                return await self._gather_once(states, errors, direct, report)
+            except FutureLostError:
+                # Its holder died mid-read and the scheduler is recomputing it (the key
+                # went back to pending before this error reached us): wait, read again.
+                if attempt == GATHER_ATTEMPTS - 1 or all(s.done() for s in states.values()):
+                    raise
+
+    async def _gather_once(self, states: dict, errors: str, direct, report: Progress) -> dict:
+        await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():
             if state.status == "finished":
@@ -595,22 +577,6 @@ Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total): see
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
     pass
-
-
-def _counter(report: Progress, stage: str, total: int | None = None) -> Callable[[int], None]:
-    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
-    done = 0
-
-    def add(n: int) -> None:
-        nonlocal done
-        done += n
-        report(stage, done, total)
-    return add
-
-
-def _large_bytes(buffers) -> int:
-    """The bytes of ``buffers`` that a shared-memory pool copies."""
-    return sum(n for n in (memoryview(b).nbytes for b in buffers) if n >= SHM_THRESHOLD)
 
 
 def _keys_of(futures) -> list[str]:

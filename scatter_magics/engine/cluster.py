@@ -3,7 +3,11 @@
 The scheduler runs in this process on a :class:`~scatter_magics.loop.LoopThread`. Each
 worker is a ``python -m scatter_magics.engine.worker`` subprocess whose standard input is a pipe
 from us: the secret goes down it, and when this process ends (even by SIGKILL) the pipe
-closes and the worker exits. No worker outlives the process that started it.
+closes and the worker exits; ``PR_SET_PDEATHSIG`` and a watch of our pid back that up
+when a child we forked holds the pipe. No worker outlives the process that started it.
+
+A :class:`~scatter_magics.engine.supervisor.Supervisor` thread spawns the workers and
+replaces those that die, within a restart budget (see docs/internals.md).
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ import threading
 import time
 import weakref
 
-from . import protocol, shm
+from . import inheritance, protocol, shm
 from .loop import LoopThread
 from .scheduler import Scheduler
+from .supervisor import (RESTART_LIMIT, RESTART_WINDOW, RestartBudget, Supervisor,
+                         describe_exit)
 from .shm_space import SOCKET_ONLY
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # seconds for all workers to connect
 STOP_TIMEOUT = 5.0  # seconds a worker gets to exit before it is killed
+EXIT_STATUS_WAIT = 0.05  # s the scheduler waits for a disconnected worker's exit status
 
 _clusters: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # address → cluster
 
@@ -47,7 +54,8 @@ class LocalCluster:
 
     def __init__(self, n_workers: int | None = None, threads_per_worker: int = 1,
                  memory_limit="auto", *, host: str = "127.0.0.1", port: int = 0,
-                 secret: str | None = None, timeout: float = START_TIMEOUT):
+                 secret: str | None = None, timeout: float = START_TIMEOUT,
+                 restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW):
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
@@ -56,34 +64,37 @@ class LocalCluster:
             raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker!r}")
         self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
         self.secret = secret or protocol.new_secret()
-        self.processes: dict[str, subprocess.Popen] = {}
         self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
         self.status = "starting"
         self._lock = threading.Lock()
-        self._retired: set[str] = set()  # workers found dead by a later scale()
         self.loop: LoopThread | None = None
+        self.scheduler: Scheduler | None = None
+        # Dead workers are replaced, at most restart_limit times within restart_window s.
+        self.supervisor = Supervisor(self._spawn, self._introduce, self._publish_supervision,
+                                     RestartBudget(restart_limit, restart_window))
         self._trim_task: asyncio.Task | None = None
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
             # overlap with our loop and scheduler starting; they learn its address on stdin.
-            for name in self._new_names(self.n_workers):
-                self.processes[name] = self._spawn(name)
+            self.supervisor.call(self.supervisor.top_up, self.n_workers, False)
             self.loop = LoopThread("scatter-magics-scheduler")
             self.scheduler = self.loop.sync(self._start_scheduler(host, port))
-            for proc in self.processes.values():
+            for proc in list(self.processes.values()):
                 self._introduce(proc)
             self.scale(self.n_workers, timeout=timeout)
         except BaseException:
             self.close()
             raise
         self.status = "running"
+        self.supervisor.replacing = True
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
 
     async def _start_scheduler(self, host: str, port: int) -> Scheduler:
         scheduler = Scheduler(self.secret)
         await scheduler.start(host, port)
-        scheduler.on_worker_removed.append(self._on_worker_removed)
+        scheduler.on_worker_removed.append(lambda address, pid: self.supervisor.wake())
+        scheduler.exit_reason = self._exit_reason
         pool = self.shm_pool
         scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
         if pool is not None:
@@ -102,18 +113,25 @@ class LocalCluster:
         return (f"<LocalCluster {self.scheduler_address if self.status != 'closed' else ''} "
                 f"status={self.status} workers={self._alive()}>")
 
+    @property
+    def processes(self) -> dict[str, subprocess.Popen]:
+        """Every worker process this cluster started, by name (dead ones too)."""
+        return self.supervisor.processes
+
     def _alive(self) -> int:
-        return sum(1 for p in self.processes.values() if p.poll() is None)
+        return self.supervisor.alive()
 
     # ------------------------------------------------------------ workers ---
     def scale(self, n: int, timeout: float = START_TIMEOUT) -> None:
-        """Start workers until ``n`` are alive (never stops any; replaces dead ones)."""
+        """Start workers until ``n`` are alive (never stops any; replaces dead ones).
+
+        The supervisor then keeps ``n`` alive, with a fresh restart budget.
+        """
         with self._lock:
-            # Dead workers are replaced; their deaths are not news to the check below.
-            self._retired.update(name for name, p in self.processes.items()
-                                 if p.poll() is not None)
-            for name in self._new_names(n - self._alive()):
-                self.processes[name] = self._introduce(self._spawn(name))
+            self.n_workers = n
+            self.supervisor.refill()
+            self.supervisor.call(self.supervisor.top_up, n, self.scheduler is not None)
+        self._publish_supervision()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -122,26 +140,30 @@ class LocalCluster:
                 self.loop.sync(self.scheduler.wait_for_workers(n, 0.1))
                 return
             except TimeoutError:
-                dead = {name: p.returncode for name, p in self.processes.items()
-                        if p.poll() is not None and name not in self._retired}
-                if dead:
-                    raise RuntimeError(f"worker process(es) exited before connecting to the "
-                                       f"scheduler: {dead} (name: exit code); their error "
-                                       "output is above") from None
+                self._raise_if_dying()
                 if time.monotonic() > deadline:
                     raise
 
-    def _new_names(self, count: int) -> list[str]:
-        """``count`` worker names never used in this cluster."""
-        first = len(self.processes)
-        return [f"worker-{i}" for i in range(first, first + max(count, 0))]
+    def _raise_if_dying(self) -> None:
+        if self.supervisor.message is not None:
+            raise RuntimeError(self.supervisor.message)
+        dead = self.supervisor.dead_unretired()
+        if dead and not self.supervisor.replacing:
+            raise RuntimeError(f"worker process(es) exited before connecting to the "
+                               f"scheduler: {dead} (name: exit code); their error "
+                               "output is above") from None
 
-    def _spawn(self, name: str) -> subprocess.Popen:
+    def _spawn(self, name: str, replaces: str | None = None) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "scatter_magics.engine.worker", "--name", name, "--nthreads",
-               str(self.threads_per_worker), "--memory-limit", str(self.memory_limit)]
+               str(self.threads_per_worker), "--memory-limit", str(self.memory_limit),
+               "--owner-pid", str(os.getpid())]
+        if replaces:
+            cmd += ["--replaces", replaces]
         if self.shm_pool is not None:
             cmd += ["--shm-prefix", self.shm_pool.prefix]
-        return subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+        inheritance.keep_from_forked_children(proc.stdin.fileno())
+        return proc
 
     def _introduce(self, proc: subprocess.Popen) -> subprocess.Popen:
         """Tell a spawned worker the secret and where the scheduler is (never in argv)."""
@@ -152,11 +174,26 @@ class LocalCluster:
             pass  # it died already: scale() reports it with its exit code
         return proc
 
-    def _on_worker_removed(self, address: str, pid: int) -> None:
-        # Reap the process so a dead worker does not stay behind as a zombie.
-        for proc in self.processes.values():
+    def _exit_reason(self, pid: int) -> str | None:
+        """How the worker process ``pid`` ended, if it has (for worker-removed events).
+
+        Called when its connection closed: a killed process closes its sockets just
+        before it becomes a zombie, so a short wait (on the loop thread, once per
+        death) nearly always finds the exit status.
+        """
+        for proc in list(self.processes.values()):
             if proc.pid == pid:
-                threading.Thread(target=_reap, args=(proc,), daemon=True).start()
+                try:
+                    return describe_exit(proc.wait(EXIT_STATUS_WAIT))
+                except subprocess.TimeoutExpired:
+                    return None
+        return None
+
+    def _publish_supervision(self) -> None:
+        """Put the supervisor's status where ``scheduler_info()`` and ``%cluster`` see it."""
+        if self.loop is not None and self.scheduler is not None and self.loop.running:
+            status = self.supervisor.status()
+            self.loop.call_soon(self.scheduler.set_supervision, status)
 
     # ------------------------------------------------------------ closing ---
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
@@ -164,6 +201,7 @@ class LocalCluster:
         if self.status == "closed":
             return
         self.status = "closed"
+        self.supervisor.stop_replacing()  # before the list of processes to stop is taken
         _open_clusters.discard(self)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
@@ -172,8 +210,9 @@ class LocalCluster:
                 self.loop.sync(_call(self.scheduler.close), timeout)
             except Exception:
                 logger.exception("error closing the scheduler")
-        for proc in self.processes.values():
+        for proc in list(self.processes.values()):
             _stop_process(proc, timeout)
+        self.supervisor.stop()  # after the workers: its end is their PR_SET_PDEATHSIG
         if self.loop is not None:
             self.loop.stop()
         if self.shm_pool is not None:
@@ -199,8 +238,9 @@ async def _trim_idle_segments(pool: shm.SharedMemoryPool) -> None:
 
 def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
     try:
+        inheritance.forget(proc.stdin.fileno())
         proc.stdin.close()  # the worker exits when its stdin closes
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: closed already)
         pass
     try:
         proc.wait(timeout)
@@ -208,13 +248,6 @@ def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
         logger.warning("worker pid %d did not exit within %s s; killing it", proc.pid, timeout)
         proc.kill()
         proc.wait()
-
-
-def _reap(proc: subprocess.Popen) -> None:
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

@@ -88,10 +88,9 @@ def available_memory() -> int:
     return 0
 
 
-def check_machine_memory(key: str, size: int, total: int) -> None:
+def check_machine_memory(key: str, size: int, total: int, free: int) -> None:
     """Refuse a scatter whose ``total`` new bytes (``size`` of them for ``key``) exceed
-    what this machine has free."""
-    free = available_memory()
+    ``free``, what this machine had free when the scatter began (0: unknown)."""
     if free and total > free:
         raise MemoryLimitError(
             f"cannot scatter key {key!r} ({format_bytes(size)}; {format_bytes(total)} in this "

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Callable
 
+from . import inheritance
 from .comm import Channel, Server
 from ..errors import CommClosedError, NoWorkersError
+from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
-from ..structure import gather_all as _all
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK_INTERVAL = 0.5  # s between checks for silent workers
 
 
 class LocalClientLink:
@@ -42,18 +46,37 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
+        self.closing = False
+        self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
+        self._heartbeat_watch = asyncio.ensure_future(self._watch_heartbeats())
         return self.address
+
+    async def _watch_heartbeats(self) -> None:
+        """Mark workers that stopped sending heartbeats unresponsive (see SchedulerState)."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_CHECK_INTERVAL)
+            now = time.monotonic()
+            # If this loop itself was stalled, the workers' heartbeats may be waiting
+            # unread in our sockets: judge nobody this round.
+            if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                self.apply(self.state.check_heartbeats(now))
+            last = now
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
             _send(channel, msg)
 
     def close(self) -> None:
+        self.closing = True
+        if self._heartbeat_watch is not None:
+            self._heartbeat_watch.cancel()
         self.broadcast_to_workers({"op": "close"})
         self.server.close()
 
@@ -67,8 +90,11 @@ class Scheduler:
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"])),
+            "acquired": self._on_worker(lambda a, m: self.state.acquired(
+                a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
-            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(a, m["memory"])),
+            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
+                a, m["memory"], time.monotonic())),
         }
         for op, method in self.client_ops().items():
             handlers[op] = self._on_client(method)
@@ -76,7 +102,9 @@ class Scheduler:
 
     def _on_worker(self, change: Callable) -> Callable:
         def handler(channel: Channel, msg: dict):
-            self.apply(change(channel.worker_address, msg) or [])
+            address = channel.worker_address
+            self.apply(self.state.heard_from(address, time.monotonic()) +
+                       (change(address, msg) or []))
         return handler
 
     def _on_client(self, method: Callable) -> Callable:
@@ -102,10 +130,13 @@ class Scheduler:
     def _register_worker(self, channel: Channel, msg: dict) -> dict:
         address = msg["address"]
         channel.worker_address = address
+        channel.peer = f"worker {msg['name']} ({address})"  # errors name it, not a port
         self.worker_channels[address] = channel
+        _keep_from_forked_children(channel)
         channel.on_close.append(lambda ch: self._remove_worker(address))
         self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
-                                         msg["memory_limit"], msg.get("pid", 0)))
+                                         msg["memory_limit"], msg.get("pid", 0),
+                                         replaces=msg.get("replaces"), now=time.monotonic()))
         self._worker_arrived.set()
         return {"ok": True}
 
@@ -113,9 +144,15 @@ class Scheduler:
         self.worker_channels.pop(address, None)
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
-        self.apply(self.state.remove_worker(address))
+        reason = "closed with the cluster" if self.closing else \
+            self.exit_reason(pid) or "lost its connection to the scheduler"
+        self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
+
+    def set_supervision(self, status: dict) -> None:
+        """The cluster's supervisor status, shown in ``scheduler_info()["supervision"]``."""
+        self.apply(self.state.set_supervision(status))
 
     async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
         async def arrived():
@@ -155,7 +192,7 @@ class Scheduler:
         """Ops a client may call, as ``method(client_id, msg)``."""
         return {
             "scatter": self._scatter, "choose-workers": self._choose_workers,
-            "update-data": self._update_data, "gather": self._gather,
+            "update-data": self._record, "gather": self._gather,
             "unrecorded": self._unrecorded,
             "locations": self._locations, "who-has": self._who_has,
             "has-what": self._has_what, "scheduler-info": self._info,
@@ -175,49 +212,65 @@ class Scheduler:
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
+        exclude = msg.get("exclude", ())
         if msg.get("nbytes") is not None:  # sizes known: only workers with room
-            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"))
+            placement = self.state.place(msg["nbytes"], msg.get("workers"), msg.get("broadcast"),
+                                         exclude=exclude)
             return list(placement.values())
-        if msg.get("broadcast"):
-            allowed = self.state.resolve_workers(msg.get("workers"))
-            return [allowed] * msg["n"]
-        return [[a] for a in self.state.choose_workers(msg["n"], msg.get("workers"))]
+        return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"),
+                                         exclude=exclude)
 
     async def _scatter(self, client_id, msg) -> None:
-        data = msg["data"]
-        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
-        placement = dict(zip(data, targets))
-        by_worker: dict[str, dict] = {}
-        for key, addresses in placement.items():
-            for address in addresses:
-                by_worker.setdefault(address, {})[key] = data[key]
+        data, nbytes = msg["data"], msg["nbytes"]
         # Counted against the workers' room while in flight, so concurrent scatters
-        # cannot each see the same free space.
-        self.state.reserve(placement, msg["nbytes"])
-        try:
-            await _all(self._request_worker(a, {"op": "put-data", "data": d})
-                       for a, d in by_worker.items())
-        except BaseException:  # timed out or failed: take back what may have landed
-            self.discard_unrecorded(by_worker)
-            raise
-        finally:
-            self.state.reserve(placement, msg["nbytes"], -1)
-        self._record_data(client_id, placement, msg)
+        # cannot each see the same free space; released before the data is recorded.
+        in_flight: list[dict] = []
 
-    def _record_data(self, client_id, placement: dict, msg: dict) -> None:
-        shared = msg.get("shared", ())
-        self.apply(self.state.add_data(client_id, placement, msg["nbytes"], msg["types"], shared))
-        if shared:
-            for callback in self.on_keys_recorded:
-                callback(shared)
+        def stop_counting() -> None:
+            while in_flight:
+                self.state.reserve(in_flight.pop(), nbytes, -1)
+
+        async def choose(keys, exclude):
+            targets = await self._choose_workers(client_id, {
+                **msg, "n": len(keys), "nbytes": {k: nbytes[k] for k in keys},
+                "exclude": exclude})
+            in_flight.append(dict(zip(keys, targets)))
+            self.state.reserve(in_flight[-1], nbytes)
+            return targets
+
+        async def put(address, keys):
+            return await self._request_worker(address, {"op": "put-data",
+                                                        "data": {k: data[k] for k in keys}})
+
+        async def record(placement):
+            stop_counting()
+            return self._record(client_id, {**msg, "placement": placement})
+
+        async def take_back(by_worker):
+            self.discard_unrecorded(by_worker)
+        try:
+            await place(list(data), choose, put, record, take_back)
+        finally:
+            stop_counting()
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
         for address, keys in self.state.unrecorded(by_worker).items():
             _send(self.worker_channels.get(address), {"op": "delete-keys", "keys": keys})
 
-    def _update_data(self, client_id, msg) -> None:
-        self._record_data(client_id, msg["placement"], msg)
+    def _record(self, client_id, msg) -> list[str]:
+        """Record where scattered keys landed; return those whose every holder is gone."""
+        placement = {k: [a for a in addresses if a in self.state.workers]
+                     for k, addresses in msg["placement"].items()}
+        gone = [k for k, addresses in placement.items() if not addresses]
+        shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
+        self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
+                                       msg["nbytes"], msg["types"], shared,
+                                       msg.get("broadcast", False), msg.get("workers")))
+        if shared:
+            for callback in self.on_keys_recorded:
+                callback(shared)
+        return gone
 
     def _unrecorded(self, client_id, msg) -> dict:
         return self.state.unrecorded(msg["by_worker"])
@@ -283,6 +336,16 @@ class Scheduler:
         self.state.publishing = bool(self.subscribers)
         if not self.subscribers:
             self.state.events.clear()
+
+
+def _keep_from_forked_children(channel: Channel) -> None:
+    """A forked child of ours must not hold a worker's connection open (see inheritance.py)."""
+    sock = channel.transport.get_extra_info("socket")
+    if sock is None:
+        return
+    fd = sock.fileno()
+    inheritance.keep_from_forked_children(fd)
+    channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
 
 
 def _send(link, msg: dict) -> None:

@@ -5,67 +5,23 @@ messages to send as ``(destination, message)`` pairs, where a destination is
 ``("worker", address)`` or ``("client", client_id)``. Event-stream records accumulate in
 :attr:`SchedulerState.events` for whoever publishes them. No sockets, no ``await``:
 ``scheduler.py`` does the I/O around it, and tests drive it directly.
+
+The records live in ``scheduler_records.py``; heartbeats and placement in
+``scheduler_workers.py``; recompute, retries and standing broadcasts in
+``scheduler_recovery.py`` (mixins of :class:`SchedulerState`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..errors import FutureLostError
+from .scheduler_records import NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
+from .scheduler_recovery import Recovery
+from .scheduler_workers import WorkerBook
 
-from . import limits
-from ..errors import FutureLostError, NoWorkersError, UnknownWorkerError
-
-Outgoing = list  # list[tuple[tuple[str, str], dict]]
-
-# Internal key states, and the Future status each one shows to users.
-PUBLIC_STATUS = {
-    "waiting": "pending", "processing": "pending", "memory": "finished",
-    "error": "error", "lost": "lost", "cancelled": "cancelled", "released": "released",
-}
+__all__ = ["SchedulerState", "KeyInfo", "WorkerInfo", "PUBLIC_STATUS"]
 
 
-@dataclass(eq=False)
-class WorkerInfo:
-    address: str
-    name: str
-    nthreads: int
-    memory_limit: int
-    pid: int = 0
-    keys: set = field(default_factory=set)
-    processing: set = field(default_factory=set)
-    nbytes: int = 0
-    memory: int = 0  # resident memory of the process, as last reported
-    reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
-
-    def occupancy(self) -> float:
-        return len(self.processing) / self.nthreads
-
-
-# The task-only sets of a key start as this shared empty set: most keys are scattered
-# data, and six sets per key made the garbage collector a third of scattering a list.
-NONE: frozenset = frozenset()
-
-
-@dataclass(eq=False, slots=True)
-class KeyInfo:
-    key: str
-    state: str  # one of PUBLIC_STATUS's keys
-    who_has: set = field(default_factory=set)
-    nbytes: int | None = None
-    type: str | None = None
-    wanted_by: set = field(default_factory=set)  # client ids holding futures
-    task: object = None  # Serialized task, for computed keys
-    deps: set | frozenset = NONE
-    waiting_on: set | frozenset = NONE
-    dependents: set | frozenset = NONE  # a set of its own from the first dependent on
-    restrictions: set | frozenset = NONE
-    processing_on: str | None = None
-    exception: BaseException | None = None
-    traceback: str | None = None
-    shared: bool = False  # one copy in shared memory, however many workers map it
-    started: bool = False  # processing, and its worker's thread has begun running it
-
-
-class SchedulerState:
+class SchedulerState(WorkerBook, Recovery):
     """Workers, keys and tasks; see the module docstring for the calling convention."""
 
     def __init__(self):
@@ -74,94 +30,56 @@ class SchedulerState:
         self.events: list[dict] = []
         self.publishing = False  # record events only while someone subscribes
         self._round_robin = 0  # where the next round-robin placement starts
+        self.supervision: dict = {}  # the cluster's worker supervisor: restarts, budget
+        self.standing: set[str] = set()  # keys broadcast for their whole life
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
-                   pid: int = 0) -> Outgoing:
-        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid)
+                   pid: int = 0, replaces: str | None = None, now: float = 0.0) -> Outgoing:
+        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
+                                                replaces, last_seen=now)
         self._emit(self.worker_event(ws))
-        out: Outgoing = []
+        out: Outgoing = self._inherit_broadcasts(ws) + self._top_up_broadcasts(ws)
         for ks in self.keys.values():  # tasks that were waiting for any worker at all
             if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
                 out += self._schedule(ks)
         return out
 
-    def remove_worker(self, address: str) -> Outgoing:
+    def remove_worker(self, address: str, reason: str = "removed") -> Outgoing:
+        """The worker at ``address`` is gone; ``reason`` says how (``'was killed by SIGKILL'``)."""
         ws = self.workers.pop(address, None)
         if ws is None:
             return []
-        self._emit({"event": "worker-removed", "address": address, "name": ws.name})
+        self._emit({"event": "worker-removed", "address": address, "name": ws.name,
+                    "reason": reason})
         out: Outgoing = []
+        orphaned = []  # keys in memory whose last holder this was
         for key in ws.keys:
             ks = self.keys.get(key)
             if ks is None:
                 continue
             ks.who_has.discard(address)
             if not ks.who_has and ks.state == "memory":
-                out += self._lose(ks, f"the only worker holding it ({ws.name}, {address}) died")
+                orphaned.append(ks)
             else:
                 self._emit_key(ks)
+        out += self._recover(orphaned, f"{ws.name} ({address}) {reason}")
         for key in ws.processing:
             ks = self.keys.get(key)
             if ks is not None and ks.state == "processing":
-                ks.state, ks.processing_on = "waiting", None
-                out += self._schedule(ks)
-                self._emit_key(ks)  # rerun elsewhere (or waiting): no longer running
+                out += self._retry_task(ks, f"{ws.name} ({address}) {reason}")
+        for other in self.workers.values():  # fetches from the dead worker may have failed
+            out += self._top_up_broadcasts(other)
         return out
 
-    def update_metrics(self, address: str, memory: int) -> None:
-        ws = self.workers.get(address)
-        if ws is not None:
-            ws.memory = memory
-            self._emit({"event": "worker-metrics", "address": address, "memory": memory,
-                        "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
-
-    def resolve_workers(self, workers) -> list[str]:
-        """Addresses for ``workers=`` (addresses, ``(host, port)`` pairs, names), checked."""
-        if workers is None:
-            return sorted(self.workers)
-        if isinstance(workers, str) or _is_pair_list(workers):
-            workers = [workers]
-        by_name = {ws.name: ws.address for ws in self.workers.values()}
-        addresses = []
-        for w in workers:
-            address = (by_name.get(w) if isinstance(w, str) else None) or _normalize_worker(w)
-            if address not in self.workers:
-                known = ", ".join(f"{ws.name} ({ws.address})" for ws in self.workers.values())
-                raise UnknownWorkerError(f"unknown worker {w!r}; known workers: {known or 'none'}")
-            addresses.append(address)
-        return list(dict.fromkeys(addresses))
-
     # ------------------------------------------------------------ placing data ---
-    def choose_workers(self, n: int, workers=None) -> list[str]:
-        """A worker for each of ``n`` items: round-robin, weighted by threads."""
-        allowed = self.resolve_workers(workers)
-        if not allowed:
-            raise NoWorkersError("no workers are connected to the scheduler")
-        slots = [a for a in allowed for _ in range(self.workers[a].nthreads)]
-        start, self._round_robin = self._round_robin, self._round_robin + n
-        return [slots[(start + i) % len(slots)] for i in range(n)]
-
-    def place(self, nbytes: dict, workers=None, broadcast: bool = False) -> dict[str, list[str]]:
-        """Workers for each key of ``nbytes`` (key → size) with room under their limits."""
-        allowed = self.resolve_workers(workers)
-        if not allowed:
-            raise NoWorkersError("no workers are connected to the scheduler")
-        placement = limits.place(self.workers, allowed, nbytes, broadcast, self._round_robin)
-        self._round_robin += len(nbytes)
-        return placement
-
-    def reserve(self, placement: dict, nbytes: dict, sign: int = 1) -> None:
-        """Count (``sign=-1``: stop counting) a scatter in flight against its workers' room."""
-        for key, addresses in placement.items():
-            for address in addresses:
-                ws = self.workers.get(address)
-                if ws is not None and key not in ws.keys:
-                    ws.reserved += sign * (nbytes.get(key) or 0)
-
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
-                 shared=()) -> Outgoing:
-        """Keys now held in memory: ``placement`` maps key → addresses that store it."""
+                 shared=(), broadcast: bool = False, workers=None) -> Outgoing:
+        """Keys now held in memory: ``placement`` maps key → addresses that store it.
+
+        ``broadcast``: the keys keep a replica on every (``workers=``-allowed) live
+        worker for their whole life, on workers that join later too.
+        """
         out: Outgoing = []
         for key, addresses in placement.items():
             ks = self.keys.get(key)
@@ -173,8 +91,13 @@ class SchedulerState:
             ks.state, ks.type = "memory", types.get(key, ks.type)
             if client is not None:
                 ks.wanted_by.add(client)
+            if broadcast:
+                self._make_standing(ks, workers)
             self._emit_key(ks)
             out += self._release_dependents(ks)
+        if broadcast:  # workers that joined (or woke) while this scatter was on its way
+            for ws in list(self.workers.values()):
+                out += self._top_up_broadcasts(ws, placement)
         return out
 
     def _add_replica(self, ks: KeyInfo, address: str, nbytes: int | None) -> None:
@@ -208,7 +131,7 @@ class SchedulerState:
             ks = self._known(key)
             if ks.state != "memory":
                 continue
-            missing = [a for a in allowed if a not in ks.who_has]
+            missing = [a for a in self.responsive(allowed) if a not in ks.who_has]
             want = len(allowed) if n is None else max(0, n - len(ks.who_has & set(allowed)))
             missing.sort(key=lambda a: self.workers[a].nbytes)
             if missing[:want]:
@@ -246,6 +169,7 @@ class SchedulerState:
         candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
         if not candidates:
             return []  # wait for a (suitable) worker to arrive
+        candidates = self.responsive(candidates) or candidates  # a frozen one may resume
         held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
                 for a in candidates}
         address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
@@ -366,6 +290,7 @@ class SchedulerState:
 
     def _forget(self, ks: KeyInfo) -> Outgoing:
         self.keys.pop(ks.key, None)
+        self.standing.discard(ks.key)
         out: Outgoing = []
         for address in ks.who_has:
             ws = self.workers.get(address)
@@ -422,28 +347,28 @@ class SchedulerState:
                 raise ks.exception
             if not ks.who_has:
                 raise FutureLostError(f"key {key!r} has no replica on any worker")
-            out[key] = sorted(ks.who_has)
+            # Responsive holders first: a frozen one is asked only if it is the only one.
+            out[key] = sorted(ks.who_has, key=lambda a: (self.workers[a].status != "running", a))
         return out
 
     def info(self) -> dict:
         """Workers and totals; ``nbytes`` counts a key in shared memory once."""
         nbytes = sum((ks.nbytes or 0) * (1 if ks.shared else len(ks.who_has))
                      for ks in self.keys.values())
-        return {"type": "Scheduler", "nbytes": nbytes, "nkeys": len(self.keys), "workers": {
+        return {"type": "Scheduler", "nbytes": nbytes, "nkeys": len(self.keys),
+                "supervision": dict(self.supervision), "workers": {
             a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
                 "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
-                "processing": len(ws.processing), "pid": ws.pid}
+                "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces,
+                "status": ws.status}
             for a, ws in self.workers.items()}}
 
     # ------------------------------------------------------------ events ---
     def snapshot(self) -> list[dict]:
         return [self.worker_event(ws) for ws in self.workers.values()] + \
+               [self.worker_status_event(ws) for ws in self.workers.values()
+                if ws.status != "running"] + \
                [self.key_event(ks) for ks in self.keys.values()]
-
-    @staticmethod
-    def worker_event(ws: WorkerInfo) -> dict:
-        return {"event": "worker-added", "address": ws.address, "name": ws.name,
-                "nthreads": ws.nthreads, "memory_limit": ws.memory_limit}
 
     @staticmethod
     def key_event(ks: KeyInfo) -> dict:
@@ -462,13 +387,3 @@ class SchedulerState:
             self.events.append(event)
 
 
-def _is_pair_list(workers) -> bool:
-    return isinstance(workers, tuple) and len(workers) == 2 and isinstance(workers[1], int)
-
-
-def _normalize_worker(w) -> str:
-    if isinstance(w, tuple) and len(w) == 2:
-        return f"tcp://{w[0]}:{w[1]}"
-    if isinstance(w, str) and "://" not in w and ":" in w:
-        return f"tcp://{w}"
-    return w if isinstance(w, str) else repr(w)

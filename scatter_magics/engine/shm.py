@@ -25,11 +25,11 @@ workers, which know the prefix, unlink them when they notice (see
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import glob
 import itertools
 import logging
-import mmap
 import os
 import threading
 import time
@@ -37,6 +37,7 @@ import weakref
 from dataclasses import dataclass
 
 from ..errors import SharedMemoryError
+from .shm_segment import Segment
 from .shm_space import SHM_DIR, ShmSpace
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ THRESHOLD = 1 << 20  # buffers at least this large go through shared memory
 MIN_SEGMENT = 1 << 22
 MAX_IDLE_BYTES = 1 << 30  # free segments kept for reuse; beyond this they go at once
 IDLE_SECONDS = 5.0  # a free segment unused this long is given back to the system
-MAX_WRITE = 1 << 30  # bytes per pwrite call (Linux writes at most 0x7ffff000 at once)
+WRITE_AHEAD_MIN = 1 << 23  # bytes; below this, copying while hashing saves too little
+FILLED_UP = "it filled up while the buffer was being written"  # a fallback's reason
 
 
 def available() -> bool:
@@ -72,70 +74,6 @@ class ShmRef:
     nbytes: int
 
 
-class Segment:
-    """One file in ``/dev/shm``, mapped read-only for views; written two ways.
-
-    Pages not allocated yet are written with ``pwrite``: a fresh mapping faults them in one
-    at a time (200 MB: 146 ms by ``posix_fallocate`` and a mapped copy, 64 ms by
-    ``pwrite`` on this machine), and a write that finds ``/dev/shm`` full fails with
-    ``ENOSPC`` instead of killing the process with SIGBUS on a page fault. Pages that
-    exist (a reused segment, up to :attr:`allocated`) are written through a writable
-    mapping of just those pages, populated once (``MAP_POPULATE``) and kept warm: 19 ms
-    for 200 MB against 64 ms by ``pwrite``, which looks up every page again.
-    """
-
-    __slots__ = ("name", "size", "mmap", "fd", "key", "views", "idle_since", "allocated",
-                 "_writer")
-
-    def __init__(self, name: str, size: int):
-        self.name, self.size = name, size
-        self.mmap = self._writer = None
-        self.allocated = 0  # bytes from the start whose pages exist (written before)
-        self.fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.ftruncate(self.fd, size)  # sparse: pages are allocated by the writes
-            self.mmap = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-        except BaseException:
-            self.destroy()
-            raise
-        self.key: str | None = None
-        self.views = 0
-        self.idle_since = 0.0
-
-    def write(self, offset: int, view: memoryview) -> None:
-        end = offset + view.nbytes
-        if end <= self.allocated:
-            self._warm_writer()[offset:end] = view
-            return
-        while view.nbytes:  # pwrite may write less than it was given
-            written = os.pwrite(self.fd, view[:MAX_WRITE], offset)
-            offset, view = offset + written, view[written:]
-        page_end = min(-(-end // mmap.PAGESIZE) * mmap.PAGESIZE, self.size)
-        self.allocated = max(self.allocated, page_end)
-
-    def _warm_writer(self) -> mmap.mmap:
-        """A writable mapping of the allocated pages (no holes in it: no SIGBUS)."""
-        if self._writer is None or len(self._writer) < self.allocated:
-            if self._writer is not None:
-                self._writer.close()
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            self._writer = mmap.mmap(self.fd, self.allocated, flags=flags)
-        return self._writer
-
-    def destroy(self) -> None:
-        for mapping in (self.mmap, self._writer):
-            if mapping is not None:
-                try:
-                    mapping.close()
-                except BufferError:  # a view is still exported; the mapping goes with it
-                    pass
-        os.close(self.fd)
-        try:
-            os.unlink(os.path.join(SHM_DIR, self.name))
-        except FileNotFoundError:
-            pass
-
-
 class _Record:
     """A key's segment and who still needs it.
 
@@ -145,15 +83,26 @@ class _Record:
     content is about to point workers at (a gather then returned another key's data).
     """
 
-    __slots__ = ("segment", "refs", "pins", "held", "ready", "error")
+    __slots__ = ("segment", "refs", "pins", "held", "ready", "error", "size")
 
     def __init__(self):
+        self.size = 0  # bytes of its large buffers, aligned
         self.segment: Segment | None = None
         self.refs: list | None = None  # stays None if the buffers went over the socket
         self.pins = 1
         self.held = False
         self.ready = threading.Event()  # set when the writer is done, either way
         self.error: BaseException | None = None
+
+
+@dataclass
+class Draft:
+    """Buffers copied before their key was known (``segment`` None: no room for them)."""
+
+    segment: Segment | None
+    refs: list | None
+    size: int
+    why: str | None  # why there is no segment, if there is none
 
 
 class SharedMemoryPool:
@@ -168,7 +117,7 @@ class SharedMemoryPool:
     >>> pool.release_key("x")         # the segment is free for reuse  # doctest: +SKIP
     """
 
-    def __init__(self, directory: str = SHM_DIR):
+    def __init__(self):
         self.prefix = f"smg-{os.getpid()}-{os.urandom(4).hex()}-"
         self._counter = itertools.count()
         self._segments: dict[str, Segment] = {}
@@ -176,22 +125,25 @@ class SharedMemoryPool:
         self._free: list[Segment] = []
         self._lock = threading.Lock()  # scatter runs on user threads, release on the loop
         self.on_destroy: list = []  # callbacks(names) when segments are unlinked
-        self.space = ShmSpace(directory)
+        self.space = ShmSpace(SHM_DIR)
         self._over_cap = False  # free segments beyond MAX_IDLE_BYTES, to trim at once
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # write_ahead's
         self.closed = False
 
     # ------------------------------------------------------------ writing ---
     def holds(self, key: str) -> bool:
         return key in self._by_key
 
-    def store(self, key: str, buffers: list, on_copied=None) -> tuple[list, bool]:
+    def store(self, key: str, buffers: list, draft: concurrent.futures.Future | None = None,
+              on_copied=None) -> tuple[list, bool]:
         """``(buffers, pinned)``: the large ``buffers`` of ``key`` as refs to one segment.
 
         ``pinned`` says this call holds the segment until :meth:`unpin`. A key stored
         already, or being stored by another thread now, is not copied twice. When
         ``/dev/shm`` cannot hold the copy, the buffers come back unchanged (and
-        unpinned) to travel over the socket. ``on_copied(nbytes)``, if given, is called
-        as each piece of the copy lands (progress bars).
+        unpinned) to travel over the socket. ``draft``: the same buffers, copied by
+        :meth:`write_ahead` while the key was computed. ``on_copied(nbytes)``, if given,
+        is called as each piece of the copy lands (progress bars).
         """
         views = [_bytes_view(b) for b in buffers]
         if not any(v.nbytes >= THRESHOLD for v in views):
@@ -203,14 +155,17 @@ class SharedMemoryPool:
                 record = self._by_key[key] = _Record()
             else:
                 record.pins += 1
-        if writer:
+        if writer and draft is not None:
+            self._adopt(key, record, draft)
+        elif writer:
             self._write(key, record, views, on_copied)
         else:
+            if draft is not None:
+                self.give_back(draft)  # the same content was stored meanwhile
             record.ready.wait()
         error = record.error
-        if error is not None and (isinstance(error, SharedMemoryError)
-                                  or not isinstance(error, Exception)):
-            raise error  # names the key already, or an interruption (KeyboardInterrupt)
+        if error is not None and not isinstance(error, Exception):
+            raise error  # an interruption (KeyboardInterrupt) stays what it is
         if error is not None:
             raise SharedMemoryError(f"could not put key {key!r} in shared memory: "
                                     f"{error}") from error
@@ -220,13 +175,18 @@ class SharedMemoryPool:
 
     def _write(self, key: str, record: _Record, views: list, on_copied=None) -> None:
         """Copy ``views`` into a segment for ``record``; on no room, leave refs None."""
-        size = sum(_aligned(v.nbytes) for v in views if v.nbytes >= THRESHOLD)
+        size = record.size = sum(_aligned(v.nbytes) for v in views if v.nbytes >= THRESHOLD)
         segment = None
         try:
-            segment = self._take(key, size)
-            if segment is not None:
+            segment = self._take(size)
+            if segment is None:
+                self.space.fell_back(size, key=key)
+            else:
                 record.refs = self._copy(segment, views, on_copied)
-                record.segment, segment.key = segment, key
+                if record.refs is None:
+                    self.space.fell_back(size, key=key, why=FILLED_UP)
+                else:
+                    record.segment, segment.key = segment, key
         except BaseException as exc:  # interrupted too: the segment must not be stranded
             record.error = exc
             with self._lock:
@@ -238,6 +198,66 @@ class SharedMemoryPool:
                     if self._by_key.get(key) is record:
                         del self._by_key[key]
             record.ready.set()
+
+    # ------------------------------------------------------------ writing ahead ---
+    def write_ahead(self, buffers: list, on_copied=None) -> "concurrent.futures.Future | None":
+        """Start copying ``buffers`` into a segment before their key is known.
+
+        The caller hashes the value for its key meanwhile (xxhash and ``pwrite`` both
+        release the GIL), then passes the :class:`Draft` to :meth:`store`, or to
+        :meth:`give_back`. None when not worth it: small, or a stored key has the same
+        size (then the value may be stored already, and a copy would be wasted).
+        """
+        views = [_bytes_view(b) for b in buffers]
+        size = sum(_aligned(v.nbytes) for v in views if v.nbytes >= THRESHOLD)
+        with self._lock:
+            if size < WRITE_AHEAD_MIN or self.closed or any(
+                    r.size == size for r in self._by_key.values()):
+                return None
+            if self._writer is None:
+                self._writer = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="scatter-magics-shm-write")
+        return self._writer.submit(self._draft, views, size, on_copied)
+
+    def _draft(self, views: list, size: int, on_copied=None) -> Draft:
+        segment = self._take(size)
+        if segment is None:
+            return Draft(None, None, size, why=None)
+        try:
+            refs = self._copy(segment, views, on_copied)
+        except BaseException:
+            with self._lock:
+                self._maybe_free(segment)  # a no-op if _copy discarded it
+            raise
+        return Draft(segment if refs else None, refs, size, why=None if refs else FILLED_UP)
+
+    def _adopt(self, key: str, record: _Record, pending: concurrent.futures.Future) -> None:
+        """Make ``record`` the owner of a draft's segment (as :meth:`_write` would)."""
+        try:
+            draft = pending.result()
+            record.size = draft.size
+            if draft.refs is None:  # no room: the buffers go over the socket
+                self.space.fell_back(draft.size, key=key, why=draft.why)
+            else:
+                record.refs, record.segment, draft.segment.key = draft.refs, draft.segment, key
+        except BaseException as exc:
+            record.error = exc
+        finally:
+            if record.refs is None:
+                with self._lock:
+                    if self._by_key.get(key) is record:
+                        del self._by_key[key]
+            record.ready.set()
+
+    def give_back(self, pending: concurrent.futures.Future) -> None:
+        """A draft nobody adopted: its segment is free again (once the copy is done)."""
+        try:
+            draft = pending.result()
+        except Exception:  # the copy failed: there is nothing to give back
+            return
+        if draft.segment is not None:
+            with self._lock:
+                self._maybe_free(draft.segment)
 
     def _copy(self, segment: Segment, views: list, on_copied=None) -> list:
         """Refs for ``views`` written into ``segment``; small ones are ints (left inline)."""
@@ -254,11 +274,10 @@ class SharedMemoryPool:
             self._discard(segment)
             if exc.errno != errno.ENOSPC:
                 raise
-            self.space.fell_back(offset + view.nbytes, why="it filled up while writing")
-            return None
+            return None  # /dev/shm filled up meanwhile (another process, or a race)
         return refs
 
-    def _take(self, key: str, size: int) -> Segment | None:
+    def _take(self, size: int) -> Segment | None:
         """A free segment that fits, or a new one if ``/dev/shm`` has room; else None."""
         with self._lock:
             fits = [s for s in self._free if size <= s.size <= 2 * size + MIN_SEGMENT]
@@ -270,14 +289,13 @@ class SharedMemoryPool:
         if not self.space.fits(size):
             self.trim(0.0)  # idle segments take room too: give them back and look again
             if not self.space.fits(size):
-                self.space.fell_back(size, key=key)
                 return None
         name = f"{self.prefix}{next(self._counter)}"
         try:
             segment = Segment(name, size)
         except OSError as exc:
-            raise SharedMemoryError(f"could not create a {size}-byte segment in {SHM_DIR} "
-                                    f"for key {key!r}: {exc}") from exc
+            raise SharedMemoryError(f"could not create a {size}-byte segment in "
+                                    f"{SHM_DIR}: {exc}") from exc
         with self._lock:
             self._segments[name] = segment
         return segment
@@ -390,6 +408,10 @@ class SharedMemoryPool:
     def close(self) -> None:
         with self._lock:
             self.closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
+        with self._lock:
             segments, self._segments = list(self._segments.values()), {}
             self._free, self._by_key = [], {}
         for segment in segments:

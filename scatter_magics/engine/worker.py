@@ -3,9 +3,10 @@
 Started by :class:`~scatter_magics.cluster.LocalCluster` as
 ``python -m scatter_magics.engine.worker --name NAME ...``, before the scheduler is listening.
 The cluster secret and then the scheduler's address arrive as the first two lines of
-standard input (the secret is never on the command line, where ``ps`` shows it); the
-worker exits when standard input closes, so it dies with the process that started it,
-even if that process was killed with SIGKILL.
+standard input (the secret is never on the command line, where ``ps`` shows it). It
+dies with the process that started it (``--owner-pid``), even one killed with SIGKILL:
+when standard input closes, on ``PR_SET_PDEATHSIG``'s SIGTERM (Linux), or when its parent
+pid changes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import ctypes
+import functools
 import logging
 import os
+import select
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from .comm import Channel, Server, connect
@@ -28,11 +33,14 @@ from .scheduler_link import fetch_from_holders
 from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
 from .shm import unlink_segments
 from .shm_mapper import SegmentMapper
+from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
-METRICS_INTERVAL = 1.0  # seconds between memory reports to the scheduler
-RUNNING_AFTER = 0.05  # s; a task that ends sooner is never reported as running
+HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
+OWNER_CHECK_INTERVAL = 0.5  # s between checks that the owner process still lives
+OWNER_GONE_WAIT = 1.0  # s a worker that lost the scheduler waits to see if the owner died
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
@@ -86,8 +94,9 @@ class HeldData(dict):
 
 class Worker:
     def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
-                 memory_limit: int):
+                 memory_limit: int, replaces: str | None = None):
         self.scheduler_address = scheduler_address
+        self.replaces = replaces
         self.secret = secret
         self.name = name
         self.nthreads = nthreads
@@ -98,13 +107,19 @@ class Worker:
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
         self.closed = asyncio.Event()
+        self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
+                "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "close": lambda ch, msg: self.closed.set()}
+                "compute": self._compute, "close": self._on_close_request}
+
+    def _on_close_request(self, channel, msg) -> None:
+        self.close_requested = True
+        self.closed.set()
 
     async def start(self) -> None:
         address = await self.server.listen("127.0.0.1", 0)
@@ -112,7 +127,8 @@ class Worker:
         self.scheduler.on_close.append(lambda ch: self.closed.set())
         await self.scheduler.request({
             "op": "register-worker", "address": address, "name": self.name,
-            "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid()})
+            "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid(),
+            "replaces": self.replaces})
         self._spawn(self._report_metrics())
 
     def _spawn(self, coro) -> None:
@@ -149,6 +165,21 @@ class Worker:
         """Copy keys from the peers listed in ``who_has`` into this worker."""
         await self._gather_from_peers(msg["who_has"])
         return {key: self.data[key].nbytes for key in msg["who_has"]}
+
+    def _acquire(self, channel, msg) -> None:
+        """Fetch standing-broadcast keys from peers, then say what arrived (one-way)."""
+        self._spawn(self._acquire_and_report(msg["who_has"]))
+
+    async def _acquire_and_report(self, who_has: dict) -> None:
+        try:
+            fetched = await self._gather_from_peers(who_has)
+        except (CommClosedError, KeyError) as exc:  # its holders died meanwhile
+            logger.debug("could not fetch %s: %s", list(who_has), exc)
+            self._report({"op": "acquired", "fetched": {}, "failed": list(who_has)})
+            return
+        held = {k: self.data[k].nbytes for k in who_has if k in self.data}
+        self._report({"op": "acquired", "fetched": {**held, **fetched},
+                      "failed": [k for k in who_has if k not in held]})
 
     async def _gather_from_peers(self, who_has: dict) -> dict:
         """Fetch the keys this worker lacks; return ``{key: nbytes}`` of what it fetched.
@@ -195,12 +226,12 @@ class Worker:
         try:
             fetched = await self._gather_from_peers(who_has)
             inputs = {dep: self.data[dep].value for dep in who_has}
-            loop = asyncio.get_running_loop()
-            watch = StartWatch(loop, lambda: self._report({"op": "task-started", "key": key}))
-            timer = loop.call_later(RUNNING_AFTER, watch.arm)
+            watch = StartWatch(asyncio.get_running_loop(),
+                               lambda: self._report({"op": "task-started", "key": key}))
+            timer = watch.watch()
             try:
-                value = await loop.run_in_executor(self.executor, _execute, task, inputs,
-                                                   watch.started)
+                value = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, _execute, task, inputs, watch.started)
             finally:
                 timer.cancel()
         except asyncio.CancelledError:
@@ -231,37 +262,7 @@ class Worker:
     async def _report_metrics(self) -> None:
         while True:
             self._report({"op": "metrics", "memory": resident_memory()})
-            await asyncio.sleep(METRICS_INTERVAL)
-
-
-class StartWatch:
-    """Says "task-started" once a task runs, if it lasts long enough to be seen running.
-
-    ``started()`` runs on the pool thread as it picks the task up (a task queued behind
-    others on a busy worker has not started); ``arm()`` runs on the loop thread
-    :data:`RUNNING_AFTER` seconds after the task was handed over. Whichever comes second
-    reports. A quick task never reports: no extra message, and no extra wake of the
-    loop, which costs 30-40 us here (docs/internals.md, "Small-message latency").
-    """
-
-    __slots__ = ("_loop", "_report", "_lock", "_started", "_armed")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, report):
-        self._loop, self._report = loop, report
-        self._lock = threading.Lock()
-        self._started = self._armed = False
-
-    def started(self) -> None:
-        with self._lock:
-            self._started, armed = True, self._armed
-        if armed:
-            self._loop.call_soon_threadsafe(self._report)
-
-    def arm(self) -> None:
-        with self._lock:
-            self._armed, started = True, self._started
-        if started:
-            self._report()
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
 def _not_aliasing_shared_memory(value):
@@ -282,7 +283,7 @@ def _not_aliasing_shared_memory(value):
 
 def _execute(task: Serialized, inputs: dict, on_start=None):
     if on_start is not None:
-        on_start()
+        on_start()  # a pool thread picked the task up (task_start.StartWatch)
     func, args, kwargs = deserialize_task(task, inputs)
     return func(*args, **kwargs)
 
@@ -296,17 +297,60 @@ def resident_memory() -> int:
         return 0
 
 
-def _exit_when_parent_dies(shm_prefix: str) -> None:
-    """Block on stdin until the parent's end of the pipe closes, then exit at once.
+def _exit_when_owner_dies(shm_prefix: str, owner_pid: int) -> None:
+    """Wait until the owner's end of stdin closes, or the owner is gone; then exit at once.
 
-    A parent that closed us on purpose has already unlinked its shared memory; one that
-    was killed could not, so we remove what it left (every worker tries; that is fine).
+    The pipe alone is not enough: a child the owner forked without exec inherits its
+    write end (the owner makes it /dev/null there, see ``inheritance.py``; this is the
+    second line of defence), so the owner's pid is watched too.
     """
-    while os.read(0, 1 << 16):  # a raw read: no buffered-reader lock held at shutdown
-        pass
+    while True:
+        readable, _, _ = select.select([0], [], [], OWNER_CHECK_INTERVAL)
+        if readable and not os.read(0, 1 << 16):  # raw: no buffered-reader lock at shutdown
+            break
+        if owner_pid and os.getppid() != owner_pid:
+            break  # re-parented: the owner died
+    _end_now(shm_prefix)
+
+
+def _end_now(shm_prefix: str, *_signal) -> None:
+    """Exit at once, removing the owner's shared memory (it could not, if it was killed).
+
+    A parent that closed us on purpose has already unlinked it; every worker trying too
+    is fine.
+    """
     if shm_prefix:
         unlink_segments(shm_prefix)
     os._exit(0)
+
+
+def _on_sigterm(shm_prefix: str, owner_pid: int, *_signal) -> None:
+    """Exit; remove the owner's shared memory only if the owner is gone.
+
+    PR_SET_PDEATHSIG's signal comes when the spawning *thread* dies, which for a killed
+    owner is a moment before the whole process is gone and we are re-parented: so wait
+    for that briefly. A SIGTERM from anyone else (``kill <pid>``) must not unlink
+    segments the owner and the other workers still use.
+    """
+    _end_now(shm_prefix if _owner_gone(owner_pid) else "")
+
+
+def _die_with_owner(shm_prefix: str, owner_pid: int) -> None:
+    """Ask Linux for SIGTERM when the owner's spawning thread ends, and exit on it.
+
+    ``PR_SET_PDEATHSIG`` (prctl(2)) fires however the owner ends, even when a child
+    it forked still holds our pipe. The owner spawns us from a thread that lives as
+    long as the cluster (``supervisor.py``), since the signal follows that thread.
+    """
+    signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, shm_prefix, owner_pid))
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            logger.debug("prctl(PR_SET_PDEATHSIG) is not available")
+    if owner_pid and os.getppid() != owner_pid:
+        _end_now(shm_prefix)  # the owner died before we asked
 
 
 def _read_line(what: str) -> str:
@@ -328,33 +372,51 @@ def main(argv=None) -> None:
     parser.add_argument("--nthreads", type=int, default=1)
     parser.add_argument("--memory-limit", type=int, default=0)
     parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
+    parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
+    parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
+    _die_with_owner(args.shm_prefix, args.owner_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=_exit_when_parent_dies, args=(args.shm_prefix,), name="parent-watch",
-                     daemon=True).start()
+    threading.Thread(target=_exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+                     name="owner-watch", daemon=True).start()
 
-    async def run():
+    async def run() -> bool:
         global CURRENT
         worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
-                                  args.memory_limit)
+                                  args.memory_limit, args.replaces)
         await worker.start()
         await worker.closed.wait()
         await worker.close()
+        return worker.close_requested
 
+    closed_by_owner = False
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(run())
+            closed_by_owner = runner.run(run())
     finally:
-        # A worker ends with its cluster: closed (the owner unlinks the segments too, and
-        # either may come first) or killed. When the owner is killed, our connection to
-        # it may close before stdin does, and then this, not _exit_when_parent_dies,
-        # is the exit that must clean up.
-        if args.shm_prefix:
+        # A worker ends with its cluster: closed (the owner unlinks the segments) or
+        # killed. When the owner is killed, our connection to it may close before stdin
+        # does, and then this, not _exit_when_owner_dies, is the exit that must clean
+        # up; but a worker that merely lost its connection must leave the segments to
+        # the owner and the other workers.
+        if args.shm_prefix and not closed_by_owner and _owner_gone(args.owner_pid):
             unlink_segments(args.shm_prefix)
 
+
+def _owner_gone(owner_pid: int, wait: float = OWNER_GONE_WAIT) -> bool:
+    """Whether the owner died: we were re-parented, now or within ``wait`` seconds.
+
+    Its sockets close a moment before the kernel re-parents its children.
+    """
+    deadline = time.monotonic() + wait
+    while owner_pid and os.getppid() == owner_pid:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 if __name__ == "__main__":
     # Run the imported module, not this __main__ copy, so that tasks importing

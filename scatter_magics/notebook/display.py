@@ -96,7 +96,7 @@ def _natural(name) -> list:
 
 
 def _table_text(columns: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     lines = [columns] + rows
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
@@ -170,10 +170,11 @@ class ClusterSummary:
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
     def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
-                 client=None):
+                 notice: str | None = None, client=None):
         self.address = address
         self.workers = workers
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
+        self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
 
     @classmethod
@@ -188,8 +189,11 @@ class ClusterSummary:
             workers.append({"name": w.get("name", address), "address": address,
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
-                            "keys": keys, "labels": [labels.get(k, k) for k in keys]})
-        return cls(info.get("address", ""), workers, info.get("shared_memory"), backend.client)
+                            "keys": keys, "labels": [labels.get(k, k) for k in keys],
+                            "status": w.get("status", "running")})
+        notice = (info.get("supervision") or {}).get("message")
+        return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
+                   backend.client)
 
     @property
     def keys(self) -> set[str]:
@@ -199,15 +203,18 @@ class ClusterSummary:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
         shared = shared_memory_text(self.shared_memory)
-        return (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
-                + (f"; {shared}" if shared else ""))
+        headline = (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
+                    f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
+                    + (f"; {shared}" if shared else ""))
+        return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
     def _cells(self) -> list[list[str]]:
         rows = []
         for w in self.workers:
             shown = grouped_labels(w["labels"])
-            rows.append([w["name"], w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
+            name = w["name"] if w.get("status", "running") == "running" else \
+                f"{w['name']} ({w['status']})"  # e.g. frozen: gets no new data
+            rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
                          format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
         return rows
 

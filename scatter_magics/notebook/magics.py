@@ -375,7 +375,7 @@ class ScatterMagics(Magics):
                   f"workers.")
             return
         self.close()
-        print(f"Stopped the cluster and its {n} workers.")
+        print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")
 
     # -------------------------------------------------------------- the client ---
     def _progress(self, what: str) -> ProgressBar:

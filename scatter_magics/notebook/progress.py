@@ -60,10 +60,11 @@ class ProgressBar:
         self.delay, self.interval = delay, interval
         self._lock = threading.Lock()  # the reported state
         self._draw_lock = threading.Lock()  # the view: drawn by the ticker, settled by exit
+        # stage -> [done, total, when it began]; stages may overlap (a large value is
+        # copied into shared memory while it is hashed), the bar shows the newest.
+        self._stages: dict[str, list] = {}
         self._stage: str | None = None
-        self._done, self._total = 0, None
-        self._stage_started = self._started = self._next_draw = time.monotonic()
-        self._finished: dict[str, int] = {}  # stage -> its last count, for the summary
+        self._started = self._next_draw = time.monotonic()
         self._context: contextvars.Context | None = None
         self._settled = False
         self.shown = False
@@ -71,10 +72,12 @@ class ProgressBar:
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         with self._lock:
-            if stage != self._stage:
-                self._stage, self._stage_started = stage, time.monotonic()
-            self._done, self._total = done, total
-            self._finished[stage] = done
+            entry = self._stages.get(stage)
+            if entry is None:
+                self._stages[stage] = [done, total, time.monotonic()]
+                self._stage = stage
+            else:
+                entry[0], entry[1] = done, total
 
     def __enter__(self) -> "ProgressBar":
         self._started = time.monotonic()
@@ -123,7 +126,8 @@ class ProgressBar:
     def line(self) -> tuple[str, float | None]:
         """What the bar says now, and how full it is (None: unknown)."""
         with self._lock:
-            stage, done, total, since = self._stage, self._done, self._total, self._stage_started
+            stage = self._stage
+            done, total, since = self._stages[stage] if stage else (0, None, 0.0)
         if stage is None:
             return f"{self.what}: starting", None
         doing = STAGES.get(stage, (stage, stage))[0]
@@ -143,7 +147,7 @@ class ProgressBar:
 
     def _summary(self) -> str:
         with self._lock:
-            finished = dict(self._finished)
+            finished = {stage: entry[0] for stage, entry in self._stages.items()}
         parts = [f"{format_bytes(n)} {STAGES.get(stage, (stage, stage))[1]}"
                  for stage, n in finished.items() if stage in ("hash", "copy", "transfer") and n]
         if finished.get("wait"):

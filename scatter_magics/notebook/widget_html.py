@@ -112,10 +112,17 @@ def memory_bar_html(memory: int, nbytes: int, limit: int) -> str:
             f"</div> {_esc(format_bytes(memory))} / {_esc(format_bytes(limit))}")
 
 
+def _worker_note(worker: Mapping[str, Any]) -> str:
+    """Whom a replacement replaced, and whether the worker is unresponsive, or ''."""
+    status = worker.get("status", "running")
+    notes = [n for n in (status if status != "running" else "", worker.get("note", "")) if n]
+    return f"<br><small>{_esc('; '.join(notes))}</small>" if notes else ""
+
+
 def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any],
                  live: bool = True) -> str:
     """The workers table with a totals caption."""
-    cells = [[_esc(w["name"]), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
+    cells = [[_esc(w["name"]) + _worker_note(w), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
               memory_bar_html(w["memory"], w["nbytes"], w["memory_limit"]), _esc(w["nkeys"]),
               _esc(format_bytes(w["nbytes"])), _esc(holds_text(w.get("holds", ())))]
              for w in workers]

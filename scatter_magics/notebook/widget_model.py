@@ -224,11 +224,13 @@ class ClusterTable:
 
     Besides each worker's metrics it keeps, per worker, its keys by status (finished:
     held there; running: computing there) and what it holds by name, so the cluster
-    view stays a handful of numbers and names at 10,000 keys.
+    view stays a handful of numbers and names at 10,000 keys; and how removed workers
+    ended, for the note on their replacements.
     """
 
     def __init__(self, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.workers: dict[str, dict[str, Any]] = {}
+        self.deaths: dict[str, str] = {}  # name of a removed worker → how it ended
         self.departed: list[str] = []  # names of workers that left, most recent last
         self.closed = False
         self._labels = labels or dict
@@ -251,14 +253,22 @@ class ClusterTable:
                     "memory": 0,
                     "nbytes": 0,
                     "nkeys": 0,
+                    "status": "running",
+                    "note": self._replacement_note(event.get("replaces")),
                 }
                 self._by_status.setdefault(event["address"], Counter())
                 changed = True
             elif kind == "worker-removed":
-                worker = self.workers.pop(event["address"], None)
+                name = event.get("name") or event["address"]
+                self.deaths[name] = event.get("reason") or "was removed"
                 self._by_status.pop(event["address"], None)
-                if worker is not None:
-                    self.departed = [*self.departed[-4:], worker["name"]]
+                if self.workers.pop(event["address"], None) is not None:
+                    self.departed = [*self.departed[-4:], name]
+                    changed = True
+            elif kind == "worker-status":
+                worker = self.workers.get(event["address"])
+                if worker is not None and worker["status"] != event["status"]:
+                    worker["status"] = event["status"]
                     changed = True
             elif kind == "worker-metrics":
                 worker = self.workers.get(event["address"])
@@ -269,6 +279,11 @@ class ClusterTable:
             elif kind == "closed":
                 self.closed = changed = True
         return changed
+
+    def _replacement_note(self, replaces: str | None) -> str:
+        if not replaces:
+            return ""
+        return f"replaces {replaces}, which {self.deaths.get(replaces, 'died')}"
 
     def _update_key(self, event: Mapping[str, Any]) -> bool:
         status = event.get("status", "pending")

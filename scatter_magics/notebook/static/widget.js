@@ -211,7 +211,8 @@ function renderCluster(model, el) {
       ...present(departed.length ? h("span", { class: "sm-departed", title: "workers that left or died" },
         `${departed.join(", ")} left`) : null, liveBadge(model)));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
-      h("td", { class: "sm-name" }, w.name), h("td", { class: "sm-key", title: w.address }, w.address),
+      h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
+      h("td", { class: "sm-key", title: w.address }, w.address),
       h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
       h("td", { class: "sm-num" }, String(w.nkeys)),
       h("td", {}, statusBar(w.by_status ?? {}, CLUSTER_STATUSES, "sm-statusbar sm-statusbar-small")),
@@ -223,6 +224,12 @@ function renderCluster(model, el) {
       h("td", { class: "sm-num" }, String(t.nkeys ?? 0)),
       h("td", {}, statusBar(t.by_status ?? {}, BAR_STATUSES, "sm-statusbar sm-statusbar-small")),
       h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0)), h("td", {})));
+  }
+
+  // A replacement says whom it replaced and how that one ended; a frozen worker says so.
+  function workerNote(w) {
+    const notes = [w.status && w.status !== "running" ? w.status : "", w.note ?? ""].filter(Boolean);
+    return notes.length ? [h("div", { class: "sm-note" }, notes.join("; "))] : [];
   }
 
   draw();

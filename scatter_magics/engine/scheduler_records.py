@@ -1,0 +1,63 @@
+"""What the scheduler records about each worker and each key (see ``scheduler_state.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Outgoing = list  # list[tuple[tuple[str, str], dict]]: (destination, message) pairs
+
+# Internal key states, and the Future status each one shows to users.
+PUBLIC_STATUS = {
+    "waiting": "pending", "processing": "pending", "memory": "finished",
+    "error": "error", "lost": "lost", "cancelled": "cancelled", "released": "released",
+}
+
+
+@dataclass(eq=False)
+class WorkerInfo:
+    address: str
+    name: str
+    nthreads: int
+    memory_limit: int
+    pid: int = 0
+    replaces: str | None = None  # the dead worker this one was started in place of
+    keys: set = field(default_factory=set)
+    processing: set = field(default_factory=set)
+    acquiring: set = field(default_factory=set)  # standing-broadcast keys being fetched
+    nbytes: int = 0
+    memory: int = 0  # resident memory of the process, as last reported
+    status: str = "running"  # or "unresponsive": no heartbeat for UNRESPONSIVE_AFTER s
+    last_seen: float = 0.0  # when the scheduler last heard from it (monotonic s)
+    reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
+    metrics_published: float = float("-inf")  # when its last worker-metrics event went out
+
+    def occupancy(self) -> float:
+        return len(self.processing) / self.nthreads
+
+
+# The task-only sets of a key start as this shared empty set: most keys are scattered
+# data, and six sets per key made the garbage collector a third of scattering a list.
+NONE: frozenset = frozenset()
+
+
+@dataclass(eq=False, slots=True)
+class KeyInfo:
+    key: str
+    state: str  # one of PUBLIC_STATUS's keys
+    who_has: set = field(default_factory=set)
+    nbytes: int | None = None
+    type: str | None = None
+    wanted_by: set = field(default_factory=set)  # client ids holding futures
+    task: object = None  # Serialized task, for computed keys
+    deps: set | frozenset = NONE
+    waiting_on: set | frozenset = NONE
+    dependents: set | frozenset = NONE  # a set of its own from the first dependent on
+    restrictions: set | frozenset = NONE
+    processing_on: str | None = None
+    started: bool = False  # processing, and its worker's thread has begun running it
+    deaths: int = 0  # workers that died while running its task
+    exception: BaseException | None = None
+    traceback: str | None = None
+    shared: bool = False  # one copy in shared memory, however many workers map it
+    standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
+    broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
