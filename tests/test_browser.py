@@ -269,8 +269,9 @@ def test_widgets_follow_progress_dead_worker_stop_and_theme(lab_server, page, fr
         # The large scatter showed a progress bar, which settled on what it did.
         page.wait_for_function(
             """() => [...document.querySelectorAll('.sm-progress')].some(
-                   (box) => /%scatter big: done in [0-9.]+ s, 512 MiB hashed/.test(box.textContent))""")
-        bar = page.locator(".sm-progress .progress-bar, .sm-progress .widget-progress").first
+                   (box) => /%scatter big: done in [0-9.]+ s, 512 MiB hashed/.test(box.textContent)
+                       && box.querySelector('.progress-bar'))""")
+        bar = page.locator(".sm-progress .progress-bar").first
         assert bar.is_visible()
         shot("progress")
 

@@ -547,7 +547,8 @@ def test_progress_widget_appears_only_for_long_work_and_settles():
     assert view.label.value.startswith("%scatter x: done in ") and "4 MiB transferred" in view.label.value
     (first, id1, update1), (last, id2, update2) = shown  # shown once, then its text updated
     assert (update1, update2) == (False, True) and id1 == id2
-    assert first[WIDGET_VIEW]["model_id"] == view.box.model_id
+    assert first[WIDGET_VIEW]["model_id"] == last[WIDGET_VIEW]["model_id"] == view.box.model_id
+    assert first["text/plain"].startswith("%scatter x: hashing")
     assert last["text/plain"] == view.label.value  # what a page without widgets shows
 
 
@@ -646,3 +647,24 @@ def test_nbclient_stores_not_live_for_every_widget_after_cluster_stop():
     cluster_view = next(o for o in nb.cells[2].outputs if WIDGET_VIEW in o.get("data", {}))
     assert cluster_view["data"]["text/plain"].startswith("Cluster tcp://")  # static fallback
     assert "worker-0" in cluster_view["data"]["text/html"]
+
+
+def test_progress_bar_neither_shows_for_a_cluster_start_nor_stands_still():
+    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+
+    shown = []
+    publish = lambda bundle, display_id, update: shown.append(update)  # noqa: E731
+    with ProgressBar("%scatter x", WidgetView(publish), delay=0.05, interval=0.01) as bar:
+        bar("start", 0, None)  # starting a cluster is not the data's work
+        time.sleep(0.3)  # (no condition to wait for: that nothing happens is the point)
+        assert shown == []
+        bar.restart_clock()
+        bar("transfer", 1, 10)
+        wait_for(lambda: shown == [False], what="the bar to show for the data")
+    assert shown == [False, True]
+
+    shown.clear()
+    with ProgressBar("%gather y", WidgetView(publish), delay=0.05) as bar:
+        bar.quiet()  # an adapter that reports nothing: no bar that would only stand still
+        time.sleep(0.3)
+    assert shown == [] and not bar.shown

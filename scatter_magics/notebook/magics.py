@@ -165,7 +165,9 @@ class ScatterMagics(Magics):
         del values
         if running is None:  # only now: a mistake above starts no cluster
             progress("start", 0, None)
-        backend = running or self.backend(start=True)
+            running = self.backend(start=True)
+            progress.restart_clock()
+        backend = running
         return self._scatter_items(backend, items, args, progress), rebuilders
 
     def _scatter_items(self, backend: Backend, items: dict, args, progress=None) -> dict:
@@ -174,7 +176,7 @@ class ScatterMagics(Magics):
         try:
             return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
                                    direct=args.direct, hash=args.hash, timeout=timeout,
-                                   **progress_option(backend.scatter, progress))
+                                   **_reporting(backend.scatter, progress))
         except UnknownWorkerError as exc:
             raise UsageError(f"{exc}. Pass -w a worker name, address or host:port.") from exc
         except NoWorkersError as exc:
@@ -260,7 +262,7 @@ class ScatterMagics(Magics):
             with self._progress(f"%gather {' '.join(targets)}") as progress:
                 backend = backend_for(client)
                 return backend.gather(targets, errors=args.errors, timeout=timeout,
-                                      **progress_option(backend.gather, progress))
+                                      **_reporting(backend.gather, progress))
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self._client_name(client))) from None
@@ -474,6 +476,14 @@ class ScatterMagics(Magics):
             setattr(self.shell.ev(parent), attr, value)
         else:
             self.shell.user_ns[target] = value
+
+
+def _reporting(method, progress: ProgressBar | None) -> dict:
+    """``progress=`` for an adapter method that reports; else the bar goes quiet."""
+    option = progress_option(method, progress)
+    if progress is not None and not option:
+        progress.quiet()  # a bar with nothing to say would only stand still
+    return option
 
 
 # ------------------------------------------------------------ the extension ---

@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
-import uuid
 import threading
 import time
+import uuid
 from typing import TextIO
 
 from .widget_model import format_bytes
@@ -67,6 +67,7 @@ class ProgressBar:
         self._started = self._next_draw = time.monotonic()
         self._context: contextvars.Context | None = None
         self._settled = False
+        self._quiet = False  # nothing more will be reported: do not start showing now
         self.shown = False
         self.outcome: str | None = None  # the settled line, once the context exits
 
@@ -99,16 +100,34 @@ class ProgressBar:
                 self.outcome = f"{self.what}: interrupted after {elapsed:.1f} s{self._where()}"
             else:
                 self.outcome = f"{self.what}: failed after {elapsed:.1f} s{self._where()}"
-            if not self.shown and elapsed >= self.delay:  # the ticker had no turn: show it now
+            if not (self.shown or self._quiet) and elapsed >= self.delay \
+                    and self._stage != "start":
+                # The ticker had no turn: show it now, to settle it.
                 self.view.show(*self.line())
                 self.shown = True
             if self.shown:
                 self.view.settle(self.outcome, ok=exc_type is None)
 
+    def restart_clock(self) -> None:
+        """Count ``delay`` from now: what came before (starting a cluster) was not the
+        data's work, and a quick scatter on a fresh cluster shows no bar."""
+        with self._draw_lock:
+            if not self.shown:
+                self._started = time.monotonic()
+                self._next_draw = self._started + self.delay
+
+    def quiet(self) -> None:
+        """Nothing more will be reported (the engine cannot): a bar not shown yet stays
+        hidden rather than stand still; one already shown stays and settles."""
+        with self._draw_lock:
+            self._quiet = not self.shown
+
     def tick(self) -> None:
-        """Show the bar once ``delay`` has passed, then redraw it every ``interval``."""
+        """Show the bar once ``delay`` has passed, then redraw it every ``interval``.
+
+        Not while a cluster starts: that is not the data's work (see restart_clock)."""
         now = time.monotonic()
-        if now < self._next_draw:
+        if now < self._next_draw or not self.shown and (self._quiet or self._stage == "start"):
             return
         with self._draw_lock:
             if self._settled:
@@ -278,6 +297,8 @@ class WidgetView:
             self.bar.value = 0.5 if fraction is None else fraction
 
     def settle(self, line: str, ok: bool) -> None:
+        """Fill the bar (green) or stop it (red) and say what happened; the output's
+        ``text/plain`` becomes that line, for pages shown without widgets."""
         with self.box.hold_sync():
             self.label.value = line
             self.bar.value = 1.0 if ok else self.bar.value
