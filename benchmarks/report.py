@@ -16,6 +16,7 @@ import sys
 import psutil
 
 OURS = "scatter_magics"
+RATE_ROWS = ("content hash", "scatter of fresh", "scatter 1 GiB DataFrame")  # show GB/s
 PACKAGES = ("scatter_magics", "numpy", "cloudpickle", "tornado", "dask", "distributed", "ray",
             "ipyparallel", "psutil")
 
@@ -92,7 +93,7 @@ def time_table(results):
             cell = results.cells.get((row, system), "not run")
             if median is not None:
                 cell = fmt_time(median)
-                if row.startswith("content hash") and row in results.nbytes:  # a rate target
+                if row.startswith(RATE_ROWS) and row in results.nbytes:  # a rate target
                     cell += f" ({results.nbytes[row] / median / 1e9:.2g} GB/s)"
             cells.append(cell)
         if has_ours:

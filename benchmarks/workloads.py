@@ -31,18 +31,20 @@ class Config:
     n_tasks: int
     hash_mb: int
     fresh_mb: int  # "scatter of fresh N MB": no buffer pool or arena to reuse
+    frame_mib: int  # a pandas DataFrame of this many MiB
     session_timeout: float  # seconds before a hung session is killed
 
 
 FULL = Config(rounds=3, inner=2, cold_starts=2, roundtrip_iters=200, array_mb=(8, 80, 800),
               broadcast_mb=(100, 800), broadcast_workers=(2, 4), list_len=10_000,
-              n_tasks=1_000, hash_mb=800, fresh_mb=200, session_timeout=900)
+              n_tasks=1_000, hash_mb=800, fresh_mb=200, frame_mib=1024, session_timeout=900)
 QUICK = Config(rounds=1, inner=2, cold_starts=1, roundtrip_iters=50, array_mb=(8, 80),
                broadcast_mb=(80,), broadcast_workers=(2, 4), list_len=1_000, n_tasks=200,
-               hash_mb=80, fresh_mb=200, session_timeout=240)
+               hash_mb=80, fresh_mb=200, frame_mib=64, session_timeout=240)
 
 #: Workload names, in table order; ``cold_start`` runs in its own process (coldstart.py).
-NAMES = ("cold_start", "roundtrip", "array", "fresh", "broadcast", "list", "tasks", "tokenize")
+NAMES = ("cold_start", "roundtrip", "array", "fresh", "frame", "broadcast", "list", "tasks",
+         "tokenize")
 
 
 def rows(cfg, names=NAMES):
@@ -60,6 +62,9 @@ def rows(cfg, names=NAMES):
                         f"gather {mb} MB array, direct"]
         elif name == "fresh":
             out.append(fresh_row(cfg.fresh_mb))
+        elif name == "frame":
+            out += [f"scatter {_size(cfg.frame_mib)} DataFrame",
+                    f"gather {_size(cfg.frame_mib)} DataFrame"]
         elif name == "broadcast":
             out += [broadcast_row(mb, n) for mb in cfg.broadcast_mb
                     for n in cfg.broadcast_workers]
@@ -74,6 +79,10 @@ def rows(cfg, names=NAMES):
 
 def fresh_row(mb):
     return f"scatter of fresh {mb} MB"
+
+
+def _size(mib):
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
 
 
 def broadcast_row(mb, n_workers):
@@ -247,6 +256,43 @@ def fresh(s):
         s.system.settle()
 
 
+def frame(s):
+    """Scatter, then gather, a pandas DataFrame of ``frame_mib`` MiB (8 float64 columns)."""
+    import pandas as pd
+
+    size = _size(s.cfg.frame_mib)
+    scatter_row, gather_row = f"scatter {size} DataFrame", f"gather {size} DataFrame"
+    n_rows = s.cfg.frame_mib * 2**20 // 64
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({f"c{i}": rng.random(n_rows) for i in range(8)})
+    for timed in _reps(s):
+        df.iloc[0, 0] = s.fresh()  # new content each rep
+        with s.memory(f"{size} DataFrame scatter then gather", not timed):
+            s.row = scatter_row
+            t0 = time.perf_counter()
+            handle = s.system.scatter(df)
+            t1 = time.perf_counter()
+            s.row = gather_row
+            out = owned_frame(s, s.system.gather(handle))
+            t2 = time.perf_counter()
+        assert out.shape == df.shape and out.iloc[0, 0] == df.iloc[0, 0], "gathered the wrong frame"
+        if timed:
+            s.sample(scatter_row, t1 - t0, s.cfg.frame_mib * 2**20)
+            s.sample(gather_row, t2 - t1, s.cfg.frame_mib * 2**20)
+        del handle, out
+        s.system.settle()
+
+
+def owned_frame(s, frame):
+    """``frame`` as one the client can modify: a frame over read-only memory is copied."""
+    try:
+        frame.iloc[0, 0] = frame.iloc[0, 0]
+    except ValueError:  # "assignment destination is read-only"
+        s.emit({"note": "gather returned a read-only DataFrame; the time includes a copy"})
+        return frame.copy()
+    return frame
+
+
 def broadcast(s):
     if s.n_workers not in s.cfg.broadcast_workers:
         return
@@ -311,5 +357,6 @@ def tokenize(s):
             return s.not_applicable(s.row, str(exc))
 
 
-WORKLOADS = {"roundtrip": roundtrip, "array": array, "fresh": fresh, "broadcast": broadcast, "list": lists,
+WORKLOADS = {"roundtrip": roundtrip, "array": array, "fresh": fresh, "frame": frame,
+             "broadcast": broadcast, "list": lists,
              "tasks": tasks, "tokenize": tokenize}

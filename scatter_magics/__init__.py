@@ -41,6 +41,16 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+def _jupyter_server_extension_points() -> list[dict]:
+    """The Jupyter server extension (the cluster sidebar's REST API), loaded lazily."""
+    return [{"module": "scatter_magics.lab"}]
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    """The prebuilt JupyterLab / Notebook 7 extension shipped in the wheel."""
+    return [{"src": "labextension", "dest": "scatter-magics"}]
+
+
 def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``: register %scatter, %gather and %cluster."""
     from .notebook.magics import load_ipython_extension as load

@@ -103,13 +103,14 @@ class Adapter:
     client_class: str
     future_class: str
     backend_class: str
+    default_client: str | None = None  # the engine's own "current client", if it has one
 
 
 ADAPTERS: list[Adapter] = [
     Adapter("embedded", "scatter_magics.engine.client:Client",
             "scatter_magics.engine.future:Future", "scatter_magics.engine.backend:EmbeddedBackend"),
     Adapter("dask", "distributed.client:Client", "distributed.client:Future",
-            "scatter_magics.dask.backend:DaskBackend"),
+            "scatter_magics.dask.backend:DaskBackend", "distributed.client:default_client"),
 ]
 
 EXTRAS = {"dask": "distributed"}  # engine -> the package its extra installs
@@ -232,10 +233,24 @@ def _is_running(client) -> bool:
 
 
 def get_client():
-    """The most recently started client that is still running, of any engine."""
+    """The most recently started client that is still running, of any engine.
+
+    Clients the package registered come first; then an engine's own current client, if
+    that engine is imported (a ``distributed.Client`` made in the user's code, or by
+    dask-gateway or dask-jobqueue, is Dask's default client).
+    """
     for ref in reversed(_clients):
         client = ref()
         if _is_running(client):
             return client
+    for adapter in ADAPTERS:
+        current = _loaded(adapter.default_client) if adapter.default_client else None
+        if current is not None:
+            try:
+                client = current()
+            except ValueError:  # that engine has no current client either
+                continue
+            if _is_running(client):
+                return client
     raise ValueError("No client is running: create one with scatter_magics.Client() "
                      "or run %scatter / %cluster start in a notebook")

@@ -23,6 +23,14 @@ class WorkerDiedError(CommClosedError):
     """
 
 
+class WorkerUnresponsiveError(CommClosedError):
+    """A worker stopped answering (no heartbeat) while a request to it was pending.
+
+    Retries treat it as a closed connection: the data goes to, or is read from, another
+    worker; the connection itself stays open, so the worker is usable if it resumes.
+    """
+
+
 class ProtocolError(ScatterMagicsError):
     """A peer sent bytes that are not a valid message."""
 
@@ -69,6 +77,14 @@ class Interrupted(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [f"KeyboardInterrupt: {self}"]
+
+
+class UnknownClusterError(ScatterMagicsError, LookupError):
+    """No live cluster in the discovery registry has this id or address."""
+
+
+class ClusterUnreachableError(ScatterMagicsError, ConnectionError):
+    """A registered cluster's scheduler did not answer (it is closing, or stuck)."""
 
 
 class MissingDependencyError(ScatterMagicsError, ImportError):

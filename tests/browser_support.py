@@ -50,8 +50,10 @@ def free_port() -> int:
 class LabServer:
     """``jupyter lab`` without token or browser, serving ``root`` on a free loopback port."""
 
-    def __init__(self, root: Path, home: Path, log_path: Path):
+    def __init__(self, root: Path, home: Path, log_path: Path, app: str = "lab"):
         self.root, self.home, self.log_path = root, home, log_path
+        self.app = app  # "lab" (JupyterLab 4) or "notebook" (Notebook 7)
+        self.python = sys.executable  # the interpreter (so, the environment) that serves
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -69,16 +71,21 @@ class LabServer:
         settings = self.home / "config" / _QUIET_NOTIFICATIONS
         settings.parent.mkdir(parents=True, exist_ok=True)
         settings.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--IdentityProvider.token=",
+        cmd = [self.python, "-m", "jupyterlab", "--no-browser", "--IdentityProvider.token=",
                "--ServerApp.password=", "--allow-root", "--ip=127.0.0.1", f"--port={self.port}",
-               "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}",
-               "--LabApp.expose_app_in_browser=True",
-               # Notebook 7 (installed with the test extras) is served by the same server.
-               "--JupyterNotebookApp.expose_app_in_browser=True",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}"]
+        if self.app == "notebook":
+            cmd[2] = "notebook"
+            cmd += ["--JupyterNotebookApp.expose_app_in_browser=True"]
+        else:
+            cmd += ["--LabApp.expose_app_in_browser=True",
+                    # Notebook 7 (test extras) is served by this server too, at /notebooks/.
+                    "--JupyterNotebookApp.expose_app_in_browser=True",
+                    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         self._log = open(self.log_path, "wb")
+        # cwd: `python -m` puts it first on sys.path; the checkout's would shadow an install.
         self.proc = subprocess.Popen(cmd, env=self.env(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, cwd=self.root)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 
 import psutil
 import pytest
+
+
+# Every cluster registers itself in the Jupyter runtime dir (scatter_magics/discovery.py):
+# the suite's clusters go to a directory of its own, not into the user's.
+os.environ["JUPYTER_RUNTIME_DIR"] = RUNTIME_DIR = tempfile.mkdtemp(prefix="sm-runtime-")
 
 
 def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
@@ -48,6 +55,7 @@ def no_leaks_after_suite():
         mine = f"smg-{os.getpid()}-"  # segments of the pools this test process owned
         left = [name for name in os.listdir("/dev/shm") if name.startswith(mine)]
         assert not left, f"shared-memory segments left behind: {left}"
+    shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, LabServer, copy_if_exists,
                                    execute_in_background, kernel_status, missing_browser_tools,
                                    open_notebook, run_all_cells, save_artifact_dir, write_notebook)
-from tests.conftest import wait_for
+from tests.conftest import our_worker_processes, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -118,6 +118,16 @@ NOTEBOOK = [
 ]
 
 
+def worker_pid(name: str) -> int:
+    """The pid of the live worker process called ``name`` (started by the kernel)."""
+    def find():
+        for proc in our_worker_processes():
+            cmd = proc.cmdline()
+            if "--name" in cmd and cmd[cmd.index("--name") + 1] == name:
+                return proc.pid
+    return wait_for(find, timeout=15, what=f"a {name} process")
+
+
 def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
     write_notebook(lab_server.root / "live_widget.ipynb", NOTEBOOK)
     open_notebook(page, lab_server, "live_widget.ipynb")
@@ -131,21 +141,33 @@ def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
     pids = json.loads((lab_server.root / "worker_pids.json").read_text())
     assert sorted(pids) == ["worker-0", "worker-1"]
     try:
-        # 1. Idle kernel: one replica goes, the row stays finished on the other worker.
+        # 1. Idle kernel: worker-0 dies; worker-2 replaces it and receives the broadcast
+        #    (a standing one), and the cluster view says whom it replaced.
         os.kill(pids["worker-0"], signal.SIGKILL)
-        wait_row(page, "finished", 1)
-        assert widget_row(page)["workers"].startswith("worker-1")
-        assert kernel_status(page) == "idle"
         page.wait_for_function(
-            "() => document.querySelectorAll('.sm-cluster tbody tr').length === 1")
+            """sel => {
+                const tr = document.querySelector(sel);
+                const held = tr && tr.querySelector('.sm-workers').textContent;
+                return tr && tr.dataset.status === 'finished' && !held.includes('worker-0')
+                    && held.includes('worker-1') && held.includes('worker-2');
+            }""", arg=ROW, timeout=15_000)
+        assert kernel_status(page) == "idle"
+        replacement = page.locator(".sm-cluster tbody tr[data-worker='worker-2']").first
+        replacement.wait_for()
+        assert "replaces worker-0, which was killed by SIGKILL" in replacement.inner_text()
+        page.wait_for_function(
+            "() => document.querySelectorAll('.sm-cluster tbody tr').length === 2")
         screenshot(page, "widget-one-replica.png")
 
-        # 2. Busy kernel (another cell running): the last replica goes, the row turns lost.
+        # 2. Busy kernel (another cell running): every holder dies at once, the row
+        #    turns lost (scattered data: nothing to recompute it from).
+        holders = [pids["worker-1"], worker_pid("worker-2")]
         execute_in_background(page, "import time; time.sleep(60)")
         page.wait_for_function(
             "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
             " === 'busy'")
-        os.kill(pids["worker-1"], signal.SIGKILL)
+        for pid in holders:
+            os.kill(pid, signal.SIGKILL)
         start = time.monotonic()
         wait_row(page, "lost", 0)
         lost_after = time.monotonic() - start

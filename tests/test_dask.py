@@ -109,6 +109,21 @@ def test_cluster_connect_reaches_our_own_engine_too(ip, make_client, monkeypatch
     run(ip, "%cluster stop")
 
 
+def test_a_dask_client_made_in_code_is_the_one_the_magics_use(ip, dask_cluster):
+    """As a Dask user expects: Dask's current client (made in code, or by dask-gateway
+    or dask-jobqueue) is used when the magics have none of their own."""
+    run(ip, f"import distributed\n"
+            f"mine = distributed.Client(scheduler_file={dask_cluster.scheduler_file!r})")
+    mine = ip.user_ns["mine"]
+    try:
+        assert get_client() is mine
+        fut = run(ip, "v = [1, 2, 3]\n%scatter v -w worker-1")
+        assert fut.client is mine and run(ip, "%gather v") == [1, 2, 3]
+        assert magics(ip).owned is None  # the magics started nothing
+    finally:
+        mine.close()
+
+
 @pytest.mark.parametrize("line, message", [
     ("%cluster connect", "needs an ADDRESS"),
     ("%cluster connect tcp://127.0.0.1:9 --scheduler-file s.json", "not both"),
@@ -272,6 +287,21 @@ def test_widget_follows_scatter_submit_replicate_release_and_an_error(dask_clien
     wait_for(lambda: row_is(widget, "x-1", "released", []), what="the release")
     assert widget.summary["counts"]["released"] == 1 and widget.summary["counts"]["error"] == 1
     widget.close()
+
+
+def test_two_widgets_on_one_client_both_follow_every_change(dask_client):
+    """A second subscription's snapshot must not swallow the first one's next update."""
+    [f] = dask_client.scatter([1])
+    first = FuturesWidget(dask_client, [f])
+    wait_for(lambda: row_is(first, f.key, "finished"), what="the first widget's snapshot")
+    [g] = dask_client.scatter([2])
+    f.release()
+    second = FuturesWidget(dask_client, [f, g])  # subscribes before the plugin's next batch
+    wait_for(lambda: row_is(first, f.key, "released"), timeout=5, what="the first widget")
+    wait_for(lambda: row_is(second, f.key, "released") and row_is(second, g.key, "finished"),
+             timeout=5, what="the second widget")
+    first.close()
+    second.close()
 
 
 def test_without_the_plugin_the_view_polls_and_says_so_once(dask_cluster):

@@ -234,8 +234,11 @@ def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
 def test_gather_reads_another_replica_when_its_holder_dies_mid_read(make_client, direct):
     import concurrent.futures
 
+    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+
     client = make_client(n_workers=2)
-    future = client.scatter("on both", broadcast=True, hash=False)
+    value = "on both" * LOCAL_COPY_LIMIT  # too large for the client to keep a copy: read it
+    future = client.scatter(value, broadcast=True, hash=False)
     first = sorted(client.who_has([future])[future.key])[0]  # the holder a gather asks
     pid = worker_pids(client)[first]
     channels = client._workers.channels if direct else client.cluster.scheduler.worker_channels
@@ -248,4 +251,4 @@ def test_gather_reads_another_replica_when_its_holder_dies_mid_read(make_client,
                      what="the read to be in flight")
         finally:
             os.kill(pid, signal.SIGKILL)
-        assert result.result(timeout=30) == "on both"
+        assert result.result(timeout=30) == value

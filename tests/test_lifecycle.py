@@ -153,7 +153,7 @@ def test_asynchronous_client_is_awaitable():
         try:
             return await client.gather(await client.scatter(41, hash=False)) + 1
         finally:
-            await asyncio.to_thread(client.close)
+            await client.close()
     assert asyncio.run(main()) == 42
 
 
@@ -281,3 +281,36 @@ def _scale_after_a_death(client):
     names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
     assert len(names) == 2 and "worker-2" in names  # a fresh name, never a reused one
     assert client.gather(client.scatter([1, 2], broadcast=True)) == [1, 2]
+
+
+def test_gather_of_a_small_scattered_value_needs_no_worker(make_client):
+    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+
+    client = make_client(n_workers=1)
+    large_value = "x" * (LOCAL_COPY_LIMIT + 1)
+    small, large = client.scatter(["small", large_value], hash=False)
+    [pid] = worker_pids(client).values()
+    os.kill(pid, signal.SIGSTOP)  # the worker cannot answer now
+    try:
+        assert client.gather(small, timeout=5) == "small"  # the client's own copy
+        with pytest.raises(TimeoutError):
+            client.gather(large, timeout=0.5)  # too large to keep: read from the worker
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert client.gather([small, large]) == ["small", large_value]
+
+
+def test_small_scatter_returns_before_a_stopped_worker_stores_it(make_client):
+    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+
+    client = make_client(n_workers=1)
+    [(address, pid)] = worker_pids(client).items()
+    value = "y" * (LOCAL_COPY_LIMIT + 1)  # not kept by the client: gather asks the worker
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        future = client.scatter(value, hash=False)  # no explicit timeout: not confirmed
+        assert future.status == "finished"
+        assert client.who_has([future])[future.key] == [address]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert future.result(timeout=30) == value  # the worker got it first, on that connection

@@ -151,3 +151,17 @@ def test_no_limit_means_no_refusal():
     state = SchedulerState()
     state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=0)
     assert state.place({"huge": 10**15}) == {"huge": ["tcp://a:1"]}
+
+
+def test_a_value_larger_than_free_memory_is_refused_before_it_is_hashed(make_client, monkeypatch):
+    from scatter_magics import tokenize as tokenize_module
+
+    client = make_client(n_workers=1)
+    monkeypatch.setattr(limits, "available_memory", lambda: 10 * MB)
+    hashed = []
+    monkeypatch.setattr(tokenize_module, "_update_buffer",
+                        lambda h, view: hashed.append(view.nbytes))
+    with pytest.raises(MemoryLimitError, match=r"ndarray \(15\.0 MB\).*10\.0 MB of memory free"):
+        client.scatter(array(15, 1))
+    assert hashed == []
+    assert client.cluster.shm_pool.stats()["keys"] == 0

@@ -185,8 +185,10 @@ def test_worker_dies_loses_the_single_copy_and_keeps_the_replica(executed):
     gathered = text_of(code_cell(nb, "survivor = %gather everywhere"))
     assert "table is intact: True" in gathered
     assert "FutureLostError" in gathered and "worker-1" in gathered
-    after = next(c for c in nb.cells if c.cell_type == "code" and c.source.strip() == "%cluster")
-    assert "worker-0" in text_of(after)  # the cluster goes on
+    healed = text_of(code_cell(nb, "workers now:"))
+    names = re.search(r"workers now: (\[.*?\])", healed).group(1)
+    assert "'worker-0'" in names and "'worker-1'" not in names and names.count("'") == 4, (
+        "worker-0 goes on and a new worker replaces worker-1")
 
 
 @pytest.mark.timeout(180)

@@ -7,6 +7,7 @@ what "our semantics are Dask's" means.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import operator
 from collections import namedtuple
@@ -83,6 +84,18 @@ def test_dict_keys_become_future_keys(any_client):
     assert set(futures) == {"x", "y", "z"}
     assert futures["x"].key == "x"
     assert any_client.gather(futures) == {"x": 1, "y": 2, "z": 3}
+
+
+def test_dict_keys_keep_their_type_tuples_too(any_client):
+    futures = any_client.scatter({("x", 0): "zero", ("x", 1): "one", 7: "seven"})
+    assert futures[("x", 0)].key == ("x", 0) and futures[7].key == 7
+    assert any_client.gather(futures) == {("x", 0): "zero", ("x", 1): "one", 7: "seven"}
+    who_has = any_client.who_has(futures)
+    assert set(who_has) == {("x", 0), ("x", 1), 7}
+    held = {key for keys in any_client.has_what().values() for key in keys}
+    assert {("x", 0), ("x", 1), 7} <= held
+    assert "key: ('x', 0)" in repr(futures[("x", 0)])
+    assert any_client.submit(operator.add, futures[("x", 1)], "!").result(timeout=30) == "one!"
 
 
 def test_range_is_scattered_element_wise(any_client):
@@ -168,6 +181,19 @@ def test_replicate_copies_to_all_workers(any_client):
     assert sorted(any_client.who_has([future])[future.key]) == workers_of(any_client)
 
 
+def test_replicate_with_n_reduces_the_replicas(any_client):
+    future = any_client.scatter("reduce-me", hash=False)
+    any_client.replicate([future])
+    assert len(any_client.who_has([future])[future.key]) == 2
+    any_client.replicate([future], n=1)
+    wait_for(lambda: len(any_client.who_has([future])[future.key]) == 1, what="one replica")
+    [holder] = any_client.who_has([future])[future.key]
+    wait_for(lambda: sum(future.key in keys for keys in any_client.has_what().values()) == 1,
+             what="one worker holding the key")
+    assert future.key in any_client.has_what()[holder]
+    assert future.result() == "reduce-me"
+
+
 def test_has_what_and_nthreads(any_client):
     future = any_client.scatter("held", hash=False)
     [holder] = any_client.who_has([future])[future.key]
@@ -250,3 +276,68 @@ def test_cancel_marks_the_future_cancelled(any_client):
     wait_for(lambda: future.status == "cancelled", what="status 'cancelled'")
     with pytest.raises(concurrent.futures.CancelledError):
         any_client.gather(future)
+
+
+# ---------------------------------------------------------------- by value ---
+
+def test_exception_class_made_in_a_function_is_reraised(any_client):
+    # Not importable on a worker, as a class made in a notebook cell: it travels by value.
+    class LocalError(Exception):
+        pass
+
+    def fail(x):
+        raise LocalError("bad input", x)
+
+    future = any_client.submit(fail, 3, pure=False)
+    with pytest.raises(LocalError) as info:
+        future.result(timeout=30)
+    assert info.value.args == ("bad input", 3)
+    assert isinstance(future.exception(timeout=30), LocalError)
+
+
+def test_exception_class_of_a_notebook_cell_is_reraised(any_client):
+    cell_error = type("CellError", (ValueError,), {"__module__": "__main__"})
+
+    def fail():
+        raise cell_error("from a cell")
+
+    future = any_client.submit(fail, pure=False)
+    with pytest.raises(cell_error, match="from a cell"):
+        any_client.gather(future)
+
+
+def test_result_of_a_class_made_in_a_function_comes_back(any_client):
+    class Box:
+        def __init__(self, value):
+            self.value = value
+
+    [data] = any_client.scatter([Box(1)], hash=False)
+    future = any_client.submit(lambda box: Box(box.value + 1), data, pure=False)
+    result = future.result(timeout=30)
+    assert type(result) is Box and result.value == 2
+
+
+def test_a_task_on_a_cancelled_future_is_cancelled(any_client):
+    x = any_client.scatter("cancelled-input", hash=False)
+    any_client.cancel([x])
+    y = any_client.submit(operator.add, x, "!")
+    with pytest.raises(concurrent.futures.CancelledError):
+        y.result(timeout=30)
+    assert y.status == "cancelled"
+
+
+# ---------------------------------------------------------------- asynchronous ---
+
+def test_asynchronous_client_awaits_start_and_close(any_client):
+    client_class, address = type(any_client), any_client.scheduler_info()["address"]
+
+    async def main():
+        client = await client_class(address, asynchronous=True)
+        future = await client.scatter(41, hash=False)
+        assert await client.gather(future) == 41
+        await client.close()
+        async with client_class(address, asynchronous=True) as again:
+            assert await again.submit(operator.add, 1, 2, pure=False) == 3
+        return client.status, again.status
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == ("closed", "closed")

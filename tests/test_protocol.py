@@ -32,6 +32,14 @@ def test_large_buffers_travel_as_their_own_frames():
     np.testing.assert_array_equal(deserialize(back["data"]["k"]), array)
 
 
+def test_what_pickle_cannot_name_travels_by_value():
+    class LocalError(Exception):  # no importable name, like a class made in a notebook cell
+        pass
+
+    exc = roundtrip({"op": "task-erred", "exception": LocalError("bad", 3)})["exception"]
+    assert type(exc) is LocalError and exc.args == ("bad", 3)
+
+
 def test_small_buffers_stay_inline():
     assert len(protocol.dumps({"op": "x", "data": serialize(b"small")})) == 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
+
 import pytest
 
 from scatter_magics.errors import NoWorkersError, UnknownWorkerError
@@ -132,6 +134,33 @@ def test_replication_plan_targets_missing_workers(state):
     assert state.replication_plan(["k"], n=1) == {}
 
 
+def test_replicas_beyond_n_are_deleted_from_the_fullest_workers(state):
+    state.add_data("c", {"big": [B]}, {"big": 50}, {})
+    state.add_data("c", {"k": [A, B]}, {"k": 10}, {})
+    out = state.reduce_replicas(["k"], n=1)
+    assert out == [(("worker", B), {"op": "delete-keys", "keys": ["k"]})]
+    assert state.keys["k"].who_has == {A} and "k" not in state.workers[B].keys
+    assert state.workers[B].nbytes == 50
+    assert state.reduce_replicas(["k"], n=1) == []
+
+
+def test_a_replica_a_running_task_reads_is_kept(state):
+    state.add_data("c", {"k": [A, B]}, {"k": 10}, {})
+    state.submit("c", "t", task=None, deps={"k"}, restrictions=[B])
+    assert state.keys["t"].processing_on == B
+    state.reduce_replicas(["k"], n=1)
+    assert state.keys["k"].who_has == {B}
+
+
+def test_replicas_a_worker_did_not_store_are_dropped_and_a_last_one_lost(state):
+    state.add_data("c", {"both": [A, B], "only": [A]}, {"both": 5, "only": 7}, {})
+    out = state.drop_replicas(A, ["both", "only"], "refused")
+    assert state.keys["both"].who_has == {B} and state.keys["both"].state == "memory"
+    assert state.keys["only"].state == "lost" and "refused" in str(state.keys["only"].exception)
+    assert (("client", "c"), "key-update") in ops(out)
+    assert state.workers[A].keys == set() and state.workers[A].nbytes == 0
+
+
 def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state):
     state.add_data("c1", {"k": [A]}, {}, {})
     state.add_data("c2", {"k": [A]}, {}, {})
@@ -140,6 +169,12 @@ def test_cancel_of_a_key_other_clients_hold_cancels_it_only_for_the_caller(state
     assert state.keys["k"].state == "memory" and state.keys["k"].wanted_by == {"c2"}
     out = state.cancel("c1", ["k"], force=True)
     assert (("client", "c2"), "key-update") in ops(out) and "k" not in state.keys
+
+
+def test_a_task_on_a_forgotten_key_is_cancelled_not_lost(state):
+    [(dest, msg)] = state.submit("c1", "t", task=None, deps={"gone"}, restrictions=None)
+    assert dest == ("client", "c1") and msg["status"] == "cancelled"
+    assert isinstance(msg["exception"], CancelledError) and "gone" in str(msg["exception"])
 
 
 def test_deletes_to_one_worker_merge_without_passing_its_other_messages():
@@ -162,6 +197,14 @@ def test_a_failed_scatter_takes_back_only_what_is_not_recorded(state):
     state.add_data("c", {"held": [A]}, {"held": 8}, {"held": "int"})
     sent = {A: ["held", "new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
     assert state.unrecorded(sent) == {A: ["new"], B: ["held"], "tcp://127.0.0.1:9": ["gone"]}
+
+
+def test_placement_with_room_everywhere_is_round_robin_by_threads(state):
+    sizes = {f"k{i}": 10 for i in range(8)}
+    first, second = state.place(sizes), state.place({"next": 10})
+    assert [a for [a] in first.values()] == [A, B, B, B, A, B, B, B]
+    assert second == {"next": [A]}  # the round-robin goes on from where it stopped
+    assert state.place({"all": 10}, broadcast=True) == {"all": [A, B]}
 
 
 def test_a_standing_broadcast_reaches_workers_that_join_later(state):

@@ -246,7 +246,11 @@ def test_a_scatter_whose_worker_dies_midway_lands_on_a_survivor(make_client, dir
     futures = kill_while_receiving(client, victim, pid, direct,
                                    lambda: client.scatter(values, hash=False, direct=direct))
     assert all(f.status == "finished" for f in futures)
-    assert {a for f in futures for a in client.who_has([f])[f.key]} == {survivor}
+    # Through the scheduler a small scatter returns before the workers acknowledge it;
+    # what the victim never stored is resent to the survivor, never lost.
+    wait_for(lambda: {a for f in futures for a in client.who_has([f])[f.key]} == {survivor},
+             timeout=15, what="every key on the survivor alone")
+    assert all(f.status == "finished" for f in futures)
     for value, got in zip(values, client.gather(futures)):
         np.testing.assert_array_equal(got, value)
 
@@ -380,3 +384,36 @@ def test_one_worker_ending_leaves_the_shared_memory_to_the_others(make_client, h
              what="the replacement to map the broadcast's segment")
     assert segments <= set(os.listdir("/dev/shm"))
     np.testing.assert_array_equal(client.gather(everywhere), array)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_scatter_caught_by_a_worker_freezing_goes_elsewhere(make_client, direct):
+    import concurrent.futures
+
+    client = make_client(n_workers=2)
+    (frozen, pid), (other, _) = sorted(worker_pids(client).items())
+    client.scatter(["warm", "up"], hash=False, direct=direct)  # connections to both exist
+    os.kill(pid, signal.SIGSTOP)  # before anyone knows: half of this scatter goes there
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.scatter, list(range(10)), hash=False, direct=direct)
+            futures = pending.result(timeout=30)  # no timeout= given, and no hang
+        # (through the scheduler: resent once the frozen worker is found unresponsive)
+        wait_for(lambda: {a for f in futures for a in client.who_has([f])[f.key]} == {other},
+                 timeout=15, what="every key on the responsive worker")
+        assert client.gather(futures) == list(range(10))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    def count_stored_keys():
+        from scatter_magics.engine import worker
+        return len(worker.CURRENT.data)
+
+    def holds_only_recorded_keys():  # what reached it while frozen was taken back
+        recorded = len(client.has_what()[frozen])
+        task = client.submit(count_stored_keys, workers=[frozen], pure=False)
+        return task.result(timeout=30) == recorded  # (its own result is not stored yet)
+
+    wait_for(lambda: client.scheduler_info()["workers"][frozen]["status"] == "running",
+             timeout=10, what="the worker to answer again")
+    wait_for(holds_only_recorded_keys, timeout=10, what="the abandoned copies to be deleted")

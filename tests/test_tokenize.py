@@ -36,6 +36,10 @@ def test_tokens_are_the_same_in_another_process():
     (np.arange(4), np.arange(4).astype("int32")), (np.arange(4), np.arange(4).reshape(2, 2)),
     (pd.Series([1, 2], name="a"), pd.Series([1, 2], name="b")),
     (pd.DataFrame({"a": [1]}), pd.DataFrame({"b": [1]})),
+    (pd.DataFrame({"a": [1.0, 2.0]}), pd.DataFrame({"a": [1.0, 2.5]})),
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]}, index=[5, 6])),
+    (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2]}, dtype="int32")),
+    (pd.Series(["x", "y"]), pd.Series(["x", "z"])),
 ])
 def test_different_data_different_tokens(a, b):
     assert tokenize(a) != tokenize(b)
@@ -53,3 +57,14 @@ def test_arbitrary_picklable_objects_are_tokenized_by_content():
     from fractions import Fraction
 
     assert tokenize(Fraction(1, 3)) == tokenize(Fraction(1, 3)) != tokenize(Fraction(1, 4))
+
+
+@pytest.mark.parametrize("value", [7, -2.5, "héllo", None, True, 10**30, range(3)])
+def test_a_lone_scalar_gets_the_token_its_fields_stream_to(value):
+    import xxhash
+
+    from scatter_magics.tokenize import _update
+
+    streamed = xxhash.xxh3_128()
+    _update(streamed, (value,))
+    assert tokenize(value) == streamed.hexdigest()  # the shortcut changes no key

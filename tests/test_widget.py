@@ -213,6 +213,19 @@ def test_scatter_and_broadcast_show_placement(client):
     assert set(threading.enumerate()) <= before  # the widget starts no thread of its own
 
 
+def test_tuple_keys_follow_their_events_and_show_as_text(client):
+    futures = client.scatter({("chunk", 0): "first", ("chunk", 1): "second"}, broadcast=True)
+    widget = FuturesWidget(client, futures)
+    try:
+        wait_for(lambda: row_is(widget, "('chunk', 0)", "finished", 2)
+                 and row_is(widget, "('chunk', 1)", "finished", 2), what="both rows finished")
+        assert row(widget, "('chunk', 1)")["name"] == "('chunk', 1)"
+        data, _ = widget._repr_mimebundle_()
+        assert "(&#x27;chunk&#x27;, 0)" in data["text/html"]
+    finally:
+        widget.close()
+
+
 def test_replicate_adds_workers_as_copies_land(client):
     future = client.scatter("replicate-me", workers=["worker-0"], hash=False)
     widget = FuturesWidget(client, [future])

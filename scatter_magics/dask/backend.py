@@ -16,6 +16,7 @@ client. Events come from :mod:`.events` (the scheduler plugin, or polling).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import re
@@ -28,11 +29,14 @@ import distributed
 from dask.utils import parse_timedelta
 from distributed import Future, LocalCluster
 
+from .. import discovery
 from ..backend import register_client
 from ..errors import ClientClosedError, PollingFallbackWarning, SerializationError
 from ..errors import UnknownWorkerError
 from ..structure import SKIP, find_futures, substitute
 from .events import DaskSubscription, hub_for
+
+logger = logging.getLogger(__name__)
 
 
 class DaskBackend:
@@ -73,6 +77,7 @@ class DaskBackend:
             raise
         if broadcast:
             self.pin(list(futures), addresses)
+        hub_for(self.client).touch(futures)
         return futures
 
     def _bounded(self, awaitable, timeout: float | None):
@@ -89,23 +94,30 @@ class DaskBackend:
 
     def pin(self, keys: list, workers: list | None) -> None:
         """Keep ``keys`` on every (allowed) worker while they live (``--broadcast``)."""
-        if hub_for(self.client).install() == "plugin":
+        hub = hub_for(self.client)
+        if hub.install() == "plugin":
             self.client.sync(self.client.scheduler.scatter_magics_pin, keys=keys, workers=workers)
+        else:
+            _warn_polling(self.client, hub.install_error)
 
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()
         found = find_futures(futures, Future)
         if any(f.client.status in ("closing", "closed") for f in found):
             raise ClientClosedError("the client of these futures was closed")
-        try:
-            with self.client.as_current():  # distributed.wait uses the current client
-                distributed.wait(found, timeout=timeout)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise TimeoutError(f"gather did not finish within {timeout} s") from exc
+        if timeout is not None or errors == "skip":  # else Dask's gather waits by itself
+            self._wait(found, timeout)
         wanted = [f for f in found if errors == "raise" or f.status == "finished"]
         values = dict(zip((f.key for f in wanted), self.client.gather(wanted), strict=True))
         values.update({f.key: SKIP for f in found if f.key not in values})
         return substitute(futures, Future, values)
+
+    def _wait(self, futures: list, timeout: float | None) -> None:
+        try:
+            with self.client.as_current():  # distributed.wait uses the current client
+                distributed.wait(futures, timeout=timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise TimeoutError(f"gather did not finish within {timeout} s") from exc
 
     # ------------------------------------------------------------ the cluster ---
     def resolve_workers(self, workers) -> list[str] | None:
@@ -163,6 +175,7 @@ class DaskBackend:
             self.client.sync(_on_loop, hub.close)
         self.client.close()
         if cluster is not None:
+            discovery.unregister(_registry_entries.pop(cluster, None))
             cluster.close()
 
     @classmethod
@@ -184,6 +197,7 @@ class DaskBackend:
             raise
         _owned_clusters[client] = cluster
         register_client(client)
+        _advertise(cluster)
         return cls(client)
 
     @classmethod
@@ -210,6 +224,19 @@ class NamedLocalCluster(LocalCluster):
 
 
 _owned_clusters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> cluster
+_registry_entries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cluster -> entry
+
+
+def _advertise(cluster: LocalCluster) -> None:
+    """Put a cluster we started in the discovery registry, for the Jupyter sidebar.
+
+    A Dask LocalCluster on loopback takes no credential, so none is written."""
+    try:
+        _registry_entries[cluster] = discovery.register(
+            backend="dask", scheduler_address=cluster.scheduler_address, secret=None)
+    except Exception as exc:  # e.g. a read-only runtime dir: the cluster still works
+        logger.warning("this Dask cluster is not in the discovery registry (the Jupyter "
+                       "sidebar will not show it): %r", exc)
 
 
 def _on_loop(fn):

@@ -59,6 +59,12 @@ class EventHub:
         self._last_seq: int | None = None
         self._poller: Poller | None = None
         self._linger = None
+        self._tasks: set[asyncio.Task] = set()  # resyncs and unsubscribes under way
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def client(self):
@@ -116,7 +122,7 @@ class EventHub:
         seq, events = message["seq"], self._complete(message["events"])
         if self._last_seq is not None and seq > self._last_seq + 1:
             logger.info("batch %d after %d: asking for a new snapshot", seq, self._last_seq)
-            asyncio.ensure_future(self._resync())
+            self._spawn(self._resync())
         self._last_seq = max(seq, self._last_seq or 0)
         self.publish(events, seq)
 
@@ -151,6 +157,23 @@ class EventHub:
         for subscription in list(self.subscriptions):
             self._start(subscription, reply)
 
+    def touch(self, keys: list) -> None:
+        """Have the plugin check ``keys`` in its next batch, if anyone is listening.
+
+        After a scatter: ``Scheduler.update_data`` makes no transition, and the plugin's
+        round-robin scan of a large collection would find the new placement only later.
+        Fire and forget, on the loop thread; nothing at all when nobody subscribed.
+        """
+        client = self.client
+        if self.mode == "plugin" and self.subscriptions and client is not None:
+            client.loop.add_callback(self._touch, list(keys))
+
+    async def _touch(self, keys: list) -> None:
+        try:
+            await self.client.scheduler.scatter_magics_touch(keys=keys)
+        except Exception:  # only a later update is lost; the scan still finds it
+            logger.info("could not ask for a prompt update of %d keys", len(keys), exc_info=True)
+
     # ------------------------------------------------------------ unsubscribing ---
     def remove(self, subscription: DaskSubscription) -> None:
         """Drop ``subscription`` (any thread); the plugin stops sending a while later."""
@@ -168,7 +191,7 @@ class EventHub:
             # Not at once: a display subscribes and closes again and again, and a
             # subscription costs the scheduler a scan of this client's keys per batch.
             loop = asyncio.get_running_loop()
-            self._linger = loop.call_later(LINGER, lambda: asyncio.ensure_future(self._idle()))
+            self._linger = loop.call_later(LINGER, lambda: self._spawn(self._idle()))
 
     async def _idle(self) -> None:
         self._linger = None
@@ -193,6 +216,8 @@ class EventHub:
             self._poller.stop()
         if self._linger is not None:
             self._linger.cancel()
+        for task in list(self._tasks):
+            task.cancel()
 
 
 def register_plugin(client, plugin) -> None:

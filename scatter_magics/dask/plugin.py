@@ -37,7 +37,9 @@ logger = logging.getLogger("scatter_magics.dask.plugin")
 
 NAME = "scatter-magics"
 TOPIC_PREFIX = "scatter-magics-"
-METRICS_INTERVAL = 1.0  # s between worker-metrics (and a full placement check) per client
+METRICS_INTERVAL = 1.0  # s between worker-metrics per client
+SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~0.3 ms)
+REMEMBER_REMOVED = 300.0  # s a departed worker counts for telling "lost" from "released"
 FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed worker
 
 _STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
@@ -66,15 +68,16 @@ def worker_metrics(ws) -> dict:
 
 
 class _Subscriber:
-    """What one client was last told: a cheap signature and the placement of each key."""
+    """What one client was last told, and where its round-robin check of keys stands."""
 
-    __slots__ = ("seq", "signatures", "holders", "last_full")
+    __slots__ = ("seq", "signatures", "holders", "last_metrics", "scan")
 
     def __init__(self):
         self.seq = 0  # the number of the last batch sent
-        self.signatures: dict[str, tuple] = {}  # key -> (state, replicas, nbytes)
-        self.holders: dict[str, frozenset] = {}  # key -> worker addresses, when last sent
-        self.last_full = 0.0
+        self.signatures: dict[str, tuple] = {}  # key -> (status, replicas, nbytes) last sent
+        self.holders: dict[str, frozenset] = {}  # key -> worker addresses last sent
+        self.last_metrics = 0.0
+        self.scan: list = []  # TaskStates still to check in this round of the scan
 
 
 class ScatterMagicsPlugin(SchedulerPlugin):
@@ -89,7 +92,8 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.subscribers: dict[str, _Subscriber] = {}  # client id -> what it was told
         self.pinned: dict[str, frozenset | None] = {}  # key -> allowed workers (None: all)
         self.worker_events: list[dict] = []  # joins and leaves, for the next batch
-        self.removed: set[str] = set()  # workers that left since the last batch
+        self.removed: dict[str, float] = {}  # workers that left lately -> when
+        self.dirty: set = set()  # keys that made a transition since the last batch
         self._callback: PeriodicCallback | None = None
         self._last_fill = 0.0
         self._filling: asyncio.Task | None = None
@@ -101,6 +105,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             "scatter_magics_subscribe": self.subscribe,
             "scatter_magics_unsubscribe": self.unsubscribe,
             "scatter_magics_pin": self.pin,
+            "scatter_magics_touch": self.touch,
             "scatter_magics_workers": self.workers,
         })
         self._exempt_pinned_from_amm()
@@ -112,6 +117,15 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             self._callback.stop()
         if self._filling is not None:
             self._filling.cancel()
+        if self.scheduler is None:
+            return
+        for name in [n for n in self.scheduler.handlers if n.startswith("scatter_magics_")]:
+            del self.scheduler.handlers[name]
+        amm = self.scheduler.extensions.get("amm")
+        for policy in list(amm.policies) if amm is not None else ():
+            if type(policy) is KeepPinnedReplicas:  # unregistered: trim as Dask does
+                amm.policies.remove(policy)
+                amm.add_policy(ReduceReplicas())
 
     def _exempt_pinned_from_amm(self) -> None:
         """Swap the AMM's ReduceReplicas for one that skips pinned keys; others unchanged."""
@@ -126,12 +140,15 @@ class ScatterMagicsPlugin(SchedulerPlugin):
     # ---------------------------------------------------------------- handlers ---
     def subscribe(self, client: str) -> dict:
         """Start sending batches to ``client``; return a snapshot and the last batch number."""
+        new = client not in self.subscribers
         subscriber = self.subscribers.setdefault(client, _Subscriber())
         events = [worker_added(ws) for ws in self.scheduler.workers.values()]
         events += [worker_metrics(ws) for ws in self.scheduler.workers.values()]
-        for ts in self._wanted(client):
+        cs = self.scheduler.clients.get(client)
+        for ts in cs.wants_what if cs is not None else ():
             events.append(key_event(ts))
-            self._remember(subscriber, ts)
+            if new:  # an existing subscriber's other consumers still need the next diff
+                self._remember(subscriber, ts)
         return {"seq": subscriber.seq, "events": events}
 
     def unsubscribe(self, client: str) -> None:
@@ -142,6 +159,11 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         allowed = frozenset(workers) if workers else None
         for key in keys:
             self.pinned[key] = allowed
+
+    def touch(self, keys: list) -> None:
+        """Check ``keys`` in the next batch (a scatter landed: no transition says so)."""
+        if self.subscribers:
+            self.dirty.update(keys)
 
     def workers(self) -> dict:
         """``{address: {name, nthreads, memory_limit, memory, nbytes, nkeys}}``, exact now."""
@@ -160,9 +182,14 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         ws = scheduler.workers.get(worker)
         name = str(ws.name) if ws is not None else worker
         self.worker_events.append({"event": "worker-removed", "address": worker, "name": name})
-        self.removed.add(worker)
+        self.removed[worker] = time.monotonic()
+        for subscriber in self.subscribers.values():  # replicas there are gone, moved or not
+            self.dirty.update(k for k, held in subscriber.holders.items() if worker in held)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
+        # Runs inside the scheduler's transition loop: only note the key.
+        if self.subscribers:
+            self.dirty.add(key)
         if finish == "forgotten":
             self.pinned.pop(key, None)
 
@@ -174,60 +201,79 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         """Send each subscriber what changed; keep pinned keys on every allowed worker."""
         now = time.monotonic()
         joins_and_leaves, self.worker_events = self.worker_events, []
+        dirty, self.dirty = self.dirty, set()
         for client, subscriber in list(self.subscribers.items()):
             events = list(joins_and_leaves)
-            full = now - subscriber.last_full >= METRICS_INTERVAL
-            if full:
-                subscriber.last_full = now
+            if now - subscriber.last_metrics >= METRICS_INTERVAL:
+                subscriber.last_metrics = now
                 events += [worker_metrics(ws) for ws in self.scheduler.workers.values()]
-            events += self._key_changes(client, subscriber, full)
+            events += self._key_changes(client, subscriber, dirty)
             if events:
                 subscriber.seq += 1
                 self.scheduler.log_event(TOPIC_PREFIX + client,
                                          {"seq": subscriber.seq, "events": events})
-        self.removed.clear()
+        cutoff = now - REMEMBER_REMOVED
+        self.removed = {a: t for a, t in self.removed.items() if t > cutoff}
         if self.pinned and now - self._last_fill >= FILL_INTERVAL:
             self._last_fill = now
             self._fill_pinned()
 
-    def _wanted(self, client: str):
-        cs = self.scheduler.clients.get(client)
-        return cs.wants_what if cs is not None else ()
+    def _key_changes(self, client: str, subscriber: _Subscriber, dirty: set) -> list[dict]:
+        """Events for the keys ``client`` holds whose status, placement or size changed.
 
-    def _remember(self, subscriber: _Subscriber, ts) -> None:
-        key = str(ts.key)
-        subscriber.signatures[key] = (ts.state, len(ts.who_has or ()), ts.nbytes)
-        subscriber.holders[key] = frozenset(ws.address for ws in ts.who_has or ())
-
-    def _key_changes(self, client: str, subscriber: _Subscriber, full: bool) -> list[dict]:
-        """Events for keys whose state or placement changed, and for keys let go.
-
-        Every tick compares a cheap signature (state, number of replicas, size); once a
-        second (``full``) the replica sets too, for a replica that moved.
+        Keys that made a transition are checked at once. Placement can change without
+        one (scatter, replicate), so every key is also checked in a round-robin scan of
+        at most ``SCAN_PER_TICK`` keys a tick: its cost stays flat however many keys
+        the client holds, and a round over N keys takes N / SCAN_PER_TICK ticks.
         """
-        events, seen = [], set()
-        for ts in self._wanted(client):
-            key = str(ts.key)
-            seen.add(key)
-            signature = (ts.state, len(ts.who_has or ()), ts.nbytes)
-            if signature == subscriber.signatures.get(key) and not (
-                    full and subscriber.holders.get(key)
-                    != frozenset(ws.address for ws in ts.who_has or ())):
-                continue
-            status = key_status(ts)
-            if status != "finished" and self._lost(subscriber.holders.get(key)):
-                status = "lost"  # its only holders died; Dask recomputes it if it can
-            events.append(key_event(ts, status))
-            self._remember(subscriber, ts)
-        for key in [k for k in subscriber.signatures if k not in seen]:
-            status = "lost" if self._lost(subscriber.holders[key]) else "released"
-            events.append({"event": "key", "key": key, "status": status, "workers": [],
-                           "nbytes": None, "type": None})
-            del subscriber.signatures[key], subscriber.holders[key]
+        cs = self.scheduler.clients.get(client)
+        if cs is None:
+            return []
+        events: list[dict] = []
+        tasks = self.scheduler.tasks
+        for key in dirty:
+            ts = tasks.get(key)
+            if ts is not None and cs in (ts.who_wants or ()):
+                self._check(subscriber, ts, events)
+            elif str(key) in subscriber.signatures:
+                self._let_go(subscriber, str(key), events)
+        if not subscriber.scan:
+            subscriber.scan = list(cs.wants_what)
+            wanted = {str(ts.key) for ts in subscriber.scan}
+            for key in [k for k in subscriber.signatures if k not in wanted]:
+                self._let_go(subscriber, key, events)
+        batch = subscriber.scan[-SCAN_PER_TICK:]
+        del subscriber.scan[-SCAN_PER_TICK:]
+        for ts in batch:
+            if ts.state != "forgotten" and cs in (ts.who_wants or ()):
+                self._check(subscriber, ts, events)
         return events
 
+    def _check(self, subscriber: _Subscriber, ts, events: list) -> None:
+        key = str(ts.key)
+        status = key_status(ts)
+        signature = (status, len(ts.who_has or ()), ts.nbytes)
+        if signature == subscriber.signatures.get(key):
+            return
+        if status != "finished" and self._lost(subscriber.holders.get(key)):
+            status = "lost"  # its only holders died; Dask recomputes it if it can
+        events.append(key_event(ts, status))
+        self._remember(subscriber, ts, signature)
+
+    def _let_go(self, subscriber: _Subscriber, key: str, events: list) -> None:
+        status = "lost" if self._lost(subscriber.holders[key]) else "released"
+        events.append({"event": "key", "key": key, "status": status, "workers": [],
+                       "nbytes": None, "type": None})
+        del subscriber.signatures[key], subscriber.holders[key]
+
+    def _remember(self, subscriber: _Subscriber, ts, signature: tuple | None = None) -> None:
+        key = str(ts.key)
+        subscriber.signatures[key] = signature or (key_status(ts), len(ts.who_has or ()),
+                                                   ts.nbytes)
+        subscriber.holders[key] = frozenset(ws.address for ws in ts.who_has or ())
+
     def _lost(self, holders) -> bool:
-        return bool(holders) and holders <= self.removed
+        return bool(holders) and all(address in self.removed for address in holders)
 
     # ---------------------------------------------------------------- broadcasts ---
     def _fill_pinned(self) -> None:

@@ -15,8 +15,10 @@ import collections
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
 import uuid
+import weakref
 from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
@@ -27,7 +29,7 @@ from .loop import LoopThread
 from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, serialize_task
+from .serialize import deserialize, for_message, serialize_task
 from .scatter_copy import counter as _counter
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
@@ -41,8 +43,17 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
+UNSUBSCRIBE_TIMEOUT = 10.0  # s; Subscription.close() waits for the loop this long at most
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
+# A scattered value whose pickle is this small (and has no out-of-band buffers) is also
+# kept by the client while a Future holds its key, and gather answers from that copy
+# without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
+# process the same way). 16 KiB covers numbers, short strings and small containers.
+LOCAL_COPY_LIMIT = 1 << 14
+RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
+
+
 class Subscription:
     """A callback receiving batches of scheduler events; ``close()`` stops it."""
 
@@ -50,8 +61,18 @@ class Subscription:
         self.client, self.callback = client, callback
 
     def close(self) -> None:
-        if self.client.status != "closed":
-            self.client.loop.call_soon(self.client._unsubscribe, self)
+        """Stop the callbacks: called from another thread, none runs after this returns."""
+        client = self.client
+        if client.status == "closed":
+            return
+        if client.loop.in_loop_thread():
+            client._unsubscribe(self)
+        else:  # a batch being delivered right now finishes first
+            client.loop.sync(_call_async(client._unsubscribe, self), UNSUBSCRIBE_TIMEOUT)
+
+
+async def _call_async(fn: Callable, *args) -> None:
+    fn(*args)
 
 
 class Client:
@@ -92,6 +113,7 @@ class Client:
         cluster = self._address if isinstance(self._address, LocalCluster) else None
         if self._address is None:
             cluster = LocalCluster(**self._cluster_options)
+            cluster.owner = weakref.ref(self)
             self._owns_cluster = True
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
@@ -139,7 +161,7 @@ class Client:
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
-        if asynchronous if asynchronous is not None else self.asynchronous:
+        if _is_async(self, asynchronous):
             async def awaitable():
                 return then(await asyncio.wrap_future(self.loop.submit(coro)))
             return awaitable()
@@ -175,7 +197,7 @@ class Client:
         try:
             with reporting(_counter(report, "hash") if progress else None):
                 items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
-            futures = {key: Future(key, self) for key in items}
+            futures = Future.for_keys(items, self)
             payload, pinned = serialize_for_scatter(items, self._pool, self.cluster is not None,
                                                     early, progress)
         finally:
@@ -193,7 +215,8 @@ class Client:
 
     async def _scatter(self, payload, types, workers, broadcast, direct, timeout,
                        pinned, report: Progress) -> None:
-        total = sum(s.nbytes for s in payload.values())
+        # A sum over every value: only for someone watching (10,000-element scatters).
+        total = sum(s.nbytes for s in payload.values()) if report is not _no_progress else 0
         report("transfer", 0, total)
         try:
             await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
@@ -201,15 +224,17 @@ class Client:
         finally:  # sent (the scheduler has recorded the keys) or failed: unpin either way
             if pinned:
                 self._pool.unpin(pinned)
-        for key in payload:
-            state = self._states.get(key)
+        states = self._states
+        for key, serialized in payload.items():
+            state = states.get(key)
             if state is not None:
-                state.finish(types[key])
+                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
+                # The pickle alone (bytes): no object for the garbage collector per key.
+                state.finish(types[key], serialized.header if small else None)
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
-        nbytes = {key: s.nbytes for key, s in payload.items()}
-        shared = [key for key, s in payload.items() if s.in_shared_memory]
+        payload, nbytes, shared = for_message(payload)
         if self._direct(direct):
             async def choose(keys, exclude):
                 return await self._link.request({
@@ -228,9 +253,12 @@ class Client:
                                                  "workers": workers})
             await place(list(payload), choose, put, record, self._take_back)
         else:
+            # An explicit timeout asks to know the data arrived within it: then the
+            # scheduler waits for the workers' acknowledgements (see Scheduler._scatter).
             await self._link.request({"op": "scatter", "data": payload, "workers": workers,
                                       "broadcast": broadcast, "nbytes": nbytes, "types": types,
-                                      "shared": shared, "timeout": wait})
+                                      "shared": shared, "timeout": wait,
+                                      "confirm": timeout is not NO_DEFAULT})
 
     async def _take_back(self, by_worker: dict) -> None:
         """Delete what a failed direct scatter may have left on workers, unrecorded.
@@ -270,10 +298,15 @@ class Client:
         self._check_open()
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        found = find_futures(futures, Future)
+        found = _flat(futures)
+        if found is None:
+            found = find_futures(futures, Future)
         for f in found:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
+        local = _local_values(futures, found)
+        if local is not None:  # every value is here already: no loop, no worker
+            return _ready(local) if _is_async(self, asynchronous) else local
         states = {f.key: f._state for f in found}
         coro = self._within(self._gather(states, errors, direct, progress or _no_progress),
                             timeout)
@@ -299,7 +332,9 @@ class Client:
         await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():
-            if state.status == "finished":
+            if state.status == "finished" and state.local is not None:
+                out[key] = state.local
+            elif state.status == "finished":
                 wanted.append(key)
             elif errors == "skip":
                 out[key] = SKIP
@@ -314,8 +349,9 @@ class Client:
             fetched = await fetch_from_holders(wanted, locate, self._workers.request)
         else:
             fetched = await self._link.request({"op": "gather", "keys": wanted})
-        nbytes = sum(s.nbytes for s in fetched.values())
-        report("transfer", nbytes, nbytes)
+        if report is not _no_progress:  # a sum over every value: only for someone watching
+            nbytes = sum(getattr(s, "nbytes", 0) for s in fetched.values())
+            report("transfer", nbytes, nbytes)
         out.update(fetched)
         return out
 
@@ -414,7 +450,11 @@ class Client:
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
-        """Copy each future's data to ``n`` workers (default: all of ``workers``)."""
+        """Keep each future's data on ``n`` workers (default: all of ``workers``).
+
+        Copies go to the workers holding the least data; with more than ``n`` replicas
+        among ``workers``, the extra ones are deleted (as in Dask).
+        """
         self._check_open()
         msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
                "workers": plain_workers(workers)}
@@ -448,6 +488,8 @@ class Client:
             self._publish(msg["events"])
         elif msg["op"] == "key-update":
             self._key_update(msg)
+        elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
+            self._workers.fail_pending(msg["address"], msg["error"])
 
     def _publish(self, batch: list) -> None:
         for subscription in list(self._subscriptions):
@@ -468,7 +510,7 @@ class Client:
         elif status == "lost":
             state.lose(msg["exception"])
         elif status == "cancelled":
-            state.cancel()
+            state.cancel(msg["exception"])
         elif status == "pending":
             state.reset()
 
@@ -476,10 +518,22 @@ class Client:
     def _track(self, key: str, state: FutureState | None = None) -> FutureState:
         with self._lock:
             existing = self._states.get(key)
-            if existing is None or existing.status in ("cancelled", "lost", "error"):
+            if existing is None or existing.status in RETRACKED:
                 existing = self._states[key] = state or FutureState(key)
             self._refcount[key] = self._refcount.get(key, 0) + 1
             return existing
+
+    def _track_many(self, keys) -> list[FutureState]:
+        """``_track`` for many keys under one hold of the lock."""
+        states, refcount, tracked = self._states, self._refcount, []
+        with self._lock:
+            for key in keys:
+                existing = states.get(key)
+                if existing is None or existing.status in RETRACKED:
+                    existing = states[key] = FutureState(key)
+                refcount[key] = refcount.get(key, 0) + 1
+                tracked.append(existing)
+        return tracked
 
     def _untrack(self, key: str) -> None:
         # Called from Future.__del__, which the garbage collector may run anywhere,
@@ -518,8 +572,20 @@ class Client:
         self.loop.call_soon(future._state.on_done, lambda state: executor.submit(fn, future))
 
     # ------------------------------------------------------------ closing ---
-    def close(self, timeout=NO_DEFAULT) -> None:
-        """Release everything this client holds; end the cluster if this client started it."""
+    def close(self, timeout=NO_DEFAULT):
+        """Release everything this client holds; end the cluster if this client started it.
+
+        An asynchronous client returns an awaitable, as Dask's does: ``await client.close()``.
+        """
+        if self.asynchronous:
+            return self._close_in_thread()
+        self._close()
+
+    async def _close_in_thread(self) -> None:
+        # Closing joins the loop thread and the workers: not on the caller's event loop.
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
         if self.status == "closed":
             return
         if self.status == "running" and self.loop.running:
@@ -552,19 +618,22 @@ class Client:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        self._close()
 
     async def __aenter__(self):
         return await self
 
     async def __aexit__(self, *exc) -> None:
-        await asyncio.to_thread(self.close)
+        await self._close_in_thread()
 
     def __del__(self):
         # A dropped client that started its cluster ends it. Not inline: the collector
         # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        if getattr(self, "status", "closed") == "running" and self._owns_cluster:
-            threading.Thread(target=self.close, name="scatter-magics-close", daemon=True).start()
+        # At interpreter exit atexit has closed the cluster already, and a thread started
+        # during finalization waits forever (a script that never closed its Client hung).
+        if getattr(self, "status", "closed") == "running" and self._owns_cluster \
+                and self.cluster.status != "closed" and not sys.is_finalizing():
+            threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()
 
     def __repr__(self) -> str:
         if self.status != "running":
@@ -577,6 +646,31 @@ Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total): see
 
 def _no_progress(stage: str, done: int, total: int | None) -> None:
     pass
+
+
+def _is_async(client: Client, asynchronous: bool | None) -> bool:
+    return asynchronous if asynchronous is not None else client.asynchronous
+
+
+async def _ready(value):
+    return value
+
+
+def _flat(futures) -> list | None:
+    """``futures`` itself if it is a flat list of Futures (the usual scatter result)."""
+    if type(futures) is list and all(type(f) is Future for f in futures):
+        return futures
+    return None
+
+
+def _local_values(futures, found: list):
+    """``futures`` gathered from the client's own copies, if it has every one; else None."""
+    for f in found:
+        if f._state.status != "finished" or f._state.local is None:
+            return None
+    if type(futures) is list and found == futures:  # a flat list of futures: no walk
+        return [deserialize(f._state.local) for f in found]
+    return substitute(futures, Future, {f.key: deserialize(f._state.local) for f in found})
 
 
 def _keys_of(futures) -> list[str]:

@@ -23,6 +23,7 @@ import threading
 import time
 import weakref
 
+from .. import discovery
 from . import inheritance, protocol, shm
 from .loop import LoopThread
 from .scheduler import Scheduler
@@ -55,7 +56,8 @@ class LocalCluster:
     def __init__(self, n_workers: int | None = None, threads_per_worker: int = 1,
                  memory_limit="auto", *, host: str = "127.0.0.1", port: int = 0,
                  secret: str | None = None, timeout: float = START_TIMEOUT,
-                 restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW):
+                 restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW,
+                 name: str | None = None):
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
@@ -73,6 +75,9 @@ class LocalCluster:
         self.supervisor = Supervisor(self._spawn, self._introduce, self._publish_supervision,
                                      RestartBudget(restart_limit, restart_window))
         self._trim_task: asyncio.Task | None = None
+        self.name = name  # shown in the Jupyter sidebar (default: the kernel or program)
+        self.registry_entry = None  # this cluster's file in the discovery registry
+        self.owner = None  # weakref to the Client that owns (and on request closes) us
         try:
             # Workers first: their interpreter start-up and imports (most of a cold start)
             # overlap with our loop and scheduler starting; they learn its address on stdin.
@@ -89,12 +94,24 @@ class LocalCluster:
         self.supervisor.replacing = True
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
+        self._register()
+
+    def _register(self) -> None:
+        """Advertise this cluster to the Jupyter server (discovery.py); never fatal."""
+        try:
+            self.registry_entry = discovery.register(
+                backend="embedded", scheduler_address=self.scheduler_address,
+                secret=self.secret, name=self.name)
+        except Exception as exc:  # e.g. a read-only runtime dir: the cluster still works
+            logger.warning("this cluster is not in the discovery registry (the Jupyter "
+                           "sidebar will not show it): %r", exc)
 
     async def _start_scheduler(self, host: str, port: int) -> Scheduler:
         scheduler = Scheduler(self.secret)
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(lambda address, pid: self.supervisor.wake())
         scheduler.exit_reason = self._exit_reason
+        scheduler.on_close_requested.append(self._close_requested)
         pool = self.shm_pool
         scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
         if pool is not None:
@@ -196,6 +213,14 @@ class LocalCluster:
             self.loop.call_soon(self.scheduler.set_supervision, status)
 
     # ------------------------------------------------------------ closing ---
+    def _close_requested(self) -> None:
+        """An authenticated peer (the Jupyter sidebar) asked us to stop: close the owning
+        client if there is one (so it, and its widgets, report closed), else the cluster.
+        Off the loop thread: closing waits on the loop."""
+        client = self.owner() if self.owner is not None else None
+        threading.Thread(target=client.close if client is not None else self.close,
+                         name="scatter-magics-close", daemon=True).start()
+
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop every worker and the scheduler; safe to call twice."""
         if self.status == "closed":
@@ -203,6 +228,7 @@ class LocalCluster:
         self.status = "closed"
         self.supervisor.stop_replacing()  # before the list of processes to stop is taken
         _open_clusters.discard(self)
+        discovery.unregister(self.registry_entry)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
                 if self._trim_task is not None:

@@ -176,13 +176,31 @@ class Channel:
 
     async def request(self, msg: dict):
         """Send ``msg`` and wait for the peer's reply."""
+        reply = self.send_request(msg)
+        try:
+            return await reply
+        finally:
+            self._replies.pop(msg["id"], None)
+
+    def send_request(self, msg: dict) -> asyncio.Future:
+        """Send ``msg`` now, in order with every other send; return a future of the reply."""
         msg["id"] = request_id = next(self._ids)
         reply = self._replies[request_id] = asyncio.get_running_loop().create_future()
         try:
             self.send(msg)
-            return await reply
-        finally:
+        except BaseException:
             self._replies.pop(request_id, None)
+            raise
+        return reply
+
+    def fail_pending(self, error: Exception) -> None:
+        """Fail every request still waiting for a reply; the connection stays open.
+
+        For a peer that stopped answering: a late reply finds no one waiting.
+        """
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_exception(error)
 
     # ---------------------------------------------------------- receiving ---
     def _receive(self, frames: list) -> None:
@@ -204,7 +222,7 @@ class Channel:
     def _dispatch(self, msg: dict) -> None:
         op = msg["op"]
         if op == "reply":
-            reply = self._replies.get(msg["id"])
+            reply = self._replies.pop(msg["id"], None)
             if reply is not None and not reply.done():
                 if "error" in msg:
                     reply.set_exception(msg["error"])

@@ -10,8 +10,9 @@ and client → workers (``direct=True``, ``client.py``). Each passes four corout
   every holder is gone meanwhile;
 - ``take_back({address: keys})``: delete what a failed scatter left, unrecorded.
 
-A worker that dies while receiving (its connection closes) costs a retry on the others;
-when none is left, the error names the keys and the dead workers' addresses.
+A worker that dies while receiving (its connection closes), or stops answering (the
+scheduler fails what waits on it with ``WorkerUnresponsiveError``), costs a retry on the
+others; when none is left, the error names the keys and the workers' addresses.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ async def place(keys: list, choose, put, record, take_back) -> None:
                 died.update({a: "died before its copy was recorded" for a in live[key]})
             remaining += gone
             if not remaining:
+                if died:  # an unresponsive one may resume and store what it was sent
+                    await take_back({a: sent[a] for a in died if a in sent})
                 return
         raise _died_error(remaining, died)
     except BaseException:  # failed, timed out or interrupted: take back what may have landed
@@ -83,6 +86,7 @@ def _died_error(keys: list, died: dict) -> WorkerDiedError:
                                                      if len(keys) > 3 else "")
     workers = "; ".join(f"{address} ({why})" for address, why in died.items())
     return WorkerDiedError(
-        f"could not scatter {shown}: the worker(s) receiving it died: {workers}; no other "
+        f"could not scatter {shown}: the worker(s) receiving it died or stopped answering: "
+        f"{workers}; no other "
         "allowed worker could take it (scatter again once a worker is back: dead workers "
         "are replaced within seconds)")

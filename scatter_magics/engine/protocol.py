@@ -101,11 +101,26 @@ def dumps(msg: dict) -> list:
     costs one write.
     """
     buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(msg, protocol=5, buffer_callback=_keep_large_out_of_band(buffers))
+    try:
+        body = pickle.dumps(msg, protocol=5, buffer_callback=_keep_large_out_of_band(buffers))
+    except Exception:
+        # Something pickle can only refer to by name, and that name does not import
+        # elsewhere: a class or function made in a notebook cell or inside a function
+        # (a task's own exception, say). cloudpickle sends those by value, as Dask does;
+        # trying pickle first keeps the common message free of a CloudPickler's cost.
+        buffers.clear()
+        body = _cloudpickle().dumps(msg, protocol=5,
+                                    buffer_callback=_keep_large_out_of_band(buffers))
     frames = [b.raw() for b in buffers]
     lengths = [len(body)] + [f.nbytes for f in frames]
     prelude = struct.pack(f"<Q{len(lengths)}Q", len(lengths), *lengths)
     return [prelude + body, *frames]
+
+
+def _cloudpickle():
+    import cloudpickle  # imported on first need: most processes never pickle by value
+
+    return cloudpickle
 
 
 def parse_prelude_start(data: bytes) -> tuple[int, int]:

@@ -19,9 +19,12 @@ import concurrent.futures
 import queue
 
 from . import limits
+from ..errors import MemoryLimitError
+from .shm_space import format_bytes
 from .serialize import serialize
 from .shm import THRESHOLD
 
+CHECK_FROM = 1 << 20  # bytes a scatter needs before the machine's free memory is read
 CONTAINERS = (dict, list, tuple, set, frozenset, range, collections.abc.Iterator, queue.Queue)
 
 
@@ -48,7 +51,10 @@ class EarlyCopy:
 def write_ahead(pool, data, report=None) -> EarlyCopy | None:
     """For one large value (not a container) and a pool: start its copy now, else None.
 
-    ``report(stage, done, total)`` (``backend.Progress``) hears the copy as it goes."""
+    A value larger than the machine's free memory is refused here, before it is hashed
+    for its key (hashing 50 GB takes seconds; the copy could never be made).
+    ``report(stage, done, total)`` (``backend.Progress``) hears the copy as it goes.
+    """
     if pool is None or isinstance(data, CONTAINERS) or hasattr(data, "_fields"):
         return None
     try:
@@ -56,8 +62,12 @@ def write_ahead(pool, data, report=None) -> EarlyCopy | None:
     except Exception:
         return None  # scatter() raises it, the usual way
     free = limits.available_memory()
-    if not serialized.buffers or free and serialized.nbytes > free:
-        return None  # nothing to copy, or scatter() refuses it, naming the key
+    if free and serialized.nbytes > free:  # refused now, not after hashing all of it
+        raise MemoryLimitError(
+            f"cannot scatter this {type(data).__name__} ({format_bytes(serialized.nbytes)}): "
+            f"this machine has {format_bytes(free)} of memory free")
+    if not serialized.buffers:
+        return None  # nothing to copy
     if report is None:
         draft = pool.write_ahead(serialized.buffers)
     else:
@@ -79,8 +89,10 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
     payload, pinned = {}, []
     new_bytes = done = 0  # memory this scatter takes on this machine; bytes pickled
     copied = None  # one running count of the bytes copied, made at the first copy
-    # Measured once: each copy made below lowers what the machine reports as free.
-    free = early.free if early is not None else limits.available_memory() if local else 0
+    # Measured once: each copy made below lowers what the machine reports as free. And
+    # only once the scatter needs a MiB: reading /proc/meminfo was a sixth of a small
+    # scatter, and no machine that runs this is short of one MiB.
+    free = early.free if early is not None else None
     try:
         for key, value in items.items():
             ahead = early is not None and value is early.value
@@ -92,7 +104,9 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
                 continue  # the workers may be on another machine
             if pool is None or not pool.holds(key):
                 new_bytes += serialized.nbytes
-                limits.check_machine_memory(key, serialized.nbytes, new_bytes, free)
+                if new_bytes >= CHECK_FROM:
+                    free = limits.available_memory() if free is None else free
+                    limits.check_machine_memory(key, serialized.nbytes, new_bytes, free)
             if pool is not None and serialized.buffers:
                 if report is not None and copied is None and not ahead:
                     # One value: its size is the total; several: counted as they come.

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from queue import Queue
 
+from ..keys import check_key
 from ..tokenize import tokenize
 
 
@@ -33,27 +34,20 @@ def keyed_items(data, hash: bool):
     def key_for(value) -> str:
         return f"{type(value).__name__}-{tokenize(value) if hash else uuid.uuid4().hex}"
 
-    if type(data) is dict:
-        items = {_dict_key(k): v for k, v in data.items()}
-        return items, lambda fs: {k: fs[_dict_key(k)] for k in data}
+    if type(data) is dict:  # the dict's own keys, kept as they are (tuples too), as in Dask
+        items = {check_key(k): v for k, v in data.items()}
+        return items, lambda fs: {k: fs[k] for k in data}
     is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
     if type(data) in (list, tuple, set, frozenset) or is_namedtuple:
         values = list(data)
-        keys = [key_for(v) for v in values]
+        if hash:  # key_for, inlined: a call less per element of a long list
+            keys = [f"{type(v).__name__}-{tokenize(v)}" for v in values]
+        else:
+            keys = [key_for(v) for v in values]
         items = dict(zip(keys, values))
         if is_namedtuple:
             return items, lambda fs: type(data)(*(fs[k] for k in keys))
         return items, lambda fs: type(data)(fs[k] for k in keys)
     key = key_for(data)
     return {key: data}, lambda fs: fs[key]
-
-
-def _dict_key(key) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, (int, float, tuple, bytes)):
-        return str(key)
-    raise TypeError(f"scatter() dict keys become future keys and must be str, int or tuple; "
-                    f"got {type(key).__name__!r}")
-
 

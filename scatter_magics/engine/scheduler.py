@@ -8,6 +8,7 @@ Runs on an event-loop thread. Workers and remote clients connect over TCP
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -15,10 +16,13 @@ from typing import Callable
 
 from . import inheritance
 from .comm import Channel, Server
-from ..errors import CommClosedError, NoWorkersError
+from ..keys import key_text
+from ..errors import CommClosedError, NoWorkersError, UnknownWorkerError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
+from .scheduler_workers import UNRESPONSIVE_AFTER
+from .shm import ShmRef
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +50,15 @@ class Scheduler:
         self.on_worker_removed: list[Callable[[str, int], None]] = []
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
+        # Values a scatter sent without waiting that the worker has not acknowledged yet:
+        # worker → {key: (value, the scatter's workers=)}, kept to resend if it dies or freezes.
+        self._unacked: dict[str, dict[str, tuple]] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -66,8 +74,29 @@ class Scheduler:
             # If this loop itself was stalled, the workers' heartbeats may be waiting
             # unread in our sockets: judge nobody this round.
             if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                silent_before = self._unresponsive()
                 self.apply(self.state.check_heartbeats(now))
+                for address in self._unresponsive() - silent_before:
+                    self._give_up_waiting_on(address)
             last = now
+
+    def _unresponsive(self) -> set[str]:
+        return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
+
+    def _give_up_waiting_on(self, address: str) -> None:
+        """Fail what waits on a worker that went silent, here and in every client.
+
+        A scatter placed on it just before it froze then goes to another worker (see
+        placing.py) instead of hanging; a gather reads another replica.
+        """
+        ws = self.state.workers[address]
+        error = WorkerUnresponsiveError(f"worker {ws.name} ({address}) stopped answering "
+                                        f"(no heartbeat for {UNRESPONSIVE_AFTER:g} s)")
+        channel = self.worker_channels.get(address)
+        if channel is not None:
+            channel.fail_pending(error)
+        for link in list(self.clients.values()):
+            _send(link, {"op": "worker-unresponsive", "address": address, "error": error})
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
@@ -146,6 +175,8 @@ class Scheduler:
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
             self.exit_reason(pid) or "lost its connection to the scheduler"
+        self._rehome_unacked(address, list(self._unacked.get(address, ())), reason)
+        self._unacked.pop(address, None)
         self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
@@ -199,6 +230,8 @@ class Scheduler:
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
+            "overview": self._overview, "key-list": self._key_list,
+            "close-cluster": self._close_cluster,
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -222,6 +255,11 @@ class Scheduler:
 
     async def _scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
+        # A scatter restricted to some workers has fewer places to resend to if one dies
+        # before storing it: it waits for their acknowledgement, and fails loudly.
+        if not msg.get("confirm") and not msg.get("workers") and not _holds_callers_memory(data):
+            if await self._scatter_without_waiting(client_id, msg):
+                return
         # Counted against the workers' room while in flight, so concurrent scatters
         # cannot each see the same free space; released before the data is recorded.
         in_flight: list[dict] = []
@@ -253,6 +291,102 @@ class Scheduler:
         finally:
             stop_counting()
 
+    async def _scatter_without_waiting(self, client_id, msg: dict) -> bool:
+        """Write the put-data messages, record the data, and return before the acks.
+
+        Waiting for each worker's ack was half of a small scatter (the worker process
+        must wake, and on a busy machine, be scheduled). Nothing is lost by not waiting:
+        each worker gets its data before any later message on the same connection
+        (delete-keys, get-data, compute), a worker asked by another connection waits
+        for keys still on their way (``Worker._get_data``), and a worker that dies takes
+        the keys it held alone with it, recorded or not. A worker that refuses the data
+        loses those keys like a worker that died. A caller who gave an explicit timeout
+        (``confirm``) asked to know the data arrived: that scatter waits.
+
+        False if a chosen worker's connection was already closed: what was sent is taken
+        back, and the caller scatters the waiting way, which places it elsewhere.
+        """
+        data = msg["data"]
+        targets = await self._choose_workers(client_id, {**msg, "n": len(data)})
+        placement = dict(zip(data, targets))
+        by_worker: dict[str, dict] = {}
+        for key, addresses in placement.items():
+            for address in addresses:
+                by_worker.setdefault(address, {})[key] = data[key]
+        sent = {}
+        try:
+            for address, values in by_worker.items():
+                channel = self.worker_channels.get(address)
+                if channel is None:
+                    raise CommClosedError(f"worker {address} is gone")
+                sent[address] = channel.send_request({"op": "put-data", "data": values})
+        except CommClosedError:
+            self.discard_unrecorded(by_worker)
+            return False
+        # Recorded at once: no await since the workers were chosen, so all are alive
+        # and nothing is in flight to reserve room for.
+        self._record(client_id, {**msg, "placement": placement})
+        for address, reply in sent.items():
+            values = by_worker[address]
+            self._await_ack(address, values, reply, dict.fromkeys(values, msg.get("workers")))
+        return True
+
+    def _await_ack(self, address: str, values: dict, reply: asyncio.Future,
+                   workers: dict) -> None:
+        """Keep ``values`` until ``address`` says it stored them; ``workers``: each key's
+        ``workers=`` restriction, for a resend."""
+        self._unacked.setdefault(address, {}).update(
+            (key, (value, workers[key])) for key, value in values.items())
+        reply.add_done_callback(functools.partial(self._put_data_acked, address, list(values)))
+
+    def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
+        error = CommClosedError("cancelled") if reply.cancelled() else reply.exception()
+        if error is None:
+            pending = self._unacked.get(address, {})
+            for key in keys:
+                pending.pop(key, None)
+        elif isinstance(error, WorkerUnresponsiveError) or not isinstance(error, CommClosedError):
+            # frozen or refused (a closed connection is _remove_worker's to resend)
+            logger.warning("worker %s did not store %d key(s): %r", address, len(keys), error)
+            why = f"worker {address} did not store it: {error!r}"
+            self._rehome_unacked(address, keys, why)
+            self.apply(self.state.drop_replicas(address, keys, why))
+            self.discard_unrecorded({address: keys})  # if it wakes up and stores them
+
+    def _rehome_unacked(self, address: str, keys: list, why: str) -> None:
+        """Resend values ``address`` never acknowledged to other workers, before anyone
+        calls them lost.
+
+        A small scatter returns before the workers' acknowledgements (see
+        _scatter_without_waiting); keeping each value until then means a worker that dies
+        or freezes on the way costs a resend, not the data. A key no other allowed worker
+        can take stays with ``address`` and is lost with it, the loss naming ``why``.
+        """
+        pending = self._unacked.get(address, {})
+        by_target: dict[str, dict] = {}
+        restrictions: dict = {}
+        for key in keys:
+            value, workers = pending.pop(key, (None, None))
+            ks = self.state.keys.get(key)
+            if value is None or ks is None or ks.who_has - {address}:
+                continue  # acknowledged, forgotten, or held elsewhere too
+            try:
+                [[target]] = self.state.choose_workers(1, workers, exclude=[address])
+            except (NoWorkersError, UnknownWorkerError):
+                logger.warning("scattered key %r: its worker %s %s, no other may hold it",
+                               key, address, why)
+                continue
+            by_target.setdefault(target, {})[key] = value
+            restrictions[key] = workers
+        for target, values in by_target.items():
+            channel = self.worker_channels[target]
+            reply = channel.send_request({"op": "put-data", "data": values})
+            keys_there = {k: [target] for k in values}
+            self.apply(self.state.add_data(None, keys_there,
+                                           {k: self.state.keys[k].nbytes for k in values},
+                                           {k: self.state.keys[k].type for k in values}))
+            self._await_ack(target, values, reply, restrictions)
+
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
         for address, keys in self.state.unrecorded(by_worker).items():
@@ -260,11 +394,15 @@ class Scheduler:
 
     def _record(self, client_id, msg) -> list[str]:
         """Record where scattered keys landed; return those whose every holder is gone."""
-        placement = {k: [a for a in addresses if a in self.state.workers]
-                     for k, addresses in msg["placement"].items()}
-        gone = [k for k, addresses in placement.items() if not addresses]
+        placement, gone = msg["placement"], []
+        holders = {a for addresses in placement.values() for a in addresses}
+        if not holders.issubset(self.state.workers):  # else no list to make per key
+            placement = {k: [a for a in addresses if a in self.state.workers]
+                         for k, addresses in placement.items()}
+            gone = [k for k, addresses in placement.items() if not addresses]
+            placement = {k: a for k, a in placement.items() if a}
         shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
-        self.apply(self.state.add_data(client_id, {k: a for k, a in placement.items() if a},
+        self.apply(self.state.add_data(client_id, placement,
                                        msg["nbytes"], msg["types"], shared,
                                        msg.get("broadcast", False), msg.get("workers")))
         if shared:
@@ -288,7 +426,7 @@ class Scheduler:
 
     def _has_what(self, client_id, msg) -> dict:
         addresses = self.state.resolve_workers(msg.get("workers"))
-        return {a: sorted(self.state.workers[a].keys) for a in addresses}
+        return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
 
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
@@ -310,7 +448,14 @@ class Scheduler:
         self.apply(self.state.cancel(client_id, msg["keys"], msg.get("force", False)))
 
     async def _replicate(self, client_id, msg) -> None:
-        plan = self.state.replication_plan(msg["keys"], msg.get("n"), msg.get("workers"))
+        n = msg.get("n")
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"replicate() needs n >= 1, got {n!r}: it cannot delete all "
+                                 "copies (release or cancel the future for that)")
+            n = min(n, len(self.state.resolve_workers(msg.get("workers"))))
+            self.apply(self.state.reduce_replicas(msg["keys"], n, msg.get("workers")))
+        plan = self.state.replication_plan(msg["keys"], n, msg.get("workers"))
         by_target: dict[str, dict] = {}
         for key, targets in plan.items():
             for target in targets:
@@ -325,6 +470,25 @@ class Scheduler:
             keys = [k for k in result if k in self.state.keys]
             self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
                                            {k: self.state.keys[k].type for k in keys}))
+
+    def _overview(self, client_id, msg) -> dict:
+        overview = self.state.overview()
+        overview["address"] = self.address
+        return overview
+
+    def _key_list(self, client_id, msg) -> dict:
+        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
+                                   msg.get("status") or None)
+
+    def _close_cluster(self, client_id, msg) -> dict:
+        """Ask the process that owns this scheduler to stop it (its client, workers, all).
+
+        Only a peer that passed the handshake gets here, i.e. one that knows the secret."""
+        if not self.on_close_requested:
+            return {"closing": False}
+        for callback in self.on_close_requested:
+            callback()
+        return {"closing": True}
 
     def _subscribe(self, client_id, msg) -> list:
         self.subscribers.add(client_id)
@@ -346,6 +510,17 @@ def _keep_from_forked_children(channel: Channel) -> None:
     fd = sock.fileno()
     inheritance.keep_from_forked_children(fd)
     channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
+
+
+def _holds_callers_memory(data: dict) -> bool:
+    """Whether a scatter's values still point into the caller's memory.
+
+    Buffers of 64 KiB to 1 MiB travel as views of the caller's arrays; until the worker
+    acknowledges them, the caller must not get control back (it could change them).
+    Plain bytes and shared-memory references are the scatter's own.
+    """
+    return any(type(s) is not bytes and any(not isinstance(b, ShmRef) for b in s.buffers)
+               for s in data.values())
 
 
 def _send(link, msg: dict) -> None:

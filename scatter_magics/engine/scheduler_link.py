@@ -63,7 +63,8 @@ class RemoteSchedulerLink:
     async def open(cls, address: str, secret: str, on_report: Callable[[dict], None],
                    timeout: float) -> "RemoteSchedulerLink":
         report = _weakly(on_report)
-        handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events")}
+        handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events",
+                                                                 "worker-unresponsive")}
         channel = await connect(address, secret, handlers, timeout=timeout)
         reply = await channel.request({"op": "register-client"})
         return cls(channel, reply["client_id"])
@@ -94,6 +95,12 @@ class WorkerPool:
         if channel is None or channel.closed:
             channel = self.channels[address] = await connect(address, self.secret)
         return await channel.request(msg)
+
+    def fail_pending(self, address: str, error: Exception) -> None:
+        """Fail our requests waiting on ``address`` (it stopped answering)."""
+        channel = self.channels.get(address)
+        if channel is not None:
+            channel.fail_pending(error)
 
     def send(self, address: str, msg: dict) -> None:
         """Send over the open channel to ``address``, if there is one; never connects."""

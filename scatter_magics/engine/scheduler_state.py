@@ -8,20 +8,24 @@ messages to send as ``(destination, message)`` pairs, where a destination is
 
 The records live in ``scheduler_records.py``; heartbeats and placement in
 ``scheduler_workers.py``; recompute, retries and standing broadcasts in
-``scheduler_recovery.py`` (mixins of :class:`SchedulerState`).
+``scheduler_recovery.py``; dropping replicas in ``scheduler_replicas.py`` (mixins of
+:class:`SchedulerState`).
 """
 
 from __future__ import annotations
 
-from ..errors import FutureLostError
+from ..errors import FutureCancelledError, FutureLostError
 from .scheduler_records import NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
 from .scheduler_recovery import Recovery
+from .scheduler_replicas import Replicas
 from .scheduler_workers import WorkerBook
 
 __all__ = ["SchedulerState", "KeyInfo", "WorkerInfo", "PUBLIC_STATUS"]
 
+GONE = frozenset({"lost", "error", "cancelled", "released"})  # states a new KeyInfo replaces
 
-class SchedulerState(WorkerBook, Recovery):
+
+class SchedulerState(WorkerBook, Recovery, Replicas):
     """Workers, keys and tasks; see the module docstring for the calling convention."""
 
     def __init__(self):
@@ -80,21 +84,36 @@ class SchedulerState(WorkerBook, Recovery):
         ``broadcast``: the keys keep a replica on every (``workers=``-allowed) live
         worker for their whole life, on workers that join later too.
         """
+        # Called with every element of a scattered list: one pass, no call per key
+        # unless a key has dependents or someone watches events.
         out: Outgoing = []
+        keys, live = self.keys, self.workers
+        shared = set(shared)
         for key, addresses in placement.items():
-            ks = self.keys.get(key)
-            if ks is None or ks.state in ("lost", "error", "cancelled", "released"):
-                ks = self.keys[key] = KeyInfo(key, "memory")
-            ks.shared = ks.shared or key in shared
+            ks = keys.get(key)
+            if ks is None or ks.state in GONE:
+                ks = keys[key] = KeyInfo(key, "memory")
+            if shared and key in shared:
+                ks.shared = True
+            size = nbytes.get(key)
+            if size is not None:
+                ks.nbytes = size
             for address in addresses:
-                self._add_replica(ks, address, nbytes.get(key))
+                ws = live.get(address)
+                if ws is not None:
+                    if key not in ws.keys:
+                        ws.keys.add(key)
+                        ws.nbytes += ks.nbytes or 0
+                    ks.who_has.add(address)
             ks.state, ks.type = "memory", types.get(key, ks.type)
             if client is not None:
                 ks.wanted_by.add(client)
             if broadcast:
                 self._make_standing(ks, workers)
-            self._emit_key(ks)
-            out += self._release_dependents(ks)
+            if self.publishing:
+                self.events.append(self.key_event(ks))
+            if ks.dependents:
+                out += self._release_dependents(ks)
         if broadcast:  # workers that joined (or woke) while this scatter was on its way
             for ws in list(self.workers.values()):
                 out += self._top_up_broadcasts(ws, placement)
@@ -151,10 +170,10 @@ class SchedulerState(WorkerBook, Recovery):
             ks.restrictions = set(self.resolve_workers(restrictions))
         for dep in deps:
             dks = self.keys.get(dep)
-            if dks is None:
-                return self._fail(ks, FutureLostError(
-                    f"task {key!r} depends on key {dep!r}, which the scheduler no longer "
-                    "holds (it was released or cancelled)"), "")
+            if dks is None:  # Dask reports these "cancelled" (lost dependencies) too
+                return self._fail(ks, FutureCancelledError(
+                    f"task {key!r} depends on key {dep!r}, which was cancelled or "
+                    "released"), "", "cancelled")
             if dks.dependents is NONE:
                 dks.dependents = set()
             dks.dependents.add(key)
@@ -362,6 +381,28 @@ class SchedulerState(WorkerBook, Recovery):
                 "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces,
                 "status": ws.status}
             for a, ws in self.workers.items()}}
+
+    def overview(self) -> dict:
+        """What a cluster list shows: the workers, and the keys counted by status."""
+        by_status: dict[str, int] = {}
+        for ks in self.keys.values():
+            status = PUBLIC_STATUS[ks.state]
+            by_status[status] = by_status.get(status, 0) + 1
+        info = self.info()
+        return {"workers": info["workers"],
+                "keys": {"count": len(self.keys), "nbytes": info["nbytes"], "by_status": by_status}}
+
+    def key_list(self, offset: int, limit: int, status: str | None = None) -> dict:
+        """One page of keys (in the order the scheduler learnt them), each as a key event."""
+        keys = self.keys.values()
+        if status is not None:
+            keys = [ks for ks in keys if PUBLIC_STATUS[ks.state] == status]
+        else:
+            keys = list(keys)
+        page = keys[max(offset, 0):max(offset, 0) + max(limit, 0)]
+        return {"total": len(keys), "offset": offset,
+                "keys": [{k: v for k, v in self.key_event(ks).items() if k != "event"}
+                         for ks in page]}
 
     # ------------------------------------------------------------ events ---
     def snapshot(self) -> list[dict]:

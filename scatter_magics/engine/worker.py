@@ -30,7 +30,8 @@ from ..errors import CommClosedError, portable
 from .limits import result_refusal
 from .loop import new_event_loop
 from .scheduler_link import fetch_from_holders
-from .serialize import Serialized, deserialize, deserialize_task, serialize, sizeof
+from .serialize import (Serialized, deserialize, deserialize_task, nbytes_of, serialize, sizeof,
+                        wire)
 from .shm import unlink_segments
 from .shm_mapper import SegmentMapper
 from .task_start import StartWatch
@@ -41,6 +42,10 @@ HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
 OWNER_CHECK_INTERVAL = 0.5  # s between checks that the owner process still lives
 OWNER_GONE_WAIT = 1.0  # s a worker that lost the scheduler waits to see if the owner died
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# How long a get-data waits for keys this worker does not hold yet. The scheduler does
+# not wait for a worker to acknowledge small data before it tells others where it is,
+# so a peer's (or a client's) request on another connection can arrive first.
+ARRIVAL_WAIT = 5.0  # seconds
 
 
 SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
@@ -52,9 +57,10 @@ class StoredValue:
 
     __slots__ = ("_serialized", "_value", "_has_value", "nbytes", "type")
 
-    def __init__(self, serialized: Serialized | None = None, value=None, has_value=False):
+    def __init__(self, serialized: Serialized | bytes | None = None, value=None,
+                 has_value=False):
         self._serialized, self._value, self._has_value = serialized, value, has_value
-        self.nbytes = serialized.nbytes if serialized is not None else sizeof(value)
+        self.nbytes = nbytes_of(serialized) if serialized is not None else sizeof(value)
         self.type = type(value).__name__ if has_value else None
 
     @property
@@ -64,9 +70,10 @@ class StoredValue:
         return self._value
 
     @property
-    def serialized(self) -> Serialized:
+    def serialized(self) -> Serialized | bytes:
+        """In its wire form (see ``serialize.wire``)."""
         if self._serialized is None:
-            return serialize(self._value)  # not cached: it would double the memory held
+            return wire(serialize(self._value))  # not cached: it would double the memory held
         return self._serialized
 
 
@@ -109,6 +116,7 @@ class Worker:
         self.closed = asyncio.Event()
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
+        self._arrivals: asyncio.Future | None = None  # set by the next put-data
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -149,13 +157,30 @@ class Worker:
     def _put_data(self, channel, msg) -> dict:
         for key, serialized in msg["data"].items():
             self.data[key] = StoredValue(serialized)
+        if self._arrivals is not None:
+            self._arrivals.set_result(None)
+            self._arrivals = None
         return {key: self.data[key].nbytes for key in msg["data"]}
 
-    def _get_data(self, channel, msg) -> dict:
-        missing = [k for k in msg["keys"] if k not in self.data]
+    def _get_data(self, channel, msg):
+        if any(k not in self.data for k in msg["keys"]):
+            return self._get_data_arriving(msg["keys"])
+        return {key: self.data[key].serialized for key in msg["keys"]}
+
+    async def _get_data_arriving(self, keys: list) -> dict:
+        """``_get_data`` once keys still on their way (see ARRIVAL_WAIT) have arrived."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ARRIVAL_WAIT
+        while (missing := [k for k in keys if k not in self.data]) and loop.time() < deadline:
+            if self._arrivals is None:
+                self._arrivals = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._arrivals), deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
         if missing:
             raise KeyError(f"worker {self.name} does not hold {missing}")
-        return {key: self.data[key].serialized for key in msg["keys"]}
+        return {key: self.data[key].serialized for key in keys}
 
     def _delete_keys(self, channel, msg) -> None:
         for key in msg["keys"]:

@@ -1,6 +1,7 @@
 """Connecting to a running cluster: one entry point, whichever engine answers.
 
-``%cluster connect ADDRESS`` (and, later, the JupyterLab sidebar) call :func:`connect`.
+``%cluster connect ADDRESS_OR_ID`` calls :func:`connect` (the JupyterLab sidebar inserts
+it with a cluster's registry id: ``discovery.py`` holds the address and the secret).
 It looks at what answers at the address: our embedded engine's scheduler greets every
 connection with its protocol's magic bytes before anything else
 (``engine/protocol.py`` ``server_hello``); a Dask scheduler sends a msgpack handshake.
@@ -18,7 +19,9 @@ from __future__ import annotations
 import os
 import socket
 
+from .. import discovery
 from ..backend import Backend, backend_class
+from ..errors import UnknownClusterError
 from ..engine.protocol import MAGIC
 
 PROBE_TIMEOUT = 2.0  # s to wait for a scheduler's first bytes
@@ -29,7 +32,9 @@ def connect(target: str | None, *, scheduler_file: str | None = None, security=N
             secret: str | None = None, timeout: float = 10.0) -> Backend:
     """A backend whose client is connected to the scheduler at ``target``.
 
-    ``target`` is ``tcp://host:port``, ``tls://host:port`` or ``host:port``;
+    ``target`` is a cluster id from the discovery registry (the Jupyter sidebar shows them),
+    ``tcp://host:port``, ``tls://host:port`` or ``host:port``; for a registered cluster of
+    our engine the secret comes from the registry unless given;
     ``scheduler_file`` (a Dask scheduler file) replaces it. ``security`` (a
     ``distributed.Security``, or a dict of its ``tls_*`` arguments) and TLS addresses
     mean Dask. ``secret`` (default: ``$SCATTER_MAGICS_SECRET``) is what our engine's
@@ -44,6 +49,15 @@ def connect(target: str | None, *, scheduler_file: str | None = None, security=N
                                              timeout=timeout)
     if not target:
         raise ValueError("connect needs an address (tcp://host:port) or a scheduler file")
+    entry = discovery.resolve(target)  # a cluster id from the sidebar, or a registered address
+    if entry is not None and entry.backend == "embedded":
+        return backend_class("embedded").connect(
+            entry.scheduler_address, secret=secret or entry.secret, timeout=timeout)
+    if entry is not None:
+        target = entry.scheduler_address
+    elif ":" not in target:
+        raise UnknownClusterError(f"no running cluster on this machine has the id {target!r} "
+                                  f"(the Jupyter sidebar lists them), and it is no address")
     address = target if "://" in target else f"tcp://{target}"
     if address.startswith("tcp://") and security is None and _speaks_our_protocol(address):
         return backend_class("embedded").connect(

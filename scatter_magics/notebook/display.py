@@ -17,6 +17,7 @@ import re
 from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
+from ..keys import key_text
 from .widget_model import shared_memory_text
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
@@ -57,17 +58,18 @@ def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, object]]:
 
 
 def key_states(backend: Backend, keys: Iterable[str]) -> dict[str, dict]:
-    """The scheduler's latest ``key`` event (status, workers, nbytes, type) per key.
+    """The scheduler's latest ``key`` event (status, workers, nbytes, type) per key's text.
 
     One snapshot of the event stream (see docs/internals.md): the first batch a
     subscription receives describes every key the scheduler knows.
     """
-    wanted = set(keys)
+    wanted = {key_text(k) for k in keys}
     batch: list = []
     subscription = backend.subscribe_events(batch.extend)
     subscription.close()
     events = list(batch)  # later batches may still be appended; a later event is newer
-    return {e["key"]: e for e in events if e.get("event") == "key" and e["key"] in wanted}
+    return {key_text(e["key"]): e for e in events
+            if e.get("event") == "key" and key_text(e["key"]) in wanted}
 
 
 def worker_names(backend: Backend) -> dict[str, str]:
@@ -128,7 +130,7 @@ class FuturesTable:
             states = key_states(backend, (f.key for _, f in labelled))
             names = worker_names(backend)
             for row in rows:
-                state = states.get(row["key"], {})
+                state = states.get(key_text(row["key"]), {})
                 row["type"] = row["type"] or state.get("type")
                 row["nbytes"] = state.get("nbytes")
                 row["workers"] = sorted((names.get(a, a) for a in state.get("workers", [])),
@@ -137,9 +139,9 @@ class FuturesTable:
 
     def _cells(self) -> list[list[str]]:
         # An unnamed row (a submitted task) is named by its key's prefix: the function.
-        return [[r["name"] or _TOKEN.sub("", r["key"]), r["key"], r["type"] or "",
-                 format_bytes(r["nbytes"]), r["status"], ", ".join(r["workers"]),
-                 str(len(r["workers"]))] for r in self.rows]
+        return [[r["name"] or _TOKEN.sub("", key_text(r["key"])), key_text(r["key"]),
+                 r["type"] or "", format_bytes(r["nbytes"]), r["status"],
+                 ", ".join(r["workers"]), str(len(r["workers"]))] for r in self.rows]
 
     def __repr__(self) -> str:
         return _table_text(self.columns, self._cells())
@@ -185,11 +187,11 @@ class ClusterSummary:
         workers = []
         by_name = sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name")))
         for address, w in by_name:
-            keys = sorted(has_what.get(address, []))
+            keys = sorted(has_what.get(address, []), key=key_text)
             workers.append({"name": w.get("name", address), "address": address,
                             "nthreads": w.get("nthreads"), "memory": w.get("memory"),
                             "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
-                            "keys": keys, "labels": [labels.get(k, k) for k in keys],
+                            "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys],
                             "status": w.get("status", "running")})
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,

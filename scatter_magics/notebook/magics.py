@@ -27,7 +27,7 @@ from traitlets import Any, Float, Integer, Unicode, Union
 from ..backend import Backend, backend_for, client_types, future_types, get_client
 from ..backend import progress_option, register_client, start_backend
 from ..errors import ClientClosedError, Interrupted, MissingDependencyError, NoWorkersError
-from ..errors import ProtocolError, SerializationError, UnknownWorkerError
+from ..errors import ProtocolError, SerializationError, UnknownClusterError, UnknownWorkerError
 from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
 from .arguments import is_dotted_name, keyed_items
 from .connect import connect
@@ -284,7 +284,8 @@ class ScatterMagics(Magics):
         "(ours or Dask's); stop: end the cluster the magics started, or disconnect from "
         "the one they connected to. Without it: show the cluster."))
     @argument("address", nargs="?", metavar="ADDRESS", help=(
-        "connect: tcp://host:port, tls://host:port or host:port."))
+        "connect: a cluster id (the Jupyter sidebar's), tcp://host:port, tls://host:port "
+        "or host:port."))
     @argument("-n", "--n-workers", type=_count, metavar="N",
               help="Workers to start (default: ScatterMagics.n_workers).")
     @argument("--threads", type=_count, metavar="N",
@@ -349,7 +350,7 @@ class ScatterMagics(Magics):
                               timeout=self.timeout or CONNECT_TIMEOUT)
         except MissingDependencyError as exc:
             raise UsageError(f"{target} is a Dask scheduler, and {exc}") from exc
-        except (OSError, ValueError, ProtocolError) as exc:  # OSError: ConnectionError, timeouts
+        except (OSError, ValueError, ProtocolError, UnknownClusterError) as exc:  # OSError: timeouts
             raise UsageError(f"cannot connect to {target}: {exc}") from exc
         register_client(backend.client)
         self.owned, self.connected = backend, True

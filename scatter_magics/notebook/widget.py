@@ -50,8 +50,11 @@ class _Feed:
     """
 
     def __init__(self, client, apply: Callable[[list], bool], flush: Callable[[], None],
-                 resend: Callable[[], None], interval: float, settle: float | None):
+                 resend: Callable[[], None], interval: float, settle: float | None,
+                 client_closed: Callable[[], None] = lambda: None):
         self._apply = apply
+        self._client_closed = _outside_any_cell(client_closed)
+        self.client_is_closed = False
         self._flush = _outside_any_cell(self._unless_closed(flush))
         self._resend = _outside_any_cell(self._unless_closed(resend))
         self._interval, self._settle = interval, settle
@@ -73,19 +76,19 @@ class _Feed:
     def _on_events(self, batch: list) -> None:
         if self.closed:
             return
+        if any(event.get("event") == "closed" for event in batch):
+            # Said at once: the loop (and any timer on it) may stop right after this batch,
+            # e.g. when the Jupyter sidebar stopped the cluster from outside the kernel.
+            self.client_is_closed = True
+            if self._throttle is not None:
+                self._throttle.cancel()  # its timers would never fire once the loop stops
+            self._client_closed()
+            return
         if self._throttle is None:
             self._loop = asyncio.get_running_loop()
             self._throttle = Throttle(self._flush, self._loop.call_later, interval=self._interval,
                                       settle=self._settle, resend=self._resend)
-        if not self._apply(batch):
-            return
-        if any(event.get("event") == "closed" for event in batch):
-            # The client is closing and its loop stops next: a throttled flush would
-            # never fire. Push the last state (not live) now, on this thread, and stop.
-            self._throttle.cancel()
-            self._flush()
-            self.closed = True
-        else:
+        if self._apply(batch):
             self._throttle.poke()
 
     def belongs_to(self, client) -> bool:
@@ -95,7 +98,8 @@ class _Feed:
     def live(self) -> bool:
         """Still subscribed to a running client."""
         client = self._client()
-        return not self.closed and client is not None and backend_for(client).running
+        return not self.closed and not self.client_is_closed and client is not None \
+            and backend_for(client).running
 
     def request_flush(self) -> None:
         """Flush soon on the loop thread, or now if the loop is gone (nobody else writes)."""
@@ -165,7 +169,8 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
-        self._feed = _Feed(client, self._apply, self._flush_live, self._resend, interval, settle)
+        self._feed = _Feed(client, self._apply, self._flush_live, self._resend, interval, settle,
+                           client_closed=self._client_closed)
         _OPEN.add(self)
         if self.comm is not None:  # the front end may close the comm: stop listening then
             self.comm.on_close(lambda _msg: self._feed.close())
@@ -190,6 +195,9 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _resend(self) -> None:
         self.send_state(self._synced_state)
+
+    def _client_closed(self) -> None:
+        self.live = False  # the view then says "not live: client closed"
 
     def close(self) -> None:
         """Unsubscribe from the event stream and close the widget (and its views)."""

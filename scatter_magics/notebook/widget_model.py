@@ -23,6 +23,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..keys import key_text
+
 # "running" is an event status only (docs/internals.md): a task whose worker started it.
 STATUSES = ("pending", "running", "finished", "error", "cancelled", "lost", "released")
 ACTIVE = ("pending", "running")  # work still in progress: rows show most recent first
@@ -30,10 +32,10 @@ ACTIVE = ("pending", "running")  # work still in progress: rows show most recent
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
 
 
-def key_name(key: str) -> str:
+def key_name(key) -> str:
     """What a key was made from: ``'len'`` for ``len-3f2a…`` (a task's function), as Dask's
-    ``key_split`` does; keys without a token suffix are returned whole."""
-    return _TOKEN.sub("", key)
+    ``key_split`` does; keys without a token suffix are returned whole (as text)."""
+    return _TOKEN.sub("", key_text(key))
 
 _UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -69,7 +71,7 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key,
+            "key": key_text(self.key),
             "name": self.name if self.name is not None else key_name(self.key),
             "type": self.type,
             "nbytes": self.nbytes,
@@ -98,10 +100,13 @@ class FuturesTable:
     ):
         names = names or {}
         statuses = statuses or {}
+        # By the key's text: events from a Dask scheduler carry keys as text (they pass
+        # through msgpack), ours carry them as they are; key_text makes them meet.
         self.rows: dict[str, Row] = {}
         for key in keys:
-            if key not in self.rows:
-                self.rows[key] = Row(key, names.get(key), statuses.get(key, "pending"))
+            if key_text(key) not in self.rows:
+                self.rows[key_text(key)] = Row(key, names.get(key),
+                                               statuses.get(key, "pending"))
         self.order = list(self.rows)
         # The same keys, least recently changed first (moved to the end on each change).
         self.recent: OrderedDict[str, None] = OrderedDict.fromkeys(self.order)
@@ -120,7 +125,7 @@ class FuturesTable:
         for event in events:
             kind = event.get("event")
             if kind == "key":
-                row = self.rows.get(event["key"])
+                row = self.rows.get(key_text(event["key"]))
                 if row is not None:
                     changed |= self._update_row(row, event)
             elif kind == "worker-added":
@@ -154,7 +159,7 @@ class FuturesTable:
             self._note_deaths(row, status, workers)
         row.status, row.workers, row.nbytes, row.type = status, workers, nbytes, type_
         self._account(row, +1)
-        self.recent.move_to_end(row.key)
+        self.recent.move_to_end(key_text(row.key))
         return True
 
     def _note_deaths(self, row: Row, status: str, workers: tuple[str, ...]) -> None:

@@ -1,0 +1,151 @@
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+import { LabIcon } from '@jupyterlab/ui-components';
+
+import { ClusterPanel } from './panel';
+import { ICluster, PolledResource } from './model';
+import { requestAPI } from './request';
+import { ClusterSidebar } from './sidebar';
+
+/** The commands this extension adds; cluster commands take `{ id }`. */
+export namespace CommandIDs {
+  export const showSidebar = 'scatter-magics:show-sidebar';
+  export const openCluster = 'scatter-magics:open-cluster';
+  export const connectNotebook = 'scatter-magics:connect-notebook';
+  export const stopCluster = 'scatter-magics:stop-cluster';
+  export const startCluster = 'scatter-magics:start-cluster';
+}
+
+const clusterIcon = new LabIcon({
+  name: 'scatter-magics:clusters',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<circle cx="12" cy="5" r="3"/><circle cx="5" cy="18" r="3"/><circle cx="19" cy="18" r="3"/>' +
+    '<path d="M11 8h2v3l5.2 4.2-1.2 1.6L12 12.8l-5 4-1.2-1.6L11 11z"/></g></svg>'
+});
+
+/** The code a notebook runs to join a registered cluster (`%cluster connect`). */
+export function connectCode(clusterId: string): string {
+  return `%load_ext scatter_magics\n%cluster connect ${clusterId}`;
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'scatter-magics:plugin',
+  description: 'A sidebar showing every scatter_magics cluster on this Jupyter server.',
+  autoStart: true,
+  requires: [],
+  optional: [INotebookTracker, ICommandPalette, ILayoutRestorer],
+  activate
+};
+
+function activate(
+  app: JupyterFrontEnd,
+  notebooks: INotebookTracker | null,
+  palette: ICommandPalette | null,
+  restorer: ILayoutRestorer | null
+): void {
+  const clusters = new PolledResource<ICluster[]>(() => 'clusters');
+  const sidebar = new ClusterSidebar({
+    commands: app.commands,
+    clusters,
+    commandIds: {
+      open: CommandIDs.openCluster,
+      connect: CommandIDs.connectNotebook,
+      stop: CommandIDs.stopCluster,
+      start: CommandIDs.startCluster
+    }
+  });
+  sidebar.title.icon = clusterIcon;
+  app.shell.add(sidebar, 'left', { rank: 900 });
+  restorer?.add(sidebar, sidebar.id);
+  addCommands(app, clusters, notebooks);
+  if (palette) {
+    for (const command of [CommandIDs.showSidebar, CommandIDs.startCluster]) {
+      palette.addItem({ command, category: 'Scatter clusters' });
+    }
+  }
+}
+
+function addCommands(app: JupyterFrontEnd, clusters: PolledResource<ICluster[]>, notebooks: INotebookTracker | null): void {
+  const panels = new Map<string, MainAreaWidget<ClusterPanel>>();
+  const nameOf = (id: string) => clusters.value?.find(c => c.id === id)?.name ?? id;
+
+  app.commands.addCommand(CommandIDs.showSidebar, {
+    label: 'Show Scatter Clusters',
+    execute: () => app.shell.activateById('scatter-magics-sidebar')
+  });
+
+  app.commands.addCommand(CommandIDs.openCluster, {
+    label: 'Open Cluster Futures',
+    execute: args => {
+      const id = args.id as string;
+      let panel = panels.get(id);
+      if (!panel || panel.isDisposed) {
+        panel = new MainAreaWidget({ content: new ClusterPanel(id) });
+        panel.id = `scatter-magics-panel-${id}`;
+        panel.title.label = `Cluster: ${nameOf(id)}`;
+        panel.title.icon = clusterIcon;
+        panels.set(id, panel);
+        app.shell.add(panel, 'main');
+      }
+      app.shell.activateById(panel.id);
+    }
+  });
+
+  app.commands.addCommand(CommandIDs.connectNotebook, {
+    label: 'Connect the Active Notebook to This Cluster',
+    execute: async args => {
+      const notebook = notebooks?.currentWidget;
+      if (!notebook) {
+        await showErrorMessage('No notebook', 'Open a notebook first: the code is inserted into the active one.');
+        return;
+      }
+      NotebookActions.insertBelow(notebook.content);
+      const cell = notebook.content.activeCell;
+      if (cell) {
+        cell.model.sharedModel.setSource(connectCode(args.id as string));
+      }
+      app.shell.activateById(notebook.id);
+    }
+  });
+
+  app.commands.addCommand(CommandIDs.stopCluster, {
+    label: 'Stop Cluster',
+    execute: async args => {
+      const id = args.id as string;
+      const answer = await showDialog({
+        title: 'Stop cluster',
+        body: `Stop “${nameOf(id)}” and all its workers? The notebook using it will see it closed.`,
+        buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
+      });
+      if (!answer.button.accept) {
+        return;
+      }
+      try {
+        await requestAPI(`clusters/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      } catch (error) {
+        await showErrorMessage('Could not stop the cluster', error as Error);
+      }
+      await clusters.refresh().catch(() => undefined);
+    }
+  });
+
+  app.commands.addCommand(CommandIDs.startCluster, {
+    label: 'Start a Shared Cluster',
+    execute: async () => {
+      const answer = await InputDialog.getNumber({ title: 'Start a cluster owned by the server: workers', value: 2 });
+      if (!answer.button.accept || answer.value === null) {
+        return;
+      }
+      try {
+        await requestAPI('clusters', { method: 'POST', body: JSON.stringify({ n_workers: Math.round(answer.value) }) });
+      } catch (error) {
+        await showErrorMessage('Could not start a cluster', error as Error);
+      }
+      await clusters.refresh().catch(() => undefined);
+    }
+  });
+}
+
+export default plugin;

@@ -1,0 +1,110 @@
+import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { requestAPI } from './request';
+
+/** One worker, as `GET /scatter-magics/api/clusters` describes it. */
+export interface IWorker {
+  address: string;
+  name: string;
+  nthreads: number;
+  memory_limit: number;
+  memory: number;
+  nkeys: number;
+  nbytes: number;
+}
+
+/** One key (a future's data) in `GET clusters/<id>`. */
+export interface IKeyItem {
+  key: string;
+  status: string;
+  nbytes: number | null;
+  size: number | null;
+  type: string | null;
+  workers: string[];
+}
+
+/** One registered cluster (docs/internals.md, "The REST contract"). */
+export interface ICluster {
+  id: string;
+  name: string;
+  kernel_id: string | null;
+  backend: string;
+  scheduler_address: string;
+  pid: number;
+  started: number;
+  server_owned: boolean;
+  status: string;
+  error?: string;
+  workers: IWorker[];
+  keys: {
+    count: number;
+    nbytes: number;
+    by_status: { [status: string]: number };
+    total?: number;
+    offset?: number;
+    limit?: number;
+    items?: IKeyItem[];
+  };
+}
+
+/** How often an open view asks the server: once a second, never faster. */
+export const POLL_INTERVAL = 1000;
+
+/**
+ * A resource of the REST API polled once a second while someone shows it, with the
+ * ETag of the last answer, so that an unchanged answer is a 304 and no re-render.
+ */
+export class PolledResource<T> {
+  constructor(private readonly endPoint: () => string) {
+    this._poll = new Poll({
+      factory: () => this.refresh(),
+      frequency: { interval: POLL_INTERVAL, backoff: true, max: 30 * POLL_INTERVAL },
+      standby: 'when-hidden'
+    });
+  }
+
+  get changed(): ISignal<this, T> {
+    return this._changed;
+  }
+
+  get failed(): ISignal<this, Error> {
+    return this._failed;
+  }
+
+  get value(): T | null {
+    return this._value;
+  }
+
+  /** Ask now (after an action), instead of at the next tick. */
+  async refresh(): Promise<void> {
+    const endPoint = this.endPoint();
+    if (endPoint !== this._lastEndPoint) {
+      this._etag = null; // another page or filter: the old ETag says nothing about it
+      this._lastEndPoint = endPoint;
+    }
+    try {
+      const reply = await requestAPI<T>(endPoint, {}, this._etag);
+      if (!reply.unchanged && reply.data !== null) {
+        this._etag = reply.etag;
+        this._value = reply.data;
+        this._changed.emit(reply.data);
+      }
+    } catch (error) {
+      this._failed.emit(error as Error);
+      throw error; // the poll backs off
+    }
+  }
+
+  dispose(): void {
+    this._poll.dispose();
+    Signal.clearData(this);
+  }
+
+  private _poll: Poll;
+  private _etag: string | null = null;
+  private _lastEndPoint = '';
+  private _value: T | null = null;
+  private _changed = new Signal<this, T>(this);
+  private _failed = new Signal<this, Error>(this);
+}

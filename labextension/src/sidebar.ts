@@ -1,0 +1,128 @@
+import { CommandRegistry } from '@lumino/commands';
+import { Widget } from '@lumino/widgets';
+
+import { formatBytes, h, memoryBar, plural, STATUSES, statusBadge } from './dom';
+import { ICluster, PolledResource } from './model';
+
+/** The commands a card's buttons run, with `{ id }` of the card's cluster. */
+export interface ICardCommands {
+  open: string;
+  connect: string;
+  stop: string;
+  start: string;
+}
+
+/**
+ * The left-sidebar panel: one card per cluster registered on this server, redrawn when
+ * `GET /scatter-magics/api/clusters` changes (polled once a second while visible).
+ */
+export class ClusterSidebar extends Widget {
+  constructor(options: ClusterSidebar.IOptions) {
+    super();
+    this.id = 'scatter-magics-sidebar';
+    this.addClass('sm-lab-sidebar');
+    this.title.caption = 'Scatter clusters';
+    this._commands = options.commands;
+    this._ids = options.commandIds;
+    this._clusters = options.clusters;
+    this._list = h('div', { class: 'sm-lab-cards' });
+    this._error = h('div', { class: 'sm-lab-error', hidden: '' });
+    this.node.append(
+      h(
+        'div',
+        { class: 'sm-lab-header' },
+        h('h2', {}, 'Scatter clusters'),
+        h(
+          'button',
+          { class: 'jp-Button sm-lab-start', title: 'Start a cluster owned by the server', onclick: () => this._run(this._ids.start, {}) },
+          'New cluster'
+        )
+      ),
+      this._error,
+      this._list
+    );
+    this._clusters.changed.connect((_, clusters) => this._render(clusters));
+    this._clusters.failed.connect((_, error) => this._showError(error.message));
+    this._render(this._clusters.value ?? []);
+  }
+
+  private _render(clusters: ICluster[]): void {
+    this._showError('');
+    this._list.replaceChildren(
+      ...(clusters.length
+        ? clusters.map(c => this._card(c))
+        : [h('p', { class: 'sm-lab-empty' }, 'No cluster is running. Start one here, or run %scatter or Client() in a notebook.')])
+    );
+  }
+
+  private _card(cluster: ICluster): HTMLElement {
+    const threads = cluster.workers.reduce((n, w) => n + w.nthreads, 0);
+    const statuses = STATUSES.filter(s => cluster.keys.by_status[s]).map(s =>
+      statusBadge(s, cluster.keys.by_status[s], 'sm-lab-count')
+    );
+    const button = (label: string, command: string, title: string) =>
+      h('button', { class: `jp-Button sm-lab-${label.split(' ')[0].toLowerCase()}`, title, onclick: () => this._run(command, { id: cluster.id }) }, label);
+    return h(
+      'div',
+      {
+        class: 'sm-widget sm-lab-card',
+        'data-cluster-id': cluster.id,
+        'data-status': cluster.status,
+        'data-workers': String(cluster.workers.length)
+      },
+      h(
+        'div',
+        { class: 'sm-lab-card-head' },
+        h('span', { class: 'sm-lab-name', title: cluster.name }, cluster.name),
+        h('span', { class: 'sm-lab-backend', title: cluster.scheduler_address }, cluster.server_owned ? `${cluster.backend} · server` : cluster.backend)
+      ),
+      cluster.error ? h('div', { class: 'sm-stale' }, cluster.error) : null,
+      h(
+        'div',
+        { class: 'sm-summary sm-lab-meta' },
+        h('span', { class: 'sm-lab-workers' }, `${plural(cluster.workers.length, 'worker')} alive`),
+        h('span', { class: 'sm-lab-threads' }, plural(threads, 'thread')),
+        h('span', { class: 'sm-lab-keys' }, plural(cluster.keys.count, 'key')),
+        h('span', { class: 'sm-lab-bytes' }, formatBytes(cluster.keys.nbytes))
+      ),
+      statuses.length ? h('div', { class: 'sm-summary sm-lab-statuses' }, ...statuses) : null,
+      h(
+        'div',
+        { class: 'sm-lab-worker-bars' },
+        ...cluster.workers.map(w =>
+          h('div', { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address }, h('span', { class: 'sm-lab-worker-name' }, w.name), memoryBar(w))
+        )
+      ),
+      h(
+        'div',
+        { class: 'sm-lab-actions' },
+        button('Futures', this._ids.open, 'Open the live futures table and placement'),
+        button('Connect notebook', this._ids.connect, 'Insert code connecting the active notebook to this cluster'),
+        button('Stop', this._ids.stop, 'Stop this cluster and its workers')
+      )
+    );
+  }
+
+  private _showError(message: string): void {
+    this._error.textContent = message;
+    this._error.hidden = !message;
+  }
+
+  private _run(command: string, args: { id?: string }): void {
+    this._commands.execute(command, args).catch(error => this._showError(String(error?.message ?? error)));
+  }
+
+  private _commands: CommandRegistry;
+  private _ids: ICardCommands;
+  private _clusters: PolledResource<ICluster[]>;
+  private _list: HTMLElement;
+  private _error: HTMLElement;
+}
+
+export namespace ClusterSidebar {
+  export interface IOptions {
+    commands: CommandRegistry;
+    commandIds: ICardCommands;
+    clusters: PolledResource<ICluster[]>;
+  }
+}

@@ -1,0 +1,230 @@
+"""The cluster registry: every running cluster on this machine, one JSON file each.
+
+A cluster that starts writes ``jupyter_runtime_dir()/scatter-magics/cluster-<id>.json``
+(directory 0700, file 0600, like Jupyter's own ``kernel-*.json`` and ``jpserver-*.json``)
+and removes it when it closes, on ``%cluster stop`` and at interpreter exit. The Jupyter
+server extension (``scatter_magics.lab``) reads the folder to find clusters started in any
+kernel, script or terminal; ``%cluster connect <id>`` reads it to join one. Kernels inherit
+the server's environment, so both sides resolve the same runtime directory.
+
+A file carries the cluster's credential (for the embedded engine, its secret), so
+:func:`live_entries` trusts only files owned by this user and unreadable by others, and
+skips (and deletes) the files of processes that are gone, checking the process start time
+so that a recycled pid does not revive a dead entry. The format is in docs/internals.md.
+
+>>> entry = register(backend="embedded", scheduler_address="tcp://127.0.0.1:4000",
+...                  secret="s3cret")                          # doctest: +SKIP
+>>> [e.id for e in live_entries()]                             # doctest: +SKIP
+['4242-1a2b3c4d']
+>>> unregister(entry)                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import stat
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SUBDIR = "scatter-magics"
+CREDENTIAL_FIELD = "secret"  # the one field that must never leave the server
+
+
+@dataclass
+class Entry:
+    """One registered cluster, as written in its file (``secret`` included)."""
+
+    id: str
+    name: str
+    backend: str  # "embedded" or "dask"
+    scheduler_address: str
+    pid: int
+    create_time: float  # the registering process's start time (psutil), against pid reuse
+    kernel_id: str | None
+    secret: str | None = field(repr=False)  # never in a repr, a log line or a traceback
+    started: float = field(default_factory=time.time)
+    version: int = FORMAT_VERSION
+
+    @property
+    def path(self) -> Path:
+        return registry_dir() / f"cluster-{self.id}.json"
+
+    def public(self) -> dict:
+        """The fields that may be shown to a browser: everything but the credential."""
+        return {k: v for k, v in asdict(self).items() if k != CREDENTIAL_FIELD}
+
+
+def registry_dir() -> Path:
+    """``jupyter_runtime_dir()/scatter-magics`` (not created)."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir()) / SUBDIR
+
+
+# ------------------------------------------------------------ registering ---
+
+_registered: dict[str, Entry] = {}  # this process's entries, removed at exit
+_lock = threading.Lock()
+
+
+def register(*, backend: str, scheduler_address: str, secret: str | None,
+             name: str | None = None) -> Entry:
+    """Write this process's cluster at ``scheduler_address`` into the registry."""
+    me = psutil.Process()
+    kernel_id = current_kernel_id()
+    entry = Entry(id=f"{me.pid}-{uuid.uuid4().hex[:8]}", name=name or default_name(kernel_id),
+                  backend=backend, scheduler_address=scheduler_address, pid=me.pid,
+                  create_time=me.create_time(), kernel_id=kernel_id, secret=secret)
+    _write(entry)
+    with _lock:
+        _registered[entry.id] = entry
+    return entry
+
+
+def _write(entry: Entry) -> None:
+    from jupyter_core.paths import secure_write
+
+    directory = registry_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if stat.S_IMODE(directory.stat().st_mode) & 0o077:
+        directory.chmod(0o700)  # made earlier by someone with a looser umask
+    # secure_write creates the file 0600 and checks the mode it got (DACLs on Windows).
+    # Written under a temporary name, then renamed: a reader never sees half a file.
+    partial = directory / f".{entry.id}.partial"
+    with secure_write(str(partial)) as f:
+        json.dump(asdict(entry), f)
+    os.replace(partial, entry.path)
+
+
+def unregister(entry: Entry | str | None) -> None:
+    """Remove an entry (or an id) this process registered; unknown ones are ignored."""
+    if entry is None:
+        return
+    entry_id = entry if isinstance(entry, str) else entry.id
+    with _lock:
+        found = _registered.pop(entry_id, None)
+    if found is not None:
+        found.path.unlink(missing_ok=True)
+
+
+@atexit.register
+def _unregister_all() -> None:
+    for entry_id in list(_registered):
+        unregister(entry_id)
+
+
+def current_kernel_id() -> str | None:
+    """The id of the Jupyter kernel this process is, from its connection file, or None."""
+    if "ipykernel" not in sys.modules:
+        return None
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+
+        if not IPKernelApp.initialized():
+            return None
+        connection_file = IPKernelApp.instance().abs_connection_file
+    except Exception:  # an ipykernel without these names: no kernel id, still registered
+        logger.debug("no kernel id", exc_info=True)
+        return None
+    match = re.fullmatch(r"kernel-(.+)\.json", os.path.basename(connection_file or ""))
+    return match.group(1) if match else None
+
+
+def default_name(kernel_id: str | None) -> str:
+    """What a person recognises when no notebook path is known: the kernel, or the program."""
+    if kernel_id:
+        return f"kernel {kernel_id[:8]}"
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if program.startswith("ipython"):  # terminal IPython: argv[0] is .../bin/ipython
+        program = "IPython"
+    return f"{program} (pid {os.getpid()})"
+
+
+# ------------------------------------------------------------ finding ---
+
+_warned: set[str] = set()  # files already warned about, so a poll does not flood the log
+
+
+def live_entries() -> list[Entry]:
+    """Every trusted entry whose process is alive, oldest first; dead ones are deleted."""
+    directory = registry_dir()
+    try:
+        paths = sorted(directory.glob("cluster-*.json"))
+    except OSError:
+        return []
+    entries = [e for e in map(_read_trusted, paths) if e is not None]
+    alive = []
+    for entry in entries:
+        if process_alive(entry.pid, entry.create_time):
+            alive.append(entry)
+        else:
+            entry.path.unlink(missing_ok=True)  # pruned by whoever finds it
+    return sorted(alive, key=lambda e: e.started)
+
+
+def find_entry(cluster_id: str) -> Entry | None:
+    """The live entry with this id, or None."""
+    return next((e for e in live_entries() if e.id == cluster_id), None)
+
+
+def find_by_address(address: str) -> Entry | None:
+    """The live entry of the cluster whose scheduler is at ``address``, or None."""
+    return next((e for e in live_entries() if e.scheduler_address == address), None)
+
+
+def resolve(target: str) -> Entry | None:
+    """The live entry whose id is ``target`` or whose scheduler is at ``target``, or None.
+
+    An address may omit ``tcp://``. This is how ``%cluster connect <id or address>``
+    (``notebook/connect.py``) finds a cluster's secret: the user never types it.
+    """
+    address = target if "://" in target else f"tcp://{target}"
+    return next((e for e in live_entries() if target == e.id or address == e.scheduler_address),
+                None)
+
+
+def _read_trusted(path: Path) -> Entry | None:
+    try:
+        info = path.stat()
+        if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            _warn_once(path, f"ignoring cluster registry file {path}: it must be owned by uid "
+                             f"{os.getuid()} with mode 0600 (it is uid {info.st_uid}, mode "
+                             f"{stat.S_IMODE(info.st_mode):04o})")
+            return None
+        fields = json.loads(path.read_text())
+        return Entry(**{k: fields[k] for k in Entry.__dataclass_fields__ if k in fields})
+    except FileNotFoundError:
+        return None  # removed while we looked: the cluster closed
+    except (OSError, ValueError, TypeError) as exc:
+        _warn_once(path, f"ignoring unreadable cluster registry file {path}: {exc!r}")
+        return None
+
+
+def _warn_once(path: Path, message: str) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        logger.warning(message)
+
+
+def process_alive(pid: int, create_time: float) -> bool:
+    """Whether ``pid`` runs and is the process that started at ``create_time``."""
+    try:
+        proc = psutil.Process(pid)
+        # create_time is rounded differently on some platforms; a reused pid differs by far more.
+        return abs(proc.create_time() - create_time) < 1.0 and \
+            proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

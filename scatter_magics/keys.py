@@ -1,0 +1,37 @@
+"""Dask keys: what may be one, and how one reads on screen.
+
+A key is what Dask allows (``dask.typing.Key``): a ``str``, ``bytes``, ``int`` or
+``float``, or a tuple of keys, such as ``("x", 0)``. Keys keep their type everywhere a
+program sees them (``Future.key``, ``who_has``, event records); only what a person reads
+(a widget cell, a table) shows their text.
+
+>>> key_text(("x", 0))
+"('x', 0)"
+>>> check_key(["x", 0])
+Traceback (most recent call last):
+...
+TypeError: a key must be a str, bytes, int, float or a tuple of them, as in Dask; got 'list'
+"""
+
+from __future__ import annotations
+
+ATOMS = (str, bytes, int, float)
+
+
+def is_key(obj) -> bool:
+    if isinstance(obj, ATOMS):
+        return True
+    return type(obj) is tuple and all(is_key(part) for part in obj)
+
+
+def check_key(obj):
+    """``obj`` if it is a valid key; else a TypeError naming its type."""
+    if not is_key(obj):
+        raise TypeError(f"a key must be a str, bytes, int, float or a tuple of them, as in "
+                        f"Dask; got {type(obj).__name__!r}")
+    return obj
+
+
+def key_text(key) -> str:
+    """The key as shown to a person: itself if a str, else its ``str()`` (as Dask shows it)."""
+    return key if isinstance(key, str) else str(key)

@@ -1,0 +1,150 @@
+"""What the sidebar sees: every registered cluster, described for the browser.
+
+:class:`ClusterDirectory` lives in the Jupyter server for its whole life. Each listing
+re-reads the discovery registry (``discovery.live_entries``, which also prunes the files
+of dead processes), keeps one :class:`~scatter_magics.lab.probe.EmbeddedProbe` per live
+cluster, and asks all of them at once. It also starts and owns *server-owned* clusters,
+which any notebook can join with ``%cluster connect <id>``.
+
+What leaves this module for the browser is built field by field from
+:meth:`discovery.Entry.public` and the probes' replies: the credential is never in it.
+
+>>> directory = ClusterDirectory()                             # doctest: +SKIP
+>>> [c["name"] for c in await directory.list({})]              # doctest: +SKIP
+['analysis.ipynb', 'Shared cluster 1']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .. import discovery
+from ..errors import ClusterUnreachableError, UnknownClusterError
+from .probe import probe_for
+
+logger = logging.getLogger(__name__)
+
+STOP_WAIT = 10.0  # s a DELETE waits for the owning process to take the cluster down
+KEYS_PAGE_MAX = 1000  # keys per page of GET clusters/<id>
+
+
+class ClusterDirectory:
+    """The registry seen from the server: listing, details, stopping, starting."""
+
+    def __init__(self):
+        self.probes: dict = {}  # cluster id → probe (an open connection, once used)
+        self.owned: dict = {}  # cluster id → LocalCluster this server started
+        self._started = 0  # how many clusters this server started, for their names
+
+    def _refresh(self) -> list[discovery.Entry]:
+        """The live entries; probes of clusters that went away are closed."""
+        entries = discovery.live_entries()
+        live = {e.id for e in entries}
+        for cluster_id in [i for i in self.probes if i not in live]:
+            self.probes.pop(cluster_id).close()
+        for cluster_id in [i for i, c in self.owned.items() if c.status == "closed"]:
+            del self.owned[cluster_id]
+        return entries
+
+    def _probe(self, entry: discovery.Entry):
+        probe = self.probes.get(entry.id)
+        if probe is None:
+            probe = self.probes[entry.id] = probe_for(entry)
+        return probe
+
+    def _entry(self, cluster_id: str) -> discovery.Entry:
+        for entry in self._refresh():
+            if entry.id == cluster_id:
+                return entry
+        raise UnknownClusterError(f"no running cluster has the id {cluster_id!r}")
+
+    # ------------------------------------------------------------ reading ---
+    async def list(self, notebook_paths: dict[str, str]) -> list[dict]:
+        """Every live cluster; ``notebook_paths`` maps kernel ids to notebook paths."""
+        entries = self._refresh()
+        return list(await asyncio.gather(*(self._describe(e, notebook_paths) for e in entries)))
+
+    async def get(self, cluster_id: str, notebook_paths: dict[str, str], *, offset: int = 0,
+                  limit: int = 100, status: str | None = None) -> dict:
+        """One cluster as :meth:`list` shows it, plus one page of its keys."""
+        entry = self._entry(cluster_id)
+        described = await self._describe(entry, notebook_paths)
+        limit = max(0, min(limit, KEYS_PAGE_MAX))
+        try:
+            page = await self._probe(entry).keys(max(offset, 0), limit, status)
+        except (ClusterUnreachableError, KeyError):
+            page = {"total": 0, "offset": offset, "keys": []}
+        items = [{**item, "size": item.get("nbytes")} for item in page["keys"]]  # the issue's word
+        described["keys"] = {**described["keys"], "total": page["total"], "offset": page["offset"],
+                             "limit": limit, "status": status, "items": items}
+        return described
+
+    async def _describe(self, entry: discovery.Entry, notebook_paths: dict[str, str]) -> dict:
+        public = entry.public()
+        described = {
+            "id": entry.id,
+            "name": notebook_paths.get(entry.kernel_id or "", entry.name),
+            "kernel_id": entry.kernel_id,
+            "backend": entry.backend,
+            "scheduler_address": entry.scheduler_address,
+            "pid": public["pid"],
+            "started": public["started"],
+            "server_owned": entry.id in self.owned,
+            "status": "running",
+            "workers": [],
+            "keys": {"count": 0, "nbytes": 0, "by_status": {}},
+        }
+        try:
+            described.update(await self._probe(entry).overview())
+        except KeyError:
+            described.update(status="unknown", error=f"this server cannot read a "
+                                                     f"{entry.backend!r} cluster")
+        except ClusterUnreachableError as exc:
+            described.update(status="unreachable", error=str(exc))
+        return described
+
+    # ------------------------------------------------------------ acting ---
+    async def stop(self, cluster_id: str) -> bool:
+        """Ask the cluster's owner to stop it; True once its registry file is gone."""
+        entry = self._entry(cluster_id)
+        try:
+            probe = self._probe(entry)
+        except KeyError:
+            raise UnknownClusterError(f"this server cannot stop a {entry.backend!r} "
+                                      f"cluster") from None
+        await probe.stop()
+        if not probe.owner_unregisters:  # the owner is alive, its cluster gone: we tidy up
+            entry.path.unlink(missing_ok=True)
+        deadline = time.monotonic() + STOP_WAIT
+        while entry.path.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._refresh()
+        return not entry.path.exists()
+
+    async def start(self, *, n_workers: int | None, threads_per_worker: int,
+                    memory_limit, name: str | None) -> str:
+        """Start a cluster owned by this server; returns its registry id."""
+        from ..engine.cluster import LocalCluster
+
+        self._started += 1
+        name = name or f"Shared cluster {self._started}"
+        # Starting blocks for a moment (spawning workers): not on the server's loop.
+        cluster = await asyncio.to_thread(LocalCluster, n_workers=n_workers,
+                                          threads_per_worker=threads_per_worker,
+                                          memory_limit=memory_limit, name=name)
+        if cluster.registry_entry is None:
+            await asyncio.to_thread(cluster.close)
+            raise OSError("the cluster started but could not be registered; see the server log")
+        self.owned[cluster.registry_entry.id] = cluster
+        return cluster.registry_entry.id
+
+    def close(self) -> None:
+        """Drop the connections and stop the clusters this server started."""
+        for probe in self.probes.values():
+            probe.close()
+        self.probes.clear()
+        for cluster in self.owned.values():
+            cluster.close()
+        self.owned.clear()

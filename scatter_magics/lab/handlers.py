@@ -1,0 +1,129 @@
+"""REST handlers under ``<base_url>/scatter-magics/api/`` (the contract: docs/internals.md).
+
+- ``GET clusters`` → every live cluster (``id``, ``name``, ``kernel_id``, ``backend``,
+  ``scheduler_address``, ``workers``, ``keys``); answers ``304`` to a matching
+  ``If-None-Match``, so a sidebar polling once a second costs nothing when nothing changed.
+- ``GET clusters/<id>?offset=&limit=&status=`` → the same object, ``keys.items`` one page of keys.
+- ``DELETE clusters/<id>`` → stops the cluster and its workers (its owner closes it).
+- ``POST clusters`` ``{"n_workers", "threads_per_worker", "memory_limit", "name"}`` → starts a
+  cluster owned by the server; ``201`` with it.
+
+Every verb is ``@tornado.web.authenticated``. Known errors become 4xx with a message;
+anything else is logged with its traceback by ``APIHandler`` and answered 500.
+"""
+
+from __future__ import annotations
+
+import json
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from ..errors import ClusterUnreachableError, UnknownClusterError
+from .clusters import ClusterDirectory
+
+API = "scatter-magics/api"
+ID_PATTERN = r"(?P<cluster_id>[\w.-]+)"
+
+
+class _ClusterHandler(APIHandler):
+    @property
+    def directory(self) -> ClusterDirectory:
+        return self.settings["scatter_magics_directory"]
+
+    async def notebook_paths(self) -> dict[str, str]:
+        """``{kernel_id: notebook path}`` for the kernels of this server's sessions."""
+        sessions = await self.session_manager.list_sessions()
+        return {s["kernel"]["id"]: s["path"] for s in sessions if s.get("kernel")}
+
+    def int_argument(self, name: str, default: int) -> int:
+        text = self.get_argument(name, None)
+        if text is None:
+            return default
+        try:
+            return int(text)
+        except ValueError:
+            raise tornado.web.HTTPError(400, f"{name} must be an integer, got {text!r}") from None
+
+    def write_json(self, value, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(value))
+
+
+class ClustersHandler(_ClusterHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.write_json(await self.directory.list(await self.notebook_paths()))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        options = self._start_options()
+        cluster_id = await self.directory.start(**options)
+        self.write_json(await self.directory.get(cluster_id, await self.notebook_paths(),
+                                                 limit=0), status=201)
+
+    def _start_options(self) -> dict:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise tornado.web.HTTPError(400, f"the body must be JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise tornado.web.HTTPError(400, "the body must be a JSON object")
+        unknown = set(body) - {"n_workers", "threads_per_worker", "memory_limit", "name"}
+        if unknown:
+            raise tornado.web.HTTPError(400, f"unknown option(s): {', '.join(sorted(unknown))}")
+        options = {"n_workers": body.get("n_workers", 2),
+                   "threads_per_worker": body.get("threads_per_worker", 1),
+                   "memory_limit": body.get("memory_limit", "auto"), "name": body.get("name")}
+        for key in ("n_workers", "threads_per_worker"):
+            value = options[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 256:
+                raise tornado.web.HTTPError(400, f"{key} must be an integer from 1 to 256, "
+                                                 f"got {value!r}")
+        if options["name"] is not None and not isinstance(options["name"], str):
+            raise tornado.web.HTTPError(400, "name must be a string")
+        from ..engine.cluster import parse_memory_limit
+
+        try:
+            parse_memory_limit(options["memory_limit"], options["n_workers"])
+        except (ValueError, TypeError) as exc:
+            raise tornado.web.HTTPError(400, str(exc)) from None
+        return options
+
+
+class ClusterHandler(_ClusterHandler):
+    @tornado.web.authenticated
+    async def get(self, cluster_id: str) -> None:
+        status = self.get_argument("status", None) or None
+        try:
+            described = await self.directory.get(
+                cluster_id, await self.notebook_paths(), offset=self.int_argument("offset", 0),
+                limit=self.int_argument("limit", 100), status=status)
+        except UnknownClusterError as exc:
+            raise tornado.web.HTTPError(404, str(exc)) from None
+        self.write_json(described)
+
+    @tornado.web.authenticated
+    async def delete(self, cluster_id: str) -> None:
+        try:
+            stopped = await self.directory.stop(cluster_id)
+        except UnknownClusterError as exc:
+            raise tornado.web.HTTPError(404, str(exc)) from None
+        except ClusterUnreachableError as exc:
+            raise tornado.web.HTTPError(409, str(exc)) from None
+        # 202: asked, but the owning process had not finished within STOP_WAIT.
+        self.write_json({"id": cluster_id, "stopped": stopped}, status=200 if stopped else 202)
+
+
+def setup_handlers(serverapp) -> None:
+    web_app = serverapp.web_app
+    directory = ClusterDirectory()
+    web_app.settings["scatter_magics_directory"] = directory
+    base = url_path_join(web_app.settings["base_url"], API)
+    web_app.add_handlers(".*$", [
+        (url_path_join(base, "clusters"), ClustersHandler),
+        (url_path_join(base, "clusters", ID_PATTERN), ClusterHandler),
+    ])
+    serverapp.log.info("scatter_magics: cluster sidebar API at %s", base)

@@ -1,0 +1,101 @@
+"""Asking one registered cluster what it holds, from the Jupyter server's event loop.
+
+The server keeps one authenticated connection per embedded cluster (the engine's own
+``comm.connect`` with the secret from the registry file) and asks it for an ``overview``
+(workers, keys counted by status) or a page of its keys. Connections are opened on first
+use and dropped when the cluster goes away. Nothing here returns the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from ..discovery import Entry
+from ..errors import ClusterUnreachableError, ScatterMagicsError
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 3.0  # s; a cluster that does not answer by then is shown unreachable
+REQUEST_TIMEOUT = 3.0
+MIB = 2**20
+
+
+class EmbeddedProbe:
+    """One connection to an embedded cluster's scheduler, opened on first use."""
+
+    owner_unregisters = True  # the process that owns the cluster removes its file on close
+
+    def __init__(self, entry: Entry):
+        self.entry = entry
+        self._channel = None
+        self._opening: asyncio.Lock = asyncio.Lock()
+
+    async def _connected(self):
+        async with self._opening:
+            if self._channel is None or self._channel.closed:
+                from ..engine.comm import connect
+
+                self._channel = await connect(self.entry.scheduler_address, self.entry.secret,
+                                              {}, timeout=CONNECT_TIMEOUT)
+                await self._channel.request({"op": "register-client"})
+            return self._channel
+
+    async def request(self, msg: dict):
+        try:
+            channel = await asyncio.wait_for(self._connected(), CONNECT_TIMEOUT)
+            return await asyncio.wait_for(channel.request(msg), REQUEST_TIMEOUT)
+        except (OSError, asyncio.TimeoutError, ScatterMagicsError) as exc:
+            self.close()
+            # Only the address, never the entry: its repr would carry the secret.
+            raise ClusterUnreachableError(f"the scheduler at {self.entry.scheduler_address} did "
+                                     f"not answer: {type(exc).__name__}") from exc
+
+    async def overview(self) -> dict:
+        reply = await self.request({"op": "overview"})
+        workers = [{"address": address, "name": w["name"], "nthreads": w["nthreads"],
+                    "memory_limit": w["memory_limit"], "memory": rounded_memory(w["memory"]),
+                    "nkeys": w["nkeys"], "nbytes": w["nbytes"]}
+                   for address, w in reply["workers"].items()]
+        workers.sort(key=lambda w: _natural(w["name"]))
+        return {"workers": workers, "keys": reply["keys"]}
+
+    async def keys(self, offset: int, limit: int, status: str | None) -> dict:
+        return await self.request({"op": "key-list", "offset": offset, "limit": limit,
+                                   "status": status})
+
+    async def stop(self) -> None:
+        reply = await self.request({"op": "close-cluster"})
+        if not reply.get("closing"):
+            raise ClusterUnreachableError("this cluster's scheduler has no owner to close it")
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+def rounded_memory(nbytes: int) -> int:
+    """A worker's process memory to the MiB: its few-KiB jitter between heartbeats would
+    change every answer (and its ETag) twice a second with nothing to show."""
+    return round(nbytes / MIB) * MIB
+
+
+def _natural(name: str) -> list:
+    """``worker-2`` before ``worker-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
+
+
+def _dask_probe(entry: Entry):
+    from .dask_probe import DaskProbe  # imports distributed only when a Dask cluster exists
+
+    return DaskProbe(entry)
+
+
+PROBES = {"embedded": EmbeddedProbe, "dask": _dask_probe}  # backend → how to talk to it
+
+
+def probe_for(entry: Entry):
+    """A probe for ``entry``'s backend; ``KeyError`` for a backend the server cannot read."""
+    return PROBES[entry.backend](entry)

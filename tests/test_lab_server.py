@@ -1,0 +1,273 @@
+"""The server extension's REST API, through a real Jupyter server (pytest-jupyter's jp_fetch).
+
+Clusters run in separate processes, as kernels' clusters do: a small script starts a
+Client, scatters, and waits on stdin; pytest-jupyter points ``JUPYTER_RUNTIME_DIR`` at a
+fresh directory per test, and the script inherits it, so each test sees only its clusters.
+"""
+
+from __future__ import annotations
+
+# pytest-jupyter's fixtures (jp_fetch and what it needs), for this module only: its plugin,
+# installed suite-wide, would wrap every test's call and event loop, and Playwright's tests
+# cannot have their loop closed under them.
+from pytest_jupyter.jupyter_server import *  # noqa: F403
+
+import functools
+import inspect
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from conftest import wait_for
+from scatter_magics import discovery
+
+API = ("scatter-magics", "api")
+
+
+def on_server_loop(test):
+    """Run an ``async def`` test on pytest-jupyter's event loop (the one jp_fetch uses)."""
+    params = list(inspect.signature(test).parameters.values())
+    wants_loop = "jp_asyncio_loop" in [p.name for p in params]
+    if not wants_loop:
+        params.append(inspect.Parameter("jp_asyncio_loop", inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(test)
+    def run(**fixtures):
+        loop = fixtures["jp_asyncio_loop"] if wants_loop else fixtures.pop("jp_asyncio_loop")
+        loop.run_until_complete(test(**fixtures))
+    run.__signature__ = inspect.Signature(params)
+    return run
+
+CLUSTER_SCRIPT = textwrap.dedent("""
+    import sys
+    from scatter_magics import Client
+    n_workers, n_keys = int(sys.argv[1]), int(sys.argv[2])
+    client = Client(n_workers=n_workers)
+    futures = client.scatter(list(range(n_keys)), hash=False)
+    print(client.cluster.registry_entry.id, flush=True)
+    sys.stdin.read()  # until the test closes our stdin (or the cluster is stopped)
+    client.close()
+""")
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"scatter_magics": True}}}
+
+
+class ClusterProcess:
+    """A cluster in a process of its own, as a kernel would run it."""
+
+    def __init__(self, n_workers: int, n_keys: int):
+        self.proc = subprocess.Popen([sys.executable, "-c", CLUSTER_SCRIPT, str(n_workers),
+                                      str(n_keys)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.id = self.proc.stdout.readline().strip()
+        assert self.id, "the cluster process did not start"
+        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_cluster(jp_environ):
+    started = []
+
+    def start(n_workers: int = 1, n_keys: int = 0) -> ClusterProcess:
+        cluster = ClusterProcess(n_workers, n_keys)
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+async def get_json(jp_fetch, *parts, **kwargs):
+    response = await jp_fetch(*API, *parts, **kwargs)
+    return json.loads(response.body), response
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "clusters", None), ("POST", "clusters", "{}"),
+    ("GET", "clusters/some-id", None), ("DELETE", "clusters/some-id", None)])
+@on_server_loop
+async def test_every_endpoint_refuses_unauthenticated_requests(jp_fetch, method, path, body):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, path, method=method, body=body, headers={"Authorization": ""})
+    assert info.value.code == 403
+
+
+@on_server_loop
+async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
+        jp_fetch, start_cluster, caplog):
+    caplog.set_level("DEBUG")
+    one, two = start_cluster(n_workers=1, n_keys=3), start_cluster(n_workers=2, n_keys=5)
+    clusters, response = await get_json(jp_fetch, "clusters")
+    by_id = {c["id"]: c for c in clusters}
+    assert set(by_id) == {one.id, two.id}
+    for cluster, n_workers, n_keys in ((one, 1, 3), (two, 2, 5)):
+        listed = by_id[cluster.id]
+        assert listed["backend"] == "embedded" and listed["kernel_id"] is None
+        assert listed["status"] == "running"
+        assert listed["name"] == f"-c (pid {cluster.proc.pid})"
+        assert len(listed["workers"]) == n_workers
+        assert set(listed["workers"][0]) >= {"address", "name", "nthreads", "memory_limit",
+                                             "memory", "nkeys", "nbytes"}
+        assert sum(w["nkeys"] for w in listed["workers"]) == n_keys
+        assert listed["keys"]["count"] == n_keys
+        assert listed["keys"]["by_status"] == ({"finished": n_keys} if n_keys else {})
+    assert_no_secret(response.body, response.headers, [one, two])
+    assert_no_secret(caplog.text.encode(), {}, [one, two])  # nor in any log line
+
+
+@on_server_loop
+async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
+    cluster = start_cluster(n_workers=2, n_keys=5)
+    detail, response = await get_json(jp_fetch, "clusters", cluster.id,
+                                      params={"offset": 1, "limit": 3})
+    assert detail["id"] == cluster.id and detail["keys"]["count"] == 5
+    assert detail["keys"]["total"] == 5 and len(detail["keys"]["items"]) == 3
+    item = detail["keys"]["items"][0]
+    assert item["status"] == "finished" and item["type"] == "int" and item["nbytes"] > 0
+    assert item["size"] == item["nbytes"]
+    assert len(item["workers"]) == 1 and item["workers"][0] in {
+        w["address"] for w in detail["workers"]}
+    assert_no_secret(response.body, response.headers, [cluster])
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", "no-such-cluster")
+    assert info.value.code == 404
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", cluster.id, params={"limit": "many"})
+    assert info.value.code == 400
+
+
+@on_server_loop
+async def test_files_readable_by_others_or_of_dead_processes_are_not_listed(
+        jp_fetch, start_cluster, caplog):
+    readable, dead, fine = (start_cluster() for _ in range(3))
+    readable_path = discovery.registry_dir() / f"cluster-{readable.id}.json"
+    os.chmod(readable_path, 0o644)
+    dead.proc.kill()
+    dead.proc.wait()
+    clusters, _ = await get_json(jp_fetch, "clusters")
+    assert [c["id"] for c in clusters] == [fine.id]
+    assert any("mode 0644" in r.getMessage() for r in caplog.records)
+    assert not (discovery.registry_dir() / f"cluster-{dead.id}.json").exists()  # pruned
+
+
+@on_server_loop
+async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
+    cluster = start_cluster(n_workers=2, n_keys=2)
+    response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
+    assert json.loads(response.body) == {"id": cluster.id, "stopped": True}
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                             for p in cluster.worker_pids), timeout=10, what="workers to exit")
+    clusters, _ = await get_json(jp_fetch, "clusters")
+    assert clusters == []
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
+    assert info.value.code == 404
+
+
+@on_server_loop
+async def test_a_server_owned_cluster_starts_lists_and_stops(jp_fetch, jp_environ):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", method="POST", body=json.dumps({"n_workers": 0}))
+    assert info.value.code == 400 and b"n_workers" in info.value.response.body
+    response = await jp_fetch(*API, "clusters", method="POST",
+                              body=json.dumps({"n_workers": 1, "name": "shared"}))
+    assert response.code == 201
+    started = json.loads(response.body)
+    try:
+        assert started["name"] == "shared" and started["server_owned"] is True
+        assert len(started["workers"]) == 1
+        entry = discovery.find_entry(started["id"])
+        assert entry is not None and entry.pid == os.getpid()
+        assert_no_secret(response.body, response.headers, [entry.secret])
+    finally:
+        response = await jp_fetch(*API, "clusters", started["id"], method="DELETE")
+    assert json.loads(response.body)["stopped"] is True
+
+
+@on_server_loop
+async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
+    start_cluster(n_workers=1, n_keys=1)
+    codes = []
+    for _ in range(10):  # a worker's memory may cross a MiB between two requests
+        _, first = await get_json(jp_fetch, "clusters")
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch(*API, "clusters", headers={"If-None-Match": first.headers["Etag"]})
+        codes.append(info.value.code)
+        if codes[-1] == 304:
+            break
+    assert codes[-1] == 304, codes
+
+
+def assert_no_secret(body: bytes, headers, clusters) -> None:
+    secrets = [c if isinstance(c, str) else discovery.find_entry(c.id).secret for c in clusters]
+    text = body.decode() + json.dumps(dict(headers))
+    for secret in secrets:
+        assert secret and secret not in text
+
+
+DASK_SCRIPT = textwrap.dedent("""
+    import sys
+    from scatter_magics.dask.backend import DaskBackend
+    backend = DaskBackend.start(n_workers=2, threads_per_worker=1, memory_limit="1GiB")
+    futures = backend.client.scatter(list(range(4)))
+    print(backend.scheduler_info()["address"], flush=True)
+    sys.stdin.read()
+    backend.close()
+""")
+
+
+@on_server_loop
+async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_environ):
+    proc = subprocess.Popen([sys.executable, "-c", DASK_SCRIPT], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().strip()
+        assert address, "the Dask cluster did not start"
+        [listed], _ = await get_json(jp_fetch, "clusters")
+        assert listed["backend"] == "dask" and listed["scheduler_address"] == address
+        assert listed["status"] == "running" and len(listed["workers"]) == 2
+        assert listed["keys"]["count"] == 4 and listed["keys"]["by_status"] == {"finished": 4}
+        assert sum(w["nkeys"] for w in listed["workers"]) == 4
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
+        assert workers
+        response = await jp_fetch(*API, "clusters", listed["id"], method="DELETE")
+        assert json.loads(response.body)["stopped"] is True
+        clusters, _ = await get_json(jp_fetch, "clusters")
+        assert clusters == []
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"Dask workers {alive} outlived the DELETE"
+    finally:
+        # Not close(): a Dask client whose scheduler was shut down retries for 30 s first.
+        proc.kill()
+        proc.wait()
+
+
+def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):
+    from scatter_magics.lab import _load_jupyter_server_extension
+
+    class BrokenServer:  # no web_app: setting up the handlers fails
+        log = logging.getLogger("test-server")
+
+    _load_jupyter_server_extension(BrokenServer())
+    assert "runs without it" in caplog.text
