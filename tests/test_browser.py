@@ -252,12 +252,13 @@ CONTRASTS_JS = """
     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
   const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
     return (x + 0.05) / (y + 0.05); };
-  const host = document.querySelector('.sm-futures');
+  const host = document.querySelector('.jp-OutputArea .sm-futures');
   const probes = ['pending', 'running', 'finished', 'error', 'cancelled', 'lost', 'released']
     .map((s) => { const el = document.createElement('span');
                   el.className = `sm-status sm-status-${s} sm-probe`; el.textContent = s;
                   host.append(el); return el; });
-  const shown = [...document.querySelectorAll('.sm-widget .sm-status, .sm-died, .sm-stale')];
+  const shown = [...document.querySelectorAll(
+    '.jp-OutputArea .sm-widget :is(.sm-status, .sm-died, .sm-stale)')];
   const out = shown.map((el) => { const bg = background(el);
     const fg = over(parse(getComputedStyle(el).color), bg);
     return {what: el.className, ratio: ratio(fg, bg), fg: getComputedStyle(el).color}; });
@@ -327,10 +328,9 @@ def test_widgets_follow_progress_dead_worker_stop_and_theme(lab_server, page, fr
 
         # %cluster stop: every widget above says "not live" at once.
         execute_in_background(page, "%cluster stop")
-        n_widgets = page.locator(".sm-widget").count()
-        assert n_widgets >= 2
-        page.wait_for_function(
-            "n => document.querySelectorAll('.sm-widget .sm-stale').length === n", arg=n_widgets)
+        page.wait_for_function(  # x's and big's futures widgets, and %cluster's
+            """() => { const all = [...document.querySelectorAll('.jp-OutputArea .sm-widget')];
+                       return all.length >= 3 && all.every((w) => w.querySelector('.sm-stale')); }""")
         assert "not live" in page.locator(".sm-futures .sm-stale").first.inner_text()
         shot("not-live")
     finally:
