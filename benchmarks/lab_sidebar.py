@@ -8,8 +8,9 @@ Starts ``--clusters`` clusters, each in a process of its own (1 worker, 100 keys
 - listing: wall time of ``GET /scatter-magics/api/clusters`` seen by a client on loopback
   (the first request opens a connection per cluster; then warm), median and max of 50;
 - server CPU: the server process's CPU time (user + system, psutil) over ``--cpu-seconds``
-  while one sidebar polls once a second with ``If-None-Match``, as the front end does, in %
-  of one core; also with no sidebar open, for the baseline;
+  while one sidebar holds the ``clusters/ws`` websocket open, as the front end does (the
+  listing pushed on change), in % of one core; also with no sidebar open (the baseline) and
+  with one sidebar polling once a second with ``If-None-Match`` (the front end's fallback);
 - change → sidebar: in headless Chromium with the sidebar open, one cluster scatters a new
   key at a random moment; the time until that card's key count changes in the page.
 
@@ -95,6 +96,41 @@ def measure_cpu(server: psutil.Process, url: str, seconds: float, poll: bool) ->
             "not_modified": not_modified}
 
 
+def measure_cpu_pushed(server: psutil.Process, ws_url: str, seconds: float) -> dict:
+    """CPU while one websocket listener is open; counts the listings pushed meanwhile."""
+    import websocket  # websocket-client, a dependency of jupyter_server
+
+    socket = websocket.create_connection(ws_url, timeout=10)
+    try:
+        socket.recv()  # the listing on connect
+        socket.settimeout(0.2)
+        time.sleep(2)  # the server subscribes to every cluster and lists once more
+        drain(socket)
+        before = server.cpu_times()
+        start = time.monotonic()
+        pushed = 0
+        while time.monotonic() - start < seconds:
+            pushed += drain(socket)
+        after = server.cpu_times()
+    finally:
+        socket.close()
+    used = (after.user - before.user) + (after.system - before.system)
+    return {"cpu_percent": 100 * used / (time.monotonic() - start), "pushed": pushed}
+
+
+def drain(socket) -> int:
+    """How many messages arrive until none for 0.2 s."""
+    import websocket
+
+    count = 0
+    while True:
+        try:
+            socket.recv()
+            count += 1
+        except websocket.WebSocketTimeoutException:
+            return count
+
+
 def measure_change_latency(server: LabServer, clusters: list, changes: int) -> list[float]:
     from playwright.sync_api import sync_playwright
 
@@ -142,16 +178,22 @@ def main() -> None:
                   f"then median {listing['median_ms']:.1f} ms, max {listing['max_ms']:.1f} ms")
             process = psutil.Process(server.proc.pid)
             idle = measure_cpu(process, url, args.cpu_seconds, poll=False)
+            pushed = measure_cpu_pushed(process, url.replace("http", "ws", 1) + "/ws",
+                                        args.cpu_seconds)
             shown = measure_cpu(process, url, args.cpu_seconds, poll=True)
             print(f"server CPU, no sidebar open: {idle['cpu_percent']:.2f}% of a core")
-            print(f"server CPU, one sidebar polling 1/s: {shown['cpu_percent']:.2f}% of a core "
+            print(f"server CPU, one sidebar on the websocket: {pushed['cpu_percent']:.2f}% of "
+                  f"a core ({pushed['pushed']} listings pushed in {args.cpu_seconds:.0f} s)")
+            print(f"server CPU, one sidebar polling 1/s (the fallback): "
+                  f"{shown['cpu_percent']:.2f}% of a core "
                   f"({shown['polls']} polls, {shown['not_modified']} answered 304)")
             if missing_browser_tools():
                 print(f"change -> sidebar: skipped ({missing_browser_tools()})")
             else:
                 delays = measure_change_latency(server, clusters, args.changes)
                 print(f"change -> sidebar over {len(delays)} changes: median "
-                      f"{statistics.median(delays) * 1e3:.0f} ms, max {max(delays) * 1e3:.0f} ms")
+                      f"{statistics.median(delays) * 1e3:.0f} ms, max {max(delays) * 1e3:.0f} ms "
+                      f"(all, ms: {sorted(round(d * 1e3) for d in delays)})")
         finally:
             for proc in clusters:
                 proc.stdin.close()

@@ -11,6 +11,7 @@ turns, in an order that rotates from round to round.
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -32,6 +33,8 @@ def parse_args(argv):
                         help=f"comma-separated workloads from: {', '.join(workloads.NAMES)}")
     parser.add_argument("--peers", type=_peers, default=PEERS, metavar="NAMES",
                         help="comma-separated peers to compare with (default: all; '' for none)")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="rounds to run (default: 3 for a full run, 1 with --quick)")
     parser.add_argument("--no-ours", action="store_true", help="run the peers only")
     parser.add_argument("--output", metavar="PATH", default=None,
                         help="markdown file to write (default: benchmarks/RESULTS.md for a full "
@@ -134,6 +137,8 @@ def _progress(rnd, cfg, system, what):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     cfg = workloads.QUICK if args.quick else workloads.FULL
+    if args.rounds is not None:
+        cfg = dataclasses.replace(cfg, rounds=max(1, args.rounds))
     wanted = ([] if args.no_ours else [report.OURS]) + list(args.peers)
     systems, skipped = installed(wanted)
     results = report.Results(systems, workloads.rows(cfg, args.only))

@@ -24,7 +24,7 @@ import importlib
 import inspect
 import sys
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .errors import MissingDependencyError
@@ -103,7 +103,8 @@ class Adapter:
     client_class: str
     future_class: str
     backend_class: str
-    default_client: str | None = None  # the engine's own "current client", if it has one
+    # The engine's own "current client", if it has one; not part of the row's identity.
+    default_client: str | None = field(default=None, compare=False)
 
 
 ADAPTERS: list[Adapter] = [

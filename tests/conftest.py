@@ -41,6 +41,14 @@ def our_worker_processes() -> list[psutil.Process]:
     return found
 
 
+def exited(pid: int) -> bool:
+    """The process is gone or a zombie (it may exit between any two psutil calls)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def our_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("scatter-magics")]
 

@@ -162,6 +162,8 @@ def test_a_widget_says_closed_when_its_cluster_is_stopped_from_outside(make_clie
     assert widget.live
     client.cluster._close_requested()  # what the scheduler's close-cluster op runs
     wait_for(lambda: not widget.live, timeout=10, what="the widget to say closed")
+    # (The "closed" event goes out while close() still runs on its own thread.)
+    wait_for(lambda: client.status == "closed", timeout=10, what="the client to be closed")
     assert client.status == "closed"
 
 

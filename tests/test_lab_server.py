@@ -12,6 +12,7 @@ from __future__ import annotations
 # cannot have their loop closed under them.
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 
+import asyncio
 import functools
 import inspect
 import json
@@ -20,12 +21,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from conftest import wait_for
+from conftest import exited, wait_for
 from scatter_magics import discovery
 
 API = ("scatter-magics", "api")
@@ -52,7 +54,9 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     client = Client(n_workers=n_workers)
     futures = client.scatter(list(range(n_keys)), hash=False)
     print(client.cluster.registry_entry.id, flush=True)
-    sys.stdin.read()  # until the test closes our stdin (or the cluster is stopped)
+    for line in sys.stdin:  # until the test closes our stdin (or the cluster is stopped)
+        futures += client.scatter(list(range(int(line))), hash=False)  # a line: scatter more
+        print("scattered", flush=True)
     client.close()
 """)
 
@@ -72,6 +76,12 @@ class ClusterProcess:
         self.id = self.proc.stdout.readline().strip()
         assert self.id, "the cluster process did not start"
         self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
+
+    def scatter(self, n_keys: int) -> None:
+        """Scatter ``n_keys`` more keys in the cluster's own process."""
+        self.proc.stdin.write(f"{n_keys}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "scattered"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -110,6 +120,53 @@ async def test_every_endpoint_refuses_unauthenticated_requests(jp_fetch, method,
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch(*API, path, method=method, body=body, headers={"Authorization": ""})
     assert info.value.code == 403
+
+
+@on_server_loop
+async def test_the_listing_websocket_refuses_unauthenticated_requests(jp_ws_fetch):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_ws_fetch(*API, "clusters", "ws", headers={"Authorization": ""})
+    assert info.value.code == 403
+
+
+async def next_listing(socket, deadline: float) -> list:
+    message = await asyncio.wait_for(socket.read_message(), deadline)
+    assert message is not None, "the server closed the websocket"
+    return json.loads(message)
+
+
+@on_server_loop
+async def test_a_change_on_a_cluster_is_pushed_to_the_listing_websocket(
+        jp_ws_fetch, jp_serverapp, start_cluster):
+    cluster = start_cluster(n_workers=1, n_keys=2)
+    socket = await jp_ws_fetch(*API, "clusters", "ws")
+    try:
+        first = await next_listing(socket, 10)
+        assert [(c["id"], c["keys"]["count"]) for c in first] == [(cluster.id, 2)]
+        assert_no_secret(json.dumps(first).encode(), {}, [cluster])
+        # A scatter in the cluster's own process: no request from us, the listing comes.
+        await asyncio.to_thread(cluster.scatter, 3)
+        started = time.monotonic()
+        pushed = await next_listing(socket, 5)
+        while pushed[0]["keys"]["count"] != 5:  # a worker's memory may have moved first
+            pushed = await next_listing(socket, 5 - (time.monotonic() - started))
+        assert time.monotonic() - started < 1.0  # the issue's bound, with room on a busy box
+        # A new cluster, then its end, reach the socket too.
+        other = start_cluster(n_workers=1, n_keys=0)
+        pushed = await next_listing(socket, 5)
+        while other.id not in [c["id"] for c in pushed]:
+            pushed = await next_listing(socket, 5)
+        other.stop()
+        while other.id in [c["id"] for c in pushed]:
+            pushed = await next_listing(socket, 5)
+    finally:
+        socket.close()
+    # The browser gone, the server stops watching (and the clusters stop sending events).
+    watch = jp_serverapp.web_app.settings["scatter_magics_watch"]
+    deadline = time.monotonic() + 5
+    while watch.listeners or not watch._task.done():
+        assert time.monotonic() < deadline, "the watch outlived its last listener"
+        await asyncio.sleep(0.02)
 
 
 @on_server_loop
@@ -175,8 +232,8 @@ async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
     cluster = start_cluster(n_workers=2, n_keys=2)
     response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
     assert json.loads(response.body) == {"id": cluster.id, "stopped": True}
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                             for p in cluster.worker_pids), timeout=10, what="workers to exit")
+    wait_for(lambda: all(exited(p) for p in cluster.worker_pids), timeout=10,
+             what="workers to exit")
     clusters, _ = await get_json(jp_fetch, "clusters")
     assert clusters == []
     with pytest.raises(HTTPClientError) as info:
@@ -271,3 +328,4 @@ def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):
 
     _load_jupyter_server_extension(BrokenServer())
     assert "runs without it" in caplog.text
+

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from scatter_magics import Client, LocalCluster, as_completed, get_client, wait
-from tests.conftest import wait_for, worker_pids
+from tests.conftest import exited, wait_for, worker_pids
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,7 +24,7 @@ def test_close_ends_every_worker(make_client):
     pids = list(worker_pids(client).values())
     client.close()
     for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert exited(pid)
 
 
 def test_sigkill_of_the_parent_leaves_no_worker(tmp_path):

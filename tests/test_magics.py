@@ -15,7 +15,6 @@ import threading
 import time
 import types
 
-import psutil
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -28,7 +27,7 @@ from scatter_magics.backend import is_future
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
-from tests.conftest import wait_for, worker_pids
+from tests.conftest import exited, wait_for, worker_pids
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,8 +114,7 @@ def names_of(client, addresses) -> set[str]:
 
 
 def gone(pids) -> bool:
-    return all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
-               for p in pids)
+    return all(exited(p) for p in pids)
 
 
 def until_path_exists():

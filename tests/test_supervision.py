@@ -96,6 +96,13 @@ def test_the_restart_budget_stops_a_crash_loop_and_says_so(caplog):
         # The user sees it where they look: %cluster, and the live-worker counts.
         summary = ClusterSummary.snapshot(EmbeddedBackend(client), {})
         assert "Warning: worker-2 was killed by SIGKILL" in repr(summary)
+        from scatter_magics.notebook.widget import ClusterWidget
+        widget = ClusterWidget(client)
+        try:
+            wait_for(lambda: widget.totals.get("notice") == message, what="the widget's notice")
+            assert "worker-2 was killed by SIGKILL" in widget.to_html()
+        finally:
+            widget.close()
         assert EmbeddedBackend(client).n_workers() == 0 == cluster._alive()
         # An explicit scale() starts again, with a fresh budget.
         cluster.scale(1)

@@ -5,6 +5,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ClusterPanel } from './panel';
 import { ICluster, PolledResource } from './model';
+import { ListingPush } from './push';
 import { requestAPI } from './request';
 import { ClusterSidebar } from './sidebar';
 
@@ -46,6 +47,8 @@ function activate(
   restorer: ILayoutRestorer | null
 ): void {
   const clusters = new PolledResource<ICluster[]>(() => 'clusters');
+  // Pushed on change over a websocket; the once-a-second poll is only the fallback.
+  new ListingPush(clusters);
   const sidebar = new ClusterSidebar({
     commands: app.commands,
     clusters,

@@ -96,6 +96,25 @@ export class PolledResource<T> {
     }
   }
 
+  /**
+   * Take a value pushed by the server (`clusters/ws`) as if a poll had brought it. The
+   * ETag is dropped: the next poll, if polling resumes, gets a full answer.
+   */
+  accept(value: T): void {
+    this._etag = null;
+    this._value = value;
+    this._changed.emit(value);
+  }
+
+  /** Stop polling while the server pushes; `resume` polls again (the fallback). */
+  async pause(): Promise<void> {
+    await this._poll.stop();
+  }
+
+  async resume(): Promise<void> {
+    await this._poll.start();
+  }
+
   dispose(): void {
     this._poll.dispose();
     Signal.clearData(this);

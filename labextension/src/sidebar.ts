@@ -14,7 +14,7 @@ export interface ICardCommands {
 
 /**
  * The left-sidebar panel: one card per cluster registered on this server, redrawn when
- * `GET /scatter-magics/api/clusters` changes (polled once a second while visible).
+ * the listing changes (pushed by `clusters/ws`; else `GET clusters` polled once a second).
  */
 export class ClusterSidebar extends Widget {
   constructor(options: ClusterSidebar.IOptions) {

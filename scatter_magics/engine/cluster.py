@@ -146,8 +146,7 @@ class LocalCluster:
         """
         with self._lock:
             self.n_workers = n
-            self.supervisor.refill()
-            self.supervisor.call(self.supervisor.top_up, n, self.scheduler is not None)
+            self.supervisor.call(self.supervisor.scale_to, n, self.scheduler is not None)
         self._publish_supervision()
         deadline = time.monotonic() + timeout
         while True:

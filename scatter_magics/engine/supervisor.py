@@ -150,6 +150,16 @@ class Supervisor:
                             if p.poll() is not None)
         return [self._start(None, introduce) for _ in range(n - self.alive())]
 
+    def scale_to(self, n: int, introduce: bool) -> list[subprocess.Popen]:
+        """:meth:`refill` then :meth:`top_up`, as one job on the supervisor thread.
+
+        As two steps, the periodic check could run between them and charge a worker
+        that died before the ``scale()`` to the fresh budget (with a budget of 0: "a crash
+        loop", and ``scale()`` raised it).
+        """
+        self.refill()
+        return self.top_up(n, introduce)
+
     def dead_unretired(self) -> dict[str, int]:
         """``{name: exit code}`` of dead workers nobody replaced (nor will)."""
         return {name: p.returncode for name, p in list(self.processes.items())

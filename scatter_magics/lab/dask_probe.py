@@ -25,6 +25,7 @@ class DaskProbe:
     # After a shutdown the owning kernel lives on and would keep its file until its client
     # closes: the server removes it.
     owner_unregisters = False
+    reports_changes = False  # no event stream here: the watcher lists it again each second
 
     def __init__(self, entry: Entry):
         self.entry = entry
@@ -85,6 +86,14 @@ class DaskProbe:
         if status:
             items = [i for i in items if i["status"] == status]
         return {"total": len(items), "offset": offset, "keys": items[offset:offset + limit]}
+
+    async def watch(self, on_change) -> bool:
+        """Never subscribes (False): a Dask cluster's changes are not pushed to us; the
+        watcher asks it again once a second while a sidebar is open (``watch.ListingWatch``)."""
+        return False
+
+    def unwatch(self) -> None:
+        pass
 
     async def stop(self) -> None:
         """Shut the scheduler and its workers down (the owning client then sees it closed)."""

@@ -4,6 +4,10 @@ The server keeps one authenticated connection per embedded cluster (the engine's
 ``comm.connect`` with the secret from the registry file) and asks it for an ``overview``
 (workers, keys counted by status) or a page of its keys. Connections are opened on first
 use and dropped when the cluster goes away. Nothing here returns the secret.
+
+While a sidebar is open, :meth:`EmbeddedProbe.watch` also subscribes to the scheduler's
+event stream (docs/internals.md, "The event stream") and calls back on every event that
+can change the listing, so the server learns of a change without asking again.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Callable
 
 from ..discovery import Entry
 from ..errors import ClusterUnreachableError, ScatterMagicsError
@@ -26,11 +31,15 @@ class EmbeddedProbe:
     """One connection to an embedded cluster's scheduler, opened on first use."""
 
     owner_unregisters = True  # the process that owns the cluster removes its file on close
+    reports_changes = True  # :meth:`watch` subscribes to the scheduler's events
 
     def __init__(self, entry: Entry):
         self.entry = entry
         self._channel = None
         self._opening: asyncio.Lock = asyncio.Lock()
+        self._on_change: Callable[[], None] | None = None  # set while watched
+        self._subscribed = None  # the channel our subscription lives on
+        self._shown_metrics: dict[str, tuple] = {}  # worker address → what the listing shows
 
     async def _connected(self):
         async with self._opening:
@@ -38,9 +47,59 @@ class EmbeddedProbe:
                 from ..engine.comm import connect
 
                 self._channel = await connect(self.entry.scheduler_address, self.entry.secret,
-                                              {}, timeout=CONNECT_TIMEOUT)
+                                              {"events": self._on_events},
+                                              timeout=CONNECT_TIMEOUT)
+                self._channel.on_close.append(self._on_channel_closed)
                 await self._channel.request({"op": "register-client"})
             return self._channel
+
+    # ------------------------------------------------------------ watching ---
+    async def watch(self, on_change: Callable[[], None]) -> bool:
+        """Call ``on_change()`` (on the server's loop) whenever the listing of this cluster
+        may have changed, until :meth:`unwatch`; idempotent. True when it subscribed just
+        now: a change made before that was not reported, so the caller lists again."""
+        self._on_change = on_change
+        try:
+            channel = await asyncio.wait_for(self._connected(), CONNECT_TIMEOUT)
+            if self._subscribed is not channel:
+                # The snapshot is not needed: the listing is built from ``overview``.
+                await asyncio.wait_for(channel.request({"op": "subscribe"}), REQUEST_TIMEOUT)
+                self._subscribed = channel
+                return True
+        except (OSError, asyncio.TimeoutError, ScatterMagicsError) as exc:
+            self.close()
+            raise ClusterUnreachableError(f"the scheduler at {self.entry.scheduler_address} did "
+                                          f"not answer: {type(exc).__name__}") from exc
+        return False
+
+    def unwatch(self) -> None:
+        """Stop the event stream: with no sidebar open, the cluster sends the server nothing."""
+        self._on_change = None
+        channel, self._subscribed = self._subscribed, None
+        if channel is not None and not channel.closed:
+            channel.send({"op": "unsubscribe"})
+
+    def _on_events(self, channel, msg: dict) -> None:
+        if self._on_change is not None and any(self._changes_listing(e) for e in msg["events"]):
+            self._on_change()
+
+    def _changes_listing(self, event: dict) -> bool:
+        """Every event does, but ``worker-metrics`` (one a second per worker, busy or not)
+        only when what the listing shows of it (memory to the MiB, keys, bytes) moved."""
+        if event.get("event") != "worker-metrics":
+            return True
+        shown = (rounded_memory(event["memory"]), event["nkeys"], event["nbytes"])
+        if self._shown_metrics.get(event["address"]) == shown:
+            return False
+        self._shown_metrics[event["address"]] = shown
+        return True
+
+    def _on_channel_closed(self, channel) -> None:
+        # The cluster closed or its process died: the listing changes (or shows unreachable).
+        if channel is self._subscribed:
+            self._subscribed = None
+        if self._on_change is not None:
+            self._on_change()
 
     async def request(self, msg: dict):
         try:
@@ -71,6 +130,8 @@ class EmbeddedProbe:
             raise ClusterUnreachableError("this cluster's scheduler has no owner to close it")
 
     def close(self) -> None:
+        self._on_change = None
+        self._subscribed = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None

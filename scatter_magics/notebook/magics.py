@@ -375,7 +375,7 @@ class ScatterMagics(Magics):
             address = backend.scheduler_info()["address"]
             self.close()
             print(f"Disconnected from {address}; that cluster keeps running with its {n} "
-                  f"workers.")
+                  f"worker{'s' if n != 1 else ''}.")
             return
         self.close()
         print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")

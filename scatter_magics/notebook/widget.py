@@ -322,12 +322,14 @@ class ClusterWidget(_LiveWidget):
         self._shared_memory = shared_memory_text(info.get("shared_memory"))
         self._apply([{"event": "worker-metrics", "address": address,
                       **{k: w[k] for k in ("memory", "nbytes", "nkeys") if k in w}}
-                     for address, w in workers.items()])
+                     for address, w in workers.items()]
+                    + [{"event": "supervision", **info.get("supervision", {})}])
         self._feed.request_flush()
 
     def _flush(self) -> None:
         with self._lock:
             workers, totals = self._table.rows(), self._table.totals()
+            totals["notice"] = self._table.notice  # e.g. the restart budget ran out
         totals["shared_memory"] = self._shared_memory
         with self.hold_sync():
             self.workers, self.totals = workers, totals
@@ -336,6 +338,7 @@ class ClusterWidget(_LiveWidget):
         """A static HTML table of the workers as they are now."""
         with self._lock:
             workers, totals = self._table.rows(), self._table.totals()
+            totals["notice"] = self._table.notice  # e.g. the restart budget ran out
         totals["shared_memory"] = self._shared_memory
         return cluster_html(workers, totals, live=self.live)
 

@@ -132,7 +132,8 @@ def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]
                f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
                f" · {_plural(totals.get('nkeys', 0), 'key')}, {_esc(format_bytes(totals.get('nbytes', 0)))}"
                + (f" · {_esc(totals['shared_memory'])}" if totals.get("shared_memory") else "")
-               + _departed_note(totals.get("departed", ())) + _snapshot_note(live))
+               + _departed_note(totals.get("departed", ())) + _snapshot_note(live)
+               + (f"<br><b>Warning:</b> {_esc(totals['notice'])}" if totals.get("notice") else ""))
     return _table(["worker", "address", "threads", "memory", "keys", "data", "holds"], cells,
                   caption)
 

@@ -236,6 +236,7 @@ class ClusterTable:
     def __init__(self, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.workers: dict[str, dict[str, Any]] = {}
         self.deaths: dict[str, str] = {}  # name of a removed worker → how it ended
+        self.notice = ""  # why dead workers are no longer replaced (the restart budget)
         self.departed: list[str] = []  # names of workers that left, most recent last
         self.closed = False
         self._labels = labels or dict
@@ -270,6 +271,10 @@ class ClusterTable:
                 if self.workers.pop(event["address"], None) is not None:
                     self.departed = [*self.departed[-4:], name]
                     changed = True
+            elif kind == "supervision":
+                notice = event.get("message") or ""
+                changed |= notice != self.notice
+                self.notice = notice
             elif kind == "worker-status":
                 worker = self.workers.get(event["address"])
                 if worker is not None and worker["status"] != event["status"]:

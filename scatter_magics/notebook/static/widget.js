@@ -209,7 +209,8 @@ function renderCluster(model, el) {
       }),
       ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []),
       ...present(departed.length ? h("span", { class: "sm-departed", title: "workers that left or died" },
-        `${departed.join(", ")} left`) : null, liveBadge(model)));
+        `${departed.join(", ")} left`) : null, liveBadge(model)),
+      ...(t.notice ? [h("div", { class: "sm-notice" }, t.notice)] : []));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
       h("td", { class: "sm-key", title: w.address }, w.address),
