@@ -21,12 +21,24 @@ same way on every engine. Events follow ``docs/internals.md``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .errors import MissingDependencyError
+
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(stage, done, total)``: how far a scatter or gather has got, for progress bars.
+
+Stages, in order: ``"hash"`` (content hashing for ``hash=True`` keys), ``"serialize"``,
+``"copy"`` (into shared memory), ``"transfer"`` (to or from workers), all counted in bytes;
+``"wait"`` (a gather waiting for tasks) counts futures. ``done`` only grows within a stage;
+``total`` is None when not known in advance. Called on any thread, so it must be quick and
+thread-safe; an engine reports the stages it has, as often as it can afford.
+"""
 
 
 class Subscription(Protocol):
@@ -47,11 +59,14 @@ class Backend(Protocol):
         """The timeout a scatter gets when the caller gives none (None: no bound)."""
 
     def scatter(self, items: dict, *, workers, broadcast: bool, direct: bool | None,
-                hash: bool, timeout: float | None) -> dict:
-        """``{key: future}`` for ``{key: value}``; keys are the caller's, used as given."""
+                hash: bool, timeout: float | None, progress: Progress | None = None) -> dict:
+        """``{key: future}`` for ``{key: value}``; keys are the caller's, used as given.
 
-    def gather(self, futures, *, errors: str, timeout: float | None):
-        """The values of (nested) futures, in the same structure."""
+        ``progress(stage, done, total)`` hears how far the work has got (see :data:`Progress`)."""
+
+    def gather(self, futures, *, errors: str, timeout: float | None,
+               progress: Progress | None = None):
+        """The values of (nested) futures, in the same structure; ``progress`` as above."""
 
     def scheduler_info(self) -> dict:
         """``{"address": str, "workers": {address: {name, nthreads, memory_limit,
@@ -179,6 +194,28 @@ def client_class_names() -> list[str]:
 
 def is_future(obj) -> bool:
     return isinstance(obj, future_types())
+
+
+def progress_option(method: Callable, progress: Progress | None) -> dict:
+    """``{"progress": progress}`` if ``method`` (an adapter's scatter or gather) takes it.
+
+    The hook is optional for adapters: one that has no way to report (or predates the
+    hook) leaves ``progress`` out of its signature, and callers then get no reports
+    rather than a TypeError.
+
+    >>> progress_option(lambda items, *, progress=None: None, print)
+    {'progress': <built-in function print>}
+    >>> progress_option(lambda items, *, timeout: None, print)
+    {}
+    """
+    if progress is None:
+        return {}
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read: do not guess
+        return {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return {"progress": progress} if "progress" in parameters or takes_any else {}
 
 
 # ------------------------------------------------------------ the current client ---

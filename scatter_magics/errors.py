@@ -67,6 +67,18 @@ class ClientClosedError(ScatterMagicsError, RuntimeError):
     """A method was called on a client that has been closed."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a magic; the message says what stopped and what still runs.
+
+    IPython shows an exception's ``_render_traceback_()`` instead of its traceback (the
+    hook ipyparallel uses for remote errors), so the user sees this one line, not the
+    frames of the event-loop door the interrupt arrived in.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
+
+
 class UnknownClusterError(ScatterMagicsError, LookupError):
     """No live cluster in the discovery registry has this id or address."""
 

@@ -79,6 +79,8 @@ class LabServer:
             cmd += ["--JupyterNotebookApp.expose_app_in_browser=True"]
         else:
             cmd += ["--LabApp.expose_app_in_browser=True",
+                    # Notebook 7 (test extras) is served by this server too, at /notebooks/.
+                    "--JupyterNotebookApp.expose_app_in_browser=True",
                     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         self._log = open(self.log_path, "wb")
         # cwd: `python -m` puts it first on sys.path; the checkout's would shadow an install.
@@ -158,10 +160,15 @@ def write_notebook(path: Path, cells: list[str]) -> None:
     path.write_text(json.dumps(nb, indent=1))
 
 
-def open_notebook(page, server: LabServer, name: str, timeout_ms: int = 60_000) -> None:
-    """Open ``name`` in a fresh workspace and wait until its kernel is idle."""
-    page.goto(f"{server.url}/lab/tree/{name}?reset")
-    # ?reset: do not restore another test's tabs, or commands run in the wrong notebook.
+def open_notebook(page, server: LabServer, name: str, timeout_ms: int = 60_000,
+                  frontend: str = "lab") -> None:
+    """Open ``name`` in JupyterLab (a fresh workspace) or in Notebook 7 (``frontend=
+    "notebook"``) and wait until its kernel is idle."""
+    if frontend == "notebook":
+        page.goto(f"{server.url}/notebooks/{name}")
+    else:
+        # ?reset: do not restore another test's tabs, or commands run in the wrong notebook.
+        page.goto(f"{server.url}/lab/tree/{name}?reset")
     page.wait_for_function(
         """name => {
             const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;

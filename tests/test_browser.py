@@ -207,3 +207,138 @@ def test_paging_ten_thousand_futures(lab_server, page):
     page.locator(".sm-futures .sm-page-size").select_option("200")
     page.wait_for_function(f"() => document.querySelectorAll('{ROW}').length === 200")
     screenshot(page, "widget-paging.png")
+
+
+# ------------------------------------------------ the whole life, in Lab 4 and Notebook 7 ---
+
+LIFE_NOTEBOOK = [
+    "%load_ext scatter_magics\n"
+    "%config ScatterMagics.n_workers = 2",
+    "x = list(range(100))\n"
+    "%scatter x --broadcast",
+    "%cluster",
+    "import json, pathlib\n"
+    "import numpy as np\n"
+    "pids = {name: proc.pid for name, proc in client.cluster.processes.items()}\n"
+    "pathlib.Path('life_pids.json').write_text(json.dumps(pids))\n"
+    "big = np.ones(512 * 2**20 // 8)  # 512 MiB: hashing and copying take a while\n"
+    "%config ScatterMagics.progress_delay = 0.2\n"
+    "%scatter big -w worker-0",
+]
+
+# The WCAG contrast of each status colour (as rendered) against the background it sits
+# on: the first ancestor with an opaque background; alpha colours are blended first.
+CONTRASTS_JS = """
+() => {
+  const parse = (text) => {
+    let m = text.match(/^rgba?\\(([^)]*)\\)/);
+    if (m) { const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+             return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+    m = text.match(/^color\\(srgb ([^)]*)\\)/);
+    if (m) { const p = m[1].split(/[ \\/]+/).filter(Boolean).map(Number);
+             return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1]; }
+    throw new Error('unparsed colour ' + text);
+  };
+  const over = (fg, bg) => [0, 1, 2].map((i) => fg[i] * fg[3] + bg[i] * (1 - fg[3]));
+  const background = (el) => {
+    for (let node = el; node; node = node.parentElement) {
+      const c = parse(getComputedStyle(node).backgroundColor);
+      if (c[3] > 0.99) return c;
+    }
+    return [255, 255, 255, 1];
+  };
+  const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+    return (x + 0.05) / (y + 0.05); };
+  const host = document.querySelector('.jp-OutputArea .sm-futures');
+  const probes = ['pending', 'running', 'finished', 'error', 'cancelled', 'lost', 'released']
+    .map((s) => { const el = document.createElement('span');
+                  el.className = `sm-status sm-status-${s} sm-probe`; el.textContent = s;
+                  host.append(el); return el; });
+  const shown = [...document.querySelectorAll(
+    '.jp-OutputArea .sm-widget :is(.sm-status, .sm-died, .sm-stale)')];
+  const out = shown.map((el) => { const bg = background(el);
+    const fg = over(parse(getComputedStyle(el).color), bg);
+    return {what: el.className, ratio: ratio(fg, bg), fg: getComputedStyle(el).color}; });
+  probes.forEach((el) => el.remove());
+  return {theme: document.body.dataset.jpThemeName, contrasts: out};
+}
+"""
+
+
+def set_theme(page, theme: str) -> None:
+    page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', "
+                  f"{{theme: {json.dumps(theme)}}})")
+    page.wait_for_function(f"() => document.body.dataset.jpThemeName === {json.dumps(theme)}")
+
+
+def low_contrasts(page) -> tuple[str, list]:
+    measured = page.evaluate(CONTRASTS_JS)
+    assert len(measured["contrasts"]) >= 7, measured
+    return measured["theme"], [c for c in measured["contrasts"] if c["ratio"] < 4.5]
+
+
+@pytest.mark.parametrize("frontend", ["lab", "notebook"])
+def test_widgets_follow_progress_dead_worker_stop_and_theme(lab_server, page, frontend):
+    name = f"life_{frontend}.ipynb"
+    write_notebook(lab_server.root / name, LIFE_NOTEBOOK)
+    open_notebook(page, lab_server, name, frontend=frontend)
+    run_all_cells(page, timeout_ms=90_000)
+    shot = lambda what: screenshot(page, f"{frontend}-{what}.png")  # noqa: E731
+    pids = json.loads((lab_server.root / "life_pids.json").read_text())
+    try:
+        # The large scatter showed a progress bar, which settled on what it did.
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.sm-progress')].some(
+                   (box) => /%scatter big: done in [0-9.]+ s, 512 MiB hashed/.test(box.textContent)
+                       && box.querySelector('.progress-bar'))""")
+        bar = page.locator(".sm-progress .progress-bar").first
+        assert bar.is_visible()
+        shot("progress")
+
+        # %cluster is the live cluster widget: it changes when a worker dies (and, with
+        # supervision, when its replacement arrives).
+        page.wait_for_selector(".sm-cluster tbody tr[data-worker='worker-1']")
+        assert page.locator(".sm-cluster tbody tr").count() == 2
+        os.kill(pids["worker-0"], signal.SIGKILL)
+        page.wait_for_function(
+            """() => { const c = document.querySelector('.sm-cluster');
+                       const left = c.querySelector('.sm-departed');
+                       return !c.querySelector("tbody tr[data-worker='worker-0']")
+                           && left && left.textContent.includes('worker-0'); }""")
+        # ... and big, held only by worker-0, is lost, its row saying why.
+        big = page.locator(".sm-futures tbody tr", has_text="big-").first
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.sm-futures tbody tr')].some(
+                   (tr) => tr.dataset.status === 'lost'
+                       && tr.querySelector('.sm-workers').textContent.includes('worker-0 died'))""")
+        assert big.get_attribute("data-status") == "lost"
+        shot("worker-died")
+
+        # Status colours meet WCAG AA (4.5:1) as rendered, in the dark theme and the light one.
+        set_theme(page, "JupyterLab Dark")
+        theme, low = low_contrasts(page)
+        assert theme == "JupyterLab Dark" and not low, low
+        shot("dark")
+        set_theme(page, "JupyterLab Light")
+        theme, low = low_contrasts(page)
+        assert not low, low
+
+        # %cluster stop: every widget above says "not live" at once.
+        execute_in_background(page, "%cluster stop")
+        page.wait_for_function(  # x's and big's futures widgets, and %cluster's
+            """() => { const all = [...document.querySelectorAll('.jp-OutputArea .sm-widget')];
+                       return all.length >= 3 && all.every((w) => w.querySelector('.sm-stale')); }""")
+        assert "not live" in page.locator(".sm-futures .sm-stale").first.inner_text()
+        shot("not-live")
+    finally:
+        set_theme(page, "JupyterLab Light")
+        # Shut the kernel down now: it holds 512 MiB, and its workers.
+        page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+        for pid in pids.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

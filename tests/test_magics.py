@@ -186,6 +186,15 @@ def test_no_cluster_is_a_usage_error(ip, no_client):
     assert "not defined" in usage_error(ip, "%gather nowhere")
 
 
+def test_scatter_to_a_bogus_worker_with_no_cluster_starts_nothing(ip, no_client):
+    ip.user_ns["df"] = [1, 2]
+    message = usage_error(ip, "%scatter df -w bogus-worker")
+    assert "bogus-worker" in message and "no cluster is running" in message
+    assert magics(ip).owned is None and "client" not in ip.user_ns
+    with pytest.raises(ValueError):
+        get_client()
+
+
 def test_cluster_start_with_options_then_stop(ip):
     summary = run(ip, "%cluster start -n 2 --threads 2 --memory-limit 300MiB")
     client = ip.user_ns["client"]
@@ -540,3 +549,75 @@ def test_cluster_summary_lists_workers_and_their_keys(shared, client):
     assert html.startswith("<table>") and "<caption" in html and "worker-0" in html
     data, _ = shared.display_formatter.format(summary)
     assert data["text/plain"] == text and data["text/html"] == html
+
+
+# ------------------------------------------------ progress and Ctrl-C, in words ---
+
+def test_ctrl_c_during_gather_says_what_still_runs_in_one_line(shared, client, tmp_path):
+    from scatter_magics.errors import Interrupted
+
+    release = tmp_path / "release"
+    shared.user_ns["slow"] = client.submit(until_path_exists(), str(release), pure=False)
+    presser = press_ctrl_c_when_blocked()
+    try:
+        with capture_output() as out:
+            result = shared.run_cell("%gather slow")
+        presser.join(5)
+        error = result.error_in_exec
+        assert isinstance(error, Interrupted) and isinstance(error, KeyboardInterrupt)
+        assert str(error) == ("%gather slow stopped waiting: 1 of 1 futures is still running on "
+                              "the cluster (gather again later, or cancel them with "
+                              "client.cancel(slow))")
+        shown = out.stdout + out.stderr
+        assert shown.strip() == f"KeyboardInterrupt: {error}"  # one line, no frames
+        assert "loop.py" not in shown and "threading.py" not in shown
+    finally:
+        release.touch()
+    assert run(shared, "%gather slow --timeout 30") == "released"
+
+
+def test_ctrl_c_during_scatter_says_nothing_was_stored(ip, make_client):
+    from scatter_magics.errors import Interrupted
+
+    client = make_client(n_workers=0)  # the scatter waits for a worker to appear
+    ip.user_ns["x"] = [1, 2, 3]
+    presser = press_ctrl_c_when_blocked()
+    with capture_output() as out:
+        result = ip.run_cell("%scatter x")
+    presser.join(5)
+    assert isinstance(result.error_in_exec, Interrupted)
+    assert "%scatter x stopped: nothing was stored" in out.stdout
+    assert client.who_has() == {}
+
+
+def test_unknown_worker_is_refused_before_anything_is_hashed(shared, monkeypatch):
+    from scatter_magics.notebook import arguments
+
+    hashed = []
+    monkeypatch.setattr(arguments, "tokenize", lambda value: hashed.append(value) or "t")
+    shared.user_ns["big"] = [1]
+    assert "unknown worker 'nobody'" in usage_error(shared, "%scatter big -w nobody")
+    assert hashed == []
+
+
+def test_a_long_scatter_shows_progress_in_a_terminal(ip, make_client):
+    np = pytest.importorskip("numpy")
+    client = make_client(n_workers=1)  # the embedded engine: it reports every stage
+    ip.user_ns["client"] = client
+    run(ip, "%config ScatterMagics.progress_delay = 0")  # as if it took longer than 0.5 s
+    ip.user_ns["arr"] = np.ones(8 * 2**20 // 8)
+    with capture_output() as out:
+        fut = run(ip, "%scatter arr")
+    lines = out.stderr.replace("\r", "\n").splitlines()
+    assert fut.status == "finished"
+    final = lines[-1].strip()
+    assert final.startswith("%scatter arr: done in ") and "8 MiB hashed" in final
+    assert "8 MiB copied" in final and "transferred" in final
+    ip.user_ns["slow"] = client.submit(time.sleep, 0.3, pure=False)
+    with capture_output() as out:
+        run(ip, "%gather slow")
+    assert "%gather slow: done in" in out.stderr and "1 futures waited for" in out.stderr
+    run(ip, "%config ScatterMagics.progress_delay = 0.5")
+    with capture_output() as out:
+        run(ip, "small = 1\n%scatter small")
+    assert out.stderr == ""  # quick work shows no bar at all

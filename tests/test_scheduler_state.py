@@ -99,7 +99,33 @@ def test_events_are_recorded_only_while_publishing(state):
     state.publishing = True
     state.add_data("c", {"loud": [A]}, {"loud": 3}, {"loud": "int"})
     assert state.events == [{"event": "key", "key": "loud", "status": "finished",
-                             "workers": [A], "nbytes": 3, "type": "int"}]
+                             "workers": [A], "nbytes": 3, "type": "int", "processing_on": None}]
+
+
+def test_a_task_is_running_in_events_once_its_worker_starts_it(state):
+    state.publishing = True
+    state.submit("c", "t", task=None, deps=set(), restrictions=None)
+    where = state.keys["t"].processing_on
+    assert state.events[-1]["status"] == "pending"  # queued: on a worker, not started
+    state.task_started("tcp://elsewhere:1", "t")  # not where it was sent: ignored
+    assert state.events[-1]["status"] == "pending"
+    state.task_started(where, "t")
+    assert state.events[-1]["status"] == "running" and state.events[-1]["processing_on"] == where
+    assert state._notify(state.keys["t"])[0][1]["status"] == "pending"  # Futures say pending
+    state.task_finished(where, "t", 8, "int")
+    assert state.events[-1]["status"] == "finished"
+
+
+
+def test_a_running_task_whose_worker_dies_is_pending_again_in_events(state):
+    state.publishing = True
+    state.submit("c", "t", task=None, deps=set(), restrictions=None)
+    first = state.keys["t"].processing_on
+    state.task_started(first, "t")
+    state.remove_worker(first)
+    event = state.events[-1]
+    assert event["key"] == "t" and event["status"] == "pending"
+    assert event["processing_on"] not in (None, first)  # rerun on the other worker
 
 
 def test_replication_plan_targets_missing_workers(state):

@@ -52,9 +52,11 @@ def row_is(widget, key, status, n_workers=None):
 def test_table_follows_key_events_and_ignores_other_keys():
     table = FuturesTable(["k1", "k2"], names={"k1": "x"})
     assert table.apply(WORKERS + [key_event("k1", workers=[A, B]), key_event("other")])
-    assert table.summary() == {"n": 2, "counts": {"pending": 1, "finished": 1, "error": 0,
-                                                  "cancelled": 0, "lost": 0, "released": 0},
-                               "nbytes": 10, "replica_nbytes": 20, "n_workers": 2}
+    assert table.summary() == {"n": 2, "counts": {"pending": 1, "running": 0, "finished": 1,
+                                                  "error": 0, "cancelled": 0, "lost": 0,
+                                                  "released": 0},
+                               "nbytes": 10, "replica_nbytes": 20, "n_workers": 2,
+                               "by_worker": {"worker-0": 10, "worker-1": 10}}
     assert not table.apply([key_event("k1", workers=[A, B])])  # no change, no flush
     assert not table.apply([key_event("other", status="lost")])
     table.apply([{"event": "worker-removed", "address": B, "name": "worker-1"},
@@ -68,20 +70,33 @@ def test_table_follows_key_events_and_ignores_other_keys():
     assert summary["counts"]["lost"] == 1 and summary["counts"]["cancelled"] == 1
     assert summary["nbytes"] == 0
     rows, n, page = table.page(0, 10)
-    assert [r["name"] for r in rows] == ["x", None] and (n, page) == (2, 0)
+    assert [r["name"] for r in rows] == ["x", "k2"] and (n, page) == (2, 0)
 
 
 def test_table_pages_and_filters():
     keys = [f"k{i}" for i in range(95)]
     table = FuturesTable(keys)
     table.apply([key_event(k) for k in keys[::2]])
+    rows, n, page = table.page(0, 10)  # work in progress: the latest changes first
+    assert [r["key"] for r in rows] == keys[::2][::-1][:10] and n == 95
+    table.apply([key_event(k, status="error") for k in keys[1::2][1:]])
+    assert table.active  # k1 is still pending
     rows, n, page = table.page(9, 10)
-    assert [r["key"] for r in rows] == keys[90:] and (n, page) == (95, 9)
+    assert [r["key"] for r in rows][-1] == "k1" and (n, page) == (95, 9)
+    table.apply([key_event("k1", status="pending", workers=())])  # no change
+    table = FuturesTable(keys)
+    table.apply([key_event(k) for k in keys[::2]])
     rows, n, page = table.page(99, 10)  # clamped to the last page
     assert page == 9 and len(rows) == 5
     rows, n, page = table.page(0, 10, status="pending")
     assert n == 47 and all(r["status"] == "pending" for r in rows)
     assert table.page(0, 10, status="error") == ([], 0, 0)
+    table.apply([key_event(k) for k in keys[1::2]])
+    assert not table.active  # settled: back to the order given
+    rows, n, page = table.page(9, 10)
+    assert [r["key"] for r in rows] == keys[90:] and (n, page) == (95, 9)
+    rows, _, page = table.page(99, 10)  # clamped to the last page
+    assert page == 9 and len(rows) == 5
 
 
 def test_cluster_table_tracks_metrics_and_sorts_names_naturally():
@@ -93,7 +108,7 @@ def test_cluster_table_tracks_metrics_and_sorts_names_naturally():
                "nkeys": 1}
     assert table.apply([metrics]) and not table.apply([metrics])
     assert table.totals() == {"nthreads": 3, "memory": 500, "memory_limit": 3000, "nbytes": 7,
-                              "nkeys": 1, "n_workers": 3}
+                              "nkeys": 1, "n_workers": 3, "by_status": {}, "departed": []}
     assert table.apply([{"event": "worker-removed", "address": "tcp://h:9", "name": "worker-9"}])
     assert table.totals()["memory"] == 0
 
@@ -226,16 +241,20 @@ def test_release_and_cancel(make_client):
     client = make_client(n_workers=1)  # its worker stays busy with the cancelled sleep
     kept = client.scatter("released soon", hash=False)
     slow = client.submit(time.sleep, 30, pure=False)
-    widget = FuturesWidget(client, [kept, slow])
+    queued = client.submit(time.sleep, 30, pure=False)  # one thread: waits behind `slow`
+    widget = FuturesWidget(client, [kept, slow, queued])
     try:
-        wait_for(lambda: row_is(widget, kept.key, "finished") and row_is(widget, slow.key, "pending"),
-                 what="finished and pending")
+        wait_for(lambda: row_is(widget, kept.key, "finished") and row_is(widget, slow.key, "running")
+                 and row_is(widget, queued.key, "pending"), what="finished, running and queued")
+        assert row(widget, slow.key)["name"] == "sleep"  # a task is named by its function
+        assert slow.status == "pending"  # the Future keeps Dask's statuses
         kept.release()
         wait_for(lambda: row_is(widget, kept.key, "released", 0), what="released")
-        client.cancel([slow])
+        client.cancel([slow, queued])
         wait_for(lambda: row_is(widget, slow.key, "cancelled"), what="cancelled")
-        assert widget.summary["counts"] == {"pending": 0, "finished": 0, "error": 0,
-                                            "cancelled": 1, "lost": 0, "released": 1}
+        wait_for(lambda: widget.summary["counts"]["cancelled"] == 2, what="both cancelled")
+        assert widget.summary["counts"] == {"pending": 0, "running": 0, "finished": 0,
+                                            "error": 0, "cancelled": 2, "lost": 0, "released": 1}
     finally:
         widget.close()
 
@@ -377,7 +396,8 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nbclient.NotebookClient(nb, timeout=90, kernel_name="python3").execute()
-    displayed = next(o for o in nb.cells[1].outputs if WIDGET_VIEW in o.get("data", {}))
+    displayed = next(o for o in nb.cells[1].outputs  # (a progress bar may come first)
+                     if WIDGET_VIEW in o.get("data", {}) and "text/html" in o["data"])
     html = displayed["data"]["text/html"]
     assert "broadcast me" not in html and "finished" in html and "worker-1" in html
     assert nb.cells[2].outputs[-1]["text"].strip() == "lost"
@@ -434,3 +454,230 @@ def test_closing_the_widget_closes_its_subscription():
     (subscription, _), = client.subscriptions
     widget.close()
     assert subscription.closed and not widget.live
+
+
+# ------------------------------------------------------------ the whole life of what they show ---
+
+def test_closing_the_client_marks_every_open_widget_not_live_at_once():
+    from scatter_magics import Client
+
+    client = Client(n_workers=1)
+    try:
+        x = client.scatter("x", hash=False)
+        widgets = [FuturesWidget(client, [x]), FuturesWidget(client, [x.key]), ClusterWidget(client)]
+        assert all(w.live for w in widgets)
+        client.close()
+        # No wait: the "closed" event is pushed before close() returns.
+        assert [w.live for w in widgets] == [False, False, False]
+        assert row(widgets[0], x.key)["status"] == "finished"  # the last state seen, kept
+        assert "not live" in widgets[2]._repr_mimebundle_()[0]["text/html"]
+    finally:
+        client.close()
+        for w in widgets:
+            w.close()
+
+
+def test_mark_not_live_stops_only_that_clients_widgets():
+    from scatter_magics.notebook.widget import mark_not_live
+
+    one, two = FakeClient(WORKERS), FakeClient(WORKERS)
+    mine, other = FuturesWidget(one, ["k1"]), FuturesWidget(two, ["k1"])
+    try:
+        assert mark_not_live(one) == 1 and mark_not_live(one) == 0
+        assert not mine.live and other.live
+        assert client_subscriptions_closed(one) and not client_subscriptions_closed(two)
+    finally:
+        mine.close()
+        other.close()
+
+
+def client_subscriptions_closed(client) -> bool:
+    return all(subscription.closed for subscription, _ in client.subscriptions)
+
+
+def test_a_row_says_which_of_its_workers_died():
+    table = FuturesTable(["k1", "k2"])
+    table.apply(WORKERS + [key_event("k1", workers=[A, B]), key_event("k2", workers=[A])])
+    table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"},
+                 key_event("k1", workers=[B]), key_event("k2", status="lost", workers=[])])
+    rows = {r["key"]: r for r in table.page(0, 10)[0]}
+    assert rows["k1"]["died"] == [A] and rows["k1"]["workers"] == [B]
+    assert rows["k2"]["died"] == [A] and rows["k2"]["status"] == "lost"
+    html = futures_html(table.summary(), list(rows.values()), table.worker_names)
+    assert "worker-0 died" in html
+    assert table.summary()["by_worker"] == {"worker-1": 10}
+
+    # A task running on a worker that dies is rerun elsewhere: pending again, and why.
+    table = FuturesTable(["t"])
+    running = {"event": "key", "key": "t", "status": "running", "workers": [],
+               "processing_on": A, "nbytes": None, "type": None}
+    table.apply(WORKERS + [running])
+    table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"},
+                 dict(running, status="pending", processing_on=B)])
+    (r,), _, _ = table.page(0, 10)
+    assert r["status"] == "pending" and r["died"] == [A]
+    table.apply([key_event("t", workers=[B])])
+    assert table.page(0, 10)[0][0]["died"] == []  # computed again: the loss is history
+
+
+def test_cluster_table_counts_keys_by_status_and_names_what_each_worker_holds():
+    labels = {f"k{i}": f"rows[{i}]" for i in range(10_000)} | {"df-1": "df"}
+    table = ClusterTable(lambda: labels)
+    table.apply(WORKERS + [key_event(f"k{i}", workers=[(A, B)[i % 2]]) for i in range(10_000)]
+                + [key_event("df-1", workers=[A, B]),
+                   {"event": "key", "key": "len-0123456789abcdef", "status": "running",
+                    "workers": [], "processing_on": B, "nbytes": None, "type": None}])
+    rows = {w["name"]: w for w in table.rows()}
+    assert rows["worker-0"]["by_status"] == {"finished": 5001}
+    assert rows["worker-1"]["by_status"] == {"running": 1, "finished": 5001}
+    assert rows["worker-0"]["holds"] == [["rows[…]", 5000], ["df", 1]]  # compact at 10,000 keys
+    assert table.totals()["by_status"] == {"running": 1, "finished": 10_001}
+    table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"}])
+    assert [w["name"] for w in table.rows()] == ["worker-1"]
+    assert table.totals()["departed"] == ["worker-0"]
+
+
+# ------------------------------------------------------------ progress bars ---
+
+def test_progress_widget_appears_only_for_long_work_and_settles():
+    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+
+    shown = []
+    publish = lambda bundle, display_id, update: shown.append((bundle, display_id, update))  # noqa: E731
+    view = WidgetView(publish)
+    with ProgressBar("%scatter x", view, delay=60) as progress:
+        progress("hash", 10, 100)
+    assert shown == [] and not progress.shown  # quick: nothing on screen
+
+    view = WidgetView(publish)
+    with ProgressBar("%scatter x", view, delay=0, interval=0.01) as progress:
+        progress("hash", 2**20, 4 * 2**20)
+        wait_for(lambda: view.label.value.startswith("%scatter x: hashing 1 MiB / 4 MiB"),
+                 what="the bar to show hashing")
+        assert view.bar.value == 0.25 and "/s" in view.label.value and "s left" in view.label.value
+        progress("transfer", 4 * 2**20, 4 * 2**20)
+    assert view.bar.value == 1.0 and view.bar.bar_style == "success"
+    assert view.label.value.startswith("%scatter x: done in ") and "4 MiB transferred" in view.label.value
+    (first, id1, update1), (last, id2, update2) = shown  # shown once, then its text updated
+    assert (update1, update2) == (False, True) and id1 == id2
+    assert first[WIDGET_VIEW]["model_id"] == last[WIDGET_VIEW]["model_id"] == view.box.model_id
+    assert first["text/plain"].startswith("%scatter x: hashing")
+    assert last["text/plain"] == view.label.value  # what a page without widgets shows
+
+
+def test_progress_bar_says_where_ctrl_c_stopped_it():
+    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+
+    view = WidgetView(lambda bundle, display_id, update: None)
+    with pytest.raises(KeyboardInterrupt):
+        with ProgressBar("%gather res", view, delay=0) as progress:
+            progress("wait", 1, 4)
+            raise KeyboardInterrupt
+    assert "interrupted after" in view.label.value and "waiting for tasks" in view.label.value
+    assert view.bar.bar_style == "danger"
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "scatter-magics-progress"],
+             what="the drawing thread to end once no bar is left")
+
+
+def test_engine_reports_every_stage_of_a_large_scatter_and_gather(client):
+    np = pytest.importorskip("numpy")
+    seen = []
+    array = np.arange(3 * 2**20 // 8)
+    future = client.scatter(array, progress=lambda *report: seen.append(report))
+    stages = [stage for stage, _, _ in seen]
+    assert stages.index("hash") < stages.index("serialize") < stages.index("copy") \
+        < stages.index("transfer")
+    assert ("hash", array.nbytes, None) in seen and ("copy", array.nbytes, array.nbytes) in seen
+    assert seen[-1][0] == "transfer" and seen[-1][1] == seen[-1][2] >= array.nbytes
+    seen.clear()
+    slow = client.submit(time.sleep, 0.1, pure=False)
+    client.gather([future, slow], progress=lambda *report: seen.append(report))
+    assert seen[0] == ("wait", 1, 1) and seen[-1][0] == "transfer"
+
+
+# ------------------------------------------------------------ %cluster in a kernel ---
+
+def test_cluster_magic_in_a_kernel_is_the_live_widget_and_follows_a_dead_worker(tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from scatter_magics.notebook.widget import install_display
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance(config=config, ipython_dir=str(tmp_path))
+    shell.run_line_magic("load_ext", "scatter_magics")
+    magics = shell.magics_manager.registry["ScatterMagics"]
+    try:
+        shell.kernel = object()  # as in ipykernel: the widget display applies
+        install_display(shell, magics.labels)
+        shell.run_line_magic("cluster", "start -n 2")
+        client = shell.user_ns["client"]
+        shell.user_ns["rows"] = list(range(10_000))
+        shell.run_line_magic("scatter", "rows --split")
+        summary = shell.run_line_magic("cluster", "")
+        data, _ = shell.display_formatter.format(summary)
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert data["text/plain"] == repr(summary)  # the static table: text ...
+        assert data["text/html"] == summary._repr_html_()  # ... and HTML fallbacks
+        assert "rows[…] ×5000" in data["text/html"]  # compact at 10,000 keys
+        from ipywidgets.widgets.widget import _instances
+
+        model_id = data["application/vnd.jupyter.widget-view+json"]["model_id"]
+        widget = _instances[model_id]
+        assert [w["name"] for w in widget.workers] == ["worker-0", "worker-1"]
+        assert widget.workers[0]["holds"] == [["rows[…]", 5000]]
+        assert widget.totals["by_status"] == {"finished": 10_000}
+        os.kill(client.cluster.processes["worker-0"].pid, signal.SIGKILL)
+        wait_for(lambda: [w["name"] for w in widget.workers] == ["worker-1"], what="worker gone")
+        assert widget.totals["departed"] == ["worker-0"] and widget.live
+        shell.run_line_magic("cluster", "stop")
+        assert not widget.live
+    finally:
+        shell.run_line_magic("unload_ext", "scatter_magics")
+        InteractiveShell.clear_instance()
+
+
+@pytest.mark.timeout(120)
+def test_nbclient_stores_not_live_for_every_widget_after_cluster_stop():
+    """As a saved notebook shows it: after ``%cluster stop`` no widget claims to be live."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    cells = ["%load_ext scatter_magics\n%config ScatterMagics.n_workers = 1",
+             "x = 'kept'\n%scatter x", "%cluster", "%cluster stop"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=90, kernel_name="python3").execute()
+    states = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    shown = {}
+    for cell in nb.cells[1:3]:
+        view = next(o for o in cell.outputs if WIDGET_VIEW in o.get("data", {}))
+        state = states[view["data"][WIDGET_VIEW]["model_id"]]["state"]
+        shown[state["kind"]] = state
+    assert set(shown) == {"futures", "cluster"}
+    assert not shown["futures"]["live"] and not shown["cluster"]["live"]
+    assert shown["futures"]["rows"][0]["status"] == "finished"  # the last state seen
+    cluster_view = next(o for o in nb.cells[2].outputs if WIDGET_VIEW in o.get("data", {}))
+    assert cluster_view["data"]["text/plain"].startswith("Cluster tcp://")  # static fallback
+    assert "worker-0" in cluster_view["data"]["text/html"]
+
+
+def test_progress_bar_neither_shows_for_a_cluster_start_nor_stands_still():
+    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+
+    shown = []
+    publish = lambda bundle, display_id, update: shown.append(update)  # noqa: E731
+    with ProgressBar("%scatter x", WidgetView(publish), delay=0.05, interval=0.01) as bar:
+        bar("start", 0, None)  # starting a cluster is not the data's work
+        time.sleep(0.3)  # (no condition to wait for: that nothing happens is the point)
+        assert shown == []
+        bar.restart_clock()
+        bar("transfer", 1, 10)
+        wait_for(lambda: shown == [False], what="the bar to show for the data")
+    assert shown == [False, True]
+
+    shown.clear()
+    with ProgressBar("%gather y", WidgetView(publish), delay=0.05) as bar:
+        bar.quiet()  # an adapter that reports nothing: no bar that would only stand still
+        time.sleep(0.3)
+    assert shown == [] and not bar.shown

@@ -25,12 +25,14 @@ class EmbeddedBackend:
     def default_timeout(self) -> float | None:
         return self.client.timeout
 
-    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
+    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout,
+                progress=None) -> dict:
         return self.client.scatter(items, workers=workers, broadcast=broadcast, direct=direct,
-                                   hash=hash, timeout=NO_DEFAULT if timeout is None else timeout)
+                                   hash=hash, timeout=NO_DEFAULT if timeout is None else timeout,
+                                   progress=progress)
 
-    def gather(self, futures, *, errors: str, timeout: float | None):
-        return self.client.gather(futures, errors=errors, timeout=timeout)
+    def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
+        return self.client.gather(futures, errors=errors, timeout=timeout, progress=progress)
 
     def scheduler_info(self) -> dict:
         return self.client.scheduler_info()

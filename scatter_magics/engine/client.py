@@ -30,11 +30,12 @@ from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, for_message, serialize_task
+from .scatter_copy import counter as _counter
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
 from ..structure import gather_all as _all
-from ..tokenize import tokenize
+from ..tokenize import reporting, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,8 @@ class Client:
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
-                hash: bool = True, timeout=NO_DEFAULT, asynchronous: bool | None = None):
+                hash: bool = True, timeout=NO_DEFAULT, asynchronous: bool | None = None,
+                progress: Progress | None = None):
         """Move ``data`` into the workers' memory; the result matches the input's shape.
 
         One object gives one Future; a list, tuple, set or frozenset gives the same
@@ -185,21 +187,25 @@ class Client:
         keys. ``workers`` restricts placement; ``broadcast`` puts a copy on every
         (allowed) worker; ``direct`` sends client → workers instead of through the
         scheduler; ``hash`` makes keys from the content (``False``: random keys);
-        ``timeout`` bounds the whole operation.
+        ``timeout`` bounds the whole operation. ``progress(stage, done, total)`` (ours,
+        not Dask's) hears how far hashing, serializing, copying and sending have got
+        (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        early = write_ahead(self._pool, data) if hash else None
+        report = progress or _no_progress
+        early = write_ahead(self._pool, data, progress) if hash else None
         try:
-            items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
+            with reporting(_counter(report, "hash") if progress else None):
+                items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
             futures = Future.for_keys(items, self)
             payload, pinned = serialize_for_scatter(items, self._pool, self.cluster is not None,
-                                                    early)
+                                                    early, progress)
         finally:
             if early is not None:
                 early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
-                                          direct, timeout, pinned), timeout)
+                                          direct, timeout, pinned, report), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
 
     def _view_of(self, ref):
@@ -208,9 +214,13 @@ class Client:
         return self._segments.view(ref)
 
     async def _scatter(self, payload, types, workers, broadcast, direct, timeout,
-                       pinned) -> None:
+                       pinned, report: Progress) -> None:
+        # A sum over every value: only for someone watching (10,000-element scatters).
+        total = sum(s.nbytes for s in payload.values()) if report is not _no_progress else 0
+        report("transfer", 0, total)
         try:
             await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
+            report("transfer", total, total)
         finally:  # sent (the scheduler has recorded the keys) or failed: unpin either way
             if pinned:
                 self._pool.unpin(pinned)
@@ -276,11 +286,14 @@ class Client:
 
     # ------------------------------------------------------------ gather ---
     def gather(self, futures, errors: str = "raise", direct: bool | None = None,
-               asynchronous: bool | None = None, timeout: float | None = None):
+               asynchronous: bool | None = None, timeout: float | None = None,
+               progress: Progress | None = None):
         """Bring the values of ``futures`` back, in the same (nested) structure.
 
         ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
         failed futures from the result. ``timeout`` bounds the wait (Dask has none).
+        ``progress(stage, done, total)``: as for :meth:`scatter` (stages ``wait``, in
+        futures, and ``transfer``, in bytes).
         """
         self._check_open()
         if errors not in ("raise", "skip"):
@@ -295,22 +308,27 @@ class Client:
         if local is not None:  # every value is here already: no loop, no worker
             return _ready(local) if _is_async(self, asynchronous) else local
         states = {f.key: f._state for f in found}
-        coro = self._within(self._gather(states, errors, direct), timeout)
+        coro = self._within(self._gather(states, errors, direct, progress or _no_progress),
+                            timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, {k: s if s is SKIP else deserialize(s, self._view_of)
                               for k, s in serialized.items()}))
 
-    async def _gather(self, states: dict, errors: str, direct) -> dict:
+    async def _gather(self, states: dict, errors: str, direct, report: Progress) -> dict:
+        waiting = [s for s in states.values() if not s.done()]
+        if waiting:
+            finished = _counter(report, "wait", len(waiting))
+            await _all(self._until_done(s, lambda: finished(1)) for s in waiting)
         for attempt in range(GATHER_ATTEMPTS):
             try:
-                return await self._gather_once(states, errors, direct)
+                return await self._gather_once(states, errors, direct, report)
             except FutureLostError:
                 # Its holder died mid-read and the scheduler is recomputing it (the key
                 # went back to pending before this error reached us): wait, read again.
                 if attempt == GATHER_ATTEMPTS - 1 or all(s.done() for s in states.values()):
                     raise
 
-    async def _gather_once(self, states: dict, errors: str, direct) -> dict:
+    async def _gather_once(self, states: dict, errors: str, direct, report: Progress) -> dict:
         await _all(self._until_done(s) for s in states.values() if not s.done())
         wanted, out = [], {}
         for key, state in states.items():
@@ -324,19 +342,26 @@ class Client:
                 state.raise_if_failed()
         if not wanted:
             return out
+        report("transfer", 0, None)
         if self._direct(direct):
             async def locate(keys):
                 return await self._link.request({"op": "locations", "keys": keys})
-            out.update(await fetch_from_holders(wanted, locate, self._workers.request))
+            fetched = await fetch_from_holders(wanted, locate, self._workers.request)
         else:
-            out.update(await self._link.request({"op": "gather", "keys": wanted}))
+            fetched = await self._link.request({"op": "gather", "keys": wanted})
+        if report is not _no_progress:  # a sum over every value: only for someone watching
+            nbytes = sum(getattr(s, "nbytes", 0) for s in fetched.values())
+            report("transfer", nbytes, nbytes)
+        out.update(fetched)
         return out
 
-    async def _until_done(self, state: FutureState) -> None:
+    async def _until_done(self, state: FutureState, then: Callable[[], None] | None = None) -> None:
         if not state.done():
             done = asyncio.get_running_loop().create_future()
             state.on_done(lambda s: done.done() or done.set_result(None))
             await done
+        if then is not None:
+            then()
 
     def _gather_async(self, future: Future):
         return self.gather(future, asynchronous=True)
@@ -614,6 +639,13 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
+
+
+Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total): see scatter()
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    pass
 
 
 def _is_async(client: Client, asynchronous: bool | None) -> bool:

@@ -22,6 +22,7 @@ from . import limits
 from ..errors import MemoryLimitError
 from .shm_space import format_bytes
 from .serialize import serialize
+from .shm import THRESHOLD
 
 CHECK_FROM = 1 << 20  # bytes a scatter needs before the machine's free memory is read
 CONTAINERS = (dict, list, tuple, set, frozenset, range, collections.abc.Iterator, queue.Queue)
@@ -47,11 +48,12 @@ class EarlyCopy:
             self.pool.give_back(draft)
 
 
-def write_ahead(pool, data) -> EarlyCopy | None:
+def write_ahead(pool, data, report=None) -> EarlyCopy | None:
     """For one large value (not a container) and a pool: start its copy now, else None.
 
     A value larger than the machine's free memory is refused here, before it is hashed
     for its key (hashing 50 GB takes seconds; the copy could never be made).
+    ``report(stage, done, total)`` (``backend.Progress``) hears the copy as it goes.
     """
     if pool is None or isinstance(data, CONTAINERS) or hasattr(data, "_fields"):
         return None
@@ -66,21 +68,27 @@ def write_ahead(pool, data) -> EarlyCopy | None:
             f"this machine has {format_bytes(free)} of memory free")
     if not serialized.buffers:
         return None  # nothing to copy
-    draft = pool.write_ahead(serialized.buffers)
+    if report is None:
+        draft = pool.write_ahead(serialized.buffers)
+    else:
+        copied = counter(report, "copy", large_bytes(serialized.buffers))
+        draft = pool.write_ahead(serialized.buffers, on_copied=copied)
     return None if draft is None else EarlyCopy(pool, data, serialized, draft, free)
 
 
-def serialize_for_scatter(items: dict, pool, local: bool,
-                          early: EarlyCopy | None = None) -> tuple[dict, list]:
+def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | None = None,
+                          report=None) -> tuple[dict, list]:
     """``(payload, pinned)``: each value pickled; large buffers in ``pool`` (if any).
 
     ``local``: the workers are on this machine, so the scatter needs that much free
     memory here. ``pinned`` are the keys whose segments this scatter holds until it is
     over (``pool.unpin``). If a later item fails (cannot be pickled, no memory), the
     earlier items' segments are given back at once rather than kept until close.
+    ``report(stage, done, total)`` hears the pickling and the copying as they go.
     """
     payload, pinned = {}, []
-    new_bytes = 0  # memory this scatter takes on this machine (copies not made before)
+    new_bytes = done = 0  # memory this scatter takes on this machine; bytes pickled
+    copied = None  # one running count of the bytes copied, made at the first copy
     # Measured once: each copy made below lowers what the machine reports as free. And
     # only once the scatter needs a MiB: reading /proc/meminfo was a sixth of a small
     # scatter, and no machine that runs this is short of one MiB.
@@ -89,6 +97,9 @@ def serialize_for_scatter(items: dict, pool, local: bool,
         for key, value in items.items():
             ahead = early is not None and value is early.value
             serialized = payload[key] = early.serialized if ahead else serialize(value)
+            if report is not None:
+                done += serialized.nbytes
+                report("serialize", done, None)
             if not local:
                 continue  # the workers may be on another machine
             if pool is None or not pool.holds(key):
@@ -97,8 +108,12 @@ def serialize_for_scatter(items: dict, pool, local: bool,
                     free = limits.available_memory() if free is None else free
                     limits.check_machine_memory(key, serialized.nbytes, new_bytes, free)
             if pool is not None and serialized.buffers:
+                if report is not None and copied is None and not ahead:
+                    # One value: its size is the total; several: counted as they come.
+                    total = large_bytes(serialized.buffers) if len(items) == 1 else None
+                    copied = counter(report, "copy", total)
                 serialized.buffers, pin = pool.store(key, serialized.buffers,
-                                                     early.take() if ahead else None)
+                                                     early.take() if ahead else None, copied)
                 if pin:
                     pinned.append(key)
     except BaseException:
@@ -106,3 +121,19 @@ def serialize_for_scatter(items: dict, pool, local: bool,
             pool.unpin(pinned)
         raise
     return payload, pinned
+
+
+def counter(report, stage: str, total: int | None = None):
+    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
+    done = 0
+
+    def add(n: int) -> None:
+        nonlocal done
+        done += n
+        report(stage, done, total)
+    return add
+
+
+def large_bytes(buffers) -> int:
+    """The bytes of ``buffers`` that a shared-memory pool copies."""
+    return sum(n for n in (memoryview(b).nbytes for b in buffers) if n >= THRESHOLD)

@@ -121,6 +121,7 @@ class Scheduler:
                                                         m["traceback"])),
             "acquired": self._on_worker(lambda a, m: self.state.acquired(
                 a, m["fetched"], m["failed"])),
+            "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
                 a, m["memory"], time.monotonic())),
         }

@@ -54,6 +54,7 @@ class KeyInfo:
     dependents: set | frozenset = NONE  # a set of its own from the first dependent on
     restrictions: set | frozenset = NONE
     processing_on: str | None = None
+    started: bool = False  # processing, and its worker's thread has begun running it
     deaths: int = 0  # workers that died while running its task
     exception: BaseException | None = None
     traceback: str | None = None

@@ -87,7 +87,9 @@ class Recovery:
             return self._fail(ks, KilledWorkerError(
                 f"task {ks.key!r} was running on {ks.deaths} workers that died, the last "
                 f"{death}: it may be what kills them (memory?); it is not retried again"), "")
-        return self._schedule(ks)
+        out = self._schedule(ks)
+        self._emit_key(ks)  # rerun elsewhere (or waiting): no longer running
+        return out
 
     # ------------------------------------------------------------ standing broadcasts ---
     def _make_standing(self, ks: KeyInfo, workers) -> None:

@@ -193,11 +193,19 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
                 for a in candidates}
         address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
                                                  -len(self.workers[a].keys)))
-        ks.state, ks.processing_on = "processing", address
+        ks.state, ks.processing_on, ks.started = "processing", address, False
         self.workers[address].processing.add(ks.key)
         who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
         return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
                                        "who_has": who_has})]
+
+    def task_started(self, address: str, key: str) -> Outgoing:
+        """A worker's thread began running ``key`` (it may have queued behind others)."""
+        ks = self.keys.get(key)
+        if ks is not None and ks.state == "processing" and ks.processing_on == address:
+            ks.started = True
+            self._emit_key(ks)
+        return []
 
     def task_finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
         ks = self.keys.get(key)
@@ -405,8 +413,11 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
 
     @staticmethod
     def key_event(ks: KeyInfo) -> dict:
-        return {"event": "key", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
-                "workers": sorted(ks.who_has), "nbytes": ks.nbytes, "type": ks.type}
+        # "running" exists only in events: a Future's status stays Dask's "pending".
+        status = "running" if ks.state == "processing" and ks.started else PUBLIC_STATUS[ks.state]
+        return {"event": "key", "key": ks.key, "status": status,
+                "workers": sorted(ks.who_has), "nbytes": ks.nbytes, "type": ks.type,
+                "processing_on": ks.processing_on}
 
     def _emit_key(self, ks: KeyInfo) -> None:
         if self.publishing:

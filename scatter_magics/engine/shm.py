@@ -134,15 +134,16 @@ class SharedMemoryPool:
     def holds(self, key: str) -> bool:
         return key in self._by_key
 
-    def store(self, key: str, buffers: list,
-              draft: concurrent.futures.Future | None = None) -> tuple[list, bool]:
+    def store(self, key: str, buffers: list, draft: concurrent.futures.Future | None = None,
+              on_copied=None) -> tuple[list, bool]:
         """``(buffers, pinned)``: the large ``buffers`` of ``key`` as refs to one segment.
 
         ``pinned`` says this call holds the segment until :meth:`unpin`. A key stored
         already, or being stored by another thread now, is not copied twice. When
         ``/dev/shm`` cannot hold the copy, the buffers come back unchanged (and
         unpinned) to travel over the socket. ``draft``: the same buffers, copied by
-        :meth:`write_ahead` while the key was computed.
+        :meth:`write_ahead` while the key was computed. ``on_copied(nbytes)``, if given,
+        is called as each piece of the copy lands (progress bars).
         """
         views = [_bytes_view(b) for b in buffers]
         if not any(v.nbytes >= THRESHOLD for v in views):
@@ -157,7 +158,7 @@ class SharedMemoryPool:
         if writer and draft is not None:
             self._adopt(key, record, draft)
         elif writer:
-            self._write(key, record, views)
+            self._write(key, record, views, on_copied)
         else:
             if draft is not None:
                 self.give_back(draft)  # the same content was stored meanwhile
@@ -172,7 +173,7 @@ class SharedMemoryPool:
             return buffers, False
         return [b if isinstance(r, int) else r for b, r in zip(buffers, record.refs)], True
 
-    def _write(self, key: str, record: _Record, views: list) -> None:
+    def _write(self, key: str, record: _Record, views: list, on_copied=None) -> None:
         """Copy ``views`` into a segment for ``record``; on no room, leave refs None."""
         size = record.size = sum(_aligned(v.nbytes) for v in views if v.nbytes >= THRESHOLD)
         segment = None
@@ -181,7 +182,7 @@ class SharedMemoryPool:
             if segment is None:
                 self.space.fell_back(size, key=key)
             else:
-                record.refs = self._copy(segment, views)
+                record.refs = self._copy(segment, views, on_copied)
                 if record.refs is None:
                     self.space.fell_back(size, key=key, why=FILLED_UP)
                 else:
@@ -199,7 +200,7 @@ class SharedMemoryPool:
             record.ready.set()
 
     # ------------------------------------------------------------ writing ahead ---
-    def write_ahead(self, buffers: list) -> "concurrent.futures.Future | None":
+    def write_ahead(self, buffers: list, on_copied=None) -> "concurrent.futures.Future | None":
         """Start copying ``buffers`` into a segment before their key is known.
 
         The caller hashes the value for its key meanwhile (xxhash and ``pwrite`` both
@@ -216,14 +217,14 @@ class SharedMemoryPool:
             if self._writer is None:
                 self._writer = concurrent.futures.ThreadPoolExecutor(
                     1, thread_name_prefix="scatter-magics-shm-write")
-        return self._writer.submit(self._draft, views, size)
+        return self._writer.submit(self._draft, views, size, on_copied)
 
-    def _draft(self, views: list, size: int) -> Draft:
+    def _draft(self, views: list, size: int, on_copied=None) -> Draft:
         segment = self._take(size)
         if segment is None:
             return Draft(None, None, size, why=None)
         try:
-            refs = self._copy(segment, views)
+            refs = self._copy(segment, views, on_copied)
         except BaseException:
             with self._lock:
                 self._maybe_free(segment)  # a no-op if _copy discarded it
@@ -258,7 +259,7 @@ class SharedMemoryPool:
             with self._lock:
                 self._maybe_free(draft.segment)
 
-    def _copy(self, segment: Segment, views: list) -> list:
+    def _copy(self, segment: Segment, views: list, on_copied=None) -> list:
         """Refs for ``views`` written into ``segment``; small ones are ints (left inline)."""
         offset, refs = 0, []
         try:
@@ -266,7 +267,7 @@ class SharedMemoryPool:
                 if view.nbytes < THRESHOLD:
                     refs.append(0)
                     continue
-                segment.write(offset, view)
+                _write_in_pieces(segment, offset, view, on_copied)
                 refs.append(ShmRef(segment.name, offset, view.nbytes))
                 offset += _aligned(view.nbytes)
         except OSError as exc:
@@ -423,6 +424,19 @@ class SharedMemoryPool:
 def _bytes_view(buffer) -> memoryview:
     view = memoryview(buffer)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+COPY_CHUNK = 64 << 20  # bytes written between progress reports (and chances for Ctrl-C)
+
+
+def _write_in_pieces(segment: Segment, offset: int, view: memoryview, on_copied) -> None:
+    if on_copied is None:
+        segment.write(offset, view)
+        return
+    for start in range(0, view.nbytes, COPY_CHUNK):
+        piece = view[start:start + COPY_CHUNK]
+        segment.write(offset + start, piece)
+        on_copied(piece.nbytes)
 
 
 def _aligned(n: int) -> int:

@@ -34,6 +34,7 @@ from .serialize import (Serialized, deserialize, deserialize_task, nbytes_of, se
                         wire)
 from .shm import unlink_segments
 from .shm_mapper import SegmentMapper
+from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
@@ -250,8 +251,14 @@ class Worker:
         try:
             fetched = await self._gather_from_peers(who_has)
             inputs = {dep: self.data[dep].value for dep in who_has}
-            value = await asyncio.get_running_loop().run_in_executor(
-                self.executor, _execute, task, inputs)
+            watch = StartWatch(asyncio.get_running_loop(),
+                               lambda: self._report({"op": "task-started", "key": key}))
+            timer = watch.watch()
+            try:
+                value = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, _execute, task, inputs, watch.started)
+            finally:
+                timer.cancel()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -299,7 +306,9 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict):
+def _execute(task: Serialized, inputs: dict, on_start=None):
+    if on_start is not None:
+        on_start()  # a pool thread picked the task up (task_start.StartWatch)
     func, args, kwargs = deserialize_task(task, inputs)
     return func(*args, **kwargs)
 

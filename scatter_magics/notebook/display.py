@@ -6,8 +6,8 @@ Both are snapshots taken when a cell's output is displayed; the live widget
 >>> table = FuturesTable([{"name": "df", "key": "df-1f2e", "type": "DataFrame",
 ...                        "nbytes": 2048, "status": "finished", "workers": ["worker-0"]}])
 >>> print(table)
-name  key      type       size     status    workers
-df    df-1f2e  DataFrame  2.0 KiB  finished  worker-0
+name  key      type       size     status    workers   replicas
+df    df-1f2e  DataFrame  2.0 KiB  finished  worker-0  1
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ..backend import Backend, backend_for, future_class_names, is_future
 from ..keys import key_text
 from .widget_model import shared_memory_text
 
-MAX_KEYS_SHOWN = 20  # per worker in %cluster; the rest is counted, not listed
+MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
+_TOKEN = re.compile(r"-[0-9a-f]{8,}$")
 
 
 def format_bytes(n: int | None) -> str:
@@ -76,6 +77,21 @@ def worker_names(backend: Backend) -> dict[str, str]:
     return {a: w.get("name", a) for a, w in backend.scheduler_info()["workers"].items()}
 
 
+def grouped_labels(labels: list[str], limit: int = MAX_KEYS_SHOWN) -> str:
+    """One short line for many keys: a split collection's elements count as one name.
+
+    >>> grouped_labels(["df", "rows[0]", "rows[1]", "len-3f2a9c0b1d2e"])
+    'df, rows[…] ×2, len'
+    """
+    counts: dict[str, int] = {}
+    for label in labels:
+        name = f"{label.split('[', 1)[0]}[…]" if "[" in label else _TOKEN.sub("", label)
+        counts[name] = counts.get(name, 0) + 1
+    names = [name if n == 1 else f"{name} ×{n}" for name, n in counts.items()]
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f", … {more} more" if more > 0 else "")
+
+
 def _natural(name) -> list:
     """Sort key putting ``worker-2`` before ``worker-10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
@@ -99,7 +115,7 @@ def _table_html(columns: list[str], rows: list[list[str]], caption: str = "") ->
 class FuturesTable:
     """One row per future: name, key, type, size, status and the workers holding it."""
 
-    columns = ["name", "key", "type", "size", "status", "workers"]
+    columns = ["name", "key", "type", "size", "status", "workers", "replicas"]
 
     def __init__(self, rows: list[dict]):
         self.rows = rows
@@ -122,8 +138,10 @@ class FuturesTable:
         return cls(rows)
 
     def _cells(self) -> list[list[str]]:
-        return [[r["name"], key_text(r["key"]), r["type"] or "", format_bytes(r["nbytes"]),
-                 r["status"], ", ".join(r["workers"])] for r in self.rows]
+        # An unnamed row (a submitted task) is named by its key's prefix: the function.
+        return [[r["name"] or _TOKEN.sub("", key_text(r["key"])), key_text(r["key"]),
+                 r["type"] or "", format_bytes(r["nbytes"]), r["status"],
+                 ", ".join(r["workers"]), str(len(r["workers"]))] for r in self.rows]
 
     def __repr__(self) -> str:
         return _table_text(self.columns, self._cells())
@@ -154,11 +172,12 @@ class ClusterSummary:
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
     def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
-                 notice: str | None = None):
+                 notice: str | None = None, client=None):
         self.address = address
         self.workers = workers
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.notice = notice  # e.g. why dead workers are no longer replaced
+        self.client = client  # whose cluster this is: a kernel shows it as the live widget
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -175,7 +194,8 @@ class ClusterSummary:
                             "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys],
                             "status": w.get("status", "running")})
         notice = (info.get("supervision") or {}).get("message")
-        return cls(info.get("address", ""), workers, info.get("shared_memory"), notice)
+        return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
+                   backend.client)
 
     @property
     def keys(self) -> set[str]:
@@ -193,9 +213,7 @@ class ClusterSummary:
     def _cells(self) -> list[list[str]]:
         rows = []
         for w in self.workers:
-            shown = ", ".join(w["labels"][:MAX_KEYS_SHOWN])
-            if len(w["labels"]) > MAX_KEYS_SHOWN:
-                shown += f", … {len(w['labels']) - MAX_KEYS_SHOWN} more"
+            shown = grouped_labels(w["labels"])
             name = w["name"] if w.get("status", "running") == "running" else \
                 f"{w['name']} ({w['status']})"  # e.g. frozen: gets no new data
             rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["memory"]),

@@ -19,74 +19,32 @@ bind its client to ``client`` in the namespace (unless that name holds something
 
 from __future__ import annotations
 
-import argparse
-import keyword
-import re
-import uuid
-from collections.abc import Sequence
-
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Any, Float, Integer, Unicode, Union
 
 from ..backend import Backend, backend_for, client_types, future_types, get_client
-from ..backend import register_client, start_backend
-from ..engine.cluster import parse_memory_limit
-from ..errors import ClientClosedError, MissingDependencyError, NoWorkersError, ProtocolError
-from ..errors import SerializationError, UnknownClusterError, UnknownWorkerError
+from ..backend import progress_option, register_client, start_backend
+from ..errors import ClientClosedError, Interrupted, MissingDependencyError, NoWorkersError
+from ..errors import ProtocolError, SerializationError, UnknownClusterError, UnknownWorkerError
+from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
+from .arguments import is_dotted_name, keyed_items
 from .connect import connect
 from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
 from .display import remove_formatters
+from .interrupted import gather_interrupted, scatter_interrupted
+from .progress import DELAY, ProgressBar, counter, estimate_nbytes, view_for
 from ..structure import find_futures
-from ..tokenize import tokenize
+from ..tokenize import reporting
 
 CLIENT_NAME = "client"  # where the magics bind the client they start
 CONNECT_TIMEOUT = 10.0  # s, for %cluster connect when ScatterMagics.timeout is not set
 _TLS_OPTIONS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _UNSET = object()
 
 
-# ------------------------------------------------------------ argument types ---
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
-
-
-def _memory_limit(text: str) -> str:
-    try:
-        parse_memory_limit(text, 1)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _worker(text: str):
-    """An address ``tcp://host:port`` or a name stay text; ``host:port`` becomes a tuple."""
-    host, sep, port = text.rpartition(":")
-    if "://" not in text and sep and host and port.isdigit():
-        return (host, int(port))
-    return text
-
-
-def _name(text: str) -> str:
-    if not is_dotted_name(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a variable name")
-    return text
-
+# ------------------------------------------------------------ %cluster's options ---
 
 def _check_cluster_options(args) -> None:
     """Each %cluster option goes with one action; say which."""
@@ -101,12 +59,6 @@ def _check_cluster_options(args) -> None:
     if args.action == "connect" and (args.address is None) == (args.scheduler_file is None):
         raise UsageError("%cluster connect needs an ADDRESS (tcp://host:port, tls://host:port "
                          "or host:port) or --scheduler-file PATH, not both")
-
-
-def is_dotted_name(text: str) -> bool:
-    """``df`` or ``self.data.df``: something an assignment can bind."""
-    return bool(_DOTTED.fullmatch(text)) and not any(
-        keyword.iskeyword(part) for part in text.split("."))
 
 
 # ------------------------------------------------------------ the magics ---
@@ -130,6 +82,9 @@ class ScatterMagics(Magics):
     timeout = Float(None, allow_none=True, help=(
         "Default --timeout in seconds for %scatter and %gather. None: %gather waits as long "
         "as it takes (Ctrl-C stops it), %scatter uses the Client's timeout.")).tag(config=True)
+    progress_delay = Float(DELAY, min=0, help=(
+        "Seconds a %scatter or %gather runs before it shows a progress bar (bytes done, "
+        "rate, time left): a widget in a kernel, a line on stderr in a terminal.")).tag(config=True)
 
     def __init__(self, shell):
         super().__init__(shell=shell)
@@ -181,13 +136,15 @@ class ScatterMagics(Magics):
             fut = %scatter model --no-hash --timeout 10
         """
         args = parse_argstring(self.scatter, line)
-        items, rebuilders = {}, {}
-        for text in args.names:
-            value = self._evaluate(text)
-            keyed, rebuilders[text] = _keyed_items(text, value, args.split, args.hash)
-            items.update(keyed)
-        backend = self.backend(start=True)  # only now: a mistake above starts no cluster
-        futures = self._scatter_items(backend, items, args)
+        running = self._running_backend()
+        if args.workers:  # before anything is hashed or started
+            check_workers(running, args.workers)
+        what = f"%scatter {' '.join(args.names)}"
+        try:
+            with self._progress(what) as progress:
+                futures, rebuilders = self._scatter_names(running, args, progress)
+        except KeyboardInterrupt:
+            raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self._remember(results)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
@@ -195,12 +152,31 @@ class ScatterMagics(Magics):
             self._bind(args.as_name, result)
         return result
 
-    def _scatter_items(self, backend: Backend, items: dict, args) -> dict:
+    def _scatter_names(self, running: Backend | None, args, progress) -> tuple[dict, dict]:
+        """Evaluate and key each name (hashing, reported), then scatter them all."""
+        items, rebuilders, values = {}, {}, {}
+        for text in args.names:
+            values[text] = self._evaluate(text)
+        hashed = counter(progress, "hash", estimate_nbytes(values.values()) if args.hash else None)
+        with reporting(hashed if args.hash else None):
+            for text, value in values.items():
+                keyed, rebuilders[text] = keyed_items(text, value, args.split, args.hash)
+                items.update(keyed)
+        del values
+        if running is None:  # only now: a mistake above starts no cluster
+            progress("start", 0, None)
+            running = self.backend(start=True)
+            progress.restart_clock()
+        backend = running
+        return self._scatter_items(backend, items, args, progress), rebuilders
+
+    def _scatter_items(self, backend: Backend, items: dict, args, progress=None) -> dict:
         timeout = args.timeout or self.timeout
         what = ", ".join(args.names)
         try:
             return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
-                                   direct=args.direct, hash=args.hash, timeout=timeout)
+                                   direct=args.direct, hash=args.hash, timeout=timeout,
+                                   **_reporting(backend.scatter, progress))
         except UnknownWorkerError as exc:
             raise UsageError(f"{exc}. Pass -w a worker name, address or host:port.") from exc
         except NoWorkersError as exc:
@@ -283,7 +259,13 @@ class ScatterMagics(Magics):
         timeout = args.timeout or self.timeout
         what = ", ".join(targets)
         try:
-            return backend_for(client).gather(targets, errors=args.errors, timeout=timeout)
+            with self._progress(f"%gather {' '.join(targets)}") as progress:
+                backend = backend_for(client)
+                return backend.gather(targets, errors=args.errors, timeout=timeout,
+                                      **_reporting(backend.gather, progress))
+        except KeyboardInterrupt:
+            raise Interrupted(gather_interrupted(
+                targets, futures, self._client_name(client))) from None
         except ClientClosedError as exc:
             raise UsageError(f"the futures of {what} belong to a client that was closed (the "
                              f"cluster was stopped); scatter the data again") from exc
@@ -399,6 +381,21 @@ class ScatterMagics(Magics):
         print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")
 
     # -------------------------------------------------------------- the client ---
+    def _progress(self, what: str) -> ProgressBar:
+        return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
+
+    def _running_backend(self) -> Backend | None:
+        try:
+            return backend_for(get_client())
+        except ValueError:
+            return None
+
+    def _client_name(self, client) -> str:
+        """How the user's namespace reaches ``client``, for messages."""
+        if self.shell.user_ns.get(CLIENT_NAME) is client:
+            return CLIENT_NAME
+        return "scatter_magics.get_client()"
+
     def backend(self, start: bool) -> Backend:
         """The client the magics use: ``get_client()``, or (``start``) a new cluster's."""
         try:
@@ -448,6 +445,10 @@ class ScatterMagics(Magics):
         if self.shell.user_ns.get(CLIENT_NAME) is client:
             del self.shell.user_ns[CLIENT_NAME]
         backend.close()
+        # Every widget showing this cluster's futures or workers now says "not live".
+        from .widget import mark_not_live
+
+        mark_not_live(client)
 
     def labels(self) -> dict[str, str]:
         """``{key: 'df'}`` for the futures %scatter remembers."""
@@ -478,29 +479,12 @@ class ScatterMagics(Magics):
             self.shell.user_ns[target] = value
 
 
-def _keyed_items(name: str, value, split: bool, hash: bool):
-    """``{key: value}`` to scatter for one argument, and how to rebuild its result.
-
-    Keys keep the argument as a readable prefix: ``df-<token>``, ``rows[3]-<token>``.
-    """
-    def key(label: str, v) -> str:
-        return f"{label}-{tokenize(v) if hash else uuid.uuid4().hex}"
-
-    if not split:
-        k = key(name, value)
-        return {k: value}, lambda futures: futures[k]
-    if isinstance(value, dict):
-        keys = {item: key(f"{name}[{item!r}]", v) for item, v in value.items()}
-        return ({keys[i]: v for i, v in value.items()},
-                lambda futures: {i: futures[k] for i, k in keys.items()})
-    if isinstance(value, (set, frozenset, Sequence)) and not isinstance(value, (str, bytes)):
-        elements = list(value)
-        keys = [key(f"{name}[{i}]", v) for i, v in enumerate(elements)]
-        kind = type(value) if type(value) in (list, tuple, set, frozenset) else list
-        items = dict(zip(keys, elements, strict=True))
-        return items, lambda futures: kind(futures[k] for k in keys)
-    raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is a "
-                     f"{type(value).__name__}")
+def _reporting(method, progress: ProgressBar | None) -> dict:
+    """``progress=`` for an adapter method that reports; else the bar goes quiet."""
+    option = progress_option(method, progress)
+    if progress is not None and not option:
+        progress.quiet()  # a bar with nothing to say would only stand still
+    return option
 
 
 # ------------------------------------------------------------ the extension ---

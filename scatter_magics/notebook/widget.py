@@ -24,20 +24,20 @@ import pathlib
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import anywidget
 import traitlets as t
 
 from ..backend import backend_for, client_class_names, client_types, future_class_names
 from ..backend import future_types
+from .display import ClusterSummary
 from .widget_html import cluster_html, futures_html
+from .widget_keys import _iter_futures, _names_by_key, _only_futures, _page_size, labelled_keys
 from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle, shared_memory_text
 
 logger = logging.getLogger(__name__)
 
 _STATIC = pathlib.Path(__file__).parent / "static"
-PAGE_SIZES = (10, 25, 50, 100, 200)
 HTML_ROWS = 100  # rows in the static HTML fallback; the summary counts all of them
 
 
@@ -80,6 +80,8 @@ class _Feed:
             # Said at once: the loop (and any timer on it) may stop right after this batch,
             # e.g. when the Jupyter sidebar stopped the cluster from outside the kernel.
             self.client_is_closed = True
+            if self._throttle is not None:
+                self._throttle.cancel()  # its timers would never fire once the loop stops
             self._client_closed()
             return
         if self._throttle is None:
@@ -88,6 +90,9 @@ class _Feed:
                                       settle=self._settle, resend=self._resend)
         if self._apply(batch):
             self._throttle.poke()
+
+    def belongs_to(self, client) -> bool:
+        return self._client() is client
 
     @property
     def live(self) -> bool:
@@ -138,6 +143,22 @@ def _outside_any_cell(fn: Callable[[], None]) -> Callable[[], None]:
     return lambda: contextvars.Context().run(fn)
 
 
+_OPEN: "weakref.WeakSet[_LiveWidget]" = weakref.WeakSet()  # every widget still following
+
+
+def mark_not_live(client) -> int:
+    """Mark every open widget following ``client`` "not live" now; return how many.
+
+    A client that closes says so in its event stream (``closed``), which is how widgets
+    usually learn it; ``%cluster stop`` calls this as well, so a backend whose stream
+    ends without that event still leaves no widget claiming to be live.
+    """
+    stale = [w for w in list(_OPEN) if w._feed.belongs_to(client)]
+    for widget in stale:
+        widget.stop_following()
+    return len(stale)
+
+
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the static files, the feed, closing, the HTML fallback."""
 
@@ -148,10 +169,25 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
-        self._feed = _Feed(client, self._apply, self._flush, self._resend, interval, settle,
+        self._feed = _Feed(client, self._apply, self._flush_live, self._resend, interval, settle,
                            client_closed=self._client_closed)
+        _OPEN.add(self)
         if self.comm is not None:  # the front end may close the comm: stop listening then
             self.comm.on_close(lambda _msg: self._feed.close())
+
+    def _flush_live(self) -> None:
+        self._flush()
+        feed = getattr(self, "_feed", None)  # None: the snapshot, inside _Feed()
+        self.live = (feed is None or feed.live) and not self._table.closed
+
+    def stop_following(self) -> None:
+        """Stop following the client and show the last state, marked not live; any thread."""
+        self._feed.close()
+        with self._lock:
+            self._table.closed = True
+        _OPEN.discard(self)
+        self._flush()
+        self.live = False
 
     def _apply(self, batch: list) -> bool:
         with self._lock:
@@ -168,11 +204,13 @@ class _LiveWidget(anywidget.AnyWidget):
         feed = getattr(self, "_feed", None)
         if feed is not None:
             feed.close()
+        _OPEN.discard(self)
         self.live = False
         super().close()
 
     def _repr_mimebundle_(self, **kwargs):
-        self.live = self._feed.live  # the client may have closed since the last event
+        # The client may have closed since the last event.
+        self.live = self._feed.live and not self._table.closed
         data, metadata = super()._repr_mimebundle_(**kwargs)
         data["text/html"] = self.to_html()
         return data, metadata
@@ -261,7 +299,8 @@ class FuturesWidget(_LiveWidget):
 
 
 class ClusterWidget(_LiveWidget):
-    """Each worker: name, address, threads, memory used against its limit, keys and bytes.
+    """Each worker: name, address, threads, memory against its limit, keys by status, bytes,
+    and what it holds by name (``labels()`` gives ``{key: name}``, as the magics know it).
 
     >>> ClusterWidget(client).totals["n_workers"]  # doctest: +SKIP
     2
@@ -271,9 +310,10 @@ class ClusterWidget(_LiveWidget):
     totals = t.Dict().tag(sync=True)
     _synced_state = ["workers", "totals", "live"]
 
-    def __init__(self, client, *, interval: float = 0.1, settle: float | None = 0.5):
+    def __init__(self, client, labels: Callable[[], Mapping[str, str]] | None = None, *,
+                 interval: float = 0.1, settle: float | None = 0.5):
         super().__init__(kind="cluster")
-        self._table = ClusterTable()
+        self._table = ClusterTable(labels)
         self._shared_memory = ""  # how large data travels; read below, before the first flush
         self._start_feed(client, interval, settle)
         # worker-metrics come about once a second: start from the scheduler's numbers now.
@@ -346,9 +386,18 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
         return as_widget(obj, names=names or None)._repr_mimebundle_()
 
     def cluster_bundle(client):
-        return ClusterWidget(client)._repr_mimebundle_()
+        return ClusterWidget(client, labels)._repr_mimebundle_()
+
+    def summary_bundle(summary):
+        # %cluster's value: the live view, with its own static table for other front ends.
+        if summary.client is None or not backend_for(summary.client).running:
+            return None
+        data, metadata = ClusterWidget(summary.client, labels)._repr_mimebundle_()
+        data["text/plain"], data["text/html"] = repr(summary), summary._repr_html_()
+        return data, metadata
 
     formatter = shell.display_formatter.mimebundle_formatter
+    formatter.for_type(ClusterSummary, summary_bundle)
     for type_ in (list, tuple, set, frozenset, dict):
         formatter.for_type(type_, bundle)
     for name in future_class_names():  # by name: no engine is imported for this
@@ -356,74 +405,14 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
     for name in client_class_names():
         formatter.for_type_by_name(*name.rsplit(".", 1), cluster_bundle)
     bundle.scatter_magics = cluster_bundle.scatter_magics = True  # for uninstall_display
+    summary_bundle.scatter_magics = True
 
 
 def uninstall_display(shell) -> None:
     """Undo :func:`install_display`."""
     formatter = shell.display_formatter.mimebundle_formatter
-    for type_ in (list, tuple, set, frozenset, dict):
+    for type_ in (list, tuple, set, frozenset, dict, ClusterSummary):
         if getattr(formatter.type_printers.get(type_), "scatter_magics", False):
             formatter.pop(type_)
     for name in (*future_class_names(), *client_class_names()):
         formatter.pop(name, None)
-
-
-# ------------------------------------------------------------ futures and their names ---
-
-def labelled_keys(obj, label: str | None = None) -> list[tuple[str | None, str, str | None]]:
-    """``[(name, key, status)]`` for every future (or key string) in ``obj``, in order.
-
-    A dict's keys name its values; nested containers add ``[i]`` to the name.
-    """
-    if isinstance(obj, str):
-        return [(label, obj, None)]
-    if hasattr(obj, "key") and not isinstance(obj, Mapping):
-        return [(label, obj.key, getattr(obj, "status", None))]
-    out: list = []
-    if isinstance(obj, Mapping):
-        for name, value in obj.items():
-            sub = str(name) if label is None else f"{label}[{name!r}]"
-            out += labelled_keys(value, sub)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for i, value in enumerate(obj):
-            out += labelled_keys(value, None if label is None else f"{label}[{i}]")
-    else:
-        raise TypeError(f"expected futures, keys or a collection of them, not {type(obj).__name__}")
-    return out
-
-
-def _only_futures(obj, future_type, depth: int = 0) -> bool:
-    """Whether ``obj`` is a future or a non-empty (nested) collection of futures only."""
-    if isinstance(obj, future_type):
-        return True
-    if depth > 3 or not isinstance(obj, (list, tuple, set, frozenset, Mapping)) or not obj:
-        return False
-    values = obj.values() if isinstance(obj, Mapping) else obj
-    # An ordinary container fails on its first element, so displaying one stays cheap.
-    return all(_only_futures(value, future_type, depth + 1) for value in values)
-
-
-def _iter_futures(obj):
-    if hasattr(obj, "key") and hasattr(obj, "client") and not isinstance(obj, Mapping):
-        yield obj
-    elif isinstance(obj, Mapping):
-        for value in obj.values():
-            yield from _iter_futures(value)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for value in obj:
-            yield from _iter_futures(value)
-
-
-def _names_by_key(keys: list[str], names) -> dict[str, str]:
-    if names is None:
-        return {}
-    if isinstance(names, Mapping):
-        return {k: str(v) for k, v in names.items() if v is not None}
-    names = list(names)
-    if len(names) != len(keys):
-        raise ValueError(f"{len(names)} names for {len(keys)} futures")
-    return {k: str(n) for k, n in zip(keys, names) if n is not None}
-
-
-def _page_size(n) -> int:
-    return min(max(1, int(n)), max(PAGE_SIZES))

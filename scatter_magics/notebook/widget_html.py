@@ -17,14 +17,17 @@ from typing import Any
 
 from .widget_model import STATUSES, format_bytes
 
-# Kept in step with static/widget.js and static/widget.css.
+# Glyph, the JupyterLab theme variable, and the colour where no theme is loaded (the
+# variable's light-theme value mixed 70/30 with black: >= 5:1 on white). Kept in step
+# with static/widget.js and static/widget.css, which explains the mix.
 STATUS_STYLE = {
-    "pending": ("◌", "#b26b00"),
-    "finished": ("●", "#1a7f37"),
-    "error": ("✖", "#cf222e"),
-    "cancelled": ("⊘", "#6e7781"),
-    "lost": ("⚠", "#8250df"),
-    "released": ("○", "#8c959f"),
+    "pending": ("◌", "--jp-warn-color0", "#a13900"),
+    "running": ("▶", "--jp-brand-color0", "#093271"),
+    "finished": ("●", "--jp-success-color0", "#134216"),
+    "error": ("✖", "--jp-error-color0", "#801414"),
+    "cancelled": ("⊘", "", "#616161"),
+    "lost": ("⚠", "--jp-info-color0", "#004346"),
+    "released": ("○", "", "#616161"),
 }
 
 _TABLE = "border-collapse:collapse;font-size:12px;font-family:var(--jp-ui-font-family,sans-serif)"
@@ -35,9 +38,19 @@ def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def status_colour(status: str) -> str:
+    """Inline CSS: a plain colour, then the themed one for hosts that know color-mix()."""
+    _, variable, fallback = STATUS_STYLE.get(status, ("?", "", "#000"))
+    if not variable:
+        return f"color:{fallback}"
+    return (f"color:{fallback};color:color-mix(in srgb, var({variable}, {fallback}) 70%, "
+            f"var(--jp-ui-font-color0, #000))")
+
+
 def status_html(status: str) -> str:
-    glyph, colour = STATUS_STYLE.get(status, ("?", "#000"))
-    return f"<span style='color:{colour};font-weight:600'>{glyph} {_esc(status)}</span>"
+    glyph = STATUS_STYLE.get(status, ("?",))[0]
+    return (f"<span style='{status_colour(status)};font-weight:600'>{glyph} "
+            f"{_esc(status)}</span>")
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> str:
@@ -53,7 +66,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _snapshot_note(live: bool) -> str:
-    return "" if live else " <em>(client closed: not live)</em>"
+    return "" if live else " <em>(not live: client closed)</em>"
 
 
 def futures_summary_html(summary: Mapping[str, Any]) -> str:
@@ -71,14 +84,18 @@ def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
     cells = []
     for row in rows:
         holders = sorted(worker_names.get(a, a) for a in row["workers"])
-        where = ", ".join(holders) + (f" (×{len(holders)})" if holders else "")
+        died = sorted(worker_names.get(a, a) for a in row.get("died", ()))
+        where = ", ".join(holders)
+        if died:
+            where += (" · " if where else "") + ", ".join(died) + " died"
         cells.append([_esc(row["name"]), f"<code>{_esc(row['key'])}</code>", _esc(row["type"]),
-                      _esc(format_bytes(row["nbytes"])), status_html(row["status"]), _esc(where)])
+                      _esc(format_bytes(row["nbytes"])), status_html(row["status"]), _esc(where),
+                      str(len(holders))])
     more = summary.get("n", 0) - len(rows)
     caption = futures_summary_html(summary) + _snapshot_note(live)
     if more > 0:
         caption += f" · first {len(rows)} shown, {more} more"
-    columns = ["name", "key", "type", "size", "status", "workers"]
+    columns = ["name", "key", "type", "size", "status", "workers", "replicas"]
     return _table(columns, cells, caption)
 
 
@@ -107,13 +124,24 @@ def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]
     """The workers table with a totals caption."""
     cells = [[_esc(w["name"]) + _worker_note(w), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
               memory_bar_html(w["memory"], w["nbytes"], w["memory_limit"]), _esc(w["nkeys"]),
-              _esc(format_bytes(w["nbytes"]))] for w in workers]
+              _esc(format_bytes(w["nbytes"])), _esc(holds_text(w.get("holds", ())))]
+             for w in workers]
     caption = (f"<b>{_plural(totals.get('n_workers', 0), 'worker')}</b>"
                f" · {_plural(totals.get('nthreads', 0), 'thread')}"
                f" · memory {_esc(format_bytes(totals.get('memory', 0)))} of"
                f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
                f" · {_plural(totals.get('nkeys', 0), 'key')}, {_esc(format_bytes(totals.get('nbytes', 0)))}"
                + (f" · {_esc(totals['shared_memory'])}" if totals.get("shared_memory") else "")
-               + _snapshot_note(live)
+               + _departed_note(totals.get("departed", ())) + _snapshot_note(live)
                + (f"<br><b>Warning:</b> {_esc(totals['notice'])}" if totals.get("notice") else ""))
-    return _table(["worker", "address", "threads", "memory", "keys", "data"], cells, caption)
+    return _table(["worker", "address", "threads", "memory", "keys", "data", "holds"], cells,
+                  caption)
+
+
+def holds_text(holds) -> str:
+    """``[["df", 1], ["rows[…]", 5000]]`` → ``'df, rows[…] ×5000'``."""
+    return ", ".join(name if n == 1 else f"{name} ×{n}" for name, n in holds)
+
+
+def _departed_note(departed) -> str:
+    return f" · {_esc(', '.join(departed))} left" if departed else ""

@@ -17,14 +17,25 @@ True
 
 from __future__ import annotations
 
+import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..keys import key_text
 
-STATUSES = ("pending", "finished", "error", "cancelled", "lost", "released")
+# "running" is an event status only (docs/internals.md): a task whose worker started it.
+STATUSES = ("pending", "running", "finished", "error", "cancelled", "lost", "released")
+ACTIVE = ("pending", "running")  # work still in progress: rows show most recent first
+
+_TOKEN = re.compile(r"-[0-9a-f]{8,}$")
+
+
+def key_name(key) -> str:
+    """What a key was made from: ``'len'`` for ``len-3f2a…`` (a task's function), as Dask's
+    ``key_split`` does; keys without a token suffix are returned whole (as text)."""
+    return _TOKEN.sub("", key_text(key))
 
 _UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -46,7 +57,7 @@ def format_bytes(n: int | None) -> str:
 class Row:
     """The latest known state of one key."""
 
-    __slots__ = ("key", "name", "type", "nbytes", "status", "workers")
+    __slots__ = ("key", "name", "type", "nbytes", "status", "workers", "died", "running_on")
 
     def __init__(self, key: str, name: str | None, status: str):
         self.key = key
@@ -55,15 +66,18 @@ class Row:
         self.nbytes: int | None = None
         self.status = status
         self.workers: tuple[str, ...] = ()
+        self.died: tuple[str, ...] = ()  # addresses of holders whose worker died
+        self.running_on: str | None = None  # the worker computing it, while running
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "key": key_text(self.key),
-            "name": self.name,
+            "name": self.name if self.name is not None else key_name(self.key),
             "type": self.type,
             "nbytes": self.nbytes,
             "status": self.status,
             "workers": list(self.workers),
+            "died": list(self.died),
         }
 
     def __repr__(self) -> str:
@@ -94,11 +108,16 @@ class FuturesTable:
                 self.rows[key_text(key)] = Row(key, names.get(key),
                                                statuses.get(key, "pending"))
         self.order = list(self.rows)
+        # The same keys, least recently changed first (moved to the end on each change).
+        self.recent: OrderedDict[str, None] = OrderedDict.fromkeys(self.order)
         self.worker_names: dict[str, str] = {}
         self.live_workers: set[str] = set()
+        self.dead_workers: set[str] = set()
+        self.closed = False  # the client closed: nothing will change any more
         self.counts: Counter[str] = Counter(row.status for row in self.rows.values())
         self.nbytes = 0  # bytes of the finished keys, one copy each
         self.replica_nbytes = 0  # the same, counting every replica
+        self.worker_nbytes: Counter[str] = Counter()  # address -> bytes of these keys it holds
 
     def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
         """Fold a batch of events into the table; return True if anything shown changed."""
@@ -114,8 +133,13 @@ class FuturesTable:
                 self.live_workers.add(event["address"])
                 changed = True
             elif kind == "worker-removed":
+                self.worker_names.setdefault(event["address"], event.get("name") or event["address"])
                 self.live_workers.discard(event["address"])
+                self.dead_workers.add(event["address"])
+                self._running_task_died(event["address"])
                 changed = True
+            elif kind == "closed":
+                self.closed = changed = True
         return changed
 
     def _update_row(self, row: Row, event: Mapping[str, Any]) -> bool:
@@ -127,18 +151,38 @@ class FuturesTable:
         workers = tuple(event.get("workers") or ())
         nbytes = event.get("nbytes", row.nbytes)
         type_ = event.get("type") or row.type
+        row.running_on = event.get("processing_on") if status == "running" else None
         if (status, workers, nbytes, type_) == (row.status, row.workers, row.nbytes, row.type):
             return False
         self._account(row, -1)
+        if self.dead_workers:  # only once a worker has died: the common path stays short
+            self._note_deaths(row, status, workers)
         row.status, row.workers, row.nbytes, row.type = status, workers, nbytes, type_
         self._account(row, +1)
+        self.recent.move_to_end(key_text(row.key))
         return True
+
+    def _note_deaths(self, row: Row, status: str, workers: tuple[str, ...]) -> None:
+        died = tuple(a for a in row.workers if a in self.dead_workers and a not in workers)
+        if died:
+            row.died = tuple(dict.fromkeys(row.died + died))
+        elif row.died and status == "finished" and workers:
+            row.died = ()  # computed or stored again: the old loss no longer describes it
+
+    def _running_task_died(self, address: str) -> None:
+        # O(rows), once per dead worker: its running tasks are rerun elsewhere, and
+        # their rows say why they are pending again.
+        for row in self.rows.values():
+            if row.running_on == address:
+                row.died, row.running_on = tuple(dict.fromkeys(row.died + (address,))), None
 
     def _account(self, row: Row, sign: int) -> None:
         self.counts[row.status] += sign
         if row.status == "finished" and row.nbytes:
             self.nbytes += sign * row.nbytes
             self.replica_nbytes += sign * row.nbytes * len(row.workers)
+            for address in row.workers:
+                self.worker_nbytes[address] += sign * row.nbytes
 
     def summary(self) -> dict[str, Any]:
         """Counts by status and byte totals, as a JSON-able dict."""
@@ -148,20 +192,30 @@ class FuturesTable:
             "nbytes": self.nbytes,
             "replica_nbytes": self.replica_nbytes,
             "n_workers": len(self.live_workers),
+            "by_worker": {self.worker_names.get(a, a): n
+                          for a, n in sorted(self.worker_nbytes.items()) if n > 0},
         }
+
+    @property
+    def active(self) -> bool:
+        """Whether any shown key is still pending or running."""
+        return any(self.counts.get(status, 0) for status in ACTIVE)
 
     def page(
         self, page: int, page_size: int, status: str | None = None
     ) -> tuple[list[dict[str, Any]], int, int]:
         """Rows of page ``page`` (0-based, clamped), optionally only one status.
 
+        While work is in progress (:attr:`active`) the rows that changed most recently
+        come first, so page 1 shows what moves; once settled, the order given.
         Returns the rows, how many rows match the filter, and the page actually shown.
-        O(page_size) without a filter, O(n) with one.
+        O(n) at most: one pass over the keys.
         """
+        order = list(reversed(self.recent)) if self.active else self.order
         if status:
-            keys = [key for key in self.order if self.rows[key].status == status]
+            keys = [key for key in order if self.rows[key].status == status]
         else:
-            keys = self.order
+            keys = order
         page_size = max(1, page_size)
         last_page = max(0, (len(keys) - 1) // page_size)
         page = min(max(0, page), last_page)
@@ -171,19 +225,32 @@ class FuturesTable:
 
 
 class ClusterTable:
-    """The latest state of every live worker, from worker-* events."""
+    """The latest state of every live worker, from worker-* and key events.
 
-    def __init__(self) -> None:
+    Besides each worker's metrics it keeps, per worker, its keys by status (finished:
+    held there; running: computing there) and what it holds by name, so the cluster
+    view stays a handful of numbers and names at 10,000 keys; and how removed workers
+    ended, for the note on their replacements.
+    """
+
+    def __init__(self, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.workers: dict[str, dict[str, Any]] = {}
         self.deaths: dict[str, str] = {}  # name of a removed worker → how it ended
         self.notice = ""  # why dead workers are no longer replaced (the restart budget)
+        self.departed: list[str] = []  # names of workers that left, most recent last
+        self.closed = False
+        self._labels = labels or dict
+        self._keys: dict[str, tuple[str, tuple[str, ...], int]] = {}  # key -> status, where, nbytes
+        self._by_status: dict[str, Counter[str]] = {}  # address -> Counter(status)
 
     def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
         """Fold a batch of events into the table; return True if anything shown changed."""
         changed = False
         for event in events:
             kind = event.get("event")
-            if kind == "worker-added":
+            if kind == "key":
+                changed |= self._update_key(event)
+            elif kind == "worker-added":
                 self.workers[event["address"]] = {
                     "address": event["address"],
                     "name": event.get("name") or event["address"],
@@ -195,11 +262,15 @@ class ClusterTable:
                     "status": "running",
                     "note": self._replacement_note(event.get("replaces")),
                 }
+                self._by_status.setdefault(event["address"], Counter())
                 changed = True
             elif kind == "worker-removed":
                 name = event.get("name") or event["address"]
                 self.deaths[name] = event.get("reason") or "was removed"
-                changed |= self.workers.pop(event["address"], None) is not None
+                self._by_status.pop(event["address"], None)
+                if self.workers.pop(event["address"], None) is not None:
+                    self.departed = [*self.departed[-4:], name]
+                    changed = True
             elif kind == "supervision":
                 notice = event.get("message") or ""
                 changed |= notice != self.notice
@@ -215,6 +286,8 @@ class ClusterTable:
                     new = {k: event[k] for k in ("memory", "nbytes", "nkeys") if k in event}
                     changed |= any(worker[k] != v for k, v in new.items())
                     worker.update(new)
+            elif kind == "closed":
+                self.closed = changed = True
         return changed
 
     def _replacement_note(self, replaces: str | None) -> str:
@@ -222,15 +295,69 @@ class ClusterTable:
             return ""
         return f"replaces {replaces}, which {self.deaths.get(replaces, 'died')}"
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per worker, sorted by name."""
-        return sorted((dict(w) for w in self.workers.values()), key=_name_order)
+    def _update_key(self, event: Mapping[str, Any]) -> bool:
+        status = event.get("status", "pending")
+        if status == "released":
+            where: tuple[str, ...] = ()
+        elif status == "running":
+            where = (event["processing_on"],) if event.get("processing_on") else ()
+        else:
+            where = tuple(event.get("workers") or ())
+        new = (status, where, event.get("nbytes") or 0)
+        old = self._keys.get(event["key"])
+        if old == new:
+            return False
+        for sign, (st, addresses, _) in ((-1, old), (+1, new)) if old else ((+1, new),):
+            for address in addresses:
+                counter = self._by_status.get(address)
+                if counter is not None:
+                    counter[st] += sign
+        if status == "released":
+            self._keys.pop(event["key"], None)
+        else:
+            self._keys[event["key"]] = new
+        return True
 
-    def totals(self) -> dict[str, int]:
-        """Sums over the live workers."""
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per worker, sorted by name, with ``by_status`` and ``holds``."""
+        holds = self._placement()
+        rows = []
+        for w in sorted(self.workers.values(), key=_name_order):
+            counts = self._by_status.get(w["address"], Counter())
+            rows.append({**w, "by_status": {s: counts[s] for s in STATUSES if counts[s] > 0},
+                         "holds": holds.get(w["address"], [])})
+        return rows
+
+    def _placement(self, top: int = 6) -> dict[str, list[list]]:
+        """``{address: [[name, n_keys], ...]}``: the most-held names per worker.
+
+        Elements of a split collection group under one name: ``rows[…]``.
+        """
+        labels = self._labels()
+        groups: dict[str, Counter[str]] = {}
+        for key, (status, addresses, _) in self._keys.items():
+            if status != "finished":
+                continue
+            label = labels.get(key)
+            name = f"{label.split('[', 1)[0]}[…]" if label and "[" in label else (
+                label or key_name(key))
+            for address in addresses:
+                groups.setdefault(address, Counter())[name] += 1
+        out = {}
+        for address, counter in groups.items():
+            common = counter.most_common(top)
+            rest = sum(counter.values()) - sum(n for _, n in common)
+            out[address] = [[name, n] for name, n in common] + ([["…", rest]] if rest else [])
+        return out
+
+    def totals(self) -> dict[str, Any]:
+        """Sums over the live workers, keys by status, and who left."""
         keys = ("nthreads", "memory", "memory_limit", "nbytes", "nkeys")
-        totals = {k: sum(w[k] or 0 for w in self.workers.values()) for k in keys}
+        totals: dict[str, Any] = {k: sum(w[k] or 0 for w in self.workers.values()) for k in keys}
         totals["n_workers"] = len(self.workers)
+        by_status = Counter(status for status, _, _ in self._keys.values())
+        totals["by_status"] = {s: by_status[s] for s in STATUSES if by_status[s] > 0}
+        totals["departed"] = list(self.departed)
         return totals
 
 

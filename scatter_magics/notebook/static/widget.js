@@ -3,10 +3,12 @@
 // sends {type: "view", page, page_size, status} when the user pages or filters.
 // Status glyphs and colours are kept in step with widget_html.py and widget.css.
 
-const STATUSES = ["pending", "finished", "error", "cancelled", "lost", "released"];
+const STATUSES = ["pending", "running", "finished", "error", "cancelled", "lost", "released"];
 const GLYPH = {
-  pending: "◌", finished: "●", error: "✖", cancelled: "⊘", lost: "⚠", released: "○",
+  pending: "◌", running: "▶", finished: "●", error: "✖", cancelled: "⊘", lost: "⚠", released: "○",
 };
+// The stacked bar's segments, in the order work moves through them.
+const BAR_STATUSES = ["pending", "running", "finished", "error", "lost"];
 const PAGE_SIZES = [10, 25, 50, 100, 200];
 const UNITS = ["B", "kiB", "MiB", "GiB", "TiB", "PiB"];
 
@@ -41,7 +43,34 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined);
 
 function liveBadge(model) {
-  return model.get("live") ? null : h("span", { class: "sm-stale" }, "not live: client closed");
+  return model.get("live") ? null
+    : h("span", { class: "sm-stale", title: "the client closed or the cluster stopped: this is the last state seen" },
+      "not live: client closed");
+}
+
+const byName = (a, b) => a.localeCompare(b, undefined, { numeric: true });
+
+// A bar of one segment per status, widths proportional to the counts.
+function statusBar(counts, statuses = BAR_STATUSES, cls = "sm-statusbar") {
+  const total = statuses.reduce((n, s) => n + (counts[s] ?? 0), 0);
+  const segments = statuses.filter((s) => counts[s]).map((s) => h("div", {
+    class: `sm-seg sm-seg-${s}`, "data-status": s, title: `${counts[s]} ${s}`,
+    style: `width:${((100 * counts[s]) / total).toFixed(2)}%`,
+  }));
+  return h("div", { class: cls, role: "img",
+    "aria-label": statuses.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ") || "no keys" },
+  ...segments);
+}
+
+// Horizontal bars: bytes of the shown futures held by each worker.
+function workerBytes(byWorker) {
+  const entries = Object.entries(byWorker ?? {}).sort(([a], [b]) => byName(a, b));
+  if (!entries.length) return null;
+  const most = Math.max(...entries.map(([, n]) => n));
+  return h("div", { class: "sm-held" }, ...entries.map(([name, n]) => h("div", { class: "sm-held-row", "data-worker": name },
+    h("span", { class: "sm-held-name" }, name),
+    h("div", { class: "sm-held-track" }, h("div", { class: "sm-held-fill", style: `width:${((100 * n) / most).toFixed(1)}%` })),
+    h("span", { class: "sm-held-bytes" }, formatBytes(n)))));
 }
 
 // Subscribe to trait changes; return the function that unsubscribes them all.
@@ -54,11 +83,12 @@ function renderFutures(model, el) {
   const summary = h("div", { class: "sm-summary" });
   const tbody = h("tbody");
   const table = h("table", { class: "sm-table" },
-    h("thead", {}, h("tr", {}, ...["name", "key", "type", "size", "status", "workers"]
+    h("thead", {}, h("tr", {}, ...["name", "key", "type", "size", "status", "workers", "replicas"]
       .map((c) => h("th", { class: `sm-col-${c}` }, c)))),
     tbody);
   const pager = h("div", { class: "sm-pager" });
-  el.append(h("div", { class: "sm-widget sm-futures" }, summary, h("div", { class: "sm-scroll" }, table), pager));
+  const pictures = h("div", { class: "sm-pictures" });
+  el.append(h("div", { class: "sm-widget sm-futures" }, summary, pictures, h("div", { class: "sm-scroll" }, table), pager));
   const send = (view) => model.send({ type: "view", ...view });
 
   function drawSummary() {
@@ -78,12 +108,14 @@ function renderFutures(model, el) {
         `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`),
       h("span", { class: "sm-nworkers" }, plural(s.n_workers ?? 0, "worker")),
       ...present(liveBadge(model)));
+    pictures.replaceChildren(statusBar(counts), ...present(workerBytes(s.by_worker)));
   }
 
   function drawRows() {
     const names = model.get("worker_names");
     const rows = model.get("rows").map((r) => {
-      const holders = r.workers.map((a) => names[a] ?? a).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+      const holders = r.workers.map((a) => names[a] ?? a).sort(byName);
+      const died = (r.died ?? []).map((a) => names[a] ?? a).sort(byName);
       return h("tr", { "data-key": r.key, "data-status": r.status },
         h("td", { class: "sm-name" }, r.name ?? ""),
         h("td", { class: "sm-key", title: r.key }, r.key),
@@ -92,7 +124,9 @@ function renderFutures(model, el) {
         h("td", {}, statusBadge(r.status)),
         h("td", { class: "sm-workers", "data-replicas": String(holders.length), title: r.workers.join("\n") },
           holders.join(", "),
-          holders.length ? h("span", { class: "sm-replicas" }, `×${holders.length}`) : null));
+          died.length ? h("span", { class: "sm-died", title: "these workers died while holding it" },
+            `${holders.length ? " · " : ""}${died.join(", ")} died`) : null),
+        h("td", { class: "sm-replicas sm-num" }, String(holders.length)));
     });
     tbody.replaceChildren(...rows);
   }
@@ -146,31 +180,51 @@ function memoryBar(w) {
     h("span", { class: "sm-membar-text" }, `${formatBytes(w.memory)} / ${formatBytes(w.memory_limit)}`));
 }
 
+const CLUSTER_STATUSES = ["running", "finished"];
+
+function holdsText(holds) {
+  return (holds ?? []).map(([name, n]) => (n > 1 ? `${name} ×${n}` : name)).join(", ");
+}
+
 function renderCluster(model, el) {
   const summary = h("div", { class: "sm-summary" });
   const tbody = h("tbody");
   const tfoot = h("tfoot");
   const table = h("table", { class: "sm-table" },
-    h("thead", {}, h("tr", {}, ...["worker", "address", "threads", "memory", "keys", "data"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ...["worker", "address", "threads", "memory", "keys", "keys by status", "data", "holds"]
+      .map((c) => h("th", {}, c)))),
     tbody, tfoot);
   el.append(h("div", { class: "sm-widget sm-cluster" }, summary, h("div", { class: "sm-scroll" }, table)));
 
   function draw() {
     const t = model.get("totals");
+    const departed = t.departed ?? [];
     summary.replaceChildren(h("b", {}, plural(t.n_workers ?? 0, "worker")),
       h("span", {}, plural(t.nthreads ?? 0, "thread")),
       h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`),
-      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []), ...present(liveBadge(model)),
+      ...STATUSES.filter((s) => (t.by_status ?? {})[s]).map((s) => {
+        const badge = statusBadge(s);
+        badge.append(` ${t.by_status[s]}`);
+        return badge;
+      }),
+      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []),
+      ...present(departed.length ? h("span", { class: "sm-departed", title: "workers that left or died" },
+        `${departed.join(", ")} left`) : null, liveBadge(model)),
       ...(t.notice ? [h("div", { class: "sm-notice" }, t.notice)] : []));
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
       h("td", { class: "sm-key", title: w.address }, w.address),
       h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
-      h("td", { class: "sm-num" }, String(w.nkeys)), h("td", { class: "sm-num" }, formatBytes(w.nbytes)))));
+      h("td", { class: "sm-num" }, String(w.nkeys)),
+      h("td", {}, statusBar(w.by_status ?? {}, CLUSTER_STATUSES, "sm-statusbar sm-statusbar-small")),
+      h("td", { class: "sm-num" }, formatBytes(w.nbytes)),
+      h("td", { class: "sm-holds", title: holdsText(w.holds) }, holdsText(w.holds)))));
     tfoot.replaceChildren(h("tr", {}, h("td", {}, "total"), h("td", {}),
       h("td", { class: "sm-num" }, String(t.nthreads ?? 0)),
       h("td", {}, memoryBar({ memory: t.memory ?? 0, nbytes: t.nbytes ?? 0, memory_limit: t.memory_limit ?? 0 })),
-      h("td", { class: "sm-num" }, String(t.nkeys ?? 0)), h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0))));
+      h("td", { class: "sm-num" }, String(t.nkeys ?? 0)),
+      h("td", {}, statusBar(t.by_status ?? {}, BAR_STATUSES, "sm-statusbar sm-statusbar-small")),
+      h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0)), h("td", {})));
   }
 
   // A replacement says whom it replaced and how that one ended; a frozen worker says so.

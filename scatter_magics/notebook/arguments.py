@@ -1,0 +1,116 @@
+"""What the magics' arguments become: checked option values, keyed items, known workers.
+
+The ``type=`` functions turn one option's text into a value or an argparse error (which
+``magic_arguments`` shows as a ``UsageError``); the rest turns ``%scatter``'s names into
+``{key: value}`` and checks ``-w`` against the running cluster before anything starts.
+
+>>> is_dotted_name("self.data.df"), is_dotted_name("df[0]")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+import re
+import uuid
+from collections.abc import Sequence
+
+from IPython.core.error import UsageError
+
+from ..backend import Backend
+from ..engine.cluster import parse_memory_limit
+from ..tokenize import tokenize
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _memory_limit(text: str) -> str:
+    try:
+        parse_memory_limit(text, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _worker(text: str):
+    """An address ``tcp://host:port`` or a name stay text; ``host:port`` becomes a tuple."""
+    host, sep, port = text.rpartition(":")
+    if "://" not in text and sep and host and port.isdigit():
+        return (host, int(port))
+    return text
+
+
+def _name(text: str) -> str:
+    if not is_dotted_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a variable name")
+    return text
+
+
+def is_dotted_name(text: str) -> bool:
+    """``df`` or ``self.data.df``: something an assignment can bind."""
+    return bool(_DOTTED.fullmatch(text)) and not any(
+        keyword.iskeyword(part) for part in text.split("."))
+
+
+
+def check_workers(backend: Backend | None, workers: list) -> None:
+    """UsageError unless every ``-w`` worker is one of the running cluster's.
+
+    Checked before anything is hashed, sent or started: with no cluster running there
+    are no workers to choose, and starting one just to fail would leave it running.
+    """
+    given = ", ".join(w if isinstance(w, str) else f"{w[0]}:{w[1]}" for w in workers)
+    if backend is None:
+        raise UsageError(f"-w {given}: no cluster is running, so there are no workers to "
+                         f"choose from; start one with %cluster start (its workers are named "
+                         f"worker-0, worker-1, …), then %scatter with -w")
+    known = backend.scheduler_info()["workers"]
+    names = {w.get("name"): a for a, w in known.items()}
+    for worker in workers:
+        address = f"tcp://{worker[0]}:{worker[1]}" if isinstance(worker, tuple) else worker
+        if address not in known and address not in names:
+            listed = ", ".join(f"{w.get('name')} ({a})" for a, w in sorted(known.items()))
+            raise UsageError(f"unknown worker {worker!r}; known workers: {listed or 'none'}. "
+                             f"Pass -w a worker name, address or host:port.")
+
+
+def keyed_items(name: str, value, split: bool, hash: bool):
+    """``{key: value}`` to scatter for one argument, and how to rebuild its result.
+
+    Keys keep the argument as a readable prefix: ``df-<token>``, ``rows[3]-<token>``.
+    """
+    def key(label: str, v) -> str:
+        return f"{label}-{tokenize(v) if hash else uuid.uuid4().hex}"
+
+    if not split:
+        k = key(name, value)
+        return {k: value}, lambda futures: futures[k]
+    if isinstance(value, dict):
+        keys = {item: key(f"{name}[{item!r}]", v) for item, v in value.items()}
+        return ({keys[i]: v for i, v in value.items()},
+                lambda futures: {i: futures[k] for i, k in keys.items()})
+    if isinstance(value, (set, frozenset, Sequence)) and not isinstance(value, (str, bytes)):
+        elements = list(value)
+        keys = [key(f"{name}[{i}]", v) for i, v in enumerate(elements)]
+        kind = type(value) if type(value) in (list, tuple, set, frozenset) else list
+        items = dict(zip(keys, elements, strict=True))
+        return items, lambda futures: kind(futures[k] for k in keys)
+    raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is a "
+                     f"{type(value).__name__}")
