@@ -61,13 +61,15 @@ def write_ahead(pool, data, report=None) -> EarlyCopy | None:
         serialized = serialize(data)
     except Exception:
         return None  # scatter() raises it, the usual way
-    free = limits.available_memory()
+    if not serialized.buffers:
+        return None  # nothing to copy (serialize_for_scatter checks the memory it needs)
+    # Only a value of a MiB or more reads /proc/meminfo: that read was a fifth of a
+    # small scatter's round trip.
+    free = limits.available_memory() if serialized.nbytes >= CHECK_FROM else None
     if free and serialized.nbytes > free:  # refused now, not after hashing all of it
         raise MemoryLimitError(
             f"cannot scatter this {type(data).__name__} ({format_bytes(serialized.nbytes)}): "
             f"this machine has {format_bytes(free)} of memory free")
-    if not serialized.buffers:
-        return None  # nothing to copy
     if report is None:
         draft = pool.write_ahead(serialized.buffers)
     else:
