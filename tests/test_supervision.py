@@ -51,9 +51,11 @@ def test_a_killed_worker_is_replaced_under_a_new_name(make_client):
     dead_name = client.scheduler_info()["workers"][address]["name"]
     os.kill(pid, signal.SIGKILL)  # what the OOM killer does
 
-    wait_for(lambda: len(client.scheduler_info()["workers"]) == 2
-             and address not in client.scheduler_info()["workers"], timeout=15,
-             what="a replacement worker")
+    def replaced() -> bool:  # one snapshot: two calls could straddle the death's notice
+        workers = client.scheduler_info()["workers"]
+        return len(workers) == 2 and address not in workers
+
+    wait_for(replaced, timeout=15, what="a replacement worker")
     assert names(client) == sorted({"worker-0", "worker-1", "worker-2"} - {dead_name})
     [removed] = events_of(batches, "worker-removed")
     assert removed["name"] == dead_name and removed["reason"] == "was killed by SIGKILL"

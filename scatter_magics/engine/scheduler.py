@@ -8,7 +8,6 @@ Runs on an event-loop thread. Workers and remote clients connect over TCP
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -16,8 +15,9 @@ from typing import Callable
 
 from . import inheritance
 from .comm import Channel, Server
+from .pending_acks import PendingAcks
 from ..keys import key_text
-from ..errors import CommClosedError, NoWorkersError, UnknownWorkerError, WorkerUnresponsiveError
+from ..errors import CommClosedError, NoWorkersError, WorkerUnresponsiveError
 from .placing import place
 from .scheduler_link import fetch_from_holders
 from .scheduler_state import SchedulerState
@@ -56,9 +56,7 @@ class Scheduler:
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
-        # Values a scatter sent without waiting that the worker has not acknowledged yet:
-        # worker → {key: (value, the scatter's workers=)}, kept to resend if it dies or freezes.
-        self._unacked: dict[str, dict[str, tuple]] = {}
+        self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -175,8 +173,7 @@ class Scheduler:
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
             self.exit_reason(pid) or "lost its connection to the scheduler"
-        self._rehome_unacked(address, list(self._unacked.get(address, ())), reason)
-        self._unacked.pop(address, None)
+        self.pending_acks.worker_removed(address, reason)
         self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
             callback(address, pid)
@@ -328,64 +325,9 @@ class Scheduler:
         self._record(client_id, {**msg, "placement": placement})
         for address, reply in sent.items():
             values = by_worker[address]
-            self._await_ack(address, values, reply, dict.fromkeys(values, msg.get("workers")))
+            self.pending_acks.expect(address, values, reply,
+                                     dict.fromkeys(values, msg.get("workers")))
         return True
-
-    def _await_ack(self, address: str, values: dict, reply: asyncio.Future,
-                   workers: dict) -> None:
-        """Keep ``values`` until ``address`` says it stored them; ``workers``: each key's
-        ``workers=`` restriction, for a resend."""
-        self._unacked.setdefault(address, {}).update(
-            (key, (value, workers[key])) for key, value in values.items())
-        reply.add_done_callback(functools.partial(self._put_data_acked, address, list(values)))
-
-    def _put_data_acked(self, address: str, keys: list, reply: asyncio.Future) -> None:
-        error = CommClosedError("cancelled") if reply.cancelled() else reply.exception()
-        if error is None:
-            pending = self._unacked.get(address, {})
-            for key in keys:
-                pending.pop(key, None)
-        elif isinstance(error, WorkerUnresponsiveError) or not isinstance(error, CommClosedError):
-            # frozen or refused (a closed connection is _remove_worker's to resend)
-            logger.warning("worker %s did not store %d key(s): %r", address, len(keys), error)
-            why = f"worker {address} did not store it: {error!r}"
-            self._rehome_unacked(address, keys, why)
-            self.apply(self.state.drop_replicas(address, keys, why))
-            self.discard_unrecorded({address: keys})  # if it wakes up and stores them
-
-    def _rehome_unacked(self, address: str, keys: list, why: str) -> None:
-        """Resend values ``address`` never acknowledged to other workers, before anyone
-        calls them lost.
-
-        A small scatter returns before the workers' acknowledgements (see
-        _scatter_without_waiting); keeping each value until then means a worker that dies
-        or freezes on the way costs a resend, not the data. A key no other allowed worker
-        can take stays with ``address`` and is lost with it, the loss naming ``why``.
-        """
-        pending = self._unacked.get(address, {})
-        by_target: dict[str, dict] = {}
-        restrictions: dict = {}
-        for key in keys:
-            value, workers = pending.pop(key, (None, None))
-            ks = self.state.keys.get(key)
-            if value is None or ks is None or ks.who_has - {address}:
-                continue  # acknowledged, forgotten, or held elsewhere too
-            try:
-                [[target]] = self.state.choose_workers(1, workers, exclude=[address])
-            except (NoWorkersError, UnknownWorkerError):
-                logger.warning("scattered key %r: its worker %s %s, no other may hold it",
-                               key, address, why)
-                continue
-            by_target.setdefault(target, {})[key] = value
-            restrictions[key] = workers
-        for target, values in by_target.items():
-            channel = self.worker_channels[target]
-            reply = channel.send_request({"op": "put-data", "data": values})
-            keys_there = {k: [target] for k in values}
-            self.apply(self.state.add_data(None, keys_there,
-                                           {k: self.state.keys[k].nbytes for k in values},
-                                           {k: self.state.keys[k].type for k in values}))
-            self._await_ack(target, values, reply, restrictions)
 
     def discard_unrecorded(self, by_worker: dict) -> None:
         """Delete keys sent to workers that the scheduler does not record there."""
