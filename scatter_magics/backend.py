@@ -196,6 +196,17 @@ def is_future(obj) -> bool:
     return isinstance(obj, future_types())
 
 
+def counter(report: Progress, stage: str, total: int | None = None):
+    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
+    done = 0
+
+    def add(n: int) -> None:
+        nonlocal done
+        done += n
+        report(stage, done, total)
+    return add
+
+
 def progress_option(method: Callable, progress: Progress | None) -> dict:
     """``{"progress": progress}`` if ``method`` (an adapter's scatter or gather) takes it.
 

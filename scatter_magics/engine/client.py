@@ -22,6 +22,7 @@ import weakref
 from typing import Callable
 
 from .cluster import LocalCluster, find_local_cluster
+from ..backend import counter as _counter
 from ..backend import register_client
 from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
@@ -30,7 +31,6 @@ from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
 from .serialize import deserialize, for_message, serialize_task
-from .scatter_copy import counter as _counter
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute

@@ -19,6 +19,7 @@ import concurrent.futures
 import queue
 
 from . import limits
+from ..backend import counter
 from ..errors import MemoryLimitError
 from .shm_space import format_bytes
 from .serialize import serialize
@@ -123,17 +124,6 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
             pool.unpin(pinned)
         raise
     return payload, pinned
-
-
-def counter(report, stage: str, total: int | None = None):
-    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
-    done = 0
-
-    def add(n: int) -> None:
-        nonlocal done
-        done += n
-        report(stage, done, total)
-    return add
 
 
 def large_bytes(buffers) -> int:

@@ -25,7 +25,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Any, Float, Integer, Unicode, Union
 
 from ..backend import Backend, backend_for, client_types, future_types, get_client
-from ..backend import progress_option, register_client, start_backend
+from ..backend import counter, progress_option, register_client, start_backend
 from ..errors import ClientClosedError, Interrupted, MissingDependencyError, NoWorkersError
 from ..errors import ProtocolError, SerializationError, UnknownClusterError, UnknownWorkerError
 from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
@@ -34,7 +34,7 @@ from .connect import connect
 from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
 from .display import remove_formatters
 from .interrupted import gather_interrupted, scatter_interrupted
-from .progress import DELAY, ProgressBar, counter, estimate_nbytes, view_for
+from .progress import DELAY, ProgressBar, estimate_nbytes, view_for
 from ..structure import find_futures
 from ..tokenize import reporting
 

@@ -313,17 +313,6 @@ def _publish(bundle: dict, display_id: str, update: bool) -> None:
     (update_display if update else display)(bundle, raw=True, display_id=display_id)
 
 
-def counter(report, stage: str, total: int | None = None):
-    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
-    done = 0
-
-    def add(n: int) -> None:
-        nonlocal done
-        done += n
-        report(stage, done, total)
-    return add
-
-
 def estimate_nbytes(values) -> int | None:
     """The bytes hashing ``values`` will read, if every one says (arrays, bytes); else None."""
     total = 0
