@@ -42,18 +42,11 @@ def test_sigkill_of_the_parent_leaves_no_worker(tmp_path):
         assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
         parent.kill()
         parent.wait()
-        wait_for(lambda: not any(_alive(p) for p in pids), timeout=10,
+        wait_for(lambda: all(exited(p) for p in pids), timeout=10,
                  what="workers to exit after their parent was killed")
     finally:
         parent.kill()
         parent.stdout.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_dropping_the_last_future_frees_the_data(client):
@@ -256,8 +249,8 @@ def test_a_worker_process_starts_without_the_client_side_imports():
     # Worker start-up time is most of a cold start; the client, scheduler and tornado
     # are a third of it and a worker never uses them (see scatter_magics/__init__.py).
     code = ("import sys, scatter_magics.engine.worker; "
-            "print(sorted(m for m in ('scatter_magics.engine.client', 'scatter_magics.engine.scheduler', "
-            "'tornado') if m in sys.modules))")
+            "print(sorted(m for m in ('scatter_magics.engine.client', "
+            "'scatter_magics.engine.scheduler', 'tornado') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == "[]"

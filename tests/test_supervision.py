@@ -14,14 +14,13 @@ import sys
 import textwrap
 
 import numpy as np
-import psutil
 import pytest
 
 from scatter_magics import Client
 from scatter_magics.engine.backend import EmbeddedBackend
 from scatter_magics.engine.cluster import LocalCluster
 from scatter_magics.notebook.display import ClusterSummary
-from tests.conftest import wait_for, worker_pids
+from tests.conftest import exited, wait_for, worker_pids
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,13 +31,6 @@ def events_of(batches: list, kind: str) -> list[dict]:
 
 def names(client) -> list[str]:
     return sorted(w["name"] for w in client.scheduler_info()["workers"].values())
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 # ------------------------------------------------------------ replacement ---
@@ -145,7 +137,7 @@ def test_workers_outlive_the_short_lived_thread_that_created_the_cluster():
     try:
         pid = next(iter(worker_pids(client).values()))
         assert client.submit(lambda: 1, pure=False).result(timeout=30) == 1
-        assert alive(pid) and client.scheduler_info()["supervision"]["restarts"] == 0
+        assert not exited(pid) and client.scheduler_info()["supervision"]["restarts"] == 0
     finally:
         client.close()
 
@@ -180,19 +172,19 @@ def test_workers_end_with_their_owner_even_when_a_forked_child_lives(tmp_path):
     try:
         helper, prefix, *pids = owner.stdout.readline().split()
         helper_pid, pids = int(helper), [int(p) for p in pids]
-        assert len(pids) == 2 and all(alive(p) for p in pids)
+        assert len(pids) == 2 and not any(exited(p) for p in pids)
         assert any(name.startswith(prefix) for name in os.listdir("/dev/shm"))
         owner.kill()
         owner.wait()
-        wait_for(lambda: not any(alive(p) for p in pids), timeout=10,
+        wait_for(lambda: all(exited(p) for p in pids), timeout=10,
                  what="the workers to exit after their owner was killed")
         wait_for(lambda: not any(n.startswith(prefix) for n in os.listdir("/dev/shm")),
                  timeout=10, what="the owner's shared memory to be unlinked")
-        assert alive(helper_pid)  # it really was there all along, holding what it inherited
+        assert not exited(helper_pid)  # it really was there all along, holding what it inherited
     finally:
         owner.kill()
         owner.stdout.close()
-        if helper_pid and alive(helper_pid):
+        if helper_pid and not exited(helper_pid):
             os.kill(helper_pid, signal.SIGKILL)
 
 
