@@ -30,14 +30,16 @@ CONTAINERS = (dict, list, tuple, set, frozenset, range, collections.abc.Iterator
 
 
 class EarlyCopy:
-    """A value's shared-memory copy, started before its key is known; adopted or given back."""
+    """A value's pickle and shared-memory copy, made before its key is known; adopted or
+    given back. ``draft`` is None when nothing needed copying: the pickle is still reused."""
 
-    def __init__(self, pool, value, serialized, draft: concurrent.futures.Future, free: int):
+    def __init__(self, pool, value, serialized, draft: concurrent.futures.Future | None,
+                 free: int | None):
         self.pool, self.value, self.serialized = pool, value, serialized
         self.free = free  # the machine's free memory before the copy began
         self._draft: concurrent.futures.Future | None = draft
 
-    def take(self) -> concurrent.futures.Future:
+    def take(self) -> concurrent.futures.Future | None:
         """The draft, for ``pool.store``; from now on the store owns it."""
         draft, self._draft = self._draft, None
         return draft
@@ -50,7 +52,8 @@ class EarlyCopy:
 
 
 def write_ahead(pool, data, report=None) -> EarlyCopy | None:
-    """For one large value (not a container) and a pool: start its copy now, else None.
+    """For one value (not a container) and a pool: pickle it, and start the copy of its
+    large buffers now; else None.
 
     A value larger than the machine's free memory is refused here, before it is hashed
     for its key (hashing 50 GB takes seconds; the copy could never be made).
@@ -62,8 +65,8 @@ def write_ahead(pool, data, report=None) -> EarlyCopy | None:
         serialized = serialize(data)
     except Exception:
         return None  # scatter() raises it, the usual way
-    if not serialized.buffers:
-        return None  # nothing to copy (serialize_for_scatter checks the memory it needs)
+    if not serialized.buffers:  # nothing to copy; serialize_for_scatter checks the memory
+        return EarlyCopy(pool, data, serialized, None, None)
     # Only a value of a MiB or more reads /proc/meminfo: that read was a fifth of a
     # small scatter's round trip.
     free = limits.available_memory() if serialized.nbytes >= CHECK_FROM else None
@@ -76,6 +79,7 @@ def write_ahead(pool, data, report=None) -> EarlyCopy | None:
     else:
         copied = counter(report, "copy", large_bytes(serialized.buffers))
         draft = pool.write_ahead(serialized.buffers, on_copied=copied)
+    # No copy started (the pool declined): None, so the scatter copies it the usual way.
     return None if draft is None else EarlyCopy(pool, data, serialized, draft, free)
 
 
