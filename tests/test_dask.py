@@ -294,6 +294,19 @@ def test_two_widgets_on_one_client_both_follow_every_change(dask_client):
     second.close()
 
 
+def test_a_widget_made_after_a_release_was_sent_shows_it_released(dask_client):
+    """The snapshot repeats what was let go lately: the batch saying so is already past."""
+    [f] = dask_client.scatter([3])
+    first = FuturesWidget(dask_client, [f])
+    f.release()
+    wait_for(lambda: row_is(first, f.key, "released"), timeout=5, what="the first widget")
+    # By key, so the row starts from what the scheduler says, not from the Future.
+    second = FuturesWidget(dask_client, [f.key])
+    assert row_is(second, f.key, "released", [])
+    first.close()
+    second.close()
+
+
 def test_without_the_plugin_the_view_polls_and_says_so_once(dask_cluster):
     from scatter_magics.dask.events import hub_for
     from scatter_magics.errors import PollingFallbackWarning

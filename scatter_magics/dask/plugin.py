@@ -41,6 +41,7 @@ METRICS_INTERVAL = 1.0  # s between worker-metrics per client
 SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~0.3 ms)
 REMEMBER_REMOVED = 300.0  # s a departed worker counts for telling "lost" from "released"
 FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed worker
+REMEMBER_GONE = 10_000  # keys let go lately, per client, repeated in a later snapshot
 
 _STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
 
@@ -70,12 +71,15 @@ def worker_metrics(ws) -> dict:
 class _Subscriber:
     """What one client was last told, and where its round-robin check of keys stands."""
 
-    __slots__ = ("seq", "signatures", "holders", "last_metrics", "scan")
+    __slots__ = ("seq", "signatures", "holders", "gone", "last_metrics", "scan")
 
     def __init__(self):
         self.seq = 0  # the number of the last batch sent
         self.signatures: dict[str, tuple] = {}  # key -> (status, replicas, nbytes) last sent
         self.holders: dict[str, frozenset] = {}  # key -> worker addresses last sent
+        # key -> the released/lost event sent for it: a consumer that subscribes after
+        # that batch still shows the key and must hear it from the snapshot.
+        self.gone: dict[str, dict] = {}
         self.last_metrics = 0.0
         self.scan: list = []  # TaskStates still to check in this round of the scan
 
@@ -145,10 +149,13 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         events = [worker_added(ws) for ws in self.scheduler.workers.values()]
         events += [worker_metrics(ws) for ws in self.scheduler.workers.values()]
         cs = self.scheduler.clients.get(client)
+        wanted = set()
         for ts in cs.wants_what if cs is not None else ():
             events.append(key_event(ts))
+            wanted.add(str(ts.key))
             if new:  # an existing subscriber's other consumers still need the next diff
                 self._remember(subscriber, ts)
+        events += [e for key, e in subscriber.gone.items() if key not in wanted]
         return {"seq": subscriber.seq, "events": events}
 
     def unsubscribe(self, client: str) -> None:
@@ -262,12 +269,17 @@ class ScatterMagicsPlugin(SchedulerPlugin):
 
     def _let_go(self, subscriber: _Subscriber, key: str, events: list) -> None:
         status = "lost" if self._lost(subscriber.holders[key]) else "released"
-        events.append({"event": "key", "key": key, "status": status, "workers": [],
-                       "nbytes": None, "type": None})
+        event = {"event": "key", "key": key, "status": status, "workers": [],
+                 "nbytes": None, "type": None}
+        events.append(event)
         del subscriber.signatures[key], subscriber.holders[key]
+        subscriber.gone[key] = event
+        if len(subscriber.gone) > REMEMBER_GONE:  # the oldest first (dicts keep order)
+            del subscriber.gone[next(iter(subscriber.gone))]
 
     def _remember(self, subscriber: _Subscriber, ts, signature: tuple | None = None) -> None:
         key = str(ts.key)
+        subscriber.gone.pop(key, None)  # a hashed key scattered again
         subscriber.signatures[key] = signature or (key_status(ts), len(ts.who_has or ()),
                                                    ts.nbytes)
         subscriber.holders[key] = frozenset(ws.address for ws in ts.who_has or ())
