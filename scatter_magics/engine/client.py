@@ -26,6 +26,8 @@ from ..backend import counter as _counter
 from ..backend import register_client
 from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
+from .gc_pause import paused_collection
+from .send_ahead import LOCAL_COPY_LIMIT, SendAhead, kept_locally
 from .loop import LoopThread
 from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
@@ -46,11 +48,6 @@ TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to
 UNSUBSCRIBE_TIMEOUT = 10.0  # s; Subscription.close() waits for the loop this long at most
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
-# A scattered value whose pickle is this small (and has no out-of-band buffers) is also
-# kept by the client while a Future holds its key, and gather answers from that copy
-# without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
-# process the same way). 16 KiB covers numbers, short strings and small containers.
-LOCAL_COPY_LIMIT = 1 << 14
 RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 
@@ -135,6 +132,7 @@ class Client:
         self._workers = WorkerPool(self.secret)
         self._pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
+        self._ahead = SendAhead(self.loop, self._link)  # small scatters, not waited for
         self.status = "running"
         register_client(self)
 
@@ -192,6 +190,12 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
+        with paused_collection(_n_values(data)):
+            return self._scatter_sync(data, workers, broadcast, direct, hash, timeout,
+                                      asynchronous, progress)
+
+    def _scatter_sync(self, data, workers, broadcast, direct, hash, timeout, asynchronous,
+                      progress):
         report = progress or _no_progress
         early = write_ahead(self._pool, data, progress) if hash else None
         try:
@@ -204,6 +208,12 @@ class Client:
             if early is not None:
                 early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
+        if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
+                and not _is_async(self, asynchronous) and not self._direct(direct)):
+            states = [f._state for f in futures.values()]
+            if self._ahead.send(payload, types, states, lambda: self._send_scatter(
+                    payload, types, None, False, False, NO_DEFAULT)):
+                return rebuild(futures)
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
                                           direct, timeout, pinned, report), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
@@ -228,9 +238,8 @@ class Client:
         for key, serialized in payload.items():
             state = states.get(key)
             if state is not None:
-                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
                 # The pickle alone (bytes): no object for the garbage collector per key.
-                state.finish(types[key], serialized.header if small else None)
+                state.finish(types[key], serialized.header if kept_locally(serialized) else None)
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -304,6 +313,11 @@ class Client:
         for f in found:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
+        with paused_collection(len(found)):
+            return self._gather_found(futures, found, errors, direct, asynchronous, timeout,
+                                      progress)
+
+    def _gather_found(self, futures, found, errors, direct, asynchronous, timeout, progress):
         local = _local_values(futures, found)
         if local is not None:  # every value is here already: no loop, no worker
             return _ready(local) if _is_async(self, asynchronous) else local
@@ -654,6 +668,11 @@ def _is_async(client: Client, asynchronous: bool | None) -> bool:
 
 async def _ready(value):
     return value
+
+
+def _n_values(data) -> int:
+    """How many values (so futures) a scatter of ``data`` makes."""
+    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
 
 
 def _flat(futures) -> list | None:

@@ -1,0 +1,96 @@
+"""Small scatters that return before the loop thread sends them (engine/send_ahead.py),
+and the collector held back during bulk calls (engine/gc_pause.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import pytest
+
+from scatter_magics.engine.future import FutureState
+from scatter_magics.engine.gc_pause import BULK, paused_collection
+from scatter_magics.engine.send_ahead import MAX_AHEAD, _send
+from scatter_magics.errors import FutureLostError
+from tests.conftest import wait_for
+
+
+def test_a_tight_loop_of_small_scatters_stores_every_value(client):
+    futures = [client.scatter(i, hash=False) for i in range(500)]
+    assert all(f.status == "finished" for f in futures)
+    assert len(client._ahead._queued) <= MAX_AHEAD  # the loop kept up: a bounded queue
+    # Requests made after the scatters reach the scheduler after them: every key is placed.
+    held = client.who_has(futures)
+    assert all(held[f.key] for f in futures)
+    assert client.submit(sum, futures).result(timeout=30) == sum(range(500))
+    assert client.gather(futures) == list(range(500))
+
+
+def test_a_value_released_right_after_its_scatter_is_freed(client):
+    key = client.scatter("dropped at once", hash=False).key  # the Future is gone already
+    scheduler = client.cluster.scheduler
+    wait_for(lambda: key not in scheduler.state.keys, timeout=10, what="the key to be released")
+    assert not any(key in worker.keys for worker in scheduler.state.workers.values())
+
+
+def test_scattering_the_same_small_value_twice_keeps_one_key(client):
+    first = client.scatter("same content")
+    second = client.scatter("same content")
+    assert first.key == second.key
+    del first
+    assert second.result(timeout=10) == "same content"
+    assert client.submit(len, second).result(timeout=30) == len("same content")
+
+
+def test_a_scatter_that_fails_on_the_loop_marks_its_future_lost():
+    state = FutureState("k")
+    state.finish("int", b"pickle")
+
+    async def refused():
+        raise RuntimeError("no worker would take it")
+
+    asyncio.run(_send(refused, [state]))
+    assert state.status == "lost"
+    with pytest.raises(FutureLostError, match="never stored") as info:
+        state.raise_if_failed()
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_paused_collection_restores_the_collector_after_nested_and_threaded_use():
+    assert gc.isenabled()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_thread():
+        with paused_collection(BULK):
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_thread)
+    with paused_collection(BULK):
+        assert not gc.isenabled()
+        thread.start()
+        inside.wait(10)
+    assert not gc.isenabled()  # the other thread is still building
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
+    with paused_collection(BULK - 1):  # a small call leaves the collector alone
+        assert gc.isenabled()
+
+
+def test_paused_collection_keeps_a_callers_disabled_collector_disabled():
+    gc.disable()
+    try:
+        with paused_collection(BULK):
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_long_list_scatter_and_gather_leave_the_collector_enabled(client):
+    values = list(range(2 * BULK))
+    assert client.gather(client.scatter(values)) == values
+    assert gc.isenabled()
