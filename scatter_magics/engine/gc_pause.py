@@ -55,4 +55,17 @@ def paused_collection(n_objects: int = BULK):
         with _lock:
             _holders -= 1
             if _holders == 0 and _was_enabled:
+                _promote_young_objects()
                 gc.enable()
+
+
+def _promote_young_objects() -> None:
+    """Move the objects made while paused to the oldest generation, without a walk."""
+    # freeze() moves every tracked object to the permanent generation and unfreeze()
+    # moves them all to the oldest one: two list splices, where the young pass that
+    # gc.enable() alone lets run at the next allocation walks each object (5-15 ms for
+    # a 10,000-element list's 60,000). Only when nothing is frozen already: unfreeze()
+    # would also release what a caller froze on purpose (say, before forking).
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
