@@ -27,7 +27,7 @@ from ..backend import register_client
 from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
 from .gc_pause import paused_collection
-from .send_ahead import LOCAL_COPY_LIMIT, SendAhead, kept_locally
+from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 from .loop import LoopThread
 from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
@@ -239,7 +239,9 @@ class Client:
             state = states.get(key)
             if state is not None:
                 # The pickle alone (bytes): no object for the garbage collector per key.
-                state.finish(types[key], serialized.header if kept_locally(serialized) else None)
+                # kept_locally(), inlined: a call less per element of a long list.
+                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
+                state.finish(types[key], serialized.header if small else None)
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
         wait = self.timeout if timeout is NO_DEFAULT else timeout
