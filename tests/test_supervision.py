@@ -61,7 +61,7 @@ def test_a_killed_worker_is_replaced_under_a_new_name(make_client):
 
 
 def test_the_widget_shows_the_death_and_the_replacement(make_client):
-    from scatter_magics.notebook.widget_model import ClusterTable
+    from scatter_magics.notebook.cluster_table import ClusterTable
 
     client = make_client(n_workers=1)
     table = ClusterTable()
