@@ -48,6 +48,11 @@ class Scheduler:
         self.clients: dict[str, object] = {}  # client id → Channel or LocalClientLink
         self.subscribers: set[str] = set()
         self.on_worker_removed: list[Callable[[str, int], None]] = []
+        # Workers silent for worker_ttl s are handed to these (the LocalCluster kills and
+        # replaces them); None: wait for a frozen worker however long it takes.
+        self.worker_ttl: float | None = None
+        self.on_worker_expired: list[Callable[[str, int], None]] = []
+        self._expired: set[str] = set()
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
@@ -76,7 +81,27 @@ class Scheduler:
                 self.apply(self.state.check_heartbeats(now))
                 for address in self._unresponsive() - silent_before:
                     self._give_up_waiting_on(address)
+                self._expire_silent(now)
             last = now
+
+    def _expire_silent(self, now: float) -> None:
+        """Hand over workers silent for longer than ``worker_ttl``, once each.
+
+        As Dask's ``distributed.scheduler.worker-ttl``: a worker frozen for minutes
+        holds data and gathers hostage; ending it turns the wait into a replacement and
+        a recompute (or a clear ``FutureLostError``). The grace is long because a worker
+        stuck in a C call that holds the GIL is silent too, and may yet finish.
+        """
+        if self.worker_ttl is None:
+            return
+        for address, ws in list(self.state.workers.items()):
+            if (ws.status == "unresponsive" and address not in self._expired
+                    and now - ws.last_seen > self.worker_ttl):
+                self._expired.add(address)
+                logger.warning("worker %s (%s) sent no heartbeat for %g s: ending it",
+                               ws.name, address, self.worker_ttl)
+                for callback in self.on_worker_expired:
+                    callback(address, ws.pid)
 
     def _unresponsive(self) -> set[str]:
         return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
@@ -169,6 +194,7 @@ class Scheduler:
 
     def _remove_worker(self, address: str) -> None:
         self.worker_channels.pop(address, None)
+        self._expired.discard(address)
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
