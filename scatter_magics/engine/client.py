@@ -32,7 +32,7 @@ from .loop import LoopThread
 from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, for_message, serialize_task
+from .serialize import deserialize, for_message, serialize_task, unpickle_all
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
@@ -315,12 +315,9 @@ class Client:
         for f in found:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
+        # Paused for the values made here only: waiting on the loop may take minutes.
         with paused_collection(len(found)):
-            return self._gather_found(futures, found, errors, direct, asynchronous, timeout,
-                                      progress)
-
-    def _gather_found(self, futures, found, errors, direct, asynchronous, timeout, progress):
-        local = _local_values(futures, found)
+            local = _local_values(futures, found)
         if local is not None:  # every value is here already: no loop, no worker
             return _ready(local) if _is_async(self, asynchronous) else local
         states = {f.key: f._state for f in found}
@@ -686,12 +683,16 @@ def _flat(futures) -> list | None:
 
 def _local_values(futures, found: list):
     """``futures`` gathered from the client's own copies, if it has every one; else None."""
+    pickles = []
     for f in found:
-        if f._state.status != "finished" or f._state.local is None:
+        state = f._state
+        if state.status != "finished" or state.local is None:
             return None
+        pickles.append(state.local)
+    values = unpickle_all(pickles)
     if type(futures) is list and found == futures:  # a flat list of futures: no walk
-        return [deserialize(f._state.local) for f in found]
-    return substitute(futures, Future, {f.key: deserialize(f._state.local) for f in found})
+        return values
+    return substitute(futures, Future, dict(zip([f.key for f in found], values)))
 
 
 def _keys_of(futures) -> list[str]:

@@ -121,6 +121,21 @@ def deserialize(s: "Serialized | bytes", view_of=None):
         raise SerializationError(f"cannot deserialize value: {exc!r}") from exc
 
 
+def unpickle_all(pickles: list) -> list:
+    """:func:`deserialize` of each pickle (``bytes``, no buffers), in one call.
+
+    >>> unpickle_all([pickle.dumps(1), pickle.dumps("a")])
+    [1, 'a']
+
+    A gather of 10,000 small values spent a third of its time calling deserialize().
+    """
+    loads = pickle.loads
+    try:
+        return [loads(p) for p in pickles]
+    except Exception as exc:
+        raise SerializationError(f"cannot deserialize value: {exc!r}") from exc
+
+
 # ------------------------------------------------------- tasks with futures ---
 
 class _TaskPickler(cloudpickle.CloudPickler):
