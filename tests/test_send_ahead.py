@@ -11,7 +11,7 @@ import pytest
 
 from scatter_magics.engine.future import FutureState
 from scatter_magics.engine.gc_pause import BULK, paused_collection
-from scatter_magics.engine.send_ahead import MAX_AHEAD, _send
+from scatter_magics.engine.send_ahead import MAX_AHEAD, SendAhead
 from scatter_magics.errors import FutureLostError
 from tests.conftest import wait_for
 
@@ -34,6 +34,34 @@ def test_a_value_released_right_after_its_scatter_is_freed(client):
     assert not any(key in worker.keys for worker in scheduler.state.workers.values())
 
 
+def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, monkeypatch):
+    client = make_client(n_workers=1)
+    gate = threading.Event()
+    send_scatter = client._send_scatter
+
+    async def held_at_the_gate(*args):  # as a scatter waiting for a worker would be
+        await asyncio.to_thread(gate.wait, 10)
+        await send_scatter(*args)
+
+    flushed = threading.Event()
+    flush_releases = client._flush_releases
+
+    def flush_and_tell():
+        flush_releases()
+        flushed.set()
+
+    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    monkeypatch.setattr(client, "_flush_releases", flush_and_tell)
+    key = client.scatter("on its way", hash=False).key  # sent ahead, then dropped
+    try:
+        assert flushed.wait(10)  # the release came due while the scatter was held
+        assert key in client._dropped  # so it was held back, not sent
+    finally:
+        gate.set()
+    scheduler = client.cluster.scheduler
+    wait_for(lambda: key not in scheduler.state.keys, timeout=10, what="the key to be released")
+
+
 def test_scattering_the_same_small_value_twice_keeps_one_key(client):
     first = client.scatter("same content")
     second = client.scatter("same content")
@@ -46,15 +74,19 @@ def test_scattering_the_same_small_value_twice_keeps_one_key(client):
 def test_a_scatter_that_fails_on_the_loop_marks_its_future_lost():
     state = FutureState("k")
     state.finish("int", b"pickle")
+    ahead = SendAhead(loop_thread=None, link=None)
+    ahead._count(["k"], +1)  # as send() leaves it
+    ahead._queued.append(None)
 
     async def refused():
         raise RuntimeError("no worker would take it")
 
-    asyncio.run(_send(refused, [state]))
+    asyncio.run(ahead._send(refused, ["k"], [state]))
     assert state.status == "lost"
     with pytest.raises(FutureLostError, match="never stored") as info:
         state.raise_if_failed()
     assert isinstance(info.value.__cause__, RuntimeError)
+    assert not ahead.in_flight("k") and not ahead._queued  # its release may go now
 
 
 def test_paused_collection_restores_the_collector_after_nested_and_threaded_use():

@@ -562,10 +562,13 @@ class Client:
 
     def _flush_releases(self) -> None:
         self._flush_scheduled = False
-        released = []
+        released, held_back = [], []
         with self._lock:
             while self._dropped:
                 key = self._dropped.popleft()
+                if self._ahead.in_flight(key):  # not recorded yet: released after that
+                    held_back.append(key)
+                    continue
                 count = self._refcount.get(key, 0) - 1
                 if count > 0:
                     self._refcount[key] = count
@@ -573,6 +576,10 @@ class Client:
                     self._refcount.pop(key, None)
                     self._states.pop(key, None)
                     released.append(key)
+            self._dropped.extend(held_back)
+        if held_back and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.loop.call_later(RELEASE_BATCH_DELAY, self._flush_releases)
         if released and not self._link.closed:
             self._link.send({"op": "release-keys", "keys": released})
 

@@ -1,17 +1,17 @@
 """Hold back Python's cyclic garbage collector while a call builds many long-lived objects.
 
 Scattering a 10,000-element list makes a Future, its state and the scheduler's record
-for each element (about 50,000 objects the collector tracks). Every 700 new objects the
-collector walks the young ones, and every tenth walk the older ones; those walks find
-nothing to free, since everything made is kept, and the new objects push the heap past
-the point where a full pass over all of it runs. Measured with ``gc.callbacks`` on
-2 cores: 89 young and 8 middle passes (7-14 ms) and, in two calls of three, a full
-pass (13-20 ms) per list of 10,000, about 30 of the call's 75 ms (benchmarks/RESULTS.md).
+(with its two sets) for each element: about 60,000 objects the collector tracks. Every
+700 new objects the collector walks the young ones, and every tenth walk the older
+ones; those walks find nothing to free, since everything made is kept, and the new
+objects push the heap past the point where a full pass over all of it runs. Measured
+with ``gc.callbacks`` on 2 cores: 89 young and 8 middle passes (7-14 ms) and, in two
+calls of three, a full pass (13-20 ms) per list of 10,000, about 30 of the call's 75 ms.
 
-Paused, the objects wait in the youngest generation and the first collection after
-the call walks them once. The same trick CPython's own docs suggest for building a
-large structure (``gc.disable`` "if you are sure your program does not create reference
-cycles" — here, for the length of one call only).
+Paused, the objects wait in the youngest generation; on the way out they are moved to
+the oldest one without a walk (see :func:`_promote_young_objects`). The gc module's
+docs allow as much: "you can disable the collector if you are sure your program does
+not create reference cycles" — here, for the length of one call only.
 
 >>> with paused_collection():      # doctest: +SKIP
 ...     futures = build_many()

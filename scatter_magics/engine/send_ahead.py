@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 from typing import Awaitable, Callable
 
 from ..errors import FutureLostError
@@ -70,6 +71,17 @@ class SendAhead:
         # += is not).
         self._queued: collections.deque = collections.deque()
         self._tasks: set[asyncio.Task] = set()  # asyncio keeps only weak references
+        self._keys: dict = {}  # key → scatters sent ahead with it and not recorded yet
+        self._keys_lock = threading.Lock()
+
+    def in_flight(self, key) -> bool:
+        """A scatter sent ahead with ``key`` is not recorded yet: release it after that.
+
+        Recording takes one step of the loop, unless the scatter has to wait (no worker
+        connected, a worker's connection closed meanwhile); a release that overtook it
+        would find no key to release, and the key would then stay for good.
+        """
+        return key in self._keys
 
     def send(self, payload: dict, types: dict, states: list,
              send: Callable[[], Awaitable[None]]) -> bool:
@@ -87,33 +99,41 @@ class SendAhead:
         for state in states:
             if state.status == "pending":
                 state.finish(types[state.key], payload[state.key].header)
+        self._count(payload, +1)
         self._queued.append(None)
-        self.loop_thread.call_soon(self._start, send, states)
+        self.loop_thread.call_soon(self._start, send, list(payload), states)
         return True
 
-    def _start(self, send: Callable[[], Awaitable[None]], states: list) -> None:
-        task = asyncio.get_running_loop().create_task(_send(send, states))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+    def _count(self, keys, step: int) -> None:
+        with self._keys_lock:
+            for key in keys:
+                count = self._keys.get(key, 0) + step
+                if count > 0:
+                    self._keys[key] = count
+                else:
+                    self._keys.pop(key, None)
 
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        self._queued.popleft()
+    def _start(self, send: Callable[[], Awaitable[None]], keys: list, states: list) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(send, keys, states))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, send: Callable[[], Awaitable[None]], keys: list, states: list) -> None:
+        try:
+            await send()
+        except Exception as exc:
+            logger.debug("a scatter sent ahead failed: %r", exc)
+            for state in states:
+                if state.status == "finished":
+                    error = FutureLostError(f"key {state.key!r} was never stored: {exc!r}")
+                    error.__cause__ = exc
+                    state.lose(error)
+        finally:
+            self._count(keys, -1)
+            self._queued.popleft()
 
 
 def _settles_here(state) -> bool:
     """Made by this scatter and seen by no other thread yet (or finished already)."""
     return state.status == "finished" or (
         state.status == "pending" and state._event is None and not state._callbacks)
-
-
-async def _send(send: Callable[[], Awaitable[None]], states: list) -> None:
-    try:
-        await send()
-    except Exception as exc:
-        logger.debug("a scatter sent ahead failed: %r", exc)
-        for state in states:
-            if state.status == "finished":
-                error = FutureLostError(f"key {state.key!r} was never stored: {exc!r}")
-                error.__cause__ = exc
-                state.lose(error)
