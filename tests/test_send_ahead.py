@@ -62,6 +62,22 @@ def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, m
     wait_for(lambda: key not in scheduler.state.keys, timeout=10, what="the key to be released")
 
 
+def test_a_submit_does_not_overtake_its_input_still_on_the_way(make_client, monkeypatch):
+    client = make_client(n_workers=1)
+    gate = threading.Event()
+    send_scatter = client._send_scatter
+
+    async def held_at_the_gate(*args):  # as a scatter waiting for a worker would be
+        await asyncio.to_thread(gate.wait, 10)
+        await send_scatter(*args)
+
+    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    future = client.scatter("on its way", hash=False)
+    threading.Timer(0.2, gate.set).start()  # the worker "comes back" while submit waits
+    total = client.submit(len, future)  # reaches the scheduler after the scatter
+    assert total.result(timeout=30) == len("on its way")
+
+
 def test_scattering_the_same_small_value_twice_keeps_one_key(client):
     first = client.scatter("same content")
     second = client.scatter("same content")

@@ -159,6 +159,7 @@ class Client:
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
+        coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
         if _is_async(self, asynchronous):
             async def awaitable():
                 return then(await asyncio.wrap_future(self.loop.submit(coro)))

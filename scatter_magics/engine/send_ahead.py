@@ -83,6 +83,23 @@ class SendAhead:
         """
         return key in self._keys
 
+    def after_sent(self, coro: Awaitable):
+        """``coro``, run once every scatter sent ahead so far is recorded (or failed).
+
+        For any other request of the client: recording takes one step of the loop, so
+        this adds nothing unless a scatter has to wait (no worker connected, a worker's
+        connection closed meanwhile); then a submit using its futures would otherwise
+        find their keys unknown, and fail as cancelled.
+        """
+        if not self._queued:
+            return coro
+        return self._after(coro)
+
+    async def _after(self, coro: Awaitable):
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        return await coro
+
     def send(self, payload: dict, types: dict, states: list,
              send: Callable[[], Awaitable[None]]) -> bool:
         """Finish ``states`` and queue ``send()`` on the loop, if this scatter may go ahead.
