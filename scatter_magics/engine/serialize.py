@@ -67,6 +67,22 @@ def _collect(buffers: list):
 _PLAIN = frozenset({int, float, complex, bool, str, type(None)})
 
 
+def serialize_plain(items: dict) -> dict | None:
+    """``{key: serialize(value)}`` if every value is a plain number, string or None; else None.
+
+    >>> serialize_plain({"a": 1, "b": "x"})["b"].header == pickle.dumps("x", protocol=5)
+    True
+
+    One pass without a call per value: the elements of a long list of numbers.
+    """
+    plain = _PLAIN
+    for value in items.values():
+        if type(value) not in plain:
+            return None
+    dumps = pickle.dumps
+    return {key: Serialized(dumps(value, protocol=5), ()) for key, value in items.items()}
+
+
 def serialize(obj) -> Serialized:
     """Pickle ``obj`` with cloudpickle; raise :class:`SerializationError` naming its type."""
     if type(obj) in _PLAIN:  # pickle's own output, without a CloudPickler per call
