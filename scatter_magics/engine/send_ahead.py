@@ -77,9 +77,12 @@ class SendAhead:
     def in_flight(self, key) -> bool:
         """A scatter sent ahead with ``key`` is not recorded yet: release it after that.
 
-        Recording takes one step of the loop, unless the scatter has to wait (no worker
-        connected, a worker's connection closed meanwhile); a release that overtook it
-        would find no key to release, and the key would then stay for good.
+        A release timer that comes due in the loop iteration that starts the scatter's
+        task runs before the task's first step (queued behind it), and a scatter that
+        has to wait (no worker connected, a worker's connection closed meanwhile) takes
+        longer still. A release that overtook it would find no key to release, and the
+        key would then stay for good (test_lifecycle's test_release_is_explicit_too
+        failed once that way).
         """
         return key in self._keys
 
