@@ -78,7 +78,7 @@ class SendAhead:
         """A scatter sent ahead with ``key`` is not recorded yet: release it after that.
 
         A release timer that comes due in the loop iteration that starts the scatter's
-        task runs before the task's first step (queued behind it), and a scatter that
+        task can run before the task's first step (queued after it), and a scatter that
         has to wait (no worker connected, a worker's connection closed meanwhile) takes
         longer still. A release that overtook it would find no key to release, and the
         key would then stay for good (test_lifecycle's test_release_is_explicit_too
