@@ -196,6 +196,10 @@ def is_future(obj) -> bool:
     return isinstance(obj, future_types())
 
 
+def no_progress(stage: str, done: int, total: int | None) -> None:
+    """A :data:`Progress` that reports nowhere (nobody watches)."""
+
+
 def counter(report: Progress, stage: str, total: int | None = None):
     """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
     done = 0

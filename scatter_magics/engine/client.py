@@ -21,23 +21,25 @@ import uuid
 import weakref
 from typing import Callable
 
-from .cluster import LocalCluster, find_local_cluster
 from ..backend import counter as _counter
-from ..backend import register_client
-from ..errors import ClientClosedError, FutureLostError
-from .future import Future, FutureState, remote_exception
-from .gc_pause import paused_collection
-from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
-from .loop import LoopThread
-from .placing import place
-from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
-from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, for_message, serialize_task, unpickle_all
-from .scatter_copy import serialize_for_scatter, write_ahead
-from .shm_mapper import SegmentMapper
-from ..structure import SKIP, find_futures, substitute
-from ..structure import gather_all as _all
+from ..backend import no_progress, register_client
+from ..errors import ClientClosedError
+from ..structure import find_futures
 from ..tokenize import reporting, tokenize
+from .client_events import Events, Subscription
+from .client_gather import Gathering
+from .client_refs import References
+from .cluster import LocalCluster, find_local_cluster
+from .future import Future, FutureState
+from .gc_pause import paused_collection
+from .loop import LoopThread, wants_awaitable
+from .placing import place
+from .scatter_copy import serialize_for_scatter, write_ahead
+from .scatter_input import full_address, keyed_items, plain_workers
+from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool
+from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+from .serialize import for_message, serialize_task
+from .shm_mapper import SegmentMapper
 
 logger = logging.getLogger(__name__)
 
@@ -45,34 +47,9 @@ NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
-UNSUBSCRIBE_TIMEOUT = 10.0  # s; Subscription.close() waits for the loop this long at most
-GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
-RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
-RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 
-class Subscription:
-    """A callback receiving batches of scheduler events; ``close()`` stops it."""
-
-    def __init__(self, client: "Client", callback: Callable[[list], None]):
-        self.client, self.callback = client, callback
-
-    def close(self) -> None:
-        """Stop the callbacks: called from another thread, none runs after this returns."""
-        client = self.client
-        if client.status == "closed":
-            return
-        if client.loop.in_loop_thread():
-            client._unsubscribe(self)
-        else:  # a batch being delivered right now finishes first
-            client.loop.sync(_call_async(client._unsubscribe, self), UNSUBSCRIBE_TIMEOUT)
-
-
-async def _call_async(fn: Callable, *args) -> None:
-    fn(*args)
-
-
-class Client:
+class Client(Gathering, Events, References):
     """Connects to a cluster (or starts an embedded one) and moves data and work to it.
 
     ``Client()`` starts a :class:`LocalCluster` owned by this client and ended by
@@ -160,7 +137,7 @@ class Client:
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
         coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
-        if _is_async(self, asynchronous):
+        if wants_awaitable(self, asynchronous):
             async def awaitable():
                 return then(await asyncio.wrap_future(self.loop.submit(coro)))
             return awaitable()
@@ -197,7 +174,7 @@ class Client:
 
     def _scatter_sync(self, data, workers, broadcast, direct, hash, timeout, asynchronous,
                       progress):
-        report = progress or _no_progress
+        report = progress or no_progress
         early = write_ahead(self._pool, data, progress) if hash else None
         try:
             with reporting(_counter(report, "hash") if progress else None):
@@ -210,7 +187,7 @@ class Client:
                 early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
         if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
-                and not _is_async(self, asynchronous) and not self._direct(direct)):
+                and not wants_awaitable(self, asynchronous) and not self._direct(direct)):
             states = [f._state for f in futures.values()]
             if self._ahead.send(payload, types, states, lambda: self._send_scatter(
                     payload, types, None, False, False, NO_DEFAULT)):
@@ -227,7 +204,7 @@ class Client:
     async def _scatter(self, payload, types, workers, broadcast, direct, timeout,
                        pinned, report: Progress) -> None:
         # A sum over every value: only for someone watching (10,000-element scatters).
-        total = sum(s.nbytes for s in payload.values()) if report is not _no_progress else 0
+        total = sum(s.nbytes for s in payload.values()) if report is not no_progress else 0
         report("transfer", 0, total)
         try:
             await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
@@ -295,101 +272,6 @@ class Client:
         if direct is None:  # in-process, the scheduler path costs no copy; remote, one hop less
             direct = not isinstance(self._link, LocalSchedulerLink)
         return direct
-
-    # ------------------------------------------------------------ gather ---
-    def gather(self, futures, errors: str = "raise", direct: bool | None = None,
-               asynchronous: bool | None = None, timeout: float | None = None,
-               progress: Progress | None = None):
-        """Bring the values of ``futures`` back, in the same (nested) structure.
-
-        ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
-        failed futures from the result. ``timeout`` bounds the wait (Dask has none).
-        ``progress(stage, done, total)``: as for :meth:`scatter` (stages ``wait``, in
-        futures, and ``transfer``, in bytes).
-        """
-        self._check_open()
-        if errors not in ("raise", "skip"):
-            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        found = _flat(futures)
-        if found is None:
-            found = find_futures(futures, Future)
-        for f in found:
-            if f.client is not self:
-                raise ValueError(f"future {f.key!r} belongs to another client")
-        # Paused for the values made here only: waiting on the loop may take minutes.
-        with paused_collection(len(found)):
-            local = _local_values(futures, found)
-        if local is not None:  # every value is here already: no loop, no worker
-            return _ready(local) if _is_async(self, asynchronous) else local
-        states = {f.key: f._state for f in found}
-        coro = self._within(self._gather(states, errors, direct, progress or _no_progress),
-                            timeout)
-        return self._run(coro, asynchronous, then=lambda serialized: substitute(
-            futures, Future, {k: s if s is SKIP else deserialize(s, self._view_of)
-                              for k, s in serialized.items()}))
-
-    async def _gather(self, states: dict, errors: str, direct, report: Progress) -> dict:
-        waiting = [s for s in states.values() if not s.done()]
-        if waiting:
-            finished = _counter(report, "wait", len(waiting))
-            await _all(self._until_done(s, lambda: finished(1)) for s in waiting)
-        for attempt in range(GATHER_ATTEMPTS):
-            try:
-                return await self._gather_once(states, errors, direct, report)
-            except FutureLostError:
-                # Its holder died mid-read and the scheduler is recomputing it (the key
-                # went back to pending before this error reached us): wait, read again.
-                if attempt == GATHER_ATTEMPTS - 1 or all(s.done() for s in states.values()):
-                    raise
-
-    async def _gather_once(self, states: dict, errors: str, direct, report: Progress) -> dict:
-        await _all(self._until_done(s) for s in states.values() if not s.done())
-        wanted, out = [], {}
-        for key, state in states.items():
-            if state.status == "finished" and state.local is not None:
-                out[key] = state.local
-            elif state.status == "finished":
-                wanted.append(key)
-            elif errors == "skip":
-                out[key] = SKIP
-            else:
-                state.raise_if_failed()
-        if not wanted:
-            return out
-        report("transfer", 0, None)
-        if self._direct(direct):
-            async def locate(keys):
-                return await self._link.request({"op": "locations", "keys": keys})
-            fetched = await fetch_from_holders(wanted, locate, self._workers.request)
-        else:
-            fetched = await self._link.request({"op": "gather", "keys": wanted})
-        if report is not _no_progress:  # a sum over every value: only for someone watching
-            nbytes = sum(getattr(s, "nbytes", 0) for s in fetched.values())
-            report("transfer", nbytes, nbytes)
-        out.update(fetched)
-        return out
-
-    async def _until_done(self, state: FutureState, then: Callable[[], None] | None = None) -> None:
-        if not state.done():
-            done = asyncio.get_running_loop().create_future()
-            state.on_done(lambda s: done.done() or done.set_result(None))
-            await done
-        if then is not None:
-            then()
-
-    def _gather_async(self, future: Future):
-        return self.gather(future, asynchronous=True)
-
-    def _future_exception(self, future: Future, timeout):
-        self._check_open()
-        coro = self._within(self._until_done(future._state), timeout)
-        state = future._state
-
-        def exception(_):
-            if state.status == "error":
-                return remote_exception(state.exception, state.traceback)
-            return state.exception if state.status in ("lost", "cancelled") else None
-        return self._run(coro, None, then=exception)
 
     # ------------------------------------------------------------ compute ---
     def submit(self, func, *args, key: str | None = None, workers=None, pure: bool = True,
@@ -474,124 +356,6 @@ class Client:
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
-    # ------------------------------------------------------------ events ---
-    def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
-        """Call ``callback(batch)`` on the loop thread with scheduler events.
-
-        The first batch is a snapshot; see ``docs/internals.md`` for the event records.
-        """
-        self._check_open()
-        subscription = Subscription(self, callback)
-        self.loop.sync(self._subscribe(subscription))
-        return subscription
-
-    async def _subscribe(self, subscription: Subscription) -> None:
-        snapshot = await self._link.request({"op": "subscribe"})
-        subscription.callback(snapshot)
-        self._subscriptions.append(subscription)
-
-    def _unsubscribe(self, subscription: Subscription) -> None:
-        if subscription in self._subscriptions:
-            self._subscriptions.remove(subscription)
-            if not self._subscriptions and not self._link.closed:
-                # Sent now, in order: a subscribe queued behind us must come after it.
-                self._link.send({"op": "unsubscribe"})
-
-    def _on_report(self, msg: dict) -> None:
-        if msg["op"] == "events":
-            self._publish(msg["events"])
-        elif msg["op"] == "key-update":
-            self._key_update(msg)
-        elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
-            self._workers.fail_pending(msg["address"], msg["error"])
-
-    def _publish(self, batch: list) -> None:
-        for subscription in list(self._subscriptions):
-            try:
-                subscription.callback(batch)
-            except Exception:
-                logger.exception("event callback %r failed", subscription.callback)
-
-    def _key_update(self, msg: dict) -> None:
-        state = self._states.get(msg["key"])
-        if state is None:
-            return
-        status = msg["status"]
-        if status == "finished":
-            state.finish(msg["type"])
-        elif status == "error":
-            state.set_error(msg["exception"], msg["traceback"])
-        elif status == "lost":
-            state.lose(msg["exception"])
-        elif status == "cancelled":
-            state.cancel(msg["exception"])
-        elif status == "pending":
-            state.reset()
-
-    # ------------------------------------------------------------ references ---
-    def _track(self, key: str, state: FutureState | None = None) -> FutureState:
-        with self._lock:
-            existing = self._states.get(key)
-            if existing is None or existing.status in RETRACKED:
-                existing = self._states[key] = state or FutureState(key)
-            self._refcount[key] = self._refcount.get(key, 0) + 1
-            return existing
-
-    def _track_many(self, keys) -> list[FutureState]:
-        """``_track`` for many keys under one hold of the lock."""
-        states, refcount, tracked = self._states, self._refcount, []
-        with self._lock:
-            for key in keys:
-                existing = states.get(key)
-                if existing is None or existing.status in RETRACKED:
-                    existing = states[key] = FutureState(key)
-                refcount[key] = refcount.get(key, 0) + 1
-                tracked.append(existing)
-        return tracked
-
-    def _untrack(self, key: str) -> None:
-        # Called from Future.__del__, which the garbage collector may run anywhere,
-        # even inside _track with self._lock held: so no lock here, only an atomic
-        # deque append; the loop thread does the counting.
-        self._dropped.append(key)
-        if not self._flush_scheduled and self.status == "running":
-            self._flush_scheduled = True
-            # One wake of the loop per batch, not per dropped future: a loop of small
-            # scatters would otherwise pay a thread hand-over and a worker message each.
-            self.loop.call_soon(self.loop.loop.call_later, RELEASE_BATCH_DELAY,
-                                self._flush_releases)
-
-    def _flush_releases(self) -> None:
-        self._flush_scheduled = False
-        released, held_back = [], []
-        with self._lock:
-            while self._dropped:
-                key = self._dropped.popleft()
-                if self._ahead.in_flight(key):  # not recorded yet: released after that
-                    held_back.append(key)
-                    continue
-                count = self._refcount.get(key, 0) - 1
-                if count > 0:
-                    self._refcount[key] = count
-                else:
-                    self._refcount.pop(key, None)
-                    self._states.pop(key, None)
-                    released.append(key)
-            self._dropped.extend(held_back)
-        if held_back and not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.loop.call_later(RELEASE_BATCH_DELAY, self._flush_releases)
-        if released and not self._link.closed:
-            self._link.send({"op": "release-keys", "keys": released})
-
-    def _add_done_callback(self, future: Future, fn: Callable) -> None:
-        self._check_open()
-        if self._callback_executor is None:
-            self._callback_executor = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="future-callbacks")
-        executor = self._callback_executor
-        self.loop.call_soon(future._state.on_done, lambda state: executor.submit(fn, future))
-
     # ------------------------------------------------------------ closing ---
     def close(self, timeout=NO_DEFAULT):
         """Release everything this client holds; end the cluster if this client started it.
@@ -665,42 +429,9 @@ class Client:
 Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total): see scatter()
 
 
-def _no_progress(stage: str, done: int, total: int | None) -> None:
-    pass
-
-
-def _is_async(client: Client, asynchronous: bool | None) -> bool:
-    return asynchronous if asynchronous is not None else client.asynchronous
-
-
-async def _ready(value):
-    return value
-
-
 def _n_values(data) -> int:
     """How many values (so futures) a scatter of ``data`` makes."""
     return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
-
-
-def _flat(futures) -> list | None:
-    """``futures`` itself if it is a flat list of Futures (the usual scatter result)."""
-    if type(futures) is list and all(type(f) is Future for f in futures):
-        return futures
-    return None
-
-
-def _local_values(futures, found: list):
-    """``futures`` gathered from the client's own copies, if it has every one; else None."""
-    pickles = []
-    for f in found:
-        state = f._state
-        if state.status != "finished" or state.local is None:
-            return None
-        pickles.append(state.local)
-    values = unpickle_all(pickles)
-    if type(futures) is list and found == futures:  # a flat list of futures: no walk
-        return values
-    return substitute(futures, Future, dict(zip([f.key for f in found], values)))
 
 
 def _keys_of(futures) -> list[str]:

@@ -147,3 +147,14 @@ async def _settle(coro: Awaitable, result: concurrent.futures.Future) -> None:
     else:
         if not result.done():
             result.set_result(value)
+
+
+def wants_awaitable(client, asynchronous: bool | None) -> bool:
+    """Whether a call returns an awaitable: its ``asynchronous=``, else the client's mode
+    (Dask's rule)."""
+    return asynchronous if asynchronous is not None else client.asynchronous
+
+
+async def ready(value):
+    """An awaitable that gives ``value`` at once (a result known without the loop)."""
+    return value
