@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import ctypes
-import functools
 import logging
 import os
-import select
 import signal
 import sys
 import threading
-import time
 import traceback
 
 from .comm import Channel, Server, connect
@@ -35,13 +31,11 @@ from .serialize import (Serialized, deserialize, deserialize_task, nbytes_of, se
 from .shm import unlink_segments
 from .shm_mapper import SegmentMapper
 from .task_start import StartWatch
+from .worker_lifeline import die_with_owner, exit_when_owner_dies, owner_gone
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
 HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
-OWNER_CHECK_INTERVAL = 0.5  # s between checks that the owner process still lives
-OWNER_GONE_WAIT = 1.0  # s a worker that lost the scheduler waits to see if the owner died
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # How long a get-data waits for keys this worker does not hold yet. The scheduler does
 # not wait for a worker to acknowledge small data before it tells others where it is,
 # so a peer's (or a client's) request on another connection can arrive first.
@@ -322,62 +316,6 @@ def resident_memory() -> int:
         return 0
 
 
-def _exit_when_owner_dies(shm_prefix: str, owner_pid: int) -> None:
-    """Wait until the owner's end of stdin closes, or the owner is gone; then exit at once.
-
-    The pipe alone is not enough: a child the owner forked without exec inherits its
-    write end (the owner makes it /dev/null there, see ``inheritance.py``; this is the
-    second line of defence), so the owner's pid is watched too.
-    """
-    while True:
-        readable, _, _ = select.select([0], [], [], OWNER_CHECK_INTERVAL)
-        if readable and not os.read(0, 1 << 16):  # raw: no buffered-reader lock at shutdown
-            break
-        if owner_pid and os.getppid() != owner_pid:
-            break  # re-parented: the owner died
-    _end_now(shm_prefix)
-
-
-def _end_now(shm_prefix: str, *_signal) -> None:
-    """Exit at once, removing the owner's shared memory (it could not, if it was killed).
-
-    A parent that closed us on purpose has already unlinked it; every worker trying too
-    is fine.
-    """
-    if shm_prefix:
-        unlink_segments(shm_prefix)
-    os._exit(0)
-
-
-def _on_sigterm(shm_prefix: str, owner_pid: int, *_signal) -> None:
-    """Exit; remove the owner's shared memory only if the owner is gone.
-
-    PR_SET_PDEATHSIG's signal comes when the spawning *thread* dies, which for a killed
-    owner is a moment before the whole process is gone and we are re-parented: so wait
-    for that briefly. A SIGTERM from anyone else (``kill <pid>``) must not unlink
-    segments the owner and the other workers still use.
-    """
-    _end_now(shm_prefix if _owner_gone(owner_pid) else "")
-
-
-def _die_with_owner(shm_prefix: str, owner_pid: int) -> None:
-    """Ask Linux for SIGTERM when the owner's spawning thread ends, and exit on it.
-
-    ``PR_SET_PDEATHSIG`` (prctl(2)) fires however the owner ends, even when a child
-    it forked still holds our pipe. The owner spawns us from a thread that lives as
-    long as the cluster (``supervisor.py``), since the signal follows that thread.
-    """
-    signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, shm_prefix, owner_pid))
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            logger.debug("prctl(PR_SET_PDEATHSIG) is not available")
-    if owner_pid and os.getppid() != owner_pid:
-        _end_now(shm_prefix)  # the owner died before we asked
-
-
 def _read_line(what: str) -> str:
     # Byte by byte, unbuffered: the rest of stdin is the parent-watch thread's.
     line = b""
@@ -402,10 +340,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    _die_with_owner(args.shm_prefix, args.owner_pid)
+    die_with_owner(args.shm_prefix, args.owner_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=_exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -424,24 +362,12 @@ def main(argv=None) -> None:
     finally:
         # A worker ends with its cluster: closed (the owner unlinks the segments) or
         # killed. When the owner is killed, our connection to it may close before stdin
-        # does, and then this, not _exit_when_owner_dies, is the exit that must clean
+        # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and _owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
             unlink_segments(args.shm_prefix)
 
-
-def _owner_gone(owner_pid: int, wait: float = OWNER_GONE_WAIT) -> bool:
-    """Whether the owner died: we were re-parented, now or within ``wait`` seconds.
-
-    Its sockets close a moment before the kernel re-parents its children.
-    """
-    deadline = time.monotonic() + wait
-    while owner_pid and os.getppid() == owner_pid:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 if __name__ == "__main__":
     # Run the imported module, not this __main__ copy, so that tasks importing
