@@ -263,19 +263,20 @@ class ScatterMagics(Magics):
             raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
                              f"gather them one client at a time")
         timeout = args.timeout or self.timeout
-        what = ", ".join(targets)
         try:
             backend = backend_for(client)
-            with self._gather_progress(f"%gather {' '.join(targets)}", backend) as progress:
+            with self._gather_progress(targets, backend) as progress:
                 return backend.gather(targets, errors=args.errors, timeout=timeout,
                                       **_reporting(backend.gather, progress))
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self._client_name(client))) from None
         except ClientClosedError as exc:
+            what = ", ".join(targets)
             raise UsageError(f"the futures of {what} belong to a client that was closed (the "
                              f"cluster was stopped); scatter the data again") from exc
         except TimeoutError as exc:
+            what = ", ".join(targets)
             pending = [f.key for f in futures if not f.done()]
             raise TimeoutError(
                 f"%gather {what} did not finish within {timeout} s: {len(pending)} of "
@@ -400,12 +401,13 @@ class ScatterMagics(Magics):
             return NO_PROGRESS
         return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
 
-    def _gather_progress(self, what: str, backend: Backend) -> ProgressBar | NoProgress:
+    def _gather_progress(self, targets: dict, backend: Backend) -> ProgressBar | NoProgress:
         """A bar for a %gather, if its engine reports progress (a gather of small data
         may still wait long for its tasks, so its size does not decide)."""
         if not reports_progress(backend.gather):
             return NO_PROGRESS
-        return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
+        return ProgressBar(f"%gather {' '.join(targets)}", view_for(self.shell),
+                           delay=self.progress_delay)
 
     def _running_backend(self) -> Backend | None:
         try:
