@@ -53,12 +53,16 @@ def _jupyter_labextension_paths() -> list[dict]:
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``: register %scatter, %gather and %cluster."""
+    from .dask import adopt
     from .notebook.magics import load_ipython_extension as load
 
     load(ipython)
+    adopt.install(ipython)  # Dask clusters the notebook starts itself: in the sidebar too
 
 
 def unload_ipython_extension(ipython) -> None:
+    from .dask import adopt
     from .notebook.magics import unload_ipython_extension as unload
 
     unload(ipython)
+    adopt.uninstall(ipython)

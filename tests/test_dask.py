@@ -381,3 +381,33 @@ def test_preloaded_scheduler_has_the_plugin_from_the_start(tmp_path):
     finally:
         cli.stop()
 
+
+
+# ------------------------------------------------------------ the sidebar ---
+
+def test_a_dask_cluster_the_notebook_starts_itself_is_registered_until_closed(ip):
+    """dask-labextension cannot see it (its #131, #204); after the cell, our sidebar can."""
+    from scatter_magics import discovery
+
+    before = {e.id for e in discovery.live_entries()}
+
+    def dask_entries() -> list:  # new ones only: other tests' clusters may be listed
+        return [e for e in discovery.live_entries()
+                if e.backend == "dask" and e.id not in before]
+
+    ip.run_cell(textwrap.dedent("""\
+        from distributed import Client as DaskClient, LocalCluster as DaskCluster
+        own = DaskClient(DaskCluster(n_workers=1, processes=False, protocol='tcp://',
+                                     dashboard_address=None,
+                                     scheduler_kwargs={'dashboard_address': ':0'}))
+    """))
+    own = ip.user_ns["own"]
+    try:
+        [entry] = dask_entries()
+        assert entry.scheduler_address == own.cluster.scheduler_address
+        assert entry.kernel_id is None and entry.pid == os.getpid()
+        ip.run_cell("pass")  # later cells do not register it twice
+        assert len(dask_entries()) == 1
+    finally:
+        ip.run_cell("own.close(); own.cluster.close()")
+    assert dask_entries() == []

@@ -165,3 +165,29 @@ def test_a_value_larger_than_free_memory_is_refused_before_it_is_hashed(make_cli
         client.scatter(array(15, 1))
     assert hashed == []
     assert client.cluster.shm_pool.stats()["keys"] == 0
+
+
+def test_concurrent_direct_scatters_cannot_both_take_the_same_room(make_client):
+    """A direct scatter holds its room from choosing its worker until it is recorded."""
+    import concurrent.futures
+    import os
+    import signal
+
+    from tests.conftest import wait_for, worker_pids
+
+    client = make_client(n_workers=1, memory_limit="20MB")
+    [(address, pid)] = worker_pids(client).items()
+    worker = client.cluster.scheduler.state.workers[address]
+    os.kill(pid, signal.SIGSTOP)  # the first scatter stays in flight, its room held
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.scatter, array(15, 1), direct=True)
+            wait_for(lambda: worker.reserved > 0, what="the first scatter to hold its room")
+            with pytest.raises(MemoryLimitError, match="memory_limit 20.0 MB"):
+                client.scatter(array(15, 2), direct=True)
+            os.kill(pid, signal.SIGCONT)
+            future = first.result(timeout=30)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert client.gather(future)[0] == 1.0
+    assert worker.reserved == 0 and worker.nbytes <= 20 * MB

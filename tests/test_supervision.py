@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from scatter_magics import Client
+from scatter_magics.errors import FutureLostError
 from scatter_magics.engine.backend import EmbeddedBackend
 from scatter_magics.engine.cluster import LocalCluster
 from scatter_magics.notebook.display import ClusterSummary
@@ -60,7 +61,7 @@ def test_a_killed_worker_is_replaced_under_a_new_name(make_client):
 
 
 def test_the_widget_shows_the_death_and_the_replacement(make_client):
-    from scatter_magics.notebook.widget_model import ClusterTable
+    from scatter_magics.notebook.cluster_table import ClusterTable
 
     client = make_client(n_workers=1)
     table = ClusterTable()
@@ -219,6 +220,49 @@ def test_a_frozen_worker_is_unresponsive_gets_no_data_and_comes_back(make_client
     # The broadcast made while it was frozen reaches it now (a standing broadcast).
     wait_for(lambda: set(client.who_has([everywhere])[everywhere.key]) == {frozen, other},
              timeout=10, what="the broadcast to reach the resumed worker")
+
+
+def test_a_worker_frozen_past_worker_ttl_is_ended_and_what_waited_on_it_gets_an_answer():
+    """A gather whose only holder froze is not stuck for ever: after worker_ttl the
+    worker is ended and replaced; its task is recomputed, its scattered data is lost."""
+    cluster = LocalCluster(n_workers=2, worker_ttl=2)
+    client = Client(cluster)
+    try:
+        total = client.submit(lambda: 7 * 6, pure=False)
+        assert total.result(timeout=30) == 42
+        [frozen] = client.who_has([total])[total.key]
+        pid = worker_pids(client)[frozen]
+        data = client.scatter(np.arange(1_000_000), workers=[frozen])
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(FutureLostError) as lost:
+            client.gather(data)  # no timeout: the worker_ttl bounds the wait
+        assert data.key in str(lost.value) and frozen in str(lost.value)
+        assert "no heartbeat for 2 s" in str(lost.value) and "worker_ttl" in str(lost.value)
+        wait_for(lambda: exited(pid), what="the frozen worker's process to end")
+        wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=15,
+                 what="a replacement worker")
+        assert client.gather(total, timeout=30) == 42  # recomputed elsewhere
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_a_task_restricted_to_a_dead_worker_runs_on_its_replacement(make_client):
+    client = make_client(n_workers=2)
+    (address, pid), _ = sorted(worker_pids(client).items())
+    dead_name = client.scheduler_info()["workers"][address]["name"]
+    done = client.submit(lambda: 5, workers=[address], pure=False)
+    assert done.result(timeout=30) == 5
+    os.kill(pid, signal.SIGKILL)
+    # Its result is recomputed where it may run: the replacement, not a vanished address.
+    assert client.gather(done, timeout=30) == 5
+    [holder] = client.who_has([done])[done.key]
+    assert client.scheduler_info()["workers"][holder]["replaces"] == dead_name
+
+
+def test_worker_ttl_must_be_positive_or_none():
+    with pytest.raises(ValueError, match="worker_ttl"):
+        LocalCluster(n_workers=0, worker_ttl=0)
 
 
 # ------------------------------------------------------------ death mid-scatter ---

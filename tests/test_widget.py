@@ -19,7 +19,9 @@ import pytest
 
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget, as_widget, labelled_keys
 from scatter_magics.notebook.widget_html import futures_html
-from scatter_magics.notebook.widget_model import ClusterTable, FuturesTable, Throttle, format_bytes
+from scatter_magics.notebook.cluster_table import ClusterTable
+from scatter_magics.notebook.throttle import Throttle
+from scatter_magics.notebook.widget_model import FuturesTable, format_bytes
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)

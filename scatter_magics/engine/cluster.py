@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT = 60.0  # seconds for all workers to connect
 STOP_TIMEOUT = 5.0  # seconds a worker gets to exit before it is killed
 EXIT_STATUS_WAIT = 0.05  # s the scheduler waits for a disconnected worker's exit status
+WORKER_TTL = 300.0  # s without a heartbeat before a worker is ended (Dask's worker-ttl)
 
 _clusters: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # address → cluster
 
@@ -57,13 +58,18 @@ class LocalCluster:
                  memory_limit="auto", *, host: str = "127.0.0.1", port: int = 0,
                  secret: str | None = None, timeout: float = START_TIMEOUT,
                  restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW,
-                 name: str | None = None):
+                 worker_ttl: float | None = WORKER_TTL, name: str | None = None):
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
         self.threads_per_worker = int(threads_per_worker)
         if self.threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker!r}")
+        if worker_ttl is not None and not worker_ttl > 0:
+            raise ValueError(f"worker_ttl must be a number of seconds > 0 or None, "
+                             f"got {worker_ttl!r}")
+        self.worker_ttl = worker_ttl
+        self._ended_silent: set[int] = set()  # pids of workers ended for their silence
         self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
         self.secret = secret or protocol.new_secret()
         self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
@@ -114,6 +120,8 @@ class LocalCluster:
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(lambda address, pid: self.supervisor.wake())
         scheduler.exit_reason = self._exit_reason
+        scheduler.worker_ttl = self.worker_ttl
+        scheduler.on_worker_expired.append(self._end_silent_worker)
         scheduler.on_close_requested.append(self._close_requested)
         pool = self.shm_pool
         scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
@@ -196,6 +204,15 @@ class LocalCluster:
             pass  # it died already: scale() reports it with its exit code
         return proc
 
+    def _end_silent_worker(self, address: str, pid: int) -> None:
+        """SIGKILL a worker silent for ``worker_ttl`` s (SIGTERM cannot end a stopped
+        process); its death then takes the usual path: replaced, its keys recomputed
+        or lost."""
+        for proc in list(self.processes.values()):
+            if proc.pid == pid and proc.poll() is None:
+                self._ended_silent.add(pid)
+                proc.kill()
+
     def _exit_reason(self, pid: int) -> str | None:
         """How the worker process ``pid`` ended, if it has (for worker-removed events).
 
@@ -203,6 +220,9 @@ class LocalCluster:
         before it becomes a zombie, so a short wait (on the loop thread, once per
         death) nearly always finds the exit status.
         """
+        if pid in self._ended_silent:
+            return (f"sent no heartbeat for {self.worker_ttl:g} s (frozen, or stuck in a "
+                    "call that holds the GIL) and was ended (worker_ttl)")
         for proc in list(self.processes.values()):
             if proc.pid == pid:
                 try:

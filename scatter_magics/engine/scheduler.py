@@ -15,6 +15,7 @@ from typing import Callable
 
 from . import inheritance
 from .comm import Channel, Server
+from .direct_holds import DirectHolds
 from .pending_acks import PendingAcks
 from ..keys import key_text
 from ..errors import CommClosedError, NoWorkersError, WorkerUnresponsiveError
@@ -48,6 +49,11 @@ class Scheduler:
         self.clients: dict[str, object] = {}  # client id → Channel or LocalClientLink
         self.subscribers: set[str] = set()
         self.on_worker_removed: list[Callable[[str, int], None]] = []
+        # Workers silent for worker_ttl s are handed to these (the LocalCluster kills and
+        # replaces them); None: wait for a frozen worker however long it takes.
+        self.worker_ttl: float | None = None
+        self.on_worker_expired: list[Callable[[str, int], None]] = []
+        self._expired: set[str] = set()
         self._worker_arrived = asyncio.Event()
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
@@ -57,6 +63,7 @@ class Scheduler:
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
         self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
+        self.direct_holds = DirectHolds(self.state)  # room for direct scatters in flight
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -76,7 +83,27 @@ class Scheduler:
                 self.apply(self.state.check_heartbeats(now))
                 for address in self._unresponsive() - silent_before:
                     self._give_up_waiting_on(address)
+                self._expire_silent(now)
             last = now
+
+    def _expire_silent(self, now: float) -> None:
+        """Hand over workers silent for longer than ``worker_ttl``, once each.
+
+        As Dask's ``distributed.scheduler.worker-ttl``: a worker frozen for minutes
+        holds data and gathers hostage; ending it turns the wait into a replacement and
+        a recompute (or a clear ``FutureLostError``). The grace is long because a worker
+        stuck in a C call that holds the GIL is silent too, and may yet finish.
+        """
+        if self.worker_ttl is None:
+            return
+        for address, ws in list(self.state.workers.items()):
+            if (ws.status == "unresponsive" and address not in self._expired
+                    and now - ws.last_seen > self.worker_ttl):
+                self._expired.add(address)
+                logger.warning("worker %s (%s) sent no heartbeat for %g s: ending it",
+                               ws.name, address, self.worker_ttl)
+                for callback in self.on_worker_expired:
+                    callback(address, ws.pid)
 
     def _unresponsive(self) -> set[str]:
         return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
@@ -169,6 +196,7 @@ class Scheduler:
 
     def _remove_worker(self, address: str) -> None:
         self.worker_channels.pop(address, None)
+        self._expired.discard(address)
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
         reason = "closed with the cluster" if self.closing else \
@@ -213,13 +241,14 @@ class Scheduler:
 
     def remove_client(self, client_id: str) -> None:
         self.clients.pop(client_id, None)
+        self.direct_holds.release_client(client_id)
         self._unsubscribe(client_id, {})
         self.apply(self.state.forget_client(client_id))
 
     def client_ops(self) -> dict[str, Callable]:
         """Ops a client may call, as ``method(client_id, msg)``."""
         return {
-            "scatter": self._scatter, "choose-workers": self._choose_workers,
+            "scatter": self._scatter, "choose-workers": self._choose_for_direct,
             "update-data": self._record, "gather": self._gather,
             "unrecorded": self._unrecorded,
             "locations": self._locations, "who-has": self._who_has,
@@ -249,6 +278,14 @@ class Scheduler:
             return list(placement.values())
         return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"),
                                          exclude=exclude)
+
+    async def _choose_for_direct(self, client_id, msg) -> list[list[str]]:
+        """Workers for a direct scatter; their room stays held until the client records
+        the keys (``update-data``) or takes them back (``unrecorded``)."""
+        targets = await self._choose_workers(client_id, msg)
+        if msg.get("nbytes") is not None:
+            self.direct_holds.hold(client_id, dict(zip(msg["nbytes"], targets)), msg["nbytes"])
+        return targets
 
     async def _scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
@@ -337,6 +374,7 @@ class Scheduler:
     def _record(self, client_id, msg) -> list[str]:
         """Record where scattered keys landed; return those whose every holder is gone."""
         placement, gone = msg["placement"], []
+        self.direct_holds.release(client_id, placement)  # counted in nbytes from now on
         holders = {a for addresses in placement.values() for a in addresses}
         if not holders.issubset(self.state.workers):  # else no list to make per key
             placement = {k: [a for a in addresses if a in self.state.workers]
@@ -353,6 +391,8 @@ class Scheduler:
         return gone
 
     def _unrecorded(self, client_id, msg) -> dict:
+        for keys in msg["by_worker"].values():  # a failed direct scatter: nothing comes
+            self.direct_holds.release(client_id, keys)
         return self.state.unrecorded(msg["by_worker"])
 
     def _locations(self, client_id, msg) -> dict:

@@ -109,6 +109,20 @@ class Recovery:
                 names.add(ws.name)
         return []
 
+    def _inherit_restrictions(self, ws: WorkerInfo) -> None:
+        """Tasks restricted to the worker ``ws`` replaces may run on ``ws``.
+
+        Replacements get a new name and address; without this a task submitted with
+        ``workers=[the dead one]`` (or whose result must be recomputed there) would wait
+        for an address that never comes back.
+        """
+        old = self.departed.get(ws.replaces) if ws.replaces else None
+        if old is None:
+            return
+        for ks in self.keys.values():
+            if ks.restrictions and old in ks.restrictions:
+                ks.restrictions.add(ws.address)
+
     def _top_up_broadcasts(self, ws: WorkerInfo, keys=None) -> Outgoing:
         """Ask ``ws`` to fetch the standing broadcasts (of ``keys``) it lacks."""
         if ws.status != "running":

@@ -36,6 +36,7 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         self._round_robin = 0  # where the next round-robin placement starts
         self.supervision: dict = {}  # the cluster's worker supervisor: restarts, budget
         self.standing: set[str] = set()  # keys broadcast for their whole life
+        self.departed: dict[str, str] = {}  # name -> address of workers that left
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
@@ -44,7 +45,8 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
                                                 replaces, last_seen=now)
         self._emit(self.worker_event(ws))
         out: Outgoing = self._inherit_broadcasts(ws) + self._top_up_broadcasts(ws)
-        for ks in self.keys.values():  # tasks that were waiting for any worker at all
+        self._inherit_restrictions(ws)
+        for ks in self.keys.values():  # tasks that were waiting for any (allowed) worker
             if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
                 out += self._schedule(ks)
         return out
@@ -54,6 +56,7 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         ws = self.workers.pop(address, None)
         if ws is None:
             return []
+        self.departed[ws.name] = address
         self._emit({"event": "worker-removed", "address": address, "name": ws.name,
                     "reason": reason})
         out: Outgoing = []

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
 from ..keys import key_text
-from .widget_model import shared_memory_text
+from .cluster_table import shared_memory_text
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")

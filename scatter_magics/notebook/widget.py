@@ -33,7 +33,9 @@ from ..backend import future_types
 from .display import ClusterSummary
 from .widget_html import cluster_html, futures_html
 from .widget_keys import _iter_futures, _names_by_key, _only_futures, _page_size, labelled_keys
-from .widget_model import STATUSES, ClusterTable, FuturesTable, Throttle, shared_memory_text
+from .cluster_table import ClusterTable, shared_memory_text
+from .throttle import Throttle
+from .widget_model import STATUSES, FuturesTable
 
 logger = logging.getLogger(__name__)
 
