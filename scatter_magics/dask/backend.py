@@ -108,7 +108,8 @@ class DaskBackend:
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()
         found = find_futures(futures, Future)
-        if any(f.client.status in ("closing", "closed") for f in found):
+        if any(f.client is not self.client and f.client.status in ("closing", "closed")
+               for f in found):  # this backend's own client was checked just above
             raise ClientClosedError("the client of these futures was closed")
         if timeout is not None or errors == "skip":  # else Dask's gather waits by itself
             self._wait(found, timeout)

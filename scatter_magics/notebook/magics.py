@@ -161,14 +161,12 @@ class ScatterMagics(Magics):
     def _scatter_values(self, running: Backend | None, values: dict, args,
                         progress) -> tuple[dict, dict]:
         """Key each value (hashing, reported), then scatter them all."""
-        items, rebuilders = {}, {}
-        hashed = None
         if args.hash and progress.reports:
             hashed = counter(progress, "hash", estimate_nbytes(values.values()))
-        with reporting(hashed):
-            for text, value in values.items():
-                keyed, rebuilders[text] = keyed_items(text, value, args.split, args.hash)
-                items.update(keyed)
+            with reporting(hashed):
+                items, rebuilders = _key_values(values, args)
+        else:
+            items, rebuilders = _key_values(values, args)
         if running is None:  # only now: a mistake above starts no cluster
             progress("start", 0, None)
             running = self.backend(start=True)
@@ -259,7 +257,7 @@ class ScatterMagics(Magics):
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), future_types())
         client = futures[0].client
-        if any(f.client is not client for f in futures):
+        if len(futures) > 1 and any(f.client is not client for f in futures):
             raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
                              f"gather them one client at a time")
         timeout = args.timeout or self.timeout
@@ -518,6 +516,15 @@ class ScatterMagics(Magics):
             setattr(self.shell.ev(parent), attr, value)
         else:
             self.shell.user_ns[target] = value
+
+
+def _key_values(values: dict, args) -> tuple[dict, dict]:
+    """``{key: value}`` for every argument's value(s), and how to rebuild each result."""
+    items, rebuilders = {}, {}
+    for text, value in values.items():
+        keyed, rebuilders[text] = keyed_items(text, value, args.split, args.hash)
+        items.update(keyed)
+    return items, rebuilders
 
 
 def _reporting(method, progress: ProgressBar | NoProgress) -> dict:
