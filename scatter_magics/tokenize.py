@@ -63,7 +63,27 @@ def tokenize(*args, **kwargs) -> str:
     return h.hexdigest()
 
 
-_SCALARS = (type(None), bool, int, float, complex, str, type(Ellipsis), slice, range)
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, type(Ellipsis), slice, range})
+
+
+def named_tokens(values) -> list[str]:
+    """``"<type name>-<tokenize(value)>"`` for each value: the keys of a scattered list.
+
+    >>> named_tokens([1, "a"]) == [f"int-{tokenize(1)}", f"str-{tokenize('a')}"]
+    True
+
+    One call for the whole list: a 10,000-element scatter spent a fifth of its hashing
+    on calling tokenize() once per element.
+    """
+    hexdigest, scalars, out = xxhash.xxh3_128_hexdigest, _SCALARS, []
+    for x in values:
+        t = type(x)
+        if t in scalars:  # tokenize()'s own shortcut, inlined
+            out.append(f"{t.__name__}-" + hexdigest(
+                b"tuple1[%s%s]" % (t.__qualname__.encode(), repr(x).encode())))
+        else:
+            out.append(f"{t.__name__}-{tokenize(x)}")
+    return out
 
 
 def _update(h, x) -> None:

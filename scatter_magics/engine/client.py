@@ -26,11 +26,13 @@ from ..backend import counter as _counter
 from ..backend import register_client
 from ..errors import ClientClosedError, FutureLostError
 from .future import Future, FutureState, remote_exception
+from .gc_pause import paused_collection
+from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 from .loop import LoopThread
 from .placing import place
 from .scheduler_link import LocalSchedulerLink, RemoteSchedulerLink, WorkerPool, fetch_from_holders
 from .scatter_input import full_address, keyed_items, plain_workers
-from .serialize import deserialize, for_message, serialize_task
+from .serialize import deserialize, for_message, serialize_task, unpickle_all
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .shm_mapper import SegmentMapper
 from ..structure import SKIP, find_futures, substitute
@@ -46,11 +48,6 @@ TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to
 UNSUBSCRIBE_TIMEOUT = 10.0  # s; Subscription.close() waits for the loop this long at most
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
-# A scattered value whose pickle is this small (and has no out-of-band buffers) is also
-# kept by the client while a Future holds its key, and gather answers from that copy
-# without a trip to the loop thread and a worker (Ray keeps small objects in the owner's
-# process the same way). 16 KiB covers numbers, short strings and small containers.
-LOCAL_COPY_LIMIT = 1 << 14
 RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 
@@ -135,6 +132,7 @@ class Client:
         self._workers = WorkerPool(self.secret)
         self._pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
+        self._ahead = SendAhead(self.loop, self._link)  # small scatters, not waited for
         self.status = "running"
         register_client(self)
 
@@ -161,6 +159,7 @@ class Client:
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
+        coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
         if _is_async(self, asynchronous):
             async def awaitable():
                 return then(await asyncio.wrap_future(self.loop.submit(coro)))
@@ -192,6 +191,12 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
+        with paused_collection(_n_values(data)):
+            return self._scatter_sync(data, workers, broadcast, direct, hash, timeout,
+                                      asynchronous, progress)
+
+    def _scatter_sync(self, data, workers, broadcast, direct, hash, timeout, asynchronous,
+                      progress):
         report = progress or _no_progress
         early = write_ahead(self._pool, data, progress) if hash else None
         try:
@@ -204,6 +209,12 @@ class Client:
             if early is not None:
                 early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
+        if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
+                and not _is_async(self, asynchronous) and not self._direct(direct)):
+            states = [f._state for f in futures.values()]
+            if self._ahead.send(payload, types, states, lambda: self._send_scatter(
+                    payload, types, None, False, False, NO_DEFAULT)):
+                return rebuild(futures)
         coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
                                           direct, timeout, pinned, report), timeout)
         return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
@@ -228,8 +239,9 @@ class Client:
         for key, serialized in payload.items():
             state = states.get(key)
             if state is not None:
-                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
                 # The pickle alone (bytes): no object for the garbage collector per key.
+                # kept_locally(), inlined: a call less per element of a long list.
+                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
                 state.finish(types[key], serialized.header if small else None)
 
     async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
@@ -304,7 +316,9 @@ class Client:
         for f in found:
             if f.client is not self:
                 raise ValueError(f"future {f.key!r} belongs to another client")
-        local = _local_values(futures, found)
+        # Paused for the values made here only: waiting on the loop may take minutes.
+        with paused_collection(len(found)):
+            local = _local_values(futures, found)
         if local is not None:  # every value is here already: no loop, no worker
             return _ready(local) if _is_async(self, asynchronous) else local
         states = {f.key: f._state for f in found}
@@ -549,10 +563,13 @@ class Client:
 
     def _flush_releases(self) -> None:
         self._flush_scheduled = False
-        released = []
+        released, held_back = [], []
         with self._lock:
             while self._dropped:
                 key = self._dropped.popleft()
+                if self._ahead.in_flight(key):  # not recorded yet: released after that
+                    held_back.append(key)
+                    continue
                 count = self._refcount.get(key, 0) - 1
                 if count > 0:
                     self._refcount[key] = count
@@ -560,6 +577,10 @@ class Client:
                     self._refcount.pop(key, None)
                     self._states.pop(key, None)
                     released.append(key)
+            self._dropped.extend(held_back)
+        if held_back and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.loop.call_later(RELEASE_BATCH_DELAY, self._flush_releases)
         if released and not self._link.closed:
             self._link.send({"op": "release-keys", "keys": released})
 
@@ -656,6 +677,11 @@ async def _ready(value):
     return value
 
 
+def _n_values(data) -> int:
+    """How many values (so futures) a scatter of ``data`` makes."""
+    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
+
+
 def _flat(futures) -> list | None:
     """``futures`` itself if it is a flat list of Futures (the usual scatter result)."""
     if type(futures) is list and all(type(f) is Future for f in futures):
@@ -665,12 +691,16 @@ def _flat(futures) -> list | None:
 
 def _local_values(futures, found: list):
     """``futures`` gathered from the client's own copies, if it has every one; else None."""
+    pickles = []
     for f in found:
-        if f._state.status != "finished" or f._state.local is None:
+        state = f._state
+        if state.status != "finished" or state.local is None:
             return None
+        pickles.append(state.local)
+    values = unpickle_all(pickles)
     if type(futures) is list and found == futures:  # a flat list of futures: no walk
-        return [deserialize(f._state.local) for f in found]
-    return substitute(futures, Future, {f.key: deserialize(f._state.local) for f in found})
+        return values
+    return substitute(futures, Future, dict(zip([f.key for f in found], values)))
 
 
 def _keys_of(futures) -> list[str]:

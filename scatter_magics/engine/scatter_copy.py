@@ -22,7 +22,7 @@ from . import limits
 from ..backend import counter
 from ..errors import MemoryLimitError
 from .shm_space import format_bytes
-from .serialize import serialize
+from .serialize import serialize, serialize_plain
 from .shm import THRESHOLD
 
 CHECK_FROM = 1 << 20  # bytes a scatter needs before the machine's free memory is read
@@ -93,6 +93,13 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
     earlier items' segments are given back at once rather than kept until close.
     ``report(stage, done, total)`` hears the pickling and the copying as they go.
     """
+    if early is None and report is None:  # numbers and strings: nothing to copy or pin
+        payload = serialize_plain(items)
+        # Less than a MiB in all, so no memory check could refuse it (else: the loop
+        # below, which names the value that does not fit).
+        if payload is not None and (not local or sum(
+                len(s.header) for s in payload.values()) < CHECK_FROM):
+            return payload, []
     payload, pinned = {}, []
     new_bytes = done = 0  # memory this scatter takes on this machine; bytes pickled
     copied = None  # one running count of the bytes copied, made at the first copy

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from queue import Queue
 
 from ..keys import check_key
-from ..tokenize import tokenize
+from ..tokenize import named_tokens, tokenize
 
 
 def full_address(address: str) -> str:
@@ -40,8 +40,8 @@ def keyed_items(data, hash: bool):
     is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
     if type(data) in (list, tuple, set, frozenset) or is_namedtuple:
         values = list(data)
-        if hash:  # key_for, inlined: a call less per element of a long list
-            keys = [f"{type(v).__name__}-{tokenize(v)}" for v in values]
+        if hash:  # key_for, for the whole list in one call
+            keys = named_tokens(values)
         else:
             keys = [key_for(v) for v in values]
         items = dict(zip(keys, values))

@@ -346,7 +346,10 @@ class Scheduler:
         by_worker: dict[str, dict] = {}
         for key, addresses in placement.items():
             for address in addresses:
-                by_worker.setdefault(address, {})[key] = data[key]
+                values = by_worker.get(address)  # not setdefault: no dict made per key
+                if values is None:
+                    values = by_worker[address] = {}
+                values[key] = data[key]
         sent = {}
         try:
             for address, values in by_worker.items():

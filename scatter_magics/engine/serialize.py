@@ -67,6 +67,22 @@ def _collect(buffers: list):
 _PLAIN = frozenset({int, float, complex, bool, str, type(None)})
 
 
+def serialize_plain(items: dict) -> dict | None:
+    """``{key: serialize(value)}`` if every value is a plain number, string or None; else None.
+
+    >>> serialize_plain({"a": 1, "b": "x"})["b"].header == pickle.dumps("x", protocol=5)
+    True
+
+    One pass without a call per value: the elements of a long list of numbers.
+    """
+    plain = _PLAIN
+    for value in items.values():
+        if type(value) not in plain:
+            return None
+    dumps = pickle.dumps
+    return {key: Serialized(dumps(value, protocol=5), ()) for key, value in items.items()}
+
+
 def serialize(obj) -> Serialized:
     """Pickle ``obj`` with cloudpickle; raise :class:`SerializationError` naming its type."""
     if type(obj) in _PLAIN:  # pickle's own output, without a CloudPickler per call
@@ -117,6 +133,21 @@ def deserialize(s: "Serialized | bytes", view_of=None):
         buffers = resolve(s.buffers, view_of) if view_of is not None and s.buffers else s.buffers
     try:
         return pickle.loads(header, buffers=buffers)
+    except Exception as exc:
+        raise SerializationError(f"cannot deserialize value: {exc!r}") from exc
+
+
+def unpickle_all(pickles: list) -> list:
+    """:func:`deserialize` of each pickle (``bytes``, no buffers), in one call.
+
+    >>> unpickle_all([pickle.dumps(1), pickle.dumps("a")])
+    [1, 'a']
+
+    A gather of 10,000 small values spent a third of its time calling deserialize().
+    """
+    loads = pickle.loads
+    try:
+        return [loads(p) for p in pickles]
     except Exception as exc:
         raise SerializationError(f"cannot deserialize value: {exc!r}") from exc
 

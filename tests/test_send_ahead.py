@@ -1,0 +1,144 @@
+"""Small scatters that return before the loop thread sends them (engine/send_ahead.py),
+and the collector held back during bulk calls (engine/gc_pause.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import pytest
+
+from scatter_magics.engine.future import FutureState
+from scatter_magics.engine.gc_pause import BULK, paused_collection
+from scatter_magics.engine.send_ahead import MAX_AHEAD, SendAhead
+from scatter_magics.errors import FutureLostError
+from tests.conftest import wait_for
+
+
+def test_a_tight_loop_of_small_scatters_stores_every_value(client):
+    futures = [client.scatter(i, hash=False) for i in range(500)]
+    assert all(f.status == "finished" for f in futures)
+    assert len(client._ahead._queued) <= MAX_AHEAD  # the loop kept up: a bounded queue
+    # Requests made after the scatters reach the scheduler after them: every key is placed.
+    held = client.who_has(futures)
+    assert all(held[f.key] for f in futures)
+    assert client.submit(sum, futures).result(timeout=30) == sum(range(500))
+    assert client.gather(futures) == list(range(500))
+
+
+def test_a_value_released_right_after_its_scatter_is_freed(client):
+    key = client.scatter("dropped at once", hash=False).key  # the Future is gone already
+    scheduler = client.cluster.scheduler
+    wait_for(lambda: key not in scheduler.state.keys, timeout=10, what="the key to be released")
+    assert not any(key in worker.keys for worker in scheduler.state.workers.values())
+
+
+def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, monkeypatch):
+    client = make_client(n_workers=1)
+    gate = threading.Event()
+    send_scatter = client._send_scatter
+
+    async def held_at_the_gate(*args):  # as a scatter waiting for a worker would be
+        await asyncio.to_thread(gate.wait, 10)
+        await send_scatter(*args)
+
+    flushed = threading.Event()
+    flush_releases = client._flush_releases
+
+    def flush_and_tell():
+        flush_releases()
+        flushed.set()
+
+    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    monkeypatch.setattr(client, "_flush_releases", flush_and_tell)
+    key = client.scatter("on its way", hash=False).key  # sent ahead, then dropped
+    try:
+        assert flushed.wait(10)  # the release came due while the scatter was held
+        assert key in client._dropped  # so it was held back, not sent
+    finally:
+        gate.set()
+    scheduler = client.cluster.scheduler
+    wait_for(lambda: key not in scheduler.state.keys, timeout=10, what="the key to be released")
+
+
+def test_a_submit_does_not_overtake_its_input_still_on_the_way(make_client, monkeypatch):
+    client = make_client(n_workers=1)
+    gate = threading.Event()
+    send_scatter = client._send_scatter
+
+    async def held_at_the_gate(*args):  # as a scatter waiting for a worker would be
+        await asyncio.to_thread(gate.wait, 10)
+        await send_scatter(*args)
+
+    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    future = client.scatter("on its way", hash=False)
+    threading.Timer(0.2, gate.set).start()  # the worker "comes back" while submit waits
+    total = client.submit(len, future)  # reaches the scheduler after the scatter
+    assert total.result(timeout=30) == len("on its way")
+
+
+def test_scattering_the_same_small_value_twice_keeps_one_key(client):
+    first = client.scatter("same content")
+    second = client.scatter("same content")
+    assert first.key == second.key
+    del first
+    assert second.result(timeout=10) == "same content"
+    assert client.submit(len, second).result(timeout=30) == len("same content")
+
+
+def test_a_scatter_that_fails_on_the_loop_marks_its_future_lost():
+    state = FutureState("k")
+    state.finish("int", b"pickle")
+    ahead = SendAhead(loop_thread=None, link=None)
+    ahead._count(["k"], +1)  # as send() leaves it
+    ahead._queued.append(None)
+
+    async def refused():
+        raise RuntimeError("no worker would take it")
+
+    asyncio.run(ahead._send(refused, ["k"], [state]))
+    assert state.status == "lost"
+    with pytest.raises(FutureLostError, match="never stored") as info:
+        state.raise_if_failed()
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert not ahead.in_flight("k") and not ahead._queued  # its release may go now
+
+
+def test_paused_collection_restores_the_collector_after_nested_and_threaded_use():
+    assert gc.isenabled()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_thread():
+        with paused_collection(BULK):
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_thread)
+    with paused_collection(BULK):
+        assert not gc.isenabled()
+        thread.start()
+        inside.wait(10)
+    assert not gc.isenabled()  # the other thread is still building
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
+    with paused_collection(BULK - 1):  # a small call leaves the collector alone
+        assert gc.isenabled()
+
+
+def test_paused_collection_keeps_a_callers_disabled_collector_disabled():
+    gc.disable()
+    try:
+        with paused_collection(BULK):
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_long_list_scatter_and_gather_leave_the_collector_enabled(client):
+    values = list(range(2 * BULK))
+    assert client.gather(client.scatter(values)) == values
+    assert gc.isenabled()
