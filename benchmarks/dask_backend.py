@@ -7,7 +7,9 @@ the scheduler plugin against no plugin.
    processes, started by ``%cluster start --dask``) against ``client.gather(
    client.scatter(x))`` on the same client: 1,000 round trips of a fresh int, and a
    fresh 200 MB array (hashed, and ``--no-hash`` / ``hash=False``). The two run in turns,
-   round after round, so load from elsewhere falls on both alike.
+   round after round, so load from elsewhere falls on both alike; the round trips in
+   blocks of 50, turn about, and the row is the median block (a block is ~0.2 s, short
+   enough that a burst of load elsewhere spoils a few blocks, not one side).
 2. The event plugin's cost to the scheduler: two ``dask scheduler`` processes with 2
    ``dask worker`` each, one with ``--preload scatter_magics.dask.preload`` and a client
    subscribed to its events (the widget's worst case: every key is watched), one without
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 import numpy as np
@@ -34,6 +37,7 @@ import psutil
 
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
 SMALL_CALLS = 1000
+SMALL_BLOCK = 50  # round trips per turn
 BIG_BYTES = 200 * 10**6
 TASKS = 10_000
 
@@ -57,19 +61,29 @@ def magics_shell():
 
 
 def small_magics(shell, n: int) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        shell.user_ns["x"] = i + time.time_ns()  # fresh: no key can be reused
-        shell.run_line_magic("scatter", "x")
-        shell.run_line_magic("gather", "x")
-    return (time.perf_counter() - start) / n
+    # A fresh int each time: no key can be reused.
+    return timed_cell(shell, "x = _i + time.time_ns()\n%scatter x\n%gather x", n)
 
 
-def small_client(client, n: int) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        client.gather(client.scatter(i + time.time_ns()))
-    return (time.perf_counter() - start) / n
+def small_client(shell, n: int) -> float:
+    return timed_cell(shell, "client.gather(client.scatter(_i + time.time_ns()))", n)
+
+
+def timed_cell(shell, body: str, n: int) -> float:
+    """Seconds per run of ``body``, run ``n`` times by a loop in one notebook cell.
+
+    Both sides run as a user's cell does: IPython turns ``%scatter x`` into
+    ``get_ipython().run_line_magic(...)`` inside the cell, where its builtins trap is
+    already set. (Called from outside a cell, every ``run_line_magic`` sets and unsets
+    that trap, deleting and restoring ``exit`` and ``quit`` in ``builtins``, which
+    invalidates the interpreter's cached global lookups in every function of the
+    process, the scheduler's too: ~50 us a pair that no notebook pays.)
+    """
+    cell = (f"import time\n_start = time.perf_counter()\nfor _i in range({n}):\n"
+            + textwrap.indent(body, "    ")
+            + "\n_elapsed = time.perf_counter() - _start\n")
+    shell.run_cell(cell, store_history=False).raise_error()
+    return shell.user_ns["_elapsed"] / n
 
 
 def big_magics(shell, array, flags: str) -> float:
@@ -95,18 +109,21 @@ def compare_magics(rounds: int) -> list[tuple[str, float, float]]:
     client = shell.user_ns["client"]
     shell.user_ns["tiny"] = 0
     array = np.ones(BIG_BYTES // 8)
-    per_round = SMALL_CALLS // rounds
+    blocks_per_round = max(1, SMALL_CALLS // SMALL_BLOCK // rounds)
     samples: dict[str, list[float]] = {}
 
     def add(name, value):
         samples.setdefault(name, []).append(value)
 
-    small_magics(shell, 20), small_client(client, 20)  # warm-up
+    small_magics(shell, 20), small_client(shell, 20)  # warm-up
     big_magics(shell, array, ""), big_client(client, array, True)
     for r in range(rounds):
-        pairs = [("small", lambda: small_magics(shell, per_round),
-                  lambda: small_client(client, per_round)),
-                 ("big", lambda: big_magics(shell, array, ""), lambda: big_client(client, array, True)),
+        for b in range(blocks_per_round):
+            order = [("magics", lambda: small_magics(shell, SMALL_BLOCK)),
+                     ("client", lambda: small_client(shell, SMALL_BLOCK))]
+            for side, fn in (order if (r + b) % 2 == 0 else order[::-1]):
+                add(f"small/{side}", fn())
+        pairs = [("big", lambda: big_magics(shell, array, ""), lambda: big_client(client, array, True)),
                  ("big-nohash", lambda: big_magics(shell, array, "--no-hash"),
                   lambda: big_client(client, array, False))]
         for name, ours, theirs in pairs:

@@ -20,6 +20,7 @@ same way on every engine. Events follow ``docs/internals.md``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import sys
@@ -138,14 +139,21 @@ def backend_for(client) -> Backend:
 
     A backend passed in is returned as it is (tests and embedders may bring their own).
     """
+    adapter_class = _adapter_of_type.get(type(client))
+    if adapter_class is not None:  # every magic asks: the search below ran once per type
+        return adapter_class(client)
     if isinstance(getattr(client, "kind", None), str) and hasattr(client, "subscribe_events"):
         return client
     for adapter in ADAPTERS:
         cls = _loaded(adapter.client_class)
         if cls is not None and isinstance(client, cls):
-            return _load(adapter.backend_class)(client)
+            adapter_class = _adapter_of_type[type(client)] = _load(adapter.backend_class)
+            return adapter_class(client)
     raise TypeError(f"{type(client).__module__}.{type(client).__qualname__} is not a client "
                     f"of an engine scatter_magics knows")
+
+
+_adapter_of_type: dict[type, type] = {}  # a client class -> its engine's adapter class
 
 
 def backend_class(kind: str) -> type:
@@ -174,12 +182,27 @@ def start_backend(kind: str, **options) -> Backend:
 
 def future_types() -> tuple[type, ...]:
     """The future classes of the engines imported so far (importing none)."""
-    return tuple(cls for cls in map(_loaded, (a.future_class for a in ADAPTERS)) if cls)
+    return _classes_loaded("future_class")
 
 
 def client_types() -> tuple[type, ...]:
     """The client classes of the engines imported so far (importing none)."""
-    return tuple(cls for cls in map(_loaded, (a.client_class for a in ADAPTERS)) if cls)
+    return _classes_loaded("client_class")
+
+
+_found: dict[str, tuple[int, tuple[type, ...]]] = {}  # attribute -> (len(sys.modules), classes)
+
+
+def _classes_loaded(attribute: str) -> tuple[type, ...]:
+    # Asked several times by every magic; the answer changes only when a module is
+    # imported, which changes the length of sys.modules (checking it: ~50 ns).
+    modules = len(sys.modules)
+    known = _found.get(attribute)
+    if known is not None and known[0] == modules:
+        return known[1]
+    found = tuple(cls for cls in (_loaded(getattr(a, attribute)) for a in ADAPTERS) if cls)
+    _found[attribute] = (modules, found)
+    return found
 
 
 def future_class_names() -> list[str]:
@@ -223,14 +246,32 @@ def progress_option(method: Callable, progress: Progress | None) -> dict:
     >>> progress_option(lambda items, *, timeout: None, print)
     {}
     """
-    if progress is None:
+    if progress is None or not reports_progress(method):
         return {}
+    return {"progress": progress}
+
+
+def reports_progress(method: Callable) -> bool:
+    """Whether ``method`` takes ``progress=`` (by name, or through ``**kwargs``).
+
+    Read once per function: ``inspect.signature`` took ~15 µs, paid twice by every
+    ``%scatter``/``%gather`` pair, and a function's signature does not change.
+    """
+    function = getattr(method, "__func__", method)  # a bound method: its function
     try:
-        parameters = inspect.signature(method).parameters
+        return _takes_progress(function)
+    except TypeError:  # not hashable: read it every time
+        return _takes_progress.__wrapped__(function)
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_progress(function: Callable) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):  # no signature to read: do not guess
-        return {}
+        return False
     takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return {"progress": progress} if "progress" in parameters or takes_any else {}
+    return "progress" in parameters or takes_any
 
 
 # ------------------------------------------------------------ the current client ---

@@ -279,6 +279,33 @@ def test_widget_follows_scatter_submit_replicate_release_and_an_error(dask_clien
     widget.close()
 
 
+def test_a_task_its_worker_runs_is_running_there_then_finished(dask_client, tmp_path):
+    """Dask's scheduler knows only "processing" (sent, maybe queued); the workers'
+    StartReporter says when a task has run for 50 ms, so the view shows "running"."""
+    from tests.test_magics import until_path_exists
+
+    release = tmp_path / "release"
+    slow = dask_client.submit(until_path_exists(), str(release), key="slow-1", pure=False)
+    events = []
+    subscription = backend_for(dask_client).subscribe_events(events.extend)
+    widget = FuturesWidget(dask_client, {"slow": slow})
+    try:
+        wait_for(lambda: row_is(widget, "slow-1", "running"), what="the running state")
+        running = [e for e in events if e.get("key") == "slow-1" and e["status"] == "running"]
+        assert running[-1]["processing_on"] in dask_client.nthreads()
+        cluster = ClusterWidget(dask_client)
+        wait_for(lambda: any(w["by_status"].get("running") for w in cluster.workers),
+                 what="the cluster view counting it on its worker")
+        cluster.close()
+        release.touch()
+        wait_for(lambda: row_is(widget, "slow-1", "finished"), what="the end of the task")
+        assert slow.result() == "released"
+    finally:
+        release.touch()
+        subscription.close()
+        widget.close()
+
+
 def test_two_widgets_on_one_client_both_follow_every_change(dask_client):
     """A second subscription's snapshot must not swallow the first one's next update."""
     [f] = dask_client.scatter([1])

@@ -424,6 +424,35 @@ def test_as_binds_the_result(shared):
     assert shared.user_ns["box"].fut is box
 
 
+def test_a_future_scatter_lets_go_is_released_at_once(shared):
+    """Scattering a name again lets go of its old future then, not at the next garbage
+    collection (its data stays on the workers as long as the future lives)."""
+    import gc
+    import weakref
+
+    shared.user_ns["x"] = [1, 2]
+    old = weakref.ref(shared.run_line_magic("scatter", "x"))
+    gc.disable()
+    try:
+        shared.user_ns["x"] = [3, 4]
+        shared.run_line_magic("scatter", "x")
+        assert old() is None
+    finally:
+        gc.enable()
+
+
+def test_a_repeated_line_is_parsed_anew_each_time_it_is_wrong(shared):
+    """Lines are parsed once and remembered; a bad one still fails every time, and
+    what one magic call got is its own."""
+    from scatter_magics.notebook.arguments import parse_line
+
+    for _ in range(2):
+        assert "not a number of seconds" in usage_error(shared, "%scatter x -t soon")
+    first = parse_line(magics(shared).scatter, "a b -w worker-0")
+    first.names.append("c")
+    assert parse_line(magics(shared).scatter, "a b -w worker-0").names == ["a", "b"]
+
+
 @pytest.mark.parametrize("flag", ["--direct", "--no-direct"])
 def test_direct_and_through_the_scheduler(shared, client, flag):
     fut = run(shared, f"x = bytes(100_000)\n%scatter x {flag}")
@@ -621,3 +650,15 @@ def test_a_long_scatter_shows_progress_in_a_terminal(ip, make_client):
     with capture_output() as out:
         run(ip, "small = 1\n%scatter small")
     assert out.stderr == ""  # quick work shows no bar at all
+
+
+def test_small_data_gets_no_bar_however_short_the_delay(shared):
+    """Under 64 KiB nothing can take the bar's delay: no bar (or its thread) for it."""
+    run(shared, "%config ScatterMagics.progress_delay = 0")
+    try:
+        with capture_output() as out:
+            run(shared, "small, text = 1, 'two'\n%scatter small text")
+            run(shared, "%scatter small --no-hash")
+        assert out.stderr == ""
+    finally:
+        run(shared, "%config ScatterMagics.progress_delay = 0.5")

@@ -567,6 +567,21 @@ def test_progress_widget_appears_only_for_long_work_and_settles():
     assert last["text/plain"] == view.label.value  # what a page without widgets shows
 
 
+def test_only_data_whose_size_is_known_counts_as_too_small_for_a_bar():
+    """%scatter makes no bar for data known to be under 64 KiB; anything whose size it
+    cannot tell cheaply (containers, arrays of Python objects) may be large."""
+    np = pytest.importorskip("numpy")
+    from scatter_magics.notebook.progress import SMALL, known_small
+
+    assert known_small([1, 2.5, None, True, "text", b"bytes", np.float64(1), np.ones(10)])
+    assert not known_small([np.ones(SMALL // 8)])  # exactly 64 KiB
+    assert not known_small([b"x" * (SMALL // 2), b"y" * (SMALL // 2)])  # together
+    assert not known_small(["é" * (SMALL // 4)])  # up to 4 bytes a character
+    assert not known_small([10 ** 200_000])  # a Python int can be large
+    assert not known_small([[1, 2, 3]])  # a list: its size is not known
+    assert not known_small([np.array(["x"], dtype=object)])  # nbytes counts pointers
+
+
 def test_progress_bar_says_where_ctrl_c_stopped_it():
     from scatter_magics.notebook.progress import ProgressBar, WidgetView
 

@@ -16,6 +16,7 @@ client. Events come from :mod:`.events` (the scheduler plugin, or polling).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import pickle
@@ -57,16 +58,20 @@ class DaskBackend:
 
     @property
     def default_timeout(self) -> float | None:
-        return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+        return _seconds(dask.config.get("distributed.comm.timeouts.connect"))
 
     # ------------------------------------------------------------ data ---
     def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
         self._check_open()
         addresses = self.resolve_workers(workers)
+        options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash,
+                       timeout=timeout or self.default_timeout)
         try:
-            futures = self._bounded(self.client.scatter(
-                items, workers=addresses, broadcast=broadcast, direct=direct,
-                hash=hash, asynchronous=True, timeout=timeout or self.default_timeout), timeout)
+            if timeout is None:  # as a user calls it: one trip to the loop, nothing around it
+                futures = self.client.scatter(items, **options)
+            else:
+                futures = self._bounded(self.client.scatter(items, asynchronous=True, **options),
+                                        timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._take_back(items)
             raise TimeoutError(f"scatter did not finish within {timeout} s") from exc
@@ -103,7 +108,8 @@ class DaskBackend:
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()
         found = find_futures(futures, Future)
-        if any(f.client.status in ("closing", "closed") for f in found):
+        if any(f.client is not self.client and f.client.status in ("closing", "closed")
+               for f in found):  # this backend's own client was checked just above
             raise ClientClosedError("the client of these futures was closed")
         if timeout is not None or errors == "skip":  # else Dask's gather waits by itself
             self._wait(found, timeout)
@@ -266,6 +272,12 @@ def _workers_from_identity(info: dict) -> dict:
                         "memory": metrics.get("memory", 0),
                         "nbytes": metrics.get("managed_bytes", 0), "nkeys": None}
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _seconds(setting) -> float | None:
+    """Dask's ``"30s"`` as seconds; asked by every scatter, so each text is parsed once."""
+    return parse_timedelta(setting, "s")
 
 
 def _is_pickling_error(exc: BaseException) -> bool:

@@ -19,7 +19,7 @@ import logging
 import weakref
 from typing import Callable
 
-from .plugin import NAME, TOPIC_PREFIX
+from .plugin import NAME, TOPIC_PREFIX, WORKER_PLUGIN_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +72,27 @@ class EventHub:
 
     # ------------------------------------------------------------ installing ---
     def install(self) -> str:
-        """Register the plugin (once; blocking, not on the loop thread); return the mode."""
+        """Register the plugins (once; blocking, not on the loop thread); return the mode.
+
+        The scheduler's plugin is the event stream; the workers' (``StartReporter``)
+        only adds ``running``, so a cluster that refuses it still streams, its tasks
+        going from ``pending`` to ``finished``."""
         if self.mode is None:
-            from .plugin import ScatterMagicsPlugin
+            from .plugin import ScatterMagicsPlugin, StartReporter
 
             try:
-                register_plugin(self.client, ScatterMagicsPlugin())
+                register_plugin(self.client, ScatterMagicsPlugin(), NAME)
                 self.mode = "plugin"
             except Exception as exc:  # an old or locked-down scheduler: poll instead
                 logger.info("cannot install the scatter_magics plugin", exc_info=True)
                 self.install_error, self.mode = exc, "poll"
+                return self.mode
+            try:
+                register_plugin(self.client, StartReporter(), WORKER_PLUGIN_NAME)
+            except Exception:
+                logger.warning("the workers did not take the scatter_magics plugin that "
+                               "reports started tasks: the live view shows no 'running'",
+                               exc_info=True)
         return self.mode
 
     # ------------------------------------------------------------ subscribing ---
@@ -220,14 +231,15 @@ class EventHub:
             task.cancel()
 
 
-def register_plugin(client, plugin) -> None:
-    """``client.register_plugin``, shipping the plugin by value if the scheduler needs it.
+def register_plugin(client, plugin, name: str) -> None:
+    """``client.register_plugin``, shipping the plugin by value if the cluster needs it.
 
-    Tried by reference first: a scheduler that has scatter_magics (or its preload) then
-    runs the installed code. One that cannot import it gets the module by value.
+    Tried by reference first: a scheduler (or worker) that has scatter_magics (or its
+    preload) then runs the installed code. One that cannot import it gets the module by
+    value.
     """
     try:
-        client.register_plugin(plugin, name=NAME)
+        client.register_plugin(plugin, name=name)
     except ImportError:
         import cloudpickle
 
@@ -235,7 +247,7 @@ def register_plugin(client, plugin) -> None:
 
         cloudpickle.register_pickle_by_value(module)
         try:
-            client.register_plugin(plugin, name=NAME)
+            client.register_plugin(plugin, name=name)
         finally:
             cloudpickle.unregister_pickle_by_value(module)
 

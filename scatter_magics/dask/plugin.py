@@ -13,6 +13,14 @@ transition (distributed ``scheduler.py`` ``update_data``). Keys pinned by
 ``scatter_magics_pin`` (``%scatter --broadcast``) are exempt from the Active Memory
 Manager's ``ReduceReplicas`` and copied to every allowed worker that joins.
 
+A task is ``running`` once its worker has run it for ``REPORT_AFTER`` (50 ms): the
+scheduler only knows ``processing`` (sent to a worker, maybe still queued there), so
+:class:`StartReporter`, a ``WorkerPlugin``, watches each worker's ``executing``
+transitions and sends the keys that have been running that long, every
+``REPORT_INTERVAL``, as one message on the worker's batched stream to the scheduler. A
+quick task costs the scheduler nothing and goes from ``pending`` to ``finished``, as on
+the embedded engine.
+
 This module imports only the standard library, tornado and distributed: a client ships
 it by value (``cloudpickle.register_pickle_by_value``) to a scheduler that cannot import
 scatter_magics. ``dask scheduler --preload scatter_magics.dask.preload`` installs it
@@ -30,12 +38,17 @@ import logging
 import time
 
 from distributed.active_memory_manager import ReduceReplicas
-from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 from tornado.ioloop import PeriodicCallback
 
 logger = logging.getLogger("scatter_magics.dask.plugin")
 
 NAME = "scatter-magics"
+WORKER_PLUGIN_NAME = "scatter-magics-starts"
+STARTED_OP = "scatter-magics-started"  # worker -> scheduler: tasks running REPORT_AFTER
+REPORT_AFTER = 0.05  # s a task runs before its worker says so (as the embedded engine)
+REPORT_INTERVAL = 0.1  # s between a worker's looks at what it runs
+_EXECUTING = frozenset({"executing", "long-running"})  # long-running: it seceded
 TOPIC_PREFIX = "scatter-magics-"
 METRICS_INTERVAL = 1.0  # s between worker-metrics per client
 SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~0.3 ms)
@@ -46,16 +59,21 @@ REMEMBER_GONE = 10_000  # keys let go lately, per client, repeated in a later sn
 _STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
 
 
-def key_status(ts) -> str:
-    """Our status for a Dask ``TaskState`` (waiting, queued, processing… are pending)."""
+def key_status(ts, running=()) -> str:
+    """Our status for a Dask ``TaskState``: ``running`` if its key is in ``running``
+    (its worker said it started), else waiting, queued, processing… are pending."""
+    if ts.state == "processing" and ts.key in running:
+        return "running"
     return _STATUS.get(ts.state, "pending")
 
 
-def key_event(ts, status: str | None = None) -> dict:
+def key_event(ts, status: str | None = None, running=()) -> dict:
     """The ``key`` event record for a task, as it is now."""
-    return {"event": "key", "key": str(ts.key), "status": status or key_status(ts),
+    processing_on = ts.processing_on
+    return {"event": "key", "key": str(ts.key), "status": status or key_status(ts, running),
             "workers": sorted(ws.address for ws in ts.who_has or ()),
-            "nbytes": ts.nbytes if ts.nbytes >= 0 else None, "type": ts.type or None}
+            "nbytes": ts.nbytes if ts.nbytes >= 0 else None, "type": ts.type or None,
+            "processing_on": processing_on.address if processing_on is not None else None}
 
 
 def worker_added(ws) -> dict:
@@ -98,6 +116,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.worker_events: list[dict] = []  # joins and leaves, for the next batch
         self.removed: dict[str, float] = {}  # workers that left lately -> when
         self.dirty: set = set()  # keys that made a transition since the last batch
+        self.running: dict = {}  # key -> the worker that said it runs it (StartReporter)
         self._callback: PeriodicCallback | None = None
         self._last_fill = 0.0
         self._filling: asyncio.Task | None = None
@@ -112,6 +131,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             "scatter_magics_touch": self.touch,
             "scatter_magics_workers": self.workers,
         })
+        scheduler.stream_handlers[STARTED_OP] = self.started
         self._exempt_pinned_from_amm()
         self._callback = PeriodicCallback(self.tick, self.interval * 1000)
         self._callback.start()
@@ -125,6 +145,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             return
         for name in [n for n in self.scheduler.handlers if n.startswith("scatter_magics_")]:
             del self.scheduler.handlers[name]
+        self.scheduler.stream_handlers.pop(STARTED_OP, None)
         amm = self.scheduler.extensions.get("amm")
         for policy in list(amm.policies) if amm is not None else ():
             if type(policy) is KeepPinnedReplicas:  # unregistered: trim as Dask does
@@ -151,7 +172,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         cs = self.scheduler.clients.get(client)
         wanted = set()
         for ts in cs.wants_what if cs is not None else ():
-            events.append(key_event(ts))
+            events.append(key_event(ts, running=self.running))
             wanted.add(str(ts.key))
             if new:  # an existing subscriber's other consumers still need the next diff
                 self._remember(subscriber, ts)
@@ -171,6 +192,19 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         """Check ``keys`` in the next batch (a scatter landed: no transition says so)."""
         if self.subscribers:
             self.dirty.update(keys)
+
+    def started(self, worker: str, keys: list) -> None:
+        """``worker`` runs ``keys`` (from its StartReporter): they are ``running`` now."""
+        tasks = self.scheduler.tasks
+        for key in keys:
+            key = _as_key(key)
+            ts = tasks.get(key)
+            if ts is None or ts.state != "processing" or ts.processing_on is None \
+                    or ts.processing_on.address != worker:
+                continue  # finished (or moved) meanwhile: its transition said so already
+            self.running[key] = worker
+            if self.subscribers:
+                self.dirty.add(key)
 
     def workers(self) -> dict:
         """``{address: {name, nthreads, memory_limit, memory, nbytes, nkeys}}``, exact now."""
@@ -197,6 +231,8 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         # Runs inside the scheduler's transition loop: only note the key.
         if self.subscribers:
             self.dirty.add(key)
+        if self.running and start == "processing":
+            self.running.pop(key, None)
         if finish == "forgotten":
             self.pinned.pop(key, None)
 
@@ -258,7 +294,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
 
     def _check(self, subscriber: _Subscriber, ts, events: list) -> None:
         key = str(ts.key)
-        status = key_status(ts)
+        status = key_status(ts, self.running)
         signature = (status, len(ts.who_has or ()), ts.nbytes)
         if signature == subscriber.signatures.get(key):
             return
@@ -270,7 +306,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
     def _let_go(self, subscriber: _Subscriber, key: str, events: list) -> None:
         status = "lost" if self._lost(subscriber.holders[key]) else "released"
         event = {"event": "key", "key": key, "status": status, "workers": [],
-                 "nbytes": None, "type": None}
+                 "nbytes": None, "type": None, "processing_on": None}
         events.append(event)
         del subscriber.signatures[key], subscriber.holders[key]
         subscriber.gone[key] = event
@@ -280,8 +316,8 @@ class ScatterMagicsPlugin(SchedulerPlugin):
     def _remember(self, subscriber: _Subscriber, ts, signature: tuple | None = None) -> None:
         key = str(ts.key)
         subscriber.gone.pop(key, None)  # a hashed key scattered again
-        subscriber.signatures[key] = signature or (key_status(ts), len(ts.who_has or ()),
-                                                   ts.nbytes)
+        subscriber.signatures[key] = signature or (key_status(ts, self.running),
+                                                   len(ts.who_has or ()), ts.nbytes)
         subscriber.holders[key] = frozenset(ws.address for ws in ts.who_has or ())
 
     def _lost(self, holders) -> bool:
@@ -311,6 +347,50 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                                                delete=False, stimulus_id="scatter-magics-pin")
             except Exception:  # a worker left meanwhile: the next check tries again
                 logger.info("re-replicating %d pinned keys failed", len(keys), exc_info=True)
+
+
+def _as_key(key):
+    """A key as the scheduler holds it: msgpack brings a tuple key as a list."""
+    return tuple(_as_key(part) for part in key) if isinstance(key, list) else key
+
+
+class StartReporter(WorkerPlugin):
+    """On each worker: tell the scheduler which tasks have run for ``REPORT_AFTER``.
+
+    ``transition`` runs for every task state change on the worker (its event loop), so
+    it only notes when a task began executing; every ``REPORT_INTERVAL`` one look sends
+    the keys running long enough, once each, in one message (none while nothing runs
+    that long, so thousands of tiny tasks send nothing).
+    """
+
+    name = WORKER_PLUGIN_NAME
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+        self.executing: dict = {}  # key -> when it began executing; None once reported
+        self._callback = PeriodicCallback(self.report, REPORT_INTERVAL * 1000)
+        self._callback.start()
+
+    def teardown(self, worker) -> None:
+        self._callback.stop()
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish in _EXECUTING:
+            self.executing.setdefault(key, time.monotonic())
+        elif start in _EXECUTING:
+            self.executing.pop(key, None)
+
+    def report(self) -> None:
+        if not self.executing:
+            return
+        since = time.monotonic() - REPORT_AFTER
+        due = [key for key, began in self.executing.items()
+               if began is not None and began <= since]
+        if due:
+            for key in due:
+                self.executing[key] = None
+            self.worker.batched_send({"op": STARTED_OP, "keys": due})
 
 
 class KeepPinnedReplicas(ReduceReplicas):

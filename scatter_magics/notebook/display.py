@@ -38,23 +38,27 @@ def format_bytes(n: int | None) -> str:
 def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, object]]:
     """``[(label, future)]`` for every future in ``named``'s values, labelled ``name[i]``."""
     out: list[tuple[str, object]] = []
-
-    def walk(label: str, obj) -> None:
-        if is_future(obj):
-            out.append((label, obj))
-        elif isinstance(obj, (list, tuple)):
-            for i, item in enumerate(obj):
-                walk(f"{label}[{i}]", item)
-        elif isinstance(obj, (set, frozenset)):
-            for item in obj:
-                walk(f"{label}[…]", item)
-        elif isinstance(obj, dict):
-            for k, item in obj.items():
-                walk(f"{label}[{k!r}]", item)
-
     for name, value in named.items():
-        walk(name, value)
+        _label_futures(name, value, out)
     return out
+
+
+def _label_futures(label: str, obj, out: list) -> None:
+    # A module-level function, not a closure: a recursive closure is a reference cycle
+    # (function -> cell -> function) that held `out`, and every future in it, until the
+    # garbage collector ran, so a future %scatter had let go kept its data on the
+    # workers for a while (and was released from whichever thread the collector ran on).
+    if is_future(obj):
+        out.append((label, obj))
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            _label_futures(f"{label}[{i}]", item, out)
+    elif isinstance(obj, (set, frozenset)):
+        for item in obj:
+            _label_futures(f"{label}[…]", item, out)
+    elif isinstance(obj, dict):
+        for k, item in obj.items():
+            _label_futures(f"{label}[{k!r}]", item, out)
 
 
 def key_states(backend: Backend, keys: Iterable[str]) -> dict[str, dict]:

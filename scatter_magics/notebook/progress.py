@@ -34,6 +34,9 @@ DELAY = 0.5  # seconds of work before a bar appears: shorter work shows nothing
 INTERVAL = 0.1  # seconds between redraws
 TICK = 0.05  # seconds between the drawing thread's looks at the bars
 IDLE_EXIT = 1.0  # seconds the drawing thread waits for another bar before it ends
+# Bytes of data that cannot make a scatter last DELAY: 64 KiB is hashed in ~10 us and
+# crosses even a 1 MB/s link in 65 ms, so such a %scatter gets no bar at all.
+SMALL = 64 * 2**10
 
 # What each stage of backend.Progress is called on screen, and its past tense.
 STAGES = {
@@ -55,6 +58,8 @@ class ProgressBar:
     settles it.
     """
 
+    reports = True  # it hears reports (NoProgress does not)
+
     def __init__(self, what: str, view, *, delay: float = DELAY, interval: float = INTERVAL):
         self.what, self.view = what, view
         self.delay, self.interval = delay, interval
@@ -67,9 +72,9 @@ class ProgressBar:
         self._started = self._next_draw = time.monotonic()
         self._context: contextvars.Context | None = None
         self._settled = False
+        self._ended: tuple[type | None, float] | None = None  # how and after how long
         self._quiet = False  # nothing more will be reported: do not start showing now
         self.shown = False
-        self.outcome: str | None = None  # the settled line, once the context exits
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         with self._lock:
@@ -94,12 +99,7 @@ class ProgressBar:
         with self._draw_lock:
             self._settled = True
             elapsed = time.monotonic() - self._started
-            if exc_type is None:
-                self.outcome = f"{self.what}: done in {elapsed:.1f} s{self._summary()}"
-            elif issubclass(exc_type, KeyboardInterrupt):
-                self.outcome = f"{self.what}: interrupted after {elapsed:.1f} s{self._where()}"
-            else:
-                self.outcome = f"{self.what}: failed after {elapsed:.1f} s{self._where()}"
+            self._ended = (exc_type, elapsed)
             if not (self.shown or self._quiet) and elapsed >= self.delay \
                     and self._stage != "start":
                 # The ticker had no turn: show it now, to settle it.
@@ -107,6 +107,19 @@ class ProgressBar:
                 self.shown = True
             if self.shown:
                 self.view.settle(self.outcome, ok=exc_type is None)
+
+    @property
+    def outcome(self) -> str | None:
+        """The settled line, once the context exited (worded only when asked: most
+        work ends unseen, and then nobody reads it)."""
+        if self._ended is None:
+            return None
+        exc_type, elapsed = self._ended
+        if exc_type is None:
+            return f"{self.what}: done in {elapsed:.1f} s{self._summary()}"
+        if issubclass(exc_type, KeyboardInterrupt):
+            return f"{self.what}: interrupted after {elapsed:.1f} s{self._where()}"
+        return f"{self.what}: failed after {elapsed:.1f} s{self._where()}"
 
     def restart_clock(self) -> None:
         """Count ``delay`` from now: what came before (starting a cluster) was not the
@@ -179,6 +192,33 @@ class ProgressBar:
         with self._lock:
             stage = self._stage
         return f" while {STAGES.get(stage, (stage,))[0]}" if stage else ""
+
+
+class NoProgress:
+    """Stands in for a :class:`ProgressBar` where no bar could ever show: it hears no
+    reports, draws nothing and starts no thread. Use the one :data:`NO_PROGRESS`."""
+
+    reports = False
+    shown = False
+    outcome = None
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        pass
+
+    def __enter__(self) -> "NoProgress":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        pass
+
+    def restart_clock(self) -> None:
+        pass
+
+    def quiet(self) -> None:
+        pass
+
+
+NO_PROGRESS = NoProgress()
 
 
 class _Ticker:
@@ -324,6 +364,35 @@ def estimate_nbytes(values) -> int | None:
             return None
         total += n
     return total
+
+
+def known_small(values) -> bool:
+    """Whether ``values`` are known to hold less than :data:`SMALL` bytes in all: numbers,
+    ``None``, short text and bytes, and arrays whose ``nbytes`` counts every byte (not
+    an array of Python objects, whose ``nbytes`` counts only pointers). Anything else
+    (a list, a DataFrame) is not known, so it is not small.
+
+    >>> known_small([1, 2.5, "abc", None]), known_small([list(range(10))])
+    (True, False)
+    """
+    total = 0
+    for value in values:
+        if value is None or isinstance(value, (float, complex)):
+            total += 32
+        elif isinstance(value, int):
+            total += 32 + value.bit_length() // 8
+        elif isinstance(value, (bytes, bytearray)):
+            total += len(value)
+        elif isinstance(value, str):
+            total += 4 * len(value)  # at most 4 bytes a character, as UTF-8
+        else:
+            n, dtype = getattr(value, "nbytes", None), getattr(value, "dtype", None)
+            if not isinstance(n, int) or dtype is not None and getattr(dtype, "hasobject", True):
+                return False
+            total += n
+        if total >= SMALL:
+            return False
+    return True
 
 
 def view_for(shell):
