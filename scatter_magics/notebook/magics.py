@@ -26,49 +26,30 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Any, Float, Integer, Unicode, Union
 
-from ..backend import Backend, backend_for, client_types, future_types, get_client
-from ..backend import counter, progress_option, register_client, reports_progress
-from ..backend import start_backend
-from ..errors import ClientClosedError, Interrupted, MissingDependencyError, NoWorkersError
-from ..errors import ProtocolError, SerializationError, UnknownClusterError, UnknownWorkerError
+from ..backend import Backend, backend_for, counter, future_types, progress_option
+from ..backend import reports_progress
+from ..errors import ClientClosedError, Interrupted, NoWorkersError
+from ..errors import SerializationError, UnknownWorkerError
 from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
 from .arguments import is_dotted_name, keyed_items, parse_line
-from .connect import connect
-from .display import ClusterSummary, ScatterResult, install_formatters, labelled_futures
+from .display import ClusterSummary, ScatterResult, install_formatters
 from .display import remove_formatters
 from .interrupted import gather_interrupted, scatter_interrupted
 from .progress import DELAY, NO_PROGRESS, NoProgress, ProgressBar, estimate_nbytes
 from .progress import known_small, view_for
+from .session import ClusterSession, check_cluster_options
 from ..structure import find_futures
 from ..tokenize import reporting
 
-CLIENT_NAME = "client"  # where the magics bind the client they start
-CONNECT_TIMEOUT = 10.0  # s, for %cluster connect when ScatterMagics.timeout is not set
-_TLS_OPTIONS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
-_UNSET = object()
 
 
-# ------------------------------------------------------------ %cluster's options ---
-
-def _check_cluster_options(args) -> None:
-    """Each %cluster option goes with one action; say which."""
-    start_options = (args.n_workers, args.threads, args.memory_limit, args.dask or None)
-    if args.action != "start" and any(o is not None for o in start_options):
-        raise UsageError("-n, --threads, --memory-limit and --dask go with %cluster start")
-    connect_options = (args.address, args.scheduler_file, args.secret,
-                       *(getattr(args, name) for name in _TLS_OPTIONS))
-    if args.action != "connect" and any(o is not None for o in connect_options):
-        raise UsageError("ADDRESS, --scheduler-file, --tls-* and --secret go with "
-                         "%cluster connect")
-    if args.action == "connect" and (args.address is None) == (args.scheduler_file is None):
-        raise UsageError("%cluster connect needs an ADDRESS (tcp://host:port, tls://host:port "
-                         "or host:port) or --scheduler-file PATH, not both")
+_UNDEFINED = object()  # a %gather name that names nothing
 
 
 # ------------------------------------------------------------ the magics ---
 
 @magics_class
-class ScatterMagics(Magics):
+class ScatterMagics(ClusterSession, Magics):
     """The ``%scatter``/``%gather``/``%cluster`` magics and the cluster they started.
 
     Configurable with ``%config ScatterMagics.n_workers = 4`` or an IPython profile.
@@ -239,15 +220,15 @@ class ScatterMagics(Magics):
         except (NameError, AttributeError):
             if not is_dotted_name(text):
                 raise
-            value = _UNSET
+            value = _UNDEFINED
         if isinstance(value, ScatterResult):  # the core walks plain dicts only
             value = dict(value)
-        if value is not _UNSET and find_futures(value, future_types()):
+        if value is not _UNDEFINED and find_futures(value, future_types()):
             return value
         if text in self.remembered:
             return self.remembered[text]
         known = ", ".join(self.remembered) or "none yet"
-        if value is _UNSET:
+        if value is _UNDEFINED:
             raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
                              f"by that name (names %scatter remembers: {known})")
         raise UsageError(f"nothing to gather: {text} is a {type(value).__name__} holding no "
@@ -330,7 +311,7 @@ class ScatterMagics(Magics):
             %cluster stop
         """
         args = parse_line(self.cluster, line)
-        _check_cluster_options(args)
+        check_cluster_options(args)
         if args.action == "start":
             return self._start(args)
         if args.action == "connect":
@@ -338,52 +319,6 @@ class ScatterMagics(Magics):
         if args.action == "stop":
             return self._stop()
         return ClusterSummary.snapshot(self.backend(start=False), self.labels())
-
-    def _start(self, args) -> ClusterSummary:
-        self._refuse_a_second_cluster()
-        backend = self.start_cluster(args.n_workers, args.threads, args.memory_limit,
-                                     kind="dask" if args.dask else "embedded")
-        return ClusterSummary.snapshot(backend, self.labels())
-
-    def _connect(self, args) -> ClusterSummary:
-        self._refuse_a_second_cluster()
-        target = args.address or args.scheduler_file
-        tls = {name: getattr(args, name) for name in _TLS_OPTIONS if getattr(args, name)}
-        try:
-            backend = connect(args.address, scheduler_file=args.scheduler_file,
-                              security=tls or self.dask_security, secret=args.secret,
-                              timeout=self.timeout or CONNECT_TIMEOUT)
-        except MissingDependencyError as exc:
-            raise UsageError(f"{target} is a Dask scheduler, and {exc}") from exc
-        except (OSError, ValueError, ProtocolError, UnknownClusterError) as exc:  # OSError: timeouts
-            raise UsageError(f"cannot connect to {target}: {exc}") from exc
-        register_client(backend.client)
-        self.owned, self.connected = backend, True
-        address = backend.scheduler_info()["address"]
-        self._adopt(backend, f"Connected to the {backend.kind} scheduler at {address} "
-                             f"({backend.n_workers()} workers)")
-        return ClusterSummary.snapshot(backend, self.labels())
-
-    def _refuse_a_second_cluster(self) -> None:
-        if self.owned is not None and self.owned.running:
-            raise UsageError(f"the magics' cluster is already running ({self.owned.client!r}); "
-                             f"run %cluster stop first")
-
-    def _stop(self) -> None:
-        backend = self.owned
-        if backend is None or not backend.running:
-            raise UsageError("no cluster started by %scatter or %cluster start (or connected "
-                             "to by %cluster connect) is running; a Client created in your "
-                             "code is stopped with its close()")
-        n = backend.n_workers()
-        if self.connected:
-            address = backend.scheduler_info()["address"]
-            self.close()
-            print(f"Disconnected from {address}; that cluster keeps running with its {n} "
-                  f"worker{'s' if n != 1 else ''}.")
-            return
-        self.close()
-        print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")
 
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
@@ -406,88 +341,6 @@ class ScatterMagics(Magics):
             return NO_PROGRESS
         return ProgressBar(f"%gather {' '.join(targets)}", view_for(self.shell),
                            delay=self.progress_delay)
-
-    def _running_backend(self) -> Backend | None:
-        try:
-            return backend_for(get_client())
-        except ValueError:
-            return None
-
-    def _client_name(self, client) -> str:
-        """How the user's namespace reaches ``client``, for messages."""
-        if self.shell.user_ns.get(CLIENT_NAME) is client:
-            return CLIENT_NAME
-        return "scatter_magics.get_client()"
-
-    def backend(self, start: bool) -> Backend:
-        """The client the magics use: ``get_client()``, or (``start``) a new cluster's."""
-        try:
-            return backend_for(get_client())
-        except ValueError:
-            if not start:
-                raise UsageError("no cluster is running: start one with %cluster start "
-                                 "[-n N], or %scatter a variable") from None
-        return self.start_cluster()
-
-    def start_cluster(self, n_workers=None, threads=None, memory_limit=None,
-                      kind: str = "embedded") -> Backend:
-        """Start a cluster (config fills what is not given); bind its client to ``client``."""
-        try:
-            backend = start_backend(kind, n_workers=n_workers or self.n_workers,
-                                    threads_per_worker=threads or self.threads_per_worker,
-                                    memory_limit=memory_limit or self.memory_limit)
-        except MissingDependencyError as exc:
-            raise UsageError(f"%cluster start --{kind}: {exc}") from exc
-        self.owned, self.connected = backend, False
-        self._adopt(backend, f"Started a cluster with {backend.n_workers()} workers")
-        return backend
-
-    def _adopt(self, backend: Backend, what: str) -> None:
-        """Bind ``backend``'s client to ``client`` unless that name holds something else."""
-        client = backend.client
-        current = self.shell.user_ns.get(CLIENT_NAME, _UNSET)
-        if current is _UNSET or isinstance(current, client_types()):
-            self.shell.user_ns[CLIENT_NAME] = client
-            print(f"{what}; its client is `{CLIENT_NAME}`.")
-        else:
-            print(f"{what}; `{CLIENT_NAME}` holds something else, so use "
-                  f"scatter_magics.get_client() to reach it.")
-
-    def close(self) -> None:
-        """Close the client the magics started (ending its workers) or connected with (its
-        cluster keeps running), and forget its futures."""
-        backend, self.owned, self.connected = self.owned, None, False
-        if backend is None:
-            return
-        client = backend.client
-        remembered = self.remembered
-        self.remembered, self._labels_of = {}, {}
-        self._remember({name: value for name, value in remembered.items()
-                        if all(f.client is not client
-                               for f in find_futures(value, future_types()))})
-        if self.shell.user_ns.get(CLIENT_NAME) is client:
-            del self.shell.user_ns[CLIENT_NAME]
-        backend.close()
-        # Every widget showing this cluster's futures or workers now says "not live".
-        from .widget import mark_not_live
-
-        mark_not_live(client)
-
-    def labels(self) -> dict[str, str]:
-        """``{key: 'df'}`` for the futures %scatter remembers."""
-        if self._labels is None:
-            self._labels = {key: label for labels in self._labels_of.values()
-                            for key, label in labels.items()}
-        return self._labels
-
-    def _remember(self, results: dict) -> None:
-        # Label only what is new, and merge when asked: relabelling every remembered
-        # name on each %scatter grew with the names a notebook had scattered.
-        self.remembered.update(results)
-        for name, value in results.items():
-            self._labels_of[name] = {f.key: label
-                                     for label, f in labelled_futures({name: value})}
-        self._labels = None
 
     # -------------------------------------------------------------- namespace ---
     def _value_of(self, text: str):

@@ -1,0 +1,171 @@
+"""The cluster the magics use: starting, connecting, stopping, and what they remember.
+
+A mixin of :class:`~scatter_magics.notebook.magics.ScatterMagics` (whose traits it
+reads: ``n_workers``, ``threads_per_worker``, ``memory_limit``, ``timeout``,
+``dask_security``). It binds the client it starts or connects with to ``client`` in
+the user's namespace, remembers the names ``%scatter`` scattered (and their keys'
+labels), and on close marks every widget of that client "not live".
+"""
+
+from __future__ import annotations
+
+from IPython.core.error import UsageError
+
+from ..backend import Backend, backend_for, client_types, future_types, get_client
+from ..backend import register_client, start_backend
+from ..errors import MissingDependencyError, ProtocolError, UnknownClusterError
+from ..structure import find_futures
+from .connect import connect
+from .display import ClusterSummary, labelled_futures
+
+CLIENT_NAME = "client"  # where the magics bind the client they start
+CONNECT_TIMEOUT = 10.0  # s, for %cluster connect when ScatterMagics.timeout is not set
+TLS_OPTIONS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+_UNSET = object()
+
+
+def check_cluster_options(args) -> None:
+    """Each %cluster option goes with one action; say which."""
+    start_options = (args.n_workers, args.threads, args.memory_limit, args.dask or None)
+    if args.action != "start" and any(o is not None for o in start_options):
+        raise UsageError("-n, --threads, --memory-limit and --dask go with %cluster start")
+    connect_options = (args.address, args.scheduler_file, args.secret,
+                       *(getattr(args, name) for name in TLS_OPTIONS))
+    if args.action != "connect" and any(o is not None for o in connect_options):
+        raise UsageError("ADDRESS, --scheduler-file, --tls-* and --secret go with "
+                         "%cluster connect")
+    if args.action == "connect" and (args.address is None) == (args.scheduler_file is None):
+        raise UsageError("%cluster connect needs an ADDRESS (tcp://host:port, tls://host:port "
+                         "or host:port) or --scheduler-file PATH, not both")
+
+
+class ClusterSession:
+    """The magics' own cluster (``self.owned``) and the names they remember."""
+
+    def _start(self, args) -> ClusterSummary:
+        self._refuse_a_second_cluster()
+        backend = self.start_cluster(args.n_workers, args.threads, args.memory_limit,
+                                     kind="dask" if args.dask else "embedded")
+        return ClusterSummary.snapshot(backend, self.labels())
+
+    def _connect(self, args) -> ClusterSummary:
+        self._refuse_a_second_cluster()
+        target = args.address or args.scheduler_file
+        tls = {name: getattr(args, name) for name in TLS_OPTIONS if getattr(args, name)}
+        try:
+            backend = connect(args.address, scheduler_file=args.scheduler_file,
+                              security=tls or self.dask_security, secret=args.secret,
+                              timeout=self.timeout or CONNECT_TIMEOUT)
+        except MissingDependencyError as exc:
+            raise UsageError(f"{target} is a Dask scheduler, and {exc}") from exc
+        except (OSError, ValueError, ProtocolError, UnknownClusterError) as exc:  # OSError: timeouts
+            raise UsageError(f"cannot connect to {target}: {exc}") from exc
+        register_client(backend.client)
+        self.owned, self.connected = backend, True
+        address = backend.scheduler_info()["address"]
+        self._adopt(backend, f"Connected to the {backend.kind} scheduler at {address} "
+                             f"({backend.n_workers()} workers)")
+        return ClusterSummary.snapshot(backend, self.labels())
+
+    def _refuse_a_second_cluster(self) -> None:
+        if self.owned is not None and self.owned.running:
+            raise UsageError(f"the magics' cluster is already running ({self.owned.client!r}); "
+                             f"run %cluster stop first")
+
+    def _stop(self) -> None:
+        backend = self.owned
+        if backend is None or not backend.running:
+            raise UsageError("no cluster started by %scatter or %cluster start (or connected "
+                             "to by %cluster connect) is running; a Client created in your "
+                             "code is stopped with its close()")
+        n = backend.n_workers()
+        if self.connected:
+            address = backend.scheduler_info()["address"]
+            self.close()
+            print(f"Disconnected from {address}; that cluster keeps running with its {n} "
+                  f"worker{'s' if n != 1 else ''}.")
+            return
+        self.close()
+        print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")
+
+    def _running_backend(self) -> Backend | None:
+        try:
+            return backend_for(get_client())
+        except ValueError:
+            return None
+
+    def _client_name(self, client) -> str:
+        """How the user's namespace reaches ``client``, for messages."""
+        if self.shell.user_ns.get(CLIENT_NAME) is client:
+            return CLIENT_NAME
+        return "scatter_magics.get_client()"
+
+    def backend(self, start: bool) -> Backend:
+        """The client the magics use: ``get_client()``, or (``start``) a new cluster's."""
+        try:
+            return backend_for(get_client())
+        except ValueError:
+            if not start:
+                raise UsageError("no cluster is running: start one with %cluster start "
+                                 "[-n N], or %scatter a variable") from None
+        return self.start_cluster()
+
+    def start_cluster(self, n_workers=None, threads=None, memory_limit=None,
+                      kind: str = "embedded") -> Backend:
+        """Start a cluster (config fills what is not given); bind its client to ``client``."""
+        try:
+            backend = start_backend(kind, n_workers=n_workers or self.n_workers,
+                                    threads_per_worker=threads or self.threads_per_worker,
+                                    memory_limit=memory_limit or self.memory_limit)
+        except MissingDependencyError as exc:
+            raise UsageError(f"%cluster start --{kind}: {exc}") from exc
+        self.owned, self.connected = backend, False
+        self._adopt(backend, f"Started a cluster with {backend.n_workers()} workers")
+        return backend
+
+    def _adopt(self, backend: Backend, what: str) -> None:
+        """Bind ``backend``'s client to ``client`` unless that name holds something else."""
+        client = backend.client
+        current = self.shell.user_ns.get(CLIENT_NAME, _UNSET)
+        if current is _UNSET or isinstance(current, client_types()):
+            self.shell.user_ns[CLIENT_NAME] = client
+            print(f"{what}; its client is `{CLIENT_NAME}`.")
+        else:
+            print(f"{what}; `{CLIENT_NAME}` holds something else, so use "
+                  f"scatter_magics.get_client() to reach it.")
+
+    def close(self) -> None:
+        """Close the client the magics started (ending its workers) or connected with (its
+        cluster keeps running), and forget its futures."""
+        backend, self.owned, self.connected = self.owned, None, False
+        if backend is None:
+            return
+        client = backend.client
+        remembered = self.remembered
+        self.remembered, self._labels_of = {}, {}
+        self._remember({name: value for name, value in remembered.items()
+                        if all(f.client is not client
+                               for f in find_futures(value, future_types()))})
+        if self.shell.user_ns.get(CLIENT_NAME) is client:
+            del self.shell.user_ns[CLIENT_NAME]
+        backend.close()
+        # Every widget showing this cluster's futures or workers now says "not live".
+        from .widget import mark_not_live
+
+        mark_not_live(client)
+
+    def labels(self) -> dict[str, str]:
+        """``{key: 'df'}`` for the futures %scatter remembers."""
+        if self._labels is None:
+            self._labels = {key: label for labels in self._labels_of.values()
+                            for key, label in labels.items()}
+        return self._labels
+
+    def _remember(self, results: dict) -> None:
+        # Label only what is new, and merge when asked: relabelling every remembered
+        # name on each %scatter grew with the names a notebook had scattered.
+        self.remembered.update(results)
+        for name, value in results.items():
+            self._labels_of[name] = {f.key: label
+                                     for label, f in labelled_futures({name: value})}
+        self._labels = None
