@@ -504,7 +504,7 @@ def test_gather_mistakes(shared):
     run(shared, "x = 1\n%scatter x\ny = 2")
     message = usage_error(shared, "%gather nowhere")
     assert "'nowhere' is not defined" in message and "x" in message
-    assert "nothing to gather: y is a int" in usage_error(shared, "%gather y")
+    assert "nothing to gather: y (of type int) holds no futures" in usage_error(shared, "%gather y")
 
 
 def test_unknown_worker_lists_the_known_ones_and_the_cluster_stays_usable(shared):
@@ -662,3 +662,14 @@ def test_small_data_gets_no_bar_however_short_the_delay(shared):
         assert out.stderr == ""
     finally:
         run(shared, "%config ScatterMagics.progress_delay = 0.5")
+
+
+def test_counts_read_as_english(ip):
+    """'1 worker', not '1 workers'."""
+    with capture_output() as out:
+        summary = run(ip, "%cluster start -n 1")
+    assert "Started a cluster with 1 worker;" in out.stdout
+    assert ": 1 worker, 1 thread," in repr(summary) and ", 0 keys" in repr(summary)
+    with capture_output() as out:
+        run(ip, "%cluster stop")
+    assert "Stopped the cluster and its 1 worker." in out.stdout

@@ -23,6 +23,7 @@ from IPython.core.magic_arguments import parse_argstring
 from ..backend import Backend
 from ..engine.cluster import parse_memory_limit
 from ..tokenize import tokenize
+from .display import natural_order
 
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -116,7 +117,8 @@ def check_workers(backend: Backend | None, workers: list) -> None:
     for worker in workers:
         address = f"tcp://{worker[0]}:{worker[1]}" if isinstance(worker, tuple) else worker
         if address not in known and address not in names:
-            listed = ", ".join(f"{w.get('name')} ({a})" for a, w in sorted(known.items()))
+            listed = ", ".join(f"{w.get('name')} ({a})" for a, w in sorted(
+                known.items(), key=lambda item: natural_order(item[1].get("name", item[0]))))
             raise UsageError(f"unknown worker {worker!r}; known workers: {listed or 'none'}. "
                              f"Pass -w a worker name, address or host:port.")
 
@@ -142,5 +144,5 @@ def keyed_items(name: str, value, split: bool, hash: bool):
         kind = type(value) if type(value) in (list, tuple, set, frozenset) else list
         items = dict(zip(keys, elements, strict=True))
         return items, lambda futures: kind(futures[k] for k in keys)
-    raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is a "
-                     f"{type(value).__name__}")
+    raise UsageError(f"--split needs a list, tuple, set, sequence or dict; {name} is of "
+                     f"type {type(value).__name__}")

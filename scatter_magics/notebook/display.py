@@ -96,7 +96,12 @@ def grouped_labels(labels: list[str], limit: int = MAX_KEYS_SHOWN) -> str:
     return ", ".join(names[:limit]) + (f", … {more} more" if more > 0 else "")
 
 
-def _natural(name) -> list:
+def counted(n: int, noun: str) -> str:
+    """``'1 worker'``, ``'10,000 keys'``: a count with its noun, singular or plural."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def natural_order(name) -> list:
     """Sort key putting ``worker-2`` before ``worker-10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
 
@@ -138,7 +143,7 @@ class FuturesTable:
                 row["type"] = row["type"] or state.get("type")
                 row["nbytes"] = state.get("nbytes")
                 row["workers"] = sorted((names.get(a, a) for a in state.get("workers", [])),
-                                        key=_natural)
+                                        key=natural_order)
         return cls(rows)
 
     def _cells(self) -> list[list[str]]:
@@ -189,7 +194,7 @@ class ClusterSummary:
         info = backend.scheduler_info()
         has_what = backend.has_what()
         workers = []
-        by_name = sorted(info["workers"].items(), key=lambda aw: _natural(aw[1].get("name")))
+        by_name = sorted(info["workers"].items(), key=lambda aw: natural_order(aw[1].get("name")))
         for address, w in by_name:
             keys = sorted(has_what.get(address, []), key=key_text)
             workers.append({"name": w.get("name", address), "address": address,
@@ -209,8 +214,9 @@ class ClusterSummary:
         threads = sum(w["nthreads"] or 0 for w in self.workers)
         limit = sum(w["memory_limit"] or 0 for w in self.workers)
         shared = shared_memory_text(self.shared_memory)
-        headline = (f"Cluster {self.address}: {len(self.workers)} workers, {threads} threads, "
-                    f"{format_bytes(limit)} memory limit, {len(self.keys)} keys"
+        headline = (f"Cluster {self.address}: {counted(len(self.workers), 'worker')}, "
+                    f"{counted(threads, 'thread')}, {format_bytes(limit)} memory limit, "
+                    f"{counted(len(self.keys), 'key')}"
                     + (f"; {shared}" if shared else ""))
         return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 

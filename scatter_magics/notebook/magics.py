@@ -231,8 +231,8 @@ class ScatterMagics(ClusterSession, Magics):
         if value is _UNDEFINED:
             raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
                              f"by that name (names %scatter remembers: {known})")
-        raise UsageError(f"nothing to gather: {text} is a {type(value).__name__} holding no "
-                         f"futures, and %scatter has not scattered it (names %scatter "
+        raise UsageError(f"nothing to gather: {text} (of type {type(value).__name__}) holds "
+                         f"no futures, and %scatter has not scattered it (names %scatter "
                          f"remembers: {known})")
 
     def _gather_targets(self, targets: dict, args) -> dict:

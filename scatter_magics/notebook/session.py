@@ -16,7 +16,7 @@ from ..backend import register_client, start_backend
 from ..errors import MissingDependencyError, ProtocolError, UnknownClusterError
 from ..structure import find_futures
 from .connect import connect
-from .display import ClusterSummary, labelled_futures
+from .display import ClusterSummary, counted, labelled_futures
 
 CLIENT_NAME = "client"  # where the magics bind the client they start
 CONNECT_TIMEOUT = 10.0  # s, for %cluster connect when ScatterMagics.timeout is not set
@@ -64,7 +64,7 @@ class ClusterSession:
         self.owned, self.connected = backend, True
         address = backend.scheduler_info()["address"]
         self._adopt(backend, f"Connected to the {backend.kind} scheduler at {address} "
-                             f"({backend.n_workers()} workers)")
+                             f"({counted(backend.n_workers(), 'worker')})")
         return ClusterSummary.snapshot(backend, self.labels())
 
     def _refuse_a_second_cluster(self) -> None:
@@ -82,11 +82,11 @@ class ClusterSession:
         if self.connected:
             address = backend.scheduler_info()["address"]
             self.close()
-            print(f"Disconnected from {address}; that cluster keeps running with its {n} "
-                  f"worker{'s' if n != 1 else ''}.")
+            print(f"Disconnected from {address}; that cluster keeps running with its "
+                  f"{counted(n, 'worker')}.")
             return
         self.close()
-        print(f"Stopped the cluster and its {n} worker{'s' if n != 1 else ''}.")
+        print(f"Stopped the cluster and its {counted(n, 'worker')}.")
 
     def _running_backend(self) -> Backend | None:
         try:
@@ -120,7 +120,7 @@ class ClusterSession:
         except MissingDependencyError as exc:
             raise UsageError(f"%cluster start --{kind}: {exc}") from exc
         self.owned, self.connected = backend, False
-        self._adopt(backend, f"Started a cluster with {backend.n_workers()} workers")
+        self._adopt(backend, f"Started a cluster with {counted(backend.n_workers(), 'worker')}")
         return backend
 
     def _adopt(self, backend: Backend, what: str) -> None:
