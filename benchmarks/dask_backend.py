@@ -4,7 +4,10 @@ the scheduler plugin against no plugin.
     python -m benchmarks.dask_backend [--rounds 5] [--output benchmarks/RESULTS-dask.md]
 
 1. ``%scatter x`` + ``%gather x`` through the magics on a Dask ``LocalCluster`` (2 worker
-   processes, started by ``%cluster start --dask``) against ``client.gather(
+   processes, started by ``%cluster start --dask``; its scheduler runs in this process,
+   on the client's event-loop thread), then again on a ``dask scheduler`` process with two
+   ``dask worker`` processes (``%cluster connect --scheduler-file``, as a remote cluster
+   is reached), against ``client.gather(
    client.scatter(x))`` on the same client: 1,000 round trips of a fresh int, and a
    fresh 200 MB array (hashed, and ``--no-hash`` / ``hash=False``). The two run in turns,
    round after round, so load from elsewhere falls on both alike; the round trips in
@@ -48,7 +51,7 @@ def inc(x):
 
 # ------------------------------------------------------------ magics vs client ---
 
-def magics_shell():
+def magics_shell(scheduler_file: str | None = None):
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -56,7 +59,10 @@ def magics_shell():
     config.HistoryManager.hist_file = ":memory:"
     shell = InteractiveShell.instance(config=config)
     shell.run_line_magic("load_ext", "scatter_magics")
-    shell.run_line_magic("cluster", "start --dask -n 2 --threads 1")
+    if scheduler_file is None:
+        shell.run_line_magic("cluster", "start --dask -n 2 --threads 1")
+    else:
+        shell.run_line_magic("cluster", f"connect --scheduler-file {scheduler_file}")
     return shell
 
 
@@ -104,8 +110,11 @@ def big_client(client, array, hash: bool) -> float:
     return time.perf_counter() - start
 
 
-def compare_magics(rounds: int) -> list[tuple[str, float, float]]:
-    shell = magics_shell()
+def compare_magics(rounds: int,
+                   scheduler_file: str | None = None) -> list[tuple[str, float, float]]:
+    """The rows of part 1, on a LocalCluster the magics start in this process, or on
+    the ``dask scheduler`` whose ``scheduler_file`` is given (what a remote cluster is)."""
+    shell = magics_shell(scheduler_file)
     client = shell.user_ns["client"]
     shell.user_ns["tiny"] = 0
     array = np.ones(BIG_BYTES // 8)
@@ -234,6 +243,14 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     magics = compare_magics(args.rounds) if args.only != "plugin" else []
+    remote = []
+    if args.only != "plugin":
+        with tempfile.TemporaryDirectory() as directory:
+            cluster = CLICluster(directory, preload=False)
+            try:
+                remote = compare_magics(args.rounds, cluster.file)
+            finally:
+                cluster.close()
     plugin = compare_plugin(args.rounds) if args.only != "magics" else []
     load_after = os.getloadavg()
     report = "\n".join([
@@ -243,6 +260,8 @@ def main() -> None:
         f"that module's docstring). Load average {json.dumps([round(x, 2) for x in load_before])} "
         f"at the start, {json.dumps([round(x, 2) for x in load_after])} at the end.", "",
         table("%scatter / %gather on a Dask LocalCluster (medians)", ("magics", "Client"), magics),
+        table("%scatter / %gather on a `dask scheduler` process with two `dask worker`s, "
+              "through %cluster connect (medians)", ("magics", "Client"), remote),
         table("The event plugin, with a subscriber watching every key (medians)",
               ("with plugin", "without"), plugin)])
     print(report)

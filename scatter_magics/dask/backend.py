@@ -64,14 +64,13 @@ class DaskBackend:
     def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
         self._check_open()
         addresses = self.resolve_workers(workers)
-        options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash,
-                       timeout=timeout or self.default_timeout)
+        options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
         try:
             if timeout is None:  # as a user calls it: one trip to the loop, nothing around it
-                futures = self.client.scatter(items, **options)
+                futures = self.client.scatter(items, **options)  # Dask's default timeout
             else:
-                futures = self._bounded(self.client.scatter(items, asynchronous=True, **options),
-                                        timeout)
+                futures = self._bounded(self.client.scatter(items, asynchronous=True,
+                                                            timeout=timeout, **options), timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._take_back(items)
             raise TimeoutError(f"scatter did not finish within {timeout} s") from exc
@@ -107,6 +106,11 @@ class DaskBackend:
 
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()
+        if (type(futures) is Future and futures.client is self.client and errors == "raise"
+                and timeout is None):
+            # The magics' usual case, as a user calls it: Dask's own gather of one future
+            # (the general path's walk and rebuild cost ~60 us, 2% of a small round trip).
+            return self.client.gather(futures)
         found = find_futures(futures, Future)
         if any(f.client is not self.client and f.client.status in ("closing", "closed")
                for f in found):  # this backend's own client was checked just above

@@ -244,9 +244,13 @@ class ScatterMagics(ClusterSession, Magics):
         timeout = args.timeout or self.timeout
         try:
             backend = backend_for(client)
+            # One name: its value itself, so that a lone Future takes the engine's
+            # shortest path (Dask's gather of one future, as a user calls it).
+            [(only, value)] = targets.items() if len(targets) == 1 else [(None, targets)]
             with self._gather_progress(targets, backend) as progress:
-                return backend.gather(targets, errors=args.errors, timeout=timeout,
-                                      **_reporting(backend.gather, progress))
+                gathered = backend.gather(value, errors=args.errors, timeout=timeout,
+                                          **_reporting(backend.gather, progress))
+            return {only: gathered} if only is not None else gathered
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self._client_name(client))) from None
