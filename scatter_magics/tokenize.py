@@ -55,7 +55,7 @@ def tokenize(*args, **kwargs) -> str:
         # the time, which is most of a 10,000-element scatter's keys.
         x = args[0]
         return xxhash.xxh3_128_hexdigest(
-            b"tuple1[%s%s]" % (type(x).__qualname__.encode(), repr(x).encode()))
+            _SCALAR_BYTES % (type(x).__qualname__.encode(), repr(x).encode()))
     h = xxhash.xxh3_128()
     _update(h, args)
     if kwargs:
@@ -63,6 +63,9 @@ def tokenize(*args, **kwargs) -> str:
     return h.hexdigest()
 
 
+# What _update streams for a lone scalar (a 1-tuple of it), as one format: tokenize()
+# and named_tokens() hash it in one call, and must give the same token.
+_SCALAR_BYTES = b"tuple1[%s%s]"
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, type(Ellipsis), slice, range})
 
 
@@ -80,7 +83,7 @@ def named_tokens(values) -> list[str]:
         t = type(x)
         if t in scalars:  # tokenize()'s own shortcut, inlined
             out.append(f"{t.__name__}-" + hexdigest(
-                b"tuple1[%s%s]" % (t.__qualname__.encode(), repr(x).encode())))
+                _SCALAR_BYTES % (t.__qualname__.encode(), repr(x).encode())))
         else:
             out.append(f"{t.__name__}-{tokenize(x)}")
     return out

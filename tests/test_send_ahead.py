@@ -16,6 +16,20 @@ from scatter_magics.errors import FutureLostError
 from tests.conftest import wait_for
 
 
+def hold_scatters_at_a_gate(client, monkeypatch) -> threading.Event:
+    """Scatters of ``client`` wait on the loop until the returned event is set, as a
+    scatter waiting for a worker would."""
+    gate = threading.Event()
+    send_scatter = client._send_scatter
+
+    async def held_at_the_gate(*args):
+        await asyncio.to_thread(gate.wait, 10)
+        await send_scatter(*args)
+
+    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    return gate
+
+
 def test_a_tight_loop_of_small_scatters_stores_every_value(client):
     futures = [client.scatter(i, hash=False) for i in range(500)]
     assert all(f.status == "finished" for f in futures)
@@ -36,13 +50,7 @@ def test_a_value_released_right_after_its_scatter_is_freed(client):
 
 def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, monkeypatch):
     client = make_client(n_workers=1)
-    gate = threading.Event()
-    send_scatter = client._send_scatter
-
-    async def held_at_the_gate(*args):  # as a scatter waiting for a worker would be
-        await asyncio.to_thread(gate.wait, 10)
-        await send_scatter(*args)
-
+    gate = hold_scatters_at_a_gate(client, monkeypatch)
     flushed = threading.Event()
     flush_releases = client._flush_releases
 
@@ -50,7 +58,6 @@ def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, m
         flush_releases()
         flushed.set()
 
-    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
     monkeypatch.setattr(client, "_flush_releases", flush_and_tell)
     key = client.scatter("on its way", hash=False).key  # sent ahead, then dropped
     try:
@@ -64,14 +71,7 @@ def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, m
 
 def test_a_submit_does_not_overtake_its_input_still_on_the_way(make_client, monkeypatch):
     client = make_client(n_workers=1)
-    gate = threading.Event()
-    send_scatter = client._send_scatter
-
-    async def held_at_the_gate(*args):  # as a scatter waiting for a worker would be
-        await asyncio.to_thread(gate.wait, 10)
-        await send_scatter(*args)
-
-    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    gate = hold_scatters_at_a_gate(client, monkeypatch)
     future = client.scatter("on its way", hash=False)
     threading.Timer(0.2, gate.set).start()  # the worker "comes back" while submit waits
     total = client.submit(len, future)  # reaches the scheduler after the scatter

@@ -16,7 +16,6 @@ client. Events come from :mod:`.events` (the scheduler plugin, or polling).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import pickle
@@ -58,7 +57,7 @@ class DaskBackend:
 
     @property
     def default_timeout(self) -> float | None:
-        return _seconds(dask.config.get("distributed.comm.timeouts.connect"))
+        return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
 
     # ------------------------------------------------------------ data ---
     def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
@@ -276,12 +275,6 @@ def _workers_from_identity(info: dict) -> dict:
                         "memory": metrics.get("memory", 0),
                         "nbytes": metrics.get("managed_bytes", 0), "nkeys": None}
     return out
-
-
-@functools.lru_cache(maxsize=16)
-def _seconds(setting) -> float | None:
-    """Dask's ``"30s"`` as seconds; asked by every scatter, so each text is parsed once."""
-    return parse_timedelta(setting, "s")
 
 
 def _is_pickling_error(exc: BaseException) -> bool:

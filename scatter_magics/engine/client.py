@@ -22,7 +22,7 @@ import weakref
 from typing import Callable
 
 from ..backend import counter as _counter
-from ..backend import no_progress, register_client
+from ..backend import Progress, no_progress, register_client
 from ..errors import ClientClosedError
 from ..structure import find_futures
 from ..tokenize import reporting, tokenize
@@ -424,9 +424,6 @@ class Client(Gathering, Events, References):
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total): see scatter()
 
 
 def _n_values(data) -> int:
