@@ -34,7 +34,9 @@ def main(argv=None):
         assert list(system.run_tasks([1])) == [2]
         record = {"seconds": time.perf_counter() - T0}
     except Exception as exc:
-        from benchmarks.session import describe  # imports numpy: only once it has failed
+        from benchmarks.session import (
+            describe,  # imports numpy: only once it has failed
+        )
 
         record = {"error": describe(exc)}
         raise

@@ -33,7 +33,12 @@ from pathlib import Path
 
 import psutil
 
-from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, LabServer, missing_browser_tools)
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LabServer,
+    missing_browser_tools,
+)
 
 CLUSTER = textwrap.dedent("""
     import sys

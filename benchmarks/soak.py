@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 
 from scatter_magics import Client
-from scatter_magics.engine import shm
+from scatter_magics.engine.shm import pool as shm
 
 MB = 10**6
 TOLERANCE = 0.05

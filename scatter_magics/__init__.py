@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_PUBLIC = {"Client": "engine.client", "Subscription": "engine.client", "get_client": "backend",
-           "LocalCluster": "engine.cluster", "Future": "engine.future",
-           "as_completed": "engine.waiting", "wait": "engine.waiting"}
+_PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.client",
+           "get_client": "backend", "LocalCluster": "engine.cluster.local",
+           "Future": "engine.client.future", "as_completed": "engine.client.waiting",
+           "wait": "engine.client.waiting"}
 __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:  # what static tools and IDEs see
     from .backend import get_client
-    from .engine.client import Client, Subscription
-    from .engine.cluster import LocalCluster
-    from .engine.future import Future
-    from .engine.waiting import as_completed, wait
+    from .engine.client.client import Client, Subscription
+    from .engine.client.future import Future
+    from .engine.client.waiting import as_completed, wait
+    from .engine.cluster.local import LocalCluster
 
 
 def __getattr__(name: str):

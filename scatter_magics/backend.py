@@ -30,7 +30,6 @@ from typing import Any, Callable, Protocol
 
 from .errors import MissingDependencyError
 
-
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(stage, done, total)``: how far a scatter or gather has got, for progress bars.
 
@@ -109,8 +108,8 @@ class Adapter:
 
 
 ADAPTERS: list[Adapter] = [
-    Adapter("embedded", "scatter_magics.engine.client:Client",
-            "scatter_magics.engine.future:Future", "scatter_magics.engine.backend:EmbeddedBackend"),
+    Adapter("embedded", "scatter_magics.engine.client.client:Client",
+            "scatter_magics.engine.client.future:Future", "scatter_magics.engine.backend:EmbeddedBackend"),
     Adapter("dask", "distributed.client:Client", "distributed.client:Future",
             "scatter_magics.dask.backend:DaskBackend", "distributed.client:default_client"),
 ]

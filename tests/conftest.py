@@ -11,7 +11,6 @@ import time
 import psutil
 import pytest
 
-
 # Every cluster registers itself in the Jupyter runtime dir (scatter_magics/discovery.py):
 # the suite's clusters go to a directory of its own, not into the user's.
 os.environ["JUPYTER_RUNTIME_DIR"] = RUNTIME_DIR = tempfile.mkdtemp(prefix="sm-runtime-")

@@ -18,9 +18,19 @@ import time
 
 import pytest
 
-from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, LabServer, copy_if_exists,
-                                   execute_in_background, kernel_status, missing_browser_tools,
-                                   open_notebook, run_all_cells, save_artifact_dir, write_notebook)
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LabServer,
+    copy_if_exists,
+    execute_in_background,
+    kernel_status,
+    missing_browser_tools,
+    open_notebook,
+    run_all_cells,
+    save_artifact_dir,
+    write_notebook,
+)
 from tests.conftest import our_worker_processes, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]

@@ -8,11 +8,11 @@ import socket
 import numpy as np
 import pytest
 
-from scatter_magics.engine import protocol
-from scatter_magics.engine.comm import Channel, Server, _Connection, connect
+from scatter_magics.engine.wire import protocol
+from scatter_magics.engine.wire.comm import Channel, Server, _Connection, connect
+from scatter_magics.engine.wire.loop import new_event_loop
+from scatter_magics.engine.wire.serialize import deserialize, serialize
 from scatter_magics.errors import ProtocolError
-from scatter_magics.engine.loop import new_event_loop
-from scatter_magics.engine.serialize import deserialize, serialize
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pytest
 
-from scatter_magics.engine import shm
+from scatter_magics.engine.shm import pool as shm
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.timeout(90),

@@ -10,8 +10,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import wait_for
+
 from scatter_magics import discovery
 
 
@@ -80,7 +80,7 @@ def test_a_recycled_pid_is_not_the_registered_process():
 
 
 def test_a_stop_request_closes_the_owning_client_and_tells_its_subscribers(make_client):
-    from scatter_magics.engine.comm import connect
+    from scatter_magics.engine.wire.comm import connect
 
     client = make_client(n_workers=1)
     batches = []
@@ -94,7 +94,7 @@ def test_a_stop_request_closes_the_owning_client_and_tells_its_subscribers(make_
         channel.close()
         return reply
 
-    from scatter_magics.engine.loop import LoopThread
+    from scatter_magics.engine.wire.loop import LoopThread
 
     loop = LoopThread("scatter-magics-test")
     try:

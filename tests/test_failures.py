@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 
 from scatter_magics import Client
-from scatter_magics.errors import (ClientClosedError, FutureLostError, RemoteTraceback,
-                                   SerializationError, UnknownWorkerError)
+from scatter_magics.errors import (
+    ClientClosedError,
+    FutureLostError,
+    RemoteTraceback,
+    SerializationError,
+    UnknownWorkerError,
+)
 from tests.conftest import wait_for, worker_pids
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,7 +99,7 @@ def test_scatter_timeout_on_a_stopped_worker(make_client, direct):
     # The timed-out data does not stay behind on the worker, unrecorded. (A direct
     # put-data and its take-back travel on another connection than this task.)
     def count_stored_keys():
-        from scatter_magics.engine import worker
+        from scatter_magics.engine.worker import process as worker
         return len(worker.CURRENT.data)  # this task's own result is not stored yet
 
     def worker_holds_only_recorded_keys():
@@ -214,7 +219,7 @@ def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
     import asyncio
     import struct
 
-    from scatter_magics.engine.comm import connect
+    from scatter_magics.engine.wire.comm import connect
 
     async def send_garbage():
         channel = await connect(client.scheduler_address, client.secret)
@@ -234,7 +239,7 @@ def test_an_authenticated_peer_sending_garbage_is_dropped(client, caplog):
 def test_gather_reads_another_replica_when_its_holder_dies_mid_read(make_client, direct):
     import concurrent.futures
 
-    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+    from scatter_magics.engine.client.client import LOCAL_COPY_LIMIT
 
     client = make_client(n_workers=2)
     value = "on both" * LOCAL_COPY_LIMIT  # too large for the client to keep a copy: read it

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from scatter_magics.engine.future import FutureState
+from scatter_magics.engine.client.future import FutureState
 
 pytestmark = pytest.mark.timeout(60)
 

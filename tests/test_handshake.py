@@ -16,9 +16,9 @@ import struct
 
 import pytest
 
-from scatter_magics.engine import comm, protocol
-from scatter_magics.engine.comm import Server, connect
-from scatter_magics.engine.loop import new_event_loop
+from scatter_magics.engine.wire import comm, protocol
+from scatter_magics.engine.wire.comm import Server, connect
+from scatter_magics.engine.wire.loop import new_event_loop
 
 pytestmark = pytest.mark.timeout(90)
 

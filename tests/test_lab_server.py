@@ -7,11 +7,6 @@ fresh directory per test, and the script inherits it, so each test sees only its
 
 from __future__ import annotations
 
-# pytest-jupyter's fixtures (jp_fetch and what it needs), for this module only: its plugin,
-# installed suite-wide, would wrap every test's call and event loop, and Playwright's tests
-# cannot have their loop closed under them.
-from pytest_jupyter.jupyter_server import *  # noqa: F403
-
 import asyncio
 import functools
 import inspect
@@ -25,9 +20,14 @@ import time
 
 import psutil
 import pytest
+from conftest import exited, wait_for
+
+# pytest-jupyter's fixtures (jp_fetch and what it needs), for this module only: its plugin,
+# installed suite-wide, would wrap every test's call and event loop, and Playwright's tests
+# cannot have their loop closed under them.
+from pytest_jupyter.jupyter_server import *  # noqa: F403
 from tornado.httpclient import HTTPClientError
 
-from conftest import exited, wait_for
 from scatter_magics import discovery
 
 API = ("scatter-magics", "api")

@@ -14,9 +14,16 @@ import time
 import psutil
 import pytest
 
-from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, LabServer, copy_if_exists,
-                                   missing_browser_tools, run_all_cells, save_artifact_dir,
-                                   write_notebook)
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LabServer,
+    copy_if_exists,
+    missing_browser_tools,
+    run_all_cells,
+    save_artifact_dir,
+    write_notebook,
+)
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]

@@ -248,9 +248,9 @@ def test_a_worker_that_dies_while_starting_is_reported_at_once(tmp_path, monkeyp
 def test_a_worker_process_starts_without_the_client_side_imports():
     # Worker start-up time is most of a cold start; the client, scheduler and tornado
     # are a third of it and a worker never uses them (see scatter_magics/__init__.py).
-    code = ("import sys, scatter_magics.engine.worker; "
-            "print(sorted(m for m in ('scatter_magics.engine.client', "
-            "'scatter_magics.engine.scheduler', 'tornado') if m in sys.modules))")
+    code = ("import sys, scatter_magics.engine.worker.process; "
+            "print(sorted(m for m in ('scatter_magics.engine.client.client', "
+            "'scatter_magics.engine.scheduler.server', 'tornado') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == "[]"
@@ -277,7 +277,7 @@ def _scale_after_a_death(client):
 
 
 def test_gather_of_a_small_scattered_value_needs_no_worker(make_client):
-    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+    from scatter_magics.engine.client.client import LOCAL_COPY_LIMIT
 
     client = make_client(n_workers=1)
     large_value = "x" * (LOCAL_COPY_LIMIT + 1)
@@ -294,7 +294,7 @@ def test_gather_of_a_small_scattered_value_needs_no_worker(make_client):
 
 
 def test_small_scatter_returns_before_a_stopped_worker_stores_it(make_client):
-    from scatter_magics.engine.client import LOCAL_COPY_LIMIT
+    from scatter_magics.engine.client.client import LOCAL_COPY_LIMIT
 
     client = make_client(n_workers=1)
     [(address, pid)] = worker_pids(client).items()

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from scatter_magics.engine.loop import LoopThread
+from scatter_magics.engine.wire.loop import LoopThread
 
 pytestmark = pytest.mark.timeout(60)
 

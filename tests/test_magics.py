@@ -134,7 +134,7 @@ def _main_thread_waits_in_sync() -> bool:
     while frame is not None:
         code = frame.f_code
         if code.co_name == "sync" and code.co_filename.endswith(
-                (os.path.join("scatter_magics", "engine", "loop.py"),
+                (os.path.join("scatter_magics", "engine", "wire", "loop.py"),
                  os.path.join("distributed", "utils.py"))):
             return True
         frame = frame.f_back

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scatter_magics.engine import limits
+from scatter_magics.engine.shm import limits
 from scatter_magics.errors import MemoryLimitError
 
 pytestmark = pytest.mark.timeout(60)
@@ -119,7 +119,7 @@ def test_concurrent_scatters_never_overfill_a_worker(limited):
 # ---------------------------------------------------------------- the state alone ---
 
 def limited_state():
-    from scatter_magics.engine.scheduler_state import SchedulerState
+    from scatter_magics.engine.scheduler.state import SchedulerState
 
     state = SchedulerState()
     state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=100)
@@ -146,7 +146,7 @@ def test_a_key_a_worker_holds_costs_it_nothing():
 
 
 def test_no_limit_means_no_refusal():
-    from scatter_magics.engine.scheduler_state import SchedulerState
+    from scatter_magics.engine.scheduler.state import SchedulerState
 
     state = SchedulerState()
     state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=0)

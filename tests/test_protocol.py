@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from scatter_magics.engine import protocol
+from scatter_magics.engine.wire import protocol
+from scatter_magics.engine.wire.serialize import Serialized, deserialize, serialize
 from scatter_magics.errors import AuthenticationError, ProtocolError
-from scatter_magics.engine.serialize import Serialized, deserialize, serialize
 
 
 def roundtrip(msg: dict) -> dict:

@@ -6,8 +6,8 @@ from concurrent.futures import CancelledError
 
 import pytest
 
+from scatter_magics.engine.scheduler.state import SchedulerState
 from scatter_magics.errors import NoWorkersError, UnknownWorkerError
-from scatter_magics.engine.scheduler_state import SchedulerState
 
 A, B = "tcp://127.0.0.1:1001", "tcp://127.0.0.1:1002"
 
@@ -178,7 +178,7 @@ def test_a_task_on_a_forgotten_key_is_cancelled_not_lost(state):
 
 
 def test_deletes_to_one_worker_merge_without_passing_its_other_messages():
-    from scatter_magics.engine.scheduler import _merge_deletes
+    from scatter_magics.engine.scheduler.server import _merge_deletes
 
     w1, w2 = ("worker", "tcp://a:1"), ("worker", "tcp://b:1")
     first = {"op": "delete-keys", "keys": ["k1"]}

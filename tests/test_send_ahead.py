@@ -1,5 +1,5 @@
-"""Small scatters that return before the loop thread sends them (engine/send_ahead.py),
-and the collector held back during bulk calls (engine/gc_pause.py)."""
+"""Small scatters that return before the loop thread sends them (engine/client/send_ahead.py),
+and the collector held back during bulk calls (engine/client/gc_pause.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from scatter_magics.engine.future import FutureState
-from scatter_magics.engine.gc_pause import BULK, paused_collection
-from scatter_magics.engine.send_ahead import MAX_AHEAD, SendAhead
+from scatter_magics.engine.client.future import FutureState
+from scatter_magics.engine.client.gc_pause import BULK, paused_collection
+from scatter_magics.engine.client.send_ahead import MAX_AHEAD, SendAhead
 from scatter_magics.errors import FutureLostError
 from tests.conftest import wait_for
 

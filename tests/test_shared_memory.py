@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from scatter_magics.engine import shm
+from scatter_magics.engine.shm import pool as shm
 from scatter_magics.tokenize import tokenize
 from tests.conftest import wait_for, worker_pids
 
@@ -240,7 +240,7 @@ def test_a_reused_segment_holds_exactly_what_was_written_last():
 
 
 def test_a_value_copied_while_hashed_is_stored_once(make_client, monkeypatch):
-    from scatter_magics.engine import limits
+    from scatter_magics.engine.shm import limits
     from scatter_magics.errors import MemoryLimitError
 
     client = make_client(n_workers=1)

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from scatter_magics import Client
-from scatter_magics.errors import FutureLostError
 from scatter_magics.engine.backend import EmbeddedBackend
-from scatter_magics.engine.cluster import LocalCluster
+from scatter_magics.engine.cluster.local import LocalCluster
+from scatter_magics.errors import FutureLostError
 from scatter_magics.notebook.display import ClusterSummary
 from tests.conftest import exited, wait_for, worker_pids
 
@@ -76,7 +76,7 @@ def test_the_restart_budget_stops_a_crash_loop_and_says_so(caplog):
     cluster = LocalCluster(n_workers=1, restart_limit=2, restart_window=60)
     client = Client(cluster)
     try:
-        caplog.set_level(logging.ERROR, logger="scatter_magics.engine.supervisor")
+        caplog.set_level(logging.ERROR, logger="scatter_magics.engine.cluster.supervisor")
         for expected in ("worker-1", "worker-2"):
             os.kill(next(iter(worker_pids(client).values())), signal.SIGKILL)
             wait_for(lambda: names(client) == [expected], timeout=15, what=expected)
@@ -340,7 +340,7 @@ def test_a_broadcast_stays_on_every_worker_replacements_and_new_ones(make_client
     wait_for(lambda: holders(client, everywhere) == set(names(client)) and len(names(client)) == 3,
              timeout=15, what="the new worker to receive the broadcast")
     def holds_locally(key: str) -> bool:
-        from scatter_magics.engine import worker
+        from scatter_magics.engine.worker import process as worker
         return key in worker.CURRENT.data
 
     for name in names(client):  # really there, not fetched on demand
@@ -451,7 +451,7 @@ def test_a_scatter_caught_by_a_worker_freezing_goes_elsewhere(make_client, direc
         os.kill(pid, signal.SIGCONT)
 
     def count_stored_keys():
-        from scatter_magics.engine import worker
+        from scatter_magics.engine.worker import process as worker
         return len(worker.CURRENT.data)
 
     def holds_only_recorded_keys():  # what reached it while frozen was taken back

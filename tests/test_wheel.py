@@ -23,8 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import (CHROMIUM, CHROMIUM_ARGS, LabServer, copy_if_exists,
-                                   missing_browser_tools, save_artifact_dir)
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LabServer,
+    copy_if_exists,
+    missing_browser_tools,
+    save_artifact_dir,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 

@@ -17,10 +17,15 @@ import weakref
 
 import pytest
 
-from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget, as_widget, labelled_keys
-from scatter_magics.notebook.widget_html import futures_html
 from scatter_magics.notebook.cluster_table import ClusterTable
 from scatter_magics.notebook.throttle import Throttle
+from scatter_magics.notebook.widget import (
+    ClusterWidget,
+    FuturesWidget,
+    as_widget,
+    labelled_keys,
+)
+from scatter_magics.notebook.widget_html import futures_html
 from scatter_magics.notebook.widget_model import FuturesTable, format_bytes
 from tests.conftest import wait_for
 

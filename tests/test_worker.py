@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from scatter_magics.engine import worker as worker_module
-from scatter_magics.engine.serialize import serialize, wire
+from scatter_magics.engine.wire.serialize import serialize, wire
+from scatter_magics.engine.worker import process as worker_module
 
 
 @pytest.fixture

@@ -35,7 +35,9 @@ def adopt_clusters() -> None:
     if distributed is None:
         return
     _forget_closed()
-    from .backend import _registry_entries  # the magics' own clusters: registered already
+    from .backend import (
+        _registry_entries,  # the magics' own clusters: registered already
+    )
 
     for client in list(distributed.Client._instances):
         cluster = getattr(client, "cluster", None)

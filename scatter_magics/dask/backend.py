@@ -31,8 +31,12 @@ from distributed import Future, LocalCluster
 
 from .. import discovery
 from ..backend import register_client
-from ..errors import ClientClosedError, PollingFallbackWarning, SerializationError
-from ..errors import UnknownWorkerError
+from ..errors import (
+    ClientClosedError,
+    PollingFallbackWarning,
+    SerializationError,
+    UnknownWorkerError,
+)
 from ..structure import SKIP, find_futures, substitute
 from .events import DaskSubscription, hub_for
 

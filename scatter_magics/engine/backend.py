@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .client import NO_DEFAULT, Client
+from .client.client import NO_DEFAULT, Client
 
 
 class EmbeddedBackend:

@@ -126,7 +126,7 @@ class ClusterDirectory:
     async def start(self, *, n_workers: int | None, threads_per_worker: int,
                     memory_limit, name: str | None) -> str:
         """Start a cluster owned by this server; returns its registry id."""
-        from ..engine.cluster import LocalCluster
+        from ..engine.cluster.local import LocalCluster
 
         self._started += 1
         name = name or f"Shared cluster {self._started}"

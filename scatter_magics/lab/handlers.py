@@ -23,8 +23,8 @@ import tornado.web
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from jupyter_server.utils import url_path_join
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import ClusterUnreachableError, UnknownClusterError
 from .clusters import ClusterDirectory
@@ -95,7 +95,7 @@ class ClustersHandler(_ClusterHandler):
                                                  f"got {value!r}")
         if options["name"] is not None and not isinstance(options["name"], str):
             raise tornado.web.HTTPError(400, "name must be a string")
-        from ..engine.cluster import parse_memory_limit
+        from ..engine.cluster.local import parse_memory_limit
 
         try:
             parse_memory_limit(options["memory_limit"], options["n_workers"])

@@ -44,7 +44,7 @@ class EmbeddedProbe:
     async def _connected(self):
         async with self._opening:
             if self._channel is None or self._channel.closed:
-                from ..engine.comm import connect
+                from ..engine.wire.comm import connect
 
                 self._channel = await connect(self.entry.scheduler_address, self.entry.secret,
                                               {"events": self._on_events},
@@ -149,7 +149,9 @@ def _natural(name: str) -> list:
 
 
 def _dask_probe(entry: Entry):
-    from .dask_probe import DaskProbe  # imports distributed only when a Dask cluster exists
+    from .dask_probe import (
+        DaskProbe,  # imports distributed only when a Dask cluster exists
+    )
 
     return DaskProbe(entry)
 

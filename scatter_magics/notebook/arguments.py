@@ -21,7 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import parse_argstring
 
 from ..backend import Backend
-from ..engine.cluster import parse_memory_limit
+from ..engine.cluster.local import parse_memory_limit
 from ..tokenize import tokenize
 from .display import natural_order
 

@@ -4,7 +4,7 @@
 it with a cluster's registry id: ``discovery.py`` holds the address and the secret).
 It looks at what answers at the address: our embedded engine's scheduler greets every
 connection with its protocol's magic bytes before anything else
-(``engine/protocol.py`` ``server_hello``); a Dask scheduler sends a msgpack handshake.
+(``engine/wire/protocol.py`` ``server_hello``); a Dask scheduler sends a msgpack handshake.
 So one short read tells them apart, and the matching engine's client connects.
 
 >>> backend = connect("tcp://10.0.0.5:8786")                 # doctest: +SKIP
@@ -21,8 +21,8 @@ import socket
 
 from .. import discovery
 from ..backend import Backend, backend_class
+from ..engine.wire.protocol import MAGIC
 from ..errors import UnknownClusterError
-from ..engine.protocol import MAGIC
 
 PROBE_TIMEOUT = 2.0  # s to wait for a scheduler's first bytes
 SECRET_ENV = "SCATTER_MAGICS_SECRET"

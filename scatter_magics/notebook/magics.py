@@ -26,22 +26,51 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Any, Float, Integer, Unicode, Union
 
-from ..backend import Backend, backend_for, counter, future_types, progress_option
-from ..backend import reports_progress
-from ..errors import ClientClosedError, Interrupted, NoWorkersError
-from ..errors import SerializationError, UnknownWorkerError
-from .arguments import _count, _memory_limit, _name, _seconds, _worker, check_workers
-from .arguments import is_dotted_name, keyed_items, parse_line
-from .display import ClusterSummary, ScatterResult, install_formatters
-from .display import remove_formatters
-from .interrupted import gather_interrupted, scatter_interrupted
-from .progress import DELAY, NO_PROGRESS, NoProgress, ProgressBar, estimate_nbytes
-from .progress import known_small, view_for
-from .session import ClusterSession, check_cluster_options
+from ..backend import (
+    Backend,
+    backend_for,
+    counter,
+    future_types,
+    progress_option,
+    reports_progress,
+)
+from ..errors import (
+    ClientClosedError,
+    Interrupted,
+    NoWorkersError,
+    SerializationError,
+    UnknownWorkerError,
+)
 from ..structure import find_futures
 from ..tokenize import reporting
-
-
+from .arguments import (
+    _count,
+    _memory_limit,
+    _name,
+    _seconds,
+    _worker,
+    check_workers,
+    is_dotted_name,
+    keyed_items,
+    parse_line,
+)
+from .display import (
+    ClusterSummary,
+    ScatterResult,
+    install_formatters,
+    remove_formatters,
+)
+from .interrupted import gather_interrupted, scatter_interrupted
+from .progress import (
+    DELAY,
+    NO_PROGRESS,
+    NoProgress,
+    ProgressBar,
+    estimate_nbytes,
+    known_small,
+    view_for,
+)
+from .session import ClusterSession, check_cluster_options
 
 _UNDEFINED = object()  # a %gather name that names nothing
 

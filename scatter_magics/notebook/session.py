@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from IPython.core.error import UsageError
 
-from ..backend import Backend, backend_for, client_types, future_types, get_client
-from ..backend import register_client, start_backend
+from ..backend import (
+    Backend,
+    backend_for,
+    client_types,
+    future_types,
+    get_client,
+    register_client,
+    start_backend,
+)
 from ..errors import MissingDependencyError, ProtocolError, UnknownClusterError
 from ..structure import find_futures
 from .connect import connect

@@ -28,13 +28,24 @@ from collections.abc import Callable, Mapping
 import anywidget
 import traitlets as t
 
-from ..backend import backend_for, client_class_names, client_types, future_class_names
-from ..backend import future_types
-from .display import ClusterSummary
-from .widget_html import cluster_html, futures_html
-from .widget_keys import _iter_futures, _names_by_key, _only_futures, _page_size, labelled_keys
+from ..backend import (
+    backend_for,
+    client_class_names,
+    client_types,
+    future_class_names,
+    future_types,
+)
 from .cluster_table import ClusterTable, shared_memory_text
+from .display import ClusterSummary
 from .throttle import Throttle
+from .widget_html import cluster_html, futures_html
+from .widget_keys import (
+    _iter_futures,
+    _names_by_key,
+    _only_futures,
+    _page_size,
+    labelled_keys,
+)
 from .widget_model import STATUSES, FuturesTable
 
 logger = logging.getLogger(__name__)

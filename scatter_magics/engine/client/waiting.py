@@ -1,0 +1,72 @@
+"""Waiting on many futures: ``wait`` and ``as_completed``."""
+
+from __future__ import annotations
+
+import asyncio
+from queue import Queue
+
+from ...structure import find_futures
+from .future import Future
+
+
+class DoneAndNotDone(tuple):
+    __slots__ = ()
+
+    def __new__(cls, done: set, not_done: set):
+        return super().__new__(cls, (done, not_done))
+
+    done = property(lambda self: self[0])
+    not_done = property(lambda self: self[1])
+
+
+def wait(fs, timeout: float | None = None, return_when: str = "ALL_COMPLETED") -> DoneAndNotDone:
+    """Block until all (or the first of) ``fs`` are done; TimeoutError after ``timeout``."""
+    futures = find_futures(fs, Future)
+    if not futures:
+        return DoneAndNotDone(set(), set())
+    client = futures[0].client
+    client._check_open()
+
+    async def until():
+        pending = [asyncio.ensure_future(client._until_done(f._state)) for f in futures]
+        when = asyncio.FIRST_COMPLETED if return_when == "FIRST_COMPLETED" else asyncio.ALL_COMPLETED
+        try:
+            await asyncio.wait(pending, return_when=when)
+        finally:
+            for p in pending:
+                p.cancel()
+    client._run(client._within(until(), timeout), asynchronous=False)
+    return DoneAndNotDone({f for f in futures if f.done()}, {f for f in futures if not f.done()})
+
+
+class as_completed:
+    """Iterate over futures in the order they finish.
+
+    >>> for future in as_completed(futures):     # doctest: +SKIP
+    ...     print(future.result())
+    """
+
+    def __init__(self, futures=(), with_results: bool = False):
+        self._done: Queue = Queue()
+        self._count = 0
+        self.with_results = with_results
+        for future in find_futures(list(futures), Future):
+            self.add(future)
+
+    def add(self, future: Future) -> None:
+        self._count += 1
+        future.client.loop.call_soon(future._state.on_done,
+                                     lambda state, f=future: self._done.put(f))
+
+    def count(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._count == 0:
+            raise StopIteration
+        future = self._done.get()
+        self._count -= 1
+        return (future, future.result()) if self.with_results else future

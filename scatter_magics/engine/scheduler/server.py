@@ -1,0 +1,392 @@
+"""The scheduler's I/O: connections from workers and clients around :class:`SchedulerState`.
+
+Runs on an event-loop thread. Workers and remote clients connect over TCP
+(:class:`~scatter_magics.comm.Server`); a client in the same process talks to it through
+:meth:`Scheduler.local_client`, with no socket in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Callable
+
+from ...errors import CommClosedError, WorkerUnresponsiveError
+from ...keys import key_text
+from ..wire import inheritance
+from ..wire.comm import Channel, Server
+from ..wire.peers import fetch_from_holders
+from .direct_holds import DirectHolds
+from .pending_acks import PendingAcks
+from .scatter_ops import ScatterOps
+from .state import SchedulerState
+from .worker_book import UNRESPONSIVE_AFTER
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK_INTERVAL = 0.5  # s between checks for silent workers
+
+
+class LocalClientLink:
+    """How the scheduler reaches a client living in its own process: a callback."""
+
+    def __init__(self, deliver: Callable[[dict], None]):
+        self.send = deliver
+
+
+class Scheduler(ScatterOps):
+    """Owns a :class:`SchedulerState`, the server socket, and the connections."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.state = SchedulerState()
+        self.server = Server(secret, self._channel_handlers())
+        self.address = ""
+        self.worker_channels: dict[str, Channel] = {}
+        self.clients: dict[str, object] = {}  # client id → Channel or LocalClientLink
+        self.subscribers: set[str] = set()
+        self.on_worker_removed: list[Callable[[str, int], None]] = []
+        # Workers silent for worker_ttl s are handed to these (the LocalCluster kills and
+        # replaces them); None: wait for a frozen worker however long it takes.
+        self.worker_ttl: float | None = None
+        self.on_worker_expired: list[Callable[[str, int], None]] = []
+        self._expired: set[str] = set()
+        self._worker_arrived = asyncio.Event()
+        self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
+        self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
+        self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
+        self.closing = False
+        self._heartbeat_watch: asyncio.Task | None = None
+        self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
+        self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
+        self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
+        self.direct_holds = DirectHolds(self.state)  # room for direct scatters in flight
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.address = await self.server.listen(host, port)
+        self._heartbeat_watch = asyncio.ensure_future(self._watch_heartbeats())
+        return self.address
+
+    async def _watch_heartbeats(self) -> None:
+        """Mark workers that stopped sending heartbeats unresponsive (see SchedulerState)."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_CHECK_INTERVAL)
+            now = time.monotonic()
+            # If this loop itself was stalled, the workers' heartbeats may be waiting
+            # unread in our sockets: judge nobody this round.
+            if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
+                silent_before = self._unresponsive()
+                self.apply(self.state.check_heartbeats(now))
+                for address in self._unresponsive() - silent_before:
+                    self._give_up_waiting_on(address)
+                self._expire_silent(now)
+            last = now
+
+    def _expire_silent(self, now: float) -> None:
+        """Hand over workers silent for longer than ``worker_ttl``, once each.
+
+        As Dask's ``distributed.scheduler.worker-ttl``: a worker frozen for minutes
+        holds data and gathers hostage; ending it turns the wait into a replacement and
+        a recompute (or a clear ``FutureLostError``). The grace is long because a worker
+        stuck in a C call that holds the GIL is silent too, and may yet finish.
+        """
+        if self.worker_ttl is None:
+            return
+        for address, ws in list(self.state.workers.items()):
+            if (ws.status == "unresponsive" and address not in self._expired
+                    and now - ws.last_seen > self.worker_ttl):
+                self._expired.add(address)
+                logger.warning("worker %s (%s) sent no heartbeat for %g s: ending it",
+                               ws.name, address, self.worker_ttl)
+                for callback in self.on_worker_expired:
+                    callback(address, ws.pid)
+
+    def _unresponsive(self) -> set[str]:
+        return {a for a, ws in self.state.workers.items() if ws.status == "unresponsive"}
+
+    def _give_up_waiting_on(self, address: str) -> None:
+        """Fail what waits on a worker that went silent, here and in every client.
+
+        A scatter placed on it just before it froze then goes to another worker (see
+        placing.py) instead of hanging; a gather reads another replica.
+        """
+        ws = self.state.workers[address]
+        error = WorkerUnresponsiveError(f"worker {ws.name} ({address}) stopped answering "
+                                        f"(no heartbeat for {UNRESPONSIVE_AFTER:g} s)")
+        channel = self.worker_channels.get(address)
+        if channel is not None:
+            channel.fail_pending(error)
+        for link in list(self.clients.values()):
+            _send(link, {"op": "worker-unresponsive", "address": address, "error": error})
+
+    def broadcast_to_workers(self, msg: dict) -> None:
+        for channel in list(self.worker_channels.values()):
+            _send(channel, msg)
+
+    def close(self) -> None:
+        self.closing = True
+        if self._heartbeat_watch is not None:
+            self._heartbeat_watch.cancel()
+        self.broadcast_to_workers({"op": "close"})
+        self.server.close()
+
+    # ------------------------------------------------------------ plumbing ---
+    def _channel_handlers(self) -> dict:
+        handlers = {
+            "register-worker": self._register_worker,
+            "register-client": self._register_client,
+            "task-finished": self._on_worker(lambda a, m: self.state.add_replicas(
+                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"])),
+            "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
+                a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
+                                                        m["traceback"])),
+            "acquired": self._on_worker(lambda a, m: self.state.acquired(
+                a, m["fetched"], m["failed"])),
+            "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
+            "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
+                a, m["memory"], time.monotonic())),
+        }
+        for op, method in self.client_ops().items():
+            handlers[op] = self._on_client(method)
+        return handlers
+
+    def _on_worker(self, change: Callable) -> Callable:
+        def handler(channel: Channel, msg: dict):
+            address = channel.worker_address
+            self.apply(self.state.heard_from(address, time.monotonic()) +
+                       (change(address, msg) or []))
+        return handler
+
+    def _on_client(self, method: Callable) -> Callable:
+        def handler(channel: Channel, msg: dict):
+            return method(channel.client_id, msg)
+        return handler
+
+    def apply(self, outgoing: list) -> None:
+        """Send what a state change produced, then publish the events it recorded."""
+        for (kind, target), msg in _merge_deletes(outgoing):
+            if kind == "owner":
+                for callback in self.on_key_forgotten:
+                    callback(msg["key"])
+                continue
+            _send(self.worker_channels.get(target) if kind == "worker" else self.clients.get(target),
+                  msg)
+        if self.state.events:
+            batch, self.state.events = self.state.events, []
+            for client_id in self.subscribers:
+                _send(self.clients.get(client_id), {"op": "events", "events": batch})
+
+    # ------------------------------------------------------------ workers ---
+    def _register_worker(self, channel: Channel, msg: dict) -> dict:
+        address = msg["address"]
+        channel.worker_address = address
+        channel.peer = f"worker {msg['name']} ({address})"  # errors name it, not a port
+        self.worker_channels[address] = channel
+        _keep_from_forked_children(channel)
+        channel.on_close.append(lambda ch: self._remove_worker(address))
+        self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
+                                         msg["memory_limit"], msg.get("pid", 0),
+                                         replaces=msg.get("replaces"), now=time.monotonic()))
+        self._worker_arrived.set()
+        return {"ok": True}
+
+    def _remove_worker(self, address: str) -> None:
+        self.worker_channels.pop(address, None)
+        self._expired.discard(address)
+        ws = self.state.workers.get(address)
+        pid = ws.pid if ws else 0
+        reason = "closed with the cluster" if self.closing else \
+            self.exit_reason(pid) or "lost its connection to the scheduler"
+        self.pending_acks.worker_removed(address, reason)
+        self.apply(self.state.remove_worker(address, reason))
+        for callback in self.on_worker_removed:
+            callback(address, pid)
+
+    def set_supervision(self, status: dict) -> None:
+        """The cluster's supervisor status, shown in ``scheduler_info()["supervision"]``."""
+        self.apply(self.state.set_supervision(status))
+
+    async def wait_for_workers(self, n: int = 1, timeout: float | None = None) -> None:
+        async def arrived():
+            while len(self.state.workers) < n:
+                self._worker_arrived.clear()
+                await self._worker_arrived.wait()
+        try:
+            await asyncio.wait_for(arrived(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"waited {timeout} s for {n} worker(s); "
+                               f"{len(self.state.workers)} connected") from None
+
+    async def _request_worker(self, address: str, msg: dict):
+        channel = self.worker_channels.get(address)
+        if channel is None:
+            raise CommClosedError(f"worker {address} is gone")
+        return await channel.request(msg)
+
+    # ------------------------------------------------------------ clients ---
+    def _register_client(self, channel: Channel, msg: dict) -> dict:
+        channel.client_id = client_id = msg.get("client_id") or uuid.uuid4().hex
+        self.clients[client_id] = channel
+        channel.on_close.append(lambda ch: self.remove_client(client_id))
+        return {"client_id": client_id, "secret_ok": True}
+
+    def local_client(self, deliver: Callable[[dict], None]) -> str:
+        client_id = uuid.uuid4().hex
+        self.clients[client_id] = LocalClientLink(deliver)
+        return client_id
+
+    def remove_client(self, client_id: str) -> None:
+        self.clients.pop(client_id, None)
+        self.direct_holds.release_client(client_id)
+        self._unsubscribe(client_id, {})
+        self.apply(self.state.forget_client(client_id))
+
+    def client_ops(self) -> dict[str, Callable]:
+        """Ops a client may call, as ``method(client_id, msg)``."""
+        return {
+            "scatter": self._scatter, "choose-workers": self._choose_for_direct,
+            "update-data": self._record, "gather": self._gather,
+            "unrecorded": self._unrecorded,
+            "locations": self._locations, "who-has": self._who_has,
+            "has-what": self._has_what, "scheduler-info": self._info,
+            "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
+            "replicate": self._replicate, "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
+            "overview": self._overview, "key-list": self._key_list,
+            "close-cluster": self._close_cluster,
+        }
+
+    async def _wait_for_workers(self, client_id, msg):
+        await self.wait_for_workers(msg.get("n", 1), msg.get("timeout"))
+
+    def _locations(self, client_id, msg) -> dict:
+        return self.state.locations_for_gather(msg["keys"])
+
+    async def _gather(self, client_id, msg) -> dict:
+        async def locate(keys):
+            return self.state.locations_for_gather(keys)
+        return await fetch_from_holders(msg["keys"], locate, self._request_worker)
+
+    def _who_has(self, client_id, msg) -> dict:
+        return self.state.who_has(msg.get("keys"))
+
+    def _has_what(self, client_id, msg) -> dict:
+        addresses = self.state.resolve_workers(msg.get("workers"))
+        return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
+
+    def _info(self, client_id, msg) -> dict:
+        info = self.state.info()
+        info["address"] = self.address
+        for name, describe in self.info_extras.items():
+            info[name] = describe()
+        return info
+
+    def _submit(self, client_id, msg) -> None:
+        out = []
+        for key, task, deps, restrictions in msg["tasks"]:
+            out += self.state.submit(client_id, key, task, deps, restrictions)
+        self.apply(out)
+
+    def _release(self, client_id, msg) -> None:
+        self.apply(self.state.release(client_id, msg["keys"]))
+
+    def _cancel(self, client_id, msg) -> None:
+        self.apply(self.state.cancel(client_id, msg["keys"], msg.get("force", False)))
+
+    async def _replicate(self, client_id, msg) -> None:
+        n = msg.get("n")
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"replicate() needs n >= 1, got {n!r}: it cannot delete all "
+                                 "copies (release or cancel the future for that)")
+            n = min(n, len(self.state.resolve_workers(msg.get("workers"))))
+            self.apply(self.state.reduce_replicas(msg["keys"], n, msg.get("workers")))
+        plan = self.state.replication_plan(msg["keys"], n, msg.get("workers"))
+        by_target: dict[str, dict] = {}
+        for key, targets in plan.items():
+            for target in targets:
+                by_target.setdefault(target, {})[key] = sorted(self.state.keys[key].who_has)
+        results = await asyncio.gather(
+            *(self._request_worker(t, {"op": "fetch", "who_has": w}) for t, w in by_target.items()),
+            return_exceptions=True)
+        for target, result in zip(by_target, results):
+            if isinstance(result, BaseException):
+                logger.warning("replicating to %s failed: %s", target, result)
+                continue
+            keys = [k for k in result if k in self.state.keys]
+            self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
+                                           {k: self.state.keys[k].type for k in keys}))
+
+    def _overview(self, client_id, msg) -> dict:
+        overview = self.state.overview()
+        overview["address"] = self.address
+        return overview
+
+    def _key_list(self, client_id, msg) -> dict:
+        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
+                                   msg.get("status") or None)
+
+    def _close_cluster(self, client_id, msg) -> dict:
+        """Ask the process that owns this scheduler to stop it (its client, workers, all).
+
+        Only a peer that passed the handshake gets here, i.e. one that knows the secret."""
+        if not self.on_close_requested:
+            return {"closing": False}
+        for callback in self.on_close_requested:
+            callback()
+        return {"closing": True}
+
+    def _subscribe(self, client_id, msg) -> list:
+        self.subscribers.add(client_id)
+        self.state.publishing = True
+        return self.state.snapshot()
+
+    def _unsubscribe(self, client_id, msg) -> None:
+        self.subscribers.discard(client_id)
+        self.state.publishing = bool(self.subscribers)
+        if not self.subscribers:
+            self.state.events.clear()
+
+
+def _keep_from_forked_children(channel: Channel) -> None:
+    """A forked child of ours must not hold a worker's connection open (see inheritance.py)."""
+    sock = channel.transport.get_extra_info("socket")
+    if sock is None:
+        return
+    fd = sock.fileno()
+    inheritance.keep_from_forked_children(fd)
+    channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
+
+
+def _send(link, msg: dict) -> None:
+    """Send to a worker or client that may have left meanwhile (then there is no one to tell)."""
+    if link is None:
+        return
+    try:
+        link.send(msg)
+    except CommClosedError:
+        logger.debug("peer left before %r", msg["op"])
+
+
+def _merge_deletes(outgoing: list) -> list:
+    """``outgoing`` with each destination's adjacent delete-keys merged into one message.
+
+    Releasing a 10,000-element list made 10,000 delete-keys, a socket write each (~0.1 s
+    of the loop). Only the order of messages to one destination matters: a merge never
+    moves a delete past another message to the same worker.
+    """
+    merged: list = []
+    open_delete: dict = {}  # destination → its delete-keys still accepting keys
+    for destination, msg in outgoing:
+        if msg["op"] != "delete-keys":
+            open_delete.pop(destination, None)
+        elif destination in open_delete:
+            open_delete[destination]["keys"].extend(msg["keys"])
+            continue
+        else:
+            msg = open_delete[destination] = {"op": "delete-keys", "keys": list(msg["keys"])}
+        merged.append((destination, msg))
+    return merged

@@ -1,0 +1,377 @@
+"""A worker process: holds data, runs tasks in a thread pool, serves data to peers.
+
+Started by :class:`~scatter_magics.cluster.LocalCluster` as
+``python -m scatter_magics.engine.worker --name NAME ...``, before the scheduler is listening.
+The cluster secret and then the scheduler's address arrive as the first two lines of
+standard input (the secret is never on the command line, where ``ps`` shows it). It
+dies with the process that started it (``--owner-pid``), even one killed with SIGKILL:
+when standard input closes, on ``PR_SET_PDEATHSIG``'s SIGTERM (Linux), or when its parent
+pid changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+
+from ...errors import CommClosedError, portable
+from ..shm.limits import result_refusal
+from ..shm.mapper import SegmentMapper
+from ..shm.pool import unlink_segments
+from ..wire.comm import Channel, Server, connect
+from ..wire.loop import new_event_loop
+from ..wire.peers import fetch_from_holders
+from ..wire.serialize import (
+    Serialized,
+    deserialize,
+    deserialize_task,
+    nbytes_of,
+    serialize,
+    sizeof,
+    wire,
+)
+from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .task_start import StartWatch
+
+logger = logging.getLogger("scatter_magics.engine.worker")
+
+HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
+# How long a get-data waits for keys this worker does not hold yet. The scheduler does
+# not wait for a worker to acknowledge small data before it tells others where it is,
+# so a peer's (or a client's) request on another connection can arrive first.
+ARRIVAL_WAIT = 5.0  # seconds
+
+
+SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
+CURRENT: "Worker | None" = None  # the worker this process runs, for tasks that introspect
+
+
+class StoredValue:
+    """A key's data: its serialized form, its value, or both (built lazily)."""
+
+    __slots__ = ("_serialized", "_value", "_has_value", "nbytes", "type")
+
+    def __init__(self, serialized: Serialized | bytes | None = None, value=None,
+                 has_value=False):
+        self._serialized, self._value, self._has_value = serialized, value, has_value
+        self.nbytes = nbytes_of(serialized) if serialized is not None else sizeof(value)
+        self.type = type(value).__name__ if has_value else None
+
+    @property
+    def value(self):
+        if not self._has_value:
+            self._value, self._has_value = deserialize(self._serialized, SEGMENTS.view), True
+        return self._value
+
+    @property
+    def serialized(self) -> Serialized | bytes:
+        """In its wire form (see ``serialize.wire``)."""
+        if self._serialized is None:
+            return wire(serialize(self._value))  # not cached: it would double the memory held
+        return self._serialized
+
+
+class HeldData(dict):
+    """``{key: StoredValue}`` that keeps the total of their sizes, for ``memory_limit``."""
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+
+    def __setitem__(self, key: str, value: StoredValue) -> None:
+        old = self.get(key)
+        self.nbytes += value.nbytes - (old.nbytes if old is not None else 0)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.nbytes -= self[key].nbytes
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default):
+        if key in self:
+            self.nbytes -= self[key].nbytes
+        return super().pop(key, *default)
+
+
+class Worker:
+    def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
+                 memory_limit: int, replaces: str | None = None):
+        self.scheduler_address = scheduler_address
+        self.replaces = replaces
+        self.secret = secret
+        self.name = name
+        self.nthreads = nthreads
+        self.memory_limit = memory_limit
+        self.data = HeldData()
+        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self.server = Server(secret, self._handlers())
+        self.scheduler: Channel | None = None
+        self.peers: dict[str, Channel] = {}
+        self.closed = asyncio.Event()
+        self.close_requested = False  # the scheduler said "close": the owner cleans up
+        self._tasks: set[asyncio.Task] = set()
+        self._arrivals: asyncio.Future | None = None  # set by the next put-data
+
+    def _handlers(self) -> dict:
+        return {"put-data": self._put_data, "get-data": self._get_data,
+                "delete-keys": self._delete_keys, "fetch": self._fetch,
+                "acquire": self._acquire,
+                "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
+                "compute": self._compute, "close": self._on_close_request}
+
+    def _on_close_request(self, channel, msg) -> None:
+        self.close_requested = True
+        self.closed.set()
+
+    async def start(self) -> None:
+        address = await self.server.listen("127.0.0.1", 0)
+        self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
+        self.scheduler.on_close.append(lambda ch: self.closed.set())
+        await self.scheduler.request({
+            "op": "register-worker", "address": address, "name": self.name,
+            "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid(),
+            "replaces": self.replaces})
+        self._spawn(self._report_metrics())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.server.close()
+        for channel in [self.scheduler, *self.peers.values()]:
+            if channel is not None:
+                channel.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ data ---
+    def _put_data(self, channel, msg) -> dict:
+        for key, serialized in msg["data"].items():
+            self.data[key] = StoredValue(serialized)
+        if self._arrivals is not None:
+            self._arrivals.set_result(None)
+            self._arrivals = None
+        return {key: self.data[key].nbytes for key in msg["data"]}
+
+    def _get_data(self, channel, msg):
+        if any(k not in self.data for k in msg["keys"]):
+            return self._get_data_arriving(msg["keys"])
+        return {key: self.data[key].serialized for key in msg["keys"]}
+
+    async def _get_data_arriving(self, keys: list) -> dict:
+        """``_get_data`` once keys still on their way (see ARRIVAL_WAIT) have arrived."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ARRIVAL_WAIT
+        while (missing := [k for k in keys if k not in self.data]) and loop.time() < deadline:
+            if self._arrivals is None:
+                self._arrivals = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._arrivals), deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
+        if missing:
+            raise KeyError(f"worker {self.name} does not hold {missing}")
+        return {key: self.data[key].serialized for key in keys}
+
+    def _delete_keys(self, channel, msg) -> None:
+        for key in msg["keys"]:
+            self.data.pop(key, None)
+
+    async def _fetch(self, channel, msg) -> dict:
+        """Copy keys from the peers listed in ``who_has`` into this worker."""
+        await self._gather_from_peers(msg["who_has"])
+        return {key: self.data[key].nbytes for key in msg["who_has"]}
+
+    def _acquire(self, channel, msg) -> None:
+        """Fetch standing-broadcast keys from peers, then say what arrived (one-way)."""
+        self._spawn(self._acquire_and_report(msg["who_has"]))
+
+    async def _acquire_and_report(self, who_has: dict) -> None:
+        try:
+            fetched = await self._gather_from_peers(who_has)
+        except (CommClosedError, KeyError) as exc:  # its holders died meanwhile
+            logger.debug("could not fetch %s: %s", list(who_has), exc)
+            self._report({"op": "acquired", "fetched": {}, "failed": list(who_has)})
+            return
+        held = {k: self.data[k].nbytes for k in who_has if k in self.data}
+        self._report({"op": "acquired", "fetched": {**held, **fetched},
+                      "failed": [k for k in who_has if k not in held]})
+
+    async def _gather_from_peers(self, who_has: dict) -> dict:
+        """Fetch the keys this worker lacks; return ``{key: nbytes}`` of what it fetched.
+
+        A peer that fails is skipped on the next try, so another replica answers.
+        """
+        missing = [key for key in who_has if key not in self.data]
+        if not missing:
+            return {}
+        failed: set[str] = set()
+
+        async def locate(keys):
+            live = {key: [h for h in who_has[key] if h not in failed] for key in keys}
+            for key, holders in live.items():
+                if not holders:
+                    raise KeyError(f"no live worker holds {key!r} (asked {who_has[key]})")
+            return live
+
+        async def request(address, msg):
+            try:
+                return await self._peer_request(address, msg)
+            except CommClosedError:
+                failed.add(address)
+                raise
+
+        fetched = {}
+        for key, serialized in (await fetch_from_holders(missing, locate, request)).items():
+            self.data[key] = StoredValue(serialized)
+            fetched[key] = self.data[key].nbytes
+        return fetched
+
+    async def _peer_request(self, address: str, msg: dict):
+        channel = self.peers.get(address)
+        if channel is None or channel.closed:
+            channel = self.peers[address] = await connect(address, self.secret)
+        return await channel.request(msg)
+
+    # ------------------------------------------------------------ tasks ---
+    def _compute(self, channel, msg) -> None:
+        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+
+    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
+        fetched: dict = {}
+        try:
+            fetched = await self._gather_from_peers(who_has)
+            inputs = {dep: self.data[dep].value for dep in who_has}
+            watch = StartWatch(asyncio.get_running_loop(),
+                               lambda: self._report({"op": "task-started", "key": key}))
+            timer = watch.watch()
+            try:
+                value = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, _execute, task, inputs, watch.started)
+            finally:
+                timer.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+                          "traceback": "".join(traceback.format_exception(exc)),
+                          "fetched": fetched})
+            return
+        stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
+        held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
+        if self.memory_limit and held + stored.nbytes > self.memory_limit:
+            exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
+                                 self.memory_limit)
+            self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
+                          "fetched": fetched})
+            return
+        self.data[key] = stored
+        self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
+                      "type": stored.type, "fetched": fetched})
+
+    def _report(self, msg: dict) -> None:
+        try:
+            self.scheduler.send(msg)
+        except CommClosedError:
+            self.closed.set()
+
+    async def _report_metrics(self) -> None:
+        while True:
+            self._report({"op": "metrics", "memory": resident_memory()})
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+def _not_aliasing_shared_memory(value):
+    """``value``, copied if it is a numpy view into a shared segment.
+
+    Segments are reused once their key is released; a result that kept pointing into
+    one (``x[:10]`` of a scattered array) would then silently change.
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not isinstance(value, numpy.ndarray) or value.base is None:
+        return value
+    low, high = numpy.byte_bounds(value) if hasattr(numpy, "byte_bounds") else \
+        numpy.lib.array_utils.byte_bounds(value)
+    if any(start <= low < end or start < high <= end for start, end in SEGMENTS.spans()):
+        return value.copy()
+    return value
+
+
+def _execute(task: Serialized, inputs: dict, on_start=None):
+    if on_start is not None:
+        on_start()  # a pool thread picked the task up (task_start.StartWatch)
+    func, args, kwargs = deserialize_task(task, inputs)
+    return func(*args, **kwargs)
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _read_line(what: str) -> str:
+    # Byte by byte, unbuffered: the rest of stdin is the parent-watch thread's.
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            raise SystemExit(f"no {what} on standard input")
+        line += chunk
+    return line.decode().strip()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
+    parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
+                        "line of standard input, after the secret)")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--nthreads", type=int, default=1)
+    parser.add_argument("--memory-limit", type=int, default=0)
+    parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
+    parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
+    parser.add_argument("--replaces", help="the dead worker this one replaces")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
+    die_with_owner(args.shm_prefix, args.owner_pid)
+    secret = _read_line("cluster secret")
+    scheduler = args.scheduler or _read_line("scheduler address")
+    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+                     name="owner-watch", daemon=True).start()
+
+    async def run() -> bool:
+        global CURRENT
+        worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
+                                  args.memory_limit, args.replaces)
+        await worker.start()
+        await worker.closed.wait()
+        await worker.close()
+        return worker.close_requested
+
+    closed_by_owner = False
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            closed_by_owner = runner.run(run())
+    finally:
+        # A worker ends with its cluster: closed (the owner unlinks the segments) or
+        # killed. When the owner is killed, our connection to it may close before stdin
+        # does, and then this, not exit_when_owner_dies, is the exit that must clean
+        # up; but a worker that merely lost its connection must leave the segments to
+        # the owner and the other workers.
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+            unlink_segments(args.shm_prefix)
+
