@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.client",
-           "get_client": "backend", "LocalCluster": "engine.cluster.local",
+           "get_client": "current_client", "LocalCluster": "engine.cluster.local",
            "Future": "engine.client.future", "as_completed": "engine.client.waiting",
            "wait": "engine.client.waiting"}
 __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:  # what static tools and IDEs see
-    from .backend import get_client
+    from .current_client import get_client
     from .engine.client.client import Client, Subscription
     from .engine.client.future import Future
     from .engine.client.waiting import as_completed, wait

@@ -20,25 +20,13 @@ same way on every engine. Events follow ``docs/internals.md``.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import inspect
 import sys
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .errors import MissingDependencyError
-
-Progress = Callable[[str, int, "int | None"], None]
-"""``progress(stage, done, total)``: how far a scatter or gather has got, for progress bars.
-
-Stages, in order: ``"hash"`` (content hashing for ``hash=True`` keys), ``"serialize"``,
-``"copy"`` (into shared memory), ``"transfer"`` (to or from workers), all counted in bytes;
-``"wait"`` (a gather waiting for tasks) counts futures. ``done`` only grows within a stage;
-``total`` is None when not known in advance. Called on any thread, so it must be quick and
-thread-safe; an engine reports the stages it has, as often as it can afford.
-"""
+from .progress import Progress
 
 
 class Subscription(Protocol):
@@ -204,6 +192,12 @@ def _classes_loaded(attribute: str) -> tuple[type, ...]:
     return found
 
 
+def default_client_functions() -> list[Callable[[], Any]]:
+    """Each imported engine's own "current client" function (Dask's ``default_client``)."""
+    found = (_loaded(a.default_client) for a in ADAPTERS if a.default_client)
+    return [function for function in found if function is not None]
+
+
 def future_class_names() -> list[str]:
     """``"module.Name"`` of every engine's future class, for IPython's deferred printers."""
     return [".".join(_split(a.future_class)) for a in ADAPTERS]
@@ -216,97 +210,3 @@ def client_class_names() -> list[str]:
 
 def is_future(obj) -> bool:
     return isinstance(obj, future_types())
-
-
-def no_progress(stage: str, done: int, total: int | None) -> None:
-    """A :data:`Progress` that reports nowhere (nobody watches)."""
-
-
-def counter(report: Progress, stage: str, total: int | None = None):
-    """``add(n)``: count ``n`` more done in ``stage`` and report the running total."""
-    done = 0
-
-    def add(n: int) -> None:
-        nonlocal done
-        done += n
-        report(stage, done, total)
-    return add
-
-
-def progress_option(method: Callable, progress: Progress | None) -> dict:
-    """``{"progress": progress}`` if ``method`` (an adapter's scatter or gather) takes it.
-
-    The hook is optional for adapters: one that has no way to report (or predates the
-    hook) leaves ``progress`` out of its signature, and callers then get no reports
-    rather than a TypeError.
-
-    >>> progress_option(lambda items, *, progress=None: None, print)
-    {'progress': <built-in function print>}
-    >>> progress_option(lambda items, *, timeout: None, print)
-    {}
-    """
-    if progress is None or not reports_progress(method):
-        return {}
-    return {"progress": progress}
-
-
-def reports_progress(method: Callable) -> bool:
-    """Whether ``method`` takes ``progress=`` (by name, or through ``**kwargs``).
-
-    Read once per function: ``inspect.signature`` took ~15 µs, paid twice by every
-    ``%scatter``/``%gather`` pair, and a function's signature does not change.
-    """
-    function = getattr(method, "__func__", method)  # a bound method: its function
-    try:
-        return _takes_progress(function)
-    except TypeError:  # not hashable: read it every time
-        return _takes_progress.__wrapped__(function)
-
-
-@functools.lru_cache(maxsize=64)
-def _takes_progress(function: Callable) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):  # no signature to read: do not guess
-        return False
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return "progress" in parameters or takes_any
-
-
-# ------------------------------------------------------------ the current client ---
-
-_clients: list[weakref.ref] = []  # every engine's clients, in the order they started
-
-
-def register_client(client) -> None:
-    """Make ``client`` the one :func:`get_client` returns while it runs."""
-    _clients[:] = [ref for ref in _clients if _is_running(ref())]
-    _clients.append(weakref.ref(client))
-
-
-def _is_running(client) -> bool:
-    return client is not None and getattr(client, "status", None) == "running"
-
-
-def get_client():
-    """The most recently started client that is still running, of any engine.
-
-    Clients the package registered come first; then an engine's own current client, if
-    that engine is imported (a ``distributed.Client`` made in the user's code, or by
-    dask-gateway or dask-jobqueue, is Dask's default client).
-    """
-    for ref in reversed(_clients):
-        client = ref()
-        if _is_running(client):
-            return client
-    for adapter in ADAPTERS:
-        current = _loaded(adapter.default_client) if adapter.default_client else None
-        if current is not None:
-            try:
-                client = current()
-            except ValueError:  # that engine has no current client either
-                continue
-            if _is_running(client):
-                return client
-    raise ValueError("No client is running: create one with scatter_magics.Client() "
-                     "or run %scatter / %cluster start in a notebook")

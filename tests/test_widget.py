@@ -547,7 +547,7 @@ def test_cluster_table_counts_keys_by_status_and_names_what_each_worker_holds():
 # ------------------------------------------------------------ progress bars ---
 
 def test_progress_widget_appears_only_for_long_work_and_settles():
-    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+    from scatter_magics.notebook.progress_bar import ProgressBar, WidgetView
 
     shown = []
     publish = lambda bundle, display_id, update: shown.append((bundle, display_id, update))  # noqa: E731
@@ -576,7 +576,7 @@ def test_only_data_whose_size_is_known_counts_as_too_small_for_a_bar():
     """%scatter makes no bar for data known to be under 64 KiB; anything whose size it
     cannot tell cheaply (containers, arrays of Python objects) may be large."""
     np = pytest.importorskip("numpy")
-    from scatter_magics.notebook.progress import SMALL, known_small
+    from scatter_magics.notebook.progress_bar import SMALL, known_small
 
     assert known_small([1, 2.5, None, True, "text", b"bytes", np.float64(1), np.ones(10)])
     assert not known_small([np.ones(SMALL // 8)])  # exactly 64 KiB
@@ -588,7 +588,7 @@ def test_only_data_whose_size_is_known_counts_as_too_small_for_a_bar():
 
 
 def test_progress_bar_says_where_ctrl_c_stopped_it():
-    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+    from scatter_magics.notebook.progress_bar import ProgressBar, WidgetView
 
     view = WidgetView(lambda bundle, display_id, update: None)
     with pytest.raises(KeyboardInterrupt):
@@ -685,7 +685,7 @@ def test_nbclient_stores_not_live_for_every_widget_after_cluster_stop():
 
 
 def test_progress_bar_neither_shows_for_a_cluster_start_nor_stands_still():
-    from scatter_magics.notebook.progress import ProgressBar, WidgetView
+    from scatter_magics.notebook.progress_bar import ProgressBar, WidgetView
 
     shown = []
     publish = lambda bundle, display_id, update: shown.append(update)  # noqa: E731

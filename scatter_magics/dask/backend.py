@@ -30,7 +30,7 @@ from dask.utils import parse_timedelta
 from distributed import Future, LocalCluster
 
 from .. import discovery
-from ..backend import register_client
+from ..current_client import register_client
 from ..errors import (
     ClientClosedError,
     PollingFallbackWarning,

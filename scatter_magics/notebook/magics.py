@@ -26,14 +26,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Any, Float, Integer, Unicode, Union
 
-from ..backend import (
-    Backend,
-    backend_for,
-    counter,
-    future_types,
-    progress_option,
-    reports_progress,
-)
+from ..backend import Backend, backend_for, future_types
 from ..errors import (
     ClientClosedError,
     Interrupted,
@@ -41,6 +34,7 @@ from ..errors import (
     SerializationError,
     UnknownWorkerError,
 )
+from ..progress import counter, progress_option, reports_progress
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (
@@ -61,7 +55,7 @@ from .display import (
     remove_formatters,
 )
 from .interrupted import gather_interrupted, scatter_interrupted
-from .progress import (
+from .progress_bar import (
     DELAY,
     NO_PROGRESS,
     NoProgress,

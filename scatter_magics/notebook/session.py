@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from IPython.core.error import UsageError
 
-from ..backend import (
-    Backend,
-    backend_for,
-    client_types,
-    future_types,
-    get_client,
-    register_client,
-    start_backend,
-)
+from ..backend import Backend, backend_for, client_types, future_types, start_backend
+from ..current_client import get_client, register_client
 from ..errors import MissingDependencyError, ProtocolError, UnknownClusterError
 from ..structure import find_futures
 from .connect import connect

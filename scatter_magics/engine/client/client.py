@@ -21,9 +21,10 @@ import uuid
 import weakref
 from typing import Callable
 
-from ...backend import Progress, no_progress, register_client
-from ...backend import counter as _counter
+from ...current_client import register_client
 from ...errors import ClientClosedError
+from ...progress import Progress, no_progress
+from ...progress import counter as _counter
 from ...structure import find_futures
 from ...tokenize import reporting, tokenize
 from ..cluster.local import LocalCluster, find_local_cluster

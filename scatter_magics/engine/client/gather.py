@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from ...backend import Progress, no_progress
-from ...backend import counter as _counter
 from ...errors import FutureLostError
+from ...progress import Progress, no_progress
+from ...progress import counter as _counter
 from ...structure import SKIP, find_futures, substitute
 from ...structure import gather_all as _all
 from ..wire.loop import ready, wants_awaitable

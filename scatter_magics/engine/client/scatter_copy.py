@@ -18,8 +18,8 @@ import collections.abc
 import concurrent.futures
 import queue
 
-from ...backend import counter
 from ...errors import MemoryLimitError
+from ...progress import counter
 from ..shm import limits
 from ..shm.pool import THRESHOLD
 from ..shm.space import format_bytes
@@ -57,7 +57,7 @@ def write_ahead(pool, data, report=None) -> EarlyCopy | None:
 
     A value larger than the machine's free memory is refused here, before it is hashed
     for its key (hashing 50 GB takes seconds; the copy could never be made).
-    ``report(stage, done, total)`` (``backend.Progress``) hears the copy as it goes.
+    ``report(stage, done, total)`` (``progress.Progress``) hears the copy as it goes.
     """
     if pool is None or isinstance(data, CONTAINERS) or hasattr(data, "_fields"):
         return None

@@ -1,7 +1,7 @@
 """Progress of a long ``%scatter`` or ``%gather``: bytes done, rate and time left.
 
 A :class:`ProgressBar` is the ``progress(stage, done, total)`` callback of the backend
-interface (``backend.Progress``) and a context manager around the operation. Nothing
+interface (``progress.Progress``) and a context manager around the operation. Nothing
 shows for work that ends within ``delay`` seconds (0.5 by default); after that a bar
 appears — an ipywidgets bar in a kernel, a line of text on stderr in a terminal — and
 is redrawn ten times a second by one shared drawing thread, even while no report
@@ -38,7 +38,7 @@ IDLE_EXIT = 1.0  # seconds the drawing thread waits for another bar before it en
 # crosses even a 1 MB/s link in 65 ms, so such a %scatter gets no bar at all.
 SMALL = 64 * 2**10
 
-# What each stage of backend.Progress is called on screen, and its past tense.
+# What each stage of progress.Progress is called on screen, and its past tense.
 STAGES = {
     "hash": ("hashing", "hashed"),
     "serialize": ("serializing", "serialized"),
