@@ -93,11 +93,16 @@ class Adapter:
     backend_class: str
     # The engine's own "current client", if it has one; not part of the row's identity.
     default_client: str | None = field(default=None, compare=False)
+    # The bytes its schedulers send first on every connection, if any: how
+    # notebook/connect.py tells engines apart at an address without importing them.
+    greeting: bytes | None = field(default=None, compare=False)
 
 
 ADAPTERS: list[Adapter] = [
     Adapter("embedded", "scatter_magics.engine.client.client:Client",
-            "scatter_magics.engine.client.future:Future", "scatter_magics.engine.backend:EmbeddedBackend"),
+            "scatter_magics.engine.client.future:Future",
+            "scatter_magics.engine.backend:EmbeddedBackend",
+            greeting=b"SMAG\x00\x00\x00\x01"),  # engine/wire/protocol.py's MAGIC (tested)
     Adapter("dask", "distributed.client:Client", "distributed.client:Future",
             "scatter_magics.dask.backend:DaskBackend", "distributed.client:default_client"),
 ]
@@ -160,6 +165,21 @@ def backend_class(kind: str) -> type:
                         f'pip install "scatter_magics[{kind}]"') from exc
                 raise
     raise ValueError(f"no engine {kind!r}; known: {', '.join(a.kind for a in ADAPTERS)}")
+
+
+def greeting_kind(first_bytes: bytes) -> str | None:
+    """The engine whose schedulers greet with ``first_bytes``, or None (Dask's say nothing first).
+
+    >>> greeting_kind(b"SMAG\x00\x00\x00\x01"), greeting_kind(b"")
+    ('embedded', None)
+    """
+    for adapter in ADAPTERS:
+        if adapter.greeting and first_bytes.startswith(adapter.greeting):
+            return adapter.kind
+    return None
+
+
+GREETING_SIZE = max(len(a.greeting) for a in ADAPTERS if a.greeting)
 
 
 def start_backend(kind: str, **options) -> Backend:

@@ -109,7 +109,7 @@ def test_a_dask_client_made_in_code_is_the_one_the_magics_use(ip, dask_cluster):
         assert get_client() is mine
         fut = run(ip, "v = [1, 2, 3]\n%scatter v -w worker-1")
         assert fut.client is mine and run(ip, "%gather v") == [1, 2, 3]
-        assert magics(ip).owned is None  # the magics started nothing
+        assert magics(ip).session.owned is None  # the magics started nothing
     finally:
         mine.close()
 
@@ -126,7 +126,7 @@ def test_a_dask_client_made_in_code_is_the_one_the_magics_use(ip, dask_cluster):
 ])
 def test_cluster_connect_mistakes_are_usage_errors(ip, line, message):
     assert message in usage_error(ip, line)
-    assert magics(ip).owned is None
+    assert magics(ip).session.owned is None
 
 
 def test_cluster_connect_over_tls_with_the_tls_options(ip, tmp_path):
@@ -167,7 +167,7 @@ def test_cluster_start_dask_with_options_then_stop_ends_the_workers(ip):
     assert "Started a cluster with 2 workers" in out.stdout
     assert [(w["name"], w["nthreads"], w["memory_limit"]) for w in summary.workers] == [
         ("worker-0", 2, 300 * 2**20), ("worker-1", 2, 300 * 2**20)]
-    cluster = magics(ip).owned.cluster
+    cluster = magics(ip).session.owned.cluster
     pids = list(client.run(os.getpid).values())
     assert run(ip, "z = [3]\n%scatter z -w worker-1") is not None
     assert run(ip, "%gather z") == [3]

@@ -73,7 +73,8 @@ def client(request, tmp_path_factory):
     scheduler_file = request.getfixturevalue("dask_cluster").scheduler_file
     shell = make_shell(tmp_path_factory.mktemp("ipython"))
     run(shell, f"%cluster connect --scheduler-file {scheduler_file}")
-    backend, magics(shell).owned = magics(shell).owned, None  # the module's, not the shell's
+    session = magics(shell).session
+    backend, session.owned = session.owned, None  # the module's, not the shell's
     shell.run_line_magic("unload_ext", "scatter_magics")
     InteractiveShell.clear_instance()
     yield backend.client
@@ -190,7 +191,7 @@ def test_scatter_to_a_bogus_worker_with_no_cluster_starts_nothing(ip, no_client)
     ip.user_ns["df"] = [1, 2]
     message = usage_error(ip, "%scatter df -w bogus-worker")
     assert "bogus-worker" in message and "no cluster is running" in message
-    assert magics(ip).owned is None and "client" not in ip.user_ns
+    assert magics(ip).session.owned is None and "client" not in ip.user_ns
     with pytest.raises(ValueError):
         get_client()
 
@@ -231,7 +232,7 @@ def test_a_client_variable_of_the_user_is_not_replaced(ip):
         run(ip, "%cluster start -n 1")
     assert ip.user_ns["client"] == "mine"
     assert "get_client()" in out.stdout
-    started = magics(ip).owned.client
+    started = magics(ip).session.owned.client
     assert get_client() is started
     run(ip, "%cluster stop")
     assert ip.user_ns["client"] == "mine" and started.status == "closed"
@@ -324,7 +325,7 @@ def test_help_shows_the_full_usage(ip):
 def test_mistakes_are_usage_errors_and_start_nothing(ip, line, message):
     ip.user_ns["x"] = 3
     assert message in usage_error(ip, line)
-    assert magics(ip).owned is None
+    assert magics(ip).session.owned is None
 
 
 # ------------------------------------------------ on the shared cluster ---
@@ -334,7 +335,7 @@ def test_scatter_one_name(shared, client):
     assert is_future(fut) and fut.status == "finished"
     assert fut.key == f"x-{tokenize([1, 2])}"
     assert len(client.who_has(fut)[fut.key]) == 1
-    assert magics(shared).remembered["x"] is fut
+    assert magics(shared).names["x"] is fut
     assert run(shared, "%gather x") == [1, 2]
     assert run(shared, "%scatter x").key == fut.key  # same content, same key
 

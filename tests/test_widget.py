@@ -633,7 +633,7 @@ def test_cluster_magic_in_a_kernel_is_the_live_widget_and_follows_a_dead_worker(
     magics = shell.magics_manager.registry["ScatterMagics"]
     try:
         shell.kernel = object()  # as in ipykernel: the widget display applies
-        install_display(shell, magics.labels)
+        install_display(shell, magics.names.labels)
         shell.run_line_magic("cluster", "start -n 2")
         client = shell.user_ns["client"]
         shell.user_ns["rows"] = list(range(10_000))

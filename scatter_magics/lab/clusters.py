@@ -22,7 +22,7 @@ import time
 
 from .. import discovery
 from ..errors import ClusterUnreachableError, UnknownClusterError
-from .probe import probe_for
+from .probe import EmbeddedProbe
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +148,19 @@ class ClusterDirectory:
         for cluster in self.owned.values():
             cluster.close()
         self.owned.clear()
+
+
+def _dask_probe(entry: discovery.Entry):
+    from .dask_probe import (
+        DaskProbe,  # imports distributed only once a Dask cluster exists
+    )
+
+    return DaskProbe(entry)
+
+
+PROBES = {"embedded": EmbeddedProbe, "dask": _dask_probe}  # backend -> how to talk to it
+
+
+def probe_for(entry: discovery.Entry):
+    """A probe for ``entry``'s backend; ``KeyError`` for a backend the server cannot read."""
+    return PROBES[entry.backend](entry)

@@ -27,6 +27,7 @@ from jupyter_server.utils import url_path_join
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import ClusterUnreachableError, UnknownClusterError
+from ..sizes import parse_bytes
 from .clusters import ClusterDirectory
 from .watch import ListingWatch
 
@@ -95,12 +96,13 @@ class ClustersHandler(_ClusterHandler):
                                                  f"got {value!r}")
         if options["name"] is not None and not isinstance(options["name"], str):
             raise tornado.web.HTTPError(400, "name must be a string")
-        from ..engine.cluster.local import parse_memory_limit
-
+        limit = options["memory_limit"]
         try:
-            parse_memory_limit(options["memory_limit"], options["n_workers"])
-        except (ValueError, TypeError) as exc:
-            raise tornado.web.HTTPError(400, str(exc)) from None
+            if limit != "auto" and limit is not None:
+                parse_bytes(limit)
+        except ValueError:
+            raise tornado.web.HTTPError(400, f"memory_limit {limit!r} is not a size: use "
+                                             "\"auto\", bytes, or e.g. '2GiB'") from None
         return options
 
 

@@ -146,19 +146,3 @@ def rounded_memory(nbytes: int) -> int:
 def _natural(name: str) -> list:
     """``worker-2`` before ``worker-10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
-
-
-def _dask_probe(entry: Entry):
-    from .dask_probe import (
-        DaskProbe,  # imports distributed only when a Dask cluster exists
-    )
-
-    return DaskProbe(entry)
-
-
-PROBES = {"embedded": EmbeddedProbe, "dask": _dask_probe}  # backend → how to talk to it
-
-
-def probe_for(entry: Entry):
-    """A probe for ``entry``'s backend; ``KeyError`` for a backend the server cannot read."""
-    return PROBES[entry.backend](entry)

@@ -21,7 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import parse_argstring
 
 from ..backend import Backend
-from ..engine.cluster.local import parse_memory_limit
+from ..sizes import parse_bytes
 from ..tokenize import tokenize
 from .display import natural_order
 
@@ -73,10 +73,13 @@ def _count(text: str) -> int:
 
 
 def _memory_limit(text: str) -> str:
-    try:
-        parse_memory_limit(text, 1)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    """``auto``, ``0`` (no limit) or a size such as ``2GiB``; kept as text for the engine."""
+    if text != "auto":
+        try:
+            parse_bytes(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"memory_limit {text!r} is not a size: use auto, "
+                                             "bytes, or a number with a unit such as 2GiB") from None
     return text
 
 

@@ -20,8 +20,7 @@ import os
 import socket
 
 from .. import discovery
-from ..backend import Backend, backend_class
-from ..engine.wire.protocol import MAGIC
+from ..backend import GREETING_SIZE, Backend, backend_class, greeting_kind
 from ..errors import UnknownClusterError
 
 PROBE_TIMEOUT = 2.0  # s to wait for a scheduler's first bytes
@@ -77,7 +76,7 @@ def _speaks_our_protocol(address: str) -> bool:
     with sock:
         sock.settimeout(PROBE_TIMEOUT)
         try:
-            return _read_exactly(sock, len(MAGIC)) == MAGIC
+            return greeting_kind(_read_exactly(sock, GREETING_SIZE)) == "embedded"
         except OSError:  # silent, or closed on us: not our scheduler's greeting
             return False
 

@@ -55,6 +55,7 @@ from .display import (
     remove_formatters,
 )
 from .interrupted import gather_interrupted, scatter_interrupted
+from .names import RememberedNames
 from .progress_bar import (
     DELAY,
     NO_PROGRESS,
@@ -72,7 +73,7 @@ _UNDEFINED = object()  # a %gather name that names nothing
 # ------------------------------------------------------------ the magics ---
 
 @magics_class
-class ScatterMagics(ClusterSession, Magics):
+class ScatterMagics(Magics):
     """The ``%scatter``/``%gather``/``%cluster`` magics and the cluster they started.
 
     Configurable with ``%config ScatterMagics.n_workers = 4`` or an IPython profile.
@@ -98,11 +99,8 @@ class ScatterMagics(ClusterSession, Magics):
         super().__init__(shell=shell)
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
-        self.owned: Backend | None = None  # the cluster the magics started or connected to
-        self.connected = False  # whether `owned` is a cluster they connected to (not theirs)
-        self.remembered: dict[str, object] = {}  # name -> the future(s) %scatter made for it
-        self._labels_of: dict[str, dict] = {}  # name -> {key: label} of its future(s)
-        self._labels: dict[str, str] | None = {}  # key -> label, all names; None: rebuild
+        self.names = RememberedNames()  # what %scatter scattered, by variable name
+        self.session = ClusterSession(shell, self, self.names)  # the magics' own cluster
 
     # -------------------------------------------------------------- %scatter ---
     @no_var_expand
@@ -145,7 +143,7 @@ class ScatterMagics(ClusterSession, Magics):
             fut = %scatter model --no-hash --timeout 10
         """
         args = parse_line(self.scatter, line)
-        running = self._running_backend()
+        running = self.session.running_backend()
         if args.workers:  # before anything is hashed or started
             check_workers(running, args.workers)
         what = f"%scatter {' '.join(args.names)}"
@@ -156,7 +154,7 @@ class ScatterMagics(ClusterSession, Magics):
         except KeyboardInterrupt:
             raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
-        self._remember(results)
+        self.names.remember(results)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
             self._bind(args.as_name, result)
@@ -173,7 +171,7 @@ class ScatterMagics(ClusterSession, Magics):
             items, rebuilders = _key_values(values, args)
         if running is None:  # only now: a mistake above starts no cluster
             progress("start", 0, None)
-            running = self.backend(start=True)
+            running = self.session.backend(start=True)
             progress.restart_clock()
         backend = running
         return self._scatter_items(backend, items, args, progress), rebuilders
@@ -248,9 +246,9 @@ class ScatterMagics(ClusterSession, Magics):
             value = dict(value)
         if value is not _UNDEFINED and find_futures(value, future_types()):
             return value
-        if text in self.remembered:
-            return self.remembered[text]
-        known = ", ".join(self.remembered) or "none yet"
+        if text in self.names:
+            return self.names[text]
+        known = self.names.known()
         if value is _UNDEFINED:
             raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
                              f"by that name (names %scatter remembers: {known})")
@@ -276,7 +274,7 @@ class ScatterMagics(ClusterSession, Magics):
             return {only: gathered} if only is not None else gathered
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
-                targets, futures, self._client_name(client))) from None
+                targets, futures, self.session.client_name(client))) from None
         except ClientClosedError as exc:
             what = ", ".join(targets)
             raise UsageError(f"the futures of {what} belong to a client that was closed (the "
@@ -340,12 +338,12 @@ class ScatterMagics(ClusterSession, Magics):
         args = parse_line(self.cluster, line)
         check_cluster_options(args)
         if args.action == "start":
-            return self._start(args)
+            return self.session.start(args)
         if args.action == "connect":
-            return self._connect(args)
+            return self.session.connect(args)
         if args.action == "stop":
-            return self._stop()
-        return ClusterSummary.snapshot(self.backend(start=False), self.labels())
+            return self.session.stop()
+        return ClusterSummary.snapshot(self.session.backend(start=False), self.names.labels())
 
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
@@ -421,11 +419,11 @@ def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``."""
     magics = ScatterMagics(ipython)
     ipython.register_magics(magics)
-    install_formatters(ipython, magics.labels)
+    install_formatters(ipython, magics.names.labels)
     # In a kernel, the live widget takes precedence over the text/HTML summary.
     from .widget import install_display
 
-    install_display(ipython, magics.labels)
+    install_display(ipython, magics.names.labels)
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -434,7 +432,7 @@ def unload_ipython_extension(ipython) -> None:
     magics = manager.registry.pop(ScatterMagics.__name__, None)
     if magics is None:
         return
-    magics.close()
+    magics.session.close()
     for name, method in list(manager.magics["line"].items()):
         if getattr(method, "__self__", None) is magics:
             del manager.magics["line"][name]

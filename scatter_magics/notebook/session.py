@@ -1,22 +1,22 @@
 """The cluster the magics use: starting, connecting, stopping, and what they remember.
 
-A mixin of :class:`~scatter_magics.notebook.magics.ScatterMagics` (whose traits it
-reads: ``n_workers``, ``threads_per_worker``, ``memory_limit``, ``timeout``,
-``dask_security``). It binds the client it starts or connects with to ``client`` in
-the user's namespace, remembers the names ``%scatter`` scattered (and their keys'
-labels), and on close marks every widget of that client "not live".
+:class:`ClusterSession` is held by :class:`~scatter_magics.notebook.magics.ScatterMagics`,
+whose configuration it reads (``n_workers``, ``threads_per_worker``, ``memory_limit``,
+``timeout``, ``dask_security``). It binds the client it starts or connects with to
+``client`` in the user's namespace, and on close forgets the names ``%scatter``
+remembered for that client and marks every widget of that client "not live".
 """
 
 from __future__ import annotations
 
 from IPython.core.error import UsageError
 
-from ..backend import Backend, backend_for, client_types, future_types, start_backend
+from ..backend import Backend, backend_for, client_types, start_backend
 from ..current_client import get_client, register_client
 from ..errors import MissingDependencyError, ProtocolError, UnknownClusterError
-from ..structure import find_futures
 from .connect import connect
-from .display import ClusterSummary, counted, labelled_futures
+from .display import ClusterSummary, counted
+from .names import RememberedNames
 
 CLIENT_NAME = "client"  # where the magics bind the client they start
 CONNECT_TIMEOUT = 10.0  # s, for %cluster connect when ScatterMagics.timeout is not set
@@ -40,22 +40,29 @@ def check_cluster_options(args) -> None:
 
 
 class ClusterSession:
-    """The magics' own cluster (``self.owned``) and the names they remember."""
+    """The magics' own cluster (:attr:`owned`): starting, connecting, stopping, closing."""
 
-    def _start(self, args) -> ClusterSummary:
+    def __init__(self, shell, config, names: RememberedNames):
+        self.shell = shell
+        self.config = config  # the ScatterMagics configurable: its traits, read when needed
+        self.names = names
+        self.owned: Backend | None = None  # the cluster the magics started or connected to
+        self.connected = False  # whether `owned` is a cluster they connected to (not theirs)
+
+    def start(self, args) -> ClusterSummary:
         self._refuse_a_second_cluster()
         backend = self.start_cluster(args.n_workers, args.threads, args.memory_limit,
                                      kind="dask" if args.dask else "embedded")
-        return ClusterSummary.snapshot(backend, self.labels())
+        return ClusterSummary.snapshot(backend, self.names.labels())
 
-    def _connect(self, args) -> ClusterSummary:
+    def connect(self, args) -> ClusterSummary:
         self._refuse_a_second_cluster()
         target = args.address or args.scheduler_file
         tls = {name: getattr(args, name) for name in TLS_OPTIONS if getattr(args, name)}
         try:
             backend = connect(args.address, scheduler_file=args.scheduler_file,
-                              security=tls or self.dask_security, secret=args.secret,
-                              timeout=self.timeout or CONNECT_TIMEOUT)
+                              security=tls or self.config.dask_security, secret=args.secret,
+                              timeout=self.config.timeout or CONNECT_TIMEOUT)
         except MissingDependencyError as exc:
             raise UsageError(f"{target} is a Dask scheduler, and {exc}") from exc
         except (OSError, ValueError, ProtocolError, UnknownClusterError) as exc:  # OSError: timeouts
@@ -65,14 +72,14 @@ class ClusterSession:
         address = backend.scheduler_info()["address"]
         self._adopt(backend, f"Connected to the {backend.kind} scheduler at {address} "
                              f"({counted(backend.n_workers(), 'worker')})")
-        return ClusterSummary.snapshot(backend, self.labels())
+        return ClusterSummary.snapshot(backend, self.names.labels())
 
     def _refuse_a_second_cluster(self) -> None:
         if self.owned is not None and self.owned.running:
             raise UsageError(f"the magics' cluster is already running ({self.owned.client!r}); "
                              f"run %cluster stop first")
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
         backend = self.owned
         if backend is None or not backend.running:
             raise UsageError("no cluster started by %scatter or %cluster start (or connected "
@@ -88,13 +95,13 @@ class ClusterSession:
         self.close()
         print(f"Stopped the cluster and its {counted(n, 'worker')}.")
 
-    def _running_backend(self) -> Backend | None:
+    def running_backend(self) -> Backend | None:
         try:
             return backend_for(get_client())
         except ValueError:
             return None
 
-    def _client_name(self, client) -> str:
+    def client_name(self, client) -> str:
         """How the user's namespace reaches ``client``, for messages."""
         if self.shell.user_ns.get(CLIENT_NAME) is client:
             return CLIENT_NAME
@@ -114,9 +121,10 @@ class ClusterSession:
                       kind: str = "embedded") -> Backend:
         """Start a cluster (config fills what is not given); bind its client to ``client``."""
         try:
-            backend = start_backend(kind, n_workers=n_workers or self.n_workers,
-                                    threads_per_worker=threads or self.threads_per_worker,
-                                    memory_limit=memory_limit or self.memory_limit)
+            config = self.config
+            backend = start_backend(kind, n_workers=n_workers or config.n_workers,
+                                    threads_per_worker=threads or config.threads_per_worker,
+                                    memory_limit=memory_limit or config.memory_limit)
         except MissingDependencyError as exc:
             raise UsageError(f"%cluster start --{kind}: {exc}") from exc
         self.owned, self.connected = backend, False
@@ -141,11 +149,7 @@ class ClusterSession:
         if backend is None:
             return
         client = backend.client
-        remembered = self.remembered
-        self.remembered, self._labels_of = {}, {}
-        self._remember({name: value for name, value in remembered.items()
-                        if all(f.client is not client
-                               for f in find_futures(value, future_types()))})
+        self.names.forget_client(client)
         if self.shell.user_ns.get(CLIENT_NAME) is client:
             del self.shell.user_ns[CLIENT_NAME]
         backend.close()
@@ -153,19 +157,3 @@ class ClusterSession:
         from .widget import mark_not_live
 
         mark_not_live(client)
-
-    def labels(self) -> dict[str, str]:
-        """``{key: 'df'}`` for the futures %scatter remembers."""
-        if self._labels is None:
-            self._labels = {key: label for labels in self._labels_of.values()
-                            for key, label in labels.items()}
-        return self._labels
-
-    def _remember(self, results: dict) -> None:
-        # Label only what is new, and merge when asked: relabelling every remembered
-        # name on each %scatter grew with the names a notebook had scattered.
-        self.remembered.update(results)
-        for name, value in results.items():
-            self._labels_of[name] = {f.key: label
-                                     for label, f in labelled_futures({name: value})}
-        self._labels = None

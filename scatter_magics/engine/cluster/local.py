@@ -16,7 +16,6 @@ import asyncio
 import atexit
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import time
 import weakref
 
 from ... import discovery
+from ...sizes import parse_bytes
 from ..scheduler.server import Scheduler
 from ..shm import pool as shm
 from ..shm.space import SOCKET_ONLY
@@ -307,23 +307,18 @@ def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
         proc.wait()
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6,
-          "g": 10**9, "t": 10**12}
-
-
 def parse_memory_limit(limit, n_workers: int) -> int:
-    """Bytes per worker from ``"auto"``, ``None``, a number, or text like ``"2GiB"``."""
+    """Bytes per worker from ``"auto"`` (the machine's memory shared out), ``None`` or 0
+    (no limit), a number, or text like ``"2GiB"`` (``sizes.parse_bytes``)."""
     if limit is None or limit == 0:
         return 0
     if limit == "auto":
         return total_memory() // n_workers
-    if isinstance(limit, (int, float)):
-        return int(limit)
-    match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(limit))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"cannot understand memory_limit {limit!r}; use bytes or e.g. '2GiB'")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return parse_bytes(limit)
+    except ValueError:
+        raise ValueError(f"memory_limit {limit!r} is not a size: use \"auto\", bytes, "
+                         "or a number with a unit such as '2GiB'") from None
 
 
 def total_memory() -> int:
