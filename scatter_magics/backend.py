@@ -168,7 +168,7 @@ def backend_class(kind: str) -> type:
 
 
 def greeting_kind(first_bytes: bytes) -> str | None:
-    """The engine whose schedulers greet with ``first_bytes``, or None (Dask's say nothing first).
+    r"""The engine whose schedulers greet with ``first_bytes``, or None (Dask's say nothing first).
 
     >>> greeting_kind(b"SMAG\x00\x00\x00\x01"), greeting_kind(b"")
     ('embedded', None)

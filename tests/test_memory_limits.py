@@ -10,11 +10,11 @@ from scatter_magics.errors import MemoryLimitError
 
 pytestmark = pytest.mark.timeout(60)
 
-MB = 10**6
+MiB = 2**20
 
 
 def array(mb: float, seed: int) -> np.ndarray:
-    return np.full(int(mb * MB) // 8, float(seed))
+    return np.full(int(mb * MiB) // 8, float(seed))
 
 
 def names_by_address(client) -> dict[str, str]:
@@ -23,8 +23,8 @@ def names_by_address(client) -> dict[str, str]:
 
 @pytest.fixture
 def limited(make_client):
-    """Two workers with a 40 MB limit each."""
-    return make_client(n_workers=2, memory_limit="40MB")
+    """Two workers with a 40 MiB limit each."""
+    return make_client(n_workers=2, memory_limit="40MiB")
 
 
 def test_scatters_go_to_the_worker_with_room(limited):
@@ -39,12 +39,12 @@ def test_scatters_go_to_the_worker_with_room(limited):
 
 def test_a_scatter_with_no_room_anywhere_is_refused_before_anything_moves(limited):
     client = limited
-    kept = [client.scatter(array(15, seed)) for seed in range(4)]  # 30 MB on each worker
+    kept = [client.scatter(array(15, seed)) for seed in range(4)]  # 30 MiB on each worker
     before = client.has_what()
     with pytest.raises(MemoryLimitError) as info:
         client.scatter({"too-big": array(15, 9)})
     message = str(info.value)
-    assert "'too-big'" in message and "15.0 MB" in message and "memory_limit 40.0 MB" in message
+    assert "'too-big'" in message and "15 MiB" in message and "memory_limit 40 MiB" in message
     assert all(name in message for name in names_by_address(client).values())
     assert client.has_what() == before
     assert client.cluster.shm_pool.stats()["keys"] == len(kept)  # its segment was given back
@@ -54,7 +54,7 @@ def test_a_scatter_with_no_room_anywhere_is_refused_before_anything_moves(limite
 
 def test_three_150MB_scatters_never_put_300MB_on_a_200MB_worker(make_client):
     """The issue's reproduction, scaled down ten times."""
-    client = make_client(n_workers=2, memory_limit="20MB")
+    client = make_client(n_workers=2, memory_limit="20MiB")
     first, second = client.scatter(array(15, 1)), client.scatter(array(15, 2))
     with pytest.raises(MemoryLimitError):
         client.scatter(array(15, 3))
@@ -74,8 +74,8 @@ def test_a_broadcast_is_refused_when_one_worker_lacks_room(limited):
 
 
 def test_a_task_result_over_the_limit_fails_that_task(make_client):
-    client = make_client(n_workers=1, memory_limit="20MB")
-    future = client.submit(np.ones, 3_000_000)  # 24 MB
+    client = make_client(n_workers=1, memory_limit="20MiB")
+    future = client.submit(np.ones, 3_000_000)  # 22.9 MiB
     with pytest.raises(MemoryLimitError, match="memory_limit") as info:
         future.result(timeout=30)
     assert future.key in str(info.value) and "worker-0" in str(info.value)
@@ -84,8 +84,8 @@ def test_a_task_result_over_the_limit_fails_that_task(make_client):
 
 def test_scattering_more_than_the_machine_has_free_is_refused(make_client, monkeypatch):
     client = make_client(n_workers=1)
-    monkeypatch.setattr(limits, "available_memory", lambda: 10 * MB)
-    with pytest.raises(MemoryLimitError, match=r"'big'.*15\.0 MB.*10\.0 MB of memory free"):
+    monkeypatch.setattr(limits, "available_memory", lambda: 10 * MiB)
+    with pytest.raises(MemoryLimitError, match=r"'big'.*15 MiB.*10 MiB of memory free"):
         client.scatter({"big": array(15, 1)})
     assert not any(client.has_what().values())
     assert client.cluster.shm_pool.stats()["keys"] == 0
@@ -111,7 +111,7 @@ def test_concurrent_scatters_never_overfill_a_worker(limited):
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(kept) == 4 and len(refused) == 4  # two 15 MB arrays fit under each 40 MB limit
+    assert len(kept) == 4 and len(refused) == 4  # two 15 MiB arrays fit under each 40 MiB limit
     info = client.scheduler_info()["workers"]
     assert all(w["nbytes"] <= w["memory_limit"] for w in info.values())
 
@@ -157,11 +157,11 @@ def test_a_value_larger_than_free_memory_is_refused_before_it_is_hashed(make_cli
     from scatter_magics import tokenize as tokenize_module
 
     client = make_client(n_workers=1)
-    monkeypatch.setattr(limits, "available_memory", lambda: 10 * MB)
+    monkeypatch.setattr(limits, "available_memory", lambda: 10 * MiB)
     hashed = []
     monkeypatch.setattr(tokenize_module, "_update_buffer",
                         lambda h, view: hashed.append(view.nbytes))
-    with pytest.raises(MemoryLimitError, match=r"ndarray \(15\.0 MB\).*10\.0 MB of memory free"):
+    with pytest.raises(MemoryLimitError, match=r"ndarray \(15 MiB\).*10 MiB of memory free"):
         client.scatter(array(15, 1))
     assert hashed == []
     assert client.cluster.shm_pool.stats()["keys"] == 0
@@ -175,7 +175,7 @@ def test_concurrent_direct_scatters_cannot_both_take_the_same_room(make_client):
 
     from tests.conftest import wait_for, worker_pids
 
-    client = make_client(n_workers=1, memory_limit="20MB")
+    client = make_client(n_workers=1, memory_limit="20MiB")
     [(address, pid)] = worker_pids(client).items()
     worker = client.cluster.scheduler.state.workers[address]
     os.kill(pid, signal.SIGSTOP)  # the first scatter stays in flight, its room held
@@ -183,11 +183,11 @@ def test_concurrent_direct_scatters_cannot_both_take_the_same_room(make_client):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(client.scatter, array(15, 1), direct=True)
             wait_for(lambda: worker.reserved > 0, what="the first scatter to hold its room")
-            with pytest.raises(MemoryLimitError, match="memory_limit 20.0 MB"):
+            with pytest.raises(MemoryLimitError, match="memory_limit 20 MiB"):
                 client.scatter(array(15, 2), direct=True)
             os.kill(pid, signal.SIGCONT)
             future = first.result(timeout=30)
     finally:
         os.kill(pid, signal.SIGCONT)
     assert client.gather(future)[0] == 1.0
-    assert worker.reserved == 0 and worker.nbytes <= 20 * MB
+    assert worker.reserved == 0 and worker.nbytes <= 20 * MiB

@@ -79,4 +79,4 @@ def test_scatter_broadcast_and_gather_of_100MB_with_a_64MiB_dev_shm():
     assert out["info"]["capacity"] == 64 * 2**20
     assert out["info"]["fallbacks"] >= 3  # the 100 MB scatter, the broadcast, the third part
     [warning] = out["shm_warnings"]  # once per cluster, naming what was measured
-    assert "/dev/shm has" in warning and "67.1 MB" in warning and "100.0 MB" in warning
+    assert "/dev/shm has" in warning and "64 MiB" in warning and "95.4 MiB" in warning

@@ -19,8 +19,8 @@ is one message; an unchanged listing is not pushed at all. Measured in
 benchmarks/RESULTS-lab.md: change → sidebar and the server's idle CPU.
 
 >>> watch = ListingWatch(directory, notebook_paths)           # doctest: +SKIP
->>> watch.join(websocket.write_message)                        # the listing now, then changes
->>> watch.leave(websocket.write_message)
+>>> watch.join(websocket.write_message)  # the listing now, then changes  # doctest: +SKIP
+>>> watch.leave(websocket.write_message)                       # doctest: +SKIP
 """
 
 from __future__ import annotations

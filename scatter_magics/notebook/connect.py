@@ -8,7 +8,7 @@ connection with its protocol's magic bytes before anything else
 So one short read tells them apart, and the matching engine's client connects.
 
 >>> backend = connect("tcp://10.0.0.5:8786")                 # doctest: +SKIP
->>> backend.kind
+>>> backend.kind                                             # doctest: +SKIP
 'dask'
 >>> connect(None, scheduler_file="~/scheduler.json").kind   # doctest: +SKIP
 'dask'

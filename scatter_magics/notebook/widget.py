@@ -8,7 +8,7 @@ flood, so a per-event update would both lag and lose the final state). Where no 
 front end exists (nbconvert, GitHub) their mimebundle carries a static HTML table.
 
 >>> from scatter_magics import Client
->>> from scatter_magics.widget import FuturesWidget, ClusterWidget
+>>> from scatter_magics.notebook.widget import FuturesWidget, ClusterWidget
 >>> with Client(n_workers=2) as client:                       # doctest: +SKIP
 ...     x = client.scatter(42, broadcast=True)
 ...     FuturesWidget(client, [x], names=["x"]).rows[0]["status"]

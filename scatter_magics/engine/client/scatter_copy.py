@@ -20,9 +20,9 @@ import queue
 
 from ...errors import MemoryLimitError
 from ...progress import counter
+from ...sizes import format_bytes
 from ..shm import limits
 from ..shm.pool import THRESHOLD
-from ..shm.space import format_bytes
 from ..wire.serialize import serialize, serialize_plain
 
 CHECK_FROM = 1 << 20  # bytes a scatter needs before the machine's free memory is read

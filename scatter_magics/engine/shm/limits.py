@@ -20,7 +20,7 @@ scatter_magics.errors.MemoryLimitError: cannot place key 'x' (150 B): worker-0 (
 from __future__ import annotations
 
 from ...errors import MemoryLimitError
-from .space import format_bytes
+from ...sizes import format_bytes
 
 
 def room(ws, adding: int = 0) -> float:

@@ -16,17 +16,10 @@ import threading
 import warnings
 
 from ...errors import SharedMemoryWarning
+from ...sizes import format_bytes
 
 SHM_DIR = "/dev/shm"
 KEEP_FREE = 0.05  # of /dev/shm we leave to other programs (browsers, PyTorch loaders ...)
-
-
-def format_bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 class ShmSpace:
