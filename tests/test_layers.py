@@ -1,0 +1,198 @@
+"""The package's layout rules (docs/internals.md, "Who may import whom"), read from the source.
+
+Every rule here is one a reader relies on: a sub-package's ``__init__`` says what it may
+import, so the code must keep to it; the notebook layer reaches engines only through
+``backend.py``, so a notebook session on Dask never loads the embedded engine.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "scatter_magics"
+MAX_LINES = 450
+
+# What each part may import of the package (prefixes of dotted module names). The
+# package's top level (errors, sizes, backend, ...) is open to every part.
+TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress", "backend",
+             "current_client", "discovery")
+ENGINE_RULES = {
+    "engine.shm": (),
+    "engine.wire": ("engine.shm",),
+    "engine.scheduler": ("engine.wire", "engine.shm"),
+    "engine.worker": ("engine.wire", "engine.shm"),
+    "engine.cluster": ("engine.scheduler", "engine.wire", "engine.shm"),
+    "engine.client": ("engine.cluster", "engine.scheduler", "engine.wire", "engine.shm"),
+    "engine.backend": ("engine.client",),
+}
+
+
+def modules() -> dict[str, pathlib.Path]:
+    """``{"engine.wire.comm": path}`` for every module of the package."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports(name: str, path: pathlib.Path, *, top_level_only: bool = False) -> set[str]:
+    """The package modules ``name`` imports (relative to the package), resolved."""
+    known = modules()
+    tree = ast.parse(path.read_text())
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in _with_guarded(nodes) if top_level_only else nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("scatter_magics"):
+                module = node.module.removeprefix("scatter_magics").lstrip(".")
+            else:
+                continue
+            candidates = [f"{module}.{a.name}".lstrip(".") for a in node.names] + [module]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name.removeprefix("scatter_magics").lstrip(".") for a in node.names
+                          if a.name.startswith("scatter_magics.")]
+        else:
+            continue
+        for candidate in candidates:
+            if candidate in known and candidate not in ("", name):
+                found.add(candidate)
+                break
+    return found
+
+
+def _with_guarded(body):
+    """Module-level statements, and those inside module-level ``if``/``try`` blocks
+    (``if TYPE_CHECKING:`` counts: a cycle there is still a cycle for a reader)."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try)):
+            yield from _with_guarded(node.body + getattr(node, "orelse", [])
+                                     + [h for x in getattr(node, "handlers", []) for h in x.body])
+
+
+def part_of(name: str) -> str:
+    for part in sorted(ENGINE_RULES, key=len, reverse=True):
+        if name == part or name.startswith(part + "."):
+            return part
+    return name.split(".")[0]
+
+
+def test_every_package_folder_has_an_init_with_a_map():
+    for folder in [PACKAGE, *[p for p in PACKAGE.rglob("*") if p.is_dir()]]:
+        if not any(folder.glob("*.py")):
+            continue  # static files, the built labextension
+        init = folder / "__init__.py"
+        assert init.exists(), f"{folder} is a package folder without __init__.py"
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{init} has no docstring"
+
+
+def test_no_module_is_over_450_lines():
+    long = {name: n for name, path in modules().items()
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_class_has_more_than_one_base_of_its_own():
+    own_classes = {node.name for path in modules().values()
+                   for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.ClassDef)}
+    mixed = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [b.id for b in node.bases if isinstance(b, ast.Name)]
+                if sum(b in own_classes for b in bases) > 1:
+                    mixed.append(f"{name}.{node.name}({', '.join(bases)})")
+    assert not mixed, f"classes assembled from several of our own classes: {mixed}"
+
+
+def test_engine_parts_import_only_the_parts_below_them():
+    wrong = []
+    for name, path in modules().items():
+        if not name.startswith("engine."):
+            continue
+        part = part_of(name)
+        allowed = (part,) + ENGINE_RULES.get(part, ())
+        for target in imports(name, path):
+            if target.startswith("engine") and part_of(target) not in allowed:
+                wrong.append(f"{name} imports {target}")
+            if target.split(".")[0] in ("notebook", "dask", "lab"):
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_notebook_layer_reaches_engines_only_through_backend():
+    wrong = [f"{name} imports {target}" for name, path in modules().items()
+             if name.startswith("notebook") for target in imports(name, path)
+             if target.split(".")[0] in ("engine", "dask", "lab")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_shared_top_level_imports_no_engine_and_no_view():
+    wrong = [f"{name} imports {target}" for name in TOP_LEVEL
+             for target in imports(name, modules()[name])
+             if target.split(".")[0] in ("engine", "dask", "notebook", "lab")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_dask_backend_imports_neither_the_embedded_engine_nor_the_views():
+    wrong = [f"{name} imports {target}" for name, path in modules().items()
+             if name.startswith("dask") for target in imports(name, path)
+             if target.split(".")[0] in ("engine", "notebook", "lab")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    graph = {name: imports(name, path, top_level_only=True) for name, path in modules().items()}
+    # A package's __init__ importing its own modules is not a cycle a reader minds.
+    graph = {name: {t for t in targets if not name or not t.startswith(name + ".")}
+             for name, targets in graph.items()}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        state[node] = 1
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(trail[trail.index(target):] + [target]))
+            elif target not in state:
+                visit(target, trail + [target])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+@pytest.mark.timeout(120)
+def test_a_notebook_session_on_dask_never_imports_the_embedded_engine(dask_cluster):
+    script = textwrap.dedent(f"""
+        import sys
+        from IPython.testing.globalipapp import start_ipython
+        ip = start_ipython()
+        for line in ["load_ext scatter_magics",
+                     "cluster connect --scheduler-file {dask_cluster.scheduler_file}"]:
+            ip.run_line_magic(*line.split(" ", 1))
+        ip.user_ns["x"] = list(range(10))
+        ip.run_line_magic("scatter", "x --broadcast")
+        assert ip.run_line_magic("gather", "x") == list(range(10))
+        ip.run_line_magic("cluster", "")
+        ip.run_line_magic("cluster", "stop")
+        print(sorted(m for m in sys.modules if m.startswith("scatter_magics.engine")))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=100)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]"
