@@ -196,3 +196,48 @@ def test_a_notebook_session_on_dask_never_imports_the_embedded_engine(dask_clust
                          timeout=100)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _referenced_names() -> set[str]:
+    """Dotted names (``scatter_magics.engine.wire.loop.LoopThread``) and paths
+    (``engine/wire/loop.py``) the docs and docstrings cite."""
+    import re
+
+    texts = [p.read_text() for p in PACKAGE.rglob("*.py")]
+    root = PACKAGE.parent
+    texts += [p.read_text() for p in [root / "README.md", *root.glob("docs/*.md"),
+                                       *root.glob("notebooks/*.md")]]
+    found = set()
+    for text in texts:
+        found.update(re.findall(r"scatter_magics(?:\.[A-Za-z_]\w*)+", text))
+        found.update("path:" + p for p in re.findall(
+            r"(?<![\w/.])((?:engine|notebook|dask|lab)/[\w/]+\.py)\b", text))
+    return found
+
+
+def test_every_module_path_cited_in_docs_and_docstrings_exists():
+    import importlib
+
+    stale = []
+    for name in sorted(_referenced_names()):
+        if name.rsplit(".", 1)[-1] in ("json", "py", "ipynb", "md", "txt"):
+            continue  # a file's name (etc/jupyter/.../scatter_magics.json), not a module
+        if name.startswith("path:"):
+            if not (PACKAGE / name[5:]).exists():
+                stale.append(name[5:])
+            continue
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                target = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attribute in parts[cut:]:
+                    target = getattr(target, attribute)
+            except AttributeError:
+                stale.append(name)
+            break
+        else:
+            stale.append(name)
+    assert not stale, f"names cited that do not exist: {stale}"
