@@ -174,7 +174,7 @@ def test_throttle_cancel_drops_pending_work():
 
 def test_format_bytes():
     assert [format_bytes(n) for n in (None, 0, 1023, 1536, 10 * 2**20, 500 * 2**30)] == \
-        ["", "0 B", "1023 B", "1.5 kiB", "10 MiB", "500 GiB"]
+        ["", "0 B", "1023 B", "1.5 KiB", "10 MiB", "500 GiB"]
 
 
 def test_labelled_keys_names_dict_entries():

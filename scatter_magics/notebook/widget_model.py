@@ -23,6 +23,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..keys import key_text
+# Imported here as well because widget_html, cluster_table and progress take it from this
+# module; the one formatter is sizes.py's.
+from ..sizes import format_bytes  # noqa: F401
 
 # "running" is an event status only (docs/internals.md): a task whose worker started it.
 STATUSES = ("pending", "running", "finished", "error", "cancelled", "lost", "released")
@@ -35,22 +38,6 @@ def key_name(key) -> str:
     """What a key was made from: ``'len'`` for ``len-3f2a…`` (a task's function), as Dask's
     ``key_split`` does; keys without a token suffix are returned whole (as text)."""
     return _TOKEN.sub("", key_text(key))
-
-_UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def format_bytes(n: int | None) -> str:
-    """Return a short human-readable size: ``format_bytes(1536) == '1.5 kiB'``."""
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in _UNITS:
-        if abs(size) < 1024 or unit == _UNITS[-1]:
-            break
-        size /= 1024
-    if unit == "B":
-        return f"{int(size)} B"
-    return f"{size:.3g} {unit}" if size < 100 else f"{size:.0f} {unit}"
 
 
 class Row:
