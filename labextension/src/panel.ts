@@ -1,6 +1,6 @@
 import { Widget } from '@lumino/widgets';
 
-import { formatBytes, h, memoryBar, plural, STATUSES, statusBadge } from './dom';
+import { formatBytes, h, plural, STATUSES, statusBadge, workerMemory } from './dom';
 import { ICluster, PolledResource } from './model';
 
 const PAGE_SIZE = 50;
@@ -51,7 +51,7 @@ export class ClusterPanel extends Widget {
         h('td', { class: 'sm-name' }, w.name),
         h('td', { class: 'sm-key', title: w.address }, w.address),
         h('td', { class: 'sm-num' }, String(w.nthreads)),
-        h('td', {}, memoryBar(w)),
+        h('td', {}, workerMemory(w)),
         h('td', { class: 'sm-num' }, String(w.nkeys)),
         h('td', { class: 'sm-num' }, formatBytes(w.nbytes))
       )

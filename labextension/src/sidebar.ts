@@ -1,7 +1,7 @@
 import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
-import { formatBytes, h, memoryBar, plural, STATUSES, statusBadge } from './dom';
+import { formatBytes, h, plural, STATUSES, statusBadge, workerMemory } from './dom';
 import { ICluster, PolledResource } from './model';
 
 /** The commands a card's buttons run, with `{ id }` of the card's cluster. */
@@ -90,7 +90,7 @@ export class ClusterSidebar extends Widget {
         'div',
         { class: 'sm-lab-worker-bars' },
         ...cluster.workers.map(w =>
-          h('div', { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address }, h('span', { class: 'sm-lab-worker-name' }, w.name), memoryBar(w))
+          h('div', { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address }, h('span', { class: 'sm-lab-worker-name' }, w.name), workerMemory(w))
         )
       ),
       h(

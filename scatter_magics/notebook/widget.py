@@ -31,6 +31,7 @@ import traitlets as t
 from ..backend import backend_for, client_class_names, client_types, future_class_names
 from ..backend import future_types
 from .display import ClusterSummary
+from .esm import widget_esm
 from .widget_html import cluster_html, futures_html
 from .widget_keys import _iter_futures, _names_by_key, _only_futures, _page_size, labelled_keys
 from .cluster_table import ClusterTable, shared_memory_text
@@ -164,7 +165,7 @@ def mark_not_live(client) -> int:
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the static files, the feed, closing, the HTML fallback."""
 
-    _esm = _STATIC / "widget.js"
+    _esm = widget_esm()  # static/widget.js with the shared modules it imports pasted in
     _css = _STATIC / "widget.css"
     kind = t.Unicode().tag(sync=True)
     live = t.Bool(True).tag(sync=True)

@@ -1,45 +1,16 @@
-// The futures and cluster widgets (anywidget ESM, no build step, no imports).
+// The futures and cluster widgets (anywidget ESM, no build step).
 // The kernel pages, counts and coalesces; this file only draws the synced traits and
 // sends {type: "view", page, page_size, status} when the user pages or filters.
-// Status glyphs and colours are kept in step with widget_html.py and widget.css.
+// anywidget loads one file from a blob URL, where these relative imports could not
+// resolve: scatter_magics/notebook/esm.py pastes the two modules in front instead.
 
-const STATUSES = ["pending", "running", "finished", "error", "cancelled", "lost", "released"];
-const GLYPH = {
-  pending: "◌", running: "▶", finished: "●", error: "✖", cancelled: "⊘", lost: "⚠", released: "○",
-};
+import { formatBytes } from "./sizes.js";
+import { h, memoryBar, plural, STATUSES, statusBadge } from "./dom.js";
+
 // The stacked bar's segments, in the order work moves through them.
 const BAR_STATUSES = ["pending", "running", "finished", "error", "lost"];
 const PAGE_SIZES = [10, 25, 50, 100, 200];
-const UNITS = ["B", "kiB", "MiB", "GiB", "TiB", "PiB"];
 
-function formatBytes(n) {
-  if (n === null || n === undefined) return "";
-  let size = n;
-  let unit = 0;
-  while (Math.abs(size) >= 1024 && unit < UNITS.length - 1) {
-    size /= 1024;
-    unit += 1;
-  }
-  if (unit === 0) return `${Math.trunc(size)} B`;
-  return `${size < 100 ? size.toPrecision(3).replace(/\.?0+$/, "") : Math.round(size)} ${UNITS[unit]}`;
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "onclick" || name === "onchange") node[name] = value;
-    else if (value !== null && value !== undefined) node.setAttribute(name, value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function statusBadge(status, extra = "") {
-  return h("span", { class: `sm-status sm-status-${status} ${extra}`, "data-status": status },
-    `${GLYPH[status] ?? "?"} ${status}`);
-}
-
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined);
 
 function liveBadge(model) {
@@ -96,7 +67,7 @@ function renderFutures(model, el) {
     const counts = s.counts ?? {};
     const filter = model.get("status_filter");
     const chips = STATUSES.filter((st) => counts[st] || st === filter).map((st) => {
-      const chip = statusBadge(st, `sm-chip${st === filter ? " sm-active" : ""}`);
+      const chip = statusBadge(st, undefined, `sm-chip${st === filter ? " sm-active" : ""}`);
       chip.append(` ${counts[st] ?? 0}`);
       chip.title = st === filter ? "show all" : `show only ${st}`;
       chip.onclick = () => send({ status: st === filter ? "" : st });
@@ -168,17 +139,8 @@ function renderFutures(model, el) {
   ]);
 }
 
-function memoryBar(w) {
-  if (!w.memory_limit) return h("span", {}, formatBytes(w.memory));
-  const used = Math.min(100, (100 * w.memory) / w.memory_limit);
-  const data = Math.min(used, (100 * w.nbytes) / w.memory_limit);
-  const level = used > 85 ? " sm-high" : used > 60 ? " sm-mid" : "";
-  return h("div", { class: "sm-membar-cell" },
-    h("div", { class: `sm-membar${level}`, title: `process ${formatBytes(w.memory)}, data ${formatBytes(w.nbytes)}, limit ${formatBytes(w.memory_limit)}` },
-      h("div", { class: "sm-membar-used", style: `width:${used.toFixed(1)}%` }),
-      h("div", { class: "sm-membar-data", style: `width:${data.toFixed(1)}%` })),
-    h("span", { class: "sm-membar-text" }, `${formatBytes(w.memory)} / ${formatBytes(w.memory_limit)}`));
-}
+// A worker without a memory limit shows its memory alone, with no bar.
+const memoryCell = (w) => memoryBar(w, h("span", {}, formatBytes(w.memory)));
 
 const CLUSTER_STATUSES = ["running", "finished"];
 
@@ -214,14 +176,14 @@ function renderCluster(model, el) {
     tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
       h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
       h("td", { class: "sm-key", title: w.address }, w.address),
-      h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
+      h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryCell(w)),
       h("td", { class: "sm-num" }, String(w.nkeys)),
       h("td", {}, statusBar(w.by_status ?? {}, CLUSTER_STATUSES, "sm-statusbar sm-statusbar-small")),
       h("td", { class: "sm-num" }, formatBytes(w.nbytes)),
       h("td", { class: "sm-holds", title: holdsText(w.holds) }, holdsText(w.holds)))));
     tfoot.replaceChildren(h("tr", {}, h("td", {}, "total"), h("td", {}),
       h("td", { class: "sm-num" }, String(t.nthreads ?? 0)),
-      h("td", {}, memoryBar({ memory: t.memory ?? 0, nbytes: t.nbytes ?? 0, memory_limit: t.memory_limit ?? 0 })),
+      h("td", {}, memoryCell({ memory: t.memory ?? 0, nbytes: t.nbytes ?? 0, memory_limit: t.memory_limit ?? 0 })),
       h("td", { class: "sm-num" }, String(t.nkeys ?? 0)),
       h("td", {}, statusBar(t.by_status ?? {}, BAR_STATUSES, "sm-statusbar sm-statusbar-small")),
       h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0)), h("td", {})));
