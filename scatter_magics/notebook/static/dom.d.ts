@@ -35,4 +35,7 @@ export interface IMemory {
 }
 
 /** A worker's memory bar against its limit; `withoutLimit` when it has none. */
-export declare function memoryBar(w: IMemory, withoutLimit: HTMLElement): HTMLElement;
+export declare function memoryBar(
+  w: IMemory,
+  withoutLimit: HTMLElement
+): HTMLElement;

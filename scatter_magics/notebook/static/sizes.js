@@ -5,7 +5,7 @@
 // One source for both front ends: the notebook widget gets it pasted into its ESM
 // (scatter_magics/notebook/widget.py, esm_source), the labextension imports it.
 
-export const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+export const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
 /**
  * A short size: whole bytes, else three significant digits under 100, else an integer.
@@ -13,7 +13,7 @@ export const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
  */
 export function formatBytes(n) {
   if (n === null || n === undefined) {
-    return "";
+    return '';
   }
   let size = Number(n);
   let unit = 0;
@@ -29,8 +29,8 @@ export function formatBytes(n) {
   }
   // Python's "{:.3g}": three significant digits (1 <= |size| < 100 here), then
   // trailing zeros and a bare point dropped ("1.50" → "1.5", "10.0" → "10").
-  const [whole, fraction] = fixed(size, Math.abs(size) < 10 ? 2 : 1).split(".");
-  const kept = fraction.replace(/0+$/, "");
+  const [whole, fraction] = fixed(size, Math.abs(size) < 10 ? 2 : 1).split('.');
+  const kept = fraction.replace(/0+$/, '');
   return `${kept ? `${whole}.${kept}` : whole} ${UNITS[unit]}`;
 }
 
@@ -41,19 +41,19 @@ export function formatBytes(n) {
  * ("1.13"), so a tie is settled here.
  */
 function fixed(x, digits) {
-  const sign = x < 0 ? "-" : "";
+  const sign = x < 0 ? '-' : '';
   const abs = Math.abs(x);
   if (Number.isInteger(abs)) {
     // toFixed writes 1e21 and above in exponent form; BigInt writes every digit.
-    const point = digits ? `.${"0".repeat(digits)}` : "";
+    const point = digits ? `.${'0'.repeat(digits)}` : '';
     return `${sign}${BigInt(abs)}${point}`;
   }
   // A double >= 1 has at most 52 binary digits after the point, so at most 52 decimal
   // ones: 100 decimals (toFixed's maximum) write it exactly.
   const exact = abs.toFixed(100);
-  const cut = exact.indexOf(".") + (digits ? digits + 1 : 0);
-  const rest = exact.slice(exact.indexOf(".") + 1 + digits);
+  const cut = exact.indexOf('.') + (digits ? digits + 1 : 0);
+  const rest = exact.slice(exact.indexOf('.') + 1 + digits);
   const truncated = exact.slice(0, cut);
-  const even = Number(truncated.replace(".", "").slice(-1)) % 2 === 0;
+  const even = Number(truncated.replace('.', '').slice(-1)) % 2 === 0;
   return sign + (/^50*$/.test(rest) && even ? truncated : abs.toFixed(digits));
 }
