@@ -16,8 +16,8 @@ const prettierOptions = JSON.parse(
 // The extension template's config, plus a block for the notebook widget's modules
 // (scatter_magics/notebook/static/*.js): plain JavaScript that the browser runs as written
 // and this extension imports, so no compiler checks it but this. ESLint lints nothing
-// outside the directory it takes as base, so `jlpm eslint:static` runs from the
-// repository's root with this file as --config (package.json).
+// outside the directory it takes as base, so package.json's `eslint:static` script runs
+// it from the repository's root with this file as --config.
 export default defineConfig([
   {
     ignores: [

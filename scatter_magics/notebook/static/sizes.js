@@ -3,7 +3,7 @@
 // and checks it against the Python formatter, value for value.
 //
 // One source for both front ends: the notebook widget gets it pasted into its ESM
-// (scatter_magics/notebook/widget.py, esm_source), the labextension imports it.
+// (scatter_magics/notebook/esm.py), the labextension imports it (types in sizes.d.ts).
 
 export const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
@@ -51,9 +51,9 @@ function fixed(x, digits) {
   // A double >= 1 has at most 52 binary digits after the point, so at most 52 decimal
   // ones: 100 decimals (toFixed's maximum) write it exactly.
   const exact = abs.toFixed(100);
-  const cut = exact.indexOf('.') + (digits ? digits + 1 : 0);
-  const rest = exact.slice(exact.indexOf('.') + 1 + digits);
-  const truncated = exact.slice(0, cut);
-  const even = Number(truncated.replace('.', '').slice(-1)) % 2 === 0;
-  return sign + (/^50*$/.test(rest) && even ? truncated : abs.toFixed(digits));
+  const point = exact.indexOf('.');
+  const kept = exact.slice(0, digits ? point + 1 + digits : point);
+  const rest = exact.slice(point + 1 + digits);
+  const even = Number(kept.slice(-1)) % 2 === 0;
+  return sign + (/^50*$/.test(rest) && even ? kept : abs.toFixed(digits));
 }
