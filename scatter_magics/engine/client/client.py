@@ -194,20 +194,17 @@ class Client:
         """
         self._check_open()
         with paused_collection(_n_values(data)):
-            batch = self._scattering.pack(data, hash, progress, self._futures_for)
+            batch = self._scattering.pack(data, hash, progress, self)
             direct = self._direct(direct)
             wait = self.timeout if timeout is NO_DEFAULT else timeout
             if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
                     and not direct and not wants_awaitable(self, asynchronous)
                     and self._scattering.send_ahead(batch, wait)):
-                return batch.result()
+                return batch.result
             coro = _within(self._scattering.send(
                 batch, plain_workers(workers), broadcast, direct, wait,
                 timeout is not NO_DEFAULT, progress or no_progress), timeout)
-            return self._run(coro, asynchronous, then=lambda _: batch.result())
-
-    def _futures_for(self, keys) -> dict:
-        return Future.for_keys(keys, self)
+            return self._run(coro, asynchronous, then=lambda _: batch.result)
 
     def _direct(self, direct: bool | None) -> bool:
         if direct is None:

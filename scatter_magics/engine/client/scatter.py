@@ -6,10 +6,10 @@ loop and returns at once (``send_ahead.py``), or the :meth:`Scattering.send` cor
 carries the payload to the workers, directly or through the scheduler, and finishes
 the futures' states.
 
->>> batch = scattering.pack([1, 2], True, None, make_futures)        # doctest: +SKIP
+>>> batch = scattering.pack([1, 2], True, None, client)              # doctest: +SKIP
 >>> scattering.send_ahead(batch, 30.0) or loop.sync(scattering.send(
 ...     batch, None, False, False, 30.0, False, no_progress))          # doctest: +SKIP
->>> batch.result()                                                   # doctest: +SKIP
+>>> batch.result                                                     # doctest: +SKIP
 [<Future: finished, type: int, key: int-…>, <Future: finished, type: int, key: int-…>]
 """
 
@@ -25,6 +25,7 @@ from ...tokenize import reporting
 from ..scheduler.placing import place
 from ..wire.peers import WorkerPool
 from ..wire.serialize import for_message
+from .future import Future
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .scatter_input import keyed_items
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
@@ -35,21 +36,16 @@ TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to
 
 
 class ScatterBatch:
-    """One scatter's keys, futures and payload, and the shape the caller gets back."""
+    """One scatter's futures and payload, and what the caller gets back."""
 
-    __slots__ = ("futures", "payload", "pinned", "types", "_rebuild")
+    __slots__ = ("futures", "payload", "pinned", "types", "result")
 
-    def __init__(self, futures: dict, payload: dict, pinned: list, types: dict,
-                 rebuild: Callable[[dict], object]):
+    def __init__(self, futures: dict, payload: dict, pinned: list, types: dict, result):
         self.futures = futures  # key → Future
         self.payload = payload  # key → Serialized (or its pickle)
         self.pinned = pinned  # keys whose shared memory this scatter holds until it is over
         self.types = types  # key → type name
-        self._rebuild = rebuild
-
-    def result(self):
-        """The futures, in the shape of the data scattered."""
-        return self._rebuild(self.futures)
+        self.result = result  # the futures, in the shape of the data scattered
 
 
 class Scattering:
@@ -66,20 +62,19 @@ class Scattering:
         self.link, self.workers, self.pool, self.local = link, workers, pool, local
         self.ahead, self.state_of = ahead, state_of
 
-    def pack(self, data, hash: bool, progress: Progress | None,
-             make_futures: Callable[[dict], dict]) -> ScatterBatch:
-        """Keys, futures (``make_futures(keys)``) and payload for ``data``."""
+    def pack(self, data, hash: bool, progress: Progress | None, client) -> ScatterBatch:
+        """Keys, ``client``'s futures and the payload for ``data``."""
         early = write_ahead(self.pool, data, progress) if hash else None
         try:
             with reporting(_counter(progress, "hash") if progress else None):
                 items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
-            futures = make_futures(items)
+            futures = Future.for_keys(items, client)
             payload, pinned = serialize_for_scatter(items, self.pool, self.local, early, progress)
         finally:
             if early is not None:
                 early.close()
         types = {key: type(value).__name__ for key, value in items.items()}
-        return ScatterBatch(futures, payload, pinned, types, rebuild)
+        return ScatterBatch(futures, payload, pinned, types, rebuild(futures))
 
     def send_ahead(self, batch: ScatterBatch, wait: float) -> bool:
         """Finish ``batch``'s futures now and send it in the background, if it may go
