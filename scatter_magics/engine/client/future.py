@@ -114,12 +114,14 @@ class FutureState:
             raise self.exception
 
 
-async def settled(state: FutureState) -> None:
-    """Wait (on the loop) until ``state`` is done."""
+async def settled(state: FutureState, then: Callable[[], None] | None = None) -> None:
+    """Wait (on the loop) until ``state`` is done, then call ``then()`` if given."""
     if not state.done():
         done = asyncio.get_running_loop().create_future()
         state.on_done(lambda s: done.done() or done.set_result(None))
         await done
+    if then is not None:
+        then()
 
 
 async def exception_of(state: FutureState) -> BaseException | None:

@@ -22,7 +22,7 @@ from ...structure import SKIP, substitute
 from ...structure import gather_all as _all
 from ..wire.peers import WorkerPool, fetch_from_holders
 from ..wire.serialize import deserialize, unpickle_all
-from .future import Future, FutureState, settled
+from .future import Future, settled
 
 GATHER_ATTEMPTS = 3  # reads of keys recomputed after their holder died mid-gather
 
@@ -45,7 +45,7 @@ class Gathering:
         waiting = [s for s in states.values() if not s.done()]
         if waiting:
             finished = _counter(report, "wait", len(waiting))
-            await _all(_settled_then(s, finished) for s in waiting)
+            await _all(settled(s, lambda: finished(1)) for s in waiting)
         for attempt in range(GATHER_ATTEMPTS):
             try:
                 return await self._read_once(states, errors, direct, report)
@@ -98,11 +98,6 @@ def views_in(pool, segments) -> Callable:
             return pool.view(ref)
         return segments.view(ref)
     return view_of
-
-
-async def _settled_then(state: FutureState, finished: Callable[[int], None]) -> None:
-    await settled(state)
-    finished(1)
 
 
 def flat_futures(futures) -> list | None:
