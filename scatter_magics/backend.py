@@ -33,6 +33,17 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
+class Source(Protocol):
+    """Where a scattered value can be read again (the magics: the variable it came from).
+
+    Called by an engine, on a thread of its own, when every replica of its keys is gone.
+    """
+
+    def values(self, keys: list) -> dict:
+        """``{key: value}`` for each of ``keys`` it still holds as scattered; for the
+        others a ``FutureLostError`` whose message says why and what to do."""
+
+
 class Backend(Protocol):
     """One client, seen by the notebook layer. Every method blocks until done."""
 
@@ -55,6 +66,13 @@ class Backend(Protocol):
     def gather(self, futures, *, errors: str, timeout: float | None,
                progress: Progress | None = None):
         """The values of (nested) futures, in the same structure; ``progress`` as above."""
+
+    def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
+        """When every replica of a key of ``sources`` (``{key: Source}``) is gone, scatter
+        it again from its source, under the same key, placed as ``workers`` and
+        ``broadcast`` said (before anyone gathers it: a gather waits). A key its source
+        refuses turns lost with the source's message. Optional: the magics skip an
+        adapter without it."""
 
     def scheduler_info(self) -> dict:
         """``{"address": str, "workers": {address: {name, nthreads, memory_limit,

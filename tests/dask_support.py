@@ -56,12 +56,14 @@ class DaskCLI:
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
 
-    def start_worker(self, name: str) -> subprocess.Popen:
-        """One ``dask worker`` process (no nanny: killing it kills the worker)."""
+    def start_worker(self, name: str, nanny: bool = False,
+                     memory_limit: str = "1GiB") -> subprocess.Popen:
+        """One ``dask worker`` process (without a nanny, killing it kills the worker)."""
         self.workers[name] = self._popen(
             [DASK, "worker", "--scheduler-file", self.scheduler_file, "--name", name,
-             "--nthreads", "1", "--memory-limit", "1GiB", "--no-nanny", "--no-dashboard",
-             "--host", "127.0.0.1"], name)
+             "--nthreads", "1", "--memory-limit", memory_limit,
+             "--nanny" if nanny else "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+            name)
         return self.workers[name]
 
     def kill_worker(self, name: str) -> None:

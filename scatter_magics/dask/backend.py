@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import CancelledError
 import os
 import pickle
 import re
@@ -33,12 +34,14 @@ from .. import discovery
 from ..current_client import register_client
 from ..errors import (
     ClientClosedError,
+    FutureLostError,
     PollingFallbackWarning,
     SerializationError,
     UnknownWorkerError,
 )
 from ..structure import SKIP, find_futures, substitute
 from .events import DaskSubscription, hub_for
+from .resend import resender_for
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +110,29 @@ class DaskBackend:
         else:
             _warn_polling(self.client, hub.install_error)
 
+    def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
+        """Scatter a key again from ``sources[key]`` (``backend.Source``) when Dask lets
+        it go with its last holder, with the same ``workers`` and ``broadcast``."""
+        resender_for(self.client).keep(sources, workers, broadcast)
+
     def gather(self, futures, *, errors: str, timeout: float | None):
         self._check_open()
         if (type(futures) is Future and futures.client is self.client and errors == "raise"
-                and timeout is None):
+                and timeout is None and futures.status == "finished"):
             # The magics' usual case, as a user calls it: Dask's own gather of one future
             # (the general path's walk and rebuild cost ~60 us, 2% of a small round trip).
-            return self.client.gather(futures)
+            try:
+                return self.client.gather(futures)
+            except CancelledError:  # its holder died as we asked: re-sent, if it can be
+                if not self._resent([futures], timeout):
+                    raise
+                return self.client.gather(futures)
         found = find_futures(futures, Future)
+        try:
+            self._resent(found, timeout)
+        except FutureLostError:
+            if errors == "raise":
+                raise
         if any(f.client is not self.client and f.client.status in ("closing", "closed")
                for f in found):  # this backend's own client was checked just above
             raise ClientClosedError("the client of these futures was closed")
@@ -124,6 +142,15 @@ class DaskBackend:
         values = dict(zip((f.key for f in wanted), self.client.gather(wanted), strict=True))
         values.update({f.key: SKIP for f in found if f.key not in values})
         return substitute(futures, Future, values)
+
+    def _resent(self, futures: list, timeout: float | None) -> bool:
+        """Wait for the re-sends of ``futures`` whose data Dask let go (``resend.py``);
+        False if none of them can be re-sent."""
+        resender = resender_for(self.client, make=False)
+        if resender is None or not any(resender.resends(f.key) for f in futures):
+            return False
+        resender.ensure(futures, timeout)
+        return True
 
     def _wait(self, futures: list, timeout: float | None) -> None:
         try:
@@ -183,6 +210,9 @@ class DaskBackend:
     def close(self) -> None:
         """Close the client; a LocalCluster it started ends too, a remote one keeps running."""
         cluster = self.cluster
+        resender = resender_for(self.client, make=False)
+        if resender is not None:
+            resender.close()
         if self.client.status == "running":
             hub = hub_for(self.client)
             self.client.sync(_on_loop, hub.close)

@@ -112,7 +112,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.interval = interval
         self.scheduler = None
         self.subscribers: dict[str, _Subscriber] = {}  # client id -> what it was told
-        self.pinned: dict[str, frozenset | None] = {}  # key -> allowed workers (None: all)
+        self.pinned: dict[str, frozenset | None] = {}  # key -> allowed names (None: all)
         self.worker_events: list[dict] = []  # joins and leaves, for the next batch
         self.removed: dict[str, float] = {}  # workers that left lately -> when
         self.dirty: set = set()  # keys that made a transition since the last batch
@@ -183,10 +183,19 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.subscribers.pop(client, None)
 
     def pin(self, keys: list, workers: list | None = None) -> None:
-        """Keep a replica of ``keys`` on every worker (of ``workers``) while they live."""
-        allowed = frozenset(workers) if workers else None
+        """Keep a replica of ``keys`` on every worker (of ``workers``) while they live.
+
+        ``workers`` (addresses or names) are remembered by *name*: a worker its nanny
+        restarts comes back under the same name at a new address, and gets its replica
+        back, as every worker does under an unrestricted broadcast.
+        """
+        allowed = frozenset(self._names(workers)) if workers else None
         for key in keys:
             self.pinned[key] = allowed
+
+    def _names(self, workers: list) -> list[str]:
+        by_address = self.scheduler.workers
+        return [str(by_address[w].name) if w in by_address else str(w) for w in workers]
 
     def touch(self, keys: list) -> None:
         """Check ``keys`` in the next batch (a scatter landed: no transition says so)."""
@@ -328,13 +337,14 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         """Copy each pinned key to the allowed running workers that lack it (one at a time)."""
         if self._filling is not None and not self._filling.done():
             return
-        running = {ws.address for ws in self.scheduler.running}
+        running = {ws.address: str(ws.name) for ws in self.scheduler.running}
         by_target: dict[frozenset, list] = {}
         for key, allowed in list(self.pinned.items()):
             ts = self.scheduler.tasks.get(key)
             if ts is None or ts.state != "memory" or not ts.who_has:
                 continue
-            targets = frozenset(running if allowed is None else running & allowed)
+            targets = frozenset(a for a, name in running.items()
+                                if allowed is None or name in allowed)
             if not targets <= {ws.address for ws in ts.who_has}:
                 by_target.setdefault(targets, []).append(key)
         if by_target:

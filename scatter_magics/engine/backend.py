@@ -34,6 +34,10 @@ class EmbeddedBackend:
     def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
         return self.client.gather(futures, errors=errors, timeout=timeout, progress=progress)
 
+    def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
+        # The scheduler remembers each key's placement; the client keeps the sources.
+        self.client.resend_from(sources)
+
     def scheduler_info(self) -> dict:
         return self.client.scheduler_info()
 

@@ -65,6 +65,7 @@ from .progress_bar import (
     known_small,
     view_for,
 )
+from .resend import offer_sources
 from .session import ClusterSession, check_cluster_options
 
 _UNDEFINED = object()  # a %gather name that names nothing
@@ -166,15 +167,17 @@ class ScatterMagics(Magics):
         if args.hash and progress.reports:
             hashed = counter(progress, "hash", estimate_nbytes(values.values()))
             with reporting(hashed):
-                items, rebuilders = _key_values(values, args)
+                items, rebuilders, keys = _key_values(values, args)
         else:
-            items, rebuilders = _key_values(values, args)
+            items, rebuilders, keys = _key_values(values, args)
         if running is None:  # only now: a mistake above starts no cluster
             progress("start", 0, None)
             running = self.session.backend(start=True)
             progress.restart_clock()
         backend = running
-        return self._scatter_items(backend, items, args, progress), rebuilders
+        futures = self._scatter_items(backend, items, args, progress)
+        offer_sources(self.shell, backend, keys, args)  # if the data is lost: scatter it again
+        return futures, rebuilders
 
     def _scatter_items(self, backend: Backend, items: dict, args, progress) -> dict:
         timeout = args.timeout or self.timeout
@@ -396,13 +399,15 @@ class ScatterMagics(Magics):
             self.shell.user_ns[target] = value
 
 
-def _key_values(values: dict, args) -> tuple[dict, dict]:
-    """``{key: value}`` for every argument's value(s), and how to rebuild each result."""
-    items, rebuilders = {}, {}
+def _key_values(values: dict, args) -> tuple[dict, dict, dict]:
+    """``{key: value}`` for every argument's value(s), how to rebuild each result, and
+    each argument's keys."""
+    items, rebuilders, keys = {}, {}, {}
     for text, value in values.items():
         keyed, rebuilders[text] = keyed_items(text, value, args.split, args.hash)
         items.update(keyed)
-    return items, rebuilders
+        keys[text] = list(keyed)
+    return items, rebuilders, keys
 
 
 def _reporting(method, progress: ProgressBar | NoProgress) -> dict:

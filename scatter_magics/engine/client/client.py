@@ -36,6 +36,7 @@ from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
 from .link import LocalSchedulerLink, RemoteSchedulerLink
 from .references import References
+from .resending import Resending
 from .scatter import Scattering
 from .scatter_input import full_address, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
@@ -125,7 +126,8 @@ class Client:
         pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
-        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link))
+        self._resending = Resending(link, self.refs.get, pool, self.cluster is not None)
+        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link, self._resending))
         self._events.start(self.loop, link)
         self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
         self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
@@ -138,6 +140,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "resend" and hasattr(self, "_resending"):
+            self._resending.requested(msg["keys"])  # every replica died: send ours
 
     def __await__(self):
         async def start():
@@ -205,6 +209,13 @@ class Client:
                 batch, plain_workers(workers), broadcast, direct, wait,
                 timeout is not NO_DEFAULT, progress or no_progress), timeout)
             return self._run(coro, asynchronous, then=lambda _: batch.result)
+
+    def resend_from(self, sources: dict) -> None:
+        """When every replica of a key of ``sources`` dies, scatter it again from
+        ``sources[key]`` (a ``backend.Source``, e.g. the magics' variable) before anyone
+        gathers it (ours, not Dask's; small values are re-sent from our own copy anyway)."""
+        self._check_open()
+        self._resending.keep(sources)
 
     def _direct(self, direct: bool | None) -> bool:
         if direct is None:
@@ -364,6 +375,7 @@ class Client:
 
     async def _close_links(self) -> None:
         self.refs.close()  # every future not done is cancelled
+        self._resending.close()
         self._events.close()  # say so, so a widget can show it
         self._workers.close()
         self._link.close()
@@ -411,9 +423,10 @@ async def _within(coro, timeout):
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 
 
-def _releaser(link) -> Callable[[list], None]:
+def _releaser(link, resending: Resending) -> Callable[[list], None]:
     """``send_release(keys)``: tell the scheduler no Future of ours holds ``keys`` now."""
     def send_release(keys: list) -> None:
+        resending.forget(keys)
         if not link.closed:
             link.send({"op": "release-keys", "keys": keys})
     return send_release
