@@ -26,19 +26,20 @@ from ...structure import find_futures, substitute
 from ...tokenize import tokenize
 from ..cluster.local import LocalCluster, find_local_cluster
 from ..shm.mapper import SegmentMapper
-from ..wire.loop import LoopThread, ready, wants_awaitable
+from ..wire.loop import LoopThread, ready, wants_awaitable, within
 from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
 from .callbacks import DoneCallbacks
+from .datasets import Datasets, datasets_of, get_datasets, publish_message
 from .events import EventStream, Subscription
-from .future import Future
+from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
 from .link import LocalSchedulerLink, RemoteSchedulerLink
-from .references import References
+from .references import References, releaser
 from .resending import Resending
 from .scatter import Scattering
-from .scatter_input import full_address, plain_workers
+from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
@@ -127,7 +128,7 @@ class Client:
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
         self._resending = Resending(link, self.refs.get, pool, self.cluster is not None)
-        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link, self._resending))
+        self.refs.start(self.loop, self._ahead.in_flight, releaser(link, self._resending.forget))
         self._events.start(self.loop, link)
         self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
         self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
@@ -179,7 +180,7 @@ class Client:
         ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
         """
         self._check_open()
-        return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
+        return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
@@ -197,7 +198,7 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        with paused_collection(_n_values(data)):
+        with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
             direct = self._direct(direct)
             wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -205,9 +206,10 @@ class Client:
                     and not direct and not wants_awaitable(self, asynchronous)
                     and self._scattering.send_ahead(batch, wait)):
                 return batch.result
-            coro = _within(self._scattering.send(
+            coro = within(self._scattering.send(
                 batch, plain_workers(workers), broadcast, direct, wait,
-                timeout is not NO_DEFAULT, progress or no_progress), timeout)
+                timeout is not NO_DEFAULT, progress or no_progress),
+                None if timeout is NO_DEFAULT else timeout)
             return self._run(coro, asynchronous, then=lambda _: batch.result)
 
     def resend_from(self, sources: dict) -> None:
@@ -250,7 +252,7 @@ class Client:
         if local is not None:  # every value is here already: no loop, no worker
             return ready(local) if wants_awaitable(self, asynchronous) else local
         states = {f.key: f._state for f in found}
-        coro = _within(self._gathering.read(states, errors, self._direct(direct),
+        coro = within(self._gathering.read(states, errors, self._direct(direct),
                                             progress or no_progress), timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, self._gathering.values(serialized)))
@@ -297,34 +299,33 @@ class Client:
         return None
 
     # ------------------------------------------------------------ placement ---
+    def _ask(self, msg: dict, asynchronous: bool | None, then: Callable = lambda x: x):
+        """The scheduler's answer to ``msg`` (or an awaitable of it), through ``then``."""
+        self._check_open()
+        return self._run(self._link.request(msg), asynchronous, then)
+
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
-        self._check_open()
-        keys = None if futures is None else _keys_of(futures)
-        return self._run(self._link.request({"op": "who-has", "keys": keys}), asynchronous)
+        keys = None if futures is None else keys_of(futures)
+        return self._ask({"op": "who-has", "keys": keys}, asynchronous)
 
     def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
         """``{worker address: [keys]}``."""
-        self._check_open()
-        msg = {"op": "has-what", "workers": plain_workers(workers)}
-        return self._run(self._link.request(msg), asynchronous)
+        return self._ask({"op": "has-what", "workers": plain_workers(workers)}, asynchronous)
 
     def nthreads(self, asynchronous: bool | None = None) -> dict:
         """``{worker address: threads}``."""
-        self._check_open()
-        return self._run(self._link.request({"op": "scheduler-info"}), asynchronous,
+        return self._ask({"op": "scheduler-info"}, asynchronous,
                          then=lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
 
     def scheduler_info(self, asynchronous: bool | None = None) -> dict:
         """The scheduler's address and, per worker, name, threads, memory and bytes held."""
-        self._check_open()
-        return self._run(self._link.request({"op": "scheduler-info"}), asynchronous)
+        return self._ask({"op": "scheduler-info"}, asynchronous)
 
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
-        self._check_open()
-        msg = {"op": "cancel", "keys": _keys_of(futures), "force": force}
-        return self._run(self._link.request(msg), asynchronous)
+        return self._ask({"op": "cancel", "keys": keys_of(futures), "force": force},
+                         asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
@@ -333,10 +334,36 @@ class Client:
         Copies go to the workers holding the least data; with more than ``n`` replicas
         among ``workers``, the extra ones are deleted (as in Dask).
         """
+        return self._ask({"op": "replicate", "keys": keys_of(futures), "n": n,
+                          "workers": plain_workers(workers)}, asynchronous)
+
+    # ------------------------------------------------------------ datasets ---
+    # Dask's names and meaning (engine/client/datasets.py): data owned by the cluster.
+    def publish_dataset(self, *args, name=None, override: bool = False, **kwargs) -> None:
+        """Store data on the cluster by name, until ``unpublish_dataset`` (as Dask's)."""
         self._check_open()
-        msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
-               "workers": plain_workers(workers)}
-        return self._run(self._link.request(msg), asynchronous)
+        return self._ask(publish_message(args, name, override, kwargs, self), None)
+
+    def unpublish_dataset(self, name, **kwargs) -> None:
+        """Forget the dataset ``name`` (or a list of names); its keys go once unheld."""
+        names = name if isinstance(name, list) else [name]
+        return self._ask({"op": "unpublish-datasets", "names": names}, kwargs.get("asynchronous"))
+
+    def list_datasets(self, **kwargs) -> list:
+        """The names of the datasets published on the cluster."""
+        return self._ask({"op": "list-datasets"}, kwargs.get("asynchronous"))
+
+    def get_dataset(self, name, default=NO_DEFAULT, **kwargs):
+        """The dataset ``name`` (or a list), its futures this client's; ``default`` or
+        ``KeyError`` for one not published."""
+        self._check_open()
+        return self._run(get_datasets(self._link, name, self), kwargs.get("asynchronous"),
+                         then=lambda found: datasets_of(found, name, default))
+
+    @property
+    def datasets(self) -> Datasets:
+        """The published datasets as a ``MutableMapping`` (Dask's ``client.datasets``)."""
+        return Datasets(self)
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
@@ -412,33 +439,6 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-async def _within(coro, timeout):
-    if timeout is None or timeout is NO_DEFAULT:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"operation did not finish within {timeout} s") from None
-
-
-def _releaser(link, resending: Resending) -> Callable[[list], None]:
-    """``send_release(keys)``: tell the scheduler no Future of ours holds ``keys`` now."""
-    def send_release(keys: list) -> None:
-        resending.forget(keys)
-        if not link.closed:
-            link.send({"op": "release-keys", "keys": keys})
-    return send_release
-
-
-def _n_values(data) -> int:
-    """How many values (so futures) a scatter of ``data`` makes."""
-    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
-
-
-def _keys_of(futures) -> list[str]:
-    return [f.key for f in find_futures(futures, Future)]
 
 
 def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:

@@ -12,6 +12,7 @@ import threading
 from typing import Callable, Literal
 
 from ...errors import FutureCancelledError, FutureLostError, RemoteTraceback
+from ...structure import find_futures
 
 Status = Literal["pending", "finished", "error", "cancelled", "lost"]
 DONE = frozenset({"finished", "error", "cancelled", "lost"})
@@ -221,3 +222,8 @@ class Future:
     def _repr_html_(self) -> str:
         return (f"<b>Future: {self.key}</b> <span>status: {self.status}"
                 f"{', type: ' + self.type if self.type else ''}</span>")
+
+
+def keys_of(futures) -> list:
+    """The keys of the Futures in ``futures`` (one, or nested containers of them)."""
+    return [f.key for f in find_futures(futures, Future)]

@@ -131,3 +131,13 @@ class References:
         for state in list(self._states.values()):
             if not state.done():
                 state.cancel()
+
+
+def releaser(link, on_release: Callable[[list], None]) -> Callable[[list], None]:
+    """``send_release(keys)``: tell the scheduler through ``link`` that no Future of ours
+    holds ``keys`` now, after ``on_release(keys)`` (what else this client drops with them)."""
+    def send_release(keys: list) -> None:
+        on_release(keys)
+        if not link.closed:
+            link.send({"op": "release-keys", "keys": keys})
+    return send_release
