@@ -77,7 +77,7 @@ def test_a_published_dataframe_outlives_a_kernel_restart(shared_cluster):
 
 def test_published_keys_are_held_by_the_name_until_unpublished(shared_cluster):
     other = Client(shared_cluster.scheduler_address)
-    future = other.scatter(list(range(100)), hash=False)
+    [future] = other.scatter([list(range(100))], hash=False)
     key = future.key
     other.publish_dataset(numbers=[future])
     other.close()  # its client is gone: the dataset alone holds the key

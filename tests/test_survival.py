@@ -103,7 +103,9 @@ def test_small_values_are_sent_again_from_the_clients_copy(make_client):
 def test_a_large_value_sent_over_the_socket_is_still_lost_with_its_holder(make_client):
     """Neither in shared memory nor small, from a plain Client (no source): lost, as before."""
     client = make_client(n_workers=2)
-    future = client.scatter(list(range(100_000)))  # ~0.5 MB of pickle, no buffers
+    # ~0.5 MB of pickle, no buffers; a timeout waits for the worker's acknowledgement
+    # (before it, the scheduler still has the value and sends it elsewhere).
+    [future] = client.scatter([list(range(100_000))], timeout=30)
     [holder] = holders(client, future)
     kill(client, holder)
     wait_for(lambda: future.status == "lost", what="the future to be lost")
@@ -123,7 +125,7 @@ def magics_cluster(ip, make_client):
 def test_the_magics_send_an_unchanged_variable_again(magics_cluster):
     ip, client = magics_cluster
     ip.user_ns["a"] = list(range(100_000))  # socket-path data: no copy is kept anywhere
-    future = run(ip, "%scatter a")
+    future = run(ip, "%scatter a --timeout 30")  # stored: the scheduler keeps no copy
     [holder] = holders(client, future)
     kill(client, holder)
     taken_over(client, future, holder)  # before anyone gathers it
@@ -135,7 +137,7 @@ def test_the_magics_send_an_unchanged_variable_again(magics_cluster):
 def test_the_magics_lose_a_changed_or_deleted_variable_naming_it(magics_cluster, change):
     ip, client = magics_cluster
     ip.user_ns["b"] = list(range(100_000))
-    future = run(ip, "%scatter b")
+    future = run(ip, "%scatter b --timeout 30")  # stored: the scheduler keeps no copy
     if change == "changed":
         ip.user_ns["b"].append(-1)  # in place: the same object, other content
     else:
@@ -153,20 +155,22 @@ def test_the_magics_lose_a_changed_or_deleted_variable_naming_it(magics_cluster,
 
 # ------------------------------------------------------------ busy is not dead ---
 
-def hold_the_gil(seconds: float) -> int:
-    """A task that holds the GIL for about ``seconds`` (one C call: ``sum`` of a range)."""
-    import time
-
-    start, n = time.perf_counter(), 10**6
-    sum(range(n))
-    per_item = (time.perf_counter() - start) / n
-    return sum(range(int(seconds / per_item)))
-
-
 def test_a_worker_whose_task_holds_the_gil_is_busy_and_loses_nothing(make_client):
     """One worker, a task holding the GIL twice as long as the heartbeat allows, and
     meanwhile a scatter of small values: the worker is busy (not unresponsive), the
     values wait for it, nothing is lost."""
+    def hold_the_gil(seconds: float) -> int:  # (made here: cloudpickle sends it by value)
+        """Hold the GIL for at least about ``seconds``: one C call (``sum`` of a range),
+        sized by the fastest of a few short runs (a slow one would make it short)."""
+        import time
+
+        n, fastest = 10**7, float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            sum(range(n))
+            fastest = min(fastest, time.perf_counter() - start)
+        return sum(range(int(seconds * n / fastest)))
+
     client = make_client(n_workers=1)
     [address] = worker_pids(client)
     events = KeyStatuses(client)
