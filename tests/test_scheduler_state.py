@@ -232,3 +232,43 @@ def test_a_lost_result_is_recomputed_when_its_inputs_remain(state):
     lost = state.keys["s"].exception  # scattered, held only by A: lost, and says what to do
     assert state.keys["s"].state == "lost"
     assert "'s'" in str(lost) and "worker-0" in str(lost) and "scatter it again" in str(lost)
+
+
+# Issue 19, item 9: "scheduler failed on 'release-keys'" with "AttributeError: 'frozenset'
+# object has no attribute 'discard'": forgetting a task unlinked it from each input's
+# ``dependents``, which is the shared empty frozenset until an edge is linked, and two
+# edges never are.
+
+def test_releasing_a_task_that_failed_at_submit_keeps_its_other_inputs(state):
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    # It fails at its first input: the inputs after it were never linked to it.
+    [(_, msg)] = state.submit("c", "t", task=None, deps=["gone", "x"], restrictions=None)
+    assert msg["status"] == "cancelled"
+    assert state.release("c", ["t"]) == [(("owner", ""), {"op": "key-forgotten", "key": "t"})]
+    assert "t" not in state.keys and state.keys["x"].state == "memory"  # c still holds x
+
+
+def test_releasing_a_task_whose_lost_input_was_scattered_again(state):
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    state.submit("c", "t", task=None, deps=["x"], restrictions=[B])
+    state.task_finished(B, "t", 8, "int")
+    state.remove_worker(A)  # x, held only there, is lost; t stays on B
+    state.add_data("c", {"x": [B]}, {"x": 8}, {"x": "int"})  # the same key: a new record
+    out = state.release("c", ["t"])
+    assert (("worker", B), {"op": "delete-keys", "keys": ["t"]}) in out
+    assert "t" not in state.keys and state.keys["x"].state == "memory"
+
+
+def test_an_input_scattered_again_stays_while_a_recomputed_task_reads_it(state):
+    C = "tcp://127.0.0.1:1003"
+    state.add_worker(C, "worker-2", nthreads=1, memory_limit=100)
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    state.submit("c", "t", task=b"task", deps=["x"], restrictions=[B])
+    state.keys["t"].restrictions = set()  # (only to choose where it first ran)
+    state.task_finished(B, "t", 8, "int")
+    state.remove_worker(A)  # x is lost
+    state.add_data("c", {"x": [C]}, {"x": 8}, {"x": "int"})  # and scattered again
+    out = state.remove_worker(B)  # t is recomputed, from the new x
+    assert (("worker", C), "compute") in ops(out)
+    assert state.release("c", ["x"]) == []  # t reads it: it stays
+    assert state.keys["x"].who_has == {C}

@@ -94,8 +94,10 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         shared = set(shared)
         for key, addresses in placement.items():
             ks = keys.get(key)
-            if ks is None or ks.state in GONE:
+            if ks is None:
                 ks = keys[key] = KeyInfo(key, "memory")
+            elif ks.state in GONE:  # a new record, read by the tasks that read the old one
+                ks = keys[key] = KeyInfo(key, "memory", dependents=ks.dependents)
             if shared and key in shared:
                 ks.shared = True
             size = nbytes.get(key)
@@ -162,12 +164,14 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
 
     # ------------------------------------------------------------ tasks ---
     def submit(self, client: str, key: str, task, deps: set, restrictions: list | None) -> Outgoing:
-        ks = self.keys.get(key)
-        if ks is not None and ks.state not in ("lost", "error", "cancelled", "released"):
-            ks.wanted_by.add(client)  # the same pure call: share the task and its result
-            return self._notify(ks, [client]) if ks.state == "memory" else []
+        old = self.keys.get(key)
+        if old is not None and old.state not in GONE:
+            old.wanted_by.add(client)  # the same pure call: share the task and its result
+            return self._notify(old, [client]) if old.state == "memory" else []
         ks = self.keys[key] = KeyInfo(key, "waiting", task=task, deps=set(deps),
                                       waiting_on=set())
+        if old is not None:  # a new record, read by the tasks that read the old one
+            ks.dependents = old.dependents
         ks.wanted_by.add(client)
         if restrictions:
             ks.restrictions = set(self.resolve_workers(restrictions))
@@ -177,9 +181,7 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
                 return self._fail(ks, FutureCancelledError(
                     f"task {key!r} depends on key {dep!r}, which was cancelled or "
                     "released"), "", "cancelled")
-            if dks.dependents is NONE:
-                dks.dependents = set()
-            dks.dependents.add(key)
+            _link(dks, key)
             if dks.state in ("error", "lost", "cancelled"):
                 return self._fail_from(ks, dks)
             if dks.state != "memory":
@@ -328,7 +330,7 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         for dep in ks.deps:  # inputs kept only for this task may go now
             dks = self.keys.get(dep)
             if dks is not None:
-                dks.dependents.discard(ks.key)
+                _unlink(dks, ks.key)
                 out += self._forget_if_unwanted(dks)
         return out
 
@@ -431,3 +433,18 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
             self.events.append(event)
 
 
+# A task's inputs are its ``deps``; each input's ``dependents`` is the shared empty NONE
+# until its first dependent links. A record that replaces a failed one keeps its
+# dependents, but an edge can still be missing (a task that failed at submit before
+# linking every input; an input forgotten, then made again): unlinking tolerates it.
+def _link(dks: KeyInfo, key: str) -> None:
+    """``key`` reads ``dks``: the first dependent gives ``dks`` a set of its own."""
+    if dks.dependents is NONE:
+        dks.dependents = set()
+    dks.dependents.add(key)
+
+
+def _unlink(dks: KeyInfo, key: str) -> None:
+    """``key`` no longer reads ``dks``; an edge never linked (still ``NONE``) is no edge."""
+    if key in dks.dependents:
+        dks.dependents.discard(key)
