@@ -111,7 +111,7 @@ def test_a_task_is_running_in_events_once_its_worker_starts_it(state):
     assert state.events[-1]["status"] == "pending"
     state.task_started(where, "t")
     assert state.events[-1]["status"] == "running" and state.events[-1]["processing_on"] == where
-    assert state._notify(state.keys["t"])[0][1]["status"] == "pending"  # Futures say pending
+    assert state.tasks.notify(state.keys["t"])[0][1]["status"] == "pending"  # Futures say pending
     state.task_finished(where, "t", 8, "int")
     assert state.events[-1]["status"] == "finished"
 
