@@ -272,3 +272,37 @@ def test_an_input_scattered_again_stays_while_a_recomputed_task_reads_it(state):
     assert (("worker", C), "compute") in ops(out)
     assert state.release("c", ["x"]) == []  # t reads it: it stays
     assert state.keys["x"].who_has == {C}
+
+
+# ------------------------------------------------------------ the parts, alone ---
+
+def test_the_replica_book_keeps_both_sides_in_step():
+    from scatter_magics.engine.scheduler.events import EventLog
+    from scatter_magics.engine.scheduler.records import WorkerInfo
+    from scatter_magics.engine.scheduler.replicas import ReplicaBook
+
+    workers = {a: WorkerInfo(a, name, 1, 100) for a, name in ((A, "worker-0"), (B, "worker-1"))}
+    keys: dict = {}
+    book = ReplicaBook(workers, keys, EventLog())
+    assert book.hold("c", {"x": [A, B], "y": [A]}, {"x": 10, "y": 5}, {}) == []
+    book.add(keys["y"], B)
+    book.add(keys["y"], B)  # twice: counted once
+    assert (workers[A].keys, workers[A].nbytes) == ({"x", "y"}, 15)
+    assert (workers[B].keys, workers[B].nbytes) == ({"x", "y"}, 15)
+    assert book.drop(keys["x"], B, delete=False) == []
+    assert (workers[B].nbytes, keys["x"].who_has) == (5, {A})
+    assert book.worker_left(workers.pop(A)) == [keys["x"]]  # its last copy was there
+    assert keys["y"].who_has == {B}
+    assert book.drop_all(keys["y"]) == [(("worker", B), {"op": "delete-keys", "keys": ["y"]})]
+    assert (workers[B].keys, workers[B].nbytes, keys["y"].who_has) == (set(), 0, set())
+
+
+def test_the_worker_book_says_who_woke_up_and_the_state_tops_them_up(state):
+    state.add_data("c", {"x": [A]}, {"x": 10}, {"x": "int"}, broadcast=True)
+    state.acquired(B, {"x": 10}, [])
+    state.check_heartbeats(now=10.0)  # both silent since 0
+    assert state.worker_book.heard_from(A, now=10.5) is state.workers[A]
+    assert state.worker_book.heard_from(A, now=11.0) is None  # already running
+    state.drop_replicas(B, ["x"], "refused")  # B lacks the standing x now
+    assert state.heard_from(B, now=11.0) == [(("worker", B), {"op": "acquire",
+                                                              "who_has": {"x": [A]}})]
