@@ -223,7 +223,11 @@ class TaskMachine:
         return self.release(client, [k for k, ks in self.keys.items() if client in ks.wanted_by])
 
     def forget_if_unwanted(self, ks: KeyInfo) -> Outgoing:
-        if ks.wanted_by or any(self._still_needs(d, ks.key) for d in ks.dependents):
+        # Most keys are scattered data with no dependents: no generator made for them
+        # (releasing a 10,000-element list calls this once per element; an any() over
+        # an empty set costs ~0.15 µs, ten times the test in front of it).
+        if ks.wanted_by or (ks.dependents and
+                            any(self._still_needs(d, ks.key) for d in ks.dependents)):
             return []
         return self.forget(ks)
 
