@@ -137,7 +137,8 @@ class TaskMachine:
         self.replicas.add(ks, address, nbytes)
         self.log.emit_key(ks)
         out = self.notify(ks)
-        out += self.release_dependents(ks)
+        if ks.dependents:  # most results have none: no call, no list made
+            out += self.release_dependents(ks)
         for dep in ks.deps:  # inputs kept only for this task may go now
             if dep in self.keys:
                 out += self.forget_if_unwanted(self.keys[dep])
