@@ -1,8 +1,8 @@
 """The scheduler's I/O: connections from workers and clients around :class:`SchedulerState`.
 
 Runs on an event-loop thread. Workers and remote clients connect over TCP
-(:class:`~scatter_magics.comm.Server`); a client in the same process talks to it through
-:meth:`Scheduler.local_client`, with no socket in between.
+(:class:`~scatter_magics.engine.wire.comm.Server`); a client in the same process talks to
+it through :meth:`Scheduler.local_client`, with no socket in between.
 """
 
 from __future__ import annotations
