@@ -19,12 +19,15 @@ in the worker can hold up.
 
 from __future__ import annotations
 
+import time
+
 import psutil
 
 # CPU seconds a process must spend between two looks to count as busy. Looks come every
 # 0.5 s (the scheduler's heartbeat check); a worker whose task holds the GIL spends
 # ~0.5 s, an idle or blocked one well under a millisecond (its heartbeat thread alone).
 BUSY_CPU = 0.01
+STALE = 2.0  # s; an older look (the worker spoke since) tells nothing about now
 _STOPPED = frozenset({psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP})
 _GONE = frozenset({psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD})
 
@@ -34,12 +37,12 @@ class ProcessWatch:
 
     :meth:`look` answers ``"busy"`` (running, CPU time advancing since the last look),
     ``"frozen"`` (stopped, or no CPU time spent) or ``"gone"`` (exited, a zombie). The
-    first look at a process has nothing to compare with: it is ``"busy"`` if the
-    process is running on a CPU right now, else ``"frozen"``.
+    first look at a process (or one after a pause) has nothing to compare with: it is
+    ``"busy"`` if the process is running on a CPU right now, else ``"frozen"``.
     """
 
     def __init__(self):
-        self._cpu: dict[int, float] = {}  # pid -> CPU seconds at the last look
+        self._cpu: dict[int, tuple] = {}  # pid -> (CPU seconds, when) at the last look
 
     def look(self, pid: int) -> str:
         try:
@@ -55,15 +58,12 @@ class ProcessWatch:
         if status in _GONE:
             self._cpu.pop(pid, None)
             return "gone"
-        cpu = times.user + times.system
+        cpu, now = times.user + times.system, time.monotonic()
         before = self._cpu.get(pid)
-        self._cpu[pid] = cpu
+        self._cpu[pid] = (cpu, now)
         if status in _STOPPED:
             return "frozen"
-        if before is None:
+        if before is None or now - before[1] > STALE:
             return "busy" if status == psutil.STATUS_RUNNING else "frozen"
-        return "busy" if cpu - before >= BUSY_CPU else "frozen"
+        return "busy" if cpu - before[0] >= BUSY_CPU else "frozen"
 
-    def forget(self, pid: int) -> None:
-        """``pid`` is not watched any more (it spoke again, or left)."""
-        self._cpu.pop(pid, None)

@@ -19,6 +19,7 @@ from ..wire import inheritance
 from ..wire.comm import Channel, Server
 from ..wire.peers import fetch_from_holders
 from .pending_acks import PendingAcks
+from .resend_ops import ResendOps
 from .scatter_ops import ScatterOps
 from .state import SchedulerState
 from .worker_book import UNRESPONSIVE_AFTER
@@ -47,6 +48,7 @@ class Scheduler:
         self.state = SchedulerState()
         self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
         self.scatters = ScatterOps(self)  # choosing workers, carrying data, recording it
+        self.resend_ops = ResendOps(self)  # lost data sent again by clients; gathers wait
         self.server = Server(secret, self._channel_handlers())
         self.address = ""
         self.worker_channels: dict[str, Channel] = {}
@@ -62,6 +64,9 @@ class Scheduler:
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
+        # What a silent worker's process does ("busy", "frozen", "gone"): its owner reads
+        # /proc (cluster/liveness.py); None: silence alone says unresponsive.
+        self.process_state: Callable[[int], str] | None = None
         self.closing = False
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
@@ -82,11 +87,21 @@ class Scheduler:
             # unread in our sockets: judge nobody this round.
             if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
                 silent_before = self._unresponsive()
-                self.apply(self.state.check_heartbeats(now))
+                self.apply(self.state.check_heartbeats(now, busy=self._busy(now)))
                 for address in self._unresponsive() - silent_before:
                     self._give_up_waiting_on(address)
                 self._expire_silent(now)
             last = now
+
+    def _busy(self, now: float) -> set[str]:
+        """The silent workers whose process runs: a task holds the GIL, so no heartbeat
+        gets out, but it computes. Looked at from a second of silence on, so by the
+        time silence counts (UNRESPONSIVE_AFTER) two looks compare CPU times."""
+        if self.process_state is None:
+            return set()
+        return {a for a, ws in self.state.workers.items()
+                if now - ws.last_seen > 2 * HEARTBEAT_CHECK_INTERVAL and ws.pid
+                and self.process_state(ws.pid) == "busy"}
 
     def _expire_silent(self, now: float) -> None:
         """Hand over workers silent for longer than ``worker_ttl``, once each.
@@ -100,7 +115,7 @@ class Scheduler:
             return
         for address, ws in list(self.state.workers.items()):
             if (ws.status == "unresponsive" and address not in self._expired
-                    and now - ws.last_seen > self.worker_ttl):
+                    and now - ws.last_alive > self.worker_ttl):  # busy time is not silence
                 self._expired.add(address)
                 logger.warning("worker %s (%s) sent no heartbeat for %g s: ending it",
                                ws.name, address, self.worker_ttl)
@@ -182,6 +197,7 @@ class Scheduler:
                 continue
             _send(self.worker_channels.get(target) if kind == "worker" else self.clients.get(target),
                   msg)
+        self.resend_ops.changed()  # gathers waiting for lost data sent again
         if self.state.events:
             batch, self.state.events = self.state.events, []
             for client_id in self.subscribers:
@@ -266,16 +282,27 @@ class Scheduler:
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
             "overview": self._overview, "key-list": self._key_list,
             "close-cluster": self._close_cluster,
+            "resend-data": self.resend_ops.receive,
+            "resend-refused": lambda c, m: self.apply(self.state.resends.refused(c, m["errors"])),
+            "publish-datasets": lambda c, m: self.apply(self.state.datasets.publish(
+                m["datasets"], m.get("override", False))),
+            "unpublish-datasets": lambda c, m: self.apply(self.state.datasets.unpublish(
+                m["names"])),
+            "get-datasets": lambda c, m: self.state.datasets.get(c, m["names"]),
+            "list-datasets": lambda c, m: self.state.datasets.names(),
+            "datasets": lambda c, m: self.state.datasets.summaries(),
         }
 
     async def _wait_for_workers(self, client_id, msg):
         await self.wait_for_workers(msg.get("n", 1), msg.get("timeout"))
 
-    def _locations(self, client_id, msg) -> dict:
+    async def _locations(self, client_id, msg) -> dict:
+        await self.resend_ops.until_resent(msg["keys"])  # lost data on its way back
         return self.state.locations_for_gather(msg["keys"])
 
     async def _gather(self, client_id, msg) -> dict:
         async def locate(keys):
+            await self.resend_ops.until_resent(keys)
             return self.state.locations_for_gather(keys)
         return await fetch_from_holders(msg["keys"], locate, self.request_worker)
 
@@ -332,6 +359,7 @@ class Scheduler:
     def _overview(self, client_id, msg) -> dict:
         overview = self.state.overview()
         overview["address"] = self.address
+        overview["datasets"] = self.state.datasets.summaries()
         return overview
 
     def _key_list(self, client_id, msg) -> dict:
