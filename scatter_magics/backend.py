@@ -74,9 +74,19 @@ class Backend(Protocol):
         refuses turns lost with the source's message. Optional: the magics skip an
         adapter without it."""
 
+    def publish(self, name, data) -> None:
+        """Publish ``data`` (futures, containers of them) on the cluster as ``name``,
+        replacing a dataset of that name: it outlives this client (Dask's
+        ``publish_dataset(data, name=name, override=True)``)."""
+
+    def get_dataset(self, name):
+        """The dataset published as ``name``, its futures this client's; ``KeyError``
+        if there is none."""
+
     def scheduler_info(self) -> dict:
         """``{"address": str, "workers": {address: {name, nthreads, memory_limit,
-        memory, nbytes, nkeys}}}`` for the live workers."""
+        memory, nbytes, nkeys}}, "datasets": [{name, nbytes, workers}]}`` for the live
+        workers and the published datasets (``workers``: the names of their holders)."""
 
     def has_what(self) -> dict:
         """``{worker address: [keys]}``."""

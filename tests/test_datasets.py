@@ -64,13 +64,15 @@ def test_a_published_dataframe_outlives_a_kernel_restart(shared_cluster):
             out = %gather df
             expected = pd.DataFrame({{"x": range(1000), "y": [str(i) for i in range(1000)]}})
             print("EQUAL", out.equals(expected))
-            %cluster
+            summary = %cluster
+            print(summary)
         """)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     assert "EQUAL True" in said
-    assert "df" in said.split("Published datasets")[1]  # %cluster lists it
+    listed = said.split("published dataset")[1].splitlines()[1]  # %cluster lists it
+    assert listed.split()[0] == "df" and "worker-0" in listed
     assert shared_cluster.list_datasets() == ["df"]
     shared_cluster.unpublish_dataset("df")
 
@@ -83,6 +85,7 @@ def test_published_keys_are_held_by_the_name_until_unpublished(shared_cluster):
     other.close()  # its client is gone: the dataset alone holds the key
     assert shared_cluster.who_has()[key]
     [again] = shared_cluster.get_dataset("numbers")
+    assert again.status == "finished"  # as its key is (Dask's say pending until told)
     assert again.result() == list(range(100))
     shared_cluster.unpublish_dataset("numbers")
     assert again.result() == list(range(100))  # held by our future now

@@ -181,9 +181,22 @@ class DaskBackend:
         self._check_open()
         if hub_for(self.client).install() == "plugin":
             workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
-        else:
+            datasets = self.client.sync(self.client.scheduler.scatter_magics_datasets)
+        else:  # Dask's own calls: the names of the datasets, not their sizes
             workers = _workers_from_identity(self.client.scheduler_info(n_workers=-1))
-        return {"address": self.client.scheduler.address, "workers": workers}
+            datasets = [{"name": str(name), "nbytes": None, "workers": []}
+                        for name in self.client.list_datasets()]
+        return {"address": self.client.scheduler.address, "workers": workers,
+                "datasets": datasets}
+
+    # ------------------------------------------------------------ datasets ---
+    def publish(self, name, data) -> None:
+        self._check_open()
+        self.client.publish_dataset(data, name=name, override=True)
+
+    def get_dataset(self, name):
+        self._check_open()
+        return self.client.get_dataset(name)
 
     def has_what(self) -> dict:
         self._check_open()

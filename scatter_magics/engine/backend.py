@@ -38,6 +38,12 @@ class EmbeddedBackend:
         # The scheduler remembers each key's placement; the client keeps the sources.
         self.client.resend_from(sources)
 
+    def publish(self, name, data) -> None:
+        self.client.publish_dataset(data, name=name, override=True)
+
+    def get_dataset(self, name):
+        return self.client.get_dataset(name)
+
     def scheduler_info(self) -> dict:
         return self.client.scheduler_info()
 

@@ -9,6 +9,9 @@
 | ``display`` | text/HTML output of the magics (``ScatterResult``, ``ClusterSummary``) |
 | ``progress_bar`` | ``ProgressBar``: the progress callback drawn as a widget or a terminal line |
 | ``interrupted`` | the one line a Ctrl-C leaves |
+| ``resend`` | ``VariableSource``: a lost value read again from its unchanged variable |
+| ``published`` | ``%scatter --publish`` and ``%gather`` of a published dataset |
+| ``namespace`` | the user's namespace read and written by (dotted) name |
 | ``widget``, ``widget_model``, ``widget_keys``, ``widget_html``, ``cluster_table``, ``throttle`` | the live futures and cluster widgets (anywidget; JS and CSS in ``static/``) |
 
 May import: the package's top level (``backend``, ``errors``, ``structure``, ``tokenize``,

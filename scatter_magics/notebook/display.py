@@ -170,10 +170,13 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
+    dataset_columns = ["published dataset", "size", "held by"]
+
     def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
-                 notice: str | None = None, client=None):
+                 notice: str | None = None, client=None, datasets: list | None = None):
         self.address = address
         self.workers = workers
+        self.datasets = datasets or []  # [{name, nbytes, workers}]: they outlive any kernel
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
@@ -194,7 +197,7 @@ class ClusterSummary:
                             "status": w.get("status", "running")})
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
-                   backend.client)
+                   backend.client, info.get("datasets"))
 
     @property
     def keys(self) -> set[str]:
@@ -220,14 +223,24 @@ class ClusterSummary:
                          format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
         return rows
 
+    def _dataset_cells(self) -> list[list[str]]:
+        return [[d["name"], "?" if d.get("nbytes") is None else format_bytes(d["nbytes"]),
+                 ", ".join(d.get("workers") or ()) or "-"] for d in self.datasets]
+
     def __repr__(self) -> str:
-        return self.headline() + "\n" + _table_text(self.columns, self._cells())
+        text = self.headline() + "\n" + _table_text(self.columns, self._cells())
+        if self.datasets:
+            text += "\n" + _table_text(self.dataset_columns, self._dataset_cells())
+        return text
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(repr(self))
 
     def _repr_html_(self) -> str:
-        return _table_html(self.columns, self._cells(), caption=self.headline())
+        html = _table_html(self.columns, self._cells(), caption=self.headline())
+        if self.datasets:
+            html += _table_html(self.dataset_columns, self._dataset_cells())
+        return html
 
 
 def type_name(future) -> str | None:

@@ -56,6 +56,7 @@ from .display import (
 )
 from .interrupted import gather_interrupted, scatter_interrupted
 from .names import RememberedNames
+from .namespace import bind
 from .progress_bar import (
     DELAY,
     NO_PROGRESS,
@@ -65,6 +66,7 @@ from .progress_bar import (
     known_small,
     view_for,
 )
+from .published import check_publishable, publish, published_futures
 from .resend import offer_sources
 from .session import ClusterSession, check_cluster_options
 
@@ -126,6 +128,8 @@ class ScatterMagics(Magics):
         "Scatter a list, tuple, set, sequence or dict element by element: one future each."))
     @argument("-o", "--as", dest="as_name", type=_name, metavar="NAME",
               help="Also bind the result to NAME.")
+    @argument("-p", "--publish", action="store_true", help=(
+        "Also publish each as a dataset named after it: it outlives this kernel."))
     @line_magic
     def scatter(self, line):
         """Move variables into the workers' memory; returns their Future(s).
@@ -147,6 +151,7 @@ class ScatterMagics(Magics):
         running = self.session.running_backend()
         if args.workers:  # before anything is hashed or started
             check_workers(running, args.workers)
+        check_publishable(args)
         what = f"%scatter {' '.join(args.names)}"
         try:
             values = {text: self._evaluate(text) for text in args.names}
@@ -156,9 +161,10 @@ class ScatterMagics(Magics):
             raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self.names.remember(results)
+        publish(self.session, results, args)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
-            self._bind(args.as_name, result)
+            bind(self.shell, args.as_name, result)
         return result
 
     def _scatter_values(self, running: Backend | None, values: dict, args,
@@ -233,7 +239,7 @@ class ScatterMagics(Magics):
         values = self._gather_targets(targets, args)
         if args.into:
             for text, value in values.items():
-                self._bind(text, value)
+                bind(self.shell, text, value)
             return None
         return values.get(args.names[0]) if len(args.names) == 1 else values
 
@@ -251,6 +257,8 @@ class ScatterMagics(Magics):
             return value
         if text in self.names:
             return self.names[text]
+        if (published := published_futures(self.session.running_backend(), text)) is not None:
+            return published  # this kernel has none: the cluster's dataset of that name
         known = self.names.known()
         if value is _UNDEFINED:
             raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
@@ -389,14 +397,6 @@ class ScatterMagics(Magics):
         except SyntaxError as exc:
             raise UsageError(f"{text!r} is neither a variable name nor a Python expression "
                              f"({exc.msg}); write expressions without spaces") from exc
-
-    def _bind(self, target: str, value) -> None:
-        """``target = value`` in the user namespace, for a name or a dotted name."""
-        parent, _, attr = target.rpartition(".")
-        if parent:
-            setattr(self.shell.ev(parent), attr, value)
-        else:
-            self.shell.user_ns[target] = value
 
 
 def _key_values(values: dict, args) -> tuple[dict, dict, dict]:

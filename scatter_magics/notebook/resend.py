@@ -27,9 +27,7 @@ from typing import Callable
 
 from ..errors import FutureLostError
 from .arguments import is_dotted_name, keyed_items
-
-_MISSING = object()
-
+from .namespace import MISSING, read_variable
 
 class VariableSource:
     """One ``%scatter`` argument (a variable or dotted name) and how it was keyed.
@@ -44,8 +42,8 @@ class VariableSource:
     def values(self, keys: list) -> dict:
         """``{key: value}`` for each of ``keys`` the variable still holds as scattered,
         ``{key: FutureLostError}`` for the others."""
-        value = self._read()
-        if value is _MISSING:
+        value = read_variable(self.shell, self.name)
+        if value is MISSING:
             return dict.fromkeys(keys, self._lost(
                 "was deleted after it was scattered and its only worker died", "assign it and "))
         try:
@@ -56,16 +54,6 @@ class VariableSource:
                 "worker died"))
         changed = self._lost("changed after it was scattered and its only worker died")
         return {key: current[key] if key in current else changed for key in keys}
-
-    def _read(self):
-        """The variable's value now, or ``_MISSING``: by name and attribute only."""
-        head, *attributes = self.name.split(".")
-        value = self.shell.user_ns.get(head, _MISSING)
-        for attribute in attributes:
-            if value is _MISSING:
-                break
-            value = getattr(value, attribute, _MISSING)
-        return value
 
     def _lost(self, what: str, then: str = "") -> FutureLostError:
         return FutureLostError(f"{self.name} {what}: {then}%scatter {self.name} again")
