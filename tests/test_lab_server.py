@@ -262,6 +262,27 @@ async def test_a_server_owned_cluster_starts_lists_and_stops(jp_fetch, jp_enviro
 
 
 @on_server_loop
+async def test_a_dataset_published_on_a_server_owned_cluster_is_listed_after_its_client_left(
+        jp_fetch, jp_environ):
+    from scatter_magics import Client
+
+    response = await jp_fetch(*API, "clusters", method="POST", body=json.dumps({"n_workers": 1}))
+    started = json.loads(response.body)
+    try:
+        entry = discovery.find_entry(started["id"])
+        with Client(entry.scheduler_address, secret=entry.secret) as kernels_client:
+            kernels_client.publish_dataset(df=kernels_client.scatter(["a", "b"], hash=False))
+        answer, _ = await get_json(jp_fetch, "clusters", started["id"])
+        [dataset] = answer["datasets"]  # the client is gone; the dataset is the cluster's
+        assert dataset["name"] == "df" and dataset["nbytes"] > 0
+        assert dataset["workers"] == ["worker-0"]
+        listing, _ = await get_json(jp_fetch, "clusters")
+        assert next(c for c in listing if c["id"] == started["id"])["datasets"] == [dataset]
+    finally:
+        await jp_fetch(*API, "clusters", started["id"], method="DELETE")
+
+
+@on_server_loop
 async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
     start_cluster(n_workers=1, n_keys=1)
     codes = []

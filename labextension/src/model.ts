@@ -24,6 +24,13 @@ export interface IKeyItem {
   workers: string[];
 }
 
+/** A published dataset: it belongs to the cluster and outlives any kernel. */
+export interface IDataset {
+  name: string;
+  nbytes: number | null;
+  workers: string[];
+}
+
 /** One registered cluster (docs/internals.md, "The REST contract"). */
 export interface ICluster {
   id: string;
@@ -37,6 +44,7 @@ export interface ICluster {
   status: string;
   error?: string;
   workers: IWorker[];
+  datasets?: IDataset[];
   keys: {
     count: number;
     nbytes: number;

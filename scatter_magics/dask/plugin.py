@@ -130,6 +130,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             "scatter_magics_pin": self.pin,
             "scatter_magics_touch": self.touch,
             "scatter_magics_workers": self.workers,
+            "scatter_magics_datasets": self.datasets,
         })
         scheduler.stream_handlers[STARTED_OP] = self.started
         self._exempt_pinned_from_amm()
@@ -221,6 +222,19 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                              "memory_limit": ws.memory_limit or 0, "memory": ws.memory.process,
                              "nbytes": ws.nbytes, "nkeys": len(ws.has_what)}
                 for ws in self.scheduler.workers.values()}
+
+    def datasets(self) -> list[dict]:
+        """``[{name, nbytes, workers}]`` of the published datasets (Dask's publish
+        extension), ``workers`` the names of the workers holding their keys."""
+        extension = self.scheduler.extensions.get("publish")
+        out = []
+        for name in sorted(getattr(extension, "datasets", {}), key=str):
+            tasks = [self.scheduler.tasks.get(k) for k in extension.datasets[name]["keys"]]
+            held = [ts for ts in tasks if ts is not None]
+            out.append({"name": str(name), "nbytes": sum(max(ts.nbytes, 0) for ts in held),
+                        "workers": sorted({str(ws.name) for ts in held
+                                           for ws in ts.who_has or ()})})
+        return out
 
     # ---------------------------------------------------------------- hooks ---
     def add_worker(self, scheduler, worker: str) -> None:

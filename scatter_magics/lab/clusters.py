@@ -95,6 +95,7 @@ class ClusterDirectory:
             "status": "running",
             "workers": [],
             "keys": {"count": 0, "nbytes": 0, "by_status": {}},
+            "datasets": [],  # [{name, nbytes, workers}]: published, they outlive kernels
         }
         try:
             described.update(await self._probe(entry).overview())

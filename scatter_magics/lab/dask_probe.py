@@ -76,7 +76,8 @@ class DaskProbe:
             status = "finished" if holders else "pending"
             by_status[status] = by_status.get(status, 0) + 1
         return {"workers": workers, "keys": {"count": len(who_has), "by_status": by_status,
-                                             "nbytes": sum(nbytes.values())}}
+                                             "nbytes": sum(nbytes.values())},
+                "datasets": await self._ask(_datasets)}
 
     async def keys(self, offset: int, limit: int, status: str | None) -> dict:
         _, who_has, nbytes = await self._ask(self._state)
@@ -104,3 +105,13 @@ class DaskProbe:
         client, self._client = self._client, None
         if client is not None:
             asyncio.ensure_future(client.close())
+
+
+async def _datasets(client) -> list[dict]:
+    """``[{name, nbytes, workers}]``: from the scatter_magics plugin when the scheduler
+    has it, else Dask's own list (names only: reading sizes would unpickle the data)."""
+    try:
+        return await client.scheduler.scatter_magics_datasets()
+    except Exception:  # no plugin there: the handler is unknown
+        return [{"name": str(name), "nbytes": None, "workers": []}
+                for name in await client.list_datasets()]

@@ -118,7 +118,7 @@ class EmbeddedProbe:
                     "nkeys": w["nkeys"], "nbytes": w["nbytes"]}
                    for address, w in reply["workers"].items()]
         workers.sort(key=lambda w: _natural(w["name"]))
-        return {"workers": workers, "keys": reply["keys"]}
+        return {"workers": workers, "keys": reply["keys"], "datasets": reply.get("datasets", [])}
 
     async def keys(self, offset: int, limit: int, status: str | None) -> dict:
         return await self.request({"op": "key-list", "offset": offset, "limit": limit,

@@ -316,6 +316,7 @@ class Scheduler:
     def _info(self, client_id, msg) -> dict:
         info = self.state.info()
         info["address"] = self.address
+        info["datasets"] = self.state.datasets.summaries()
         for name, describe in self.info_extras.items():
             info[name] = describe()
         return info
