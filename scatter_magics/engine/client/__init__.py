@@ -9,6 +9,8 @@
 | ``scatter`` | ``Scattering``: a scatter's keys, futures and payload, carried to the workers |
 | ``gather`` | ``Gathering``: values read back from their holders or through the scheduler |
 | ``callbacks`` | ``DoneCallbacks``: the thread that runs ``Future.add_done_callback`` callbacks |
+| ``resending`` | ``Resending``: lost keys sent again when the scheduler asks (own copies, sources) |
+| ``datasets`` | published datasets: packing, getting, ``Datasets`` (``client.datasets``) |
 | ``waiting`` | ``wait`` and ``as_completed`` |
 | ``link`` | how a client reaches its scheduler: in-process calls, or a channel |
 | ``send_ahead`` | ``SendAhead``: a few small values scattered without waiting for the loop thread |
