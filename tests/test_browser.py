@@ -169,10 +169,11 @@ def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
             "() => document.querySelectorAll('.sm-cluster tbody tr').length === 2")
         screenshot(page, "widget-one-replica.png")
 
-        # 2. Busy kernel (another cell running): every holder dies at once, the row
-        #    turns lost (scattered data: nothing to recompute it from).
+        # 2. Busy kernel (another cell running, which changed x first): every holder
+        #    dies at once, the row turns lost (scattered data: nothing to recompute it
+        #    from, and the magics cannot send it again from a variable that changed).
         holders = [pids["worker-1"], worker_pid("worker-2")]
-        execute_in_background(page, "import time; time.sleep(60)")
+        execute_in_background(page, "x['label'] = 'changed'; import time; time.sleep(60)")
         page.wait_for_function(
             "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
             " === 'busy'")
