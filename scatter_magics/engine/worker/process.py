@@ -37,7 +37,7 @@ from ..wire.serialize import (
     sizeof,
     wire,
 )
-from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
 from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -334,7 +334,12 @@ def _read_line(what: str) -> str:
     return line.decode().strip()
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None) -> None:
+    """Run a worker until it is closed or its owner dies.
+
+    ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
+    forked by the fork server, ``template.py``, has it for parent).
+    """
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
@@ -347,10 +352,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    die_with_owner(args.shm_prefix, args.owner_pid)
+    parent_pid = args.owner_pid if parent_pid is None else parent_pid
+    die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies,
+                     args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -372,6 +379,6 @@ def main(argv=None) -> None:
         # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid, parent_pid):
             unlink_segments(args.shm_prefix)
 

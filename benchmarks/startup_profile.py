@@ -1,0 +1,106 @@
+"""Where a cold start's time goes: stages of the client, CPU of each process, imports.
+
+``python -m benchmarks.startup_profile --runs 5`` starts ``Client(n_workers=2)`` in a fresh
+interpreter ``--runs`` times (each run a child process of its own, as ``benchmarks.coldstart``
+does) and prints, per stage, the median wall time since the clock started and the CPU
+time the process had used by then (all threads), then the CPU time each worker process
+(and the fork server, where there is one) had used once the client was usable. CPU times
+hold on a loaded machine where wall times do not: they say what work there is, the wall
+times how it overlapped. ``--imports`` adds ``-X importtime``'s heaviest modules of the
+client's import and of a worker's.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from benchmarks.processes import ROOT, child_env
+
+#: The child: stamps after each stage, then the CPU time of every process it started.
+CHILD = r"""
+import time, os, json, sys
+T0 = time.perf_counter()
+stamps = []
+def stamp(stage):
+    stamps.append((stage, time.perf_counter() - T0, time.process_time()))
+import scatter_magics
+stamp("import scatter_magics")
+from scatter_magics import Client
+stamp("import Client")
+client = Client(n_workers=2, threads_per_worker=1)
+stamp("Client(n_workers=2) returned")
+assert client.gather(client.scatter(1)) == 1
+stamp("first scatter + gather")
+assert client.submit(abs, -2).result() == 2
+stamp("first submit")
+import psutil
+me = psutil.Process()
+children = {}
+for child in me.children(recursive=True):
+    try:
+        cmd = " ".join(child.cmdline())
+        name = "fork server" if "forkserver" in cmd else "worker"
+        t = child.cpu_times()
+        children.setdefault(name, []).append(t.user + t.system)
+    except psutil.Error:
+        pass
+client.close()
+json.dump({"stamps": stamps, "children": children}, open(sys.argv[1], "w"))
+"""
+
+
+def run_once(out: str) -> dict:
+    subprocess.run([sys.executable, "-c", CHILD, out], cwd=ROOT, env=child_env("profile"),
+                   check=True, timeout=120)
+    with open(out) as f:
+        return json.load(f)
+
+
+def import_profile(statement: str, top: int) -> list[tuple[str, int]]:
+    """The ``top`` modules with the highest self time (µs) importing ``statement``."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=ROOT,
+                          env=child_env("profile"), capture_output=True, text=True, check=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[0].strip().startswith("import time:") \
+                and parts[1].strip().isdigit():
+            rows.append((parts[2].strip(), int(parts[1])))
+    return sorted(rows, key=lambda r: -r[1])[:top], sum(us for _, us in rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--imports", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"load average at start: {os.getloadavg()}")
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            runs.append(run_once(os.path.join(tmp, f"{i}.json")))
+    print(f"{'stage':32} {'wall ms':>9} {'client CPU ms':>14}   (medians of {args.runs} runs)")
+    for i, (stage, _, _) in enumerate(runs[0]["stamps"]):
+        wall = statistics.median(r["stamps"][i][1] for r in runs) * 1e3
+        cpu = statistics.median(r["stamps"][i][2] for r in runs) * 1e3
+        print(f"{stage:32} {wall:9.1f} {cpu:14.1f}")
+    for name in sorted({n for r in runs for n in r["children"]}):
+        per_run = [sorted(r["children"].get(name, [])) for r in runs]
+        cpu = [statistics.median(x) * 1e3 for x in zip(*per_run)] if all(per_run) else []
+        print(f"CPU of each {name} process (ms): {', '.join(f'{c:.1f}' for c in cpu)}")
+    print(f"load average at end: {os.getloadavg()}")
+    if args.imports:
+        for label, statement in (("client", "from scatter_magics import Client"),
+                                 ("worker", "import scatter_magics.engine.worker.process")):
+            top, total = import_profile(statement, 12)
+            print(f"\n-X importtime, {label} ({statement}): {total / 1e3:.1f} ms in all")
+            for module, us in top:
+                print(f"  {us / 1e3:6.1f} ms  {module}")
+
+
+if __name__ == "__main__":
+    main()
