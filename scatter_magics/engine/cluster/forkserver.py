@@ -38,7 +38,6 @@ the owner (their stdin pipe from us), so nothing outlives the owner.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import itertools
 import logging
 import os
@@ -70,7 +69,8 @@ class ForkedProcess:
         self.args, self.stdin = args, stdin
         self.returncode: int | None = None
         self._server = server
-        self._pid: concurrent.futures.Future = concurrent.futures.Future()
+        self._pid: int | None = None
+        self._forked = threading.Event()  # set once _pid is known, or will never be
         self._ended = threading.Event()
 
     @property
@@ -79,10 +79,8 @@ class ForkedProcess:
 
         ``None`` if the template could not fork it (``returncode`` then says 1).
         """
-        try:
-            return self._pid.result()
-        except RuntimeError:
-            return None
+        self._forked.wait()
+        return self._pid
 
     def poll(self) -> int | None:
         return self.returncode
@@ -103,18 +101,17 @@ class ForkedProcess:
             self._server.send({"op": "kill", "pid": self.pid, "signal": int(sig)})
 
     def _started(self, pid: int) -> None:
-        self._pid.set_result(pid)
+        self._pid = pid
+        self._forked.set()
 
-    def _ended_with(self, returncode: int, why: str | None = None) -> None:
-        if not self._pid.done():
-            self._pid.set_exception(RuntimeError(why or "not forked"))
+    def _ended_with(self, returncode: int) -> None:
         if self.returncode is None:
             self.returncode = returncode
+        self._forked.set()  # (a worker never forked keeps pid None)
         self._ended.set()
 
     def __repr__(self) -> str:
-        pid = self._pid.result() if self._pid.done() and not self._pid.exception() else "?"
-        return f"<ForkedProcess pid={pid} returncode={self.returncode}>"
+        return f"<ForkedProcess pid={self._pid or '?'} returncode={self.returncode}>"
 
 
 class ForkServer:
@@ -129,27 +126,32 @@ class ForkServer:
         self._children: dict[int, ForkedProcess] = {}  # pid → forked, not reported ended
         self._lock = threading.Lock()
         self.alive = True
-        started: concurrent.futures.Future = concurrent.futures.Future()
+        self.process: subprocess.Popen | None = None
+        self._spawn_error: BaseException | None = None
+        started = threading.Event()
         # The template asks for SIGTERM when the thread that spawned it ends: this one,
         # which lives as long as the template does.
         self._thread = threading.Thread(target=self._run, args=(theirs, started),
                                         name="scatter-magics-forkserver", daemon=True)
         self._thread.start()
-        self.process: subprocess.Popen = started.result()
+        started.wait()
+        if self._spawn_error is not None:
+            raise self._spawn_error
 
     # ------------------------------------------------------------ the thread ---
-    def _run(self, theirs: socket.socket, started: concurrent.futures.Future) -> None:
+    def _run(self, theirs: socket.socket, started: threading.Event) -> None:
         try:
-            process = subprocess.Popen(
+            process = self.process = subprocess.Popen(
                 [sys.executable, "-m", "scatter_magics.engine.worker.template",
                  "--owner-pid", str(os.getpid())],
                 stdin=theirs, start_new_session=True)
         except BaseException as exc:
-            started.set_exception(exc)
+            self._spawn_error = exc
+            self.alive = False
             return
         finally:
             theirs.close()
-        started.set_result(process)
+            started.set()
         try:
             while self._handle(self._sock.recv(MAX_REPLY)):
                 pass
@@ -171,7 +173,7 @@ class ForkServer:
             elif what == "fork-failed":
                 request_id, why = rest
                 logger.error("the fork server could not start a worker: %s", why)
-                self._waiting.pop(request_id)._ended_with(1, why)
+                self._waiting.pop(request_id)._ended_with(1)
             elif what == "exited":
                 pid, returncode = rest
                 proc = self._children.pop(pid, None)
@@ -184,14 +186,17 @@ class ForkServer:
         returncode = process.wait()
         with self._lock:
             self.alive = False
-            pending = [*self._waiting.values(), *self._children.values()]
+            unforked, forked = list(self._waiting.values()), list(self._children.values())
             self._waiting.clear()
             self._children.clear()
-        if pending:
-            logger.warning("the fork server exited (%s) while %d worker(s) it forked ran; "
-                           "they are ended with it", returncode, len(pending))
-        for proc in pending:
-            proc._ended_with(-signal.SIGTERM, "the fork server exited first")
+        if unforked or forked:
+            logger.warning("the fork server exited (%s) with %d worker(s) it forked running "
+                           "and %d not forked yet; they end with it (its error output, if "
+                           "any, is above)", returncode, len(forked), len(unforked))
+        for proc in unforked:
+            proc._ended_with(returncode or 1)  # why it could not fork them: its own exit
+        for proc in forked:
+            proc._ended_with(-signal.SIGTERM)
         self._sock.close()
 
     # ------------------------------------------------------------ requests ---

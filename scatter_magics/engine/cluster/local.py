@@ -24,7 +24,6 @@ import threading
 import time
 import weakref
 
-from ... import discovery
 from ...sizes import parse_bytes
 from ..scheduler.server import Scheduler
 from ..shm import pool as shm
@@ -109,6 +108,9 @@ class LocalCluster:
             # Not scale(): its top-up would count a worker that died while starting as
             # replaced and start another, hiding the first one's exit code.
             self._publish_supervision()
+            # While the workers connect this thread only waits: registering (and its
+            # imports, psutil's among them) costs the cold start nothing here.
+            self._register()
             self._await_workers(self.n_workers, timeout)
         except BaseException:
             self.close()
@@ -117,10 +119,11 @@ class LocalCluster:
         self.supervisor.replacing = True
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
-        self._register()
 
     def _register(self) -> None:
         """Advertise this cluster to the Jupyter server (discovery.py); never fatal."""
+        from ... import discovery  # here: its imports are paid while the workers connect
+
         try:
             self.registry_entry = discovery.register(
                 backend="embedded", scheduler_address=self.scheduler_address,
@@ -271,7 +274,10 @@ class LocalCluster:
         self.status = "closed"
         self.supervisor.stop_replacing()  # before the list of processes to stop is taken
         _open_clusters.discard(self)
-        discovery.unregister(self.registry_entry)
+        if self.registry_entry is not None:
+            from ... import discovery
+
+            discovery.unregister(self.registry_entry)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
                 if self._trim_task is not None:
