@@ -145,6 +145,7 @@ def main(argv=None):
     for message in skipped:
         print(message, file=sys.stderr)
         results.note(message)
+    processes.compile_package()
     started, load_at_start = time.monotonic(), report.load_average()
     try:
         run_all(systems, args.only, cfg, args.quick, results)

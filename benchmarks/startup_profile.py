@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks.processes import ROOT, child_env
+from benchmarks.processes import ROOT, child_env, compile_package
 
 #: The child: stamps after each stage, then the CPU time of every process it started.
 CHILD = r"""
@@ -43,7 +43,7 @@ children = {}
 for child in me.children(recursive=True):
     try:
         cmd = " ".join(child.cmdline())
-        name = "fork server" if "forkserver" in cmd else "worker"
+        name = "fork server" if "worker.template" in cmd else "worker"
         t = child.cpu_times()
         children.setdefault(name, []).append(t.user + t.system)
     except psutil.Error:
@@ -78,6 +78,7 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--imports", action="store_true")
     args = parser.parse_args(argv)
+    compile_package()
     print(f"load average at start: {os.getloadavg()}")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

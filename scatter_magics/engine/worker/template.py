@@ -28,8 +28,16 @@ import socket
 import sys
 import traceback
 
+import concurrent.futures.thread  # noqa: F401  (the workers' pool; imported lazily there)
+import encodings.idna  # noqa: F401  (asyncio encodes the scheduler's host with it)
+
 from . import lifeline
 from . import process  # the point of this process: a worker's imports, made once
+
+try:  # what wire.loop.new_event_loop() imports on its first call, once for every worker
+    import uvloop  # noqa: F401
+except ImportError:
+    pass
 
 try:
     from setproctitle import getproctitle, setproctitle
