@@ -37,6 +37,7 @@ import weakref
 from dataclasses import dataclass
 
 from ...errors import SharedMemoryError
+from .copier import ParallelCopy
 from .segment import Segment
 from .space import SHM_DIR, ShmSpace
 
@@ -128,6 +129,7 @@ class SharedMemoryPool:
         self.space = ShmSpace(SHM_DIR)
         self._over_cap = False  # free segments beyond MAX_IDLE_BYTES, to trim at once
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # write_ahead's
+        self._copy_warm = ParallelCopy()  # into pages that exist: on every core
         self.closed = False
 
     # ------------------------------------------------------------ writing ---
@@ -267,7 +269,7 @@ class SharedMemoryPool:
                 if view.nbytes < THRESHOLD:
                     refs.append(0)
                     continue
-                _write_in_pieces(segment, offset, view, on_copied)
+                _write_in_pieces(segment, offset, view, on_copied, self._copy_warm)
                 refs.append(ShmRef(segment.name, offset, view.nbytes))
                 offset += _aligned(view.nbytes)
         except OSError as exc:
@@ -414,6 +416,7 @@ class SharedMemoryPool:
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.shutdown(wait=True)
+        self._copy_warm.close()  # (its helper threads)
         with self._lock:
             segments, self._segments = list(self._segments.values()), {}
             self._free, self._by_key = [], {}
@@ -429,13 +432,12 @@ def _bytes_view(buffer) -> memoryview:
 COPY_CHUNK = 64 << 20  # bytes written between progress reports (and chances for Ctrl-C)
 
 
-def _write_in_pieces(segment: Segment, offset: int, view: memoryview, on_copied) -> None:
+def _write_in_pieces(segment: Segment, offset: int, view, on_copied, copy) -> None:
     if on_copied is None:
-        segment.write(offset, view)
-        return
+        return segment.write(offset, view, copy)
     for start in range(0, view.nbytes, COPY_CHUNK):
         piece = view[start:start + COPY_CHUNK]
-        segment.write(offset + start, piece)
+        segment.write(offset + start, piece, copy)
         on_copied(piece.nbytes)
 
 
