@@ -53,6 +53,31 @@ json.dump({"stamps": stamps, "children": children}, open(sys.argv[1], "w"))
 """
 
 
+#: The first %scatter of a fresh IPython session, from the line's start to its end.
+FIRST_SCATTER = r"""
+import time, json, sys
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+ip.run_line_magic("load_ext", "scatter_magics")
+ip.user_ns["x"] = 41
+start, cpu = time.perf_counter(), time.process_time()
+ip.run_cell("%scatter x", store_history=False).raise_error()
+first = time.perf_counter() - start, time.process_time() - cpu
+ip.run_cell("y = %gather x", store_history=False).raise_error()
+assert ip.user_ns["y"] == 41
+ip.run_line_magic("cluster", "stop")
+json.dump({"first": first}, open(sys.argv[1], "w"))
+"""
+
+
+def first_scatter(out: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of the first ``%scatter`` in a fresh IPython session."""
+    subprocess.run([sys.executable, "-c", FIRST_SCATTER, out], cwd=ROOT,
+                   env=child_env("profile"), check=True, timeout=120, capture_output=True)
+    with open(out) as f:
+        return tuple(json.load(f)["first"])
+
+
 def run_once(out: str) -> dict:
     subprocess.run([sys.executable, "-c", CHILD, out], cwd=ROOT, env=child_env("profile"),
                    check=True, timeout=120)
@@ -93,6 +118,11 @@ def main(argv=None) -> None:
         per_run = [sorted(r["children"].get(name, [])) for r in runs]
         cpu = [statistics.median(x) * 1e3 for x in zip(*per_run)] if all(per_run) else []
         print(f"CPU of each {name} process (ms): {', '.join(f'{c:.1f}' for c in cpu)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        firsts = [first_scatter(os.path.join(tmp, f"f{i}.json")) for i in range(args.runs)]
+    print(f"first %scatter in a fresh IPython (starts the cluster): "
+          f"{statistics.median(w for w, _ in firsts) * 1e3:.1f} ms wall, "
+          f"{statistics.median(c for _, c in firsts) * 1e3:.1f} ms CPU of the kernel (medians)")
     print(f"load average at end: {os.getloadavg()}")
     if args.imports:
         for label, statement in (("client", "from scatter_magics import Client"),

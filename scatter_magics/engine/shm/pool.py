@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...errors import SharedMemoryError
 from .copier import ParallelCopy
@@ -66,9 +66,9 @@ def unlink_segments(prefix: str) -> None:
             pass
 
 
-@dataclass(frozen=True)
-class ShmRef:
+class ShmRef(NamedTuple):
     """Where a buffer lives: ``nbytes`` bytes at ``offset`` in segment ``name``."""
+    # (Not a dataclass: importing dataclasses was ~5 ms of the fork server's start.)
 
     name: str
     offset: int
@@ -96,8 +96,7 @@ class _Record:
         self.error: BaseException | None = None
 
 
-@dataclass
-class Draft:
+class Draft(NamedTuple):
     """Buffers copied before their key was known (``segment`` None: no room for them)."""
 
     segment: Segment | None

@@ -28,7 +28,6 @@ import socket
 import sys
 import traceback
 
-import concurrent.futures.thread  # noqa: F401  (the workers' pool; imported lazily there)
 import encodings.idna  # noqa: F401  (asyncio encodes the scheduler's host with it)
 
 from . import lifeline
