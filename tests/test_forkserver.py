@@ -34,19 +34,26 @@ def test_workers_are_forked_from_one_template_and_show_as_workers(make_client):
 
 def test_a_forked_worker_gets_the_owners_cwd_environment_and_path_of_now(tmp_path, monkeypatch):
     forkserver.shared()  # already running before the change, as in a notebook
-    (tmp_path / "helper_module_in_cwd.py").write_text("VALUE = 42\n")
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "helper_module_in_cwd.py").write_text("VALUE = 42\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper_module_on_path.py").write_text("VALUE = 43\n")
+    monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("SCATTER_MAGICS_TEST_VAR", "set after the fork server started")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path / "lib"), *filter(None, [os.environ.get("PYTHONPATH")])]))
 
-    def read_cwd_env_and_module():  # made here: pickled by value, not by module name
+    def read_cwd_env_and_modules():  # made here: pickled by value, not by module name
         import helper_module_in_cwd  # found through sys.path[0], the owner's cwd
+        import helper_module_on_path  # through PYTHONPATH, as the owner has it now
 
-        return os.getcwd(), os.environ.get("SCATTER_MAGICS_TEST_VAR"), helper_module_in_cwd.VALUE
+        return (os.getcwd(), os.environ.get("SCATTER_MAGICS_TEST_VAR"),
+                helper_module_in_cwd.VALUE, helper_module_on_path.VALUE)
 
     with Client(n_workers=1) as client:
-        future = client.submit(read_cwd_env_and_module, pure=False)
-        assert future.result(timeout=30) == (str(tmp_path), "set after the fork server started",
-                                             42)
+        future = client.submit(read_cwd_env_and_modules, pure=False)
+        assert future.result(timeout=30) == (str(tmp_path / "cwd"),
+                                             "set after the fork server started", 42, 43)
 
 
 def test_a_killed_fork_server_takes_its_workers_and_both_are_replaced(make_client):

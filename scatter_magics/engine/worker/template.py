@@ -136,6 +136,9 @@ class Template:
             os.environ.clear()
             os.environ.update(msg["env"])
             sys.path[0] = msg["cwd"]  # what `python -m` puts first, from the owner's cwd
+            # ... and then PYTHONPATH's entries, which the owner may have changed since.
+            sys.path[1:1] = [p for p in msg["env"].get("PYTHONPATH", "").split(os.pathsep)
+                             if p and p not in sys.path]
             sys.argv = [sys.argv[0], *msg["argv"]]
             _set_title(msg["argv"])
             process.main(msg["argv"], parent_pid=os.getppid())
