@@ -7,7 +7,9 @@ time the process had used by then (all threads), then the CPU time each worker p
 (and the fork server, where there is one) had used once the client was usable. CPU times
 hold on a loaded machine where wall times do not: they say what work there is, the wall
 times how it overlapped. ``--imports`` adds ``-X importtime``'s heaviest modules of the
-client's import and of a worker's.
+client's import and of a worker's. ``--package-path DIR`` profiles the scatter_magics
+in ``DIR`` instead (another checkout: the "before" of a change), run from a scratch
+directory so that ``python -m`` finds no other copy first.
 """
 
 import argparse
@@ -70,25 +72,42 @@ json.dump({"first": first}, open(sys.argv[1], "w"))
 """
 
 
+PACKAGE_PATH: str | None = None  # --package-path: profile the scatter_magics found there
+
+
+def _env_and_cwd(scratch: str) -> tuple[dict, str]:
+    env, cwd = child_env("profile"), ROOT
+    if PACKAGE_PATH:
+        env["PYTHONPATH"] = os.pathsep.join([PACKAGE_PATH, env["PYTHONPATH"]])
+        cwd = scratch  # not the repository: `python -m` looks there first
+    return env, cwd
+
+
+def _child(code: str, out: str, **kwargs) -> None:
+    env, cwd = _env_and_cwd(os.path.dirname(out))
+    subprocess.run([sys.executable, "-c", code, out], cwd=cwd, env=env, check=True,
+                   timeout=120, **kwargs)
+
+
 def first_scatter(out: str) -> tuple[float, float]:
     """(wall, CPU) seconds of the first ``%scatter`` in a fresh IPython session."""
-    subprocess.run([sys.executable, "-c", FIRST_SCATTER, out], cwd=ROOT,
-                   env=child_env("profile"), check=True, timeout=120, capture_output=True)
+    _child(FIRST_SCATTER, out, capture_output=True)
     with open(out) as f:
         return tuple(json.load(f)["first"])
 
 
 def run_once(out: str) -> dict:
-    subprocess.run([sys.executable, "-c", CHILD, out], cwd=ROOT, env=child_env("profile"),
-                   check=True, timeout=120)
+    _child(CHILD, out)
     with open(out) as f:
         return json.load(f)
 
 
 def import_profile(statement: str, top: int) -> list[tuple[str, int]]:
     """The ``top`` modules with the highest self time (µs) importing ``statement``."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=ROOT,
-                          env=child_env("profile"), capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        env, cwd = _env_and_cwd(scratch)
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=cwd,
+                              env=env, capture_output=True, text=True, check=True)
     rows = []
     for line in proc.stderr.splitlines():
         parts = line.split("|")
@@ -102,8 +121,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--imports", action="store_true")
+    parser.add_argument("--package-path", metavar="DIR")
     args = parser.parse_args(argv)
+    global PACKAGE_PATH
+    PACKAGE_PATH = args.package_path and os.path.abspath(args.package_path)
     compile_package()
+    if PACKAGE_PATH:
+        import compileall
+
+        compileall.compile_dir(os.path.join(PACKAGE_PATH, "scatter_magics"), quiet=1)
     print(f"load average at start: {os.getloadavg()}")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
