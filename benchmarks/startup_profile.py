@@ -102,18 +102,20 @@ def run_once(out: str) -> dict:
         return json.load(f)
 
 
-def import_profile(statement: str, top: int) -> list[tuple[str, int]]:
-    """The ``top`` modules with the highest self time (µs) importing ``statement``."""
+def import_profile(statement: str, top: int) -> tuple[list[tuple[str, int]], int]:
+    """The ``top`` modules by their own import time (µs), and the total, importing
+    ``statement`` (``-X importtime``: "self | cumulative | name" per module)."""
     with tempfile.TemporaryDirectory() as scratch:
         env, cwd = _env_and_cwd(scratch)
         proc = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], cwd=cwd,
                               env=env, capture_output=True, text=True, check=True)
     rows = []
     for line in proc.stderr.splitlines():
-        parts = line.split("|")
-        if len(parts) == 3 and parts[0].strip().startswith("import time:") \
-                and parts[1].strip().isdigit():
-            rows.append((parts[2].strip(), int(parts[1])))
+        head, _, rest = line.partition("|")
+        cumulative, _, name = rest.partition("|")
+        own = head.removeprefix("import time:").strip()
+        if own.isdigit() and cumulative.strip().isdigit():
+            rows.append((name.strip(), int(own)))
     return sorted(rows, key=lambda r: -r[1])[:top], sum(us for _, us in rows)
 
 
@@ -154,7 +156,8 @@ def main(argv=None) -> None:
         for label, statement in (("client", "from scatter_magics import Client"),
                                  ("worker", "import scatter_magics.engine.worker.process")):
             top, total = import_profile(statement, 12)
-            print(f"\n-X importtime, {label} ({statement}): {total / 1e3:.1f} ms in all")
+            print(f"\n-X importtime, {label} ({statement}): {total / 1e3:.1f} ms in all; "
+                  "the modules that took longest themselves:")
             for module, us in top:
                 print(f"  {us / 1e3:6.1f} ms  {module}")
 
