@@ -82,6 +82,9 @@ def cold_start(system, results):
 
 
 LIMIT_WORKLOADS = ("array", "fresh", "frame", "broadcast")
+# Sessions a system gets to start before it is left out: Ray's node gives up after a
+# fixed 30 s (ray/_private/node.py), which a loaded machine can exceed once.
+START_ATTEMPTS = 3
 
 
 def one_copy_limits(quick, results):
@@ -139,8 +142,13 @@ def run_all(systems, names, cfg, quick, results):
                 if system in broken:
                     continue
                 _progress(rnd, cfg, system, f"{n_workers} workers: {','.join(session_names)}")
-                seed += 1
-                if not session(system, n_workers, session_names, cfg, quick, seed, results):
+                for attempt in range(START_ATTEMPTS):
+                    seed += 1
+                    if session(system, n_workers, session_names, cfg, quick, seed, results):
+                        break
+                    results.note(f"{system}: a session failed to start (attempt {attempt + 1} "
+                                 f"of {START_ATTEMPTS}).")
+                else:
                     broken.add(system)
                     results.note(f"{system}: not run again after failing to start.")
 
