@@ -101,7 +101,8 @@ class ScatterMagics(Magics):
         # `shell`, `timeout` are traits) costs ~1 us a read, a dozen reads a pair.
         self._shell = shell
         self._default_timeout = self.timeout
-        self.observe(self._timeout_changed, names="timeout")
+        self.observe(lambda change: setattr(self, "_default_timeout", change["new"]),
+                     names="timeout")
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
         self.names = RememberedNames()  # what %scatter scattered, by variable name
@@ -371,9 +372,6 @@ class ScatterMagics(Magics):
             return NO_PROGRESS
         return ProgressBar(f"%gather {' '.join(targets)}", view_for(self.shell),
                            delay=self.progress_delay)
-
-    def _timeout_changed(self, change) -> None:
-        self._default_timeout = change["new"]
 
     # -------------------------------------------------------------- namespace ---
     def _value_of(self, text: str):
