@@ -190,8 +190,9 @@ def markdown(results, command, cfg, elapsed, load_at_start):
         "## Machine\n\n" + machine(load_at_start),
         "## Time (median)\n\n" + time_table(results) + "\n\n"
         "`ours vs X` = X's median ÷ ours: above 1× scatter_magics is faster. "
-        f"`{LIMIT}`: that data copied once, with no system around it (benchmarks/limits.py): "
-        "no system that copies it can be faster, only level. "
+        + (f"`{LIMIT}`: that data copied once, with no system around it (benchmarks/limits.py): "
+           "no system that copies it can be faster, only level. "
+           if LIMIT in results.systems else "") +
         "`–`: the system has no counterpart; `not run`: skipped or failed before this row.",
         "## Peak memory, MB: client RSS / cluster PSS / /dev/shm\n\n"
         + memory_table(results) + "\n\n"
