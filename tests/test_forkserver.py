@@ -88,7 +88,8 @@ OWNER = textwrap.dedent("""
     print(forkserver.shared().process.pid, client.cluster.shm_pool.prefix, *pids, flush=True)
     if sys.argv[1] == "kill-me":
         time.sleep(600)
-    elif sys.argv[1] == "close":
+    sys.stdin.readline()  # the test has seen them all alive
+    if sys.argv[1] == "close":
         client.close()
         forkserver.stop()
         print("closed", flush=True)
@@ -100,8 +101,8 @@ OWNER = textwrap.dedent("""
 def start_owner(tmp_path, how: str):
     script = tmp_path / "owner.py"
     script.write_text(OWNER)
-    owner = subprocess.Popen([sys.executable, str(script), how], stdout=subprocess.PIPE,
-                             text=True)
+    owner = subprocess.Popen([sys.executable, str(script), how], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
     template, prefix, *pids = owner.stdout.readline().split()
     pids = [int(template), *map(int, pids)]
     assert len(pids) == 3 and not any(exited(p) for p in pids)
@@ -116,9 +117,13 @@ def test_no_fork_server_or_worker_outlives_its_owner(tmp_path, how):
             owner.kill()  # SIGKILL: no atexit, no close
             owner.wait(timeout=60)
         elif how == "close":  # the owner lives on
+            owner.stdin.write("go on\n")
+            owner.stdin.flush()
             assert owner.stdout.readline().strip() == "closed"
             assert exited(pids[0])  # stop() waited for the fork server
         else:
+            owner.stdin.write("go on\n")
+            owner.stdin.flush()
             assert owner.wait(timeout=60) == 0
         wait_for(lambda: all(exited(p) for p in pids), timeout=15,
                  what="the fork server and the workers to exit")
@@ -128,6 +133,7 @@ def test_no_fork_server_or_worker_outlives_its_owner(tmp_path, how):
         owner.kill()
         owner.wait()
         owner.stdout.close()
+        owner.stdin.close()
         for pid in pids:
             if not exited(pid):
                 os.kill(pid, signal.SIGKILL)
