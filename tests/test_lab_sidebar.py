@@ -123,9 +123,9 @@ def clusters_by_notebook(server: LabServer) -> dict[str, dict]:
 def workers_of(process: psutil.Process) -> list[psutil.Process]:
     """The live (not zombie) worker processes a kernel started."""
     found = []
-    for child in process.children():
+    for child in process.children(recursive=True):  # forked by the kernel's fork server
         try:
-            if "scatter_magics.engine.worker" in " ".join(child.cmdline()) \
+            if "scatter_magics.engine.worker" in child.cmdline() \
                     and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.NoSuchProcess:

@@ -29,7 +29,8 @@ ENGINE_RULES = {
     "engine.worker": ("engine.wire", "engine.shm"),
     "engine.cluster": ("engine.scheduler", "engine.wire", "engine.shm"),
     "engine.client": ("engine.cluster", "engine.scheduler", "engine.wire", "engine.shm"),
-    "engine.backend": ("engine.client",),
+    # (engine.cluster too: the adapter starts the fork server before importing the client)
+    "engine.backend": ("engine.client", "engine.cluster"),
 }
 
 

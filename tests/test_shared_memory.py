@@ -270,6 +270,28 @@ def test_a_reused_segment_holds_exactly_what_was_written_last():
         pool.close()
 
 
+def test_a_large_copy_into_warm_pages_is_split_over_threads_and_exact():
+    """Past copier.SPLIT_FROM, a write into pages that exist is split over helper threads
+    (pieces on page boundaries, the last one short); every byte lands, in order."""
+    import threading
+
+    pool = shm.SharedMemoryPool()
+    try:
+        sizes = [24 << 20, (20 << 20) + 4104, (24 << 20) - 8]  # warm from the first on
+        for i, nbytes in enumerate(sizes):
+            data = np.random.default_rng(i).integers(0, 255, nbytes, dtype=np.uint8)
+            [ref], _ = pool.store(f"k{i}", [data])
+            np.testing.assert_array_equal(pool.view(ref), data)
+            pool.unpin([f"k{i}"])
+            pool.release_key(f"k{i}")
+        helpers = [t for t in threading.enumerate() if t.name.startswith("scatter-magics-shm-copy")]
+        assert helpers or (os.cpu_count() or 1) < 2
+    finally:
+        pool.close()
+    assert not [t for t in threading.enumerate()
+                if t.name.startswith("scatter-magics-shm-copy") and t.is_alive()]
+
+
 def test_a_value_copied_while_hashed_is_stored_once(make_client, monkeypatch):
     from scatter_magics.engine.shm import limits
     from scatter_magics.errors import MemoryLimitError

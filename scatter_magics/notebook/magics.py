@@ -97,6 +97,12 @@ class ScatterMagics(Magics):
 
     def __init__(self, shell):
         super().__init__(shell=shell)
+        # Plain attributes for what every %scatter/%gather reads: a trait's get (and
+        # `shell`, `timeout` are traits) costs ~1 us a read, a dozen reads a pair.
+        self._shell = shell
+        self._default_timeout = self.timeout
+        self.observe(lambda change: setattr(self, "_default_timeout", change["new"]),
+                     names="timeout")
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
         self.names = RememberedNames()  # what %scatter scattered, by variable name
@@ -177,7 +183,7 @@ class ScatterMagics(Magics):
         return self._scatter_items(backend, items, args, progress), rebuilders
 
     def _scatter_items(self, backend: Backend, items: dict, args, progress) -> dict:
-        timeout = args.timeout or self.timeout
+        timeout = args.timeout or self._default_timeout
         what = ", ".join(args.names)
         try:
             return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
@@ -262,7 +268,7 @@ class ScatterMagics(Magics):
         if len(futures) > 1 and any(f.client is not client for f in futures):
             raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
                              f"gather them one client at a time")
-        timeout = args.timeout or self.timeout
+        timeout = args.timeout or self._default_timeout
         try:
             backend = backend_for(client)
             # One name: its value itself, so that a lone Future takes the engine's
@@ -371,7 +377,7 @@ class ScatterMagics(Magics):
     def _value_of(self, text: str):
         """``shell.ev(text)``; a plain name is looked up without compiling anything
         (what ``eval`` does first for a name), ~5 µs less per magic."""
-        namespace = self.shell.user_ns
+        namespace = self._shell.user_ns  # (not cached: an embedded shell replaces it)
         if text in namespace and text.isidentifier() and not keyword.iskeyword(text):
             return namespace[text]
         return self.shell.ev(text)

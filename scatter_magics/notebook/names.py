@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from ..backend import future_types
+from ..backend import future_types, is_future
 from ..structure import find_futures
 from .display import labelled_futures
 
@@ -38,8 +38,11 @@ class RememberedNames:
         # grew with the names a notebook had scattered.
         self.futures.update(results)
         for name, value in results.items():
-            self._labels_of[name] = {f.key: label
-                                     for label, f in labelled_futures({name: value})}
+            if is_future(value):  # the usual %scatter x: no walk
+                self._labels_of[name] = {value.key: name}
+            else:
+                self._labels_of[name] = {f.key: label
+                                         for label, f in labelled_futures({name: value})}
         self._labels = None
 
     def forget_client(self, client) -> None:

@@ -269,13 +269,18 @@ class Client:
         if not callable(func):
             raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
         name = getattr(func, "__name__", type(func).__name__)
+        restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
             key = key or _task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
-            tasks.append((key, task, deps, plain_workers(workers)))
-        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+            tasks.append((key, task, deps, restrictions))
+        if restrictions is None and not self.asynchronous:
+            # Sent ahead: nothing the caller gets back waits for the scheduler.
+            self._ahead.submit(tasks, [f._state for f in futures])
+        else:  # (workers= is resolved by the scheduler: an unknown one raises here)
+            self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
     def _key_of(self, obj) -> str | None:

@@ -4,6 +4,7 @@
 |---|---|
 | ``pool`` | the owner's pool of segments: their lifetime, reuse and trimming (``SharedMemoryPool``, ``ShmRef``) |
 | ``segment`` | one segment: a file in ``/dev/shm`` written by ``pwrite`` or through a warm mapping |
+| ``copier`` | ``ParallelCopy``: a large copy into warm pages split over helper threads |
 | ``mapper`` | read-only mappings of other processes' segments (workers, gathering clients) |
 | ``space`` | how much ``/dev/shm`` can still hold; the socket fallback's warning and mode |
 | ``cleanup`` | unlinking segments whose pool is gone: a dead owner's prefix, and orphans swept at start |

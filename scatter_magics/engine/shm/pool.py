@@ -34,10 +34,11 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...errors import SharedMemoryError
 from .cleanup import sweep_orphaned_segments
+from .copier import ParallelCopy
 from .segment import Segment
 from .space import SHM_DIR, ShmSpace
 
@@ -55,9 +56,9 @@ def available() -> bool:
     return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
 
 
-@dataclass(frozen=True)
-class ShmRef:
+class ShmRef(NamedTuple):
     """Where a buffer lives: ``nbytes`` bytes at ``offset`` in segment ``name``."""
+    # (Not a dataclass: importing dataclasses was ~5 ms of the fork server's start.)
 
     name: str
     offset: int
@@ -85,8 +86,7 @@ class _Record:
         self.error: BaseException | None = None
 
 
-@dataclass
-class Draft:
+class Draft(NamedTuple):
     """Buffers copied before their key was known (``segment`` None: no room for them)."""
 
     segment: Segment | None
@@ -119,6 +119,7 @@ class SharedMemoryPool:
         self.space = ShmSpace(SHM_DIR)
         self._over_cap = False  # free segments beyond MAX_IDLE_BYTES, to trim at once
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None  # write_ahead's
+        self._copy_warm = ParallelCopy()  # into pages that exist: on every core
         self.closed = False
 
     # ------------------------------------------------------------ writing ---
@@ -258,7 +259,7 @@ class SharedMemoryPool:
                 if view.nbytes < THRESHOLD:
                     refs.append(0)
                     continue
-                _write_in_pieces(segment, offset, view, on_copied)
+                _write_in_pieces(segment, offset, view, on_copied, self._copy_warm)
                 refs.append(ShmRef(segment.name, offset, view.nbytes))
                 offset += _aligned(view.nbytes)
         except OSError as exc:
@@ -405,6 +406,7 @@ class SharedMemoryPool:
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.shutdown(wait=True)
+        self._copy_warm.close()  # (its helper threads)
         with self._lock:
             segments, self._segments = list(self._segments.values()), {}
             self._free, self._by_key = [], {}
@@ -420,13 +422,12 @@ def _bytes_view(buffer) -> memoryview:
 COPY_CHUNK = 64 << 20  # bytes written between progress reports (and chances for Ctrl-C)
 
 
-def _write_in_pieces(segment: Segment, offset: int, view: memoryview, on_copied) -> None:
+def _write_in_pieces(segment: Segment, offset: int, view, on_copied, copy) -> None:
     if on_copied is None:
-        segment.write(offset, view)
-        return
+        return segment.write(offset, view, copy)
     for start in range(0, view.nbytes, COPY_CHUNK):
         piece = view[start:start + COPY_CHUNK]
-        segment.write(offset + start, piece)
+        segment.write(offset + start, piece, copy)
         on_copied(piece.nbytes)
 
 

@@ -44,10 +44,16 @@ class Segment:
         self.views = 0
         self.idle_since = 0.0
 
-    def write(self, offset: int, view: memoryview) -> None:
+    def write(self, offset: int, view: memoryview, copy=None) -> None:
+        """Write ``view`` at ``offset``; ``copy(target, source)`` copies into warm pages
+        (``copier.ParallelCopy``: on every core), else one thread does."""
         end = offset + view.nbytes
         if end <= self.allocated:
-            self._warm_writer()[offset:end] = view
+            if copy is None:
+                self._warm_writer()[offset:end] = view
+            else:
+                with memoryview(self._warm_writer()) as whole, whole[offset:end] as target:
+                    copy(target, view)
             return
         while view.nbytes:  # pwrite may write less than it was given
             written = os.pwrite(self.fd, view[:MAX_WRITE], offset)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
+import functools
 import logging
 import os
 import signal
@@ -37,7 +37,8 @@ from ..wire.serialize import (
     sizeof,
     wire,
 )
-from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
+from .runner import TaskRunner
 from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -110,7 +111,7 @@ class Worker:
         self.nthreads = nthreads
         self.memory_limit = memory_limit
         self.data = HeldData()
-        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self.runner: TaskRunner | None = None  # the task threads, made on the loop (start)
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
@@ -131,6 +132,7 @@ class Worker:
         self.closed.set()
 
     async def start(self) -> None:
+        self.runner = TaskRunner(self.nthreads, self._task_done)
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
@@ -152,7 +154,8 @@ class Worker:
         for channel in [self.scheduler, *self.peers.values()]:
             if channel is not None:
                 channel.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self.runner.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -245,27 +248,37 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+        key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
+            self._start_task(key, task, who_has, {})
+        else:
+            self._spawn(self._fetch_and_start(key, task, who_has))
 
-    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
-        fetched: dict = {}
+    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict) -> None:
         try:
             fetched = await self._gather_from_peers(who_has)
-            inputs = {dep: self.data[dep].value for dep in who_has}
-            watch = StartWatch(asyncio.get_running_loop(),
-                               lambda: self._report({"op": "task-started", "key": key}))
-            timer = watch.watch()
-            try:
-                value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started)
-            finally:
-                timer.cancel()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched})
+            self._task_erred(key, exc, {})
+            return
+        self._start_task(key, task, who_has, fetched)
+
+    def _start_task(self, key: str, task: Serialized, who_has: dict, fetched: dict) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+        try:
+            inputs = {dep: self.data[dep].value for dep in who_has}
+        except Exception as exc:  # an input that does not deserialize here
+            self._task_erred(key, exc, fetched)
+            return
+        watch = StartWatch(asyncio.get_running_loop(),
+                           lambda: self._report({"op": "task-started", "key": key}))
+        running = (key, watch.watch(), fetched)
+        self.runner.run(running, functools.partial(_execute, task, inputs, watch.started))
+
+    def _task_done(self, running: tuple, ok: bool, value) -> None:
+        key, timer, fetched = running
+        timer.cancel()
+        if not ok:
+            self._task_erred(key, value, fetched)
             return
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
@@ -279,9 +292,16 @@ class Worker:
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type, "fetched": fetched})
 
+    def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
+        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+                      "traceback": "".join(traceback.format_exception(exc)),
+                      "fetched": fetched})
+
     def _report(self, msg: dict) -> None:
         try:
-            self.scheduler.send(msg)
+            # With the others of this turn of the loop: the reports of a burst of short
+            # tasks travel as one message (comm.Channel.send_soon).
+            self.scheduler.send_soon(msg)
         except CommClosedError:
             self.closed.set()
 
@@ -334,7 +354,12 @@ def _read_line(what: str) -> str:
     return line.decode().strip()
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None) -> None:
+    """Run a worker until it is closed or its owner dies.
+
+    ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
+    forked by the fork server, ``template.py``, has it for parent).
+    """
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
@@ -347,10 +372,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    die_with_owner(args.shm_prefix, args.owner_pid)
+    parent_pid = args.owner_pid if parent_pid is None else parent_pid
+    die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies,
+                     args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -372,6 +399,6 @@ def main(argv=None) -> None:
         # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid, parent_pid):
             unlink_segments(args.shm_prefix)
 
