@@ -310,7 +310,7 @@ def test_help_shows_the_full_usage(ip):
     ("%scatter undefined_name", "not defined"),
     ("%scatter x.missing", "has no attribute"),
     ("%scatter x[", "neither a variable name nor a Python expression"),
-    ("%scatter x --split", "--split needs a list"),
+    ("%scatter x --split", "--split x: cannot cut a value of type int into pieces"),
     ("%scatter x --bogus", "unrecognized arguments"),
     ("%gather", "NAME_OR_EXPR"),
     ("%gather x --errors maybe", "invalid choice"),
