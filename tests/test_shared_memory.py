@@ -308,3 +308,27 @@ def test_a_run_that_does_not_fit_travels_over_the_socket(monkeypatch):
         assert pool.stats()["keys"] == 0 and pool.stats()["segments"] == 0
     finally:
         pool.close()
+
+
+def test_a_run_store_copies_consecutive_pieces_together_and_the_rest_alone():
+    from types import SimpleNamespace
+
+    from scatter_magics.engine.shm.runs import RunStore
+
+    pool = shm.SharedMemoryPool()
+    try:
+        whole = np.random.default_rng(41).random(12 * 2**20 // 8)
+        other = np.random.default_rng(42).random(2 * 2**20 // 8)
+        items = [SimpleNamespace(buffers=[p]) for p in np.array_split(whole, 4)]
+        items.insert(2, SimpleNamespace(buffers=[b"small"]))  # inline: does not break the run
+        items.append(SimpleNamespace(buffers=[other]))  # elsewhere in memory: alone
+        store = RunStore(pool)
+        for i, item in enumerate(items):
+            store.add(f"k{i}", item)
+        store.flush()
+        names = [item.buffers[0].name for item in items if isinstance(item.buffers[0], shm.ShmRef)]
+        assert len(names) == 5 and len(set(names[:4])) == 1 and names[4] != names[0]
+        assert sorted(store.pinned) == ["k0", "k1", "k3", "k4", "k5"]
+        assert pool.stats()["copied_bytes"] == whole.nbytes + other.nbytes
+    finally:
+        pool.close()

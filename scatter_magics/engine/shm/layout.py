@@ -7,8 +7,8 @@ copied once, together, into one segment, and each piece's ref points into it. An
 consecutive items whose large buffers continue one another's make a run, whatever made
 them; the copy is correct either way (every byte comes from the buffer it belongs to).
 
->>> find_runs([[(100, 50)], [(150, 50)], [(200, 10)], None, [(0, 8)]])
-[[0, 1, 2]]
+>>> continues([(100, 50)], [(150, 50)]), continues([(100, 50)], [(160, 50)])
+(True, False)
 >>> run_offsets([[(100, 50), (1000, 8)], [(150, 50), (1008, 8)]])
 (192, [[0, 128], [50, 136]])
 """
@@ -52,24 +52,8 @@ def spans(views: list[memoryview], threshold: int) -> list[tuple[int, int]] | No
     return [(np.frombuffer(v, np.uint8).ctypes.data, v.nbytes) for v in large]
 
 
-def find_runs(items: list[list[tuple[int, int]] | None]) -> list[list[int]]:
-    """Indices of consecutive items (2 or more) whose spans each continue the previous
-    item's span at the same position; items are ``spans()`` results, None for none."""
-    runs: list[list[int]] = []
-    current: list[int] = []
-    for i, item in enumerate(items):
-        if current and item is not None and _continues(items[current[-1]], item):
-            current.append(i)
-            continue
-        if len(current) > 1:
-            runs.append(current)
-        current = [i] if item is not None else []
-    if len(current) > 1:
-        runs.append(current)
-    return runs
-
-
-def _continues(previous: list[tuple[int, int]], item: list[tuple[int, int]]) -> bool:
+def continues(previous: list[tuple[int, int]], item: list[tuple[int, int]]) -> bool:
+    """Whether each span of ``item`` starts where the same span of ``previous`` ends."""
     return len(previous) == len(item) and all(
         address == before + n for (before, n), (address, _) in zip(previous, item))
 

@@ -36,7 +36,7 @@ import weakref
 from dataclasses import dataclass
 
 from ...errors import SharedMemoryError
-from .layout import aligned, bytes_view, run_offsets, spans, write_in_pieces
+from .layout import aligned, bytes_view, continues, run_offsets, spans, write_in_pieces
 from .records import Draft, KeyRecord
 from .reuse import IDLE_SECONDS, SegmentCache  # IDLE_SECONDS: LocalCluster paces its trims by it
 from .segment import Segment
@@ -257,7 +257,7 @@ class SharedMemoryPool:
     # ------------------------------------------------------------ runs of pieces ---
     def store_run(self, keys: list, buffers: list[list], on_copied=None) -> list | None:
         """``[(buffers, pinned)]`` per key, as :meth:`store` gives, for keys whose large
-        buffers are consecutive slices of one block of memory (``layout.find_runs``):
+        buffers are consecutive slices of one block of memory (``runs.RunStore`` finds them):
         copied once into one segment, laid out as in memory, every key's refs into it.
 
         None, having done nothing, when a key is stored (or being stored) already or
@@ -265,7 +265,8 @@ class SharedMemoryPool:
         """
         views = [[bytes_view(b) for b in key_buffers] for key_buffers in buffers]
         found = [spans(v, THRESHOLD) for v in views]
-        if len(set(keys)) != len(keys) or any(f is None for f in found):
+        if len(set(keys)) != len(keys) or any(f is None for f in found) or any(
+                not continues(a, b) for a, b in zip(found, found[1:])):
             return None
         size, offsets = run_offsets(found)
         with self._lock:
