@@ -109,8 +109,9 @@ def bounds(length: int, n: int) -> list[tuple[int, int]]:
 
 def cut(value, start: int, stop: int):
     """Rows ``start:stop`` of ``value``: by position for pandas (``iloc``), else a slice."""
-    iloc = getattr(value, "iloc", None) if _root(value) == "pandas" else None
-    return iloc[start:stop] if iloc is not None else value[start:stop]
+    if _is_pandas(value, "DataFrame", "Series"):
+        return value.iloc[start:stop]
+    return value[start:stop]
 
 
 def check_cuttable(value) -> int:
@@ -153,9 +154,8 @@ def size_of(value) -> int:
     """An estimate of the bytes ``value`` holds (exact for arrays, DataFrames, text)."""
     if isinstance(value, (str, bytes, bytearray)):
         return len(value)
-    usage = getattr(value, "memory_usage", None)
-    if _root(value) == "pandas" and callable(usage):
-        used = usage(index=True, deep=True)
+    if _is_pandas(value, "DataFrame", "Series"):
+        used = value.memory_usage(index=True, deep=True)
         return int(used.sum() if hasattr(used, "sum") else used)
     for attribute in ("nbytes", "estimated_size"):  # numpy, pyarrow, xarray; polars
         found = getattr(value, attribute, None)
@@ -192,10 +192,13 @@ def joiner_for(value) -> Callable[[list], Any] | None:
     """How to join pieces of ``value``'s type, or None (looked up without importing)."""
     root, kind = _root(value), type(value)
     module = sys.modules.get(root)
-    if root == "numpy":
-        return module.concatenate
-    if root == "pandas":
-        return _pandas_join(value, module)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        return numpy.concatenate
+    if _is_pandas(value, "DataFrame", "Series"):  # subclasses too (a GeoDataFrame)
+        return sys.modules["pandas"].concat
+    if _is_pandas(value, "Index"):
+        return lambda pieces: pieces[0].append(pieces[1:])
     if root == "polars":
         return module.concat
     if root == "pyarrow":
@@ -215,14 +218,6 @@ def joiner_for(value) -> Callable[[list], Any] | None:
     return None
 
 
-def _pandas_join(value, pd):
-    if isinstance(value, pd.Index):
-        return lambda pieces: pieces[0].append(pieces[1:])
-    if isinstance(value, (pd.DataFrame, pd.Series)):
-        return pd.concat
-    return None
-
-
 def _arrow_join(value, pa):
     if isinstance(value, pa.Table):
         return pa.concat_tables
@@ -236,6 +231,12 @@ def _arrow_join(value, pa):
 def _join_ranges(pieces: list) -> range:
     first, last = pieces[0], pieces[-1]
     return range(first.start, last.stop, first.step)
+
+
+def _is_pandas(value, *names: str) -> bool:
+    """Whether ``value`` is one of pandas' classes ``names`` (or a subclass), if pandas is loaded."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(value, tuple(getattr(pd, n) for n in names))
 
 
 def _root(value) -> str:
