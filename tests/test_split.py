@@ -5,11 +5,13 @@ back together; on the embedded engine and on a real Dask cluster (test_magics' f
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from scatter_magics import join, split
-from scatter_magics.notebook.widget import FuturesWidget
+from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget
 from tests.conftest import wait_for
 from tests.test_magics import client, ip, magics, run, shared, usage_error  # noqa: F401
 
@@ -53,18 +55,34 @@ def test_an_array_split_into_8_comes_back_equal_with_its_dtype(shared, client):
     assert [p.shape[0] for p in run(shared, "%gather arr --pieces")] == [125_000] * 8
 
 
-def test_each_piece_sits_on_the_worker_the_widget_says(shared, client):
+def test_each_piece_sits_on_the_worker_the_views_say(shared, client):
+    """The futures widget, the cluster widget and %cluster: a row per piece, named
+    s[i/4], with its rows, its bytes and the worker that holds it."""
     shared.user_ns["s"] = pd.Series(np.arange(1000.0), name="s")
     parts = run(shared, "%scatter s --split 4")
-    widget = FuturesWidget(client, parts, names=magics(shared).names.labels())
+    where = {f"s[{i}/4]": w for i, w in enumerate(holders(client, parts))}
+    names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+    labels = magics(shared).names.labels
+    futures, cluster = FuturesWidget(client, parts, names=labels()), ClusterWidget(client, labels)
     try:
-        wait_for(lambda: len(widget.rows) == 4 and all(
-            r["status"] == "finished" and r["workers"] for r in widget.rows),
-            what="the widget to show where the pieces are")
-        shown = {r["name"]: sorted(r["workers"]) for r in widget.rows}
-        assert shown == {f"s[{i}/4]": where for i, where in enumerate(holders(client, parts))}
+        wait_for(lambda: len(futures.rows) == 4 and all(
+            r["status"] == "finished" and r["workers"] for r in futures.rows),
+            what="the futures widget to show where the pieces are")
+        assert {r["name"]: sorted(r["workers"]) for r in futures.rows} == where
+        assert {r["type"] for r in futures.rows} == {"Series · 250 rows"}
+        def pieces_held():  # what earlier tests left may still be on its way out
+            return {hold: w["address"] for w in cluster.workers for hold, _ in w["holds"]
+                    if hold.startswith("s[")}
+        wait_for(lambda: len(pieces_held()) == 4, what="the cluster widget to list the pieces")
+        assert {hold.split(" · ")[0]: [a] for hold, a in pieces_held().items()} == where
+        assert all(re.fullmatch(r"s\[\d/4\] · 250 rows · [\d.]+ K?i?B", h) for h in pieces_held())
     finally:
-        widget.close()
+        futures.close(), cluster.close()
+    summary = run(shared, "%cluster")
+    assert [row[0] for row in summary.pieces] == list(where)
+    assert [(row[1], row[3]) for row in summary.pieces] == [
+        ("250", names[w[0]]) for w in where.values()]
+    assert "Pieces of split values" in repr(summary) and "s[3/4]" in summary._repr_html_()
 
 
 def test_a_task_mapped_over_the_pieces_runs_where_each_piece_is(shared, client):

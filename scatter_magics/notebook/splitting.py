@@ -25,6 +25,7 @@ from .. import pieces
 from ..sizes import format_bytes
 from ..tokenize import tokenize
 from .arguments import keyed_items
+from .piece_label import PieceLabel
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class Cut:
     rows: tuple[int, ...]
     type_name: str
 
-    def label(self, i: int) -> str:
-        return f"{self.name}[{i}/{len(self.keys)}]"
+    def label(self, i: int) -> PieceLabel:
+        return PieceLabel(f"{self.name}[{i}/{len(self.keys)}]", self.rows[i])
 
     def labels(self) -> dict:
-        """``{key: 'df[i/n]'}``."""
+        """``{key: 'df[i/n]'}``, each a :class:`PieceLabel` that knows its rows."""
         return {key: self.label(i) for i, key in enumerate(self.keys)}
 
     def rows_by_key(self) -> dict:
