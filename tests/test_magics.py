@@ -294,9 +294,9 @@ def test_help_shows_the_full_usage(ip):
     with capture_output() as out:
         run(ip, "%scatter?")
     for option in ("--broadcast", "--workers", "--no-direct", "--no-hash", "--timeout",
-                   "--split", "--as", "NAME_OR_EXPR"):
+                   "--split", "--split-size", "--as", "NAME_OR_EXPR"):
         assert option in out.stdout
-    for magic, options in (("gather", ("--errors", "--into", "--timeout")),
+    for magic, options in (("gather", ("--errors", "--into", "--timeout", "--pieces")),
                            ("cluster", ("--threads", "--memory-limit", "-n"))):
         doc = ip.magics_manager.magics["line"][magic].__doc__
         assert all(o in doc for o in options)
