@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from scatter_magics import join, split
+from scatter_magics import Client, join, split
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget
 from tests.conftest import wait_for
 from tests.test_magics import client, ip, magics, run, shared, usage_error  # noqa: F401
@@ -53,6 +53,23 @@ def test_an_array_split_into_8_comes_back_equal_with_its_dtype(shared, client):
     back = run(shared, "%gather arr")
     assert back.dtype == np.int32 and back.shape == arr.shape and np.array_equal(back, arr)
     assert [p.shape[0] for p in run(shared, "%gather arr --pieces")] == [125_000] * 8
+
+
+def test_an_arrays_pieces_are_one_copy_in_one_segment_on_the_embedded_engine(shared, client):
+    """Splitting costs one copy of the whole, not one per piece: the pieces' refs point
+    into one segment, as the pool's counters say."""
+    if not isinstance(client, Client):
+        pytest.skip("a Dask cluster has no shared-memory pool")
+    pool = client.cluster.shm_pool
+    arr = shared.user_ns["arr"] = np.random.default_rng(7).random(2**20 * 8)  # 64 MiB
+    before = pool.stats()
+    parts = run(shared, "%scatter arr --split 8")
+    after = pool.stats()
+    assert after["copied_bytes"] - before["copied_bytes"] == arr.nbytes
+    assert after["segments"] - before["segments"] <= 1  # a free one may have been reused
+    assert after["keys"] - before["keys"] == 8
+    sums = client.gather(client.map(np.sum, parts))  # each worker reads its pieces there
+    assert np.isclose(sum(sums), arr.sum()) and np.array_equal(run(shared, "%gather arr"), arr)
 
 
 def test_each_piece_sits_on_the_worker_the_views_say(shared, client):
