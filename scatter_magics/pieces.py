@@ -59,7 +59,8 @@ def split(value, n: int | None = None, *, size: int | str | None = None, client=
         n = count_for_size(value, length, parse_bytes(size))
     elif n is None:
         n = min(max(length, 1), threads_of(client))
-    return [cut(value, start, stop) for start, stop in bounds(length, n)]
+    take = cutter(value)
+    return [take(start, stop) for start, stop in bounds(length, n)]
 
 
 def join(pieces: list):
@@ -108,10 +109,51 @@ def bounds(length: int, n: int) -> list[tuple[int, int]]:
 
 
 def cut(value, start: int, stop: int):
-    """Rows ``start:stop`` of ``value``: by position for pandas (``iloc``), else a slice."""
+    """Rows ``start:stop`` of ``value`` (see :func:`cutter`)."""
+    return cutter(value)(start, stop)
+
+
+def cutter(value) -> Callable[[int, int], Any]:
+    """``take(start, stop)``: rows ``start:stop`` of ``value``, by position for pandas.
+
+    A DataFrame whose columns each lie contiguous in memory (pandas' usual 2-D blocks,
+    a row of the block per column) is cut column by column: each piece's columns are
+    views of the frame's, so a pickle carries them out-of-band as they lie, with no
+    copy, and the pieces' columns continue one another (one shared-memory copy for all
+    of them). A row slice of a 2-D block would be pickled as a fresh contiguous copy.
+    """
     if _is_pandas(value, "DataFrame", "Series"):
-        return value.iloc[start:stop]
-    return value[start:stop]
+        if _columns_contiguous(value):
+            return lambda start, stop: _frame_rows(value, start, stop)
+        return lambda start, stop: value.iloc[start:stop]
+    return lambda start, stop: value[start:stop]
+
+
+def _columns_contiguous(frame) -> bool:
+    """Whether ``frame`` is a plain DataFrame whose numpy columns are contiguous views."""
+    pd = sys.modules["pandas"]
+    if type(frame) is not pd.DataFrame or not frame.shape[1]:
+        return False
+    columns = (frame.iloc[:, j] for j in range(frame.shape[1]))
+    return all(c.to_numpy(copy=False).flags.c_contiguous for c in columns
+               if isinstance(c.dtype, _numpy().dtype))
+
+
+def _frame_rows(frame, start: int, stop: int):
+    """Rows ``start:stop`` of ``frame``, built from views of its columns (one block each)."""
+    pd, np = sys.modules["pandas"], _numpy()
+    columns = [frame.iloc[start:stop, j] for j in range(frame.shape[1])]
+    arrays = [c.to_numpy(copy=False) if isinstance(c.dtype, np.dtype) else c.array
+              for c in columns]
+    piece = pd.DataFrame(dict(enumerate(arrays)), index=frame.index[start:stop], copy=False)
+    piece.columns = frame.columns  # names as they were, duplicates and levels too
+    piece.attrs = dict(frame.attrs)
+    piece.flags.allows_duplicate_labels = frame.flags.allows_duplicate_labels
+    return piece
+
+
+def _numpy():
+    return sys.modules["numpy"]  # loaded: pandas imports it
 
 
 def check_cuttable(value) -> int:

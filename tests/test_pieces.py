@@ -65,3 +65,22 @@ def test_join_refuses_what_it_cannot_put_together():
         join([np.arange(2), [1, 2]])
     with pytest.raises(TypeError, match="no way to put them back together"):
         join([object(), object()])
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame({"a": np.arange(1000), "x": np.random.default_rng(0).random(1000)}),  # columns
+    pd.DataFrame(np.random.default_rng(1).random((1000, 3)), columns=list("abc")),  # rows
+], ids=["from columns", "from a 2-D array"])
+def test_a_dataframes_pieces_are_views_that_pickle_without_a_copy(frame):
+    import pickle
+
+    frame.attrs["unit"] = "m"
+    pieces = split(frame, 4)
+    for piece in pieces:
+        buffers = []
+        pickle.dumps(piece, protocol=5, buffer_callback=buffers.append)
+        columns = [frame[c].to_numpy(copy=False) for c in frame]
+        assert buffers and all(any(np.shares_memory(np.asarray(b.raw()), c) for c in columns)
+                               for b in buffers)  # the frame's own memory: nothing copied
+    back = join(pieces)
+    assert back.equals(frame) and back.attrs == {"unit": "m"} and list(back.columns) == list(frame)

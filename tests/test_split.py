@@ -70,6 +70,14 @@ def test_an_arrays_pieces_are_one_copy_in_one_segment_on_the_embedded_engine(sha
     assert after["keys"] - before["keys"] == 8
     sums = client.gather(client.map(np.sum, parts))  # each worker reads its pieces there
     assert np.isclose(sum(sums), arr.sum()) and np.array_equal(run(shared, "%gather arr"), arr)
+    df = shared.user_ns["df"] = frame(1_000_000)  # so is a DataFrame's, column by column
+    before = pool.stats()
+    run(shared, "%scatter df --split")
+    after = pool.stats()
+    large = df["x"].nbytes + df["n"].nbytes + df.index.nbytes  # the codes (1 MB) are inline
+    assert after["copied_bytes"] - before["copied_bytes"] == large
+    assert after["segments"] - before["segments"] <= 1
+    assert run(shared, "%gather df").equals(df)
 
 
 def test_each_piece_sits_on_the_worker_the_views_say(shared, client):

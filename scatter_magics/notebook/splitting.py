@@ -100,8 +100,8 @@ def cut_items(text: str, value, n: int, hash: bool) -> tuple[dict, object, Cut]:
     keys = tuple(f"{text}[{i}/{n}]-"
                  f"{tokenize(whole, start, stop) if hash else uuid.uuid4().hex}"
                  for i, (start, stop) in enumerate(spans))
-    items = {key: pieces.cut(value, start, stop)
-             for key, (start, stop) in zip(keys, spans, strict=True)}
+    take = pieces.cutter(value)
+    items = {key: take(start, stop) for key, (start, stop) in zip(keys, spans, strict=True)}
     cut = Cut(text, keys, tuple(stop - start for start, stop in spans), type(value).__name__)
     return items, lambda futures: [futures[k] for k in keys], cut
 
