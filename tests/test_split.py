@@ -70,7 +70,7 @@ def test_an_arrays_pieces_are_one_copy_in_one_segment_on_the_embedded_engine(sha
     assert after["keys"] - before["keys"] == 8
     sums = client.gather(client.map(np.sum, parts))  # each worker reads its pieces there
     assert np.isclose(sum(sums), arr.sum()) and np.array_equal(run(shared, "%gather arr"), arr)
-    df = shared.user_ns["df"] = frame(1_000_000)  # so is a DataFrame's, column by column
+    df = shared.user_ns["df"] = frame(999_998)  # so is a DataFrame's, column by column
     before = pool.stats()
     run(shared, "%scatter df --split")
     after = pool.stats()
