@@ -11,7 +11,8 @@ What can be cut: a numpy array (along axis 0), a pandas DataFrame or Series (by 
 index kept), and anything else with a length whose slices are values of its own type and
 that :func:`join` knows how to put back together (text, bytes, lists and tuples, polars,
 pyarrow and xarray objects, arrays of the Array API standard, other sequences whose ``+``
-concatenates). Pieces are slices, so a numpy array's pieces are views of it, not copies.
+concatenates). Pieces are slices: a numpy array's pieces are views of it, a DataFrame's
+are built from views of its columns (:func:`cutter`); nothing is copied to cut.
 
 >>> split(list(range(7)), 3)
 [[0, 1, 2], [3, 4], [5, 6]]

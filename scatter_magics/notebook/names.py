@@ -81,10 +81,6 @@ class RememberedNames:
         keys = tuple(getattr(f, "key", None) for f in value)
         return next((cut for cut in self.cuts.values() if cut.keys == keys), None)
 
-    def piece_rows(self) -> dict:
-        """``{key: rows}`` of every piece of a value %scatter cut."""
-        return {key: n for cut in self.cuts.values() for key, n in cut.rows_by_key().items()}
-
     def forget_client(self, client) -> None:
         """Forget every name whose futures belong to ``client`` (it closed)."""
         for name, value in list(self.futures.items()):

@@ -44,9 +44,6 @@ class Cut:
         """``{key: 'df[i/n]'}``, each a :class:`PieceLabel` that knows its rows."""
         return {key: self.label(i) for i, key in enumerate(self.keys)}
 
-    def rows_by_key(self) -> dict:
-        return dict(zip(self.keys, self.rows, strict=True))
-
 
 def is_itemwise(value) -> bool:
     """Whether a bare ``--split`` scatters ``value`` item by item (its first meaning)."""
@@ -71,8 +68,8 @@ def cuts(values: dict, args) -> dict:
     for text, value in values.items():
         if split is True and size is None and is_itemwise(value):
             continue  # one future per item, as --split always did
-        option = "--split" + ("" if split is True or split is False else f" {split}") + (
-            f" --split-size {format_bytes(size)}" if size is not None else "")
+        option = f"--split-size {format_bytes(size)}" if size is not None else (
+            "--split" if split is True else f"--split {split}")  # as the user asked
         try:
             length = pieces.check_cuttable(value)
             if size is not None:
@@ -92,8 +89,8 @@ def cut_items(text: str, value, n: int, hash: bool) -> tuple[dict, object, Cut]:
     list of the pieces' futures) and the :class:`Cut` to remember.
 
     With ``hash``, the value is hashed once, whole, and each piece's key is made from
-    that token and the piece's rows: hashing the pieces themselves would make pandas
-    copy each one (its pickle of a row slice is a fresh contiguous array).
+    that token and the piece's rows: the same value cut the same way gets the same keys,
+    and no piece is pickled to be hashed (pandas copies a row slice of a 2-D block).
     """
     spans = pieces.bounds(len(value), n)
     whole = tokenize(value) if hash else None
