@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.events",
            "get_client": "current_client", "LocalCluster": "engine.cluster.local",
            "Future": "engine.client.future", "as_completed": "engine.client.waiting",
-           "wait": "engine.client.waiting"}
+           "wait": "engine.client.waiting", "split": "pieces", "join": "pieces"}
 __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:  # what static tools and IDEs see
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .engine.client.future import Future
     from .engine.client.waiting import as_completed, wait
     from .engine.cluster.local import LocalCluster
+    from .pieces import join, split
 
 
 _STARTS_CLUSTERS = ("Client", "LocalCluster")

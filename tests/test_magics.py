@@ -294,9 +294,9 @@ def test_help_shows_the_full_usage(ip):
     with capture_output() as out:
         run(ip, "%scatter?")
     for option in ("--broadcast", "--workers", "--no-direct", "--no-hash", "--timeout",
-                   "--split", "--as", "NAME_OR_EXPR"):
+                   "--split", "--split-size", "--as", "NAME_OR_EXPR"):
         assert option in out.stdout
-    for magic, options in (("gather", ("--errors", "--into", "--timeout")),
+    for magic, options in (("gather", ("--errors", "--into", "--timeout", "--pieces")),
                            ("cluster", ("--threads", "--memory-limit", "-n"))):
         doc = ip.magics_manager.magics["line"][magic].__doc__
         assert all(o in doc for o in options)
@@ -310,7 +310,7 @@ def test_help_shows_the_full_usage(ip):
     ("%scatter undefined_name", "not defined"),
     ("%scatter x.missing", "has no attribute"),
     ("%scatter x[", "neither a variable name nor a Python expression"),
-    ("%scatter x --split", "--split needs a list"),
+    ("%scatter x --split", "--split x: cannot cut a value of type int into pieces"),
     ("%scatter x --bogus", "unrecognized arguments"),
     ("%gather", "NAME_OR_EXPR"),
     ("%gather x --errors maybe", "invalid choice"),

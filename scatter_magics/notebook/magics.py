@@ -38,15 +38,17 @@ from ..progress import counter, progress_option, reports_progress
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (
+    SplitOption,
     _count,
     _memory_limit,
     _name,
+    _piece_size,
     _seconds,
     _worker,
     check_workers,
     is_dotted_name,
-    keyed_items,
     parse_line,
+    parse_scatter_line,
 )
 from .display import (
     ClusterSummary,
@@ -55,7 +57,7 @@ from .display import (
     remove_formatters,
 )
 from .interrupted import gather_interrupted, scatter_interrupted
-from .names import RememberedNames
+from .names import UNDEFINED, RememberedNames
 from .progress_bar import (
     DELAY,
     NO_PROGRESS,
@@ -66,8 +68,8 @@ from .progress_bar import (
     view_for,
 )
 from .session import ClusterSession, check_cluster_options
+from .splitting import cuts, joined, key_values, per_thread
 
-_UNDEFINED = object()  # a %gather name that names nothing
 
 
 # ------------------------------------------------------------ the magics ---
@@ -111,7 +113,7 @@ class ScatterMagics(Magics):
     # -------------------------------------------------------------- %scatter ---
     @no_var_expand
     @magic_arguments()
-    @argument("names", nargs="+", metavar="NAME_OR_EXPR", help=(
+    @argument("names", nargs="*", metavar="NAME_OR_EXPR", help=(
         "Variable names (dotted names too) or Python expressions without spaces, "
         "evaluated in the user namespace."))
     @argument("-b", "--broadcast", action="store_true",
@@ -127,60 +129,73 @@ class ScatterMagics(Magics):
               help="Random keys instead of keys from the content.")
     @argument("-t", "--timeout", type=_seconds, metavar="SECONDS",
               help="Give up (TimeoutError) after this many seconds.")
-    @argument("-s", "--split", action="store_true", help=(
-        "Scatter a list, tuple, set, sequence or dict element by element: one future each."))
+    @argument("-s", "--split", action=SplitOption, nargs="?", default=False, metavar="N", help=(
+        "Cut an array, DataFrame, Series (or anything with a length that slices) along its "
+        "first axis into one piece per worker thread, or N pieces; one future each. A list, "
+        "tuple, set or dict: one future per item (with N: N pieces of a list or tuple)."))
+    @argument("--split-size", type=_piece_size, metavar="SIZE", help=(
+        "Cut into pieces of about SIZE bytes (e.g. 64MiB) instead."))
     @argument("-o", "--as", dest="as_name", type=_name, metavar="NAME",
               help="Also bind the result to NAME.")
     @line_magic
     def scatter(self, line):
         """Move variables into the workers' memory; returns their Future(s).
 
-        One argument gives its Future (with --split: a list, tuple, set or dict of
-        Futures); several give a dict ``{name: future(s)}``. The magic remembers the
-        latest future(s) per name, so ``%gather NAME`` brings them back; hashed keys
-        start with the name (``df-<token>``, ``rows[3]-<token>``). The first %scatter
-        starts an embedded cluster if no Client is running, and binds it to ``client``.
+        One argument gives its Future (--split: a list of Futures, one per piece; of a
+        list, tuple, set or dict, the same container of Futures); several give a dict
+        ``{name: future(s)}``. The magic remembers the latest future(s) per name, so
+        ``%gather NAME`` brings them back (pieces joined); hashed keys start with the
+        name (``df-<token>``, ``rows[3]-<token>``, ``df[0/4]-<token>``). The first
+        %scatter starts an embedded cluster if no Client runs, bound to ``client``.
 
         Examples::
 
             %scatter df --broadcast
             %scatter a b c
+            parts = %scatter df --split           # one piece per worker thread
             %scatter rows --split -w worker-0 worker-1
             fut = %scatter model --no-hash --timeout 10
         """
-        args = parse_line(self.scatter, line)
+        args = parse_scatter_line(self.scatter, line)
         running = self.session.running_backend()
         if args.workers:  # before anything is hashed or started
             check_workers(running, args.workers)
         what = f"%scatter {' '.join(args.names)}"
         try:
             values = {text: self._evaluate(text) for text in args.names}
+            args.cuts = cuts(values, args)  # bad input fails here, before anything starts
             with self._scatter_progress(what, running, values, args.hash) as progress:
-                futures, rebuilders = self._scatter_values(running, values, args, progress)
+                futures, rebuilders, made = self._scatter_values(running, values, args,
+                                                                 progress)
         except KeyboardInterrupt:
             raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
-        self.names.remember(results)
+        self.names.remember(results, made)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
             self._bind(args.as_name, result)
         return result
 
     def _scatter_values(self, running: Backend | None, values: dict, args,
-                        progress) -> tuple[dict, dict]:
+                        progress) -> tuple[dict, dict, dict]:
         """Key each value (hashing, reported), then scatter them all."""
+        if None in args.cuts.values():  # one piece per worker thread: the threads first
+            running = running or self._start(progress)
+            args.cuts = per_thread(args.cuts, values, running.scheduler_info(), args.workers)
         if args.hash and progress.reports:
             hashed = counter(progress, "hash", estimate_nbytes(values.values()))
             with reporting(hashed):
-                items, rebuilders = _key_values(values, args)
+                items, rebuilders, made = key_values(values, args)
         else:
-            items, rebuilders = _key_values(values, args)
-        if running is None:  # only now: a mistake above starts no cluster
-            progress("start", 0, None)
-            running = self.session.backend(start=True)
-            progress.restart_clock()
-        backend = running
-        return self._scatter_items(backend, items, args, progress), rebuilders
+            items, rebuilders, made = key_values(values, args)
+        running = running or self._start(progress)  # only now: a mistake above starts none
+        return self._scatter_items(running, items, args, progress), rebuilders, made
+
+    def _start(self, progress) -> Backend:
+        progress("start", 0, None)
+        running = self.session.backend(start=True)
+        progress.restart_clock()
+        return running
 
     def _scatter_items(self, backend: Backend, items: dict, args, progress) -> dict:
         timeout = args.timeout or self._default_timeout
@@ -213,6 +228,8 @@ class ScatterMagics(Magics):
               help="Give up (TimeoutError) after this many seconds.")
     @argument("-i", "--into", action="store_true", help=(
         "Rebind each name to its gathered value (returns nothing, like an assignment)."))
+    @argument("-p", "--pieces", action="store_true", help=(
+        "For a value %scatter --split cut into pieces: the list of pieces, not joined."))
     @line_magic
     def gather(self, line):
         """Bring the values of futures back; returns them in the same shape.
@@ -220,12 +237,14 @@ class ScatterMagics(Magics):
         Each argument is evaluated: if its value holds futures, those are gathered;
         otherwise it must be a name %scatter remembered (``%gather df`` after
         ``%scatter df``). One argument gives its value, several a dict ``{name: value}``.
+        The pieces of a value ``%scatter --split`` cut are joined (``--pieces``: not).
 
         Examples::
 
             out = %gather res
             %gather df --into
             %gather a b --errors skip --timeout 30
+            %gather df --pieces
         """
         args = parse_line(self.gather, line)
         if args.into:
@@ -234,6 +253,10 @@ class ScatterMagics(Magics):
                     raise UsageError(f"--into rebinds names; {text!r} is an expression")
         targets = {text: self._futures_of(text) for text in args.names}
         values = self._gather_targets(targets, args)
+        for text, target in targets.items():
+            cut = None if args.pieces else self.names.cut_of(target)
+            if cut is not None:
+                values[text] = joined(text, cut, values[text])
         if args.into:
             for text, value in values.items():
                 self._bind(text, value)
@@ -247,20 +270,8 @@ class ScatterMagics(Magics):
         except (NameError, AttributeError):
             if not is_dotted_name(text):
                 raise
-            value = _UNDEFINED
-        if isinstance(value, ScatterResult):  # the core walks plain dicts only
-            value = dict(value)
-        if value is not _UNDEFINED and find_futures(value, future_types()):
-            return value
-        if text in self.names:
-            return self.names[text]
-        known = self.names.known()
-        if value is _UNDEFINED:
-            raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
-                             f"by that name (names %scatter remembers: {known})")
-        raise UsageError(f"nothing to gather: {text} (of type {type(value).__name__}) holds "
-                         f"no futures, and %scatter has not scattered it (names %scatter "
-                         f"remembers: {known})")
+            value = UNDEFINED
+        return self.names.gather_target(text, value)
 
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), future_types())
@@ -400,15 +411,6 @@ class ScatterMagics(Magics):
             setattr(self.shell.ev(parent), attr, value)
         else:
             self.shell.user_ns[target] = value
-
-
-def _key_values(values: dict, args) -> tuple[dict, dict]:
-    """``{key: value}`` for every argument's value(s), and how to rebuild each result."""
-    items, rebuilders = {}, {}
-    for text, value in values.items():
-        keyed, rebuilders[text] = keyed_items(text, value, args.split, args.hash)
-        items.update(keyed)
-    return items, rebuilders
 
 
 def _reporting(method, progress: ProgressBar | NoProgress) -> dict:

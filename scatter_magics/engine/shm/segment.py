@@ -26,7 +26,7 @@ class Segment:
     for 200 MB against 64 ms by ``pwrite``, which looks up every page again.
     """
 
-    __slots__ = ("name", "size", "mmap", "fd", "key", "views", "idle_since", "allocated",
+    __slots__ = ("name", "size", "mmap", "fd", "holders", "views", "idle_since", "allocated",
                  "_writer")
 
     def __init__(self, name: str, size: int):
@@ -40,7 +40,7 @@ class Segment:
         except BaseException:
             self.destroy()
             raise
-        self.key: str | None = None
+        self.holders = 0  # keys whose refs point into it (the pieces of a split share one)
         self.views = 0
         self.idle_since = 0.0
 
