@@ -7,6 +7,8 @@ program sees them (``Future.key``, ``who_has``, event records); only what a pers
 
 >>> key_text(("x", 0))
 "('x', 0)"
+>>> short_key("f-4b4d31504aa145c187b6381823235b1a")
+'f-4b4d3150'
 >>> check_key(["x", 0])
 Traceback (most recent call last):
 ...
@@ -14,6 +16,8 @@ TypeError: a key must be a str, bytes, int, float or a tuple of them, as in Dask
 """
 
 from __future__ import annotations
+
+import re
 
 ATOMS = (str, bytes, int, float)
 
@@ -35,3 +39,12 @@ def check_key(obj):
 def key_text(key) -> str:
     """The key as shown to a person: itself if a str, else its ``str()`` (as Dask shows it)."""
     return key if isinstance(key, str) else str(key)
+
+
+_LONG_TOKEN = re.compile(r"-([0-9a-f]{8})[0-9a-f]{8,}$")
+
+
+def short_key(key) -> str:
+    """The key's text with a long hex token cut to 8 digits (``f-4b4d3150``): enough to
+    tell a task from the others in a line of output, short enough to read."""
+    return _LONG_TOKEN.sub(r"-\1", key_text(key))

@@ -9,6 +9,7 @@ after the shared client exists would leave ``get_client()`` without a default.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from traitlets.config import Config
 
 from scatter_magics import Client, Future, get_client
 from scatter_magics.backend import is_future
+from scatter_magics.errors import MagicError
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
@@ -174,7 +176,8 @@ def test_first_scatter_starts_the_configured_cluster(ip, no_client):
     assert client.status == "closed" and "client" not in ip.user_ns
     wait_for(lambda: gone(pids), what="the workers to exit")
     ip.user_ns["fut"] = fut
-    assert "closed" in usage_error(ip, "%gather fut")
+    with pytest.raises(MagicError, match="fut belongs to a client that was closed"):
+        ip.run_line_magic("gather", "fut")
     assert "nothing to gather" in usage_error(ip, "%gather x")
 
 
@@ -499,6 +502,39 @@ def test_gather_errors_raise_or_skip(shared, client):
     with pytest.raises(ValueError, match="invalid literal"):
         run(shared, "%gather futs")
     assert run(shared, "%gather futs --errors skip") == [1]
+
+
+def shown_by(shell, cell: str):
+    """Run ``cell`` as a notebook does (counted in the history); what it raised, and the
+    lines it showed (IPython prints a failure's lines to stdout), without colours."""
+    with capture_output() as out:
+        result = shell.run_cell(cell, store_history=True)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    return result.error_in_exec, text.strip().splitlines()
+
+
+def test_a_tasks_exception_shows_the_tasks_frames_and_tb_the_rest(shared, client):
+    shared.run_cell("def broken(x):\n    y = x * 2\n    return y / 0", store_history=True)
+    error, lines = shown_by(shared, "bad = client.submit(broken, 1)\n%gather bad")
+    assert isinstance(error, ZeroDivisionError)  # its own class: `except` still catches it
+    assert re.fullmatch(r"Traceback of task broken-[0-9a-f]{8} \(bad\), most recent call last:",
+                        lines[0]), lines
+    assert re.fullmatch(r"  Cell In\[\d+\], line 3, in broken", lines[1]), lines
+    assert lines[2:] == ["    return y / 0", "ZeroDivisionError: division by zero"]
+    _, rest = shown_by(shared, "%tb")  # the whole chain, for those who want it
+    assert any("magics.py" in line for line in rest)
+
+
+def test_a_cancelled_future_is_two_lines_naming_it(shared, client, tmp_path):
+    shared.user_ns["gone"] = gone = client.submit(until_path_exists(), str(tmp_path / "never"),
+                                                  pure=False)
+    gone.cancel()
+    error, lines = shown_by(shared, "%gather gone")
+    assert isinstance(error, MagicError)
+    assert lines == ["%gather gone: gone was cancelled: a cancelled future has no value.",
+                     "Submit its task (or scatter its data) again."]
+    _, rest = shown_by(shared, "%tb")
+    assert any("CancelledError" in line for line in rest) and len(rest) > 2
 
 
 def test_gather_mistakes(shared):

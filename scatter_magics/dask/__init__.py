@@ -5,6 +5,7 @@
 - :mod:`.plugin`: the ``SchedulerPlugin`` that batches key and worker events and keeps
   broadcasts on every worker; :mod:`.preload` installs it with ``dask scheduler --preload``.
 - :mod:`.events`: the client side of those events (or polling, without the plugin).
+- :mod:`.failures`: Dask's failures as the classes of ``errors.py``.
 - :mod:`.adopt`: Dask clusters a notebook starts on its own, put in the Jupyter sidebar's
   registry after each cell (it imports nothing of Dask).
 

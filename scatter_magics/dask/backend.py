@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..structure import SKIP, find_futures, substitute
 from .events import DaskSubscription, hub_for
+from .failures import connection_error, raise_gather_error
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class DaskBackend:
             if _is_pickling_error(exc):
                 raise SerializationError(_root_message(exc)) from exc
             raise
+        except Exception as exc:
+            raise connection_error(self.client, exc) or exc
         if broadcast:
             self.pin(list(futures), addresses)
         hub_for(self.client).touch(futures)
@@ -113,8 +116,19 @@ class DaskBackend:
                 and timeout is None):
             # The magics' usual case, as a user calls it: Dask's own gather of one future
             # (the general path's walk and rebuild cost ~60 us, 2% of a small round trip).
-            return self.client.gather(futures)
+            try:
+                return self.client.gather(futures)
+            except Exception as exc:
+                raise_gather_error(self.client, exc, [futures])
         found = find_futures(futures, Future)
+        try:
+            return self._gather(futures, found, errors, timeout)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            raise_gather_error(self.client, exc, found)
+
+    def _gather(self, futures, found: list, errors: str, timeout: float | None):
         if any(f.client is not self.client and f.client.status in ("closing", "closed")
                for f in found):  # this backend's own client was checked just above
             raise ClientClosedError("the client of these futures was closed")

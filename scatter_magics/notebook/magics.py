@@ -28,7 +28,6 @@ from traitlets import Any, Float, Integer, Unicode, Union
 
 from ..backend import Backend, backend_for, future_types
 from ..errors import (
-    ClientClosedError,
     Interrupted,
     NoWorkersError,
     SerializationError,
@@ -54,6 +53,7 @@ from .display import (
     install_formatters,
     remove_formatters,
 )
+from .failures import cluster_failure, gather_failure, scatter_failure
 from .interrupted import gather_interrupted, scatter_interrupted
 from .names import RememberedNames
 from .progress_bar import (
@@ -189,11 +189,11 @@ class ScatterMagics(Magics):
             raise UsageError(f"{exc}; start a cluster with workers: %cluster start -n 2") from exc
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
-        except TimeoutError as exc:
-            raise TimeoutError(
-                f"%scatter {what} did not finish within {timeout or backend.default_timeout} s while "
-                f"waiting for the workers to store the data; the cluster is still usable: "
-                f"try a longer --timeout, or check %cluster") from exc
+        except Exception as exc:  # an expected failure is said in a sentence or two
+            said = scatter_failure(exc, args.names, timeout=timeout or backend.default_timeout)
+            if said is None:
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- %gather ---
     @no_var_expand
@@ -275,18 +275,12 @@ class ScatterMagics(Magics):
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
-        except ClientClosedError as exc:
-            what = ", ".join(targets)
-            raise UsageError(f"the futures of {what} belong to a client that was closed (the "
-                             f"cluster was stopped); scatter the data again") from exc
-        except TimeoutError as exc:
-            what = ", ".join(targets)
-            pending = [f.key for f in futures if not f.done()]
-            raise TimeoutError(
-                f"%gather {what} did not finish within {timeout} s: {len(pending)} of "
-                f"{len(futures)} futures still pending ({', '.join(pending[:5])}"
-                f"{', …' if len(pending) > 5 else ''}); they keep running, gather again "
-                f"later or use a longer --timeout") from exc
+        except Exception as exc:  # an expected failure is said in a sentence or two
+            said = gather_failure(exc, targets, futures, timeout=timeout,
+                                  scattered=lambda label: label.split("[")[0] in self.names)
+            if said is None or said is exc:  # exc: a task's own, shown as the task's
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- %cluster ---
     @magic_arguments()
@@ -341,9 +335,16 @@ class ScatterMagics(Magics):
             return self.session.start(args)
         if args.action == "connect":
             return self.session.connect(args)
-        if args.action == "stop":
-            return self.session.stop()
-        return ClusterSummary.snapshot(self.session.backend(start=False), self.names.labels())
+        try:
+            if args.action == "stop":
+                return self.session.stop()
+            return ClusterSummary.snapshot(self.session.backend(start=False),
+                                           self.names.labels())
+        except Exception as exc:  # the cluster is gone: said in a sentence or two
+            said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())
+            if said is None:
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,

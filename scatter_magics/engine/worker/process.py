@@ -264,8 +264,7 @@ class Worker:
             raise
         except Exception as exc:
             self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched})
+                          "traceback": task_traceback(exc), "fetched": fetched})
             return
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
@@ -312,6 +311,20 @@ def _execute(task: Serialized, inputs: dict, on_start=None):
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
     func, args, kwargs = deserialize_task(task, inputs)
     return func(*args, **kwargs)
+
+
+def task_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the task's own first frame on.
+
+    The frames before it (this worker's event loop, the thread pool, ``_execute``) say
+    nothing about the task and would hide its frames in a long traceback. An exception
+    raised before the task's function ran (its arguments did not unpickle) keeps them all.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _execute.__code__:
+        tb = tb.tb_next
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def resident_memory() -> int:
