@@ -24,7 +24,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from scatter_magics import Client, Future, get_client
-from scatter_magics.backend import is_future
+from scatter_magics.backend import backend_for, is_future
 from scatter_magics.errors import MagicError
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
@@ -689,9 +689,11 @@ def test_a_long_scatter_shows_progress_in_a_terminal(ip, make_client):
     assert out.stderr == ""  # quick work shows no bar at all
 
 
-def test_small_data_gets_no_bar_however_short_the_delay(shared):
-    """Under 64 KiB nothing can take the bar's delay: no bar (or its thread) for it."""
-    run(shared, "%config ScatterMagics.progress_delay = 0")
+def test_small_data_gets_no_bar_however_short_the_delay(shared, client):
+    """On our engine, under 64 KiB nothing can take the bar's delay: no bar (or its
+    thread) for it. On Dask every %scatter has a bar, shown by time: none for a quick one."""
+    embedded = backend_for(client).kind == "embedded"
+    run(shared, f"%config ScatterMagics.progress_delay = {0 if embedded else 0.5}")
     try:
         with capture_output() as out:
             run(shared, "small, text = 1, 'two'\n%scatter small text")
@@ -699,6 +701,26 @@ def test_small_data_gets_no_bar_however_short_the_delay(shared):
         assert out.stderr == ""
     finally:
         run(shared, "%config ScatterMagics.progress_delay = 0.5")
+
+
+class SlowToPickle:
+    """Takes 0.6 s to pickle (as a list of a few MiB does on Dask) and unpickles as 7."""
+
+    def __reduce__(self):
+        time.sleep(0.6)
+        return (int, (7,))
+
+
+def test_a_slow_scatter_or_gather_shows_its_bar_by_time(shared, client):
+    """Whatever the engine and the size: still running after the delay, a bar shows."""
+    shared.user_ns["slow"] = SlowToPickle()
+    with capture_output() as out:
+        run(shared, "%scatter slow --no-hash")
+    assert "%scatter slow: done in" in out.stderr
+    shared.user_ns["nap"] = client.submit(time.sleep, 0.6, pure=False)
+    with capture_output() as out:
+        run(shared, "%gather nap")
+    assert "%gather nap: done in" in out.stderr
 
 
 def test_counts_read_as_english(ip):

@@ -26,6 +26,7 @@ from typing import Callable
 
 import dask.config
 import distributed
+from dask.sizeof import sizeof
 from dask.utils import parse_timedelta
 from distributed import Future, LocalCluster
 
@@ -65,10 +66,17 @@ class DaskBackend:
         return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
 
     # ------------------------------------------------------------ data ---
-    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
+    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout,
+                progress=None) -> dict:
+        """``progress`` hears the whole scatter as one stage (Dask's ``Client.scatter``
+        says nothing on the way): its size, as ``dask.sizeof`` estimates it, at once,
+        and the end; the bar shows the time between."""
         self._check_open()
         addresses = self.resolve_workers(workers)
         options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
+        if progress is not None:
+            total = sum(map(sizeof, items.values()))
+            progress("scatter", None, total)
         try:
             if timeout is None:  # as a user calls it: one trip to the loop, nothing around it
                 futures = self.client.scatter(items, **options)  # Dask's default timeout
@@ -88,6 +96,8 @@ class DaskBackend:
         if broadcast:
             self.pin(list(futures), addresses)
         hub_for(self.client).touch(futures)
+        if progress is not None:
+            progress("scatter", total, total)
         return futures
 
     def _bounded(self, awaitable, timeout: float | None):
@@ -110,8 +120,12 @@ class DaskBackend:
         else:
             _warn_polling(self.client, hub.install_error)
 
-    def gather(self, futures, *, errors: str, timeout: float | None):
+    def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
+        """``progress`` hears the whole gather as one stage, without a count (Dask
+        says nothing on the way): the bar shows the time it takes."""
         self._check_open()
+        if progress is not None:
+            progress("gather", None, None)
         if (type(futures) is Future and futures.client is self.client and errors == "raise"
                 and timeout is None):
             # The magics' usual case, as a user calls it: Dask's own gather of one future

@@ -33,7 +33,7 @@ from ..errors import (
     SerializationError,
     UnknownWorkerError,
 )
-from ..progress import counter, progress_option, reports_progress
+from ..progress import counter, progress_option
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (
@@ -58,11 +58,11 @@ from .interrupted import gather_interrupted, scatter_interrupted
 from .names import RememberedNames
 from .progress_bar import (
     DELAY,
-    NO_PROGRESS,
     NoProgress,
     ProgressBar,
     estimate_nbytes,
-    known_small,
+    gather_bar,
+    scatter_bar,
     view_for,
 )
 from .session import ClusterSession, check_cluster_options
@@ -349,24 +349,12 @@ class ScatterMagics(Magics):
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
                           hash: bool) -> ProgressBar | NoProgress:
-        """A bar for a %scatter that may take long enough to show one; else ``NO_PROGRESS``.
-
-        Small data (``known_small``) is hashed and sent in far less than the bar's delay,
-        and an engine that cannot report (Dask) leaves only the hashing to show. A bar
-        costs ~30 µs a magic, 1% of a small round trip; starting a cluster always gets one.
-        """
-        if running is not None and (known_small(values.values()) or not (
-                hash or reports_progress(running.scatter))):
-            return NO_PROGRESS
-        return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
+        return scatter_bar(what, running, values, hash, view=lambda: view_for(self.shell),
+                           delay=self.progress_delay)
 
     def _gather_progress(self, targets: dict, backend: Backend) -> ProgressBar | NoProgress:
-        """A bar for a %gather, if its engine reports progress (a gather of small data
-        may still wait long for its tasks, so its size does not decide)."""
-        if not reports_progress(backend.gather):
-            return NO_PROGRESS
-        return ProgressBar(f"%gather {' '.join(targets)}", view_for(self.shell),
-                           delay=self.progress_delay)
+        return gather_bar(f"%gather {' '.join(targets)}", backend,
+                          view=lambda: view_for(self.shell), delay=self.progress_delay)
 
     # -------------------------------------------------------------- namespace ---
     def _value_of(self, text: str):
