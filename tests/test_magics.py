@@ -723,6 +723,26 @@ def test_a_slow_scatter_or_gather_shows_its_bar_by_time(shared, client):
     assert "%gather nap: done in" in out.stderr
 
 
+def test_what_a_task_prints_shows_on_stderr_in_a_terminal(shared, client):
+    """Outside a kernel: each line on stderr, marked with the task and its worker."""
+    if backend_for(client).kind == "embedded":
+        pytest.skip("the embedded scheduler does not relay task output yet")
+    shared.run_cell("import logging, warnings\n"
+                    "def chatty(x):\n"
+                    "    print('hello from', x)\n"
+                    "    warnings.warn('careful with ' + str(x))\n"
+                    "    logging.getLogger('chatty').warning('logged %s', x)\n"
+                    "    return len(x)")
+    with capture_output() as out:
+        assert run(shared, "said = client.submit(chatty, 'a task')\n%gather said") == 6
+    lines = out.stderr.splitlines()
+    marked = [line for line in lines if re.match(r"\[chatty-[0-9a-f]{8} worker-\d\] ", line)]
+    assert any(line.endswith("] hello from a task") for line in marked), lines
+    assert any("UserWarning: careful with a task" in line for line in marked), lines
+    assert any(line.endswith("] logged a task") for line in marked), lines
+    assert out.stdout.count("hello from") == 0  # stdout may be the program's data
+
+
 def test_counts_read_as_english(ip):
     """'1 worker', not '1 workers'."""
     with capture_output() as out:

@@ -72,6 +72,7 @@ class DaskBackend:
         says nothing on the way): its size, as ``dask.sizeof`` estimates it, at once,
         and the end; the bar shows the time between."""
         self._check_open()
+        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
         addresses = self.resolve_workers(workers)
         options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
         if progress is not None:
@@ -124,6 +125,7 @@ class DaskBackend:
         """``progress`` hears the whole gather as one stage, without a count (Dask
         says nothing on the way): the bar shows the time it takes."""
         self._check_open()
+        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
         if progress is not None:
             progress("gather", None, None)
         if (type(futures) is Future and futures.client is self.client and errors == "raise"

@@ -26,6 +26,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Any, Float, Integer, Unicode, Union
 
+from .. import task_output
 from ..backend import Backend, backend_for, future_types
 from ..errors import (
     Interrupted,
@@ -408,6 +409,7 @@ def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``."""
     magics = ScatterMagics(ipython)
     ipython.register_magics(magics)
+    task_output.ROUTER.watch(ipython)  # tasks' output goes to the cell that runs
     install_formatters(ipython, magics.names.labels)
     # In a kernel, the live widget takes precedence over the text/HTML summary.
     from .widget import install_display
@@ -428,6 +430,7 @@ def unload_ipython_extension(ipython) -> None:
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
     remove_formatters(ipython)
+    task_output.ROUTER.unwatch(ipython)
     from .widget import uninstall_display
 
     uninstall_display(ipython)
