@@ -76,7 +76,7 @@ def gather_failure(exc: BaseException, targets: dict, futures: list, *, timeout,
     if isinstance(exc, ClientClosedError):
         names = ", ".join(targets)
         return MagicError(f"{' '.join(what)}: {names} {'belong' if ',' in names else 'belongs'} "
-                          f"to a client that was closed (its cluster was stopped).",
+                          f"to a client that was closed (its cluster was stopped, or went away).",
                           "Start a cluster (%cluster start) and scatter the data again.")
     if isinstance(exc, CommClosedError):
         return cluster_gone(what, exc)
