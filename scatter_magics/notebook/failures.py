@@ -33,6 +33,8 @@ from ..errors import (
     MagicError,
     MagicTimeoutError,
     RemoteTraceback,
+    WorkerDiedError,
+    WorkerUnresponsiveError,
     brief_lines,
 )
 from ..keys import short_key
@@ -78,6 +80,10 @@ def gather_failure(exc: BaseException, targets: dict, futures: list, *, timeout,
         return MagicError(f"{' '.join(what)}: {names} {'belong' if ',' in names else 'belongs'} "
                           f"to a client that was closed (its cluster was stopped, or went away).",
                           "Start a cluster (%cluster start) and scatter the data again.")
+    if isinstance(exc, (WorkerDiedError, WorkerUnresponsiveError)):
+        return MagicError(f"{' '.join(what)}: the workers holding {', '.join(targets)} died or "
+                          f"stopped answering while it was read ({exc}).",
+                          "Gather it again: another copy, or its task run again, may answer.")
     if isinstance(exc, CommClosedError):
         return cluster_gone(what, exc)
     return None
@@ -94,6 +100,11 @@ def scatter_failure(exc: BaseException, names: list[str], *, timeout) -> BaseExc
     if isinstance(exc, ClientClosedError):
         return MagicError(f"{what}: the cluster's client was closed.",
                           "Start a cluster (%cluster start) or connect to one.")
+    if isinstance(exc, (WorkerDiedError, WorkerUnresponsiveError)):
+        return MagicError(f"{what}: the workers it went to died or stopped answering during "
+                          f"the transfer ({exc}).",
+                          "Nothing of it was kept; the cluster is still usable (see %cluster): "
+                          "scatter it again.")
     if isinstance(exc, CommClosedError):
         return cluster_gone(["%scatter", *names], exc)
     return None
