@@ -91,6 +91,12 @@ class TaskStream:
     def closed(self) -> bool:
         return getattr(self.stream, "closed", False)
 
+    def set_parent(self, parent) -> None:
+        """ipykernel tells ``sys.stdout`` which cell runs (its ``OutStream``): pass it on."""
+        set_parent = getattr(self.stream, "set_parent", None)
+        if set_parent is not None:
+            set_parent(parent)
+
 
 class _Pending:
     __slots__ = ("chunks", "nbytes", "dropped", "partial", "noted")

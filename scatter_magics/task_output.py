@@ -102,7 +102,7 @@ class OutputRouter:
             return
         cell = _cell_of(stream)
         if (cell, key, name) != self._last:
-            _write(stream, f"{gap}[{short_key(key)} on {worker}]\n")
+            _write(stream, f"{gap}[{short_key(key)} on {_worker(worker)}]\n")
         _write(stream, text)
         self._last = (cell, key, name)
         self._ends_line[name] = text.endswith("\n")
@@ -135,7 +135,7 @@ class OutputRouter:
             stream.write(_dropped_line(key, worker, record["dropped"], f"a worker sends at "
                                        f"most {format_bytes(RATE_OF_WORKERS)}/s"))
             return
-        mark = f"[{short_key(key)} {worker}] "
+        mark = f"[{short_key(key)} {_worker(worker).replace(' ', '-')}] "
         where = (key, worker, record["stream"])
         out = []
         for line in record["text"].splitlines(keepends=True):
@@ -219,7 +219,13 @@ class _CellWatch:
 
 
 def _dropped_line(key: str, worker: str, n: int, limit: str) -> str:
-    return f"[{short_key(key)} on {worker}: {format_bytes(n)} of output dropped; {limit}]\n"
+    return (f"[{short_key(key)} on {_worker(worker)}: {format_bytes(n)} of output dropped; "
+            f"{limit}]\n")
+
+
+def _worker(name: str) -> str:
+    """``worker-0`` as it is; a bare number (Dask's default names) as ``worker 0``."""
+    return f"worker {name}" if str(name).isdigit() else str(name)
 
 
 def _isatty(stream) -> bool:

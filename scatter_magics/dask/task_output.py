@@ -24,6 +24,7 @@ the standard library and distributed at its top.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
@@ -48,8 +49,13 @@ class OutputCapture(WorkerPlugin):
     def setup(self, worker) -> None:
         self.worker = worker
         threads = worker.active_threads  # thread id -> the key it runs, set by Dask
-        self.capture = TaskCapture(lambda: threads.get(threading.get_ident()), tee=True,
-                                   wake=self._waiting)
+        # A worker of its own process keeps its log (tee). One in the process of one of
+        # our clients (Client(processes=False)) does not: its output would show twice,
+        # and in a kernel a task's thread may carry a finished cell's context, where
+        # its print would be lost (task_output.py writes in the running cell's).
+        here = "scatter_magics.task_output" in sys.modules
+        self.capture = TaskCapture(lambda: threads.get(threading.get_ident()),
+                                   tee=not here, wake=self._waiting)
         self.capture.install()
 
     def teardown(self, worker) -> None:
@@ -131,8 +137,6 @@ def install(client) -> bool:
 def by_value(client, plugin, name: str, modules: list) -> None:
     """``client.register_plugin(plugin)``, the plugin's module and ``modules`` pickled by
     value, so that no process of the cluster needs scatter_magics to unpickle it."""
-    import sys
-
     import cloudpickle
 
     shipped = [sys.modules[__name__], *modules]
