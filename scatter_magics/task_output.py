@@ -57,7 +57,7 @@ class OutputRouter:
         self._lock = threading.RLock()
         self._last: tuple | None = None  # (cell, key, stream) of the last text shown
         self._ends_line: dict[str, bool] = {}  # stream -> its last text ended a line
-        self._line_start: dict[tuple, bool] = {}  # terminal: (key, worker, stream)
+        self._open_lines: set[tuple] = set()  # terminal: (key, worker, stream) mid-line
         self._tokens, self._refilled = float(burst), time.monotonic()
         self._dropped: Counter = Counter()  # (key text, worker) -> bytes not shown here
         self._noted = 0.0
@@ -139,8 +139,11 @@ class OutputRouter:
         where = (key, worker, record["stream"])
         out = []
         for line in record["text"].splitlines(keepends=True):
-            out.append(mark + line if self._line_start.get(where, True) else line)
-            self._line_start[where] = line.endswith("\n")
+            out.append(line if where in self._open_lines else mark + line)
+            if line.endswith("\n"):
+                self._open_lines.discard(where)
+            else:
+                self._open_lines.add(where)
         # On a terminal, a progress bar may hold the line (it redraws with "\r"):
         # clear it, the output goes above and the bar draws again below.
         clear = "\r\x1b[K" if _isatty(stream) else ""
