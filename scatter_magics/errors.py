@@ -4,10 +4,12 @@ Remote failures keep their type: a task that raises ``ValueError`` on a worker r
 ``ValueError`` in the client, with the worker's traceback attached as ``__cause__``
 (a :class:`RemoteTraceback`). The classes here are for failures of our own making.
 
-What a magic says when an expected failure stops it is a :class:`MagicError`: one or
-two sentences, shown by IPython without a traceback (see :func:`brief_lines`).
+What a magic says when an expected failure stops it is one or two sentences, shown by
+IPython without a traceback: an exception made by :func:`said` (of the failure's own
+class, so code that catches it still does) or a :class:`MagicError`.
 """
 
+import functools
 import re
 import sys
 from concurrent.futures import CancelledError
@@ -84,19 +86,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 class MagicError(ScatterMagicsError):
-    """An expected failure of a magic, said in one or two lines that name the variable.
+    """A failure of a magic with no class of its own, said in one or two lines.
 
-    A lost future, a worker that died, a cluster that is gone, a cancelled future: the
-    magics raise this (``from`` the engine's error) instead of letting the engine's
-    traceback through. IPython shows an exception's ``_render_traceback_()`` instead of
-    its traceback (the hook ipyparallel uses for remote errors), so the cell shows the
-    lines alone; ``%tb`` in a later cell shows the whole chain, and ``%debug`` opens it.
+    Shown as :func:`said` shows its exceptions (the lines alone).
 
-    >>> error = MagicError("%gather big: big was lost: worker-0 died.",
-    ...                    "Scatter it again: %scatter big")
+    >>> error = MagicError("%scatter x: the cluster is gone.", "Start one: %cluster start")
     >>> print(error)
-    %gather big: big was lost: worker-0 died.
-    Scatter it again: %scatter big
+    %scatter x: the cluster is gone.
+    Start one: %cluster start
     """
 
     def __init__(self, *lines: str):
@@ -107,8 +104,24 @@ class MagicError(ScatterMagicsError):
         return brief_lines(self, self.lines)
 
 
-class MagicTimeoutError(MagicError, TimeoutError):
-    """A magic's ``--timeout`` ran out (still a ``TimeoutError`` for code that catches it)."""
+def said(cls: type, *lines: str) -> BaseException:
+    """An expected failure of a magic: a ``cls`` whose message is ``lines`` (one or two:
+    what happened, naming the variable; what to do), shown by IPython as those lines.
+
+    The magics raise it ``from`` the engine's error. IPython shows an exception's
+    ``_render_traceback_()`` instead of its traceback (the hook ipyparallel uses for
+    remote errors, looked up on the exception itself), so the cell shows the lines
+    alone; ``%tb`` in a later cell shows the whole chain, and ``%debug`` opens it. The
+    class stays the failure's (``FutureLostError``, ``TimeoutError``…), so code that
+    catches it around a magic still does.
+
+    >>> error = said(FutureLostError, "%gather big: big was lost.", "Scatter it again.")
+    >>> isinstance(error, FutureLostError), error._render_traceback_()
+    (True, ['%gather big: big was lost.', 'Scatter it again.'])
+    """
+    exc = cls("\n".join(lines))
+    exc._render_traceback_ = functools.partial(brief_lines, exc, list(lines))
+    return exc
 
 
 def brief_lines(exc: BaseException, lines: list[str]) -> list[str]:

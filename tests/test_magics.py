@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import types
+from concurrent.futures import CancelledError
 
 import pytest
 from IPython.core.error import UsageError
@@ -25,7 +26,7 @@ from traitlets.config import Config
 
 from scatter_magics import Client, Future, get_client
 from scatter_magics.backend import backend_for, is_future
-from scatter_magics.errors import MagicError
+from scatter_magics.errors import ClientClosedError
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
@@ -176,7 +177,7 @@ def test_first_scatter_starts_the_configured_cluster(ip, no_client):
     assert client.status == "closed" and "client" not in ip.user_ns
     wait_for(lambda: gone(pids), what="the workers to exit")
     ip.user_ns["fut"] = fut
-    with pytest.raises(MagicError, match="fut belongs to a client that was closed"):
+    with pytest.raises(ClientClosedError, match="fut belongs to a client that was closed"):
         ip.run_line_magic("gather", "fut")
     assert "nothing to gather" in usage_error(ip, "%gather x")
 
@@ -530,7 +531,7 @@ def test_a_cancelled_future_is_two_lines_naming_it(shared, client, tmp_path):
                                                   pure=False)
     gone.cancel()
     error, lines = shown_by(shared, "%gather gone")
-    assert isinstance(error, MagicError)
+    assert isinstance(error, CancelledError)  # its own class: `except` still catches it
     assert lines == ["%gather gone: gone was cancelled: a cancelled future has no value.",
                      "Submit its task (or scatter its data) again."]
     _, rest = shown_by(shared, "%tb")

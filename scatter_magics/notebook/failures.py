@@ -3,18 +3,20 @@
 One mechanism for every message of the magics (docs/internals.md, "Errors in the magics"):
 
 - **Expected failures** — a lost future, a worker that died, a cluster that is gone, a
-  timeout, a cancelled future, a closed client — become an
-  :class:`~scatter_magics.errors.MagicError` (``MagicTimeoutError`` for a timeout,
-  still a ``TimeoutError``) raised from the engine's error: the first line names the
-  magic and the variable and says what happened, the second what to do. IPython shows
-  those lines alone; ``%tb`` in a later cell shows the whole chain, ``%debug`` opens it.
+  timeout, a cancelled future, a closed client — are raised again from the engine's
+  error as an exception of the same class made by :func:`~scatter_magics.errors.said`
+  (so ``except FutureLostError`` around a magic still catches it): the first line names
+  the magic and the variable and says what happened, the second what to do. IPython
+  shows those lines alone; ``%tb`` in a later cell shows the whole chain, ``%debug``
+  opens it.
 - **A task's own exception** keeps its class (code may catch it) and shows the task's
   traceback: the frames the worker ran, each placed in the notebook cell that defined
   its function, instead of the frames of our client and its event loop.
 
-Any other message of a magic goes the same way: ``raise MagicError(line, hint) from exc``.
+Any other message of a magic goes the same way: ``raise said(SomeError, line, hint) from
+exc``, or ``raise MagicError(line, hint)`` for a failure with no class of its own.
 
->>> print(cancelled(["%gather", "x"], "x", reason=None))
+>>> print(cancelled("%gather x", "x", reason=None))
 %gather x: x was cancelled: a cancelled future has no value.
 Submit its task (or scatter its data) again.
 """
@@ -28,62 +30,64 @@ from concurrent.futures import CancelledError
 from ..errors import (
     ClientClosedError,
     CommClosedError,
+    FutureCancelledError,
     FutureLostError,
     KilledWorkerError,
-    MagicError,
-    MagicTimeoutError,
     RemoteTraceback,
     WorkerDiedError,
     WorkerUnresponsiveError,
     brief_lines,
+    said,
 )
 from ..keys import short_key
 from .display import labelled_futures
 
 MAX_NAMED = 3  # names a line lists before "and N more"
 # The engines word a loss as "key 'k' was lost: its only holder <death>, and it ..."
-_DEATH = re.compile(r"was lost: its only holder (?P<death>.+?)(?:, and it .*)?$", re.S)
+_DEATH = re.compile(r"was lost: its only holder (?P<death>.+?)(?:, and it (?P<rest>.*))?$",
+                    re.S)
 
 
 def gather_failure(exc: BaseException, targets: dict, futures: list, *, timeout,
-                   scattered) -> BaseException | None:
+                   scattered_as) -> BaseException | None:
     """What ``%gather`` raises instead of ``exc``: ``exc`` itself for a task's own
-    exception (its traceback made the task's), a MagicError for an expected failure,
-    None to let ``exc`` through as it is.
+    exception (its traceback made the task's), an exception of ``exc``'s class said in
+    a sentence or two for an expected failure, None to let ``exc`` through as it is.
 
-    ``scattered(label)`` says whether %scatter made that name (so the hint is to
-    scatter it again, not to compute it).
+    ``scattered_as(future)`` is the name ``%scatter`` scattered it as, if it did (the
+    hint for lost data is then ``%scatter <name>``).
     """
-    what = ["%gather", *targets]
+    what = " ".join(["%gather", *targets])
     if isinstance(exc.__cause__, RemoteTraceback):
         key = exc.__cause__.key
         errored = [(label, f) for label, f in labelled_futures(targets)
                    if f.status == "error" and key in (None, f.key)]
         if len({f.key for _, f in errored}) == 1:
             return task_failure(exc, _first_labels(errored), errored[0][1].key)
-        return task_failure(exc, _named(targets, futures, ("error",)))
+        return task_failure(exc, _named(_failed(targets, ("error",))))
     if isinstance(exc, TimeoutError):
         return timed_out(what, targets, futures, timeout)
     if isinstance(exc, FutureLostError):
-        names = _named(targets, futures, ("lost", "cancelled"))
-        return lost(what, names, exc, again=all(scattered(n) for n in names.split(", ")))
+        return lost(what, _failed(targets, ("lost", "cancelled")), exc, scattered_as)
     if isinstance(exc, KilledWorkerError):
-        return MagicError(f"{' '.join(what)}: {_named(targets, futures, ('error',))} failed: "
-                          f"the workers running its task kept dying.",
-                          "It may be what kills them (memory?): see %cluster and the "
-                          "workers' logs; %tb shows the details.")
+        return said(KilledWorkerError,
+                    f"{what}: {_named(_failed(targets, ('error',)))} failed: the workers "
+                    f"running its task kept dying.",
+                    "It may be what kills them (memory?): see %cluster and the workers' "
+                    "logs; %tb shows the details.")
     if isinstance(exc, CancelledError):
-        names = _named(targets, futures, ("cancelled", "lost"))
-        return cancelled(what, names, reason=getattr(exc, "reason", None))
+        return cancelled(what, _named(_failed(targets, ("cancelled", "lost"))),
+                         reason=getattr(exc, "reason", None))
     if isinstance(exc, ClientClosedError):
         names = ", ".join(targets)
-        return MagicError(f"{' '.join(what)}: {names} {'belong' if ',' in names else 'belongs'} "
-                          f"to a client that was closed (its cluster was stopped, or went away).",
-                          "Start a cluster (%cluster start) and scatter the data again.")
+        return said(ClientClosedError,
+                    f"{what}: {names} {'belong' if ',' in names else 'belongs'} to a client "
+                    f"that was closed (its cluster was stopped, or went away).",
+                    "Start a cluster (%cluster start) and scatter the data again.")
     if isinstance(exc, (WorkerDiedError, WorkerUnresponsiveError)):
-        return MagicError(f"{' '.join(what)}: the workers holding {', '.join(targets)} died or "
-                          f"stopped answering while it was read ({exc}).",
-                          "Gather it again: another copy, or its task run again, may answer.")
+        return said(type(exc), f"{what}: the workers holding {', '.join(targets)} died or "
+                               f"stopped answering while it was read ({exc}).",
+                    "Gather it again: another copy, or its task run again, may answer.")
     if isinstance(exc, CommClosedError):
         return cluster_gone(what, exc)
     return None
@@ -93,60 +97,67 @@ def scatter_failure(exc: BaseException, names: list[str], *, timeout) -> BaseExc
     """What ``%scatter`` raises instead of ``exc`` (None: let it through)."""
     what = " ".join(["%scatter", *names])
     if isinstance(exc, TimeoutError):
-        return MagicTimeoutError(
-            f"{what} did not finish within {timeout} s while waiting for the workers to "
-            f"store the data.",
-            "The cluster is still usable: try a longer --timeout, or check %cluster.")
+        return said(TimeoutError,
+                    f"{what} did not finish within {timeout} s while waiting for the workers "
+                    f"to store the data.",
+                    "The cluster is still usable: try a longer --timeout, or check %cluster.")
     if isinstance(exc, ClientClosedError):
-        return MagicError(f"{what}: the cluster's client was closed.",
-                          "Start a cluster (%cluster start) or connect to one.")
+        return said(ClientClosedError, f"{what}: the cluster's client was closed.",
+                    "Start a cluster (%cluster start) or connect to one.")
     if isinstance(exc, (WorkerDiedError, WorkerUnresponsiveError)):
-        return MagicError(f"{what}: the workers it went to died or stopped answering during "
-                          f"the transfer ({exc}).",
-                          "Nothing of it was kept; the cluster is still usable (see %cluster): "
-                          "scatter it again.")
+        return said(type(exc), f"{what}: the workers it went to died or stopped answering "
+                               f"during the transfer ({exc}).",
+                    "Nothing of it was kept; the cluster is still usable (see %cluster): "
+                    "scatter it again.")
     if isinstance(exc, CommClosedError):
-        return cluster_gone(["%scatter", *names], exc)
+        return cluster_gone(what, exc)
     return None
 
 
 def cluster_failure(exc: BaseException, what: str) -> BaseException | None:
     """What ``%cluster`` (showing or stopping) raises instead of ``exc``."""
     if isinstance(exc, (CommClosedError, ClientClosedError)):
-        return cluster_gone([what], exc)
+        return cluster_gone(what, exc)
     return None
 
 
 # ------------------------------------------------------------ the sentences ---
 
-def lost(what: list[str], names: str, exc: BaseException, *, again: bool) -> MagicError:
+def lost(what: str, failed: list, exc: BaseException, scattered_as) -> BaseException:
+    """``failed``: ``[(label, future)]``; the engine's message says how the holder died,
+    and whether the key was scattered data (else a result that cannot be recomputed)."""
+    names = _named(failed)
     match = _DEATH.search(str(exc))
     why = f": its only holder {match['death']}" if match else f" ({exc})"
-    hint = (f"Scatter it again (%scatter {names.split('[')[0]}); --broadcast keeps a copy "
-            f"on every worker." if again else "Submit its task again with its inputs.")
-    return MagicError(f"{' '.join(what)}: {names} {_was(names)} lost{why}.", hint)
+    if match and not (match["rest"] or "").startswith("was scattered"):
+        hint = "Submit its task again, with its inputs."
+    else:
+        scattered = {scattered_as(future) for _, future in failed} - {None}
+        again = f" (%scatter {' '.join(sorted(scattered))})" if scattered else ""
+        hint = f"Scatter it again{again}; --broadcast keeps a copy on every worker."
+    return said(FutureLostError, f"{what}: {names} {_was(names)} lost{why}.", hint)
 
 
-def cancelled(what: list[str], names: str, *, reason) -> MagicError:
+def cancelled(what: str, names: str, *, reason) -> BaseException:
     because = f" ({reason})" if reason and reason != "unknown" else ""
-    return MagicError(f"{' '.join(what)}: {names} {_was(names)} cancelled{because}: a "
-                      f"cancelled future has no value.",
-                      "Submit its task (or scatter its data) again.")
+    return said(FutureCancelledError,
+                f"{what}: {names} {_was(names)} cancelled{because}: a cancelled future has "
+                f"no value.", "Submit its task (or scatter its data) again.")
 
 
-def timed_out(what: list[str], targets: dict, futures: list, timeout) -> MagicTimeoutError:
+def timed_out(what: str, targets: dict, futures: list, timeout) -> BaseException:
     pending = [label for label, future in labelled_futures(targets) if not future.done()]
     shown = ", ".join(pending[:MAX_NAMED]) + (", …" if len(pending) > MAX_NAMED else "")
-    return MagicTimeoutError(
-        f"{' '.join(what)} did not finish within {timeout} s: {len(pending)} of "
-        f"{len(futures)} futures still pending ({shown}).",
-        "They keep running: gather again later, or use a longer --timeout.")
+    return said(TimeoutError,
+                f"{what} did not finish within {timeout} s: {len(pending)} of "
+                f"{len(futures)} futures still pending ({shown}).",
+                "They keep running: gather again later, or use a longer --timeout.")
 
 
-def cluster_gone(what: list[str], exc: BaseException) -> MagicError:
-    return MagicError(f"{' '.join(what)}: the cluster stopped answering ({exc}).",
-                      "Its data is gone with it: %cluster stop, then %cluster start (or "
-                      "connect), and scatter again.")
+def cluster_gone(what: str, exc: BaseException) -> BaseException:
+    return said(type(exc), f"{what}: the cluster stopped answering ({exc}).",
+                "Its data is gone with it: %cluster stop, then %cluster start (or connect), "
+                "and scatter again.")
 
 
 def _was(names: str) -> str:
@@ -159,11 +170,14 @@ def _first_labels(labelled: list) -> str:
     return ", ".join(labels[:MAX_NAMED]) + more
 
 
-def _named(targets: dict, futures: list, statuses: tuple) -> str:
-    """The labels (``res[2]``) of the futures in one of ``statuses``: who failed."""
-    failed = [(label, future) for label, future in labelled_futures(targets)
-              if future.status in statuses]
-    return _first_labels(failed or [(name, None) for name in targets])
+def _failed(targets: dict, statuses: tuple) -> list:
+    """``[(label, future)]`` (``res[2]``) of the futures in one of ``statuses``: who failed."""
+    found = [(label, f) for label, f in labelled_futures(targets) if f.status in statuses]
+    return found or [(name, None) for name in targets]
+
+
+def _named(failed: list) -> str:
+    return _first_labels(failed)
 
 
 # ------------------------------------------------------------ a task's exception ---

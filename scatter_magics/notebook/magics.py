@@ -278,7 +278,7 @@ class ScatterMagics(Magics):
                 targets, futures, self.session.client_name(client))) from None
         except Exception as exc:  # an expected failure is said in a sentence or two
             said = gather_failure(exc, targets, futures, timeout=timeout,
-                                  scattered=lambda label: label.split("[")[0] in self.names)
+                                  scattered_as=lambda f: self.names.labels().get(f.key))
             if said is None or said is exc:  # exc: a task's own, shown as the task's
                 raise
             raise said from exc
