@@ -8,8 +8,10 @@ in it) with ``%cluster connect --scheduler-file``; the embedded one starts its c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 
 import nbformat
 import pytest
@@ -44,6 +46,9 @@ deadline = time.time() + 60
 while not later.done() and time.time() < deadline:
     time.sleep(0.05)
 later.status"""
+
+IDLE_LATE = "idle_late = client.submit(late, 8)"
+NEXT_CELL = "print('the next cell runs')"  # run once idle_late is done, the kernel idle till then
 
 BROKEN = """\
 def broken(x):
@@ -80,7 +85,8 @@ slow = SlowToPickle()
 
 
 def notebook(setup: str) -> nbformat.NotebookNode:
-    cells = [setup, CHATTY, LATE, WAIT_FOR_LATER, BROKEN, SCATTER_ON_WORKER_0,
+    cells = [setup, CHATTY, LATE, WAIT_FOR_LATER, IDLE_LATE, NEXT_CELL, BROKEN,
+             SCATTER_ON_WORKER_0,
              KILL_WORKER_0["dask" if "connect" in setup else "embedded"], WAIT_FOR_LOSS,
              "%gather big", SLOW_SCATTER, "%cluster stop"]
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -120,6 +126,11 @@ def cells(request, tmp_path_factory):
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         client = NotebookClient(nb, timeout=120, startup_timeout=60, kernel_name=KERNEL,
                                 allow_errors=True)
+
+        async def before(cell, **_):  # leave the kernel idle until idle_late is done
+            if cell.source == NEXT_CELL:
+                await kernel_says_true(client, "idle_late.done()")
+        client.on_cell_execute = before
         try:
             client.execute(env=env)
         finally:
@@ -130,6 +141,20 @@ def cells(request, tmp_path_factory):
         return next(c.outputs for c in _runs[engine].cells if containing in c.source)
     outputs.engine = engine
     return outputs
+
+
+async def kernel_says_true(client: NotebookClient, expression: str, timeout: float = 60) -> None:
+    """Ask the idle kernel until ``expression`` is True, with silent requests: they run
+    no cell (IPython triggers no pre/post_run_cell for them)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg_id = client.kc.execute("", silent=True, store_history=False,
+                                   user_expressions={"answer": expression})
+        reply = await client.async_wait_for_reply(msg_id)
+        if reply["content"]["user_expressions"]["answer"]["data"]["text/plain"] == "True":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the kernel never said {expression} within {timeout} s")
 
 
 def streamed(outputs: list[dict], name: str) -> str:
@@ -164,6 +189,11 @@ def test_output_arriving_after_its_cell_ended_shows_in_the_cell_running_then(cel
     stdout = streamed(cells("while not later.done()"), "stdout")
     assert re.search(r"^\[late-[0-9a-f]{8} on worker-\d\]\nlate output 7\n", stdout, re.M), \
         stdout
+
+
+def test_output_that_came_while_no_cell_ran_shows_first_in_the_next_cell(cells):
+    assert re.fullmatch(r"\[late-[0-9a-f]{8} on worker-\d\]\nlate output 8\nthe next cell runs\n",
+                        streamed(cells(NEXT_CELL), "stdout"))
 
 
 # ------------------------------------------------------------ item 6: errors ---
