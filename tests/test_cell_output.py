@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
+import textwrap
 import time
 
 import nbformat
@@ -110,7 +113,7 @@ def dask_cli(tmp_path_factory):
         cli.stop()
 
 
-@pytest.fixture(params=["dask"])  # the embedded engine: once its scheduler relays output
+@pytest.fixture(params=["embedded", "dask"])
 def cells(request, tmp_path_factory):
     """The executed notebook of one engine: ``cells(containing)`` finds a cell's outputs."""
     engine = request.param
@@ -194,6 +197,24 @@ def test_output_arriving_after_its_cell_ended_shows_in_the_cell_running_then(cel
 def test_output_that_came_while_no_cell_ran_shows_first_in_the_next_cell(cells):
     assert re.fullmatch(r"\[late-[0-9a-f]{8} on worker-\d\]\nlate output 8\nthe next cell runs\n",
                         streamed(cells(NEXT_CELL), "stdout"))
+
+
+def test_a_scripts_tasks_print_on_its_stderr_line_by_line_and_leave_stdout_alone():
+    script = textwrap.dedent("""
+        from scatter_magics import Client
+        def chatty(x):
+            print("hello from", x)
+            print("and again")
+            return x
+        with Client(n_workers=1) as client:
+            print("result:", client.submit(chatty, "a script").result())
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "result: a script\n"
+    marked = re.findall(r"^\[chatty-[0-9a-f]{8} worker-0\] (.*)$", run.stderr, re.M)
+    assert marked == ["hello from a script", "and again"], run.stderr
 
 
 # ------------------------------------------------------------ item 6: errors ---

@@ -726,8 +726,6 @@ def test_a_slow_scatter_or_gather_shows_its_bar_by_time(shared, client):
 
 def test_what_a_task_prints_shows_on_stderr_in_a_terminal(shared, client):
     """Outside a kernel: each line on stderr, marked with the task and its worker."""
-    if backend_for(client).kind == "embedded":
-        pytest.skip("the embedded scheduler does not relay task output yet")
     shared.run_cell("import logging, warnings\n"
                     "def chatty(x):\n"
                     "    print('hello from', x)\n"

@@ -38,6 +38,7 @@ from ..wire.serialize import (
     wire,
 )
 from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .task_output import RUNNING, TaskOutput
 from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -118,6 +119,7 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -131,6 +133,7 @@ class Worker:
         self.closed.set()
 
     async def start(self) -> None:
+        self.output.start(asyncio.get_running_loop())
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
@@ -153,6 +156,7 @@ class Worker:
             if channel is not None:
                 channel.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.output.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -257,9 +261,10 @@ class Worker:
             timer = watch.watch()
             try:
                 value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started)
+                    self.executor, _execute, key, task, inputs, watch.started)
             finally:
                 timer.cancel()
+                self.output.send(key)  # before the result: the cell waiting shows it
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -306,11 +311,15 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None):
+def _execute(key, task: Serialized, inputs: dict, on_start=None):
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    func, args, kwargs = deserialize_task(task, inputs)
-    return func(*args, **kwargs)
+    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
+    try:
+        func, args, kwargs = deserialize_task(task, inputs)
+        return func(*args, **kwargs)
+    finally:
+        RUNNING.key = None
 
 
 def task_traceback(exc: BaseException) -> str:
@@ -358,7 +367,14 @@ def main(argv=None) -> None:
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    # Our own log lines, marked with the worker's name. Not the root logger's: a task's
+    # records then reach the last-resort handler, which writes to sys.stderr as it is
+    # when they come (the task's output, task_capture.py), as they would in a notebook.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{args.name}] %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("scatter_magics")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
     die_with_owner(args.shm_prefix, args.owner_pid)
     secret = _read_line("cluster secret")
