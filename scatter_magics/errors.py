@@ -119,7 +119,10 @@ def said(cls: type, *lines: str) -> BaseException:
     >>> isinstance(error, FutureLostError), error._render_traceback_()
     (True, ['%gather big: big was lost.', 'Scatter it again.'])
     """
-    exc = cls("\n".join(lines))
+    try:
+        exc = cls("\n".join(lines))
+    except TypeError:  # a class whose constructor wants other arguments
+        return MagicError(*lines)
     exc._render_traceback_ = functools.partial(brief_lines, exc, list(lines))
     return exc
 
