@@ -9,6 +9,8 @@ program sees them (``Future.key``, ``who_has``, event records); only what a pers
 "('x', 0)"
 >>> value_name("df[0/4]-5f3c2a9b8e7d"), value_name("len-3f2a9c0b1d2e"), value_name(("x", 0))
 ('df', 'len', "('x', 0)")
+>>> short_key("f-4b4d31504aa145c187b6381823235b1a")
+'f-4b4d3150'
 >>> check_key(["x", 0])
 Traceback (most recent call last):
 ...
@@ -16,6 +18,8 @@ TypeError: a key must be a str, bytes, int, float or a tuple of them, as in Dask
 """
 
 from __future__ import annotations
+
+import re
 
 ATOMS = (str, bytes, int, float)
 
@@ -54,3 +58,12 @@ def value_name(key) -> str:
 
 
 _HEX = frozenset("0123456789abcdef")
+
+
+_LONG_TOKEN = re.compile(r"-([0-9a-f]{8})[0-9a-f]{8,}$")
+
+
+def short_key(key) -> str:
+    """The key's text with a long hex token cut to 8 digits (``f-4b4d3150``): enough to
+    tell a task from the others in a line of output, short enough to read."""
+    return _LONG_TOKEN.sub(r"-\1", key_text(key))

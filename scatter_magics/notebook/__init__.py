@@ -11,6 +11,7 @@
 | ``display`` | text/HTML output of the magics (``ScatterResult``, ``ClusterSummary``) |
 | ``progress_bar`` | ``ProgressBar``: the progress callback drawn as a widget or a terminal line |
 | ``interrupted`` | the one line a Ctrl-C leaves |
+| ``failures`` | what a magic says when it fails: a sentence or two, or a task's own traceback |
 | ``widget``, ``widget_model``, ``widget_keys``, ``widget_html``, ``cluster_table``, ``throttle`` | the live futures and cluster widgets (anywidget; JS and CSS in ``static/``) |
 
 May import: the package's top level (``backend``, ``errors``, ``structure``, ``tokenize``,

@@ -26,15 +26,15 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Any, Float, Integer, Unicode, Union
 
+from .. import task_output
 from ..backend import Backend, backend_for, future_types
 from ..errors import (
-    ClientClosedError,
     Interrupted,
     NoWorkersError,
     SerializationError,
     UnknownWorkerError,
 )
-from ..progress import counter, progress_option, reports_progress
+from ..progress import counter, progress_option
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (
@@ -56,15 +56,16 @@ from .display import (
     install_formatters,
     remove_formatters,
 )
+from .failures import cluster_failure, gather_failure, scatter_failure
 from .interrupted import gather_interrupted, scatter_interrupted
 from .names import UNDEFINED, RememberedNames
 from .progress_bar import (
     DELAY,
-    NO_PROGRESS,
     NoProgress,
     ProgressBar,
     estimate_nbytes,
-    known_small,
+    gather_bar,
+    scatter_bar,
     view_for,
 )
 from .session import ClusterSession, check_cluster_options
@@ -210,11 +211,11 @@ class ScatterMagics(Magics):
             raise UsageError(f"{exc}; start a cluster with workers: %cluster start -n 2") from exc
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
-        except TimeoutError as exc:
-            raise TimeoutError(
-                f"%scatter {what} did not finish within {timeout or backend.default_timeout} s while "
-                f"waiting for the workers to store the data; the cluster is still usable: "
-                f"try a longer --timeout, or check %cluster") from exc
+        except Exception as exc:  # an expected failure is said in a sentence or two
+            said = scatter_failure(exc, args.names, timeout=timeout or backend.default_timeout)
+            if said is None:
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- %gather ---
     @no_var_expand
@@ -292,18 +293,12 @@ class ScatterMagics(Magics):
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
-        except ClientClosedError as exc:
-            what = ", ".join(targets)
-            raise UsageError(f"the futures of {what} belong to a client that was closed (the "
-                             f"cluster was stopped); scatter the data again") from exc
-        except TimeoutError as exc:
-            what = ", ".join(targets)
-            pending = [f.key for f in futures if not f.done()]
-            raise TimeoutError(
-                f"%gather {what} did not finish within {timeout} s: {len(pending)} of "
-                f"{len(futures)} futures still pending ({', '.join(pending[:5])}"
-                f"{', …' if len(pending) > 5 else ''}); they keep running, gather again "
-                f"later or use a longer --timeout") from exc
+        except Exception as exc:  # an expected failure is said in a sentence or two
+            said = gather_failure(exc, targets, futures, timeout=timeout,
+                                  scattered_as=lambda f: self.names.labels().get(f.key))
+            if said is None or said is exc:  # exc: a task's own, shown as the task's
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- %cluster ---
     @magic_arguments()
@@ -358,31 +353,26 @@ class ScatterMagics(Magics):
             return self.session.start(args)
         if args.action == "connect":
             return self.session.connect(args)
-        if args.action == "stop":
-            return self.session.stop()
-        return ClusterSummary.snapshot(self.session.backend(start=False), self.names.labels())
+        try:
+            if args.action == "stop":
+                return self.session.stop()
+            return ClusterSummary.snapshot(self.session.backend(start=False),
+                                           self.names.labels())
+        except Exception as exc:  # the cluster is gone: said in a sentence or two
+            said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())
+            if said is None:
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
                           hash: bool) -> ProgressBar | NoProgress:
-        """A bar for a %scatter that may take long enough to show one; else ``NO_PROGRESS``.
-
-        Small data (``known_small``) is hashed and sent in far less than the bar's delay,
-        and an engine that cannot report (Dask) leaves only the hashing to show. A bar
-        costs ~30 µs a magic, 1% of a small round trip; starting a cluster always gets one.
-        """
-        if running is not None and (known_small(values.values()) or not (
-                hash or reports_progress(running.scatter))):
-            return NO_PROGRESS
-        return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
+        return scatter_bar(what, running, values, hash, view=lambda: view_for(self.shell),
+                           delay=self.progress_delay)
 
     def _gather_progress(self, targets: dict, backend: Backend) -> ProgressBar | NoProgress:
-        """A bar for a %gather, if its engine reports progress (a gather of small data
-        may still wait long for its tasks, so its size does not decide)."""
-        if not reports_progress(backend.gather):
-            return NO_PROGRESS
-        return ProgressBar(f"%gather {' '.join(targets)}", view_for(self.shell),
-                           delay=self.progress_delay)
+        return gather_bar(f"%gather {' '.join(targets)}", backend,
+                          view=lambda: view_for(self.shell), delay=self.progress_delay)
 
     # -------------------------------------------------------------- namespace ---
     def _value_of(self, text: str):
@@ -427,6 +417,7 @@ def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``."""
     magics = ScatterMagics(ipython)
     ipython.register_magics(magics)
+    task_output.ROUTER.watch(ipython)  # tasks' output goes to the cell that runs
     install_formatters(ipython, magics.names.labels)
     # In a kernel, the live widget takes precedence over the text/HTML summary.
     from .widget import install_display
@@ -447,6 +438,7 @@ def unload_ipython_extension(ipython) -> None:
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
     remove_formatters(ipython)
+    task_output.ROUTER.unwatch(ipython)
     from .widget import uninstall_display
 
     uninstall_display(ipython)

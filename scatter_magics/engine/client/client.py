@@ -19,6 +19,7 @@ import uuid
 import weakref
 from typing import Callable
 
+from ... import task_output
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
@@ -138,6 +139,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
+            task_output.show(msg["worker"], msg["records"])
 
     def __await__(self):
         async def start():

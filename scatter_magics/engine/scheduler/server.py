@@ -154,6 +154,7 @@ class Scheduler:
             "acquired": self._on_worker(lambda a, m: self.state.acquired(
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
+            "task-output": self._on_worker(lambda a, m: self.state.task_output(a, m["records"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
                 a, m["memory"], time.monotonic())),
         }

@@ -39,6 +39,7 @@ from ..wire.serialize import (
 )
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
 from .runner import TaskRunner
+from .task_output import RUNNING, TaskOutput
 from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -119,6 +120,7 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -132,6 +134,7 @@ class Worker:
         self.closed.set()
 
     async def start(self) -> None:
+        self.output.start(asyncio.get_running_loop())
         self.runner = TaskRunner(self.nthreads, self._task_done)
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
@@ -156,6 +159,7 @@ class Worker:
                 channel.close()
         if self.runner is not None:
             self.runner.close()
+        self.output.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -272,11 +276,12 @@ class Worker:
         watch = StartWatch(asyncio.get_running_loop(),
                            lambda: self._report({"op": "task-started", "key": key}))
         running = (key, watch.watch(), fetched)
-        self.runner.run(running, functools.partial(_execute, task, inputs, watch.started))
+        self.runner.run(running, functools.partial(_execute, key, task, inputs, watch.started))
 
     def _task_done(self, running: tuple, ok: bool, value) -> None:
         key, timer, fetched = running
         timer.cancel()
+        self.output.send(key)  # before the result: the cell waiting shows it
         if not ok:
             self._task_erred(key, value, fetched)
             return
@@ -327,11 +332,29 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None):
+def _execute(key, task: Serialized, inputs: dict, on_start=None):
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    func, args, kwargs = deserialize_task(task, inputs)
-    return func(*args, **kwargs)
+    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
+    try:
+        func, args, kwargs = deserialize_task(task, inputs)
+        return func(*args, **kwargs)
+    finally:
+        RUNNING.key = None
+
+
+def task_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the task's own first frame on.
+
+    The frames before it (this worker's event loop, the thread pool, ``_execute``) say
+    nothing about the task and would hide its frames in a long traceback. An exception
+    raised before the task's function ran (its arguments did not unpickle) keeps them all.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _execute.__code__:
+        tb = tb.tb_next
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def resident_memory() -> int:
@@ -370,7 +393,14 @@ def main(argv=None, parent_pid: int | None = None) -> None:
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    # Our own log lines, marked with the worker's name. Not the root logger's: a task's
+    # records then reach the last-resort handler, which writes to sys.stderr as it is
+    # when they come (the task's output, task_capture.py), as they would in a notebook.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{args.name}] %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("scatter_magics")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
     parent_pid = args.owner_pid if parent_pid is None else parent_pid
     die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
