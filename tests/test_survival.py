@@ -147,10 +147,10 @@ def test_the_magics_lose_a_changed_or_deleted_variable_naming_it(magics_cluster,
     wait_for(lambda: future.status == "lost", what="b's future to be lost")
     with pytest.raises(FutureLostError) as lost:
         run(ip, "%gather b")
-    said = "changed" if change == "changed" else "was deleted"
-    assert str(lost.value).startswith(f"b {said} after it was scattered and its only "
-                                      "worker died")
-    assert str(lost.value).endswith("%scatter b again")
+    said = ("changed after it was scattered and its only worker died: %scatter b again"
+            if change == "changed" else "was deleted after it was scattered and its only "
+            "worker died: assign it and %scatter b again")
+    assert lost.value._render_traceback_() == [f"%gather b: b {said}"]  # one line, no traceback
 
 
 # ------------------------------------------------------------ busy is not dead ---

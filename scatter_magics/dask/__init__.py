@@ -7,6 +7,9 @@
 - :mod:`.events`: the client side of those events (or polling, without the plugin).
 - :mod:`.resend`: scattered data Dask lost with its workers, scattered again from where
   the magics read it (the notebook's variable).
+- :mod:`.failures`: Dask's failures as the classes of ``errors.py``.
+- :mod:`.task_output`: what tasks print, captured on the workers and relayed to the
+  clients that hold their keys (plugins shipped by value).
 - :mod:`.adopt`: Dask clusters a notebook starts on its own, put in the Jupyter sidebar's
   registry after each cell (it imports nothing of Dask).
 

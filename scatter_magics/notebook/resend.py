@@ -25,9 +25,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..backend import future_types
 from ..errors import FutureLostError
+from ..structure import find_futures
 from .arguments import is_dotted_name, keyed_items
 from .namespace import MISSING, read_variable
+from .splitting import cut_items
+
 
 class VariableSource:
     """One ``%scatter`` argument (a variable or dotted name) and how it was keyed.
@@ -59,28 +63,33 @@ class VariableSource:
         return FutureLostError(f"{self.name} {what}: {then}%scatter {self.name} again")
 
 
-def offer_sources(shell, backend, keys: dict, args) -> None:
+def offer_sources(shell, backend, results: dict, args) -> None:
     """Tell ``backend`` where to read the keys of each variable ``%scatter`` scattered.
 
-    ``keys`` maps each argument's text to its keys; ``args`` are the ``%scatter``'s
-    options, kept so a value scattered again is keyed and placed as before. Expressions
-    (``df[0]``, ``f(x)``) get no source (reading them again would run code), nor does
-    ``--no-hash`` (no content hash to check the variable against): their data is lost as
-    any scattered data is.
+    ``results`` maps each argument's text to its future(s); ``args`` are the
+    ``%scatter``'s options, kept so a value scattered again is keyed (split, cut into
+    the same pieces) and placed as before. Expressions (``df[0]``, ``f(x)``) get no
+    source (reading them again would run code), nor does ``--no-hash`` (no content hash
+    to check the variable against): their data is lost as any scattered data is.
     """
     resend_from = getattr(backend, "resend_from", None)
     if resend_from is None or not args.hash:
         return
     sources = {}
-    for text, text_keys in keys.items():
+    for text, futures in results.items():
         if is_dotted_name(text):
             source = VariableSource(shell, text, _rekey(text, args))
-            sources.update(dict.fromkeys(text_keys, source))
+            keys = [f.key for f in find_futures(futures, future_types())]
+            sources.update(dict.fromkeys(keys, source))
     if sources:
         resend_from(sources, workers=args.workers, broadcast=args.broadcast)
 
 
 def _rekey(text: str, args) -> Callable[[object], dict]:
+    n = getattr(args, "cuts", {}).get(text)  # cut into n pieces: the same cut again
+
     def rekey(value) -> dict:
-        return keyed_items(text, value, args.split, args.hash)[0]
+        if n is not None:
+            return cut_items(text, value, n, args.hash)[0]
+        return keyed_items(text, value, args.split is True, args.hash)[0]
     return rekey

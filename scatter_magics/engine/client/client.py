@@ -19,6 +19,7 @@ import uuid
 import weakref
 from typing import Callable
 
+from ... import task_output
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
@@ -143,6 +144,8 @@ class Client:
             self._workers.fail_pending(msg["address"], msg["error"])
         elif msg["op"] == "resend" and hasattr(self, "_resending"):
             self._resending.requested(msg["keys"])  # every replica died: send ours
+        elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
+            task_output.show(msg["worker"], msg["records"])
 
     def __await__(self):
         async def start():
@@ -214,8 +217,7 @@ class Client:
 
     def resend_from(self, sources: dict) -> None:
         """When every replica of a key of ``sources`` dies, scatter it again from
-        ``sources[key]`` (a ``backend.Source``, e.g. the magics' variable) before anyone
-        gathers it (ours, not Dask's; small values are re-sent from our own copy anyway)."""
+        ``sources[key]`` (a ``backend.Source``: the magics' variable) before anyone gathers it."""
         self._check_open()
         self._resending.keep(sources)
 
@@ -282,13 +284,18 @@ class Client:
         if not callable(func):
             raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
         name = getattr(func, "__name__", type(func).__name__)
+        restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
             key = key or _task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
-            tasks.append((key, task, deps, plain_workers(workers)))
-        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+            tasks.append((key, task, deps, restrictions))
+        if restrictions is None and not self.asynchronous:
+            # Sent ahead: nothing the caller gets back waits for the scheduler.
+            self._ahead.submit(tasks, [f._state for f in futures])
+        else:  # (workers= is resolved by the scheduler: an unknown one raises here)
+            self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
     def _key_of(self, obj) -> str | None:
@@ -324,8 +331,8 @@ class Client:
 
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
-        return self._ask({"op": "cancel", "keys": keys_of(futures), "force": force},
-                         asynchronous)
+        msg = {"op": "cancel", "keys": keys_of(futures), "force": force}
+        return self._ask(msg, asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
@@ -337,11 +344,9 @@ class Client:
         return self._ask({"op": "replicate", "keys": keys_of(futures), "n": n,
                           "workers": plain_workers(workers)}, asynchronous)
 
-    # ------------------------------------------------------------ datasets ---
-    # Dask's names and meaning (engine/client/datasets.py): data owned by the cluster.
+    # ----------------------------- datasets: Dask's names and meaning, owned by the cluster ---
     def publish_dataset(self, *args, name=None, override: bool = False, **kwargs) -> None:
         """Store data on the cluster by name, until ``unpublish_dataset`` (as Dask's)."""
-        self._check_open()
         return self._ask(publish_message(args, name, override, kwargs, self), None)
 
     def unpublish_dataset(self, name, **kwargs) -> None:
@@ -354,8 +359,7 @@ class Client:
         return self._ask({"op": "list-datasets"}, kwargs.get("asynchronous"))
 
     def get_dataset(self, name, default=NO_DEFAULT, **kwargs):
-        """The dataset ``name`` (or a list), its futures this client's; ``default`` or
-        ``KeyError`` for one not published."""
+        """The dataset ``name`` (or a list), its futures ours; ``default`` or KeyError if none."""
         self._check_open()
         return self._run(get_datasets(self._link, name, self), kwargs.get("asynchronous"),
                          then=lambda found: datasets_of(found, name, default))
