@@ -195,8 +195,8 @@ def test_worker_dies_keeps_every_value_that_has_a_copy_and_names_the_one_that_ch
     gathered = text_of(code_cell(nb, "same = %gather table"))
     assert "table is intact: True" in gathered and "notes and rows too: True" in gathered
     assert "held by: ['worker-2']" in gathered  # the replacement took worker-1's place
-    assert ("FutureLostError: scores changed after it was scattered and its only worker "
-            "died: %scatter scores again") in gathered
+    assert ("FutureLostError: %gather scores: scores changed after it was scattered and its "
+            "only worker died: %scatter scores again") in gathered
     healed = text_of(code_cell(nb, "workers now:"))
     names = re.search(r"workers now: (\[.*?\])", healed).group(1)
     assert "'worker-0'" in names and "'worker-1'" not in names and names.count("'") == 4, (
