@@ -133,6 +133,21 @@ def test_the_magics_send_an_unchanged_variable_again(magics_cluster):
     assert run(ip, "%gather a") == list(range(100_000))
 
 
+def test_the_magics_send_a_piece_of_a_split_variable_again(magics_cluster):
+    """``--split 2`` cut the list in two pieces; the one whose worker died is cut again
+    from the unchanged variable, under the same key, and the whole joins as before."""
+    ip, client = magics_cluster
+    ip.user_ns["c"] = list(range(200_000))  # pieces of ~0.5 MB: the socket, no copy kept
+    pieces = run(ip, "%scatter c --split 2 --timeout 30")
+    [holder] = holders(client, pieces[0])
+    on_it = [piece for piece in pieces if holder in holders(client, piece)]
+    kill(client, holder)
+    for piece in on_it:
+        taken_over(client, piece, holder)
+    assert all(piece.status == "finished" for piece in pieces)
+    assert run(ip, "%gather c") == list(range(200_000))
+
+
 @pytest.mark.parametrize("change", ["changed", "deleted"])
 def test_the_magics_lose_a_changed_or_deleted_variable_naming_it(magics_cluster, change):
     ip, client = magics_cluster
