@@ -192,7 +192,7 @@ class DaskBackend:
         """Addresses for ``workers`` given as addresses, ``(host, port)`` or names."""
         if workers is None:
             return None
-        known = self.scheduler_info()["workers"]
+        known = self._workers()
         by_name = {str(w["name"]): a for a, w in known.items()}
         by_hostport = {a.split("://", 1)[-1]: a for a in known}
         out = []
@@ -208,14 +208,19 @@ class DaskBackend:
     def scheduler_info(self) -> dict:
         self._check_open()
         if hub_for(self.client).install() == "plugin":
-            workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
             datasets = self.client.sync(self.client.scheduler.scatter_magics_datasets)
         else:  # Dask's own calls: the names of the datasets, not their sizes
-            workers = _workers_from_identity(self.client.scheduler_info(n_workers=-1))
             datasets = [{"name": str(name), "nbytes": None, "workers": []}
                         for name in self.client.list_datasets()]
-        return {"address": self.client.scheduler.address, "workers": workers,
+        return {"address": self.client.scheduler.address, "workers": self._workers(),
                 "datasets": datasets}
+
+    def _workers(self) -> dict:
+        """``scheduler_info()["workers"]`` alone (one trip: ``-w`` resolves names often)."""
+        self._check_open()
+        if hub_for(self.client).install() == "plugin":
+            return self.client.sync(self.client.scheduler.scatter_magics_workers)
+        return _workers_from_identity(self.client.scheduler_info(n_workers=-1))
 
     # ------------------------------------------------------------ datasets ---
     def publish(self, name, data) -> None:
