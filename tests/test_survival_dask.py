@@ -67,18 +67,22 @@ def name_of(client, address: str) -> str:
     return next(n for n, a in addresses(client).items() if a == address)
 
 
-def test_gather_after_the_holder_restarts_gives_the_unchanged_variable(connected):
-    """``%scatter a``, its only holder dies, ``%gather a`` gives a (was FutureCancelledError)."""
+@pytest.mark.parametrize("placement", ["", "-w w1"])
+def test_gather_after_the_holder_restarts_gives_the_unchanged_variable(connected, placement):
+    """``%scatter a``, its only holder dies, ``%gather a`` gives a (was FutureCancelledError).
+    With ``-w w1`` the re-send waits for the nanny to bring w1 back, and goes there."""
     ip = connected
     client = ip.user_ns["client"]
     ip.user_ns["a"] = list(range(1000))
-    future = run(ip, "%scatter a")
+    future = run(ip, f"%scatter a {placement}")
     [holder] = holders(client, future)
     restart(client, name_of(client, holder))
     # Sent again before anyone asks: the future is finished and held again on its own.
     wait_for(lambda: future.status == "finished" and holders(client, future), timeout=30,
              what="a to be scattered again from the notebook")
     assert run(ip, "%gather a") == list(range(1000))
+    if placement:
+        assert holders(client, future) == {addresses(client)["w1"]}
 
 
 @pytest.mark.parametrize("change", ["changed", "deleted"])

@@ -20,14 +20,16 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 import weakref
 
-from ..errors import FutureLostError
+from ..errors import FutureLostError, UnknownWorkerError
 from .events import DaskSubscription, hub_for
 
 logger = logging.getLogger(__name__)
 
 GONE = frozenset({"cancelled", "lost"})  # a future's status once Dask let its data go
+WORKER_WAIT = 30.0  # s a re-send waits for a worker -w named (as the embedded scheduler)
 
 
 class Resender:
@@ -41,6 +43,7 @@ class Resender:
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._subscription: DaskSubscription | None = None
+        self._closing = threading.Event()  # ends a wait for workers when the client closes
 
     @property
     def client(self):
@@ -53,8 +56,10 @@ class Resender:
             for key in [k for k in self.sources if k not in futures]:  # released since
                 del self.sources[key]
                 self.refused.pop(key, None)
+            placement = None if workers is None else tuple(  # hashable: sends are grouped
+                [workers] if isinstance(workers, (str, tuple)) else workers)
             for key, source in sources.items():
-                self.sources[key] = (source, workers, broadcast)
+                self.sources[key] = (source, placement, broadcast)
                 self.refused.pop(key, None)
         if self._subscription is None:
             self._listen()
@@ -109,9 +114,30 @@ class Resender:
                     ", ".join(map(str, list(items)[:5])))
         from .backend import DaskBackend  # (which imports this module)
 
+        backend = DaskBackend(self.client)
+        workers = list(workers) if workers is not None else None
+        if workers is not None and not self._named_workers_back(backend, workers):
+            self.refused.update(dict.fromkeys(items, FutureLostError(
+                f"its only holder died, and no worker named {' or '.join(map(str, workers))} "
+                f"came back within {WORKER_WAIT:g} s to take it (it was scattered with -w)")))
+            return
         # The futures made here share the lost ones' state, which turns finished again.
-        DaskBackend(self.client).scatter(items, workers=workers, broadcast=broadcast,
-                                         direct=None, hash=True, timeout=None)
+        backend.scatter(items, workers=workers, broadcast=broadcast, direct=None, hash=True,
+                        timeout=None)
+
+    def _named_workers_back(self, backend, workers: list) -> bool:
+        """Whether the workers ``-w`` named are there, waiting up to :data:`WORKER_WAIT`
+        for a nanny to start them again (a restarted worker joins ~1-2 s after its death,
+        while the key's loss is known at once)."""
+        deadline = time.monotonic() + WORKER_WAIT
+        while True:
+            try:
+                backend.resolve_workers(workers)
+                return True
+            except UnknownWorkerError:
+                if time.monotonic() > deadline or self._closing.is_set():
+                    return False
+            self._closing.wait(0.2)  # then the scheduler's worker list again: a small request
 
     def ensure(self, futures: list, timeout: float | None) -> None:
         """Before a gather: wait for the re-sends of ``futures`` that Dask let go, starting
@@ -135,6 +161,7 @@ class Resender:
 
     def close(self) -> None:
         """Stop listening and re-sending (the client is closing)."""
+        self._closing.set()
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
