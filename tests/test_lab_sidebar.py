@@ -123,12 +123,19 @@ def clusters_by_notebook(server: LabServer) -> dict[str, dict]:
         return {c["name"]: c for c in json.loads(response.read())}
 
 
+TEMPLATE = "scatter_magics.engine.worker.template"
+
+
 def workers_of(process: psutil.Process) -> list[psutil.Process]:
     """The live (not zombie) worker processes a kernel started."""
     found = []
-    for child in process.children(recursive=True):  # forked by the kernel's fork server
+    for child in process.children(recursive=True):
         try:
-            if "scatter_magics.engine.worker" in child.cmdline() \
+            command = child.cmdline()
+            # Forked by the kernel's fork server (the template, the kernel's child, is not
+            # a worker; they share its command line), or spawned as a fresh interpreter.
+            forked = TEMPLATE in command and child.ppid() != process.pid
+            if (forked or "scatter_magics.engine.worker" in command) \
                     and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.NoSuchProcess:
