@@ -16,6 +16,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from tests.browser_support import (
@@ -31,7 +32,7 @@ from tests.browser_support import (
     save_artifact_dir,
     write_notebook,
 )
-from tests.conftest import our_worker_processes, wait_for
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -128,14 +129,25 @@ NOTEBOOK = [
 ]
 
 
-def worker_pid(name: str) -> int:
-    """The pid of the live worker process called ``name`` (started by the kernel)."""
-    def find():
-        for proc in our_worker_processes():
-            cmd = proc.cmdline()
-            if "--name" in cmd and cmd[cmd.index("--name") + 1] == name:
-                return proc.pid
-    return wait_for(find, timeout=15, what=f"a {name} process")
+def new_worker_pid(known: set) -> int:
+    """The pid of the live worker process (started by the kernel) not in ``known``: the
+    replacement. Workers forked by the kernel's fork server run the template's command
+    line (no ``--name``); the template is the kernel's child, a worker its child."""
+    def workers():
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                command, parent = proc.cmdline(), proc.parent()
+                if proc.status() != psutil.STATUS_ZOMBIE and (
+                        "scatter_magics.engine.worker" in command
+                        or (TEMPLATE in command and parent and TEMPLATE in parent.cmdline())):
+                    yield proc.pid
+            except psutil.NoSuchProcess:
+                pass
+    return wait_for(lambda: next((pid for pid in workers() if pid not in known), None),
+                    timeout=15, what="the replacement worker's process")
+
+
+TEMPLATE = "scatter_magics.engine.worker.template"
 
 
 def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
@@ -172,7 +184,7 @@ def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
         # 2. Busy kernel (another cell running, which changed x first): every holder
         #    dies at once, the row turns lost (scattered data: nothing to recompute it
         #    from, and the magics cannot send it again from a variable that changed).
-        holders = [pids["worker-1"], worker_pid("worker-2")]
+        holders = [pids["worker-1"], new_worker_pid(set(pids.values()))]  # and worker-2
         execute_in_background(page, "x['label'] = 'changed'; import time; time.sleep(60)")
         page.wait_for_function(
             "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
