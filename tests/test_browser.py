@@ -332,13 +332,15 @@ def test_widgets_follow_progress_dead_worker_stop_and_theme(lab_server, page, fr
                        const left = c.querySelector('.sm-departed');
                        return !c.querySelector("tbody tr[data-worker='worker-0']")
                            && left && left.textContent.includes('worker-0'); }""")
-        # ... and big, held only by worker-0, is lost, its row saying why.
+        # ... and big, held only by worker-0, survives: its bytes are in shared memory,
+        # which outlives the workers, and its row shows the worker that took it over.
         big = page.locator(".sm-futures tbody tr", has_text="big-").first
         page.wait_for_function(
             """() => [...document.querySelectorAll('.sm-futures tbody tr')].some(
-                   (tr) => tr.dataset.status === 'lost'
-                       && tr.querySelector('.sm-workers').textContent.includes('worker-0 died'))""")
-        assert big.get_attribute("data-status") == "lost"
+                   (tr) => tr.textContent.includes('big-') && tr.dataset.status === 'finished'
+                       && /^worker-[12] · worker-0 died/.test(
+                           tr.querySelector('.sm-workers').textContent))""")
+        assert big.get_attribute("data-status") == "finished"
         shot("worker-died")
 
         # Status colours meet WCAG AA (4.5:1) as rendered, in the dark theme and the light one.
