@@ -43,6 +43,10 @@ class EmbeddedBackend:
     def subscribe_events(self, callback: Callable[[list], None]):
         return self.client.subscribe_events(callback)
 
+    def registry_fields(self) -> dict:
+        """What the discovery registry needs to reach this client's scheduler."""
+        return {"secret": self.client.secret}
+
     def n_workers(self) -> int:
         """Live workers: a process found dead counts even before the scheduler notices."""
         workers = self.client.scheduler_info()["workers"].values()

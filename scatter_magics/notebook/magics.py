@@ -222,6 +222,7 @@ class ScatterMagics(Magics):
             %gather a b --errors skip --timeout 30
         """
         args = parse_line(self.gather, line)
+        self.session.check_not_gone()
         if args.into:
             for text in args.names:
                 if not is_dotted_name(text):

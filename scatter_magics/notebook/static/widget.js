@@ -45,7 +45,7 @@ const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined)
 function liveBadge(model) {
   return model.get("live") ? null
     : h("span", { class: "sm-stale", title: "the client closed or the cluster stopped: this is the last state seen" },
-      "not live: client closed");
+      `not live: ${model.get("not_live_reason") || "client closed"}`);
 }
 
 const byName = (a, b) => a.localeCompare(b, undefined, { numeric: true });
@@ -161,7 +161,7 @@ function renderFutures(model, el) {
 
   drawSummary(); drawRows(); drawPager();
   return listen(model, [
-    ["change:summary", drawSummary], ["change:status_filter", drawSummary], ["change:live", drawSummary],
+    ["change:summary", drawSummary], ["change:status_filter", drawSummary], ["change:live", drawSummary], ["change:not_live_reason", drawSummary],
     ["change:rows", drawRows], ["change:worker_names", drawRows],
     ["change:page", drawPager], ["change:page_size", drawPager], ["change:n_matching", drawPager],
     ["change:status_filter", drawPager],
@@ -234,7 +234,7 @@ function renderCluster(model, el) {
   }
 
   draw();
-  return listen(model, [["change:workers", draw], ["change:totals", draw], ["change:live", draw]]);
+  return listen(model, [["change:workers", draw], ["change:totals", draw], ["change:live", draw], ["change:not_live_reason", draw]]);
 }
 
 function render({ model, el }) {
