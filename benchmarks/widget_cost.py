@@ -23,6 +23,7 @@ import tracemalloc
 
 from scatter_magics import Client
 from scatter_magics.notebook.widget import FuturesWidget
+from scatter_magics.sizes import format_bytes
 
 
 class TimedWidget(FuturesWidget):
@@ -96,7 +97,7 @@ def measure(n: int, reps: int) -> dict[str, str]:
         out["flush, new rows sent"] = ms(median_time(flush_other_page, reps * 20))
         state = widget.get_state(widget._synced_state)
         out["JSON of one update"] = (f"{ms(median_time(lambda: json.dumps(state), reps * 20))}, "
-                                     f"{len(json.dumps(state)) / 1024:.1f} kiB")
+                                     f"{format_bytes(len(json.dumps(state)))}")
         widget.set_view(page=0, status="finished")  # a filter makes a flush scan all rows
         wait_until(lambda: widget.status_filter == "finished")
         out["flush with a status filter"] = ms(median_time(widget._flush, reps * 20))

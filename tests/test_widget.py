@@ -26,7 +26,8 @@ from scatter_magics.notebook.widget import (
     labelled_keys,
 )
 from scatter_magics.notebook.widget_html import futures_html
-from scatter_magics.notebook.widget_model import FuturesTable, format_bytes
+from scatter_magics.notebook.widget_model import FuturesTable
+from scatter_magics.sizes import format_bytes
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -179,7 +180,7 @@ def test_throttle_cancel_drops_pending_work():
 
 def test_format_bytes():
     assert [format_bytes(n) for n in (None, 0, 1023, 1536, 10 * 2**20, 500 * 2**30)] == \
-        ["", "0 B", "1023 B", "1.5 kiB", "10 MiB", "500 GiB"]
+        ["", "0 B", "1023 B", "1.5 KiB", "10 MiB", "500 GiB"]
 
 
 def test_labelled_keys_names_dict_entries():

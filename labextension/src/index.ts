@@ -1,5 +1,16 @@
-import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, InputDialog, MainAreaWidget, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  Dialog,
+  ICommandPalette,
+  InputDialog,
+  MainAreaWidget,
+  showDialog,
+  showErrorMessage
+} from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
@@ -33,7 +44,8 @@ export function connectCode(clusterId: string): string {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'scatter-magics:plugin',
-  description: 'A sidebar showing every scatter_magics cluster on this Jupyter server.',
+  description:
+    'A sidebar showing every scatter_magics cluster on this Jupyter server.',
   autoStart: true,
   requires: [],
   optional: [INotebookTracker, ICommandPalette, ILayoutRestorer],
@@ -70,9 +82,14 @@ function activate(
   }
 }
 
-function addCommands(app: JupyterFrontEnd, clusters: PolledResource<ICluster[]>, notebooks: INotebookTracker | null): void {
+function addCommands(
+  app: JupyterFrontEnd,
+  clusters: PolledResource<ICluster[]>,
+  notebooks: INotebookTracker | null
+): void {
   const panels = new Map<string, MainAreaWidget<ClusterPanel>>();
-  const nameOf = (id: string) => clusters.value?.find(c => c.id === id)?.name ?? id;
+  const nameOf = (id: string) =>
+    clusters.value?.find(c => c.id === id)?.name ?? id;
 
   app.commands.addCommand(CommandIDs.showSidebar, {
     label: 'Show Scatter Clusters',
@@ -101,7 +118,10 @@ function addCommands(app: JupyterFrontEnd, clusters: PolledResource<ICluster[]>,
     execute: async args => {
       const notebook = notebooks?.currentWidget;
       if (!notebook) {
-        await showErrorMessage('No notebook', 'Open a notebook first: the code is inserted into the active one.');
+        await showErrorMessage(
+          'No notebook',
+          'Open a notebook first: the code is inserted into the active one.'
+        );
         return;
       }
       NotebookActions.insertBelow(notebook.content);
@@ -126,7 +146,9 @@ function addCommands(app: JupyterFrontEnd, clusters: PolledResource<ICluster[]>,
         return;
       }
       try {
-        await requestAPI(`clusters/${encodeURIComponent(id)}`, { method: 'DELETE' });
+        await requestAPI(`clusters/${encodeURIComponent(id)}`, {
+          method: 'DELETE'
+        });
       } catch (error) {
         await showErrorMessage('Could not stop the cluster', error as Error);
       }
@@ -137,12 +159,18 @@ function addCommands(app: JupyterFrontEnd, clusters: PolledResource<ICluster[]>,
   app.commands.addCommand(CommandIDs.startCluster, {
     label: 'Start a Shared Cluster',
     execute: async () => {
-      const answer = await InputDialog.getNumber({ title: 'Start a cluster owned by the server: workers', value: 2 });
+      const answer = await InputDialog.getNumber({
+        title: 'Start a cluster owned by the server: workers',
+        value: 2
+      });
       if (!answer.button.accept || answer.value === null) {
         return;
       }
       try {
-        await requestAPI('clusters', { method: 'POST', body: JSON.stringify({ n_workers: Math.round(answer.value) }) });
+        await requestAPI('clusters', {
+          method: 'POST',
+          body: JSON.stringify({ n_workers: Math.round(answer.value) })
+        });
       } catch (error) {
         await showErrorMessage('Could not start a cluster', error as Error);
       }

@@ -59,7 +59,11 @@ export class PolledResource<T> {
   constructor(private readonly endPoint: () => string) {
     this._poll = new Poll({
       factory: () => this.refresh(),
-      frequency: { interval: POLL_INTERVAL, backoff: true, max: 30 * POLL_INTERVAL },
+      frequency: {
+        interval: POLL_INTERVAL,
+        backoff: true,
+        max: 30 * POLL_INTERVAL
+      },
       standby: 'when-hidden'
     });
   }

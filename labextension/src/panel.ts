@@ -1,6 +1,13 @@
 import { Widget } from '@lumino/widgets';
 
-import { formatBytes, h, memoryBar, plural, STATUSES, statusBadge } from './dom';
+import {
+  formatBytes,
+  h,
+  plural,
+  STATUSES,
+  statusBadge,
+  workerMemory
+} from './dom';
 import { ICluster, PolledResource } from './model';
 
 const PAGE_SIZE = 50;
@@ -18,7 +25,10 @@ export class ClusterPanel extends Widget {
     this.title.label = 'Cluster';
     this.title.closable = true;
     this._resource = new PolledResource<ICluster>(() => {
-      const query = new URLSearchParams({ offset: String(this._offset), limit: String(PAGE_SIZE) });
+      const query = new URLSearchParams({
+        offset: String(this._offset),
+        limit: String(PAGE_SIZE)
+      });
       if (this._status) {
         query.set('status', this._status);
       }
@@ -26,7 +36,11 @@ export class ClusterPanel extends Widget {
     });
     this._resource.changed.connect((_, cluster) => this._render(cluster));
     this._resource.failed.connect((_, error) => this._gone(error.message));
-    this._body = h('div', { class: 'sm-widget sm-lab-panel-body', 'data-cluster-id': clusterId }, 'Loading…');
+    this._body = h(
+      'div',
+      { class: 'sm-widget sm-lab-panel-body', 'data-cluster-id': clusterId },
+      'Loading…'
+    );
     this.node.append(this._body);
   }
 
@@ -40,8 +54,14 @@ export class ClusterPanel extends Widget {
     const keys = cluster.keys;
     const total = keys.total ?? 0;
     const chips = STATUSES.filter(s => keys.by_status[s]).map(s => {
-      const chip = statusBadge(s, keys.by_status[s], `sm-chip${s === this._status ? ' sm-active' : ''}`);
-      chip.addEventListener('click', () => this._view(0, s === this._status ? '' : s));
+      const chip = statusBadge(
+        s,
+        keys.by_status[s],
+        `sm-chip${s === this._status ? ' sm-active' : ''}`
+      );
+      chip.addEventListener('click', () =>
+        this._view(0, s === this._status ? '' : s)
+      );
       return chip;
     });
     const workerRows = cluster.workers.map(w =>
@@ -51,7 +71,7 @@ export class ClusterPanel extends Widget {
         h('td', { class: 'sm-name' }, w.name),
         h('td', { class: 'sm-key', title: w.address }, w.address),
         h('td', { class: 'sm-num' }, String(w.nthreads)),
-        h('td', {}, memoryBar(w)),
+        h('td', {}, workerMemory(w)),
         h('td', { class: 'sm-num' }, String(w.nkeys)),
         h('td', { class: 'sm-num' }, formatBytes(w.nbytes))
       )
@@ -65,11 +85,24 @@ export class ClusterPanel extends Widget {
         h('td', { class: 'sm-type' }, k.type ?? ''),
         h('td', { class: 'sm-size' }, formatBytes(k.nbytes)),
         h('td', {}, statusBadge(k.status)),
-        h('td', { class: 'sm-workers', 'data-replicas': String(k.workers.length), title: k.workers.join('\n') }, k.workers.map(a => nameOf.get(a) ?? a).join(', '))
+        h(
+          'td',
+          {
+            class: 'sm-workers',
+            'data-replicas': String(k.workers.length),
+            title: k.workers.join('\n')
+          },
+          k.workers.map(a => nameOf.get(a) ?? a).join(', ')
+        )
       )
     );
     const table = (columns: string[], rows: HTMLElement[]) =>
-      h('table', { class: 'sm-table' }, h('thead', {}, h('tr', {}, ...columns.map(c => h('th', {}, c)))), h('tbody', {}, ...rows));
+      h(
+        'table',
+        { class: 'sm-table' },
+        h('thead', {}, h('tr', {}, ...columns.map(c => h('th', {}, c)))),
+        h('tbody', {}, ...rows)
+      );
     const last = Math.min(this._offset + PAGE_SIZE, total);
     this._body.replaceChildren(
       h(
@@ -78,17 +111,52 @@ export class ClusterPanel extends Widget {
         h('strong', {}, cluster.name),
         h('span', {}, cluster.scheduler_address),
         h('span', {}, `${plural(cluster.workers.length, 'worker')} alive`),
-        h('span', {}, `${plural(keys.count, 'key')}, ${formatBytes(keys.nbytes)}`)
+        h(
+          'span',
+          {},
+          `${plural(keys.count, 'key')}, ${formatBytes(keys.nbytes)}`
+        )
       ),
-      h('div', { class: 'sm-scroll sm-lab-workers-table' }, table(['worker', 'address', 'threads', 'memory', 'keys', 'data'], workerRows)),
+      h(
+        'div',
+        { class: 'sm-scroll sm-lab-workers-table' },
+        table(
+          ['worker', 'address', 'threads', 'memory', 'keys', 'data'],
+          workerRows
+        )
+      ),
       h('div', { class: 'sm-summary sm-lab-filter' }, ...chips),
-      h('div', { class: 'sm-scroll sm-lab-keys-table' }, table(['key', 'type', 'size', 'status', 'workers'], keyRows)),
+      h(
+        'div',
+        { class: 'sm-scroll sm-lab-keys-table' },
+        table(['key', 'type', 'size', 'status', 'workers'], keyRows)
+      ),
       h(
         'div',
         { class: 'sm-pager' },
-        h('button', { class: 'sm-page-btn', onclick: () => this._view(Math.max(0, this._offset - PAGE_SIZE), this._status) }, '‹'),
-        h('span', { class: 'sm-page-label' }, total ? `${this._offset + 1}–${last} of ${total}` : 'no keys'),
-        h('button', { class: 'sm-page-btn', onclick: () => last < total && this._view(this._offset + PAGE_SIZE, this._status) }, '›')
+        h(
+          'button',
+          {
+            class: 'sm-page-btn',
+            onclick: () =>
+              this._view(Math.max(0, this._offset - PAGE_SIZE), this._status)
+          },
+          '‹'
+        ),
+        h(
+          'span',
+          { class: 'sm-page-label' },
+          total ? `${this._offset + 1}–${last} of ${total}` : 'no keys'
+        ),
+        h(
+          'button',
+          {
+            class: 'sm-page-btn',
+            onclick: () =>
+              last < total && this._view(this._offset + PAGE_SIZE, this._status)
+          },
+          '›'
+        )
       )
     );
   }

@@ -56,5 +56,9 @@ export async function requestAPI<T>(
     const message = data?.message ?? (typeof data === 'string' ? data : '');
     throw new ServerConnection.ResponseError(response, message);
   }
-  return { data: data as T, etag: response.headers.get('Etag'), unchanged: false };
+  return {
+    data: data as T,
+    etag: response.headers.get('Etag'),
+    unchanged: false
+  };
 }

@@ -1,7 +1,14 @@
 import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
-import { formatBytes, h, memoryBar, plural, STATUSES, statusBadge } from './dom';
+import {
+  formatBytes,
+  h,
+  plural,
+  STATUSES,
+  statusBadge,
+  workerMemory
+} from './dom';
 import { ICluster, PolledResource } from './model';
 
 /** The commands a card's buttons run, with `{ id }` of the card's cluster. */
@@ -34,7 +41,11 @@ export class ClusterSidebar extends Widget {
         h('h2', {}, 'Scatter clusters'),
         h(
           'button',
-          { class: 'jp-Button sm-lab-start', title: 'Start a cluster owned by the server', onclick: () => this._run(this._ids.start, {}) },
+          {
+            class: 'jp-Button sm-lab-start',
+            title: 'Start a cluster owned by the server',
+            onclick: () => this._run(this._ids.start, {})
+          },
           'New cluster'
         )
       ),
@@ -51,7 +62,13 @@ export class ClusterSidebar extends Widget {
     this._list.replaceChildren(
       ...(clusters.length
         ? clusters.map(c => this._card(c))
-        : [h('p', { class: 'sm-lab-empty' }, 'No cluster is running. Start one here, or run %scatter or Client() in a notebook.')])
+        : [
+            h(
+              'p',
+              { class: 'sm-lab-empty' },
+              'No cluster is running. Start one here, or run %scatter or Client() in a notebook.'
+            )
+          ])
     );
   }
 
@@ -61,7 +78,15 @@ export class ClusterSidebar extends Widget {
       statusBadge(s, cluster.keys.by_status[s], 'sm-lab-count')
     );
     const button = (label: string, command: string, title: string) =>
-      h('button', { class: `jp-Button sm-lab-${label.split(' ')[0].toLowerCase()}`, title, onclick: () => this._run(command, { id: cluster.id }) }, label);
+      h(
+        'button',
+        {
+          class: `jp-Button sm-lab-${label.split(' ')[0].toLowerCase()}`,
+          title,
+          onclick: () => this._run(command, { id: cluster.id })
+        },
+        label
+      );
     return h(
       'div',
       {
@@ -74,30 +99,53 @@ export class ClusterSidebar extends Widget {
         'div',
         { class: 'sm-lab-card-head' },
         h('span', { class: 'sm-lab-name', title: cluster.name }, cluster.name),
-        h('span', { class: 'sm-lab-backend', title: cluster.scheduler_address }, cluster.server_owned ? `${cluster.backend} · server` : cluster.backend)
+        h(
+          'span',
+          { class: 'sm-lab-backend', title: cluster.scheduler_address },
+          cluster.server_owned ? `${cluster.backend} · server` : cluster.backend
+        )
       ),
       cluster.error ? h('div', { class: 'sm-stale' }, cluster.error) : null,
       h(
         'div',
         { class: 'sm-summary sm-lab-meta' },
-        h('span', { class: 'sm-lab-workers' }, `${plural(cluster.workers.length, 'worker')} alive`),
+        h(
+          'span',
+          { class: 'sm-lab-workers' },
+          `${plural(cluster.workers.length, 'worker')} alive`
+        ),
         h('span', { class: 'sm-lab-threads' }, plural(threads, 'thread')),
         h('span', { class: 'sm-lab-keys' }, plural(cluster.keys.count, 'key')),
         h('span', { class: 'sm-lab-bytes' }, formatBytes(cluster.keys.nbytes))
       ),
-      statuses.length ? h('div', { class: 'sm-summary sm-lab-statuses' }, ...statuses) : null,
+      statuses.length
+        ? h('div', { class: 'sm-summary sm-lab-statuses' }, ...statuses)
+        : null,
       h(
         'div',
         { class: 'sm-lab-worker-bars' },
         ...cluster.workers.map(w =>
-          h('div', { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address }, h('span', { class: 'sm-lab-worker-name' }, w.name), memoryBar(w))
+          h(
+            'div',
+            { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address },
+            h('span', { class: 'sm-lab-worker-name' }, w.name),
+            workerMemory(w)
+          )
         )
       ),
       h(
         'div',
         { class: 'sm-lab-actions' },
-        button('Futures', this._ids.open, 'Open the live futures table and placement'),
-        button('Connect notebook', this._ids.connect, 'Insert code connecting the active notebook to this cluster'),
+        button(
+          'Futures',
+          this._ids.open,
+          'Open the live futures table and placement'
+        ),
+        button(
+          'Connect notebook',
+          this._ids.connect,
+          'Insert code connecting the active notebook to this cluster'
+        ),
         button('Stop', this._ids.stop, 'Stop this cluster and its workers')
       )
     );
@@ -109,7 +157,9 @@ export class ClusterSidebar extends Widget {
   }
 
   private _run(command: string, args: { id?: string }): void {
-    this._commands.execute(command, args).catch(error => this._showError(String(error?.message ?? error)));
+    this._commands
+      .execute(command, args)
+      .catch(error => this._showError(String(error?.message ?? error)));
   }
 
   private _commands: CommandRegistry;

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .widget_model import STATUSES, format_bytes, key_name
+from ..sizes import format_bytes
+from .widget_model import STATUSES, key_name
 
 
 class ClusterTable:

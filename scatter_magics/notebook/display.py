@@ -6,8 +6,8 @@ Both are snapshots taken when a cell's output is displayed; the live widget
 >>> table = FuturesTable([{"name": "df", "key": "df-1f2e", "type": "DataFrame",
 ...                        "nbytes": 2048, "status": "finished", "workers": ["worker-0"]}])
 >>> print(table)
-name  key      type       size     status    workers   replicas
-df    df-1f2e  DataFrame  2.0 KiB  finished  worker-0  1
+name  key      type       size   status    workers   replicas
+df    df-1f2e  DataFrame  2 KiB  finished  worker-0  1
 """
 
 from __future__ import annotations
@@ -18,21 +18,11 @@ from typing import Callable, Iterable, Mapping
 
 from ..backend import Backend, backend_for, future_class_names, is_future
 from ..keys import key_text
+from ..sizes import format_bytes
 from .cluster_table import shared_memory_text
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
-
-
-def format_bytes(n: int | None) -> str:
-    """``1536`` → ``'1.5 KiB'``; ``None`` → ``''``."""
-    if n is None:
-        return ""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def labelled_futures(named: Mapping[str, object]) -> list[tuple[str, object]]:

@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import TextIO
 
-from .widget_model import format_bytes
+from ..sizes import format_bytes
 
 logger = logging.getLogger(__name__)
 

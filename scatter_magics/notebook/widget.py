@@ -37,6 +37,7 @@ from ..backend import (
 )
 from .cluster_table import ClusterTable, shared_memory_text
 from .display import ClusterSummary
+from .esm import widget_esm
 from .throttle import Throttle
 from .widget_html import cluster_html, futures_html
 from .widget_keys import (
@@ -181,7 +182,7 @@ def mark_not_live(client, reason: str = CLIENT_CLOSED) -> int:
 class _LiveWidget(anywidget.AnyWidget):
     """What both widgets share: the static files, the feed, closing, the HTML fallback."""
 
-    _esm = _STATIC / "widget.js"
+    _esm = widget_esm()  # static/widget.js with the shared modules it imports pasted in
     _css = _STATIC / "widget.css"
     kind = t.Unicode().tag(sync=True)
     live = t.Bool(True).tag(sync=True)

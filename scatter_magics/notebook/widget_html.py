@@ -15,7 +15,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .widget_model import STATUSES, format_bytes
+from ..sizes import format_bytes
+from .widget_model import STATUSES
 
 # Glyph, the JupyterLab theme variable, and the colour where no theme is loaded (the
 # variable's light-theme value mixed 70/30 with black: >= 5:1 on white). Kept in step

@@ -36,22 +36,6 @@ def key_name(key) -> str:
     ``key_split`` does; keys without a token suffix are returned whole (as text)."""
     return _TOKEN.sub("", key_text(key))
 
-_UNITS = ("B", "kiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def format_bytes(n: int | None) -> str:
-    """Return a short human-readable size: ``format_bytes(1536) == '1.5 kiB'``."""
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in _UNITS:
-        if abs(size) < 1024 or unit == _UNITS[-1]:
-            break
-        size /= 1024
-    if unit == "B":
-        return f"{int(size)} B"
-    return f"{size:.3g} {unit}" if size < 100 else f"{size:.0f} {unit}"
-
 
 class Row:
     """The latest known state of one key."""

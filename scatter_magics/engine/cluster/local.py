@@ -1,6 +1,6 @@
 """``LocalCluster``: an embedded scheduler plus worker subprocesses on this machine.
 
-The scheduler runs in this process on a :class:`~scatter_magics.loop.LoopThread`. Each
+The scheduler runs in this process on a :class:`~scatter_magics.engine.wire.loop.LoopThread`. Each
 worker is a ``python -m scatter_magics.engine.worker`` subprocess whose standard input is a pipe
 from us: the secret goes down it, and when this process ends (even by SIGKILL) the pipe
 closes and the worker exits; ``PR_SET_PDEATHSIG`` and a watch of our pid back that up

@@ -1,6 +1,6 @@
 """A worker process: holds data, runs tasks in a thread pool, serves data to peers.
 
-Started by :class:`~scatter_magics.cluster.LocalCluster` as
+Started by :class:`~scatter_magics.engine.cluster.local.LocalCluster` as
 ``python -m scatter_magics.engine.worker --name NAME ...``, before the scheduler is listening.
 The cluster secret and then the scheduler's address arrive as the first two lines of
 standard input (the secret is never on the command line, where ``ps`` shows it). It

@@ -1,244 +1,439 @@
-// The futures and cluster widgets (anywidget ESM, no build step, no imports).
+// The futures and cluster widgets (anywidget ESM, no build step).
 // The kernel pages, counts and coalesces; this file only draws the synced traits and
 // sends {type: "view", page, page_size, status} when the user pages or filters.
-// Status glyphs and colours are kept in step with widget_html.py and widget.css.
+// anywidget loads one file from a blob URL, where these relative imports could not
+// resolve: scatter_magics/notebook/esm.py pastes the two modules in front instead.
 
-const STATUSES = ["pending", "running", "finished", "error", "cancelled", "lost", "released"];
-const GLYPH = {
-  pending: "◌", running: "▶", finished: "●", error: "✖", cancelled: "⊘", lost: "⚠", released: "○",
-};
+import { formatBytes } from './sizes.js';
+import { h, memoryBar, plural, STATUSES, statusBadge } from './dom.js';
+
 // The stacked bar's segments, in the order work moves through them.
-const BAR_STATUSES = ["pending", "running", "finished", "error", "lost"];
+const BAR_STATUSES = ['pending', 'running', 'finished', 'error', 'lost'];
 const PAGE_SIZES = [10, 25, 50, 100, 200];
-const UNITS = ["B", "kiB", "MiB", "GiB", "TiB", "PiB"];
 
-function formatBytes(n) {
-  if (n === null || n === undefined) return "";
-  let size = n;
-  let unit = 0;
-  while (Math.abs(size) >= 1024 && unit < UNITS.length - 1) {
-    size /= 1024;
-    unit += 1;
-  }
-  if (unit === 0) return `${Math.trunc(size)} B`;
-  return `${size < 100 ? size.toPrecision(3).replace(/\.?0+$/, "") : Math.round(size)} ${UNITS[unit]}`;
-}
-
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "onclick" || name === "onchange") node[name] = value;
-    else if (value !== null && value !== undefined) node.setAttribute(name, value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-function statusBadge(status, extra = "") {
-  return h("span", { class: `sm-status sm-status-${status} ${extra}`, "data-status": status },
-    `${GLYPH[status] ?? "?"} ${status}`);
-}
-
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-const present = (...nodes) => nodes.filter((n) => n !== null && n !== undefined);
+const present = (...nodes) => nodes.filter(n => n !== null && n !== undefined);
 
 function liveBadge(model) {
-  return model.get("live") ? null
-    : h("span", { class: "sm-stale", title: "the client closed or the cluster stopped: this is the last state seen" },
-      `not live: ${model.get("not_live_reason") || "client closed"}`);
+  return model.get('live')
+    ? null
+    : h(
+        'span',
+        {
+          class: 'sm-stale',
+          title:
+            'the client closed or the cluster stopped: this is the last state seen'
+        },
+        `not live: ${model.get('not_live_reason') || 'client closed'}`
+      );
 }
 
 const byName = (a, b) => a.localeCompare(b, undefined, { numeric: true });
 
 // A bar of one segment per status, widths proportional to the counts.
-function statusBar(counts, statuses = BAR_STATUSES, cls = "sm-statusbar") {
+function statusBar(counts, statuses = BAR_STATUSES, cls = 'sm-statusbar') {
   const total = statuses.reduce((n, s) => n + (counts[s] ?? 0), 0);
-  const segments = statuses.filter((s) => counts[s]).map((s) => h("div", {
-    class: `sm-seg sm-seg-${s}`, "data-status": s, title: `${counts[s]} ${s}`,
-    style: `width:${((100 * counts[s]) / total).toFixed(2)}%`,
-  }));
-  return h("div", { class: cls, role: "img",
-    "aria-label": statuses.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(", ") || "no keys" },
-  ...segments);
+  const segments = statuses
+    .filter(s => counts[s])
+    .map(s =>
+      h('div', {
+        class: `sm-seg sm-seg-${s}`,
+        'data-status': s,
+        title: `${counts[s]} ${s}`,
+        style: `width:${((100 * counts[s]) / total).toFixed(2)}%`
+      })
+    );
+  return h(
+    'div',
+    {
+      class: cls,
+      role: 'img',
+      'aria-label':
+        statuses
+          .filter(s => counts[s])
+          .map(s => `${counts[s]} ${s}`)
+          .join(', ') || 'no keys'
+    },
+    ...segments
+  );
 }
 
 // Horizontal bars: bytes of the shown futures held by each worker.
 function workerBytes(byWorker) {
-  const entries = Object.entries(byWorker ?? {}).sort(([a], [b]) => byName(a, b));
+  const entries = Object.entries(byWorker ?? {}).sort(([a], [b]) =>
+    byName(a, b)
+  );
   if (!entries.length) return null;
   const most = Math.max(...entries.map(([, n]) => n));
-  return h("div", { class: "sm-held" }, ...entries.map(([name, n]) => h("div", { class: "sm-held-row", "data-worker": name },
-    h("span", { class: "sm-held-name" }, name),
-    h("div", { class: "sm-held-track" }, h("div", { class: "sm-held-fill", style: `width:${((100 * n) / most).toFixed(1)}%` })),
-    h("span", { class: "sm-held-bytes" }, formatBytes(n)))));
+  return h(
+    'div',
+    { class: 'sm-held' },
+    ...entries.map(([name, n]) =>
+      h(
+        'div',
+        { class: 'sm-held-row', 'data-worker': name },
+        h('span', { class: 'sm-held-name' }, name),
+        h(
+          'div',
+          { class: 'sm-held-track' },
+          h('div', {
+            class: 'sm-held-fill',
+            style: `width:${((100 * n) / most).toFixed(1)}%`
+          })
+        ),
+        h('span', { class: 'sm-held-bytes' }, formatBytes(n))
+      )
+    )
+  );
 }
 
 // Subscribe to trait changes; return the function that unsubscribes them all.
 function listen(model, handlers) {
   for (const [event, fn] of handlers) model.on(event, fn);
-  return () => { for (const [event, fn] of handlers) model.off(event, fn); };
+  return () => {
+    for (const [event, fn] of handlers) model.off(event, fn);
+  };
 }
 
 function renderFutures(model, el) {
-  const summary = h("div", { class: "sm-summary" });
-  const tbody = h("tbody");
-  const table = h("table", { class: "sm-table" },
-    h("thead", {}, h("tr", {}, ...["name", "key", "type", "size", "status", "workers", "replicas"]
-      .map((c) => h("th", { class: `sm-col-${c}` }, c)))),
-    tbody);
-  const pager = h("div", { class: "sm-pager" });
-  const pictures = h("div", { class: "sm-pictures" });
-  el.append(h("div", { class: "sm-widget sm-futures" }, summary, pictures, h("div", { class: "sm-scroll" }, table), pager));
-  const send = (view) => model.send({ type: "view", ...view });
+  const summary = h('div', { class: 'sm-summary' });
+  const tbody = h('tbody');
+  const table = h(
+    'table',
+    { class: 'sm-table' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ...['name', 'key', 'type', 'size', 'status', 'workers', 'replicas'].map(
+          c => h('th', { class: `sm-col-${c}` }, c)
+        )
+      )
+    ),
+    tbody
+  );
+  const pager = h('div', { class: 'sm-pager' });
+  const pictures = h('div', { class: 'sm-pictures' });
+  el.append(
+    h(
+      'div',
+      { class: 'sm-widget sm-futures' },
+      summary,
+      pictures,
+      h('div', { class: 'sm-scroll' }, table),
+      pager
+    )
+  );
+  const send = view => model.send({ type: 'view', ...view });
 
   function drawSummary() {
-    const s = model.get("summary");
+    const s = model.get('summary');
     const counts = s.counts ?? {};
-    const filter = model.get("status_filter");
-    const chips = STATUSES.filter((st) => counts[st] || st === filter).map((st) => {
-      const chip = statusBadge(st, `sm-chip${st === filter ? " sm-active" : ""}`);
+    const filter = model.get('status_filter');
+    const chips = STATUSES.filter(st => counts[st] || st === filter).map(st => {
+      const chip = statusBadge(
+        st,
+        undefined,
+        `sm-chip${st === filter ? ' sm-active' : ''}`
+      );
       chip.append(` ${counts[st] ?? 0}`);
-      chip.title = st === filter ? "show all" : `show only ${st}`;
-      chip.onclick = () => send({ status: st === filter ? "" : st });
+      chip.title = st === filter ? 'show all' : `show only ${st}`;
+      chip.onclick = () => send({ status: st === filter ? '' : st });
       return chip;
     });
     summary.replaceChildren(
-      h("b", {}, plural(s.n ?? 0, "future")), ...chips,
-      h("span", { class: "sm-bytes" },
-        `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`),
-      h("span", { class: "sm-nworkers" }, plural(s.n_workers ?? 0, "worker")),
-      ...present(liveBadge(model)));
-    pictures.replaceChildren(statusBar(counts), ...present(workerBytes(s.by_worker)));
+      h('b', {}, plural(s.n ?? 0, 'future')),
+      ...chips,
+      h(
+        'span',
+        { class: 'sm-bytes' },
+        `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`
+      ),
+      h('span', { class: 'sm-nworkers' }, plural(s.n_workers ?? 0, 'worker')),
+      ...present(liveBadge(model))
+    );
+    pictures.replaceChildren(
+      statusBar(counts),
+      ...present(workerBytes(s.by_worker))
+    );
   }
 
   function drawRows() {
-    const names = model.get("worker_names");
-    const rows = model.get("rows").map((r) => {
-      const holders = r.workers.map((a) => names[a] ?? a).sort(byName);
-      const died = (r.died ?? []).map((a) => names[a] ?? a).sort(byName);
-      return h("tr", { "data-key": r.key, "data-status": r.status },
-        h("td", { class: "sm-name" }, r.name ?? ""),
-        h("td", { class: "sm-key", title: r.key }, r.key),
-        h("td", { class: "sm-type" }, r.type ?? ""),
-        h("td", { class: "sm-size", title: r.nbytes === null ? "" : `${r.nbytes} bytes` }, formatBytes(r.nbytes)),
-        h("td", {}, statusBadge(r.status)),
-        h("td", { class: "sm-workers", "data-replicas": String(holders.length), title: r.workers.join("\n") },
-          holders.join(", "),
-          died.length ? h("span", { class: "sm-died", title: "these workers died while holding it" },
-            `${holders.length ? " · " : ""}${died.join(", ")} died`) : null),
-        h("td", { class: "sm-replicas sm-num" }, String(holders.length)));
+    const names = model.get('worker_names');
+    const rows = model.get('rows').map(r => {
+      const holders = r.workers.map(a => names[a] ?? a).sort(byName);
+      const died = (r.died ?? []).map(a => names[a] ?? a).sort(byName);
+      return h(
+        'tr',
+        { 'data-key': r.key, 'data-status': r.status },
+        h('td', { class: 'sm-name' }, r.name ?? ''),
+        h('td', { class: 'sm-key', title: r.key }, r.key),
+        h('td', { class: 'sm-type' }, r.type ?? ''),
+        h(
+          'td',
+          {
+            class: 'sm-size',
+            title: r.nbytes === null ? '' : `${r.nbytes} bytes`
+          },
+          formatBytes(r.nbytes)
+        ),
+        h('td', {}, statusBadge(r.status)),
+        h(
+          'td',
+          {
+            class: 'sm-workers',
+            'data-replicas': String(holders.length),
+            title: r.workers.join('\n')
+          },
+          holders.join(', '),
+          died.length
+            ? h(
+                'span',
+                {
+                  class: 'sm-died',
+                  title: 'these workers died while holding it'
+                },
+                `${holders.length ? ' · ' : ''}${died.join(', ')} died`
+              )
+            : null
+        ),
+        h('td', { class: 'sm-replicas sm-num' }, String(holders.length))
+      );
     });
     tbody.replaceChildren(...rows);
   }
 
   function drawPager() {
-    const size = model.get("page_size");
-    const page = model.get("page");
-    const n = model.get("n_matching");
+    const size = model.get('page_size');
+    const page = model.get('page');
+    const n = model.get('n_matching');
     const pages = Math.max(1, Math.ceil(n / size));
     const first = n ? page * size + 1 : 0;
     const last = Math.min(n, (page + 1) * size);
-    const select = h("select", { class: "sm-page-size", title: "rows per page" },
-      ...PAGE_SIZES.map((p) => {
-        const option = h("option", { value: String(p) }, `${p} / page`);
+    const select = h(
+      'select',
+      { class: 'sm-page-size', title: 'rows per page' },
+      ...PAGE_SIZES.map(p => {
+        const option = h('option', { value: String(p) }, `${p} / page`);
         option.selected = p === size;
         return option;
-      }));
+      })
+    );
     select.onchange = () => send({ page_size: Number(select.value), page: 0 });
     const button = (label, target, enabled, cls) => {
-      const b = h("button", { class: `sm-page-btn ${cls}`, title: label }, label);
+      const b = h(
+        'button',
+        { class: `sm-page-btn ${cls}`, title: label },
+        label
+      );
       b.disabled = !enabled;
       b.onclick = () => send({ page: target });
       return b;
     };
     pager.replaceChildren(
-      button("«", 0, page > 0, "sm-first"), button("‹", page - 1, page > 0, "sm-prev"),
-      h("span", { class: "sm-page-label" }, `${first}–${last} of ${n} · page ${page + 1} / ${pages}`),
-      button("›", page + 1, page + 1 < pages, "sm-next"), button("»", pages - 1, page + 1 < pages, "sm-last"),
-      select);
-    pager.hidden = n <= PAGE_SIZES[0] && size >= n && !model.get("status_filter");
+      button('«', 0, page > 0, 'sm-first'),
+      button('‹', page - 1, page > 0, 'sm-prev'),
+      h(
+        'span',
+        { class: 'sm-page-label' },
+        `${first}–${last} of ${n} · page ${page + 1} / ${pages}`
+      ),
+      button('›', page + 1, page + 1 < pages, 'sm-next'),
+      button('»', pages - 1, page + 1 < pages, 'sm-last'),
+      select
+    );
+    pager.hidden =
+      n <= PAGE_SIZES[0] && size >= n && !model.get('status_filter');
   }
 
-  drawSummary(); drawRows(); drawPager();
+  drawSummary();
+  drawRows();
+  drawPager();
   return listen(model, [
-    ["change:summary", drawSummary], ["change:status_filter", drawSummary], ["change:live", drawSummary], ["change:not_live_reason", drawSummary],
-    ["change:rows", drawRows], ["change:worker_names", drawRows],
-    ["change:page", drawPager], ["change:page_size", drawPager], ["change:n_matching", drawPager],
-    ["change:status_filter", drawPager],
+    ['change:summary', drawSummary],
+    ['change:status_filter', drawSummary],
+    ['change:live', drawSummary],
+    ['change:not_live_reason', drawSummary],
+    ['change:rows', drawRows],
+    ['change:worker_names', drawRows],
+    ['change:page', drawPager],
+    ['change:page_size', drawPager],
+    ['change:n_matching', drawPager],
+    ['change:status_filter', drawPager]
   ]);
 }
 
-function memoryBar(w) {
-  if (!w.memory_limit) return h("span", {}, formatBytes(w.memory));
-  const used = Math.min(100, (100 * w.memory) / w.memory_limit);
-  const data = Math.min(used, (100 * w.nbytes) / w.memory_limit);
-  const level = used > 85 ? " sm-high" : used > 60 ? " sm-mid" : "";
-  return h("div", { class: "sm-membar-cell" },
-    h("div", { class: `sm-membar${level}`, title: `process ${formatBytes(w.memory)}, data ${formatBytes(w.nbytes)}, limit ${formatBytes(w.memory_limit)}` },
-      h("div", { class: "sm-membar-used", style: `width:${used.toFixed(1)}%` }),
-      h("div", { class: "sm-membar-data", style: `width:${data.toFixed(1)}%` })),
-    h("span", { class: "sm-membar-text" }, `${formatBytes(w.memory)} / ${formatBytes(w.memory_limit)}`));
-}
+// A worker without a memory limit shows its memory alone, with no bar.
+const memoryCell = w => memoryBar(w, h('span', {}, formatBytes(w.memory)));
 
-const CLUSTER_STATUSES = ["running", "finished"];
+const CLUSTER_STATUSES = ['running', 'finished'];
 
 function holdsText(holds) {
-  return (holds ?? []).map(([name, n]) => (n > 1 ? `${name} ×${n}` : name)).join(", ");
+  return (holds ?? [])
+    .map(([name, n]) => (n > 1 ? `${name} ×${n}` : name))
+    .join(', ');
 }
 
 function renderCluster(model, el) {
-  const summary = h("div", { class: "sm-summary" });
-  const tbody = h("tbody");
-  const tfoot = h("tfoot");
-  const table = h("table", { class: "sm-table" },
-    h("thead", {}, h("tr", {}, ...["worker", "address", "threads", "memory", "keys", "keys by status", "data", "holds"]
-      .map((c) => h("th", {}, c)))),
-    tbody, tfoot);
-  el.append(h("div", { class: "sm-widget sm-cluster" }, summary, h("div", { class: "sm-scroll" }, table)));
+  const summary = h('div', { class: 'sm-summary' });
+  const tbody = h('tbody');
+  const tfoot = h('tfoot');
+  const table = h(
+    'table',
+    { class: 'sm-table' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ...[
+          'worker',
+          'address',
+          'threads',
+          'memory',
+          'keys',
+          'keys by status',
+          'data',
+          'holds'
+        ].map(c => h('th', {}, c))
+      )
+    ),
+    tbody,
+    tfoot
+  );
+  el.append(
+    h(
+      'div',
+      { class: 'sm-widget sm-cluster' },
+      summary,
+      h('div', { class: 'sm-scroll' }, table)
+    )
+  );
 
   function draw() {
-    const t = model.get("totals");
+    const t = model.get('totals');
     const departed = t.departed ?? [];
-    summary.replaceChildren(h("b", {}, plural(t.n_workers ?? 0, "worker")),
-      h("span", {}, plural(t.nthreads ?? 0, "thread")),
-      h("span", {}, `${plural(t.nkeys ?? 0, "key")}, ${formatBytes(t.nbytes ?? 0)}`),
-      ...STATUSES.filter((s) => (t.by_status ?? {})[s]).map((s) => {
+    summary.replaceChildren(
+      h('b', {}, plural(t.n_workers ?? 0, 'worker')),
+      h('span', {}, plural(t.nthreads ?? 0, 'thread')),
+      h(
+        'span',
+        {},
+        `${plural(t.nkeys ?? 0, 'key')}, ${formatBytes(t.nbytes ?? 0)}`
+      ),
+      ...STATUSES.filter(s => (t.by_status ?? {})[s]).map(s => {
         const badge = statusBadge(s);
         badge.append(` ${t.by_status[s]}`);
         return badge;
       }),
-      ...(t.shared_memory ? [h("span", { class: "sm-shm" }, t.shared_memory)] : []),
-      ...present(departed.length ? h("span", { class: "sm-departed", title: "workers that left or died" },
-        `${departed.join(", ")} left`) : null, liveBadge(model)),
-      ...(t.notice ? [h("div", { class: "sm-notice" }, t.notice)] : []));
-    tbody.replaceChildren(...model.get("workers").map((w) => h("tr", { "data-worker": w.name },
-      h("td", { class: "sm-name", title: w.note ?? "" }, w.name, ...workerNote(w)),
-      h("td", { class: "sm-key", title: w.address }, w.address),
-      h("td", { class: "sm-num" }, String(w.nthreads)), h("td", {}, memoryBar(w)),
-      h("td", { class: "sm-num" }, String(w.nkeys)),
-      h("td", {}, statusBar(w.by_status ?? {}, CLUSTER_STATUSES, "sm-statusbar sm-statusbar-small")),
-      h("td", { class: "sm-num" }, formatBytes(w.nbytes)),
-      h("td", { class: "sm-holds", title: holdsText(w.holds) }, holdsText(w.holds)))));
-    tfoot.replaceChildren(h("tr", {}, h("td", {}, "total"), h("td", {}),
-      h("td", { class: "sm-num" }, String(t.nthreads ?? 0)),
-      h("td", {}, memoryBar({ memory: t.memory ?? 0, nbytes: t.nbytes ?? 0, memory_limit: t.memory_limit ?? 0 })),
-      h("td", { class: "sm-num" }, String(t.nkeys ?? 0)),
-      h("td", {}, statusBar(t.by_status ?? {}, BAR_STATUSES, "sm-statusbar sm-statusbar-small")),
-      h("td", { class: "sm-num" }, formatBytes(t.nbytes ?? 0)), h("td", {})));
+      ...(t.shared_memory
+        ? [h('span', { class: 'sm-shm' }, t.shared_memory)]
+        : []),
+      ...present(
+        departed.length
+          ? h(
+              'span',
+              { class: 'sm-departed', title: 'workers that left or died' },
+              `${departed.join(', ')} left`
+            )
+          : null,
+        liveBadge(model)
+      ),
+      ...(t.notice ? [h('div', { class: 'sm-notice' }, t.notice)] : [])
+    );
+    tbody.replaceChildren(
+      ...model
+        .get('workers')
+        .map(w =>
+          h(
+            'tr',
+            { 'data-worker': w.name },
+            h(
+              'td',
+              { class: 'sm-name', title: w.note ?? '' },
+              w.name,
+              ...workerNote(w)
+            ),
+            h('td', { class: 'sm-key', title: w.address }, w.address),
+            h('td', { class: 'sm-num' }, String(w.nthreads)),
+            h('td', {}, memoryCell(w)),
+            h('td', { class: 'sm-num' }, String(w.nkeys)),
+            h(
+              'td',
+              {},
+              statusBar(
+                w.by_status ?? {},
+                CLUSTER_STATUSES,
+                'sm-statusbar sm-statusbar-small'
+              )
+            ),
+            h('td', { class: 'sm-num' }, formatBytes(w.nbytes)),
+            h(
+              'td',
+              { class: 'sm-holds', title: holdsText(w.holds) },
+              holdsText(w.holds)
+            )
+          )
+        )
+    );
+    tfoot.replaceChildren(
+      h(
+        'tr',
+        {},
+        h('td', {}, 'total'),
+        h('td', {}),
+        h('td', { class: 'sm-num' }, String(t.nthreads ?? 0)),
+        h(
+          'td',
+          {},
+          memoryCell({
+            memory: t.memory ?? 0,
+            nbytes: t.nbytes ?? 0,
+            memory_limit: t.memory_limit ?? 0
+          })
+        ),
+        h('td', { class: 'sm-num' }, String(t.nkeys ?? 0)),
+        h(
+          'td',
+          {},
+          statusBar(
+            t.by_status ?? {},
+            BAR_STATUSES,
+            'sm-statusbar sm-statusbar-small'
+          )
+        ),
+        h('td', { class: 'sm-num' }, formatBytes(t.nbytes ?? 0)),
+        h('td', {})
+      )
+    );
   }
 
   // A replacement says whom it replaced and how that one ended; a frozen worker says so.
   function workerNote(w) {
-    const notes = [w.status && w.status !== "running" ? w.status : "", w.note ?? ""].filter(Boolean);
-    return notes.length ? [h("div", { class: "sm-note" }, notes.join("; "))] : [];
+    const notes = [
+      w.status && w.status !== 'running' ? w.status : '',
+      w.note ?? ''
+    ].filter(Boolean);
+    return notes.length
+      ? [h('div', { class: 'sm-note' }, notes.join('; '))]
+      : [];
   }
 
   draw();
-  return listen(model, [["change:workers", draw], ["change:totals", draw], ["change:live", draw], ["change:not_live_reason", draw]]);
+  return listen(model, [
+    ['change:workers', draw],
+    ['change:totals', draw],
+    ['change:live', draw],
+    ['change:not_live_reason', draw]
+  ]);
 }
 
 function render({ model, el }) {
-  return model.get("kind") === "cluster" ? renderCluster(model, el) : renderFutures(model, el);
+  return model.get('kind') === 'cluster'
+    ? renderCluster(model, el)
+    : renderFutures(model, el);
 }
 
 export default { render };
