@@ -100,6 +100,10 @@ class ClusterUnreachableError(ScatterMagicsError, ConnectionError):
     """A registered cluster's scheduler did not answer (it is closing, or stuck)."""
 
 
+class NotOwnedError(ScatterMagicsError, PermissionError):
+    """The Jupyter sidebar was asked to stop a cluster no process on this machine started."""
+
+
 class MissingDependencyError(ScatterMagicsError, ImportError):
     """An engine needs a package that is not installed (the message names the extra)."""
 

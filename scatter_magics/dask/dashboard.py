@@ -21,7 +21,7 @@ import weakref
 
 logger = logging.getLogger(__name__)
 
-PROBE_TIMEOUT = 1.0  # s
+PROBE_TIMEOUT = 0.5  # s: a dashboard on the network answers in milliseconds
 DEFAULT_TEMPLATE = "{scheme}://{host}:{port}/status"
 
 _links: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client/cluster -> link
