@@ -325,6 +325,43 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_ws_fetch, jp_en
         proc.wait()
 
 
+@on_server_loop
+async def test_a_cluster_a_kernel_joins_is_listed_while_it_stays_connected(
+        jp_fetch, jp_environ, start_cluster, dask_cluster, tmp_path):
+    """Issue 21, item 4: a remote Dask scheduler the sidebar would not see otherwise, and
+    a cluster of another process joined by id (one card, its connections listed)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tests.test_magics import make_shell, run
+
+    shell = make_shell(tmp_path / "ipython")
+    try:
+        run(shell, f"%cluster connect {dask_cluster.address}")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        assert card["scheduler_address"] == dask_cluster.address and card["remote"] is True
+        assert card["backend"] == "dask" and card["status"] == "running"
+        assert [w["name"] for w in card["workers"]] == ["worker-0", "worker-1"]
+        [connection] = card["connected"]
+        assert set(connection) == {"id", "kernel_id", "name"}
+        with pytest.raises(HTTPClientError) as refused:  # others may be using it
+            await jp_fetch(*API, "clusters", card["id"], method="DELETE")
+        assert refused.value.code == 409
+        run(shell, "%cluster stop")
+        assert (await get_json(jp_fetch, "clusters"))[0] == []
+
+        owned = start_cluster(n_workers=1, n_keys=2)
+        run(shell, f"%cluster connect {owned.id}")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        assert card["id"] == owned.id and card["remote"] is False
+        assert len(card["connected"]) == 1 and card["keys"]["count"] == 2
+        run(shell, "%cluster stop")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        assert card["connected"] == []
+    finally:
+        shell.run_line_magic("unload_ext", "scatter_magics")
+        InteractiveShell.clear_instance()
+
+
 def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):
     from scatter_magics.lab import _load_jupyter_server_extension
 
