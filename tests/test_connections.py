@@ -144,7 +144,11 @@ def test_connect_takes_a_gateway_cluster_with_its_tls_security(ip, gateway):
 
 
 def test_connect_takes_a_jobqueue_cluster(ip):
-    pytest.importorskip("dask_jobqueue")
+    # Importing dask_jobqueue (its runner module) makes SIGINT raise SystemExit in the
+    # whole process; measured: later tests' Ctrl-C ended in SystemExit. Put it back.
+    interrupt = signal.getsignal(signal.SIGINT)
+    pytest.importorskip("dask_jobqueue.local")
+    signal.signal(signal.SIGINT, interrupt)
     run(ip, "from dask_jobqueue.local import LocalCluster as JobCluster\n"
             "jobs = JobCluster(cores=1, memory='1GiB', processes=1, "
             "scheduler_options={'host': '127.0.0.1', 'dashboard_address': None}, "

@@ -114,6 +114,8 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.scheduler = None
         self.users: set[str] = set()  # ids of our clients that joined and are connected
         self._leaving: asyncio.Task | None = None  # taking ourselves off the cluster
+        self._lock: asyncio.Lock | None = None  # made on the scheduler's loop, when needed
+        self._taken_off = False
         self.subscribers: dict[str, _Subscriber] = {}  # client id -> what it was told
         self.pinned: dict[str, frozenset | None] = {}  # key -> allowed workers (None: all)
         self.worker_events: list[dict] = []  # joins and leaves, for the next batch
@@ -168,10 +170,22 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                 amm.add_policy(KeepPinnedReplicas(self.pinned))
 
     # ---------------------------------------------------------------- guests ---
-    def join(self, client: str) -> int:
-        """``client`` (one of ours) uses the plugin; returns how many do."""
-        self.users.add(client)
-        return len(self.users)
+    # Joining and taking off are serialized (``_guard``): a client may join while the
+    # last one's take-off awaits the workers, and must then keep what it joined.
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def join(self, client: str) -> int:
+        """``client`` (one of ours) uses the plugin; returns how many do. Raises if this
+        plugin was just taken off the cluster: the client registers a new one."""
+        async with self._guard():
+            if self._taken_off:
+                raise RuntimeError("the scatter_magics plugin was just taken off this "
+                                   "cluster; register it again")
+            self.users.add(client)
+            return len(self.users)
 
     async def leave(self, client: str) -> bool:
         """``client`` is done; the last one out takes what we installed off the cluster.
@@ -179,18 +193,22 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         Returns whether it did (so ``%cluster stop`` can say so)."""
         self.users.discard(client)
         self.unsubscribe(client)
-        if self.users:
-            return False
-        await self._take_off()
-        return True
+        return await self._take_off()
 
-    async def _take_off(self) -> None:
-        scheduler = self.scheduler
-        if WORKER_PLUGIN_NAME in scheduler.worker_plugins:  # workers run its teardown
-            await scheduler.unregister_worker_plugin(comm=None, name=WORKER_PLUGIN_NAME)
-        if not self.preloaded and scheduler.plugins.get(NAME) is self:
-            scheduler.remove_plugin(name=NAME)  # Dask's unregister does not call close()
-            await self.close()
+    async def _take_off(self) -> bool:
+        async with self._guard():
+            if self.users or self._taken_off:  # someone joined meanwhile, or done already
+                return False
+            scheduler = self.scheduler
+            if WORKER_PLUGIN_NAME in scheduler.worker_plugins:  # workers run its teardown
+                await scheduler.unregister_worker_plugin(comm=None, name=WORKER_PLUGIN_NAME)
+            if self.users:  # joined while the workers tore down: they register it again
+                return False
+            if not self.preloaded and scheduler.plugins.get(NAME) is self:
+                self._taken_off = True
+                scheduler.remove_plugin(name=NAME)  # Dask's unregister does not call close()
+                await self.close()
+            return True
 
     def _last_user_gone(self, client: str) -> None:
         """A client of ours disconnected without leaving (closed in code, or died)."""

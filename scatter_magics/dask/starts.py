@@ -43,6 +43,12 @@ class StartReporter(WorkerPlugin):
     def setup(self, worker) -> None:
         self.worker = worker
         self.executing: dict = {}  # key -> when it began executing; None once reported
+        # Tasks already running when the plugin arrives (it is installed on first use,
+        # and taken off when the last client of ours leaves) count from now.
+        now = time.monotonic()
+        for key, ts in list(getattr(getattr(worker, "state", None), "tasks", {}).items()):
+            if ts.state in _EXECUTING:
+                self.executing[key] = now
         self._callback = PeriodicCallback(self.report, REPORT_INTERVAL * 1000)
         self._callback.start()
 
