@@ -64,6 +64,10 @@ class DaskBackend:
         return self.client.status == "running"
 
     @property
+    def closed_reason(self) -> str | None:
+        return None  # a Dask client that lost its scheduler says only its status
+
+    @property
     def default_timeout(self) -> float | None:
         return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
 

@@ -22,6 +22,10 @@ class EmbeddedBackend:
         return self.client.status == "running"
 
     @property
+    def closed_reason(self) -> str | None:
+        return self.client.ending.reason
+
+    @property
     def default_timeout(self) -> float | None:
         return self.client.timeout
 
