@@ -5,7 +5,9 @@
   process on 127.0.0.1 with a simple authenticator, as its own tests run it) and
   dask-jobqueue's local cluster: the magics use the object's address and security.
 - A cluster that goes away (item 3): within 5 s every widget says "not live" and why,
-  the next magic says so in one line, and the kernel can start or join another.
+  the next magic says so in one line, and the kernel can start or join another. On Dask
+  (its scheduler dies) and on our engine (a cluster of another process, joined by id,
+  closed by its owner or killed with it; the sidebar's stop is in test_lab_server.py).
 - Dashboard links (item 6).
 """
 
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -27,6 +30,7 @@ from IPython.utils.capture import capture_output  # noqa: E402
 from scatter_magics import discovery  # noqa: E402
 from scatter_magics.errors import ClusterGoneError  # noqa: E402
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget  # noqa: E402
+from tests.cluster_support import GONE, ClusterProcess, Joined, assert_recovers  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
 from tests.dask_support import DaskCLI  # noqa: E402
 from tests.test_magics import ip, magics, run, usage_error  # noqa: E402,F401 (ip: fixture)
@@ -195,6 +199,42 @@ def test_a_dask_scheduler_that_dies_strands_no_notebook(ip, tmp_path, dask_clust
     assert "client" not in ip.user_ns and connections(cli.address) == []
     run(ip, f"%cluster connect {dask_cluster.address}")  # the same kernel joins another
     assert run(ip, "%scatter w").result() == 3
+    run(ip, "%cluster stop")
+
+
+@pytest.mark.parametrize("end, reason, first", [
+    (ClusterProcess.stop, "the cluster was closed by the process that owns it, pid {pid}",
+     "%cluster"),
+    (lambda cluster: cluster.proc.kill(), "the connection to the scheduler at {address} was "
+     "lost: its process died, or the network failed", "%scatter w"),
+], ids=["its-owner-closes-it", "its-owner-is-killed"])
+def test_an_embedded_cluster_that_goes_away_strands_no_notebook(ip, end, reason, first):
+    cluster = ClusterProcess(n_workers=1, n_keys=2)
+    try:
+        joined = Joined(ip, cluster)
+        end(cluster)
+        reason = reason.format(pid=cluster.proc.pid, address=joined.address)
+        assert_recovers(ip, joined, cluster, reason, first)
+    finally:
+        cluster.stop()
+
+
+def test_a_gather_waiting_when_its_cluster_dies_says_so_in_one_line(ip):
+    cluster = ClusterProcess(n_workers=1, n_keys=0)
+    try:
+        run(ip, f"%cluster connect {cluster.id}\n"
+                f"import time\nslow = client.submit(time.sleep, 60, pure=False)")
+        address = ip.user_ns["client"].scheduler_address
+        # Killed while %gather waits (or, on a slow day, before it starts: the same line).
+        threading.Timer(0.5, cluster.proc.kill).start()
+        with pytest.raises(ClusterGoneError) as gone:
+            run(ip, "%gather slow")
+        reason = (f"the connection to the scheduler at {address} was lost: its process died, "
+                  f"or the network failed")
+        assert gone.value._render_traceback_() == [GONE.format(address=address, reason=reason)]
+        run(ip, "%cluster start -n 1")
+    finally:
+        cluster.stop()
     run(ip, "%cluster stop")
 
 

@@ -189,6 +189,9 @@ class ScatterMagics(Magics):
             raise UsageError(f"{exc}; start a cluster with workers: %cluster start -n 2") from exc
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
+        except ClientClosedError:
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
+            raise
         except TimeoutError as exc:
             raise TimeoutError(
                 f"%scatter {what} did not finish within {timeout or backend.default_timeout} s while "
@@ -277,6 +280,7 @@ class ScatterMagics(Magics):
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
         except ClientClosedError as exc:
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             what = ", ".join(targets)
             raise UsageError(f"the futures of {what} belong to a client that was closed (the "
                              f"cluster was stopped); scatter the data again") from exc

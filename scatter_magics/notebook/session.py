@@ -122,11 +122,11 @@ class ClusterSession:
         """Raise :class:`ClusterGoneError` (once) if the magics' cluster went away."""
         if self.owned is None or self.owned.running:
             return
-        address = self.address
+        address, why = self.address, self.owned.closed_reason
         self.forget_gone()
         raise ClusterGoneError(
-            f"the cluster at {address} is gone (it was stopped, or its scheduler died); "
-            f"start one with %cluster start, or join one with %cluster connect ADDRESS")
+            f"the cluster at {address} is gone ({why or 'it was stopped, or its scheduler died'}"
+            f"); start one with %cluster start, or join one with %cluster connect ADDRESS")
 
     def forget_gone(self) -> None:
         """Forget a cluster that went away: its client, names, registry entry, widgets."""
