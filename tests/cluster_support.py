@@ -96,12 +96,14 @@ def assert_recovers(shell, joined: Joined, cluster: ClusterProcess, reason: str,
     for widget in joined.widgets:
         assert widget.not_live_reason == reason
         assert f"not live: {reason}" in widget.to_html()
+    # The sidebar no longer lists the connection, before the notebook runs anything.
+    wait_for(lambda: connections(joined.address) == [], timeout=5,
+             what="the kernel's connection to leave the registry")
     with pytest.raises(ClusterGoneError) as gone:
         run(shell, first)
     assert gone.value._render_traceback_() == [GONE.format(address=joined.address,
                                                            reason=reason)]
-    assert joined.client.status == "closed"
-    assert "client" not in shell.user_ns and connections(joined.address) == []
+    assert joined.client.status == "closed" and "client" not in shell.user_ns
     wait_for(lambda: set(our_threads()) <= joined.threads_before, timeout=10,
              what="the client's loop thread to end")
     wait_for(lambda: all(exited(p) for p in cluster.worker_pids), timeout=10,

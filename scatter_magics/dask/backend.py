@@ -67,6 +67,10 @@ class DaskBackend:
     def closed_reason(self) -> str | None:
         return None  # a Dask client that lost its scheduler says only its status
 
+    def when_lost(self, callback: Callable[[str], None]) -> None:
+        """Never called: the client says it lost its scheduler only by its status (the
+        event hub looks at it only while a widget subscribes)."""
+
     @property
     def default_timeout(self) -> float | None:
         return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")

@@ -25,6 +25,9 @@ class EmbeddedBackend:
     def closed_reason(self) -> str | None:
         return self.client.ending.reason
 
+    def when_lost(self, callback: Callable[[str], None]) -> None:
+        self.client.ending.on_end(callback)
+
     @property
     def default_timeout(self) -> float | None:
         return self.client.timeout

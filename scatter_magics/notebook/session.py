@@ -96,6 +96,8 @@ class ClusterSession:
         self.owned, self.connected = backend, True
         self.address = backend.scheduler_info()["address"]
         self.entry = register_connection(backend, self.address)
+        # Gone from the sidebar as soon as the cluster goes, not at the next magic.
+        backend.when_lost(lambda reason, entry=self.entry: discovery.unregister(entry))
         self._adopt(backend, f"Connected to the {backend.kind} scheduler at {self.address} "
                              f"({counted(backend.n_workers(), 'worker')})")
         return ClusterSummary.snapshot(backend, self.names.labels())

@@ -17,10 +17,13 @@ ClientClosedError('this Client is closed: stopped from the Jupyter sidebar; crea
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
 from typing import Callable
 
 from ...errors import ClientClosedError, CommClosedError
+
+logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 30.0  # s close() waits for the threads of a client closed under it to end
 # What a call cut short by the scheduler going away may raise: the channel's error, the
@@ -37,6 +40,9 @@ class Ending:
         self.reason: str | None = None  # set first: a call cut short from then on says why
         self._thread: threading.Thread | None = None
         self._begun = threading.Event()
+        self._lock = threading.Lock()  # between on_end() and begin()
+        self._listeners: list[Callable[[str], None]] = []
+        self._ended_under = False
 
     def error(self, status: str) -> ClientClosedError:
         """What a call on a client with this ``status`` (not ``running``) raises."""
@@ -55,10 +61,28 @@ class Ending:
         error.__cause__ = exc
         return error
 
+    def on_end(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` once the client was closed under its user: from the
+        thread that ends it, or now if it was."""
+        with self._lock:
+            if not self._ended_under:
+                self._listeners.append(listener)
+                return
+        listener(self.reason)
+
     def begin(self, *steps: Callable[[], None]) -> None:
-        """Once :attr:`reason` is set: run each of ``steps`` (which end the client's
-        threads) in order, on a thread of its own."""
+        """Once :attr:`reason` is set: tell the listeners, then run each of ``steps``
+        (which end the client's threads) in order, on a thread of its own."""
+        with self._lock:
+            self._ended_under = True
+            listeners, self._listeners = self._listeners, []
+
         def run() -> None:
+            for listener in listeners:
+                try:
+                    listener(self.reason)
+                except Exception:
+                    logger.exception("a listener of the client's end failed")
             for step in steps:
                 step()
         thread = threading.Thread(target=run, name="scatter-magics-close", daemon=True)
