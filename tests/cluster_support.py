@@ -51,7 +51,9 @@ class ClusterProcess:
                                      text=True)
         self.id = self.proc.stdout.readline().strip()
         assert self.id, "the cluster process did not start"
-        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
+        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)
+                            if "scatter_magics.engine.worker" in c.cmdline()]  # not the
+        # fork server they were forked from, which lives as long as the process
 
     def scatter(self, n_keys: int) -> None:
         """Scatter ``n_keys`` more keys in the cluster's own process."""

@@ -356,8 +356,9 @@ def test_without_the_plugin_the_view_polls_and_says_so_once(dask_cluster):
 
 
 def test_the_plugin_modules_ship_by_value(tmp_path):
-    """They import nothing of scatter_magics but each other, so cloudpickle can send them
-    to any scheduler and worker (tests/test_dask_guest.py: one without scatter_magics)."""
+    """They import nothing of scatter_magics but each other (and task_capture.py, shipped
+    with them), so cloudpickle can send them to any scheduler and worker
+    (tests/test_dask_guest.py: one without scatter_magics)."""
     from scatter_magics.dask.install import SHIPPED
 
     for name in SHIPPED:
@@ -367,8 +368,9 @@ def test_the_plugin_modules_ship_by_value(tmp_path):
                     for alias in node.names}
         imported |= {node.module for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and node.level == 0}
-        relative = {f"scatter_magics.dask.{node.module}" for node in ast.walk(tree)
-                    if isinstance(node, ast.ImportFrom) and node.level == 1}
+        package = {1: "scatter_magics.dask", 2: "scatter_magics"}
+        relative = {f"{package[node.level]}.{node.module}" for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level}
         assert not any(n.startswith("scatter_magics") for n in imported), name
         assert relative <= set(SHIPPED), name
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import os
 
 import pytest
@@ -18,9 +19,11 @@ distributed = pytest.importorskip("distributed")
 
 import cloudpickle  # noqa: E402
 
+from scatter_magics import task_output  # noqa: E402
 from scatter_magics.dask.install import install_worker_plugin  # noqa: E402
 from scatter_magics.dask.plugin import NAME  # noqa: E402
 from scatter_magics.dask.starts import WORKER_PLUGIN_NAME  # noqa: E402
+from scatter_magics.dask.task_output import CAPTURE_NAME, RELAY_NAME  # noqa: E402
 from scatter_magics.errors import MemoryLimitError  # noqa: E402
 from scatter_magics.notebook.widget import FuturesWidget  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
@@ -73,7 +76,7 @@ def installed(observer) -> tuple[set, set, set]:
     def on_worker(dask_worker):
         return sorted(dask_worker.plugins)
 
-    ours = {NAME, WORKER_PLUGIN_NAME, "from-the-tests"}
+    ours = {NAME, RELAY_NAME, WORKER_PLUGIN_NAME, CAPTURE_NAME, "from-the-tests"}
     plugins, saved = observer.run_on_scheduler(on_scheduler)
     on_workers = {p for names in observer.run(on_worker).values() for p in names}
     return plugins & ours, saved & ours, on_workers & ours
@@ -90,7 +93,19 @@ def restart(observer, name: str) -> None:
     wait_for(lambda: name in by_name(observer), timeout=60, what=f"{name} to come back")
 
 
-def test_joining_runs_our_plugins_there_and_stop_takes_them_off(ip, bare_cluster, observer):
+ON_SCHEDULER = {NAME, RELAY_NAME}  # the event stream; what tasks print, relayed
+ON_WORKERS = {WORKER_PLUGIN_NAME, CAPTURE_NAME}  # which tasks run; what they print
+
+
+def shout(x):
+    print(f"shouted {x}")
+    return x
+
+
+def test_joining_runs_our_plugins_there_and_stop_takes_them_off(ip, bare_cluster, observer,
+                                                                monkeypatch):
+    terminal = io.StringIO()  # where what tasks print shows outside a kernel
+    monkeypatch.setattr(task_output.ROUTER, "terminal", terminal)
     run(ip, f"%cluster connect {bare_cluster.address}")
     client = ip.user_ns["client"]
     fut = run(ip, "x = list(range(10))\n%scatter x --broadcast")
@@ -98,12 +113,16 @@ def test_joining_runs_our_plugins_there_and_stop_takes_them_off(ip, bare_cluster
     wait_for(lambda: widget.rows and widget.rows[0]["status"] == "finished"
              and len(widget.rows[0]["workers"]) == 2, what="the live view of the broadcast")
     widget.close()
-    assert installed(observer) == ({NAME}, {WORKER_PLUGIN_NAME}, {WORKER_PLUGIN_NAME})
+    assert installed(observer) == (ON_SCHEDULER, ON_WORKERS, ON_WORKERS)
+    # What a task prints on a worker without scatter_magics reaches the notebook.
+    assert client.submit(shout, 7).result() == 7
+    wait_for(lambda: "shouted 7" in terminal.getvalue(), timeout=10,
+             what="the task's output to reach the notebook")
 
     restart(observer, "worker-1")  # a worker that restarts meanwhile takes them too
     wait_for(lambda: len(client.who_has(fut)[fut.key]) == 2, timeout=10,
              what="the broadcast to reach the restarted worker")
-    assert installed(observer)[2] == {WORKER_PLUGIN_NAME}
+    assert installed(observer)[2] == ON_WORKERS
 
     run(ip, "%cluster stop")
     assert installed(observer) == (set(), set(), set())
@@ -121,7 +140,7 @@ def test_a_client_of_ours_that_vanishes_counts_as_gone(bare_cluster, observer):
 
     with distributed.Client(bare_cluster.address, timeout=30) as ours:
         assert install(ours) == ("plugin", None)
-        assert installed(observer)[:2] == ({NAME}, {WORKER_PLUGIN_NAME})
+        assert installed(observer)[:2] == (ON_SCHEDULER, ON_WORKERS)
     wait_for(lambda: installed(observer) == (set(), set(), set()), timeout=10,
              what="the plugins to leave with the last client of ours")
 

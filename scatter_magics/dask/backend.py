@@ -43,6 +43,7 @@ from . import room
 from .credentials import security_fields, security_from_fields
 from .dashboard import dashboard_link
 from .events import DaskSubscription, hub_for
+from .failures import connection_error, raise_gather_error
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,19 @@ class DaskBackend:
         return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
 
     # ------------------------------------------------------------ data ---
-    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
+    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout,
+                progress=None) -> dict:
+        """``progress`` hears the whole scatter as one stage (Dask's ``Client.scatter``
+        says nothing on the way): its size, as ``dask.sizeof`` estimates it, at once,
+        and the end; the bar shows the time between."""
         self._check_open()
+        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
         addresses = self.resolve_workers(workers)
-        groups = self._placement(items, addresses, broadcast)  # refuses what cannot fit
+        sizes = {key: sizeof(value) for key, value in items.items()}  # dask.sizeof's guess
+        total = sum(sizes.values())
+        groups = self._placement(sizes, total, addresses, broadcast)  # refuses what cannot fit
+        if progress is not None:
+            progress("scatter", None, total)
         if groups is None:
             futures = self._scatter_to(items, addresses, broadcast, direct, hash, timeout)
         else:  # only some workers have room: each group of keys to the workers that do
@@ -90,12 +100,14 @@ class DaskBackend:
         if broadcast:
             self.pin(list(futures), addresses)
         hub_for(self.client).touch(futures)
+        if progress is not None:
+            progress("scatter", total, total)
         return futures
 
-    def _placement(self, items: dict, addresses: list[str] | None, broadcast: bool):
-        """``room.plan`` for a scatter of ``items``: None when it fits as asked."""
-        sizes = {key: sizeof(value) for key, value in items.items()}
-        if sum(sizes.values()) < room.CHECK_FROM:
+    def _placement(self, sizes: dict, total: int, addresses: list[str] | None,
+                   broadcast: bool):
+        """``room.plan`` for a scatter of ``sizes`` (key -> bytes): None when it fits as asked."""
+        if total < room.CHECK_FROM:
             return None
         workers = self.scheduler_info()["workers"]
         allowed = addresses or sorted(workers)
@@ -117,6 +129,8 @@ class DaskBackend:
             if _is_pickling_error(exc):
                 raise SerializationError(_root_message(exc)) from exc
             raise
+        except Exception as exc:
+            raise connection_error(self.client, exc) or exc
 
     def _bounded(self, awaitable, timeout: float | None):
         """Run ``awaitable`` on the client's loop; with ``timeout``, at most that long."""
@@ -138,14 +152,30 @@ class DaskBackend:
         else:
             _warn_polling(self.client, hub.install_error)
 
-    def gather(self, futures, *, errors: str, timeout: float | None):
+    def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
+        """``progress`` hears the whole gather as one stage, without a count (Dask
+        says nothing on the way): the bar shows the time it takes."""
         self._check_open()
+        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
+        if progress is not None:
+            progress("gather", None, None)
         if (type(futures) is Future and futures.client is self.client and errors == "raise"
                 and timeout is None):
             # The magics' usual case, as a user calls it: Dask's own gather of one future
             # (the general path's walk and rebuild cost ~60 us, 2% of a small round trip).
-            return self.client.gather(futures)
+            try:
+                return self.client.gather(futures)
+            except Exception as exc:
+                raise_gather_error(self.client, exc, [futures])
         found = find_futures(futures, Future)
+        try:
+            return self._gather(futures, found, errors, timeout)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            raise_gather_error(self.client, exc, found)
+
+    def _gather(self, futures, found: list, errors: str, timeout: float | None):
         if any(f.client is not self.client and f.client.status in ("closing", "closed")
                for f in found):  # this backend's own client was checked just above
             raise ClientClosedError("the client of these futures was closed")

@@ -79,7 +79,9 @@ class EventHub:
     # ------------------------------------------------------------ installing ---
     def install(self) -> str:
         """Put our plugins on the cluster (once; blocking, not on the loop thread); return
-        the mode: ``"plugin"``, or ``"poll"`` where the scheduler refused it
+        the mode: ``"plugin"``, or ``"poll"`` where the scheduler refused it. The workers'
+        (``StartReporter``) only adds ``running``, and the output plugins only bring what
+        tasks print (``task_output.py``): a cluster that refuses them still streams
         (:mod:`.install`)."""
         if self.mode is None:
             self.mode, self.install_error = installing.install(self.client)

@@ -1,27 +1,31 @@
 """What the magics put on a Dask cluster they join, and how they take it off again.
 
-Two plugins, both guests on a cluster someone else may run:
+Four plugins, all guests on a cluster someone else may run:
 
 - ``scatter-magics`` (:class:`~.plugin.ScatterMagicsPlugin`, on the scheduler): the live
   view's event stream and broadcasts that stay;
 - ``scatter-magics-starts`` (:class:`~.starts.StartReporter`, on every worker, including
-  those that join later): when a task starts running.
+  those that join later): when a task starts running;
+- ``scatter-magics-output-relay`` and ``scatter-magics-output`` (:mod:`.task_output`, on
+  the scheduler and every worker): what tasks print, shown in the notebook.
 
-Both always travel **by value** (``cloudpickle.register_pickle_by_value`` of the two
-modules, which import nothing of scatter_magics): the usual shared cluster has
-``distributed`` but not this package, and a plugin sent by reference would make every
-worker that (re)starts fail with ``ModuleNotFoundError`` for as long as the scheduler keeps
-it (it saves a worker plugin *before* sending it, and keeps it whatever the workers say).
+All always travel **by value** (``cloudpickle.register_pickle_by_value`` of their modules,
+which import nothing of scatter_magics but each other and ``task_capture.py``, shipped
+with them): the usual shared cluster has ``distributed`` but not this package, and
+a plugin sent by reference would make every worker that (re)starts fail with
+``ModuleNotFoundError`` for as long as the scheduler keeps it (it saves a worker plugin
+*before* sending it, and keeps it whatever the workers say).
 
 Nothing is left half-registered: a worker plugin the workers refused is unregistered at
 once (Dask reports their failure as a plain ``Exception``, so any failure counts), and the
-live view does without ``running``, said once in the log. A scheduler that refuses the
-scheduler plugin leaves the view polling (``events.Poller``).
+magics do without it (no ``running``; tasks' output left in the workers' logs), said once
+in the log. A scheduler that refuses the event plugin leaves the view polling
+(``events.Poller``) and gets none of the others.
 
 Each client that installed says :func:`leave` when the magics stop using it
-(``%cluster stop``); the last one out takes both plugins off (the scheduler plugin stays
-if the cluster's own ``--preload`` put it there). A client that vanishes without leaving
-counts as gone when its connection drops.
+(``%cluster stop``); the last one out takes all four off (the event plugin stays if the
+cluster's own ``--preload`` put it there). A client that vanishes without leaving counts
+as gone when its connection drops.
 
 >>> install(client)                      # doctest: +SKIP
 'plugin'
@@ -37,8 +41,10 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-SHIPPED = ("scatter_magics.dask.starts", "scatter_magics.dask.plugin")  # travel by value
-LEAVE_TIMEOUT = 10.0  # s; taking the worker plugin off waits for every worker's teardown
+# Travel by value: our plugins' modules, and what they import of ours.
+SHIPPED = ("scatter_magics.dask.starts", "scatter_magics.dask.plugin",
+           "scatter_magics.dask.task_output", "scatter_magics.task_capture")
+LEAVE_TIMEOUT = 10.0  # s; taking the worker plugins off waits for every worker's teardown
 
 
 @contextlib.contextmanager
@@ -79,7 +85,31 @@ def install(client) -> tuple[str, BaseException | None]:
     if not install_worker_plugin(client, StartReporter(), WORKER_PLUGIN_NAME):
         logger.warning("the live view shows no 'running': the workers did not take the "
                        "plugin that reports started tasks")
+    install_output(client)
     return "plugin", None
+
+
+def install_output(client) -> bool:
+    """Bring what ``client``'s tasks print to the notebook (:mod:`.task_output`): the
+    relay on the scheduler, the capture on the workers; True if both were taken.
+
+    After the event plugin (a worker's output op without its handler on the scheduler
+    would be an error there). Refused, the output stays in the workers' logs."""
+    from ..task_output import show
+    from .task_output import CAPTURE_NAME, RELAY_NAME, OutputCapture, OutputRelay, subscribe
+
+    try:
+        register_by_value(client, OutputRelay(), RELAY_NAME)
+    except Exception:
+        logger.warning("the scheduler did not take the plugin that relays what tasks "
+                       "print; it stays in the workers' logs", exc_info=True)
+        return False
+    if not install_worker_plugin(client, OutputCapture(), CAPTURE_NAME):
+        logger.warning("what tasks print stays in the workers' logs: the workers did not "
+                       "take the plugin that captures it")
+        return False
+    subscribe(client, show)
+    return True
 
 
 def install_worker_plugin(client, plugin, name: str) -> bool:

@@ -19,12 +19,13 @@ workers' ``StartReporter``): the scheduler only knows ``processing``.
 The plugin is a guest on a cluster the magics did not start. Each client of ours says
 ``scatter_magics_join`` after installing it and ``scatter_magics_leave`` on ``%cluster
 stop``; when the last one leaves (or its connection drops), the plugin takes the workers'
-``StartReporter`` off the cluster and, unless the cluster's own ``--preload`` installed
-it, removes itself (its handlers, its periodic callback, its AMM policy). Workers that
-join later start as if we had never been there.
+``StartReporter`` and the output plugins (:mod:`.task_output`'s capture and relay) off
+the cluster and, unless the cluster's own ``--preload`` installed it, removes itself (its
+handlers, its periodic callback, its AMM policy). Workers that join later start as if we
+had never been there.
 
-This module imports only the standard library, tornado, distributed and :mod:`.starts`
-(which imports the same): clients always ship both by value
+This module imports only the standard library, tornado, distributed, :mod:`.starts`
+(which imports the same) and the output plugins' names: clients always ship it by value
 (``cloudpickle.register_pickle_by_value``, :mod:`.install`), so they run on a scheduler
 and workers that cannot import scatter_magics. ``dask scheduler --preload
 scatter_magics.dask.preload`` installs it when the scheduler starts.
@@ -45,6 +46,10 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
 from .starts import STARTED_OP, WORKER_PLUGIN_NAME
+from .task_output import CAPTURE_NAME, RELAY_NAME
+
+# What our clients put on the workers, taken off with us (each worker runs its teardown).
+GUEST_WORKER_PLUGINS = (WORKER_PLUGIN_NAME, CAPTURE_NAME)
 
 logger = logging.getLogger("scatter_magics.dask.plugin")
 
@@ -200,10 +205,14 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             if self.users or self._taken_off:  # someone joined meanwhile, or done already
                 return False
             scheduler = self.scheduler
-            if WORKER_PLUGIN_NAME in scheduler.worker_plugins:  # workers run its teardown
-                await scheduler.unregister_worker_plugin(comm=None, name=WORKER_PLUGIN_NAME)
-            if self.users:  # joined while the workers tore down: they register it again
+            for name in GUEST_WORKER_PLUGINS:
+                if name in scheduler.worker_plugins:
+                    await scheduler.unregister_worker_plugin(comm=None, name=name)
+            if self.users:  # joined while the workers tore down: they register them again
                 return False
+            relay = scheduler.plugins.pop(RELAY_NAME, None)  # after the captures: none sends
+            if relay is not None:
+                await relay.close()
             if not self.preloaded and scheduler.plugins.get(NAME) is self:
                 self._taken_off = True
                 scheduler.remove_plugin(name=NAME)  # Dask's unregister does not call close()

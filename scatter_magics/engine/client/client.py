@@ -18,6 +18,7 @@ import threading
 import uuid
 from typing import Callable
 
+from ... import task_output
 from ...current_client import register_client
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
@@ -56,10 +57,9 @@ class Client:
     a scheduler in another process needs its secret (``secret=`` or the
     ``SCATTER_MAGICS_SECRET`` environment variable).
 
-    What it is made of: ``refs`` (:class:`References`, the keys its Futures hold),
-    its event subscriptions (:class:`EventStream`), the scattering and the gathering
-    (:class:`Scattering`, :class:`Gathering`, on the loop thread), and ``done_callbacks``
-    (:class:`DoneCallbacks`); each is given only the links, pools and callables it uses.
+    Made of ``refs`` (:class:`References`: the keys its Futures hold), :class:`EventStream`,
+    :class:`Scattering` and :class:`Gathering` (on the loop thread) and ``done_callbacks``
+    (:class:`DoneCallbacks`), each given only the links, pools and callables it uses.
     """
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
@@ -138,6 +138,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
+            task_output.show(msg["worker"], msg["records"])
         elif msg["op"] == "scheduler-closing" and isinstance(getattr(self, "_link", None),
                                                              LocalSchedulerLink):
             self._on_scheduler_lost(msg["reason"])  # a cluster in this process, closed
@@ -187,12 +189,10 @@ class Client:
 
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
-        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
-
-        Blocks for its result, or returns an awaitable for an asynchronous client (or
+        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does:
+        block for its result, or return an awaitable for an asynchronous client (or
         ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
-        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
-        """
+        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask."""
         self._check_open()
         return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
 
@@ -288,13 +288,18 @@ class Client:
         if not callable(func):
             raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
         name = getattr(func, "__name__", type(func).__name__)
+        restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
             key = key or _task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
-            tasks.append((key, task, deps, plain_workers(workers)))
-        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+            tasks.append((key, task, deps, restrictions))
+        if restrictions is None and not self.asynchronous:
+            # Sent ahead: nothing the caller gets back waits for the scheduler.
+            self._ahead.submit(tasks, [f._state for f in futures])
+        else:  # (workers= is resolved by the scheduler: an unknown one raises here)
+            self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
     def _key_of(self, obj) -> str | None:
@@ -365,8 +370,7 @@ class Client:
             return self._close_in_thread()
         self._close()
 
-    async def _close_in_thread(self) -> None:
-        # Closing joins the loop thread and the workers: not on the caller's event loop.
+    async def _close_in_thread(self) -> None:  # it joins the loop thread and the workers
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
@@ -410,10 +414,9 @@ class Client:
         await self._close_in_thread()
 
     def __del__(self):
-        # A dropped client that started its cluster ends it. Not inline: the collector
-        # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        # At interpreter exit atexit has closed the cluster already, and a thread started
-        # during finalization waits forever (a script that never closed its Client hung).
+        # A dropped client that started its cluster ends it; not inline: the collector may
+        # run us on the loop thread (where close() cannot wait) or mid-operation. Not at exit:
+        # atexit closed the cluster, and a thread started in finalization waits for ever.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster \
                 and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()

@@ -2,7 +2,7 @@
 
 Both links offer the same three methods, all used on the client's loop thread:
 ``await request(msg)``, ``send(msg)`` and ``close()``. Reports from the scheduler
-(``key-update``, ``events``, and from an in-process scheduler ``scheduler-closing``) go
+(``key-update``, ``events``, ``task-output``, and from an in-process scheduler ``scheduler-closing``) go
 to the ``on_report(msg)`` callback; a remote link calls ``on_lost(reason)`` when its
 scheduler goes away. :func:`releaser` sends the releases of dropped futures.
 """
@@ -73,7 +73,8 @@ class RemoteSchedulerLink:
                    ) -> "RemoteSchedulerLink":
         link, report = cls(address), _weakly(on_report)
         handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events",
-                                                                 "worker-unresponsive")}
+                                                                 "worker-unresponsive",
+                                                                 "task-output")}
         handlers["scheduler-closing"] = link._on_closing
         link.channel = await connect(address, secret, handlers, timeout=timeout)
         if on_lost is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
+import functools
 import logging
 import os
 import signal
@@ -37,7 +37,9 @@ from ..wire.serialize import (
     sizeof,
     wire,
 )
-from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
+from .runner import TaskRunner
+from .task_output import RUNNING, TaskOutput
 from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -110,7 +112,7 @@ class Worker:
         self.nthreads = nthreads
         self.memory_limit = memory_limit
         self.data = HeldData()
-        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self.runner: TaskRunner | None = None  # the task threads, made on the loop (start)
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
@@ -118,6 +120,7 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -131,6 +134,8 @@ class Worker:
         self.closed.set()
 
     async def start(self) -> None:
+        self.output.start(asyncio.get_running_loop())
+        self.runner = TaskRunner(self.nthreads, self._task_done)
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
@@ -152,7 +157,9 @@ class Worker:
         for channel in [self.scheduler, *self.peers.values()]:
             if channel is not None:
                 channel.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self.runner.close()
+        self.output.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -245,27 +252,38 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+        key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
+            self._start_task(key, task, who_has, {})
+        else:
+            self._spawn(self._fetch_and_start(key, task, who_has))
 
-    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
-        fetched: dict = {}
+    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict) -> None:
         try:
             fetched = await self._gather_from_peers(who_has)
-            inputs = {dep: self.data[dep].value for dep in who_has}
-            watch = StartWatch(asyncio.get_running_loop(),
-                               lambda: self._report({"op": "task-started", "key": key}))
-            timer = watch.watch()
-            try:
-                value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started)
-            finally:
-                timer.cancel()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched})
+            self._task_erred(key, exc, {})
+            return
+        self._start_task(key, task, who_has, fetched)
+
+    def _start_task(self, key: str, task: Serialized, who_has: dict, fetched: dict) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+        try:
+            inputs = {dep: self.data[dep].value for dep in who_has}
+        except Exception as exc:  # an input that does not deserialize here
+            self._task_erred(key, exc, fetched)
+            return
+        watch = StartWatch(asyncio.get_running_loop(),
+                           lambda: self._report({"op": "task-started", "key": key}))
+        running = (key, watch.watch(), fetched)
+        self.runner.run(running, functools.partial(_execute, key, task, inputs, watch.started))
+
+    def _task_done(self, running: tuple, ok: bool, value) -> None:
+        key, timer, fetched = running
+        timer.cancel()
+        self.output.send(key)  # before the result: the cell waiting shows it
+        if not ok:
+            self._task_erred(key, value, fetched)
             return
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
@@ -279,9 +297,16 @@ class Worker:
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type, "fetched": fetched})
 
+    def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
+        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+                      "traceback": "".join(traceback.format_exception(exc)),
+                      "fetched": fetched})
+
     def _report(self, msg: dict) -> None:
         try:
-            self.scheduler.send(msg)
+            # With the others of this turn of the loop: the reports of a burst of short
+            # tasks travel as one message (comm.Channel.send_soon).
+            self.scheduler.send_soon(msg)
         except CommClosedError:
             self.closed.set()
 
@@ -307,11 +332,29 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None):
+def _execute(key, task: Serialized, inputs: dict, on_start=None):
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    func, args, kwargs = deserialize_task(task, inputs)
-    return func(*args, **kwargs)
+    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
+    try:
+        func, args, kwargs = deserialize_task(task, inputs)
+        return func(*args, **kwargs)
+    finally:
+        RUNNING.key = None
+
+
+def task_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the task's own first frame on.
+
+    The frames before it (this worker's event loop, the thread pool, ``_execute``) say
+    nothing about the task and would hide its frames in a long traceback. An exception
+    raised before the task's function ran (its arguments did not unpickle) keeps them all.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _execute.__code__:
+        tb = tb.tb_next
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def resident_memory() -> int:
@@ -334,7 +377,12 @@ def _read_line(what: str) -> str:
     return line.decode().strip()
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None) -> None:
+    """Run a worker until it is closed or its owner dies.
+
+    ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
+    forked by the fork server, ``template.py``, has it for parent).
+    """
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
@@ -345,12 +393,21 @@ def main(argv=None) -> None:
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    # Our own log lines, marked with the worker's name. Not the root logger's: a task's
+    # records then reach the last-resort handler, which writes to sys.stderr as it is
+    # when they come (the task's output, task_capture.py), as they would in a notebook.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{args.name}] %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("scatter_magics")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    die_with_owner(args.shm_prefix, args.owner_pid)
+    parent_pid = args.owner_pid if parent_pid is None else parent_pid
+    die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies,
+                     args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -372,6 +429,6 @@ def main(argv=None) -> None:
         # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid, parent_pid):
             unlink_segments(args.shm_prefix)
 
