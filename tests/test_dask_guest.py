@@ -97,11 +97,6 @@ ON_SCHEDULER = {NAME, RELAY_NAME}  # the event stream; what tasks print, relayed
 ON_WORKERS = {WORKER_PLUGIN_NAME, CAPTURE_NAME}  # which tasks run; what they print
 
 
-def shout(x):
-    print(f"shouted {x}")
-    return x
-
-
 def test_joining_runs_our_plugins_there_and_stop_takes_them_off(ip, bare_cluster, observer,
                                                                 monkeypatch):
     terminal = io.StringIO()  # where what tasks print shows outside a kernel
@@ -115,6 +110,7 @@ def test_joining_runs_our_plugins_there_and_stop_takes_them_off(ip, bare_cluster
     widget.close()
     assert installed(observer) == (ON_SCHEDULER, ON_WORKERS, ON_WORKERS)
     # What a task prints on a worker without scatter_magics reaches the notebook.
+    shout = lambda x: print(f"shouted {x}") or x  # noqa: E731 (a lambda: pickled by value)
     assert client.submit(shout, 7).result() == 7
     wait_for(lambda: "shouted 7" in terminal.getvalue(), timeout=10,
              what="the task's output to reach the notebook")
