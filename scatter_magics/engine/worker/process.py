@@ -299,8 +299,7 @@ class Worker:
 
     def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
         self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                      "traceback": "".join(traceback.format_exception(exc)),
-                      "fetched": fetched})
+                      "traceback": task_traceback(exc), "fetched": fetched})
 
     def _report(self, msg: dict) -> None:
         try:
@@ -346,7 +345,7 @@ def _execute(key, task: Serialized, inputs: dict, on_start=None):
 def task_traceback(exc: BaseException) -> str:
     """``exc``'s traceback from the task's own first frame on.
 
-    The frames before it (this worker's event loop, the thread pool, ``_execute``) say
+    The frames before it (this worker's task runner, ``_execute``) say
     nothing about the task and would hide its frames in a long traceback. An exception
     raised before the task's function ran (its arguments did not unpickle) keeps them all.
     """
