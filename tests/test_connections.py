@@ -217,6 +217,14 @@ def test_an_embedded_cluster_that_goes_away_strands_no_notebook(ip, end, reason,
         assert_recovers(ip, joined, cluster, reason, first)
     finally:
         cluster.stop()
+    # ... and joins another cluster, with no restart either.
+    run(ip, "from scatter_magics import Client\nother = Client(n_workers=1)")
+    try:
+        run(ip, f"%cluster connect {ip.user_ns['other'].cluster.registry_entry.id}")
+        assert run(ip, "%scatter w").result() == 3
+        run(ip, "%cluster stop")
+    finally:
+        ip.user_ns["other"].close()
 
 
 def test_a_gather_waiting_when_its_cluster_dies_says_so_in_one_line(ip):
