@@ -180,7 +180,7 @@ class ClusterSummary:
 
     def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
                  notice: str | None = None, client=None, pieces: list[list[str]] | None = None,
-                 datasets: list | None = None):
+                 dashboard_link: str | None = None, datasets: list | None = None):
         self.address = address
         self.workers = workers
         self.datasets = datasets or []  # [{name, nbytes, workers}]: they outlive any kernel
@@ -188,6 +188,7 @@ class ClusterSummary:
         self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
         self.pieces = pieces or []  # a row per piece of a split value (piece_columns)
+        self.dashboard_link = dashboard_link  # a Dask scheduler's dashboard, if it has one
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -206,7 +207,7 @@ class ClusterSummary:
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
                    backend.client, _piece_rows(backend, labels, has_what),
-                   info.get("datasets"))
+                   info.get("dashboard_link"), info.get("datasets"))
 
     @property
     def keys(self) -> set[str]:
@@ -219,7 +220,8 @@ class ClusterSummary:
         headline = (f"Cluster {self.address}: {counted(len(self.workers), 'worker')}, "
                     f"{counted(threads, 'thread')}, {format_bytes(limit)} memory limit, "
                     f"{counted(len(self.keys), 'key')}"
-                    + (f"; {shared}" if shared else ""))
+                    + (f"; {shared}" if shared else "")
+                    + (f"; dashboard: {self.dashboard_link}" if self.dashboard_link else ""))
         return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
     def _cells(self) -> list[list[str]]:
@@ -248,12 +250,16 @@ class ClusterSummary:
         p.text(repr(self))
 
     def _repr_html_(self) -> str:
-        html = _table_html(self.columns, self._cells(), caption=self.headline())
+        tables = _table_html(self.columns, self._cells(), caption=self.headline())
         if self.pieces:
-            html += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
+            tables += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
         if self.datasets:
-            html += _table_html(self.dataset_columns, self._dataset_cells())
-        return html
+            tables += _table_html(self.dataset_columns, self._dataset_cells())
+        if not self.dashboard_link:
+            return tables
+        link = html.escape(self.dashboard_link, quote=True)
+        return (f"<p><a href='{link}' target='_blank' rel='noopener'>Dask dashboard</a></p>"
+                + tables)
 
 
 PIECES_CAPTION = "Pieces of split values"

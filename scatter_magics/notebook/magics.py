@@ -69,7 +69,7 @@ from .progress_bar import (
     scatter_bar,
     view_for,
 )
-from .published import check_publishable, publish, published_futures
+from .published import check_publishable, gather_target, publish
 from .resend import offer_sources
 from .session import ClusterSession, check_cluster_options
 from .splitting import cuts, joined, key_values, per_thread
@@ -220,6 +220,7 @@ class ScatterMagics(Magics):
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
         except Exception as exc:  # an expected failure is said in a sentence or two
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = scatter_failure(exc, args.names, timeout=timeout or backend.default_timeout)
             if said is None:
                 raise
@@ -256,6 +257,7 @@ class ScatterMagics(Magics):
             %gather df --pieces
         """
         args = parse_line(self.gather, line)
+        self.session.check_not_gone()
         if args.into:
             for text in args.names:
                 if not is_dotted_name(text):
@@ -280,13 +282,7 @@ class ScatterMagics(Magics):
             if not is_dotted_name(text):
                 raise
             value = UNDEFINED
-        try:
-            return self.names.gather_target(text, value)
-        except UsageError:
-            published = published_futures(self.session.running_backend(), text)
-            if published is None:
-                raise
-            return published  # this kernel has none: the cluster's dataset of that name
+        return gather_target(self.names, text, value, self.session.running_backend)
 
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), future_types())
@@ -308,6 +304,7 @@ class ScatterMagics(Magics):
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
         except Exception as exc:  # an expected failure is said in a sentence or two
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = gather_failure(exc, targets, futures, timeout=timeout,
                                   scattered_as=lambda f: self.names.labels().get(f.key))
             if said is None or said is exc:  # exc: a task's own, shown as the task's
@@ -373,6 +370,7 @@ class ScatterMagics(Magics):
             return ClusterSummary.snapshot(self.session.backend(start=False),
                                            self.names.labels())
         except Exception as exc:  # the cluster is gone: said in a sentence or two
+            self.session.check_not_gone()  # the one line, if it went away
             said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())
             if said is None:
                 raise

@@ -42,3 +42,16 @@ def published_futures(backend, name: str):
         return get_dataset(name)
     except KeyError:
         return None
+
+
+def gather_target(names, text: str, value, running_backend):
+    """What ``%gather text`` gathers: what ``names`` (``RememberedNames``) finds, else, when
+    this kernel has no future of that name, the dataset published as ``text`` on the
+    cluster of ``running_backend()``; the UsageError of ``names`` if neither."""
+    try:
+        return names.gather_target(text, value)
+    except UsageError:
+        published = published_futures(running_backend(), text)
+        if published is None:
+            raise
+        return published

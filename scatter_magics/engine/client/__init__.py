@@ -11,6 +11,7 @@
 | ``callbacks`` | ``DoneCallbacks``: the thread that runs ``Future.add_done_callback`` callbacks |
 | ``resending`` | ``Resending``: lost keys sent again when the scheduler asks (own copies, sources) |
 | ``datasets`` | published datasets: packing, getting, ``Datasets`` (``client.datasets``) |
+| ``ending`` | ``Ending``: why a client closed under its user, and what its calls raise then |
 | ``waiting`` | ``wait`` and ``as_completed`` |
 | ``link`` | how a client reaches its scheduler: in-process calls, or a channel |
 | ``send_ahead`` | ``SendAhead``: a few small values scattered without waiting for the loop thread |

@@ -16,12 +16,10 @@ import os
 import sys
 import threading
 import uuid
-import weakref
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
-from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
 from ...tokenize import tokenize
@@ -31,13 +29,14 @@ from ..wire.loop import LoopThread, ready, wants_awaitable, within
 from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
 from .callbacks import DoneCallbacks
-from .datasets import Datasets, datasets_of, get_datasets, publish_message
+from . import datasets
+from .ending import CUT_SHORT, Ending
 from .events import EventStream, Subscription
 from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
-from .link import LocalSchedulerLink, RemoteSchedulerLink
-from .references import References, releaser
+from .link import LocalSchedulerLink, RemoteSchedulerLink, releaser
+from .references import References
 from .resending import Resending
 from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
@@ -60,10 +59,9 @@ class Client:
     a scheduler in another process needs its secret (``secret=`` or the
     ``SCATTER_MAGICS_SECRET`` environment variable).
 
-    What it is made of: ``refs`` (:class:`References`, the keys its Futures hold),
-    its event subscriptions (:class:`EventStream`), the scattering and the gathering
-    (:class:`Scattering`, :class:`Gathering`, on the loop thread), and ``done_callbacks``
-    (:class:`DoneCallbacks`); each is given only the links, pools and callables it uses.
+    Made of ``refs`` (:class:`References`: the keys its Futures hold), :class:`EventStream`,
+    :class:`Scattering` and :class:`Gathering` (on the loop thread) and ``done_callbacks``
+    (:class:`DoneCallbacks`), each given only the links, pools and callables it uses.
     """
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
@@ -78,6 +76,7 @@ class Client:
         self.timeout = timeout
         self._secret = secret
         self.status = "newly-created"
+        self.ending = Ending()  # why it closed, when its scheduler went away under it
         self.cluster: LocalCluster | None = None
         self._owns_cluster = self._owns_loop = False
         # Made now, wired in _start: the scheduler may report before _start returns.
@@ -92,7 +91,6 @@ class Client:
         cluster = self._address if isinstance(self._address, LocalCluster) else None
         if self._address is None:
             cluster = LocalCluster(**self._cluster_options)
-            cluster.owner = weakref.ref(self)
             self._owns_cluster = True
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
@@ -115,7 +113,8 @@ class Client:
                              f"pass secret= or set ${SECRET_ENV}")
         self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
         return self.loop.sync(RemoteSchedulerLink.open(
-            full_address(self._address), self.secret, self._on_report, self.timeout))
+            full_address(self._address), self.secret, self._on_report, self.timeout,
+            on_lost=self._on_scheduler_lost))
 
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
         return LocalSchedulerLink(scheduler, self._on_report)
@@ -146,6 +145,21 @@ class Client:
             self._resending.requested(msg["keys"])  # every replica died: send ours
         elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
             task_output.show(msg["worker"], msg["records"])
+        elif msg["op"] == "scheduler-closing" and isinstance(getattr(self, "_link", None),
+                                                             LocalSchedulerLink):
+            self._on_scheduler_lost(msg["reason"])  # a cluster in this process, closed
+
+    def _on_scheduler_lost(self, reason: str) -> None:
+        """The scheduler went away under us (on the loop thread): end as ``close()``
+        would, saying why; ``closed``, as Dask's client ends when its scheduler is gone."""
+        if self.status != "running":
+            return
+        logger.info("the client closed: %s", reason)
+        self.ending.reason, self.status = reason, "closed"
+        try:
+            self._release_parts(reason)  # every future cancelled: its data went with it
+        finally:
+            self.ending.begin(self._shutdown_owned, self.done_callbacks.close)
 
     def __await__(self):
         async def start():
@@ -161,27 +175,29 @@ class Client:
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
         if self.status != "running":
-            raise ClientClosedError(f"this Client is {self.status}; create a new Client()"
-                                    if self.status == "closed" else
-                                    "this asynchronous Client was not started: await it first")
+            raise self.ending.error(self.status)
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
         coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
         if wants_awaitable(self, asynchronous):
             async def awaitable():
-                return then(await asyncio.wrap_future(self.loop.submit(coro)))
+                try:
+                    return then(await asyncio.wrap_future(self.loop.submit(coro)))
+                except CUT_SHORT as exc:  # by the scheduler going away? then say so
+                    raise self.ending.cut_short(exc)
             return awaitable()
-        return then(self.loop.sync(coro))
+        try:
+            return then(self.loop.sync(coro))
+        except CUT_SHORT as exc:
+            raise self.ending.cut_short(exc)
 
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
-        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
-
-        Blocks for its result, or returns an awaitable for an asynchronous client (or
+        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does:
+        block for its result, or return an awaitable for an asynchronous client (or
         ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
-        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
-        """
+        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask."""
         self._check_open()
         return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
@@ -336,45 +352,24 @@ class Client:
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
-        """Keep each future's data on ``n`` workers (default: all of ``workers``).
-
-        Copies go to the workers holding the least data; with more than ``n`` replicas
-        among ``workers``, the extra ones are deleted (as in Dask).
-        """
+        """Keep each future's data on ``n`` workers (default: all of ``workers``): copies go
+        to those holding least, replicas past ``n`` among ``workers`` are deleted (as Dask's)."""
         return self._ask({"op": "replicate", "keys": keys_of(futures), "n": n,
                           "workers": plain_workers(workers)}, asynchronous)
 
-    # ----------------------------- datasets: Dask's names and meaning, owned by the cluster ---
-    def publish_dataset(self, *args, name=None, override: bool = False, **kwargs) -> None:
-        """Store data on the cluster by name, until ``unpublish_dataset`` (as Dask's)."""
-        return self._ask(publish_message(args, name, override, kwargs, self), None)
-
-    def unpublish_dataset(self, name, **kwargs) -> None:
-        """Forget the dataset ``name`` (or a list of names); its keys go once unheld."""
-        names = name if isinstance(name, list) else [name]
-        return self._ask({"op": "unpublish-datasets", "names": names}, kwargs.get("asynchronous"))
-
-    def list_datasets(self, **kwargs) -> list:
-        """The names of the datasets published on the cluster."""
-        return self._ask({"op": "list-datasets"}, kwargs.get("asynchronous"))
-
-    def get_dataset(self, name, default=NO_DEFAULT, **kwargs):
-        """The dataset ``name`` (or a list), its futures ours; ``default`` or KeyError if none."""
-        self._check_open()
-        return self._run(get_datasets(self._link, name, self), kwargs.get("asynchronous"),
-                         then=lambda found: datasets_of(found, name, default))
-
-    @property
-    def datasets(self) -> Datasets:
-        """The published datasets as a ``MutableMapping`` (Dask's ``client.datasets``)."""
-        return Datasets(self)
+    # ------------------------------------------------------------ datasets ---
+    # Dask's names, signatures and meaning (engine/client/datasets.py): data owned by the
+    # cluster, which outlives this client.
+    publish_dataset = datasets.publish_dataset
+    unpublish_dataset = datasets.unpublish_dataset
+    list_datasets = datasets.list_datasets
+    get_dataset = datasets.get_dataset
+    datasets = property(datasets.datasets)
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
-        """Call ``callback(batch)`` on the loop thread with scheduler events.
-
-        The first batch is a snapshot; see ``docs/internals.md`` for the event records.
-        """
+        """Call ``callback(batch)`` on the loop thread with scheduler events, a snapshot
+        first (``docs/internals.md`` describes the records)."""
         self._check_open()
         return self._events.subscribe(callback)
 
@@ -388,26 +383,28 @@ class Client:
             return self._close_in_thread()
         self._close()
 
-    async def _close_in_thread(self) -> None:
-        # Closing joins the loop thread and the workers: not on the caller's event loop.
+    async def _close_in_thread(self) -> None:  # it joins the loop thread and the workers
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
         if self.status == "closed":
+            self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
         if self.status == "running" and self.loop.running:
             try:
-                self.loop.sync(self._close_links(), DEFAULT_TIMEOUT)
+                self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
         self._shutdown_owned()
         self.done_callbacks.close()
 
-    async def _close_links(self) -> None:
-        self.refs.close()  # every future not done is cancelled
-        self._resending.close()
-        self._events.close()  # say so, so a widget can show it
+    def _release_parts(self, reason: str | None = None) -> None:
+        """On the loop: futures cancelled (all of them, saying ``reason``, when the
+        scheduler went away; else those not done), subscribers told, channels closed."""
+        self.refs.close(reason)
+        self._resending.close()  # no re-send answered any more
+        self._events.close(reason)  # say so, so a widget can show it
         self._workers.close()
         self._link.close()
         self._segments.close()
@@ -431,10 +428,9 @@ class Client:
         await self._close_in_thread()
 
     def __del__(self):
-        # A dropped client that started its cluster ends it. Not inline: the collector
-        # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        # At interpreter exit atexit has closed the cluster already, and a thread started
-        # during finalization waits forever (a script that never closed its Client hung).
+        # A dropped client that started its cluster ends it; not inline: the collector may
+        # run us on the loop thread (where close() cannot wait) or mid-operation. Not at exit:
+        # atexit closed the cluster, and a thread started in finalization waits for ever.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster \
                 and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()

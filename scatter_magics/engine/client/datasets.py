@@ -139,3 +139,34 @@ class Datasets(MutableMapping):
             raise TypeError("Can't use 'len(client.datasets)' when client is asynchronous; "
                             "please use 'len(await client.list_datasets())' instead")
         return len(self._client.list_datasets())
+
+
+# ------------------------------------------------- the Client's methods (client.py) ---
+# Functions of the Client (``self``), bound as its methods: Dask's names and signatures.
+
+def publish_dataset(self, *args, name=None, override: bool = False, **kwargs) -> None:
+    """Store data on the cluster by name, until ``unpublish_dataset`` (as Dask's)."""
+    return self._ask(publish_message(args, name, override, kwargs, self), None)
+
+
+def unpublish_dataset(self, name, **kwargs) -> None:
+    """Forget the dataset ``name`` (or a list of names); its keys go once unheld."""
+    return self._ask({"op": "unpublish-datasets", "names": name if isinstance(name, list)
+                      else [name]}, kwargs.get("asynchronous"))
+
+
+def list_datasets(self, **kwargs) -> list:
+    """The names of the datasets published on the cluster."""
+    return self._ask({"op": "list-datasets"}, kwargs.get("asynchronous"))
+
+
+def get_dataset(self, name, default=NO_DEFAULT, **kwargs):
+    """The dataset ``name`` (or a list), its futures ours; ``default`` or KeyError if none."""
+    self._check_open()
+    return self._run(get_datasets(self._link, name, self), kwargs.get("asynchronous"),
+                     then=lambda found: datasets_of(found, name, default))
+
+
+def datasets(self) -> Datasets:
+    """The published datasets as a ``MutableMapping`` (Dask's ``client.datasets``)."""
+    return Datasets(self)
