@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from ...errors import CommClosedError, portable
@@ -39,6 +40,7 @@ from ..wire.serialize import (
 )
 from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
 from .task_start import StartWatch
+from .tickets import TaskTicket
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
@@ -118,13 +120,15 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self.tickets: dict[str, TaskTicket] = {}  # tasks sent here and not yet started
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
                 "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "close": self._on_close_request}
+                "compute": self._compute, "steal": self._steal,
+                "close": self._on_close_request}
 
     def _on_close_request(self, channel, msg) -> None:
         self.close_requested = True
@@ -245,39 +249,75 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+        # The ticket exists before anything awaits: a steal right behind it finds it.
+        ticket = self.tickets[msg["key"]] = TaskTicket()
+        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"], ticket))
 
-    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
-        fetched: dict = {}
+    def _steal(self, channel, msg) -> None:
+        """The scheduler wants a task back (work stealing): give it if no thread has it."""
+        key = msg["key"]
+        ticket = self.tickets.get(key)
+        was = ticket.withdraw() if ticket is not None else None
+        if was == "queued":
+            self._give_back(key, ticket)
+        elif was != "fetching":  # running, or done: kept (a fetch answers when it is over)
+            self._report({"op": "steal-response", "key": key, "withdrawn": False,
+                          "fetched": {}})
+
+    def _give_back(self, key: str, ticket: TaskTicket) -> None:
+        if self.tickets.get(key) is ticket:
+            del self.tickets[key]
+        self._report({"op": "steal-response", "key": key, "withdrawn": True,
+                      "fetched": ticket.fetched})
+
+    async def _run_task(self, key: str, task: Serialized, who_has: dict,
+                        ticket: TaskTicket) -> None:
         try:
-            fetched = await self._gather_from_peers(who_has)
+            fetch_error = None
+            try:
+                ticket.fetched = await self._gather_from_peers(who_has)
+            except Exception as exc:
+                fetch_error = exc
+            if not ticket.queue():  # withdrawn while its inputs were on their way:
+                self._give_back(key, ticket)  # a failed fetch is the next worker's to retry
+                return
+            if fetch_error is not None:
+                raise fetch_error
             inputs = {dep: self.data[dep].value for dep in who_has}
             watch = StartWatch(asyncio.get_running_loop(),
                                lambda: self._report({"op": "task-started", "key": key}))
             timer = watch.watch()
             try:
-                value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started)
+                value, duration = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, _execute, task, inputs, ticket, watch.started)
             finally:
                 timer.cancel()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._forget_ticket(key, ticket)
             self._report({"op": "task-erred", "key": key, "exception": portable(exc),
                           "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched})
+                          "fetched": ticket.fetched})
             return
+        if value is _WITHDRAWN:
+            return  # given back before a thread reached it (_steal answered)
+        self._forget_ticket(key, ticket)
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
         if self.memory_limit and held + stored.nbytes > self.memory_limit:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
                                  self.memory_limit)
             self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
-                          "fetched": fetched})
+                          "fetched": ticket.fetched})
             return
         self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": fetched})
+                      "type": stored.type, "fetched": ticket.fetched, "duration": duration})
+
+    def _forget_ticket(self, key: str, ticket: TaskTicket) -> None:
+        if self.tickets.get(key) is ticket:
+            del self.tickets[key]
 
     def _report(self, msg: dict) -> None:
         try:
@@ -307,11 +347,19 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None):
+_WITHDRAWN = object()  # what _execute returns for a task given back to the scheduler
+
+
+def _execute(task: Serialized, inputs: dict, ticket: TaskTicket, on_start=None):
+    """``(value, seconds it ran)``, or ``(_WITHDRAWN, 0.0)`` for a task given back."""
+    if not ticket.begin():
+        return _WITHDRAWN, 0.0
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
     func, args, kwargs = deserialize_task(task, inputs)
-    return func(*args, **kwargs)
+    start = time.perf_counter()
+    value = func(*args, **kwargs)
+    return value, time.perf_counter() - start
 
 
 def resident_memory() -> int:
