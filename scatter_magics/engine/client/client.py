@@ -29,22 +29,23 @@ from ..shm.mapper import SegmentMapper
 from ..wire.loop import LoopThread, ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
+from . import dask_default, graphs
 from .callbacks import DoneCallbacks
 from .events import EventStream, Subscription
-from .future import Future
+from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
 from .link import LocalSchedulerLink, RemoteSchedulerLink
-from .references import References
+from .references import References, releaser
 from .scatter import Scattering
-from .scatter_input import full_address, plain_workers
+from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+from .waiting import NO_DEFAULT, within
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
-NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 
@@ -101,6 +102,7 @@ class Client:
         self._assemble()
         self.status = "running"
         register_client(self)
+        dask_default.client_started(self)
 
     def _connect(self, cluster: LocalCluster | None):
         if cluster is not None:
@@ -125,7 +127,7 @@ class Client:
         pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
-        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link))
+        self.refs.start(self.loop, self._ahead.in_flight, releaser(link))
         self._events.start(self.loop, link)
         self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
         self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
@@ -175,7 +177,7 @@ class Client:
         ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
         """
         self._check_open()
-        return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
+        return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
@@ -193,7 +195,7 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        with paused_collection(_n_values(data)):
+        with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
             direct = self._direct(direct)
             wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -201,7 +203,7 @@ class Client:
                     and not direct and not wants_awaitable(self, asynchronous)
                     and self._scattering.send_ahead(batch, wait)):
                 return batch.result
-            coro = _within(self._scattering.send(
+            coro = within(self._scattering.send(
                 batch, plain_workers(workers), broadcast, direct, wait,
                 timeout is not NO_DEFAULT, progress or no_progress), timeout)
             return self._run(coro, asynchronous, then=lambda _: batch.result)
@@ -239,7 +241,7 @@ class Client:
         if local is not None:  # every value is here already: no loop, no worker
             return ready(local) if wants_awaitable(self, asynchronous) else local
         states = {f.key: f._state for f in found}
-        coro = _within(self._gathering.read(states, errors, self._direct(direct),
+        coro = within(self._gathering.read(states, errors, self._direct(direct),
                                             progress or no_progress), timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, self._gathering.values(serialized)))
@@ -285,11 +287,51 @@ class Client:
             return obj.key
         return None
 
+    # ------------------------------------------------------------ dask graphs ---
+    def get(self, dsk, keys, workers=None, allow_other_workers=None, resources=None,
+            sync=True, asynchronous=None, direct=None, retries=None, priority=0,
+            fifo_timeout="60s", actors=None, **kwargs):
+        """Compute a dask graph (dict, HighLevelGraph or expression) on the cluster: the
+        values of ``keys`` (nested lists alike), or their Futures (``sync=False``)."""
+        futures = self._submit_graph(dsk, graphs.flatten_keys(keys), workers)
+        if not sync:
+            return graphs.pack(keys, futures)
+        return graphs.gathered(keys, futures, lambda packed: self.gather(
+            packed, asynchronous=asynchronous, direct=direct))
+
+    def compute(self, collections, sync=False, optimize_graph=True, workers=None,
+                allow_other_workers=False, resources=None, retries=0, priority=0,
+                fifo_timeout="60s", actors=None, traverse=True, **kwargs):
+        """A Future per dask collection (delayed, bag, array, dataframe); ``sync``: values."""
+        out = graphs.compute(collections, optimize_graph, traverse, kwargs,
+                             lambda expr, keys: self._submit_graph(expr, keys, workers))
+        return self.gather(out) if sync else out
+
+    def persist(self, collections, optimize_graph=True, workers=None,
+                allow_other_workers=None, resources=None, retries=None, priority=0,
+                fifo_timeout="60s", actors=None, **kwargs):
+        """The same collections, computed on the cluster and kept there (as Futures)."""
+        return graphs.persist(collections, optimize_graph,
+                              lambda expr, keys: self._submit_graph(expr, keys, workers))
+
+    def _submit_graph(self, dsk, wanted: list, workers) -> dict:
+        """Send the tasks of ``dsk`` that ``wanted`` needs: ``{key: Future}`` of ``wanted``."""
+        self._check_open()
+        return graphs.submit(
+            graphs.materialize(dsk), wanted, plain_workers(workers), self._key_of,
+            self.refs.get, lambda keys: Future.for_keys(keys, self),
+            lambda tasks: self._run(self._released_then_submit(tasks), asynchronous=False))
+
+    async def _released_then_submit(self, tasks: list):
+        # Releases of futures dropped just before go first: a graph's "x" is a new "x".
+        self.refs.flush()
+        return await self._link.request({"op": "submit", "tasks": tasks})
+
     # ------------------------------------------------------------ placement ---
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
         self._check_open()
-        keys = None if futures is None else _keys_of(futures)
+        keys = None if futures is None else keys_of(futures)
         return self._run(self._link.request({"op": "who-has", "keys": keys}), asynchronous)
 
     def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
@@ -312,7 +354,7 @@ class Client:
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
         self._check_open()
-        msg = {"op": "cancel", "keys": _keys_of(futures), "force": force}
+        msg = {"op": "cancel", "keys": keys_of(futures), "force": force}
         return self._run(self._link.request(msg), asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
@@ -323,7 +365,7 @@ class Client:
         among ``workers``, the extra ones are deleted (as in Dask).
         """
         self._check_open()
-        msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
+        msg = {"op": "replicate", "keys": keys_of(futures), "n": n,
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
@@ -353,6 +395,7 @@ class Client:
     def _close(self) -> None:
         if self.status == "closed":
             return
+        dask_default.client_closed(self)
         if self.status == "running" and self.loop.running:
             try:
                 self.loop.sync(self._close_links(), DEFAULT_TIMEOUT)
@@ -400,32 +443,6 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-async def _within(coro, timeout):
-    if timeout is None or timeout is NO_DEFAULT:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"operation did not finish within {timeout} s") from None
-
-
-def _releaser(link) -> Callable[[list], None]:
-    """``send_release(keys)``: tell the scheduler no Future of ours holds ``keys`` now."""
-    def send_release(keys: list) -> None:
-        if not link.closed:
-            link.send({"op": "release-keys", "keys": keys})
-    return send_release
-
-
-def _n_values(data) -> int:
-    """How many values (so futures) a scatter of ``data`` makes."""
-    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
-
-
-def _keys_of(futures) -> list[str]:
-    return [f.key for f in find_futures(futures, Future)]
 
 
 def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
