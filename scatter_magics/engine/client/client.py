@@ -15,15 +15,15 @@ import logging
 import os
 import sys
 import threading
-import uuid
 import weakref
 from typing import Callable
 
+from ... import task_output
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
-from ...tokenize import tokenize
+from ...tokenize import task_key
 from ..cluster.local import LocalCluster, find_local_cluster
 from ..shm.mapper import SegmentMapper
 from ..wire.loop import LoopThread, ready, wants_awaitable
@@ -140,6 +140,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
+            task_output.show(msg["worker"], msg["records"])
 
     def __await__(self):
         async def start():
@@ -261,7 +263,7 @@ class Client:
         argsets = list(zip(*iterables))
         keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
         if isinstance(key, str):
-            keys = [_task_key(key, func, a, kwargs, pure) for a in argsets]
+            keys = [task_key(key, func, a, kwargs, pure) for a in argsets]
         if len(keys) != len(argsets):
             raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
         return self._submit_many(func, argsets, keys, workers, pure, kwargs)
@@ -271,13 +273,18 @@ class Client:
         if not callable(func):
             raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
         name = getattr(func, "__name__", type(func).__name__)
+        restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
-            key = key or _task_key(name, func, args, kwargs, pure)
+            key = key or task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
-            tasks.append((key, task, deps, plain_workers(workers)))
-        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+            tasks.append((key, task, deps, restrictions))
+        if restrictions is None and not self.asynchronous:
+            # Sent ahead: nothing the caller gets back waits for the scheduler.
+            self._ahead.submit(tasks, [f._state for f in futures])
+        else:  # (workers= is resolved by the scheduler: an unknown one raises here)
+            self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
     def _key_of(self, obj) -> str | None:
@@ -319,13 +326,8 @@ class Client:
         self._check_open()
         return graphs.submit(
             graphs.materialize(dsk), wanted, plain_workers(workers), self._key_of,
-            self.refs.get, lambda keys: Future.for_keys(keys, self),
-            lambda tasks: self._run(self._released_then_submit(tasks), asynchronous=False))
-
-    async def _released_then_submit(self, tasks: list):
-        # Releases of futures dropped just before go first: a graph's "x" is a new "x".
-        self.refs.flush()
-        return await self._link.request({"op": "submit", "tasks": tasks})
+            self.refs.get, lambda keys: Future.for_keys(keys, self), lambda tasks: self._run(
+                graphs.released_then_submitted(self.refs, self._link, tasks), False))
 
     # ------------------------------------------------------------ placement ---
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
@@ -443,8 +445,3 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
-    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
-    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"

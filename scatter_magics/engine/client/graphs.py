@@ -267,3 +267,10 @@ def persist(collections, optimize_graph: bool, submit: Callable):
         rebuild, args = item.__dask_postpersist__()
         out.append(rebuild({k: futures[k] for k in flatten_keys(item_keys)}, *args))
     return out[0] if singleton else out
+
+
+async def released_then_submitted(refs, link, tasks: list):
+    """Send ``tasks``; releases of futures dropped just before go first, so a graph's
+    ``x`` is a new ``x``, not one about to be released."""
+    refs.flush()
+    return await link.request({"op": "submit", "tasks": tasks})

@@ -254,6 +254,10 @@ class SchedulerState:
     def task_started(self, address: str, key: str) -> Outgoing:
         return self.tasks.started(address, key)
 
+    def task_output(self, address: str, records: list) -> Outgoing:
+        """What tasks printed on ``address``, for the clients holding their keys."""
+        return self.tasks.output(address, records)
+
     def task_finished(self, address: str, key: str, nbytes: int, type_name: str,
                       duration: float | None = None) -> Outgoing:
         """``key`` ran on ``address`` for ``duration`` s (None: not measured)."""

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
+import functools
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 import traceback
 
 from ...errors import CommClosedError, portable
@@ -32,15 +31,17 @@ from ..wire.peers import fetch_from_holders
 from ..wire.serialize import (
     Serialized,
     deserialize,
-    deserialize_task,
     nbytes_of,
     serialize,
     sizeof,
     wire,
 )
-from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
+from .runner import TaskRunner
+from .task_call import WITHDRAWN, execute
+from .task_output import TaskOutput
 from .task_start import StartWatch
-from .tickets import TaskTicket
+from .tickets import TaskTicket, TicketBook
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
@@ -112,7 +113,7 @@ class Worker:
         self.nthreads = nthreads
         self.memory_limit = memory_limit
         self.data = HeldData()
-        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self.runner: TaskRunner | None = None  # the task threads, made on the loop (start)
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
@@ -120,7 +121,8 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
-        self.tickets: dict[str, TaskTicket] = {}  # tasks sent here and not yet started
+        self.tickets = TicketBook()  # tasks sent here and not yet done
+        self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -135,6 +137,8 @@ class Worker:
         self.closed.set()
 
     async def start(self) -> None:
+        self.output.start(asyncio.get_running_loop())
+        self.runner = TaskRunner(self.nthreads, self._task_done)
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
@@ -156,7 +160,9 @@ class Worker:
         for channel in [self.scheduler, *self.peers.values()]:
             if channel is not None:
                 channel.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self.runner.close()
+        self.output.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -249,60 +255,61 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        # The ticket exists before anything awaits: a steal right behind it finds it.
-        ticket = self.tickets[msg["key"]] = TaskTicket()
-        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"], ticket))
+        key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        ticket = self.tickets.issue(key)
+        if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
+            ticket.queue()
+            self._start_task(key, task, who_has, ticket)
+        else:
+            self._spawn(self._fetch_and_start(key, task, who_has, ticket))
 
     def _steal(self, channel, msg) -> None:
-        """The scheduler wants a task back (work stealing): give it if no thread has it."""
-        key = msg["key"]
-        ticket = self.tickets.get(key)
-        was = ticket.withdraw() if ticket is not None else None
-        if was == "queued":
-            self._give_back(key, ticket)
-        elif was != "fetching":  # running, or done: kept (a fetch answers when it is over)
-            self._report({"op": "steal-response", "key": key, "withdrawn": False,
-                          "fetched": {}})
+        """The scheduler wants a task back (work stealing): given if no thread has it."""
+        answer = self.tickets.steal(msg["key"])
+        if answer is not None:
+            self._report(answer)
 
-    def _give_back(self, key: str, ticket: TaskTicket) -> None:
-        if self.tickets.get(key) is ticket:
-            del self.tickets[key]
-        self._report({"op": "steal-response", "key": key, "withdrawn": True,
-                      "fetched": ticket.fetched})
-
-    async def _run_task(self, key: str, task: Serialized, who_has: dict,
-                        ticket: TaskTicket) -> None:
+    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict,
+                               ticket: TaskTicket) -> None:
+        fetch_error = None
         try:
-            fetch_error = None
-            try:
-                ticket.fetched = await self._gather_from_peers(who_has)
-            except Exception as exc:
-                fetch_error = exc
-            if not ticket.queue():  # withdrawn while its inputs were on their way:
-                self._give_back(key, ticket)  # a failed fetch is the next worker's to retry
-                return
-            if fetch_error is not None:
-                raise fetch_error
-            inputs = {dep: self.data[dep].value for dep in who_has}
-            watch = StartWatch(asyncio.get_running_loop(),
-                               lambda: self._report({"op": "task-started", "key": key}))
-            timer = watch.watch()
-            try:
-                value, duration = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, ticket, watch.started)
-            finally:
-                timer.cancel()
-        except asyncio.CancelledError:
-            raise
+            ticket.fetched = await self._gather_from_peers(who_has)
         except Exception as exc:
-            self._forget_ticket(key, ticket)
-            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": ticket.fetched})
+            fetch_error = exc
+        if not ticket.queue():  # withdrawn while its inputs were on their way:
+            self._report(self.tickets.give_back(key, ticket))  # a failed fetch is the next worker's to retry
+        elif fetch_error is not None:
+            self.tickets.forget(key, ticket)
+            self._task_erred(key, fetch_error, ticket.fetched)
+        else:
+            self._start_task(key, task, who_has, ticket)
+
+    def _start_task(self, key: str, task: Serialized, who_has: dict,
+                    ticket: TaskTicket) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+        try:
+            inputs = {dep: self.data[dep].value for dep in who_has}
+        except Exception as exc:  # an input that does not deserialize here
+            self.tickets.forget(key, ticket)
+            self._task_erred(key, exc, ticket.fetched)
             return
-        if value is _WITHDRAWN:
+        watch = StartWatch(asyncio.get_running_loop(),
+                           lambda: self._report({"op": "task-started", "key": key}))
+        running = (key, watch.watch(), ticket)
+        self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
+                                                   watch.started))
+
+    def _task_done(self, running: tuple, ok: bool, result) -> None:
+        key, timer, ticket = running
+        timer.cancel()
+        if ok and result[0] is WITHDRAWN:
             return  # given back before a thread reached it (_steal answered)
-        self._forget_ticket(key, ticket)
+        self.tickets.forget(key, ticket)
+        self.output.send(key)  # before the result: the cell waiting shows it
+        if not ok:
+            self._task_erred(key, result, ticket.fetched)
+            return
+        value, duration = result
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
         if self.memory_limit and held + stored.nbytes > self.memory_limit:
@@ -315,13 +322,16 @@ class Worker:
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type, "fetched": ticket.fetched, "duration": duration})
 
-    def _forget_ticket(self, key: str, ticket: TaskTicket) -> None:
-        if self.tickets.get(key) is ticket:
-            del self.tickets[key]
+    def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
+        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+                      "traceback": "".join(traceback.format_exception(exc)),
+                      "fetched": fetched})
 
     def _report(self, msg: dict) -> None:
         try:
-            self.scheduler.send(msg)
+            # With the others of this turn of the loop: the reports of a burst of short
+            # tasks travel as one message (comm.Channel.send_soon).
+            self.scheduler.send_soon(msg)
         except CommClosedError:
             self.closed.set()
 
@@ -347,21 +357,6 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-_WITHDRAWN = object()  # what _execute returns for a task given back to the scheduler
-
-
-def _execute(task: Serialized, inputs: dict, ticket: TaskTicket, on_start=None):
-    """``(value, seconds it ran)``, or ``(_WITHDRAWN, 0.0)`` for a task given back."""
-    if not ticket.begin():
-        return _WITHDRAWN, 0.0
-    if on_start is not None:
-        on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    func, args, kwargs = deserialize_task(task, inputs)
-    start = time.perf_counter()
-    value = func(*args, **kwargs)
-    return value, time.perf_counter() - start
-
-
 def resident_memory() -> int:
     """This process's resident set size in bytes (Linux ``/proc``; 0 elsewhere)."""
     try:
@@ -382,7 +377,12 @@ def _read_line(what: str) -> str:
     return line.decode().strip()
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None) -> None:
+    """Run a worker until it is closed or its owner dies.
+
+    ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
+    forked by the fork server, ``template.py``, has it for parent).
+    """
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
@@ -393,12 +393,21 @@ def main(argv=None) -> None:
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    # Our own log lines, marked with the worker's name. Not the root logger's: a task's
+    # records then reach the last-resort handler, which writes to sys.stderr as it is
+    # when they come (the task's output, task_capture.py), as they would in a notebook.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{args.name}] %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("scatter_magics")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    die_with_owner(args.shm_prefix, args.owner_pid)
+    parent_pid = args.owner_pid if parent_pid is None else parent_pid
+    die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies,
+                     args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -420,6 +429,6 @@ def main(argv=None) -> None:
         # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid, parent_pid):
             unlink_segments(args.shm_prefix)
 

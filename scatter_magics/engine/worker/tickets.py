@@ -55,3 +55,42 @@ class TaskTicket:
                 return False
             self.state = new
             return True
+
+
+class TicketBook:
+    """The tickets of the tasks sent to this worker and not yet done, by key, and the
+    worker's answers to the scheduler's ``steal`` requests."""
+
+    def __init__(self):
+        self._tickets: dict[str, TaskTicket] = {}
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def issue(self, key: str) -> TaskTicket:
+        """The ticket of a task just sent here (before anything awaits: a steal right
+        behind it finds it)."""
+        ticket = self._tickets[key] = TaskTicket()
+        return ticket
+
+    def forget(self, key: str, ticket: TaskTicket) -> None:
+        if self._tickets.get(key) is ticket:
+            del self._tickets[key]
+
+    def steal(self, key: str) -> dict | None:
+        """The ``steal-response`` to send now, or None: the task is fetching its inputs,
+        and :meth:`give_back` answers when the fetch is over."""
+        ticket = self._tickets.get(key)
+        was = ticket.withdraw() if ticket is not None else None
+        if was == "queued":
+            return self.give_back(key, ticket)
+        if was == "fetching":
+            return None
+        # running, done or unknown: kept where it is
+        return {"op": "steal-response", "key": key, "withdrawn": False, "fetched": {}}
+
+    def give_back(self, key: str, ticket: TaskTicket) -> dict:
+        """The ``steal-response`` of a withdrawn task, with the inputs it copied here."""
+        self.forget(key, ticket)
+        return {"op": "steal-response", "key": key, "withdrawn": True,
+                "fetched": ticket.fetched}
