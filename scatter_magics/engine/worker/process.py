@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
 
 from ...errors import CommClosedError, portable
 from ..shm.cleanup import unlink_segments
@@ -38,7 +37,7 @@ from ..wire.serialize import (
 )
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
 from .runner import TaskRunner
-from .task_call import WITHDRAWN, execute
+from .task_call import WITHDRAWN, execute, task_traceback
 from .task_output import TaskOutput
 from .task_start import StartWatch
 from .tickets import TaskTicket, TicketBook
@@ -276,8 +275,8 @@ class Worker:
             ticket.fetched = await self._gather_from_peers(who_has)
         except Exception as exc:
             fetch_error = exc
-        if not ticket.queue():  # withdrawn while its inputs were on their way:
-            self._report(self.tickets.give_back(key, ticket))  # a failed fetch is the next worker's to retry
+        if not ticket.queue():  # withdrawn while its inputs were on their way (a failed
+            self._report(self.tickets.give_back(key, ticket))  # fetch is the thief's to retry)
         elif fetch_error is not None:
             self.tickets.forget(key, ticket)
             self._task_erred(key, fetch_error, ticket.fetched)
@@ -324,8 +323,7 @@ class Worker:
 
     def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
         self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                      "traceback": "".join(traceback.format_exception(exc)),
-                      "fetched": fetched})
+                      "traceback": task_traceback(exc), "fetched": fetched})
 
     def _report(self, msg: dict) -> None:
         try:

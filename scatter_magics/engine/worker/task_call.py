@@ -31,7 +31,7 @@ def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=No
 def task_traceback(exc: BaseException) -> str:
     """``exc``'s traceback from the task's own first frame on.
 
-    The frames before it (this worker's event loop, the thread pool, ``execute``) say
+    The frames before it (this worker's task runner, ``execute``) say
     nothing about the task and would hide its frames in a long traceback. An exception
     raised before the task's function ran (its arguments did not unpickle) keeps them all.
     """
