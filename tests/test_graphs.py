@@ -109,7 +109,7 @@ def test_persist_keeps_the_chunks_on_the_cluster(any_client):
     assert float(again.sum().compute()) == 3200.0
 
 
-def test_p2p_shuffle_is_refused_at_once_and_the_cluster_stays_usable():
+def test_p2p_shuffle_and_task_options_are_refused_at_once_and_the_cluster_stays_usable():
     from scatter_magics import Client
     from scatter_magics.errors import DistributedOnlyGraphError
 
@@ -117,7 +117,16 @@ def test_p2p_shuffle_is_refused_at_once_and_the_cluster_stays_usable():
     with Client(n_workers=1) as client:
         with pytest.raises(DistributedOnlyGraphError, match="%cluster start --dask"):
             client.compute(frame.shuffle("k", shuffle_method="p2p"))
+        # Options a graph's tasks cannot have here: said, not ignored (Dask's differ row).
+        lazy = dask.delayed(operator.add)(1, 2)
+        with pytest.raises(NotImplementedError, match=r"compute\(retries=2\).*--dask"):
+            client.compute(lazy, retries=2)
+        with pytest.raises(NotImplementedError, match=r"persist\(priority=1, resources="):
+            client.persist(lazy, priority=1, resources={"GPU": 1})
+        with pytest.raises(NotImplementedError, match=r"get\(allow_other_workers=True\)"):
+            client.get({"a": 1}, "a", allow_other_workers=True)
         assert client.who_has() == {}  # nothing was sent
+        assert client.compute(lazy, retries=0, priority=0).result() == 3  # Dask's defaults
         assert frame.shuffle("k", shuffle_method="tasks").k.sum().compute() == 4950
 
 

@@ -300,6 +300,7 @@ class Client:
             fifo_timeout="60s", actors=None, **kwargs):
         """Compute a dask graph (dict, HighLevelGraph or expression) on the cluster: the
         values of ``keys`` (nested lists alike), or their Futures (``sync=False``)."""
+        graphs.refuse_options("get", priority, retries, resources, allow_other_workers, actors)
         futures = self._submit_graph(dsk, graphs.flatten_keys(keys), workers)
         if not sync:
             return graphs.pack(keys, futures)
@@ -310,6 +311,7 @@ class Client:
                 allow_other_workers=False, resources=None, retries=0, priority=0,
                 fifo_timeout="60s", actors=None, traverse=True, **kwargs):
         """A Future per dask collection (delayed, bag, array, dataframe); ``sync``: values."""
+        graphs.refuse_options("compute", priority, retries, resources, allow_other_workers, actors)
         out = graphs.compute(collections, optimize_graph, traverse, kwargs,
                              lambda expr, keys: self._submit_graph(expr, keys, workers))
         return self.gather(out) if sync else out
@@ -318,6 +320,7 @@ class Client:
                 allow_other_workers=None, resources=None, retries=None, priority=0,
                 fifo_timeout="60s", actors=None, **kwargs):
         """The same collections, computed on the cluster and kept there (as Futures)."""
+        graphs.refuse_options("persist", priority, retries, resources, allow_other_workers, actors)
         return graphs.persist(collections, optimize_graph,
                               lambda expr, keys: self._submit_graph(expr, keys, workers))
 

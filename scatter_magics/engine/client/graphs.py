@@ -46,6 +46,21 @@ class Dependency:
         self.key = key
 
 
+def refuse_options(method: str, priority, retries, resources, allow_other_workers,
+                   actors) -> None:
+    """Raise if ``given`` asks a graph for what its tasks cannot have here (yet): Dask's
+    per-graph ``priority``, ``retries``, ``resources``, ``allow_other_workers`` and
+    ``actors``. Said at once, not ignored: a graph that should retry must not run once."""
+    given = dict(priority=priority, retries=retries, resources=resources,
+                 allow_other_workers=allow_other_workers, actors=actors)
+    asked = [f"{name}={value!r}" for name, value in given.items()
+             if value not in (None, 0, False, {})]
+    if asked:
+        raise NotImplementedError(
+            f"Client.{method}({', '.join(asked)}): dask graphs on the embedded cluster take "
+            "workers= only; start a Dask cluster (%cluster start --dask) for these")
+
+
 def require_dask() -> None:
     """Raise ``MissingDependencyError`` unless a dask with expressions (2025.4+) is here."""
     try:
