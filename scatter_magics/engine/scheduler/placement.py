@@ -33,6 +33,13 @@ from .records import KeyInfo, WorkerInfo
 # 100 MB 380 ms (~260 MB/s; Dask assumes 100 MB/s between hosts).
 LATENCY = 0.001  # s per input fetched from a peer
 BANDWIDTH = 250e6  # bytes/s
+# An input this large keeps its task on a worker that holds it (in shared memory too: a
+# task placed there is where `who_has` says its data is), and only stealing moves the
+# task, once a worker runs dry. Estimates are 0.5 s until a function's duration is known,
+# so a burst of short tasks over inputs split across the workers (notebooks/
+# broadcast-model.ipynb: 8 batches of 4 MB on 2 workers) would otherwise be scattered by
+# queues that are not real. Below it a copy costs < 5 ms: every worker is a candidate.
+LARGE_INPUT = 1 << 20  # bytes
 
 
 class Placement:
@@ -53,6 +60,7 @@ class Placement:
         workers = self.workers
         if not ks.deps:  # most tasks of a plain submit: no input to weigh
             return min(candidates, key=lambda a: (workers[a].stack_time(), workers[a].nbytes))
+        candidates = self.holders_of_large_inputs(ks, candidates) or candidates
         best, best_cost = candidates[0], None
         for address in candidates:
             ws = workers[address]
@@ -62,6 +70,15 @@ class Placement:
             if best_cost is None or cost < best_cost:
                 best, best_cost = address, cost
         return best
+
+    def holders_of_large_inputs(self, ks: KeyInfo, candidates: list[str]) -> list[str]:
+        """The candidates holding an input of ``ks`` of at least ``LARGE_INPUT`` bytes."""
+        holders: set = set()
+        for dep in ks.deps:
+            dks = self.keys.get(dep)
+            if dks is not None and (dks.nbytes or 0) >= LARGE_INPUT:
+                holders |= dks.who_has
+        return [a for a in candidates if a in holders] if holders else []
 
     def transfer_time(self, ks: KeyInfo, ws: WorkerInfo) -> float:
         """Seconds for ``ws`` to fetch the inputs of ``ks`` it does not hold."""
