@@ -15,12 +15,10 @@ import logging
 import os
 import sys
 import threading
-import weakref
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
-from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
 from ...tokenize import task_key
@@ -31,12 +29,13 @@ from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
 from . import dask_default, graphs
 from .callbacks import DoneCallbacks
+from .ending import CUT_SHORT, Ending
 from .events import EventStream, Subscription
 from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
-from .link import LocalSchedulerLink, RemoteSchedulerLink
-from .references import References, releaser
+from .link import LocalSchedulerLink, RemoteSchedulerLink, releaser
+from .references import References
 from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
@@ -58,10 +57,9 @@ class Client:
     a scheduler in another process needs its secret (``secret=`` or the
     ``SCATTER_MAGICS_SECRET`` environment variable).
 
-    What it is made of: ``refs`` (:class:`References`, the keys its Futures hold),
-    its event subscriptions (:class:`EventStream`), the scattering and the gathering
-    (:class:`Scattering`, :class:`Gathering`, on the loop thread), and ``done_callbacks``
-    (:class:`DoneCallbacks`); each is given only the links, pools and callables it uses.
+    Made of ``refs`` (:class:`References`: the keys its Futures hold), :class:`EventStream`,
+    :class:`Scattering` and :class:`Gathering` (on the loop thread) and ``done_callbacks``
+    (:class:`DoneCallbacks`), each given only the links, pools and callables it uses.
     """
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
@@ -76,6 +74,7 @@ class Client:
         self.timeout = timeout
         self._secret = secret
         self.status = "newly-created"
+        self.ending = Ending()  # why it closed, when its scheduler went away under it
         self.cluster: LocalCluster | None = None
         self._owns_cluster = self._owns_loop = False
         # Made now, wired in _start: the scheduler may report before _start returns.
@@ -90,7 +89,6 @@ class Client:
         cluster = self._address if isinstance(self._address, LocalCluster) else None
         if self._address is None:
             cluster = LocalCluster(**self._cluster_options)
-            cluster.owner = weakref.ref(self)
             self._owns_cluster = True
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
@@ -114,7 +112,8 @@ class Client:
                              f"pass secret= or set ${SECRET_ENV}")
         self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
         return self.loop.sync(RemoteSchedulerLink.open(
-            full_address(self._address), self.secret, self._on_report, self.timeout))
+            full_address(self._address), self.secret, self._on_report, self.timeout,
+            on_lost=self._on_scheduler_lost))
 
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
         return LocalSchedulerLink(scheduler, self._on_report)
@@ -142,6 +141,21 @@ class Client:
             self._workers.fail_pending(msg["address"], msg["error"])
         elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
             task_output.show(msg["worker"], msg["records"])
+        elif msg["op"] == "scheduler-closing" and isinstance(getattr(self, "_link", None),
+                                                             LocalSchedulerLink):
+            self._on_scheduler_lost(msg["reason"])  # a cluster in this process, closed
+
+    def _on_scheduler_lost(self, reason: str) -> None:
+        """The scheduler went away under us (on the loop thread): end as ``close()``
+        would, saying why; ``closed``, as Dask's client ends when its scheduler is gone."""
+        if self.status != "running":
+            return
+        logger.info("the client closed: %s", reason)
+        self.ending.reason, self.status = reason, "closed"
+        try:
+            self._release_parts(reason)  # every future cancelled: its data went with it
+        finally:
+            self.ending.begin(self._shutdown_owned, self.done_callbacks.close)
 
     def __await__(self):
         async def start():
@@ -157,27 +171,29 @@ class Client:
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
         if self.status != "running":
-            raise ClientClosedError(f"this Client is {self.status}; create a new Client()"
-                                    if self.status == "closed" else
-                                    "this asynchronous Client was not started: await it first")
+            raise self.ending.error(self.status)
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
         coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
         if wants_awaitable(self, asynchronous):
             async def awaitable():
-                return then(await asyncio.wrap_future(self.loop.submit(coro)))
+                try:
+                    return then(await asyncio.wrap_future(self.loop.submit(coro)))
+                except CUT_SHORT as exc:  # by the scheduler going away? then say so
+                    raise self.ending.cut_short(exc)
             return awaitable()
-        return then(self.loop.sync(coro))
+        try:
+            return then(self.loop.sync(coro))
+        except CUT_SHORT as exc:
+            raise self.ending.cut_short(exc)
 
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
-        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
-
-        Blocks for its result, or returns an awaitable for an asynchronous client (or
+        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does:
+        block for its result, or return an awaitable for an asynchronous client (or
         ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
-        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
-        """
+        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask."""
         self._check_open()
         return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
@@ -295,42 +311,8 @@ class Client:
         return None
 
     # ------------------------------------------------------------ dask graphs ---
-    def get(self, dsk, keys, workers=None, allow_other_workers=None, resources=None,
-            sync=True, asynchronous=None, direct=None, retries=None, priority=0,
-            fifo_timeout="60s", actors=None, **kwargs):
-        """Compute a dask graph (dict, HighLevelGraph or expression) on the cluster: the
-        values of ``keys`` (nested lists alike), or their Futures (``sync=False``)."""
-        graphs.refuse_options("get", priority, retries, resources, allow_other_workers, actors)
-        futures = self._submit_graph(dsk, graphs.flatten_keys(keys), workers)
-        if not sync:
-            return graphs.pack(keys, futures)
-        return graphs.gathered(keys, futures, lambda packed: self.gather(
-            packed, asynchronous=asynchronous, direct=direct))
-
-    def compute(self, collections, sync=False, optimize_graph=True, workers=None,
-                allow_other_workers=False, resources=None, retries=0, priority=0,
-                fifo_timeout="60s", actors=None, traverse=True, **kwargs):
-        """A Future per dask collection (delayed, bag, array, dataframe); ``sync``: values."""
-        graphs.refuse_options("compute", priority, retries, resources, allow_other_workers, actors)
-        out = graphs.compute(collections, optimize_graph, traverse, kwargs,
-                             lambda expr, keys: self._submit_graph(expr, keys, workers))
-        return self.gather(out) if sync else out
-
-    def persist(self, collections, optimize_graph=True, workers=None,
-                allow_other_workers=None, resources=None, retries=None, priority=0,
-                fifo_timeout="60s", actors=None, **kwargs):
-        """The same collections, computed on the cluster and kept there (as Futures)."""
-        graphs.refuse_options("persist", priority, retries, resources, allow_other_workers, actors)
-        return graphs.persist(collections, optimize_graph,
-                              lambda expr, keys: self._submit_graph(expr, keys, workers))
-
-    def _submit_graph(self, dsk, wanted: list, workers) -> dict:
-        """Send the tasks of ``dsk`` that ``wanted`` needs: ``{key: Future}`` of ``wanted``."""
-        self._check_open()
-        return graphs.submit(
-            graphs.materialize(dsk), wanted, plain_workers(workers), self._key_of,
-            self.refs.get, lambda keys: Future.for_keys(keys, self), lambda tasks: self._run(
-                graphs.released_then_submitted(self.refs, self._link, tasks), False))
+    # Dask's Client.get, compute and persist: functions of graphs.py, given this client.
+    get, compute, persist = graphs.client_get, graphs.client_compute, graphs.client_persist
 
     # ------------------------------------------------------------ placement ---
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
@@ -393,26 +375,28 @@ class Client:
             return self._close_in_thread()
         self._close()
 
-    async def _close_in_thread(self) -> None:
-        # Closing joins the loop thread and the workers: not on the caller's event loop.
+    async def _close_in_thread(self) -> None:  # it joins the loop thread and the workers
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
         if self.status == "closed":
+            self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
         dask_default.client_closed(self)
         if self.status == "running" and self.loop.running:
             try:
-                self.loop.sync(self._close_links(), DEFAULT_TIMEOUT)
+                self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
         self._shutdown_owned()
         self.done_callbacks.close()
 
-    async def _close_links(self) -> None:
-        self.refs.close()  # every future not done is cancelled
-        self._events.close()  # say so, so a widget can show it
+    def _release_parts(self, reason: str | None = None) -> None:
+        """On the loop: futures cancelled (all of them, saying ``reason``, when the
+        scheduler went away; else those not done), subscribers told, channels closed."""
+        self.refs.close(reason)
+        self._events.close(reason)  # say so, so a widget can show it
         self._workers.close()
         self._link.close()
         self._segments.close()
@@ -436,10 +420,9 @@ class Client:
         await self._close_in_thread()
 
     def __del__(self):
-        # A dropped client that started its cluster ends it. Not inline: the collector
-        # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        # At interpreter exit atexit has closed the cluster already, and a thread started
-        # during finalization waits forever (a script that never closed its Client hung).
+        # A dropped client that started its cluster ends it; not inline: the collector may
+        # run us on the loop thread (where close() cannot wait) or mid-operation. Not at exit:
+        # atexit closed the cluster, and a thread started in finalization waits for ever.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster \
                 and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()

@@ -31,6 +31,8 @@ from typing import Callable
 
 from ...errors import DistributedOnlyGraphError, MissingDependencyError
 from ..wire.serialize import serialize_task
+from .future import Future
+from .scatter_input import plain_workers
 
 # Modules whose task functions run only inside Dask's own workers (they reach the
 # worker's shuffle extension): a graph calling one cannot run here.
@@ -289,3 +291,48 @@ async def released_then_submitted(refs, link, tasks: list):
     ``x`` is a new ``x``, not one about to be released."""
     refs.flush()
     return await link.request({"op": "submit", "tasks": tasks})
+
+
+# ------------------------------------------------------------ the Client's methods ---
+# Client.get, compute and persist are these functions (client.py binds them), with
+# Dask's signatures: graphs take ``workers=``; Dask's other task options are refused.
+
+def client_get(client, dsk, keys, workers=None, allow_other_workers=None, resources=None,
+               sync=True, asynchronous=None, direct=None, retries=None, priority=0,
+               fifo_timeout="60s", actors=None, **kwargs):
+    """Compute a dask graph (dict, HighLevelGraph or expression) on the cluster: the
+    values of ``keys`` (nested lists alike), or their Futures (``sync=False``)."""
+    refuse_options("get", priority, retries, resources, allow_other_workers, actors)
+    futures = _send(client, dsk, flatten_keys(keys), workers)
+    if not sync:
+        return pack(keys, futures)
+    return gathered(keys, futures, lambda packed: client.gather(
+        packed, asynchronous=asynchronous, direct=direct))
+
+
+def client_compute(client, collections, sync=False, optimize_graph=True, workers=None,
+                   allow_other_workers=False, resources=None, retries=0, priority=0,
+                   fifo_timeout="60s", actors=None, traverse=True, **kwargs):
+    """A Future per dask collection (delayed, bag, array, dataframe); ``sync``: values."""
+    refuse_options("compute", priority, retries, resources, allow_other_workers, actors)
+    out = compute(collections, optimize_graph, traverse, kwargs,
+                  lambda expr, keys: _send(client, expr, keys, workers))
+    return client.gather(out) if sync else out
+
+
+def client_persist(client, collections, optimize_graph=True, workers=None,
+                   allow_other_workers=None, resources=None, retries=None, priority=0,
+                   fifo_timeout="60s", actors=None, **kwargs):
+    """The same collections, computed on the cluster and kept there (as Futures)."""
+    refuse_options("persist", priority, retries, resources, allow_other_workers, actors)
+    return persist(collections, optimize_graph,
+                   lambda expr, keys: _send(client, expr, keys, workers))
+
+
+def _send(client, dsk, wanted: list, workers) -> dict:
+    """Send the tasks of ``dsk`` that ``wanted`` needs: ``{key: Future}`` of ``wanted``."""
+    client._check_open()
+    return submit(
+        materialize(dsk), wanted, plain_workers(workers), client._key_of, client.refs.get,
+        lambda keys: Future.for_keys(keys, client), lambda tasks: client._run(
+            released_then_submitted(client.refs, client._link, tasks), False))
