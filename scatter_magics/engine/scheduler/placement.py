@@ -9,7 +9,8 @@ are large stays with them unless the queue there is longer than the copy.
 
 Every allowed worker is a candidate, not only the holders of the inputs (Dask's
 ``decide_worker`` looks at holders and relies on stealing to spread work later): on one
-machine the workers are few, and a task placed right is never stolen.
+machine the workers are few, and a task placed right is never stolen. The exception is
+an input of ``LARGE_INPUT`` bytes or more: then, as in Dask, only its holders.
 
 >>> from scatter_magics.engine.scheduler.records import KeyInfo, WorkerInfo
 >>> workers = {a: WorkerInfo(a, a, nthreads=1, memory_limit=0) for a in ("w0", "w1")}
