@@ -10,7 +10,7 @@ are large stays with them unless the queue there is longer than the copy.
 Every allowed worker is a candidate, not only the holders of the inputs (Dask's
 ``decide_worker`` looks at holders and relies on stealing to spread work later): on one
 machine the workers are few, and a task placed right is never stolen. The exception is
-an input of ``LARGE_INPUT`` bytes or more: then, as in Dask, only its holders.
+an input of ``LARGE_INPUT`` bytes or more: only its holders, when placed or stolen.
 
 >>> from scatter_magics.engine.scheduler.records import KeyInfo, WorkerInfo
 >>> workers = {a: WorkerInfo(a, a, nthreads=1, memory_limit=0) for a in ("w0", "w1")}
@@ -35,12 +35,13 @@ from .records import KeyInfo, WorkerInfo
 LATENCY = 0.001  # s per input fetched from a peer
 BANDWIDTH = 250e6  # bytes/s
 # An input this large keeps its task on a worker that holds it (in shared memory too: a
-# task placed there is where `who_has` says its data is), and only stealing moves the
-# task, once a worker runs dry. Estimates are 0.5 s until a function's duration is known,
-# so a burst of short tasks over inputs split across the workers (notebooks/
-# broadcast-model.ipynb: 8 batches of 4 MB on 2 workers) would otherwise be scattered by
-# queues that are not real. Below it a copy costs < 5 ms: every worker is a candidate.
-LARGE_INPUT = 1 << 20  # bytes
+# task placed there is where `who_has` says its data is): placed there, and stolen only
+# by another holder. Estimates are 0.5 s until a function's duration is known, so a
+# burst of short tasks over inputs split across the workers would otherwise be spread
+# by queues that are not real (broadcast-model.ipynb: 8 batches of 4 MB on 2 workers;
+# test_split: a 100,000-row frame in 6 pieces). Below it a copy costs less than a
+# quarter of a peer fetch's latency (0.25 ms at 250 MB/s): every worker is a candidate.
+LARGE_INPUT = 64 << 10  # bytes
 
 
 class Placement:
@@ -74,12 +75,18 @@ class Placement:
 
     def holders_of_large_inputs(self, ks: KeyInfo, candidates: list[str]) -> list[str]:
         """The candidates holding an input of ``ks`` of at least ``LARGE_INPUT`` bytes."""
+        holders = self.large_input_holders(ks)
+        return [a for a in candidates if a in holders] if holders else []
+
+    def large_input_holders(self, ks: KeyInfo) -> set:
+        """The workers holding an input of ``ks`` of ``LARGE_INPUT`` bytes or more (empty:
+        it has none), which ``ks`` stays with: placed there, and never stolen elsewhere."""
         holders: set = set()
         for dep in ks.deps:
             dks = self.keys.get(dep)
             if dks is not None and (dks.nbytes or 0) >= LARGE_INPUT:
                 holders |= dks.who_has
-        return [a for a in candidates if a in holders] if holders else []
+        return holders
 
     def transfer_time(self, ks: KeyInfo, ws: WorkerInfo) -> float:
         """Seconds for ``ws`` to fetch the inputs of ``ks`` it does not hold."""

@@ -114,11 +114,13 @@ class WorkStealing:
             if ks is None or ks.started or key in self.in_flight:
                 continue
             seconds = expected(key)
+            stays_with = self.placement.large_input_holders(ks)  # (empty: may go anywhere)
             # On the victim it waits (at least) for the work queued before it.
             wait_there = victim_start - seconds / victim.nthreads - STEAL_COST
             best, best_start = None, wait_there
             for thief in thieves:
-                if not self.placement.allowed(ks, thief.address):
+                if not self.placement.allowed(ks, thief.address) or \
+                        (stays_with and thief.address not in stays_with):
                     continue
                 start = self.stack_time(thief) + self.placement.transfer_time(ks, thief)
                 if start < best_start:
