@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 
 from ...errors import CommClosedError, portable
@@ -111,6 +112,7 @@ class Worker:
         self.memory_limit = memory_limit
         self.data = HeldData()
         self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self._threads: dict[int, int] = {}  # pool thread ident -> its number, for the task stream
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
@@ -249,23 +251,30 @@ class Worker:
 
     async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
         fetched: dict = {}
+        timing = {"thread": 0, "transfers": []}  # for the task stream (task_stream.py)
         try:
+            began = time.time()
             fetched = await self._gather_from_peers(who_has)
+            if fetched:
+                timing["transfers"].append({"start": began, "stop": time.time(), "from": None,
+                                            "nbytes": sum(fetched.values())})
             inputs = {dep: self.data[dep].value for dep in who_has}
             watch = StartWatch(asyncio.get_running_loop(),
                                lambda: self._report({"op": "task-started", "key": key}))
             timer = watch.watch()
             try:
                 value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started)
+                    self.executor, _execute, task, inputs, watch.started, timing, self._threads)
             finally:
                 timer.cancel()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            timing.setdefault("start", time.time())
+            timing.setdefault("stop", time.time())
             self._report({"op": "task-erred", "key": key, "exception": portable(exc),
                           "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched})
+                          "fetched": fetched, "timing": timing})
             return
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
@@ -273,11 +282,11 @@ class Worker:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
                                  self.memory_limit)
             self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
-                          "fetched": fetched})
+                          "fetched": fetched, "timing": timing})
             return
         self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": fetched})
+                      "type": stored.type, "fetched": fetched, "timing": timing})
 
     def _report(self, msg: dict) -> None:
         try:
@@ -307,11 +316,21 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None):
+def _execute(task: Serialized, inputs: dict, on_start=None, timing=None, threads=None):
+    """Run a task on a pool thread; ``timing`` gets when it ran and on which thread (its
+    number in ``threads``, an ident → number map the worker keeps)."""
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    func, args, kwargs = deserialize_task(task, inputs)
-    return func(*args, **kwargs)
+    if timing is not None:
+        ident = threading.get_ident()
+        timing["thread"] = threads.setdefault(ident, len(threads))
+        timing["start"] = time.time()
+    try:
+        func, args, kwargs = deserialize_task(task, inputs)
+        return func(*args, **kwargs)
+    finally:
+        if timing is not None:
+            timing["stop"] = time.time()
 
 
 def resident_memory() -> int:
