@@ -181,7 +181,7 @@ async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
         listed = by_id[cluster.id]
         assert listed["backend"] == "embedded" and listed["kernel_id"] is None
         assert listed["status"] == "running"
-        assert listed["name"] == f"-c (pid {cluster.proc.pid})"
+        assert listed["name"] == f"python -c in {discovery._short_path(os.getcwd())}"
         assert len(listed["workers"]) == n_workers
         assert set(listed["workers"][0]) >= {"address", "name", "nthreads", "memory_limit",
                                              "memory", "nkeys", "nbytes"}
