@@ -313,11 +313,15 @@ class ScatterMagics(Magics):
     @argument("--tls-client-key", metavar="PATH", help="connect (Dask TLS): client key.")
     @argument("--secret", metavar="SECRET", help=(
         "connect: the secret of a scheduler of our engine (default: $SCATTER_MAGICS_SECRET)."))
+    @argument("--tasks", action="store_true", help=(
+        "show: also what each worker thread ran in the last minute (the task stream)."))
     @line_magic
     def cluster(self, line):
         """Show, start, connect to or stop the cluster.
 
-        ``%cluster`` shows the workers, their threads, memory and the keys each holds.
+        ``%cluster`` shows the workers, their threads, the data each holds against its
+        memory limit and its process memory (both over the last five minutes), and the keys
+        each holds; ``%cluster --tasks`` also what each worker thread ran in the last minute.
         ``%cluster start`` starts an embedded cluster (``--dask``: a Dask LocalCluster),
         binds its client to ``client`` and makes it the one the magics (and
         ``get_client()``) use. ``%cluster connect`` does the same for a running
@@ -328,6 +332,7 @@ class ScatterMagics(Magics):
         Examples::
 
             %cluster
+            %cluster --tasks
             %cluster start -n 4 --threads 2 --memory-limit 2GiB
             %cluster start --dask -n 2
             %cluster connect tcp://10.0.0.5:8786
@@ -343,7 +348,8 @@ class ScatterMagics(Magics):
             return self.session.connect(args)
         if args.action == "stop":
             return self.session.stop()
-        return ClusterSummary.snapshot(self.session.backend(start=False), self.names.labels())
+        return ClusterSummary.snapshot(self.session.backend(start=False), self.names.labels(),
+                                       tasks=args.tasks)
 
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
