@@ -275,7 +275,8 @@ def test_widget_follows_scatter_submit_replicate_release_and_an_error(dask_clien
     wait_for(lambda: row_is(widget, "x-1", "finished", addresses), what="the replicate")
     x.release()
     wait_for(lambda: row_is(widget, "x-1", "released", []), what="the release")
-    assert widget.summary["counts"]["released"] == 1 and widget.summary["counts"]["error"] == 1
+    by_status = widget.summary["keys"]["by_status"]
+    assert by_status["released"] == 1 and by_status["error"] == 1
     widget.close()
 
 
@@ -304,6 +305,39 @@ def test_a_task_its_worker_runs_is_running_there_then_finished(dask_client, tmp_
         release.touch()
         subscription.close()
         widget.close()
+
+
+def test_the_views_of_a_dask_cluster_count_keys_keep_memory_and_the_task_stream(dask_client):
+    """%cluster, the sidebar and the REST API ask the recorder plugin: the summary counts
+    the scheduler's keys as summary.py counts ours, and the memory history and the task
+    stream come from what the scheduler already has (heartbeats, startstops)."""
+    backend = backend_for(dask_client)
+    backend.subscribe_events(lambda batch: None).close()  # as any view does: the plugins go in
+    data = backend.scatter({"data-1": list(range(1000))}, workers=None, broadcast=True,
+                           direct=None, hash=True, timeout=None)["data-1"]
+    done = [dask_client.submit(len, data, key=f"len-{i}") for i in range(3)]
+    bad = dask_client.submit(int, "x", key="int-bad")
+    dask_client.gather([*done, bad], errors="skip")
+    overview = backend.overview()
+    keys = overview["keys"]
+    assert keys["by_status"] == {"finished": 4, "error": 1} and keys["count"] == 5
+    assert keys["replicas"] == 5  # the broadcast on both workers: 2 replicas of one key
+    assert keys["nbytes"] == sum(dask_client.nbytes(summary=False).values())
+    assert sum(w["nbytes"] for w in overview["workers"]) == keys["replica_nbytes"]
+    assert [w["name"] for w in overview["workers"]] == ["worker-0", "worker-1"]
+    history = wait_for(lambda: next((h for h in [backend.memory_history()]
+                                     if len(h["times"]) >= 2), None),
+                       timeout=10, what="two memory samples")
+    assert {w["name"] for w in history["workers"]} == {"worker-0", "worker-1"}
+    assert all(w["memory"][-1] > 0 for w in history["workers"])  # process memory, from heartbeats
+    stream = backend.task_stream()
+    ran = {t["key"]: t for t in stream["tasks"]}
+    assert {"len-0", "len-1", "len-2", "int-bad"} <= set(ran)
+    assert ran["int-bad"]["status"] == "error" and ran["len-0"]["status"] == "finished"
+    assert ran["len-0"]["name"] == "len" and ran["len-0"]["start"] <= ran["len-0"]["stop"]
+    assert ran["len-0"]["worker"] in dask_client.nthreads() and ran["len-0"]["thread"]
+    assert backend.task_stream(since=stream["index"])["tasks"] == []  # a cursor: nothing new
+    del done, bad, data
 
 
 def test_two_widgets_on_one_client_both_follow_every_change(dask_client):
@@ -354,10 +388,12 @@ def test_without_the_plugin_the_view_polls_and_says_so_once(dask_cluster):
         backend.close()
 
 
-def test_the_plugin_module_ships_by_value(tmp_path):
-    """It imports nothing of scatter_magics, so cloudpickle can send it to any scheduler."""
-    from scatter_magics.dask import plugin
+@pytest.mark.parametrize("module", ["plugin", "recorder"])
+def test_the_plugin_modules_ship_by_value(module):
+    """They import nothing of scatter_magics, so cloudpickle can send them to any scheduler."""
+    import importlib
 
+    plugin = importlib.import_module(f"scatter_magics.dask.{module}")
     tree = ast.parse(open(plugin.__file__).read())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}

@@ -275,6 +275,17 @@ async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
     assert codes[-1] == 304, codes
 
 
+async def wait_for_history(jp_fetch, cluster_id: str, samples: int, timeout: float = 10):
+    """The cluster's ``history`` once it has ``samples`` samples (they come once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail, _ = await get_json(jp_fetch, "clusters", cluster_id, params={"limit": 0})
+        if len(detail["history"]["times"]) >= samples or time.monotonic() > deadline:
+            assert len(detail["history"]["times"]) >= samples, detail["history"]
+            return detail["history"]
+        await asyncio.sleep(0.2)
+
+
 def assert_no_secret(body: bytes, headers, clusters) -> None:
     secrets = [c if isinstance(c, str) else discovery.find_entry(c.id).secret for c in clusters]
     text = body.decode() + json.dumps(dict(headers))
@@ -288,7 +299,11 @@ DASK_SCRIPT = textwrap.dedent("""
     backend = DaskBackend.start(n_workers=2, threads_per_worker=1, memory_limit="1GiB")
     futures = backend.client.scatter(list(range(4)))
     print(backend.scheduler_info()["address"], flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:  # a line: run that many tasks
+        ran = backend.client.gather([backend.client.submit(abs, -i, key=f"abs-{i}")
+                                     for i in range(int(line))])
+        print("ran", flush=True)
+        del ran
     backend.close()
 """)
 
@@ -305,6 +320,15 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_ws_fetch, jp_en
         assert listed["status"] == "running" and len(listed["workers"]) == 2
         assert listed["keys"]["count"] == 4 and listed["keys"]["by_status"] == {"finished": 4}
         assert sum(w["nkeys"] for w in listed["workers"]) == 4
+        # The recorder the probe installed keeps memory and the task stream from now on.
+        history = await wait_for_history(jp_fetch, listed["id"], samples=2)
+        assert {w["name"] for w in history["workers"]} == {"worker-0", "worker-1"}
+        proc.stdin.write("3\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "ran"
+        tasks, _ = await get_json(jp_fetch, "clusters", listed["id"], "tasks")
+        assert {t["key"] for t in tasks["tasks"]} >= {"abs-0", "abs-1", "abs-2"}
+        assert all(t["name"] == "abs" and t["status"] == "finished" for t in tasks["tasks"])
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
                    if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
         assert workers

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import weakref
 from typing import Callable
 
@@ -93,6 +94,9 @@ class EventHub:
                 logger.warning("the workers did not take the scatter_magics plugin that "
                                "reports started tasks: the live view shows no 'running'",
                                exc_info=True)
+            from .views import install_sync
+
+            install_sync(self.client)  # memory history and task stream from now on
         return self.mode
 
     # ------------------------------------------------------------ subscribing ---
@@ -243,8 +247,7 @@ def register_plugin(client, plugin, name: str) -> None:
     except ImportError:
         import cloudpickle
 
-        from . import plugin as module
-
+        module = sys.modules[type(plugin).__module__]  # plugin.py, recorder.py
         cloudpickle.register_pickle_by_value(module)
         try:
             client.register_plugin(plugin, name=name)

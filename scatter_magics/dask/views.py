@@ -37,6 +37,21 @@ async def install(client) -> bool:
     return _installed[client]
 
 
+def install_sync(client) -> bool:
+    """:func:`install` for a synchronous client, from outside its loop (``EventHub.install``
+    calls it with the event plugin: the history and task stream start as early as that)."""
+    if client not in _installed:
+        from .events import register_plugin
+
+        try:
+            register_plugin(client, Recorder(), NAME)
+            _installed[client] = True
+        except Exception:
+            logger.info("cannot install the scatter_magics recorder", exc_info=True)
+            _installed[client] = False
+    return _installed[client]
+
+
 async def _register(client, plugin) -> None:
     """Register by reference; a scheduler that cannot import scatter_magics gets the
     recorder's module by value (it imports only the standard library, tornado and

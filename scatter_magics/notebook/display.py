@@ -23,7 +23,7 @@ from ..summary import counted, keys_phrase, natural_order
 from .cluster_table import shared_memory_text
 from .plots_html import history_by_worker
 from .plots_text import sparkline, task_stream_text
-from .widget_html import cluster_html, table_html
+from .widget_html import cluster_html, holds_text, table_html
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
@@ -144,6 +144,21 @@ class FuturesTable:
         return _table_html(self.columns, self._cells())
 
 
+def futures_text(summary: Mapping, rows: list[dict], worker_names: Mapping[str, str],
+                 live: bool = True) -> str:
+    """A futures widget as text: its summary line, then the rows given (the first page)."""
+    keys = summary.get("keys", {})
+    counts = " · ".join(f"{st} {n:,}" for st, n in keys.get("by_status", {}).items())
+    line = (f"{counted(keys.get('count', 0), 'future')}" + (f" · {counts}" if counts else "")
+            + f" · {format_bytes(keys.get('nbytes', 0))} in memory"
+            + f" · {counted(summary.get('n_workers', 0), 'worker')}"
+            + ("" if live else " (not live: client closed)"))
+    table = FuturesTable([{**r, "workers": sorted((worker_names.get(a, a) for a in r["workers"]),
+                                                  key=natural_order)} for r in rows])
+    more = keys.get("count", 0) - len(rows)
+    return f"{line}\n{table!r}" + (f"\n… {more:,} more" if more > 0 else "")
+
+
 class ScatterResult(dict):
     """``%scatter a b c``'s result: a plain ``{name: future(s)}`` dict shown as a table."""
 
@@ -217,10 +232,12 @@ class ClusterSummary:
             name = w["name"] if w.get("status", "running") == "running" else \
                 f"{w['name']} ({w['status']})"  # e.g. frozen: gets no new data
             past = series.get(w["address"])
+            holds = holds_text(w["holds"]) if "holds" in w else \
+                grouped_labels(w.get("labels", []))
             rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["nbytes"]),
                          format_bytes(w["memory_limit"]) if w["memory_limit"] else "none",
                          format_bytes(w["memory"]), sparkline(past["nbytes"]) if past else "",
-                         f"{w['nkeys']:,}", grouped_labels(w.get("labels", []))])
+                         f"{w['nkeys']:,}", holds])
         return rows
 
     def _tasks_text(self) -> str:
@@ -238,7 +255,8 @@ class ClusterSummary:
         p.text(repr(self))
 
     def _repr_html_(self) -> str:
-        workers = [{**w, "holds": [[label, 1] for label in
+        workers = [w if "holds" in w else
+                   {**w, "holds": [[label, 1] for label in
                                    grouped_labels(w.get("labels", [])).split(", ") if label]}
                    for w in self.workers]
         totals = {**self.summary["totals"], "keys": self.keys,

@@ -34,9 +34,10 @@ from ..backend import (
     future_types,
 )
 from .cluster_table import ClusterTable, shared_memory_text
-from .display import ClusterSummary
+from .display import ClusterSummary, futures_text
 from .esm import widget_esm
 from .feed import Feed
+from .static_outputs import StaticOutputs
 from .widget_html import cluster_html, futures_html
 from .widget_keys import (
     _iter_futures,
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 HTML_ROWS = 100  # rows in the static HTML fallback; the summary counts all of them
+TEXT_ROWS = 20  # rows in the text fallback
 
 
 _OPEN: "weakref.WeakSet[_LiveWidget]" = weakref.WeakSet()  # every widget still following
@@ -122,7 +124,7 @@ class _LiveWidget(anywidget.AnyWidget):
         # The client may have closed since the last event.
         self.live = self._feed.live and not self._table.closed
         data, metadata = super()._repr_mimebundle_(**kwargs)
-        data["text/html"] = self.to_html()
+        data["text/plain"], data["text/html"] = self.to_text(), self.to_html()
         return data, metadata
 
 
@@ -203,9 +205,18 @@ class FuturesWidget(_LiveWidget):
             names = dict(self._table.worker_names)
         return futures_html(summary, rows, names, live=self.live)
 
+    def to_text(self) -> str:
+        """The same as text: the summary line and the first rows."""
+        with self._lock:
+            rows, _, _ = self._table.page(0, TEXT_ROWS)
+            summary = self._table.summary()
+            names = dict(self._table.worker_names)
+        return futures_text(summary, rows, names, live=self.live)
+
     def __repr__(self) -> str:
-        counts = ", ".join(f"{n} {s}" for s, n in self.summary.get("counts", {}).items() if n)
-        return f"<FuturesWidget: {self.summary.get('n', 0)} futures ({counts or 'none'})>"
+        keys = self.summary.get("keys", {})
+        counts = ", ".join(f"{n} {s}" for s, n in keys.get("by_status", {}).items())
+        return f"<FuturesWidget: {keys.get('count', 0)} futures ({counts or 'none'})>"
 
 
 class ClusterWidget(_LiveWidget):
@@ -233,10 +244,12 @@ class ClusterWidget(_LiveWidget):
         super().__init__(kind="cluster", show_tasks=tasks)
         self._table = ClusterTable(labels)
         self._shared_memory = ""  # how large data travels; read below, before the first flush
+        self._address = ""
         self._start_feed(client, interval, settle)
         # worker-metrics come about once a second: start from the scheduler's numbers now.
         backend = backend_for(client)
         info = backend.scheduler_info()
+        self._address = info.get("address", "")
         self._shared_memory = shared_memory_text(info.get("shared_memory"))
         history = _ask(backend, "memory_history")
         stream = _ask(backend, "task_stream") if tasks else None
@@ -278,6 +291,18 @@ class ClusterWidget(_LiveWidget):
         return cluster_html(state["workers"], state["totals"], history=history, tasks=tasks,
                             live=self.live)
 
+    def to_text(self) -> str:
+        """The same as ``%cluster``'s text: headline and a row per worker."""
+        state, _, _ = self._state()
+        with self._lock:
+            history = self._table.history.as_dict()
+            tasks = self._table.recent_tasks() if self.show_tasks else None
+        totals = state["totals"]
+        summary = {"workers": state["workers"], "keys": totals["keys"], "totals": totals}
+        text = repr(ClusterSummary(self._address, summary, history, notice=totals["notice"],
+                                   tasks=tasks))
+        return text + ("" if self.live else "\n(not live: client closed)")
+
     def __repr__(self) -> str:
         return f"<ClusterWidget: {self.totals.get('n_workers', 0)} workers>"
 
@@ -312,6 +337,9 @@ def display_futures(futures, client=None, names=None) -> FuturesWidget:
     return widget
 
 
+_STATIC_OUTPUTS: dict[int, StaticOutputs] = {}  # id(shell) -> its static outputs' updater
+
+
 def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
     """Make a kernel show Futures, flat collections of them and Clients as live widgets.
 
@@ -342,6 +370,8 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
 
     formatter = shell.display_formatter.mimebundle_formatter
     formatter.for_type(ClusterSummary, summary_bundle)
+    if id(shell) not in _STATIC_OUTPUTS:
+        _STATIC_OUTPUTS[id(shell)] = StaticOutputs(shell)
     for type_ in (list, tuple, set, frozenset, dict):
         formatter.for_type(type_, bundle)
     for name in future_class_names():  # by name: no engine is imported for this
@@ -354,6 +384,9 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
 
 def uninstall_display(shell) -> None:
     """Undo :func:`install_display`."""
+    outputs = _STATIC_OUTPUTS.pop(id(shell), None)
+    if outputs is not None:
+        outputs.close()
     formatter = shell.display_formatter.mimebundle_formatter
     for type_ in (list, tuple, set, frozenset, dict, ClusterSummary):
         if getattr(formatter.type_printers.get(type_), "scatter_magics", False):
