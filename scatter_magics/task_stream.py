@@ -60,8 +60,9 @@ class TaskStream:
 def task_record(key: str, name: str, worker: str, timing: Mapping[str, Any],
                 status: str) -> dict[str, Any]:
     """A record from what a worker reports with a result: ``timing`` is ``{"start",
-    "stop", "thread", "transfers"}`` (``engine/worker/process.py``)."""
-    return {"key": key, "name": name, "worker": worker, "thread": timing.get("thread", 0),
+    "stop", "thread", "transfers", "function"}`` (``engine/worker/process.py``); the
+    function's name, when known, names the bar (``name`` is the key's prefix)."""
+    return {"key": key, "name": timing.get("function") or name, "worker": worker, "thread": timing.get("thread", 0),
             "start": timing["start"], "stop": timing["stop"], "status": status,
             "transfers": list(timing.get("transfers") or ())}
 

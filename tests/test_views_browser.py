@@ -80,7 +80,8 @@ def server(request, browser, tmp_path_factory):
 
 
 def rest(server: LabServer, method: str, path: str):
-    """The scatter_magics REST API of ``server`` (no token: the test server has none)."""
+    """A GET of the scatter_magics REST API of ``server`` (it has no token; other verbs
+    would need the XSRF cookie: the tests click the buttons instead)."""
     import urllib.request
 
     request = urllib.request.Request(f"{server.url}/scatter-magics/api/{path}", method=method)
@@ -105,6 +106,7 @@ def set_theme(page, theme: str) -> None:
     page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', "
                   f"{{theme: {json.dumps(theme)}}})")
     page.wait_for_function(f"() => document.body.dataset.jpThemeName === {json.dumps(theme)}")
+    page.wait_for_selector("#jupyterlab-splash", state="detached")  # the theme is loaded
 
 
 def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
@@ -130,7 +132,9 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
                            timeout=10, what="the notebook's cluster in the listing")
         card = CARD.format(cluster["id"])
         page.wait_for_selector(card + " .sm-lab-worker .sm-membar-text")
-        page.wait_for_selector(".sm-cluster .sm-taskstream svg rect.sm-taskstream-task")
+        page.wait_for_selector(".sm-cluster .sm-taskstream svg rect.sm-taskstream-task",
+                               state="attached")
+        page.locator(".sm-cluster .sm-taskstream").last.scroll_into_view_if_needed()
         # The task stream: a lane per worker thread, the failed task marked.
         assert page.locator(".sm-cluster .sm-taskstream-error").count() >= 1
         assert "work ×4" in text(page, ".sm-cluster .sm-taskstream-legend")
@@ -174,7 +178,8 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
             page.fill(f"{panel} .sm-lab-name-filter", "work")
             page.wait_for_function(
                 """sel => { const names = [...document.querySelectorAll(sel)].map(n => n.textContent);
-                            return names.length === 4 && names.every(n => n === 'work'); }""",
+                            return names.length === 4
+                                && names.every(n => n.startsWith('work-')); }""",
                 arg=f"{panel} .sm-lab-keys-table tbody .sm-name")
             page.fill(f"{panel} .sm-lab-name-filter", "")
             page.click(f"{panel} th[data-sort='size']")
@@ -192,7 +197,8 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
 
         if app == "lab":
             # The New cluster dialog asks for workers, threads and memory limit.
-            page.evaluate("window.jupyterapp.commands.execute('scatter-magics:start-cluster')")
+            page.evaluate(  # not awaited: the dialog waits for us
+                "() => { window.jupyterapp.commands.execute('scatter-magics:start-cluster'); }")
             page.fill(".sm-lab-new-cluster input[name='n_workers']", "1")
             page.fill(".sm-lab-new-cluster input[name='threads_per_worker']", "2")
             page.fill(".sm-lab-new-cluster input[name='memory_limit']", "1GiB")
@@ -206,7 +212,9 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
             assert "1 worker alive" in shared_card.inner_text()
             assert "2 threads" in shared_card.inner_text()
             assert "of 1 GiB" in shared_card.inner_text()
-            rest(server, "DELETE", f"clusters/{shared['id']}")
+            shared_card.locator(".sm-lab-stop").click()
+            page.click(".jp-Dialog .jp-mod-accept")
+            shared_card.wait_for(state="detached", timeout=20_000)
 
             # Stop the notebook's cluster: the panel says it is gone and stops asking.
             page.click(card + " .sm-lab-stop")
@@ -217,6 +225,7 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
             log = server.log_path.read_text()
             assert log.count("no running cluster has the id") <= 2, log[-2000:]
     finally:
+        page.screenshot(path=str(save_artifact_dir() / f"views-{app}-final.png"), full_page=True)
         (save_artifact_dir() / f"views-{app}.console.log").write_text("\n".join(console))
         context.close()
         for pid in pids.values():

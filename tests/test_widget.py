@@ -416,7 +416,13 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     displayed = next(o for o in nb.cells[1].outputs  # (a progress bar may come first)
                      if WIDGET_VIEW in o.get("data", {}) and "text/html" in o["data"])
     html = displayed["data"]["text/html"]
-    assert "broadcast me" not in html and "finished" in html and "worker-1" in html
+    assert "broadcast me" not in html  # the table shows what the value is, never the value
+    # Shown finished on two workers, it ended lost with both, and the client closed: the
+    # saved output says how it ended (issue 17 item 9), in HTML and in text.
+    assert "lost" in html and "worker-0, worker-1 died" in html and "not live" in html
+    assert "finished" not in html
+    text = displayed["data"]["text/plain"]
+    assert text.startswith("1 future · lost 1") and "worker-0, worker-1 died" in text
     assert nb.cells[2].outputs[-1]["text"].strip() == "lost"
     model_id = displayed["data"][WIDGET_VIEW]["model_id"]
     state = nb.metadata["widgets"][WIDGET_STATE]["state"][model_id]["state"]

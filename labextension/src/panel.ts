@@ -119,8 +119,9 @@ export class ClusterPanel extends Widget {
 
   private _render(cluster: ICluster): void {
     this.title.label = `Cluster: ${cluster.name}`;
+    // Departed workers keep their names (the history has them): task lanes stay named.
     this._names = {};
-    for (const w of cluster.workers) {
+    for (const w of [...(cluster.history?.workers ?? []), ...cluster.workers]) {
       this._names[w.address] = w.name;
     }
     const keys = cluster.keys;

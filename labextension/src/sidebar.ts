@@ -147,9 +147,13 @@ export class ClusterSidebar extends Widget {
           h(
             'div',
             { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address },
-            h('span', { class: 'sm-lab-worker-name' }, w.name),
-            memoryBar(w),
-            timeline(history.get(w.address), 80, 18)
+            h(
+              'div',
+              { class: 'sm-lab-worker-head' },
+              h('span', { class: 'sm-lab-worker-name' }, w.name),
+              timeline(history.get(w.address), 96, 18)
+            ),
+            memoryBar(w)
           )
         )
       ),

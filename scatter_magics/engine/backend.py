@@ -40,6 +40,15 @@ class EmbeddedBackend:
     def has_what(self) -> dict:
         return self.client.has_what()
 
+    def overview(self) -> dict:
+        return self.client.overview()
+
+    def memory_history(self) -> dict:
+        return self.client.memory_history()
+
+    def task_stream(self, since: int = 0) -> dict:
+        return self.client.task_stream(since)
+
     def subscribe_events(self, callback: Callable[[list], None]):
         return self.client.subscribe_events(callback)
 

@@ -134,7 +134,6 @@ class ClusterTable:
     def recent_tasks(self, limit: int = TASKS_SHOWN) -> dict[str, Any]:
         """``{"now", "tasks", "total"}``: the last minute's newest ``limit`` records."""
         tasks = self.tasks.since(0, self._clock())["tasks"]
-        self.tasks_changed = False
         return {"now": self._clock(), "tasks": tasks[-limit:], "total": len(tasks)}
 
     def _replacement_note(self, replaces: str | None) -> str:
@@ -167,6 +166,10 @@ class ClusterTable:
             w["holds"] = holds.get(w["address"], [])
         summary.update(departed=list(self.departed), notice=self.notice)
         return summary
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per live worker, sorted by name (the summary's ``workers``)."""
+        return self.summary()["workers"]
 
     def _placement(self, top: int = 6) -> dict[str, list[list]]:
         """``{address: [[name, n_keys], ...]}``: the most-held names per worker.

@@ -131,8 +131,8 @@ class FuturesTable:
     def _cells(self) -> list[list[str]]:
         # An unnamed row (a submitted task) is named by its key's prefix: the function.
         return [[r["name"] or _TOKEN.sub("", key_text(r["key"])), key_text(r["key"]),
-                 r["type"] or "", format_bytes(r["nbytes"]), r["status"],
-                 ", ".join(r["workers"]), str(len(r["workers"]))] for r in self.rows]
+                 r["type"] or "", format_bytes(r["nbytes"]), r["status"], _where(r),
+                 str(len(r["workers"]))] for r in self.rows]
 
     def __repr__(self) -> str:
         return _table_text(self.columns, self._cells())
@@ -154,9 +154,18 @@ def futures_text(summary: Mapping, rows: list[dict], worker_names: Mapping[str, 
             + f" · {counted(summary.get('n_workers', 0), 'worker')}"
             + ("" if live else " (not live: client closed)"))
     table = FuturesTable([{**r, "workers": sorted((worker_names.get(a, a) for a in r["workers"]),
-                                                  key=natural_order)} for r in rows])
+                                                  key=natural_order),
+                           "died": sorted((worker_names.get(a, a) for a in r.get("died", ())),
+                                          key=natural_order)} for r in rows])
     more = keys.get("count", 0) - len(rows)
     return f"{line}\n{table!r}" + (f"\n… {more:,} more" if more > 0 else "")
+
+
+def _where(row: Mapping) -> str:
+    """The workers holding a future, and those that died holding it."""
+    died = ", ".join(row.get("died") or ())
+    held = ", ".join(row["workers"])
+    return held + (" · " if held and died else "") + (f"{died} died" if died else "")
 
 
 class ScatterResult(dict):
@@ -202,7 +211,7 @@ class ClusterSummary:
         has_what = backend.has_what()
         for w in summary["workers"]:
             keys = sorted(has_what.get(w["address"], []), key=key_text)
-            w["labels"] = [key_text(labels.get(k, k)) for k in keys]
+            w["keys"], w["labels"] = keys, [key_text(labels.get(k, k)) for k in keys]
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), summary, backend.memory_history(),
                    info.get("shared_memory"), notice, backend.client,

@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,10 +80,19 @@ def task_lanes(tasks: Sequence[Mapping[str, Any]],
                                            str(lane[1])))
 
 
+def shown_span(tasks: Sequence[Mapping[str, Any]], now: float, span: float = 60.0) -> int:
+    """The seconds a task stream spans: from a little before its oldest task to now, at
+    least 5 and at most ``span`` (``plots.js`` ``shownSpan``)."""
+    oldest = min([now, *(t["start"] for t in tasks)])
+    return int(max(5, min(span, math.ceil((now - oldest) * 1.1))))
+
+
 def task_stream_svg(tasks: Sequence[Mapping[str, Any]], now: float,
                     names: Mapping[str, str], span: float = 60.0, width: int = 640) -> str:
-    """The last ``span`` s: a lane per worker thread, a bar per task in its function's
-    colour, errors in red with a dark edge, transfers as thin red bars above."""
+    """Up to the last ``span`` s (:func:`shown_span`): a lane per worker thread, a bar per
+    task in its function's colour, errors in red with a dark edge, transfers as thin red
+    bars above."""
+    span = shown_span(tasks, now, span)
     lanes = task_lanes(tasks, names)
     if not lanes:
         return "<div style='opacity:0.7'>no task ran in the last minute</div>"

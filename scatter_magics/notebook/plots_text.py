@@ -6,7 +6,7 @@ the task stream as one line of cells per worker thread.
 >>> print(task_stream_text([{"key": "f-1", "name": "f", "worker": "tcp://a", "thread": 0,
 ...     "start": 40.0, "stop": 50.0, "status": "finished", "transfers": []}], now=60.0,
 ...     names={"tcp://a": "worker-0"}, width=12))
-worker-0 #0  ········fff·
+worker-0 #0  ·ffffff·····
              f: 1 task
 """
 
@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .plots_html import task_lanes
+from .plots_html import shown_span, task_lanes
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -32,12 +32,13 @@ def sparkline(values: Sequence[int | None], width: int = 30) -> str:
 
 def task_stream_text(tasks: Sequence[Mapping[str, Any]], now: float,
                      names: Mapping[str, str], span: float = 60.0, width: int = 60) -> str:
-    """A line per worker thread over the last ``span`` s (a cell a second by default): the
-    first letter of the function that ran there, ``!`` for an error, ``·`` for idle; then
+    """A line per worker thread over up to the last ``span`` s (``shown_span``): the first
+    letter of the function that ran there, ``!`` for an error, ``·`` for idle; then
     how many tasks each function ran."""
     lanes = task_lanes(tasks, names)
     if not lanes:
         return "no task ran in the last minute"
+    span = shown_span(tasks, now, span)
     cells = {lane: ["·"] * width for lane in lanes}
     for t in tasks:
         first = int((t["start"] - (now - span)) / span * width)

@@ -262,19 +262,25 @@ class ClusterWidget(_LiveWidget):
                     + [{"event": "supervision", **info.get("supervision", {})}])
         self._feed.request_flush()
 
-    def _state(self) -> tuple[dict, dict | None, dict | None]:
+    def _state(self, flushing: bool = False) -> tuple[dict, dict | None, dict | None]:
+        """``({"workers", "totals"}, history, tasks)``. Flushing, the history and the task
+        stream come only when they changed since the last flush (they are the big part);
+        otherwise (a static fallback) always."""
         with self._lock:
-            summary = self._table.summary()
-            history = self._table.history.as_dict() if self._table.history_changed else None
-            self._table.history_changed = False
-            tasks = self._table.recent_tasks() \
-                if self.show_tasks and self._table.tasks_changed else None
+            table = self._table
+            summary = table.summary()
+            history = table.history.as_dict() \
+                if table.history_changed or not flushing else None
+            tasks = table.recent_tasks() \
+                if self.show_tasks and (table.tasks_changed or not flushing) else None
+            if flushing:
+                table.history_changed = table.tasks_changed = False
         totals = {**summary["totals"], "keys": summary["keys"], "departed": summary["departed"],
                   "notice": summary["notice"], "shared_memory": self._shared_memory}
         return {"workers": summary["workers"], "totals": totals}, history, tasks
 
     def _flush(self) -> None:
-        state, history, tasks = self._state()
+        state, history, tasks = self._state(flushing=True)
         with self.hold_sync():
             self.workers, self.totals = state["workers"], state["totals"]
             if history is not None:
@@ -284,19 +290,13 @@ class ClusterWidget(_LiveWidget):
 
     def to_html(self) -> str:
         """A static HTML table of the workers as they are now."""
-        state, _, _ = self._state()
-        with self._lock:
-            history = self._table.history.as_dict()
-            tasks = self._table.recent_tasks() if self.show_tasks else None
+        state, history, tasks = self._state()
         return cluster_html(state["workers"], state["totals"], history=history, tasks=tasks,
                             live=self.live)
 
     def to_text(self) -> str:
         """The same as ``%cluster``'s text: headline and a row per worker."""
-        state, _, _ = self._state()
-        with self._lock:
-            history = self._table.history.as_dict()
-            tasks = self._table.recent_tasks() if self.show_tasks else None
+        state, history, tasks = self._state()
         totals = state["totals"]
         summary = {"workers": state["workers"], "keys": totals["keys"], "totals": totals}
         text = repr(ClusterSummary(self._address, summary, history, notice=totals["notice"],

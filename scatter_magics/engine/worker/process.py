@@ -327,6 +327,8 @@ def _execute(task: Serialized, inputs: dict, on_start=None, timing=None, threads
         timing["start"] = time.time()
     try:
         func, args, kwargs = deserialize_task(task, inputs)
+        if timing is not None:  # the task stream colours a bar by its function
+            timing["function"] = getattr(func, "__name__", type(func).__name__)
         return func(*args, **kwargs)
     finally:
         if timing is not None:

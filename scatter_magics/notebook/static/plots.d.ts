@@ -54,3 +54,10 @@ export declare function taskStream(
   names: { [address: string]: string },
   options?: { span?: number; width?: number }
 ): HTMLElement;
+
+/** The seconds a task stream spans: 5 s to `span`, enough for the oldest task shown. */
+export declare function shownSpan(
+  tasks: ITask[],
+  now: number,
+  span?: number
+): number;

@@ -106,6 +106,17 @@ export function timeline(series, width = 120, height = 24) {
   return titled(node, label);
 }
 
+/**
+ * The seconds the plot spans: from a little before the oldest task shown to now, at least
+ * 5 s and at most `span` (a minute), so a burst of short tasks is not a sliver at the
+ * right edge. plots_html.shown_span computes the same.
+ */
+export function shownSpan(tasks, now, span = 60) {
+  const oldest = Math.min(now, ...tasks.map(t => t.start));
+  const needed = Math.ceil((now - oldest) * 1.1);
+  return Math.max(5, Math.min(span, needed));
+}
+
 /** `[[worker address, thread]]`: one lane per worker thread, in worker-name order. */
 export function taskLanes(tasks, names) {
   const seen = new Map();
@@ -127,6 +138,7 @@ export function taskLanes(tasks, names) {
  * them. The legend lists the functions with their counts.
  */
 export function taskStream(tasks, now, names, { span = 60, width = 640 } = {}) {
+  span = shownSpan(tasks, now, span);
   const lanes = taskLanes(tasks, names);
   const wrap = document.createElement('div');
   wrap.className = 'sm-taskstream';

@@ -294,8 +294,7 @@ function renderCluster(model, el) {
         'tr',
         {},
         ...[
-          ['worker', ''],
-          ['address', ''],
+          ['worker', 'its address below its name'],
           ['threads', ''],
           [
             'memory',
@@ -364,9 +363,9 @@ function renderCluster(model, el) {
               'td',
               { class: 'sm-name', title: w.note ?? '' },
               w.name,
+              h('div', { class: 'sm-address', title: w.address }, w.address),
               ...workerNote(w)
             ),
-            h('td', { class: 'sm-key', title: w.address }, w.address),
             h('td', { class: 'sm-num' }, String(w.nthreads)),
             h('td', { class: 'sm-memory' }, memoryBar(w)),
             h('td', {}, timeline(history.get(w.address))),
@@ -393,7 +392,6 @@ function renderCluster(model, el) {
         'tr',
         {},
         h('td', {}, 'all workers'),
-        h('td', {}),
         h('td', { class: 'sm-num' }, String(t.nthreads ?? 0)),
         h(
           'td',
@@ -428,9 +426,13 @@ function renderCluster(model, el) {
       return;
     }
     const answer = model.get('tasks');
+    // Departed workers keep their names (the history has them): their lanes stay named.
     const names = Object.fromEntries(
-      model.get('workers').map(w => [w.address, w.name])
+      [...(model.get('history').workers ?? []), ...model.get('workers')].map(
+        w => [w.address, w.name]
+      )
     );
+    const width = Math.max(320, Math.min(1100, el.clientWidth - 24));
     const now = Date.now() / 1000 + offset;
     const shown = answer.total > (answer.tasks ?? []).length;
     stream.replaceChildren(
@@ -440,7 +442,7 @@ function renderCluster(model, el) {
         h('b', {}, 'Task stream'),
         ` · last minute${shown ? ` · newest ${answer.tasks.length} of ${answer.total} shown` : ''}`
       ),
-      taskStream(answer.tasks ?? [], now, names)
+      taskStream(answer.tasks ?? [], now, names, { width })
     );
   }
   function tasksArrived() {
