@@ -337,7 +337,16 @@ def test_the_views_of_a_dask_cluster_count_keys_keep_memory_and_the_task_stream(
     assert ran["len-0"]["name"] == "len" and ran["len-0"]["start"] <= ran["len-0"]["stop"]
     assert ran["len-0"]["worker"] in dask_client.nthreads() and ran["len-0"]["thread"]
     assert backend.task_stream(since=stream["index"])["tasks"] == []  # a cursor: nothing new
-    del done, bad, data
+    # A live %cluster --tasks hears of tasks that end later from the event stream.
+    widget = ClusterWidget(dask_client, tasks=True)
+    try:
+        later = dask_client.submit(len, data, key="len-later")
+        later.result()
+        wait_for(lambda: "len-later" in {t["key"] for t in widget.tasks.get("tasks", ())},
+                 timeout=10, what="the live task stream to show a later task")
+    finally:
+        widget.close()
+    del done, bad, data, later
 
 
 def test_two_widgets_on_one_client_both_follow_every_change(dask_client):

@@ -153,6 +153,8 @@ class EventHub:
             if event.get("event") == "key" and event.get("type") is None:
                 state = futures.get(event["key"])
                 event["type"] = type_name(getattr(state, "type", None))
+            if event.get("task"):  # [worker, thread, startstops, status]: a task ended
+                event["task"] = _task_record(event["key"], event["task"])
             out.append(event)
         return out
 
@@ -233,6 +235,16 @@ class EventHub:
             self._linger.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _task_record(key: str, raw: list) -> dict | None:
+    """The task-stream record of a task that ended, from the plugin's raw run."""
+    from dask.utils import key_split
+
+    from ..task_stream import from_dask
+
+    worker, thread, startstops, status = raw
+    return from_dask(key, key_split(key), worker, thread, startstops, status)
 
 
 def register_plugin(client, plugin, name: str) -> None:

@@ -57,6 +57,7 @@ FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed wo
 REMEMBER_GONE = 10_000  # keys let go lately, per client, repeated in a later snapshot
 
 _STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
+_ENDED = {"memory": "finished", "erred": "error"}  # how a task can leave processing
 
 
 def key_status(ts, running=()) -> str:
@@ -117,6 +118,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.removed: dict[str, float] = {}  # workers that left lately -> when
         self.dirty: set = set()  # keys that made a transition since the last batch
         self.running: dict = {}  # key -> the worker that said it runs it (StartReporter)
+        self.runs: dict = {}  # key -> how its task ran, until the next batch carries it
         self._callback: PeriodicCallback | None = None
         self._last_fill = 0.0
         self._filling: asyncio.Task | None = None
@@ -228,9 +230,13 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             self.dirty.update(k for k, held in subscriber.holders.items() if worker in held)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        # Runs inside the scheduler's transition loop: only note the key.
+        # Runs inside the scheduler's transition loop: only note the key (and how an ended
+        # task ran, for the task stream of a live %cluster --tasks).
         if self.subscribers:
             self.dirty.add(key)
+            if start == "processing" and finish in _ENDED and kwargs.get("startstops"):
+                self.runs[key] = [kwargs.get("worker"), kwargs.get("thread"),
+                                  kwargs["startstops"], _ENDED[finish]]
         if self.running and start == "processing":
             self.running.pop(key, None)
         if finish == "forgotten":
@@ -255,6 +261,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                 subscriber.seq += 1
                 self.scheduler.log_event(TOPIC_PREFIX + client,
                                          {"seq": subscriber.seq, "events": events})
+        self.runs.clear()  # each ended task was in this tick's batches (its key was dirty)
         cutoff = now - REMEMBER_REMOVED
         self.removed = {a: t for a, t in self.removed.items() if t > cutoff}
         if self.pinned and now - self._last_fill >= FILL_INTERVAL:
@@ -300,7 +307,10 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             return
         if status != "finished" and self._lost(subscriber.holders.get(key)):
             status = "lost"  # its only holders died; Dask recomputes it if it can
-        events.append(key_event(ts, status))
+        event = key_event(ts, status)
+        if ts.key in self.runs:
+            event["task"] = self.runs[ts.key]
+        events.append(event)
         self._remember(subscriber, ts, signature)
 
     def _let_go(self, subscriber: _Subscriber, key: str, events: list) -> None:
