@@ -47,7 +47,7 @@ def timeline_svg(memory: Sequence[int | None], nbytes: Sequence[int | None],
                  width: int = 120, height: int = 24) -> str:
     """A worker's last five minutes: data held (filled) and process memory (a line)."""
     known = [v for v in (*memory, *nbytes) if v is not None]
-    if len(known) < 2:
+    if sum(v is not None for v in nbytes) < 2:  # one point is no line
         return ""
     top = max(max(known) * 1.1, 1)
     peak_data = max((v for v in nbytes if v is not None), default=0)

@@ -76,7 +76,7 @@ export function timeline(series, width = 120, height = 24) {
     viewBox: `0 0 ${width} ${height}`,
     role: 'img'
   });
-  if (known.length < 2) {
+  if (nbytes.filter(v => v !== null && v !== undefined).length < 2) {
     node.setAttribute('aria-label', 'no history yet');
     return node;
   }
