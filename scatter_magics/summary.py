@@ -73,24 +73,35 @@ class KeyTally:
 
     def change(self, old: Record | None, new: Record | None) -> None:
         """A key went from ``old`` to ``new`` (None: it was not counted / is not any more)."""
+        # A record with nothing held or running costs no call: a widget folds 10,000 events
+        # of a batch through here (a cancel of 10,000 futures: 19 -> 15 ms on this machine).
         if old is not None:
-            self._add(old, -1)
+            if old[0] == "finished" and old[1] or old[0] == "running":
+                self._add(old, -1)
+            else:
+                self.by_status[old[0]] -= 1
         if new is not None:
-            self._add(new, +1)
+            if new[0] == "finished" and new[1] or new[0] == "running":
+                self._add(new, 1)
+            else:
+                self.by_status[new[0]] += 1
 
     def _add(self, rec: Record, sign: int) -> None:
         status, workers, nbytes, running_on = rec
         self.by_status[status] += sign
-        if status == "finished" and workers:
-            size = nbytes or 0
-            self.nbytes += sign * size
+        if status == "finished":
+            size = (nbytes or 0) * sign
+            self.nbytes += size
             self.replicas += sign * len(workers)
-            self.replica_nbytes += sign * size * len(workers)
+            self.replica_nbytes += size * len(workers)
+            held = self.held
             for address in workers:
-                held = self.held.setdefault(address, [0, 0])
-                held[0] += sign
-                held[1] += sign * size
-        elif status == "running" and running_on is not None:
+                counts = held.get(address)
+                if counts is None:
+                    counts = held[address] = [0, 0]
+                counts[0] += sign
+                counts[1] += size
+        elif running_on is not None:
             self.running[running_on] += sign
 
     def keys(self, statuses: Iterable[str] = STATUSES) -> dict[str, Any]:
