@@ -55,6 +55,13 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     futures = client.scatter(list(range(n_keys)), hash=False)
     print(client.cluster.registry_entry.id, flush=True)
     for line in sys.stdin:  # until the test closes our stdin (or the cluster is stopped)
+        if line.startswith("run "):  # "run N": N tasks, the last one failing
+            ran = [client.submit(abs, -i, key=f"abs-{i}") for i in range(int(line[4:]) - 1)]
+            ran.append(client.submit(int, "x", key="int-bad"))
+            client.gather(ran, errors="skip")
+            futures += ran
+            print("ran", flush=True)
+            continue
         futures += client.scatter(list(range(int(line))), hash=False)  # a line: scatter more
         print("scattered", flush=True)
     client.close()
@@ -211,6 +218,48 @@ async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch(*API, "clusters", cluster.id, params={"limit": "many"})
     assert info.value.code == 400
+
+
+@on_server_loop
+async def test_history_tasks_and_sorted_filtered_keys_of_an_embedded_cluster(
+        jp_fetch, start_cluster):
+    cluster = start_cluster(n_workers=2, n_keys=3)
+    history = await wait_for_history(jp_fetch, cluster.id, samples=3)
+    assert [w["name"] for w in history["workers"]] == ["worker-0", "worker-1"]
+    assert history["interval"] == 1.0 and len(history["times"]) >= 3
+    assert all(t2 - t1 < 1.5 for t1, t2 in zip(history["times"], history["times"][1:]))
+    for w in history["workers"]:
+        assert len(w["memory"]) == len(w["nbytes"]) == len(history["times"])
+        assert w["memory"][-1] > 0  # process memory, from the heartbeats
+    assert sum(w["nbytes"][-1] for w in history["workers"]) > 0  # the 3 keys, held
+    listing, _ = await get_json(jp_fetch, "clusters")
+    assert listing[0]["history"]["interval"] == 5.0  # the cards get every fifth sample
+
+    cluster.proc.stdin.write("run 4\n")
+    cluster.proc.stdin.flush()
+    assert cluster.proc.stdout.readline().strip() == "ran"
+    tasks, _ = await get_json(jp_fetch, "clusters", cluster.id, "tasks")
+    by_key = {t["key"]: t for t in tasks["tasks"]}
+    assert set(by_key) == {"abs-0", "abs-1", "abs-2", "int-bad"}
+    assert by_key["int-bad"]["status"] == "error" and by_key["abs-1"]["name"] == "abs"
+    assert by_key["abs-1"]["start"] <= by_key["abs-1"]["stop"] <= tasks["now"]
+    again, _ = await get_json(jp_fetch, "clusters", cluster.id, "tasks",
+                              params={"since": tasks["index"]})
+    assert again["tasks"] == [] and again["index"] == tasks["index"]
+
+    detail, _ = await get_json(jp_fetch, "clusters", cluster.id,
+                               params={"status": "finished", "name": "abs", "sort": "key",
+                                       "order": "desc"})
+    assert [i["key"] for i in detail["keys"]["items"]] == ["abs-2", "abs-1", "abs-0"]
+    assert detail["keys"]["total"] == 3 and detail["keys"]["items"][0]["name"] == "abs"
+    assert detail["keys"]["count"] == 7 and detail["keys"]["by_status"] == {"finished": 6,
+                                                                            "error": 1}
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", cluster.id, params={"sort": "colour"})
+    assert info.value.code == 400 and b"sort must be one of" in info.value.response.body
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", "no-such-cluster", "tasks")
+    assert info.value.code == 404
 
 
 @on_server_loop

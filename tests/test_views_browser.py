@@ -102,6 +102,26 @@ def clipped(page) -> list[str]:
         .map(n => `${n.className}: ${n.scrollWidth} > ${n.clientWidth}`)""")
 
 
+# Words of a card's name split over two lines ("quickst / art.ipynb" in issue 17): a word
+# whose text has more than one line box.
+BROKEN_WORDS_JS = r"""sel => {
+  const broken = [];
+  for (const name of document.querySelectorAll(sel)) {
+    const walker = document.createTreeWalker(name, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/[^\s/]+\/?/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
 def set_theme(page, theme: str) -> None:
     page.evaluate(f"window.jupyterapp.commands.execute('apputils:change-theme', "
                   f"{{theme: {json.dumps(theme)}}})")
@@ -111,7 +131,7 @@ def set_theme(page, theme: str) -> None:
 
 def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
     app = server.app
-    name = f"views_{app}.ipynb"
+    name = f"views of the {app} quickstart.ipynb"  # long enough to wrap on a card
     write_notebook(server.root / name, NOTEBOOK)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -188,7 +208,9 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
             assert page.locator(f"{panel} .sm-taskstream rect.sm-taskstream-task").count() >= 5
             shot("panel")
 
-        # Nothing clipped at 1400 px with the sidebar open, in the light and dark themes.
+        # Names wrap at word boundaries; nothing clipped at 1400 px with the sidebar open,
+        # in the light and dark themes.
+        assert page.evaluate(BROKEN_WORDS_JS, ".sm-lab-card .sm-lab-name") == []
         assert not clipped(page), clipped(page)
         set_theme(page, "JupyterLab Dark")
         assert not clipped(page), clipped(page)
