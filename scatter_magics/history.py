@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from .summary import natural_order
+
 INTERVAL = 1.0  # s between samples
 SPAN = 300.0  # s of history kept: the last five minutes
 BRIEF_STEP = 5  # the listing's history (a sidebar card) keeps every fifth sample
@@ -77,16 +79,18 @@ def columns(samples: list[Sample], names: dict[str, str], *, step: int = 1,
             interval: float = INTERVAL) -> dict[str, Any]:
     """The JSON form of a history: ``{"interval", "times", "workers": [{"address", "name",
     "memory", "nbytes"}]}``, one list entry per sample in ``times`` (null where the worker
-    was not there), workers in the order they first appear.
+    was not there), workers by name (``worker-2`` before ``worker-10``).
 
     The newest sample is always kept, so a thinned history still ends now.
     """
     if step > 1 and samples:
         samples = samples[(len(samples) - 1) % step::step]
-    order: dict[str, int] = {}
+    seen: dict[str, None] = {}
     for _, workers in samples:
         for address, _, _ in workers:
-            order.setdefault(address, len(order))
+            seen.setdefault(address, None)
+    by_name = sorted(seen, key=lambda a: (natural_order(names.get(a, a)), a))
+    order = {address: i for i, address in enumerate(by_name)}
     memory = [[None] * len(samples) for _ in order]
     nbytes = [[None] * len(samples) for _ in order]
     for i, (_, workers) in enumerate(samples):

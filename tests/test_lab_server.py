@@ -251,7 +251,7 @@ async def test_history_tasks_and_sorted_filtered_keys_of_an_embedded_cluster(
                                params={"status": "finished", "name": "abs", "sort": "key",
                                        "order": "desc"})
     assert [i["key"] for i in detail["keys"]["items"]] == ["abs-2", "abs-1", "abs-0"]
-    assert detail["keys"]["total"] == 3 and detail["keys"]["items"][0]["name"] == "abs"
+    assert detail["keys"]["total"] == 3 and detail["keys"]["items"][0]["name"] == "abs-2"
     assert detail["keys"]["count"] == 7 and detail["keys"]["by_status"] == {"finished": 6,
                                                                             "error": 1}
     with pytest.raises(HTTPClientError) as info:
