@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.client",
+_PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.events",
            "get_client": "current_client", "LocalCluster": "engine.cluster.local",
            "Future": "engine.client.future", "as_completed": "engine.client.waiting",
            "wait": "engine.client.waiting"}
@@ -23,7 +23,8 @@ __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"
 
 if TYPE_CHECKING:  # what static tools and IDEs see
     from .current_client import get_client
-    from .engine.client.client import Client, Subscription
+    from .engine.client.client import Client
+    from .engine.client.events import Subscription
     from .engine.client.future import Future
     from .engine.client.waiting import as_completed, wait
     from .engine.cluster.local import LocalCluster

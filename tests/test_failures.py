@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from scatter_magics import Client
+from scatter_magics import Client, wait
 from scatter_magics.errors import (
     ClientClosedError,
     FutureLostError,
@@ -191,7 +191,9 @@ def test_calls_after_close_raise(make_client):
     client.close()
     for call in (lambda: client.scatter(1), lambda: client.gather(future),
                  lambda: client.submit(abs, 1), lambda: client.who_has(),
-                 lambda: future.result()):
+                 lambda: future.result(), lambda: future.exception(),
+                 lambda: future.add_done_callback(print), lambda: wait([future]),
+                 lambda: client.subscribe_events(print)):
         with pytest.raises(ClientClosedError, match="closed"):
             call()
     client.close()  # twice is fine

@@ -55,3 +55,35 @@ def test_sync_from_the_loop_thread_is_refused(loop_thread):
         return "refused"
 
     assert loop_thread.sync(nested()) == "refused"
+
+
+def test_call_later_runs_on_the_loop_after_the_delay_from_any_thread(loop_thread):
+    ran = threading.Event()
+    where = []
+
+    def callback(value):
+        where.append((threading.current_thread().name, value))
+        ran.set()
+
+    loop_thread.call_later(0.01, callback, "from outside")
+    assert ran.wait(10) and where == [("test-loop", "from outside")]
+    ran.clear()
+    loop_thread.call_soon(loop_thread.call_later, 0, callback, "from inside")
+    assert ran.wait(10) and where[-1] == ("test-loop", "from inside")
+
+
+def test_call_later_on_a_stopped_loop_does_nothing():
+    thread = LoopThread("stopped-loop")
+    thread.stop()
+    thread.call_later(0, pytest.fail, "ran on a stopped loop")  # no error either
+
+
+def test_call_runs_a_plain_function_on_the_loop_and_returns_its_result(loop_thread):
+    assert loop_thread.call(threading.current_thread) is loop_thread._thread
+    with pytest.raises(KeyError, match="inside"):
+        loop_thread.call(lambda: {}["inside"])
+
+    async def from_the_loop_thread():  # runs at once there: no hand-over, no deadlock
+        return loop_thread.call(lambda x: x + 1, 41)
+
+    assert loop_thread.sync(from_the_loop_thread()) == 42

@@ -341,3 +341,14 @@ def test_asynchronous_client_awaits_start_and_close(any_client):
         return client.status, again.status
 
     assert asyncio.run(asyncio.wait_for(main(), 60)) == ("closed", "closed")
+
+
+def test_sync_runs_a_coroutine_function_on_the_clients_loop(any_client):
+    # The door distributed's own wait() and Future.exception() use; ours use it too.
+    async def add(x, y=0):
+        await asyncio.sleep(0)
+        return x + y
+
+    assert any_client.sync(add, 40, y=2) == 42
+    with pytest.raises(TimeoutError):
+        any_client.sync(asyncio.sleep, 10, callback_timeout=0.05)

@@ -20,13 +20,13 @@ def hold_scatters_at_a_gate(client, monkeypatch) -> threading.Event:
     """Scatters of ``client`` wait on the loop until the returned event is set, as a
     scatter waiting for a worker would."""
     gate = threading.Event()
-    send_scatter = client._send_scatter
+    transfer = client._scattering.transfer
 
     async def held_at_the_gate(*args):
         await asyncio.to_thread(gate.wait, 10)
-        await send_scatter(*args)
+        await transfer(*args)
 
-    monkeypatch.setattr(client, "_send_scatter", held_at_the_gate)
+    monkeypatch.setattr(client._scattering, "transfer", held_at_the_gate)
     return gate
 
 
@@ -52,17 +52,17 @@ def test_a_release_does_not_overtake_its_scatter_still_on_the_way(make_client, m
     client = make_client(n_workers=1)
     gate = hold_scatters_at_a_gate(client, monkeypatch)
     flushed = threading.Event()
-    flush_releases = client._flush_releases
+    flush = client.refs.flush
 
     def flush_and_tell():
-        flush_releases()
+        flush()
         flushed.set()
 
-    monkeypatch.setattr(client, "_flush_releases", flush_and_tell)
+    monkeypatch.setattr(client.refs, "flush", flush_and_tell)
     key = client.scatter("on its way", hash=False).key  # sent ahead, then dropped
     try:
         assert flushed.wait(10)  # the release came due while the scatter was held
-        assert key in client._dropped  # so it was held back, not sent
+        assert key in client.refs._dropped  # so it was held back, not sent
     finally:
         gate.set()
     scheduler = client.cluster.scheduler

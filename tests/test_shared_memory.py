@@ -129,6 +129,37 @@ def test_segments_of_a_killed_kernel_are_removed_by_its_workers():
         parent.stdout.close()
 
 
+def test_segments_left_by_a_cluster_killed_with_its_workers_are_swept(tmp_path):
+    # The OOM killer takes the kernel and its workers at once: nobody unlinks, and tmpfs
+    # would keep the memory until reboot. The next pool sweeps what no process can use.
+    from scatter_magics.engine.shm import cleanup
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is free now
+    orphan = tmp_path / f"smg-{dead.pid}-0123abcd-0"
+    live_owner = tmp_path / f"smg-{os.getpid()}-0123abcd-0"
+    mapped = tmp_path / f"smg-{dead.pid}-4567cdef-0"  # its owner died, a reader did not
+    foreign = tmp_path / "smg-not-ours"
+    for path in (orphan, live_owner, mapped, foreign):
+        path.write_bytes(b"x" * 4096)
+    reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import mmap, sys
+        with open({str(mapped)!r}, "rb") as f:
+            view = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        print("mapped", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "mapped"
+        swept = cleanup.sweep_orphaned_segments.__wrapped__(str(tmp_path))
+    finally:
+        reader.stdin.close()
+        reader.wait(10)
+        reader.stdout.close()
+    assert swept == (str(orphan),)
+    assert not orphan.exists() and live_owner.exists() and mapped.exists() and foreign.exists()
+
+
 def test_remote_client_reads_shared_memory_by_name(client):
     from scatter_magics import Client
 

@@ -1,0 +1,28 @@
+"""The client: ``Client`` and ``Future``, and the small objects a ``Client`` is made of.
+
+| module | holds |
+|---|---|
+| ``client`` | ``Client``: Dask's public methods, starting, closing, and its door to the loop (``sync``) |
+| ``future`` | ``Future``, the per-key ``FutureState`` its Futures share, ``settled(state)`` |
+| ``references`` | ``References``: which keys the Futures hold; releasing the rest in batches |
+| ``events`` | ``EventStream`` and ``Subscription``: the scheduler's events, fed to callbacks |
+| ``scatter`` | ``Scattering``: a scatter's keys, futures and payload, carried to the workers |
+| ``gather`` | ``Gathering``: values read back from their holders or through the scheduler |
+| ``callbacks`` | ``DoneCallbacks``: the thread that runs ``Future.add_done_callback`` callbacks |
+| ``waiting`` | ``wait`` and ``as_completed`` |
+| ``link`` | how a client reaches its scheduler: in-process calls, or a channel |
+| ``send_ahead`` | ``SendAhead``: a few small values scattered without waiting for the loop thread |
+| ``scatter_input`` | what ``scatter`` accepts, as keys and values, and the shape it returns |
+| ``scatter_copy`` | a scatter's values as payload: pickled, large buffers in shared memory once |
+| ``gc_pause`` | the garbage collector held back while one call builds 1,000+ futures |
+
+``Client`` holds the others and calls them; none of them holds the ``Client`` (the
+scheduler and the loop thread outlive a client the user dropped), and no module but
+``client`` imports ``client``. ``Future`` reaches its client through public names only
+(``refs``, ``gather``, ``sync``, ``cancel``, ``done_callbacks``).
+
+May import: ``engine.cluster`` (the ``LocalCluster`` a ``Client()`` starts),
+``engine.scheduler`` (``placing`` only: a direct scatter's steps), ``engine.wire``,
+``engine.shm`` and the package's top level (``errors``, ``structure``, ``tokenize``,
+``progress``, ``current_client``, ``keys``). This file imports nothing.
+"""

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import logging
 import os
 import sys
@@ -24,40 +22,45 @@ from typing import Callable
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
-from ...progress import counter as _counter
-from ...structure import find_futures
-from ...tokenize import reporting, tokenize
+from ...structure import find_futures, substitute
+from ...tokenize import tokenize
 from ..cluster.local import LocalCluster, find_local_cluster
-from ..scheduler.placing import place
 from ..shm.mapper import SegmentMapper
-from ..wire.loop import LoopThread, wants_awaitable
+from ..wire.loop import LoopThread, ready, wants_awaitable
 from ..wire.peers import WorkerPool
-from ..wire.serialize import for_message, serialize_task
-from .events import Events, Subscription
-from .future import Future, FutureState
-from .gather import Gathering
+from ..wire.serialize import serialize_task
+from .callbacks import DoneCallbacks
+from .events import EventStream, Subscription
+from .future import Future
+from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
 from .link import LocalSchedulerLink, RemoteSchedulerLink
 from .references import References
-from .scatter_copy import serialize_for_scatter, write_ahead
-from .scatter_input import full_address, keyed_items, plain_workers
+from .scatter import Scattering
+from .scatter_input import full_address, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+
+__all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
 NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
-TAKE_BACK_TIMEOUT = 5.0  # s; a failed direct scatter asks the scheduler what to delete
 
 
-class Client(Gathering, Events, References):
+class Client:
     """Connects to a cluster (or starts an embedded one) and moves data and work to it.
 
     ``Client()`` starts a :class:`LocalCluster` owned by this client and ended by
     :meth:`close`. ``Client(cluster)`` or ``Client(address)`` connects to an existing one;
     a scheduler in another process needs its secret (``secret=`` or the
     ``SCATTER_MAGICS_SECRET`` environment variable).
+
+    What it is made of: ``refs`` (:class:`References`, the keys its Futures hold),
+    its event subscriptions (:class:`EventStream`), the scattering and the gathering
+    (:class:`Scattering`, :class:`Gathering`, on the loop thread), and ``done_callbacks``
+    (:class:`DoneCallbacks`); each is given only the links, pools and callables it uses.
     """
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
@@ -74,13 +77,10 @@ class Client(Gathering, Events, References):
         self.status = "newly-created"
         self.cluster: LocalCluster | None = None
         self._owns_cluster = self._owns_loop = False
-        self._states: dict[str, FutureState] = {}
-        self._refcount: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._dropped: collections.deque[str] = collections.deque()  # keys of dropped futures
-        self._flush_scheduled = False
-        self._subscriptions: list[Subscription] = []
-        self._callback_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Made now, wired in _start: the scheduler may report before _start returns.
+        self.refs = References()
+        self._events = EventStream()
+        self.done_callbacks = DoneCallbacks()
         if not asynchronous:
             self._start()
 
@@ -94,29 +94,50 @@ class Client(Gathering, Events, References):
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
         try:
-            if cluster is not None:
-                self.cluster, self.loop, self.secret = cluster, cluster.loop, cluster.secret
-                self._link = self.loop.sync(self._open_local(cluster.scheduler))
-            else:
-                self.secret = self._secret or os.environ.get(SECRET_ENV)
-                if not self.secret:
-                    raise ValueError(f"connecting to {self._address!r} needs the cluster's secret: "
-                                     f"pass secret= or set ${SECRET_ENV}")
-                self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
-                self._link = self.loop.sync(RemoteSchedulerLink.open(
-                    full_address(self._address), self.secret, self._on_report, self.timeout))
+            self._link = self._connect(cluster)
         except BaseException:
             self._shutdown_owned()
             raise
-        self._workers = WorkerPool(self.secret)
-        self._pool = self.cluster.shm_pool if self.cluster is not None else None
-        self._segments = SegmentMapper()  # other processes' shared memory, for gather
-        self._ahead = SendAhead(self.loop, self._link)  # small scatters, not waited for
+        self._assemble()
         self.status = "running"
         register_client(self)
 
+    def _connect(self, cluster: LocalCluster | None):
+        if cluster is not None:
+            self.cluster, self.loop, self.secret = cluster, cluster.loop, cluster.secret
+            return self.loop.sync(self._open_local(cluster.scheduler))
+        self.secret = self._secret or os.environ.get(SECRET_ENV)
+        if not self.secret:
+            raise ValueError(f"connecting to {self._address!r} needs the cluster's secret: "
+                             f"pass secret= or set ${SECRET_ENV}")
+        self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
+        return self.loop.sync(RemoteSchedulerLink.open(
+            full_address(self._address), self.secret, self._on_report, self.timeout))
+
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
         return LocalSchedulerLink(scheduler, self._on_report)
+
+    def _assemble(self) -> None:
+        """Make the parts that use the link, each given only what it uses (no ``self``:
+        the scheduler and the loop outlive a client the user dropped)."""
+        link = self._link
+        self._workers = WorkerPool(self.secret)
+        pool = self.cluster.shm_pool if self.cluster is not None else None
+        self._segments = SegmentMapper()  # other processes' shared memory, for gather
+        self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
+        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link))
+        self._events.start(self.loop, link)
+        self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
+        self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
+                                      self._ahead, self.refs.get)
+
+    def _on_report(self, msg: dict) -> None:
+        if msg["op"] == "events":
+            self._events.publish(msg["events"])
+        elif msg["op"] == "key-update":
+            self.refs.apply(msg)
+        elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
+            self._workers.fail_pending(msg["address"], msg["error"])
 
     def __await__(self):
         async def start():
@@ -145,14 +166,16 @@ class Client(Gathering, Events, References):
             return awaitable()
         return then(self.loop.sync(coro))
 
-    @staticmethod
-    async def _within(coro, timeout):
-        if timeout is None or timeout is NO_DEFAULT:
-            return await coro
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"operation did not finish within {timeout} s") from None
+    def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
+             **kwargs):
+        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
+
+        Blocks for its result, or returns an awaitable for an asynchronous client (or
+        ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
+        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
+        """
+        self._check_open()
+        return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
@@ -171,102 +194,17 @@ class Client(Gathering, Events, References):
         """
         self._check_open()
         with paused_collection(_n_values(data)):
-            return self._scatter_sync(data, workers, broadcast, direct, hash, timeout,
-                                      asynchronous, progress)
-
-    def _scatter_sync(self, data, workers, broadcast, direct, hash, timeout, asynchronous,
-                      progress):
-        report = progress or no_progress
-        early = write_ahead(self._pool, data, progress) if hash else None
-        try:
-            with reporting(_counter(report, "hash") if progress else None):
-                items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
-            futures = Future.for_keys(items, self)
-            payload, pinned = serialize_for_scatter(items, self._pool, self.cluster is not None,
-                                                    early, progress)
-        finally:
-            if early is not None:
-                early.close()
-        types = {key: type(value).__name__ for key, value in items.items()}
-        if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
-                and not wants_awaitable(self, asynchronous) and not self._direct(direct)):
-            states = [f._state for f in futures.values()]
-            if self._ahead.send(payload, types, states, lambda: self._send_scatter(
-                    payload, types, None, False, False, NO_DEFAULT)):
-                return rebuild(futures)
-        coro = self._within(self._scatter(payload, types, plain_workers(workers), broadcast,
-                                          direct, timeout, pinned, report), timeout)
-        return self._run(coro, asynchronous, then=lambda _: rebuild(futures))
-
-    def _view_of(self, ref):
-        if self._pool is not None and self._pool.owns(ref.name):
-            return self._pool.view(ref)
-        return self._segments.view(ref)
-
-    async def _scatter(self, payload, types, workers, broadcast, direct, timeout,
-                       pinned, report: Progress) -> None:
-        # A sum over every value: only for someone watching (10,000-element scatters).
-        total = sum(s.nbytes for s in payload.values()) if report is not no_progress else 0
-        report("transfer", 0, total)
-        try:
-            await self._send_scatter(payload, types, workers, broadcast, direct, timeout)
-            report("transfer", total, total)
-        finally:  # sent (the scheduler has recorded the keys) or failed: unpin either way
-            if pinned:
-                self._pool.unpin(pinned)
-        states = self._states
-        for key, serialized in payload.items():
-            state = states.get(key)
-            if state is not None:
-                # The pickle alone (bytes): no object for the garbage collector per key.
-                # kept_locally(), inlined: a call less per element of a long list.
-                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
-                state.finish(types[key], serialized.header if small else None)
-
-    async def _send_scatter(self, payload, types, workers, broadcast, direct, timeout) -> None:
-        wait = self.timeout if timeout is NO_DEFAULT else timeout
-        payload, nbytes, shared = for_message(payload)
-        if self._direct(direct):
-            async def choose(keys, exclude):
-                return await self._link.request({
-                    "op": "choose-workers", "n": len(keys), "workers": workers,
-                    "broadcast": broadcast, "timeout": wait, "exclude": exclude,
-                    "nbytes": {k: nbytes[k] for k in keys}})
-
-            async def put(address, keys):
-                return await self._workers.request(
-                    address, {"op": "put-data", "data": {k: payload[k] for k in keys}})
-
-            async def record(placement):
-                return await self._link.request({"op": "update-data", "placement": placement,
-                                                 "nbytes": nbytes, "types": types,
-                                                 "shared": shared, "broadcast": broadcast,
-                                                 "workers": workers})
-            await place(list(payload), choose, put, record, self._take_back)
-        else:
-            # An explicit timeout asks to know the data arrived within it: then the
-            # scheduler waits for the workers' acknowledgements (see Scheduler._scatter).
-            await self._link.request({"op": "scatter", "data": payload, "workers": workers,
-                                      "broadcast": broadcast, "nbytes": nbytes, "types": types,
-                                      "shared": shared, "timeout": wait,
-                                      "confirm": timeout is not NO_DEFAULT})
-
-    async def _take_back(self, by_worker: dict) -> None:
-        """Delete what a failed direct scatter may have left on workers, unrecorded.
-
-        The scheduler names the keys it does not record there (the same content may be
-        held from an earlier scatter); the deletes go over our own channel to each
-        worker, so they arrive after our put-data, never before it.
-        """
-        keys = {address: list(data) for address, data in by_worker.items()}
-        try:
-            orphans = await asyncio.wait_for(
-                self._link.request({"op": "unrecorded", "by_worker": keys}), TAKE_BACK_TIMEOUT)
-        except Exception as exc:  # the scheduler is gone or stuck: nothing to reconcile with
-            logger.warning("could not take back a failed scatter's data: %r", exc)
-            return
-        for address, orphan_keys in orphans.items():
-            self._workers.send(address, {"op": "delete-keys", "keys": orphan_keys})
+            batch = self._scattering.pack(data, hash, progress, self)
+            direct = self._direct(direct)
+            wait = self.timeout if timeout is NO_DEFAULT else timeout
+            if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
+                    and not direct and not wants_awaitable(self, asynchronous)
+                    and self._scattering.send_ahead(batch, wait)):
+                return batch.result
+            coro = _within(self._scattering.send(
+                batch, plain_workers(workers), broadcast, direct, wait,
+                timeout is not NO_DEFAULT, progress or no_progress), timeout)
+            return self._run(coro, asynchronous, then=lambda _: batch.result)
 
     def _direct(self, direct: bool | None) -> bool:
         if direct is None:
@@ -274,6 +212,37 @@ class Client(Gathering, Events, References):
         if direct is None:  # in-process, the scheduler path costs no copy; remote, one hop less
             direct = not isinstance(self._link, LocalSchedulerLink)
         return direct
+
+    # ------------------------------------------------------------ gather ---
+    def gather(self, futures, errors: str = "raise", direct: bool | None = None,
+               asynchronous: bool | None = None, timeout: float | None = None,
+               progress: Progress | None = None):
+        """Bring the values of ``futures`` back, in the same (nested) structure.
+
+        ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
+        failed futures from the result. ``timeout`` bounds the wait (Dask has none).
+        ``progress(stage, done, total)``: as for :meth:`scatter` (stages ``wait``, in
+        futures, and ``transfer``, in bytes).
+        """
+        self._check_open()
+        if errors not in ("raise", "skip"):
+            raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        found = flat_futures(futures)
+        if found is None:
+            found = find_futures(futures, Future)
+        for f in found:
+            if f.client is not self:
+                raise ValueError(f"future {f.key!r} belongs to another client")
+        # Paused for the values made here only: waiting on the loop may take minutes.
+        with paused_collection(len(found)):
+            local = local_values(futures, found)
+        if local is not None:  # every value is here already: no loop, no worker
+            return ready(local) if wants_awaitable(self, asynchronous) else local
+        states = {f.key: f._state for f in found}
+        coro = _within(self._gathering.read(states, errors, self._direct(direct),
+                                            progress or no_progress), timeout)
+        return self._run(coro, asynchronous, then=lambda serialized: substitute(
+            futures, Future, self._gathering.values(serialized)))
 
     # ------------------------------------------------------------ compute ---
     def submit(self, func, *args, key: str | None = None, workers=None, pure: bool = True,
@@ -358,6 +327,15 @@ class Client(Gathering, Events, References):
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
+    # ------------------------------------------------------------ events ---
+    def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
+        """Call ``callback(batch)`` on the loop thread with scheduler events.
+
+        The first batch is a snapshot; see ``docs/internals.md`` for the event records.
+        """
+        self._check_open()
+        return self._events.subscribe(callback)
+
     # ------------------------------------------------------------ closing ---
     def close(self, timeout=NO_DEFAULT):
         """Release everything this client holds; end the cluster if this client started it.
@@ -382,15 +360,11 @@ class Client(Gathering, Events, References):
                 logger.exception("error while closing the client")
         self.status = "closed"
         self._shutdown_owned()
-        if self._callback_executor is not None:
-            self._callback_executor.shutdown(wait=True)
+        self.done_callbacks.close()
 
     async def _close_links(self) -> None:
-        for state in list(self._states.values()):
-            if not state.done():
-                state.cancel()
-        self._publish([{"event": "closed"}])  # say so, so a widget can show it
-        self._subscriptions.clear()
+        self.refs.close()  # every future not done is cancelled
+        self._events.close()  # say so, so a widget can show it
         self._workers.close()
         self._link.close()
         self._segments.close()
@@ -426,6 +400,23 @@ class Client(Gathering, Events, References):
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
+
+
+async def _within(coro, timeout):
+    if timeout is None or timeout is NO_DEFAULT:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"operation did not finish within {timeout} s") from None
+
+
+def _releaser(link) -> Callable[[list], None]:
+    """``send_release(keys)``: tell the scheduler no Future of ours holds ``keys`` now."""
+    def send_release(keys: list) -> None:
+        if not link.closed:
+            link.send({"op": "release-keys", "keys": keys})
+    return send_release
 
 
 def _n_values(data) -> int:

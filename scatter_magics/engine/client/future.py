@@ -7,6 +7,7 @@ free the data.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Callable, Literal
 
@@ -113,6 +114,24 @@ class FutureState:
             raise self.exception
 
 
+async def settled(state: FutureState, then: Callable[[], None] | None = None) -> None:
+    """Wait (on the loop) until ``state`` is done, then call ``then()`` if given."""
+    if not state.done():
+        done = asyncio.get_running_loop().create_future()
+        state.on_done(lambda s: done.done() or done.set_result(None))
+        await done
+    if then is not None:
+        then()
+
+
+async def exception_of(state: FutureState) -> BaseException | None:
+    """Once ``state`` is done: the exception its key failed with, or None."""
+    await settled(state)
+    if state.status == "error":
+        return remote_exception(state.exception, state.traceback)
+    return state.exception if state.status in ("lost", "cancelled") else None
+
+
 def remote_exception(exc: BaseException, traceback: str | None) -> BaseException:
     """The task's own exception, with the worker's traceback as its ``__cause__``."""
     exc = exc.with_traceback(None)
@@ -134,7 +153,7 @@ class Future:
     def __init__(self, key: str, client, state: FutureState | None = None):
         self.key = key
         self.client = client
-        self._state = client._track(key, state)
+        self._state = client.refs.track(key, state)
         self._released = False
 
     @classmethod
@@ -145,7 +164,7 @@ class Future:
         (a third of the client's own time scattering 10,000 elements).
         """
         futures = {}
-        for key, state in zip(keys, client._track_many(keys)):
+        for key, state in zip(keys, client.refs.track_many(keys)):
             future = futures[key] = cls.__new__(cls)
             future.key, future.client, future._state, future._released = key, client, state, False
         return futures
@@ -167,20 +186,20 @@ class Future:
 
     def exception(self, timeout: float | None = None):
         """The exception the task raised, or ``None`` if it succeeded."""
-        return self.client._future_exception(self, timeout)
+        return self.client.sync(exception_of, self._state, callback_timeout=timeout)
 
     def cancel(self, force: bool = False) -> None:
         self.client.cancel(self, force=force)
 
     def add_done_callback(self, fn: Callable[["Future"], None]) -> None:
         """Call ``fn(future)`` when the future is done (in the client's callback thread)."""
-        self.client._add_done_callback(self, fn)
+        self.client.done_callbacks.add(self, fn)
 
     def release(self) -> None:
         """Drop this reference; the data is freed when no future holds the key."""
         if not self._released:
             self._released = True
-            self.client._untrack(self.key)
+            self.client.refs.untrack(self.key)
 
     def __del__(self):
         try:
@@ -189,7 +208,7 @@ class Future:
             pass
 
     def __await__(self):
-        return self.client._gather_async(self).__await__()
+        return self.client.gather(self, asynchronous=True).__await__()
 
     def __reduce__(self):
         raise TypeError("a Future cannot be pickled on its own; pass it to client.submit() "

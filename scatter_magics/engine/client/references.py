@@ -1,26 +1,58 @@
-"""Which keys the client's Futures still hold, and releasing the others in batches.
+"""Which keys a client's Futures still hold, and releasing the others in batches.
 
-A mixin of :class:`~scatter_magics.engine.client.client.Client`. A Future counts as one
-reference to its key; when the last one goes (``Future.__del__``, from any thread,
-even inside the garbage collector) the key is released, batched with the others
-dropped within ``RELEASE_BATCH_DELAY``, as Dask batches them.
+A Future counts as one reference to its key; when the last one goes (``Future.__del__``,
+from any thread, even inside the garbage collector) the key is released, batched with
+the others dropped within ``RELEASE_BATCH_DELAY``, as Dask batches them.
+
+>>> refs = References()
+>>> state = refs.track("x")
+>>> refs.track("x") is state, refs.get("x") is state     # one state per key, counted twice
+(True, True)
+>>> refs.apply({"key": "x", "status": "finished", "type": "int"})
+>>> state
+<FutureState 'x' finished>
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import collections
+import threading
 from typing import Callable
 
-from .future import Future, FutureState
+from .future import FutureState
 
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
 RETRACKED = frozenset({"cancelled", "lost", "error"})  # a new Future for these starts afresh
 
 
 class References:
-    """Reference counts of keys held by Futures, and their release."""
+    """Per key: the :class:`FutureState` its Futures share and how many Futures hold it.
 
-    def _track(self, key: str, state: FutureState | None = None) -> FutureState:
+    Counting and releasing start with :meth:`start`; until then (and after
+    :meth:`close`) dropped keys are only noted.
+    """
+
+    def __init__(self):
+        self._states: dict[str, FutureState] = {}
+        self._refcount: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._dropped: collections.deque[str] = collections.deque()  # keys of dropped futures
+        self._flush_scheduled = False
+        self._running = False
+        # The state of a key, or None: the dict's own method (the dict is never replaced),
+        # so a scatter finishing 10,000 states pays no call of ours per key.
+        self.get: Callable[[str], FutureState | None] = self._states.get
+
+    def start(self, loop, in_flight: Callable[[str], bool],
+              send_release: Callable[[list], None]) -> None:
+        """Release dropped keys from now on: ``send_release(keys)`` on ``loop`` (a
+        ``LoopThread``), holding back a key while ``in_flight(key)`` (a scatter sent
+        ahead with it is not recorded yet)."""
+        self._loop, self._in_flight, self._send_release = loop, in_flight, send_release
+        self._running = True
+
+    def track(self, key: str, state: FutureState | None = None) -> FutureState:
+        """One more Future holds ``key``: its shared state (``state`` if it is the first)."""
         with self._lock:
             existing = self._states.get(key)
             if existing is None or existing.status in RETRACKED:
@@ -28,8 +60,8 @@ class References:
             self._refcount[key] = self._refcount.get(key, 0) + 1
             return existing
 
-    def _track_many(self, keys) -> list[FutureState]:
-        """``_track`` for many keys under one hold of the lock."""
+    def track_many(self, keys) -> list[FutureState]:
+        """:meth:`track` for many keys under one hold of the lock."""
         states, refcount, tracked = self._states, self._refcount, []
         with self._lock:
             for key in keys:
@@ -40,25 +72,26 @@ class References:
                 tracked.append(existing)
         return tracked
 
-    def _untrack(self, key: str) -> None:
+    def untrack(self, key: str) -> None:
+        """One Future fewer holds ``key``; from any thread, even inside the collector."""
         # Called from Future.__del__, which the garbage collector may run anywhere,
-        # even inside _track with self._lock held: so no lock here, only an atomic
+        # even inside track() with self._lock held: so no lock here, only an atomic
         # deque append; the loop thread does the counting.
         self._dropped.append(key)
-        if not self._flush_scheduled and self.status == "running":
+        if not self._flush_scheduled and self._running:
             self._flush_scheduled = True
             # One wake of the loop per batch, not per dropped future: a loop of small
             # scatters would otherwise pay a thread hand-over and a worker message each.
-            self.loop.call_soon(self.loop.loop.call_later, RELEASE_BATCH_DELAY,
-                                self._flush_releases)
+            self._loop.call_later(RELEASE_BATCH_DELAY, self.flush)
 
-    def _flush_releases(self) -> None:
+    def flush(self) -> None:
+        """Count the dropped keys and release those no Future holds (on the loop)."""
         self._flush_scheduled = False
         released, held_back = [], []
         with self._lock:
             while self._dropped:
                 key = self._dropped.popleft()
-                if self._ahead.in_flight(key):  # not recorded yet: released after that
+                if self._in_flight(key):  # not recorded yet: released after that
                     held_back.append(key)
                     continue
                 count = self._refcount.get(key, 0) - 1
@@ -71,14 +104,30 @@ class References:
             self._dropped.extend(held_back)
         if held_back and not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.loop.call_later(RELEASE_BATCH_DELAY, self._flush_releases)
-        if released and not self._link.closed:
-            self._link.send({"op": "release-keys", "keys": released})
+            self._loop.call_later(RELEASE_BATCH_DELAY, self.flush)
+        if released:
+            self._send_release(released)
 
-    def _add_done_callback(self, future: Future, fn: Callable) -> None:
-        self._check_open()
-        if self._callback_executor is None:
-            self._callback_executor = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="future-callbacks")
-        executor = self._callback_executor
-        self.loop.call_soon(future._state.on_done, lambda state: executor.submit(fn, future))
+    def apply(self, msg: dict) -> None:
+        """The scheduler's ``key-update`` report about one key, on its state (on the loop)."""
+        state = self._states.get(msg["key"])
+        if state is None:
+            return
+        status = msg["status"]
+        if status == "finished":
+            state.finish(msg["type"])
+        elif status == "error":
+            state.set_error(msg["exception"], msg["traceback"])
+        elif status == "lost":
+            state.lose(msg["exception"])
+        elif status == "cancelled":
+            state.cancel(msg["exception"])
+        elif status == "pending":
+            state.reset()
+
+    def close(self) -> None:
+        """Cancel every state not done yet and stop releasing (on the loop, at close)."""
+        self._running = False
+        for state in list(self._states.values()):
+            if not state.done():
+                state.cancel()

@@ -59,7 +59,7 @@ def kept_locally(serialized) -> bool:
 class SendAhead:
     """One client's scatters sent ahead (see the module's docstring).
 
-    >>> ahead = SendAhead(client.loop, client._link)            # doctest: +SKIP
+    >>> ahead = SendAhead(loop_thread, link)                    # doctest: +SKIP
     >>> ahead.send(payload, types, states, lambda: coroutine())  # doctest: +SKIP
     True
     """

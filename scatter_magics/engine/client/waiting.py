@@ -6,7 +6,7 @@ import asyncio
 from queue import Queue
 
 from ...structure import find_futures
-from .future import Future
+from .future import Future, settled
 
 
 class DoneAndNotDone(tuple):
@@ -24,19 +24,20 @@ def wait(fs, timeout: float | None = None, return_when: str = "ALL_COMPLETED") -
     futures = find_futures(fs, Future)
     if not futures:
         return DoneAndNotDone(set(), set())
-    client = futures[0].client
-    client._check_open()
-
-    async def until():
-        pending = [asyncio.ensure_future(client._until_done(f._state)) for f in futures]
-        when = asyncio.FIRST_COMPLETED if return_when == "FIRST_COMPLETED" else asyncio.ALL_COMPLETED
-        try:
-            await asyncio.wait(pending, return_when=when)
-        finally:
-            for p in pending:
-                p.cancel()
-    client._run(client._within(until(), timeout), asynchronous=False)
+    first = return_when == "FIRST_COMPLETED"
+    futures[0].client.sync(_until_settled, [f._state for f in futures], first,
+                           asynchronous=False, callback_timeout=timeout)
     return DoneAndNotDone({f for f in futures if f.done()}, {f for f in futures if not f.done()})
+
+
+async def _until_settled(states: list, first: bool) -> None:
+    pending = [asyncio.ensure_future(settled(state)) for state in states]
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED if first
+                           else asyncio.ALL_COMPLETED)
+    finally:
+        for p in pending:
+            p.cancel()
 
 
 class as_completed:

@@ -20,14 +20,14 @@ over the socket instead, with one warning per cluster.
 Segment names are ``<prefix><n>`` in ``/dev/shm``, with a prefix ``smg-<owner pid>-<token>-``
 unique to the pool. The owner unlinks them on ``close()``; if the owner is killed, its
 workers, which know the prefix, unlink them when they notice (see
-``worker._exit_when_parent_dies``).
+``engine/worker/lifeline.py``); what owner and workers leave when they die together, the
+next pool sweeps (``cleanup.py``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import errno
-import glob
 import itertools
 import logging
 import os
@@ -37,6 +37,7 @@ import weakref
 from dataclasses import dataclass
 
 from ...errors import SharedMemoryError
+from .cleanup import sweep_orphaned_segments
 from .segment import Segment
 from .space import SHM_DIR, ShmSpace
 
@@ -52,17 +53,6 @@ FILLED_UP = "it filled up while the buffer was being written"  # a fallback's re
 
 def available() -> bool:
     return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
-
-
-def unlink_segments(prefix: str) -> None:
-    """Remove every segment a (dead) pool left behind."""
-    if not prefix.startswith("smg-") or "/" in prefix:
-        raise ValueError(f"not a segment prefix: {prefix!r}")
-    for path in glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + "*")):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 @dataclass(frozen=True)
@@ -118,6 +108,7 @@ class SharedMemoryPool:
     """
 
     def __init__(self):
+        sweep_orphaned_segments()  # once per process
         self.prefix = f"smg-{os.getpid()}-{os.urandom(4).hex()}-"
         self._counter = itertools.count()
         self._segments: dict[str, Segment] = {}

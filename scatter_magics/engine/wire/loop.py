@@ -3,7 +3,8 @@
 Schedulers, clients and their connections live on a tornado ``IOLoop`` running in a
 daemon thread. Code on other threads never touches that loop's objects directly: it
 hands a coroutine to :meth:`LoopThread.sync` (blocking) or :meth:`LoopThread.submit`
-(returns a ``concurrent.futures.Future``), or a plain callback to :meth:`call_soon`.
+(returns a ``concurrent.futures.Future``), a plain callback to :meth:`call_soon` or
+:meth:`call_later` (not waited for), or to :meth:`call` (waited for).
 """
 
 from __future__ import annotations
@@ -79,6 +80,26 @@ class LoopThread:
         except RuntimeError:  # the loop is closed: the owner is gone, nothing to do
             pass
 
+    def call_later(self, delay: float, callback: Callable, *args) -> None:
+        """Run ``callback(*args)`` on the loop in ``delay`` seconds; safe from any thread,
+        a no-op once stopped.
+
+        Always handed over through :meth:`call_soon`, even from the loop thread: a
+        finalizer (``Future.__del__``) may run there in the middle of the loop's own
+        bookkeeping, where only the thread-safe queue may be touched.
+        """
+        self.call_soon(self.loop.call_later, delay, callback, *args)
+
+    def call(self, callback: Callable, *args, timeout: float | None = None):
+        """Run ``callback(*args)`` on the loop and return its result.
+
+        On the loop thread it runs at once; from another thread it is handed over and
+        waited for as :meth:`sync` waits (``timeout``, ``KeyboardInterrupt``).
+        """
+        if self.in_loop_thread():
+            return callback(*args)
+        return self.sync(_call(callback, args), timeout)
+
     def submit(self, coro: Awaitable) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
@@ -127,6 +148,10 @@ class LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.in_loop_thread():
             self._thread.join(timeout)
+
+
+async def _call(callback: Callable, args: tuple):
+    return callback(*args)
 
 
 async def _settle(coro: Awaitable, result: concurrent.futures.Future) -> None:

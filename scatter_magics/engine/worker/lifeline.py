@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from ..shm.pool import unlink_segments
+from ..shm.cleanup import unlink_segments
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 

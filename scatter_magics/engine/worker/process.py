@@ -23,9 +23,9 @@ import time
 import traceback
 
 from ...errors import CommClosedError, portable
+from ..shm.cleanup import unlink_segments
 from ..shm.limits import result_refusal
 from ..shm.mapper import SegmentMapper
-from ..shm.pool import unlink_segments
 from ..wire.comm import Channel, Server, connect
 from ..wire.loop import new_event_loop
 from ..wire.peers import fetch_from_holders
