@@ -327,6 +327,19 @@ class Client:
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
+    # ------------------------------------------------------------ what the views show (ours) ---
+    def overview(self, asynchronous: bool | None = None) -> dict:
+        """Workers, keys and totals as every view shows them (``summary.summarize``)."""
+        return self._run(self._link.request({"op": "overview"}), asynchronous)
+
+    def memory_history(self, asynchronous: bool | None = None) -> dict:
+        """Each worker's memory and data held, a sample a second, five minutes."""
+        return self._run(self._link.request({"op": "memory-history"}), asynchronous)
+
+    def task_stream(self, since: int = 0, asynchronous: bool | None = None) -> dict:
+        """``{"index", "now", "tasks"}``: what the workers ran in the last minute."""
+        return self._run(self._link.request({"op": "task-stream", "since": since}), asynchronous)
+
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
         """Call ``callback(batch)`` on the loop thread with scheduler events.
