@@ -33,6 +33,7 @@ from ..backend import (
     future_class_names,
     future_types,
 )
+from ..errors import ProtocolError
 from .cluster_table import ClusterTable, shared_memory_text
 from .display import ClusterSummary, futures_text
 from .esm import widget_esm
@@ -309,9 +310,15 @@ class ClusterWidget(_LiveWidget):
 
 def _ask(backend, method: str):
     """``backend.<method>()``, or None for an adapter without it (one brought by a test or
-    an embedder implements the interface's older part only)."""
+    an embedder implements the interface's older part only) or a scheduler of an older
+    version that does not know the op: the view then starts without its history."""
     fn = getattr(backend, method, None)
-    return fn() if fn is not None else None
+    try:
+        return fn() if fn is not None else None
+    except ProtocolError:
+        logger.info("the scheduler cannot answer %s: the view starts without it", method,
+                    exc_info=True)
+        return None
 
 
 def as_widget(obj, client=None, names=None) -> FuturesWidget | ClusterWidget:
