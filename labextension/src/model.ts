@@ -126,6 +126,9 @@ export class PolledResource<T> {
     }
     try {
       const reply = await requestAPI<T>(endPoint, {}, this._etag);
+      if (endPoint !== this.endPoint()) {
+        return; // asked for another page or filter meanwhile: this answer is stale
+      }
       if (!reply.unchanged && reply.data !== null) {
         this._etag = reply.etag;
         this._value = reply.data;

@@ -14,7 +14,7 @@ JupyterLab and Notebook 7 render the widget itself and update ``execute_result``
 not at all; a ``display_data`` output is re-rendered there (once per cell end, only when
 its numbers changed).
 
->>> outputs = StaticOutputs(shell)          # doctest: +SKIP  (in a kernel)
+>>> outputs = StaticOutputs(shell)          # doctest: +SKIP
 >>> outputs.close()                         # doctest: +SKIP
 """
 
