@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .keys import value_name
 from .sizes import format_bytes
 
 # Every status a key event can carry, in the order views list them ("running" exists in
@@ -147,12 +148,20 @@ def summary_of(workers: Iterable[Mapping[str, Any]], tally: KeyTally,
     return {"workers": rows, "keys": tally.keys(statuses), "totals": totals}
 
 
-def summarize(workers: Iterable[Mapping[str, Any]], keys: Iterable[Record]) -> dict[str, Any]:
-    """:func:`summary_of` a whole cluster at once: its workers and every key's record."""
+def summarize(workers: Iterable[Mapping[str, Any]], keys: Iterable[Record],
+              names: Iterable | None = None) -> dict[str, Any]:
+    """:func:`summary_of` a whole cluster at once: its workers and every key's record.
+
+    Given the keys themselves (``names``), ``keys.names`` counts the values they hold by
+    name (``keys.value_name``): the pieces of a split value, ``df[0/4]`` … ``df[3/4]``,
+    count once, as the sidebar card says."""
     tally = KeyTally()
     for rec in keys:
         tally.change(None, rec)
-    return summary_of(workers, tally)
+    summary = summary_of(workers, tally)
+    if names is not None:
+        summary["keys"]["names"] = len({value_name(key) for key in names})
+    return summary
 
 
 # ------------------------------------------------------------ words ---

@@ -313,7 +313,8 @@ def test_the_worker_book_says_who_woke_up_and_the_state_tops_them_up(state):
 def test_the_overview_is_the_summary_and_a_lost_key_holds_no_bytes(state):
     state.add_data("c", {"x": [A, B], "y": [A]}, {"x": 10, "y": 1000}, {})
     assert state.overview()["keys"] == {"count": 2, "by_status": {"finished": 2},
-                                        "nbytes": 1010, "replicas": 3, "replica_nbytes": 1020}
+                                        "nbytes": 1010, "replicas": 3, "replica_nbytes": 1020,
+                                        "names": 2}
     state.remove_worker(A, "was killed by SIGKILL")  # y's only holder: lost
     overview = state.overview()
     assert overview["keys"]["by_status"] == {"finished": 1, "lost": 1}
@@ -353,3 +354,11 @@ def test_an_ended_task_is_in_the_task_stream_and_in_its_key_event(state):
     assert state.task_stream.since(1, now=11.0)["tasks"][0]["status"] == "error"
     state.task_finished(address, "h-1", 8, "int")  # no timing (an older worker): no record
     assert state.task_stream.index == 2
+
+
+def test_the_overview_counts_a_split_value_once_by_name(state):
+    """The sidebar's "names": the pieces df[0/4] … df[3/4] are one value, df."""
+    pieces = {f"df[{i}/4]-{i:032x}": [A if i % 2 else B] for i in range(4)}
+    state.add_data("c", {**pieces, "x-" + "f" * 32: [A]}, dict.fromkeys([*pieces, "x-" + "f" * 32], 8),
+                   {})
+    assert state.overview()["keys"]["count"] == 5 and state.overview()["keys"]["names"] == 2

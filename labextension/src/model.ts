@@ -65,6 +65,8 @@ export interface ICluster {
   error?: string;
   workers: IWorker[];
   keys: IKeys & {
+    /** Distinct value names: the pieces of a split value (`df[0/4]` …) count once. */
+    names?: number;
     total?: number;
     offset?: number;
     limit?: number;

@@ -134,7 +134,17 @@ export class ClusterSidebar extends Widget {
             title: new Date(cluster.started * 1000).toString()
           },
           `started ${startedAt(cluster.started)}`
-        )
+        ),
+        cluster.keys.names === undefined
+          ? null
+          : h(
+              'span',
+              {
+                class: 'sm-lab-names',
+                title: 'Values by name: the pieces of a split value count once'
+              },
+              plural(cluster.keys.names, 'name')
+            )
       ),
       h('div', { class: 'sm-lab-keys' }, keysPhrase(cluster.keys)),
       statuses.length

@@ -5,6 +5,9 @@
 - :mod:`.plugin`: the ``SchedulerPlugin`` that batches key and worker events and keeps
   broadcasts on every worker; :mod:`.preload` installs it with ``dask scheduler --preload``.
 - :mod:`.events`: the client side of those events (or polling, without the plugin).
+- :mod:`.failures`: Dask's failures as the classes of ``errors.py``.
+- :mod:`.task_output`: what tasks print, captured on the workers and relayed to the
+  clients that hold their keys (plugins shipped by value).
 - :mod:`.recorder`: the ``SchedulerPlugin`` keeping memory samples and ended tasks for the
   views, and answering the summary's key records; :mod:`.views` turns its answers into
   the package's summary, history and task stream (``%cluster`` and the Jupyter server).

@@ -77,8 +77,10 @@ class EventHub:
 
         The scheduler's plugin is the event stream; the workers' (``StartReporter``)
         only adds ``running``, so a cluster that refuses it still streams, its tasks
-        going from ``pending`` to ``finished``."""
+        going from ``pending`` to ``finished``. Then what tasks print
+        (``task_output.py``), which a cluster may refuse as well."""
         if self.mode is None:
+            from . import task_output
             from .plugin import ScatterMagicsPlugin, StartReporter
 
             try:
@@ -94,6 +96,7 @@ class EventHub:
                 logger.warning("the workers did not take the scatter_magics plugin that "
                                "reports started tasks: the live view shows no 'running'",
                                exc_info=True)
+            task_output.install(self.client)
             from .views import install_sync
 
             install_sync(self.client)  # memory history and task stream from now on

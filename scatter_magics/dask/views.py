@@ -95,7 +95,8 @@ async def overview(client) -> dict:
     """``summary.summarize`` of every worker and key on the scheduler."""
     workers, keys = await _state(client)
     return summarize(workers, [(status, tuple(holders), nbytes, None)
-                               for _, status, holders, nbytes, _ in keys])
+                               for _, status, holders, nbytes, _ in keys],
+                     [key for key, *_ in keys])
 
 
 async def key_items(client) -> list[dict]:

@@ -111,7 +111,7 @@ class ClusterDirectory:
             "status": "running",
             "workers": [],
             "keys": {"count": 0, "by_status": {}, "nbytes": 0, "replicas": 0,
-                     "replica_nbytes": 0},
+                     "replica_nbytes": 0, "names": 0},
             "totals": {"n_workers": 0, "nthreads": 0, "memory": 0, "memory_limit": 0,
                        "nbytes": 0},
             "history": columns([], {}),

@@ -24,6 +24,7 @@ from .cluster_table import shared_memory_text
 from .plots_html import history_by_worker
 from .plots_text import sparkline, task_stream_text
 from .widget_html import cluster_html, holds_text, table_html
+from .piece_label import is_piece, with_rows
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
@@ -83,7 +84,10 @@ def grouped_labels(labels: list[str], limit: int = MAX_KEYS_SHOWN) -> str:
     """
     counts: dict[str, int] = {}
     for label in labels:
-        name = f"{label.split('[', 1)[0]}[…]" if "[" in label else _TOKEN.sub("", label)
+        if is_piece(label):  # a piece of a split value: each on its own
+            name = str(label)
+        else:
+            name = f"{label.split('[', 1)[0]}[…]" if "[" in label else _TOKEN.sub("", label)
         counts[name] = counts.get(name, 0) + 1
     names = [name if n == 1 else f"{name} ×{n}" for name, n in counts.items()]
     more = len(names) - limit
@@ -122,7 +126,7 @@ class FuturesTable:
             names = worker_names(backend)
             for row in rows:
                 state = states.get(key_text(row["key"]), {})
-                row["type"] = row["type"] or state.get("type")
+                row["type"] = with_rows(row["type"] or state.get("type"), row["name"])
                 row["nbytes"] = state.get("nbytes")
                 row["workers"] = sorted((names.get(a, a) for a in state.get("workers", [])),
                                         key=natural_order)
@@ -190,9 +194,11 @@ class ClusterSummary:
     columns = ["worker", "address", "threads", "data held", "limit", "process", "last 5 min",
                "keys", "holds"]
 
+    piece_columns = ["piece", "rows", "size", "worker"]
+
     def __init__(self, address: str, summary: dict, history: dict | None = None,
                  shared_memory: dict | None = None, notice: str | None = None, client=None,
-                 tasks: dict | None = None):
+                 tasks: dict | None = None, pieces: list[list[str]] | None = None):
         self.address = address
         self.summary = summary  # summary.summarize's {"workers", "keys", "totals"}
         self.workers = summary["workers"]
@@ -201,6 +207,7 @@ class ClusterSummary:
         self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
         self.tasks = tasks  # Backend.task_stream()'s answer, for %cluster --tasks
+        self.pieces = pieces or []  # a row per piece of a split value (piece_columns)
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str],
@@ -215,7 +222,8 @@ class ClusterSummary:
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), summary, backend.memory_history(),
                    info.get("shared_memory"), notice, backend.client,
-                   backend.task_stream() if tasks else None)
+                   backend.task_stream() if tasks else None,
+                   _piece_rows(backend, labels, has_what))
 
     @property
     def keys(self) -> dict:
@@ -257,8 +265,10 @@ class ClusterSummary:
             self.tasks.get("tasks", ()), self.tasks.get("now") or 0, names)
 
     def __repr__(self) -> str:
-        return (self.headline() + "\n" + _table_text(self.columns, self._cells())
-                + self._tasks_text())
+        text = self.headline() + "\n" + _table_text(self.columns, self._cells())
+        if self.pieces:
+            text += f"\n{PIECES_CAPTION}:\n" + _table_text(self.piece_columns, self.pieces)
+        return text + self._tasks_text()
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(repr(self))
@@ -271,7 +281,28 @@ class ClusterSummary:
         totals = {**self.summary["totals"], "keys": self.keys,
                   "shared_memory": shared_memory_text(self.shared_memory),
                   "notice": self.notice}
-        return cluster_html(workers, totals, history=self.history, tasks=self.tasks)
+        html = cluster_html(workers, totals, history=self.history, tasks=self.tasks)
+        if self.pieces:
+            html += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
+        return html
+
+
+PIECES_CAPTION = "Pieces of split values"
+
+
+def _piece_rows(backend: Backend, labels: Mapping[str, str], has_what: dict) -> list[list[str]]:
+    """``[[piece, rows, size, workers]]`` for the pieces of split values the workers hold."""
+    keys = {k for held in has_what.values() for k in held if is_piece(labels.get(k))}
+    if not keys:
+        return []
+    states, names = key_states(backend, keys), worker_names(backend)
+    rows = []
+    for key in sorted(keys, key=lambda k: natural_order(labels[k])):
+        state = states.get(key_text(key), {})
+        where = sorted((names.get(a, a) for a in state.get("workers", [])), key=natural_order)
+        rows.append([str(labels[key]), f"{labels[key].rows:,}",
+                     format_bytes(state.get("nbytes")), ", ".join(where)])
+    return rows
 
 
 def type_name(future) -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..keys import key_name, key_text
 from ..summary import STATUSES, KeyTally, Record
+from .piece_label import with_rows
 
 __all__ = ["STATUSES", "FuturesTable", "Row", "key_name"]
 
@@ -52,7 +53,7 @@ class Row:
         return {
             "key": key_text(self.key),
             "name": self.name if self.name is not None else key_name(self.key),
-            "type": self.type,
+            "type": with_rows(self.type, self.name),  # a piece of a split: its rows too
             "nbytes": self.nbytes,
             "status": self.status,
             "workers": list(self.workers),

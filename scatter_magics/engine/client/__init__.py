@@ -24,5 +24,6 @@ scheduler and the loop thread outlive a client the user dropped), and no module 
 May import: ``engine.cluster`` (the ``LocalCluster`` a ``Client()`` starts),
 ``engine.scheduler`` (``placing`` only: a direct scatter's steps), ``engine.wire``,
 ``engine.shm`` and the package's top level (``errors``, ``structure``, ``tokenize``,
-``progress``, ``current_client``, ``keys``). This file imports nothing.
+``progress``, ``current_client``, ``keys``, ``task_output``: what tasks print, shown where
+the user looks). This file imports nothing.
 """

@@ -19,6 +19,7 @@ import uuid
 import weakref
 from typing import Callable
 
+from ... import task_output
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
@@ -138,6 +139,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
+            task_output.show(msg["worker"], msg["records"])
 
     def __await__(self):
         async def start():
@@ -269,13 +272,18 @@ class Client:
         if not callable(func):
             raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
         name = getattr(func, "__name__", type(func).__name__)
+        restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
             key = key or _task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
-            tasks.append((key, task, deps, plain_workers(workers)))
-        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+            tasks.append((key, task, deps, restrictions))
+        if restrictions is None and not self.asynchronous:
+            # Sent ahead: nothing the caller gets back waits for the scheduler.
+            self._ahead.submit(tasks, [f._state for f in futures])
+        else:  # (workers= is resolved by the scheduler: an unknown one raises here)
+            self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
     def _key_of(self, obj) -> str | None:
@@ -328,17 +336,10 @@ class Client:
         return self._run(self._link.request(msg), asynchronous)
 
     # ------------------------------------------------------------ what the views show (ours) ---
-    def overview(self, asynchronous: bool | None = None) -> dict:
-        """Workers, keys and totals as every view shows them (``summary.summarize``)."""
-        return self._run(self._link.request({"op": "overview"}), asynchronous)
-
-    def memory_history(self, asynchronous: bool | None = None) -> dict:
-        """Each worker's memory and data held, a sample a second, five minutes."""
-        return self._run(self._link.request({"op": "memory-history"}), asynchronous)
-
-    def task_stream(self, since: int = 0, asynchronous: bool | None = None) -> dict:
-        """``{"index", "now", "tasks"}``: what the workers ran in the last minute."""
-        return self._run(self._link.request({"op": "task-stream", "since": since}), asynchronous)
+    def view(self, op: str, asynchronous: bool | None = None, **fields) -> dict:
+        """The scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
+        ``"memory-history"`` (``history.py``), ``"task-stream"`` (``since=``, a cursor)."""
+        return self._run(self._link.request({**fields, "op": op}), asynchronous)
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:

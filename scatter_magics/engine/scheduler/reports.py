@@ -31,11 +31,12 @@ def info(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo], supervision: 
 
 
 def overview(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo]) -> dict:
-    """The summary every view renders (``summary.summarize``): workers, keys, totals."""
+    """The summary every view renders (``summary.summarize``): workers, keys (``names``:
+    the pieces of a split value, ``df[0/4]`` … ``df[3/4]``, count once), totals."""
     rows = [{"address": a, "name": ws.name, "nthreads": ws.nthreads,
              "memory_limit": ws.memory_limit, "memory": ws.memory, "status": ws.status}
             for a, ws in workers.items()]
-    return summarize(rows, (record(ks) for ks in keys.values()))
+    return summarize(rows, (record(ks) for ks in keys.values()), keys)
 
 
 def record(ks: KeyInfo) -> tuple:

@@ -4,7 +4,10 @@
 |---|---|
 | ``process`` | the worker: holds data, runs tasks in a thread pool, serves data to peers |
 | ``lifeline`` | how a worker dies with its owner: stdin, ``PR_SET_PDEATHSIG``, the parent pid |
+| ``runner`` | ``TaskRunner``: the task threads, fed from one queue, results collected per burst |
 | ``task_start`` | ``StartWatch``: when a worker reports a task as running |
+| ``task_output`` | what tasks print, sent to the scheduler (the capture: ``scatter_magics/task_capture.py``) |
+| ``template`` | the fork server: a worker's modules imported once, a worker forked per request |
 | ``__main__`` | the command line entry point |
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level; never the

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
+import functools
 import logging
 import os
 import signal
@@ -38,7 +38,9 @@ from ..wire.serialize import (
     sizeof,
     wire,
 )
-from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
+from .runner import TaskRunner, not_run
+from .task_output import RUNNING, TaskOutput
 from .task_start import StartWatch
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -111,8 +113,7 @@ class Worker:
         self.nthreads = nthreads
         self.memory_limit = memory_limit
         self.data = HeldData()
-        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
-        self._threads: dict[int, int] = {}  # pool thread ident -> its number, for the task stream
+        self.runner: TaskRunner | None = None  # the task threads, made on the loop (start)
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
@@ -120,6 +121,7 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -133,6 +135,8 @@ class Worker:
         self.closed.set()
 
     async def start(self) -> None:
+        self.output.start(asyncio.get_running_loop())
+        self.runner = TaskRunner(self.nthreads, self._task_done)
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
@@ -154,7 +158,9 @@ class Worker:
         for channel in [self.scheduler, *self.peers.values()]:
             if channel is not None:
                 channel.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self.runner.close()
+        self.output.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -247,34 +253,50 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+        key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
+            self._start_task(key, task, who_has, {})
+        else:
+            self._spawn(self._fetch_and_start(key, task, who_has))
 
-    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
-        fetched: dict = {}
-        timing = {"thread": 0, "transfers": []}  # for the task stream (task_stream.py)
+    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict) -> None:
+        began = time.time()
         try:
-            began = time.time()
             fetched = await self._gather_from_peers(who_has)
-            if fetched:
-                timing["transfers"].append({"start": began, "stop": time.time(), "from": None,
-                                            "nbytes": sum(fetched.values())})
-            inputs = {dep: self.data[dep].value for dep in who_has}
-            watch = StartWatch(asyncio.get_running_loop(),
-                               lambda: self._report({"op": "task-started", "key": key}))
-            timer = watch.watch()
-            try:
-                value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started, timing, self._threads)
-            finally:
-                timer.cancel()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            timing.setdefault("start", time.time())
-            timing.setdefault("stop", time.time())
-            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched, "timing": timing})
+            self._task_erred(key, exc, {}, not_run(began))
+            return
+        # The fetch of the task's inputs from peers: a transfer in the task stream.
+        transfers = [{"start": began, "stop": time.time(), "from": None,
+                      "nbytes": sum(fetched.values())}] if fetched else []
+        self._start_task(key, task, who_has, fetched, transfers)
+
+    def _start_task(self, key: str, task: Serialized, who_has: dict, fetched: dict,
+                    transfers: list | None = None) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result.
+
+        ``timing`` goes with it, for the task stream (``task_stream.py``): the transfers
+        before it, the function's name (set on the thread) and, from the runner, the
+        thread and the times it ran."""
+        timing = {"transfers": transfers or []}
+        try:
+            inputs = {dep: self.data[dep].value for dep in who_has}
+        except Exception as exc:  # an input that does not deserialize here
+            self._task_erred(key, exc, fetched, {**not_run(time.time()), **timing})
+            return
+        watch = StartWatch(asyncio.get_running_loop(),
+                           lambda: self._report({"op": "task-started", "key": key}))
+        running = (key, watch.watch(), fetched, timing)
+        self.runner.run(running, functools.partial(_execute, key, task, inputs, watch.started,
+                                                   timing))
+
+    def _task_done(self, running: tuple, ok: bool, value, ran) -> None:
+        key, timer, fetched, timing = running
+        timer.cancel()
+        timing.update(thread=ran.thread, start=ran.start, stop=ran.stop)
+        self.output.send(key)  # before the result: the cell waiting shows it
+        if not ok:
+            self._task_erred(key, value, fetched, timing)
             return
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
@@ -288,9 +310,16 @@ class Worker:
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type, "fetched": fetched, "timing": timing})
 
+    def _task_erred(self, key: str, exc: BaseException, fetched: dict, timing: dict) -> None:
+        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+                      "traceback": "".join(traceback.format_exception(exc)),
+                      "fetched": fetched, "timing": timing})
+
     def _report(self, msg: dict) -> None:
         try:
-            self.scheduler.send(msg)
+            # With the others of this turn of the loop: the reports of a burst of short
+            # tasks travel as one message (comm.Channel.send_soon).
+            self.scheduler.send_soon(msg)
         except CommClosedError:
             self.closed.set()
 
@@ -316,23 +345,31 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None, timing=None, threads=None):
-    """Run a task on a pool thread; ``timing`` gets when it ran and on which thread (its
-    number in ``threads``, an ident → number map the worker keeps)."""
+def _execute(key, task: Serialized, inputs: dict, on_start=None, timing: dict | None = None):
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    if timing is not None:
-        ident = threading.get_ident()
-        timing["thread"] = threads.setdefault(ident, len(threads))
-        timing["start"] = time.time()
+    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
     try:
         func, args, kwargs = deserialize_task(task, inputs)
         if timing is not None:  # the task stream colours a bar by its function
             timing["function"] = getattr(func, "__name__", type(func).__name__)
         return func(*args, **kwargs)
     finally:
-        if timing is not None:
-            timing["stop"] = time.time()
+        RUNNING.key = None
+
+
+def task_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the task's own first frame on.
+
+    The frames before it (this worker's event loop, the thread pool, ``_execute``) say
+    nothing about the task and would hide its frames in a long traceback. An exception
+    raised before the task's function ran (its arguments did not unpickle) keeps them all.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code is not _execute.__code__:
+        tb = tb.tb_next
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def resident_memory() -> int:
@@ -355,7 +392,12 @@ def _read_line(what: str) -> str:
     return line.decode().strip()
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None) -> None:
+    """Run a worker until it is closed or its owner dies.
+
+    ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
+    forked by the fork server, ``template.py``, has it for parent).
+    """
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
@@ -366,12 +408,21 @@ def main(argv=None) -> None:
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    # Our own log lines, marked with the worker's name. Not the root logger's: a task's
+    # records then reach the last-resort handler, which writes to sys.stderr as it is
+    # when they come (the task's output, task_capture.py), as they would in a notebook.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{args.name}] %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("scatter_magics")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    die_with_owner(args.shm_prefix, args.owner_pid)
+    parent_pid = args.owner_pid if parent_pid is None else parent_pid
+    die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies,
+                     args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -393,6 +444,6 @@ def main(argv=None) -> None:
         # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid, parent_pid):
             unlink_segments(args.shm_prefix)
 
