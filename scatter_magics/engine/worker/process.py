@@ -312,8 +312,8 @@ class Worker:
 
     def _task_erred(self, key: str, exc: BaseException, fetched: dict, timing: dict) -> None:
         self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                      "traceback": "".join(traceback.format_exception(exc)),
-                      "fetched": fetched, "timing": timing})
+                      "traceback": task_traceback(exc), "fetched": fetched,
+                      "timing": timing})
 
     def _report(self, msg: dict) -> None:
         try:
@@ -361,7 +361,7 @@ def _execute(key, task: Serialized, inputs: dict, on_start=None, timing: dict | 
 def task_traceback(exc: BaseException) -> str:
     """``exc``'s traceback from the task's own first frame on.
 
-    The frames before it (this worker's event loop, the thread pool, ``_execute``) say
+    The frames before it (this worker's task runner, ``_execute``) say
     nothing about the task and would hide its frames in a long traceback. An exception
     raised before the task's function ran (its arguments did not unpickle) keeps them all.
     """
