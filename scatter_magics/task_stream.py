@@ -62,12 +62,13 @@ def task_record(key: str, name: str, worker: str, timing: Mapping[str, Any],
     """A record from what a worker reports with a result: ``timing`` is ``{"start",
     "stop", "thread", "transfers", "function"}`` (``engine/worker/process.py``); the
     function's name, when known, names the bar (``name`` is the key's prefix)."""
-    return {"key": key, "name": timing.get("function") or name, "worker": worker, "thread": timing.get("thread", 0),
-            "start": timing["start"], "stop": timing["stop"], "status": status,
+    return {"key": key, "name": timing.get("function") or name, "worker": worker,
+            "thread": timing.get("thread", 0), "start": timing["start"], "stop": timing["stop"], "status": status,
             "transfers": list(timing.get("transfers") or ())}
 
 
-def from_dask(key: str, name: str, worker: str, thread, startstops, status: str) -> dict:
+def from_dask(key: str, name: str, worker: str, thread, startstops,
+              status: str) -> dict | None:
     """A record from Dask's ``startstops`` (``[{"action": "compute" | "transfer" | …,
     "start", "stop", "source"}]``); nothing computed, nothing to draw: None."""
     computes = [s for s in startstops or () if s.get("action") == "compute"]

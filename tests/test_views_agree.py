@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -115,3 +116,29 @@ def test_every_view_shows_the_same_numbers_in_three_states(make_client):
         cluster_widget.close()
         if futures_widget is not None:
             futures_widget.close()
+
+
+def test_the_task_stream_has_a_lane_per_worker_thread_the_function_errors_and_transfers():
+    """What the workers' task runners report: the thread a task ran on (a lane each),
+    its function's name whatever its key, when it ran, a failure, the fetch of an input
+    held by another worker."""
+    from scatter_magics import Client
+
+    with Client(n_workers=2, threads_per_worker=2) as client:
+        first, second = sorted(client.scheduler_info()["workers"])
+        naps = [client.submit(time.sleep, 0.4, key=f"nap-{i}", workers=[first])
+                for i in range(2)]
+        bad = client.submit(int, "x", key="bad-1", workers=[first])
+        [far] = client.scatter([b"x" * 100_000], workers=[second])
+        moved = client.submit(len, far, key="moved", workers=[first])
+        client.gather([*naps, moved])
+        wait_for(lambda: bad.status == "error", timeout=30, what="bad-1 to fail")
+        stream = client.view("task-stream")
+    ran = {t["key"]: t for t in stream["tasks"]}
+    assert {ran[f"nap-{i}"]["thread"] for i in range(2)} == {0, 1}  # side by side
+    assert {ran[f"nap-{i}"]["name"] for i in range(2)} == {"sleep"}
+    assert all(ran[k]["worker"] == first and ran[k]["start"] < ran[k]["stop"] <= stream["now"]
+               for k in ("nap-0", "nap-1"))
+    assert ran["bad-1"]["status"] == "error" and ran["bad-1"]["name"] == "int"
+    [transfer] = ran["moved"]["transfers"]
+    assert transfer["nbytes"] >= 100_000 and transfer["start"] <= ran["moved"]["start"]
