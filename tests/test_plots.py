@@ -65,6 +65,9 @@ def test_static_task_stream_has_a_lane_per_worker_thread_errors_and_transfers_ma
     assert text.splitlines()[2].startswith("worker-1 #0") and "!" in text.splitlines()[2]
     assert "f: 2 tasks, g: 1 task; 1 failed (!)" in text
     assert "no task ran" in task_stream_svg([], 100.0, names)
+    # A task that failed at once (its input did not unpickle) is still seen: 4 px wide.
+    instant = task_stream_svg([task("h-1", 97, 97, status="error")], 100.0, names)
+    assert re.search(r"width='4\.0' height='9' fill='[^']+' stroke='#000'", instant), instant
 
 
 def test_a_timeline_needs_two_samples_and_says_its_peaks():

@@ -121,8 +121,9 @@ def task_stream_svg(tasks: Sequence[Mapping[str, Any]], now: float,
         edge = " stroke='#000' stroke-width='1'" if error else ""
         what = f"{t.get('name')}: {t['key']}, {t['stop'] - t['start']:.3f} s" + \
             (" (error)" if error else "")
+        least = 4.0 if error else 1.0  # an instant failure still shows (1 px reads as a tick)
         parts.append(f"<rect x='{x(t['start']):.1f}' y='{y + 4}' "
-                     f"width='{max(1.0, x(t['stop']) - x(t['start'])):.1f}' height='9' "
+                     f"width='{max(least, x(t['stop']) - x(t['start'])):.1f}' height='9' "
                      f"fill='{colour}'{edge}><title>{html.escape(what)}</title></rect>")
     parts.append(f"<text x='{label}' y='{height - 2}' font-size='10' fill='currentColor'>"
                  f"−{span:.0f} s</text><text x='{width}' y='{height - 2}' font-size='10' "

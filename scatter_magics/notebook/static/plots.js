@@ -202,7 +202,8 @@ export function taskStream(tasks, now, names, { span = 60, width = 640 } = {}) {
       'data-name': name,
       x: x(t.start).toFixed(1),
       y: y + 4,
-      width: Math.max(1, x(t.stop) - x(t.start)).toFixed(1),
+      // An instant failure still shows: 4 px at least (1 px of red read as a tick).
+      width: Math.max(error ? 4 : 1, x(t.stop) - x(t.start)).toFixed(1),
       height: 9,
       fill: error ? ERROR : nameColour(name)
     };
