@@ -403,7 +403,15 @@ function renderCluster(model, el) {
           })
         ),
         h('td', {}),
-        h('td', { class: 'sm-num' }, String(keys.replicas ?? 0)),
+        h(
+          'td',
+          {
+            class: 'sm-num',
+            title:
+              'replicas the workers hold (the sum of the column); the headline counts distinct keys'
+          },
+          String(keys.replicas ?? 0)
+        ),
         h(
           'td',
           {},
