@@ -2,8 +2,8 @@
 
 A notebook starts a cluster, broadcasts a small list, puts an 8 MiB array on worker-0
 only and runs tasks (one failing), then shows ``%cluster --tasks``. worker-0 is killed:
-the array cannot be recovered. Then the sidebar card, ``%cluster``'s live view and (in
-JupyterLab) the Futures panel must say the same key count and bytes, without the lost
+the array cannot be recovered. Then the sidebar card, ``%cluster``'s live view and the
+Futures panel (JupyterLab's main area, Notebook 7's right side panel) must say the same key count and bytes, without the lost
 array's; memory bars say what each number is and draw a timeline; the task stream has a
 lane per worker thread; nothing is clipped at 1400 px with the sidebar open, light or
 dark; the New cluster dialog asks for workers, threads and memory; and a panel whose
@@ -174,14 +174,18 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
                 shown["panel"] = text(page, ".sm-lab-panel-body .sm-keys-phrase")
             return shown
 
-        if app == "lab":  # the Futures panel opens in the main area
-            page.click(card + " .sm-lab-futures")
-            page.wait_for_selector(".sm-lab-panel-body .sm-keys-phrase")
+        # The Futures panel opens in the main area (JupyterLab), in the right side panel
+        # (Notebook 7, whose notebook page holds one main widget).
+        page.click(card + " .sm-lab-futures")
+        page.wait_for_selector(".sm-lab-panel-body .sm-keys-phrase")
         agreed = wait_for(lambda: next((p for p in [phrases()] if len(set(p.values())) == 1
                                         and "MiB" not in p["card"]), None),
                           timeout=15, what=f"the views to agree without big: {phrases()}")
         assert agreed["card"].startswith("7 keys"), agreed  # small, big, 4 work, int-bad
+        assert set(agreed) == {"card", "%cluster", "panel"}, agreed
         shot("after-loss")
+        if app == "notebook":  # the right side panel made room; the layout checks are
+            page.evaluate("window.jupyterapp.shell.collapseRight()")  # of the notebook
 
         if app == "lab":
             panel = ".sm-lab-panel-body"

@@ -151,6 +151,11 @@ function addCommands(
         panel.title.icon = clusterIcon;
         panels.set(id, panel);
         app.shell.add(panel, 'main');
+        if (!panel.parent) {
+          // Notebook 7's notebook page keeps its one main widget (its shell refuses a
+          // second): the panel opens in the right side panel there.
+          app.shell.add(panel, 'right', { rank: 900 });
+        }
       }
       app.shell.activateById(panel.id);
     }
