@@ -71,6 +71,11 @@ def server(request, browser, tmp_path_factory):
     app = request.param
     server = LabServer(tmp_path_factory.mktemp(f"{app}-root"), tmp_path_factory.mktemp("home"),
                        tmp_path_factory.mktemp("log") / f"jupyter-{app}.log", app=app)
+    # The user's settings (schema/plugin.json): the New cluster dialog proposes them.
+    user_settings = server.home / "config/lab/user-settings/scatter-magics"
+    user_settings.mkdir(parents=True, exist_ok=True)
+    (user_settings / "plugin.jupyterlab-settings").write_text(json.dumps(
+        {"newCluster": NEW_CLUSTER_SETTINGS}))
     try:
         server.start()
         yield server
@@ -92,6 +97,9 @@ def rest(server: LabServer, method: str, path: str):
 
 def text(page, selector: str) -> str:
     return page.eval_on_selector(selector, "n => n.textContent")
+
+
+NEW_CLUSTER_SETTINGS = {"nWorkers": 1, "threadsPerWorker": 2, "memoryLimit": "1GiB"}
 
 
 def clipped(page) -> list[str]:
@@ -231,37 +239,41 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
         shot("dark")
         set_theme(page, "JupyterLab Light")
 
-        if app == "lab":
-            # The New cluster dialog asks for workers, threads and memory limit.
-            page.evaluate(  # not awaited: the dialog waits for us
-                "() => { window.jupyterapp.commands.execute('scatter-magics:start-cluster'); }")
-            page.fill(".sm-lab-new-cluster input[name='n_workers']", "1")
-            page.fill(".sm-lab-new-cluster input[name='threads_per_worker']", "2")
-            page.fill(".sm-lab-new-cluster input[name='memory_limit']", "1GiB")
-            shot("new-cluster-dialog")
-            page.click(".jp-Dialog .jp-mod-accept")
-            shared = wait_for(lambda: next((c for c in rest(
-                server, "GET", "clusters") if c["server_owned"]), None),
-                timeout=30, what="the server-owned cluster")
-            shared_card = page.locator(CARD.format(shared["id"]))
-            shared_card.wait_for()
-            assert "1 worker alive" in shared_card.inner_text()
-            assert "2 threads" in shared_card.inner_text()
-            assert "of 1 GiB" in shared_card.inner_text()
-            shared_card.locator(".sm-lab-stop").click()
-            page.click(".jp-Dialog .jp-mod-accept")
-            shared_card.wait_for(state="detached", timeout=20_000)
+        # The New cluster dialog asks for workers, threads and memory limit.
+        page.evaluate(  # not awaited: the dialog waits for us
+            "() => { window.jupyterapp.commands.execute('scatter-magics:start-cluster'); }")
+        form = ".sm-lab-new-cluster input[name='{}']"
+        proposed = {name: page.input_value(form.format(name))
+                    for name in ("n_workers", "threads_per_worker", "memory_limit")}
+        assert proposed == {"n_workers": "1", "threads_per_worker": "2",
+                            "memory_limit": "1GiB"}, proposed  # the user's settings
+        shot("new-cluster-dialog")
+        page.click(".jp-Dialog .jp-mod-accept")
+        shared = wait_for(lambda: next((c for c in rest(
+            server, "GET", "clusters") if c["server_owned"]), None),
+            timeout=30, what="the server-owned cluster")
+        shared_card = page.locator(CARD.format(shared["id"]))
+        shared_card.wait_for()
+        assert "1 worker alive" in shared_card.inner_text()
+        assert "2 threads" in shared_card.inner_text()
+        assert "of 1 GiB" in shared_card.inner_text()
+        shared_card.locator(".sm-lab-stop").click()
+        page.click(".jp-Dialog .jp-mod-accept")
+        shared_card.wait_for(state="detached", timeout=20_000)
 
-            # Stop the notebook's cluster: the panel says it is gone and stops asking.
-            page.click(card + " .sm-lab-stop")
-            page.click(".jp-Dialog .jp-mod-accept")
-            page.wait_for_selector(".sm-lab-panel-body .sm-lab-gone", timeout=15_000)
-            shot("panel-gone")
-            page.wait_for_timeout(3000)  # three poll intervals: none of them may ask again
-            log = server.log_path.read_text()
-            asked = re.findall(r"404 GET /scatter-magics/api/clusters/\S+ \(127\.0\.0\.1\): "
-                               r"no running cluster has the id", log)
-            assert len(asked) <= 2, asked  # once for the cluster, once for its tasks
+        if app == "notebook":  # the panel, put away to the right, comes back
+            page.evaluate("id => window.jupyterapp.shell.activateById(id)",
+                          f"scatter-magics-panel-{cluster['id']}")
+        # Stop the notebook's cluster: the panel says it is gone and stops asking.
+        page.click(card + " .sm-lab-stop")
+        page.click(".jp-Dialog .jp-mod-accept")
+        page.wait_for_selector(".sm-lab-panel-body .sm-lab-gone", timeout=15_000)
+        shot("panel-gone")
+        page.wait_for_timeout(3000)  # three poll intervals: none of them may ask again
+        log = server.log_path.read_text()
+        asked = re.findall(r"404 GET /scatter-magics/api/clusters/\S+ \(127\.0\.0\.1\): "
+                           r"no running cluster has the id", log)
+        assert len(asked) <= 2, asked  # once for the cluster, once for its tasks
     finally:
         page.screenshot(path=str(save_artifact_dir() / f"views-{app}-final.png"), full_page=True)
         (save_artifact_dir() / f"views-{app}.console.log").write_text("\n".join(console))
