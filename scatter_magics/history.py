@@ -16,8 +16,10 @@ The embedded scheduler keeps one; on Dask the scheduler plugin keeps the same sa
 (True, False)
 >>> h.update("tcp://a", "worker-0", nbytes=20); h.tick(now=101.0)
 True
+>>> h.update("tcp://b", "worker-1"); h.tick(now=102.0)  # no heartbeat from it yet
+True
 >>> h.as_dict()["workers"]
-[{'address': 'tcp://a', 'name': 'worker-0', 'memory': [30, 30], 'nbytes': [10, 20]}]
+[{'address': 'tcp://a', 'name': 'worker-0', 'memory': [30, 30, 30], 'nbytes': [10, 20, 20]}]
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class MemoryHistory:
     def __init__(self, interval: float = INTERVAL, span: float = SPAN):
         self.interval = interval
         self.samples: deque[Sample] = deque(maxlen=int(span / interval))
-        self.current: dict[str, list[int]] = {}  # address -> [memory, nbytes], latest
+        # address -> [memory, nbytes], latest; memory None until the worker's first
+        # heartbeat: a sample leaves it out rather than draw a 0 it never had (a view
+        # that joined late drew a dip to 0 in every worker's line at its first sample).
+        self.current: dict[str, list] = {}
         self.names: dict[str, str] = {}  # address -> name, kept after the worker left
         self._last = float("-inf")
 
@@ -49,7 +54,7 @@ class MemoryHistory:
         """The latest numbers of one worker (either may be left out: it keeps its value)."""
         now = self.current.get(address)
         if now is None:
-            now = self.current[address] = [0, 0]
+            now = self.current[address] = [None, 0]
         if name is not None:
             self.names[address] = name
         if memory is not None:
@@ -67,7 +72,8 @@ class MemoryHistory:
         if now - self._last < self.interval - slack:
             return False
         self._last = now
-        self.samples.append((now, tuple((a, m, b) for a, (m, b) in self.current.items())))
+        self.samples.append((now, tuple((a, m, b) for a, (m, b) in self.current.items()
+                                        if m is not None)))
         return True
 
     def as_dict(self, step: int = 1) -> dict[str, Any]:

@@ -327,8 +327,9 @@ def test_the_overview_is_the_summary_and_a_lost_key_holds_no_bytes(state):
 def test_heartbeats_feed_the_memory_history_a_sample_a_second(state):
     state.add_data("c", {"x": [A]}, {"x": 64}, {})
     state.update_metrics(A, memory=5000, now=1.0)
-    state.history.tick(100.0)
+    state.history.tick(100.0)  # B has not reported yet: not drawn at 0, left out
     state.update_metrics(A, memory=6000, now=2.0)
+    state.update_metrics(B, memory=7000, now=2.0)
     state.history.tick(101.0)
     state.remove_worker(B)
     state.history.tick(102.0)
@@ -336,7 +337,7 @@ def test_heartbeats_feed_the_memory_history_a_sample_a_second(state):
     zero, one = history["workers"]
     assert history["times"] == [100.0, 101.0, 102.0]
     assert zero["memory"] == [5000, 6000, 6000] and zero["nbytes"] == [64, 64, 64]
-    assert one["name"] == "worker-1" and one["memory"] == [0, 0, None]  # it left
+    assert one["name"] == "worker-1" and one["memory"] == [None, 7000, None]  # it left
 
 
 def test_an_ended_task_is_in_the_task_stream_and_in_its_key_event(state):

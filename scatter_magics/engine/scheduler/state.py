@@ -98,7 +98,7 @@ class SchedulerState:
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
                    pid: int = 0, replaces: str | None = None, now: float = 0.0) -> Outgoing:
         ws = self.worker_book.join(address, name, nthreads, memory_limit, pid, replaces, now)
-        self.history.update(address, name, memory=0, nbytes=0)
+        self.history.update(address, name)  # in the samples from its first heartbeat
         self.broadcasts.inherit(ws)
         out = self.broadcasts.top_up(ws)
         self.recovery.inherit_restrictions(ws, self.worker_book.predecessor(ws))
