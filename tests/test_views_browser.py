@@ -254,9 +254,11 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
             timeout=30, what="the server-owned cluster")
         shared_card = page.locator(CARD.format(shared["id"]))
         shared_card.wait_for()
-        assert "1 worker alive" in shared_card.inner_text()
-        assert "2 threads" in shared_card.inner_text()
-        assert "of 1 GiB" in shared_card.inner_text()
+        # Listed as soon as it is registered; its worker joins a moment later.
+        shown = wait_for(lambda: next((t for t in [shared_card.inner_text()]
+                                       if "1 worker alive" in t), None),
+                         timeout=20, what="the shared cluster's worker on its card")
+        assert "2 threads" in shown and "of 1 GiB" in shown, shown
         shared_card.locator(".sm-lab-stop").click()
         page.click(".jp-Dialog .jp-mod-accept")
         shared_card.wait_for(state="detached", timeout=20_000)
