@@ -328,8 +328,10 @@ def test_the_views_of_a_dask_cluster_count_keys_keep_memory_and_the_task_stream(
     history = wait_for(lambda: next((h for h in [backend.memory_history()]
                                      if len(h["times"]) >= 2), None),
                        timeout=10, what="two memory samples")
-    assert {w["name"] for w in history["workers"]} == {"worker-0", "worker-1"}
-    assert all(w["memory"][-1] > 0 for w in history["workers"])  # process memory, from heartbeats
+    # The shared cluster may have had other workers in the last five minutes (the
+    # history keeps them, null since they left); the live ones have process memory.
+    live = [w for w in history["workers"] if w["name"] in ("worker-0", "worker-1")]
+    assert len(live) == 2 and all(w["memory"][-1] > 0 for w in live), history["workers"]
     stream = backend.task_stream()
     ran = {t["key"]: t for t in stream["tasks"]}
     assert {"len-0", "len-1", "len-2", "int-bad"} <= set(ran)
