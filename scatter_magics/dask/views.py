@@ -41,10 +41,10 @@ def install_sync(client) -> bool:
     """:func:`install` for a synchronous client, from outside its loop (``EventHub.install``
     calls it with the event plugin: the history and task stream start as early as that)."""
     if client not in _installed:
-        from .events import register_plugin
+        from .install import register_by_value
 
         try:
-            register_plugin(client, Recorder(), NAME)
+            register_by_value(client, Recorder(), NAME)
             _installed[client] = True
         except Exception:
             logger.info("cannot install the scatter_magics recorder", exc_info=True)
@@ -53,31 +53,37 @@ def install_sync(client) -> bool:
 
 
 async def _register(client, plugin) -> None:
-    """Register by reference; a scheduler that cannot import scatter_magics gets the
-    recorder's module by value (it imports only the standard library, tornado and
-    distributed), as ``events.register_plugin`` ships the event plugin."""
-    import cloudpickle
+    """Register it by value, as every plugin of ours (``install.py``): the usual shared
+    cluster has ``distributed`` but not this package (the recorder imports only the
+    standard library, tornado and distributed)."""
     from distributed.protocol.pickle import dumps
 
-    from . import recorder
+    from .install import shipped_by_value
 
-    async def send():
-        await client.scheduler.register_scheduler_plugin(plugin=dumps(plugin), name=NAME,
-                                                          idempotent=True)
-    try:
-        await send()
-    except ImportError:
-        cloudpickle.register_pickle_by_value(recorder)
+    with shipped_by_value():
+        payload = dumps(plugin)
+    await client.scheduler.register_scheduler_plugin(plugin=payload, name=NAME,
+                                                      idempotent=True)
+
+
+async def _ask(client, op: str, **fields):
+    """The recorder's answer to ``op``, or None where the scheduler refused it. Installed
+    again when it is gone: the last client of ours to leave takes it off (``install.py``)."""
+    for last in (False, True):
+        if not await install(client):
+            return None
         try:
-            await send()
-        finally:
-            cloudpickle.unregister_pickle_by_value(recorder)
+            return await getattr(client.scheduler, op)(**fields)
+        except Exception:
+            if last:
+                raise
+            _installed.pop(client, None)  # taken off since we installed it: again
 
 
 async def _state(client) -> tuple[list[dict], list[list]]:
     """Every worker's fields, and ``[key, status, workers, nbytes, type]`` per key."""
-    if await install(client):
-        answer = await client.scheduler.scatter_magics_overview()
+    answer = await _ask(client, "scatter_magics_overview")
+    if answer is not None:
         return answer["workers"], answer["keys"]
     info = await client.scheduler.identity(n_workers=-1)
     who_has = await client.scheduler.who_has()
@@ -109,20 +115,20 @@ async def key_items(client) -> list[dict]:
 
 async def history(client, step: int = 1) -> dict:
     """The last five minutes of each worker's memory and data held (``history.columns``)."""
-    if not await install(client):
+    answer = await _ask(client, "scatter_magics_history")
+    if answer is None:
         return columns([], {})
-    answer = await client.scheduler.scatter_magics_history()
     samples = [(t, tuple(tuple(w) for w in ws)) for t, ws in answer["samples"]]
     return columns(samples, answer["names"], step=step, interval=answer["interval"])
 
 
 async def tasks(client, since: int = 0) -> dict:
     """``{"index", "now", "tasks"}``: task records after cursor ``since`` (last minute)."""
-    if not await install(client):
+    answer = await _ask(client, "scatter_magics_tasks", since=since)
+    if answer is None:
         return {"index": 0, "now": None, "tasks": []}
     from dask.utils import key_split
 
-    answer = await client.scheduler.scatter_magics_tasks(since=since)
     records = [from_dask(key, key_split(key), worker, thread, startstops, status)
                for key, worker, thread, startstops, status in answer["tasks"]]
     return {"index": answer["index"], "now": answer["now"],

@@ -149,14 +149,14 @@ class FuturesTable:
 
 
 def futures_text(summary: Mapping, rows: list[dict], worker_names: Mapping[str, str],
-                 live: bool = True) -> str:
+                 live: bool = True, reason: str = "client closed") -> str:
     """A futures widget as text: its summary line, then the rows given (the first page)."""
     keys = summary.get("keys", {})
     counts = " · ".join(f"{st} {n:,}" for st, n in keys.get("by_status", {}).items())
     line = (f"{counted(keys.get('count', 0), 'future')}" + (f" · {counts}" if counts else "")
             + f" · {format_bytes(keys.get('nbytes', 0))} in memory"
             + f" · {counted(summary.get('n_workers', 0), 'worker')}"
-            + ("" if live else " (not live: client closed)"))
+            + ("" if live else f" (not live: {reason})"))
     table = FuturesTable([{**r, "workers": sorted((worker_names.get(a, a) for a in r["workers"]),
                                                   key=natural_order),
                            "died": sorted((worker_names.get(a, a) for a in r.get("died", ())),
@@ -198,7 +198,8 @@ class ClusterSummary:
 
     def __init__(self, address: str, summary: dict, history: dict | None = None,
                  shared_memory: dict | None = None, notice: str | None = None, client=None,
-                 tasks: dict | None = None, pieces: list[list[str]] | None = None):
+                 tasks: dict | None = None, pieces: list[list[str]] | None = None,
+                 dashboard_link: str | None = None):
         self.address = address
         self.summary = summary  # summary.summarize's {"workers", "keys", "totals"}
         self.workers = summary["workers"]
@@ -208,6 +209,7 @@ class ClusterSummary:
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
         self.tasks = tasks  # Backend.task_stream()'s answer, for %cluster --tasks
         self.pieces = pieces or []  # a row per piece of a split value (piece_columns)
+        self.dashboard_link = dashboard_link  # a Dask scheduler's dashboard, if it has one
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str],
@@ -223,7 +225,7 @@ class ClusterSummary:
         return cls(info.get("address", ""), summary, backend.memory_history(),
                    info.get("shared_memory"), notice, backend.client,
                    backend.task_stream() if tasks else None,
-                   _piece_rows(backend, labels, has_what))
+                   _piece_rows(backend, labels, has_what), info.get("dashboard_link"))
 
     @property
     def keys(self) -> dict:
@@ -237,7 +239,8 @@ class ClusterSummary:
                     f"{counted(totals['nthreads'], 'thread')}, "
                     f"{format_bytes(totals['memory_limit'])} memory limit; "
                     f"{keys_phrase(self.keys)}" + (f" ({statuses})" if statuses else "")
-                    + (f"; {shared}" if shared else ""))
+                    + (f"; {shared}" if shared else "")
+                    + (f"; dashboard: {self.dashboard_link}" if self.dashboard_link else ""))
         return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
     def _series(self) -> dict:
@@ -281,10 +284,14 @@ class ClusterSummary:
         totals = {**self.summary["totals"], "keys": self.keys,
                   "shared_memory": shared_memory_text(self.shared_memory),
                   "notice": self.notice}
-        html = cluster_html(workers, totals, history=self.history, tasks=self.tasks)
+        tables = cluster_html(workers, totals, history=self.history, tasks=self.tasks)
         if self.pieces:
-            html += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
-        return html
+            tables += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
+        if not self.dashboard_link:
+            return tables
+        link = html.escape(self.dashboard_link, quote=True)
+        return (f"<p><a href='{link}' target='_blank' rel='noopener'>Dask dashboard</a></p>"
+                + tables)
 
 
 PIECES_CAPTION = "Pieces of split values"

@@ -17,6 +17,9 @@ from ..backend import backend_for
 from .throttle import Throttle
 
 
+CLIENT_CLOSED = "client closed"  # why a widget is not live, unless the stream says more
+
+
 class Feed:
     """One event subscription, folding batches in and flushing through a :class:`Throttle`.
 
@@ -31,6 +34,7 @@ class Feed:
         self._apply = apply
         self._client_closed = outside_any_cell(client_closed)
         self.client_is_closed = False
+        self.closed_reason = ""  # why the client's stream ended, once it did
         self._flush = outside_any_cell(self._unless_closed(flush))
         self._resend = outside_any_cell(self._unless_closed(resend))
         self._interval, self._settle = interval, settle
@@ -52,10 +56,12 @@ class Feed:
     def _on_events(self, batch: list) -> None:
         if self.closed:
             return
-        if any(event.get("event") == "closed" for event in batch):
+        closed = next((e for e in batch if e.get("event") == "closed"), None)
+        if closed is not None:
             # Said at once: the loop (and any timer on it) may stop right after this batch,
             # e.g. when the Jupyter sidebar stopped the cluster from outside the kernel.
             self.client_is_closed = True
+            self.closed_reason = closed.get("reason") or CLIENT_CLOSED
             if self._throttle is not None:
                 self._throttle.cancel()  # its timers would never fire once the loop stops
             self._client_closed()

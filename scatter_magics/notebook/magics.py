@@ -212,6 +212,7 @@ class ScatterMagics(Magics):
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
         except Exception as exc:  # an expected failure is said in a sentence or two
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = scatter_failure(exc, args.names, timeout=timeout or backend.default_timeout)
             if said is None:
                 raise
@@ -248,6 +249,7 @@ class ScatterMagics(Magics):
             %gather df --pieces
         """
         args = parse_line(self.gather, line)
+        self.session.check_not_gone()
         if args.into:
             for text in args.names:
                 if not is_dotted_name(text):
@@ -294,6 +296,7 @@ class ScatterMagics(Magics):
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
         except Exception as exc:  # an expected failure is said in a sentence or two
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = gather_failure(exc, targets, futures, timeout=timeout,
                                   scattered_as=lambda f: self.names.labels().get(f.key))
             if said is None or said is exc:  # exc: a task's own, shown as the task's
@@ -325,15 +328,13 @@ class ScatterMagics(Magics):
     @argument("--tls-client-key", metavar="PATH", help="connect (Dask TLS): client key.")
     @argument("--secret", metavar="SECRET", help=(
         "connect: the secret of a scheduler of our engine (default: $SCATTER_MAGICS_SECRET)."))
-    @argument("--tasks", action="store_true", help=(
-        "show: also what each worker thread ran in the last minute (the task stream)."))
+    @argument("--tasks", action="store_true", help="show: also the last minute's task stream.")
     @line_magic
     def cluster(self, line):
         """Show, start, connect to or stop the cluster.
 
-        ``%cluster`` shows the workers, their threads, the data each holds against its
-        memory limit and its process memory (both over the last five minutes), and the keys
-        each holds; ``%cluster --tasks`` also what each worker thread ran in the last minute.
+        ``%cluster`` shows the workers, their memory over time, the keys each holds (and
+        with ``--tasks`` the task stream: what each worker thread ran in the last minute).
         ``%cluster start`` starts an embedded cluster (``--dask``: a Dask LocalCluster),
         binds its client to ``client`` and makes it the one the magics (and
         ``get_client()``) use. ``%cluster connect`` does the same for a running
@@ -343,7 +344,6 @@ class ScatterMagics(Magics):
 
         Examples::
 
-            %cluster
             %cluster --tasks
             %cluster start -n 4 --threads 2 --memory-limit 2GiB
             %cluster start --dask -n 2
@@ -364,6 +364,7 @@ class ScatterMagics(Magics):
             return ClusterSummary.snapshot(self.session.backend(start=False),
                                            self.names.labels(), tasks=args.tasks)
         except Exception as exc:  # the cluster is gone: said in a sentence or two
+            self.session.check_not_gone()  # the one line, if it went away
             said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())
             if said is None:
                 raise

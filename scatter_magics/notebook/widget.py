@@ -37,7 +37,7 @@ from ..errors import ProtocolError
 from .cluster_table import ClusterTable, shared_memory_text
 from .display import ClusterSummary, futures_text
 from .esm import widget_esm
-from .feed import Feed
+from .feed import CLIENT_CLOSED, Feed
 from .static_outputs import StaticOutputs
 from .widget_html import cluster_html, futures_html
 from .widget_keys import (
@@ -59,16 +59,18 @@ TEXT_ROWS = 20  # rows in the text fallback
 _OPEN: "weakref.WeakSet[_LiveWidget]" = weakref.WeakSet()  # every widget still following
 
 
-def mark_not_live(client) -> int:
-    """Mark every open widget following ``client`` "not live" now; return how many.
+def mark_not_live(client, reason: str = CLIENT_CLOSED) -> int:
+    """Mark every open widget following ``client`` "not live" now, saying ``reason``;
+    return how many.
 
-    A client that closes says so in its event stream (``closed``), which is how widgets
-    usually learn it; ``%cluster stop`` calls this as well, so a backend whose stream
-    ends without that event still leaves no widget claiming to be live.
+    A client that closes says so in its event stream (``closed``, with a ``reason`` when
+    its cluster went away), which is how widgets usually learn it; ``%cluster stop``
+    calls this as well, so a backend whose stream ends without that event still leaves
+    no widget claiming to be live.
     """
     stale = [w for w in list(_OPEN) if w._feed.belongs_to(client)]
     for widget in stale:
-        widget.stop_following()
+        widget.stop_following(reason)
     return len(stale)
 
 
@@ -79,6 +81,7 @@ class _LiveWidget(anywidget.AnyWidget):
     _css = _STATIC / "widget.css"
     kind = t.Unicode().tag(sync=True)
     live = t.Bool(True).tag(sync=True)
+    not_live_reason = t.Unicode("").tag(sync=True)  # shown as "not live: <reason>"
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
@@ -93,13 +96,15 @@ class _LiveWidget(anywidget.AnyWidget):
         feed = getattr(self, "_feed", None)  # None: the snapshot, inside Feed()
         self.live = (feed is None or feed.live) and not self._table.closed
 
-    def stop_following(self) -> None:
-        """Stop following the client and show the last state, marked not live; any thread."""
+    def stop_following(self, reason: str = CLIENT_CLOSED) -> None:
+        """Stop following the client and show the last state, marked not live (saying
+        ``reason``); any thread."""
         self._feed.close()
         with self._lock:
             self._table.closed = True
         _OPEN.discard(self)
         self._flush()
+        self.not_live_reason = self.not_live_reason or reason
         self.live = False
 
     def _apply(self, batch: list) -> bool:
@@ -110,7 +115,8 @@ class _LiveWidget(anywidget.AnyWidget):
         self.send_state(self._synced_state)
 
     def _client_closed(self) -> None:
-        self.live = False  # the view then says "not live: client closed"
+        self.not_live_reason = self._feed.closed_reason
+        self.live = False  # the view then says "not live: <why>"
 
     def close(self) -> None:
         """Unsubscribe from the event stream and close the widget (and its views)."""
@@ -150,7 +156,7 @@ class FuturesWidget(_LiveWidget):
     n_matching = t.Int(0).tag(sync=True)
     status_filter = t.Unicode("").tag(sync=True)
     _synced_state = ["rows", "summary", "worker_names", "page", "page_size", "n_matching",
-                     "status_filter", "live"]
+                     "status_filter", "live", "not_live_reason"]
 
     def __init__(self, client, futures, names=None, *, page_size: int = 25,
                  interval: float = 0.1, settle: float | None = 0.5):
@@ -204,7 +210,8 @@ class FuturesWidget(_LiveWidget):
             rows, _, _ = self._table.page(0, HTML_ROWS)
             summary = self._table.summary()
             names = dict(self._table.worker_names)
-        return futures_html(summary, rows, names, live=self.live)
+        return futures_html(summary, rows, names, live=self.live,
+                            reason=self.not_live_reason or CLIENT_CLOSED)
 
     def to_text(self) -> str:
         """The same as text: the summary line and the first rows."""
@@ -212,7 +219,8 @@ class FuturesWidget(_LiveWidget):
             rows, _, _ = self._table.page(0, TEXT_ROWS)
             summary = self._table.summary()
             names = dict(self._table.worker_names)
-        return futures_text(summary, rows, names, live=self.live)
+        return futures_text(summary, rows, names, live=self.live,
+                            reason=self.not_live_reason or CLIENT_CLOSED)
 
     def __repr__(self) -> str:
         keys = self.summary.get("keys", {})
@@ -238,7 +246,8 @@ class ClusterWidget(_LiveWidget):
     history = t.Dict().tag(sync=True)
     tasks = t.Dict().tag(sync=True)  # {"now", "tasks"}, while show_tasks
     show_tasks = t.Bool(False).tag(sync=True)
-    _synced_state = ["workers", "totals", "history", "tasks", "show_tasks", "live"]
+    _synced_state = ["workers", "totals", "history", "tasks", "show_tasks", "live",
+                     "not_live_reason"]
 
     def __init__(self, client, labels: Callable[[], Mapping[str, str]] | None = None, *,
                  tasks: bool = False, interval: float = 0.1, settle: float | None = 0.5):
@@ -293,7 +302,7 @@ class ClusterWidget(_LiveWidget):
         """A static HTML table of the workers as they are now."""
         state, history, tasks = self._state()
         return cluster_html(state["workers"], state["totals"], history=history, tasks=tasks,
-                            live=self.live)
+                            live=self.live, reason=self.not_live_reason or CLIENT_CLOSED)
 
     def to_text(self) -> str:
         """The same as ``%cluster``'s text: headline and a row per worker."""
@@ -302,7 +311,8 @@ class ClusterWidget(_LiveWidget):
         summary = {"workers": state["workers"], "keys": totals["keys"], "totals": totals}
         text = repr(ClusterSummary(self._address, summary, history, notice=totals["notice"],
                                    tasks=tasks))
-        return text + ("" if self.live else "\n(not live: client closed)")
+        return text + ("" if self.live else
+                       f"\n(not live: {self.not_live_reason or CLIENT_CLOSED})")
 
     def __repr__(self) -> str:
         return f"<ClusterWidget: {self.totals.get('n_workers', 0)} workers>"

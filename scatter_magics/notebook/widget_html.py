@@ -80,8 +80,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _snapshot_note(live: bool) -> str:
-    return "" if live else " <em>(not live: client closed)</em>"
+def _snapshot_note(live: bool, reason: str = "client closed") -> str:
+    return "" if live else f" <em>(not live: {_esc(reason)})</em>"
 
 
 def futures_summary_html(summary: Mapping[str, Any]) -> str:
@@ -95,7 +95,8 @@ def futures_summary_html(summary: Mapping[str, Any]) -> str:
 
 
 def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-                 worker_names: Mapping[str, str], live: bool = True) -> str:
+                 worker_names: Mapping[str, str], live: bool = True,
+                 reason: str = "client closed") -> str:
     """The futures table: summary caption, then one row per future (the first page)."""
     cells = []
     for row in rows:
@@ -108,7 +109,7 @@ def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                       _esc(format_bytes(row["nbytes"])), status_html(row["status"]), _esc(where),
                       str(len(holders))])
     more = summary.get("keys", {}).get("count", 0) - len(rows)
-    caption = futures_summary_html(summary) + _snapshot_note(live)
+    caption = futures_summary_html(summary) + _snapshot_note(live, reason)
     if more > 0:
         caption += f" · first {len(rows)} shown, {more} more"
     columns = ["name", "key", "type", "size", "status", "workers", "replicas"]
@@ -142,7 +143,8 @@ def _worker_note(worker: Mapping[str, Any]) -> str:
 
 def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any],
                  history: Mapping[str, Any] | None = None,
-                 tasks: Mapping[str, Any] | None = None, live: bool = True) -> str:
+                 tasks: Mapping[str, Any] | None = None, live: bool = True,
+                 reason: str = "client closed") -> str:
     """The workers table with a totals caption, each worker's last five minutes, and (when
     given) the task stream of the last minute below."""
     series = history_by_worker(history)
@@ -158,7 +160,7 @@ def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]
                f" · {_esc(keys_phrase(totals.get('keys', {})))}"
                f" · {_key_statuses(totals.get('keys', {}))}"
                + (f" · {_esc(totals['shared_memory'])}" if totals.get("shared_memory") else "")
-               + _departed_note(totals.get("departed", ())) + _snapshot_note(live)
+               + _departed_note(totals.get("departed", ())) + _snapshot_note(live, reason)
                + (f"<br><b>Warning:</b> {_esc(totals['notice'])}" if totals.get("notice") else ""))
     table = table_html(["worker", "address", "threads", "memory: data held · process",
                         "last 5 min", "keys", "holds"], cells, caption)

@@ -9,6 +9,7 @@
 | ``scatter`` | ``Scattering``: a scatter's keys, futures and payload, carried to the workers |
 | ``gather`` | ``Gathering``: values read back from their holders or through the scheduler |
 | ``callbacks`` | ``DoneCallbacks``: the thread that runs ``Future.add_done_callback`` callbacks |
+| ``ending`` | ``Ending``: why a client closed under its user, and what its calls raise then |
 | ``waiting`` | ``wait`` and ``as_completed`` |
 | ``link`` | how a client reaches its scheduler: in-process calls, or a channel |
 | ``send_ahead`` | ``SendAhead``: a few small values scattered without waiting for the loop thread |

@@ -16,12 +16,10 @@ import os
 import sys
 import threading
 import uuid
-import weakref
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
-from ...errors import ClientClosedError
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
 from ...tokenize import tokenize
@@ -31,14 +29,15 @@ from ..wire.loop import LoopThread, ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
 from .callbacks import DoneCallbacks
+from .ending import CUT_SHORT, Ending
 from .events import EventStream, Subscription
 from .future import Future
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
-from .link import LocalSchedulerLink, RemoteSchedulerLink
+from .link import LocalSchedulerLink, RemoteSchedulerLink, releaser
 from .references import References
 from .scatter import Scattering
-from .scatter_input import full_address, plain_workers
+from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
@@ -58,10 +57,9 @@ class Client:
     a scheduler in another process needs its secret (``secret=`` or the
     ``SCATTER_MAGICS_SECRET`` environment variable).
 
-    What it is made of: ``refs`` (:class:`References`, the keys its Futures hold),
-    its event subscriptions (:class:`EventStream`), the scattering and the gathering
-    (:class:`Scattering`, :class:`Gathering`, on the loop thread), and ``done_callbacks``
-    (:class:`DoneCallbacks`); each is given only the links, pools and callables it uses.
+    Made of ``refs`` (:class:`References`: the keys its Futures hold), :class:`EventStream`,
+    :class:`Scattering` and :class:`Gathering` (on the loop thread) and ``done_callbacks``
+    (:class:`DoneCallbacks`), each given only the links, pools and callables it uses.
     """
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
@@ -76,6 +74,7 @@ class Client:
         self.timeout = timeout
         self._secret = secret
         self.status = "newly-created"
+        self.ending = Ending()  # why it closed, when its scheduler went away under it
         self.cluster: LocalCluster | None = None
         self._owns_cluster = self._owns_loop = False
         # Made now, wired in _start: the scheduler may report before _start returns.
@@ -90,7 +89,6 @@ class Client:
         cluster = self._address if isinstance(self._address, LocalCluster) else None
         if self._address is None:
             cluster = LocalCluster(**self._cluster_options)
-            cluster.owner = weakref.ref(self)
             self._owns_cluster = True
         elif isinstance(self._address, str):
             cluster = find_local_cluster(full_address(self._address))
@@ -113,7 +111,8 @@ class Client:
                              f"pass secret= or set ${SECRET_ENV}")
         self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
         return self.loop.sync(RemoteSchedulerLink.open(
-            full_address(self._address), self.secret, self._on_report, self.timeout))
+            full_address(self._address), self.secret, self._on_report, self.timeout,
+            on_lost=self._on_scheduler_lost))
 
     async def _open_local(self, scheduler) -> LocalSchedulerLink:
         return LocalSchedulerLink(scheduler, self._on_report)
@@ -126,7 +125,7 @@ class Client:
         pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
-        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link))
+        self.refs.start(self.loop, self._ahead.in_flight, releaser(link))
         self._events.start(self.loop, link)
         self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
         self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
@@ -141,6 +140,21 @@ class Client:
             self._workers.fail_pending(msg["address"], msg["error"])
         elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
             task_output.show(msg["worker"], msg["records"])
+        elif msg["op"] == "scheduler-closing" and isinstance(getattr(self, "_link", None),
+                                                             LocalSchedulerLink):
+            self._on_scheduler_lost(msg["reason"])  # a cluster in this process, closed
+
+    def _on_scheduler_lost(self, reason: str) -> None:
+        """The scheduler went away under us (on the loop thread): end as ``close()``
+        would, saying why; ``closed``, as Dask's client ends when its scheduler is gone."""
+        if self.status != "running":
+            return
+        logger.info("the client closed: %s", reason)
+        self.ending.reason, self.status = reason, "closed"
+        try:
+            self._release_parts(reason)  # every future cancelled: its data went with it
+        finally:
+            self.ending.begin(self._shutdown_owned, self.done_callbacks.close)
 
     def __await__(self):
         async def start():
@@ -156,27 +170,29 @@ class Client:
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
         if self.status != "running":
-            raise ClientClosedError(f"this Client is {self.status}; create a new Client()"
-                                    if self.status == "closed" else
-                                    "this asynchronous Client was not started: await it first")
+            raise self.ending.error(self.status)
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
         coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
         if wants_awaitable(self, asynchronous):
             async def awaitable():
-                return then(await asyncio.wrap_future(self.loop.submit(coro)))
+                try:
+                    return then(await asyncio.wrap_future(self.loop.submit(coro)))
+                except CUT_SHORT as exc:  # by the scheduler going away? then say so
+                    raise self.ending.cut_short(exc)
             return awaitable()
-        return then(self.loop.sync(coro))
+        try:
+            return then(self.loop.sync(coro))
+        except CUT_SHORT as exc:
+            raise self.ending.cut_short(exc)
 
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
-        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
-
-        Blocks for its result, or returns an awaitable for an asynchronous client (or
+        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does:
+        block for its result, or return an awaitable for an asynchronous client (or
         ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
-        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
-        """
+        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask."""
         self._check_open()
         return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
 
@@ -196,7 +212,7 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        with paused_collection(_n_values(data)):
+        with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
             direct = self._direct(direct)
             wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -335,9 +351,8 @@ class Client:
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
-    # ------------------------------------------------------------ what the views show (ours) ---
     def view(self, op: str, asynchronous: bool | None = None, **fields) -> dict:
-        """The scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
+        """(Ours) the scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
         ``"memory-history"`` (``history.py``), ``"task-stream"`` (``since=``, a cursor)."""
         return self._run(self._link.request({**fields, "op": op}), asynchronous)
 
@@ -360,25 +375,27 @@ class Client:
             return self._close_in_thread()
         self._close()
 
-    async def _close_in_thread(self) -> None:
-        # Closing joins the loop thread and the workers: not on the caller's event loop.
+    async def _close_in_thread(self) -> None:  # it joins the loop thread and the workers
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
         if self.status == "closed":
+            self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
         if self.status == "running" and self.loop.running:
             try:
-                self.loop.sync(self._close_links(), DEFAULT_TIMEOUT)
+                self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
         self._shutdown_owned()
         self.done_callbacks.close()
 
-    async def _close_links(self) -> None:
-        self.refs.close()  # every future not done is cancelled
-        self._events.close()  # say so, so a widget can show it
+    def _release_parts(self, reason: str | None = None) -> None:
+        """On the loop: futures cancelled (all of them, saying ``reason``, when the
+        scheduler went away; else those not done), subscribers told, channels closed."""
+        self.refs.close(reason)
+        self._events.close(reason)  # say so, so a widget can show it
         self._workers.close()
         self._link.close()
         self._segments.close()
@@ -402,10 +419,9 @@ class Client:
         await self._close_in_thread()
 
     def __del__(self):
-        # A dropped client that started its cluster ends it. Not inline: the collector
-        # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        # At interpreter exit atexit has closed the cluster already, and a thread started
-        # during finalization waits forever (a script that never closed its Client hung).
+        # A dropped client that started its cluster ends it; not inline: the collector may
+        # run us on the loop thread (where close() cannot wait) or mid-operation. Not at exit:
+        # atexit closed the cluster, and a thread started in finalization waits for ever.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster \
                 and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()
@@ -423,19 +439,6 @@ async def _within(coro, timeout):
         return await asyncio.wait_for(coro, timeout)
     except asyncio.TimeoutError:
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
-
-
-def _releaser(link) -> Callable[[list], None]:
-    """``send_release(keys)``: tell the scheduler no Future of ours holds ``keys`` now."""
-    def send_release(keys: list) -> None:
-        if not link.closed:
-            link.send({"op": "release-keys", "keys": keys})
-    return send_release
-
-
-def _n_values(data) -> int:
-    """How many values (so futures) a scatter of ``data`` makes."""
-    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
 
 
 def _keys_of(futures) -> list[str]:

@@ -31,7 +31,7 @@ function liveBadge(model) {
           title:
             'the client closed or the cluster stopped: this is the last state seen'
         },
-        'not live: client closed'
+        `not live: ${model.get('not_live_reason') || 'client closed'}`
       );
 }
 
@@ -263,6 +263,7 @@ function renderFutures(model, el) {
     ['change:summary', drawSummary],
     ['change:status_filter', drawSummary],
     ['change:live', drawSummary],
+    ['change:not_live_reason', drawSummary],
     ['change:rows', drawRows],
     ['change:worker_names', drawRows],
     ['change:page', drawPager],
@@ -478,6 +479,7 @@ function renderCluster(model, el) {
     ['change:totals', draw],
     ['change:history', draw],
     ['change:live', draw],
+    ['change:not_live_reason', draw],
     ['change:tasks', tasksArrived],
     ['change:show_tasks', drawTasks]
   ]);
