@@ -39,6 +39,7 @@ from ..errors import (
     UnknownWorkerError,
 )
 from ..structure import SKIP, find_futures, substitute
+from . import views
 from . import room
 from .credentials import security_fields, security_from_fields
 from .dashboard import dashboard_link
@@ -233,6 +234,18 @@ class DaskBackend:
     def n_workers(self) -> int:
         self._check_open()
         return len(self.client.nthreads())
+
+    def overview(self) -> dict:
+        self._check_open()
+        return self.client.sync(views.overview, self.client)
+
+    def memory_history(self) -> dict:
+        self._check_open()
+        return self.client.sync(views.history, self.client)
+
+    def task_stream(self, since: int = 0) -> dict:
+        self._check_open()
+        return self.client.sync(views.tasks, self.client, since)
 
     def subscribe_events(self, callback: Callable[[list], None]) -> DaskSubscription:
         self._check_open()

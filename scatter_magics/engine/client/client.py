@@ -356,6 +356,11 @@ class Client:
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
+    def view(self, op: str, asynchronous: bool | None = None, **fields) -> dict:
+        """(Ours) the scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
+        ``"memory-history"`` (``history.py``), ``"task-stream"`` (``since=``, a cursor)."""
+        return self._run(self._link.request({**fields, "op": op}), asynchronous)
+
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
         """Call ``callback(batch)`` on the loop thread with scheduler events.

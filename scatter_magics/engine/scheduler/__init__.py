@@ -17,7 +17,7 @@ methods they are handed.
 | ``durations`` | ``TaskDurations``: how long tasks of each prefix take, learned as they finish |
 | ``placement`` | ``Placement``: the worker where a ready task starts soonest; occupancy |
 | ``stealing`` | ``WorkStealing``: queued tasks moved to workers that would start them sooner |
-| ``reports`` | ``scheduler_info()``, the overview, a page of keys, a subscriber's snapshot |
+| ``reports`` | ``scheduler_info()``, the overview (``summary.summarize``), a page of keys, a subscriber's snapshot |
 | ``state`` | ``SchedulerState``: the one door to the parts above |
 | ``server`` | ``Scheduler``: connections, message handlers, heartbeat watch, around the state |
 | ``scatter_ops`` | ``ScatterOps``: a scatter's ops: choosing workers, carrying data, recording it |
@@ -29,6 +29,7 @@ Inside, the modules up to ``state`` are pure: none imports ``server``, ``scatter
 ``placing``, ``pending_acks`` or ``direct_holds``, and none does I/O.
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
-``keys``); nothing else of the engine (``placing`` is shared with ``engine.client``,
+``keys``, and what the views show: ``summary``, ``history``, ``task_stream``,
+``key_pages``); nothing else of the engine (``placing`` is shared with ``engine.client``,
 which imports it). This file imports nothing.
 """

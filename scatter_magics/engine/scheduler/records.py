@@ -79,3 +79,4 @@ class KeyInfo:
     shared: bool = False  # one copy in shared memory, however many workers map it
     standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
     broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
+    died: tuple = ()  # names of the workers that died holding its last replicas

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from ...errors import CommClosedError, portable
 from ..shm.cleanup import unlink_segments
@@ -36,7 +37,7 @@ from ..wire.serialize import (
     wire,
 )
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
-from .runner import TaskRunner
+from .runner import TaskRunner, not_run
 from .task_call import WITHDRAWN, execute, task_traceback
 from .task_output import TaskOutput
 from .task_start import StartWatch
@@ -270,7 +271,7 @@ class Worker:
 
     async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict,
                                ticket: TaskTicket) -> None:
-        fetch_error = None
+        began, fetch_error = time.time(), None
         try:
             ticket.fetched = await self._gather_from_peers(who_has)
         except Exception as exc:
@@ -279,34 +280,43 @@ class Worker:
             self._report(self.tickets.give_back(key, ticket))  # fetch is the thief's to retry)
         elif fetch_error is not None:
             self.tickets.forget(key, ticket)
-            self._task_erred(key, fetch_error, ticket.fetched)
+            self._task_erred(key, fetch_error, ticket.fetched, not_run(began))
         else:
-            self._start_task(key, task, who_has, ticket)
+            # The fetch of the task's inputs from peers: a transfer in the task stream.
+            transfers = [{"start": began, "stop": time.time(), "from": None,
+                          "nbytes": sum(ticket.fetched.values())}] if ticket.fetched else []
+            self._start_task(key, task, who_has, ticket, transfers)
 
-    def _start_task(self, key: str, task: Serialized, who_has: dict,
-                    ticket: TaskTicket) -> None:
-        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+    def _start_task(self, key: str, task: Serialized, who_has: dict, ticket: TaskTicket,
+                    transfers: list | None = None) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result.
+
+        ``timing`` goes with it, for the task stream (``task_stream.py``): the transfers
+        before it, the function's name (set on the thread) and, from the runner, the
+        thread and the times it ran."""
+        timing = {"transfers": transfers or []}
         try:
             inputs = {dep: self.data[dep].value for dep in who_has}
         except Exception as exc:  # an input that does not deserialize here
             self.tickets.forget(key, ticket)
-            self._task_erred(key, exc, ticket.fetched)
+            self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})
             return
         watch = StartWatch(asyncio.get_running_loop(),
                            lambda: self._report({"op": "task-started", "key": key}))
-        running = (key, watch.watch(), ticket)
+        running = (key, watch.watch(), ticket, timing)
         self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
-                                                   watch.started))
+                                                   watch.started, timing))
 
-    def _task_done(self, running: tuple, ok: bool, result) -> None:
-        key, timer, ticket = running
+    def _task_done(self, running: tuple, ok: bool, result, ran) -> None:
+        key, timer, ticket, timing = running
         timer.cancel()
         if ok and result[0] is WITHDRAWN:
             return  # given back before a thread reached it (_steal answered)
         self.tickets.forget(key, ticket)
+        timing.update(thread=ran.thread, start=ran.start, stop=ran.stop)
         self.output.send(key)  # before the result: the cell waiting shows it
         if not ok:
-            self._task_erred(key, result, ticket.fetched)
+            self._task_erred(key, result, ticket.fetched, timing)
             return
         value, duration = result
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
@@ -315,15 +325,17 @@ class Worker:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
                                  self.memory_limit)
             self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
-                          "fetched": ticket.fetched})
+                          "fetched": ticket.fetched, "timing": timing})
             return
         self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": ticket.fetched, "duration": duration})
+                      "type": stored.type, "fetched": ticket.fetched, "duration": duration,
+                      "timing": timing})
 
-    def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
+    def _task_erred(self, key: str, exc: BaseException, fetched: dict, timing: dict) -> None:
         self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                      "traceback": task_traceback(exc), "fetched": fetched})
+                      "traceback": task_traceback(exc), "fetched": fetched,
+                      "timing": timing})
 
     def _report(self, msg: dict) -> None:
         try:
