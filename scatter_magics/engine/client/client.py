@@ -15,36 +15,36 @@ import logging
 import os
 import sys
 import threading
-import uuid
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
-from ...tokenize import tokenize
+from ...tokenize import task_key
 from ..cluster.local import LocalCluster, find_local_cluster
 from ..shm.mapper import SegmentMapper
 from ..wire.loop import LoopThread, ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
+from . import dask_default, graphs
 from .callbacks import DoneCallbacks
 from .ending import CUT_SHORT, Ending
 from .events import EventStream, Subscription
-from .future import Future
+from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
 from .link import LocalSchedulerLink, RemoteSchedulerLink, releaser
 from .references import References
 from .scatter import Scattering
-from .scatter_input import full_address, plain_workers
+from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+from .waiting import NO_DEFAULT, within
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
-NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 
@@ -100,6 +100,7 @@ class Client:
         self._assemble()
         self.status = "running"
         register_client(self)
+        dask_default.client_started(self)
 
     def _connect(self, cluster: LocalCluster | None):
         if cluster is not None:
@@ -194,7 +195,7 @@ class Client:
         ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
         ``wait()`` and ``Future.exception()`` go through here, as they do in Dask."""
         self._check_open()
-        return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
+        return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
@@ -212,7 +213,7 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        with paused_collection(_n_values(data)):
+        with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
             direct = self._direct(direct)
             wait = self.timeout if timeout is NO_DEFAULT else timeout
@@ -220,7 +221,7 @@ class Client:
                     and not direct and not wants_awaitable(self, asynchronous)
                     and self._scattering.send_ahead(batch, wait)):
                 return batch.result
-            coro = _within(self._scattering.send(
+            coro = within(self._scattering.send(
                 batch, plain_workers(workers), broadcast, direct, wait,
                 timeout is not NO_DEFAULT, progress or no_progress), timeout)
             return self._run(coro, asynchronous, then=lambda _: batch.result)
@@ -258,7 +259,7 @@ class Client:
         if local is not None:  # every value is here already: no loop, no worker
             return ready(local) if wants_awaitable(self, asynchronous) else local
         states = {f.key: f._state for f in found}
-        coro = _within(self._gathering.read(states, errors, self._direct(direct),
+        coro = within(self._gathering.read(states, errors, self._direct(direct),
                                             progress or no_progress), timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, self._gathering.values(serialized)))
@@ -278,7 +279,7 @@ class Client:
         argsets = list(zip(*iterables))
         keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
         if isinstance(key, str):
-            keys = [_task_key(key, func, a, kwargs, pure) for a in argsets]
+            keys = [task_key(key, func, a, kwargs, pure) for a in argsets]
         if len(keys) != len(argsets):
             raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
         return self._submit_many(func, argsets, keys, workers, pure, kwargs)
@@ -291,7 +292,7 @@ class Client:
         restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
-            key = key or _task_key(name, func, args, kwargs, pure)
+            key = key or task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
             tasks.append((key, task, deps, restrictions))
@@ -309,11 +310,15 @@ class Client:
             return obj.key
         return None
 
+    # ------------------------------------------------------------ dask graphs ---
+    # Dask's Client.get, compute and persist: functions of graphs.py, given this client.
+    get, compute, persist = graphs.client_get, graphs.client_compute, graphs.client_persist
+
     # ------------------------------------------------------------ placement ---
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
         self._check_open()
-        keys = None if futures is None else _keys_of(futures)
+        keys = None if futures is None else keys_of(futures)
         return self._run(self._link.request({"op": "who-has", "keys": keys}), asynchronous)
 
     def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
@@ -336,7 +341,7 @@ class Client:
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
         self._check_open()
-        msg = {"op": "cancel", "keys": _keys_of(futures), "force": force}
+        msg = {"op": "cancel", "keys": keys_of(futures), "force": force}
         return self._run(self._link.request(msg), asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
@@ -347,7 +352,7 @@ class Client:
         among ``workers``, the extra ones are deleted (as in Dask).
         """
         self._check_open()
-        msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
+        msg = {"op": "replicate", "keys": keys_of(futures), "n": n,
                "workers": plain_workers(workers)}
         return self._run(self._link.request(msg), asynchronous)
 
@@ -377,6 +382,7 @@ class Client:
         if self.status == "closed":
             self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
+        dask_default.client_closed(self)
         if self.status == "running" and self.loop.running:
             try:
                 self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
@@ -425,26 +431,3 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-async def _within(coro, timeout):
-    if timeout is None or timeout is NO_DEFAULT:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"operation did not finish within {timeout} s") from None
-
-
-def _n_values(data) -> int:
-    """How many values (so futures) a scatter of ``data`` makes."""
-    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
-
-
-def _keys_of(futures) -> list[str]:
-    return [f.key for f in find_futures(futures, Future)]
-
-
-def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
-    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
-    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"

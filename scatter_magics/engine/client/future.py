@@ -12,6 +12,7 @@ import threading
 from typing import Callable, Literal
 
 from ...errors import FutureCancelledError, FutureLostError, RemoteTraceback
+from ...structure import find_futures
 
 Status = Literal["pending", "finished", "error", "cancelled", "lost"]
 DONE = frozenset({"finished", "error", "cancelled", "lost"})
@@ -214,6 +215,10 @@ class Future:
         raise TypeError("a Future cannot be pickled on its own; pass it to client.submit() "
                         "so the worker receives the value it refers to")
 
+    def __dask_tokenize__(self):
+        # dask names a delayed call on a Future by this (distributed's Future does the same)
+        return ("Future", self.key)
+
     def __repr__(self) -> str:
         type_part = f", type: {self.type}" if self.type else ""
         return f"<Future: {self.status}{type_part}, key: {self.key}>"
@@ -221,3 +226,8 @@ class Future:
     def _repr_html_(self) -> str:
         return (f"<b>Future: {self.key}</b> <span>status: {self.status}"
                 f"{', type: ' + self.type if self.type else ''}</span>")
+
+
+def keys_of(futures) -> list:
+    """The keys of the Futures in ``futures`` (one, or nested containers of them)."""
+    return [f.key for f in find_futures(futures, Future)]
