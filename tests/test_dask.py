@@ -26,7 +26,7 @@ from scatter_magics import get_client  # noqa: E402
 from scatter_magics.backend import backend_for  # noqa: E402
 from scatter_magics.dask.backend import DaskBackend  # noqa: E402
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
+from tests.conftest import wait_for, workers_info  # noqa: E402
 from tests.test_magics import ip, magics, run, usage_error  # noqa: E402,F401 (ip: fixture)
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,7 +44,7 @@ def who_has(client, future) -> set[str]:
 
 
 def names(client) -> dict[str, str]:
-    return {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+    return {w["name"]: a for a, w in workers_info(client).items()}
 
 
 def row(widget, key):

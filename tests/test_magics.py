@@ -30,7 +30,7 @@ from scatter_magics.errors import ClientClosedError
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
-from tests.conftest import exited, wait_for, worker_pids
+from tests.conftest import exited, wait_for, worker_pids, workers_info
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -113,7 +113,7 @@ def usage_error(shell, line: str) -> str:
 
 
 def names_of(client, addresses) -> set[str]:
-    workers = client.scheduler_info()["workers"]
+    workers = workers_info(client)
     return {workers[a]["name"] for a in addresses}
 
 

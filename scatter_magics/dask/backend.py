@@ -113,7 +113,7 @@ class DaskBackend:
         workers = self.scheduler_info()["workers"]
         allowed = addresses or sorted(workers)
         return room.plan(sizes, workers, [a for a in allowed if a in workers], broadcast,
-                         room.pause_fraction())
+                         *room.thresholds())
 
     def _scatter_to(self, items: dict, addresses, broadcast, direct, hash, timeout) -> dict:
         options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
@@ -217,7 +217,10 @@ class DaskBackend:
         if hub_for(self.client).install() == "plugin":
             workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
         else:
-            workers = _workers_from_identity(self.client.scheduler_info(n_workers=-1))
+            # Asked, not Client.scheduler_info(): that returns a cache which the client's
+            # 2 s refresh (asking for no workers) may overwrite between fetch and return.
+            workers = _workers_from_identity(
+                self.client.sync(self.client.scheduler.identity, n_workers=-1))
         info = {"address": self.client.scheduler.address, "workers": workers}
         link = dashboard_link(self.client)
         return {**info, "dashboard_link": link} if link else info
