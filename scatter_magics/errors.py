@@ -260,3 +260,7 @@ class MemoryLimitError(ScatterMagicsError, MemoryError):
 
 class SharedMemoryWarning(UserWarning):
     """Shared memory is short; buffers travel over the socket instead."""
+
+
+class DistributedOnlyGraphError(ScatterMagicsError, NotImplementedError):
+    """A dask graph needs machinery only Dask's own workers have (the P2P shuffle)."""

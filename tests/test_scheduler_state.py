@@ -406,9 +406,216 @@ def test_published_keys_outlive_their_client_until_unpublished(state):
     assert state.datasets.names() == [] and "y" not in state.keys
 
 
+# ------------------------------------------------------------ what the views show ---
+
+def test_the_overview_is_the_summary_and_a_lost_key_holds_no_bytes(state):
+    state.add_data("c", {"x": [A, B], "y": [A]}, {"x": 10, "y": 1000}, {})
+    assert state.overview()["keys"] == {"count": 2, "by_status": {"finished": 2},
+                                        "nbytes": 1010, "replicas": 3, "replica_nbytes": 1020,
+                                        "names": 2}
+    state.remove_worker(A, "was killed by SIGKILL")  # y's only holder: c is asked for it
+    assert state.overview()["keys"]["by_status"] == {"finished": 2}  # on its way back
+    state.resends.refused("c", {"y": None})  # c kept no copy of it: lost
+    overview = state.overview()
+    assert overview["keys"]["by_status"] == {"finished": 1, "lost": 1}
+    assert overview["keys"]["nbytes"] == 10 and [w["name"] for w in overview["workers"]] == [
+        "worker-1"]
+    [lost] = state.key_list(0, 10, status="lost")["keys"]
+    assert lost["key"] == "y" and lost["died"] == ["worker-0"] and lost["name"] == "y"
+
+
+def test_heartbeats_feed_the_memory_history_a_sample_a_second(state):
+    state.add_data("c", {"x": [A]}, {"x": 64}, {})
+    state.update_metrics(A, memory=5000, now=1.0)
+    state.history.tick(100.0)  # B has not reported yet: not drawn at 0, left out
+    state.update_metrics(A, memory=6000, now=2.0)
+    state.update_metrics(B, memory=7000, now=2.0)
+    state.history.tick(101.0)
+    state.remove_worker(B)
+    state.history.tick(102.0)
+    history = state.history.as_dict()
+    zero, one = history["workers"]
+    assert history["times"] == [100.0, 101.0, 102.0]
+    assert zero["memory"] == [5000, 6000, 6000] and zero["nbytes"] == [64, 64, 64]
+    assert one["name"] == "worker-1" and one["memory"] == [None, 7000, None]  # it left
+
+
+def test_an_ended_task_is_in_the_task_stream_and_in_its_key_event(state):
+    state.publishing = True
+    state.submit("c", "f-1", task=b"task", deps=set(), restrictions=None)
+    [address] = [a for a, ws in state.workers.items() if ws.processing]
+    timing = {"start": 10.0, "stop": 10.5, "thread": 1, "transfers": [], "function": "inc"}
+    state.task_finished(address, "f-1", 28, "int", timing=timing)
+    [run] = state.task_stream.since(0, now=11.0)["tasks"]
+    assert (run["key"], run["name"], run["worker"], run["thread"]) == ("f-1", "inc", address, 1)
+    assert [e["task"] for e in state.events if e.get("task")] == [run]
+    state.submit("c", "g-1", task=b"task", deps=set(), restrictions=None)
+    state.task_erred(state.keys["g-1"].processing_on, "g-1", ValueError("x"), "",
+                     dict(timing, function="g"))
+    assert state.task_stream.since(1, now=11.0)["tasks"][0]["status"] == "error"
+    state.task_finished(address, "h-1", 8, "int")  # no timing (an older worker): no record
+    assert state.task_stream.index == 2
+
+
 def test_the_overview_counts_a_split_value_once_by_name(state):
     """The sidebar's "names": the pieces df[0/4] … df[3/4] are one value, df."""
     pieces = {f"df[{i}/4]-{i:032x}": [A if i % 2 else B] for i in range(4)}
     state.add_data("c", {**pieces, "x-" + "f" * 32: [A]}, dict.fromkeys([*pieces, "x-" + "f" * 32], 8),
                    {})
     assert state.overview()["keys"]["count"] == 5 and state.overview()["keys"]["names"] == 2
+
+
+# ------------------------------------------------------ placement and stealing ---
+
+def five_workers() -> tuple[SchedulerState, list[str]]:
+    s = SchedulerState()
+    addresses = [f"tcp://127.0.0.1:{2000 + i}" for i in range(5)]
+    for i, address in enumerate(addresses):
+        s.add_worker(address, f"worker-{i}", nthreads=4, memory_limit=0)
+    return s, addresses
+
+
+def computes(outgoing) -> dict:
+    """``{key: worker address}`` of the compute messages in ``outgoing``."""
+    return {msg["key"]: dest[1] for dest, msg in outgoing if msg["op"] == "compute"}
+
+
+def test_tasks_reading_a_small_input_spread_over_every_idle_worker():
+    # Issue 19's case: 40 tasks, each reading one small input held by worker 0, on
+    # 5 workers x 4 threads: a copy of a few bytes beats a queue on worker 0.
+    s, addresses = five_workers()
+    s.add_data("c", {"x": [addresses[0]]}, {"x": 28}, {"x": "int"})
+    placed = {}
+    for i in range(40):
+        placed.update(computes(s.submit("c", f"slow-{i}", b"t", {"x"}, None)))
+    assert sorted(list(placed.values()).count(a) for a in addresses) == [8] * 5
+
+
+def test_tasks_stay_with_a_large_input_while_its_queue_is_shorter_than_the_copy():
+    s, addresses = five_workers()
+    s.add_data("c", {"big": [addresses[0]]}, {"big": 2 * 10**9}, {"big": "ndarray"})
+    placed = {}
+    for i in range(12):  # 12 tasks of ~0.5 s on 4 threads: 1.5 s queued; the copy ~8 s
+        placed.update(computes(s.submit("c", f"use-{i}", b"t", {"big"}, None)))
+    assert set(placed.values()) == {addresses[0]}
+
+
+def test_tasks_stay_with_a_large_input_in_shared_memory_placed_and_when_others_idle():
+    s, addresses = five_workers()
+    s.add_data("c", {"big": [addresses[0]]}, {"big": 2 * 10**9}, {"big": "ndarray"},
+               shared=["big"])
+    placed = {}
+    for i in range(20):
+        placed.update(computes(s.submit("c", f"use-{i}", b"t", {"big"}, None)))
+    assert set(placed.values()) == {addresses[0]}  # where who_has says the data is
+    assert s.balance() == []  # idle workers do not take them: large inputs stay put
+    s.add_data("c", {"big": [addresses[1]]}, {"big": 2 * 10**9}, {"big": "ndarray"},
+               shared=["big"])  # a second holder may take some
+    thieves = {m["key"] for _, m in s.balance() if m["op"] == "steal"}
+    assert thieves and all(s.stealing.in_flight[k].thief == addresses[1] for k in thieves)
+
+
+def test_a_burst_of_tasks_over_inputs_split_across_workers_runs_each_where_its_input_is():
+    # notebooks/broadcast-model.ipynb: 8 batches of 4 MB, 4 on each of 2 workers, scored
+    # by 8 short tasks submitted at once (their durations not known yet).
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    holders = [A] * 4 + [B] * 4
+    batches = [f"batch-{i}" for i in range(8)]
+    s.add_data("c", {b: [h] for b, h in zip(batches, holders)},
+               dict.fromkeys(batches, 4_096_122), {}, shared=batches)
+    placed = {}
+    for i in range(8):
+        placed.update(computes(s.submit("c", f"score-{i}", b"t", {f"batch-{i}"}, None)))
+    assert [placed[f"score-{i}"] for i in range(8)] == holders
+
+
+def test_a_worker_without_room_for_the_inputs_is_passed_over():
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=1000)
+    s.add_data("c", {"x": [A]}, {"x": 5000}, {"x": "bytes"})
+    placed = {}
+    for i in range(3):  # worker-0 gets busier and busier, but worker-1 cannot hold x
+        placed.update(computes(s.submit("c", f"use-{i}", b"t", {"x"}, None)))
+    assert set(placed.values()) == {A}
+
+
+def queued_on_one_worker(n: int, restrictions=None) -> SchedulerState:
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    for i in range(n):
+        assert computes(s.submit("c", f"slow-{i}", b"t", set(), restrictions)) == {f"slow-{i}": A}
+    return s
+
+
+def test_a_worker_that_joins_steals_queued_tasks_and_runs_them_once_given_up():
+    s = queued_on_one_worker(4)
+    out = s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    steals = [msg["key"] for dest, msg in out if msg["op"] == "steal" and dest == ("worker", A)]
+    assert steals == ["slow-3", "slow-2"]  # the last sent: they would start last on A
+    assert computes(s.steal_response(A, "slow-3", withdrawn=True, fetched={})) == {"slow-3": B}
+    assert s.keys["slow-3"].processing_on == B
+    assert list(s.workers[A].processing) == ["slow-0", "slow-1", "slow-2"]
+    assert list(s.workers[B].processing) == ["slow-3"]
+    # A kept slow-2 (a thread had it): it stays, and another is asked for instead.
+    out = s.steal_response(A, "slow-2", withdrawn=False, fetched={})
+    assert [(dest, m["op"], m["key"]) for dest, m in out] == [(("worker", A), "steal", "slow-1")]
+    assert s.keys["slow-2"].processing_on == A
+    assert computes(s.steal_response(A, "slow-1", withdrawn=True, fetched={})) == {"slow-1": B}
+    assert s.stealing.in_flight == {}
+    assert s.balance() == []  # slow-2 is not asked for again; slow-0 would start no sooner
+    # The result comes from whichever worker ran it, as usual.
+    [(dest, msg)] = s.task_finished(B, "slow-3", 28, "int", duration=0.5)
+    assert (dest, msg["status"]) == (("client", "c"), "finished")
+
+
+def test_stealing_never_moves_a_task_off_its_workers_restriction():
+    s = queued_on_one_worker(4, restrictions=[A])
+    out = s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    assert [m for _, m in out if m["op"] == "steal"] == []
+    assert s.balance() == []
+
+
+def test_tasks_known_to_be_quick_are_not_worth_a_steal():
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.durations.record("inc-0", 1e-5)  # learned: inc takes 10 µs
+    for i in range(50):
+        s.submit("c", f"inc-{i}", b"t", set(), None)
+    out = s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    assert [m for _, m in out if m["op"] == "steal"] == []
+
+
+def test_given_up_inputs_are_replicas_and_a_gone_thief_means_placing_again():
+    s = queued_on_one_worker(3)
+    s.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)  # steals slow-2
+    s.remove_worker(B, "was killed by SIGKILL")
+    s.add_worker("tcp://127.0.0.1:1003", "worker-2", nthreads=1, memory_limit=0)
+    moved = computes(s.steal_response(A, "slow-2", withdrawn=True, fetched={"x": 8}))
+    assert moved == {"slow-2": "tcp://127.0.0.1:1003"}
+    assert s.who_has(["x"]) == {"x": [A]}  # x was A's already; a fetched copy counts too
+
+
+def test_a_steal_from_a_worker_that_died_is_dropped_and_its_tasks_rerun_once():
+    s = queued_on_one_worker(3)
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    assert "slow-2" in s.stealing.in_flight
+    out = s.remove_worker(A, "was killed by SIGKILL")
+    assert sorted(computes(out)) == ["slow-0", "slow-1", "slow-2"]
+    assert set(computes(out).values()) == {B}
+    assert s.stealing.in_flight == {}
+    assert s.steal_response(A, "slow-2", withdrawn=True, fetched={}) == []  # a late answer
+
+
+def test_durations_reported_by_workers_weigh_the_queues():
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.submit("c", "slow-0", b"t", set(), None)
+    s.task_finished(A, "slow-0", 28, "int", duration=3.0)
+    s.submit("c", "slow-1", b"t", set(), None)
+    assert s.workers[A].busy == 3.0
+    s.task_finished(A, "slow-1", 28, "int", duration=1.0)
+    assert s.durations.expected("slow-9") == 2.0 and s.workers[A].busy == 0.0

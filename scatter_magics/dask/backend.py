@@ -41,6 +41,7 @@ from ..errors import (
     UnknownWorkerError,
 )
 from ..structure import SKIP, find_futures, substitute
+from . import views
 from . import room
 from .credentials import security_fields, security_from_fields
 from .dashboard import dashboard_link
@@ -115,7 +116,7 @@ class DaskBackend:
         workers = self.scheduler_info()["workers"]
         allowed = addresses or sorted(workers)
         return room.plan(sizes, workers, [a for a in allowed if a in workers], broadcast,
-                         room.pause_fraction())
+                         *room.thresholds())
 
     def _scatter_to(self, items: dict, addresses, broadcast, direct, hash, timeout) -> dict:
         options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
@@ -238,13 +239,8 @@ class DaskBackend:
 
     def scheduler_info(self) -> dict:
         self._check_open()
-        if hub_for(self.client).install() == "plugin":
-            datasets = self.client.sync(self.client.scheduler.scatter_magics_datasets)
-        else:  # Dask's own calls: the names of the datasets, not their sizes
-            datasets = [{"name": str(name), "nbytes": None, "workers": []}
-                        for name in self.client.list_datasets()]
         info = {"address": self.client.scheduler.address, "workers": self._workers(),
-                "datasets": datasets}
+                "datasets": self.client.sync(views.datasets, self.client)}
         link = dashboard_link(self.client)
         return {**info, "dashboard_link": link} if link else info
 
@@ -253,7 +249,10 @@ class DaskBackend:
         self._check_open()
         if hub_for(self.client).install() == "plugin":
             return self.client.sync(self.client.scheduler.scatter_magics_workers)
-        return _workers_from_identity(self.client.scheduler_info(n_workers=-1))
+        # Asked, not Client.scheduler_info(): that returns a cache which the client's
+        # 2 s refresh (asking for no workers) may overwrite between fetch and return.
+        return _workers_from_identity(
+            self.client.sync(self.client.scheduler.identity, n_workers=-1))
 
     # ------------------------------------------------------------ datasets ---
     def publish(self, name, data) -> None:
@@ -276,6 +275,18 @@ class DaskBackend:
     def n_workers(self) -> int:
         self._check_open()
         return len(self.client.nthreads())
+
+    def overview(self) -> dict:
+        self._check_open()
+        return self.client.sync(views.overview, self.client)
+
+    def memory_history(self) -> dict:
+        self._check_open()
+        return self.client.sync(views.history, self.client)
+
+    def task_stream(self, since: int = 0) -> dict:
+        self._check_open()
+        return self.client.sync(views.tasks, self.client, since)
 
     def subscribe_events(self, callback: Callable[[list], None]) -> DaskSubscription:
         self._check_open()

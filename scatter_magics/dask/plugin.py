@@ -25,7 +25,8 @@ handlers, its periodic callback, its AMM policy). Workers that join later start 
 had never been there.
 
 This module imports only the standard library, tornado, distributed, :mod:`.starts`
-(which imports the same) and the output plugins' names: clients always ship it by value
+(which imports the same), :mod:`.event_records` (its records, importing nothing) and the
+output plugins' names: clients always ship it by value
 (``cloudpickle.register_pickle_by_value``, :mod:`.install`), so they run on a scheduler
 and workers that cannot import scatter_magics. ``dask scheduler --preload
 scatter_magics.dask.preload`` installs it when the scheduler starts.
@@ -45,9 +46,11 @@ from distributed.active_memory_manager import ReduceReplicas
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
-from .published import published_datasets
+from .event_records import ENDED, key_event, key_status, worker_added, worker_metrics
 from .starts import STARTED_OP, WORKER_PLUGIN_NAME
 from .task_output import CAPTURE_NAME, RELAY_NAME
+
+RECORDER_NAME = "scatter-magics-recorder"  # recorder.NAME: memory history and task stream
 
 # What our clients put on the workers, taken off with us (each worker runs its teardown).
 GUEST_WORKER_PLUGINS = (WORKER_PLUGIN_NAME, CAPTURE_NAME)
@@ -61,36 +64,6 @@ SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~
 REMEMBER_REMOVED = 300.0  # s a departed worker counts for telling "lost" from "released"
 FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed worker
 REMEMBER_GONE = 10_000  # keys let go lately, per client, repeated in a later snapshot
-
-_STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
-
-
-def key_status(ts, running=()) -> str:
-    """Our status for a Dask ``TaskState``: ``running`` if its key is in ``running``
-    (its worker said it started), else waiting, queued, processing… are pending."""
-    if ts.state == "processing" and ts.key in running:
-        return "running"
-    return _STATUS.get(ts.state, "pending")
-
-
-def key_event(ts, status: str | None = None, running=()) -> dict:
-    """The ``key`` event record for a task, as it is now."""
-    processing_on = ts.processing_on
-    return {"event": "key", "key": str(ts.key), "status": status or key_status(ts, running),
-            "workers": sorted(ws.address for ws in ts.who_has or ()),
-            "nbytes": ts.nbytes if ts.nbytes >= 0 else None, "type": ts.type or None,
-            "processing_on": processing_on.address if processing_on is not None else None}
-
-
-def worker_added(ws) -> dict:
-    return {"event": "worker-added", "address": ws.address, "name": str(ws.name),
-            "nthreads": ws.nthreads, "memory_limit": ws.memory_limit or 0}
-
-
-def worker_metrics(ws) -> dict:
-    return {"event": "worker-metrics", "address": ws.address, "memory": ws.memory.process,
-            "nbytes": ws.nbytes, "nkeys": len(ws.has_what)}
-
 
 class _Subscriber:
     """What one client was last told, and where its round-robin check of keys stands."""
@@ -128,6 +101,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.removed: dict[str, float] = {}  # workers that left lately -> when
         self.dirty: set = set()  # keys that made a transition since the last batch
         self.running: dict = {}  # key -> the worker that said it runs it (StartReporter)
+        self.runs: dict = {}  # key -> how its task ran, until the next batch carries it
         self._callback: PeriodicCallback | None = None
         self._last_fill = 0.0
         self._filling: asyncio.Task | None = None
@@ -141,7 +115,6 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             "scatter_magics_pin": self.pin,
             "scatter_magics_touch": self.touch,
             "scatter_magics_workers": self.workers,
-            "scatter_magics_datasets": lambda: published_datasets(self.scheduler),
             "scatter_magics_join": self.join,
             "scatter_magics_leave": self.leave,
         })
@@ -212,9 +185,10 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                     await scheduler.unregister_worker_plugin(comm=None, name=name)
             if self.users:  # joined while the workers tore down: they register them again
                 return False
-            relay = scheduler.plugins.pop(RELAY_NAME, None)  # after the captures: none sends
-            if relay is not None:
-                await relay.close()
+            for name in (RELAY_NAME, RECORDER_NAME):  # the relay after the captures
+                guest = scheduler.plugins.pop(name, None)
+                if guest is not None:
+                    await guest.close()
             if not self.preloaded and scheduler.plugins.get(NAME) is self:
                 self._taken_off = True
                 scheduler.remove_plugin(name=NAME)  # Dask's unregister does not call close()
@@ -303,9 +277,13 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             self.dirty.update(k for k, held in subscriber.holders.items() if worker in held)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        # Runs inside the scheduler's transition loop: only note the key.
+        # Runs inside the scheduler's transition loop: only note the key (and how an ended
+        # task ran, for the task stream of a live %cluster --tasks).
         if self.subscribers:
             self.dirty.add(key)
+            if start == "processing" and finish in ENDED and kwargs.get("startstops"):
+                self.runs[key] = [kwargs.get("worker"), kwargs.get("thread"),
+                                  kwargs["startstops"], ENDED[finish]]
         if self.running and start == "processing":
             self.running.pop(key, None)
         if finish == "forgotten":
@@ -331,6 +309,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                 subscriber.seq += 1
                 self.scheduler.log_event(TOPIC_PREFIX + client,
                                          {"seq": subscriber.seq, "events": events})
+        self.runs.clear()  # each ended task was in this tick's batches (its key was dirty)
         cutoff = now - REMEMBER_REMOVED
         self.removed = {a: t for a, t in self.removed.items() if t > cutoff}
         if self.pinned and now - self._last_fill >= FILL_INTERVAL:
@@ -376,7 +355,10 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             return
         if status != "finished" and self._lost(subscriber.holders.get(key)):
             status = "lost"  # its only holders died; Dask recomputes it if it can
-        events.append(key_event(ts, status))
+        event = key_event(ts, status)
+        if ts.key in self.runs:
+            event["task"] = self.runs[ts.key]
+        events.append(event)
         self._remember(subscriber, ts, signature)
 
     def _let_go(self, subscriber: _Subscriber, key: str, events: list) -> None:

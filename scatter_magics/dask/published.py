@@ -1,6 +1,6 @@
 """The published datasets of a Dask scheduler, as the sidebar and ``%cluster`` list them.
 
-Runs on the scheduler, in the plugin (:mod:`.plugin`'s ``scatter_magics_datasets``
+Runs on the scheduler, in the recorder (:mod:`.recorder`'s ``scatter_magics_datasets``
 handler); it travels by value with it (:mod:`.install`), importing nothing of ours.
 """
 

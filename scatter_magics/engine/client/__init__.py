@@ -18,6 +18,8 @@
 | ``scatter_input`` | what ``scatter`` accepts, as keys and values, and the shape it returns |
 | ``scatter_copy`` | a scatter's values as payload: pickled, large buffers in shared memory once |
 | ``gc_pause`` | the garbage collector held back while one call builds 1,000+ futures |
+| ``graphs`` | dask graphs as tasks: what ``get``, ``compute`` and ``persist`` send |
+| ``dask_default`` | a running ``Client`` as dask's default scheduler (dask imported lazily) |
 
 ``Client`` holds the others and calls them; none of them holds the ``Client`` (the
 scheduler and the loop thread outlive a client the user dropped), and no module but

@@ -15,21 +15,20 @@ import logging
 import os
 import sys
 import threading
-import uuid
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
 from ...progress import Progress, no_progress
 from ...structure import find_futures, substitute
-from ...tokenize import tokenize
+from ...tokenize import task_key
 from ..cluster.local import LocalCluster, find_local_cluster
 from ..shm.mapper import SegmentMapper
-from ..wire.loop import LoopThread, ready, wants_awaitable, within
+from ..wire.loop import LoopThread, ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import serialize_task
+from . import dask_default, datasets, graphs
 from .callbacks import DoneCallbacks
-from . import datasets
 from .ending import CUT_SHORT, Ending
 from .events import EventStream, Subscription
 from .future import Future, keys_of
@@ -41,12 +40,12 @@ from .resending import Resending
 from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+from .waiting import NO_DEFAULT, within
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
-NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
 
@@ -102,6 +101,7 @@ class Client:
         self._assemble()
         self.status = "running"
         register_client(self)
+        dask_default.client_started(self)
 
     def _connect(self, cluster: LocalCluster | None):
         if cluster is not None:
@@ -290,7 +290,7 @@ class Client:
         argsets = list(zip(*iterables))
         keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
         if isinstance(key, str):
-            keys = [_task_key(key, func, a, kwargs, pure) for a in argsets]
+            keys = [task_key(key, func, a, kwargs, pure) for a in argsets]
         if len(keys) != len(argsets):
             raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
         return self._submit_many(func, argsets, keys, workers, pure, kwargs)
@@ -303,7 +303,7 @@ class Client:
         restrictions = plain_workers(workers)
         tasks, futures = [], []
         for args, key in zip(argsets, keys):
-            key = key or _task_key(name, func, args, kwargs, pure)
+            key = key or task_key(name, func, args, kwargs, pure)
             task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
             futures.append(Future(key, self))
             tasks.append((key, task, deps, restrictions))
@@ -320,6 +320,10 @@ class Client:
                 raise ValueError(f"future {obj.key!r} belongs to another client")
             return obj.key
         return None
+
+    # ------------------------------------------------------------ dask graphs ---
+    # Dask's Client.get, compute and persist: functions of graphs.py, given this client.
+    get, compute, persist = graphs.client_get, graphs.client_compute, graphs.client_persist
 
     # ------------------------------------------------------------ placement ---
     def _ask(self, msg: dict, asynchronous: bool | None, then: Callable = lambda x: x):
@@ -358,13 +362,17 @@ class Client:
                           "workers": plain_workers(workers)}, asynchronous)
 
     # ------------------------------------------------------------ datasets ---
-    # Dask's names, signatures and meaning (engine/client/datasets.py): data owned by the
-    # cluster, which outlives this client.
+    # Dask's names and meaning (datasets.py): data the cluster owns, outliving this client.
     publish_dataset = datasets.publish_dataset
     unpublish_dataset = datasets.unpublish_dataset
     list_datasets = datasets.list_datasets
     get_dataset = datasets.get_dataset
     datasets = property(datasets.datasets)
+
+    def view(self, op: str, asynchronous: bool | None = None, **fields) -> dict:
+        """(Ours) the scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
+        ``"memory-history"`` (``history.py``), ``"task-stream"`` (``since=``, a cursor)."""
+        return self._run(self._link.request({**fields, "op": op}), asynchronous)
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
@@ -390,6 +398,7 @@ class Client:
         if self.status == "closed":
             self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
+        dask_default.client_closed(self)
         if self.status == "running" and self.loop.running:
             try:
                 self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
@@ -439,8 +448,3 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
-    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
-    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"

@@ -21,8 +21,7 @@ from collections.abc import Mapping, MutableMapping
 
 from ..wire.serialize import deserialize_task, serialize_task
 from .future import Future
-
-NO_DEFAULT = "__no_default__"  # Dask's no_default (and client.NO_DEFAULT)
+from .waiting import NO_DEFAULT  # Dask's no_default
 
 
 def named(args: tuple, name, kwargs: dict) -> dict:

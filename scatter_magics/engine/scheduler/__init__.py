@@ -16,19 +16,24 @@ methods they are handed.
 | ``recovery`` | ``Recovery``: recompute, retries after a death, inherited restrictions |
 | ``resends`` | ``Resends``: scattered data whose holders died, put back from its copy or asked of clients |
 | ``datasets`` | ``DatasetBook``: published datasets, whose keys the cluster holds by name |
-| ``reports`` | ``scheduler_info()``, the overview, a page of keys, a subscriber's snapshot |
+| ``durations`` | ``TaskDurations``: how long tasks of each prefix take, learned as they finish |
+| ``placement`` | ``Placement``: the worker where a ready task starts soonest; occupancy |
+| ``stealing`` | ``WorkStealing``: queued tasks moved to workers that would start them sooner |
+| ``reports`` | ``scheduler_info()``, the overview (``summary.summarize``), a page of keys, a subscriber's snapshot |
 | ``state`` | ``SchedulerState``: the one door to the parts above |
 | ``server`` | ``Scheduler``: connections, message handlers, heartbeat watch, around the state |
 | ``scatter_ops`` | ``ScatterOps``: a scatter's ops: choosing workers, carrying data, recording it |
 | ``placing`` | ``place()``: putting scattered data on workers, retried when one dies mid-transfer |
 | ``pending_acks`` | ``PendingAcks``: what a no-wait scatter sent, kept until stored, else resent |
 | ``resend_ops`` | ``ResendOps``: lost data clients send again, placed; gathers that wait for it |
+| ``view_ops`` | ``ViewOps``: what the views ask: ``scheduler_info()``, the overview with datasets, keys, history |
 | ``direct_holds`` | ``DirectHolds``: room held for a ``direct=True`` scatter until it is recorded |
 
 Inside, the modules up to ``state`` are pure: none imports ``server``, ``scatter_ops``,
-``placing``, ``pending_acks``, ``resend_ops`` or ``direct_holds``, and none does I/O.
+``placing``, ``pending_acks``, ``resend_ops``, ``view_ops`` or ``direct_holds``, and none does I/O.
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
-``keys``); nothing else of the engine (``placing`` is shared with ``engine.client``,
+``keys``, and what the views show: ``summary``, ``history``, ``task_stream``,
+``key_pages``); nothing else of the engine (``placing`` is shared with ``engine.client``,
 which imports it). This file imports nothing.
 """

@@ -29,7 +29,10 @@ class WorkerInfo:
     pid: int = 0
     replaces: str | None = None  # the dead worker this one was started in place of
     keys: set = field(default_factory=set)
-    processing: set = field(default_factory=set)
+    # Tasks sent to it, in the order they were sent, each with the seconds of work it was
+    # expected to take then (``busy`` is their sum: the worker's occupancy, Dask's word).
+    processing: dict = field(default_factory=dict)
+    busy: float = 0.0
     acquiring: set = field(default_factory=set)  # standing-broadcast keys being fetched
     nbytes: int = 0
     memory: int = 0  # resident memory of the process, as last reported
@@ -41,8 +44,19 @@ class WorkerInfo:
     reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
     metrics_published: float = float("-inf")  # when its last worker-metrics event went out
 
-    def occupancy(self) -> float:
-        return len(self.processing) / self.nthreads
+    def stack_time(self) -> float:
+        """Seconds until a thread is free for one more task, as far as the scheduler knows."""
+        return self.busy / self.nthreads
+
+    def assign(self, key, seconds: float) -> None:
+        self.processing[key] = seconds
+        self.busy += seconds
+
+    def unassign(self, key) -> None:
+        seconds = self.processing.pop(key, None)
+        if seconds is not None:
+            # Reset when empty, so float rounding cannot leave a phantom load behind.
+            self.busy = self.busy - seconds if self.processing else 0.0
 
 
 # The task-only sets of a key start as this shared empty set: most keys are scattered
@@ -73,3 +87,4 @@ class KeyInfo:
     broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
     placed_names: set | None = None  # scattered with workers=: their names, for a resend
     copy: object = None  # a shared-memory key's payload (header, ShmRefs), sent again if lost
+    died: tuple = ()  # names of the workers that died holding its last replicas

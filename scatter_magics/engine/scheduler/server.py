@@ -23,6 +23,7 @@ from .pending_acks import PendingAcks
 from .resend_ops import ResendOps
 from .scatter_ops import ScatterOps
 from .state import SchedulerState
+from .view_ops import ViewOps
 from .worker_book import UNRESPONSIVE_AFTER
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Scheduler:
         self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
         self.scatters = ScatterOps(self)  # choosing workers, carrying data, recording it
         self.resend_ops = ResendOps(self)  # lost data sent again by clients; gathers wait
+        self.views = ViewOps(self)  # what the views show: info, overview, keys, history
         self.server = Server(secret, self._channel_handlers())
         self.address = ""
         self.worker_channels: dict[str, Channel] = {}
@@ -87,6 +89,8 @@ class Scheduler:
         last = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_CHECK_INTERVAL)
+            # A sample a second of what the heartbeats brought (history.py): one tuple.
+            self.state.history.tick(time.time(), slack=HEARTBEAT_CHECK_INTERVAL)
             now = time.monotonic()
             # If this loop itself was stalled, the workers' heartbeats may be waiting
             # unread in our sockets: judge nobody this round.
@@ -96,6 +100,7 @@ class Scheduler:
                 for address in self._unresponsive() - silent_before:
                     self._give_up_waiting_on(address)
                 self._expire_silent(now)
+            self.apply(self.state.balance())  # work stealing's tick (see stealing.py)
             last = now
 
     def _busy(self, now: float) -> set[str]:
@@ -170,13 +175,16 @@ class Scheduler:
             "register-worker": self._register_worker,
             "register-client": self._register_client,
             "task-finished": self._on_worker(lambda a, m: self.state.add_replicas(
-                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"])),
+                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"],
+                                                           m.get("duration"), m.get("timing"))),
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
-                                                        m["traceback"])),
+                                                        m["traceback"], m.get("timing"))),
             "acquired": self._on_worker(lambda a, m: self.state.acquired(
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
+            "steal-response": self._on_worker(lambda a, m: self.state.steal_response(
+                a, m["key"], m["withdrawn"], m["fetched"])),
             "task-output": self._on_worker(lambda a, m: self.state.task_output(a, m["records"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
                 a, m["memory"], time.monotonic())),
@@ -279,18 +287,19 @@ class Scheduler:
 
     def client_ops(self) -> dict[str, Callable]:
         """Ops a client may call, as ``method(client_id, msg)``."""
-        scatters = self.scatters
+        scatters, views = self.scatters, self.views
         return {
             "scatter": scatters.scatter, "choose-workers": scatters.choose_for_direct,
             "update-data": scatters.record, "gather": self._gather,
             "unrecorded": scatters.unrecorded,
             "locations": self._locations, "who-has": self._who_has,
-            "has-what": self._has_what, "scheduler-info": self._info,
+            "has-what": self._has_what, "scheduler-info": views.info,
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
-            "overview": self._overview, "key-list": self._key_list,
-            "close-cluster": self._close_cluster,
+            "overview": views.overview, "key-list": views.key_list,
+            "memory-history": views.memory_history, "task-stream": views.task_stream,
+            "datasets": views.datasets, "close-cluster": self._close_cluster,
             "resend-data": self.resend_ops.receive,
             "resend-refused": lambda c, m: self.apply(self.state.resends.refused(c, m["errors"])),
             "publish-datasets": lambda c, m: self.apply(self.state.datasets.publish(
@@ -299,7 +308,6 @@ class Scheduler:
                 m["names"])),
             "get-datasets": lambda c, m: self.state.datasets.get(c, m["names"]),
             "list-datasets": lambda c, m: self.state.datasets.names(),
-            "datasets": lambda c, m: self.state.datasets.summaries(),
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -321,14 +329,6 @@ class Scheduler:
     def _has_what(self, client_id, msg) -> dict:
         addresses = self.state.resolve_workers(msg.get("workers"))
         return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
-
-    def _info(self, client_id, msg) -> dict:
-        info = self.state.info()
-        info["address"] = self.address
-        info["datasets"] = self.state.datasets.summaries()
-        for name, describe in self.info_extras.items():
-            info[name] = describe()
-        return info
 
     def _submit(self, client_id, msg) -> None:
         out = []
@@ -365,16 +365,6 @@ class Scheduler:
             keys = [k for k in result if k in self.state.keys]
             self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
                                            {k: self.state.keys[k].type for k in keys}))
-
-    def _overview(self, client_id, msg) -> dict:
-        overview = self.state.overview()
-        overview["address"] = self.address
-        overview["datasets"] = self.state.datasets.summaries()
-        return overview
-
-    def _key_list(self, client_id, msg) -> dict:
-        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
-                                   msg.get("status") or None)
 
     def _close_cluster(self, client_id, msg) -> dict:
         """Ask the process that owns this scheduler to stop it (its client, workers, all).

@@ -19,7 +19,13 @@ other only through the few methods they are handed:
 - ``tasks`` (:class:`~.tasks.TaskMachine`): submit to memory or failure, release, forget;
 - ``recovery`` (:class:`~.recovery.Recovery`): recompute, retry, inherited restrictions;
 - ``resends`` (:class:`~.resends.Resends`): scattered data sent again when its holders die;
-- ``datasets`` (:class:`~.datasets.DatasetBook`): named data held for the cluster.
+- ``datasets`` (:class:`~.datasets.DatasetBook`): named data held for the cluster;
+- ``durations`` (:class:`~.durations.TaskDurations`): how long tasks of each prefix take;
+- ``placement`` (:class:`~.placement.Placement`): which worker runs a ready task;
+- ``stealing`` (:class:`~.stealing.WorkStealing`): queued tasks moved to idle workers;
+- ``history`` (:class:`~scatter_magics.history.MemoryHistory`) and ``task_stream``
+  (:class:`~scatter_magics.task_stream.TaskStream`): what the views show of the last
+  minutes, fed by heartbeats and ended tasks.
 
 >>> state = SchedulerState()
 >>> _ = state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=100)
@@ -34,14 +40,20 @@ other only through the few methods they are handed:
 from __future__ import annotations
 
 from ...errors import FutureLostError
+from ...history import MemoryHistory
+from ...keys import key_name
+from ...task_stream import TaskStream, task_record
 from . import reports
 from .broadcasts import StandingBroadcasts
+from .datasets import DatasetBook
+from .durations import TaskDurations
 from .events import EventLog, key_event, worker_event, worker_status_event
 from .records import PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
-from .datasets import DatasetBook
+from .placement import Placement
 from .recovery import Recovery
 from .replicas import ReplicaBook
 from .resends import Resends
+from .stealing import WorkStealing
 from .tasks import TaskMachine
 from .worker_book import UNRESPONSIVE_AFTER, WorkerBook
 
@@ -62,12 +74,17 @@ class SchedulerState:
         self.worker_book = WorkerBook(self.workers, self.log)
         self.replicas = ReplicaBook(self.workers, self.keys, self.log)
         self.broadcasts = StandingBroadcasts(self.workers, self.keys)
+        self.durations = TaskDurations()
+        self.placement = Placement(self.workers, self.keys, self.durations)
+        self.stealing = WorkStealing(self.workers, self.keys, self.placement)
         self.tasks = TaskMachine(self.keys, self.workers, self.log, self.worker_book,
-                                 self.replicas, self.broadcasts)
+                                 self.replicas, self.broadcasts, self.placement)
         self.recovery = Recovery(self.keys, self.log, self.tasks)
         self.resends = Resends(self.keys, self.workers, self.log, self.worker_book, self.tasks,
                                lambda *placed: self.add_data(None, *placed))
         self.datasets = DatasetBook(self.keys, self.workers, self.tasks)
+        self.history = MemoryHistory()  # memory and data held, a sample a second
+        self.task_stream = TaskStream()  # what the workers ran, the last minute
 
     # ------------------------------------------------------------ events ---
     @property
@@ -97,18 +114,22 @@ class SchedulerState:
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
                    pid: int = 0, replaces: str | None = None, now: float = 0.0) -> Outgoing:
         ws = self.worker_book.join(address, name, nthreads, memory_limit, pid, replaces, now)
+        self.history.update(address, name)  # in the samples from its first heartbeat
         self.broadcasts.inherit(ws)
         out = self.broadcasts.top_up(ws)
         self.recovery.inherit_restrictions(ws, self.worker_book.predecessor(ws))
         out += self.resends.worker_joined(ws)  # copies of lost data waiting for a worker
-        return out + self.tasks.schedule_ready()  # tasks that waited for any (allowed) worker
+        out += self.tasks.schedule_ready()  # tasks that waited for any (allowed) worker
+        return out + self.stealing.balance()  # and a share of the queues of the others
 
     def remove_worker(self, address: str, reason: str = "removed") -> Outgoing:
         """The worker at ``address`` is gone; ``reason`` says how (``'was killed by SIGKILL'``)."""
         ws = self.worker_book.leave(address, reason)
         if ws is None:
             return []
+        self.history.remove(address)
         death = f"{ws.name} ({address}) {reason}"
+        self.stealing.worker_left(address)
         out, orphaned = self.resends.start(self.replicas.worker_left(ws), death)
         out += self.recovery.recover(orphaned, death)  # what cannot be sent again
         out += self.recovery.retry_running(ws, death)
@@ -127,6 +148,9 @@ class SchedulerState:
         """A heartbeat, with the worker's resident memory."""
         out = self.heard_from(address, now)
         self.worker_book.record_metrics(address, memory, now)
+        ws = self.workers.get(address)
+        if ws is not None:  # two numbers overwritten: the history samples them (tick)
+            self.history.update(address, memory=memory, nbytes=ws.nbytes)
         return out
 
     def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER,
@@ -268,11 +292,44 @@ class SchedulerState:
         """What tasks printed on ``address``, for the clients holding their keys."""
         return self.tasks.output(address, records)
 
-    def task_finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
-        return self.tasks.finished(address, key, nbytes, type_name)
+    def task_finished(self, address: str, key: str, nbytes: int, type_name: str,
+                      duration: float | None = None, timing: dict | None = None) -> Outgoing:
+        """``key`` ran on ``address`` for ``duration`` s (None: not measured); ``timing``:
+        the worker's start, stop, thread, transfers and function, for the task stream."""
+        if duration is not None:
+            self.durations.record(key, duration)
+        out = self.tasks.finished(address, key, nbytes, type_name)
+        self._ran(address, key, timing, "finished")
+        return out + self.stealing.balance() if self.stealing.wanted(address) else out
 
-    def task_erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
-        return self.tasks.erred(address, key, exception, traceback)
+    def task_erred(self, address: str, key: str, exception, traceback: str,
+                   timing: dict | None = None) -> Outgoing:
+        out = self.tasks.erred(address, key, exception, traceback)
+        self._ran(address, key, timing, "error")
+        return out + self.stealing.balance() if self.stealing.wanted(address) else out
+
+    def _ran(self, address: str, key, timing: dict | None, status: str) -> None:
+        """A task ended on ``address``: its record in the task stream, and in its key's
+        event (``timing``: the worker's start, stop, thread, transfers, function)."""
+        if not timing or "start" not in timing:
+            return
+        run = task_record(key, key_name(key), address, timing, status)
+        self.task_stream.add(run)
+        if self.log.publishing:
+            self.log.attach_run(key, run)
+
+    def steal_response(self, address: str, key, withdrawn: bool, fetched: dict) -> Outgoing:
+        """``address`` gave up ``key`` (``withdrawn``) or kept it; ``fetched``: the inputs
+        it copied meanwhile (``{key: nbytes}``), now replicas there."""
+        out = self.add_replicas(address, fetched) if fetched else []
+        thief = self.stealing.stolen(address, key, withdrawn)
+        if thief is not None:
+            return out + self.tasks.move(self.keys[key], thief)
+        return out + self.stealing.balance()  # a refusal: another task may go instead
+
+    def balance(self) -> Outgoing:
+        """Steal requests for queued work that idle workers would start sooner (a tick)."""
+        return self.stealing.balance()
 
     def release(self, client: str, keys) -> Outgoing:
         """``client`` holds no more futures for ``keys``."""
@@ -315,9 +372,11 @@ class SchedulerState:
         return reports.info(self.workers, self.keys, self.worker_book.supervision)
 
     def overview(self) -> dict:
-        """What a cluster list shows: the workers, and the keys counted by status."""
-        return reports.overview(self.workers, self.keys, self.worker_book.supervision)
+        """The summary every view renders (``summary.summarize``): workers, keys, totals."""
+        return reports.overview(self.workers, self.keys)
 
-    def key_list(self, offset: int, limit: int, status: str | None = None) -> dict:
-        """One page of keys (in the order the scheduler learnt them), each as a key event."""
-        return reports.key_list(self.keys, offset, limit, status)
+    def key_list(self, offset: int, limit: int, status: str | None = None,
+                 name: str | None = None, sort: str | None = None,
+                 descending: bool = False) -> dict:
+        """One page of key items, filtered and sorted (``key_pages.page_of``)."""
+        return reports.key_list(self.keys, offset, limit, status, name, sort, descending)

@@ -1,7 +1,7 @@
 """The task machine: a key's life from ``submit`` to ``memory`` or failure, and to being forgotten.
 
-A task waits for its inputs (``waiting``), runs on the worker that holds most of them
-(``processing``), and ends in ``memory`` or fails (``error``; ``lost`` or ``cancelled``
+A task waits for its inputs (``waiting``), runs on the worker where it would start
+soonest (``processing``; ``placement.py``), and ends in ``memory`` or fails (``error``; ``lost`` or ``cancelled``
 when an input did); a failure passes to the tasks that read it. A key nobody wants, and
 no waiting task reads, is forgotten and deleted on its workers. The same calling
 convention as :class:`~scatter_magics.engine.scheduler.state.SchedulerState`: plain
@@ -34,6 +34,7 @@ from .records import GONE, NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
 if TYPE_CHECKING:
     from .broadcasts import StandingBroadcasts
     from .events import EventLog
+    from .placement import Placement
     from .replicas import ReplicaBook
     from .worker_book import WorkerBook
 
@@ -45,13 +46,14 @@ class TaskMachine:
 
     def __init__(self, keys: dict[str, KeyInfo], workers: dict[str, WorkerInfo], log: EventLog,
                  worker_book: WorkerBook, replicas: ReplicaBook,
-                 broadcasts: StandingBroadcasts):
+                 broadcasts: StandingBroadcasts, placement: Placement):
         self.keys = keys
         self.workers = workers
         self.log = log
         self.worker_book = worker_book  # responsive workers, workers= resolution
         self.replicas = replicas  # a result's copy; a forgotten key's copies
         self.broadcasts = broadcasts  # a forgotten key stops standing
+        self.placement = placement  # which worker runs a ready task; their occupancy
 
     # ------------------------------------------------------------ submitting ---
     def submit(self, client: str, key: str, task, deps, restrictions: list | None) -> Outgoing:
@@ -81,17 +83,25 @@ class TaskMachine:
         return self.schedule(ks) if not ks.waiting_on else []
 
     def schedule(self, ks: KeyInfo) -> Outgoing:
-        """Send ``ks`` to the worker that holds most of its inputs (by bytes), if any may run it."""
+        """Send ``ks`` to the worker where it would start soonest (``Placement``), if any may run it."""
         candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
         if not candidates:
             return []  # wait for a (suitable) worker to arrive
         candidates = self.worker_book.responsive(candidates) or candidates  # a frozen one may resume
-        held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
-                for a in candidates}
-        address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
-                                                 -len(self.workers[a].keys)))
+        return self._send(ks, self.placement.choose(ks, candidates))
+
+    def move(self, ks: KeyInfo, address: str) -> Outgoing:
+        """``ks``, given up by the worker it was sent to (work stealing), runs on ``address``,
+        or, if that worker left, stopped answering or may not run it, where placement says."""
+        self.unassign(ks)
+        ws = self.workers.get(address)
+        if ws is None or ws.status != "running" or not self.placement.allowed(ks, address):
+            return self.schedule(ks)
+        return self._send(ks, address)
+
+    def _send(self, ks: KeyInfo, address: str) -> Outgoing:
         ks.state, ks.processing_on, ks.started = "processing", address, False
-        self.workers[address].processing.add(ks.key)
+        self.placement.assign(ks, address)
         who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
         return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
                                        "who_has": who_has})]
@@ -113,7 +123,7 @@ class TaskMachine:
     def unassign(self, ks: KeyInfo) -> None:
         """``ks`` no longer runs where it was sent."""
         if ks.processing_on in self.workers:
-            self.workers[ks.processing_on].processing.discard(ks.key)
+            self.workers[ks.processing_on].unassign(ks.key)
         ks.processing_on = None
 
     # ------------------------------------------------------------ reports from workers ---
@@ -142,7 +152,7 @@ class TaskMachine:
         ks = self.keys.get(key)
         ws = self.workers.get(address)
         if ws is not None:
-            ws.processing.discard(key)
+            ws.unassign(key)
         if ks is None or ks.state != "processing" or ks.processing_on != address:
             # cancelled or released meanwhile: the result is unwanted
             return [(("worker", address), {"op": "delete-keys", "keys": [key]})]
@@ -160,7 +170,7 @@ class TaskMachine:
     def erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
         ks = self.keys.get(key)
         if address in self.workers:
-            self.workers[address].processing.discard(key)
+            self.workers[address].unassign(key)
         if ks is None or ks.state != "processing" or ks.processing_on != address:
             return []
         ks.processing_on = None
@@ -256,7 +266,7 @@ class TaskMachine:
             self.broadcasts.forget(ks.key)
         out = self.replicas.drop_all(ks)
         if ks.processing_on in self.workers:  # its event still says where it ran
-            self.workers[ks.processing_on].processing.discard(ks.key)
+            self.workers[ks.processing_on].unassign(ks.key)
         ks.state = "released"
         out.append((("owner", ""), {"op": "key-forgotten", "key": ks.key}))
         self.log.emit_key(ks)

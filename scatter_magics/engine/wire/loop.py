@@ -203,14 +203,3 @@ def wants_awaitable(client, asynchronous: bool | None) -> bool:
 async def ready(value):
     """An awaitable that gives ``value`` at once (a result known without the loop)."""
     return value
-
-
-async def within(coro, timeout):
-    """``await coro``, bounded by ``timeout`` seconds (None: unbounded); our
-    ``TimeoutError`` when it is up."""
-    if timeout is None:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"operation did not finish within {timeout} s") from None

@@ -6,6 +6,8 @@
 | ``lifeline`` | how a worker dies with its owner: stdin, ``PR_SET_PDEATHSIG``, the parent pid |
 | ``runner`` | ``TaskRunner``: the task threads, fed from one queue, results collected per burst |
 | ``task_start`` | ``StartWatch``: when a worker reports a task as running |
+| ``task_call`` | a task's call on a thread (given back if withdrawn), its traceback from its own frames |
+| ``tickets`` | ``TaskTicket``: a task not yet started, which the scheduler may take back (``TicketBook``) |
 | ``task_output`` | what tasks print, sent to the scheduler (the capture: ``scatter_magics/task_capture.py``) |
 | ``template`` | the fork server: a worker's modules imported once, a worker forked per request |
 | ``__main__`` | the command line entry point |

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-import traceback
+import time
 
 from ...errors import CommClosedError, portable
 from ..shm.cleanup import unlink_segments
@@ -31,16 +31,17 @@ from ..wire.peers import fetch_from_holders
 from ..wire.serialize import (
     Serialized,
     deserialize,
-    deserialize_task,
     nbytes_of,
     serialize,
     sizeof,
     wire,
 )
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
-from .runner import TaskRunner
-from .task_output import RUNNING, TaskOutput
+from .runner import TaskRunner, not_run
+from .task_call import WITHDRAWN, execute, task_traceback
+from .task_output import TaskOutput
 from .task_start import StartWatch
+from .tickets import TaskTicket, TicketBook
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
@@ -120,6 +121,7 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self.tickets = TicketBook()  # tasks sent here and not yet done
         self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
@@ -127,7 +129,8 @@ class Worker:
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
                 "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "close": self._on_close_request}
+                "compute": self._compute, "steal": self._steal,
+                "close": self._on_close_request}
 
     def _on_close_request(self, channel, msg) -> None:
         self.close_requested = True
@@ -253,53 +256,86 @@ class Worker:
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
         key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        ticket = self.tickets.issue(key)
         if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
-            self._start_task(key, task, who_has, {})
+            ticket.queue()
+            self._start_task(key, task, who_has, ticket)
         else:
-            self._spawn(self._fetch_and_start(key, task, who_has))
+            self._spawn(self._fetch_and_start(key, task, who_has, ticket))
 
-    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict) -> None:
+    def _steal(self, channel, msg) -> None:
+        """The scheduler wants a task back (work stealing): given if no thread has it."""
+        answer = self.tickets.steal(msg["key"])
+        if answer is not None:
+            self._report(answer)
+
+    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict,
+                               ticket: TaskTicket) -> None:
+        began, fetch_error = time.time(), None
         try:
-            fetched = await self._gather_from_peers(who_has)
+            ticket.fetched = await self._gather_from_peers(who_has)
         except Exception as exc:
-            self._task_erred(key, exc, {})
-            return
-        self._start_task(key, task, who_has, fetched)
+            fetch_error = exc
+        if not ticket.queue():  # withdrawn while its inputs were on their way (a failed
+            self._report(self.tickets.give_back(key, ticket))  # fetch is the thief's to retry)
+        elif fetch_error is not None:
+            self.tickets.forget(key, ticket)
+            self._task_erred(key, fetch_error, ticket.fetched, not_run(began))
+        else:
+            # The fetch of the task's inputs from peers: a transfer in the task stream.
+            transfers = [{"start": began, "stop": time.time(), "from": None,
+                          "nbytes": sum(ticket.fetched.values())}] if ticket.fetched else []
+            self._start_task(key, task, who_has, ticket, transfers)
 
-    def _start_task(self, key: str, task: Serialized, who_has: dict, fetched: dict) -> None:
-        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+    def _start_task(self, key: str, task: Serialized, who_has: dict, ticket: TaskTicket,
+                    transfers: list | None = None) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result.
+
+        ``timing`` goes with it, for the task stream (``task_stream.py``): the transfers
+        before it, the function's name (set on the thread) and, from the runner, the
+        thread and the times it ran."""
+        timing = {"transfers": transfers or []}
         try:
             inputs = {dep: self.data[dep].value for dep in who_has}
         except Exception as exc:  # an input that does not deserialize here
-            self._task_erred(key, exc, fetched)
+            self.tickets.forget(key, ticket)
+            self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})
             return
         watch = StartWatch(asyncio.get_running_loop(),
                            lambda: self._report({"op": "task-started", "key": key}))
-        running = (key, watch.watch(), fetched)
-        self.runner.run(running, functools.partial(_execute, key, task, inputs, watch.started))
+        running = (key, watch.watch(), ticket, timing)
+        self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
+                                                   watch.started, timing))
 
-    def _task_done(self, running: tuple, ok: bool, value) -> None:
-        key, timer, fetched = running
+    def _task_done(self, running: tuple, ok: bool, result, ran) -> None:
+        key, timer, ticket, timing = running
         timer.cancel()
+        if ok and result[0] is WITHDRAWN:
+            return  # given back before a thread reached it (_steal answered)
+        self.tickets.forget(key, ticket)
+        timing.update(thread=ran.thread, start=ran.start, stop=ran.stop)
         self.output.send(key)  # before the result: the cell waiting shows it
         if not ok:
-            self._task_erred(key, value, fetched)
+            self._task_erred(key, result, ticket.fetched, timing)
             return
+        value, duration = result
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
         if self.memory_limit and held + stored.nbytes > self.memory_limit:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
                                  self.memory_limit)
             self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
-                          "fetched": fetched})
+                          "fetched": ticket.fetched, "timing": timing})
             return
         self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": fetched})
+                      "type": stored.type, "fetched": ticket.fetched, "duration": duration,
+                      "timing": timing})
 
-    def _task_erred(self, key: str, exc: BaseException, fetched: dict) -> None:
+    def _task_erred(self, key: str, exc: BaseException, fetched: dict, timing: dict) -> None:
         self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                      "traceback": task_traceback(exc), "fetched": fetched})
+                      "traceback": task_traceback(exc), "fetched": fetched,
+                      "timing": timing})
 
     def _report(self, msg: dict) -> None:
         try:
@@ -329,31 +365,6 @@ def _not_aliasing_shared_memory(value):
     if any(start <= low < end or start < high <= end for start, end in SEGMENTS.spans()):
         return value.copy()
     return value
-
-
-def _execute(key, task: Serialized, inputs: dict, on_start=None):
-    if on_start is not None:
-        on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
-    try:
-        func, args, kwargs = deserialize_task(task, inputs)
-        return func(*args, **kwargs)
-    finally:
-        RUNNING.key = None
-
-
-def task_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback from the task's own first frame on.
-
-    The frames before it (this worker's task runner, ``_execute``) say
-    nothing about the task and would hide its frames in a long traceback. An exception
-    raised before the task's function ran (its arguments did not unpickle) keeps them all.
-    """
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code is not _execute.__code__:
-        tb = tb.tb_next
-    tb = tb.tb_next if tb is not None and tb.tb_next is not None else exc.__traceback__
-    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def resident_memory() -> int:

@@ -3,7 +3,7 @@
 The capture itself (``sys.stdout``/``sys.stderr`` standing in per task, bounds on memory
 and rate) is ``scatter_magics/task_capture.py``, which the Dask backend's worker plugin
 shares. Here: which task a pool thread runs (:data:`RUNNING`, set around each task by
-``process._execute``), and when the worker sends what waits: a task's output just before
+``task_call.execute``), and when the worker sends what waits: a task's output just before
 its result (same connection, so a cell waiting for the result shows the output first),
 the rest :data:`~scatter_magics.task_capture.INTERVAL` after it began to wait.
 """
