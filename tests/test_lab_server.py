@@ -396,6 +396,14 @@ async def test_a_cluster_a_kernel_joins_is_listed_while_it_stays_connected(
         assert [w["name"] for w in card["workers"]] == ["worker-0", "worker-1"]
         [connection] = card["connected"]
         assert set(connection) == {"id", "kernel_id", "name"}
+        # Issue 20: its published datasets beside the summary (the recorder lists them).
+        shell.user_ns["letters"] = ["a", "b", "c"]
+        run(shell, "%scatter letters --publish")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        [dataset] = card["datasets"]
+        assert dataset["name"] == "letters" and dataset["nbytes"] > 0
+        assert set(dataset["workers"]) <= {"worker-0", "worker-1"} and dataset["workers"]
+        shell.user_ns["client"].unpublish_dataset("letters")  # the shared cluster's
         with pytest.raises(HTTPClientError) as refused:  # others may be using it
             await jp_fetch(*API, "clusters", card["id"], method="DELETE")
         assert refused.value.code == 409

@@ -2,6 +2,7 @@ import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
 import {
+  formatBytes,
   h,
   keysPhrase,
   memoryBar,
