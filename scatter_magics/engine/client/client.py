@@ -156,6 +156,7 @@ class Client:
             return
         logger.info("the client closed: %s", reason)
         self.ending.reason, self.status = reason, "closed"
+        dask_default.client_closed(self)  # as close() does: dask's scheduler is the user's
         try:
             self._release_parts(reason)  # every future cancelled: its data went with it
         finally:
@@ -409,8 +410,7 @@ class Client:
         self.done_callbacks.close()
 
     def _release_parts(self, reason: str | None = None) -> None:
-        """On the loop: futures cancelled (all of them, saying ``reason``, when the
-        scheduler went away; else those not done), subscribers told, channels closed."""
+        """On the loop: futures cancelled (all, saying why, if the scheduler went), all closed."""
         self.refs.close(reason)
         self._resending.close()  # no re-send answered any more
         self._events.close(reason)  # say so, so a widget can show it
