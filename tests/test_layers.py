@@ -20,7 +20,7 @@ MAX_LINES = 450
 
 # What each part may import of the package (prefixes of dotted module names). The
 # package's top level (errors, sizes, backend, ...) is open to every part.
-TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress", "backend",
+TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress_callback", "backend",
              "current_client", "discovery")
 ENGINE_RULES = {
     "engine.shm": (),

@@ -24,5 +24,5 @@ scheduler and the loop thread outlive a client the user dropped), and no module 
 May import: ``engine.cluster`` (the ``LocalCluster`` a ``Client()`` starts),
 ``engine.scheduler`` (``placing`` only: a direct scatter's steps), ``engine.wire``,
 ``engine.shm`` and the package's top level (``errors``, ``structure``, ``tokenize``,
-``progress``, ``current_client``, ``keys``). This file imports nothing.
+``progress_callback``, ``current_client``, ``keys``). This file imports nothing.
 """

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ...current_client import register_client
 from ...errors import ClientClosedError
-from ...progress import Progress, no_progress
+from ...progress_callback import Progress, no_progress
 from ...structure import find_futures, substitute
 from ...tokenize import tokenize
 from ..cluster.local import LocalCluster, find_local_cluster

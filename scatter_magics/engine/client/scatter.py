@@ -19,8 +19,8 @@ import asyncio
 import logging
 from typing import Callable
 
-from ...progress import Progress, no_progress
-from ...progress import counter as _counter
+from ...progress_callback import Progress, no_progress
+from ...progress_callback import counter as _counter
 from ...tokenize import reporting
 from ..scheduler.placing import place
 from ..wire.peers import WorkerPool
