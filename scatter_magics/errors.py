@@ -110,6 +110,21 @@ class RemoteTraceback(Exception):
         return "\n\n" + self.text
 
 
+class TaskTraceback(str):
+    """A task's traceback as text (what :class:`RemoteTraceback` prints), carrying its
+    frames in ``tblib``'s picklable form for ``Future.traceback()`` (None without them)."""
+
+    frames: dict | None
+
+    def __new__(cls, text: str, frames: dict | None = None):
+        self = super().__new__(cls, text)
+        self.frames = frames
+        return self
+
+    def __reduce__(self):
+        return TaskTraceback, (str(self), self.frames)
+
+
 def portable(exc: BaseException) -> BaseException:
     """``exc`` if another process can unpickle it, else a RuntimeError with its text."""
     import pickle
@@ -133,3 +148,8 @@ class MemoryLimitError(ScatterMagicsError, MemoryError):
 
 class SharedMemoryWarning(UserWarning):
     """Shared memory is short; buffers travel over the socket instead."""
+
+
+class VersionMismatchWarning(UserWarning):
+    """The client, the scheduler and the workers run different versions of a package
+    that does not decide how values travel (``Client.get_versions(check=True)``)."""

@@ -14,7 +14,7 @@ from scatter_magics.engine.worker import process as worker_module
 def worker():
     w = worker_module.Worker("tcp://127.0.0.1:1", "secret", "w", nthreads=1, memory_limit=0)
     yield w
-    w.executor.shutdown(wait=True)
+    w.uploads.close()
 
 
 def test_get_data_waits_for_a_key_still_on_its_way(worker):

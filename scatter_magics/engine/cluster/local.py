@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -64,7 +67,8 @@ class LocalCluster:
                  memory_limit="auto", *, host: str = "127.0.0.1", port: int = 0,
                  secret: str | None = None, timeout: float = START_TIMEOUT,
                  restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW,
-                 worker_ttl: float | None = WORKER_TTL, name: str | None = None):
+                 worker_ttl: float | None = WORKER_TTL, name: str | None = None,
+                 resources: dict | None = None, processes: bool = True):
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
@@ -75,6 +79,13 @@ class LocalCluster:
             raise ValueError(f"worker_ttl must be a number of seconds > 0 or None, "
                              f"got {worker_ttl!r}")
         self.worker_ttl = worker_ttl
+        self.in_process = not processes  # workers as threads of this process, nothing pickled
+        if not processes:
+            raise NotImplementedError("processes=False")
+        self.resources = check_resources(resources)
+        # Each worker's uploaded files (Client.upload_file) live under here, removed by
+        # close() even for workers that were killed.
+        self.local_directory = tempfile.mkdtemp(prefix="scatter-magics-cluster-")
         self._ended_silent: set[int] = set()  # pids of workers ended for their silence
         self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
         self.secret = secret or protocol.new_secret()
@@ -195,6 +206,9 @@ class LocalCluster:
                "--owner-pid", str(os.getpid())]
         if replaces:
             cmd += ["--replaces", replaces]
+        if self.resources:
+            cmd += ["--resources", json.dumps(self.resources)]
+        cmd += ["--local-directory", os.path.join(self.local_directory, name)]
         if self.shm_pool is not None:
             cmd += ["--shm-prefix", self.shm_pool.prefix]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
@@ -274,6 +288,7 @@ class LocalCluster:
             self.loop.stop()
         if self.shm_pool is not None:
             self.shm_pool.close()
+        shutil.rmtree(self.local_directory, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -305,6 +320,18 @@ def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
         logger.warning("worker pid %d did not exit within %s s; killing it", proc.pid, timeout)
         proc.kill()
         proc.wait()
+
+
+def check_resources(resources) -> dict:
+    """``resources`` (``{"GPU": 2}``: what each worker offers tasks), checked."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v >= 0 for k, v in resources.items()):
+        raise TypeError(f"resources must be a dict of names to amounts >= 0, such as "
+                        f"{{'GPU': 2}}; got {resources!r}")
+    return dict(resources)
 
 
 def parse_memory_limit(limit, n_workers: int) -> int:

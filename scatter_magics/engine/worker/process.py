@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
+import functools
+import json
 import logging
 import os
 import signal
@@ -21,7 +22,10 @@ import sys
 import threading
 import traceback
 
-from ...errors import CommClosedError, portable
+from ...backend import backend_class
+from ...current_client import find_client
+from ...errors import CommClosedError, TaskTraceback, portable
+from ...versions import get_versions
 from ..shm.cleanup import unlink_segments
 from ..shm.limits import result_refusal
 from ..shm.mapper import SegmentMapper
@@ -37,12 +41,17 @@ from ..wire.serialize import (
     sizeof,
     wire,
 )
+from . import task_context
 from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .run_function import run_function
+from .runner import DEFAULT_PRIORITY, TaskRunner
 from .task_start import StartWatch
+from .uploads import Uploads
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
 HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
+CLIENT_TIMEOUT = 30.0  # s a task's get_client() may take to connect the worker's client
 # How long a get-data waits for keys this worker does not hold yet. The scheduler does
 # not wait for a worker to acknowledge small data before it tells others where it is,
 # so a peer's (or a client's) request on another connection can arrive first.
@@ -101,16 +110,25 @@ class HeldData(dict):
 
 
 class Worker:
+    """A worker: its data, its task threads, its connections to the scheduler and peers.
+
+    ``resources`` (``{"GPU": 2}``) are what it declares for tasks that ask for some;
+    ``local_directory`` is where uploaded files go (on ``sys.path``; made if None).
+    """
+
     def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
-                 memory_limit: int, replaces: str | None = None):
+                 memory_limit: int, replaces: str | None = None, resources: dict | None = None,
+                 local_directory: str | None = None):
         self.scheduler_address = scheduler_address
         self.replaces = replaces
         self.secret = secret
         self.name = name
         self.nthreads = nthreads
         self.memory_limit = memory_limit
+        self.resources = dict(resources or {})
+        self.uploads = Uploads(local_directory, name)
         self.data = HeldData()
-        self.executor = concurrent.futures.ThreadPoolExecutor(nthreads, thread_name_prefix="task")
+        self.runner: TaskRunner | None = None  # the task threads, made on the loop (start)
         self.server = Server(secret, self._handlers())
         self.scheduler: Channel | None = None
         self.peers: dict[str, Channel] = {}
@@ -118,32 +136,73 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self._client = None  # made by the first task that asks for it (get_client)
+        self._owns_client = False  # it made it (not the user's, in the user's process)
+        self._client_lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
                 "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "close": self._on_close_request}
+                "compute": self._compute, "close": self._on_close_request,
+                "run": lambda ch, msg: run_function(self, msg),
+                "upload-file": lambda ch, msg: self.uploads.save(
+                    msg["filename"], msg["data"], msg["load"]),
+                "versions": lambda ch, msg: get_versions(msg.get("packages") or ())}
 
     def _on_close_request(self, channel, msg) -> None:
         self.close_requested = True
         self.closed.set()
 
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def local_directory(self) -> str:
+        return self.uploads.directory
+
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.runner = TaskRunner(self.nthreads, self._task_done, self.resources,
+                                 on_thread_start=lambda: task_context.serve(self))
         address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
         await self.scheduler.request({
             "op": "register-worker", "address": address, "name": self.name,
             "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid(),
-            "replaces": self.replaces})
+            "replaces": self.replaces, "resources": self.resources})
         self._spawn(self._report_metrics())
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    keep_running = _spawn  # (a coroutine Client.run(wait=False) left running, say)
+
+    def client(self, timeout: float | None = None):
+        """The worker's client, for tasks (``get_client()``): connected on first use, and
+        shared by every task of this worker. A client of this process already connected
+        to the same scheduler is used as it is (workers in the user's process)."""
+        with self._client_lock:
+            if self._client is None or self._client.status != "running":
+                self._client = find_client(self.scheduler_address)
+                self._owns_client = self._client is None
+                if self._owns_client:
+                    self._client = backend_class("embedded").connect(
+                        self.scheduler_address, secret=self.secret,
+                        timeout=timeout or CLIENT_TIMEOUT).client
+            return self._client
+
+    def task_seceded(self, key) -> None:
+        """A task left its thread's slot (``secede()``, on its thread): tell the scheduler,
+        which then counts the worker's thread free."""
+        if key is not None:
+            self.loop.call_soon_threadsafe(self._report, {"op": "task-seceded", "key": key})
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -152,7 +211,12 @@ class Worker:
         for channel in [self.scheduler, *self.peers.values()]:
             if channel is not None:
                 channel.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.runner is not None:
+            self.runner.close()
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:  # (never the user's own client)
+            await asyncio.to_thread(client.close)
+        self.uploads.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -245,27 +309,40 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        self._spawn(self._run_task(msg["key"], msg["task"], msg["who_has"]))
+        key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        options = (msg.get("priority") or DEFAULT_PRIORITY, msg.get("resources"))
+        if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
+            self._start_task(key, task, who_has, {}, options)
+        else:
+            self._spawn(self._fetch_and_start(key, task, who_has, options))
 
-    async def _run_task(self, key: str, task: Serialized, who_has: dict) -> None:
-        fetched: dict = {}
+    async def _fetch_and_start(self, key, task: Serialized, who_has: dict, options) -> None:
         try:
             fetched = await self._gather_from_peers(who_has)
-            inputs = {dep: self.data[dep].value for dep in who_has}
-            watch = StartWatch(asyncio.get_running_loop(),
-                               lambda: self._report({"op": "task-started", "key": key}))
-            timer = watch.watch()
-            try:
-                value = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, _execute, task, inputs, watch.started)
-            finally:
-                timer.cancel()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                          "traceback": "".join(traceback.format_exception(exc)),
-                          "fetched": fetched})
+            self._task_erred(key, exc, {})
+            return
+        self._start_task(key, task, who_has, fetched, options)
+
+    def _start_task(self, key, task: Serialized, who_has: dict, fetched: dict,
+                    options: tuple) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+        try:
+            inputs = {dep: self.data[dep].value for dep in who_has}
+        except Exception as exc:  # an input that does not deserialize here
+            self._task_erred(key, exc, fetched)
+            return
+        watch = StartWatch(self.loop, lambda: self._report({"op": "task-started", "key": key}))
+        running = (key, watch.watch(), fetched)
+        priority, resources = options
+        self.runner.run(running, functools.partial(_execute, key, task, inputs, watch.started),
+                        priority, resources)
+
+    def _task_done(self, running: tuple, ok: bool, value) -> None:
+        key, timer, fetched = running
+        timer.cancel()
+        if not ok:
+            self._task_erred(key, value, fetched)
             return
         stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
@@ -279,6 +356,10 @@ class Worker:
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
                       "type": stored.type, "fetched": fetched})
 
+    def _task_erred(self, key, exc: BaseException, fetched: dict) -> None:
+        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+                      "traceback": task_traceback(exc), "fetched": fetched})
+
     def _report(self, msg: dict) -> None:
         try:
             self.scheduler.send(msg)
@@ -289,6 +370,21 @@ class Worker:
         while True:
             self._report({"op": "metrics", "memory": resident_memory()})
             await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+def task_traceback(exc: BaseException) -> TaskTraceback:
+    """``exc``'s traceback from the task's own first frame on (the worker's frames that
+    called it are no news to the user), as text and as frames for ``Future.traceback()``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and \
+            tb.tb_frame.f_globals.get("__name__", "").startswith(__package__):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        from tblib import Traceback
+    except ImportError:  # the text is still there; Future.traceback() gives None
+        return TaskTraceback(text)
+    return TaskTraceback(text, Traceback(tb).to_dict() if tb is not None else None)
 
 
 def _not_aliasing_shared_memory(value):
@@ -307,11 +403,12 @@ def _not_aliasing_shared_memory(value):
     return value
 
 
-def _execute(task: Serialized, inputs: dict, on_start=None):
+def _execute(key, task: Serialized, inputs: dict, on_start=None):
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
     func, args, kwargs = deserialize_task(task, inputs)
-    return func(*args, **kwargs)
+    with task_context.running(key):
+        return func(*args, **kwargs)
 
 
 def resident_memory() -> int:
@@ -344,6 +441,9 @@ def main(argv=None) -> None:
     parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
+    parser.add_argument("--resources", default="{}", help='what it offers tasks, as JSON: '
+                        '{"GPU": 2}')
+    parser.add_argument("--local-directory", help="where uploaded files go (on sys.path)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
@@ -356,7 +456,9 @@ def main(argv=None) -> None:
     async def run() -> bool:
         global CURRENT
         worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
-                                  args.memory_limit, args.replaces)
+                                  args.memory_limit, args.replaces, json.loads(args.resources),
+                                  args.local_directory)
+        task_context.set_process_worker(worker)
         await worker.start()
         await worker.closed.wait()
         await worker.close()
