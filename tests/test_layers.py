@@ -27,7 +27,7 @@ ENGINE_RULES = {
     "engine.wire": ("engine.shm",),
     "engine.scheduler": ("engine.wire", "engine.shm"),
     "engine.worker": ("engine.wire", "engine.shm"),
-    "engine.cluster": ("engine.scheduler", "engine.wire", "engine.shm"),
+    "engine.cluster": ("engine.scheduler", "engine.worker", "engine.wire", "engine.shm"),
     "engine.client": ("engine.cluster", "engine.scheduler", "engine.wire", "engine.shm"),
     "engine.backend": ("engine.client",),
 }

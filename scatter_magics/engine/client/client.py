@@ -12,41 +12,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import threading
-import uuid
-import weakref
 from typing import Callable
 
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress_callback import Progress, no_progress
-from ...structure import find_futures, substitute
-from ...tokenize import tokenize
-from ..cluster.local import LocalCluster, find_local_cluster
+from ...structure import find_futures, futures_of, substitute
+from ..cluster.local import LocalCluster
 from ..shm.mapper import SegmentMapper
-from ..wire.loop import LoopThread, ready, wants_awaitable
+from ..wire.loop import ready, wants_awaitable
 from ..wire.peers import WorkerPool
-from ..wire.serialize import serialize_task
+from ..wire.serialize import IN_PROCESS, PICKLED
 from .callbacks import DoneCallbacks
 from .events import EventStream, Subscription
-from .future import Future
+from .executor import ClientExecutor
+from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
-from .link import LocalSchedulerLink, RemoteSchedulerLink
-from .references import References
+from .housekeeping import Housekeeping
+from .connecting import SECRET_ENV, open_connection
+from .link import LocalSchedulerLink
+from .references import References, releaser
 from .scatter import Scattering
-from .scatter_input import full_address, plain_workers
+from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+from .submit import key_finder, map_keys, task_records
+from .task_options import parse_timedelta, refuse_actors, task_options
+from .waiting import NO_DEFAULT, within
 
-__all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
+__all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT", "SECRET_ENV"]
 
 logger = logging.getLogger(__name__)
 
-NO_DEFAULT = "__no_default__"
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
-SECRET_ENV = "SCATTER_MAGICS_SECRET"
 
 
 class Client:
@@ -66,17 +66,19 @@ class Client:
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
                  memory_limit="auto", asynchronous: bool = False,
                  direct_to_workers: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 secret: str | None = None):
+                 secret: str | None = None, processes: bool = True,
+                 resources: dict | None = None):
         self._address = address
         self._cluster_options = dict(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                     memory_limit=memory_limit)
+                                     memory_limit=memory_limit, processes=processes,
+                                     resources=resources)
         self.asynchronous = asynchronous
         self.direct_to_workers = direct_to_workers
         self.timeout = timeout
         self._secret = secret
         self.status = "newly-created"
         self.cluster: LocalCluster | None = None
-        self._owns_cluster = self._owns_loop = False
+        self._owns_cluster, self._connection = False, None
         # Made now, wired in _start: the scheduler may report before _start returns.
         self.refs = References()
         self._events = EventStream()
@@ -86,36 +88,14 @@ class Client:
 
     # ------------------------------------------------------------ starting ---
     def _start(self) -> None:
-        cluster = self._address if isinstance(self._address, LocalCluster) else None
-        if self._address is None:
-            cluster = LocalCluster(**self._cluster_options)
-            cluster.owner = weakref.ref(self)
-            self._owns_cluster = True
-        elif isinstance(self._address, str):
-            cluster = find_local_cluster(full_address(self._address))
-        try:
-            self._link = self._connect(cluster)
-        except BaseException:
-            self._shutdown_owned()
-            raise
+        opened = open_connection(self._address, self._cluster_options, self._secret,
+                                 self.timeout, self._on_report, self)
+        self.cluster, self.loop, self.secret, self._link = (opened.cluster, opened.loop,
+                                                            opened.secret, opened.link)
+        self._owns_cluster, self._connection = opened.owns_cluster, opened
         self._assemble()
         self.status = "running"
         register_client(self)
-
-    def _connect(self, cluster: LocalCluster | None):
-        if cluster is not None:
-            self.cluster, self.loop, self.secret = cluster, cluster.loop, cluster.secret
-            return self.loop.sync(self._open_local(cluster.scheduler))
-        self.secret = self._secret or os.environ.get(SECRET_ENV)
-        if not self.secret:
-            raise ValueError(f"connecting to {self._address!r} needs the cluster's secret: "
-                             f"pass secret= or set ${SECRET_ENV}")
-        self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
-        return self.loop.sync(RemoteSchedulerLink.open(
-            full_address(self._address), self.secret, self._on_report, self.timeout))
-
-    async def _open_local(self, scheduler) -> LocalSchedulerLink:
-        return LocalSchedulerLink(scheduler, self._on_report)
 
     def _assemble(self) -> None:
         """Make the parts that use the link, each given only what it uses (no ``self``:
@@ -125,11 +105,17 @@ class Client:
         pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
-        self.refs.start(self.loop, self._ahead.in_flight, _releaser(link))
+        self.refs.start(self.loop, self._ahead.in_flight, releaser(link))
         self._events.start(self.loop, link)
+        in_process = self.cluster is not None and self.cluster.in_process
+        self.codec = IN_PROCESS if in_process else PICKLED  # how values and tasks travel
+        self._house = Housekeeping(link, self._workers, self.codec)
         self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
         self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
-                                      self._ahead, self.refs.get)
+                                      self._ahead, self.refs.get, in_process)
+        # In-process, the scheduler path costs no copy; remote, going direct is one hop less.
+        self._default_direct = not isinstance(link, LocalSchedulerLink) \
+            if self.direct_to_workers is None else self.direct_to_workers
 
     def _on_report(self, msg: dict) -> None:
         if msg["op"] == "events":
@@ -150,6 +136,12 @@ class Client:
     def scheduler_address(self) -> str:
         return self.cluster.scheduler_address if self.cluster else full_address(self._address)
 
+    @property
+    def scheduler_link(self):
+        """How this client reaches its scheduler, on its loop: ``await link.request(msg)``,
+        ``link.send(msg)`` (``link.py``); the door of what is built on a client (Variable)."""
+        return self._link
+
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
         if self.status != "running":
@@ -166,6 +158,16 @@ class Client:
             return awaitable()
         return then(self.loop.sync(coro))
 
+    def _ask(self, msg: dict, asynchronous: bool | None, then: Callable = lambda x: x):
+        """The scheduler's answer to ``msg``: blocking, or an awaitable (see ``_run``)."""
+        self._check_open()
+        return self._run(self._link.request(msg), asynchronous, then)
+
+    def _call(self, method: Callable, *args, asynchronous: bool | None = None):
+        """``method(*args)``, a coroutine of one of the parts, run as ``_run`` does."""
+        self._check_open()
+        return self._run(method(*args), asynchronous)
+
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
         """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
@@ -175,7 +177,7 @@ class Client:
         ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
         """
         self._check_open()
-        return self._run(_within(func(*args, **kwargs), callback_timeout), asynchronous)
+        return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
     # ------------------------------------------------------------ scatter ---
     def scatter(self, data, workers=None, broadcast: bool = False, direct: bool | None = None,
@@ -193,25 +195,18 @@ class Client:
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
-        with paused_collection(_n_values(data)):
+        with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
-            direct = self._direct(direct)
+            direct = self._default_direct if direct is None else direct
             wait = self.timeout if timeout is NO_DEFAULT else timeout
             if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
                     and not direct and not wants_awaitable(self, asynchronous)
                     and self._scattering.send_ahead(batch, wait)):
                 return batch.result
-            coro = _within(self._scattering.send(
+            coro = within(self._scattering.send(
                 batch, plain_workers(workers), broadcast, direct, wait,
                 timeout is not NO_DEFAULT, progress or no_progress), timeout)
             return self._run(coro, asynchronous, then=lambda _: batch.result)
-
-    def _direct(self, direct: bool | None) -> bool:
-        if direct is None:
-            direct = self.direct_to_workers
-        if direct is None:  # in-process, the scheduler path costs no copy; remote, one hop less
-            direct = not isinstance(self._link, LocalSchedulerLink)
-        return direct
 
     # ------------------------------------------------------------ gather ---
     def gather(self, futures, errors: str = "raise", direct: bool | None = None,
@@ -239,81 +234,78 @@ class Client:
         if local is not None:  # every value is here already: no loop, no worker
             return ready(local) if wants_awaitable(self, asynchronous) else local
         states = {f.key: f._state for f in found}
-        coro = _within(self._gathering.read(states, errors, self._direct(direct),
-                                            progress or no_progress), timeout)
+        direct = self._default_direct if direct is None else direct
+        coro = within(self._gathering.read(states, errors, direct, progress or no_progress),
+                      timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, self._gathering.values(serialized)))
 
     # ------------------------------------------------------------ compute ---
-    def submit(self, func, *args, key: str | None = None, workers=None, pure: bool = True,
-               **kwargs) -> Future:
+    def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
+               priority=0, fifo_timeout="100 ms", allow_other_workers=False, actor=False,
+               actors=False, pure: bool = True, **kwargs) -> Future:
         """Run ``func(*args, **kwargs)`` on a worker; futures in the arguments become values.
 
         The task runs where its largest input already lives, unless ``workers`` says
-        otherwise; inputs held elsewhere are fetched worker-to-worker.
+        otherwise. The other keywords are Dask's and stay here (``task_options.py``):
+        ``priority`` (higher first), ``retries``, ``resources``, ``allow_other_workers``.
         """
-        return self._submit_many(func, [args], [key], workers, pure, kwargs)[0]
+        options = task_options(priority=priority, retries=retries, resources=resources,
+                               workers=workers, allow_other_workers=allow_other_workers,
+                               fifo_timeout=fifo_timeout)
+        refuse_actors(actor, actors)
+        return self._submit_many(func, [args], [key], workers, pure, kwargs, options)[0]
 
-    def map(self, func, *iterables, key=None, workers=None, pure: bool = True, **kwargs) -> list:
-        """``submit`` for each element of the iterables; one message for all of them."""
+    def map(self, func, *iterables, key=None, workers=None, retries=None, resources=None,
+            priority=0, allow_other_workers=False, fifo_timeout="100 ms", actor=False,
+            actors=False, pure: bool = True, batch_size=None, **kwargs) -> list:
+        """``submit`` for each element of the iterables, with the same keywords; sent in
+        messages of ``batch_size`` tasks (default: one message)."""
+        options = task_options(priority=priority, retries=retries, resources=resources,
+                               workers=workers, allow_other_workers=allow_other_workers,
+                               fifo_timeout=fifo_timeout)
+        refuse_actors(actor, actors)
         argsets = list(zip(*iterables))
-        keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
-        if isinstance(key, str):
-            keys = [_task_key(key, func, a, kwargs, pure) for a in argsets]
-        if len(keys) != len(argsets):
-            raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
-        return self._submit_many(func, argsets, keys, workers, pure, kwargs)
+        keys = map_keys(key, func, argsets, kwargs, pure)
+        size = max(1, int(batch_size)) if batch_size else max(1, len(argsets))
+        return [f for start in range(0, len(argsets), size) for f in self._submit_many(
+            func, argsets[start:start + size], keys[start:start + size], workers, pure,
+            kwargs, options)]
 
-    def _submit_many(self, func, argsets, keys, workers, pure, kwargs) -> list:
+    def _submit_many(self, func, argsets, keys, workers, pure, kwargs, options=None) -> list:
         self._check_open()
-        if not callable(func):
-            raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
-        name = getattr(func, "__name__", type(func).__name__)
-        tasks, futures = [], []
-        for args, key in zip(argsets, keys):
-            key = key or _task_key(name, func, args, kwargs, pure)
-            task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
-            futures.append(Future(key, self))
-            tasks.append((key, task, deps, plain_workers(workers)))
+        tasks = task_records(func, argsets, keys, kwargs, pure, plain_workers(workers),
+                             options, key_finder(self), self.codec.serialize_task)
+        futures = [Future(task[0], self) for task in tasks]
         self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
-    def _key_of(self, obj) -> str | None:
-        if isinstance(obj, Future):
-            if obj.client is not self:
-                raise ValueError(f"future {obj.key!r} belongs to another client")
-            return obj.key
-        return None
+    def retry(self, futures, asynchronous: bool | None = None):
+        """Run the failed tasks among ``futures`` (and the failed inputs they read) again."""
+        return self._ask({"op": "retry", "keys": keys_of(futures)}, asynchronous)
 
     # ------------------------------------------------------------ placement ---
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
-        self._check_open()
-        keys = None if futures is None else _keys_of(futures)
-        return self._run(self._link.request({"op": "who-has", "keys": keys}), asynchronous)
+        keys = None if futures is None else keys_of(futures)
+        return self._ask({"op": "who-has", "keys": keys}, asynchronous)
 
     def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
         """``{worker address: [keys]}``."""
-        self._check_open()
-        msg = {"op": "has-what", "workers": plain_workers(workers)}
-        return self._run(self._link.request(msg), asynchronous)
+        return self._ask({"op": "has-what", "workers": plain_workers(workers)}, asynchronous)
 
     def nthreads(self, asynchronous: bool | None = None) -> dict:
         """``{worker address: threads}``."""
-        self._check_open()
-        return self._run(self._link.request({"op": "scheduler-info"}), asynchronous,
-                         then=lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
+        return self._ask({"op": "scheduler-info"}, asynchronous,
+                         lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
 
     def scheduler_info(self, asynchronous: bool | None = None) -> dict:
         """The scheduler's address and, per worker, name, threads, memory and bytes held."""
-        self._check_open()
-        return self._run(self._link.request({"op": "scheduler-info"}), asynchronous)
+        return self._ask({"op": "scheduler-info"}, asynchronous)
 
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
-        self._check_open()
-        msg = {"op": "cancel", "keys": _keys_of(futures), "force": force}
-        return self._run(self._link.request(msg), asynchronous)
+        return self._ask({"op": "cancel", "keys": keys_of(futures), "force": force}, asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
@@ -322,10 +314,66 @@ class Client:
         Copies go to the workers holding the least data; with more than ``n`` replicas
         among ``workers``, the extra ones are deleted (as in Dask).
         """
-        self._check_open()
-        msg = {"op": "replicate", "keys": _keys_of(futures), "n": n,
-               "workers": plain_workers(workers)}
-        return self._run(self._link.request(msg), asynchronous)
+        return self._ask({"op": "replicate", "keys": keys_of(futures), "n": n,
+                          "workers": plain_workers(workers)}, asynchronous)
+
+    def rebalance(self, futures=None, workers=None, asynchronous: bool | None = None):
+        """Move data between ``workers`` (default: all) until each holds about the same
+        bytes; only the keys of ``futures`` if given (once they are done)."""
+        keys = None if futures is None else keys_of(futures)
+        return self._call(self._house.rebalance, keys, plain_workers(workers),
+                          asynchronous=asynchronous)
+
+    def processing(self, workers=None, asynchronous: bool | None = None) -> dict:
+        """``{worker address: [keys of the tasks sent to it, not yet done]}``."""
+        return self._ask({"op": "processing", "workers": plain_workers(workers)}, asynchronous)
+
+    # ------------------------------------------------------------ the cluster ---
+    def wait_for_workers(self, n_workers: int, timeout=None, asynchronous: bool | None = None):
+        """Block until ``n_workers`` workers are connected; ``TimeoutError`` after ``timeout``."""
+        timeout = None if timeout is None else parse_timedelta(timeout)
+        return self._call(self._house.wait_for_workers, n_workers, timeout,
+                          asynchronous=asynchronous)
+
+    def run(self, function, *args, workers=None, wait: bool = True, nanny: bool = False,
+            on_error: str = "raise", asynchronous: bool | None = None, **kwargs) -> dict:
+        """``{address: function(*args, **kwargs)}`` on every worker (or ``workers``), on
+        its event loop; ``dask_worker=`` gives it the worker. ``on_error``: ``"raise"``,
+        ``"return"`` (the exception as the value) or ``"ignore"`` (left out)."""
+        return self._call(self._house.run, function, args, kwargs, plain_workers(workers),
+                          wait, on_error, asynchronous=asynchronous)
+
+    def run_on_scheduler(self, function, *args, asynchronous: bool | None = None, **kwargs):
+        """``function(*args, **kwargs)`` on the scheduler (``dask_scheduler=``: itself)."""
+        return self._call(self._house.run_on_scheduler, function, args, kwargs,
+                          asynchronous=asynchronous)
+
+    def restart(self, timeout=NO_DEFAULT, wait_for_workers: bool = True,
+                asynchronous: bool | None = None):
+        """Replace every worker by a fresh one; every key is forgotten and every future
+        cancelled, as in Dask."""
+        seconds = 4 * self.timeout if timeout is NO_DEFAULT else parse_timedelta(timeout)
+        return self._call(self._house.restart, seconds, wait_for_workers,
+                          asynchronous=asynchronous)
+
+    def upload_file(self, filename: str, load: bool = True, asynchronous: bool | None = None):
+        """Send a ``.py``, ``.zip`` or ``.egg`` to every worker, present and future, and
+        import it there (``load``)."""
+        return self._call(self._house.upload_file, filename, load, asynchronous=asynchronous)
+
+    def get_versions(self, check: bool = False, packages=None,
+                     asynchronous: bool | None = None) -> dict:
+        """Versions of Python and packages on the scheduler, the workers and here;
+        ``check`` raises ``ValueError`` where those that matter differ."""
+        return self._call(self._house.versions, check, packages, asynchronous=asynchronous)
+
+    def get_executor(self, **kwargs) -> ClientExecutor:
+        """This cluster as a ``concurrent.futures.Executor``; ``kwargs`` go to ``submit``."""
+        return ClientExecutor(self, **kwargs)
+
+    def futures_of(self, futures) -> list:
+        """The Futures of this client in ``futures`` (nested containers too)."""
+        return [f for f in futures_of(futures) if getattr(f, "client", None) is self]
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
@@ -359,7 +407,8 @@ class Client:
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
-        self._shutdown_owned()
+        if self._connection is not None:
+            self._connection.end_owned()
         self.done_callbacks.close()
 
     async def _close_links(self) -> None:
@@ -368,12 +417,6 @@ class Client:
         self._workers.close()
         self._link.close()
         self._segments.close()
-
-    def _shutdown_owned(self) -> None:
-        if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
-        elif self._owns_loop:
-            self.loop.stop()
 
     def __enter__(self):
         return self
@@ -400,34 +443,3 @@ class Client:
         if self.status != "running":
             return f"<Client: {self.status}>"
         return f"<Client: scheduler={self.scheduler_address!r} status={self.status}>"
-
-
-async def _within(coro, timeout):
-    if timeout is None or timeout is NO_DEFAULT:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"operation did not finish within {timeout} s") from None
-
-
-def _releaser(link) -> Callable[[list], None]:
-    """``send_release(keys)``: tell the scheduler no Future of ours holds ``keys`` now."""
-    def send_release(keys: list) -> None:
-        if not link.closed:
-            link.send({"op": "release-keys", "keys": keys})
-    return send_release
-
-
-def _n_values(data) -> int:
-    """How many values (so futures) a scatter of ``data`` makes."""
-    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1
-
-
-def _keys_of(futures) -> list[str]:
-    return [f.key for f in find_futures(futures, Future)]
-
-
-def _task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
-    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
-    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"

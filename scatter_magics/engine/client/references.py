@@ -131,3 +131,11 @@ class References:
         for state in list(self._states.values()):
             if not state.done():
                 state.cancel()
+
+
+def releaser(link) -> Callable[[list], None]:
+    """``send_release(keys)``: tell the scheduler at ``link`` no Future holds ``keys`` now."""
+    def send_release(keys: list) -> None:
+        if not link.closed:
+            link.send({"op": "release-keys", "keys": keys})
+    return send_release

@@ -51,3 +51,8 @@ def keyed_items(data, hash: bool):
     key = key_for(data)
     return {key: data}, lambda fs: fs[key]
 
+
+
+def n_values(data) -> int:
+    """How many values (so futures) a scatter of ``data`` makes."""
+    return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1

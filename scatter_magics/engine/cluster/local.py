@@ -80,8 +80,6 @@ class LocalCluster:
                              f"got {worker_ttl!r}")
         self.worker_ttl = worker_ttl
         self.in_process = not processes  # workers as threads of this process, nothing pickled
-        if not processes:
-            raise NotImplementedError("processes=False")
         self.resources = check_resources(resources)
         # Each worker's uploaded files (Client.upload_file) live under here, removed by
         # close() even for workers that were killed.
@@ -89,7 +87,8 @@ class LocalCluster:
         self._ended_silent: set[int] = set()  # pids of workers ended for their silence
         self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
         self.secret = secret or protocol.new_secret()
-        self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
+        # Workers in this process map nothing: values are handed over as they are.
+        self.shm_pool = shm.SharedMemoryPool() if shm.available() and processes else None
         self.status = "starting"
         self._lock = threading.Lock()
         self.loop: LoopThread | None = None
@@ -101,26 +100,43 @@ class LocalCluster:
         self.name = name  # shown in the Jupyter sidebar (default: the kernel or program)
         self.registry_entry = None  # this cluster's file in the discovery registry
         self.owner = None  # weakref to the Client that owns (and on request closes) us
+        self.in_process_workers = None  # processes=False: an InProcessWorkers
         try:
-            # Workers first: their interpreter start-up and imports (most of a cold start)
-            # overlap with our loop and scheduler starting; they learn its address on stdin.
-            self.supervisor.call(self.supervisor.top_up, self.n_workers, False)
-            self.loop = LoopThread("scatter-magics-scheduler")
-            self.scheduler = self.loop.sync(self._start_scheduler(host, port))
-            for proc in list(self.processes.values()):
-                self._introduce(proc)
-            # Not scale(): its top-up would count a worker that died while starting as
-            # replaced and start another, hiding the first one's exit code.
-            self._publish_supervision()
-            self._await_workers(self.n_workers, timeout)
+            if self.in_process:
+                self._start_in_process(host, port, timeout)
+            else:
+                self._start_processes(host, port, timeout)
         except BaseException:
             self.close()
             raise
         self.status = "running"
-        self.supervisor.replacing = True
+        self.supervisor.replacing = not self.in_process
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
         self._register()
+
+    def _start_processes(self, host: str, port: int, timeout: float) -> None:
+        # Workers first: their interpreter start-up and imports (most of a cold start)
+        # overlap with our loop and scheduler starting; they learn its address on stdin.
+        self.supervisor.call(self.supervisor.top_up, self.n_workers, False)
+        self.loop = LoopThread("scatter-magics-scheduler")
+        self.scheduler = self.loop.sync(self._start_scheduler(host, port))
+        for proc in list(self.processes.values()):
+            self._introduce(proc)
+        # Not scale(): its top-up would count a worker that died while starting as
+        # replaced and start another, hiding the first one's exit code.
+        self._publish_supervision()
+        self._await_workers(self.n_workers, timeout)
+
+    def _start_in_process(self, host: str, port: int, timeout: float) -> None:
+        from .in_process import InProcessWorkers  # (the worker's modules: only for these)
+
+        self.loop = LoopThread("scatter-magics-scheduler")
+        self.scheduler = self.loop.sync(self._start_scheduler(host, port))
+        self.in_process_workers = InProcessWorkers(
+            self.scheduler.server.listen_inproc(), self.scheduler.address, self.secret,
+            self.threads_per_worker, self.memory_limit, self.resources, self.local_directory)
+        self.loop.sync(self.in_process_workers.scale_to(self.n_workers), timeout)
 
     def _register(self) -> None:
         """Advertise this cluster to the Jupyter server (discovery.py); never fatal."""
@@ -164,6 +180,8 @@ class LocalCluster:
         return self.supervisor.processes
 
     def _alive(self) -> int:
+        if self.in_process_workers is not None:
+            return self.in_process_workers.alive()
         return self.supervisor.alive()
 
     # ------------------------------------------------------------ workers ---
@@ -172,6 +190,10 @@ class LocalCluster:
 
         The supervisor then keeps ``n`` alive, with a fresh restart budget.
         """
+        if self.in_process_workers is not None:
+            self.n_workers = n
+            self.loop.sync(self.in_process_workers.scale_to(n), timeout)
+            return
         with self._lock:
             self.n_workers = n
             self.supervisor.call(self.supervisor.scale_to, n, self.scheduler is not None)
@@ -278,6 +300,8 @@ class LocalCluster:
             try:
                 if self._trim_task is not None:
                     self.loop.call_soon(self._trim_task.cancel)
+                if self.in_process_workers is not None:
+                    self.loop.sync(self.in_process_workers.close(), timeout)
                 self.loop.sync(_call(self.scheduler.close), timeout)
             except Exception:
                 logger.exception("error closing the scheduler")

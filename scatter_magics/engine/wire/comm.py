@@ -291,7 +291,12 @@ class Channel:
 
 async def connect(address: str, secret: str, handlers: dict | None = None,
                   timeout: float = HANDSHAKE_TIMEOUT) -> Channel:
-    """Open an authenticated :class:`Channel` to ``address``."""
+    """Open an authenticated :class:`Channel` to ``address`` (``inproc://``: a server of
+    this process, see ``inproc.py``; nothing to prove there)."""
+    if address.startswith("inproc://"):
+        from . import inproc
+
+        return inproc.connect(address, handlers)
     host, port = protocol.parse_address(address)
     loop = asyncio.get_running_loop()
     try:
@@ -331,6 +336,7 @@ class Server:
         self.on_channel = on_channel
         self.channels: set[Channel] = set()
         self.address = ""
+        self.inproc_address = ""  # also reachable from this process (listen_inproc)
         self._server: asyncio.AbstractServer | None = None
         # Pending handshakes, oldest first: at MAX_PENDING_HANDSHAKES the oldest is
         # dropped, so a flood of silent connections costs bounded memory and a real
@@ -345,6 +351,13 @@ class Server:
             lambda: _Connection(on_made=self._accept), host, port)
         self.address = protocol.format_address(host, self._server.sockets[0].getsockname()[1])
         return self.address
+
+    def listen_inproc(self) -> str:
+        """Also accept connections from this process, unpickled (``inproc.py``)."""
+        from . import inproc
+
+        self.inproc_address = inproc.listen(self)
+        return self.inproc_address
 
     @property
     def pending_handshakes(self) -> int:
@@ -375,7 +388,10 @@ class Server:
         except asyncio.CancelledError:
             connection.transport.close()
             raise
-        channel = Channel(connection, peer, self.handlers)
+        self.adopt(Channel(connection, peer, self.handlers))
+
+    def adopt(self, channel: Channel) -> None:
+        """Serve ``channel``, a connection that has proved itself (or needs not)."""
         self.channels.add(channel)
         channel.on_close.append(self.channels.discard)
         if self.on_channel is not None:
@@ -406,6 +422,10 @@ class Server:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.inproc_address:
+            from . import inproc
+
+            inproc.stop(self.inproc_address)
         for task in list(self._handshakes):
             task.cancel()
         for channel in list(self.channels):

@@ -18,33 +18,24 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
-import traceback
 
 from ...backend import backend_class
 from ...current_client import find_client
-from ...errors import CommClosedError, TaskTraceback, portable
+from ...errors import CommClosedError, portable
 from ...versions import get_versions
 from ..shm.cleanup import unlink_segments
 from ..shm.limits import result_refusal
-from ..shm.mapper import SegmentMapper
 from ..wire.comm import Channel, Server, connect
 from ..wire.loop import new_event_loop
 from ..wire.peers import fetch_from_holders
-from ..wire.serialize import (
-    Serialized,
-    deserialize,
-    deserialize_task,
-    nbytes_of,
-    serialize,
-    sizeof,
-    wire,
-)
+from ..wire.serialize import Serialized, Unpickled
 from . import task_context
+from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memory
 from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
 from .run_function import run_function
 from .runner import DEFAULT_PRIORITY, TaskRunner
+from .task_call import execute, task_traceback
 from .task_start import StartWatch
 from .uploads import Uploads
 
@@ -58,55 +49,7 @@ CLIENT_TIMEOUT = 30.0  # s a task's get_client() may take to connect the worker'
 ARRIVAL_WAIT = 5.0  # seconds
 
 
-SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
 CURRENT: "Worker | None" = None  # the worker this process runs, for tasks that introspect
-
-
-class StoredValue:
-    """A key's data: its serialized form, its value, or both (built lazily)."""
-
-    __slots__ = ("_serialized", "_value", "_has_value", "nbytes", "type")
-
-    def __init__(self, serialized: Serialized | bytes | None = None, value=None,
-                 has_value=False):
-        self._serialized, self._value, self._has_value = serialized, value, has_value
-        self.nbytes = nbytes_of(serialized) if serialized is not None else sizeof(value)
-        self.type = type(value).__name__ if has_value else None
-
-    @property
-    def value(self):
-        if not self._has_value:
-            self._value, self._has_value = deserialize(self._serialized, SEGMENTS.view), True
-        return self._value
-
-    @property
-    def serialized(self) -> Serialized | bytes:
-        """In its wire form (see ``serialize.wire``)."""
-        if self._serialized is None:
-            return wire(serialize(self._value))  # not cached: it would double the memory held
-        return self._serialized
-
-
-class HeldData(dict):
-    """``{key: StoredValue}`` that keeps the total of their sizes, for ``memory_limit``."""
-
-    def __init__(self):
-        super().__init__()
-        self.nbytes = 0
-
-    def __setitem__(self, key: str, value: StoredValue) -> None:
-        old = self.get(key)
-        self.nbytes += value.nbytes - (old.nbytes if old is not None else 0)
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.nbytes -= self[key].nbytes
-        super().__delitem__(key)
-
-    def pop(self, key: str, *default):
-        if key in self:
-            self.nbytes -= self[key].nbytes
-        return super().pop(key, *default)
 
 
 class Worker:
@@ -114,12 +57,18 @@ class Worker:
 
     ``resources`` (``{"GPU": 2}``) are what it declares for tasks that ask for some;
     ``local_directory`` is where uploaded files go (on ``sys.path``; made if None).
+    ``in_process``: a thread of the user's process (``Client(processes=False)``), reached
+    at an ``inproc://`` address, holding values as they are (``serialize.Unpickled``);
+    ``client_address`` is then the scheduler's address for clients (its TCP one).
     """
 
     def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
                  memory_limit: int, replaces: str | None = None, resources: dict | None = None,
-                 local_directory: str | None = None):
+                 local_directory: str | None = None, in_process: bool = False,
+                 client_address: str | None = None):
         self.scheduler_address = scheduler_address
+        self.in_process = in_process
+        self.client_address = client_address or scheduler_address
         self.replaces = replaces
         self.secret = secret
         self.name = name
@@ -158,7 +107,7 @@ class Worker:
 
     @property
     def address(self) -> str:
-        return self.server.address
+        return self.server.inproc_address or self.server.address
 
     @property
     def local_directory(self) -> str:
@@ -168,7 +117,10 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.runner = TaskRunner(self.nthreads, self._task_done, self.resources,
                                  on_thread_start=lambda: task_context.serve(self))
-        address = await self.server.listen("127.0.0.1", 0)
+        if self.in_process:
+            address = self.server.listen_inproc()
+        else:
+            address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
         await self.scheduler.request({
@@ -190,11 +142,11 @@ class Worker:
         to the same scheduler is used as it is (workers in the user's process)."""
         with self._client_lock:
             if self._client is None or self._client.status != "running":
-                self._client = find_client(self.scheduler_address)
+                self._client = find_client(self.client_address)
                 self._owns_client = self._client is None
                 if self._owns_client:
                     self._client = backend_class("embedded").connect(
-                        self.scheduler_address, secret=self.secret,
+                        self.client_address, secret=self.secret,
                         timeout=timeout or CLIENT_TIMEOUT).client
             return self._client
 
@@ -335,7 +287,7 @@ class Worker:
         watch = StartWatch(self.loop, lambda: self._report({"op": "task-started", "key": key}))
         running = (key, watch.watch(), fetched)
         priority, resources = options
-        self.runner.run(running, functools.partial(_execute, key, task, inputs, watch.started),
+        self.runner.run(running, functools.partial(execute, key, task, inputs, watch.started),
                         priority, resources)
 
     def _task_done(self, running: tuple, ok: bool, value) -> None:
@@ -344,7 +296,10 @@ class Worker:
         if not ok:
             self._task_erred(key, value, fetched)
             return
-        stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
+        if self.in_process:  # held as it is: whoever reads it gets the object itself
+            stored = StoredValue(Unpickled(value), value, has_value=True)
+        else:
+            stored = StoredValue(value=not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
         if self.memory_limit and held + stored.nbytes > self.memory_limit:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
@@ -357,7 +312,8 @@ class Worker:
                       "type": stored.type, "fetched": fetched})
 
     def _task_erred(self, key, exc: BaseException, fetched: dict) -> None:
-        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
+        self._report({"op": "task-erred", "key": key,
+                      "exception": exc if self.in_process else portable(exc),
                       "traceback": task_traceback(exc), "fetched": fetched})
 
     def _report(self, msg: dict) -> None:
@@ -370,45 +326,6 @@ class Worker:
         while True:
             self._report({"op": "metrics", "memory": resident_memory()})
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-
-
-def task_traceback(exc: BaseException) -> TaskTraceback:
-    """``exc``'s traceback from the task's own first frame on (the worker's frames that
-    called it are no news to the user), as text and as frames for ``Future.traceback()``."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None and \
-            tb.tb_frame.f_globals.get("__name__", "").startswith(__package__):
-        tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    try:
-        from tblib import Traceback
-    except ImportError:  # the text is still there; Future.traceback() gives None
-        return TaskTraceback(text)
-    return TaskTraceback(text, Traceback(tb).to_dict() if tb is not None else None)
-
-
-def _not_aliasing_shared_memory(value):
-    """``value``, copied if it is a numpy view into a shared segment.
-
-    Segments are reused once their key is released; a result that kept pointing into
-    one (``x[:10]`` of a scattered array) would then silently change.
-    """
-    numpy = sys.modules.get("numpy")
-    if numpy is None or not isinstance(value, numpy.ndarray) or value.base is None:
-        return value
-    low, high = numpy.byte_bounds(value) if hasattr(numpy, "byte_bounds") else \
-        numpy.lib.array_utils.byte_bounds(value)
-    if any(start <= low < end or start < high <= end for start, end in SEGMENTS.spans()):
-        return value.copy()
-    return value
-
-
-def _execute(key, task: Serialized, inputs: dict, on_start=None):
-    if on_start is not None:
-        on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    func, args, kwargs = deserialize_task(task, inputs)
-    with task_context.running(key):
-        return func(*args, **kwargs)
 
 
 def resident_memory() -> int:

@@ -1,0 +1,32 @@
+"""A task on a worker's thread: its call, and its error as the client will see it."""
+
+from __future__ import annotations
+
+import traceback
+
+from ...errors import TaskTraceback
+from ..wire.serialize import Serialized, deserialize_task
+from . import task_context
+
+
+def execute(key, task: Serialized, inputs: dict, on_start=None):
+    if on_start is not None:
+        on_start()  # a pool thread picked the task up (task_start.StartWatch)
+    func, args, kwargs = deserialize_task(task, inputs)
+    with task_context.running(key):
+        return func(*args, **kwargs)
+
+
+def task_traceback(exc: BaseException) -> TaskTraceback:
+    """``exc``'s traceback from the task's own first frame on (the worker's frames that
+    called it are no news to the user), as text and as frames for ``Future.traceback()``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and \
+            tb.tb_frame.f_globals.get("__name__", "").startswith(__package__):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        from tblib import Traceback
+    except ImportError:  # the text is still there; Future.traceback() gives None
+        return TaskTraceback(text)
+    return TaskTraceback(text, Traceback(tb).to_dict() if tb is not None else None)
