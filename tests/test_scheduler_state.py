@@ -111,7 +111,7 @@ def test_a_task_is_running_in_events_once_its_worker_starts_it(state):
     assert state.events[-1]["status"] == "pending"
     state.task_started(where, "t")
     assert state.events[-1]["status"] == "running" and state.events[-1]["processing_on"] == where
-    assert state._notify(state.keys["t"])[0][1]["status"] == "pending"  # Futures say pending
+    assert state.tasks.notify(state.keys["t"])[0][1]["status"] == "pending"  # Futures say pending
     state.task_finished(where, "t", 8, "int")
     assert state.events[-1]["status"] == "finished"
 
@@ -232,3 +232,77 @@ def test_a_lost_result_is_recomputed_when_its_inputs_remain(state):
     lost = state.keys["s"].exception  # scattered, held only by A: lost, and says what to do
     assert state.keys["s"].state == "lost"
     assert "'s'" in str(lost) and "worker-0" in str(lost) and "scatter it again" in str(lost)
+
+
+# Issue 19, item 9: "scheduler failed on 'release-keys'" with "AttributeError: 'frozenset'
+# object has no attribute 'discard'": forgetting a task unlinked it from each input's
+# ``dependents``, which is the shared empty frozenset until an edge is linked, and two
+# edges never are.
+
+def test_releasing_a_task_that_failed_at_submit_keeps_its_other_inputs(state):
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    # It fails at its first input: the inputs after it were never linked to it.
+    [(_, msg)] = state.submit("c", "t", task=None, deps=["gone", "x"], restrictions=None)
+    assert msg["status"] == "cancelled"
+    assert state.release("c", ["t"]) == [(("owner", ""), {"op": "key-forgotten", "key": "t"})]
+    assert "t" not in state.keys and state.keys["x"].state == "memory"  # c still holds x
+
+
+def test_releasing_a_task_whose_lost_input_was_scattered_again(state):
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    state.submit("c", "t", task=None, deps=["x"], restrictions=[B])
+    state.task_finished(B, "t", 8, "int")
+    state.remove_worker(A)  # x, held only there, is lost; t stays on B
+    state.add_data("c", {"x": [B]}, {"x": 8}, {"x": "int"})  # the same key: a new record
+    out = state.release("c", ["t"])
+    assert (("worker", B), {"op": "delete-keys", "keys": ["t"]}) in out
+    assert "t" not in state.keys and state.keys["x"].state == "memory"
+
+
+def test_an_input_scattered_again_stays_while_a_recomputed_task_reads_it(state):
+    C = "tcp://127.0.0.1:1003"
+    state.add_worker(C, "worker-2", nthreads=1, memory_limit=100)
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    state.submit("c", "t", task=b"task", deps=["x"], restrictions=[B])
+    state.keys["t"].restrictions = set()  # (only to choose where it first ran)
+    state.task_finished(B, "t", 8, "int")
+    state.remove_worker(A)  # x is lost
+    state.add_data("c", {"x": [C]}, {"x": 8}, {"x": "int"})  # and scattered again
+    out = state.remove_worker(B)  # t is recomputed, from the new x
+    assert (("worker", C), "compute") in ops(out)
+    assert state.release("c", ["x"]) == []  # t reads it: it stays
+    assert state.keys["x"].who_has == {C}
+
+
+# ------------------------------------------------------------ the parts, alone ---
+
+def test_the_replica_book_keeps_both_sides_in_step():
+    from scatter_magics.engine.scheduler.events import EventLog
+    from scatter_magics.engine.scheduler.records import WorkerInfo
+    from scatter_magics.engine.scheduler.replicas import ReplicaBook
+
+    workers = {a: WorkerInfo(a, name, 1, 100) for a, name in ((A, "worker-0"), (B, "worker-1"))}
+    keys: dict = {}
+    book = ReplicaBook(workers, keys, EventLog())
+    assert book.hold("c", {"x": [A, B], "y": [A]}, {"x": 10, "y": 5}, {}) == []
+    book.add(keys["y"], B)
+    book.add(keys["y"], B)  # twice: counted once
+    assert (workers[A].keys, workers[A].nbytes) == ({"x", "y"}, 15)
+    assert (workers[B].keys, workers[B].nbytes) == ({"x", "y"}, 15)
+    assert book.drop(keys["x"], B, delete=False) == []
+    assert (workers[B].nbytes, keys["x"].who_has) == (5, {A})
+    assert book.worker_left(workers.pop(A)) == [keys["x"]]  # its last copy was there
+    assert keys["y"].who_has == {B}
+    assert book.drop_all(keys["y"]) == [(("worker", B), {"op": "delete-keys", "keys": ["y"]})]
+    assert (workers[B].keys, workers[B].nbytes, keys["y"].who_has) == (set(), 0, set())
+
+
+def test_the_worker_book_says_who_woke_up_and_the_state_tops_them_up(state):
+    state.add_data("c", {"x": [A]}, {"x": 10}, {"x": "int"}, broadcast=True)
+    state.acquired(B, {"x": 10}, [])
+    state.check_heartbeats(now=10.0)  # both silent since 0
+    assert state.worker_book.heard_from(A, now=10.5) is state.workers[A]
+    assert state.worker_book.heard_from(A, now=11.0) is None  # already running
+    state.drop_replicas(B, ["x"], "refused")  # B lacks the standing x now
+    assert state.heard_from(B, now=11.0) == [(("worker", B), {"op": "acquire",
+                                                              "who_has": {"x": [A]}})]

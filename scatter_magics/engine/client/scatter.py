@@ -124,7 +124,7 @@ class Scattering:
             await self._transfer_direct(payload, nbytes, shared, types, workers, broadcast, wait)
         else:
             # An explicit timeout asks to know the data arrived within it: then the
-            # scheduler waits for the workers' acknowledgements (see Scheduler._scatter).
+            # scheduler waits for the workers' acknowledgements (see ScatterOps.scatter).
             await self.link.request({"op": "scatter", "data": payload, "workers": workers,
                                      "broadcast": broadcast, "nbytes": nbytes, "types": types,
                                      "shared": shared, "timeout": wait, "confirm": confirm})

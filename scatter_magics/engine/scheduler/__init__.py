@@ -1,0 +1,31 @@
+"""The scheduler: its bookkeeping, pure and synchronous, and the I/O around it.
+
+``SchedulerState`` is the state machine (a stimulus in, the messages to send out, no
+sockets); ``Scheduler`` owns it, the server socket and the connections. Each is
+composed of the parts below, which share records but call each other only through the
+methods they are handed.
+
+| module | holds |
+|---|---|
+| ``records`` | what is recorded per worker (``WorkerInfo``) and per key (``KeyInfo``) |
+| ``events`` | ``EventLog``, the events kept while someone subscribes, and their format |
+| ``worker_book`` | ``WorkerBook``: joining, leaving, heartbeats, names and ``workers=``, placement |
+| ``replicas`` | ``ReplicaBook``: who holds what, the only writer of ``ws.keys``/``ws.nbytes``/``ks.who_has`` |
+| ``broadcasts`` | ``StandingBroadcasts``: keys kept on every allowed worker, topped up |
+| ``tasks`` | ``TaskMachine``: submit, schedule, finish or fail, release, cancel, forget |
+| ``recovery`` | ``Recovery``: recompute, retries after a death, inherited restrictions |
+| ``reports`` | ``scheduler_info()``, the overview, a page of keys, a subscriber's snapshot |
+| ``state`` | ``SchedulerState``: the one door to the parts above |
+| ``server`` | ``Scheduler``: connections, message handlers, heartbeat watch, around the state |
+| ``scatter_ops`` | ``ScatterOps``: a scatter's ops: choosing workers, carrying data, recording it |
+| ``placing`` | ``place()``: putting scattered data on workers, retried when one dies mid-transfer |
+| ``pending_acks`` | ``PendingAcks``: what a no-wait scatter sent, kept until stored, else resent |
+| ``direct_holds`` | ``DirectHolds``: room held for a ``direct=True`` scatter until it is recorded |
+
+Inside, the modules up to ``state`` are pure: none imports ``server``, ``scatter_ops``,
+``placing``, ``pending_acks`` or ``direct_holds``, and none does I/O.
+
+May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
+``keys``); nothing else of the engine (``placing`` is shared with ``engine.client``,
+which imports it). This file imports nothing.
+"""

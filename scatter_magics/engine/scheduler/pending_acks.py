@@ -1,7 +1,7 @@
 """Values a scatter sent without waiting, kept until their worker says it stored them.
 
 A small unrestricted scatter through the scheduler returns before the workers'
-acknowledgements (``Scheduler._scatter_without_waiting``). Keeping each value until its
+acknowledgements (``ScatterOps._scatter_without_waiting``). Keeping each value until its
 ack means a worker that dies or freezes on the way costs a resend, not the data: its
 keys that nobody else holds go to another allowed worker *before* the scheduler's state
 removes the worker, so no future ever turns ``lost`` in between.

@@ -1,4 +1,7 @@
-"""What the scheduler records about each worker and each key (see ``scheduler_state.py``)."""
+"""What the scheduler records about each worker and each key (see ``state.py``).
+
+Plain data, shared by the parts of :class:`~scatter_magics.engine.scheduler.state.SchedulerState`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ PUBLIC_STATUS = {
     "waiting": "pending", "processing": "pending", "memory": "finished",
     "error": "error", "lost": "lost", "cancelled": "cancelled", "released": "released",
 }
+GONE = frozenset({"lost", "error", "cancelled", "released"})  # states a new KeyInfo replaces
 
 
 @dataclass(eq=False)

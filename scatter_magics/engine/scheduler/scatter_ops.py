@@ -1,6 +1,7 @@
 """The scheduler's scatter ops: choosing workers, carrying data to them, recording it.
 
-A mixin of :class:`~scatter_magics.engine.scheduler.server.Scheduler`. A client's ``scatter``
+Held by :class:`~scatter_magics.engine.scheduler.server.Scheduler` as ``scatters``, whose
+``client_ops()`` route four ops here. A client's ``scatter``
 either goes through here whole (the scheduler chooses the workers, sends the data and
 records it, see :func:`~scatter_magics.engine.scheduler.placing.place`), or, with ``direct=True``,
 in three ops: ``choose-workers``, then ``update-data`` (recorded) or ``unrecorded``
@@ -12,17 +13,32 @@ from __future__ import annotations
 
 from ...errors import CommClosedError, NoWorkersError
 from ..shm.pool import ShmRef
+from .direct_holds import DirectHolds
 from .placing import place
 
 
 class ScatterOps:
-    """Where scattered data goes and how it gets there (client ops of the scheduler)."""
+    """Where scattered data goes and how it gets there (client ops of the scheduler).
+
+    Of its ``scheduler`` it uses the state, ``apply``, ``wait_for_workers``,
+    ``request_worker``, ``worker_channels``, ``discard_unrecorded``, ``pending_acks``
+    and the ``on_keys_recorded`` callbacks.
+    """
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.state = scheduler.state
+        self.direct_holds = DirectHolds(scheduler.state)  # room for direct scatters in flight
+
+    def client_left(self, client_id: str) -> None:
+        """Nothing ``client_id`` chose workers for is coming any more."""
+        self.direct_holds.release_client(client_id)
 
     async def _ensure_workers(self, msg: dict) -> None:
         if not self.state.workers:
             if msg.get("timeout") is None:
                 raise NoWorkersError("no workers are connected to the scheduler")
-            await self.wait_for_workers(1, msg["timeout"])
+            await self.scheduler.wait_for_workers(1, msg["timeout"])
 
     async def _choose_workers(self, client_id, msg) -> list[list[str]]:
         await self._ensure_workers(msg)
@@ -34,7 +50,7 @@ class ScatterOps:
         return self.state.choose_workers(msg["n"], msg.get("workers"), msg.get("broadcast"),
                                          exclude=exclude)
 
-    async def _choose_for_direct(self, client_id, msg) -> list[list[str]]:
+    async def choose_for_direct(self, client_id, msg) -> list[list[str]]:
         """Workers for a direct scatter; their room stays held until the client records
         the keys (``update-data``) or takes them back (``unrecorded``)."""
         targets = await self._choose_workers(client_id, msg)
@@ -42,7 +58,7 @@ class ScatterOps:
             self.direct_holds.hold(client_id, dict(zip(msg["nbytes"], targets)), msg["nbytes"])
         return targets
 
-    async def _scatter(self, client_id, msg) -> None:
+    async def scatter(self, client_id, msg) -> None:
         data, nbytes = msg["data"], msg["nbytes"]
         # A scatter restricted to some workers has fewer places to resend to if one dies
         # before storing it: it waits for their acknowledgement, and fails loudly.
@@ -66,15 +82,15 @@ class ScatterOps:
             return targets
 
         async def put(address, keys):
-            return await self._request_worker(address, {"op": "put-data",
-                                                        "data": {k: data[k] for k in keys}})
+            return await self.scheduler.request_worker(address, {
+                "op": "put-data", "data": {k: data[k] for k in keys}})
 
         async def record(placement):
             stop_counting()
-            return self._record(client_id, {**msg, "placement": placement})
+            return self.record(client_id, {**msg, "placement": placement})
 
         async def take_back(by_worker):
-            self.discard_unrecorded(by_worker)
+            self.scheduler.discard_unrecorded(by_worker)
         try:
             await place(list(data), choose, put, record, take_back)
         finally:
@@ -108,28 +124,23 @@ class ScatterOps:
         sent = {}
         try:
             for address, values in by_worker.items():
-                channel = self.worker_channels.get(address)
+                channel = self.scheduler.worker_channels.get(address)
                 if channel is None:
                     raise CommClosedError(f"worker {address} is gone")
                 sent[address] = channel.send_request({"op": "put-data", "data": values})
         except CommClosedError:
-            self.discard_unrecorded(by_worker)
+            self.scheduler.discard_unrecorded(by_worker)
             return False
         # Recorded at once: no await since the workers were chosen, so all are alive
         # and nothing is in flight to reserve room for.
-        self._record(client_id, {**msg, "placement": placement})
+        self.record(client_id, {**msg, "placement": placement})
         for address, reply in sent.items():
             values = by_worker[address]
-            self.pending_acks.expect(address, values, reply,
-                                     dict.fromkeys(values, msg.get("workers")))
+            self.scheduler.pending_acks.expect(address, values, reply,
+                                               dict.fromkeys(values, msg.get("workers")))
         return True
 
-    def discard_unrecorded(self, by_worker: dict) -> None:
-        """Delete keys sent to workers that the scheduler does not record there."""
-        self.apply([(("worker", address), {"op": "delete-keys", "keys": keys})
-                    for address, keys in self.state.unrecorded(by_worker).items()])
-
-    def _record(self, client_id, msg) -> list[str]:
+    def record(self, client_id, msg) -> list[str]:
         """Record where scattered keys landed; return those whose every holder is gone."""
         placement, gone = msg["placement"], []
         self.direct_holds.release(client_id, placement)  # counted in nbytes from now on
@@ -140,15 +151,15 @@ class ScatterOps:
             gone = [k for k, addresses in placement.items() if not addresses]
             placement = {k: a for k, a in placement.items() if a}
         shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
-        self.apply(self.state.add_data(client_id, placement,
-                                       msg["nbytes"], msg["types"], shared,
-                                       msg.get("broadcast", False), msg.get("workers")))
+        self.scheduler.apply(self.state.add_data(client_id, placement,
+                                                 msg["nbytes"], msg["types"], shared,
+                                                 msg.get("broadcast", False), msg.get("workers")))
         if shared:
-            for callback in self.on_keys_recorded:
+            for callback in self.scheduler.on_keys_recorded:
                 callback(shared)
         return gone
 
-    def _unrecorded(self, client_id, msg) -> dict:
+    def unrecorded(self, client_id, msg) -> dict:
         for keys in msg["by_worker"].values():  # a failed direct scatter: nothing comes
             self.direct_holds.release(client_id, keys)
         return self.state.unrecorded(msg["by_worker"])

@@ -1,8 +1,8 @@
 """The scheduler's I/O: connections from workers and clients around :class:`SchedulerState`.
 
 Runs on an event-loop thread. Workers and remote clients connect over TCP
-(:class:`~scatter_magics.comm.Server`); a client in the same process talks to it through
-:meth:`Scheduler.local_client`, with no socket in between.
+(:class:`~scatter_magics.engine.wire.comm.Server`); a client in the same process talks to
+it through :meth:`Scheduler.local_client`, with no socket in between.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from ...keys import key_text
 from ..wire import inheritance
 from ..wire.comm import Channel, Server
 from ..wire.peers import fetch_from_holders
-from .direct_holds import DirectHolds
 from .pending_acks import PendingAcks
 from .scatter_ops import ScatterOps
 from .state import SchedulerState
@@ -36,12 +35,18 @@ class LocalClientLink:
         self.send = deliver
 
 
-class Scheduler(ScatterOps):
-    """Owns a :class:`SchedulerState`, the server socket, and the connections."""
+class Scheduler:
+    """Owns a :class:`SchedulerState`, the server socket, and the connections.
+
+    Its parts: ``state`` (pure bookkeeping), ``scatters`` (the scatter ops,
+    :class:`ScatterOps`) and ``pending_acks`` (what a no-wait scatter sent, until stored).
+    """
 
     def __init__(self, secret: str):
         self.secret = secret
         self.state = SchedulerState()
+        self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
+        self.scatters = ScatterOps(self)  # choosing workers, carrying data, recording it
         self.server = Server(secret, self._channel_handlers())
         self.address = ""
         self.worker_channels: dict[str, Channel] = {}
@@ -61,8 +66,6 @@ class Scheduler(ScatterOps):
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
-        self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
-        self.direct_holds = DirectHolds(self.state)  # room for direct scatters in flight
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -121,6 +124,11 @@ class Scheduler(ScatterOps):
             channel.fail_pending(error)
         for link in list(self.clients.values()):
             _send(link, {"op": "worker-unresponsive", "address": address, "error": error})
+
+    def discard_unrecorded(self, by_worker: dict) -> None:
+        """Delete keys sent to workers that the scheduler does not record there."""
+        self.apply([(("worker", address), {"op": "delete-keys", "keys": keys})
+                    for address, keys in self.state.unrecorded(by_worker).items()])
 
     def broadcast_to_workers(self, msg: dict) -> None:
         for channel in list(self.worker_channels.values()):
@@ -220,7 +228,7 @@ class Scheduler(ScatterOps):
             raise TimeoutError(f"waited {timeout} s for {n} worker(s); "
                                f"{len(self.state.workers)} connected") from None
 
-    async def _request_worker(self, address: str, msg: dict):
+    async def request_worker(self, address: str, msg: dict):
         channel = self.worker_channels.get(address)
         if channel is None:
             raise CommClosedError(f"worker {address} is gone")
@@ -240,16 +248,17 @@ class Scheduler(ScatterOps):
 
     def remove_client(self, client_id: str) -> None:
         self.clients.pop(client_id, None)
-        self.direct_holds.release_client(client_id)
+        self.scatters.client_left(client_id)
         self._unsubscribe(client_id, {})
         self.apply(self.state.forget_client(client_id))
 
     def client_ops(self) -> dict[str, Callable]:
         """Ops a client may call, as ``method(client_id, msg)``."""
+        scatters = self.scatters
         return {
-            "scatter": self._scatter, "choose-workers": self._choose_for_direct,
-            "update-data": self._record, "gather": self._gather,
-            "unrecorded": self._unrecorded,
+            "scatter": scatters.scatter, "choose-workers": scatters.choose_for_direct,
+            "update-data": scatters.record, "gather": self._gather,
+            "unrecorded": scatters.unrecorded,
             "locations": self._locations, "who-has": self._who_has,
             "has-what": self._has_what, "scheduler-info": self._info,
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
@@ -268,7 +277,7 @@ class Scheduler(ScatterOps):
     async def _gather(self, client_id, msg) -> dict:
         async def locate(keys):
             return self.state.locations_for_gather(keys)
-        return await fetch_from_holders(msg["keys"], locate, self._request_worker)
+        return await fetch_from_holders(msg["keys"], locate, self.request_worker)
 
     def _who_has(self, client_id, msg) -> dict:
         return self.state.who_has(msg.get("keys"))
@@ -310,7 +319,7 @@ class Scheduler(ScatterOps):
             for target in targets:
                 by_target.setdefault(target, {})[key] = sorted(self.state.keys[key].who_has)
         results = await asyncio.gather(
-            *(self._request_worker(t, {"op": "fetch", "who_has": w}) for t, w in by_target.items()),
+            *(self.request_worker(t, {"op": "fetch", "who_has": w}) for t, w in by_target.items()),
             return_exceptions=True)
         for target, result in zip(by_target, results):
             if isinstance(result, BaseException):

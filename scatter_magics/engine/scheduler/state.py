@@ -4,82 +4,147 @@ Every method is a plain synchronous state change: it takes a stimulus and return
 messages to send as ``(destination, message)`` pairs, where a destination is
 ``("worker", address)`` or ``("client", client_id)``. Event-stream records accumulate in
 :attr:`SchedulerState.events` for whoever publishes them. No sockets, no ``await``:
-``scheduler.py`` does the I/O around it, and tests drive it directly.
+``server.py`` does the I/O around it, and tests drive it directly.
 
-The records live in ``scheduler_records.py``; heartbeats and placement in
-``scheduler_workers.py``; recompute, retries and standing broadcasts in
-``scheduler_recovery.py``; dropping replicas in ``scheduler_replicas.py`` (mixins of
-:class:`SchedulerState`).
+:class:`SchedulerState` is the one door: the server and the tests call it, and it
+composes its parts, which share the ``workers`` and ``keys`` records but call each
+other only through the few methods they are handed:
+
+- ``log`` (:class:`~.events.EventLog`): the events recorded while someone subscribes;
+- ``worker_book`` (:class:`~.worker_book.WorkerBook`): joining, leaving, heartbeats,
+  names and ``workers=``, placement;
+- ``replicas`` (:class:`~.replicas.ReplicaBook`): who holds what, the only code that
+  changes ``ws.keys``, ``ws.nbytes`` and ``ks.who_has``;
+- ``broadcasts`` (:class:`~.broadcasts.StandingBroadcasts`): keys kept on every worker;
+- ``tasks`` (:class:`~.tasks.TaskMachine`): submit to memory or failure, release, forget;
+- ``recovery`` (:class:`~.recovery.Recovery`): recompute, retry, inherited restrictions.
+
+>>> state = SchedulerState()
+>>> _ = state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=100)
+>>> state.add_data("client-1", {"x": ["tcp://a:1"]}, {"x": 8}, {"x": "int"})
+[]
+>>> state.who_has(["x"])
+{'x': ['tcp://a:1']}
+>>> state.release("client-1", ["x"])[0]
+(('worker', 'tcp://a:1'), {'op': 'delete-keys', 'keys': ['x']})
 """
 
 from __future__ import annotations
 
-from ...errors import FutureCancelledError, FutureLostError
-from .records import NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
+from ...errors import FutureLostError
+from . import reports
+from .broadcasts import StandingBroadcasts
+from .events import EventLog, key_event, worker_event, worker_status_event
+from .records import PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
 from .recovery import Recovery
-from .replicas import Replicas
-from .worker_book import WorkerBook
+from .replicas import ReplicaBook
+from .tasks import TaskMachine
+from .worker_book import UNRESPONSIVE_AFTER, WorkerBook
 
 __all__ = ["SchedulerState", "KeyInfo", "WorkerInfo", "PUBLIC_STATUS"]
 
-GONE = frozenset({"lost", "error", "cancelled", "released"})  # states a new KeyInfo replaces
 
+class SchedulerState:
+    """Workers, keys and tasks; see the module docstring for the calling convention.
 
-class SchedulerState(WorkerBook, Recovery, Replicas):
-    """Workers, keys and tasks; see the module docstring for the calling convention."""
+    ``workers`` and ``keys`` are shared with the parts: change their contents, never
+    rebind them.
+    """
 
     def __init__(self):
         self.workers: dict[str, WorkerInfo] = {}
         self.keys: dict[str, KeyInfo] = {}
-        self.events: list[dict] = []
-        self.publishing = False  # record events only while someone subscribes
-        self._round_robin = 0  # where the next round-robin placement starts
-        self.supervision: dict = {}  # the cluster's worker supervisor: restarts, budget
-        self.standing: set[str] = set()  # keys broadcast for their whole life
-        self.departed: dict[str, str] = {}  # name -> address of workers that left
+        self.log = EventLog()
+        self.worker_book = WorkerBook(self.workers, self.log)
+        self.replicas = ReplicaBook(self.workers, self.keys, self.log)
+        self.broadcasts = StandingBroadcasts(self.workers, self.keys)
+        self.tasks = TaskMachine(self.keys, self.workers, self.log, self.worker_book,
+                                 self.replicas, self.broadcasts)
+        self.recovery = Recovery(self.keys, self.log, self.tasks)
+
+    # ------------------------------------------------------------ events ---
+    @property
+    def events(self) -> list[dict]:
+        return self.log.events
+
+    @events.setter
+    def events(self, events: list[dict]) -> None:  # the server takes each batch
+        self.log.events = events
+
+    @property
+    def publishing(self) -> bool:
+        return self.log.publishing
+
+    @publishing.setter
+    def publishing(self, on: bool) -> None:
+        self.log.publishing = on
+
+    key_event = staticmethod(key_event)
+    worker_event = staticmethod(worker_event)
+    worker_status_event = staticmethod(worker_status_event)
+
+    def snapshot(self) -> list[dict]:
+        return reports.snapshot(self.workers, self.keys)
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
                    pid: int = 0, replaces: str | None = None, now: float = 0.0) -> Outgoing:
-        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
-                                                replaces, last_seen=now)
-        self._emit(self.worker_event(ws))
-        out: Outgoing = self._inherit_broadcasts(ws) + self._top_up_broadcasts(ws)
-        self._inherit_restrictions(ws)
-        for ks in self.keys.values():  # tasks that were waiting for any (allowed) worker
-            if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
-                out += self._schedule(ks)
-        return out
+        ws = self.worker_book.join(address, name, nthreads, memory_limit, pid, replaces, now)
+        self.broadcasts.inherit(ws)
+        out = self.broadcasts.top_up(ws)
+        self.recovery.inherit_restrictions(ws, self.worker_book.predecessor(ws))
+        return out + self.tasks.schedule_ready()  # tasks that waited for any (allowed) worker
 
     def remove_worker(self, address: str, reason: str = "removed") -> Outgoing:
         """The worker at ``address`` is gone; ``reason`` says how (``'was killed by SIGKILL'``)."""
-        ws = self.workers.pop(address, None)
+        ws = self.worker_book.leave(address, reason)
         if ws is None:
             return []
-        self.departed[ws.name] = address
-        self._emit({"event": "worker-removed", "address": address, "name": ws.name,
-                    "reason": reason})
-        out: Outgoing = []
-        orphaned = []  # keys in memory whose last holder this was
-        for key in ws.keys:
-            ks = self.keys.get(key)
-            if ks is None:
-                continue
-            ks.who_has.discard(address)
-            if not ks.who_has and ks.state == "memory":
-                orphaned.append(ks)
-            else:
-                self._emit_key(ks)
-        out += self._recover(orphaned, f"{ws.name} ({address}) {reason}")
-        for key in ws.processing:
-            ks = self.keys.get(key)
-            if ks is not None and ks.state == "processing":
-                out += self._retry_task(ks, f"{ws.name} ({address}) {reason}")
+        death = f"{ws.name} ({address}) {reason}"
+        out = self.recovery.recover(self.replicas.worker_left(ws), death)
+        out += self.recovery.retry_running(ws, death)
         for other in self.workers.values():  # fetches from the dead worker may have failed
-            out += self._top_up_broadcasts(other)
+            out += self.broadcasts.top_up(other)
         return out
 
-    # ------------------------------------------------------------ placing data ---
+    def heard_from(self, address: str, now: float) -> Outgoing:
+        """Any message from a worker shows it is alive; a silent one is responsive again."""
+        woke = self.worker_book.heard_from(address, now)
+        return [] if woke is None else self.broadcasts.top_up(woke)  # broadcast while frozen
+
+    def update_metrics(self, address: str, memory: int, now: float = 0.0) -> Outgoing:
+        """A heartbeat, with the worker's resident memory."""
+        out = self.heard_from(address, now)
+        self.worker_book.record_metrics(address, memory, now)
+        return out
+
+    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
+        """Mark workers silent for ``timeout`` s unresponsive (see ``WorkerBook``)."""
+        self.worker_book.check_heartbeats(now, timeout)
+        return []
+
+    def set_supervision(self, status: dict) -> Outgoing:
+        self.worker_book.set_supervision(status)
+        return []
+
+    def resolve_workers(self, workers) -> list[str]:
+        return self.worker_book.resolve_workers(workers)
+
+    def choose_workers(self, n: int, workers=None, broadcast: bool = False,
+                       exclude=()) -> list[list[str]]:
+        return self.worker_book.choose_workers(n, workers, broadcast, exclude)
+
+    def usable_workers(self, workers=None, exclude=()) -> list[str]:
+        return self.worker_book.usable_workers(workers, exclude)
+
+    def place(self, nbytes: dict, workers=None, broadcast: bool = False,
+              exclude=()) -> dict[str, list[str]]:
+        return self.worker_book.place(nbytes, workers, broadcast, exclude)
+
+    def reserve(self, placement: dict, nbytes: dict, sign: int = 1) -> None:
+        self.worker_book.reserve(placement, nbytes, sign)
+
+    # ------------------------------------------------------------ data and replicas ---
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
                  shared=(), broadcast: bool = False, workers=None) -> Outgoing:
         """Keys now held in memory: ``placement`` maps key → addresses that store it.
@@ -87,51 +152,21 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         ``broadcast``: the keys keep a replica on every (``workers=``-allowed) live
         worker for their whole life, on workers that join later too.
         """
-        # Called with every element of a scattered list: one pass, no call per key
-        # unless a key has dependents or someone watches events.
+        with_dependents = self.replicas.hold(client, placement, nbytes, types, shared)
+        if broadcast:
+            names = None if workers is None else self.worker_book.names_of(workers)
+            for key in placement:
+                self.broadcasts.make_standing(self.keys[key], names)
+        if self.log.publishing:
+            for key in placement:
+                self.log.emit_key(self.keys[key])
         out: Outgoing = []
-        keys, live = self.keys, self.workers
-        shared = set(shared)
-        for key, addresses in placement.items():
-            ks = keys.get(key)
-            if ks is None or ks.state in GONE:
-                ks = keys[key] = KeyInfo(key, "memory")
-            if shared and key in shared:
-                ks.shared = True
-            size = nbytes.get(key)
-            if size is not None:
-                ks.nbytes = size
-            for address in addresses:
-                ws = live.get(address)
-                if ws is not None:
-                    if key not in ws.keys:
-                        ws.keys.add(key)
-                        ws.nbytes += ks.nbytes or 0
-                    ks.who_has.add(address)
-            ks.state, ks.type = "memory", types.get(key, ks.type)
-            if client is not None:
-                ks.wanted_by.add(client)
-            if broadcast:
-                self._make_standing(ks, workers)
-            if self.publishing:
-                self.events.append(self.key_event(ks))
-            if ks.dependents:
-                out += self._release_dependents(ks)
+        for ks in with_dependents:
+            out += self.tasks.release_dependents(ks)
         if broadcast:  # workers that joined (or woke) while this scatter was on its way
             for ws in list(self.workers.values()):
-                out += self._top_up_broadcasts(ws, placement)
+                out += self.broadcasts.top_up(ws, placement)
         return out
-
-    def _add_replica(self, ks: KeyInfo, address: str, nbytes: int | None) -> None:
-        ws = self.workers.get(address)
-        if ws is None:
-            return
-        if nbytes is not None:
-            ks.nbytes = nbytes
-        if ks.key not in ws.keys:
-            ws.keys.add(ks.key)
-            ws.nbytes += ks.nbytes or 0
-        ks.who_has.add(address)
 
     def add_replicas(self, address: str, fetched: dict) -> Outgoing:
         """A worker copied ``fetched`` (key → nbytes) from peers to run a task."""
@@ -139,201 +174,91 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         for key, nbytes in fetched.items():
             ks = self.keys.get(key)
             if ks is not None and ks.state == "memory":
-                self._add_replica(ks, address, nbytes)
-                self._emit_key(ks)
+                self.replicas.add(ks, address, nbytes)
+                self.log.emit_key(ks)
             else:
                 unknown.append(key)  # forgotten meanwhile: the copy is garbage
         return [(("worker", address), {"op": "delete-keys", "keys": unknown})] if unknown else []
 
+    def acquired(self, address: str, fetched: dict, failed: list) -> Outgoing:
+        """A worker fetched standing broadcasts (``{key: nbytes}``); ``failed`` it could not."""
+        self.broadcasts.acquired(address, fetched, failed)
+        return self.add_replicas(address, fetched)
+
     def replication_plan(self, keys, n: int | None, workers=None) -> dict[str, list[str]]:
         """For each key in memory, the workers that should receive a copy."""
         allowed = self.resolve_workers(workers)
+        usable = self.worker_book.responsive(allowed)
         plan = {}
         for key in keys:
             ks = self._known(key)
-            if ks.state != "memory":
-                continue
-            missing = [a for a in self.responsive(allowed) if a not in ks.who_has]
-            want = len(allowed) if n is None else max(0, n - len(ks.who_has & set(allowed)))
-            missing.sort(key=lambda a: self.workers[a].nbytes)
-            if missing[:want]:
-                plan[key] = missing[:want]
+            if ks.state == "memory":
+                targets = self.replicas.targets(ks, allowed, usable, n)
+                if targets:
+                    plan[key] = targets
         return plan
+
+    def reduce_replicas(self, keys, n: int, workers=None) -> Outgoing:
+        """Keep at most ``n`` replicas of each key among ``workers``; delete the rest.
+
+        Dask's ``replicate(n=...)`` reduces too. The fullest workers give theirs up first;
+        a replica that a task running there reads stays. A broadcast asked to keep ``n``
+        replicas stops standing (it would be topped up again otherwise).
+        """
+        allowed = self.resolve_workers(workers)
+        out: Outgoing = []
+        for key in keys:
+            ks = self._known(key)
+            held = self.replicas.held_among(ks, allowed)
+            if ks.state != "memory" or len(held) <= n:
+                continue
+            self.broadcasts.stop(ks)
+            out += self.replicas.reduce(ks, held, n)
+            self.log.emit_key(ks)
+        return out
+
+    def drop_replicas(self, address: str, keys, why: str) -> Outgoing:
+        """``address`` does not hold ``keys`` after all; a key left with no replica is lost."""
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is None or address not in ks.who_has:
+                continue
+            out += self.replicas.drop(ks, address, delete=False)
+            if not ks.who_has and ks.state == "memory":
+                out += self.tasks.lose(ks, why)
+            else:
+                self.log.emit_key(ks)
+        return out
+
+    def unrecorded(self, by_worker: dict) -> dict[str, list[str]]:
+        """``{address: keys}`` sent to each worker that it is not recorded to hold
+        (see ``ReplicaBook.unrecorded``)."""
+        return self.replicas.unrecorded(by_worker)
 
     # ------------------------------------------------------------ tasks ---
     def submit(self, client: str, key: str, task, deps: set, restrictions: list | None) -> Outgoing:
-        ks = self.keys.get(key)
-        if ks is not None and ks.state not in ("lost", "error", "cancelled", "released"):
-            ks.wanted_by.add(client)  # the same pure call: share the task and its result
-            return self._notify(ks, [client]) if ks.state == "memory" else []
-        ks = self.keys[key] = KeyInfo(key, "waiting", task=task, deps=set(deps),
-                                      waiting_on=set())
-        ks.wanted_by.add(client)
-        if restrictions:
-            ks.restrictions = set(self.resolve_workers(restrictions))
-        for dep in deps:
-            dks = self.keys.get(dep)
-            if dks is None:  # Dask reports these "cancelled" (lost dependencies) too
-                return self._fail(ks, FutureCancelledError(
-                    f"task {key!r} depends on key {dep!r}, which was cancelled or "
-                    "released"), "", "cancelled")
-            if dks.dependents is NONE:
-                dks.dependents = set()
-            dks.dependents.add(key)
-            if dks.state in ("error", "lost", "cancelled"):
-                return self._fail_from(ks, dks)
-            if dks.state != "memory":
-                ks.waiting_on.add(dep)
-        self._emit_key(ks)
-        return self._schedule(ks) if not ks.waiting_on else []
-
-    def _schedule(self, ks: KeyInfo) -> Outgoing:
-        candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
-        if not candidates:
-            return []  # wait for a (suitable) worker to arrive
-        candidates = self.responsive(candidates) or candidates  # a frozen one may resume
-        held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
-                for a in candidates}
-        address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
-                                                 -len(self.workers[a].keys)))
-        ks.state, ks.processing_on, ks.started = "processing", address, False
-        self.workers[address].processing.add(ks.key)
-        who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
-        return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
-                                       "who_has": who_has})]
+        return self.tasks.submit(client, key, task, deps, restrictions)
 
     def task_started(self, address: str, key: str) -> Outgoing:
-        """A worker's thread began running ``key`` (it may have queued behind others)."""
-        ks = self.keys.get(key)
-        if ks is not None and ks.state == "processing" and ks.processing_on == address:
-            ks.started = True
-            self._emit_key(ks)
-        return []
+        return self.tasks.started(address, key)
 
     def task_finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
-        ks = self.keys.get(key)
-        ws = self.workers.get(address)
-        if ws is not None:
-            ws.processing.discard(key)
-        if ks is None or ks.state != "processing" or ks.processing_on != address:
-            # cancelled or released meanwhile: the result is unwanted
-            return [(("worker", address), {"op": "delete-keys", "keys": [key]})]
-        ks.processing_on, ks.state, ks.type = None, "memory", type_name
-        self._add_replica(ks, address, nbytes)
-        self._emit_key(ks)
-        out = self._notify(ks)
-        out += self._release_dependents(ks)
-        for dep in ks.deps:  # inputs kept only for this task may go now
-            if dep in self.keys:
-                out += self._forget_if_unwanted(self.keys[dep])
-        return out + self._forget_if_unwanted(ks)
+        return self.tasks.finished(address, key, nbytes, type_name)
 
     def task_erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
-        ks = self.keys.get(key)
-        if address in self.workers:
-            self.workers[address].processing.discard(key)
-        if ks is None or ks.state != "processing" or ks.processing_on != address:
-            return []
-        ks.processing_on = None
-        return self._fail(ks, exception, traceback)
+        return self.tasks.erred(address, key, exception, traceback)
 
-    def _release_dependents(self, ks: KeyInfo) -> Outgoing:
-        out: Outgoing = []
-        for dep_key in list(ks.dependents):
-            dks = self.keys.get(dep_key)
-            if dks is not None and ks.key in dks.waiting_on:
-                dks.waiting_on.discard(ks.key)
-                if not dks.waiting_on and dks.state == "waiting":
-                    out += self._schedule(dks)
-        return out
-
-    def _fail(self, ks: KeyInfo, exception, traceback: str, state: str = "error") -> Outgoing:
-        ks.state, ks.exception, ks.traceback = state, exception, traceback
-        self._emit_key(ks)
-        out = self._notify(ks)
-        for dep_key in list(ks.dependents):
-            dks = self.keys.get(dep_key)
-            if dks is not None and dks.state in ("waiting", "processing"):
-                out += self._fail_from(dks, ks)
-        return out
-
-    def _fail_from(self, ks: KeyInfo, cause: KeyInfo) -> Outgoing:
-        if ks.processing_on in self.workers:
-            self.workers[ks.processing_on].processing.discard(ks.key)
-        ks.processing_on = None
-        return self._fail(ks, cause.exception, cause.traceback, cause.state)
-
-    def _lose(self, ks: KeyInfo, why: str) -> Outgoing:
-        return self._fail(ks, FutureLostError(f"key {ks.key!r} was lost: {why}"), "", "lost")
-
-    def _notify(self, ks: KeyInfo, clients=None) -> Outgoing:
-        msg = {"op": "key-update", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
-               "type": ks.type, "exception": ks.exception, "traceback": ks.traceback}
-        return [(("client", c), msg) for c in (ks.wanted_by if clients is None else clients)]
-
-    # ------------------------------------------------------------ releasing ---
     def release(self, client: str, keys) -> Outgoing:
         """``client`` holds no more futures for ``keys``."""
-        out: Outgoing = []
-        for key in keys:
-            ks = self.keys.get(key)
-            if ks is not None:
-                ks.wanted_by.discard(client)
-                out += self._forget_if_unwanted(ks)
-        return out
+        return self.tasks.release(client, keys)
 
     def cancel(self, client: str, keys, force: bool = False) -> Outgoing:
         """Cancel ``keys`` for everyone, or (held by other clients, no ``force``) for ``client``."""
-        out: Outgoing = []
-        for key in keys:
-            ks = self.keys.get(key)
-            if ks is None:
-                continue
-            if ks.wanted_by - {client} and not force:
-                ks.wanted_by.discard(client)  # the others keep it
-                msg = {"op": "key-update", "key": key, "status": "cancelled", "type": ks.type,
-                       "exception": None, "traceback": None}
-                out.append((("client", client), msg))
-                continue
-            if ks.state in ("waiting", "processing", "memory"):
-                out += self._fail(ks, None, None, "cancelled")
-            ks.wanted_by.clear()
-            out += self._forget(ks)
-        return out
-
-    def _forget_if_unwanted(self, ks: KeyInfo) -> Outgoing:
-        if ks.wanted_by or any(self._still_needs(d, ks.key) for d in ks.dependents):
-            return []
-        return self._forget(ks)
-
-    def _still_needs(self, dependent: str, key: str) -> bool:
-        dks = self.keys.get(dependent)
-        return dks is not None and dks.state in ("waiting", "processing") and key in dks.deps
-
-    def _forget(self, ks: KeyInfo) -> Outgoing:
-        self.keys.pop(ks.key, None)
-        self.standing.discard(ks.key)
-        out: Outgoing = []
-        for address in ks.who_has:
-            ws = self.workers.get(address)
-            if ws is not None and ks.key in ws.keys:
-                ws.keys.discard(ks.key)
-                ws.nbytes -= ks.nbytes or 0
-                out.append((("worker", address), {"op": "delete-keys", "keys": [ks.key]}))
-        if ks.processing_on in self.workers:
-            self.workers[ks.processing_on].processing.discard(ks.key)
-        ks.who_has, ks.state = set(), "released"
-        out.append((("owner", ""), {"op": "key-forgotten", "key": ks.key}))
-        self._emit_key(ks)
-        for dep in ks.deps:  # inputs kept only for this task may go now
-            dks = self.keys.get(dep)
-            if dks is not None:
-                dks.dependents.discard(ks.key)
-                out += self._forget_if_unwanted(dks)
-        return out
+        return self.tasks.cancel(client, keys, force)
 
     def forget_client(self, client: str) -> Outgoing:
-        return self.release(client, [k for k, ks in self.keys.items() if client in ks.wanted_by])
+        return self.tasks.forget_client(client)
 
     # ------------------------------------------------------------ queries ---
     def _known(self, key: str) -> KeyInfo:
@@ -341,20 +266,6 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
         if ks is None:
             raise KeyError(f"key {key!r} is not known to the scheduler (released or never created)")
         return ks
-
-    def unrecorded(self, by_worker: dict) -> dict[str, list[str]]:
-        """``{address: keys}``: the keys sent to each worker that it is not recorded to hold.
-
-        What a failed scatter must take back; a key the worker already held (the same
-        content, scattered before) is recorded and stays.
-        """
-        out = {}
-        for address, keys in by_worker.items():
-            ws = self.workers.get(address)
-            orphans = [k for k in keys if ws is None or k not in ws.keys]
-            if orphans:
-                out[address] = orphans
-        return out
 
     def who_has(self, keys=None) -> dict[str, list[str]]:
         keys = self.keys if keys is None else keys
@@ -375,59 +286,12 @@ class SchedulerState(WorkerBook, Recovery, Replicas):
 
     def info(self) -> dict:
         """Workers and totals; ``nbytes`` counts a key in shared memory once."""
-        nbytes = sum((ks.nbytes or 0) * (1 if ks.shared else len(ks.who_has))
-                     for ks in self.keys.values())
-        return {"type": "Scheduler", "nbytes": nbytes, "nkeys": len(self.keys),
-                "supervision": dict(self.supervision), "workers": {
-            a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
-                "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
-                "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces,
-                "status": ws.status}
-            for a, ws in self.workers.items()}}
+        return reports.info(self.workers, self.keys, self.worker_book.supervision)
 
     def overview(self) -> dict:
         """What a cluster list shows: the workers, and the keys counted by status."""
-        by_status: dict[str, int] = {}
-        for ks in self.keys.values():
-            status = PUBLIC_STATUS[ks.state]
-            by_status[status] = by_status.get(status, 0) + 1
-        info = self.info()
-        return {"workers": info["workers"],
-                "keys": {"count": len(self.keys), "nbytes": info["nbytes"], "by_status": by_status}}
+        return reports.overview(self.workers, self.keys, self.worker_book.supervision)
 
     def key_list(self, offset: int, limit: int, status: str | None = None) -> dict:
         """One page of keys (in the order the scheduler learnt them), each as a key event."""
-        keys = self.keys.values()
-        if status is not None:
-            keys = [ks for ks in keys if PUBLIC_STATUS[ks.state] == status]
-        else:
-            keys = list(keys)
-        page = keys[max(offset, 0):max(offset, 0) + max(limit, 0)]
-        return {"total": len(keys), "offset": offset,
-                "keys": [{k: v for k, v in self.key_event(ks).items() if k != "event"}
-                         for ks in page]}
-
-    # ------------------------------------------------------------ events ---
-    def snapshot(self) -> list[dict]:
-        return [self.worker_event(ws) for ws in self.workers.values()] + \
-               [self.worker_status_event(ws) for ws in self.workers.values()
-                if ws.status != "running"] + \
-               [self.key_event(ks) for ks in self.keys.values()]
-
-    @staticmethod
-    def key_event(ks: KeyInfo) -> dict:
-        # "running" exists only in events: a Future's status stays Dask's "pending".
-        status = "running" if ks.state == "processing" and ks.started else PUBLIC_STATUS[ks.state]
-        return {"event": "key", "key": ks.key, "status": status,
-                "workers": sorted(ks.who_has), "nbytes": ks.nbytes, "type": ks.type,
-                "processing_on": ks.processing_on}
-
-    def _emit_key(self, ks: KeyInfo) -> None:
-        if self.publishing:
-            self.events.append(self.key_event(ks))
-
-    def _emit(self, event: dict) -> None:
-        if self.publishing:
-            self.events.append(event)
-
-
+        return reports.key_list(self.keys, offset, limit, status)

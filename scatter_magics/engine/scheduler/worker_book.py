@@ -1,54 +1,88 @@
-"""The workers' side of the scheduler's state: names, heartbeats, where new data goes.
+"""The workers' records: joining and leaving, heartbeats, names, where new data goes.
 
-A mixin of :class:`~scatter_magics.engine.scheduler.state.SchedulerState` (which holds
-``workers``, ``keys`` and ``_emit``); the same calling convention: plain synchronous
-methods that return the messages to send.
+:class:`WorkerBook` owns the ``WorkerInfo`` records of
+:class:`~scatter_magics.engine.scheduler.state.SchedulerState` (the ``workers`` dict it
+shares with the other parts) and changes nothing else: it says what happened (a worker
+woke up, a worker left) and the state decides what follows.
+
+>>> book = WorkerBook({}, EventLog())
+>>> _ = book.join("tcp://a:1", "worker-0", nthreads=2, memory_limit=100)
+>>> book.resolve_workers(["worker-0"])
+['tcp://a:1']
+>>> book.choose_workers(3)
+[['tcp://a:1'], ['tcp://a:1'], ['tcp://a:1']]
 """
 
 from __future__ import annotations
 
 from ...errors import NoWorkersError, UnknownWorkerError
 from ..shm import limits
-from .records import Outgoing, WorkerInfo
+from .events import EventLog, worker_event, worker_status_event
+from .records import WorkerInfo
 
 UNRESPONSIVE_AFTER = 3.0  # s without a heartbeat (workers send one every 0.5 s)
 METRICS_EVENT_INTERVAL = 1.0  # s between worker-metrics events of one worker
 
 
 class WorkerBook:
-    """Heartbeats, ``workers=`` resolution and placement, over ``self.workers``."""
+    """The live workers by address, the departed by name, and the supervisor's status."""
 
-    def set_supervision(self, status: dict) -> Outgoing:
+    def __init__(self, workers: dict[str, WorkerInfo], log: EventLog):
+        self.workers = workers
+        self.log = log
+        self.departed: dict[str, str] = {}  # name -> address of workers that left
+        self.supervision: dict = {}  # the cluster's worker supervisor: restarts, budget
+        self.round_robin = 0  # where the next round-robin placement starts
+
+    # ------------------------------------------------------------ joining, leaving ---
+    def join(self, address: str, name: str, nthreads: int, memory_limit: int, pid: int = 0,
+             replaces: str | None = None, now: float = 0.0) -> WorkerInfo:
+        ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
+                                                replaces, last_seen=now)
+        self.log.emit(worker_event(ws))
+        return ws
+
+    def leave(self, address: str, reason: str) -> WorkerInfo | None:
+        """Forget the worker at ``address``; its record, or None if it was not here."""
+        ws = self.workers.pop(address, None)
+        if ws is not None:
+            self.departed[ws.name] = address
+            self.log.emit({"event": "worker-removed", "address": address, "name": ws.name,
+                           "reason": reason})
+        return ws
+
+    def predecessor(self, ws: WorkerInfo) -> str | None:
+        """The address of the departed worker ``ws`` was started in place of, if any."""
+        return self.departed.get(ws.replaces) if ws.replaces else None
+
+    def set_supervision(self, status: dict) -> None:
         self.supervision = status
-        self._emit({"event": "supervision", **status})
-        return []
+        self.log.emit({"event": "supervision", **status})
 
-    def update_metrics(self, address: str, memory: int, now: float = 0.0) -> Outgoing:
-        """A heartbeat, with the worker's resident memory."""
-        out = self.heard_from(address, now)
+    # ------------------------------------------------------------ heartbeats ---
+    def heard_from(self, address: str, now: float) -> WorkerInfo | None:
+        """Any message from a worker shows it is alive: the worker if it just woke up."""
+        ws = self.workers.get(address)
+        if ws is None:
+            return None
+        ws.last_seen = now
+        if ws.status == "running":
+            return None
+        ws.status = "running"
+        self.log.emit(worker_status_event(ws))
+        return ws
+
+    def record_metrics(self, address: str, memory: int, now: float) -> None:
+        """The worker's resident memory, from its heartbeat."""
         ws = self.workers.get(address)
         if ws is not None:
             ws.memory = memory
             if now - ws.metrics_published >= METRICS_EVENT_INTERVAL:
                 ws.metrics_published = now
-                self._emit({"event": "worker-metrics", "address": address, "memory": memory,
-                            "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
-        return out
+                self.log.emit({"event": "worker-metrics", "address": address, "memory": memory,
+                               "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
 
-    # ------------------------------------------------------------ heartbeats ---
-    def heard_from(self, address: str, now: float) -> Outgoing:
-        """Any message from a worker shows it is alive; a silent one is responsive again."""
-        ws = self.workers.get(address)
-        if ws is None:
-            return []
-        ws.last_seen = now
-        if ws.status == "running":
-            return []
-        ws.status = "running"
-        self._emit(self.worker_status_event(ws))
-        return self._top_up_broadcasts(ws)  # what was broadcast while it was frozen
-
-    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
+    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> None:
         """Mark workers silent for ``timeout`` s unresponsive: nothing new is placed on them.
 
         A frozen worker (SIGSTOP, a debugger, a C call holding the GIL) is not removed:
@@ -58,9 +92,9 @@ class WorkerBook:
         for ws in self.workers.values():
             if ws.status == "running" and now - ws.last_seen > timeout:
                 ws.status = "unresponsive"
-                self._emit(self.worker_status_event(ws))
-        return []
+                self.log.emit(worker_status_event(ws))
 
+    # ------------------------------------------------------------ names, placement ---
     def responsive(self, addresses) -> list[str]:
         return [a for a in addresses if self.workers[a].status == "running"]
 
@@ -93,7 +127,7 @@ class WorkerBook:
         if broadcast:
             return [usable] * n
         slots = [a for a in usable for _ in range(self.workers[a].nthreads)]
-        start, self._round_robin = self._round_robin, self._round_robin + n
+        start, self.round_robin = self.round_robin, self.round_robin + n
         return [[slots[(start + i) % len(slots)]] for i in range(n)]
 
     def usable_workers(self, workers=None, exclude=()) -> list[str]:
@@ -117,8 +151,8 @@ class WorkerBook:
         scatter just saw die, which this state may not know yet.
         """
         usable = self.usable_workers(workers, exclude)
-        placement = limits.place(self.workers, usable, nbytes, broadcast, self._round_robin)
-        self._round_robin += len(nbytes)
+        placement = limits.place(self.workers, usable, nbytes, broadcast, self.round_robin)
+        self.round_robin += len(nbytes)
         return placement
 
     def reserve(self, placement: dict, nbytes: dict, sign: int = 1) -> None:
@@ -129,24 +163,13 @@ class WorkerBook:
                 if ws is not None and key not in ws.keys:
                     ws.reserved += sign * (nbytes.get(key) or 0)
 
-    def _names_of(self, workers) -> set[str]:
+    def names_of(self, workers) -> set[str]:
         """Names of the workers ``workers=`` named (names, addresses or pairs), live or not."""
         if isinstance(workers, str) or _is_pair_list(workers):
             workers = [workers]
         by_address = {ws.address: ws.name for ws in self.workers.values()}
         return {by_address.get(_normalize_worker(w), w if isinstance(w, str) else repr(w))
                 for w in workers}
-
-    @staticmethod
-    def worker_event(ws: WorkerInfo) -> dict:
-        return {"event": "worker-added", "address": ws.address, "name": ws.name,
-                "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
-                "replaces": ws.replaces}
-
-    @staticmethod
-    def worker_status_event(ws: WorkerInfo) -> dict:
-        return {"event": "worker-status", "address": ws.address, "name": ws.name,
-                "status": ws.status}
 
 
 def _is_pair_list(workers) -> bool:

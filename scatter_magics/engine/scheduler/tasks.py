@@ -1,0 +1,268 @@
+"""The task machine: a key's life from ``submit`` to ``memory`` or failure, and to being forgotten.
+
+A task waits for its inputs (``waiting``), runs on the worker that holds most of them
+(``processing``), and ends in ``memory`` or fails (``error``; ``lost`` or ``cancelled``
+when an input did); a failure passes to the tasks that read it. A key nobody wants, and
+no waiting task reads, is forgotten and deleted on its workers. The same calling
+convention as :class:`~scatter_magics.engine.scheduler.state.SchedulerState`: plain
+synchronous methods that return the messages to send.
+
+The graph's edges: a task's ``deps`` (its inputs) and each input's ``dependents``, which
+is the shared empty ``NONE`` until its first dependent links (records.py says why). A
+record that replaces a failed one keeps its dependents. An edge can still be missing
+from ``dependents`` (a task that failed at submit before linking every input; an input
+forgotten, then made again): ``_unlink`` tolerates it.
+
+>>> from scatter_magics.engine.scheduler.state import SchedulerState
+>>> state = SchedulerState()
+>>> _ = state.add_worker("tcp://a:1", "worker-0", 1, memory_limit=100)
+>>> [(dest, msg)] = state.tasks.submit("client-1", "t", b"task", set(), None)
+>>> dest, msg["op"]
+(('worker', 'tcp://a:1'), 'compute')
+>>> [(dest, msg)] = state.tasks.finished("tcp://a:1", "t", 8, "int")
+>>> dest, msg["status"]
+(('client', 'client-1'), 'finished')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...errors import FutureCancelledError, FutureLostError
+from .records import GONE, NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
+
+if TYPE_CHECKING:
+    from .broadcasts import StandingBroadcasts
+    from .events import EventLog
+    from .replicas import ReplicaBook
+    from .worker_book import WorkerBook
+
+FAILED = ("error", "lost", "cancelled")  # a task reading one of these fails the same way
+
+
+class TaskMachine:
+    """Submitting, scheduling, finishing and failing tasks; releasing and forgetting keys."""
+
+    def __init__(self, keys: dict[str, KeyInfo], workers: dict[str, WorkerInfo], log: EventLog,
+                 worker_book: WorkerBook, replicas: ReplicaBook,
+                 broadcasts: StandingBroadcasts):
+        self.keys = keys
+        self.workers = workers
+        self.log = log
+        self.worker_book = worker_book  # responsive workers, workers= resolution
+        self.replicas = replicas  # a result's copy; a forgotten key's copies
+        self.broadcasts = broadcasts  # a forgotten key stops standing
+
+    # ------------------------------------------------------------ submitting ---
+    def submit(self, client: str, key: str, task, deps, restrictions: list | None) -> Outgoing:
+        old = self.keys.get(key)
+        if old is not None and old.state not in GONE:
+            old.wanted_by.add(client)  # the same pure call: share the task and its result
+            return self.notify(old, [client]) if old.state == "memory" else []
+        ks = self.keys[key] = KeyInfo(key, "waiting", task=task, deps=set(deps),
+                                      waiting_on=set())
+        if old is not None:  # a new record, read by the tasks that read the old one
+            ks.dependents = old.dependents
+        ks.wanted_by.add(client)
+        if restrictions:
+            ks.restrictions = set(self.worker_book.resolve_workers(restrictions))
+        for dep in deps:
+            dks = self.keys.get(dep)
+            if dks is None:  # Dask reports these "cancelled" (lost dependencies) too
+                return self.fail(ks, FutureCancelledError(
+                    f"task {key!r} depends on key {dep!r}, which was cancelled or "
+                    "released"), "", "cancelled")
+            _link(dks, key)
+            if dks.state in FAILED:
+                return self._fail_from(ks, dks)
+            if dks.state != "memory":
+                ks.waiting_on.add(dep)
+        self.log.emit_key(ks)
+        return self.schedule(ks) if not ks.waiting_on else []
+
+    def schedule(self, ks: KeyInfo) -> Outgoing:
+        """Send ``ks`` to the worker that holds most of its inputs (by bytes), if any may run it."""
+        candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
+        if not candidates:
+            return []  # wait for a (suitable) worker to arrive
+        candidates = self.worker_book.responsive(candidates) or candidates  # a frozen one may resume
+        held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
+                for a in candidates}
+        address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
+                                                 -len(self.workers[a].keys)))
+        ks.state, ks.processing_on, ks.started = "processing", address, False
+        self.workers[address].processing.add(ks.key)
+        who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
+        return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
+                                       "who_has": who_has})]
+
+    def schedule_ready(self) -> Outgoing:
+        """Schedule the tasks that wait for nothing but a (suitable) worker."""
+        out: Outgoing = []
+        for ks in self.keys.values():
+            if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
+                out += self.schedule(ks)
+        return out
+
+    def wait_again(self, ks: KeyInfo, dep: str) -> None:
+        """``ks`` (waiting or running) must wait for its input ``dep`` again."""
+        self.unassign(ks)
+        ks.state = "waiting"
+        ks.waiting_on.add(dep)
+
+    def unassign(self, ks: KeyInfo) -> None:
+        """``ks`` no longer runs where it was sent."""
+        if ks.processing_on in self.workers:
+            self.workers[ks.processing_on].processing.discard(ks.key)
+        ks.processing_on = None
+
+    # ------------------------------------------------------------ reports from workers ---
+    def started(self, address: str, key: str) -> Outgoing:
+        """A worker's thread began running ``key`` (it may have queued behind others)."""
+        ks = self.keys.get(key)
+        if ks is not None and ks.state == "processing" and ks.processing_on == address:
+            ks.started = True
+            self.log.emit_key(ks)
+        return []
+
+    def finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
+        ks = self.keys.get(key)
+        ws = self.workers.get(address)
+        if ws is not None:
+            ws.processing.discard(key)
+        if ks is None or ks.state != "processing" or ks.processing_on != address:
+            # cancelled or released meanwhile: the result is unwanted
+            return [(("worker", address), {"op": "delete-keys", "keys": [key]})]
+        ks.processing_on, ks.state, ks.type = None, "memory", type_name
+        self.replicas.add(ks, address, nbytes)
+        self.log.emit_key(ks)
+        out = self.notify(ks)
+        if ks.dependents:  # most results have none: no call, no list made
+            out += self.release_dependents(ks)
+        for dep in ks.deps:  # inputs kept only for this task may go now
+            if dep in self.keys:
+                out += self.forget_if_unwanted(self.keys[dep])
+        return out + self.forget_if_unwanted(ks)
+
+    def erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
+        ks = self.keys.get(key)
+        if address in self.workers:
+            self.workers[address].processing.discard(key)
+        if ks is None or ks.state != "processing" or ks.processing_on != address:
+            return []
+        ks.processing_on = None
+        return self.fail(ks, exception, traceback)
+
+    def release_dependents(self, ks: KeyInfo) -> Outgoing:
+        """``ks`` is in memory: schedule the tasks that waited only for it."""
+        out: Outgoing = []
+        for dep_key in list(ks.dependents):
+            dks = self.keys.get(dep_key)
+            if dks is not None and ks.key in dks.waiting_on:
+                dks.waiting_on.discard(ks.key)
+                if not dks.waiting_on and dks.state == "waiting":
+                    out += self.schedule(dks)
+        return out
+
+    # ------------------------------------------------------------ failing ---
+    def fail(self, ks: KeyInfo, exception, traceback: str | None,
+             state: str = "error") -> Outgoing:
+        """``ks`` ends in ``state``; so do the tasks waiting for it or running with it."""
+        ks.state, ks.exception, ks.traceback = state, exception, traceback
+        self.log.emit_key(ks)
+        out = self.notify(ks)
+        for dep_key in list(ks.dependents):
+            dks = self.keys.get(dep_key)
+            if dks is not None and dks.state in ("waiting", "processing"):
+                out += self._fail_from(dks, ks)
+        return out
+
+    def _fail_from(self, ks: KeyInfo, cause: KeyInfo) -> Outgoing:
+        self.unassign(ks)
+        return self.fail(ks, cause.exception, cause.traceback, cause.state)
+
+    def lose(self, ks: KeyInfo, why: str) -> Outgoing:
+        return self.fail(ks, FutureLostError(f"key {ks.key!r} was lost: {why}"), "", "lost")
+
+    def notify(self, ks: KeyInfo, clients=None) -> Outgoing:
+        """A ``key-update`` for each client that wants ``ks`` (or for ``clients``)."""
+        msg = {"op": "key-update", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
+               "type": ks.type, "exception": ks.exception, "traceback": ks.traceback}
+        return [(("client", c), msg) for c in (ks.wanted_by if clients is None else clients)]
+
+    # ------------------------------------------------------------ releasing ---
+    def release(self, client: str, keys) -> Outgoing:
+        """``client`` holds no more futures for ``keys``."""
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is not None:
+                ks.wanted_by.discard(client)
+                out += self.forget_if_unwanted(ks)
+        return out
+
+    def cancel(self, client: str, keys, force: bool = False) -> Outgoing:
+        """Cancel ``keys`` for everyone, or (held by other clients, no ``force``) for ``client``."""
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is None:
+                continue
+            if ks.wanted_by - {client} and not force:
+                ks.wanted_by.discard(client)  # the others keep it
+                msg = {"op": "key-update", "key": key, "status": "cancelled", "type": ks.type,
+                       "exception": None, "traceback": None}
+                out.append((("client", client), msg))
+                continue
+            if ks.state in ("waiting", "processing", "memory"):
+                out += self.fail(ks, None, None, "cancelled")
+            ks.wanted_by.clear()
+            out += self.forget(ks)
+        return out
+
+    def forget_client(self, client: str) -> Outgoing:
+        return self.release(client, [k for k, ks in self.keys.items() if client in ks.wanted_by])
+
+    def forget_if_unwanted(self, ks: KeyInfo) -> Outgoing:
+        # Most keys are scattered data with no dependents: no generator made for them
+        # (releasing a 10,000-element list calls this once per element; an any() over
+        # an empty set costs ~0.15 µs, ten times the test in front of it).
+        if ks.wanted_by or (ks.dependents and
+                            any(self._still_needs(d, ks.key) for d in ks.dependents)):
+            return []
+        return self.forget(ks)
+
+    def _still_needs(self, dependent: str, key: str) -> bool:
+        dks = self.keys.get(dependent)
+        return dks is not None and dks.state in ("waiting", "processing") and key in dks.deps
+
+    def forget(self, ks: KeyInfo) -> Outgoing:
+        """Drop ``ks`` and its copies; then its inputs, if only ``ks`` kept them."""
+        self.keys.pop(ks.key, None)
+        if ks.standing:
+            self.broadcasts.forget(ks.key)
+        out = self.replicas.drop_all(ks)
+        if ks.processing_on in self.workers:  # its event still says where it ran
+            self.workers[ks.processing_on].processing.discard(ks.key)
+        ks.state = "released"
+        out.append((("owner", ""), {"op": "key-forgotten", "key": ks.key}))
+        self.log.emit_key(ks)
+        for dep in ks.deps:  # inputs kept only for this task may go now
+            dks = self.keys.get(dep)
+            if dks is not None:
+                _unlink(dks, ks.key)
+                out += self.forget_if_unwanted(dks)
+        return out
+
+
+def _link(dks: KeyInfo, key: str) -> None:
+    """``key`` reads ``dks``: the first dependent gives ``dks`` a set of its own."""
+    if dks.dependents is NONE:
+        dks.dependents = set()
+    dks.dependents.add(key)
+
+
+def _unlink(dks: KeyInfo, key: str) -> None:
+    """``key`` no longer reads ``dks``; an edge never linked (still ``NONE``) is no edge."""
+    if key in dks.dependents:
+        dks.dependents.discard(key)
