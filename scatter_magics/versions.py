@@ -10,6 +10,10 @@ an error, of another (numpy, pandas, ...) a warning.
 ['host', 'packages']
 >>> versions["packages"]["scatter_magics"] == __import__("scatter_magics").__version__
 True
+>>> other = {"host": {}, "packages": {**versions["packages"], "cloudpickle": "0.1"}}
+>>> error, warning = mismatches({"client": versions, "scheduler": versions, "workers": {"w": other}})
+>>> error.splitlines()[1].strip().startswith("cloudpickle:"), warning
+(True, '')
 """
 
 from __future__ import annotations
@@ -59,5 +63,6 @@ def mismatches(versions: dict) -> tuple[str, str]:
         if len(set(seen.values())) > 1:
             row = f"{name}: " + ", ".join(f"{who} {version}" for who, version in seen.items())
             (required if name in REQUIRED else optional).append(row)
-    table = "Mismatched versions found:\n  " + "\n  ".join
-    return (table(required) if required else "", table(optional) if optional else "")
+    def table(rows: list) -> str:
+        return "Mismatched versions found:\n  " + "\n  ".join(rows) if rows else ""
+    return table(required), table(optional)

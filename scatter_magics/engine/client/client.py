@@ -354,7 +354,7 @@ class Client:
         cancelled, as in Dask."""
         seconds = 4 * self.timeout if timeout is NO_DEFAULT else parse_timedelta(timeout)
         return self._call(self._house.restart, seconds, wait_for_workers,
-                          asynchronous=asynchronous)
+                          self.refs.cancel_all, asynchronous=asynchronous)
 
     def upload_file(self, filename: str, load: bool = True, asynchronous: bool | None = None):
         """Send a ``.py``, ``.zip`` or ``.egg`` to every worker, present and future, and

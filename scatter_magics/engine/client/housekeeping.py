@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
+from typing import Callable
 
 from ... import versions
 from ...errors import VersionMismatchWarning
@@ -87,10 +88,12 @@ class Housekeeping:
                 raise ValueError(error)
         return found
 
-    async def restart(self, timeout: float | None, wait_for_workers: bool) -> None:
-        """Fresh workers; every key forgotten and every future cancelled."""
+    async def restart(self, timeout: float | None, wait_for_workers: bool,
+                      cancel_all: Callable[[], None]) -> None:
+        """Fresh workers; every key forgotten and (``cancel_all()``) every future cancelled."""
         await self.link.request({"op": "restart", "timeout": timeout,
                                  "wait_for_workers": wait_for_workers})
+        cancel_all()
 
     async def wait_for_workers(self, n_workers: int, timeout: float | None) -> None:
         if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:

@@ -46,6 +46,13 @@ class InProcessWorkers:
         for name in leaving:
             await self.workers.pop(name).close()
 
+    async def restart(self) -> None:
+        """Every worker closed and as many fresh ones started (a task still running on
+        an old one finishes in its thread, unreported)."""
+        n = len(self.workers)
+        await self.close()
+        await self.scale_to(n)
+
     async def _start_one(self) -> None:
         name = f"worker-{self._started}"
         self._started += 1

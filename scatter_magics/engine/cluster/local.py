@@ -156,6 +156,7 @@ class LocalCluster:
         scheduler.worker_ttl = self.worker_ttl
         scheduler.on_worker_expired.append(self._end_silent_worker)
         scheduler.on_close_requested.append(self._close_requested)
+        scheduler.cluster.on_restart_requested.append(self.restart)
         pool = self.shm_pool
         scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
         if pool is not None:
@@ -186,19 +187,47 @@ class LocalCluster:
 
     # ------------------------------------------------------------ workers ---
     def scale(self, n: int, timeout: float = START_TIMEOUT) -> None:
-        """Start workers until ``n`` are alive (never stops any; replaces dead ones).
+        """Start workers until ``n`` are alive, or retire the ones beyond ``n`` (those
+        with the least work and data), their data copied to the others first, as Dask's.
 
         The supervisor then keeps ``n`` alive, with a fresh restart budget.
         """
+        if n < 0:
+            raise ValueError(f"scale() needs n >= 0, got {n!r}")
+        retire = self.scheduler.cluster.retire
         if self.in_process_workers is not None:
             self.n_workers = n
-            self.loop.sync(self.in_process_workers.scale_to(n), timeout)
+            self.loop.sync(self.in_process_workers.scale_to(n, retire), timeout)
             return
+        leaving = self.loop.call(self._least_busy, self._alive() - n)
         with self._lock:
             self.n_workers = n
             self.supervisor.call(self.supervisor.scale_to, n, self.scheduler is not None)
+        if leaving:
+            self.loop.sync(retire(leaving), timeout)
+            self.loop.sync(self.scheduler.cluster.close_workers(leaving), timeout)
         self._publish_supervision()
         self._await_workers(n, timeout)
+
+    def _least_busy(self, count: int) -> list[str]:
+        workers = self.scheduler.state.workers
+        ranked = sorted(workers, key=lambda a: (len(workers[a].processing), workers[a].nbytes))
+        return ranked[:max(0, count)]
+
+    def restart(self, timeout: float | None = None, wait_for_workers: bool = True) -> None:
+        """Replace every worker by a fresh one (``Client.restart``: the scheduler has
+        forgotten every key first)."""
+        timeout = timeout or START_TIMEOUT
+        if self.in_process_workers is not None:
+            self.loop.sync(self.in_process_workers.restart(), timeout)
+            return
+        old = self.loop.call(lambda: list(self.scheduler.state.workers))
+        with self._lock:
+            self.supervisor.call(self.supervisor.replace_all)
+        self._publish_supervision()
+        self.loop.sync(self.scheduler.cluster.wait_gone(old), timeout)
+        if wait_for_workers:
+            self._await_workers(self.n_workers, timeout)
 
     def _await_workers(self, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -34,9 +34,12 @@ class WorkerInfo:
     last_seen: float = 0.0  # when the scheduler last heard from it (monotonic s)
     reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
     metrics_published: float = float("-inf")  # when its last worker-metrics event went out
+    resources: dict = field(default_factory=dict)  # what it offers tasks: {"GPU": 2}
+    long_running: set = field(default_factory=set)  # processing keys that seceded (no thread)
 
     def occupancy(self) -> float:
-        return len(self.processing) / self.nthreads
+        """Tasks per thread; a task that seceded holds no thread."""
+        return (len(self.processing) - len(self.long_running)) / self.nthreads
 
 
 # The task-only sets of a key start as this shared empty set: most keys are scattered
@@ -65,3 +68,14 @@ class KeyInfo:
     shared: bool = False  # one copy in shared memory, however many workers map it
     standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
     broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
+    options: TaskOptions | None = None  # a task's (scattered data has none)
+
+
+@dataclass(eq=False, slots=True)
+class TaskOptions:
+    """How a task runs, beyond its call (``engine/client/task_options.py``)."""
+
+    priority: tuple = (0,)  # lower runs first: (-user priority, generation, order)
+    retries: int = 0  # runs left after an error
+    resources: dict | None = None  # held while it runs: {"GPU": 1}
+    loose: bool = False  # its restrictions are a preference (allow_other_workers)
