@@ -23,6 +23,25 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 
+def make_client(kind: str, **options):
+    if kind == "dask":
+        distributed = pytest.importorskip("distributed")
+        return distributed.Client(dashboard_address=":0", **options)
+    from scatter_magics import Client
+
+    return Client(**options)
+
+
+def _api_of(client):
+    if type(client).__module__.startswith("distributed"):
+        import distributed
+
+        return distributed
+    import scatter_magics
+
+    return scatter_magics
+
+
 @pytest.fixture(scope="module", params=["scatter_magics", "dask"])
 def any_client(request):
     if request.param == "dask":
@@ -43,13 +62,7 @@ def any_client(request):
 @pytest.fixture
 def api(any_client):
     """The package ``any_client`` comes from, as a user imports it."""
-    if type(any_client).__module__.startswith("distributed"):
-        import distributed
-
-        return distributed
-    import scatter_magics
-
-    return scatter_magics
+    return _api_of(any_client)
 
 
 def workers_of(client) -> list[str]:
@@ -149,6 +162,26 @@ def test_allow_other_workers_makes_workers_a_preference(any_client):
         any_client.submit(operator.add, 1, 2, allow_other_workers=True)
 
 
+@pytest.mark.parametrize("kind", ["scatter_magics", "dask"])
+def test_resources_decide_where_and_how_many_tasks_run(kind):
+    def hold(label):
+        start = time.monotonic()
+        time.sleep(0.2)  # long enough to overlap, if two were let in at once
+        return start, time.monotonic()
+
+    with make_client(kind, processes=False, n_workers=1, threads_per_worker=2,
+                     resources={"GPU": 1}) as client:
+        api = _api_of(client)
+        first, second = client.map(hold, ["a", "b"], resources={"GPU": 1}, pure=False)
+        (start_1, end_1), (start_2, end_2) = client.gather([first, second])
+        assert end_1 <= start_2 or end_2 <= start_1  # one GPU: one at a time
+        nowhere = client.submit(abs, -1, resources={"TPU": 1}, pure=False)
+        with pytest.raises(TimeoutError):
+            api.wait([nowhere], timeout=0.3)  # no worker has a TPU: it waits
+        assert nowhere.status == "pending"
+        assert client.submit(abs, -2, pure=False).result(timeout=30) == 2
+
+
 def test_traceback_and_cancelled(any_client, tmp_path):
     def explode(x):
         raise KeyError(x)
@@ -171,6 +204,31 @@ def test_progress_in_a_terminal_waits_for_every_future(any_client, api, capsys):
     futures = any_client.map(time.sleep, [0.05] * 4, pure=False)
     assert api.progress(futures, notebook=False) is None
     assert all(f.done() for f in futures)
+
+
+def test_progress_in_a_notebook_shows_a_bar_per_kind_of_task(client, capsys):
+    from scatter_magics import progress
+    from scatter_magics.notebook.progress_bar import WidgetView
+    from scatter_magics.notebook.progress_futures import FuturesBar
+
+    published = []
+    view = WidgetView(publish=lambda bundle, display_id, update: published.append(bundle))
+    futures = client.map(operator.add, range(5), range(5), pure=False)
+    FuturesBar("add", futures, view).wait()
+    assert view.bar.value == 1.0 and view.bar.bar_style == "success"
+    assert published[-1]["text/plain"].startswith("add: done in")
+    failing = client.submit(operator.truediv, 1, 0, pure=False)
+    FuturesBar("truediv", [failing], view).wait()
+    assert view.bar.bar_style == "danger"
+    # progress() itself: one bar per task name, drawn where the cell's output goes.
+    assert progress(client.map(abs, [-1, -2]), client.submit(operator.neg, 1),
+                    notebook=True) is None
+    printed = []  # outside a kernel, IPython's display() prints what it would show
+
+    def settled() -> bool:
+        printed.append(capsys.readouterr().out)
+        return all(f"{name}: done in" in "".join(printed) for name in ("abs", "neg"))
+    wait_for(settled, what="both bars settled")
 
 
 # ---------------------------------------------------------------- item 3: tasks using the cluster ---

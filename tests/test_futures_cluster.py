@@ -326,3 +326,23 @@ def test_the_live_view_sees_workers_in_this_process():
         assert sorted(e["name"] for e in added) == ["worker-0", "worker-1"]
         subscription.close()
 
+
+
+def test_a_lock_is_given_back_when_its_holder_leaves_or_gives_up():
+    from scatter_magics import Client, Lock
+    from scatter_magics.engine.client.coordination import _request
+
+    with Client(n_workers=1) as client:
+        leaver = Client(client.scheduler_address)
+        assert Lock("kept", client=leaver).acquire(timeout=5)
+        leaver.close()  # (a task's client dies with its worker the same way)
+        mine = Lock("kept", client=client)
+        assert mine.acquire(timeout=5)
+        # A waiter that gives up (Ctrl-C cancels its wait) must not be granted the lock
+        # for nobody when it is released.
+        msg = {"op": "semaphore-acquire", "name": "kept", "lease": "abandoned",
+               "max_leases": 1}
+        with pytest.raises(TimeoutError):
+            client.sync(_request, client, msg, None, callback_timeout=0.2)
+        mine.release()
+        assert Lock("kept", client=client).acquire(timeout=5)

@@ -3,13 +3,21 @@
 | module | holds |
 |---|---|
 | ``client`` | ``Client``: Dask's public methods, starting, closing, and its door to the loop (``sync``) |
+| ``connecting`` | how a client reaches its scheduler: a cluster it starts, one in this process, or TCP |
 | ``future`` | ``Future``, the per-key ``FutureState`` its Futures share, ``settled(state)`` |
 | ``references`` | ``References``: which keys the Futures hold; releasing the rest in batches |
 | ``events`` | ``EventStream`` and ``Subscription``: the scheduler's events, fed to callbacks |
 | ``scatter`` | ``Scattering``: a scatter's keys, futures and payload, carried to the workers |
 | ``gather`` | ``Gathering``: values read back from their holders or through the scheduler |
 | ``callbacks`` | ``DoneCallbacks``: the thread that runs ``Future.add_done_callback`` callbacks |
-| ``waiting`` | ``wait`` and ``as_completed`` |
+| ``waiting`` | ``wait`` and ``as_completed``, and ``within`` (an await with a timeout) |
+| ``submit`` | what ``submit`` and ``map`` send: one record per task |
+| ``task_options`` | the keywords ``submit`` keeps (``priority``, ``retries``, ``resources``, ...), checked |
+| ``housekeeping`` | ``Housekeeping``: ``run``, ``run_on_scheduler``, ``upload_file``, versions, restart |
+| ``executor`` | ``ClientExecutor``: ``get_executor()``, a ``concurrent.futures.Executor`` |
+| ``coordination`` | ``Variable`` and ``Queue``, and what they share with the locks (``Shared``) |
+| ``locks`` | ``Lock``, ``Semaphore`` and ``Event`` |
+| ``fire_and_forget`` | ``fire_and_forget``: tasks that run to the end, kept or not |
 | ``link`` | how a client reaches its scheduler: in-process calls, or a channel |
 | ``send_ahead`` | ``SendAhead``: a few small values scattered without waiting for the loop thread |
 | ``scatter_input`` | what ``scatter`` accepts, as keys and values, and the shape it returns |
@@ -18,8 +26,9 @@
 
 ``Client`` holds the others and calls them; none of them holds the ``Client`` (the
 scheduler and the loop thread outlive a client the user dropped), and no module but
-``client`` imports ``client``. ``Future`` reaches its client through public names only
-(``refs``, ``gather``, ``sync``, ``cancel``, ``done_callbacks``).
+``client`` imports ``client``. ``Future`` and the coordination primitives reach their
+client through public names only (``refs``, ``gather``, ``sync``, ``cancel``, ``retry``,
+``done_callbacks``, ``scheduler_link``, ``codec``).
 
 May import: ``engine.cluster`` (the ``LocalCluster`` a ``Client()`` starts),
 ``engine.scheduler`` (``placing`` only: a direct scatter's steps), ``engine.wire``,

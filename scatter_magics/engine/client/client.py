@@ -341,7 +341,7 @@ class Client:
         its event loop; ``dask_worker=`` gives it the worker. ``on_error``: ``"raise"``,
         ``"return"`` (the exception as the value) or ``"ignore"`` (left out)."""
         return self._call(self._house.run, function, args, kwargs, plain_workers(workers),
-                          wait, on_error, asynchronous=asynchronous)
+                          wait, on_error, nanny, asynchronous=asynchronous)
 
     def run_on_scheduler(self, function, *args, asynchronous: bool | None = None, **kwargs):
         """``function(*args, **kwargs)`` on the scheduler (``dask_scheduler=``: itself)."""

@@ -39,8 +39,12 @@ class Housekeeping:
         return await self.link.request({"op": "worker-addresses", "workers": workers})
 
     async def run(self, function, args: tuple, kwargs: dict, workers, wait: bool,
-                  on_error: str) -> dict:
+                  on_error: str, nanny: bool = False) -> dict:
         """``{address: function(*args, **kwargs)}`` on each worker (see ``Client.run``)."""
+        if nanny:
+            raise NotImplementedError("run(nanny=True): the workers have no nanny (the "
+                                      "cluster's supervisor, in the client's process, "
+                                      "restarts them)")
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         msg = {"op": "run", "call": self.codec.serialize((function, tuple(args), kwargs)), "wait": wait}

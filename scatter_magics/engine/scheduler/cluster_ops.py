@@ -82,6 +82,7 @@ class ClusterOps:
             return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, CommClosedError):
+                del self.uploads[upload["filename"]]  # joining workers would fail on it too
                 raise result
 
     def for_new_worker(self) -> list[dict]:
