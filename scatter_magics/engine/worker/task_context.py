@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from ...current_client import get_client
+from ...current_client import get_client, serve_tasks
 
 _thread = threading.local()  # a task thread: .worker; while a task runs: .key
 _process_worker = None  # the worker this process runs (a worker process has one)
@@ -31,8 +31,6 @@ _process_worker = None  # the worker this process runs (a worker process has one
 
 def serve(worker) -> None:
     """Mark the calling thread as one of ``worker``'s task threads."""
-    from ...current_client import serve_tasks
-
     _thread.worker = worker
     serve_tasks(worker.client)
 
