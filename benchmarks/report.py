@@ -16,6 +16,7 @@ import sys
 import psutil
 
 OURS = "scatter_magics"
+LIMIT = "one copy"  # benchmarks/limits.py: the data copied once, no system (a column, not a peer)
 RATE_ROWS = ("content hash", "scatter of fresh", "scatter 1 GiB DataFrame")  # show GB/s
 PACKAGES = ("scatter_magics", "numpy", "cloudpickle", "tornado", "dask", "distributed", "ray",
             "ipyparallel", "psutil")
@@ -82,7 +83,7 @@ def fmt_ratio(peer, ours):
 
 
 def time_table(results):
-    peers = [s for s in results.systems if s != OURS]
+    peers = [s for s in results.systems if s not in (OURS, LIMIT)]
     has_ours = OURS in results.systems
     head = ["work", *results.systems] + [f"ours vs {p}" for p in peers if has_ours]
     lines = [_row(head), _row(["---"] * len(head))]
@@ -107,11 +108,12 @@ def memory_table(results):
     labels = list(dict.fromkeys(label for label, _ in results.memory))
     if not labels:
         return "(no memory samples: the largest sizes were not run)"
-    head = ["run", *results.systems]
+    systems = [s for s in results.systems if s != LIMIT]
+    head = ["run", *systems]
     lines = [_row(head), _row(["---"] * len(head))]
     for label in labels:
         cells = [label]
-        for system in results.systems:
+        for system in systems:
             peaks = results.memory.get((label, system))
             if not peaks:
                 cells.append("–")
@@ -188,6 +190,9 @@ def markdown(results, command, cfg, elapsed, load_at_start):
         "## Machine\n\n" + machine(load_at_start),
         "## Time (median)\n\n" + time_table(results) + "\n\n"
         "`ours vs X` = X's median ÷ ours: above 1× scatter_magics is faster. "
+        + (f"`{LIMIT}`: that data copied once, with no system around it (benchmarks/limits.py): "
+           "no system that copies it can be faster, only level. "
+           if LIMIT in results.systems else "") +
         "`–`: the system has no counterpart; `not run`: skipped or failed before this row.",
         "## Peak memory, MB: client RSS / cluster PSS / /dev/shm\n\n"
         + memory_table(results) + "\n\n"

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from benchmarks import processes, report, workloads
+from benchmarks import limits, processes, report, workloads
 from benchmarks.systems import MODULES
 
 PEERS = ("dask", "ray", "ipyparallel")
@@ -81,6 +81,22 @@ def cold_start(system, results):
     return bool(child.records)
 
 
+LIMIT_WORKLOADS = ("array", "fresh", "frame", "broadcast")
+# Sessions a system gets to start before it is left out: Ray's node gives up after a
+# fixed 30 s (ray/_private/node.py), which a loaded machine can exceed once.
+START_ATTEMPTS = 3
+
+
+def one_copy_limits(quick, results):
+    """What one copy costs with no system at all (benchmarks/limits.py), once a round."""
+    child = processes.run_child("benchmarks.limits", ["--quick"] if quick else [],
+                                COLD_START_TIMEOUT)
+    for record in child.records:
+        if record["row"] in results.rows:
+            results.add(record)
+    _report_child(results, "the one-copy limits", child)
+
+
 def session(system, n_workers, names, cfg, quick, seed, results):
     """One cluster session; returns False if the system could not even start."""
     args = ["--system", system, "--workers", str(n_workers), "--workloads", ",".join(names),
@@ -118,13 +134,21 @@ def run_all(systems, names, cfg, quick, results):
             for system in order:
                 _progress(rnd, cfg, system, "cold start")
                 cold_start(system, results)
+        if set(names) & set(LIMIT_WORKLOADS):
+            _progress(rnd, cfg, limits.LIMIT, "measured")
+            one_copy_limits(quick, results)
         for n_workers, session_names in plan:
             for system in order:
                 if system in broken:
                     continue
                 _progress(rnd, cfg, system, f"{n_workers} workers: {','.join(session_names)}")
-                seed += 1
-                if not session(system, n_workers, session_names, cfg, quick, seed, results):
+                for attempt in range(START_ATTEMPTS):
+                    seed += 1
+                    if session(system, n_workers, session_names, cfg, quick, seed, results):
+                        break
+                    results.note(f"{system}: a session failed to start (attempt {attempt + 1} "
+                                 f"of {START_ATTEMPTS}).")
+                else:
                     broken.add(system)
                     results.note(f"{system}: not run again after failing to start.")
 
@@ -141,10 +165,12 @@ def main(argv=None):
         cfg = dataclasses.replace(cfg, rounds=max(1, args.rounds))
     wanted = ([] if args.no_ours else [report.OURS]) + list(args.peers)
     systems, skipped = installed(wanted)
-    results = report.Results(systems, workloads.rows(cfg, args.only))
+    columns = systems + ([limits.LIMIT] if set(args.only) & set(LIMIT_WORKLOADS) else [])
+    results = report.Results(columns, workloads.rows(cfg, args.only))
     for message in skipped:
         print(message, file=sys.stderr)
         results.note(message)
+    processes.compile_package()
     started, load_at_start = time.monotonic(), report.load_average()
     try:
         run_all(systems, args.only, cfg, args.quick, results)

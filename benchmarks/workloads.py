@@ -43,8 +43,8 @@ QUICK = Config(rounds=1, inner=2, cold_starts=1, roundtrip_iters=50, array_mb=(8
                hash_mb=80, fresh_mb=200, frame_mib=64, session_timeout=240)
 
 #: Workload names, in table order; ``cold_start`` runs in its own process (coldstart.py).
-NAMES = ("cold_start", "roundtrip", "array", "fresh", "frame", "broadcast", "list", "tasks",
-         "tokenize")
+NAMES = ("cold_start", "roundtrip", "array", "fresh", "frame", "split", "broadcast", "list",
+         "tasks", "tokenize")
 
 
 def rows(cfg, names=NAMES):
@@ -65,6 +65,8 @@ def rows(cfg, names=NAMES):
         elif name == "frame":
             out += [f"scatter {_size(cfg.frame_mib)} DataFrame",
                     f"gather {_size(cfg.frame_mib)} DataFrame"]
+        elif name == "split":
+            out += split_rows(cfg.frame_mib)
         elif name == "broadcast":
             out += [broadcast_row(mb, n) for mb in cfg.broadcast_mb
                     for n in cfg.broadcast_workers]
@@ -83,6 +85,12 @@ def fresh_row(mb):
 
 def _size(mib):
     return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+
+
+def split_rows(mib):
+    size = _size(mib)
+    return [f"split {size} DataFrame, a piece per worker (%scatter df --split)",
+            f"gather {size} DataFrame from its pieces, joined (%gather df)"]
 
 
 def broadcast_row(mb, n_workers):
@@ -291,6 +299,34 @@ def frame(s):
         s.system.settle()
 
 
+def split(s):
+    """Cut the same DataFrame into a piece per worker and scatter the pieces; gather them
+    and join them back into one frame (ours: the magics, as a notebook runs them)."""
+    import pandas as pd
+
+    scatter_row, gather_row = split_rows(s.cfg.frame_mib)
+    n_rows = s.cfg.frame_mib * 2**20 // 64
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({f"c{i}": rng.random(n_rows) for i in range(8)})
+    for timed in _reps(s):
+        df.iloc[0, 0] = s.fresh()  # new content each rep
+        with s.memory(f"{_size(s.cfg.frame_mib)} DataFrame split then gathered", not timed):
+            s.row = scatter_row
+            t0 = time.perf_counter()
+            handle = s.system.split_scatter(df, s.n_workers)
+            t1 = time.perf_counter()
+            s.row = gather_row
+            out = owned_frame(s, s.system.split_gather(handle))
+            t2 = time.perf_counter()
+        assert out.shape == df.shape and out.iloc[0, 0] == df.iloc[0, 0], "gathered the wrong frame"
+        assert out.index.equals(df.index), "the pieces came back out of order"
+        if timed:
+            s.sample(scatter_row, t1 - t0, s.cfg.frame_mib * 2**20)
+            s.sample(gather_row, t2 - t1, s.cfg.frame_mib * 2**20)
+        del handle, out
+        s.system.settle()
+
+
 def owned_frame(s, frame):
     """``frame`` as one the client can modify: a frame over read-only memory is copied."""
     try:
@@ -366,5 +402,5 @@ def tokenize(s):
 
 
 WORKLOADS = {"roundtrip": roundtrip, "array": array, "fresh": fresh, "frame": frame,
-             "broadcast": broadcast, "list": lists,
+             "split": split, "broadcast": broadcast, "list": lists,
              "tasks": tasks, "tokenize": tokenize}

@@ -7,6 +7,10 @@ program sees them (``Future.key``, ``who_has``, event records); only what a pers
 
 >>> key_text(("x", 0))
 "('x', 0)"
+>>> value_name("df[0/4]-5f3c2a9b8e7d"), value_name("len-3f2a9c0b1d2e"), value_name(("x", 0))
+('df', 'len', "('x', 0)")
+>>> short_key("f-4b4d31504aa145c187b6381823235b1a")
+'f-4b4d3150'
 >>> check_key(["x", 0])
 Traceback (most recent call last):
 ...
@@ -14,6 +18,8 @@ TypeError: a key must be a str, bytes, int, float or a tuple of them, as in Dask
 """
 
 from __future__ import annotations
+
+import re
 
 ATOMS = (str, bytes, int, float)
 
@@ -35,3 +41,29 @@ def check_key(obj):
 def key_text(key) -> str:
     """The key as shown to a person: itself if a str, else its ``str()`` (as Dask shows it)."""
     return key if isinstance(key, str) else str(key)
+
+
+def value_name(key) -> str:
+    """The name of the value a key holds all or part of, as views count values: ``df`` for
+    ``df-<token>``, for a piece ``df[0/4]-<token>`` and for an element ``df[3]-<token>``; a
+    task's function (``len-<token>``), as Dask's key prefixes name them."""
+    text = key_text(key)
+    head, dash, token = text.rpartition("-")
+    # A set test, not a regex: ~0.9 µs a key, 9 ms for the overview of 10,000 (a regex
+    # and all() over a generator took 29 ms).
+    if dash and len(token) >= 8 and _HEX.issuperset(token):
+        text = head
+    bracket = text.find("[")
+    return text[:bracket] if bracket > 0 else text
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+_LONG_TOKEN = re.compile(r"-([0-9a-f]{8})[0-9a-f]{8,}$")
+
+
+def short_key(key) -> str:
+    """The key's text with a long hex token cut to 8 digits (``f-4b4d3150``): enough to
+    tell a task from the others in a line of output, short enough to read."""
+    return _LONG_TOKEN.sub(r"-\1", key_text(key))

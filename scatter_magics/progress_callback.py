@@ -16,9 +16,12 @@ Progress = Callable[[str, int, "int | None"], None]
 
 Stages, in order: ``"hash"`` (content hashing for ``hash=True`` keys), ``"serialize"``,
 ``"copy"`` (into shared memory), ``"transfer"`` (to or from workers), all counted in bytes;
-``"wait"`` (a gather waiting for tasks) counts futures. ``done`` only grows within a stage;
-``total`` is None when not known in advance. Called on any thread, so it must be quick and
-thread-safe; an engine reports the stages it has, as often as it can afford.
+``"wait"`` (a gather waiting for tasks) counts futures. An engine that cannot tell these
+apart reports the whole operation as one stage, ``"scatter"`` or ``"gather"``, in bytes.
+``done`` only grows within a stage, and is None while the engine cannot count how far it
+got (the bar then shows the total, if known, and the time so far); ``total`` is None when
+not known in advance. Called on any thread, so it must be quick and thread-safe; an
+engine reports the stages it has, as often as it can afford.
 """
 
 

@@ -40,6 +40,19 @@ def our_worker_processes() -> list[psutil.Process]:
     return found
 
 
+def our_fork_servers() -> list[psutil.Process]:
+    """Live fork servers (``engine/worker/template.py``) started by this test process."""
+    found = []
+    for proc in psutil.Process().children():
+        try:
+            if "scatter_magics.engine.worker.template" in proc.cmdline() \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def exited(pid: int) -> bool:
     """The process is gone or a zombie (it may exit between any two psutil calls)."""
     try:
@@ -55,8 +68,12 @@ def our_threads() -> list[str]:
 @pytest.fixture(scope="session", autouse=True)
 def no_leaks_after_suite():
     """The suite as a whole leaves no worker process, loop thread or child behind."""
+    from scatter_magics.engine.cluster import forkserver
+
     yield
     wait_for(lambda: not our_worker_processes(), timeout=15, what="worker processes to exit")
+    forkserver.stop()  # it lives as long as its owner (this process) unless stopped
+    assert not our_fork_servers()
     wait_for(lambda: not our_threads(), timeout=15, what="loop threads to stop")
     if os.path.isdir("/dev/shm"):
         mine = f"smg-{os.getpid()}-"  # segments of the pools this test process owned

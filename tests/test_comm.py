@@ -93,3 +93,55 @@ def test_an_unknown_op_is_answered_with_a_protocol_error():
             channel.close()
 
     assert run(with_server(body)) == "still open"
+
+
+class CountingTransport:
+    """A channel's transport that counts what is written through it."""
+
+    def __init__(self, transport):
+        self.transport, self.writes = transport, 0
+
+    def write(self, data) -> None:
+        self.writes += 1
+        self.transport.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
+def test_messages_sent_soon_travel_as_one_batch_in_order_with_every_other_send():
+    """send_soon's one-way messages of one turn of the loop go as one message, dispatched
+    one by one on arrival; a request after them goes after them, and a close sends what
+    was queued."""
+    seen: list = []
+
+    async def body():
+        secret = protocol.new_secret()
+        handlers = {"note": lambda ch, msg: seen.append(msg["n"]),
+                    "ask": lambda ch, msg: list(seen)}
+        server = Server(secret, handlers)
+        try:
+            address = await server.listen()
+            channel = await connect(address, secret)
+            counting = channel.transport = CountingTransport(channel.transport)
+            for n in range(5):
+                channel.send_soon({"op": "note", "n": n})
+            assert seen == [] and counting.writes == 0  # nothing left within the turn
+            assert await channel.request({"op": "ask"}) == [0, 1, 2, 3, 4]
+            assert counting.writes == 2  # the five notes as one message, then the request
+            for n in range(5, 8):
+                channel.send_soon({"op": "note", "n": n})
+            await asyncio.sleep(0)  # the turn ends: one message with all three
+            assert counting.writes == 3
+            channel.send_soon({"op": "note", "n": 8})
+            channel.close()  # still sent
+            assert counting.writes == 4
+            for _ in range(100):
+                if len(seen) == 9:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            server.close()
+
+    run(body())
+    assert seen == list(range(9))

@@ -75,7 +75,9 @@ class ClusterProcess:
                                      text=True)
         self.id = self.proc.stdout.readline().strip()
         assert self.id, "the cluster process did not start"
-        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children()]
+        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)
+                            if "scatter_magics.engine.worker" in c.cmdline()]  # not the
+        # fork server they were forked from, which lives as long as the process
 
     def scatter(self, n_keys: int) -> None:
         """Scatter ``n_keys`` more keys in the cluster's own process."""
@@ -187,6 +189,7 @@ async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
                                              "memory", "nkeys", "nbytes"}
         assert sum(w["nkeys"] for w in listed["workers"]) == n_keys
         assert listed["keys"]["count"] == n_keys
+        assert listed["keys"]["names"] == (1 if n_keys else 0)  # the elements of one list
         assert listed["keys"]["by_status"] == ({"finished": n_keys} if n_keys else {})
     assert_no_secret(response.body, response.headers, [one, two])
     assert_no_secret(caplog.text.encode(), {}, [one, two])  # nor in any log line
@@ -304,9 +307,12 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_ws_fetch, jp_en
         assert listed["backend"] == "dask" and listed["scheduler_address"] == address
         assert listed["status"] == "running" and len(listed["workers"]) == 2
         assert listed["keys"]["count"] == 4 and listed["keys"]["by_status"] == {"finished": 4}
+        assert listed["keys"]["names"] == 1  # four ints, int-<token>: one name, as Dask groups them
         assert sum(w["nkeys"] for w in listed["workers"]) == 4
+        # Not the resource tracker: multiprocessing's spawned children, which distributed
+        # retitles "dask worker [...]" when setproctitle is installed (we depend on it).
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                   if "spawn_main" in " ".join(p.cmdline())]  # not the resource tracker
+                   if any(s in " ".join(p.cmdline()) for s in ("spawn_main", "dask worker"))]
         assert workers
         socket = await jp_ws_fetch(*API, "clusters", "ws")  # Dask: asked again, not subscribed
         assert [c["id"] for c in await next_listing(socket, 10)] == [listed["id"]]

@@ -33,6 +33,7 @@ CARD = ".sm-lab-card[data-cluster-id='{}']"
 NOTEBOOK = [
     "%load_ext scatter_magics\n%cluster start -n 2",
     "x = list(range(1000))\n%scatter x",
+    "y = list(range(10))\n%scatter y --split 2",  # two pieces: one name, two keys
 ]
 
 
@@ -123,9 +124,9 @@ def clusters_by_notebook(server: LabServer) -> dict[str, dict]:
 def workers_of(process: psutil.Process) -> list[psutil.Process]:
     """The live (not zombie) worker processes a kernel started."""
     found = []
-    for child in process.children():
+    for child in process.children(recursive=True):  # forked by the kernel's fork server
         try:
-            if "scatter_magics.engine.worker" in " ".join(child.cmdline()) \
+            if "scatter_magics.engine.worker" in child.cmdline() \
                     and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.NoSuchProcess:
@@ -156,8 +157,11 @@ def test_sidebar_shows_clusters_live_and_stops_them(server, browser):
         assert max(delay_a, delay_b) <= SHOW_WITHIN, (delay_a, delay_b)
         # The listing is pushed to the sidebar (clusters/ws), not only polled.
         assert any(url.endswith("/scatter-magics/api/clusters/ws") for url in b.sockets), b.sockets
-        card_b = b.page.inner_text(CARD.format(id_b))
-        assert "b.ipynb" in card_b and "2 workers alive" in card_b and "1 key" in card_b
+        card_b = wait_for(lambda: next((t for t in [b.page.inner_text(CARD.format(id_b))]
+                                        if "3 keys" in t), None), timeout=5,
+                          what="B's card to count the keys of its last cell")
+        assert "b.ipynb" in card_b and "2 workers alive" in card_b
+        assert "2 names" in card_b  # x, and y's two pieces counted once
         assert b.card_workers(id_b) == ["worker-0", "worker-1"]
         b.screenshot("two-clusters")
 

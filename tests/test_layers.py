@@ -21,7 +21,7 @@ MAX_LINES = 450
 # What each part may import of the package (prefixes of dotted module names). The
 # package's top level (errors, sizes, backend, ...) is open to every part.
 TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress_callback", "backend",
-             "current_client", "discovery")
+             "current_client", "discovery", "task_capture", "task_output")
 ENGINE_RULES = {
     "engine.shm": (),
     "engine.wire": ("engine.shm",),
@@ -29,7 +29,8 @@ ENGINE_RULES = {
     "engine.worker": ("engine.wire", "engine.shm"),
     "engine.cluster": ("engine.scheduler", "engine.worker", "engine.wire", "engine.shm"),
     "engine.client": ("engine.cluster", "engine.scheduler", "engine.wire", "engine.shm"),
-    "engine.backend": ("engine.client",),
+    # (engine.cluster too: the adapter starts the fork server before importing the client)
+    "engine.backend": ("engine.client", "engine.cluster"),
 }
 
 

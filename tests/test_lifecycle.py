@@ -233,7 +233,8 @@ def test_a_dropped_client_ends_its_cluster():
 
 
 def test_a_worker_that_dies_while_starting_is_reported_at_once(tmp_path, monkeypatch):
-    # A broken environment: the worker's interpreter finds a package that exits at once.
+    # A broken environment: a spawned worker's interpreter finds a package that exits at
+    # once (a forked one has its modules from the fork server already).
     fake = tmp_path / "scatter_magics"
     fake.mkdir()
     (fake / "__init__.py").write_text("")
@@ -242,7 +243,7 @@ def test_a_worker_that_dies_while_starting_is_reported_at_once(tmp_path, monkeyp
     (fake / "engine" / "worker.py").write_text("raise SystemExit(3)\n")
     monkeypatch.chdir(tmp_path)  # `python -m` puts the working directory first on sys.path
     with pytest.raises(RuntimeError, match=r"exited before connecting.*'worker-0': 3"):
-        LocalCluster(n_workers=1, timeout=30)
+        LocalCluster(n_workers=1, timeout=30, start_method="spawn")
 
 
 def test_a_worker_process_starts_without_the_client_side_imports():

@@ -9,11 +9,13 @@ after the shared client exists would leave ``get_client()`` without a default.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
 import time
 import types
+from concurrent.futures import CancelledError
 
 import pytest
 from IPython.core.error import UsageError
@@ -23,7 +25,8 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from scatter_magics import Client, Future, get_client
-from scatter_magics.backend import is_future
+from scatter_magics.backend import backend_for, is_future
+from scatter_magics.errors import ClientClosedError
 from scatter_magics.notebook.display import ClusterSummary, ScatterResult
 from scatter_magics.notebook.magics import ScatterMagics
 from scatter_magics.tokenize import tokenize
@@ -174,7 +177,8 @@ def test_first_scatter_starts_the_configured_cluster(ip, no_client):
     assert client.status == "closed" and "client" not in ip.user_ns
     wait_for(lambda: gone(pids), what="the workers to exit")
     ip.user_ns["fut"] = fut
-    assert "closed" in usage_error(ip, "%gather fut")
+    with pytest.raises(ClientClosedError, match="fut belongs to a client that was closed"):
+        ip.run_line_magic("gather", "fut")
     assert "nothing to gather" in usage_error(ip, "%gather x")
 
 
@@ -294,9 +298,9 @@ def test_help_shows_the_full_usage(ip):
     with capture_output() as out:
         run(ip, "%scatter?")
     for option in ("--broadcast", "--workers", "--no-direct", "--no-hash", "--timeout",
-                   "--split", "--as", "NAME_OR_EXPR"):
+                   "--split", "--split-size", "--as", "NAME_OR_EXPR"):
         assert option in out.stdout
-    for magic, options in (("gather", ("--errors", "--into", "--timeout")),
+    for magic, options in (("gather", ("--errors", "--into", "--timeout", "--pieces")),
                            ("cluster", ("--threads", "--memory-limit", "-n"))):
         doc = ip.magics_manager.magics["line"][magic].__doc__
         assert all(o in doc for o in options)
@@ -310,7 +314,7 @@ def test_help_shows_the_full_usage(ip):
     ("%scatter undefined_name", "not defined"),
     ("%scatter x.missing", "has no attribute"),
     ("%scatter x[", "neither a variable name nor a Python expression"),
-    ("%scatter x --split", "--split needs a list"),
+    ("%scatter x --split", "--split x: cannot cut a value of type int into pieces"),
     ("%scatter x --bogus", "unrecognized arguments"),
     ("%gather", "NAME_OR_EXPR"),
     ("%gather x --errors maybe", "invalid choice"),
@@ -501,6 +505,39 @@ def test_gather_errors_raise_or_skip(shared, client):
     assert run(shared, "%gather futs --errors skip") == [1]
 
 
+def shown_by(shell, cell: str):
+    """Run ``cell`` as a notebook does (counted in the history); what it raised, and the
+    lines it showed (IPython prints a failure's lines to stdout), without colours."""
+    with capture_output() as out:
+        result = shell.run_cell(cell, store_history=True)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    return result.error_in_exec, text.strip().splitlines()
+
+
+def test_a_tasks_exception_shows_the_tasks_frames_and_tb_the_rest(shared, client):
+    shared.run_cell("def broken(x):\n    y = x * 2\n    return y / 0", store_history=True)
+    error, lines = shown_by(shared, "bad = client.submit(broken, 1)\n%gather bad")
+    assert isinstance(error, ZeroDivisionError)  # its own class: `except` still catches it
+    assert re.fullmatch(r"Traceback of task broken-[0-9a-f]{8} \(bad\), most recent call last:",
+                        lines[0]), lines
+    assert re.fullmatch(r"  Cell In\[\d+\], line 3, in broken", lines[1]), lines
+    assert lines[2:] == ["    return y / 0", "ZeroDivisionError: division by zero"]
+    _, rest = shown_by(shared, "%tb")  # the whole chain, for those who want it
+    assert any("magics.py" in line for line in rest)
+
+
+def test_a_cancelled_future_is_two_lines_naming_it(shared, client, tmp_path):
+    shared.user_ns["gone"] = gone = client.submit(until_path_exists(), str(tmp_path / "never"),
+                                                  pure=False)
+    gone.cancel()
+    error, lines = shown_by(shared, "%gather gone")
+    assert isinstance(error, CancelledError)  # its own class: `except` still catches it
+    assert lines == ["%gather gone: gone was cancelled: a cancelled future has no value.",
+                     "Submit its task (or scatter its data) again."]
+    _, rest = shown_by(shared, "%tb")
+    assert any("CancelledError" in line for line in rest) and len(rest) > 2
+
+
 def test_gather_mistakes(shared):
     run(shared, "x = 1\n%scatter x\ny = 2")
     message = usage_error(shared, "%gather nowhere")
@@ -653,9 +690,11 @@ def test_a_long_scatter_shows_progress_in_a_terminal(ip, make_client):
     assert out.stderr == ""  # quick work shows no bar at all
 
 
-def test_small_data_gets_no_bar_however_short_the_delay(shared):
-    """Under 64 KiB nothing can take the bar's delay: no bar (or its thread) for it."""
-    run(shared, "%config ScatterMagics.progress_delay = 0")
+def test_small_data_gets_no_bar_however_short_the_delay(shared, client):
+    """On our engine, under 64 KiB nothing can take the bar's delay: no bar (or its
+    thread) for it. On Dask every %scatter has a bar, shown by time: none for a quick one."""
+    embedded = backend_for(client).kind == "embedded"
+    run(shared, f"%config ScatterMagics.progress_delay = {0 if embedded else 0.5}")
     try:
         with capture_output() as out:
             run(shared, "small, text = 1, 'two'\n%scatter small text")
@@ -663,6 +702,44 @@ def test_small_data_gets_no_bar_however_short_the_delay(shared):
         assert out.stderr == ""
     finally:
         run(shared, "%config ScatterMagics.progress_delay = 0.5")
+
+
+class SlowToPickle:
+    """Takes 0.6 s to pickle (as a list of a few MiB does on Dask) and unpickles as 7."""
+
+    def __reduce__(self):
+        time.sleep(0.6)
+        return (int, (7,))
+
+
+def test_a_slow_scatter_or_gather_shows_its_bar_by_time(shared, client):
+    """Whatever the engine and the size: still running after the delay, a bar shows."""
+    shared.user_ns["slow"] = SlowToPickle()
+    with capture_output() as out:
+        run(shared, "%scatter slow --no-hash")
+    assert "%scatter slow: done in" in out.stderr
+    shared.user_ns["nap"] = client.submit(time.sleep, 0.6, pure=False)
+    with capture_output() as out:
+        run(shared, "%gather nap")
+    assert "%gather nap: done in" in out.stderr
+
+
+def test_what_a_task_prints_shows_on_stderr_in_a_terminal(shared, client):
+    """Outside a kernel: each line on stderr, marked with the task and its worker."""
+    shared.run_cell("import logging, warnings\n"
+                    "def chatty(x):\n"
+                    "    print('hello from', x)\n"
+                    "    warnings.warn('careful with ' + str(x))\n"
+                    "    logging.getLogger('chatty').warning('logged %s', x)\n"
+                    "    return len(x)")
+    with capture_output() as out:
+        assert run(shared, "said = client.submit(chatty, 'a task')\n%gather said") == 6
+    lines = out.stderr.splitlines()
+    marked = [line for line in lines if re.match(r"\[chatty-[0-9a-f]{8} worker-\d\] ", line)]
+    assert any(line.endswith("] hello from a task") for line in marked), lines
+    assert any("UserWarning: careful with a task" in line for line in marked), lines
+    assert any(line.endswith("] logged a task") for line in marked), lines
+    assert out.stdout.count("hello from") == 0  # stdout may be the program's data
 
 
 def test_counts_read_as_english(ip):

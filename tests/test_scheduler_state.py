@@ -423,3 +423,9 @@ def test_a_wait_the_client_gave_up_ends_and_takes_no_lease():
         scheduler.server.close()
 
     asyncio.run(main())
+def test_the_overview_counts_a_split_value_once_by_name(state):
+    """The sidebar's "names": the pieces df[0/4] … df[3/4] are one value, df."""
+    pieces = {f"df[{i}/4]-{i:032x}": [A if i % 2 else B] for i in range(4)}
+    state.add_data("c", {**pieces, "x-" + "f" * 32: [A]}, dict.fromkeys([*pieces, "x-" + "f" * 32], 8),
+                   {})
+    assert state.overview()["keys"]["count"] == 5 and state.overview()["keys"]["names"] == 2

@@ -142,3 +142,57 @@ def test_a_long_list_scatter_and_gather_leave_the_collector_enabled(client):
     values = list(range(2 * BULK))
     assert client.gather(client.scatter(values)) == values
     assert gc.isenabled()
+
+
+# ------------------------------------------------------------ submits sent ahead ---
+
+def test_submit_and_map_return_without_waiting_for_the_loop(make_client):
+    client = make_client(n_workers=2)
+    gate = threading.Event()
+    client.loop.call_soon(gate.wait, 10)  # the loop thread is busy until the gate opens
+    try:
+        one = client.submit(abs, -5, pure=False)
+        many = client.map(abs, [-1, -2, -3], pure=False)
+        returned_while_the_loop_was_busy = not gate.is_set()
+    finally:
+        gate.set()
+    assert returned_while_the_loop_was_busy
+    assert one.result(timeout=30) == 5 and client.gather(many) == [1, 2, 3]
+
+
+def test_requests_after_submits_sent_ahead_reach_the_scheduler_after_them(make_client,
+                                                                           tmp_path):
+    client = make_client(n_workers=2)
+    gate = tmp_path / "open"
+
+    def wait_for_the_gate(path):  # made here: pickled by value
+        import os
+        import time
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return True
+
+    futures = [client.submit(wait_for_the_gate, str(gate), pure=False) for _ in range(300)]
+    try:
+        assert set(client.who_has(futures)) == {f.key for f in futures}  # all known
+        last = futures[-1]
+        client.cancel([last])  # a cancel right behind its submit finds the task to cancel
+        wait_for(lambda: last.status == "cancelled", timeout=10, what="the cancel")
+    finally:
+        gate.touch()
+    assert client.gather(futures[:-1]) == [True] * 299
+    # A task dropped right after its submit is released once the scheduler has it.
+    key = client.submit(abs, -7, pure=False).key
+    scheduler = client.cluster.scheduler
+    wait_for(lambda: key not in scheduler.state.keys, timeout=10, what="the key to be released")
+
+
+def test_submits_the_scheduler_cannot_take_turn_into_errors_with_the_reason(make_client):
+    client = make_client(n_workers=1)
+    client._link.close()  # the scheduler is gone for this client (a dropped connection)
+    future = client.submit(abs, -1, pure=False)
+    with pytest.raises(Exception, match="link to the scheduler is closed"):
+        future.result(timeout=10)
+    assert future.status == "error"
+    assert "the scheduler refused the task" in future._state.traceback

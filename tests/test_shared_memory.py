@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from scatter_magics.engine.shm import pool as shm
+from scatter_magics.engine.shm import reuse
+from scatter_magics.errors import SharedMemoryWarning
 from scatter_magics.tokenize import tokenize
 from tests.conftest import wait_for, worker_pids
 
@@ -235,7 +237,8 @@ def test_a_failed_write_names_the_key_and_leaves_the_cluster_usable(make_client,
 
 
 def test_idle_segments_are_given_back_after_a_while(make_client, monkeypatch):
-    monkeypatch.setattr(shm, "IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(shm, "IDLE_SECONDS", 0.2)  # how often the cluster trims
+    monkeypatch.setattr(reuse, "IDLE_SECONDS", 0.2)  # how long a segment may idle
     client = make_client(n_workers=1)
     prefix = client.cluster.shm_pool.prefix
     future = client.scatter(big_array(24))
@@ -245,7 +248,7 @@ def test_idle_segments_are_given_back_after_a_while(make_client, monkeypatch):
 
 
 def test_idle_segments_above_the_cap_are_given_back_at_once(make_client, monkeypatch):
-    monkeypatch.setattr(shm, "MAX_IDLE_BYTES", 0)
+    monkeypatch.setattr(reuse, "MAX_IDLE_BYTES", 0)
     client = make_client(n_workers=1)
     pool = client.cluster.shm_pool
     future = client.scatter(big_array(25))
@@ -268,6 +271,28 @@ def test_a_reused_segment_holds_exactly_what_was_written_last():
         assert len(names) == 1
     finally:
         pool.close()
+
+
+def test_a_large_copy_into_warm_pages_is_split_over_threads_and_exact():
+    """Past copier.SPLIT_FROM, a write into pages that exist is split over helper threads
+    (pieces on page boundaries, the last one short); every byte lands, in order."""
+    import threading
+
+    pool = shm.SharedMemoryPool()
+    try:
+        sizes = [24 << 20, (20 << 20) + 4104, (24 << 20) - 8]  # warm from the first on
+        for i, nbytes in enumerate(sizes):
+            data = np.random.default_rng(i).integers(0, 255, nbytes, dtype=np.uint8)
+            [ref], _ = pool.store(f"k{i}", [data])
+            np.testing.assert_array_equal(pool.view(ref), data)
+            pool.unpin([f"k{i}"])
+            pool.release_key(f"k{i}")
+        helpers = [t for t in threading.enumerate() if t.name.startswith("scatter-magics-shm-copy")]
+        assert helpers or (os.cpu_count() or 1) < 2
+    finally:
+        pool.close()
+    assert not [t for t in threading.enumerate()
+                if t.name.startswith("scatter-magics-shm-copy") and t.is_alive()]
 
 
 def test_a_value_copied_while_hashed_is_stored_once(make_client, monkeypatch):
@@ -296,3 +321,67 @@ def test_a_value_copied_while_hashed_is_stored_once(make_client, monkeypatch):
     assert started and started[0] is not None  # the copy had begun
     monkeypatch.undo()
     wait_for(lambda: pool.stats()["in_use_bytes"] == 0, what="the early copy to be given back")
+
+
+def test_the_pieces_of_one_array_are_copied_once_into_one_segment():
+    """A run of keys whose buffers are consecutive slices of one array (a split) is one
+    copy in one segment; the segment is reused only when the last piece is let go."""
+    pool = shm.SharedMemoryPool()
+    try:
+        data = np.random.default_rng(40).random(16 * 2**20 // 8)  # 16 MiB, 2 MiB a piece
+        pieces = np.array_split(data, 8)
+        keys = [f"arr[{i}/8]" for i in range(8)]
+        stored = pool.store_run(keys, [[p] for p in pieces])
+        refs = [ref for [ref], pinned in stored]
+        assert all(pinned for _, pinned in stored) and len({r.name for r in refs}) == 1
+        assert pool.stats()["segments"] == 1 and pool.stats()["copied_bytes"] == data.nbytes
+        for ref, piece in zip(refs, pieces):
+            np.testing.assert_array_equal(pool.view(ref).view(np.float64), piece)
+        assert pool.store_run(keys, [[p] for p in pieces]) is None  # stored: key by key
+        pool.recorded(keys)
+        pool.unpin(keys)
+        for key in keys[:-1]:
+            pool.release_key(key)
+        assert pool.stats()["idle_bytes"] == 0  # the last piece still needs the segment
+        pool.release_key(keys[-1])
+        assert pool.stats()["keys"] == 0 and pool.stats()["in_use_bytes"] == 0
+    finally:
+        pool.close()
+
+
+def test_a_run_that_does_not_fit_travels_over_the_socket(monkeypatch):
+    pool = shm.SharedMemoryPool()
+    try:
+        monkeypatch.setattr(pool.space, "fits", lambda size: False)
+        pieces = np.array_split(np.ones(4 * 2**20 // 8), 2)
+        with pytest.warns(SharedMemoryWarning, match="not enough for 4 MiB"):
+            stored = pool.store_run(["a", "b"], [[p] for p in pieces])
+        assert [(b[0] is p, pinned) for (b, pinned), p in zip(stored, pieces)] == [
+            (True, False), (True, False)]
+        assert pool.stats()["keys"] == 0 and pool.stats()["segments"] == 0
+    finally:
+        pool.close()
+
+
+def test_a_run_store_copies_consecutive_pieces_together_and_the_rest_alone():
+    from types import SimpleNamespace
+
+    from scatter_magics.engine.shm.runs import RunStore
+
+    pool = shm.SharedMemoryPool()
+    try:
+        whole = np.random.default_rng(41).random(12 * 2**20 // 8)
+        other = np.random.default_rng(42).random(2 * 2**20 // 8)
+        items = [SimpleNamespace(buffers=[p]) for p in np.array_split(whole, 4)]
+        items.insert(2, SimpleNamespace(buffers=[b"small"]))  # inline: does not break the run
+        items.append(SimpleNamespace(buffers=[other]))  # elsewhere in memory: alone
+        store = RunStore(pool)
+        for i, item in enumerate(items):
+            store.add(f"k{i}", item)
+        store.flush()
+        names = [item.buffers[0].name for item in items if isinstance(item.buffers[0], shm.ShmRef)]
+        assert len(names) == 5 and len(set(names[:4])) == 1 and names[4] != names[0]
+        assert sorted(store.pinned) == ["k0", "k1", "k3", "k4", "k5"]
+        assert pool.stats()["copied_bytes"] == whole.nbytes + other.nbytes
+    finally:
+        pool.close()

@@ -11,7 +11,6 @@ so only the wheel's labextension and config are seen.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

@@ -13,7 +13,7 @@ from scatter_magics.engine.worker import process as worker_module
 @pytest.fixture
 def worker():
     w = worker_module.Worker("tcp://127.0.0.1:1", "secret", "w", nthreads=1, memory_limit=0)
-    yield w
+    yield w  # (never started: no task threads, nothing to end)
     w.uploads.close()
 
 

@@ -39,6 +39,8 @@ export interface ICluster {
   workers: IWorker[];
   keys: {
     count: number;
+    /** Distinct value names: the pieces of a split value (`df[0/4]` …) count once. */
+    names?: number;
     nbytes: number;
     by_status: { [status: string]: number };
     total?: number;

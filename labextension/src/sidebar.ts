@@ -115,6 +115,16 @@ export class ClusterSidebar extends Widget {
           `${plural(cluster.workers.length, 'worker')} alive`
         ),
         h('span', { class: 'sm-lab-threads' }, plural(threads, 'thread')),
+        cluster.keys.names === undefined
+          ? null
+          : h(
+              'span',
+              {
+                class: 'sm-lab-names',
+                title: 'Values by name: the pieces of a split value count once'
+              },
+              plural(cluster.keys.names, 'name')
+            ),
         h('span', { class: 'sm-lab-keys' }, plural(cluster.keys.count, 'key')),
         h('span', { class: 'sm-lab-bytes' }, formatBytes(cluster.keys.nbytes))
       ),

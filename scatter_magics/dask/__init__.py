@@ -5,6 +5,9 @@
 - :mod:`.plugin`: the ``SchedulerPlugin`` that batches key and worker events and keeps
   broadcasts on every worker; :mod:`.preload` installs it with ``dask scheduler --preload``.
 - :mod:`.events`: the client side of those events (or polling, without the plugin).
+- :mod:`.failures`: Dask's failures as the classes of ``errors.py``.
+- :mod:`.task_output`: what tasks print, captured on the workers and relayed to the
+  clients that hold their keys (plugins shipped by value).
 - :mod:`.adopt`: Dask clusters a notebook starts on its own, put in the Jupyter sidebar's
   registry after each cell (it imports nothing of Dask).
 

@@ -26,6 +26,7 @@ from typing import Callable
 
 import dask.config
 import distributed
+from dask.sizeof import sizeof
 from dask.utils import parse_timedelta
 from distributed import Future, LocalCluster
 
@@ -39,6 +40,7 @@ from ..errors import (
 )
 from ..structure import SKIP, find_futures, substitute
 from .events import DaskSubscription, hub_for
+from .failures import connection_error, raise_gather_error
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +66,18 @@ class DaskBackend:
         return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
 
     # ------------------------------------------------------------ data ---
-    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout) -> dict:
+    def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout,
+                progress=None) -> dict:
+        """``progress`` hears the whole scatter as one stage (Dask's ``Client.scatter``
+        says nothing on the way): its size, as ``dask.sizeof`` estimates it, at once,
+        and the end; the bar shows the time between."""
         self._check_open()
+        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
         addresses = self.resolve_workers(workers)
         options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
+        if progress is not None:
+            total = sum(map(sizeof, items.values()))
+            progress("scatter", None, total)
         try:
             if timeout is None:  # as a user calls it: one trip to the loop, nothing around it
                 futures = self.client.scatter(items, **options)  # Dask's default timeout
@@ -82,9 +92,13 @@ class DaskBackend:
             if _is_pickling_error(exc):
                 raise SerializationError(_root_message(exc)) from exc
             raise
+        except Exception as exc:
+            raise connection_error(self.client, exc) or exc
         if broadcast:
             self.pin(list(futures), addresses)
         hub_for(self.client).touch(futures)
+        if progress is not None:
+            progress("scatter", total, total)
         return futures
 
     def _bounded(self, awaitable, timeout: float | None):
@@ -107,14 +121,30 @@ class DaskBackend:
         else:
             _warn_polling(self.client, hub.install_error)
 
-    def gather(self, futures, *, errors: str, timeout: float | None):
+    def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
+        """``progress`` hears the whole gather as one stage, without a count (Dask
+        says nothing on the way): the bar shows the time it takes."""
         self._check_open()
+        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
+        if progress is not None:
+            progress("gather", None, None)
         if (type(futures) is Future and futures.client is self.client and errors == "raise"
                 and timeout is None):
             # The magics' usual case, as a user calls it: Dask's own gather of one future
             # (the general path's walk and rebuild cost ~60 us, 2% of a small round trip).
-            return self.client.gather(futures)
+            try:
+                return self.client.gather(futures)
+            except Exception as exc:
+                raise_gather_error(self.client, exc, [futures])
         found = find_futures(futures, Future)
+        try:
+            return self._gather(futures, found, errors, timeout)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            raise_gather_error(self.client, exc, found)
+
+    def _gather(self, futures, found: list, errors: str, timeout: float | None):
         if any(f.client is not self.client and f.client.status in ("closing", "closed")
                for f in found):  # this backend's own client was checked just above
             raise ClientClosedError("the client of these futures was closed")

@@ -76,8 +76,10 @@ class EventHub:
 
         The scheduler's plugin is the event stream; the workers' (``StartReporter``)
         only adds ``running``, so a cluster that refuses it still streams, its tasks
-        going from ``pending`` to ``finished``."""
+        going from ``pending`` to ``finished``. Then what tasks print
+        (``task_output.py``), which a cluster may refuse as well."""
         if self.mode is None:
+            from . import task_output
             from .plugin import ScatterMagicsPlugin, StartReporter
 
             try:
@@ -93,6 +95,7 @@ class EventHub:
                 logger.warning("the workers did not take the scatter_magics plugin that "
                                "reports started tasks: the live view shows no 'running'",
                                exc_info=True)
+            task_output.install(self.client)
         return self.mode
 
     # ------------------------------------------------------------ subscribing ---

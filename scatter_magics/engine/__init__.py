@@ -13,6 +13,8 @@ One sub-package per part, each with a map of its modules in its ``__init__``:
 
 ``backend.py`` is the engine seen through ``scatter_magics/backend.py``'s interface: the
 only module of the engine the notebook layer reaches, and only through that interface.
+It may import ``client`` and ``cluster`` (it starts the fork server before the client's
+import).
 ``tests/test_layers.py`` checks these rules. This file imports nothing: every worker
 process passes through it.
 """

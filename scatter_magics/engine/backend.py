@@ -2,17 +2,28 @@
 
 Our :class:`Client` already speaks the interface's language (its errors, its events),
 so this adapter only forwards; it exists so the notebook layer names no client class.
+
+The client's module is imported when first needed, not with this one: the first
+``%scatter`` of a notebook starts a cluster through :meth:`EmbeddedBackend.start`, which
+starts the fork server first, so that the workers' template imports while this process
+imports the client and the scheduler (``engine/cluster/forkserver.py``).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .client.client import NO_DEFAULT, Client
+from .cluster import forkserver
+
+if TYPE_CHECKING:
+    from .client.client import Client
 
 
 class EmbeddedBackend:
     kind = "embedded"
+    # A small scatter or gather takes ~0.1 ms: one known to be small gets no progress
+    # bar at all (a bar would add a third to it; see notebook/magics.py).
+    quick_small_calls = True
 
     def __init__(self, client: Client):
         self.client = client
@@ -27,9 +38,11 @@ class EmbeddedBackend:
 
     def scatter(self, items: dict, *, workers, broadcast, direct, hash, timeout,
                 progress=None) -> dict:
+        if timeout is None:  # the client's own default (a keyword left out)
+            return self.client.scatter(items, workers=workers, broadcast=broadcast,
+                                       direct=direct, hash=hash, progress=progress)
         return self.client.scatter(items, workers=workers, broadcast=broadcast, direct=direct,
-                                   hash=hash, timeout=NO_DEFAULT if timeout is None else timeout,
-                                   progress=progress)
+                                   hash=hash, timeout=timeout, progress=progress)
 
     def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
         return self.client.gather(futures, errors=errors, timeout=timeout, progress=progress)
@@ -57,10 +70,15 @@ class EmbeddedBackend:
 
     @classmethod
     def start(cls, *, n_workers, threads_per_worker, memory_limit) -> "EmbeddedBackend":
+        forkserver.prestart()  # first: its imports overlap the client's, just below
+        from .client.client import Client
+
         return cls(Client(n_workers=n_workers, threads_per_worker=threads_per_worker,
                           memory_limit=memory_limit))
 
     @classmethod
     def connect(cls, address: str, *, secret: str | None, timeout: float) -> "EmbeddedBackend":
         """A client of the embedded-engine scheduler at ``address`` (it needs the secret)."""
+        from .client.client import Client
+
         return cls(Client(address, secret=secret, timeout=timeout))

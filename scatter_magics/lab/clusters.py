@@ -94,7 +94,7 @@ class ClusterDirectory:
             "server_owned": entry.id in self.owned,
             "status": "running",
             "workers": [],
-            "keys": {"count": 0, "nbytes": 0, "by_status": {}},
+            "keys": {"count": 0, "nbytes": 0, "by_status": {}, "names": 0},
         }
         try:
             described.update(await self._probe(entry).overview())

@@ -13,6 +13,7 @@ import asyncio
 
 from ..discovery import Entry
 from ..errors import ClusterUnreachableError
+from ..keys import value_name
 from .probe import rounded_memory
 
 CONNECT_TIMEOUT = 3.0  # s
@@ -76,7 +77,8 @@ class DaskProbe:
             status = "finished" if holders else "pending"
             by_status[status] = by_status.get(status, 0) + 1
         return {"workers": workers, "keys": {"count": len(who_has), "by_status": by_status,
-                                             "nbytes": sum(nbytes.values())}}
+                                             "nbytes": sum(nbytes.values()),
+                                             "names": len({value_name(k) for k in who_has})}}
 
     async def keys(self, offset: int, limit: int, status: str | None) -> dict:
         _, who_has, nbytes = await self._ask(self._state)

@@ -49,6 +49,16 @@ def parse_line(magic, line: str) -> argparse.Namespace:
     return copy
 
 
+def parse_scatter_line(magic, line: str) -> argparse.Namespace:
+    """``%scatter``'s line: :func:`parse_line`, with the names a bare ``--split`` saw first
+    (:class:`SplitOption`) put back in front; UsageError if there is no name at all."""
+    args = parse_line(magic, line)
+    args.names = [*getattr(args, "leading_names", []), *args.names]
+    if not args.names:
+        raise UsageError("%scatter needs at least one NAME_OR_EXPR: %scatter df")
+    return args
+
+
 @functools.lru_cache(maxsize=PARSED_LINES)
 def _parse_cached(function, line: str) -> argparse.Namespace:
     # Keyed by the magic's function, not the bound method: the cache must not keep a
@@ -89,6 +99,40 @@ def _worker(text: str):
     if "://" not in text and sep and host and port.isdigit():
         return (host, int(port))
     return text
+
+
+def _piece_size(text: str) -> int:
+    """``--split-size``: bytes per piece, ``64MiB`` or a number of bytes (> 0)."""
+    try:
+        size = parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"--split-size {text!r} is not a size > 0")
+    return size
+
+
+_COUNT = re.compile(r"[+-]?\d+")
+
+
+class SplitOption(argparse.Action):
+    """``--split`` (``True``) or ``--split N`` (``N``, a whole number >= 1).
+
+    A bare ``--split`` used to be a flag, so ``%scatter --split rows`` must still name
+    ``rows``: a word that is not a number is kept as a leading name (``leading_names``)
+    rather than taken as the count.
+    """
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value is None:
+            namespace.split = True
+        elif _COUNT.fullmatch(value):
+            if int(value) < 1:
+                raise argparse.ArgumentError(self, f"{value!r} is not a whole number >= 1")
+            namespace.split = int(value)
+        else:
+            namespace.split = True
+            namespace.leading_names = [*getattr(namespace, "leading_names", []), value]
 
 
 def _name(text: str) -> str:

@@ -20,6 +20,7 @@ from ..backend import Backend, backend_for, future_class_names, is_future
 from ..keys import key_text
 from ..sizes import format_bytes
 from .cluster_table import shared_memory_text
+from .piece_label import is_piece, with_rows
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
@@ -79,7 +80,10 @@ def grouped_labels(labels: list[str], limit: int = MAX_KEYS_SHOWN) -> str:
     """
     counts: dict[str, int] = {}
     for label in labels:
-        name = f"{label.split('[', 1)[0]}[…]" if "[" in label else _TOKEN.sub("", label)
+        if is_piece(label):  # a piece of a split value: each on its own
+            name = str(label)
+        else:
+            name = f"{label.split('[', 1)[0]}[…]" if "[" in label else _TOKEN.sub("", label)
         counts[name] = counts.get(name, 0) + 1
     names = [name if n == 1 else f"{name} ×{n}" for name, n in counts.items()]
     more = len(names) - limit
@@ -130,7 +134,7 @@ class FuturesTable:
             names = worker_names(backend)
             for row in rows:
                 state = states.get(key_text(row["key"]), {})
-                row["type"] = row["type"] or state.get("type")
+                row["type"] = with_rows(row["type"] or state.get("type"), row["name"])
                 row["nbytes"] = state.get("nbytes")
                 row["workers"] = sorted((names.get(a, a) for a in state.get("workers", [])),
                                         key=natural_order)
@@ -170,13 +174,16 @@ class ClusterSummary:
 
     columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
 
+    piece_columns = ["piece", "rows", "size", "worker"]
+
     def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
-                 notice: str | None = None, client=None):
+                 notice: str | None = None, client=None, pieces: list[list[str]] | None = None):
         self.address = address
         self.workers = workers
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
+        self.pieces = pieces or []  # a row per piece of a split value (piece_columns)
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -194,7 +201,7 @@ class ClusterSummary:
                             "status": w.get("status", "running")})
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
-                   backend.client)
+                   backend.client, _piece_rows(backend, labels, has_what))
 
     @property
     def keys(self) -> set[str]:
@@ -221,13 +228,37 @@ class ClusterSummary:
         return rows
 
     def __repr__(self) -> str:
-        return self.headline() + "\n" + _table_text(self.columns, self._cells())
+        text = self.headline() + "\n" + _table_text(self.columns, self._cells())
+        if self.pieces:
+            text += f"\n{PIECES_CAPTION}:\n" + _table_text(self.piece_columns, self.pieces)
+        return text
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(repr(self))
 
     def _repr_html_(self) -> str:
-        return _table_html(self.columns, self._cells(), caption=self.headline())
+        html = _table_html(self.columns, self._cells(), caption=self.headline())
+        if self.pieces:
+            html += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
+        return html
+
+
+PIECES_CAPTION = "Pieces of split values"
+
+
+def _piece_rows(backend: Backend, labels: Mapping[str, str], has_what: dict) -> list[list[str]]:
+    """``[[piece, rows, size, workers]]`` for the pieces of split values the workers hold."""
+    keys = {k for held in has_what.values() for k in held if is_piece(labels.get(k))}
+    if not keys:
+        return []
+    states, names = key_states(backend, keys), worker_names(backend)
+    rows = []
+    for key in sorted(keys, key=lambda k: natural_order(labels[k])):
+        state = states.get(key_text(key), {})
+        where = sorted((names.get(a, a) for a in state.get("workers", [])), key=natural_order)
+        rows.append([str(labels[key]), f"{labels[key].rows:,}",
+                     format_bytes(state.get("nbytes")), ", ".join(where)])
+    return rows
 
 
 def type_name(future) -> str | None:

@@ -26,27 +26,29 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Any, Float, Integer, Unicode, Union
 
+from .. import task_output
 from ..backend import Backend, backend_for, future_types
 from ..errors import (
-    ClientClosedError,
     Interrupted,
     NoWorkersError,
     SerializationError,
     UnknownWorkerError,
 )
-from ..progress_callback import counter, progress_option, reports_progress
+from ..progress_callback import counter, progress_option
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (
+    SplitOption,
     _count,
     _memory_limit,
     _name,
+    _piece_size,
     _seconds,
     _worker,
     check_workers,
     is_dotted_name,
-    keyed_items,
     parse_line,
+    parse_scatter_line,
 )
 from .display import (
     ClusterSummary,
@@ -54,20 +56,21 @@ from .display import (
     install_formatters,
     remove_formatters,
 )
+from .failures import cluster_failure, gather_failure, scatter_failure
 from .interrupted import gather_interrupted, scatter_interrupted
-from .names import RememberedNames
+from .names import UNDEFINED, RememberedNames
 from .progress_bar import (
     DELAY,
-    NO_PROGRESS,
     NoProgress,
     ProgressBar,
     estimate_nbytes,
-    known_small,
+    gather_bar,
+    scatter_bar,
     view_for,
 )
 from .session import ClusterSession, check_cluster_options
+from .splitting import cuts, joined, key_values, per_thread
 
-_UNDEFINED = object()  # a %gather name that names nothing
 
 
 # ------------------------------------------------------------ the magics ---
@@ -97,6 +100,12 @@ class ScatterMagics(Magics):
 
     def __init__(self, shell):
         super().__init__(shell=shell)
+        # Plain attributes for what every %scatter/%gather reads: a trait's get (and
+        # `shell`, `timeout` are traits) costs ~1 us a read, a dozen reads a pair.
+        self._shell = shell
+        self._default_timeout = self.timeout
+        self.observe(lambda change: setattr(self, "_default_timeout", change["new"]),
+                     names="timeout")
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
         self.names = RememberedNames()  # what %scatter scattered, by variable name
@@ -105,7 +114,7 @@ class ScatterMagics(Magics):
     # -------------------------------------------------------------- %scatter ---
     @no_var_expand
     @magic_arguments()
-    @argument("names", nargs="+", metavar="NAME_OR_EXPR", help=(
+    @argument("names", nargs="*", metavar="NAME_OR_EXPR", help=(
         "Variable names (dotted names too) or Python expressions without spaces, "
         "evaluated in the user namespace."))
     @argument("-b", "--broadcast", action="store_true",
@@ -121,63 +130,76 @@ class ScatterMagics(Magics):
               help="Random keys instead of keys from the content.")
     @argument("-t", "--timeout", type=_seconds, metavar="SECONDS",
               help="Give up (TimeoutError) after this many seconds.")
-    @argument("-s", "--split", action="store_true", help=(
-        "Scatter a list, tuple, set, sequence or dict element by element: one future each."))
+    @argument("-s", "--split", action=SplitOption, nargs="?", default=False, metavar="N", help=(
+        "Cut an array, DataFrame, Series (or anything with a length that slices) along its "
+        "first axis into one piece per worker thread, or N pieces; one future each. A list, "
+        "tuple, set or dict: one future per item (with N: N pieces of a list or tuple)."))
+    @argument("--split-size", type=_piece_size, metavar="SIZE", help=(
+        "Cut into pieces of about SIZE bytes (e.g. 64MiB) instead."))
     @argument("-o", "--as", dest="as_name", type=_name, metavar="NAME",
               help="Also bind the result to NAME.")
     @line_magic
     def scatter(self, line):
         """Move variables into the workers' memory; returns their Future(s).
 
-        One argument gives its Future (with --split: a list, tuple, set or dict of
-        Futures); several give a dict ``{name: future(s)}``. The magic remembers the
-        latest future(s) per name, so ``%gather NAME`` brings them back; hashed keys
-        start with the name (``df-<token>``, ``rows[3]-<token>``). The first %scatter
-        starts an embedded cluster if no Client is running, and binds it to ``client``.
+        One argument gives its Future (--split: a list of Futures, one per piece; of a
+        list, tuple, set or dict, the same container of Futures); several give a dict
+        ``{name: future(s)}``. The magic remembers the latest future(s) per name, so
+        ``%gather NAME`` brings them back (pieces joined); hashed keys start with the
+        name (``df-<token>``, ``rows[3]-<token>``, ``df[0/4]-<token>``). The first
+        %scatter starts an embedded cluster if no Client runs, bound to ``client``.
 
         Examples::
 
             %scatter df --broadcast
             %scatter a b c
+            parts = %scatter df --split           # one piece per worker thread
             %scatter rows --split -w worker-0 worker-1
             fut = %scatter model --no-hash --timeout 10
         """
-        args = parse_line(self.scatter, line)
+        args = parse_scatter_line(self.scatter, line)
         running = self.session.running_backend()
         if args.workers:  # before anything is hashed or started
             check_workers(running, args.workers)
         what = f"%scatter {' '.join(args.names)}"
         try:
             values = {text: self._evaluate(text) for text in args.names}
+            args.cuts = cuts(values, args)  # bad input fails here, before anything starts
             with self._scatter_progress(what, running, values, args.hash) as progress:
-                futures, rebuilders = self._scatter_values(running, values, args, progress)
+                futures, rebuilders, made = self._scatter_values(running, values, args,
+                                                                 progress)
         except KeyboardInterrupt:
             raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
-        self.names.remember(results)
+        self.names.remember(results, made)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
             self._bind(args.as_name, result)
         return result
 
     def _scatter_values(self, running: Backend | None, values: dict, args,
-                        progress) -> tuple[dict, dict]:
+                        progress) -> tuple[dict, dict, dict]:
         """Key each value (hashing, reported), then scatter them all."""
+        if None in args.cuts.values():  # one piece per worker thread: the threads first
+            running = running or self._start(progress)
+            args.cuts = per_thread(args.cuts, values, running.scheduler_info(), args.workers)
         if args.hash and progress.reports:
             hashed = counter(progress, "hash", estimate_nbytes(values.values()))
             with reporting(hashed):
-                items, rebuilders = _key_values(values, args)
+                items, rebuilders, made = key_values(values, args)
         else:
-            items, rebuilders = _key_values(values, args)
-        if running is None:  # only now: a mistake above starts no cluster
-            progress("start", 0, None)
-            running = self.session.backend(start=True)
-            progress.restart_clock()
-        backend = running
-        return self._scatter_items(backend, items, args, progress), rebuilders
+            items, rebuilders, made = key_values(values, args)
+        running = running or self._start(progress)  # only now: a mistake above starts none
+        return self._scatter_items(running, items, args, progress), rebuilders, made
+
+    def _start(self, progress) -> Backend:
+        progress("start", 0, None)
+        running = self.session.backend(start=True)
+        progress.restart_clock()
+        return running
 
     def _scatter_items(self, backend: Backend, items: dict, args, progress) -> dict:
-        timeout = args.timeout or self.timeout
+        timeout = args.timeout or self._default_timeout
         what = ", ".join(args.names)
         try:
             return backend.scatter(items, workers=args.workers, broadcast=args.broadcast,
@@ -189,11 +211,11 @@ class ScatterMagics(Magics):
             raise UsageError(f"{exc}; start a cluster with workers: %cluster start -n 2") from exc
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
-        except TimeoutError as exc:
-            raise TimeoutError(
-                f"%scatter {what} did not finish within {timeout or backend.default_timeout} s while "
-                f"waiting for the workers to store the data; the cluster is still usable: "
-                f"try a longer --timeout, or check %cluster") from exc
+        except Exception as exc:  # an expected failure is said in a sentence or two
+            said = scatter_failure(exc, args.names, timeout=timeout or backend.default_timeout)
+            if said is None:
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- %gather ---
     @no_var_expand
@@ -207,6 +229,8 @@ class ScatterMagics(Magics):
               help="Give up (TimeoutError) after this many seconds.")
     @argument("-i", "--into", action="store_true", help=(
         "Rebind each name to its gathered value (returns nothing, like an assignment)."))
+    @argument("-p", "--pieces", action="store_true", help=(
+        "For a value %scatter --split cut into pieces: the list of pieces, not joined."))
     @line_magic
     def gather(self, line):
         """Bring the values of futures back; returns them in the same shape.
@@ -214,12 +238,14 @@ class ScatterMagics(Magics):
         Each argument is evaluated: if its value holds futures, those are gathered;
         otherwise it must be a name %scatter remembered (``%gather df`` after
         ``%scatter df``). One argument gives its value, several a dict ``{name: value}``.
+        The pieces of a value ``%scatter --split`` cut are joined (``--pieces``: not).
 
         Examples::
 
             out = %gather res
             %gather df --into
             %gather a b --errors skip --timeout 30
+            %gather df --pieces
         """
         args = parse_line(self.gather, line)
         if args.into:
@@ -228,6 +254,10 @@ class ScatterMagics(Magics):
                     raise UsageError(f"--into rebinds names; {text!r} is an expression")
         targets = {text: self._futures_of(text) for text in args.names}
         values = self._gather_targets(targets, args)
+        for text, target in targets.items():
+            cut = None if args.pieces else self.names.cut_of(target)
+            if cut is not None:
+                values[text] = joined(text, cut, values[text])
         if args.into:
             for text, value in values.items():
                 self._bind(text, value)
@@ -241,20 +271,8 @@ class ScatterMagics(Magics):
         except (NameError, AttributeError):
             if not is_dotted_name(text):
                 raise
-            value = _UNDEFINED
-        if isinstance(value, ScatterResult):  # the core walks plain dicts only
-            value = dict(value)
-        if value is not _UNDEFINED and find_futures(value, future_types()):
-            return value
-        if text in self.names:
-            return self.names[text]
-        known = self.names.known()
-        if value is _UNDEFINED:
-            raise UsageError(f"{text!r} is not defined and %scatter has not scattered anything "
-                             f"by that name (names %scatter remembers: {known})")
-        raise UsageError(f"nothing to gather: {text} (of type {type(value).__name__}) holds "
-                         f"no futures, and %scatter has not scattered it (names %scatter "
-                         f"remembers: {known})")
+            value = UNDEFINED
+        return self.names.gather_target(text, value)
 
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), future_types())
@@ -262,7 +280,7 @@ class ScatterMagics(Magics):
         if len(futures) > 1 and any(f.client is not client for f in futures):
             raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
                              f"gather them one client at a time")
-        timeout = args.timeout or self.timeout
+        timeout = args.timeout or self._default_timeout
         try:
             backend = backend_for(client)
             # One name: its value itself, so that a lone Future takes the engine's
@@ -275,18 +293,12 @@ class ScatterMagics(Magics):
         except KeyboardInterrupt:
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
-        except ClientClosedError as exc:
-            what = ", ".join(targets)
-            raise UsageError(f"the futures of {what} belong to a client that was closed (the "
-                             f"cluster was stopped); scatter the data again") from exc
-        except TimeoutError as exc:
-            what = ", ".join(targets)
-            pending = [f.key for f in futures if not f.done()]
-            raise TimeoutError(
-                f"%gather {what} did not finish within {timeout} s: {len(pending)} of "
-                f"{len(futures)} futures still pending ({', '.join(pending[:5])}"
-                f"{', …' if len(pending) > 5 else ''}); they keep running, gather again "
-                f"later or use a longer --timeout") from exc
+        except Exception as exc:  # an expected failure is said in a sentence or two
+            said = gather_failure(exc, targets, futures, timeout=timeout,
+                                  scattered_as=lambda f: self.names.labels().get(f.key))
+            if said is None or said is exc:  # exc: a task's own, shown as the task's
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- %cluster ---
     @magic_arguments()
@@ -341,37 +353,32 @@ class ScatterMagics(Magics):
             return self.session.start(args)
         if args.action == "connect":
             return self.session.connect(args)
-        if args.action == "stop":
-            return self.session.stop()
-        return ClusterSummary.snapshot(self.session.backend(start=False), self.names.labels())
+        try:
+            if args.action == "stop":
+                return self.session.stop()
+            return ClusterSummary.snapshot(self.session.backend(start=False),
+                                           self.names.labels())
+        except Exception as exc:  # the cluster is gone: said in a sentence or two
+            said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())
+            if said is None:
+                raise
+            raise said from exc
 
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
                           hash: bool) -> ProgressBar | NoProgress:
-        """A bar for a %scatter that may take long enough to show one; else ``NO_PROGRESS``.
-
-        Small data (``known_small``) is hashed and sent in far less than the bar's delay,
-        and an engine that cannot report (Dask) leaves only the hashing to show. A bar
-        costs ~30 µs a magic, 1% of a small round trip; starting a cluster always gets one.
-        """
-        if running is not None and (known_small(values.values()) or not (
-                hash or reports_progress(running.scatter))):
-            return NO_PROGRESS
-        return ProgressBar(what, view_for(self.shell), delay=self.progress_delay)
+        return scatter_bar(what, running, values, hash, view=lambda: view_for(self.shell),
+                           delay=self.progress_delay)
 
     def _gather_progress(self, targets: dict, backend: Backend) -> ProgressBar | NoProgress:
-        """A bar for a %gather, if its engine reports progress (a gather of small data
-        may still wait long for its tasks, so its size does not decide)."""
-        if not reports_progress(backend.gather):
-            return NO_PROGRESS
-        return ProgressBar(f"%gather {' '.join(targets)}", view_for(self.shell),
-                           delay=self.progress_delay)
+        return gather_bar(f"%gather {' '.join(targets)}", backend,
+                          view=lambda: view_for(self.shell), delay=self.progress_delay)
 
     # -------------------------------------------------------------- namespace ---
     def _value_of(self, text: str):
         """``shell.ev(text)``; a plain name is looked up without compiling anything
         (what ``eval`` does first for a name), ~5 µs less per magic."""
-        namespace = self.shell.user_ns
+        namespace = self._shell.user_ns  # (not cached: an embedded shell replaces it)
         if text in namespace and text.isidentifier() and not keyword.iskeyword(text):
             return namespace[text]
         return self.shell.ev(text)
@@ -396,15 +403,6 @@ class ScatterMagics(Magics):
             self.shell.user_ns[target] = value
 
 
-def _key_values(values: dict, args) -> tuple[dict, dict]:
-    """``{key: value}`` for every argument's value(s), and how to rebuild each result."""
-    items, rebuilders = {}, {}
-    for text, value in values.items():
-        keyed, rebuilders[text] = keyed_items(text, value, args.split, args.hash)
-        items.update(keyed)
-    return items, rebuilders
-
-
 def _reporting(method, progress: ProgressBar | NoProgress) -> dict:
     """``progress=`` for an adapter method that reports; else the bar goes quiet."""
     option = progress_option(method, progress) if progress.reports else {}
@@ -419,6 +417,7 @@ def load_ipython_extension(ipython) -> None:
     """``%load_ext scatter_magics``."""
     magics = ScatterMagics(ipython)
     ipython.register_magics(magics)
+    task_output.ROUTER.watch(ipython)  # tasks' output goes to the cell that runs
     install_formatters(ipython, magics.names.labels)
     # In a kernel, the live widget takes precedence over the text/HTML summary.
     from .widget import install_display
@@ -439,6 +438,7 @@ def unload_ipython_extension(ipython) -> None:
     if magics in ipython.configurables:
         ipython.configurables.remove(magics)
     remove_formatters(ipython)
+    task_output.ROUTER.unwatch(ipython)
     from .widget import uninstall_display
 
     uninstall_display(ipython)

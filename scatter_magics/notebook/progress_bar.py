@@ -26,6 +26,7 @@ import time
 import uuid
 from typing import TextIO
 
+from ..progress_callback import reports_progress
 from ..sizes import format_bytes
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,10 @@ logger = logging.getLogger(__name__)
 DELAY = 0.5  # seconds of work before a bar appears: shorter work shows nothing
 INTERVAL = 0.1  # seconds between redraws
 TICK = 0.05  # seconds between the drawing thread's looks at the bars
-IDLE_EXIT = 1.0  # seconds the drawing thread waits for another bar before it ends
+# Seconds the drawing thread waits for another bar before it ends. Starting it again
+# took ~65 us here, against ~4 us for a bar while it runs: magics a few seconds apart
+# (every %scatter and %gather on Dask has a bar) find it running.
+IDLE_EXIT = 5.0
 # Bytes of data that cannot make a scatter last DELAY: 64 KiB is hashed in ~10 us and
 # crosses even a 1 MB/s link in 65 ms, so such a %scatter gets no bar at all.
 SMALL = 64 * 2**10
@@ -46,6 +50,9 @@ STAGES = {
     "transfer": ("transferring", "transferred"),
     "wait": ("waiting for tasks", "waited for"),
     "start": ("starting the cluster", "started"),
+    # the whole operation, for an engine that cannot tell its stages apart (Dask)
+    "scatter": ("scattering", "scattered"),
+    "gather": ("gathering", "gathered"),
 }
 
 
@@ -164,6 +171,9 @@ class ProgressBar:
             return f"{self.what}: starting", None
         doing = STAGES.get(stage, (stage, stage))[0]
         elapsed = max(time.monotonic() - since, 1e-6)
+        if done is None:  # the engine cannot count: the total, if known, and the time
+            amount = f" {format_bytes(total)}" if total else ""
+            return f"{self.what}: {doing}{amount} · {elapsed:.0f} s so far", None
         if stage == "wait":
             amount = f"{done} / {total} futures" if total else f"{done} futures"
             rate = ""
@@ -181,7 +191,8 @@ class ProgressBar:
         with self._lock:
             finished = {stage: entry[0] for stage, entry in self._stages.items()}
         parts = [f"{format_bytes(n)} {STAGES.get(stage, (stage, stage))[1]}"
-                 for stage, n in finished.items() if stage in ("hash", "copy", "transfer") and n]
+                 for stage, n in finished.items()
+                 if stage in ("hash", "copy", "transfer", "scatter", "gather") and n]
         if finished.get("wait"):
             parts.insert(0, f"{finished['wait']} futures waited for")
         if "start" in finished:
@@ -400,3 +411,28 @@ def view_for(shell):
     if getattr(shell, "kernel", None) is not None:
         return WidgetView()
     return TextView()
+
+
+def scatter_bar(what: str, running, values: dict, hash: bool, *, view, delay: float):
+    """A bar for a %scatter that may take long enough to show one; else ``NO_PROGRESS``.
+
+    On an engine whose small calls are quick (``quick_small_calls``: ours, ~0.1 ms),
+    data known to be small (:func:`known_small`) is hashed and sent in far less than the
+    bar's delay, and a bar (~4 µs, ~65 µs more when its drawing thread must start) would
+    be a visible share of the call; so would one nothing can report to. Elsewhere (Dask:
+    ~3 ms a round trip, seconds for a list of a few MiB) every %scatter gets one, shown
+    by time: it appears after ``delay``, whatever the size. ``running`` is None when the
+    scatter will start a cluster, which always gets one. ``view()`` makes its view.
+    """
+    if running is not None and getattr(running, "quick_small_calls", False) and (
+            known_small(values.values()) or not (hash or reports_progress(running.scatter))):
+        return NO_PROGRESS
+    return ProgressBar(what, view(), delay=delay)
+
+
+def gather_bar(what: str, backend, *, view, delay: float):
+    """A bar for a %gather, if its engine reports progress (a gather of small data may
+    still wait long for its tasks, so its size does not decide)."""
+    if not reports_progress(backend.gather):
+        return NO_PROGRESS
+    return ProgressBar(what, view(), delay=delay)

@@ -13,7 +13,13 @@ from IPython.core.error import UsageError
 
 from ..backend import Backend, backend_for, client_types, start_backend
 from ..current_client import get_client, register_client
-from ..errors import MissingDependencyError, ProtocolError, UnknownClusterError
+from ..errors import (
+    ClientClosedError,
+    CommClosedError,
+    MissingDependencyError,
+    ProtocolError,
+    UnknownClusterError,
+)
 from .connect import connect
 from .display import ClusterSummary, counted
 from .names import RememberedNames
@@ -85,14 +91,19 @@ class ClusterSession:
             raise UsageError("no cluster started by %scatter or %cluster start (or connected "
                              "to by %cluster connect) is running; a Client created in your "
                              "code is stopped with its close()")
-        n = backend.n_workers()
-        if self.connected:
-            address = backend.scheduler_info()["address"]
+        connected = self.connected
+        try:
+            n = backend.n_workers()
+            address = backend.scheduler_info()["address"] if connected else None
+        except (CommClosedError, ClientClosedError, OSError):  # it is gone: let it go
             self.close()
+            print("Closed the client of a cluster that had stopped answering.")
+            return
+        self.close()
+        if connected:
             print(f"Disconnected from {address}; that cluster keeps running with its "
                   f"{counted(n, 'worker')}.")
             return
-        self.close()
         print(f"Stopped the cluster and its {counted(n, 'worker')}.")
 
     def running_backend(self) -> Backend | None:

@@ -59,11 +59,16 @@ def _names_by_key(keys: list[str], names) -> dict[str, str]:
     if names is None:
         return {}
     if isinstance(names, Mapping):
-        return {k: str(v) for k, v in names.items() if v is not None}
+        return {k: _text(v) for k, v in names.items() if v is not None}
     names = list(names)
     if len(names) != len(keys):
         raise ValueError(f"{len(names)} names for {len(keys)} futures")
-    return {k: str(n) for k, n in zip(keys, names) if n is not None}
+    return {k: _text(n) for k, n in zip(keys, names) if n is not None}
+
+
+def _text(name) -> str:
+    # Text as it is: a piece's label (piece_label.PieceLabel) keeps its rows.
+    return name if isinstance(name, str) else str(name)
 
 
 def _page_size(n) -> int:

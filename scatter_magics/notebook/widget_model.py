@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..keys import key_text
+from .piece_label import with_rows
 
 # "running" is an event status only (docs/internals.md): a task whose worker started it.
 STATUSES = ("pending", "running", "finished", "error", "cancelled", "lost", "released")
@@ -56,7 +57,7 @@ class Row:
         return {
             "key": key_text(self.key),
             "name": self.name if self.name is not None else key_name(self.key),
-            "type": self.type,
+            "type": with_rows(self.type, self.name),  # a piece of a split: its rows too
             "nbytes": self.nbytes,
             "status": self.status,
             "workers": list(self.workers),

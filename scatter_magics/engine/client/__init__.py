@@ -33,5 +33,6 @@ client through public names only (``refs``, ``gather``, ``sync``, ``cancel``, ``
 May import: ``engine.cluster`` (the ``LocalCluster`` a ``Client()`` starts),
 ``engine.scheduler`` (``placing`` only: a direct scatter's steps), ``engine.wire``,
 ``engine.shm`` and the package's top level (``errors``, ``structure``, ``tokenize``,
-``progress_callback``, ``current_client``, ``keys``). This file imports nothing.
+``progress_callback``, ``current_client``, ``keys``, ``task_output``: what tasks print, shown where
+the user looks). This file imports nothing.
 """

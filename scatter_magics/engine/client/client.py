@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Callable
 
+from ... import task_output
 from ...current_client import register_client
 from ...errors import ClientClosedError
 from ...progress_callback import Progress, no_progress
@@ -39,7 +40,7 @@ from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 from .submit import key_finder, map_keys, task_records
-from .task_options import parse_timedelta, refuse_actors, task_options
+from .task_options import parse_timedelta, task_options
 from .waiting import NO_DEFAULT, within
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT", "SECRET_ENV"]
@@ -74,8 +75,7 @@ class Client:
                                      resources=resources)
         self.asynchronous = asynchronous
         self.direct_to_workers = direct_to_workers
-        self.timeout = timeout
-        self._secret = secret
+        self.timeout, self._secret = timeout, secret
         self.status = "newly-created"
         self.cluster: LocalCluster | None = None
         self._owns_cluster, self._connection = False, None
@@ -124,6 +124,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
+            task_output.show(msg["worker"], msg["records"])
 
     def __await__(self):
         async def start():
@@ -252,8 +254,7 @@ class Client:
         """
         options = task_options(priority=priority, retries=retries, resources=resources,
                                workers=workers, allow_other_workers=allow_other_workers,
-                               fifo_timeout=fifo_timeout)
-        refuse_actors(actor, actors)
+                               fifo_timeout=fifo_timeout, actor=actor, actors=actors)
         return self._submit_many(func, [args], [key], workers, pure, kwargs, options)[0]
 
     def map(self, func, *iterables, key=None, workers=None, retries=None, resources=None,
@@ -263,8 +264,7 @@ class Client:
         messages of ``batch_size`` tasks (default: one message)."""
         options = task_options(priority=priority, retries=retries, resources=resources,
                                workers=workers, allow_other_workers=allow_other_workers,
-                               fifo_timeout=fifo_timeout)
-        refuse_actors(actor, actors)
+                               fifo_timeout=fifo_timeout, actor=actor, actors=actors)
         argsets = list(zip(*iterables))
         keys = map_keys(key, func, argsets, kwargs, pure)
         size = max(1, int(batch_size)) if batch_size else max(1, len(argsets))
@@ -274,10 +274,15 @@ class Client:
 
     def _submit_many(self, func, argsets, keys, workers, pure, kwargs, options=None) -> list:
         self._check_open()
-        tasks = task_records(func, argsets, keys, kwargs, pure, plain_workers(workers),
-                             options, key_finder(self), self.codec.serialize_task)
+        restrictions = plain_workers(workers)
+        tasks = task_records(func, argsets, keys, kwargs, pure, restrictions, options,
+                             key_finder(self), self.codec.serialize_task)
         futures = [Future(task[0], self) for task in tasks]
-        self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
+        if restrictions is None and not self.asynchronous:
+            # Sent ahead: nothing the caller gets back waits for the scheduler.
+            self._ahead.submit(tasks, [f._state for f in futures])
+        else:  # (workers= is resolved by the scheduler: an unknown one raises here)
+            self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
     def retry(self, futures, asynchronous: bool | None = None):

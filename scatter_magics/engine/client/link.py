@@ -62,7 +62,8 @@ class RemoteSchedulerLink:
                    timeout: float) -> "RemoteSchedulerLink":
         report = _weakly(on_report)
         handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events",
-                                                                 "worker-unresponsive")}
+                                                                 "worker-unresponsive",
+                                                                 "task-output")}
         channel = await connect(address, secret, handlers, timeout=timeout)
         reply = await channel.request({"op": "register-client"})
         return cls(channel, reply["client_id"])

@@ -23,6 +23,7 @@ from ...progress_callback import counter
 from ...sizes import format_bytes
 from ..shm import limits
 from ..shm.pool import THRESHOLD
+from ..shm.runs import RunStore
 from ..wire.serialize import serialize, serialize_plain
 
 CHECK_FROM = 1 << 20  # bytes a scatter needs before the machine's free memory is read
@@ -91,6 +92,8 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
     memory here. ``pinned`` are the keys whose segments this scatter holds until it is
     over (``pool.unpin``). If a later item fails (cannot be pickled, no memory), the
     earlier items' segments are given back at once rather than kept until close.
+    Consecutive items whose buffers are consecutive slices of one array (a split) are
+    copied once, together, into one segment (``RunStore``).
     ``report(stage, done, total)`` hears the pickling and the copying as they go.
     """
     if early is None and report is None:  # numbers and strings: nothing to copy or pin
@@ -100,7 +103,8 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
         if payload is not None and (not local or sum(
                 len(s.header) for s in payload.values()) < CHECK_FROM):
             return payload, []
-    payload, pinned = {}, []
+    payload: dict = {}
+    store: RunStore | None = None  # made at the first copy: the pieces of one array, together
     new_bytes = done = 0  # memory this scatter takes on this machine; bytes pickled
     copied = None  # one running count of the bytes copied, made at the first copy
     # Measured once: each copy made below lowers what the machine reports as free. And
@@ -126,15 +130,15 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
                     # One value: its size is the total; several: counted as they come.
                     total = large_bytes(serialized.buffers) if len(items) == 1 else None
                     copied = counter(report, "copy", total)
-                serialized.buffers, pin = pool.store(key, serialized.buffers,
-                                                     early.take() if ahead else None, copied)
-                if pin:
-                    pinned.append(key)
+                store = store or RunStore(pool, copied)
+                store.add(key, serialized, early.take() if ahead else None)
+        if store is not None:
+            store.flush()  # the last run held back
     except BaseException:
-        if pinned:
-            pool.unpin(pinned)
+        if store is not None and store.pinned:
+            pool.unpin(store.pinned)
         raise
-    return payload, pinned
+    return payload, store.pinned if store is not None else []
 
 
 def large_bytes(buffers) -> int:

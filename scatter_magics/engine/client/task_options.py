@@ -50,8 +50,9 @@ def parse_timedelta(value, default_unit: str = "s") -> float:
 
 
 def task_options(*, priority, retries, resources, workers, allow_other_workers,
-                 fifo_timeout) -> dict | None:
+                 fifo_timeout, actor=False, actors=False) -> dict | None:
     """The options of a task record (see the module docstring), checked; None for defaults."""
+    refuse_actors(actor, actors)
     options: dict = {}
     if not isinstance(priority, numbers.Real) or isinstance(priority, bool):
         raise TypeError(f"priority must be a number (higher runs first), got {priority!r}")

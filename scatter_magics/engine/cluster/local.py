@@ -1,10 +1,12 @@
 """``LocalCluster``: an embedded scheduler plus worker subprocesses on this machine.
 
 The scheduler runs in this process on a :class:`~scatter_magics.engine.wire.loop.LoopThread`. Each
-worker is a ``python -m scatter_magics.engine.worker`` subprocess whose standard input is a pipe
-from us: the secret goes down it, and when this process ends (even by SIGKILL) the pipe
-closes and the worker exits; ``PR_SET_PDEATHSIG`` and a watch of our pid back that up
-when a child we forked holds the pipe. No worker outlives the process that started it.
+worker is forked from this process's fork server (``forkserver.py``: a template that has
+imported a worker's modules once), or on platforms without one started as ``python -m
+scatter_magics.engine.worker``. Its standard input is a pipe from us: the secret goes down
+it, and when this process ends (even by SIGKILL) the pipe closes and the worker exits;
+``PR_SET_PDEATHSIG`` and a watch of its parent's pid back that up when a child we forked
+holds the pipe. No worker outlives the process that started it.
 
 A :class:`~scatter_magics.engine.cluster.supervisor.Supervisor` thread spawns the workers and
 replaces those that die, within a restart budget (see docs/internals.md).
@@ -25,13 +27,13 @@ import threading
 import time
 import weakref
 
-from ... import discovery
 from ...sizes import parse_bytes
 from ..scheduler.server import Scheduler
 from ..shm import pool as shm
 from ..shm.space import SOCKET_ONLY
 from ..wire import inheritance, protocol
 from ..wire.loop import LoopThread
+from . import forkserver
 from .supervisor import (
     RESTART_LIMIT,
     RESTART_WINDOW,
@@ -42,6 +44,7 @@ from .supervisor import (
 
 logger = logging.getLogger(__name__)
 
+START_METHODS = ("forkserver", "spawn")  # forked from the template; a fresh interpreter each
 START_TIMEOUT = 60.0  # seconds for all workers to connect
 STOP_TIMEOUT = 5.0  # seconds a worker gets to exit before it is killed
 EXIT_STATUS_WAIT = 0.05  # s the scheduler waits for a disconnected worker's exit status
@@ -68,7 +71,11 @@ class LocalCluster:
                  secret: str | None = None, timeout: float = START_TIMEOUT,
                  restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW,
                  worker_ttl: float | None = WORKER_TTL, name: str | None = None,
-                 resources: dict | None = None, processes: bool = True):
+                 resources: dict | None = None, processes: bool = True,
+                 start_method: str | None = None):
+        self.start_method = _start_method(start_method)
+        if self.start_method == "forkserver" and processes:
+            forkserver.prestart()  # its imports overlap the rest of our start
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
             raise ValueError(f"n_workers must be >= 0, got {n_workers!r}")
@@ -113,7 +120,6 @@ class LocalCluster:
         self.supervisor.replacing = not self.in_process
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
-        self._register()
 
     def _start_processes(self, host: str, port: int, timeout: float) -> None:
         # Workers first: their interpreter start-up and imports (most of a cold start)
@@ -126,6 +132,9 @@ class LocalCluster:
         # Not scale(): its top-up would count a worker that died while starting as
         # replaced and start another, hiding the first one's exit code.
         self._publish_supervision()
+        # While the workers connect this thread only waits: registering (and its
+        # imports, psutil's among them) costs the cold start nothing here.
+        self._register()
         self._await_workers(self.n_workers, timeout)
 
     def _start_in_process(self, host: str, port: int, timeout: float) -> None:
@@ -136,10 +145,13 @@ class LocalCluster:
         self.in_process_workers = InProcessWorkers(
             self.scheduler.server.listen_inproc(), self.scheduler.address, self.secret,
             self.threads_per_worker, self.memory_limit, self.resources, self.local_directory)
+        self._register()
         self.loop.sync(self.in_process_workers.scale_to(self.n_workers), timeout)
 
     def _register(self) -> None:
         """Advertise this cluster to the Jupyter server (discovery.py); never fatal."""
+        from ... import discovery  # here: its imports are paid while the workers connect
+
         try:
             self.registry_entry = discovery.register(
                 backend="embedded", scheduler_address=self.scheduler_address,
@@ -251,18 +263,22 @@ class LocalCluster:
                                f"scheduler: {dead} (name: exit code); their error "
                                "output is above") from None
 
-    def _spawn(self, name: str, replaces: str | None = None) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "scatter_magics.engine.worker", "--name", name, "--nthreads",
-               str(self.threads_per_worker), "--memory-limit", str(self.memory_limit),
-               "--owner-pid", str(os.getpid())]
+    def _spawn(self, name: str, replaces: str | None = None):
+        """Start one worker: a ``subprocess.Popen`` or a ``forkserver.ForkedProcess``."""
+        args = ["--name", name, "--nthreads", str(self.threads_per_worker),
+                "--memory-limit", str(self.memory_limit), "--owner-pid", str(os.getpid())]
         if replaces:
-            cmd += ["--replaces", replaces]
+            args += ["--replaces", replaces]
         if self.resources:
-            cmd += ["--resources", json.dumps(self.resources)]
-        cmd += ["--local-directory", os.path.join(self.local_directory, name)]
+            args += ["--resources", json.dumps(self.resources)]
+        args += ["--local-directory", os.path.join(self.local_directory, name)]
         if self.shm_pool is not None:
-            cmd += ["--shm-prefix", self.shm_pool.prefix]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+            args += ["--shm-prefix", self.shm_pool.prefix]
+        if self.start_method == "forkserver":
+            proc = forkserver.shared().spawn(args)
+        else:
+            proc = subprocess.Popen([sys.executable, "-m", "scatter_magics.engine.worker", *args],
+                                    stdin=subprocess.PIPE, start_new_session=True)
         inheritance.keep_from_forked_children(proc.stdin.fileno())
         return proc
 
@@ -324,7 +340,10 @@ class LocalCluster:
         self.status = "closed"
         self.supervisor.stop_replacing()  # before the list of processes to stop is taken
         _open_clusters.discard(self)
-        discovery.unregister(self.registry_entry)
+        if self.registry_entry is not None:
+            from ... import discovery
+
+            discovery.unregister(self.registry_entry)
         if getattr(self, "scheduler", None) is not None and self.loop.running:
             try:
                 if self._trim_task is not None:
@@ -385,6 +404,16 @@ def check_resources(resources) -> dict:
         raise TypeError(f"resources must be a dict of names to amounts >= 0, such as "
                         f"{{'GPU': 2}}; got {resources!r}")
     return dict(resources)
+def _start_method(method: str | None) -> str:
+    """``"forkserver"`` where workers can be forked from a template, else ``"spawn"``."""
+    if method is None:
+        return "forkserver" if forkserver.available() else "spawn"
+    if method not in START_METHODS:
+        raise ValueError(f"start_method must be one of {START_METHODS}, got {method!r}")
+    if method == "forkserver" and not forkserver.available():
+        raise ValueError("start_method='forkserver' needs Linux (fork and SCM_RIGHTS); "
+                         "use 'spawn'")
+    return method
 
 
 def parse_memory_limit(limit, n_workers: int) -> int:

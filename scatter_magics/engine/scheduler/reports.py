@@ -11,6 +11,7 @@ Read-only functions of the ``workers`` and ``keys`` records.
 
 from __future__ import annotations
 
+from ...keys import value_name
 from .events import key_event, worker_event, worker_status_event
 from .records import PUBLIC_STATUS, KeyInfo, WorkerInfo
 
@@ -29,14 +30,16 @@ def info(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo], supervision: 
 
 
 def overview(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo], supervision: dict) -> dict:
-    """What a cluster list shows: the workers, and the keys counted by status."""
+    """What a cluster list shows: the workers, and the keys counted by status and by name
+    (``names``: the pieces of a split value, ``df[0/4]`` … ``df[3/4]``, count once)."""
     by_status: dict[str, int] = {}
     for ks in keys.values():
         status = PUBLIC_STATUS[ks.state]
         by_status[status] = by_status.get(status, 0) + 1
     totals = info(workers, keys, supervision)
     return {"workers": totals["workers"],
-            "keys": {"count": len(keys), "nbytes": totals["nbytes"], "by_status": by_status}}
+            "keys": {"count": len(keys), "nbytes": totals["nbytes"], "by_status": by_status,
+                     "names": len({value_name(key) for key in keys})}}
 
 
 def key_list(keys: dict[str, KeyInfo], offset: int, limit: int, status: str | None = None) -> dict:

@@ -164,6 +164,7 @@ class Scheduler:
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
             "task-seceded": self._on_worker(lambda a, m: self.state.task_seceded(a, m["key"])),
+            "task-output": self._on_worker(lambda a, m: self.state.task_output(a, m["records"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
                 a, m["memory"], time.monotonic())),
         }
@@ -391,7 +392,11 @@ def _send(link, msg: dict) -> None:
     if link is None:
         return
     try:
-        link.send(msg)
+        # One-way: it may go at the end of this turn of the loop with the others
+        # (Channel.send_soon), so a burst of compute messages to a worker, or of
+        # key-updates to a remote client, is one message and one write. (An in-process
+        # client's link takes it at once.)
+        getattr(link, "send_soon", link.send)(msg)
     except CommClosedError:
         logger.debug("peer left before %r", msg["op"])
 

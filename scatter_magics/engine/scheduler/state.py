@@ -284,6 +284,10 @@ class SchedulerState:
     def task_started(self, address: str, key: str) -> Outgoing:
         return self.tasks.started(address, key)
 
+    def task_output(self, address: str, records: list) -> Outgoing:
+        """What tasks printed on ``address``, for the clients holding their keys."""
+        return self.tasks.output(address, records)
+
     def task_finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
         return self.tasks.finished(address, key, nbytes, type_name)
 

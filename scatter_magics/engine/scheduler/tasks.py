@@ -144,6 +144,18 @@ class TaskMachine:
         if ks is not None and ks.state == "processing" and ks.processing_on == address:
             self.workers[address].long_running.add(key)
         return []
+    def output(self, address: str, records: list) -> Outgoing:
+        """What tasks printed on ``address`` (``task_capture.py``'s records), for the
+        clients that want each key; output of a key nobody wants goes nowhere."""
+        ws = self.workers.get(address)
+        worker = ws.name if ws is not None else address
+        by_client: dict[str, list] = {}
+        for record in records:
+            ks = self.keys.get(record["key"])
+            for client in ks.wanted_by if ks is not None else ():
+                by_client.setdefault(client, []).append(record)
+        return [(("client", c), {"op": "task-output", "worker": worker, "records": chosen})
+                for c, chosen in by_client.items()]
 
     def finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
         ks = self.keys.get(key)

@@ -26,7 +26,7 @@ class Segment:
     for 200 MB against 64 ms by ``pwrite``, which looks up every page again.
     """
 
-    __slots__ = ("name", "size", "mmap", "fd", "key", "views", "idle_since", "allocated",
+    __slots__ = ("name", "size", "mmap", "fd", "holders", "views", "idle_since", "allocated",
                  "_writer")
 
     def __init__(self, name: str, size: int):
@@ -40,14 +40,20 @@ class Segment:
         except BaseException:
             self.destroy()
             raise
-        self.key: str | None = None
+        self.holders = 0  # keys whose refs point into it (the pieces of a split share one)
         self.views = 0
         self.idle_since = 0.0
 
-    def write(self, offset: int, view: memoryview) -> None:
+    def write(self, offset: int, view: memoryview, copy=None) -> None:
+        """Write ``view`` at ``offset``; ``copy(target, source)`` copies into warm pages
+        (``copier.ParallelCopy``: on every core), else one thread does."""
         end = offset + view.nbytes
         if end <= self.allocated:
-            self._warm_writer()[offset:end] = view
+            if copy is None:
+                self._warm_writer()[offset:end] = view
+            else:
+                with memoryview(self._warm_writer()) as whole, whole[offset:end] as target:
+                    copy(target, view)
             return
         while view.nbytes:  # pwrite may write less than it was given
             written = os.pwrite(self.fd, view[:MAX_WRITE], offset)

@@ -4,6 +4,7 @@
 |---|---|
 | ``protocol`` | the wire format, written down once: frames, the HMAC handshake, addresses |
 | ``comm`` | authenticated, framed connections (``Channel``, ``connect``) and their ``Server`` |
+| ``connection`` | one TCP connection as an asyncio protocol, until a ``Channel`` adopts it |
 | ``inproc`` | connections inside one process (``inproc://``): messages handed over, never pickled |
 | ``serialize`` | user data as bytes: cloudpickle, protocol 5, large buffers out of band (or ``Unpickled``, as it is) |
 | ``peers`` | channels to workers, and reads from whichever holder of a key answers |

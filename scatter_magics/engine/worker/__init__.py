@@ -4,11 +4,13 @@
 |---|---|
 | ``process`` | the worker: holds data, runs tasks in a thread pool, serves data to peers |
 | ``lifeline`` | how a worker dies with its owner: stdin, ``PR_SET_PDEATHSIG``, the parent pid |
-| ``runner`` | ``TaskRunner``: the task threads, by priority, within the worker's threads and resources |
+| ``runner`` | ``TaskRunner``: the task threads, by priority within the worker's threads and resources, results collected per burst |
 | ``task_start`` | ``StartWatch``: when a worker reports a task as running |
 | ``task_context`` | what a task sees: ``get_worker``, ``secede``, ``rejoin``, ``worker_client`` |
 | ``run_function`` | ``Client.run``'s function, called on the worker's loop |
 | ``uploads`` | ``Uploads``: files from ``Client.upload_file``, on ``sys.path`` and imported |
+| ``task_output`` | what tasks print, sent to the scheduler (the capture: ``scatter_magics/task_capture.py``) |
+| ``template`` | the fork server: a worker's modules imported once, a worker forked per request |
 | ``__main__`` | the command line entry point |
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level; never the

@@ -32,10 +32,11 @@ from ..wire.peers import fetch_from_holders
 from ..wire.serialize import Serialized, Unpickled
 from . import task_context
 from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memory
-from .lifeline import die_with_owner, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
 from .run_function import run_function
 from .runner import DEFAULT_PRIORITY, TaskRunner
 from .task_call import execute, task_traceback
+from .task_output import TaskOutput
 from .task_start import StartWatch
 from .uploads import Uploads
 
@@ -89,6 +90,7 @@ class Worker:
         self._owns_client = False  # it made it (not the user's, in the user's process)
         self._client_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
@@ -115,6 +117,8 @@ class Worker:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if not self.in_process:  # (in the user's process, tasks print where it prints)
+            self.output.start(self.loop)
         self.runner = TaskRunner(self.nthreads, self._task_done, self.resources,
                                  on_thread_start=lambda: task_context.serve(self))
         if self.in_process:
@@ -169,6 +173,7 @@ class Worker:
         if client is not None and self._owns_client:  # (never the user's own client)
             await asyncio.to_thread(client.close)
         self.uploads.close()
+        self.output.close()
 
     # ------------------------------------------------------------ data ---
     def _put_data(self, channel, msg) -> dict:
@@ -293,6 +298,7 @@ class Worker:
     def _task_done(self, running: tuple, ok: bool, value) -> None:
         key, timer, fetched = running
         timer.cancel()
+        self.output.send(key)  # before the result: the cell waiting shows it
         if not ok:
             self._task_erred(key, value, fetched)
             return
@@ -318,7 +324,9 @@ class Worker:
 
     def _report(self, msg: dict) -> None:
         try:
-            self.scheduler.send(msg)
+            # With the others of this turn of the loop: the reports of a burst of short
+            # tasks travel as one message (comm.Channel.send_soon).
+            self.scheduler.send_soon(msg)
         except CommClosedError:
             self.closed.set()
 
@@ -348,7 +356,12 @@ def _read_line(what: str) -> str:
     return line.decode().strip()
 
 
-def main(argv=None) -> None:
+def main(argv=None, parent_pid: int | None = None) -> None:
+    """Run a worker until it is closed or its owner dies.
+
+    ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
+    forked by the fork server, ``template.py``, has it for parent).
+    """
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
     parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
                         "line of standard input, after the secret)")
@@ -362,12 +375,21 @@ def main(argv=None) -> None:
                         '{"GPU": 2}')
     parser.add_argument("--local-directory", help="where uploaded files go (on sys.path)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"[{args.name}] %(levelname)s %(message)s")
+    # Our own log lines, marked with the worker's name. Not the root logger's: a task's
+    # records then reach the last-resort handler, which writes to sys.stderr as it is
+    # when they come (the task's output, task_capture.py), as they would in a notebook.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"[{args.name}] %(levelname)s %(message)s"))
+    package_logger = logging.getLogger("scatter_magics")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
-    die_with_owner(args.shm_prefix, args.owner_pid)
+    parent_pid = args.owner_pid if parent_pid is None else parent_pid
+    die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
     secret = _read_line("cluster secret")
     scheduler = args.scheduler or _read_line("scheduler address")
-    threading.Thread(target=exit_when_owner_dies, args=(args.shm_prefix, args.owner_pid),
+    threading.Thread(target=exit_when_owner_dies,
+                     args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
 
     async def run() -> bool:
@@ -391,6 +413,6 @@ def main(argv=None) -> None:
         # does, and then this, not exit_when_owner_dies, is the exit that must clean
         # up; but a worker that merely lost its connection must leave the segments to
         # the owner and the other workers.
-        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid):
+        if args.shm_prefix and not closed_by_owner and owner_gone(args.owner_pid, parent_pid):
             unlink_segments(args.shm_prefix)
 
