@@ -131,3 +131,34 @@ def test_a_seceded_task_gives_its_thread_to_the_next_and_rejoins():
     reports = run_jobs(1, schedule)
     assert sorted((key, ok) for key, ok, _ in reports) == [("inner", True), ("outer", True)]
     assert ran_meanwhile == [True]
+
+
+def test_a_rejoining_task_waits_for_a_slot_and_the_worker_keeps_its_thread_count():
+    import threading
+
+    inner_running, inner_may_end, order = threading.Event(), threading.Event(), []
+
+    async def schedule(runner):
+        def outer():
+            assert runner.secede()
+            inner_running.wait(10)
+            order.append("rejoining")
+            inner_may_end.set()
+            assert runner.rejoin()  # only once "inner" is done is a slot free
+            order.append("rejoined")
+
+        def inner():
+            inner_running.set()
+            inner_may_end.wait(10)
+            order.append("inner done")
+
+        runner.run("outer", outer)
+        runner.run("inner", inner)
+        await asyncio.to_thread(inner_may_end.wait, 10)
+        runner.run("after", lambda: order.append("after"))  # on the one thread left
+        return ["outer", "inner", "after"]
+
+    reports = run_jobs(1, schedule)
+    assert all(ok for _, ok, _ in reports)
+    assert order.index("inner done") < order.index("rejoined")
+    assert order[0] == "rejoining"

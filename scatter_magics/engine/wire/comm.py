@@ -75,8 +75,7 @@ class Channel:
             raise CommClosedError(f"connection to {self.peer} is closed")
         if self._queued:
             self._flush()  # what send_soon queued goes first: order holds
-        for frame in protocol.dumps(msg):  # one write each: writelines() may join (copy) them
-            self.transport.write(frame)
+        self._write(msg)
 
     def send_soon(self, msg: dict) -> None:
         """Send the one-way ``msg`` at the end of this turn of the loop, in one message
@@ -93,7 +92,13 @@ class Channel:
         if not queued or self.closed or self.transport.is_closing():
             return  # (sent already by a send(); or the peer is gone, and the messages too)
         msg = queued[0] if len(queued) == 1 else {"op": BATCH_OP, "messages": queued}
-        for frame in protocol.dumps(msg):
+        try:
+            self._write(msg)
+        except CommClosedError:  # (an in-process peer closed this turn: they are gone too)
+            pass
+
+    def _write(self, msg: dict) -> None:
+        for frame in protocol.dumps(msg):  # one write each: writelines() may join (copy) them
             self.transport.write(frame)
 
     async def request(self, msg: dict):

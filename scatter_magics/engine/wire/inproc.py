@@ -98,8 +98,8 @@ class InprocChannel(Channel):
         self.loop = asyncio.get_running_loop()
         self.other: InprocChannel | None = None
 
-    def send(self, msg: dict) -> None:
-        if self.closed or self.other is None or self.other.closed:
+    def _write(self, msg: dict) -> None:  # (Channel.send and send_soon's batches)
+        if self.other is None or self.other.closed:
             raise CommClosedError(f"connection to {self.peer} is closed")
         if asyncio.get_running_loop() is self.other.loop:
             self.other.loop.call_soon(self.other._arrive, msg)
