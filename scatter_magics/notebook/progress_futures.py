@@ -56,7 +56,8 @@ class FuturesBar:
         self._lock = threading.Lock()
         self._left = len(futures)
         self._failed: type | None = None
-        self._all_done = threading.Event()
+        self._settled = False
+        self._all_done = threading.Event()  # set once the bar shows how it ended
         self._total = len(futures)
         self._bar = ProgressBar(what, view, delay=0, interval=INTERVAL)
         self._bar.__enter__()
@@ -79,10 +80,11 @@ class FuturesBar:
 
     def _settle(self, how: type | None = None) -> None:
         with self._lock:
-            if self._all_done.is_set():
+            if self._settled:
                 return  # settled already (interrupted, then the last one came)
-            self._all_done.set()
+            self._settled = True
         self._bar.__exit__(how or self._failed, None, None)
+        self._all_done.set()  # after: wait() returns with the bar drawn as it ends
 
     def wait(self) -> None:
         """Until every future is done; Ctrl-C stops waiting and says where it stopped."""
