@@ -52,6 +52,10 @@ def parse_timedelta(value, default_unit: str = "s") -> float:
 def task_options(*, priority, retries, resources, workers, allow_other_workers,
                  fifo_timeout, actor=False, actors=False) -> dict | None:
     """The options of a task record (see the module docstring), checked; None for defaults."""
+    if (type(priority) is int and priority == 0 and retries is None and resources is None
+            and allow_other_workers is False and fifo_timeout == "100 ms" and not actor
+            and not actors):
+        return None  # most submits: no checking needed (3.4 us a submit otherwise)
     refuse_actors(actor, actors)
     options: dict = {}
     if not isinstance(priority, numbers.Real) or isinstance(priority, bool):

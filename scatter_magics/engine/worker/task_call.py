@@ -6,18 +6,16 @@ import traceback
 
 from ...errors import TaskTraceback
 from ..wire.serialize import Serialized, deserialize_task
-from . import task_context
 from .task_output import RUNNING
 
 
 def execute(key, task: Serialized, inputs: dict, on_start=None):
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
+    RUNNING.key = key  # what it prints is this task's (task_output.py); secede() names it
     try:
         func, args, kwargs = deserialize_task(task, inputs)
-        with task_context.running(key):
-            return func(*args, **kwargs)
+        return func(*args, **kwargs)
     finally:
         RUNNING.key = None
 

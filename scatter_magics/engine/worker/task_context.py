@@ -13,7 +13,7 @@ waits for a slot again; ``worker_client()`` does both around a block.
 ...         a, b = client.submit(fib, n - 1), client.submit(fib, n - 2)
 ...         return a.result() + b.result()
 
-The worker marks each of its task threads (:func:`serve`) and each task (:func:`running`);
+The worker marks each of its task threads (:func:`serve`) and each task (``RUNNING``);
 ``get_client()`` (``scatter_magics.current_client``) returns the worker's own client on
 those threads and the current client everywhere else.
 """
@@ -24,8 +24,9 @@ import contextlib
 import threading
 
 from ...current_client import get_client, serve_tasks
+from .task_output import RUNNING
 
-_thread = threading.local()  # a task thread: .worker; while a task runs: .key
+_thread = threading.local()  # a task thread: .worker (its task's key: task_output.RUNNING)
 _process_worker = None  # the worker this process runs (a worker process has one)
 
 
@@ -40,16 +41,6 @@ def set_process_worker(worker) -> None:
     too (in a function given to ``Client.run``, say)."""
     global _process_worker
     _process_worker = worker
-
-
-@contextlib.contextmanager
-def running(key):
-    """A task of key ``key`` runs on this thread (for ``secede``, which names it)."""
-    _thread.key = key
-    try:
-        yield
-    finally:
-        _thread.key = None
 
 
 def get_worker():
@@ -68,7 +59,7 @@ def secede() -> None:
     """
     worker = get_worker()
     if worker.runner.secede():
-        worker.task_seceded(getattr(_thread, "key", None))
+        worker.task_seceded(getattr(RUNNING, "key", None))
 
 
 def rejoin() -> None:
