@@ -8,6 +8,7 @@ dependency of jupyterlab.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,9 @@ def test_lint_check_passes():
     if not (LABEXTENSION / "node_modules" / ".bin" / "eslint").exists():
         skip_or_fail("labextension/node_modules has no linters: run pip install -e '.[test]'"
                      " (or jlpm install in labextension/)")
-    done = subprocess.run([jlpm(), "lint:check"], cwd=LABEXTENSION, capture_output=True,
-                          text=True, timeout=200)
+    command = jlpm()
+    # The scripts call jlpm again (``jlpm stylelint:check && ...``): it must be on PATH.
+    path = os.pathsep.join([str(Path(command).parent), os.environ.get("PATH", "")])
+    done = subprocess.run([command, "lint:check"], cwd=LABEXTENSION, capture_output=True,
+                          text=True, timeout=200, env={**os.environ, "PATH": path})
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
