@@ -43,6 +43,15 @@ class Backend(Protocol):
     def running(self) -> bool: ...
 
     @property
+    def closed_reason(self) -> str | None:
+        """Why the client stopped running when nobody here closed it ("stopped from the
+        Jupyter sidebar"), where the engine knows; else None."""
+
+    def when_lost(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` once, on any thread, if the client stops running
+        when nobody here closed it; an engine that cannot tell never calls it."""
+
+    @property
     def default_timeout(self) -> float | None:
         """The timeout a scatter gets when the caller gives none (None: no bound)."""
 

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SUBDIR = "scatter-magics"
-CREDENTIAL_FIELD = "secret"  # the one field that must never leave the server
+CREDENTIAL_FIELDS = ("secret", "security")  # the fields that must never leave the server
 
 
 @dataclass
@@ -57,14 +57,21 @@ class Entry:
     secret: str | None = field(repr=False)  # never in a repr, a log line or a traceback
     started: float = field(default_factory=time.time)
     version: int = FORMAT_VERSION
+    # A kernel's connection to a cluster it did not start (``%cluster connect``), not a
+    # cluster of its own: listed while that kernel stays connected.
+    connected: bool = False
+    # Dask TLS (``distributed.Security`` arguments: file paths or PEM text), as the
+    # connection used it: a credential like ``secret``.
+    security: dict | None = field(default=None, repr=False)
+    dashboard_link: str | None = None  # a Dask scheduler's dashboard, if it has one
 
     @property
     def path(self) -> Path:
         return registry_dir() / f"cluster-{self.id}.json"
 
     def public(self) -> dict:
-        """The fields that may be shown to a browser: everything but the credential."""
-        return {k: v for k, v in asdict(self).items() if k != CREDENTIAL_FIELD}
+        """The fields that may be shown to a browser: everything but the credentials."""
+        return {k: v for k, v in asdict(self).items() if k not in CREDENTIAL_FIELDS}
 
 
 def registry_dir() -> Path:
@@ -81,13 +88,16 @@ _lock = threading.Lock()
 
 
 def register(*, backend: str, scheduler_address: str, secret: str | None,
-             name: str | None = None) -> Entry:
-    """Write this process's cluster at ``scheduler_address`` into the registry."""
+             name: str | None = None, connected: bool = False, security: dict | None = None,
+             dashboard_link: str | None = None) -> Entry:
+    """Write this process's cluster at ``scheduler_address`` into the registry
+    (``connected``: this process's connection to a cluster it did not start)."""
     me = psutil.Process()
     kernel_id = current_kernel_id()
     entry = Entry(id=f"{me.pid}-{uuid.uuid4().hex[:8]}", name=name or default_name(kernel_id),
                   backend=backend, scheduler_address=scheduler_address, pid=me.pid,
-                  create_time=me.create_time(), kernel_id=kernel_id, secret=secret)
+                  create_time=me.create_time(), kernel_id=kernel_id, secret=secret,
+                  connected=connected, security=security, dashboard_link=dashboard_link)
     _write(entry)
     with _lock:
         _registered[entry.id] = entry

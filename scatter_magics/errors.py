@@ -158,8 +158,25 @@ class UnknownClusterError(ScatterMagicsError, LookupError):
     """No live cluster in the discovery registry has this id or address."""
 
 
+class ClusterGoneError(ScatterMagicsError, ConnectionError):
+    """The cluster the magics used went away: stopped elsewhere, or its scheduler died.
+
+    The message is one line saying which cluster and what to do next; like
+    :class:`Interrupted`, IPython shows that line instead of a traceback. The magics
+    have forgotten the cluster by then, so ``%cluster start`` or ``%cluster connect``
+    work at once, with no kernel restart.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"ClusterGoneError: {self}"]
+
+
 class ClusterUnreachableError(ScatterMagicsError, ConnectionError):
     """A registered cluster's scheduler did not answer (it is closing, or stuck)."""
+
+
+class NotOwnedError(ScatterMagicsError, PermissionError):
+    """The Jupyter sidebar was asked to stop a cluster no process on this machine started."""
 
 
 class MissingDependencyError(ScatterMagicsError, ImportError):

@@ -10,6 +10,7 @@ cluster is conftest's ``dask_cluster``; the magics' own suite also runs on it
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -357,17 +358,24 @@ def test_without_the_plugin_the_view_polls_and_says_so_once(dask_cluster):
         backend.close()
 
 
-def test_the_plugin_module_ships_by_value(tmp_path):
-    """It imports nothing of scatter_magics, so cloudpickle can send it to any scheduler."""
-    from scatter_magics.dask import plugin
+def test_the_plugin_modules_ship_by_value(tmp_path):
+    """They import nothing of scatter_magics but each other (and task_capture.py, shipped
+    with them), so cloudpickle can send them to any scheduler and worker
+    (tests/test_dask_guest.py: one without scatter_magics)."""
+    from scatter_magics.dask.install import SHIPPED
 
-    tree = ast.parse(open(plugin.__file__).read())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.level == 0}
-    assert not any(name.startswith("scatter_magics") for name in imported)
-    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+    for name in SHIPPED:
+        module = importlib.import_module(name)
+        tree = ast.parse(open(module.__file__).read())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.level == 0}
+        package = {1: "scatter_magics.dask", 2: "scatter_magics"}
+        relative = {f"{package[node.level]}.{node.module}" for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level}
+        assert not any(n.startswith("scatter_magics") for n in imported), name
+        assert relative <= set(SHIPPED), name
 
 
 def test_preloaded_scheduler_has_the_plugin_from_the_start(tmp_path):

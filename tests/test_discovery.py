@@ -102,7 +102,8 @@ def test_a_stop_request_closes_the_owning_client_and_tells_its_subscribers(make_
     finally:
         loop.stop()
     wait_for(lambda: client.status == "closed", timeout=10, what="the client to close")
-    assert [{"event": "closed"}] in batches
+    assert [{"event": "closed", "reason": "the cluster was stopped at the request of another "
+                                          "process"}] in batches
     assert not entry.path.exists()
 
 

@@ -1,8 +1,9 @@
 """The server extension's REST API, through a real Jupyter server (pytest-jupyter's jp_fetch).
 
-Clusters run in separate processes, as kernels' clusters do: a small script starts a
-Client, scatters, and waits on stdin; pytest-jupyter points ``JUPYTER_RUNTIME_DIR`` at a
-fresh directory per test, and the script inherits it, so each test sees only its clusters.
+Clusters run in separate processes, as kernels' clusters do (``cluster_support.py``: a
+small script starts a Client, scatters, and waits on stdin); pytest-jupyter points
+``JUPYTER_RUNTIME_DIR`` at a fresh directory per test, and the script inherits it, so
+each test sees only its clusters.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403
 from tornado.httpclient import HTTPClientError
 
 from scatter_magics import discovery
+from tests.cluster_support import ClusterProcess
 
 API = ("scatter-magics", "api")
 
@@ -47,52 +49,10 @@ def on_server_loop(test):
     run.__signature__ = inspect.Signature(params)
     return run
 
-CLUSTER_SCRIPT = textwrap.dedent("""
-    import sys
-    from scatter_magics import Client
-    n_workers, n_keys = int(sys.argv[1]), int(sys.argv[2])
-    client = Client(n_workers=n_workers)
-    futures = client.scatter(list(range(n_keys)), hash=False)
-    print(client.cluster.registry_entry.id, flush=True)
-    for line in sys.stdin:  # until the test closes our stdin (or the cluster is stopped)
-        futures += client.scatter(list(range(int(line))), hash=False)  # a line: scatter more
-        print("scattered", flush=True)
-    client.close()
-""")
-
 
 @pytest.fixture
 def jp_server_config():
     return {"ServerApp": {"jpserver_extensions": {"scatter_magics": True}}}
-
-
-class ClusterProcess:
-    """A cluster in a process of its own, as a kernel would run it."""
-
-    def __init__(self, n_workers: int, n_keys: int):
-        self.proc = subprocess.Popen([sys.executable, "-c", CLUSTER_SCRIPT, str(n_workers),
-                                      str(n_keys)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        self.id = self.proc.stdout.readline().strip()
-        assert self.id, "the cluster process did not start"
-        self.worker_pids = [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)
-                            if "scatter_magics.engine.worker" in c.cmdline()]  # not the
-        # fork server they were forked from, which lives as long as the process
-
-    def scatter(self, n_keys: int) -> None:
-        """Scatter ``n_keys`` more keys in the cluster's own process."""
-        self.proc.stdin.write(f"{n_keys}\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "scattered"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture
@@ -329,6 +289,66 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_ws_fetch, jp_en
         # Not close(): a Dask client whose scheduler was shut down retries for 30 s first.
         proc.kill()
         proc.wait()
+
+
+@on_server_loop
+async def test_a_cluster_a_kernel_joins_is_listed_while_it_stays_connected(
+        jp_fetch, jp_environ, start_cluster, dask_cluster, tmp_path):
+    """Issue 21, item 4: a remote Dask scheduler the sidebar would not see otherwise, and
+    a cluster of another process joined by id (one card, its connections listed)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tests.test_magics import make_shell, run
+
+    shell = make_shell(tmp_path / "ipython")
+    try:
+        run(shell, f"%cluster connect {dask_cluster.address}")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        assert card["scheduler_address"] == dask_cluster.address and card["remote"] is True
+        assert card["backend"] == "dask" and card["status"] == "running"
+        assert [w["name"] for w in card["workers"]] == ["worker-0", "worker-1"]
+        [connection] = card["connected"]
+        assert set(connection) == {"id", "kernel_id", "name"}
+        with pytest.raises(HTTPClientError) as refused:  # others may be using it
+            await jp_fetch(*API, "clusters", card["id"], method="DELETE")
+        assert refused.value.code == 409
+        run(shell, "%cluster stop")
+        assert (await get_json(jp_fetch, "clusters"))[0] == []
+
+        owned = start_cluster(n_workers=1, n_keys=2)
+        run(shell, f"%cluster connect {owned.id}")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        assert card["id"] == owned.id and card["remote"] is False
+        assert len(card["connected"]) == 1 and card["keys"]["count"] == 2
+        run(shell, "%cluster stop")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        assert card["connected"] == []
+    finally:
+        shell.run_line_magic("unload_ext", "scatter_magics")
+        InteractiveShell.clear_instance()
+
+
+@on_server_loop
+async def test_a_notebook_joined_to_a_cluster_the_sidebar_stops_is_not_stranded(
+        jp_fetch, jp_environ, start_cluster, tmp_path):
+    """Issue 21, item 3: the sidebar's Stop of a cluster another process owns, while a
+    kernel is connected to it: that kernel's widgets say why, its next magic says the
+    cluster is gone in one line, and it starts another."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tests.cluster_support import Joined, assert_recovers
+    from tests.test_magics import make_shell
+
+    shell = make_shell(tmp_path / "ipython")
+    cluster = start_cluster(n_workers=1, n_keys=2)
+    try:
+        joined = Joined(shell, cluster)
+        response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")
+        assert json.loads(response.body) == {"id": cluster.id, "stopped": True}
+        assert_recovers(shell, joined, cluster, "stopped from the Jupyter sidebar", "%gather v")
+    finally:
+        shell.run_line_magic("unload_ext", "scatter_magics")
+        InteractiveShell.clear_instance()
 
 
 def test_an_extension_that_fails_to_load_is_logged_not_raised(caplog):

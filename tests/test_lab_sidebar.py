@@ -166,10 +166,21 @@ def test_sidebar_shows_clusters_live_and_stops_them(server, browser):
         b.screenshot("two-clusters")
 
         # Connect: the code joining B's cluster lands in the active notebook.
+        def active_source() -> str:
+            return b.page.evaluate("window.jupyterapp.shell.currentWidget.content"
+                                   ".activeCell.model.sharedModel.source")
+
         b.page.click(CARD.format(id_b) + " .sm-lab-connect")
-        source = b.page.evaluate(
-            "window.jupyterapp.shell.currentWidget.content.activeCell.model.sharedModel.source")
-        assert f"%cluster connect {id_b}" in source
+        # The magics are loaded in b's kernel (asked with an inspect request): no %load_ext.
+        wait_for(lambda: active_source() == f"%cluster connect {id_b}", timeout=5,
+                 what="the connecting code, without %load_ext")
+        # B's notebook already has a cluster: connecting it to A's offers to switch.
+        b.page.click(CARD.format(id_a) + " .sm-lab-connect")
+        b.page.wait_for_selector(".jp-Dialog", timeout=5_000)
+        assert "already uses" in b.page.inner_text(".jp-Dialog")
+        b.page.click(".jp-Dialog .jp-mod-accept")
+        wait_for(lambda: active_source() == f"%cluster stop\n%cluster connect {id_a}",
+                 timeout=5, what="the switching code")
 
         # A worker of A's cluster dies: A's card changes on its own.
         before = a.card_workers(id_a)

@@ -12,6 +12,7 @@ import {
   showErrorMessage
 } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+import { Kernel } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ClusterPanel } from './panel';
@@ -37,9 +38,55 @@ const clusterIcon = new LabIcon({
     '<path d="M11 8h2v3l5.2 4.2-1.2 1.6L12 12.8l-5 4-1.2-1.6L11 11z"/></g></svg>'
 });
 
-/** The code a notebook runs to join a registered cluster (`%cluster connect`). */
-export function connectCode(clusterId: string): string {
-  return `%load_ext scatter_magics\n%cluster connect ${clusterId}`;
+/**
+ * The code a notebook runs to join a registered cluster: `%cluster connect <id>`,
+ * after `%load_ext scatter_magics` only when the kernel lacks the magics, and after
+ * `%cluster stop` when it is switching from a cluster it already uses.
+ */
+export function connectCode(
+  clusterId: string,
+  options: { loadExtension?: boolean; switching?: boolean } = {}
+): string {
+  return [
+    options.loadExtension ? '%load_ext scatter_magics' : null,
+    options.switching ? '%cluster stop' : null,
+    `%cluster connect ${clusterId}`
+  ]
+    .filter(line => line !== null)
+    .join('\n');
+}
+
+/** The cluster (other than `clusterId`) a kernel already started or joined, if any. */
+export function clusterOfKernel(
+  listing: ICluster[],
+  kernelId: string,
+  clusterId: string
+): ICluster | undefined {
+  return listing.find(
+    c =>
+      c.id !== clusterId &&
+      (c.kernel_id === kernelId ||
+        (c.connected ?? []).some(k => k.kernel_id === kernelId))
+  );
+}
+
+/** Whether the kernel knows `%cluster`, asked without running anything in it. */
+async function hasMagics(
+  kernel: Kernel.IKernelConnection | null
+): Promise<boolean> {
+  if (!kernel) {
+    return false;
+  }
+  try {
+    const reply = await kernel.requestInspect({
+      code: '%cluster',
+      cursor_pos: 8,
+      detail_level: 0
+    });
+    return reply.content.status === 'ok' && reply.content.found;
+  } catch {
+    return false;
+  }
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -124,10 +171,28 @@ function addCommands(
         );
         return;
       }
+      const id = args.id as string;
+      const kernel = notebook.sessionContext.session?.kernel ?? null;
+      const current = kernel
+        ? clusterOfKernel(clusters.value ?? [], kernel.id, id)
+        : undefined;
+      if (current) {
+        const answer = await showDialog({
+          title: 'Switch clusters',
+          body: `This notebook already uses “${current.name}”. Disconnect from it (a cluster it started stops) and connect to “${nameOf(id)}”?`,
+          buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Switch' })]
+        });
+        if (!answer.button.accept) {
+          return;
+        }
+      }
+      const loadExtension = !(await hasMagics(kernel));
       NotebookActions.insertBelow(notebook.content);
       const cell = notebook.content.activeCell;
       if (cell) {
-        cell.model.sharedModel.setSource(connectCode(args.id as string));
+        cell.model.sharedModel.setSource(
+          connectCode(id, { loadExtension, switching: current !== undefined })
+        );
       }
       app.shell.activateById(notebook.id);
     }

@@ -24,6 +24,13 @@ export interface IKeyItem {
   workers: string[];
 }
 
+/** A kernel connected to a cluster (`%cluster connect`), named by its notebook. */
+export interface IConnection {
+  id: string;
+  kernel_id: string | null;
+  name: string;
+}
+
 /** One registered cluster (docs/internals.md, "The REST contract"). */
 export interface ICluster {
   id: string;
@@ -34,6 +41,12 @@ export interface ICluster {
   pid: number;
   started: number;
   server_owned: boolean;
+  /** Only kernels' connections know it (a remote Dask scheduler): not stopped here. */
+  remote?: boolean;
+  /** The kernels connected to it with `%cluster connect` (their notebooks). */
+  connected?: IConnection[];
+  /** A Dask scheduler's dashboard, when it has one. */
+  dashboard_link?: string | null;
   status: string;
   error?: string;
   workers: IWorker[];

@@ -131,6 +131,25 @@ export class ClusterSidebar extends Widget {
       statuses.length
         ? h('div', { class: 'sm-summary sm-lab-statuses' }, ...statuses)
         : null,
+      cluster.connected?.length
+        ? h(
+            'div',
+            { class: 'sm-lab-connected' },
+            `Connected: ${cluster.connected.map(c => c.name).join(', ')}`
+          )
+        : null,
+      cluster.dashboard_link
+        ? h(
+            'a',
+            {
+              class: 'sm-lab-dashboard',
+              href: cluster.dashboard_link,
+              target: '_blank',
+              rel: 'noopener'
+            },
+            'Dask dashboard'
+          )
+        : null,
       h(
         'div',
         { class: 'sm-lab-worker-bars' },
@@ -156,7 +175,9 @@ export class ClusterSidebar extends Widget {
           this._ids.connect,
           'Insert code connecting the active notebook to this cluster'
         ),
-        button('Stop', this._ids.stop, 'Stop this cluster and its workers')
+        cluster.remote
+          ? null
+          : button('Stop', this._ids.stop, 'Stop this cluster and its workers')
       )
     );
   }

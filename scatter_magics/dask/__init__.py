@@ -4,6 +4,14 @@
   interface (``scatter_magics/backend.py``), and Dask ``LocalCluster`` start-up.
 - :mod:`.plugin`: the ``SchedulerPlugin`` that batches key and worker events and keeps
   broadcasts on every worker; :mod:`.preload` installs it with ``dask scheduler --preload``.
+- :mod:`.starts`: the workers' ``StartReporter`` (which tasks run, not merely wait).
+- :mod:`.install`: putting both plugins on a cluster (always by value: its workers need
+  not have scatter_magics), never half-registered, and taking them off on ``%cluster stop``.
+- :mod:`.room`: a scatter checked against each target worker's room (Dask pauses at 80 %
+  of ``memory_limit``) before anything moves.
+- :mod:`.credentials`: a connection's TLS security, written into the discovery registry
+  and read back by the Jupyter server.
+- :mod:`.dashboard`: a cluster's dashboard link, when it really has a dashboard.
 - :mod:`.events`: the client side of those events (or polling, without the plugin).
 - :mod:`.failures`: Dask's failures as the classes of ``errors.py``.
 - :mod:`.task_output`: what tasks print, captured on the workers and relayed to the

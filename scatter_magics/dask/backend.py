@@ -39,6 +39,9 @@ from ..errors import (
     UnknownWorkerError,
 )
 from ..structure import SKIP, find_futures, substitute
+from . import room
+from .credentials import security_fields, security_from_fields
+from .dashboard import dashboard_link
 from .events import DaskSubscription, hub_for
 from .failures import connection_error, raise_gather_error
 
@@ -62,6 +65,14 @@ class DaskBackend:
         return self.client.status == "running"
 
     @property
+    def closed_reason(self) -> str | None:
+        return None  # a Dask client that lost its scheduler says only its status
+
+    def when_lost(self, callback: Callable[[str], None]) -> None:
+        """Never called: the client says it lost its scheduler only by its status (the
+        event hub looks at it only while a widget subscribes)."""
+
+    @property
     def default_timeout(self) -> float | None:
         return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
 
@@ -74,16 +85,42 @@ class DaskBackend:
         self._check_open()
         hub_for(self.client).install()  # once: events, and tasks' output in the notebook
         addresses = self.resolve_workers(workers)
-        options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
+        sizes = {key: sizeof(value) for key, value in items.items()}  # dask.sizeof's guess
+        total = sum(sizes.values())
+        groups = self._placement(sizes, total, addresses, broadcast)  # refuses what cannot fit
         if progress is not None:
-            total = sum(map(sizeof, items.values()))
             progress("scatter", None, total)
+        if groups is None:
+            futures = self._scatter_to(items, addresses, broadcast, direct, hash, timeout)
+        else:  # only some workers have room: each group of keys to the workers that do
+            futures = {}
+            for targets, keys in groups.items():
+                futures.update(self._scatter_to({k: items[k] for k in keys}, list(targets),
+                                                broadcast, direct, hash, timeout))
+        if broadcast:
+            self.pin(list(futures), addresses)
+        hub_for(self.client).touch(futures)
+        if progress is not None:
+            progress("scatter", total, total)
+        return futures
+
+    def _placement(self, sizes: dict, total: int, addresses: list[str] | None,
+                   broadcast: bool):
+        """``room.plan`` for a scatter of ``sizes`` (key -> bytes): None when it fits as asked."""
+        if total < room.CHECK_FROM:
+            return None
+        workers = self.scheduler_info()["workers"]
+        allowed = addresses or sorted(workers)
+        return room.plan(sizes, workers, [a for a in allowed if a in workers], broadcast,
+                         room.pause_fraction())
+
+    def _scatter_to(self, items: dict, addresses, broadcast, direct, hash, timeout) -> dict:
+        options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
         try:
             if timeout is None:  # as a user calls it: one trip to the loop, nothing around it
-                futures = self.client.scatter(items, **options)  # Dask's default timeout
-            else:
-                futures = self._bounded(self.client.scatter(items, asynchronous=True,
-                                                            timeout=timeout, **options), timeout)
+                return self.client.scatter(items, **options)  # Dask's default timeout
+            return self._bounded(self.client.scatter(items, asynchronous=True,
+                                                     timeout=timeout, **options), timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
             self._take_back(items)
             raise TimeoutError(f"scatter did not finish within {timeout} s") from exc
@@ -94,12 +131,6 @@ class DaskBackend:
             raise
         except Exception as exc:
             raise connection_error(self.client, exc) or exc
-        if broadcast:
-            self.pin(list(futures), addresses)
-        hub_for(self.client).touch(futures)
-        if progress is not None:
-            progress("scatter", total, total)
-        return futures
 
     def _bounded(self, awaitable, timeout: float | None):
         """Run ``awaitable`` on the client's loop; with ``timeout``, at most that long."""
@@ -186,7 +217,14 @@ class DaskBackend:
             workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
         else:
             workers = _workers_from_identity(self.client.scheduler_info(n_workers=-1))
-        return {"address": self.client.scheduler.address, "workers": workers}
+        info = {"address": self.client.scheduler.address, "workers": workers}
+        link = dashboard_link(self.client)
+        return {**info, "dashboard_link": link} if link else info
+
+    def registry_fields(self) -> dict:
+        """What the discovery registry needs to reach this client's scheduler, and show."""
+        return {"secret": None, "security": security_fields(self.client.security),
+                "dashboard_link": dashboard_link(self.client)}
 
     def has_what(self) -> dict:
         self._check_open()
@@ -215,6 +253,8 @@ class DaskBackend:
         cluster = self.cluster
         if self.client.status == "running":
             hub = hub_for(self.client)
+            if cluster is None:  # a cluster we joined: take our plugins off if we were last
+                hub.leave()
             self.client.sync(_on_loop, hub.close)
         self.client.close()
         if cluster is not None:
@@ -247,7 +287,9 @@ class DaskBackend:
     def connect(cls, address: str | None = None, *, scheduler_file: str | None = None,
                 security=None, timeout: float = 10) -> "DaskBackend":
         """A client of the scheduler at ``address`` (or in ``scheduler_file``)."""
-        if isinstance(security, dict):
+        if isinstance(security, dict) and "class" in security:  # from the registry
+            security = security_from_fields(security)
+        elif isinstance(security, dict):  # %cluster connect's --tls-* options
             security = distributed.Security(require_encryption=True, **security)
         if (address or "").startswith("tls://") and security is None:
             raise ValueError("a tls:// scheduler needs TLS files: --tls-ca-file, "

@@ -19,12 +19,17 @@ import logging
 import weakref
 from typing import Callable
 
-from .plugin import NAME, TOPIC_PREFIX, WORKER_PLUGIN_NAME
+from . import install as installing
+from .plugin import TOPIC_PREFIX
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 1.0  # s, when the scheduler has no plugin
 LINGER = 5.0  # s the plugin keeps sending after the last subscription closed (display churn)
+# s between two looks at the client's status while anyone subscribes: a Dask client that
+# loses its scheduler says so only by its status ("connecting", then "closed"), and every
+# live view must say "not live" within 5 s of the cluster going away (issue 21).
+STATUS_CHECK = 0.5
 
 
 class DaskSubscription:
@@ -59,6 +64,7 @@ class EventHub:
         self._last_seq: int | None = None
         self._poller: Poller | None = None
         self._linger = None
+        self._status_check = None  # a PeriodicCallback while anyone subscribes
         self._tasks: set[asyncio.Task] = set()  # resyncs and unsubscribes under way
 
     def _spawn(self, coro) -> None:
@@ -72,31 +78,23 @@ class EventHub:
 
     # ------------------------------------------------------------ installing ---
     def install(self) -> str:
-        """Register the plugins (once; blocking, not on the loop thread); return the mode.
-
-        The scheduler's plugin is the event stream; the workers' (``StartReporter``)
-        only adds ``running``, so a cluster that refuses it still streams, its tasks
-        going from ``pending`` to ``finished``. Then what tasks print
-        (``task_output.py``), which a cluster may refuse as well."""
+        """Put our plugins on the cluster (once; blocking, not on the loop thread); return
+        the mode: ``"plugin"``, or ``"poll"`` where the scheduler refused it. The workers'
+        (``StartReporter``) only adds ``running``, and the output plugins only bring what
+        tasks print (``task_output.py``): a cluster that refuses them still streams
+        (:mod:`.install`)."""
         if self.mode is None:
-            from . import task_output
-            from .plugin import ScatterMagicsPlugin, StartReporter
-
-            try:
-                register_plugin(self.client, ScatterMagicsPlugin(), NAME)
-                self.mode = "plugin"
-            except Exception as exc:  # an old or locked-down scheduler: poll instead
-                logger.info("cannot install the scatter_magics plugin", exc_info=True)
-                self.install_error, self.mode = exc, "poll"
-                return self.mode
-            try:
-                register_plugin(self.client, StartReporter(), WORKER_PLUGIN_NAME)
-            except Exception:
-                logger.warning("the workers did not take the scatter_magics plugin that "
-                               "reports started tasks: the live view shows no 'running'",
-                               exc_info=True)
-            task_output.install(self.client)
+            self.mode, self.install_error = installing.install(self.client)
         return self.mode
+
+    def leave(self) -> bool:
+        """The magics are done with this client: say so, so the last client of ours takes
+        our plugins off the cluster; True if they are gone (blocking)."""
+        client = self.client
+        if self.mode != "plugin" or client is None or client.status != "running":
+            return False
+        self.mode = None  # a later use installs again
+        return installing.leave(client)
 
     # ------------------------------------------------------------ subscribing ---
     async def add(self, subscription: DaskSubscription) -> None:
@@ -105,6 +103,7 @@ class EventHub:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+        self._watch_status()
         if self.mode == "poll":
             self._poller = self._poller or Poller(self)
             await self._poller.snapshot_for(subscription)
@@ -212,6 +211,9 @@ class EventHub:
         client = self.client
         if self.subscriptions or client is None or client.status != "running":
             return
+        if self._status_check is not None:  # nobody to tell
+            self._status_check.stop()
+            self._status_check = None
         if self._poller is not None:
             self._poller.stop()
             self._poller = None
@@ -221,38 +223,37 @@ class EventHub:
             async with self._rpc_lock():
                 await client.scheduler.scatter_magics_unsubscribe(client=client.id)
 
-    def close(self) -> None:
-        """The client is closing: tell every subscriber, last (on the loop thread)."""
+    def _watch_status(self) -> None:
+        if self._status_check is None:
+            from tornado.ioloop import PeriodicCallback
+
+            self._status_check = PeriodicCallback(self._check_status, STATUS_CHECK * 1000)
+            self._status_check.start()
+
+    def _check_status(self) -> None:
+        client = self.client
+        if client is not None and client.status == "running":
+            return
+        address = client.scheduler.address if client is not None else "its scheduler"
+        self.close(reason=f"the connection to the scheduler at {address} was lost "
+                          f"(the cluster stopped, or its scheduler died)")
+
+    def close(self, reason: str | None = None) -> None:
+        """The client is closing (or lost its scheduler): tell every subscriber, last,
+        and why (on the loop thread)."""
+        closed = {"event": "closed", **({"reason": reason} if reason else {})}
         for subscription in list(self.subscriptions):
-            subscription.deliver([{"event": "closed"}])
+            subscription.deliver([closed])
         self.subscriptions.clear()
+        if self._status_check is not None:
+            self._status_check.stop()
+            self._status_check = None
         if self._poller is not None:
             self._poller.stop()
         if self._linger is not None:
             self._linger.cancel()
         for task in list(self._tasks):
             task.cancel()
-
-
-def register_plugin(client, plugin, name: str) -> None:
-    """``client.register_plugin``, shipping the plugin by value if the cluster needs it.
-
-    Tried by reference first: a scheduler (or worker) that has scatter_magics (or its
-    preload) then runs the installed code. One that cannot import it gets the module by
-    value.
-    """
-    try:
-        client.register_plugin(plugin, name=name)
-    except ImportError:
-        import cloudpickle
-
-        from . import plugin as module
-
-        cloudpickle.register_pickle_by_value(module)
-        try:
-            client.register_plugin(plugin, name=name)
-        finally:
-            cloudpickle.unregister_pickle_by_value(module)
 
 
 class Poller:

@@ -13,18 +13,22 @@ transition (distributed ``scheduler.py`` ``update_data``). Keys pinned by
 ``scatter_magics_pin`` (``%scatter --broadcast``) are exempt from the Active Memory
 Manager's ``ReduceReplicas`` and copied to every allowed worker that joins.
 
-A task is ``running`` once its worker has run it for ``REPORT_AFTER`` (50 ms): the
-scheduler only knows ``processing`` (sent to a worker, maybe still queued there), so
-:class:`StartReporter`, a ``WorkerPlugin``, watches each worker's ``executing``
-transitions and sends the keys that have been running that long, every
-``REPORT_INTERVAL``, as one message on the worker's batched stream to the scheduler. A
-quick task costs the scheduler nothing and goes from ``pending`` to ``finished``, as on
-the embedded engine.
+A task is ``running`` once its worker says it has run for 50 ms (:mod:`.starts`, the
+workers' ``StartReporter``): the scheduler only knows ``processing``.
 
-This module imports only the standard library, tornado and distributed: a client ships
-it by value (``cloudpickle.register_pickle_by_value``) to a scheduler that cannot import
-scatter_magics. ``dask scheduler --preload scatter_magics.dask.preload`` installs it
-when the scheduler starts.
+The plugin is a guest on a cluster the magics did not start. Each client of ours says
+``scatter_magics_join`` after installing it and ``scatter_magics_leave`` on ``%cluster
+stop``; when the last one leaves (or its connection drops), the plugin takes the workers'
+``StartReporter`` and the output plugins (:mod:`.task_output`'s capture and relay) off
+the cluster and, unless the cluster's own ``--preload`` installed it, removes itself (its
+handlers, its periodic callback, its AMM policy). Workers that join later start as if we
+had never been there.
+
+This module imports only the standard library, tornado, distributed, :mod:`.starts`
+(which imports the same) and the output plugins' names: clients always ship it by value
+(``cloudpickle.register_pickle_by_value``, :mod:`.install`), so they run on a scheduler
+and workers that cannot import scatter_magics. ``dask scheduler --preload
+scatter_magics.dask.preload`` installs it when the scheduler starts.
 
 >>> client.register_plugin(ScatterMagicsPlugin())        # doctest: +SKIP
 >>> client.sync(client.scheduler.scatter_magics_subscribe, client=client.id)["seq"]  # doctest: +SKIP
@@ -38,17 +42,18 @@ import logging
 import time
 
 from distributed.active_memory_manager import ReduceReplicas
-from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
+
+from .starts import STARTED_OP, WORKER_PLUGIN_NAME
+from .task_output import CAPTURE_NAME, RELAY_NAME
+
+# What our clients put on the workers, taken off with us (each worker runs its teardown).
+GUEST_WORKER_PLUGINS = (WORKER_PLUGIN_NAME, CAPTURE_NAME)
 
 logger = logging.getLogger("scatter_magics.dask.plugin")
 
 NAME = "scatter-magics"
-WORKER_PLUGIN_NAME = "scatter-magics-starts"
-STARTED_OP = "scatter-magics-started"  # worker -> scheduler: tasks running REPORT_AFTER
-REPORT_AFTER = 0.05  # s a task runs before its worker says so (as the embedded engine)
-REPORT_INTERVAL = 0.1  # s between a worker's looks at what it runs
-_EXECUTING = frozenset({"executing", "long-running"})  # long-running: it seceded
 TOPIC_PREFIX = "scatter-magics-"
 METRICS_INTERVAL = 1.0  # s between worker-metrics per client
 SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~0.3 ms)
@@ -108,9 +113,14 @@ class ScatterMagicsPlugin(SchedulerPlugin):
     name = NAME
     idempotent = True
 
-    def __init__(self, interval: float = 0.15):
+    def __init__(self, interval: float = 0.15, preloaded: bool = False):
         self.interval = interval
+        self.preloaded = preloaded  # installed by the cluster's own --preload: it stays
         self.scheduler = None
+        self.users: set[str] = set()  # ids of our clients that joined and are connected
+        self._leaving: asyncio.Task | None = None  # taking ourselves off the cluster
+        self._lock: asyncio.Lock | None = None  # made on the scheduler's loop, when needed
+        self._taken_off = False
         self.subscribers: dict[str, _Subscriber] = {}  # client id -> what it was told
         self.pinned: dict[str, frozenset | None] = {}  # key -> allowed workers (None: all)
         self.worker_events: list[dict] = []  # joins and leaves, for the next batch
@@ -130,6 +140,8 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             "scatter_magics_pin": self.pin,
             "scatter_magics_touch": self.touch,
             "scatter_magics_workers": self.workers,
+            "scatter_magics_join": self.join,
+            "scatter_magics_leave": self.leave,
         })
         scheduler.stream_handlers[STARTED_OP] = self.started
         self._exempt_pinned_from_amm()
@@ -161,6 +173,58 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             if type(policy) is ReduceReplicas:
                 amm.policies.remove(policy)
                 amm.add_policy(KeepPinnedReplicas(self.pinned))
+
+    # ---------------------------------------------------------------- guests ---
+    # Joining and taking off are serialized (``_guard``): a client may join while the
+    # last one's take-off awaits the workers, and must then keep what it joined.
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def join(self, client: str) -> int:
+        """``client`` (one of ours) uses the plugin; returns how many do. Raises if this
+        plugin was just taken off the cluster: the client registers a new one."""
+        async with self._guard():
+            if self._taken_off:
+                raise RuntimeError("the scatter_magics plugin was just taken off this "
+                                   "cluster; register it again")
+            self.users.add(client)
+            return len(self.users)
+
+    async def leave(self, client: str) -> bool:
+        """``client`` is done; the last one out takes what we installed off the cluster.
+
+        Returns whether it did (so ``%cluster stop`` can say so)."""
+        self.users.discard(client)
+        self.unsubscribe(client)
+        return await self._take_off()
+
+    async def _take_off(self) -> bool:
+        async with self._guard():
+            if self.users or self._taken_off:  # someone joined meanwhile, or done already
+                return False
+            scheduler = self.scheduler
+            for name in GUEST_WORKER_PLUGINS:
+                if name in scheduler.worker_plugins:
+                    await scheduler.unregister_worker_plugin(comm=None, name=name)
+            if self.users:  # joined while the workers tore down: they register them again
+                return False
+            relay = scheduler.plugins.pop(RELAY_NAME, None)  # after the captures: none sends
+            if relay is not None:
+                await relay.close()
+            if not self.preloaded and scheduler.plugins.get(NAME) is self:
+                self._taken_off = True
+                scheduler.remove_plugin(name=NAME)  # Dask's unregister does not call close()
+                await self.close()
+            return True
+
+    def _last_user_gone(self, client: str) -> None:
+        """A client of ours disconnected without leaving (closed in code, or died)."""
+        if client in self.users:
+            self.users.discard(client)
+            if not self.users and (self._leaving is None or self._leaving.done()):
+                self._leaving = asyncio.ensure_future(self._take_off())
 
     # ---------------------------------------------------------------- handlers ---
     def subscribe(self, client: str) -> dict:
@@ -238,6 +302,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
 
     def remove_client(self, scheduler, client: str) -> None:
         self.subscribers.pop(client, None)
+        self._last_user_gone(client)
 
     # ---------------------------------------------------------------- the batches ---
     def tick(self) -> None:
@@ -352,45 +417,6 @@ class ScatterMagicsPlugin(SchedulerPlugin):
 def _as_key(key):
     """A key as the scheduler holds it: msgpack brings a tuple key as a list."""
     return tuple(_as_key(part) for part in key) if isinstance(key, list) else key
-
-
-class StartReporter(WorkerPlugin):
-    """On each worker: tell the scheduler which tasks have run for ``REPORT_AFTER``.
-
-    ``transition`` runs for every task state change on the worker (its event loop), so
-    it only notes when a task began executing; every ``REPORT_INTERVAL`` one look sends
-    the keys running long enough, once each, in one message (none while nothing runs
-    that long, so thousands of tiny tasks send nothing).
-    """
-
-    name = WORKER_PLUGIN_NAME
-    idempotent = True
-
-    def setup(self, worker) -> None:
-        self.worker = worker
-        self.executing: dict = {}  # key -> when it began executing; None once reported
-        self._callback = PeriodicCallback(self.report, REPORT_INTERVAL * 1000)
-        self._callback.start()
-
-    def teardown(self, worker) -> None:
-        self._callback.stop()
-
-    def transition(self, key, start, finish, **kwargs) -> None:
-        if finish in _EXECUTING:
-            self.executing.setdefault(key, time.monotonic())
-        elif start in _EXECUTING:
-            self.executing.pop(key, None)
-
-    def report(self) -> None:
-        if not self.executing:
-            return
-        since = time.monotonic() - REPORT_AFTER
-        due = [key for key, began in self.executing.items()
-               if began is not None and began <= since]
-        if due:
-            for key in due:
-                self.executing[key] = None
-            self.worker.batched_send({"op": STARTED_OP, "keys": due})
 
 
 class KeepPinnedReplicas(ReduceReplicas):

@@ -11,14 +11,16 @@ the scheduler, show in the kernel.
   clients that want its key (``TaskState.who_wants``), as one event per client on its own
   topic (``log_event``), which the client receives on its own connection
   (``subscribe_topic``). Output of keys nobody wants goes nowhere else.
-- :func:`install` registers both (after the event plugin: a worker stream op without a
-  handler on the scheduler would be an error there) and subscribes the client, whose
-  handler passes each batch to ``task_output.show``.
+- ``install.install`` registers both (after the event plugin: a worker stream op without
+  a handler on the scheduler would be an error there; the capture as every worker plugin
+  of ours, unregistered at once if refused) and :func:`subscribe` subscribes the client,
+  whose handler passes each batch to ``task_output.show``. The last client of ours to
+  leave takes both off with the event plugin (``ScatterMagicsPlugin._take_off``).
 
 Both plugins are always shipped by value (``cloudpickle.register_pickle_by_value``, with
 ``task_capture.py``): a worker that joins later unpickles them with nothing of ours
 installed, and must start and run as it would without them. This module imports only
-the standard library and distributed at its top.
+the standard library, distributed and ``task_capture.py`` at its top.
 """
 
 from __future__ import annotations
@@ -107,43 +109,12 @@ def _as_key(key):
     return tuple(_as_key(part) for part in key) if isinstance(key, list) else key
 
 
-def install(client) -> bool:
-    """Relay, capture and subscribe for ``client`` (blocking; once per client).
-
-    False, with a warning, if the cluster refused them: its tasks' output then stays in
-    the workers' logs, as without us.
-    """
-    from .. import task_capture
-    from ..task_output import show
-
-    try:
-        by_value(client, OutputRelay(), RELAY_NAME, [task_capture])
-        by_value(client, OutputCapture(), CAPTURE_NAME, [task_capture])
-    except Exception:
-        logger.warning("the cluster did not take the scatter_magics plugins that bring "
-                       "what tasks print to the notebook; it stays in the workers' logs",
-                       exc_info=True)
-        return False
-
+def subscribe(client, show) -> None:
+    """Pass what ``client``'s tasks print to ``show(worker, records)`` (``task_output.show``),
+    once the plugins are on its cluster (``install.install_output``)."""
     def on_output(event) -> None:
         _, message = event
         records = [dict(r, key=_as_key(r["key"])) for r in message["records"]]
         show(message["worker"], records)
 
     client.subscribe_topic(TOPIC_PREFIX + client.id, on_output)
-    return True
-
-
-def by_value(client, plugin, name: str, modules: list) -> None:
-    """``client.register_plugin(plugin)``, the plugin's module and ``modules`` pickled by
-    value, so that no process of the cluster needs scatter_magics to unpickle it."""
-    import cloudpickle
-
-    shipped = [sys.modules[__name__], *modules]
-    for module in shipped:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        client.register_plugin(plugin, name=name)
-    finally:
-        for module in shipped:
-            cloudpickle.unregister_pickle_by_value(module)

@@ -33,6 +33,13 @@ class EmbeddedBackend:
         return self.client.status == "running"
 
     @property
+    def closed_reason(self) -> str | None:
+        return self.client.ending.reason
+
+    def when_lost(self, callback: Callable[[str], None]) -> None:
+        self.client.ending.on_end(callback)
+
+    @property
     def default_timeout(self) -> float | None:
         return self.client.timeout
 
@@ -55,6 +62,10 @@ class EmbeddedBackend:
 
     def subscribe_events(self, callback: Callable[[list], None]):
         return self.client.subscribe_events(callback)
+
+    def registry_fields(self) -> dict:
+        """What the discovery registry needs to reach this client's scheduler."""
+        return {"secret": self.client.secret}
 
     def n_workers(self) -> int:
         """Live workers: a process found dead counts even before the scheduler notices."""

@@ -6,8 +6,15 @@ of dead processes), keeps one :class:`~scatter_magics.lab.probe.EmbeddedProbe` p
 cluster, and asks all of them at once. It also starts and owns *server-owned* clusters,
 which any notebook can join with ``%cluster connect <id>``.
 
+Entries are grouped by scheduler address: one card per cluster. A kernel that joined a
+cluster with ``%cluster connect`` registered a *connection* (``connected: true``); it
+shows in the card's ``connected`` list (the notebooks using the cluster), and a cluster
+only such connections know (a remote Dask scheduler, say) gets a card of its own for as
+long as one kernel stays connected. The sidebar does not stop those: no process here
+started them, and others may be using them.
+
 What leaves this module for the browser is built field by field from
-:meth:`discovery.Entry.public` and the probes' replies: the credential is never in it.
+:meth:`discovery.Entry.public` and the probes' replies: the credentials are never in it.
 
 >>> directory = ClusterDirectory()                             # doctest: +SKIP
 >>> [c["name"] for c in await directory.list({})]              # doctest: +SKIP
@@ -21,7 +28,7 @@ import logging
 import time
 
 from .. import discovery
-from ..errors import ClusterUnreachableError, UnknownClusterError
+from ..errors import ClusterUnreachableError, NotOwnedError, UnknownClusterError
 from .probe import EmbeddedProbe
 
 logger = logging.getLogger(__name__)
@@ -54,23 +61,27 @@ class ClusterDirectory:
             probe = self.probes[entry.id] = probe_for(entry)
         return probe
 
-    def _entry(self, cluster_id: str) -> discovery.Entry:
-        for entry in self._refresh():
-            if entry.id == cluster_id:
-                return entry
+    def _group(self, cluster_id: str) -> tuple[discovery.Entry, list[discovery.Entry]]:
+        for primary, connections in grouped(self._refresh()):
+            if cluster_id == primary.id or any(c.id == cluster_id for c in connections):
+                return primary, connections
         raise UnknownClusterError(f"no running cluster has the id {cluster_id!r}")
+
+    def _entry(self, cluster_id: str) -> discovery.Entry:
+        return self._group(cluster_id)[0]
 
     # ------------------------------------------------------------ reading ---
     async def list(self, notebook_paths: dict[str, str]) -> list[dict]:
         """Every live cluster; ``notebook_paths`` maps kernel ids to notebook paths."""
-        entries = self._refresh()
-        return list(await asyncio.gather(*(self._describe(e, notebook_paths) for e in entries)))
+        groups = grouped(self._refresh())
+        return list(await asyncio.gather(*(self._describe(primary, notebook_paths, connections)
+                                           for primary, connections in groups)))
 
     async def get(self, cluster_id: str, notebook_paths: dict[str, str], *, offset: int = 0,
                   limit: int = 100, status: str | None = None) -> dict:
         """One cluster as :meth:`list` shows it, plus one page of its keys."""
-        entry = self._entry(cluster_id)
-        described = await self._describe(entry, notebook_paths)
+        entry, connections = self._group(cluster_id)
+        described = await self._describe(entry, notebook_paths, connections)
         limit = max(0, min(limit, KEYS_PAGE_MAX))
         try:
             page = await self._probe(entry).keys(max(offset, 0), limit, status)
@@ -81,12 +92,21 @@ class ClusterDirectory:
                              "limit": limit, "status": status, "items": items}
         return described
 
-    async def _describe(self, entry: discovery.Entry, notebook_paths: dict[str, str]) -> dict:
+    async def _describe(self, entry: discovery.Entry, notebook_paths: dict[str, str],
+                        connections: list[discovery.Entry] = ()) -> dict:
         public = entry.public()
+        remote = entry.connected  # only connections know it: no owner on this machine
         described = {
             "id": entry.id,
-            "name": notebook_paths.get(entry.kernel_id or "", entry.name),
-            "kernel_id": entry.kernel_id,
+            "name": entry.name if remote else notebook_paths.get(entry.kernel_id or "",
+                                                                 entry.name),
+            "kernel_id": None if remote else entry.kernel_id,
+            "connected": [{"id": c.id, "kernel_id": c.kernel_id,
+                           "name": notebook_paths.get(c.kernel_id or "", c.name)}
+                          for c in connections],
+            "remote": remote,
+            "dashboard_link": entry.dashboard_link or next(
+                (c.dashboard_link for c in connections if c.dashboard_link), None),
             "backend": entry.backend,
             "scheduler_address": entry.scheduler_address,
             "pid": public["pid"],
@@ -109,6 +129,10 @@ class ClusterDirectory:
     async def stop(self, cluster_id: str) -> bool:
         """Ask the cluster's owner to stop it; True once its registry file is gone."""
         entry = self._entry(cluster_id)
+        if entry.connected:
+            raise NotOwnedError(
+                "no process on this machine started this cluster, and others may use it: "
+                "the sidebar does not stop it (%cluster stop in a notebook disconnects it)")
         try:
             probe = self._probe(entry)
         except KeyError:
@@ -148,6 +172,20 @@ class ClusterDirectory:
         for cluster in self.owned.values():
             cluster.close()
         self.owned.clear()
+
+
+def grouped(entries: list[discovery.Entry]) -> list[tuple[discovery.Entry, list]]:
+    """``[(primary, connections)]`` per scheduler address, oldest first: the primary is
+    the cluster's owner, or (a cluster only connections know) its oldest connection."""
+    by_address: dict[str, list[discovery.Entry]] = {}
+    for entry in entries:
+        by_address.setdefault(entry.scheduler_address, []).append(entry)
+    groups = []
+    for group in by_address.values():
+        owners = [e for e in group if not e.connected]
+        primary = owners[0] if owners else group[0]
+        groups.append((primary, [e for e in group if e.connected]))
+    return groups
 
 
 def _dask_probe(entry: discovery.Entry):

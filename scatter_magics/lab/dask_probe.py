@@ -38,10 +38,15 @@ class DaskProbe:
             if self._client is None or self._client.status != "running":
                 import distributed
 
+                from ..dask.credentials import security_from_fields
+
                 self.close()
+                # A TLS or gateway:// cluster a kernel connected to: the same security
+                # (for dask-gateway, importing its class registers its transport).
+                security = security_from_fields(self.entry.security)
                 self._client = await distributed.Client(
                     self.entry.scheduler_address, asynchronous=True, set_as_default=False,
-                    timeout=CONNECT_TIMEOUT)
+                    timeout=CONNECT_TIMEOUT, security=security)
             return self._client
 
     async def _ask(self, call):

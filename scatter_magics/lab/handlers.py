@@ -26,7 +26,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..errors import ClusterUnreachableError, UnknownClusterError
+from ..errors import ClusterUnreachableError, NotOwnedError, UnknownClusterError
 from ..sizes import parse_bytes
 from .clusters import ClusterDirectory
 from .watch import ListingWatch
@@ -124,7 +124,7 @@ class ClusterHandler(_ClusterHandler):
             stopped = await self.directory.stop(cluster_id)
         except UnknownClusterError as exc:
             raise tornado.web.HTTPError(404, str(exc)) from None
-        except ClusterUnreachableError as exc:
+        except (ClusterUnreachableError, NotOwnedError) as exc:
             raise tornado.web.HTTPError(409, str(exc)) from None
         # 202: asked, but the owning process had not finished within STOP_WAIT.
         self.write_json({"id": cluster_id, "stopped": stopped}, status=200 if stopped else 202)

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.0  # s; a cluster that does not answer by then is shown unreachable
 REQUEST_TIMEOUT = 3.0
 MIB = 2**20
+STOPPED_BY_SIDEBAR = "stopped from the Jupyter sidebar"  # what the cluster's other clients show
 
 
 class EmbeddedProbe:
@@ -46,9 +47,11 @@ class EmbeddedProbe:
             if self._channel is None or self._channel.closed:
                 from ..engine.wire.comm import connect
 
+                # What a scheduler tells every client; the listing learns it otherwise.
+                handlers = {"events": self._on_events, "scheduler-closing": _not_needed,
+                            "worker-unresponsive": _not_needed}
                 self._channel = await connect(self.entry.scheduler_address, self.entry.secret,
-                                              {"events": self._on_events},
-                                              timeout=CONNECT_TIMEOUT)
+                                              handlers, timeout=CONNECT_TIMEOUT)
                 self._channel.on_close.append(self._on_channel_closed)
                 await self._channel.request({"op": "register-client"})
             return self._channel
@@ -125,7 +128,7 @@ class EmbeddedProbe:
                                    "status": status})
 
     async def stop(self) -> None:
-        reply = await self.request({"op": "close-cluster"})
+        reply = await self.request({"op": "close-cluster", "reason": STOPPED_BY_SIDEBAR})
         if not reply.get("closing"):
             raise ClusterUnreachableError("this cluster's scheduler has no owner to close it")
 
@@ -135,6 +138,10 @@ class EmbeddedProbe:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+
+
+def _not_needed(channel, msg: dict) -> None:
+    """A report the probe has no use for (an unknown op would log an error)."""
 
 
 def rounded_memory(nbytes: int) -> int:

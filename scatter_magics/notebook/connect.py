@@ -12,16 +12,25 @@ So one short read tells them apart, and the matching engine's client connects.
 'dask'
 >>> connect(None, scheduler_file="~/scheduler.json").kind   # doctest: +SKIP
 'dask'
+>>> connect_object(gateway_cluster).kind   # its address and TLS security  # doctest: +SKIP
+'dask'
+
+Every connection is put in the discovery registry (:func:`register_connection`), tagged
+``connected`` with the kernel's id, so the Jupyter sidebar lists the cluster (and which
+notebooks use it) for as long as the kernel stays connected.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 from .. import discovery
-from ..backend import GREETING_SIZE, Backend, backend_class, greeting_kind
+from ..backend import GREETING_SIZE, Backend, backend_class, backend_for, greeting_kind
 from ..errors import UnknownClusterError
+
+logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 2.0  # s to wait for a scheduler's first bytes
 SECRET_ENV = "SCATTER_MAGICS_SECRET"
@@ -54,6 +63,7 @@ def connect(target: str | None, *, scheduler_file: str | None = None, security=N
             entry.scheduler_address, secret=secret or entry.secret, timeout=timeout)
     if entry is not None:
         target = entry.scheduler_address
+        security = security or entry.security  # a TLS or gateway connection registered
     elif ":" not in target:
         raise UnknownClusterError(f"no running cluster on this machine has the id {target!r} "
                                   f"(the Jupyter sidebar lists them), and it is no address")
@@ -62,6 +72,58 @@ def connect(target: str | None, *, scheduler_file: str | None = None, security=N
         return backend_class("embedded").connect(
             address, secret=secret or os.environ.get(SECRET_ENV), timeout=timeout)
     return backend_class("dask").connect(address, security=security, timeout=timeout)
+
+
+def is_cluster_object(obj) -> bool:
+    """A client or cluster object :func:`connect_object` can take (duck-typed: no engine
+    is imported to ask)."""
+    return _dask_client_address(obj) is not None or (
+        isinstance(getattr(obj, "scheduler_address", None), str)
+        and (hasattr(obj, "security") or hasattr(obj, "secret")))
+
+
+def connect_object(obj, *, timeout: float = 10.0) -> Backend:
+    """A new client of the scheduler behind ``obj``: a ``distributed.Client``, any Dask
+    cluster object with ``scheduler_address`` and ``security`` (``LocalCluster``,
+    dask-gateway's ``GatewayCluster``, dask-jobqueue's and dask-kubernetes' clusters,
+    Coiled), or our own ``Client`` or ``LocalCluster``. Its address and security (or
+    secret) are used as they are: a ``gateway://`` address needs the cluster's TLS."""
+    try:
+        ours = backend_for(obj).kind == "embedded"  # a client of our engine
+    except TypeError:
+        ours = False
+    if ours or (hasattr(obj, "secret") and not hasattr(obj, "security")):
+        address = obj.scheduler_address
+        return backend_class("embedded").connect(address, secret=obj.secret, timeout=timeout)
+    address = _dask_client_address(obj) or obj.scheduler_address
+    return backend_class("dask").connect(address, security=getattr(obj, "security", None),
+                                         timeout=timeout)
+
+
+def _dask_client_address(obj) -> str | None:
+    """The scheduler address of a ``distributed.Client`` (its ``scheduler`` rpc), or None."""
+    address = getattr(getattr(obj, "scheduler", None), "address", None)
+    return address if isinstance(address, str) and hasattr(obj, "security") else None
+
+
+def register_connection(backend: Backend, address: str) -> discovery.Entry | None:
+    """Put this kernel's connection to the cluster at ``address`` in the registry.
+
+    The entry carries what the Jupyter server needs to reach it (the secret, or the Dask
+    TLS security) in the 0600 file, and its dashboard link. A registry that cannot be
+    written leaves the connection working, logged."""
+    fields = backend.registry_fields()
+    host = address.split("://", 1)[-1]
+    try:
+        return discovery.register(backend=backend.kind, scheduler_address=address,
+                                  secret=fields.get("secret"), connected=True,
+                                  security=fields.get("security"),
+                                  dashboard_link=fields.get("dashboard_link"),
+                                  name=f"{backend.kind} scheduler at {host}")
+    except Exception as exc:
+        logger.warning("this connection is not in the discovery registry (the Jupyter "
+                       "sidebar will not list it): %r", exc)
+        return None
 
 
 def _speaks_our_protocol(address: str) -> bool:

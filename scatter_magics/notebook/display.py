@@ -177,13 +177,15 @@ class ClusterSummary:
     piece_columns = ["piece", "rows", "size", "worker"]
 
     def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
-                 notice: str | None = None, client=None, pieces: list[list[str]] | None = None):
+                 notice: str | None = None, client=None, pieces: list[list[str]] | None = None,
+                 dashboard_link: str | None = None):
         self.address = address
         self.workers = workers
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
         self.pieces = pieces or []  # a row per piece of a split value (piece_columns)
+        self.dashboard_link = dashboard_link  # a Dask scheduler's dashboard, if it has one
 
     @classmethod
     def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
@@ -201,7 +203,8 @@ class ClusterSummary:
                             "status": w.get("status", "running")})
         notice = (info.get("supervision") or {}).get("message")
         return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
-                   backend.client, _piece_rows(backend, labels, has_what))
+                   backend.client, _piece_rows(backend, labels, has_what),
+                   info.get("dashboard_link"))
 
     @property
     def keys(self) -> set[str]:
@@ -214,7 +217,8 @@ class ClusterSummary:
         headline = (f"Cluster {self.address}: {counted(len(self.workers), 'worker')}, "
                     f"{counted(threads, 'thread')}, {format_bytes(limit)} memory limit, "
                     f"{counted(len(self.keys), 'key')}"
-                    + (f"; {shared}" if shared else ""))
+                    + (f"; {shared}" if shared else "")
+                    + (f"; dashboard: {self.dashboard_link}" if self.dashboard_link else ""))
         return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
     def _cells(self) -> list[list[str]]:
@@ -237,10 +241,14 @@ class ClusterSummary:
         p.text(repr(self))
 
     def _repr_html_(self) -> str:
-        html = _table_html(self.columns, self._cells(), caption=self.headline())
+        tables = _table_html(self.columns, self._cells(), caption=self.headline())
         if self.pieces:
-            html += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
-        return html
+            tables += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
+        if not self.dashboard_link:
+            return tables
+        link = html.escape(self.dashboard_link, quote=True)
+        return (f"<p><a href='{link}' target='_blank' rel='noopener'>Dask dashboard</a></p>"
+                + tables)
 
 
 PIECES_CAPTION = "Pieces of split values"

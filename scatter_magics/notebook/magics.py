@@ -212,6 +212,7 @@ class ScatterMagics(Magics):
         except SerializationError as exc:
             raise UsageError(f"cannot scatter {what}: {exc}") from exc
         except Exception as exc:  # an expected failure is said in a sentence or two
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = scatter_failure(exc, args.names, timeout=timeout or backend.default_timeout)
             if said is None:
                 raise
@@ -248,6 +249,7 @@ class ScatterMagics(Magics):
             %gather df --pieces
         """
         args = parse_line(self.gather, line)
+        self.session.check_not_gone()
         if args.into:
             for text in args.names:
                 if not is_dotted_name(text):
@@ -294,6 +296,7 @@ class ScatterMagics(Magics):
             raise Interrupted(gather_interrupted(
                 targets, futures, self.session.client_name(client))) from None
         except Exception as exc:  # an expected failure is said in a sentence or two
+            self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = gather_failure(exc, targets, futures, timeout=timeout,
                                   scattered_as=lambda f: self.names.labels().get(f.key))
             if said is None or said is exc:  # exc: a task's own, shown as the task's
@@ -359,6 +362,7 @@ class ScatterMagics(Magics):
             return ClusterSummary.snapshot(self.session.backend(start=False),
                                            self.names.labels())
         except Exception as exc:  # the cluster is gone: said in a sentence or two
+            self.session.check_not_gone()  # the one line, if it went away
             said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())
             if said is None:
                 raise

@@ -69,6 +69,7 @@ class _Feed:
         self._apply = apply
         self._client_closed = _outside_any_cell(client_closed)
         self.client_is_closed = False
+        self.closed_reason = ""  # why the client's stream ended, once it did
         self._flush = _outside_any_cell(self._unless_closed(flush))
         self._resend = _outside_any_cell(self._unless_closed(resend))
         self._interval, self._settle = interval, settle
@@ -90,10 +91,12 @@ class _Feed:
     def _on_events(self, batch: list) -> None:
         if self.closed:
             return
-        if any(event.get("event") == "closed" for event in batch):
+        closed = next((e for e in batch if e.get("event") == "closed"), None)
+        if closed is not None:
             # Said at once: the loop (and any timer on it) may stop right after this batch,
             # e.g. when the Jupyter sidebar stopped the cluster from outside the kernel.
             self.client_is_closed = True
+            self.closed_reason = closed.get("reason") or CLIENT_CLOSED
             if self._throttle is not None:
                 self._throttle.cancel()  # its timers would never fire once the loop stops
             self._client_closed()
@@ -158,18 +161,21 @@ def _outside_any_cell(fn: Callable[[], None]) -> Callable[[], None]:
 
 
 _OPEN: "weakref.WeakSet[_LiveWidget]" = weakref.WeakSet()  # every widget still following
+CLIENT_CLOSED = "client closed"  # why a widget is not live, unless the stream says more
 
 
-def mark_not_live(client) -> int:
-    """Mark every open widget following ``client`` "not live" now; return how many.
+def mark_not_live(client, reason: str = CLIENT_CLOSED) -> int:
+    """Mark every open widget following ``client`` "not live" now, saying ``reason``;
+    return how many.
 
-    A client that closes says so in its event stream (``closed``), which is how widgets
-    usually learn it; ``%cluster stop`` calls this as well, so a backend whose stream
-    ends without that event still leaves no widget claiming to be live.
+    A client that closes says so in its event stream (``closed``, with a ``reason`` when
+    its cluster went away), which is how widgets usually learn it; ``%cluster stop``
+    calls this as well, so a backend whose stream ends without that event still leaves
+    no widget claiming to be live.
     """
     stale = [w for w in list(_OPEN) if w._feed.belongs_to(client)]
     for widget in stale:
-        widget.stop_following()
+        widget.stop_following(reason)
     return len(stale)
 
 
@@ -180,6 +186,7 @@ class _LiveWidget(anywidget.AnyWidget):
     _css = _STATIC / "widget.css"
     kind = t.Unicode().tag(sync=True)
     live = t.Bool(True).tag(sync=True)
+    not_live_reason = t.Unicode("").tag(sync=True)  # shown as "not live: <reason>"
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
@@ -194,13 +201,15 @@ class _LiveWidget(anywidget.AnyWidget):
         feed = getattr(self, "_feed", None)  # None: the snapshot, inside _Feed()
         self.live = (feed is None or feed.live) and not self._table.closed
 
-    def stop_following(self) -> None:
-        """Stop following the client and show the last state, marked not live; any thread."""
+    def stop_following(self, reason: str = CLIENT_CLOSED) -> None:
+        """Stop following the client and show the last state, marked not live (saying
+        ``reason``); any thread."""
         self._feed.close()
         with self._lock:
             self._table.closed = True
         _OPEN.discard(self)
         self._flush()
+        self.not_live_reason = self.not_live_reason or reason
         self.live = False
 
     def _apply(self, batch: list) -> bool:
@@ -211,7 +220,8 @@ class _LiveWidget(anywidget.AnyWidget):
         self.send_state(self._synced_state)
 
     def _client_closed(self) -> None:
-        self.live = False  # the view then says "not live: client closed"
+        self.not_live_reason = self._feed.closed_reason
+        self.live = False  # the view then says "not live: <why>"
 
     def close(self) -> None:
         """Unsubscribe from the event stream and close the widget (and its views)."""
@@ -251,7 +261,7 @@ class FuturesWidget(_LiveWidget):
     n_matching = t.Int(0).tag(sync=True)
     status_filter = t.Unicode("").tag(sync=True)
     _synced_state = ["rows", "summary", "worker_names", "page", "page_size", "n_matching",
-                     "status_filter", "live"]
+                     "status_filter", "live", "not_live_reason"]
 
     def __init__(self, client, futures, names=None, *, page_size: int = 25,
                  interval: float = 0.1, settle: float | None = 0.5):
@@ -305,7 +315,8 @@ class FuturesWidget(_LiveWidget):
             rows, _, _ = self._table.page(0, HTML_ROWS)
             summary = self._table.summary()
             names = dict(self._table.worker_names)
-        return futures_html(summary, rows, names, live=self.live)
+        return futures_html(summary, rows, names, live=self.live,
+                            reason=self.not_live_reason or CLIENT_CLOSED)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.summary.get("counts", {}).items() if n)
@@ -322,7 +333,7 @@ class ClusterWidget(_LiveWidget):
 
     workers = t.List().tag(sync=True)
     totals = t.Dict().tag(sync=True)
-    _synced_state = ["workers", "totals", "live"]
+    _synced_state = ["workers", "totals", "live", "not_live_reason"]
 
     def __init__(self, client, labels: Callable[[], Mapping[str, str]] | None = None, *,
                  interval: float = 0.1, settle: float | None = 0.5):
@@ -354,7 +365,8 @@ class ClusterWidget(_LiveWidget):
             workers, totals = self._table.rows(), self._table.totals()
             totals["notice"] = self._table.notice  # e.g. the restart budget ran out
         totals["shared_memory"] = self._shared_memory
-        return cluster_html(workers, totals, live=self.live)
+        return cluster_html(workers, totals, live=self.live,
+                            reason=self.not_live_reason or CLIENT_CLOSED)
 
     def __repr__(self) -> str:
         return f"<ClusterWidget: {self.totals.get('n_workers', 0)} workers>"

@@ -66,8 +66,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _snapshot_note(live: bool) -> str:
-    return "" if live else " <em>(not live: client closed)</em>"
+def _snapshot_note(live: bool, reason: str = "client closed") -> str:
+    return "" if live else f" <em>(not live: {_esc(reason)})</em>"
 
 
 def futures_summary_html(summary: Mapping[str, Any]) -> str:
@@ -80,7 +80,8 @@ def futures_summary_html(summary: Mapping[str, Any]) -> str:
 
 
 def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-                 worker_names: Mapping[str, str], live: bool = True) -> str:
+                 worker_names: Mapping[str, str], live: bool = True,
+                 reason: str = "client closed") -> str:
     """The futures table: summary caption, then one row per future (the first page)."""
     cells = []
     for row in rows:
@@ -93,7 +94,7 @@ def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                       _esc(format_bytes(row["nbytes"])), status_html(row["status"]), _esc(where),
                       str(len(holders))])
     more = summary.get("n", 0) - len(rows)
-    caption = futures_summary_html(summary) + _snapshot_note(live)
+    caption = futures_summary_html(summary) + _snapshot_note(live, reason)
     if more > 0:
         caption += f" · first {len(rows)} shown, {more} more"
     columns = ["name", "key", "type", "size", "status", "workers", "replicas"]
@@ -121,7 +122,7 @@ def _worker_note(worker: Mapping[str, Any]) -> str:
 
 
 def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any],
-                 live: bool = True) -> str:
+                 live: bool = True, reason: str = "client closed") -> str:
     """The workers table with a totals caption."""
     cells = [[_esc(w["name"]) + _worker_note(w), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
               memory_bar_html(w["memory"], w["nbytes"], w["memory_limit"]), _esc(w["nkeys"]),
@@ -133,7 +134,7 @@ def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]
                f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
                f" · {_plural(totals.get('nkeys', 0), 'key')}, {_esc(format_bytes(totals.get('nbytes', 0)))}"
                + (f" · {_esc(totals['shared_memory'])}" if totals.get("shared_memory") else "")
-               + _departed_note(totals.get("departed", ())) + _snapshot_note(live)
+               + _departed_note(totals.get("departed", ())) + _snapshot_note(live, reason)
                + (f"<br><b>Warning:</b> {_esc(totals['notice'])}" if totals.get("notice") else ""))
     return _table(["worker", "address", "threads", "memory", "keys", "data", "holds"], cells,
                   caption)

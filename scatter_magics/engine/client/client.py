@@ -18,7 +18,6 @@ from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
-from ...errors import ClientClosedError
 from ...progress_callback import Progress, no_progress
 from ...structure import find_futures, futures_of, substitute
 from ..cluster.local import LocalCluster
@@ -27,6 +26,7 @@ from ..wire.loop import ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import IN_PROCESS, PICKLED
 from .callbacks import DoneCallbacks
+from .ending import Ending, run_on
 from .events import EventStream, Subscription
 from .executor import ClientExecutor
 from .future import Future, keys_of
@@ -34,8 +34,8 @@ from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
 from .housekeeping import Housekeeping
 from .connecting import SECRET_ENV, open_connection
-from .link import LocalSchedulerLink
-from .references import References, releaser
+from .link import LocalSchedulerLink, releaser
+from .references import References
 from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
@@ -58,10 +58,9 @@ class Client:
     a scheduler in another process needs its secret (``secret=`` or the
     ``SCATTER_MAGICS_SECRET`` environment variable).
 
-    What it is made of: ``refs`` (:class:`References`, the keys its Futures hold),
-    its event subscriptions (:class:`EventStream`), the scattering and the gathering
-    (:class:`Scattering`, :class:`Gathering`, on the loop thread), and ``done_callbacks``
-    (:class:`DoneCallbacks`); each is given only the links, pools and callables it uses.
+    Made of ``refs`` (:class:`References`: the keys its Futures hold), :class:`EventStream`,
+    :class:`Scattering` and :class:`Gathering` (on the loop thread) and ``done_callbacks``
+    (:class:`DoneCallbacks`), each given only the links, pools and callables it uses.
     """
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
@@ -77,6 +76,7 @@ class Client:
         self.direct_to_workers = direct_to_workers
         self.timeout, self._secret = timeout, secret
         self.status = "newly-created"
+        self.ending = Ending()  # why it closed, when its scheduler went away under it
         self.cluster: LocalCluster | None = None
         self._owns_cluster, self._connection = False, None
         # Made now, wired in _start: the scheduler may report before _start returns.
@@ -89,7 +89,7 @@ class Client:
     # ------------------------------------------------------------ starting ---
     def _start(self) -> None:
         opened = open_connection(self._address, self._cluster_options, self._secret,
-                                 self.timeout, self._on_report, self)
+                                 self.timeout, self._on_report, self._on_scheduler_lost)
         self.cluster, self.loop, self.secret, self._link = (opened.cluster, opened.loop,
                                                             opened.secret, opened.link)
         self._owns_cluster, self._connection = opened.owns_cluster, opened
@@ -126,6 +126,21 @@ class Client:
             self._workers.fail_pending(msg["address"], msg["error"])
         elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
             task_output.show(msg["worker"], msg["records"])
+        elif msg["op"] == "scheduler-closing" and isinstance(getattr(self, "_link", None),
+                                                             LocalSchedulerLink):
+            self._on_scheduler_lost(msg["reason"])  # a cluster in this process, closed
+
+    def _on_scheduler_lost(self, reason: str) -> None:
+        """The scheduler went away under us (on the loop thread): end as ``close()``
+        would, saying why; ``closed``, as Dask's client ends when its scheduler is gone."""
+        if self.status != "running":
+            return
+        logger.info("the client closed: %s", reason)
+        self.ending.reason, self.status = reason, "closed"
+        try:
+            self._release_parts(reason)  # every future cancelled: its data went with it
+        finally:
+            self.ending.begin(self._shutdown_owned, self.done_callbacks.close)
 
     def __await__(self):
         async def start():
@@ -147,18 +162,12 @@ class Client:
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
         if self.status != "running":
-            raise ClientClosedError(f"this Client is {self.status}; create a new Client()"
-                                    if self.status == "closed" else
-                                    "this asynchronous Client was not started: await it first")
+            raise self.ending.error(self.status)
 
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
         coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
-        if wants_awaitable(self, asynchronous):
-            async def awaitable():
-                return then(await asyncio.wrap_future(self.loop.submit(coro)))
-            return awaitable()
-        return then(self.loop.sync(coro))
+        return run_on(self.loop, coro, wants_awaitable(self, asynchronous), then, self.ending)
 
     def _ask(self, msg: dict, asynchronous: bool | None, then: Callable = lambda x: x):
         """The scheduler's answer to ``msg``: blocking, or an awaitable (see ``_run``)."""
@@ -172,12 +181,9 @@ class Client:
 
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
-        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does.
-
-        Blocks for its result, or returns an awaitable for an asynchronous client (or
-        ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
-        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask.
-        """
+        """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does:
+        its result, or an awaitable for an asynchronous client (or ``asynchronous=True``);
+        ``callback_timeout`` (s) raises ``TimeoutError``. ``wait()`` comes through here."""
         self._check_open()
         return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
@@ -314,11 +320,8 @@ class Client:
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
-        """Keep each future's data on ``n`` workers (default: all of ``workers``).
-
-        Copies go to the workers holding the least data; with more than ``n`` replicas
-        among ``workers``, the extra ones are deleted (as in Dask).
-        """
+        """Keep each future's data on ``n`` workers (default: all of ``workers``): copies go to
+        those holding the least data, replicas beyond ``n`` are deleted (as in Dask)."""
         return self._ask({"op": "replicate", "keys": keys_of(futures), "n": n,
                           "workers": plain_workers(workers)}, asynchronous)
 
@@ -355,15 +358,13 @@ class Client:
 
     def restart(self, timeout=NO_DEFAULT, wait_for_workers: bool = True,
                 asynchronous: bool | None = None):
-        """Replace every worker by a fresh one; every key is forgotten and every future
-        cancelled, as in Dask."""
+        """Fresh workers in place of all; every key forgotten, every future cancelled (Dask's)."""
         seconds = 4 * self.timeout if timeout is NO_DEFAULT else parse_timedelta(timeout)
         return self._call(self._house.restart, seconds, wait_for_workers,
                           self.refs.cancel_all, asynchronous=asynchronous)
 
     def upload_file(self, filename: str, load: bool = True, asynchronous: bool | None = None):
-        """Send a ``.py``, ``.zip`` or ``.egg`` to every worker, present and future, and
-        import it there (``load``)."""
+        """A ``.py``/``.zip``/``.egg`` to every worker, present and future (``load``: imported)."""
         return self._call(self._house.upload_file, filename, load, asynchronous=asynchronous)
 
     def get_versions(self, check: bool = False, packages=None,
@@ -382,10 +383,8 @@ class Client:
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
-        """Call ``callback(batch)`` on the loop thread with scheduler events.
-
-        The first batch is a snapshot; see ``docs/internals.md`` for the event records.
-        """
+        """Call ``callback(batch)`` on the loop thread with scheduler events; the first
+        batch is a snapshot (``docs/internals.md`` lists the event records)."""
         self._check_open()
         return self._events.subscribe(callback)
 
@@ -399,16 +398,16 @@ class Client:
             return self._close_in_thread()
         self._close()
 
-    async def _close_in_thread(self) -> None:
-        # Closing joins the loop thread and the workers: not on the caller's event loop.
+    async def _close_in_thread(self) -> None:  # it joins the loop thread and the workers
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
         if self.status == "closed":
+            self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
         if self.status == "running" and self.loop.running:
             try:
-                self.loop.sync(self._close_links(), DEFAULT_TIMEOUT)
+                self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
@@ -416,9 +415,11 @@ class Client:
             self._connection.end_owned()
         self.done_callbacks.close()
 
-    async def _close_links(self) -> None:
-        self.refs.close()  # every future not done is cancelled
-        self._events.close()  # say so, so a widget can show it
+    def _release_parts(self, reason: str | None = None) -> None:
+        """On the loop: futures cancelled (all of them, saying ``reason``, when the
+        scheduler went away; else those not done), subscribers told, channels closed."""
+        self.refs.close(reason)
+        self._events.close(reason)  # say so, so a widget can show it
         self._workers.close()
         self._link.close()
         self._segments.close()
@@ -436,10 +437,9 @@ class Client:
         await self._close_in_thread()
 
     def __del__(self):
-        # A dropped client that started its cluster ends it. Not inline: the collector
-        # may run us on the loop thread (where close() cannot wait) or mid-operation.
-        # At interpreter exit atexit has closed the cluster already, and a thread started
-        # during finalization waits forever (a script that never closed its Client hung).
+        # A dropped client that started its cluster ends it; not inline: the collector may
+        # run us on the loop thread (where close() cannot wait) or mid-operation. Not at exit:
+        # atexit closed the cluster, and a thread started in finalization waits for ever.
         if getattr(self, "status", "closed") == "running" and self._owns_cluster \
                 and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()

@@ -1,7 +1,7 @@
 """How a ``Client`` reaches its scheduler: a cluster it starts, one in this process, or
 one elsewhere over TCP (with the cluster's secret).
 
->>> opened = open_connection(None, {"n_workers": 1}, None, 30.0, print, owner)  # doctest: +SKIP
+>>> opened = open_connection(None, {"n_workers": 1}, None, 30.0, print, print)  # doctest: +SKIP
 >>> opened.owns_cluster, type(opened.link).__name__                              # doctest: +SKIP
 (True, 'LocalSchedulerLink')
 """
@@ -9,7 +9,6 @@ one elsewhere over TCP (with the cluster's secret).
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -41,14 +40,15 @@ class Connection:
 
 
 def open_connection(address, cluster_options: dict, secret: str | None, timeout: float,
-                    on_report: Callable[[dict], None], owner) -> Connection:
-    """Connect to ``address`` (None: a new ``LocalCluster(**cluster_options)`` owned by
-    ``owner``; a ``LocalCluster``; or a scheduler's address). Reports from the scheduler go
-    to ``on_report``. What was started here is ended again if connecting fails."""
+                    on_report: Callable[[dict], None],
+                    on_lost: Callable[[str], None]) -> Connection:
+    """Connect to ``address`` (None: a new ``LocalCluster(**cluster_options)``; a
+    ``LocalCluster``; or a scheduler's address). Reports from the scheduler go to
+    ``on_report``; ``on_lost(reason)`` when a remote scheduler's connection is lost. What
+    was started here is ended again if connecting fails."""
     cluster = address if isinstance(address, LocalCluster) else None
     if address is None:
         cluster = LocalCluster(**cluster_options)
-        cluster.owner = weakref.ref(owner)
     elif isinstance(address, str):
         cluster = find_local_cluster(full_address(address))
     try:
@@ -60,11 +60,11 @@ def open_connection(address, cluster_options: dict, secret: str | None, timeout:
         if address is None:
             cluster.close()
         raise
-    return _open_remote(address, secret, timeout, on_report)
+    return _open_remote(address, secret, timeout, on_report, on_lost)
 
 
 def _open_remote(address: str, secret: str | None, timeout: float,
-                 on_report: Callable[[dict], None]) -> Connection:
+                 on_report: Callable[[dict], None], on_lost: Callable[[str], None]) -> Connection:
     secret = secret or os.environ.get(SECRET_ENV)
     if not secret:
         raise ValueError(f"connecting to {address!r} needs the cluster's secret: "
@@ -72,7 +72,7 @@ def _open_remote(address: str, secret: str | None, timeout: float,
     loop = LoopThread("scatter-magics-client")
     try:
         link = loop.sync(RemoteSchedulerLink.open(full_address(address), secret, on_report,
-                                                  timeout))
+                                                  timeout, on_lost=on_lost))
     except BaseException:
         loop.stop()
         raise

@@ -78,8 +78,9 @@ class EventStream:
             except Exception:
                 logger.exception("event callback %r failed", subscription.callback)
 
-    def close(self) -> None:
-        """Say so to every subscription (a widget shows it), then forget them (on the loop)."""
-        self.publish([{"event": "closed"}])
+    def close(self, reason: str | None = None) -> None:
+        """Say so to every subscription (a widget shows it), with ``reason`` when the
+        client closed under its user, then forget them (on the loop)."""
+        self.publish([{"event": "closed", **({"reason": reason} if reason else {})}])
         self._subscriptions.clear()
         self.closed = True

@@ -2,7 +2,9 @@
 
 Both links offer the same three methods, all used on the client's loop thread:
 ``await request(msg)``, ``send(msg)`` and ``close()``. Reports from the scheduler
-(``key-update``, ``events``) go to the ``on_report(msg)`` callback.
+(``key-update``, ``events``, ``task-output``, and from an in-process scheduler ``scheduler-closing``) go
+to the ``on_report(msg)`` callback; a remote link calls ``on_lost(reason)`` when its
+scheduler goes away. :func:`releaser` sends the releases of dropped futures.
 """
 
 from __future__ import annotations
@@ -51,22 +53,46 @@ class LocalSchedulerLink:
 
 
 class RemoteSchedulerLink:
-    """A scheduler in another process, over an authenticated channel."""
+    """A scheduler in another process, over an authenticated channel.
 
-    def __init__(self, channel: Channel, client_id: str):
-        self.channel = channel
-        self.client_id = client_id
+    Its channel can close under it: the scheduler's process closed the cluster (it says
+    why first, in a ``scheduler-closing`` message), died, or the network failed. Then
+    ``on_lost(reason)`` runs once, on the loop thread; never when :meth:`close` closed it.
+    """
+
+    def __init__(self, address: str):
+        self.address = address
+        self.channel: Channel | None = None
+        self.client_id = ""
+        self.closing_reason: str | None = None  # what the scheduler said before it closed
+        self._closed_by_us = False
 
     @classmethod
     async def open(cls, address: str, secret: str, on_report: Callable[[dict], None],
-                   timeout: float) -> "RemoteSchedulerLink":
-        report = _weakly(on_report)
+                   timeout: float, on_lost: Callable[[str], None] | None = None,
+                   ) -> "RemoteSchedulerLink":
+        link, report = cls(address), _weakly(on_report)
         handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events",
                                                                  "worker-unresponsive",
                                                                  "task-output")}
-        channel = await connect(address, secret, handlers, timeout=timeout)
-        reply = await channel.request({"op": "register-client"})
-        return cls(channel, reply["client_id"])
+        handlers["scheduler-closing"] = link._on_closing
+        link.channel = await connect(address, secret, handlers, timeout=timeout)
+        if on_lost is not None:
+            lost = _weakly(on_lost)
+            link.channel.on_close.append(lambda channel: link._closed_by_us or lost(link.reason))
+        reply = await link.channel.request({"op": "register-client"})
+        link.client_id = reply["client_id"]
+        return link
+
+    def _on_closing(self, channel: Channel, msg: dict) -> None:
+        reason = msg.get("reason")
+        self.closing_reason = reason if isinstance(reason, str) and reason else None
+
+    @property
+    def reason(self) -> str:
+        """Why the channel closed, as a user should read it (``not live: <reason>``)."""
+        return self.closing_reason or (f"the connection to the scheduler at {self.address} "
+                                       f"was lost: its process died, or the network failed")
 
     @property
     def closed(self) -> bool:
@@ -79,7 +105,17 @@ class RemoteSchedulerLink:
         self.channel.send(msg)
 
     def close(self) -> None:
+        self._closed_by_us = True
         self.channel.close()
+
+
+def releaser(link) -> Callable[[list], None]:
+    """``send_release(keys)``: tell the scheduler through ``link`` that no Future of
+    ours holds ``keys`` now (nothing, once the link is closed)."""
+    def send_release(keys: list) -> None:
+        if not link.closed:
+            link.send({"op": "release-keys", "keys": keys})
+    return send_release
 
 
 def _weakly(method: Callable[[dict], None]) -> Callable[[dict], None]:

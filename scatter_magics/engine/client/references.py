@@ -19,6 +19,7 @@ import collections
 import threading
 from typing import Callable
 
+from ...errors import FutureCancelledError
 from .future import FutureState
 
 RELEASE_BATCH_DELAY = 0.005  # s; dropped futures are released together, as Dask batches them
@@ -131,17 +132,17 @@ class References:
             if state.status != "cancelled":
                 state.cancel()
 
-    def close(self) -> None:
-        """Cancel every state not done yet and stop releasing (on the loop, at close)."""
+    def close(self, reason: str | None = None) -> None:
+        """Cancel every state not done yet and stop releasing (on the loop, at close).
+
+        With ``reason`` (the scheduler went away, and the data with it) every state is
+        cancelled, finished ones too, as Dask cancels every future when it loses its
+        scheduler; the error says why."""
         self._running = False
         for state in list(self._states.values()):
-            if not state.done():
+            if reason is not None and state.status != "cancelled":
+                state.cancel(FutureCancelledError(
+                    f"key {state.key!r} was cancelled: the client lost its scheduler "
+                    f"({reason})"))
+            elif not state.done():
                 state.cancel()
-
-
-def releaser(link) -> Callable[[list], None]:
-    """``send_release(keys)``: tell the scheduler at ``link`` no Future holds ``keys`` now."""
-    def send_release(keys: list) -> None:
-        if not link.closed:
-            link.send({"op": "release-keys", "keys": keys})
-    return send_release

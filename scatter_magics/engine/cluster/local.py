@@ -98,6 +98,7 @@ class LocalCluster:
         self.shm_pool = shm.SharedMemoryPool() if shm.available() and processes else None
         self.status = "starting"
         self._lock = threading.Lock()
+        self._closing = threading.Lock()  # a second close() waits for the first to finish
         self.loop: LoopThread | None = None
         self.scheduler: Scheduler | None = None
         # Dead workers are replaced, at most restart_limit times within restart_window s.
@@ -106,7 +107,6 @@ class LocalCluster:
         self._trim_task: asyncio.Task | None = None
         self.name = name  # shown in the Jupyter sidebar (default: the kernel or program)
         self.registry_entry = None  # this cluster's file in the discovery registry
-        self.owner = None  # weakref to the Client that owns (and on request closes) us
         self.in_process_workers = None  # processes=False: an InProcessWorkers
         try:
             if self.in_process:
@@ -326,15 +326,19 @@ class LocalCluster:
 
     # ------------------------------------------------------------ closing ---
     def _close_requested(self) -> None:
-        """An authenticated peer (the Jupyter sidebar) asked us to stop: close the owning
-        client if there is one (so it, and its widgets, report closed), else the cluster.
-        Off the loop thread: closing waits on the loop."""
-        client = self.owner() if self.owner is not None else None
-        threading.Thread(target=client.close if client is not None else self.close,
-                         name="scatter-magics-close", daemon=True).start()
+        """An authenticated peer (the Jupyter sidebar) asked us to stop. The scheduler
+        tells every client why as it closes, the owning client too: it closes (and its
+        widgets say why) and waits here for the close to finish. Off the loop thread:
+        closing waits on the loop."""
+        threading.Thread(target=self.close, name="scatter-magics-close", daemon=True).start()
 
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop every worker and the scheduler; safe to call twice."""
+        """Stop every worker and the scheduler; safe to call twice, and from two threads
+        (the second returns once the first has finished)."""
+        with self._closing:
+            self._close(timeout)
+
+    def _close(self, timeout: float) -> None:
         if self.status == "closed":
             return
         self.status = "closed"

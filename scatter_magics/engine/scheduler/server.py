@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from typing import Callable
@@ -29,6 +30,7 @@ from .worker_book import UNRESPONSIVE_AFTER
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_CHECK_INTERVAL = 0.5  # s between checks for silent workers
+MAX_REASON = 200  # characters of a close-cluster's reason kept: it is shown in widgets
 
 
 class LocalClientLink:
@@ -72,6 +74,9 @@ class Scheduler:
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
         self.closing = False
+        # What clients are told when this scheduler closes (a close-cluster says its own).
+        self.closing_reason = (f"the cluster was closed by the process that owns it, "
+                               f"pid {os.getpid()}")
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
@@ -145,6 +150,9 @@ class Scheduler:
 
     def close(self) -> None:
         self.closing = True
+        # Said before the connections close: a client's widgets show why ("not live: ...").
+        for link in list(self.clients.values()):
+            _send(link, {"op": "scheduler-closing", "reason": self.closing_reason})
         if self._heartbeat_watch is not None:
             self._heartbeat_watch.cancel()
         self.broadcast_to_workers({"op": "close"})
@@ -358,9 +366,15 @@ class Scheduler:
     def _close_cluster(self, client_id, msg) -> dict:
         """Ask the process that owns this scheduler to stop it (its client, workers, all).
 
-        Only a peer that passed the handshake gets here, i.e. one that knows the secret."""
+        Only a peer that passed the handshake gets here, i.e. one that knows the secret.
+        Its ``reason`` (the Jupyter sidebar's: "stopped from the Jupyter sidebar") is what
+        the other clients are told."""
         if not self.on_close_requested:
             return {"closing": False}
+        reason = msg.get("reason")
+        self.closing_reason = (reason.strip()[:MAX_REASON]
+                               if isinstance(reason, str) and reason.strip() else
+                               "the cluster was stopped at the request of another process")
         for callback in self.on_close_requested:
             callback()
         return {"closing": True}

@@ -40,6 +40,8 @@ class LoopThread:
     def __init__(self, name: str = "scatter-magics-loop"):
         started = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Results other threads wait for (sync, submit): failed if the loop stops first.
+        self._waiting: set[concurrent.futures.Future] = set()
         self._thread = threading.Thread(target=self._main, args=(started,), name=name, daemon=True)
         self._thread.start()
         started.wait()
@@ -58,6 +60,17 @@ class LoopThread:
         finally:
             self._cancel_leftovers()
             self.loop.close()
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        """Fail what other threads still wait for: handed over as the loop stopped (its
+        owner closed under it), it would never run, and a sync() without a timeout would
+        wait forever. Anything handed over from now on finds the loop closed."""
+        for result in list(self._waiting):
+            try:
+                result.set_exception(RuntimeError("the event loop stopped before this ran"))
+            except concurrent.futures.InvalidStateError:  # it finished after all
+                pass
 
     def _cancel_leftovers(self) -> None:
         tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
@@ -101,7 +114,12 @@ class LoopThread:
         return self.sync(_call(callback, args), timeout)
 
     def submit(self, coro: Awaitable) -> concurrent.futures.Future:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        result = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._waiting.add(result)
+        result.add_done_callback(self._waiting.discard)
+        if self.loop.is_closed():  # closed meanwhile: _fail_waiting may have missed it
+            self._fail_waiting()
+        return result
 
     def sync(self, coro: Awaitable, timeout: float | None = None):
         """Run ``coro`` on the loop and wait for its result from another thread.
@@ -125,8 +143,9 @@ class LoopThread:
             for task in started:
                 task.cancel()
 
-        self.loop.call_soon_threadsafe(start)  # one wake of the loop for all of it
+        self._waiting.add(result)  # before the hand-over: see _fail_waiting
         try:
+            self.loop.call_soon_threadsafe(start)  # one wake of the loop for all of it
             return result.result(timeout)
         except concurrent.futures.TimeoutError:  # the same class as TimeoutError since 3.11
             if result.done():
@@ -136,6 +155,8 @@ class LoopThread:
         except KeyboardInterrupt:
             self.call_soon(cancel)
             raise
+        finally:
+            self._waiting.discard(result)
 
     def _poll_until(self, future: concurrent.futures.Future, deadline: float) -> None:
         # Re-queued callbacks make each loop iteration poll with a zero timeout.

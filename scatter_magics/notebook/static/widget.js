@@ -23,7 +23,7 @@ function liveBadge(model) {
           title:
             'the client closed or the cluster stopped: this is the last state seen'
         },
-        'not live: client closed'
+        `not live: ${model.get('not_live_reason') || 'client closed'}`
       );
 }
 
@@ -254,6 +254,7 @@ function renderFutures(model, el) {
     ['change:summary', drawSummary],
     ['change:status_filter', drawSummary],
     ['change:live', drawSummary],
+    ['change:not_live_reason', drawSummary],
     ['change:rows', drawRows],
     ['change:worker_names', drawRows],
     ['change:page', drawPager],
@@ -424,7 +425,8 @@ function renderCluster(model, el) {
   return listen(model, [
     ['change:workers', draw],
     ['change:totals', draw],
-    ['change:live', draw]
+    ['change:live', draw],
+    ['change:not_live_reason', draw]
   ]);
 }
 
