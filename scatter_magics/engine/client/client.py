@@ -140,7 +140,7 @@ class Client:
         try:
             self._release_parts(reason)  # every future cancelled: its data went with it
         finally:
-            self.ending.begin(self._shutdown_owned, self.done_callbacks.close)
+            self.ending.begin(self._connection.end_owned, self.done_callbacks.close)
 
     def __await__(self):
         async def start():
