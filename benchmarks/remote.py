@@ -14,6 +14,14 @@ def inc(x):
     return x + 1
 
 
+def pid_after(seconds, *inputs):
+    """Sleep ``seconds`` (the task's work) and say which process ran it."""
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def touch(array):
     """Read one byte of every 4 KiB page of ``array`` and return ``(pid, checksum)``.
 

@@ -13,6 +13,7 @@ Heavy imports happen inside ``start`` so that ``benchmarks.coldstart`` counts th
 >>> system.close()
 """
 
+import collections
 import itertools
 import logging
 import os
@@ -108,6 +109,34 @@ class DaskAPISystem:
     def tokenize(self, obj):
         raise NotApplicable("no content hashing function")
 
+    def spread(self, n_tasks, seconds, n_workers, threads):
+        """Issue 19's placement case, on a cluster of its own: a small input on worker 0,
+        ``scale(n_workers)`` (``threads`` each), then ``n_tasks`` tasks of ``seconds`` that
+        each read it. Returns ``(seconds to gather them all, tasks per worker)``."""
+        client = self.make_spread_client(threads)
+        try:
+            [first] = self._wait_for_workers_of(client, 1)
+            [data] = client.scatter([list(range(10))], workers=[first])
+            client.cluster.scale(n_workers)
+            self._wait_for_workers_of(client, n_workers)
+            t0 = time.perf_counter()
+            pids = client.gather([client.submit(remote.pid_after, seconds, data, i)
+                                  for i in range(n_tasks)])
+            elapsed = time.perf_counter() - t0
+        finally:
+            client.close()
+        return elapsed, sorted(collections.Counter(pids).values(), reverse=True)
+
+    def make_spread_client(self, threads):
+        raise NotApplicable("no cluster to scale")
+
+    def _wait_for_workers_of(self, client, n_workers, timeout=60.0):
+        saved, self.client = self.client, client
+        try:
+            return self._wait_for_workers(n_workers, timeout)
+        finally:
+            self.client = saved
+
     def drop_reusable(self):
         """Give back memory kept for reuse (nothing to give back here)."""
 
@@ -127,6 +156,11 @@ class OursSystem(DaskAPISystem):
         from scatter_magics import Client
 
         return Client(n_workers=n_workers, threads_per_worker=1)
+
+    def make_spread_client(self, threads):
+        from scatter_magics import Client
+
+        return Client(n_workers=1, threads_per_worker=threads)
 
     def drop_reusable(self):
         """Unlink the free segments of the shared-memory pool (what it would reuse)."""
@@ -178,6 +212,12 @@ class DaskSystem(DaskAPISystem):
 
         # No dashboard: neither system under test serves one, so neither pays for it.
         return Client(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None)
+
+    def make_spread_client(self, threads):
+        from distributed import Client
+
+        return Client(n_workers=1, threads_per_worker=threads, processes=True,
                       dashboard_address=None)
 
     def tokenize(self, obj):

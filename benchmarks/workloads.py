@@ -44,7 +44,9 @@ QUICK = Config(rounds=1, inner=2, cold_starts=1, roundtrip_iters=50, array_mb=(8
 
 #: Workload names, in table order; ``cold_start`` runs in its own process (coldstart.py).
 NAMES = ("cold_start", "roundtrip", "array", "fresh", "frame", "split", "broadcast", "list",
-         "tasks", "tokenize")
+         "tasks", "spread", "tokenize")
+# Issue 19's placement case: (tasks, seconds each, workers after scale(), threads each).
+SPREAD = (40, 0.5, 5, 4)
 
 
 def rows(cfg, names=NAMES):
@@ -74,9 +76,18 @@ def rows(cfg, names=NAMES):
             out.append(f"scatter + gather of a {cfg.list_len:,}-element list")
         elif name == "tasks":
             out.append(f"{cfg.n_tasks:,} trivial tasks submitted and gathered")
+        elif name == "spread":
+            out.append(spread_row())
         elif name == "tokenize":
             out.append(f"content hash of {cfg.hash_mb} MB (tokenize)")
     return out
+
+
+def spread_row():
+    n_tasks, seconds, n_workers, threads = SPREAD
+    ideal = n_tasks * seconds / (n_workers * threads)
+    return (f"{n_tasks} tasks of {seconds:g} s on one worker's small input, "
+            f"{n_workers} workers × {threads} threads (ideal {ideal:g} s)")
 
 
 def fresh_row(mb):
@@ -99,12 +110,14 @@ def broadcast_row(mb, n_workers):
 
 def sessions(cfg, names):
     """``[(n_workers, workload names)]``: the cluster sessions a system runs per round."""
-    on_two = [n for n in names if n not in ("cold_start",)]
+    on_two = [n for n in names if n not in ("cold_start", "spread")]
     if 2 not in cfg.broadcast_workers and "broadcast" in on_two:
         on_two.remove("broadcast")
     plan = [(2, on_two)] if on_two else []
     if "broadcast" in names:
         plan += [(n, ["broadcast"]) for n in cfg.broadcast_workers if n != 2]
+    if "spread" in names:  # it makes (and scales) a cluster of its own
+        plan.append((1, ["spread"]))
     return plan
 
 
@@ -389,6 +402,21 @@ def tasks(s):
         s.system.settle()
 
 
+def spread(s):
+    """Issue 19's placement case: where tasks reading one worker's small input run."""
+    s.row = spread_row()
+    run = getattr(s.system, "spread", None)
+    if run is None:
+        return s.not_applicable(s.row, "no cluster to scale")
+    for _ in range(s.cfg.inner):
+        try:
+            seconds, per_worker = run(*SPREAD)
+        except NotApplicable as exc:
+            return s.not_applicable(s.row, str(exc))
+        s.sample(s.row, seconds)
+        s.emit({"note": f"tasks per worker in the {s.row[:8]}… row: {per_worker}"})
+
+
 def tokenize(s):
     s.row = rows(s.cfg, ["tokenize"])[0]
     for _ in range(s.cfg.inner):
@@ -403,4 +431,4 @@ def tokenize(s):
 
 WORKLOADS = {"roundtrip": roundtrip, "array": array, "fresh": fresh, "frame": frame,
              "split": split, "broadcast": broadcast, "list": lists,
-             "tasks": tasks, "tokenize": tokenize}
+             "tasks": tasks, "spread": spread, "tokenize": tokenize}

@@ -278,3 +278,7 @@ class SharedMemoryWarning(UserWarning):
 class VersionMismatchWarning(UserWarning):
     """The client, the scheduler and the workers run different versions of a package
     that does not decide how values travel (``Client.get_versions(check=True)``)."""
+
+
+class DistributedOnlyGraphError(ScatterMagicsError, NotImplementedError):
+    """A dask graph needs machinery only Dask's own workers have (the P2P shuffle)."""

@@ -69,6 +69,11 @@ _SCALAR_BYTES = b"tuple1[%s%s]"
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, type(Ellipsis), slice, range})
 
 
+def task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
+    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
+    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"
+
+
 def named_tokens(values) -> list[str]:
     """``"<type name>-<tokenize(value)>"`` for each value: the keys of a scattered list.
 

@@ -310,34 +310,34 @@ def test_the_worker_book_says_who_woke_up_and_the_state_tops_them_up(state):
 
 # ---------------------------------------------------------------- task options (issue 19) ---
 
-def computes(outgoing) -> list:
+def sent_computes(outgoing) -> list:
     return [(dest[1], msg["key"]) for dest, msg in outgoing if msg["op"] == "compute"]
 
 
 def test_a_task_with_retries_left_runs_again_then_fails(state):
-    [(address, _)] = computes(state.submit("c", "t", b"task", set(), None, {"retries": 1}))
+    [(address, _)] = sent_computes(state.submit("c", "t", b"task", set(), None, {"retries": 1}))
     again = state.task_erred(address, "t", ValueError("once"), "tb")
-    [(address, key)] = computes(again)  # sent again, nobody told of the error
+    [(address, key)] = sent_computes(again)  # sent again, nobody told of the error
     assert key == "t" and not [m for _, m in again if m["op"] == "key-update"]
     failed = state.task_erred(address, "t", ValueError("twice"), "tb")
     assert [m["status"] for _, m in failed if m["op"] == "key-update"] == ["error"]
 
 
 def test_retry_runs_a_failed_task_and_its_failed_input_again(state):
-    [(a1, _)] = computes(state.submit("c", "in", b"task", set(), None))
+    [(a1, _)] = sent_computes(state.submit("c", "in", b"task", set(), None))
     state.submit("c", "out", b"task", {"in"}, None)
     state.task_erred(a1, "in", ValueError("bad"), "tb")
     assert state.keys["out"].state == "error"
     out = state.retry(["out"])
-    assert computes(out)[0][1] == "in"  # its input first; "out" waits for it
+    assert sent_computes(out)[0][1] == "in"  # its input first; "out" waits for it
     assert state.keys["out"].state == "waiting" and state.keys["out"].waiting_on == {"in"}
     assert [m["status"] for _, m in out if m["op"] == "key-update"] == ["pending", "pending"]
 
 
 def test_a_task_needing_resources_waits_for_a_worker_that_declared_them(state):
-    assert computes(state.submit("c", "t", b"task", set(), None, {"resources": {"GPU": 1}})) == []
+    assert sent_computes(state.submit("c", "t", b"task", set(), None, {"resources": {"GPU": 1}})) == []
     out = state.add_worker("tcp://127.0.0.1:1003", "gpu", 1, 100, resources={"GPU": 2})
-    [(address, _)] = computes(out)
+    [(address, _)] = sent_computes(out)
     assert address == "tcp://127.0.0.1:1003"
     compute = next(m for _, m in out if m["op"] == "compute")
     assert compute["resources"] == {"GPU": 1}
@@ -346,10 +346,10 @@ def test_a_task_needing_resources_waits_for_a_worker_that_declared_them(state):
 def test_loose_restrictions_to_a_worker_that_is_gone_run_anywhere(state):
     with pytest.raises(UnknownWorkerError):
         state.submit("c", "strict", b"task", set(), ["tcp://127.0.0.1:9"])
-    [(address, _)] = computes(state.submit("c", "loose", b"task", set(), ["tcp://127.0.0.1:9"],
+    [(address, _)] = sent_computes(state.submit("c", "loose", b"task", set(), ["tcp://127.0.0.1:9"],
                                            {"loose": True}))
     assert address in (A, B)
-    [(address, _)] = computes(state.submit("c", "kept", b"task", set(), [A], {"loose": True}))
+    [(address, _)] = sent_computes(state.submit("c", "kept", b"task", set(), [A], {"loose": True}))
     assert address == A  # a restriction that can be kept is kept
 
 
@@ -359,7 +359,7 @@ def test_waiting_tasks_go_out_by_priority_when_a_worker_comes(state):
     for key, priority in [("low", 0), ("high", 5), ("mid", 1)]:
         state.submit("c", key, b"task", set(), None, {"priority": priority})
     out = state.add_worker(A, "worker-0", 1, 100)
-    assert [key for _, key in computes(out)] == ["high", "mid", "low"]
+    assert [key for _, key in sent_computes(out)] == ["high", "mid", "low"]
     assert [m["priority"][0] for _, m in out if m["op"] == "compute"] == [-5, -1, 0]
 
 
@@ -373,7 +373,7 @@ def test_submits_apart_by_more_than_fifo_timeout_are_later_batches(state):
 
 
 def test_fire_and_forget_keeps_a_task_until_it_ran(state):
-    [(address, _)] = computes(state.submit("c", "t", b"task", set(), None))
+    [(address, _)] = sent_computes(state.submit("c", "t", b"task", set(), None))
     state.fire_and_forget(["t"])
     assert state.release("c", ["t"]) == [] and "t" in state.keys  # still wanted
     state.task_finished(address, "t", 8, "int")
@@ -381,12 +381,13 @@ def test_fire_and_forget_keeps_a_task_until_it_ran(state):
 
 
 def test_a_seceded_task_holds_no_thread(state):
-    [(address, _)] = computes(state.submit("c", "t", b"task", set(), [A]))
-    assert state.workers[A].occupancy() == 1
-    state.task_seceded(A, "t")
-    assert state.workers[A].occupancy() == 0
+    [(address, _)] = sent_computes(state.submit("c", "t", b"task", set(), [A]))
+    ws = state.workers[A]
+    assert ws.threads_in_use() == 1 and ws.stack_time() > 0
+    state.task_seceded(A, "t")  # its thread is free: no queue there for placement, stealing
+    assert ws.threads_in_use() == 0 and ws.stack_time() == 0
     state.task_finished(A, "t", 8, "int")
-    assert state.workers[A].long_running == set()
+    assert ws.long_running == set() and ws.processing == {} and ws.busy == 0
 
 
 def test_cancel_everything_cancels_every_key_for_every_client(state):
@@ -429,3 +430,159 @@ def test_the_overview_counts_a_split_value_once_by_name(state):
     state.add_data("c", {**pieces, "x-" + "f" * 32: [A]}, dict.fromkeys([*pieces, "x-" + "f" * 32], 8),
                    {})
     assert state.overview()["keys"]["count"] == 5 and state.overview()["keys"]["names"] == 2
+
+
+# ------------------------------------------------------ placement and stealing ---
+
+def five_workers() -> tuple[SchedulerState, list[str]]:
+    s = SchedulerState()
+    addresses = [f"tcp://127.0.0.1:{2000 + i}" for i in range(5)]
+    for i, address in enumerate(addresses):
+        s.add_worker(address, f"worker-{i}", nthreads=4, memory_limit=0)
+    return s, addresses
+
+
+def computes(outgoing) -> dict:
+    """``{key: worker address}`` of the compute messages in ``outgoing``."""
+    return {msg["key"]: dest[1] for dest, msg in outgoing if msg["op"] == "compute"}
+
+
+def test_tasks_reading_a_small_input_spread_over_every_idle_worker():
+    # Issue 19's case: 40 tasks, each reading one small input held by worker 0, on
+    # 5 workers x 4 threads: a copy of a few bytes beats a queue on worker 0.
+    s, addresses = five_workers()
+    s.add_data("c", {"x": [addresses[0]]}, {"x": 28}, {"x": "int"})
+    placed = {}
+    for i in range(40):
+        placed.update(computes(s.submit("c", f"slow-{i}", b"t", {"x"}, None)))
+    assert sorted(list(placed.values()).count(a) for a in addresses) == [8] * 5
+
+
+def test_tasks_stay_with_a_large_input_while_its_queue_is_shorter_than_the_copy():
+    s, addresses = five_workers()
+    s.add_data("c", {"big": [addresses[0]]}, {"big": 2 * 10**9}, {"big": "ndarray"})
+    placed = {}
+    for i in range(12):  # 12 tasks of ~0.5 s on 4 threads: 1.5 s queued; the copy ~8 s
+        placed.update(computes(s.submit("c", f"use-{i}", b"t", {"big"}, None)))
+    assert set(placed.values()) == {addresses[0]}
+
+
+def test_tasks_stay_with_a_large_input_in_shared_memory_placed_and_when_others_idle():
+    s, addresses = five_workers()
+    s.add_data("c", {"big": [addresses[0]]}, {"big": 2 * 10**9}, {"big": "ndarray"},
+               shared=["big"])
+    placed = {}
+    for i in range(20):
+        placed.update(computes(s.submit("c", f"use-{i}", b"t", {"big"}, None)))
+    assert set(placed.values()) == {addresses[0]}  # where who_has says the data is
+    assert s.balance() == []  # idle workers do not take them: large inputs stay put
+    s.add_data("c", {"big": [addresses[1]]}, {"big": 2 * 10**9}, {"big": "ndarray"},
+               shared=["big"])  # a second holder may take some
+    thieves = {m["key"] for _, m in s.balance() if m["op"] == "steal"}
+    assert thieves and all(s.stealing.in_flight[k].thief == addresses[1] for k in thieves)
+
+
+def test_a_burst_of_tasks_over_inputs_split_across_workers_runs_each_where_its_input_is():
+    # notebooks/broadcast-model.ipynb: 8 batches of 4 MB, 4 on each of 2 workers, scored
+    # by 8 short tasks submitted at once (their durations not known yet).
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    holders = [A] * 4 + [B] * 4
+    batches = [f"batch-{i}" for i in range(8)]
+    s.add_data("c", {b: [h] for b, h in zip(batches, holders)},
+               dict.fromkeys(batches, 4_096_122), {}, shared=batches)
+    placed = {}
+    for i in range(8):
+        placed.update(computes(s.submit("c", f"score-{i}", b"t", {f"batch-{i}"}, None)))
+    assert [placed[f"score-{i}"] for i in range(8)] == holders
+
+
+def test_a_worker_without_room_for_the_inputs_is_passed_over():
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=1000)
+    s.add_data("c", {"x": [A]}, {"x": 5000}, {"x": "bytes"})
+    placed = {}
+    for i in range(3):  # worker-0 gets busier and busier, but worker-1 cannot hold x
+        placed.update(computes(s.submit("c", f"use-{i}", b"t", {"x"}, None)))
+    assert set(placed.values()) == {A}
+
+
+def queued_on_one_worker(n: int, restrictions=None) -> SchedulerState:
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    for i in range(n):
+        assert computes(s.submit("c", f"slow-{i}", b"t", set(), restrictions)) == {f"slow-{i}": A}
+    return s
+
+
+def test_a_worker_that_joins_steals_queued_tasks_and_runs_them_once_given_up():
+    s = queued_on_one_worker(4)
+    out = s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    steals = [msg["key"] for dest, msg in out if msg["op"] == "steal" and dest == ("worker", A)]
+    assert steals == ["slow-3", "slow-2"]  # the last sent: they would start last on A
+    assert computes(s.steal_response(A, "slow-3", withdrawn=True, fetched={})) == {"slow-3": B}
+    assert s.keys["slow-3"].processing_on == B
+    assert list(s.workers[A].processing) == ["slow-0", "slow-1", "slow-2"]
+    assert list(s.workers[B].processing) == ["slow-3"]
+    # A kept slow-2 (a thread had it): it stays, and another is asked for instead.
+    out = s.steal_response(A, "slow-2", withdrawn=False, fetched={})
+    assert [(dest, m["op"], m["key"]) for dest, m in out] == [(("worker", A), "steal", "slow-1")]
+    assert s.keys["slow-2"].processing_on == A
+    assert computes(s.steal_response(A, "slow-1", withdrawn=True, fetched={})) == {"slow-1": B}
+    assert s.stealing.in_flight == {}
+    assert s.balance() == []  # slow-2 is not asked for again; slow-0 would start no sooner
+    # The result comes from whichever worker ran it, as usual.
+    [(dest, msg)] = s.task_finished(B, "slow-3", 28, "int", duration=0.5)
+    assert (dest, msg["status"]) == (("client", "c"), "finished")
+
+
+def test_stealing_never_moves_a_task_off_its_workers_restriction():
+    s = queued_on_one_worker(4, restrictions=[A])
+    out = s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    assert [m for _, m in out if m["op"] == "steal"] == []
+    assert s.balance() == []
+
+
+def test_tasks_known_to_be_quick_are_not_worth_a_steal():
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.durations.record("inc-0", 1e-5)  # learned: inc takes 10 µs
+    for i in range(50):
+        s.submit("c", f"inc-{i}", b"t", set(), None)
+    out = s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    assert [m for _, m in out if m["op"] == "steal"] == []
+
+
+def test_given_up_inputs_are_replicas_and_a_gone_thief_means_placing_again():
+    s = queued_on_one_worker(3)
+    s.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"})
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)  # steals slow-2
+    s.remove_worker(B, "was killed by SIGKILL")
+    s.add_worker("tcp://127.0.0.1:1003", "worker-2", nthreads=1, memory_limit=0)
+    moved = computes(s.steal_response(A, "slow-2", withdrawn=True, fetched={"x": 8}))
+    assert moved == {"slow-2": "tcp://127.0.0.1:1003"}
+    assert s.who_has(["x"]) == {"x": [A]}  # x was A's already; a fetched copy counts too
+
+
+def test_a_steal_from_a_worker_that_died_is_dropped_and_its_tasks_rerun_once():
+    s = queued_on_one_worker(3)
+    s.add_worker(B, "worker-1", nthreads=1, memory_limit=0)
+    assert "slow-2" in s.stealing.in_flight
+    out = s.remove_worker(A, "was killed by SIGKILL")
+    assert sorted(computes(out)) == ["slow-0", "slow-1", "slow-2"]
+    assert set(computes(out).values()) == {B}
+    assert s.stealing.in_flight == {}
+    assert s.steal_response(A, "slow-2", withdrawn=True, fetched={}) == []  # a late answer
+
+
+def test_durations_reported_by_workers_weigh_the_queues():
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.submit("c", "slow-0", b"t", set(), None)
+    s.task_finished(A, "slow-0", 28, "int", duration=3.0)
+    s.submit("c", "slow-1", b"t", set(), None)
+    assert s.workers[A].busy == 3.0
+    s.task_finished(A, "slow-1", 28, "int", duration=1.0)
+    assert s.durations.expected("slow-9") == 2.0 and s.workers[A].busy == 0.0

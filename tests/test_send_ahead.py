@@ -78,6 +78,33 @@ def test_a_submit_does_not_overtake_its_input_still_on_the_way(make_client, monk
     assert total.result(timeout=30) == len("on its way")
 
 
+def test_a_release_of_an_input_does_not_overtake_the_submit_reading_it(make_client,
+                                                                       monkeypatch):
+    # `client.submit(sum, client.scatter([1, 2]))`: the scattered futures are dropped as
+    # soon as submit returns, while the submit itself may still wait on the loop.
+    client = make_client(n_workers=1)
+    gate, flushed = threading.Event(), threading.Event()
+    request, flush = client._ahead.link.request, client.refs.flush
+
+    async def submit_held_at_the_gate(msg):
+        if msg["op"] == "submit":
+            await asyncio.to_thread(gate.wait, 10)
+        return await request(msg)
+
+    def flush_and_tell():
+        flush()
+        flushed.set()
+
+    monkeypatch.setattr(client._ahead.link, "request", submit_held_at_the_gate)
+    monkeypatch.setattr(client.refs, "flush", flush_and_tell)
+    total = client.submit(sum, client.scatter([1, 2], hash=False))
+    try:
+        assert flushed.wait(10)  # the release came due while the submit was held
+    finally:
+        gate.set()
+    assert total.result(timeout=30) == 3
+
+
 def test_scattering_the_same_small_value_twice_keeps_one_key(client):
     first = client.scatter("same content")
     second = client.scatter("same content")

@@ -15,6 +15,7 @@
 | ``submit`` | what ``submit`` and ``map`` send: one record per task |
 | ``task_options`` | the keywords ``submit`` keeps (``priority``, ``retries``, ``resources``, ...), checked |
 | ``housekeeping`` | ``Housekeeping``: ``run``, ``run_on_scheduler``, ``upload_file``, versions, restart |
+| ``cluster_methods`` | ``wait_for_workers``, ``run``, ``restart``, ``upload_file``, ...: the Client's, bound |
 | ``executor`` | ``ClientExecutor``: ``get_executor()``, a ``concurrent.futures.Executor`` |
 | ``coordination`` | ``Variable`` and ``Queue``, and what they share with the locks (``Shared``) |
 | ``locks`` | ``Lock``, ``Semaphore`` and ``Event`` |
@@ -24,6 +25,8 @@
 | ``scatter_input`` | what ``scatter`` accepts, as keys and values, and the shape it returns |
 | ``scatter_copy`` | a scatter's values as payload: pickled, large buffers in shared memory once |
 | ``gc_pause`` | the garbage collector held back while one call builds 1,000+ futures |
+| ``graphs`` | dask graphs as tasks: what ``get``, ``compute`` and ``persist`` send |
+| ``dask_default`` | a running ``Client`` as dask's default scheduler (dask imported lazily) |
 
 ``Client`` holds the others and calls them; none of them holds the ``Client`` (the
 scheduler and the loop thread outlive a client the user dropped), and no module but

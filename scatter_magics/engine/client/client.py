@@ -19,16 +19,16 @@ from typing import Callable
 from ... import task_output
 from ...current_client import register_client
 from ...progress_callback import Progress, no_progress
-from ...structure import find_futures, futures_of, substitute
+from ...structure import find_futures, substitute
 from ..cluster.local import LocalCluster
 from ..shm.mapper import SegmentMapper
 from ..wire.loop import ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import IN_PROCESS, PICKLED
+from . import cluster_methods, dask_default, graphs
 from .callbacks import DoneCallbacks
 from .ending import Ending, run_on
 from .events import EventStream, Subscription
-from .executor import ClientExecutor
 from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
@@ -40,7 +40,7 @@ from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 from .submit import key_finder, map_keys, task_records
-from .task_options import parse_timedelta, task_options
+from .task_options import task_options
 from .waiting import NO_DEFAULT, within
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT", "SECRET_ENV"]
@@ -96,6 +96,7 @@ class Client:
         self._assemble()
         self.status = "running"
         register_client(self)
+        dask_default.client_started(self)
 
     def _assemble(self) -> None:
         """Make the parts that use the link, each given only what it uses (no ``self``:
@@ -295,6 +296,10 @@ class Client:
         """Run the failed tasks among ``futures`` (and the failed inputs they read) again."""
         return self._ask({"op": "retry", "keys": keys_of(futures)}, asynchronous)
 
+    # ------------------------------------------------------------ dask graphs ---
+    # Dask's Client.get, compute and persist: functions of graphs.py, given this client.
+    get, compute, persist = graphs.client_get, graphs.client_compute, graphs.client_persist
+
     # ------------------------------------------------------------ placement ---
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
@@ -337,49 +342,12 @@ class Client:
         return self._ask({"op": "processing", "workers": plain_workers(workers)}, asynchronous)
 
     # ------------------------------------------------------------ the cluster ---
-    def wait_for_workers(self, n_workers: int, timeout=None, asynchronous: bool | None = None):
-        """Block until ``n_workers`` workers are connected; ``TimeoutError`` after ``timeout``."""
-        timeout = None if timeout is None else parse_timedelta(timeout)
-        return self._call(self._house.wait_for_workers, n_workers, timeout,
-                          asynchronous=asynchronous)
-
-    def run(self, function, *args, workers=None, wait: bool = True, nanny: bool = False,
-            on_error: str = "raise", asynchronous: bool | None = None, **kwargs) -> dict:
-        """``{address: function(*args, **kwargs)}`` on every worker (or ``workers``), on
-        its event loop; ``dask_worker=`` gives it the worker. ``on_error``: ``"raise"``,
-        ``"return"`` (the exception as the value) or ``"ignore"`` (left out)."""
-        return self._call(self._house.run, function, args, kwargs, plain_workers(workers),
-                          wait, on_error, nanny, asynchronous=asynchronous)
-
-    def run_on_scheduler(self, function, *args, asynchronous: bool | None = None, **kwargs):
-        """``function(*args, **kwargs)`` on the scheduler (``dask_scheduler=``: itself)."""
-        return self._call(self._house.run_on_scheduler, function, args, kwargs,
-                          asynchronous=asynchronous)
-
-    def restart(self, timeout=NO_DEFAULT, wait_for_workers: bool = True,
-                asynchronous: bool | None = None):
-        """Fresh workers in place of all; every key forgotten, every future cancelled (Dask's)."""
-        seconds = 4 * self.timeout if timeout is NO_DEFAULT else parse_timedelta(timeout)
-        return self._call(self._house.restart, seconds, wait_for_workers,
-                          self.refs.cancel_all, asynchronous=asynchronous)
-
-    def upload_file(self, filename: str, load: bool = True, asynchronous: bool | None = None):
-        """A ``.py``/``.zip``/``.egg`` to every worker, present and future (``load``: imported)."""
-        return self._call(self._house.upload_file, filename, load, asynchronous=asynchronous)
-
-    def get_versions(self, check: bool = False, packages=None,
-                     asynchronous: bool | None = None) -> dict:
-        """Versions of Python and packages on the scheduler, the workers and here;
-        ``check`` raises ``ValueError`` where those that matter differ."""
-        return self._call(self._house.versions, check, packages, asynchronous=asynchronous)
-
-    def get_executor(self, **kwargs) -> ClientExecutor:
-        """This cluster as a ``concurrent.futures.Executor``; ``kwargs`` go to ``submit``."""
-        return ClientExecutor(self, **kwargs)
-
-    def futures_of(self, futures) -> list:
-        """The Futures of this client in ``futures`` (nested containers too)."""
-        return [f for f in futures_of(futures) if getattr(f, "client", None) is self]
+    # Dask's house-keeping methods: functions of cluster_methods.py, given this client.
+    wait_for_workers, run, run_on_scheduler = (
+        cluster_methods.wait_for_workers, cluster_methods.run, cluster_methods.run_on_scheduler)
+    restart, upload_file, get_versions = (
+        cluster_methods.restart, cluster_methods.upload_file, cluster_methods.get_versions)
+    get_executor, futures_of = cluster_methods.get_executor, cluster_methods.futures_of
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
@@ -405,6 +373,7 @@ class Client:
         if self.status == "closed":
             self.ending.wait()  # closed under us (the scheduler went away): let that end
             return
+        dask_default.client_closed(self)
         if self.status == "running" and self.loop.running:
             try:
                 self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)

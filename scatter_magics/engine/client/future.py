@@ -246,6 +246,10 @@ class Future:
         raise TypeError("a Future cannot be pickled on its own; pass it to client.submit() "
                         "so the worker receives the value it refers to")
 
+    def __dask_tokenize__(self):
+        # dask names a delayed call on a Future by this (distributed's Future does the same)
+        return ("Future", self.key)
+
     def __repr__(self) -> str:
         type_part = f", type: {self.type}" if self.type else ""
         return f"<Future: {self.status}{type_part}, key: {self.key}>"

@@ -52,7 +52,6 @@ def keyed_items(data, hash: bool):
     return {key: data}, lambda fs: fs[key]
 
 
-
 def n_values(data) -> int:
     """How many values (so futures) a scatter of ``data`` makes."""
     return len(data) if type(data) in (list, tuple, set, frozenset, dict, range) else 1

@@ -13,10 +13,9 @@ scheduler resolves names); and the options of ``task_options.py`` (None for defa
 
 from __future__ import annotations
 
-import uuid
 from typing import Callable
 
-from ...tokenize import tokenize
+from ...tokenize import task_key
 from ..wire.serialize import serialize_task as pickled_task
 from .future import Future
 
@@ -31,11 +30,6 @@ def key_finder(client) -> Callable:
             return obj.key
         return None
     return key_of
-
-
-def task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
-    """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
-    return f"{prefix}-{tokenize(func, args, kwargs) if pure else uuid.uuid4().hex}"
 
 
 def func_name(func) -> str:

@@ -15,6 +15,9 @@ methods they are handed.
 | ``broadcasts`` | ``StandingBroadcasts``: keys kept on every allowed worker, topped up |
 | ``tasks`` | ``TaskMachine``: submit, schedule, finish or fail, release, cancel, forget |
 | ``recovery`` | ``Recovery``: recompute, retries after a death, inherited restrictions |
+| ``durations`` | ``TaskDurations``: how long tasks of each prefix take, learned as they finish |
+| ``placement`` | ``Placement``: the worker where a ready task starts soonest; occupancy |
+| ``stealing`` | ``WorkStealing``: queued tasks moved to workers that would start them sooner |
 | ``reports`` | ``scheduler_info()``, the overview, a page of keys, a subscriber's snapshot |
 | ``balance`` | which data to move where: ``rebalance()``, workers retired by ``scale(n)`` |
 | ``state`` | ``SchedulerState``: the one door to the parts above |

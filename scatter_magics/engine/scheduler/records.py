@@ -26,7 +26,10 @@ class WorkerInfo:
     pid: int = 0
     replaces: str | None = None  # the dead worker this one was started in place of
     keys: set = field(default_factory=set)
-    processing: set = field(default_factory=set)
+    # Tasks sent to it, in the order they were sent, each with the seconds of work it was
+    # expected to take then (``busy`` is their sum: the worker's occupancy, Dask's word).
+    processing: dict = field(default_factory=dict)
+    busy: float = 0.0
     acquiring: set = field(default_factory=set)  # standing-broadcast keys being fetched
     nbytes: int = 0
     memory: int = 0  # resident memory of the process, as last reported
@@ -37,9 +40,32 @@ class WorkerInfo:
     resources: dict = field(default_factory=dict)  # what it offers tasks: {"GPU": 2}
     long_running: set = field(default_factory=set)  # processing keys that seceded (no thread)
 
-    def occupancy(self) -> float:
-        """Tasks per thread; a task that seceded holds no thread."""
-        return (len(self.processing) - len(self.long_running)) / self.nthreads
+    def stack_time(self) -> float:
+        """Seconds until a thread is free for one more task, as far as the scheduler knows."""
+        return self.busy / self.nthreads
+
+    def threads_in_use(self) -> int:
+        """Tasks sent here that hold a thread (or wait for one); a seceded task holds none."""
+        return len(self.processing) - len(self.long_running)
+
+    def assign(self, key, seconds: float) -> None:
+        self.processing[key] = seconds
+        self.busy += seconds
+
+    def secede(self, key) -> None:
+        """The task ``key`` left its thread (``secede()``): its work no longer queues here."""
+        seconds = self.processing.get(key)
+        if seconds is not None and key not in self.long_running:
+            self.long_running.add(key)
+            self.processing[key] = 0.0
+            self.busy = max(self.busy - seconds, 0.0)
+
+    def unassign(self, key) -> None:
+        self.long_running.discard(key)
+        seconds = self.processing.pop(key, None)
+        if seconds is not None:
+            # Reset when empty, so float rounding cannot leave a phantom load behind.
+            self.busy = self.busy - seconds if self.processing else 0.0
 
 
 # The task-only sets of a key start as this shared empty set: most keys are scattered

@@ -100,6 +100,7 @@ class Scheduler:
                 for address in self._unresponsive() - silent_before:
                     self._give_up_waiting_on(address)
                 self._expire_silent(now)
+            self.apply(self.state.balance())  # work stealing's tick (see stealing.py)
             last = now
 
     def _expire_silent(self, now: float) -> None:
@@ -164,7 +165,8 @@ class Scheduler:
             "register-worker": self._register_worker,
             "register-client": self._register_client,
             "task-finished": self._on_worker(lambda a, m: self.state.add_replicas(
-                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"])),
+                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"],
+                                                           m.get("duration"))),
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"])),
@@ -172,6 +174,8 @@ class Scheduler:
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
             "task-seceded": self._on_worker(lambda a, m: self.state.task_seceded(a, m["key"])),
+            "steal-response": self._on_worker(lambda a, m: self.state.steal_response(
+                a, m["key"], m["withdrawn"], m["fetched"])),
             "task-output": self._on_worker(lambda a, m: self.state.task_output(a, m["records"])),
             "metrics": self._on_worker(lambda a, m: self.state.update_metrics(
                 a, m["memory"], time.monotonic())),

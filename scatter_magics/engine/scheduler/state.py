@@ -17,7 +17,10 @@ other only through the few methods they are handed:
   changes ``ws.keys``, ``ws.nbytes`` and ``ks.who_has``;
 - ``broadcasts`` (:class:`~.broadcasts.StandingBroadcasts`): keys kept on every worker;
 - ``tasks`` (:class:`~.tasks.TaskMachine`): submit to memory or failure, release, forget;
-- ``recovery`` (:class:`~.recovery.Recovery`): recompute, retry, inherited restrictions.
+- ``recovery`` (:class:`~.recovery.Recovery`): recompute, retry, inherited restrictions;
+- ``durations`` (:class:`~.durations.TaskDurations`): how long tasks of each prefix take;
+- ``placement`` (:class:`~.placement.Placement`): which worker runs a ready task;
+- ``stealing`` (:class:`~.stealing.WorkStealing`): queued tasks moved to idle workers.
 
 >>> state = SchedulerState()
 >>> _ = state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=100)
@@ -35,10 +38,13 @@ from ...errors import FutureLostError
 from ...keys import key_text
 from . import reports
 from .broadcasts import StandingBroadcasts
+from .durations import TaskDurations
 from .events import EventLog, key_event, worker_event, worker_status_event
 from .records import PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
+from .placement import Placement
 from .recovery import Recovery
 from .replicas import ReplicaBook
+from .stealing import WorkStealing
 from .tasks import TaskMachine
 from .worker_book import UNRESPONSIVE_AFTER, WorkerBook
 
@@ -59,8 +65,11 @@ class SchedulerState:
         self.worker_book = WorkerBook(self.workers, self.log)
         self.replicas = ReplicaBook(self.workers, self.keys, self.log)
         self.broadcasts = StandingBroadcasts(self.workers, self.keys)
+        self.durations = TaskDurations()
+        self.placement = Placement(self.workers, self.keys, self.durations)
+        self.stealing = WorkStealing(self.workers, self.keys, self.placement)
         self.tasks = TaskMachine(self.keys, self.workers, self.log, self.worker_book,
-                                 self.replicas, self.broadcasts)
+                                 self.replicas, self.broadcasts, self.placement)
         self.recovery = Recovery(self.keys, self.log, self.tasks)
 
     # ------------------------------------------------------------ events ---
@@ -96,7 +105,8 @@ class SchedulerState:
         self.broadcasts.inherit(ws)
         out = self.broadcasts.top_up(ws)
         self.recovery.inherit_restrictions(ws, self.worker_book.predecessor(ws))
-        return out + self.tasks.schedule_ready()  # tasks that waited for any (allowed) worker
+        out += self.tasks.schedule_ready()  # tasks that waited for any (allowed) worker
+        return out + self.stealing.balance()  # and a share of the queues of the others
 
     def remove_worker(self, address: str, reason: str = "removed") -> Outgoing:
         """The worker at ``address`` is gone; ``reason`` says how (``'was killed by SIGKILL'``)."""
@@ -104,6 +114,7 @@ class SchedulerState:
         if ws is None:
             return []
         death = f"{ws.name} ({address}) {reason}"
+        self.stealing.worker_left(address)
         out = self.recovery.recover(self.replicas.worker_left(ws), death)
         out += self.recovery.retry_running(ws, death)
         for other in self.workers.values():  # fetches from the dead worker may have failed
@@ -288,11 +299,30 @@ class SchedulerState:
         """What tasks printed on ``address``, for the clients holding their keys."""
         return self.tasks.output(address, records)
 
-    def task_finished(self, address: str, key: str, nbytes: int, type_name: str) -> Outgoing:
-        return self.tasks.finished(address, key, nbytes, type_name)
+    def task_finished(self, address: str, key: str, nbytes: int, type_name: str,
+                      duration: float | None = None) -> Outgoing:
+        """``key`` ran on ``address`` for ``duration`` s (None: not measured)."""
+        if duration is not None:
+            self.durations.record(key, duration)
+        out = self.tasks.finished(address, key, nbytes, type_name)
+        return out + self.stealing.balance() if self.stealing.wanted(address) else out
 
     def task_erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
-        return self.tasks.erred(address, key, exception, traceback)
+        out = self.tasks.erred(address, key, exception, traceback)
+        return out + self.stealing.balance() if self.stealing.wanted(address) else out
+
+    def steal_response(self, address: str, key, withdrawn: bool, fetched: dict) -> Outgoing:
+        """``address`` gave up ``key`` (``withdrawn``) or kept it; ``fetched``: the inputs
+        it copied meanwhile (``{key: nbytes}``), now replicas there."""
+        out = self.add_replicas(address, fetched) if fetched else []
+        thief = self.stealing.stolen(address, key, withdrawn)
+        if thief is not None:
+            return out + self.tasks.move(self.keys[key], thief)
+        return out + self.stealing.balance()  # a refusal: another task may go instead
+
+    def balance(self) -> Outgoing:
+        """Steal requests for queued work that idle workers would start sooner (a tick)."""
+        return self.stealing.balance()
 
     def release(self, client: str, keys) -> Outgoing:
         """``client`` holds no more futures for ``keys``."""

@@ -1,11 +1,12 @@
 """The task machine: a key's life from ``submit`` to ``memory`` or failure, and to being forgotten.
 
-A task waits for its inputs (``waiting``), runs on the worker that holds most of them
-(``processing``), and ends in ``memory`` or fails (``error``; ``lost`` or ``cancelled``
-when an input did); a failure passes to the tasks that read it. A key nobody wants, and
-no waiting task reads, is forgotten and deleted on its workers. The same calling
-convention as :class:`~scatter_magics.engine.scheduler.state.SchedulerState`: plain
-synchronous methods that return the messages to send.
+A task waits for its inputs (``waiting``), runs on the worker where it would start
+soonest (``processing``; ``placement.py``) among those its ``workers=`` and
+``resources=`` allow, and ends in ``memory`` or fails (``error``; ``lost`` or
+``cancelled`` when an input did); a failure passes to the tasks that read it. A key
+nobody wants, and no waiting task reads, is forgotten and deleted on its workers. The
+same calling convention as :class:`~scatter_magics.engine.scheduler.state.SchedulerState`:
+plain synchronous methods that return the messages to send.
 
 The graph's edges: a task's ``deps`` (its inputs) and each input's ``dependents``, which
 is the shared empty ``NONE`` until its first dependent links (records.py says why). A
@@ -35,6 +36,7 @@ from .records import GONE, NONE, PUBLIC_STATUS, KeyInfo, Outgoing, TaskOptions, 
 if TYPE_CHECKING:
     from .broadcasts import StandingBroadcasts
     from .events import EventLog
+    from .placement import Placement
     from .replicas import ReplicaBook
     from .worker_book import WorkerBook
 
@@ -48,7 +50,7 @@ class TaskMachine:
 
     def __init__(self, keys: dict[str, KeyInfo], workers: dict[str, WorkerInfo], log: EventLog,
                  worker_book: WorkerBook, replicas: ReplicaBook,
-                 broadcasts: StandingBroadcasts):
+                 broadcasts: StandingBroadcasts, placement: Placement):
         self.keys = keys
         self.workers = workers
         self.log = log
@@ -56,6 +58,7 @@ class TaskMachine:
         self.replicas = replicas  # a result's copy; a forgotten key's copies
         self.broadcasts = broadcasts  # a forgotten key stops standing
         self.ordering = Ordering()  # each task's place among the queued ones
+        self.placement = placement  # which worker runs a ready task; their occupancy
 
     # ------------------------------------------------------------ submitting ---
     def submit(self, client: str, key: str, task, deps, restrictions: list | None,
@@ -90,17 +93,26 @@ class TaskMachine:
         return self.schedule(ks) if not ks.waiting_on else []
 
     def schedule(self, ks: KeyInfo) -> Outgoing:
-        """Send ``ks`` to the worker that holds most of its inputs (by bytes), if any may run it."""
+        """Send ``ks`` to the worker where it would start soonest (``Placement``) among
+        those that may run it (``workers=``, ``resources=``), if any."""
         candidates = self.worker_book.allowed_for(ks)
         if not candidates:
             return []  # wait for a (suitable) worker to arrive
         candidates = self.worker_book.responsive(candidates) or candidates  # a frozen one may resume
-        held = {a: sum(self.keys[d].nbytes or 0 for d in ks.deps if a in self.keys[d].who_has)
-                for a in candidates}
-        address = max(candidates, key=lambda a: (held[a], -self.workers[a].occupancy(),
-                                                 -len(self.workers[a].keys)))
+        return self._send(ks, self.placement.choose(ks, candidates))
+
+    def move(self, ks: KeyInfo, address: str) -> Outgoing:
+        """``ks``, given up by the worker it was sent to (work stealing), runs on ``address``,
+        or, if that worker left, stopped answering or may not run it, where placement says."""
+        self.unassign(ks)
+        ws = self.workers.get(address)
+        if ws is None or ws.status != "running" or not self.placement.allowed(ks, address):
+            return self.schedule(ks)
+        return self._send(ks, address)
+
+    def _send(self, ks: KeyInfo, address: str) -> Outgoing:
         ks.state, ks.processing_on, ks.started = "processing", address, False
-        self.workers[address].processing.add(ks.key)
+        self.placement.assign(ks, address)
         who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
         options = ks.options or DEFAULT_OPTIONS
         return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
@@ -126,7 +138,7 @@ class TaskMachine:
     def unassign(self, ks: KeyInfo) -> None:
         """``ks`` no longer runs where it was sent."""
         if ks.processing_on in self.workers:
-            _off(self.workers[ks.processing_on], ks.key)
+            self.workers[ks.processing_on].unassign(ks.key)
         ks.processing_on = None
 
     # ------------------------------------------------------------ reports from workers ---
@@ -142,8 +154,9 @@ class TaskMachine:
         """A running task left its thread (``secede()``): the worker's thread is free."""
         ks = self.keys.get(key)
         if ks is not None and ks.state == "processing" and ks.processing_on == address:
-            self.workers[address].long_running.add(key)
+            self.workers[address].secede(key)
         return []
+
     def output(self, address: str, records: list) -> Outgoing:
         """What tasks printed on ``address`` (``task_capture.py``'s records), for the
         clients that want each key; output of a key nobody wants goes nowhere."""
@@ -161,7 +174,7 @@ class TaskMachine:
         ks = self.keys.get(key)
         ws = self.workers.get(address)
         if ws is not None:
-            _off(ws, key)
+            ws.unassign(key)
         if ks is None or ks.state != "processing" or ks.processing_on != address:
             # cancelled or released meanwhile: the result is unwanted
             return [(("worker", address), {"op": "delete-keys", "keys": [key]})]
@@ -180,7 +193,7 @@ class TaskMachine:
     def erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
         ks = self.keys.get(key)
         if address in self.workers:
-            _off(self.workers[address], key)
+            self.workers[address].unassign(key)
         if ks is None or ks.state != "processing" or ks.processing_on != address:
             return []
         ks.processing_on = None
@@ -331,7 +344,7 @@ class TaskMachine:
             self.broadcasts.forget(ks.key)
         out = self.replicas.drop_all(ks)
         if ks.processing_on in self.workers:  # its event still says where it ran
-            _off(self.workers[ks.processing_on], ks.key)
+            self.workers[ks.processing_on].unassign(ks.key)
         ks.state = "released"
         out.append((("owner", ""), {"op": "key-forgotten", "key": ks.key}))
         self.log.emit_key(ks)
@@ -341,12 +354,6 @@ class TaskMachine:
                 _unlink(dks, ks.key)
                 out += self.forget_if_unwanted(dks)
         return out
-
-
-def _off(ws: WorkerInfo, key) -> None:
-    """``key`` no longer runs on ``ws``."""
-    ws.processing.discard(key)
-    ws.long_running.discard(key)
 
 
 def _link(dks: KeyInfo, key: str) -> None:

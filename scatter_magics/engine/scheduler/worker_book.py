@@ -119,17 +119,19 @@ class WorkerBook:
 
     def allowed_for(self, ks) -> list[str]:
         """The live workers that may run the task ``ks``: within its restrictions (any
-        worker, if they are only a preference and none of them is here) and with the
+        worker, if they are only a preference and none of them can) and with the
         resources it needs."""
-        allowed = [a for a in (ks.restrictions or self.workers) if a in self.workers]
         options = ks.options
-        if options is None:
-            return allowed
-        if options.loose and not allowed:
-            allowed = list(self.workers)
-        if options.resources:
-            allowed = [a for a in allowed if has_resources(self.workers[a], options.resources)]
+        needs = options.resources if options is not None else None
+        allowed = self._with_resources(ks.restrictions or self.workers, needs)
+        if not allowed and ks.restrictions and options is not None and options.loose:
+            allowed = self._with_resources(self.workers, needs)
         return allowed
+
+    def _with_resources(self, addresses, needs: dict | None) -> list[str]:
+        workers = self.workers
+        return [a for a in addresses if a in workers and
+                (not needs or has_resources(workers[a], needs))]
 
     def choose_workers(self, n: int, workers=None, broadcast: bool = False,
                        exclude=()) -> list[list[str]]:

@@ -9,6 +9,8 @@
 | ``task_context`` | what a task sees: ``get_worker``, ``secede``, ``rejoin``, ``worker_client`` |
 | ``run_function`` | ``Client.run``'s function, called on the worker's loop |
 | ``uploads`` | ``Uploads``: files from ``Client.upload_file``, on ``sys.path`` and imported |
+| ``task_call`` | a task's call on a thread (given back if withdrawn), its traceback from its own frames |
+| ``tickets`` | ``TaskTicket``: a task not yet started, which the scheduler may take back (``TicketBook``) |
 | ``task_output`` | what tasks print, sent to the scheduler (the capture: ``scatter_magics/task_capture.py``) |
 | ``template`` | the fork server: a worker's modules imported once, a worker forked per request |
 | ``__main__`` | the command line entry point |

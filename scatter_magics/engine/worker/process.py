@@ -35,9 +35,10 @@ from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memo
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
 from .run_function import run_function
 from .runner import DEFAULT_PRIORITY, TaskRunner
-from .task_call import execute, task_traceback
+from .task_call import WITHDRAWN, execute, task_traceback
 from .task_output import TaskOutput
 from .task_start import StartWatch
+from .tickets import TaskTicket, TicketBook
 from .uploads import Uploads
 
 logger = logging.getLogger("scatter_magics.engine.worker")
@@ -90,6 +91,7 @@ class Worker:
         self._owns_client = False  # it made it (not the user's, in the user's process)
         self._client_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.tickets = TicketBook()  # tasks sent here and not yet done
         self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
@@ -97,7 +99,8 @@ class Worker:
                 "delete-keys": self._delete_keys, "fetch": self._fetch,
                 "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "close": self._on_close_request,
+                "compute": self._compute, "steal": self._steal,
+                "close": self._on_close_request,
                 "run": lambda ch, msg: run_function(self, msg),
                 "upload-file": lambda ch, msg: self.uploads.save(
                     msg["filename"], msg["data"], msg["load"]),
@@ -268,40 +271,60 @@ class Worker:
     def _compute(self, channel, msg) -> None:
         key, task, who_has = msg["key"], msg["task"], msg["who_has"]
         options = (msg.get("priority") or DEFAULT_PRIORITY, msg.get("resources"))
+        ticket = self.tickets.issue(key)
         if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
-            self._start_task(key, task, who_has, {}, options)
+            ticket.queue()
+            self._start_task(key, task, who_has, ticket, options)
         else:
-            self._spawn(self._fetch_and_start(key, task, who_has, options))
+            self._spawn(self._fetch_and_start(key, task, who_has, ticket, options))
 
-    async def _fetch_and_start(self, key, task: Serialized, who_has: dict, options) -> None:
+    def _steal(self, channel, msg) -> None:
+        """The scheduler wants a task back (work stealing): given if no thread has it."""
+        answer = self.tickets.steal(msg["key"])
+        if answer is not None:
+            self._report(answer)
+
+    async def _fetch_and_start(self, key, task: Serialized, who_has: dict,
+                               ticket: TaskTicket, options: tuple) -> None:
+        fetch_error = None
         try:
-            fetched = await self._gather_from_peers(who_has)
+            ticket.fetched = await self._gather_from_peers(who_has)
         except Exception as exc:
-            self._task_erred(key, exc, {})
-            return
-        self._start_task(key, task, who_has, fetched, options)
+            fetch_error = exc
+        if not ticket.queue():  # withdrawn while its inputs were on their way (a failed
+            self._report(self.tickets.give_back(key, ticket))  # fetch is the thief's to retry)
+        elif fetch_error is not None:
+            self.tickets.forget(key, ticket)
+            self._task_erred(key, fetch_error, ticket.fetched)
+        else:
+            self._start_task(key, task, who_has, ticket, options)
 
-    def _start_task(self, key, task: Serialized, who_has: dict, fetched: dict,
+    def _start_task(self, key, task: Serialized, who_has: dict, ticket: TaskTicket,
                     options: tuple) -> None:
         """Hand the task to the runner's threads; ``_task_done`` takes its result."""
         try:
             inputs = {dep: self.data[dep].value for dep in who_has}
         except Exception as exc:  # an input that does not deserialize here
-            self._task_erred(key, exc, fetched)
+            self.tickets.forget(key, ticket)
+            self._task_erred(key, exc, ticket.fetched)
             return
         watch = StartWatch(self.loop, lambda: self._report({"op": "task-started", "key": key}))
-        running = (key, watch.watch(), fetched)
+        running = (key, watch.watch(), ticket)
         priority, resources = options
-        self.runner.run(running, functools.partial(execute, key, task, inputs, watch.started),
-                        priority, resources)
+        self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
+                                                   watch.started), priority, resources)
 
-    def _task_done(self, running: tuple, ok: bool, value) -> None:
-        key, timer, fetched = running
+    def _task_done(self, running: tuple, ok: bool, result) -> None:
+        key, timer, ticket = running
         timer.cancel()
+        if ok and result[0] is WITHDRAWN:
+            return  # given back before a thread reached it (_steal answered)
+        self.tickets.forget(key, ticket)
         self.output.send(key)  # before the result: the cell waiting shows it
         if not ok:
-            self._task_erred(key, value, fetched)
+            self._task_erred(key, result, ticket.fetched)
             return
+        value, duration = result
         if self.in_process:  # held as it is: whoever reads it gets the object itself
             stored = StoredValue(Unpickled(value), value, has_value=True)
         else:
@@ -311,11 +334,11 @@ class Worker:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
                                  self.memory_limit)
             self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
-                          "fetched": fetched})
+                          "fetched": ticket.fetched})
             return
         self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": fetched})
+                      "type": stored.type, "fetched": ticket.fetched, "duration": duration})
 
     def _task_erred(self, key, exc: BaseException, fetched: dict) -> None:
         self._report({"op": "task-erred", "key": key,

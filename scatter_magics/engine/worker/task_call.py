@@ -1,21 +1,31 @@
-"""A task on a worker's thread: its call, and its error as the client will see it."""
+"""A task on a worker's thread: its call (given back if withdrawn), and its error as the
+client will see it."""
 
 from __future__ import annotations
 
+import time
 import traceback
 
 from ...errors import TaskTraceback
 from ..wire.serialize import Serialized, deserialize_task
 from .task_output import RUNNING
+from .tickets import TaskTicket
+
+WITHDRAWN = object()  # what execute returns for a task given back to the scheduler
 
 
-def execute(key, task: Serialized, inputs: dict, on_start=None):
+def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=None):
+    """``(value, seconds it ran)``, or ``(WITHDRAWN, 0.0)`` for a task given back."""
+    if not ticket.begin():
+        return WITHDRAWN, 0.0
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
     RUNNING.key = key  # what it prints is this task's (task_output.py); secede() names it
     try:
         func, args, kwargs = deserialize_task(task, inputs)
-        return func(*args, **kwargs)
+        start = time.perf_counter()
+        value = func(*args, **kwargs)
+        return value, time.perf_counter() - start
     finally:
         RUNNING.key = None
 
