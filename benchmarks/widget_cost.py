@@ -117,7 +117,7 @@ def measure(n: int, reps: int) -> dict[str, str]:
         live.events = live.flushes = 0
         start = time.monotonic()
         client.cancel(futures)
-        wait_until(lambda: live.summary["counts"]["cancelled"] == n)
+        wait_until(lambda: live.summary["keys"]["by_status"].get("cancelled") == n)
         settled = time.monotonic() - start
         out["burst, live cancel of all"] = (
             f"{live.events} events, apply CPU {ms(live.apply_cpu)}, {live.flushes} flushes "

@@ -72,6 +72,18 @@ class Backend(Protocol):
     def has_what(self) -> dict:
         """``{worker address: [keys]}``."""
 
+    def overview(self) -> dict:
+        """The cluster as every view shows it: ``summary.summarize``'s ``{"workers",
+        "keys", "totals"}``, counted by the scheduler (every key, not only this client's)."""
+
+    def memory_history(self) -> dict:
+        """The last five minutes of each worker's process memory and data held, a sample a
+        second (``history.columns``' form)."""
+
+    def task_stream(self, since: int = 0) -> dict:
+        """``{"index", "now", "tasks"}``: what the workers ran in the last minute, after
+        cursor ``since`` (``task_stream``'s records)."""
+
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
         """Batches of events (docs/internals.md), the first a snapshot; on any thread.
 

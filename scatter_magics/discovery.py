@@ -154,13 +154,39 @@ def current_kernel_id() -> str | None:
 
 
 def default_name(kernel_id: str | None) -> str:
-    """What a person recognises when no notebook path is known: the kernel, or the program."""
+    """What a person recognises when no notebook path is known: the kernel, or the program,
+    and the directory it runs in (the sidebar adds its start time).
+
+    ``kernel 5f0c2e1a``, ``train.py in ~/proj``, ``python -c in /tmp``, ``python -m pytest
+    in ~/proj``, ``IPython in ~``, ``Jupyter kernel in ~/proj`` (a kernel whose id is not
+    known: one nbclient started, say).
+    """
     if kernel_id:
         return f"kernel {kernel_id[:8]}"
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    if program.startswith("ipython"):  # terminal IPython: argv[0] is .../bin/ipython
-        program = "IPython"
-    return f"{program} (pid {os.getpid()})"
+    return f"{program_name(sys.argv)} in {_short_path(os.getcwd())}"
+
+
+def program_name(argv: list[str]) -> str:
+    """The program a person started, from ``sys.argv``."""
+    first = argv[0] if argv and argv[0] else ""
+    base = os.path.basename(first)
+    if first in ("", "-c"):
+        return "python -c"
+    if base.startswith("ipython"):  # terminal IPython: argv[0] is .../bin/ipython
+        return "IPython"
+    if base in ("ipykernel_launcher.py", "ipykernel", "__main__.py") and \
+            "ipykernel" in os.path.dirname(first) + base:
+        return "Jupyter kernel"
+    if base == "__main__.py":  # python -m package: argv[0] is the package's __main__.py
+        return f"python -m {os.path.basename(os.path.dirname(first))}"
+    return base
+
+
+def _short_path(path: str) -> str:
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (path == home or path.startswith(home + os.sep)):
+        return "~" + path[len(home):]
+    return path
 
 
 # ------------------------------------------------------------ finding ---

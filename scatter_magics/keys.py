@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 ATOMS = (str, bytes, int, float)
+_TOKEN = re.compile(r"-[0-9a-f]{8,}$")
 
 
 def is_key(obj) -> bool:
@@ -41,6 +42,16 @@ def check_key(obj):
 def key_text(key) -> str:
     """The key as shown to a person: itself if a str, else its ``str()`` (as Dask shows it)."""
     return key if isinstance(key, str) else str(key)
+
+
+def key_name(key) -> str:
+    """What a key was made from: ``'len'`` for ``len-3f2a…`` (a task's function), as Dask's
+    ``key_split`` does; keys without a token suffix are returned whole (as text).
+
+    >>> key_name("revenue-5f3c0a9b1d2e"), key_name("df"), key_name(("x", 0))
+    ('revenue', 'df', "('x', 0)")
+    """
+    return _TOKEN.sub("", key_text(key))
 
 
 def value_name(key) -> str:

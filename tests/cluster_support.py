@@ -33,6 +33,13 @@ CLUSTER_SCRIPT = textwrap.dedent("""
     futures = client.scatter(list(range(n_keys)), hash=False)
     print(client.cluster.registry_entry.id, flush=True)
     for line in sys.stdin:  # until the test closes our stdin (or the cluster is stopped)
+        if line.startswith("run "):  # "run N": N tasks, the last one failing
+            ran = [client.submit(abs, -i, key=f"abs-{i}") for i in range(int(line[4:]) - 1)]
+            ran.append(client.submit(int, "x", key="int-bad"))
+            client.gather(ran, errors="skip")
+            futures += ran
+            print("ran", flush=True)
+            continue
         futures += client.scatter(list(range(int(line))), hash=False)  # a line: scatter more
         print("scattered", flush=True)
     client.close()

@@ -26,7 +26,7 @@ from scatter_magics import get_client  # noqa: E402
 from scatter_magics.backend import backend_for  # noqa: E402
 from scatter_magics.dask.backend import DaskBackend  # noqa: E402
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
+from tests.conftest import wait_for, workers_info  # noqa: E402
 from tests.test_magics import ip, magics, run, usage_error  # noqa: E402,F401 (ip: fixture)
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,7 +44,7 @@ def who_has(client, future) -> set[str]:
 
 
 def names(client) -> dict[str, str]:
-    return {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+    return {w["name"]: a for a, w in workers_info(client).items()}
 
 
 def row(widget, key):
@@ -276,7 +276,8 @@ def test_widget_follows_scatter_submit_replicate_release_and_an_error(dask_clien
     wait_for(lambda: row_is(widget, "x-1", "finished", addresses), what="the replicate")
     x.release()
     wait_for(lambda: row_is(widget, "x-1", "released", []), what="the release")
-    assert widget.summary["counts"]["released"] == 1 and widget.summary["counts"]["error"] == 1
+    by_status = widget.summary["keys"]["by_status"]
+    assert by_status["released"] == 1 and by_status["error"] == 1
     widget.close()
 
 
@@ -308,6 +309,50 @@ def test_a_task_its_worker_runs_is_running_there_then_finished(dask_client, tmp_
         release.touch()
         subscription.close()
         widget.close()
+
+
+def test_the_views_of_a_dask_cluster_count_keys_keep_memory_and_the_task_stream(dask_client):
+    """%cluster, the sidebar and the REST API ask the recorder plugin: the summary counts
+    the scheduler's keys as summary.py counts ours, and the memory history and the task
+    stream come from what the scheduler already has (heartbeats, startstops)."""
+    backend = backend_for(dask_client)
+    backend.subscribe_events(lambda batch: None).close()  # as any view does: the plugins go in
+    data = backend.scatter({"data-1": list(range(1000))}, workers=None, broadcast=True,
+                           direct=None, hash=True, timeout=None)["data-1"]
+    done = [dask_client.submit(len, data, key=f"len-{i}") for i in range(3)]
+    bad = dask_client.submit(int, "x", key="int-bad")
+    dask_client.gather([*done, bad], errors="skip")
+    overview = backend.overview()
+    keys = overview["keys"]
+    assert keys["by_status"] == {"finished": 4, "error": 1} and keys["count"] == 5
+    assert keys["replicas"] == 5  # the broadcast on both workers: 2 replicas of one key
+    assert keys["nbytes"] == sum(dask_client.nbytes(summary=False).values())
+    assert sum(w["nbytes"] for w in overview["workers"]) == keys["replica_nbytes"]
+    assert [w["name"] for w in overview["workers"]] == ["worker-0", "worker-1"]
+    history = wait_for(lambda: next((h for h in [backend.memory_history()]
+                                     if len(h["times"]) >= 2), None),
+                       timeout=10, what="two memory samples")
+    # The shared cluster may have had other workers in the last five minutes (the
+    # history keeps them, null since they left); the live ones have process memory.
+    live = [w for w in history["workers"] if w["name"] in ("worker-0", "worker-1")]
+    assert len(live) == 2 and all(w["memory"][-1] > 0 for w in live), history["workers"]
+    stream = backend.task_stream()
+    ran = {t["key"]: t for t in stream["tasks"]}
+    assert {"len-0", "len-1", "len-2", "int-bad"} <= set(ran)
+    assert ran["int-bad"]["status"] == "error" and ran["len-0"]["status"] == "finished"
+    assert ran["len-0"]["name"] == "len" and ran["len-0"]["start"] <= ran["len-0"]["stop"]
+    assert ran["len-0"]["worker"] in dask_client.nthreads() and ran["len-0"]["thread"]
+    assert backend.task_stream(since=stream["index"])["tasks"] == []  # a cursor: nothing new
+    # A live %cluster --tasks hears of tasks that end later from the event stream.
+    widget = ClusterWidget(dask_client, tasks=True)
+    try:
+        later = dask_client.submit(len, data, key="len-later")
+        later.result()
+        wait_for(lambda: "len-later" in {t["key"] for t in widget.tasks.get("tasks", ())},
+                 timeout=10, what="the live task stream to show a later task")
+    finally:
+        widget.close()
+    del done, bad, data, later
 
 
 def test_two_widgets_on_one_client_both_follow_every_change(dask_client):
@@ -376,6 +421,7 @@ def test_the_plugin_modules_ship_by_value(tmp_path):
                     if isinstance(node, ast.ImportFrom) and node.level}
         assert not any(n.startswith("scatter_magics") for n in imported), name
         assert relative <= set(SHIPPED), name
+    assert "scatter_magics.dask.recorder" in SHIPPED  # the views' recorder travels too
 
 
 def test_preloaded_scheduler_has_the_plugin_from_the_start(tmp_path):

@@ -26,7 +26,7 @@ from scatter_magics.dask.starts import WORKER_PLUGIN_NAME  # noqa: E402
 from scatter_magics.dask.task_output import CAPTURE_NAME, RELAY_NAME  # noqa: E402
 from scatter_magics.errors import MemoryLimitError  # noqa: E402
 from scatter_magics.notebook.widget import FuturesWidget  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
+from tests.conftest import wait_for, workers_info  # noqa: E402
 from tests.dask_support import (  # noqa: E402
     DaskCLI,
     FromTheTests,
@@ -83,7 +83,7 @@ def installed(observer) -> tuple[set, set, set]:
 
 
 def by_name(observer) -> dict[str, str]:
-    return {w["name"]: a for a, w in observer.scheduler_info()["workers"].items()}
+    return {w["name"]: a for a, w in workers_info(observer).items()}
 
 
 def restart(observer, name: str) -> None:
@@ -161,8 +161,15 @@ def test_a_scatter_that_cannot_fit_is_refused_before_anything_moves(ip, bare_clu
     assert "memory_limit 256 MiB" in message and "worker-1" not in message
     assert client.has_what() == {a: () for a in pids} or not any(client.has_what().values())
 
+    # 120 MB of bytes would sit under worker-0's pause threshold (204.8 MiB, ~62 MiB used),
+    # but reading them peaks at twice that, past the 243 MiB at which its nanny kills it.
+    with pytest.raises(MemoryLimitError) as refused:
+        run(ip, "small = b'z' * 120_000_000\n%scatter small -w worker-0")
+    assert "(114 MiB)" in str(refused.value) and "its nanny kills it at 95 %" in str(refused.value)
+    assert observer.run(os.getpid) == pids  # refused, not sent: worker-0 lives
+
     # Without --broadcast it goes where it fits: only worker-1 has room for 150 MB.
     fut = run(ip, "mid = b'y' * 150_000_000\n%scatter mid")
     assert client.who_has(fut)[fut.key] == (by_name(observer)["worker-1"],)
     assert observer.run(os.getpid) == pids  # no worker was killed
-    run(ip, "del mid\n%cluster stop")
+    run(ip, "del mid, small\n%cluster stop")

@@ -170,9 +170,19 @@ def test_a_widget_says_closed_when_its_cluster_is_stopped_from_outside(make_clie
     assert client.status == "closed"
 
 
-def test_names_say_which_kernel_or_program_runs_the_cluster(monkeypatch):
+def test_names_say_which_kernel_or_program_runs_the_cluster_and_where(monkeypatch, tmp_path):
     assert discovery.default_name("5f0c2e1a-77b3-4c1e") == "kernel 5f0c2e1a"
-    monkeypatch.setattr(sys, "argv", ["/usr/bin/ipython3"])
-    assert discovery.default_name(None) == f"IPython (pid {os.getpid()})"
-    monkeypatch.setattr(sys, "argv", ["/home/me/analysis.py"])
-    assert discovery.default_name(None) == f"analysis.py (pid {os.getpid()})"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path.parent))
+    here = f"~/{tmp_path.name}"
+    for argv, name in [(["/usr/bin/ipython3"], "IPython"),
+                       (["/home/me/analysis.py"], "analysis.py"),
+                       (["-c"], "python -c"),
+                       (["/venv/lib/python3.11/site-packages/ipykernel_launcher.py", "-f", "x"],
+                        "Jupyter kernel"),
+                       (["/venv/lib/python3.11/site-packages/pytest/__main__.py"],
+                        "python -m pytest")]:
+        monkeypatch.setattr(sys, "argv", argv)
+        assert discovery.default_name(None) == f"{name} in {here}"
+    monkeypatch.setenv("HOME", "/nonexistent-home")
+    assert discovery.default_name(None).endswith(f" in {tmp_path}")

@@ -143,7 +143,7 @@ async def test_clusters_of_two_processes_are_listed_with_their_workers_and_keys(
         listed = by_id[cluster.id]
         assert listed["backend"] == "embedded" and listed["kernel_id"] is None
         assert listed["status"] == "running"
-        assert listed["name"] == f"-c (pid {cluster.proc.pid})"
+        assert listed["name"] == f"python -c in {discovery._short_path(os.getcwd())}"
         assert len(listed["workers"]) == n_workers
         assert set(listed["workers"][0]) >= {"address", "name", "nthreads", "memory_limit",
                                              "memory", "nkeys", "nbytes"}
@@ -174,6 +174,48 @@ async def test_one_cluster_with_a_page_of_its_keys(jp_fetch, start_cluster):
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch(*API, "clusters", cluster.id, params={"limit": "many"})
     assert info.value.code == 400
+
+
+@on_server_loop
+async def test_history_tasks_and_sorted_filtered_keys_of_an_embedded_cluster(
+        jp_fetch, start_cluster):
+    cluster = start_cluster(n_workers=2, n_keys=3)
+    history = await wait_for_history(jp_fetch, cluster.id, samples=3)
+    assert [w["name"] for w in history["workers"]] == ["worker-0", "worker-1"]
+    assert history["interval"] == 1.0 and len(history["times"]) >= 3
+    assert all(t2 - t1 < 1.5 for t1, t2 in zip(history["times"], history["times"][1:]))
+    for w in history["workers"]:
+        assert len(w["memory"]) == len(w["nbytes"]) == len(history["times"])
+        assert w["memory"][-1] > 0  # process memory, from the heartbeats
+    assert sum(w["nbytes"][-1] for w in history["workers"]) > 0  # the 3 keys, held
+    listing, _ = await get_json(jp_fetch, "clusters")
+    assert listing[0]["history"]["interval"] == 5.0  # the cards get every fifth sample
+
+    cluster.proc.stdin.write("run 4\n")
+    cluster.proc.stdin.flush()
+    assert cluster.proc.stdout.readline().strip() == "ran"
+    tasks, _ = await get_json(jp_fetch, "clusters", cluster.id, "tasks")
+    by_key = {t["key"]: t for t in tasks["tasks"]}
+    assert set(by_key) == {"abs-0", "abs-1", "abs-2", "int-bad"}
+    assert by_key["int-bad"]["status"] == "error" and by_key["abs-1"]["name"] == "abs"
+    assert by_key["abs-1"]["start"] <= by_key["abs-1"]["stop"] <= tasks["now"]
+    again, _ = await get_json(jp_fetch, "clusters", cluster.id, "tasks",
+                              params={"since": tasks["index"]})
+    assert again["tasks"] == [] and again["index"] == tasks["index"]
+
+    detail, _ = await get_json(jp_fetch, "clusters", cluster.id,
+                               params={"status": "finished", "name": "abs", "sort": "key",
+                                       "order": "desc"})
+    assert [i["key"] for i in detail["keys"]["items"]] == ["abs-2", "abs-1", "abs-0"]
+    assert detail["keys"]["total"] == 3 and detail["keys"]["items"][0]["name"] == "abs-2"
+    assert detail["keys"]["count"] == 7 and detail["keys"]["by_status"] == {"finished": 6,
+                                                                            "error": 1}
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", cluster.id, params={"sort": "colour"})
+    assert info.value.code == 400 and b"sort must be one of" in info.value.response.body
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(*API, "clusters", "no-such-cluster", "tasks")
+    assert info.value.code == 404
 
 
 @on_server_loop
@@ -238,6 +280,17 @@ async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
     assert codes[-1] == 304, codes
 
 
+async def wait_for_history(jp_fetch, cluster_id: str, samples: int, timeout: float = 10):
+    """The cluster's ``history`` once it has ``samples`` samples (they come once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail, _ = await get_json(jp_fetch, "clusters", cluster_id, params={"limit": 0})
+        if len(detail["history"]["times"]) >= samples or time.monotonic() > deadline:
+            assert len(detail["history"]["times"]) >= samples, detail["history"]
+            return detail["history"]
+        await asyncio.sleep(0.2)
+
+
 def assert_no_secret(body: bytes, headers, clusters) -> None:
     secrets = [c if isinstance(c, str) else discovery.find_entry(c.id).secret for c in clusters]
     text = body.decode() + json.dumps(dict(headers))
@@ -251,7 +304,11 @@ DASK_SCRIPT = textwrap.dedent("""
     backend = DaskBackend.start(n_workers=2, threads_per_worker=1, memory_limit="1GiB")
     futures = backend.client.scatter(list(range(4)))
     print(backend.scheduler_info()["address"], flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:  # a line: run that many tasks
+        ran = backend.client.gather([backend.client.submit(abs, -i, key=f"abs-{i}")
+                                     for i in range(int(line))])
+        print("ran", flush=True)
+        del ran
     backend.close()
 """)
 
@@ -269,6 +326,15 @@ async def test_a_dask_cluster_is_listed_and_stopped(jp_fetch, jp_ws_fetch, jp_en
         assert listed["keys"]["count"] == 4 and listed["keys"]["by_status"] == {"finished": 4}
         assert listed["keys"]["names"] == 1  # four ints, int-<token>: one name, as Dask groups them
         assert sum(w["nkeys"] for w in listed["workers"]) == 4
+        # The recorder the probe installed keeps memory and the task stream from now on.
+        history = await wait_for_history(jp_fetch, listed["id"], samples=2)
+        assert {w["name"] for w in history["workers"]} == {"worker-0", "worker-1"}
+        proc.stdin.write("3\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "ran"
+        tasks, _ = await get_json(jp_fetch, "clusters", listed["id"], "tasks")
+        assert {t["key"] for t in tasks["tasks"]} >= {"abs-0", "abs-1", "abs-2"}
+        assert all(t["name"] == "abs" and t["status"] == "finished" for t in tasks["tasks"])
         # Not the resource tracker: multiprocessing's spawned children, which distributed
         # retitles "dask worker [...]" when setproctitle is installed (we depend on it).
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)

@@ -20,8 +20,10 @@ MAX_LINES = 450
 
 # What each part may import of the package (prefixes of dotted module names). The
 # package's top level (errors, sizes, backend, ...) is open to every part.
-TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress_callback", "backend",
-             "current_client", "discovery", "task_capture", "task_output")
+TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress_callback",
+             "backend",
+             "current_client", "discovery", "task_capture", "task_output", "summary",
+             "history", "task_stream", "key_pages")
 ENGINE_RULES = {
     "engine.shm": (),
     "engine.wire": ("engine.shm",),

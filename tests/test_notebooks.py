@@ -246,3 +246,11 @@ def test_readme_first_command_leaves_an_executed_quickstart_and_says_where(tmp_p
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert outputs and not any(o["output_type"] == "error" for o in outputs)
     assert "Stopped the cluster" in text_of(code_cell(nb, "%cluster stop"))
+    # Static outputs end true (issue 17 item 9): the results were "pending" when shown and
+    # finished a cell later; the saved output says so, in HTML and in text.
+    [shown] = [o for o in code_cell(nb, "results = [client.submit").outputs
+               if "text/html" in o.get("data", {})]
+    html = re.sub(r"<[^>]+>", "", shown["data"]["text/html"])
+    assert "finished 4" in html and "pending" not in html, html[:300]
+    assert "finished 4" in shown["data"]["text/plain"]
+    assert "pending" not in shown["data"]["text/plain"]

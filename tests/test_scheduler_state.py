@@ -424,6 +424,56 @@ def test_a_wait_the_client_gave_up_ends_and_takes_no_lease():
         scheduler.server.close()
 
     asyncio.run(main())
+
+# ------------------------------------------------------------ what the views show ---
+
+def test_the_overview_is_the_summary_and_a_lost_key_holds_no_bytes(state):
+    state.add_data("c", {"x": [A, B], "y": [A]}, {"x": 10, "y": 1000}, {})
+    assert state.overview()["keys"] == {"count": 2, "by_status": {"finished": 2},
+                                        "nbytes": 1010, "replicas": 3, "replica_nbytes": 1020,
+                                        "names": 2}
+    state.remove_worker(A, "was killed by SIGKILL")  # y's only holder: lost
+    overview = state.overview()
+    assert overview["keys"]["by_status"] == {"finished": 1, "lost": 1}
+    assert overview["keys"]["nbytes"] == 10 and [w["name"] for w in overview["workers"]] == [
+        "worker-1"]
+    [lost] = state.key_list(0, 10, status="lost")["keys"]
+    assert lost["key"] == "y" and lost["died"] == ["worker-0"] and lost["name"] == "y"
+
+
+def test_heartbeats_feed_the_memory_history_a_sample_a_second(state):
+    state.add_data("c", {"x": [A]}, {"x": 64}, {})
+    state.update_metrics(A, memory=5000, now=1.0)
+    state.history.tick(100.0)  # B has not reported yet: not drawn at 0, left out
+    state.update_metrics(A, memory=6000, now=2.0)
+    state.update_metrics(B, memory=7000, now=2.0)
+    state.history.tick(101.0)
+    state.remove_worker(B)
+    state.history.tick(102.0)
+    history = state.history.as_dict()
+    zero, one = history["workers"]
+    assert history["times"] == [100.0, 101.0, 102.0]
+    assert zero["memory"] == [5000, 6000, 6000] and zero["nbytes"] == [64, 64, 64]
+    assert one["name"] == "worker-1" and one["memory"] == [None, 7000, None]  # it left
+
+
+def test_an_ended_task_is_in_the_task_stream_and_in_its_key_event(state):
+    state.publishing = True
+    state.submit("c", "f-1", task=b"task", deps=set(), restrictions=None)
+    [address] = [a for a, ws in state.workers.items() if ws.processing]
+    timing = {"start": 10.0, "stop": 10.5, "thread": 1, "transfers": [], "function": "inc"}
+    state.task_finished(address, "f-1", 28, "int", timing=timing)
+    [run] = state.task_stream.since(0, now=11.0)["tasks"]
+    assert (run["key"], run["name"], run["worker"], run["thread"]) == ("f-1", "inc", address, 1)
+    assert [e["task"] for e in state.events if e.get("task")] == [run]
+    state.submit("c", "g-1", task=b"task", deps=set(), restrictions=None)
+    state.task_erred(state.keys["g-1"].processing_on, "g-1", ValueError("x"), "",
+                     dict(timing, function="g"))
+    assert state.task_stream.since(1, now=11.0)["tasks"][0]["status"] == "error"
+    state.task_finished(address, "h-1", 8, "int")  # no timing (an older worker): no record
+    assert state.task_stream.index == 2
+
+
 def test_the_overview_counts_a_split_value_once_by_name(state):
     """The sidebar's "names": the pieces df[0/4] … df[3/4] are one value, df."""
     pieces = {f"df[{i}/4]-{i:032x}": [A if i % 2 else B] for i in range(4)}

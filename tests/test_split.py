@@ -12,7 +12,7 @@ import pytest
 
 from scatter_magics import Client, join, split
 from scatter_magics.notebook.widget import ClusterWidget, FuturesWidget
-from tests.conftest import wait_for
+from tests.conftest import wait_for, workers_info
 from tests.test_magics import client, ip, magics, run, shared, usage_error  # noqa: F401
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,7 +126,7 @@ def test_a_task_mapped_over_the_pieces_runs_where_each_piece_is(shared, client):
 def test_split_with_workers_size_and_a_name_after_a_bare_split(shared, client):
     shared.user_ns["arr"] = np.zeros(2**20 // 8 * 16)  # 16 MiB
     parts = run(shared, "%scatter arr --split 3 -w worker-1")
-    worker_1 = [a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "worker-1"]
+    worker_1 = [a for a, w in workers_info(client).items() if w["name"] == "worker-1"]
     assert holders(client, parts) == [worker_1] * 3
     assert len(run(shared, "%scatter arr --split-size 4MiB")) == 4
     assert len(run(shared, "%scatter --split arr")) == 2  # one piece per worker thread

@@ -60,23 +60,22 @@ def row_is(widget, key, status, n_workers=None):
 def test_table_follows_key_events_and_ignores_other_keys():
     table = FuturesTable(["k1", "k2"], names={"k1": "x"})
     assert table.apply(WORKERS + [key_event("k1", workers=[A, B]), key_event("other")])
-    assert table.summary() == {"n": 2, "counts": {"pending": 1, "running": 0, "finished": 1,
-                                                  "error": 0, "cancelled": 0, "lost": 0,
-                                                  "released": 0},
-                               "nbytes": 10, "replica_nbytes": 20, "n_workers": 2,
-                               "by_worker": {"worker-0": 10, "worker-1": 10}}
+    assert table.summary() == {"keys": {"count": 2, "by_status": {"pending": 1, "finished": 1},
+                                        "nbytes": 10, "replicas": 2, "replica_nbytes": 20},
+                               "n_workers": 2, "by_worker": {"worker-0": 10, "worker-1": 10}}
     assert not table.apply([key_event("k1", workers=[A, B])])  # no change, no flush
     assert not table.apply([key_event("other", status="lost")])
     table.apply([{"event": "worker-removed", "address": B, "name": "worker-1"},
                  key_event("k1", workers=[A])])
-    assert table.summary()["replica_nbytes"] == 10 and table.summary()["n_workers"] == 1
+    assert table.summary()["keys"]["replica_nbytes"] == 10
+    assert table.summary()["n_workers"] == 1
     table.apply([key_event("k2", status="cancelled", workers=[]),
                  key_event("k2", status="released", workers=[])])
     assert table.rows["k2"].status == "cancelled"  # forgotten after a cancel: still cancelled
     table.apply([key_event("k1", status="lost", workers=[])])
-    summary = table.summary()
-    assert summary["counts"]["lost"] == 1 and summary["counts"]["cancelled"] == 1
-    assert summary["nbytes"] == 0
+    keys = table.summary()["keys"]
+    assert keys["by_status"] == {"lost": 1, "cancelled": 1} and keys["count"] == 2
+    assert keys["nbytes"] == 0 and keys["replicas"] == 0  # a lost key holds no bytes
     rows, n, page = table.page(0, 10)
     assert [r["name"] for r in rows] == ["x", "k2"] and (n, page) == (2, 0)
 
@@ -108,17 +107,31 @@ def test_table_pages_and_filters():
 
 
 def test_cluster_table_tracks_metrics_and_sorts_names_naturally():
-    table = ClusterTable()
+    clock = [100.0]
+    table = ClusterTable(clock=lambda: clock[0])
     added = [dict(WORKERS[0], address=f"tcp://h:{i}", name=f"worker-{i}") for i in (10, 9, 2)]
     assert table.apply(added)
-    assert [w["name"] for w in table.rows()] == ["worker-2", "worker-9", "worker-10"]
+    assert [w["name"] for w in table.summary()["workers"]] == ["worker-2", "worker-9",
+                                                               "worker-10"]
     metrics = {"event": "worker-metrics", "address": "tcp://h:9", "memory": 500, "nbytes": 7,
                "nkeys": 1}
     assert table.apply([metrics]) and not table.apply([metrics])
-    assert table.totals() == {"nthreads": 3, "memory": 500, "memory_limit": 3000, "nbytes": 7,
-                              "nkeys": 1, "n_workers": 3, "by_status": {}, "departed": []}
+    # The data held comes from key events, not from the heartbeat's (late) nbytes.
+    table.apply([key_event("k", workers=["tcp://h:9"], nbytes=70)])
+    summary = table.summary()
+    assert summary["totals"] == {"n_workers": 3, "nthreads": 3, "memory": 500,
+                                 "memory_limit": 3000, "nbytes": 70}
+    assert summary["keys"]["by_status"] == {"finished": 1} and summary["departed"] == []
+    clock[0] = 101.0
+    table.apply([dict(metrics, memory=600)])
+    history = table.history.as_dict()
+    [nine] = [w for w in history["workers"] if w["name"] == "worker-9"]
+    assert nine["nbytes"] == [0, 70] and nine["memory"] == [500, 600]  # a sample a second
+    # Workers whose heartbeat has not come are left out, not drawn at 0 (a view opened
+    # late drew a dip to 0 in every line at its first live sample).
+    assert [w["name"] for w in history["workers"]] == ["worker-9"]
     assert table.apply([{"event": "worker-removed", "address": "tcp://h:9", "name": "worker-9"}])
-    assert table.totals()["memory"] == 0
+    assert table.summary()["totals"]["memory"] == 0
 
 
 class FakeLoop:
@@ -212,7 +225,8 @@ def test_scatter_and_broadcast_show_placement(client):
         assert set(row(widget, everywhere.key)["workers"]) == set(client.scheduler_info()["workers"])
         assert row(widget, one.key)["name"] == "one" and row(widget, one.key)["type"] == "str"
         assert sorted(widget.worker_names.values()) == ["worker-0", "worker-1"]
-        assert widget.summary["counts"]["finished"] == 2 and widget.summary["nbytes"] > 0
+        assert widget.summary["keys"]["by_status"]["finished"] == 2 \
+            and widget.summary["keys"]["nbytes"] > 0
         data, _ = widget._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in data
         assert "everywhere" in data["text/html"] and "● finished" in data["text/html"]
@@ -260,9 +274,8 @@ def test_release_and_cancel(make_client):
         wait_for(lambda: row_is(widget, kept.key, "released", 0), what="released")
         client.cancel([slow, queued])
         wait_for(lambda: row_is(widget, slow.key, "cancelled"), what="cancelled")
-        wait_for(lambda: widget.summary["counts"]["cancelled"] == 2, what="both cancelled")
-        assert widget.summary["counts"] == {"pending": 0, "running": 0, "finished": 0,
-                                            "error": 0, "cancelled": 2, "lost": 0, "released": 1}
+        wait_for(lambda: widget.summary["keys"]["by_status"].get("cancelled") == 2, what="both cancelled")
+        assert widget.summary["keys"]["by_status"] == {"cancelled": 2, "released": 1}
     finally:
         widget.close()
 
@@ -320,7 +333,7 @@ def test_ten_thousand_futures_are_paged_and_coalesced(client):
     futures = client.scatter(list(range(10_000)), hash=False)
     widget = FuturesWidget(client, futures, page_size=50)
     try:
-        assert widget.summary["counts"]["finished"] == 10_000
+        assert widget.summary["keys"]["by_status"]["finished"] == 10_000
         assert len(widget.rows) == 50 and widget.n_matching == 10_000
         state = widget.get_state()
         assert len(json.dumps(state["rows"])) < 20_000  # one page travels, not 10,000 rows
@@ -331,7 +344,7 @@ def test_ten_thousand_futures_are_paged_and_coalesced(client):
         widget.observe(lambda change: summaries.append(time.monotonic()), names="summary")
         start = time.monotonic()
         client.cancel(futures)
-        wait_for(lambda: widget.summary["counts"]["cancelled"] == 10_000, what="all cancelled")
+        wait_for(lambda: widget.summary["keys"]["by_status"].get("cancelled") == 10_000, what="all cancelled")
         elapsed = time.monotonic() - start
         assert len(summaries) <= 10 * elapsed + 2, (len(summaries), elapsed)
         widget.set_view(status="finished")
@@ -407,12 +420,18 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
     displayed = next(o for o in nb.cells[1].outputs  # (a progress bar may come first)
                      if WIDGET_VIEW in o.get("data", {}) and "text/html" in o["data"])
     html = displayed["data"]["text/html"]
-    assert "broadcast me" not in html and "finished" in html and "worker-1" in html
+    assert "broadcast me" not in html  # the table shows what the value is, never the value
+    # Shown finished on two workers, it ended lost with both, and the client closed: the
+    # saved output says how it ended (issue 17 item 9), in HTML and in text.
+    assert "lost" in html and "worker-0, worker-1 died" in html and "not live" in html
+    assert "finished" not in html
+    text = displayed["data"]["text/plain"]
+    assert text.startswith("1 future · lost 1") and "worker-0, worker-1 died" in text
     assert nb.cells[2].outputs[-1]["text"].strip() == "lost"
     model_id = displayed["data"][WIDGET_VIEW]["model_id"]
     state = nb.metadata["widgets"][WIDGET_STATE]["state"][model_id]["state"]
     assert state["kind"] == "futures" and state["rows"][0]["status"] == "lost"
-    assert state["rows"][0]["name"] == "x" and state["summary"]["counts"]["lost"] == 1
+    assert state["rows"][0]["name"] == "x" and state["summary"]["keys"]["by_status"]["lost"] == 1
 
 
 class FakeClient:
@@ -535,14 +554,15 @@ def test_cluster_table_counts_keys_by_status_and_names_what_each_worker_holds():
                 + [key_event("df-1", workers=[A, B]),
                    {"event": "key", "key": "len-0123456789abcdef", "status": "running",
                     "workers": [], "processing_on": B, "nbytes": None, "type": None}])
-    rows = {w["name"]: w for w in table.rows()}
+    rows = {w["name"]: w for w in table.summary()["workers"]}
     assert rows["worker-0"]["by_status"] == {"finished": 5001}
     assert rows["worker-1"]["by_status"] == {"running": 1, "finished": 5001}
     assert rows["worker-0"]["holds"] == [["rows[…]", 5000], ["df", 1]]  # compact at 10,000 keys
-    assert table.totals()["by_status"] == {"running": 1, "finished": 10_001}
+    assert table.summary()["keys"]["by_status"] == {"running": 1, "finished": 10_001}
+    assert table.summary()["keys"]["replicas"] == 10_002  # df-1 is on both workers
     table.apply([{"event": "worker-removed", "address": A, "name": "worker-0"}])
-    assert [w["name"] for w in table.rows()] == ["worker-1"]
-    assert table.totals()["departed"] == ["worker-0"]
+    assert [w["name"] for w in table.summary()["workers"]] == ["worker-1"]
+    assert table.summary()["departed"] == ["worker-0"]
 
 
 # ------------------------------------------------------------ progress bars ---
@@ -651,7 +671,7 @@ def test_cluster_magic_in_a_kernel_is_the_live_widget_and_follows_a_dead_worker(
         widget = _instances[model_id]
         assert [w["name"] for w in widget.workers] == ["worker-0", "worker-1"]
         assert widget.workers[0]["holds"] == [["rows[…]", 5000]]
-        assert widget.totals["by_status"] == {"finished": 10_000}
+        assert widget.totals["keys"]["by_status"] == {"finished": 10_000}
         os.kill(client.cluster.processes["worker-0"].pid, signal.SIGKILL)
         # Its replacement (worker-2, forked in milliseconds) may already be listed.
         wait_for(lambda: "worker-0" not in [w["name"] for w in widget.workers],

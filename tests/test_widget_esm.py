@@ -25,18 +25,19 @@ def test_imports_are_resolved_by_pasting_in_order(tmp_path):
         "export const UNITS = ['B'];\nexport function formatBytes(n) { return n; }\n",
         # prettier wraps a long import over several lines
         "import {\n  formatBytes,\n  UNITS\n} from './sizes.js';\n\nexport function h() {}\n",
-        'import { formatBytes } from "./sizes.js";\nimport { h } from "./dom.js";\n\n'
-        "export default { render: h };\n",
+        "import { formatBytes } from './sizes.js';\n\nexport function timeline() {}\n",
+        'import { formatBytes } from "./sizes.js";\nimport { h } from "./dom.js";\n'
+        'import { timeline } from "./plots.js";\n\nexport default { render: h };\n',
     ])
     source = widget_esm(tmp_path)
     assert not re.search(r"^\s*import\b", source, re.MULTILINE)
     assert re.findall(r"^export .*", source, re.MULTILINE) == ["export default { render: h };"]
     assert source.index("const UNITS") < source.index("function h()") \
-        < source.index("export default")
+        < source.index("function timeline()") < source.index("export default")
 
 
 def test_an_import_it_cannot_paste_is_an_error(tmp_path):
-    write_modules(tmp_path, ["", "", "import confetti from 'https://esm.sh/canvas-confetti';\n"])
+    write_modules(tmp_path, ["", "", "", "import confetti from 'https://esm.sh/canvas-confetti';\n"])
     with pytest.raises(ValueError, match="other than a sibling file"):
         widget_esm(tmp_path)
 
@@ -59,7 +60,7 @@ def declared(text: str, pattern: str) -> set[str]:
     return set(re.findall(pattern, text, re.MULTILINE))
 
 
-@pytest.mark.parametrize("module", ["sizes", "dom"])
+@pytest.mark.parametrize("module", ["sizes", "dom", "plots"])
 def test_types_declare_what_the_module_exports(module):
     """The labextension compiles against the .d.ts: it must name every export, no more."""
     js = (STATIC / f"{module}.js").read_text()

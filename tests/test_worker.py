@@ -58,7 +58,7 @@ def run_jobs(nthreads: int, schedule, resources=None) -> list:
         reports, all_done = [], asyncio.Event()
         expected = []
 
-        def on_done(key, ok, value):
+        def on_done(key, ok, value, ran):
             reports.append((key, ok, value))
             if len(reports) == len(expected):
                 all_done.set()

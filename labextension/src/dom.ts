@@ -4,21 +4,33 @@
 // ESM by scatter_magics/notebook/esm.py), while this bundle imports them, so there is one
 // copy of each helper and of widget.css's classes they draw with (style/index.js).
 
-import { h, memoryBar } from '../../scatter_magics/notebook/static/dom.js';
-import { formatBytes } from '../../scatter_magics/notebook/static/sizes.js';
-
-import type { IWorker } from './model';
-
 export {
   h,
+  keysPhrase,
+  memoryBar,
+  memoryPhrase,
   plural,
   statusBadge,
   STATUSES
 } from '../../scatter_magics/notebook/static/dom.js';
+export {
+  nameColour,
+  taskStream,
+  timeline
+} from '../../scatter_magics/notebook/static/plots.js';
 export { formatBytes } from '../../scatter_magics/notebook/static/sizes.js';
 
-/** A worker's memory bar; with no limit, no bar but its memory "/ ∞". */
-export function workerMemory(w: IWorker): HTMLElement {
-  const text = `${formatBytes(w.memory)} / ∞`;
-  return memoryBar(w, h('span', { class: 'sm-membar-text' }, text));
+/** "14:02:11" today, "3 Dec 14:02" another day: when a cluster started. */
+export function startedAt(seconds: number, now = new Date()): string {
+  const when = new Date(seconds * 1000);
+  const time = when.toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit'
+  });
+  if (when.toDateString() === now.toDateString()) {
+    return time;
+  }
+  const day = when.toLocaleDateString([], { day: 'numeric', month: 'short' });
+  return `${day} ${time}`;
 }

@@ -6,17 +6,19 @@ import {
 import {
   Dialog,
   ICommandPalette,
-  InputDialog,
   MainAreaWidget,
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { Kernel } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ClusterPanel } from './panel';
 import { ICluster, PolledResource } from './model';
+import { NewClusterForm } from './new_cluster';
+import { ISettings, readSettings } from './settings';
 import { ListingPush } from './push';
 import { requestAPI } from './request';
 import { ClusterSidebar } from './sidebar';
@@ -95,7 +97,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'A sidebar showing every scatter_magics cluster on this Jupyter server.',
   autoStart: true,
   requires: [],
-  optional: [INotebookTracker, ICommandPalette, ILayoutRestorer],
+  // All optional: Notebook 7 runs the plugin too, with or without a settings registry.
+  optional: [
+    INotebookTracker,
+    ICommandPalette,
+    ILayoutRestorer,
+    ISettingRegistry
+  ],
   activate
 };
 
@@ -103,9 +111,14 @@ function activate(
   app: JupyterFrontEnd,
   notebooks: INotebookTracker | null,
   palette: ICommandPalette | null,
-  restorer: ILayoutRestorer | null
+  restorer: ILayoutRestorer | null,
+  registry: ISettingRegistry | null
 ): void {
-  const clusters = new PolledResource<ICluster[]>(() => 'clusters');
+  const settings: ISettings = readSettings(null);
+  const clusters = new PolledResource<ICluster[]>(
+    () => 'clusters',
+    settings.pollInterval
+  );
   // Pushed on change over a websocket; the once-a-second poll is only the fallback.
   new ListingPush(clusters);
   const sidebar = new ClusterSidebar({
@@ -121,7 +134,31 @@ function activate(
   sidebar.title.icon = clusterIcon;
   app.shell.add(sidebar, 'left', { rank: 900 });
   restorer?.add(sidebar, sidebar.id);
-  addCommands(app, clusters, notebooks);
+  const panels = addCommands(app, clusters, notebooks, settings);
+  if (registry) {
+    registry
+      .load(plugin.id)
+      .then(loaded => {
+        const apply = () => {
+          Object.assign(settings, readSettings(loaded.composite));
+          clusters.interval = settings.pollInterval;
+          for (const panel of panels.values()) {
+            if (!panel.isDisposed) {
+              panel.content.pageSize = settings.pageSize;
+              panel.content.pollInterval = settings.pollInterval;
+            }
+          }
+        };
+        apply();
+        loaded.changed.connect(apply);
+      })
+      .catch(reason =>
+        console.warn(
+          'scatter-magics: settings not loaded, defaults used',
+          reason
+        )
+      );
+  }
   if (palette) {
     for (const command of [CommandIDs.showSidebar, CommandIDs.startCluster]) {
       palette.addItem({ command, category: 'Scatter clusters' });
@@ -132,8 +169,9 @@ function activate(
 function addCommands(
   app: JupyterFrontEnd,
   clusters: PolledResource<ICluster[]>,
-  notebooks: INotebookTracker | null
-): void {
+  notebooks: INotebookTracker | null,
+  settings: ISettings
+): Map<string, MainAreaWidget<ClusterPanel>> {
   const panels = new Map<string, MainAreaWidget<ClusterPanel>>();
   const nameOf = (id: string) =>
     clusters.value?.find(c => c.id === id)?.name ?? id;
@@ -149,12 +187,22 @@ function addCommands(
       const id = args.id as string;
       let panel = panels.get(id);
       if (!panel || panel.isDisposed) {
-        panel = new MainAreaWidget({ content: new ClusterPanel(id) });
+        panel = new MainAreaWidget({
+          content: new ClusterPanel(id, {
+            pageSize: settings.pageSize,
+            pollInterval: settings.pollInterval
+          })
+        });
         panel.id = `scatter-magics-panel-${id}`;
         panel.title.label = `Cluster: ${nameOf(id)}`;
         panel.title.icon = clusterIcon;
         panels.set(id, panel);
         app.shell.add(panel, 'main');
+        if (!panel.parent) {
+          // Notebook 7's notebook page keeps its one main widget (its shell refuses a
+          // second): the panel opens in the right side panel there.
+          app.shell.add(panel, 'right', { rank: 900 });
+        }
       }
       app.shell.activateById(panel.id);
     }
@@ -224,9 +272,12 @@ function addCommands(
   app.commands.addCommand(CommandIDs.startCluster, {
     label: 'Start a Shared Cluster',
     execute: async () => {
-      const answer = await InputDialog.getNumber({
-        title: 'Start a cluster owned by the server: workers',
-        value: 2
+      const form = new NewClusterForm(settings.newCluster);
+      const answer = await showDialog({
+        title: 'New cluster, owned by the Jupyter server',
+        body: form,
+        focusNodeSelector: 'input',
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Start' })]
       });
       if (!answer.button.accept || answer.value === null) {
         return;
@@ -234,7 +285,7 @@ function addCommands(
       try {
         await requestAPI('clusters', {
           method: 'POST',
-          body: JSON.stringify({ n_workers: Math.round(answer.value) })
+          body: JSON.stringify(answer.value)
         });
       } catch (error) {
         await showErrorMessage('Could not start a cluster', error as Error);
@@ -242,6 +293,7 @@ function addCommands(
       await clusters.refresh().catch(() => undefined);
     }
   });
+  return panels;
 }
 
 export default plugin;

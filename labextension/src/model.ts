@@ -1,27 +1,54 @@
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import type { IKeys } from '../../scatter_magics/notebook/static/dom.js';
+import type {
+  ISeries,
+  ITask
+} from '../../scatter_magics/notebook/static/plots.js';
+
 import { requestAPI } from './request';
 
-/** One worker, as `GET /scatter-magics/api/clusters` describes it. */
+/** One worker, as `GET /scatter-magics/api/clusters` describes it (summary.py). */
 export interface IWorker {
   address: string;
   name: string;
   nthreads: number;
   memory_limit: number;
+  /** The process's resident memory, to the MiB. */
   memory: number;
+  /** Keys it holds, and their bytes (shared-memory data it maps included). */
   nkeys: number;
   nbytes: number;
+  by_status?: { [status: string]: number };
+  status?: string;
 }
 
-/** One key (a future's data) in `GET clusters/<id>`. */
+/** One key (a future's data) in `GET clusters/<id>` (key_pages.py). */
 export interface IKeyItem {
   key: string;
+  name: string;
   status: string;
   nbytes: number | null;
   size: number | null;
   type: string | null;
   workers: string[];
+  /** Workers that died while holding it (a lost key's note). */
+  died: string[];
+}
+
+/** A cluster's memory over time (history.py): a sample per entry of `times`. */
+export interface IHistory {
+  interval: number;
+  times: number[];
+  workers: ISeries[];
+}
+
+/** `GET clusters/<id>/tasks?since=` (task_stream.py). */
+export interface ITasksAnswer {
+  index: number;
+  now: number | null;
+  tasks: ITask[];
 }
 
 /** A kernel connected to a cluster (`%cluster connect`), named by its notebook. */
@@ -50,37 +77,47 @@ export interface ICluster {
   status: string;
   error?: string;
   workers: IWorker[];
-  keys: {
-    count: number;
+  keys: IKeys & {
     /** Distinct value names: the pieces of a split value (`df[0/4]` …) count once. */
     names?: number;
-    nbytes: number;
-    by_status: { [status: string]: number };
     total?: number;
     offset?: number;
     limit?: number;
     items?: IKeyItem[];
   };
+  totals: {
+    n_workers: number;
+    nthreads: number;
+    memory: number;
+    memory_limit: number;
+    nbytes: number;
+  };
+  history: IHistory;
 }
 
-/** How often an open view asks the server: once a second, never faster. */
+/** How often an open view asks the server by default: once a second. */
 export const POLL_INTERVAL = 1000;
 
 /**
- * A resource of the REST API polled once a second while someone shows it, with the
- * ETag of the last answer, so that an unchanged answer is a 304 and no re-render.
+ * A resource of the REST API polled while someone shows it (once a second unless the
+ * settings say otherwise), with the ETag of the last answer, so that an unchanged answer
+ * is a 304 and no re-render.
  */
 export class PolledResource<T> {
-  constructor(private readonly endPoint: () => string) {
+  constructor(
+    private readonly endPoint: () => string,
+    interval = POLL_INTERVAL
+  ) {
     this._poll = new Poll({
       factory: () => this.refresh(),
-      frequency: {
-        interval: POLL_INTERVAL,
-        backoff: true,
-        max: 30 * POLL_INTERVAL
-      },
+      frequency: { interval, backoff: true, max: 30 * interval },
       standby: 'when-hidden'
     });
+  }
+
+  /** Poll every `interval` ms from now on (a changed setting). */
+  set interval(interval: number) {
+    this._poll.frequency = { interval, backoff: true, max: 30 * interval };
   }
 
   get changed(): ISignal<this, T> {
@@ -104,6 +141,9 @@ export class PolledResource<T> {
     }
     try {
       const reply = await requestAPI<T>(endPoint, {}, this._etag);
+      if (endPoint !== this.endPoint()) {
+        return; // asked for another page or filter meanwhile: this answer is stale
+      }
       if (!reply.unchanged && reply.data !== null) {
         this._etag = reply.etag;
         this._value = reply.data;

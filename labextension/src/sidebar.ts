@@ -2,12 +2,14 @@ import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
 import {
-  formatBytes,
   h,
+  keysPhrase,
+  memoryBar,
   plural,
+  startedAt,
   STATUSES,
   statusBadge,
-  workerMemory
+  timeline
 } from './dom';
 import { ICluster, PolledResource } from './model';
 
@@ -73,9 +75,11 @@ export class ClusterSidebar extends Widget {
   }
 
   private _card(cluster: ICluster): HTMLElement {
-    const threads = cluster.workers.reduce((n, w) => n + w.nthreads, 0);
     const statuses = STATUSES.filter(s => cluster.keys.by_status[s]).map(s =>
       statusBadge(s, cluster.keys.by_status[s], 'sm-lab-count')
+    );
+    const history = new Map(
+      (cluster.history?.workers ?? []).map(w => [w.address, w])
     );
     const button = (label: string, command: string, title: string) =>
       h(
@@ -98,7 +102,11 @@ export class ClusterSidebar extends Widget {
       h(
         'div',
         { class: 'sm-lab-card-head' },
-        h('span', { class: 'sm-lab-name', title: cluster.name }, cluster.name),
+        h(
+          'span',
+          { class: 'sm-lab-name', title: cluster.name },
+          ...wrappable(cluster.name)
+        ),
         h(
           'span',
           { class: 'sm-lab-backend', title: cluster.scheduler_address },
@@ -114,7 +122,19 @@ export class ClusterSidebar extends Widget {
           { class: 'sm-lab-workers' },
           `${plural(cluster.workers.length, 'worker')} alive`
         ),
-        h('span', { class: 'sm-lab-threads' }, plural(threads, 'thread')),
+        h(
+          'span',
+          { class: 'sm-lab-threads' },
+          plural(cluster.totals?.nthreads ?? 0, 'thread')
+        ),
+        h(
+          'span',
+          {
+            class: 'sm-lab-started',
+            title: new Date(cluster.started * 1000).toString()
+          },
+          `started ${startedAt(cluster.started)}`
+        ),
         cluster.keys.names === undefined
           ? null
           : h(
@@ -124,10 +144,9 @@ export class ClusterSidebar extends Widget {
                 title: 'Values by name: the pieces of a split value count once'
               },
               plural(cluster.keys.names, 'name')
-            ),
-        h('span', { class: 'sm-lab-keys' }, plural(cluster.keys.count, 'key')),
-        h('span', { class: 'sm-lab-bytes' }, formatBytes(cluster.keys.nbytes))
+            )
       ),
+      h('div', { class: 'sm-lab-keys' }, keysPhrase(cluster.keys)),
       statuses.length
         ? h('div', { class: 'sm-summary sm-lab-statuses' }, ...statuses)
         : null,
@@ -157,8 +176,13 @@ export class ClusterSidebar extends Widget {
           h(
             'div',
             { class: 'sm-lab-worker', 'data-worker': w.name, title: w.address },
-            h('span', { class: 'sm-lab-worker-name' }, w.name),
-            workerMemory(w)
+            h(
+              'div',
+              { class: 'sm-lab-worker-head' },
+              h('span', { class: 'sm-lab-worker-name' }, w.name),
+              timeline(history.get(w.address), 96, 18)
+            ),
+            memoryBar(w)
           )
         )
       ),
@@ -168,7 +192,7 @@ export class ClusterSidebar extends Widget {
         button(
           'Futures',
           this._ids.open,
-          'Open the live futures table and placement'
+          'Open the live futures table, memory over time and task stream'
         ),
         button(
           'Connect notebook',
@@ -198,6 +222,21 @@ export class ClusterSidebar extends Widget {
   private _clusters: PolledResource<ICluster[]>;
   private _list: HTMLElement;
   private _error: HTMLElement;
+}
+
+/**
+ * A name as text nodes with a break opportunity after each "/" (`<wbr>`): a long
+ * notebook path wraps at its folders and words, never inside a word.
+ */
+export function wrappable(name: string): (string | HTMLElement)[] {
+  const parts: (string | HTMLElement)[] = [];
+  name.split('/').forEach((part, i, all) => {
+    parts.push(i < all.length - 1 ? `${part}/` : part);
+    if (i < all.length - 1) {
+      parts.push(h('wbr'));
+    }
+  });
+  return parts;
 }
 
 export namespace ClusterSidebar {

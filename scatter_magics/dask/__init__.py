@@ -16,6 +16,9 @@
 - :mod:`.failures`: Dask's failures as the classes of ``errors.py``.
 - :mod:`.task_output`: what tasks print, captured on the workers and relayed to the
   clients that hold their keys (plugins shipped by value).
+- :mod:`.recorder`: the ``SchedulerPlugin`` keeping memory samples and ended tasks for the
+  views, and answering the summary's key records; :mod:`.views` turns its answers into
+  the package's summary, history and task stream (``%cluster`` and the Jupyter server).
 - :mod:`.adopt`: Dask clusters a notebook starts on its own, put in the Jupyter sidebar's
   registry after each cell (it imports nothing of Dask).
 

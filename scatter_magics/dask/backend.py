@@ -39,6 +39,7 @@ from ..errors import (
     UnknownWorkerError,
 )
 from ..structure import SKIP, find_futures, substitute
+from . import views
 from . import room
 from .credentials import security_fields, security_from_fields
 from .dashboard import dashboard_link
@@ -112,7 +113,7 @@ class DaskBackend:
         workers = self.scheduler_info()["workers"]
         allowed = addresses or sorted(workers)
         return room.plan(sizes, workers, [a for a in allowed if a in workers], broadcast,
-                         room.pause_fraction())
+                         *room.thresholds())
 
     def _scatter_to(self, items: dict, addresses, broadcast, direct, hash, timeout) -> dict:
         options = dict(workers=addresses, broadcast=broadcast, direct=direct, hash=hash)
@@ -216,7 +217,10 @@ class DaskBackend:
         if hub_for(self.client).install() == "plugin":
             workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
         else:
-            workers = _workers_from_identity(self.client.scheduler_info(n_workers=-1))
+            # Asked, not Client.scheduler_info(): that returns a cache which the client's
+            # 2 s refresh (asking for no workers) may overwrite between fetch and return.
+            workers = _workers_from_identity(
+                self.client.sync(self.client.scheduler.identity, n_workers=-1))
         info = {"address": self.client.scheduler.address, "workers": workers}
         link = dashboard_link(self.client)
         return {**info, "dashboard_link": link} if link else info
@@ -233,6 +237,18 @@ class DaskBackend:
     def n_workers(self) -> int:
         self._check_open()
         return len(self.client.nthreads())
+
+    def overview(self) -> dict:
+        self._check_open()
+        return self.client.sync(views.overview, self.client)
+
+    def memory_history(self) -> dict:
+        self._check_open()
+        return self.client.sync(views.history, self.client)
+
+    def task_stream(self, since: int = 0) -> dict:
+        self._check_open()
+        return self.client.sync(views.tasks, self.client, since)
 
     def subscribe_events(self, callback: Callable[[list], None]) -> DaskSubscription:
         self._check_open()

@@ -85,6 +85,10 @@ class EventHub:
         (:mod:`.install`)."""
         if self.mode is None:
             self.mode, self.install_error = installing.install(self.client)
+            if self.mode == "plugin":
+                from .views import install_sync
+
+                install_sync(self.client)  # memory history and task stream from now on
         return self.mode
 
     def leave(self) -> bool:
@@ -151,6 +155,8 @@ class EventHub:
             if event.get("event") == "key" and event.get("type") is None:
                 state = futures.get(event["key"])
                 event["type"] = type_name(getattr(state, "type", None))
+            if event.get("task"):  # [worker, thread, startstops, status]: a task ended
+                event["task"] = _task_record(event["key"], event["task"])
             out.append(event)
         return out
 
@@ -254,6 +260,16 @@ class EventHub:
             self._linger.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _task_record(key: str, raw: list) -> dict | None:
+    """The task-stream record of a task that ended, from the plugin's raw run."""
+    from dask.utils import key_split
+
+    from ..task_stream import from_dask
+
+    worker, thread, startstops, status = raw
+    return from_dask(key, key_split(key), worker, thread, startstops, status)
 
 
 class Poller:

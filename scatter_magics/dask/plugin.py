@@ -48,6 +48,8 @@ from tornado.ioloop import PeriodicCallback
 from .starts import STARTED_OP, WORKER_PLUGIN_NAME
 from .task_output import CAPTURE_NAME, RELAY_NAME
 
+RECORDER_NAME = "scatter-magics-recorder"  # recorder.NAME: memory history and task stream
+
 # What our clients put on the workers, taken off with us (each worker runs its teardown).
 GUEST_WORKER_PLUGINS = (WORKER_PLUGIN_NAME, CAPTURE_NAME)
 
@@ -62,6 +64,7 @@ FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed wo
 REMEMBER_GONE = 10_000  # keys let go lately, per client, repeated in a later snapshot
 
 _STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
+_ENDED = {"memory": "finished", "erred": "error"}  # how a task can leave processing
 
 
 def key_status(ts, running=()) -> str:
@@ -127,6 +130,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.removed: dict[str, float] = {}  # workers that left lately -> when
         self.dirty: set = set()  # keys that made a transition since the last batch
         self.running: dict = {}  # key -> the worker that said it runs it (StartReporter)
+        self.runs: dict = {}  # key -> how its task ran, until the next batch carries it
         self._callback: PeriodicCallback | None = None
         self._last_fill = 0.0
         self._filling: asyncio.Task | None = None
@@ -210,9 +214,10 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                     await scheduler.unregister_worker_plugin(comm=None, name=name)
             if self.users:  # joined while the workers tore down: they register them again
                 return False
-            relay = scheduler.plugins.pop(RELAY_NAME, None)  # after the captures: none sends
-            if relay is not None:
-                await relay.close()
+            for name in (RELAY_NAME, RECORDER_NAME):  # the relay after the captures
+                guest = scheduler.plugins.pop(name, None)
+                if guest is not None:
+                    await guest.close()
             if not self.preloaded and scheduler.plugins.get(NAME) is self:
                 self._taken_off = True
                 scheduler.remove_plugin(name=NAME)  # Dask's unregister does not call close()
@@ -292,9 +297,13 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             self.dirty.update(k for k, held in subscriber.holders.items() if worker in held)
 
     def transition(self, key, start, finish, *args, **kwargs) -> None:
-        # Runs inside the scheduler's transition loop: only note the key.
+        # Runs inside the scheduler's transition loop: only note the key (and how an ended
+        # task ran, for the task stream of a live %cluster --tasks).
         if self.subscribers:
             self.dirty.add(key)
+            if start == "processing" and finish in _ENDED and kwargs.get("startstops"):
+                self.runs[key] = [kwargs.get("worker"), kwargs.get("thread"),
+                                  kwargs["startstops"], _ENDED[finish]]
         if self.running and start == "processing":
             self.running.pop(key, None)
         if finish == "forgotten":
@@ -320,6 +329,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
                 subscriber.seq += 1
                 self.scheduler.log_event(TOPIC_PREFIX + client,
                                          {"seq": subscriber.seq, "events": events})
+        self.runs.clear()  # each ended task was in this tick's batches (its key was dirty)
         cutoff = now - REMEMBER_REMOVED
         self.removed = {a: t for a, t in self.removed.items() if t > cutoff}
         if self.pinned and now - self._last_fill >= FILL_INTERVAL:
@@ -365,7 +375,10 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             return
         if status != "finished" and self._lost(subscriber.holders.get(key)):
             status = "lost"  # its only holders died; Dask recomputes it if it can
-        events.append(key_event(ts, status))
+        event = key_event(ts, status)
+        if ts.key in self.runs:
+            event["task"] = self.runs[ts.key]
+        events.append(event)
         self._remember(subscriber, ts, signature)
 
     def _let_go(self, subscriber: _Subscriber, key: str, events: list) -> None:

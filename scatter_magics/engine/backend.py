@@ -60,6 +60,15 @@ class EmbeddedBackend:
     def has_what(self) -> dict:
         return self.client.has_what()
 
+    def overview(self) -> dict:
+        return self.client.view("overview")
+
+    def memory_history(self) -> dict:
+        return self.client.view("memory-history")
+
+    def task_stream(self, since: int = 0) -> dict:
+        return self.client.view("task-stream", since=since)
+
     def subscribe_events(self, callback: Callable[[list], None]):
         return self.client.subscribe_events(callback)
 

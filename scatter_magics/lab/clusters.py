@@ -29,6 +29,7 @@ import time
 
 from .. import discovery
 from ..errors import ClusterUnreachableError, NotOwnedError, UnknownClusterError
+from ..history import BRIEF_STEP, columns
 from .probe import EmbeddedProbe
 
 logger = logging.getLogger(__name__)
@@ -72,28 +73,42 @@ class ClusterDirectory:
 
     # ------------------------------------------------------------ reading ---
     async def list(self, notebook_paths: dict[str, str]) -> list[dict]:
-        """Every live cluster; ``notebook_paths`` maps kernel ids to notebook paths."""
+        """Every live cluster; ``notebook_paths`` maps kernel ids to notebook paths. Each
+        carries a brief ``history`` (a sample every ``BRIEF_STEP`` s), for the cards."""
         groups = grouped(self._refresh())
-        return list(await asyncio.gather(*(self._describe(primary, notebook_paths, connections)
+        return list(await asyncio.gather(*(self._describe(primary, notebook_paths, BRIEF_STEP,
+                                                          connections)
                                            for primary, connections in groups)))
 
     async def get(self, cluster_id: str, notebook_paths: dict[str, str], *, offset: int = 0,
-                  limit: int = 100, status: str | None = None) -> dict:
-        """One cluster as :meth:`list` shows it, plus one page of its keys."""
+                  limit: int = 100, status: str | None = None, name: str | None = None,
+                  sort: str | None = None, descending: bool = False) -> dict:
+        """One cluster as :meth:`list` shows it, plus one page of its keys (filtered by
+        ``status`` and ``name``, sorted by ``sort``: ``key_pages.page_of``)."""
         entry, connections = self._group(cluster_id)
-        described = await self._describe(entry, notebook_paths, connections)
+        described = await self._describe(entry, notebook_paths, 1, connections)
         limit = max(0, min(limit, KEYS_PAGE_MAX))
         try:
-            page = await self._probe(entry).keys(max(offset, 0), limit, status)
+            page = await self._probe(entry).keys(max(offset, 0), limit, status, name, sort,
+                                                 descending)
         except (ClusterUnreachableError, KeyError):
             page = {"total": 0, "offset": offset, "keys": []}
-        items = [{**item, "size": item.get("nbytes")} for item in page["keys"]]  # the issue's word
         described["keys"] = {**described["keys"], "total": page["total"], "offset": page["offset"],
-                             "limit": limit, "status": status, "items": items}
+                             "limit": limit, "status": status, "name": name, "sort": sort,
+                             "order": "desc" if descending else "asc", "items": page["keys"]}
         return described
 
+    async def tasks(self, cluster_id: str, since: int) -> dict:
+        """``{"index", "now", "tasks"}``: what its workers ran, after cursor ``since``."""
+        entry = self._entry(cluster_id)
+        try:
+            return await self._probe(entry).tasks(max(since, 0))
+        except KeyError:
+            raise UnknownClusterError(f"this server cannot read a {entry.backend!r} "
+                                      f"cluster") from None
+
     async def _describe(self, entry: discovery.Entry, notebook_paths: dict[str, str],
-                        connections: list[discovery.Entry] = ()) -> dict:
+                        history_step: int, connections: list[discovery.Entry] = ()) -> dict:
         public = entry.public()
         remote = entry.connected  # only connections know it: no owner on this machine
         described = {
@@ -114,10 +129,16 @@ class ClusterDirectory:
             "server_owned": entry.id in self.owned,
             "status": "running",
             "workers": [],
-            "keys": {"count": 0, "nbytes": 0, "by_status": {}, "names": 0},
+            "keys": {"count": 0, "by_status": {}, "nbytes": 0, "replicas": 0,
+                     "replica_nbytes": 0, "names": 0},
+            "totals": {"n_workers": 0, "nthreads": 0, "memory": 0, "memory_limit": 0,
+                       "nbytes": 0},
+            "history": columns([], {}),
         }
         try:
-            described.update(await self._probe(entry).overview())
+            probe = self._probe(entry)
+            described.update(await probe.overview())
+            described["history"] = await probe.history(history_step)
         except KeyError:
             described.update(status="unknown", error=f"this server cannot read a "
                                                      f"{entry.backend!r} cluster")

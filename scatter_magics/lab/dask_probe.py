@@ -2,9 +2,9 @@
 
 One asynchronous ``distributed.Client`` per cluster, made on first use on the server's own
 loop (``distributed`` is imported only when a Dask cluster is registered). The answers have
-the same shape as :class:`~scatter_magics.lab.probe.EmbeddedProbe`'s. Dask keeps no type
-name per key on the scheduler side that a client can read, so ``type`` is null; a key with
-a holder is ``finished``, one without is ``pending``.
+the same shape as :class:`~scatter_magics.lab.probe.EmbeddedProbe`'s, made by
+:mod:`scatter_magics.dask.views` (the same functions ``%cluster`` on Dask uses), from
+the recorder plugin it installs on first use.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import asyncio
 
 from ..discovery import Entry
 from ..errors import ClusterUnreachableError
-from ..keys import value_name
-from .probe import rounded_memory
+from ..key_pages import page_of
+from .probe import shown
 
 CONNECT_TIMEOUT = 3.0  # s
 REQUEST_TIMEOUT = 3.0
@@ -58,41 +58,28 @@ class DaskProbe:
             raise ClusterUnreachableError(f"the Dask scheduler at {self.entry.scheduler_address} "
                                           f"did not answer: {type(exc).__name__}") from exc
 
-    async def _state(self, client) -> tuple[dict, dict, dict]:
-        info = await client.scheduler.identity(n_workers=-1)
-        who_has = await client.who_has()
-        nbytes = await client.nbytes(summary=False)
-        return info, dict(who_has), dict(nbytes)
-
     async def overview(self) -> dict:
-        info, who_has, nbytes = await self._ask(self._state)
-        workers = []
-        for address, w in info["workers"].items():
-            metrics = w.get("metrics", {})
-            held = [k for k, holders in who_has.items() if address in holders]
-            workers.append({"address": address, "name": str(w.get("name", address)),
-                            "nthreads": w.get("nthreads", 0),
-                            "memory_limit": w.get("memory_limit") or 0,
-                            "memory": rounded_memory(metrics.get("memory", 0)),
-                            "nkeys": len(held),
-                            "nbytes": sum(nbytes.get(k, 0) for k in held)})
-        workers.sort(key=lambda w: w["name"])
-        by_status: dict[str, int] = {}
-        for holders in who_has.values():
-            status = "finished" if holders else "pending"
-            by_status[status] = by_status.get(status, 0) + 1
-        return {"workers": workers, "keys": {"count": len(who_has), "by_status": by_status,
-                                             "nbytes": sum(nbytes.values()),
-                                             "names": len({value_name(k) for k in who_has})}}
+        """The summary every view shows (``dask.views.overview``)."""
+        from ..dask import views
 
-    async def keys(self, offset: int, limit: int, status: str | None) -> dict:
-        _, who_has, nbytes = await self._ask(self._state)
-        items = [{"key": str(k), "status": "finished" if holders else "pending",
-                  "nbytes": nbytes.get(k), "type": None, "workers": sorted(holders)}
-                 for k, holders in who_has.items()]
-        if status:
-            items = [i for i in items if i["status"] == status]
-        return {"total": len(items), "offset": offset, "keys": items[offset:offset + limit]}
+        return shown(await self._ask(views.overview))
+
+    async def history(self, step: int = 1) -> dict:
+        from ..dask import views
+
+        return await self._ask(lambda client: views.history(client, step))
+
+    async def tasks(self, since: int) -> dict:
+        from ..dask import views
+
+        return await self._ask(lambda client: views.tasks(client, since))
+
+    async def keys(self, offset: int, limit: int, status: str | None, name: str | None = None,
+                   sort: str | None = None, descending: bool = False) -> dict:
+        from ..dask import views
+
+        return page_of(await self._ask(views.key_items), offset, limit, status, name, sort,
+                       descending)
 
     async def watch(self, on_change) -> bool:
         """Never subscribes (False): a Dask cluster's changes are not pushed to us; the

@@ -3,7 +3,10 @@
 - ``GET clusters`` → every live cluster (``id``, ``name``, ``kernel_id``, ``backend``,
   ``scheduler_address``, ``workers``, ``keys``); answers ``304`` to a matching
   ``If-None-Match``, so a sidebar polling once a second costs nothing when nothing changed.
-- ``GET clusters/<id>?offset=&limit=&status=`` → the same object, ``keys.items`` one page of keys.
+- ``GET clusters/<id>?offset=&limit=&status=&name=&sort=&order=`` → the same object,
+  ``keys.items`` one page of keys (filtered, sorted: ``key_pages``), ``history`` a sample a second for the last five minutes (the listing's: every fifth).
+- ``GET clusters/<id>/tasks?since=`` → ``{"index", "now", "tasks"}``: what the workers ran
+  in the last minute, after cursor ``since`` (``scatter_magics.task_stream``).
 - ``DELETE clusters/<id>`` → stops the cluster and its workers (its owner closes it).
 - ``POST clusters`` ``{"n_workers", "threads_per_worker", "memory_limit", "name"}`` → starts a
   cluster owned by the server; ``201`` with it.
@@ -27,6 +30,7 @@ from jupyter_server.utils import url_path_join
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import ClusterUnreachableError, NotOwnedError, UnknownClusterError
+from ..key_pages import SORTS
 from ..sizes import parse_bytes
 from .clusters import ClusterDirectory
 from .watch import ListingWatch
@@ -110,10 +114,19 @@ class ClusterHandler(_ClusterHandler):
     @tornado.web.authenticated
     async def get(self, cluster_id: str) -> None:
         status = self.get_argument("status", None) or None
+        sort = self.get_argument("sort", None) or None
+        order = self.get_argument("order", "asc")
+        if sort is not None and sort not in SORTS:
+            raise tornado.web.HTTPError(400, f"sort must be one of {', '.join(SORTS)}, "
+                                             f"got {sort!r}")
+        if order not in ("asc", "desc"):
+            raise tornado.web.HTTPError(400, f"order must be asc or desc, got {order!r}")
         try:
             described = await self.directory.get(
                 cluster_id, await self.notebook_paths(), offset=self.int_argument("offset", 0),
-                limit=self.int_argument("limit", 100), status=status)
+                limit=self.int_argument("limit", 100), status=status,
+                name=self.get_argument("name", None) or None, sort=sort,
+                descending=order == "desc")
         except UnknownClusterError as exc:
             raise tornado.web.HTTPError(404, str(exc)) from None
         self.write_json(described)
@@ -128,6 +141,18 @@ class ClusterHandler(_ClusterHandler):
             raise tornado.web.HTTPError(409, str(exc)) from None
         # 202: asked, but the owning process had not finished within STOP_WAIT.
         self.write_json({"id": cluster_id, "stopped": stopped}, status=200 if stopped else 202)
+
+
+class ClusterTasksHandler(_ClusterHandler):
+    @tornado.web.authenticated
+    async def get(self, cluster_id: str) -> None:
+        try:
+            answer = await self.directory.tasks(cluster_id, self.int_argument("since", 0))
+        except UnknownClusterError as exc:
+            raise tornado.web.HTTPError(404, str(exc)) from None
+        except ClusterUnreachableError as exc:
+            raise tornado.web.HTTPError(409, str(exc)) from None
+        self.write_json(answer)
 
 
 class ClustersSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -174,5 +199,6 @@ def setup_handlers(serverapp) -> None:
         (url_path_join(base, "clusters", "ws"), ClustersSocketHandler),
         (url_path_join(base, "clusters"), ClustersHandler),
         (url_path_join(base, "clusters", ID_PATTERN), ClusterHandler),
+        (url_path_join(base, "clusters", ID_PATTERN, "tasks"), ClusterTasksHandler),
     ])
     serverapp.log.info("scatter_magics: cluster sidebar API at %s", base)

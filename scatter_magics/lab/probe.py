@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Callable
 
 from ..discovery import Entry
@@ -115,17 +114,23 @@ class EmbeddedProbe:
                                      f"not answer: {type(exc).__name__}") from exc
 
     async def overview(self) -> dict:
-        reply = await self.request({"op": "overview"})
-        workers = [{"address": address, "name": w["name"], "nthreads": w["nthreads"],
-                    "memory_limit": w["memory_limit"], "memory": rounded_memory(w["memory"]),
-                    "nkeys": w["nkeys"], "nbytes": w["nbytes"]}
-                   for address, w in reply["workers"].items()]
-        workers.sort(key=lambda w: _natural(w["name"]))
-        return {"workers": workers, "keys": reply["keys"]}
+        """The cluster's ``summary.summarize`` (workers, keys, totals), as the scheduler
+        counts it, with each worker's process memory to the MiB."""
+        return shown(await self.request({"op": "overview"}))
 
-    async def keys(self, offset: int, limit: int, status: str | None) -> dict:
+    async def history(self, step: int = 1) -> dict:
+        """The scheduler's memory history (``history.MemoryHistory.as_dict``)."""
+        return await self.request({"op": "memory-history", "step": step})
+
+    async def tasks(self, since: int) -> dict:
+        """Task records after cursor ``since``, of the last minute (``task_stream``)."""
+        return await self.request({"op": "task-stream", "since": since})
+
+    async def keys(self, offset: int, limit: int, status: str | None, name: str | None = None,
+                   sort: str | None = None, descending: bool = False) -> dict:
         return await self.request({"op": "key-list", "offset": offset, "limit": limit,
-                                   "status": status})
+                                   "status": status, "name": name, "sort": sort,
+                                   "descending": descending})
 
     async def stop(self) -> None:
         reply = await self.request({"op": "close-cluster", "reason": STOPPED_BY_SIDEBAR})
@@ -140,6 +145,14 @@ class EmbeddedProbe:
             self._channel = None
 
 
+def shown(summary: dict) -> dict:
+    """A summary as the REST API shows it: process memory to the MiB (totals too)."""
+    for w in summary["workers"]:
+        w["memory"] = rounded_memory(w.get("memory") or 0)
+    summary["totals"]["memory"] = sum(w["memory"] for w in summary["workers"])
+    return summary
+
+
 def _not_needed(channel, msg: dict) -> None:
     """A report the probe has no use for (an unknown op would log an error)."""
 
@@ -149,7 +162,3 @@ def rounded_memory(nbytes: int) -> int:
     change every answer (and its ETag) twice a second with nothing to show."""
     return round(nbytes / MIB) * MIB
 
-
-def _natural(name: str) -> list:
-    """``worker-2`` before ``worker-10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]

@@ -13,9 +13,13 @@
 | ``interrupted`` | the one line a Ctrl-C leaves |
 | ``failures`` | what a magic says when it fails: a sentence or two, or a task's own traceback |
 | ``widget``, ``widget_model``, ``widget_keys``, ``widget_html``, ``cluster_table``, ``throttle`` | the live futures and cluster widgets (anywidget; JS and CSS in ``static/``) |
+| ``feed`` | a widget's event subscription, its batches folded in and its flushes paced |
+| ``plots_html``, ``plots_text`` | memory timelines and the task stream as static SVG, and as text |
+| ``static_outputs`` | display ids for the widgets' outputs, their fallbacks re-sent as they change |
 
 May import: the package's top level (``backend``, ``errors``, ``structure``, ``tokenize``,
-``keys``, ``sizes``, ``discovery``, ``pieces``). Never ``scatter_magics.engine`` or
+``keys``, ``sizes``, ``discovery``, ``pieces``, ``summary``, ``history``, ``task_stream``). Never
+``scatter_magics.engine`` or
 ``scatter_magics.dask``: engines are reached through ``backend.py`` only, so a notebook
 session on Dask never imports the embedded engine.
 """

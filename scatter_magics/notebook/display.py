@@ -19,7 +19,11 @@ from typing import Callable, Iterable, Mapping
 from ..backend import Backend, backend_for, future_class_names, is_future
 from ..keys import key_text
 from ..sizes import format_bytes
+from ..summary import counted, keys_phrase, natural_order
 from .cluster_table import shared_memory_text
+from .plots_html import history_by_worker
+from .plots_text import sparkline, task_stream_text
+from .widget_html import cluster_html, holds_text, table_html
 from .piece_label import is_piece, with_rows
 
 MAX_KEYS_SHOWN = 20  # names per worker in %cluster; the rest is counted, not listed
@@ -90,16 +94,6 @@ def grouped_labels(labels: list[str], limit: int = MAX_KEYS_SHOWN) -> str:
     return ", ".join(names[:limit]) + (f", … {more} more" if more > 0 else "")
 
 
-def counted(n: int, noun: str) -> str:
-    """``'1 worker'``, ``'10,000 keys'``: a count with its noun, singular or plural."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def natural_order(name) -> list:
-    """Sort key putting ``worker-2`` before ``worker-10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
-
-
 def _table_text(columns: list[str], rows: list[list[str]]) -> str:
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     lines = [columns] + rows
@@ -108,11 +102,9 @@ def _table_text(columns: list[str], rows: list[list[str]]) -> str:
 
 
 def _table_html(columns: list[str], rows: list[list[str]], caption: str = "") -> str:
-    head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(cell)}</td>"
-                                    for cell in row) + "</tr>" for row in rows)
-    cap = f"<caption style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    """Plain-text cells in the package's one fallback table style (``table_html``)."""
+    return table_html(columns, [[html.escape(cell) for cell in row] for row in rows],
+                      html.escape(caption).replace("\n", "<br>"))
 
 
 class FuturesTable:
@@ -143,8 +135,8 @@ class FuturesTable:
     def _cells(self) -> list[list[str]]:
         # An unnamed row (a submitted task) is named by its key's prefix: the function.
         return [[r["name"] or _TOKEN.sub("", key_text(r["key"])), key_text(r["key"]),
-                 r["type"] or "", format_bytes(r["nbytes"]), r["status"],
-                 ", ".join(r["workers"]), str(len(r["workers"]))] for r in self.rows]
+                 r["type"] or "", format_bytes(r["nbytes"]), r["status"], _where(r),
+                 str(len(r["workers"]))] for r in self.rows]
 
     def __repr__(self) -> str:
         return _table_text(self.columns, self._cells())
@@ -154,6 +146,30 @@ class FuturesTable:
 
     def _repr_html_(self) -> str:
         return _table_html(self.columns, self._cells())
+
+
+def futures_text(summary: Mapping, rows: list[dict], worker_names: Mapping[str, str],
+                 live: bool = True, reason: str = "client closed") -> str:
+    """A futures widget as text: its summary line, then the rows given (the first page)."""
+    keys = summary.get("keys", {})
+    counts = " · ".join(f"{st} {n:,}" for st, n in keys.get("by_status", {}).items())
+    line = (f"{counted(keys.get('count', 0), 'future')}" + (f" · {counts}" if counts else "")
+            + f" · {format_bytes(keys.get('nbytes', 0))} in memory"
+            + f" · {counted(summary.get('n_workers', 0), 'worker')}"
+            + ("" if live else f" (not live: {reason})"))
+    table = FuturesTable([{**r, "workers": sorted((worker_names.get(a, a) for a in r["workers"]),
+                                                  key=natural_order),
+                           "died": sorted((worker_names.get(a, a) for a in r.get("died", ())),
+                                          key=natural_order)} for r in rows])
+    more = keys.get("count", 0) - len(rows)
+    return f"{line}\n{table!r}" + (f"\n… {more:,} more" if more > 0 else "")
+
+
+def _where(row: Mapping) -> str:
+    """The workers holding a future, and those that died holding it."""
+    died = ", ".join(row.get("died") or ())
+    held = ", ".join(row["workers"])
+    return held + (" · " if held and died else "") + (f"{died} died" if died else "")
 
 
 class ScatterResult(dict):
@@ -170,78 +186,105 @@ class ScatterResult(dict):
 
 
 class ClusterSummary:
-    """What ``%cluster`` shows: each worker's threads, memory and the keys it holds."""
+    """What ``%cluster`` shows: :mod:`scatter_magics.summary`'s numbers (the same as the
+    live view's, the sidebar card's and the REST API's), each worker's data held and
+    process memory with their last five minutes, what it holds by name, and with
+    ``--tasks`` the task stream of the last minute."""
 
-    columns = ["worker", "address", "threads", "memory", "limit", "data", "keys"]
+    columns = ["worker", "address", "threads", "data held", "limit", "process", "last 5 min",
+               "keys", "holds"]
 
     piece_columns = ["piece", "rows", "size", "worker"]
 
-    def __init__(self, address: str, workers: list[dict], shared_memory: dict | None = None,
-                 notice: str | None = None, client=None, pieces: list[list[str]] | None = None,
+    def __init__(self, address: str, summary: dict, history: dict | None = None,
+                 shared_memory: dict | None = None, notice: str | None = None, client=None,
+                 tasks: dict | None = None, pieces: list[list[str]] | None = None,
                  dashboard_link: str | None = None):
         self.address = address
-        self.workers = workers
+        self.summary = summary  # summary.summarize's {"workers", "keys", "totals"}
+        self.workers = summary["workers"]
+        self.history = history
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.notice = notice  # e.g. why dead workers are no longer replaced
         self.client = client  # whose cluster this is: a kernel shows it as the live widget
+        self.tasks = tasks  # Backend.task_stream()'s answer, for %cluster --tasks
         self.pieces = pieces or []  # a row per piece of a split value (piece_columns)
         self.dashboard_link = dashboard_link  # a Dask scheduler's dashboard, if it has one
 
     @classmethod
-    def snapshot(cls, backend: Backend, labels: Mapping[str, str]) -> "ClusterSummary":
+    def snapshot(cls, backend: Backend, labels: Mapping[str, str],
+                 tasks: bool = False) -> "ClusterSummary":
         """Ask the scheduler now; ``labels`` names keys (``{key: 'df'}``) for display."""
         info = backend.scheduler_info()
+        summary = backend.overview()
         has_what = backend.has_what()
-        workers = []
-        by_name = sorted(info["workers"].items(), key=lambda aw: natural_order(aw[1].get("name")))
-        for address, w in by_name:
-            keys = sorted(has_what.get(address, []), key=key_text)
-            workers.append({"name": w.get("name", address), "address": address,
-                            "nthreads": w.get("nthreads"), "memory": w.get("memory"),
-                            "memory_limit": w.get("memory_limit"), "nbytes": w.get("nbytes"),
-                            "keys": keys, "labels": [key_text(labels.get(k, k)) for k in keys],
-                            "status": w.get("status", "running")})
+        for w in summary["workers"]:
+            keys = sorted(has_what.get(w["address"], []), key=key_text)
+            w["keys"], w["labels"] = keys, [key_text(labels.get(k, k)) for k in keys]
         notice = (info.get("supervision") or {}).get("message")
-        return cls(info.get("address", ""), workers, info.get("shared_memory"), notice,
-                   backend.client, _piece_rows(backend, labels, has_what),
-                   info.get("dashboard_link"))
+        return cls(info.get("address", ""), summary, backend.memory_history(),
+                   info.get("shared_memory"), notice, backend.client,
+                   backend.task_stream() if tasks else None,
+                   _piece_rows(backend, labels, has_what), info.get("dashboard_link"))
 
     @property
-    def keys(self) -> set[str]:
-        return {k for w in self.workers for k in w["keys"]}
+    def keys(self) -> dict:
+        return self.summary["keys"]
 
     def headline(self) -> str:
-        threads = sum(w["nthreads"] or 0 for w in self.workers)
-        limit = sum(w["memory_limit"] or 0 for w in self.workers)
+        totals = self.summary["totals"]
         shared = shared_memory_text(self.shared_memory)
-        headline = (f"Cluster {self.address}: {counted(len(self.workers), 'worker')}, "
-                    f"{counted(threads, 'thread')}, {format_bytes(limit)} memory limit, "
-                    f"{counted(len(self.keys), 'key')}"
+        statuses = ", ".join(f"{n:,} {s}" for s, n in self.keys["by_status"].items())
+        headline = (f"Cluster {self.address}: {counted(totals['n_workers'], 'worker')}, "
+                    f"{counted(totals['nthreads'], 'thread')}, "
+                    f"{format_bytes(totals['memory_limit'])} memory limit; "
+                    f"{keys_phrase(self.keys)}" + (f" ({statuses})" if statuses else "")
                     + (f"; {shared}" if shared else "")
                     + (f"; dashboard: {self.dashboard_link}" if self.dashboard_link else ""))
         return headline + (f"\nWarning: {self.notice}" if self.notice else "")
 
+    def _series(self) -> dict:
+        return history_by_worker(self.history)
+
     def _cells(self) -> list[list[str]]:
-        rows = []
+        rows, series = [], self._series()
         for w in self.workers:
-            shown = grouped_labels(w["labels"])
             name = w["name"] if w.get("status", "running") == "running" else \
                 f"{w['name']} ({w['status']})"  # e.g. frozen: gets no new data
-            rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["memory"]),
-                         format_bytes(w["memory_limit"]), format_bytes(w["nbytes"]), shown])
+            past = series.get(w["address"])
+            holds = holds_text(w["holds"]) if "holds" in w else \
+                grouped_labels(w.get("labels", []))
+            rows.append([name, w["address"], str(w["nthreads"]), format_bytes(w["nbytes"]),
+                         format_bytes(w["memory_limit"]) if w["memory_limit"] else "none",
+                         format_bytes(w["memory"]), sparkline(past["nbytes"]) if past else "",
+                         f"{w['nkeys']:,}", holds])
         return rows
+
+    def _tasks_text(self) -> str:
+        if self.tasks is None:
+            return ""
+        names = {w["address"]: w["name"] for w in self.workers}
+        return "\nTask stream, last minute:\n" + task_stream_text(
+            self.tasks.get("tasks", ()), self.tasks.get("now") or 0, names)
 
     def __repr__(self) -> str:
         text = self.headline() + "\n" + _table_text(self.columns, self._cells())
         if self.pieces:
             text += f"\n{PIECES_CAPTION}:\n" + _table_text(self.piece_columns, self.pieces)
-        return text
+        return text + self._tasks_text()
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(repr(self))
 
     def _repr_html_(self) -> str:
-        tables = _table_html(self.columns, self._cells(), caption=self.headline())
+        workers = [w if "holds" in w else
+                   {**w, "holds": [[label, 1] for label in
+                                   grouped_labels(w.get("labels", [])).split(", ") if label]}
+                   for w in self.workers]
+        totals = {**self.summary["totals"], "keys": self.keys,
+                  "shared_memory": shared_memory_text(self.shared_memory),
+                  "notice": self.notice}
+        tables = cluster_html(workers, totals, history=self.history, tasks=self.tasks)
         if self.pieces:
             tables += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
         if not self.dashboard_link:

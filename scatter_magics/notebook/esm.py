@@ -1,7 +1,7 @@
 """The notebook widget's ES module: ``static/widget.js`` with the modules it imports pasted in.
 
 The helpers both front ends draw with live once, as plain ES modules in ``static/``
-(``sizes.js``, ``dom.js``): the labextension imports them and its bundler follows the
+(``sizes.js``, ``dom.js``, ``plots.js``): the labextension imports them and its bundler follows the
 imports. anywidget has no bundler: it imports ``_esm`` from a blob URL, where a
 relative import has nothing to resolve against. So the widget's module is those files
 in order, their ``import ... from "./x.js"`` lines dropped and ``export`` keywords cut
@@ -18,8 +18,8 @@ import pathlib
 import re
 
 STATIC = pathlib.Path(__file__).parent / "static"
-# Dependencies first: dom.js uses sizes.js, widget.js both.
-MODULES = ("sizes.js", "dom.js", "widget.js")
+# Dependencies first: dom.js and plots.js use sizes.js, widget.js all three.
+MODULES = ("sizes.js", "dom.js", "plots.js", "widget.js")
 
 # A whole import statement of a sibling file, however prettier wrapped its braces.
 _RELATIVE_IMPORT = re.compile(r"""^import\s[^;]*?\sfrom\s+['"]\./[\w.-]+['"];?[ \t]*\n""",

@@ -328,11 +328,13 @@ class ScatterMagics(Magics):
     @argument("--tls-client-key", metavar="PATH", help="connect (Dask TLS): client key.")
     @argument("--secret", metavar="SECRET", help=(
         "connect: the secret of a scheduler of our engine (default: $SCATTER_MAGICS_SECRET)."))
+    @argument("--tasks", action="store_true", help="show: also the last minute's task stream.")
     @line_magic
     def cluster(self, line):
         """Show, start, connect to or stop the cluster.
 
-        ``%cluster`` shows the workers, their threads, memory and the keys each holds.
+        ``%cluster`` shows the workers, their memory over time, the keys each holds (and
+        with ``--tasks`` the task stream: what each worker thread ran in the last minute).
         ``%cluster start`` starts an embedded cluster (``--dask``: a Dask LocalCluster),
         binds its client to ``client`` and makes it the one the magics (and
         ``get_client()``) use. ``%cluster connect`` does the same for a running
@@ -342,7 +344,7 @@ class ScatterMagics(Magics):
 
         Examples::
 
-            %cluster
+            %cluster --tasks
             %cluster start -n 4 --threads 2 --memory-limit 2GiB
             %cluster start --dask -n 2
             %cluster connect tcp://10.0.0.5:8786
@@ -360,7 +362,7 @@ class ScatterMagics(Magics):
             if args.action == "stop":
                 return self.session.stop()
             return ClusterSummary.snapshot(self.session.backend(start=False),
-                                           self.names.labels())
+                                           self.names.labels(), tasks=args.tasks)
         except Exception as exc:  # the cluster is gone: said in a sentence or two
             self.session.check_not_gone()  # the one line, if it went away
             said = cluster_failure(exc, f"%cluster {args.action or ''}".rstrip())

@@ -44,6 +44,8 @@ _UNSET = object()
 
 def check_cluster_options(args) -> None:
     """Each %cluster option goes with one action; say which."""
+    if args.action is not None and args.tasks:
+        raise UsageError("--tasks goes with %cluster alone (it shows the task stream)")
     start_options = (args.n_workers, args.threads, args.memory_limit, args.dask or None)
     if args.action != "start" and any(o is not None for o in start_options):
         raise UsageError("-n, --threads, --memory-limit and --dask go with %cluster start")

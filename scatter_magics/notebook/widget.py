@@ -17,8 +17,6 @@ front end exists (nbconvert, GitHub) their mimebundle carries a static HTML tabl
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import pathlib
 import threading
@@ -35,10 +33,12 @@ from ..backend import (
     future_class_names,
     future_types,
 )
+from ..errors import ProtocolError
 from .cluster_table import ClusterTable, shared_memory_text
-from .display import ClusterSummary
+from .display import ClusterSummary, futures_text
 from .esm import widget_esm
-from .throttle import Throttle
+from .feed import CLIENT_CLOSED, Feed
+from .static_outputs import StaticOutputs
 from .widget_html import cluster_html, futures_html
 from .widget_keys import (
     _iter_futures,
@@ -53,115 +53,10 @@ logger = logging.getLogger(__name__)
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 HTML_ROWS = 100  # rows in the static HTML fallback; the summary counts all of them
-
-
-class _Feed:
-    """One event subscription, folding batches in and flushing through a :class:`Throttle`.
-
-    ``apply(batch) -> bool`` and the throttle run on the client's loop thread; the
-    throttle's timers use that thread's running asyncio loop, captured from the first
-    batch. :meth:`request_flush` and :meth:`close` may be called from any thread.
-    """
-
-    def __init__(self, client, apply: Callable[[list], bool], flush: Callable[[], None],
-                 resend: Callable[[], None], interval: float, settle: float | None,
-                 client_closed: Callable[[], None] = lambda: None):
-        self._apply = apply
-        self._client_closed = _outside_any_cell(client_closed)
-        self.client_is_closed = False
-        self.closed_reason = ""  # why the client's stream ended, once it did
-        self._flush = _outside_any_cell(self._unless_closed(flush))
-        self._resend = _outside_any_cell(self._unless_closed(resend))
-        self._interval, self._settle = interval, settle
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._throttle: Throttle | None = None
-        self.closed = False
-        # Weak references: a displayed widget must not keep a dropped client (and the
-        # cluster it owns) alive; the client holds its subscriptions, not the reverse.
-        self._client = weakref.ref(client)
-        self._subscription = weakref.ref(backend_for(client).subscribe_events(self._on_events))
-
-    def _unless_closed(self, fn: Callable[[], None]) -> Callable[[], None]:
-        # A timer may fire on the loop thread just as close() runs on another.
-        def run() -> None:
-            if not self.closed:
-                fn()
-        return run
-
-    def _on_events(self, batch: list) -> None:
-        if self.closed:
-            return
-        closed = next((e for e in batch if e.get("event") == "closed"), None)
-        if closed is not None:
-            # Said at once: the loop (and any timer on it) may stop right after this batch,
-            # e.g. when the Jupyter sidebar stopped the cluster from outside the kernel.
-            self.client_is_closed = True
-            self.closed_reason = closed.get("reason") or CLIENT_CLOSED
-            if self._throttle is not None:
-                self._throttle.cancel()  # its timers would never fire once the loop stops
-            self._client_closed()
-            return
-        if self._throttle is None:
-            self._loop = asyncio.get_running_loop()
-            self._throttle = Throttle(self._flush, self._loop.call_later, interval=self._interval,
-                                      settle=self._settle, resend=self._resend)
-        if self._apply(batch):
-            self._throttle.poke()
-
-    def belongs_to(self, client) -> bool:
-        return self._client() is client
-
-    @property
-    def live(self) -> bool:
-        """Still subscribed to a running client."""
-        client = self._client()
-        return not self.closed and not self.client_is_closed and client is not None \
-            and backend_for(client).running
-
-    def request_flush(self) -> None:
-        """Flush soon on the loop thread, or now if the loop is gone (nobody else writes)."""
-        if self.live and self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._poke)
-                return
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-        self._flush()
-
-    def _poke(self) -> None:
-        if not self.closed and self._throttle is not None:
-            self._throttle.poke()
-
-    def close(self) -> None:
-        """Unsubscribe and drop pending timers; idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        subscription = self._subscription()
-        if subscription is not None:
-            subscription.close()
-        if self._loop is not None and self._throttle is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._throttle.cancel)
-            except RuntimeError:  # the loop is closed: its timers died with it
-                pass
-
-
-def _outside_any_cell(fn: Callable[[], None]) -> Callable[[], None]:
-    """``fn`` run in an empty ``contextvars`` context.
-
-    ipykernel 7 keeps the parent header of IOPub messages in a ContextVar
-    (``Kernel._shell_parent``), and the loop thread's tasks inherit the context of the
-    cell that started them: a message sent from there would claim to come from that
-    long-finished cell, and nbclient, which keeps only messages of the running cell,
-    drops it. In an empty context ``Kernel._get_shell_context_var`` falls back to the
-    latest request's header. JupyterLab ignores the parent of comm messages either way.
-    """
-    return lambda: contextvars.Context().run(fn)
+TEXT_ROWS = 20  # rows in the text fallback
 
 
 _OPEN: "weakref.WeakSet[_LiveWidget]" = weakref.WeakSet()  # every widget still following
-CLIENT_CLOSED = "client closed"  # why a widget is not live, unless the stream says more
 
 
 def mark_not_live(client, reason: str = CLIENT_CLOSED) -> int:
@@ -190,7 +85,7 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _start_feed(self, client, interval: float, settle: float | None) -> None:
         self._lock = threading.Lock()  # the table is written on the loop thread, read anywhere
-        self._feed = _Feed(client, self._apply, self._flush_live, self._resend, interval, settle,
+        self._feed = Feed(client, self._apply, self._flush_live, self._resend, interval, settle,
                            client_closed=self._client_closed)
         _OPEN.add(self)
         if self.comm is not None:  # the front end may close the comm: stop listening then
@@ -198,7 +93,7 @@ class _LiveWidget(anywidget.AnyWidget):
 
     def _flush_live(self) -> None:
         self._flush()
-        feed = getattr(self, "_feed", None)  # None: the snapshot, inside _Feed()
+        feed = getattr(self, "_feed", None)  # None: the snapshot, inside Feed()
         self.live = (feed is None or feed.live) and not self._table.closed
 
     def stop_following(self, reason: str = CLIENT_CLOSED) -> None:
@@ -236,7 +131,7 @@ class _LiveWidget(anywidget.AnyWidget):
         # The client may have closed since the last event.
         self.live = self._feed.live and not self._table.closed
         data, metadata = super()._repr_mimebundle_(**kwargs)
-        data["text/html"] = self.to_html()
+        data["text/plain"], data["text/html"] = self.to_text(), self.to_html()
         return data, metadata
 
 
@@ -318,14 +213,29 @@ class FuturesWidget(_LiveWidget):
         return futures_html(summary, rows, names, live=self.live,
                             reason=self.not_live_reason or CLIENT_CLOSED)
 
+    def to_text(self) -> str:
+        """The same as text: the summary line and the first rows."""
+        with self._lock:
+            rows, _, _ = self._table.page(0, TEXT_ROWS)
+            summary = self._table.summary()
+            names = dict(self._table.worker_names)
+        return futures_text(summary, rows, names, live=self.live,
+                            reason=self.not_live_reason or CLIENT_CLOSED)
+
     def __repr__(self) -> str:
-        counts = ", ".join(f"{n} {s}" for s, n in self.summary.get("counts", {}).items() if n)
-        return f"<FuturesWidget: {self.summary.get('n', 0)} futures ({counts or 'none'})>"
+        keys = self.summary.get("keys", {})
+        counts = ", ".join(f"{n} {s}" for s, n in keys.get("by_status", {}).items())
+        return f"<FuturesWidget: {keys.get('count', 0)} futures ({counts or 'none'})>"
 
 
 class ClusterWidget(_LiveWidget):
-    """Each worker: name, address, threads, memory against its limit, keys by status, bytes,
-    and what it holds by name (``labels()`` gives ``{key: name}``, as the magics know it).
+    """Each worker: name, address, threads, data held and process memory against its limit
+    with their last five minutes, keys by status, and what it holds by name (``labels()``
+    gives ``{key: name}``, as the magics know it); with ``tasks=True`` also what each worker
+    thread ran in the last minute (the task stream).
+
+    Its numbers are :mod:`scatter_magics.summary`'s, the same as ``%cluster``'s text, the
+    sidebar card's and the REST API's.
 
     >>> ClusterWidget(client).totals["n_workers"]  # doctest: +SKIP
     2
@@ -333,43 +243,92 @@ class ClusterWidget(_LiveWidget):
 
     workers = t.List().tag(sync=True)
     totals = t.Dict().tag(sync=True)
-    _synced_state = ["workers", "totals", "live", "not_live_reason"]
+    history = t.Dict().tag(sync=True)
+    tasks = t.Dict().tag(sync=True)  # {"now", "tasks"}, while show_tasks
+    show_tasks = t.Bool(False).tag(sync=True)
+    _synced_state = ["workers", "totals", "history", "tasks", "show_tasks", "live",
+                     "not_live_reason"]
 
     def __init__(self, client, labels: Callable[[], Mapping[str, str]] | None = None, *,
-                 interval: float = 0.1, settle: float | None = 0.5):
-        super().__init__(kind="cluster")
+                 tasks: bool = False, interval: float = 0.1, settle: float | None = 0.5):
+        super().__init__(kind="cluster", show_tasks=tasks)
         self._table = ClusterTable(labels)
         self._shared_memory = ""  # how large data travels; read below, before the first flush
+        self._address = ""
         self._start_feed(client, interval, settle)
         # worker-metrics come about once a second: start from the scheduler's numbers now.
-        info = backend_for(client).scheduler_info()
-        workers = info["workers"]
+        backend = backend_for(client)
+        info = backend.scheduler_info()
+        self._address = info.get("address", "")
         self._shared_memory = shared_memory_text(info.get("shared_memory"))
-        self._apply([{"event": "worker-metrics", "address": address,
-                      **{k: w[k] for k in ("memory", "nbytes", "nkeys") if k in w}}
-                     for address, w in workers.items()]
+        history = _ask(backend, "memory_history")
+        stream = _ask(backend, "task_stream") if tasks else None
+        with self._lock:
+            self._table.seed_history(history)
+            if stream:
+                self._table.seed_tasks(stream)
+        self._apply([{"event": "worker-metrics", "address": address, "memory": w["memory"]}
+                     for address, w in info["workers"].items() if "memory" in w]
                     + [{"event": "supervision", **info.get("supervision", {})}])
         self._feed.request_flush()
 
-    def _flush(self) -> None:
+    def _state(self, flushing: bool = False) -> tuple[dict, dict | None, dict | None]:
+        """``({"workers", "totals"}, history, tasks)``. Flushing, the history and the task
+        stream come only when they changed since the last flush (they are the big part);
+        otherwise (a static fallback) always."""
         with self._lock:
-            workers, totals = self._table.rows(), self._table.totals()
-            totals["notice"] = self._table.notice  # e.g. the restart budget ran out
-        totals["shared_memory"] = self._shared_memory
+            table = self._table
+            summary = table.summary()
+            history = table.history.as_dict() \
+                if table.history_changed or not flushing else None
+            tasks = table.recent_tasks() \
+                if self.show_tasks and (table.tasks_changed or not flushing) else None
+            if flushing:
+                table.history_changed = table.tasks_changed = False
+        totals = {**summary["totals"], "keys": summary["keys"], "departed": summary["departed"],
+                  "notice": summary["notice"], "shared_memory": self._shared_memory}
+        return {"workers": summary["workers"], "totals": totals}, history, tasks
+
+    def _flush(self) -> None:
+        state, history, tasks = self._state(flushing=True)
         with self.hold_sync():
-            self.workers, self.totals = workers, totals
+            self.workers, self.totals = state["workers"], state["totals"]
+            if history is not None:
+                self.history = history
+            if tasks is not None:
+                self.tasks = tasks
 
     def to_html(self) -> str:
         """A static HTML table of the workers as they are now."""
-        with self._lock:
-            workers, totals = self._table.rows(), self._table.totals()
-            totals["notice"] = self._table.notice  # e.g. the restart budget ran out
-        totals["shared_memory"] = self._shared_memory
-        return cluster_html(workers, totals, live=self.live,
-                            reason=self.not_live_reason or CLIENT_CLOSED)
+        state, history, tasks = self._state()
+        return cluster_html(state["workers"], state["totals"], history=history, tasks=tasks,
+                            live=self.live, reason=self.not_live_reason or CLIENT_CLOSED)
+
+    def to_text(self) -> str:
+        """The same as ``%cluster``'s text: headline and a row per worker."""
+        state, history, tasks = self._state()
+        totals = state["totals"]
+        summary = {"workers": state["workers"], "keys": totals["keys"], "totals": totals}
+        text = repr(ClusterSummary(self._address, summary, history, notice=totals["notice"],
+                                   tasks=tasks))
+        return text + ("" if self.live else
+                       f"\n(not live: {self.not_live_reason or CLIENT_CLOSED})")
 
     def __repr__(self) -> str:
         return f"<ClusterWidget: {self.totals.get('n_workers', 0)} workers>"
+
+
+def _ask(backend, method: str):
+    """``backend.<method>()``, or None for an adapter without it (one brought by a test or
+    an embedder implements the interface's older part only) or a scheduler of an older
+    version that does not know the op: the view then starts without its history."""
+    fn = getattr(backend, method, None)
+    try:
+        return fn() if fn is not None else None
+    except ProtocolError:
+        logger.info("the scheduler cannot answer %s: the view starts without it", method,
+                    exc_info=True)
+        return None
 
 
 def as_widget(obj, client=None, names=None) -> FuturesWidget | ClusterWidget:
@@ -395,6 +354,9 @@ def display_futures(futures, client=None, names=None) -> FuturesWidget:
     return widget
 
 
+_STATIC_OUTPUTS: dict[int, StaticOutputs] = {}  # id(shell) -> its static outputs' updater
+
+
 def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None) -> None:
     """Make a kernel show Futures, flat collections of them and Clients as live widgets.
 
@@ -418,12 +380,15 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
         # %cluster's value: the live view, with its own static table for other front ends.
         if summary.client is None or not backend_for(summary.client).running:
             return None
-        data, metadata = ClusterWidget(summary.client, labels)._repr_mimebundle_()
+        widget = ClusterWidget(summary.client, labels, tasks=summary.tasks is not None)
+        data, metadata = widget._repr_mimebundle_()
         data["text/plain"], data["text/html"] = repr(summary), summary._repr_html_()
         return data, metadata
 
     formatter = shell.display_formatter.mimebundle_formatter
     formatter.for_type(ClusterSummary, summary_bundle)
+    if id(shell) not in _STATIC_OUTPUTS:
+        _STATIC_OUTPUTS[id(shell)] = StaticOutputs(shell)
     for type_ in (list, tuple, set, frozenset, dict):
         formatter.for_type(type_, bundle)
     for name in future_class_names():  # by name: no engine is imported for this
@@ -436,6 +401,9 @@ def install_display(shell, labels: Callable[[], Mapping[str, str]] | None = None
 
 def uninstall_display(shell) -> None:
     """Undo :func:`install_display`."""
+    outputs = _STATIC_OUTPUTS.pop(id(shell), None)
+    if outputs is not None:
+        outputs.close()
     formatter = shell.display_formatter.mimebundle_formatter
     for type_ in (list, tuple, set, frozenset, dict, ClusterSummary):
         if getattr(formatter.type_printers.get(type_), "scatter_magics", False):

@@ -3,9 +3,13 @@
 Inline styles only (no stylesheet travels with a saved output), and every status has a
 glyph as well as a colour, so it stays distinct where colours are stripped.
 
->>> "finished" in futures_html({"n": 1, "counts": {"finished": 1}, "nbytes": 28,
-...     "replica_nbytes": 56, "n_workers": 2}, [{"name": "x", "key": "int-1", "type": "int",
-...     "nbytes": 28, "status": "finished", "workers": ["tcp://a"]}], {"tcp://a": "worker-0"})
+Every fallback table of the package (``%scatter``'s, ``%cluster``'s, a Future's, the
+widgets') is drawn by :func:`table_html`, so they all look alike.
+
+>>> "finished" in futures_html({"keys": {"count": 1, "by_status": {"finished": 1},
+...     "nbytes": 28, "replicas": 2, "replica_nbytes": 56}, "n_workers": 2},
+...     [{"name": "x", "key": "int-1", "type": "int", "nbytes": 28, "status": "finished",
+...       "workers": ["tcp://a"]}], {"tcp://a": "worker-0"})
 True
 """
 
@@ -16,7 +20,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..sizes import format_bytes
-from .widget_model import STATUSES
+from ..summary import STATUSES, keys_phrase, memory_phrase
+from .plots_html import (
+    DATA_COLOUR,
+    PROCESS_COLOUR,
+    history_by_worker,
+    task_stream_svg,
+    timeline_svg,
+)
 
 # Glyph, the JupyterLab theme variable, and the colour where no theme is loaded (the
 # variable's light-theme value mixed 70/30 with black: >= 5:1 on white). Kept in step
@@ -32,7 +43,8 @@ STATUS_STYLE = {
 }
 
 _TABLE = "border-collapse:collapse;font-size:12px;font-family:var(--jp-ui-font-family,sans-serif)"
-_CELL = "text-align:left;padding:2px 8px;border-bottom:1px solid #ddd"
+_CELL = ("text-align:left;vertical-align:top;padding:2px 8px;border-bottom:1px solid #ddd;"
+         "overflow-wrap:break-word")
 
 
 def _esc(value: Any) -> str:
@@ -54,7 +66,9 @@ def status_html(status: str) -> str:
             f"{_esc(status)}</span>")
 
 
-def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str) -> str:
+def table_html(columns: Sequence[str], rows: Sequence[Sequence[str]], caption: str = "") -> str:
+    """The package's one fallback table: ``rows`` are HTML already escaped, ``caption``
+    too. Names wrap at word boundaries (``overflow-wrap: break-word``), never mid-word."""
     head = "".join(f"<th style='{_CELL}'>{_esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td style='{_CELL}'>{cell}</td>" for cell in row)
                    + "</tr>" for row in rows)
@@ -71,11 +85,12 @@ def _snapshot_note(live: bool, reason: str = "client closed") -> str:
 
 
 def futures_summary_html(summary: Mapping[str, Any]) -> str:
-    counts = summary.get("counts", {})
-    parts = [status_html(s) + f" {counts[s]}" for s in STATUSES if counts.get(s)]
-    return (f"<b>{_plural(summary.get('n', 0), 'future')}</b> · " + " · ".join(parts)
-            + f" · {_esc(format_bytes(summary.get('nbytes', 0)))} in memory"
-            + f" ({_esc(format_bytes(summary.get('replica_nbytes', 0)))} with replicas)"
+    keys = summary.get("keys", {})
+    by_status = keys.get("by_status", {})
+    parts = [status_html(st) + f" {by_status[st]}" for st in STATUSES if by_status.get(st)]
+    return (f"<b>{_plural(keys.get('count', 0), 'future')}</b> · " + " · ".join(parts)
+            + f" · {_esc(format_bytes(keys.get('nbytes', 0)))} in memory"
+            + f" ({_esc(format_bytes(keys.get('replica_nbytes', 0)))} with replicas)"
             + f" · {_plural(summary.get('n_workers', 0), 'worker')}")
 
 
@@ -93,25 +108,30 @@ def futures_html(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         cells.append([_esc(row["name"]), f"<code>{_esc(row['key'])}</code>", _esc(row["type"]),
                       _esc(format_bytes(row["nbytes"])), status_html(row["status"]), _esc(where),
                       str(len(holders))])
-    more = summary.get("n", 0) - len(rows)
+    more = summary.get("keys", {}).get("count", 0) - len(rows)
     caption = futures_summary_html(summary) + _snapshot_note(live, reason)
     if more > 0:
         caption += f" · first {len(rows)} shown, {more} more"
     columns = ["name", "key", "type", "size", "status", "workers", "replicas"]
-    return _table(columns, cells, caption)
+    return table_html(columns, cells, caption)
 
 
-def memory_bar_html(memory: int, nbytes: int, limit: int) -> str:
-    """A bar: process memory against the limit, with the data it holds in a darker part."""
+def memory_bar_html(worker: Mapping[str, Any]) -> str:
+    """Data held against the limit (the bar), process memory as a second mark (a tick),
+    and the words saying which is which."""
+    limit, data, memory = (worker.get("memory_limit") or 0, worker.get("nbytes") or 0,
+                           worker.get("memory") or 0)
+    words = _esc(memory_phrase(worker))
     if not limit:
-        return _esc(format_bytes(memory))
-    used = min(100.0, 100.0 * memory / limit)
-    data = min(used, 100.0 * nbytes / limit)
-    return (f"<div title='{_esc(format_bytes(memory))} / {_esc(format_bytes(limit))}' "
-            f"style='width:120px;height:10px;background:#eee;position:relative;display:inline-block'>"
-            f"<div style='position:absolute;left:0;top:0;bottom:0;width:{used:.1f}%;background:#9ecbff'></div>"
-            f"<div style='position:absolute;left:0;top:0;bottom:0;width:{data:.1f}%;background:#0969da'></div>"
-            f"</div> {_esc(format_bytes(memory))} / {_esc(format_bytes(limit))}")
+        return words
+    filled = min(100.0, 100.0 * data / limit)
+    mark = min(100.0, 100.0 * memory / limit)
+    return (f"<div title='{words}' style='width:120px;height:10px;background:#eee;"
+            f"position:relative;display:inline-block;vertical-align:middle'>"
+            f"<div style='position:absolute;left:0;top:0;bottom:0;width:{filled:.1f}%;"
+            f"background:{DATA_COLOUR}'></div>"
+            f"<div style='position:absolute;top:-2px;bottom:-2px;left:{mark:.1f}%;width:2px;"
+            f"background:{PROCESS_COLOUR}'></div></div> <small>{words}</small>")
 
 
 def _worker_note(worker: Mapping[str, Any]) -> str:
@@ -122,22 +142,39 @@ def _worker_note(worker: Mapping[str, Any]) -> str:
 
 
 def cluster_html(workers: Sequence[Mapping[str, Any]], totals: Mapping[str, Any],
-                 live: bool = True, reason: str = "client closed") -> str:
-    """The workers table with a totals caption."""
-    cells = [[_esc(w["name"]) + _worker_note(w), f"<code>{_esc(w['address'])}</code>", _esc(w["nthreads"]),
-              memory_bar_html(w["memory"], w["nbytes"], w["memory_limit"]), _esc(w["nkeys"]),
-              _esc(format_bytes(w["nbytes"])), _esc(holds_text(w.get("holds", ())))]
-             for w in workers]
+                 history: Mapping[str, Any] | None = None,
+                 tasks: Mapping[str, Any] | None = None, live: bool = True,
+                 reason: str = "client closed") -> str:
+    """The workers table with a totals caption, each worker's last five minutes, and (when
+    given) the task stream of the last minute below."""
+    series = history_by_worker(history)
+    cells = []
+    for w in workers:
+        past = series.get(w["address"])
+        cells.append([_esc(w["name"]) + _worker_note(w), f"<code>{_esc(w['address'])}</code>",
+                      _esc(w["nthreads"]), memory_bar_html(w),
+                      timeline_svg(past["memory"], past["nbytes"]) if past else "",
+                      _esc(w.get("nkeys", 0)), _esc(holds_text(w.get("holds", ())))])
     caption = (f"<b>{_plural(totals.get('n_workers', 0), 'worker')}</b>"
                f" · {_plural(totals.get('nthreads', 0), 'thread')}"
-               f" · memory {_esc(format_bytes(totals.get('memory', 0)))} of"
-               f" {_esc(format_bytes(totals.get('memory_limit', 0)))}"
-               f" · {_plural(totals.get('nkeys', 0), 'key')}, {_esc(format_bytes(totals.get('nbytes', 0)))}"
+               f" · {_esc(keys_phrase(totals.get('keys', {})))}"
+               f" · {_key_statuses(totals.get('keys', {}))}"
                + (f" · {_esc(totals['shared_memory'])}" if totals.get("shared_memory") else "")
                + _departed_note(totals.get("departed", ())) + _snapshot_note(live, reason)
                + (f"<br><b>Warning:</b> {_esc(totals['notice'])}" if totals.get("notice") else ""))
-    return _table(["worker", "address", "threads", "memory", "keys", "data", "holds"], cells,
-                  caption)
+    table = table_html(["worker", "address", "threads", "memory: data held · process",
+                        "last 5 min", "keys", "holds"], cells, caption)
+    if tasks is None:
+        return table
+    names = {w["address"]: w["name"] for w in workers}
+    return (table + "<div style='margin-top:6px'><b>Task stream</b>, last minute</div>"
+            + task_stream_svg(tasks.get("tasks", ()), tasks.get("now") or 0, names))
+
+
+def _key_statuses(keys: Mapping[str, Any]) -> str:
+    by_status = keys.get("by_status", {})
+    return " · ".join(status_html(st) + f" {by_status[st]}" for st in STATUSES
+                      if by_status.get(st)) or "no keys"
 
 
 def holds_text(holds) -> str:

@@ -11,31 +11,23 @@
 ...              {"event": "key", "key": "int-1", "status": "finished",
 ...               "workers": ["tcp://a"], "nbytes": 28, "type": "int"}])
 True
->>> table.summary()["counts"]["finished"], table.page(0, 10)[0][0]["workers"]
-(1, ['tcp://a'])
+>>> table.summary()["keys"]["by_status"], table.page(0, 10)[0][0]["workers"]
+({'finished': 1}, ['tcp://a'])
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..keys import key_text
+from ..keys import key_name, key_text
+from ..summary import STATUSES, KeyTally, Record
 from .piece_label import with_rows
 
-# "running" is an event status only (docs/internals.md): a task whose worker started it.
-STATUSES = ("pending", "running", "finished", "error", "cancelled", "lost", "released")
+__all__ = ["STATUSES", "FuturesTable", "Row", "key_name"]
+
 ACTIVE = ("pending", "running")  # work still in progress: rows show most recent first
-
-_TOKEN = re.compile(r"-[0-9a-f]{8,}$")
-
-
-def key_name(key) -> str:
-    """What a key was made from: ``'len'`` for ``len-3f2a…`` (a task's function), as Dask's
-    ``key_split`` does; keys without a token suffix are returned whole (as text)."""
-    return _TOKEN.sub("", key_text(key))
 
 
 class Row:
@@ -52,6 +44,10 @@ class Row:
         self.workers: tuple[str, ...] = ()
         self.died: tuple[str, ...] = ()  # addresses of holders whose worker died
         self.running_on: str | None = None  # the worker computing it, while running
+
+    def record(self) -> Record:
+        """What the summary counts of this row (``summary.record``'s form)."""
+        return self.status, self.workers, self.nbytes, self.running_on
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,10 +94,9 @@ class FuturesTable:
         self.live_workers: set[str] = set()
         self.dead_workers: set[str] = set()
         self.closed = False  # the client closed: nothing will change any more
-        self.counts: Counter[str] = Counter(row.status for row in self.rows.values())
-        self.nbytes = 0  # bytes of the finished keys, one copy each
-        self.replica_nbytes = 0  # the same, counting every replica
-        self.worker_nbytes: Counter[str] = Counter()  # address -> bytes of these keys it holds
+        self.tally = KeyTally()  # counts and bytes, as every view counts them (summary.py)
+        for row in self.rows.values():
+            self.tally.change(None, row.record())
 
     def apply(self, events: Iterable[Mapping[str, Any]]) -> bool:
         """Fold a batch of events into the table; return True if anything shown changed."""
@@ -135,14 +130,16 @@ class FuturesTable:
         workers = tuple(event.get("workers") or ())
         nbytes = event.get("nbytes", row.nbytes)
         type_ = event.get("type") or row.type
-        row.running_on = event.get("processing_on") if status == "running" else None
-        if (status, workers, nbytes, type_) == (row.status, row.workers, row.nbytes, row.type):
+        running_on = event.get("processing_on") if status == "running" else None
+        if (status, workers, nbytes, type_, running_on) == \
+                (row.status, row.workers, row.nbytes, row.type, row.running_on):
             return False
-        self._account(row, -1)
+        old = row.record()
         if self.dead_workers:  # only once a worker has died: the common path stays short
             self._note_deaths(row, status, workers)
         row.status, row.workers, row.nbytes, row.type = status, workers, nbytes, type_
-        self._account(row, +1)
+        row.running_on = running_on
+        self.tally.change(old, row.record())
         self.recent.move_to_end(key_text(row.key))
         return True
 
@@ -158,32 +155,24 @@ class FuturesTable:
         # their rows say why they are pending again.
         for row in self.rows.values():
             if row.running_on == address:
+                old = row.record()
                 row.died, row.running_on = tuple(dict.fromkeys(row.died + (address,))), None
-
-    def _account(self, row: Row, sign: int) -> None:
-        self.counts[row.status] += sign
-        if row.status == "finished" and row.nbytes:
-            self.nbytes += sign * row.nbytes
-            self.replica_nbytes += sign * row.nbytes * len(row.workers)
-            for address in row.workers:
-                self.worker_nbytes[address] += sign * row.nbytes
+                self.tally.change(old, row.record())
 
     def summary(self) -> dict[str, Any]:
-        """Counts by status and byte totals, as a JSON-able dict."""
+        """``{"keys": summary.KeyTally.keys(), "n_workers", "by_worker": {name: bytes}}``,
+        as a JSON-able dict: the same fields, counted the same way, as the cluster's."""
         return {
-            "n": len(self.order),
-            "counts": {status: self.counts.get(status, 0) for status in STATUSES},
-            "nbytes": self.nbytes,
-            "replica_nbytes": self.replica_nbytes,
+            "keys": self.tally.keys(),
             "n_workers": len(self.live_workers),
-            "by_worker": {self.worker_names.get(a, a): n
-                          for a, n in sorted(self.worker_nbytes.items()) if n > 0},
+            "by_worker": {self.worker_names.get(a, a): held[1]
+                          for a, held in sorted(self.tally.held.items()) if held[1] > 0},
         }
 
     @property
     def active(self) -> bool:
         """Whether any shown key is still pending or running."""
-        return any(self.counts.get(status, 0) for status in ACTIVE)
+        return any(self.tally.by_status[status] > 0 for status in ACTIVE)
 
     def page(
         self, page: int, page_size: int, status: str | None = None

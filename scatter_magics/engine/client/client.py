@@ -349,6 +349,11 @@ class Client:
         cluster_methods.restart, cluster_methods.upload_file, cluster_methods.get_versions)
     get_executor, futures_of = cluster_methods.get_executor, cluster_methods.futures_of
 
+    def view(self, op: str, asynchronous: bool | None = None, **fields) -> dict:
+        """(Ours) the scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
+        ``"memory-history"`` (``history.py``), ``"task-stream"`` (``since=``, a cursor)."""
+        return self._run(self._link.request({**fields, "op": op}), asynchronous)
+
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
         """Call ``callback(batch)`` on the loop thread with scheduler events; the first

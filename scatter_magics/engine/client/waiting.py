@@ -21,19 +21,6 @@ async def within(coro, timeout):
         raise TimeoutError(f"operation did not finish within {timeout} s") from None
 
 
-NO_DEFAULT = "__no_default__"  # a timeout= not given (None means "no timeout")
-
-
-async def within(coro, timeout):
-    """``await coro``, or ``TimeoutError`` after ``timeout`` s (None, NO_DEFAULT: no bound)."""
-    if timeout is None or timeout is NO_DEFAULT:
-        return await coro
-    try:
-        return await asyncio.wait_for(coro, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"operation did not finish within {timeout} s") from None
-
-
 class DoneAndNotDone(tuple):
     __slots__ = ()
 

@@ -18,7 +18,7 @@ methods they are handed.
 | ``durations`` | ``TaskDurations``: how long tasks of each prefix take, learned as they finish |
 | ``placement`` | ``Placement``: the worker where a ready task starts soonest; occupancy |
 | ``stealing`` | ``WorkStealing``: queued tasks moved to workers that would start them sooner |
-| ``reports`` | ``scheduler_info()``, the overview, a page of keys, a subscriber's snapshot |
+| ``reports`` | ``scheduler_info()``, the overview (``summary.summarize``), a page of keys, a subscriber's snapshot |
 | ``balance`` | which data to move where: ``rebalance()``, workers retired by ``scale(n)`` |
 | ``state`` | ``SchedulerState``: the one door to the parts above |
 | ``server`` | ``Scheduler``: connections, message handlers, heartbeat watch, around the state |
@@ -34,6 +34,7 @@ Inside, the modules up to ``state`` (and ``ordering``, ``balance``) are pure: no
 imports ``server`` or the I/O parts below it, and none does I/O.
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
-``keys``); nothing else of the engine (``placing`` is shared with ``engine.client``,
+``keys``, and what the views show: ``summary``, ``history``, ``task_stream``,
+``key_pages``); nothing else of the engine (``placing`` is shared with ``engine.client``,
 which imports it). This file imports nothing.
 """

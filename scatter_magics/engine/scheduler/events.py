@@ -37,6 +37,14 @@ class EventLog:
         if self.publishing:
             self.events.append(key_event(ks))
 
+    def attach_run(self, key, run: dict) -> None:
+        """Add a task's record (``task_stream``) to the latest event of its key in this
+        batch, as ``"task"``: a live task stream then needs no polling."""
+        for event in reversed(self.events):
+            if event.get("event") == "key" and event["key"] == key:
+                event["task"] = run
+                return
+
 
 def key_event(ks: KeyInfo) -> dict:
     # "running" exists only in events: a Future's status stays Dask's "pending".

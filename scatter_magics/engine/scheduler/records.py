@@ -95,6 +95,7 @@ class KeyInfo:
     standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
     broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
     options: TaskOptions | None = None  # a task's (scattered data has none)
+    died: tuple = ()  # names of the workers that died holding its last replicas
 
 
 @dataclass(eq=False, slots=True)

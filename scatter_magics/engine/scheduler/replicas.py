@@ -86,6 +86,7 @@ class ReplicaBook:
             ws.keys.add(ks.key)
             ws.nbytes += ks.nbytes or 0
         ks.who_has.add(address)
+        ks.died = ()  # held again (recomputed): the old loss no longer describes it
 
     def drop(self, ks: KeyInfo, address: str, delete: bool = True) -> Outgoing:
         """``address`` no longer holds ``ks``; ``delete``: tell it to delete its copy."""
@@ -117,6 +118,7 @@ class ReplicaBook:
                 continue
             ks.who_has.discard(ws.address)
             if not ks.who_has and ks.state == "memory":
+                ks.died = (*ks.died, ws.name)  # a lost key's row says who died with it
                 orphaned.append(ks)
             else:
                 self.log.emit_key(ks)

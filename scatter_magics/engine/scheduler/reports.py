@@ -5,13 +5,14 @@ Read-only functions of the ``workers`` and ``keys`` records.
 
 >>> from scatter_magics.engine.scheduler.records import KeyInfo
 >>> keys = {"x": KeyInfo("x", "memory", nbytes=8), "t": KeyInfo("t", "processing")}
->>> overview({}, keys, {})["keys"]["by_status"]
-{'finished': 1, 'pending': 1}
+>>> overview({}, keys)["keys"]["by_status"]
+{'pending': 1, 'finished': 1}
 """
 
 from __future__ import annotations
 
-from ...keys import value_name
+from ...key_pages import page_of
+from ...summary import summarize
 from .events import key_event, worker_event, worker_status_event
 from .records import PUBLIC_STATUS, KeyInfo, WorkerInfo
 
@@ -29,28 +30,39 @@ def info(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo], supervision: 
         for a, ws in workers.items()}}
 
 
-def overview(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo], supervision: dict) -> dict:
-    """What a cluster list shows: the workers, and the keys counted by status and by name
-    (``names``: the pieces of a split value, ``df[0/4]`` … ``df[3/4]``, count once)."""
-    by_status: dict[str, int] = {}
-    for ks in keys.values():
-        status = PUBLIC_STATUS[ks.state]
-        by_status[status] = by_status.get(status, 0) + 1
-    totals = info(workers, keys, supervision)
-    return {"workers": totals["workers"],
-            "keys": {"count": len(keys), "nbytes": totals["nbytes"], "by_status": by_status,
-                     "names": len({value_name(key) for key in keys})}}
+def overview(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo]) -> dict:
+    """The summary every view renders (``summary.summarize``): workers, keys (``names``:
+    the pieces of a split value, ``df[0/4]`` … ``df[3/4]``, count once), totals."""
+    rows = [{"address": a, "name": ws.name, "nthreads": ws.nthreads,
+             "memory_limit": ws.memory_limit, "memory": ws.memory, "status": ws.status}
+            for a, ws in workers.items()]
+    return summarize(rows, (record(ks) for ks in keys.values()), keys)
 
 
-def key_list(keys: dict[str, KeyInfo], offset: int, limit: int, status: str | None = None) -> dict:
-    """One page of keys (in the order the scheduler learnt them), each as a key event."""
-    if status is not None:
-        selected = [ks for ks in keys.values() if PUBLIC_STATUS[ks.state] == status]
-    else:
-        selected = list(keys.values())
-    page = selected[max(offset, 0):max(offset, 0) + max(limit, 0)]
-    return {"total": len(selected), "offset": offset,
-            "keys": [{k: v for k, v in key_event(ks).items() if k != "event"} for ks in page]}
+def record(ks: KeyInfo) -> tuple:
+    """``summary.record`` of a key, from its state (no event made for it)."""
+    if ks.state == "processing" and ks.started:
+        return "running", (), ks.nbytes, ks.processing_on
+    return PUBLIC_STATUS[ks.state], tuple(ks.who_has), ks.nbytes, None
+
+
+def key_list(keys: dict[str, KeyInfo], offset: int, limit: int, status: str | None = None,
+             name: str | None = None, sort: str | None = None,
+             descending: bool = False) -> dict:
+    """One page of key items (``key_pages.page_of``), in the order the scheduler learnt
+    them unless sorted; without a name or a sort only the page's items are made."""
+    if name is None and sort is None:
+        selected = [ks for ks in keys.values() if status is None or record(ks)[0] == status]
+        start = max(offset, 0)
+        page = page_of((item(ks) for ks in selected[start:start + max(limit, 0)]), 0, limit)
+        return {**page, "total": len(selected), "offset": offset}
+    return page_of((item(ks) for ks in keys.values()), offset, limit, status, name, sort,
+                   descending)
+
+
+def item(ks: KeyInfo) -> dict:
+    """A key as the Futures panel lists it: its event, and the workers that died with it."""
+    return {**key_event(ks), "died": list(ks.died)}
 
 
 def snapshot(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo]) -> list[dict]:

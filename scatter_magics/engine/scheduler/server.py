@@ -91,6 +91,8 @@ class Scheduler:
         last = time.monotonic()
         while True:
             await asyncio.sleep(HEARTBEAT_CHECK_INTERVAL)
+            # A sample a second of what the heartbeats brought (history.py): one tuple.
+            self.state.history.tick(time.time(), slack=HEARTBEAT_CHECK_INTERVAL)
             now = time.monotonic()
             # If this loop itself was stalled, the workers' heartbeats may be waiting
             # unread in our sockets: judge nobody this round.
@@ -166,10 +168,10 @@ class Scheduler:
             "register-client": self._register_client,
             "task-finished": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"],
-                                                           m.get("duration"))),
+                                                           m.get("duration"), m.get("timing"))),
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
-                                                        m["traceback"])),
+                                                        m["traceback"], m.get("timing"))),
             "acquired": self._on_worker(lambda a, m: self.state.acquired(
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
@@ -292,6 +294,7 @@ class Scheduler:
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
             "overview": self._overview, "key-list": self._key_list,
+            "memory-history": self._memory_history, "task-stream": self._task_stream,
             "close-cluster": self._close_cluster, "coordination-cancel": self.waits.cancel,
             **self.cluster.ops(), **self.variables.ops(), **self.queues.ops(),
             **self.semaphores.ops(), **self.events.ops(),
@@ -365,7 +368,14 @@ class Scheduler:
 
     def _key_list(self, client_id, msg) -> dict:
         return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
-                                   msg.get("status") or None)
+                                   msg.get("status") or None, msg.get("name") or None,
+                                   msg.get("sort") or None, bool(msg.get("descending")))
+
+    def _memory_history(self, client_id, msg) -> dict:
+        return self.state.history.as_dict(step=max(1, int(msg.get("step") or 1)))
+
+    def _task_stream(self, client_id, msg) -> dict:
+        return self.state.task_stream.since(int(msg.get("since") or 0), time.time())
 
     def _close_cluster(self, client_id, msg) -> dict:
         """Ask the process that owns this scheduler to stop it (its client, workers, all).

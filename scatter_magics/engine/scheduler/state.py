@@ -20,7 +20,10 @@ other only through the few methods they are handed:
 - ``recovery`` (:class:`~.recovery.Recovery`): recompute, retry, inherited restrictions;
 - ``durations`` (:class:`~.durations.TaskDurations`): how long tasks of each prefix take;
 - ``placement`` (:class:`~.placement.Placement`): which worker runs a ready task;
-- ``stealing`` (:class:`~.stealing.WorkStealing`): queued tasks moved to idle workers.
+- ``stealing`` (:class:`~.stealing.WorkStealing`): queued tasks moved to idle workers;
+- ``history`` (:class:`~scatter_magics.history.MemoryHistory`) and ``task_stream``
+  (:class:`~scatter_magics.task_stream.TaskStream`): what the views show of the last
+  minutes, fed by heartbeats and ended tasks.
 
 >>> state = SchedulerState()
 >>> _ = state.add_worker("tcp://a:1", "worker-0", nthreads=1, memory_limit=100)
@@ -35,7 +38,9 @@ other only through the few methods they are handed:
 from __future__ import annotations
 
 from ...errors import FutureLostError
-from ...keys import key_text
+from ...history import MemoryHistory
+from ...keys import key_name, key_text
+from ...task_stream import TaskStream, task_record
 from . import reports
 from .broadcasts import StandingBroadcasts
 from .durations import TaskDurations
@@ -71,6 +76,8 @@ class SchedulerState:
         self.tasks = TaskMachine(self.keys, self.workers, self.log, self.worker_book,
                                  self.replicas, self.broadcasts, self.placement)
         self.recovery = Recovery(self.keys, self.log, self.tasks)
+        self.history = MemoryHistory()  # memory and data held, a sample a second
+        self.task_stream = TaskStream()  # what the workers ran, the last minute
 
     # ------------------------------------------------------------ events ---
     @property
@@ -102,6 +109,7 @@ class SchedulerState:
                    resources: dict | None = None) -> Outgoing:
         ws = self.worker_book.join(address, name, nthreads, memory_limit, pid, replaces, now)
         ws.resources = dict(resources or {})
+        self.history.update(address, name)  # in the samples from its first heartbeat
         self.broadcasts.inherit(ws)
         out = self.broadcasts.top_up(ws)
         self.recovery.inherit_restrictions(ws, self.worker_book.predecessor(ws))
@@ -113,6 +121,7 @@ class SchedulerState:
         ws = self.worker_book.leave(address, reason)
         if ws is None:
             return []
+        self.history.remove(address)
         death = f"{ws.name} ({address}) {reason}"
         self.stealing.worker_left(address)
         out = self.recovery.recover(self.replicas.worker_left(ws), death)
@@ -130,6 +139,9 @@ class SchedulerState:
         """A heartbeat, with the worker's resident memory."""
         out = self.heard_from(address, now)
         self.worker_book.record_metrics(address, memory, now)
+        ws = self.workers.get(address)
+        if ws is not None:  # two numbers overwritten: the history samples them (tick)
+            self.history.update(address, memory=memory, nbytes=ws.nbytes)
         return out
 
     def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
@@ -300,16 +312,30 @@ class SchedulerState:
         return self.tasks.output(address, records)
 
     def task_finished(self, address: str, key: str, nbytes: int, type_name: str,
-                      duration: float | None = None) -> Outgoing:
-        """``key`` ran on ``address`` for ``duration`` s (None: not measured)."""
+                      duration: float | None = None, timing: dict | None = None) -> Outgoing:
+        """``key`` ran on ``address`` for ``duration`` s (None: not measured); ``timing``:
+        the worker's start, stop, thread, transfers and function, for the task stream."""
         if duration is not None:
             self.durations.record(key, duration)
         out = self.tasks.finished(address, key, nbytes, type_name)
+        self._ran(address, key, timing, "finished")
         return out + self.stealing.balance() if self.stealing.wanted(address) else out
 
-    def task_erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
+    def task_erred(self, address: str, key: str, exception, traceback: str,
+                   timing: dict | None = None) -> Outgoing:
         out = self.tasks.erred(address, key, exception, traceback)
+        self._ran(address, key, timing, "error")
         return out + self.stealing.balance() if self.stealing.wanted(address) else out
+
+    def _ran(self, address: str, key, timing: dict | None, status: str) -> None:
+        """A task ended on ``address``: its record in the task stream, and in its key's
+        event (``timing``: the worker's start, stop, thread, transfers, function)."""
+        if not timing or "start" not in timing:
+            return
+        run = task_record(key, key_name(key), address, timing, status)
+        self.task_stream.add(run)
+        if self.log.publishing:
+            self.log.attach_run(key, run)
 
     def steal_response(self, address: str, key, withdrawn: bool, fetched: dict) -> Outgoing:
         """``address`` gave up ``key`` (``withdrawn``) or kept it; ``fetched``: the inputs
@@ -364,9 +390,11 @@ class SchedulerState:
         return reports.info(self.workers, self.keys, self.worker_book.supervision)
 
     def overview(self) -> dict:
-        """What a cluster list shows: the workers, and the keys counted by status."""
-        return reports.overview(self.workers, self.keys, self.worker_book.supervision)
+        """The summary every view renders (``summary.summarize``): workers, keys, totals."""
+        return reports.overview(self.workers, self.keys)
 
-    def key_list(self, offset: int, limit: int, status: str | None = None) -> dict:
-        """One page of keys (in the order the scheduler learnt them), each as a key event."""
-        return reports.key_list(self.keys, offset, limit, status)
+    def key_list(self, offset: int, limit: int, status: str | None = None,
+                 name: str | None = None, sort: str | None = None,
+                 descending: bool = False) -> dict:
+        """One page of key items, filtered and sorted (``key_pages.page_of``)."""
+        return reports.key_list(self.keys, offset, limit, status, name, sort, descending)

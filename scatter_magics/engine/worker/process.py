@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 from ...backend import backend_class
 from ...current_client import find_client
@@ -34,7 +35,7 @@ from . import task_context
 from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memory
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
 from .run_function import run_function
-from .runner import DEFAULT_PRIORITY, TaskRunner
+from .runner import DEFAULT_PRIORITY, TaskRunner, not_run
 from .task_call import WITHDRAWN, execute, task_traceback
 from .task_output import TaskOutput
 from .task_start import StartWatch
@@ -96,11 +97,9 @@ class Worker:
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
-                "delete-keys": self._delete_keys, "fetch": self._fetch,
-                "acquire": self._acquire,
+                "delete-keys": self._delete_keys, "fetch": self._fetch, "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "steal": self._steal,
-                "close": self._on_close_request,
+                "compute": self._compute, "steal": self._steal, "close": self._on_close_request,
                 "run": lambda ch, msg: run_function(self, msg),
                 "upload-file": lambda ch, msg: self.uploads.save(
                     msg["filename"], msg["data"], msg["load"]),
@@ -286,7 +285,7 @@ class Worker:
 
     async def _fetch_and_start(self, key, task: Serialized, who_has: dict,
                                ticket: TaskTicket, options: tuple) -> None:
-        fetch_error = None
+        began, fetch_error = time.time(), None
         try:
             ticket.fetched = await self._gather_from_peers(who_has)
         except Exception as exc:
@@ -295,34 +294,43 @@ class Worker:
             self._report(self.tickets.give_back(key, ticket))  # fetch is the thief's to retry)
         elif fetch_error is not None:
             self.tickets.forget(key, ticket)
-            self._task_erred(key, fetch_error, ticket.fetched)
+            self._task_erred(key, fetch_error, ticket.fetched, not_run(began))
         else:
-            self._start_task(key, task, who_has, ticket, options)
+            # The fetch of the task's inputs from peers: a transfer in the task stream.
+            transfers = [{"start": began, "stop": time.time(), "from": None,
+                          "nbytes": sum(ticket.fetched.values())}] if ticket.fetched else []
+            self._start_task(key, task, who_has, ticket, options, transfers)
 
     def _start_task(self, key, task: Serialized, who_has: dict, ticket: TaskTicket,
-                    options: tuple) -> None:
-        """Hand the task to the runner's threads; ``_task_done`` takes its result."""
+                    options: tuple, transfers: list | None = None) -> None:
+        """Hand the task to the runner's threads; ``_task_done`` takes its result.
+
+        ``timing`` goes with it, for the task stream (``task_stream.py``): the transfers
+        before it, the function's name (set on the thread) and, from the runner, the
+        thread and the times it ran."""
+        timing = {"transfers": transfers or []}
         try:
             inputs = {dep: self.data[dep].value for dep in who_has}
         except Exception as exc:  # an input that does not deserialize here
             self.tickets.forget(key, ticket)
-            self._task_erred(key, exc, ticket.fetched)
+            self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})
             return
         watch = StartWatch(self.loop, lambda: self._report({"op": "task-started", "key": key}))
-        running = (key, watch.watch(), ticket)
+        running = (key, watch.watch(), ticket, timing)
         priority, resources = options
         self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
-                                                   watch.started), priority, resources)
+                                                   watch.started, timing), priority, resources)
 
-    def _task_done(self, running: tuple, ok: bool, result) -> None:
-        key, timer, ticket = running
+    def _task_done(self, running: tuple, ok: bool, result, ran) -> None:
+        key, timer, ticket, timing = running
         timer.cancel()
         if ok and result[0] is WITHDRAWN:
             return  # given back before a thread reached it (_steal answered)
         self.tickets.forget(key, ticket)
+        timing.update(thread=ran.thread, start=ran.start, stop=ran.stop)
         self.output.send(key)  # before the result: the cell waiting shows it
         if not ok:
-            self._task_erred(key, result, ticket.fetched)
+            self._task_erred(key, result, ticket.fetched, timing)
             return
         value, duration = result
         if self.in_process:  # held as it is: whoever reads it gets the object itself
@@ -334,16 +342,17 @@ class Worker:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
                                  self.memory_limit)
             self._report({"op": "task-erred", "key": key, "exception": exc, "traceback": "",
-                          "fetched": ticket.fetched})
+                          "fetched": ticket.fetched, "timing": timing})
             return
         self.data[key] = stored
         self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": ticket.fetched, "duration": duration})
+                      "type": stored.type, "fetched": ticket.fetched, "duration": duration,
+                      "timing": timing})
 
-    def _task_erred(self, key, exc: BaseException, fetched: dict) -> None:
+    def _task_erred(self, key, exc: BaseException, fetched: dict, timing: dict) -> None:
         self._report({"op": "task-erred", "key": key,
                       "exception": exc if self.in_process else portable(exc),
-                      "traceback": task_traceback(exc), "fetched": fetched})
+                      "traceback": task_traceback(exc), "fetched": fetched, "timing": timing})
 
     def _report(self, msg: dict) -> None:
         try:

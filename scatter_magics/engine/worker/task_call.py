@@ -14,8 +14,10 @@ from .tickets import TaskTicket
 WITHDRAWN = object()  # what execute returns for a task given back to the scheduler
 
 
-def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=None):
-    """``(value, seconds it ran)``, or ``(WITHDRAWN, 0.0)`` for a task given back."""
+def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=None,
+            timing: dict | None = None):
+    """``(value, seconds it ran)``, or ``(WITHDRAWN, 0.0)`` for a task given back;
+    ``timing`` gets the function's name (the task stream colours a bar by it)."""
     if not ticket.begin():
         return WITHDRAWN, 0.0
     if on_start is not None:
@@ -23,6 +25,8 @@ def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=No
     RUNNING.key = key  # what it prints is this task's (task_output.py); secede() names it
     try:
         func, args, kwargs = deserialize_task(task, inputs)
+        if timing is not None:
+            timing["function"] = getattr(func, "__name__", type(func).__name__)
         start = time.perf_counter()
         value = func(*args, **kwargs)
         return value, time.perf_counter() - start

@@ -34,8 +34,20 @@ export interface IMemory {
   nbytes: number;
 }
 
-/** A worker's memory bar against its limit; `withoutLimit` when it has none. */
-export declare function memoryBar(
-  w: IMemory,
-  withoutLimit: HTMLElement
-): HTMLElement;
+/** A summary's `keys` (scatter_magics/summary.py). */
+export interface IKeys {
+  count: number;
+  by_status: { [status: string]: number };
+  nbytes: number;
+  replicas: number;
+  replica_nbytes: number;
+}
+
+/** "3 keys (5 replicas), 2 MiB in memory". */
+export declare function keysPhrase(keys: IKeys): string;
+
+/** "data 824 MiB of 11.8 GiB · process 26.6 MiB". */
+export declare function memoryPhrase(w: IMemory): string;
+
+/** Data held against the limit (a bar), process memory as a second mark, and words. */
+export declare function memoryBar(w: IMemory): HTMLElement;

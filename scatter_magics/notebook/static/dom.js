@@ -60,31 +60,49 @@ export function statusBadge(status, count, extra = '') {
 }
 
 /**
- * A worker's memory bar: process memory and data held, against its limit. A worker
- * with no limit has nothing to draw against: `withoutLimit` is shown instead (the
- * widget and the sidebar word that case differently).
+ * What a summary's `keys` say in words, as scatter_magics/summary.py's keys_phrase
+ * writes them: "3 keys (5 replicas), 2 MiB in memory" (replicas only when they differ).
  */
-export function memoryBar(w, withoutLimit) {
+export function keysPhrase(keys) {
+  const replicas = keys?.replicas ?? 0;
+  const held = keys?.by_status?.finished ?? 0;
+  const extra = replicas !== held ? ` (${plural(replicas, 'replica')})` : '';
+  return `${plural(keys?.count ?? 0, 'key')}${extra}, ${formatBytes(keys?.nbytes ?? 0)} in memory`;
+}
+
+/** "data 824 MiB of 11.8 GiB · process 26.6 MiB", as summary.py's memory_phrase. */
+export function memoryPhrase(w) {
+  const of = w.memory_limit
+    ? ` of ${formatBytes(w.memory_limit)}`
+    : ' (no limit)';
+  return `data ${formatBytes(w.nbytes ?? 0)}${of} · process ${formatBytes(w.memory ?? 0)}`;
+}
+
+/**
+ * A worker's memory: the data it holds (shared-memory data it maps included) filling a
+ * bar against its limit, its process's resident memory as a second mark (a tick), and
+ * words saying which number is which. A worker with no limit has no bar.
+ */
+export function memoryBar(w) {
+  const words = h('span', { class: 'sm-membar-text' }, memoryPhrase(w));
   if (!w.memory_limit) {
-    return withoutLimit;
+    return h('div', { class: 'sm-membar-cell' }, words);
   }
-  const used = Math.min(100, (100 * w.memory) / w.memory_limit);
-  const data = Math.min(used, (100 * w.nbytes) / w.memory_limit);
-  const level = used > 85 ? ' sm-high' : used > 60 ? ' sm-mid' : '';
-  const memory = formatBytes(w.memory);
-  const limit = formatBytes(w.memory_limit);
+  const data = Math.min(100, (100 * (w.nbytes ?? 0)) / w.memory_limit);
+  const process = Math.min(100, (100 * (w.memory ?? 0)) / w.memory_limit);
+  const level = data > 85 ? ' sm-high' : data > 60 ? ' sm-mid' : '';
   return h(
     'div',
-    { class: 'sm-membar-cell' },
+    { class: 'sm-membar-cell', title: memoryPhrase(w) },
     h(
       'div',
-      {
-        class: `sm-membar${level}`,
-        title: `process ${memory}, data ${formatBytes(w.nbytes)}, limit ${limit}`
-      },
-      h('div', { class: 'sm-membar-used', style: `width:${used.toFixed(1)}%` }),
-      h('div', { class: 'sm-membar-data', style: `width:${data.toFixed(1)}%` })
+      { class: `sm-membar${level}` },
+      h('div', { class: 'sm-membar-data', style: `width:${data.toFixed(1)}%` }),
+      h('div', {
+        class: 'sm-membar-process',
+        style: `left:${process.toFixed(1)}%`
+      })
     ),
-    h('span', { class: 'sm-membar-text' }, `${memory} / ${limit}`)
+    words
   );
 }

@@ -5,7 +5,15 @@
 // resolve: scatter_magics/notebook/esm.py pastes the two modules in front instead.
 
 import { formatBytes } from './sizes.js';
-import { h, memoryBar, plural, STATUSES, statusBadge } from './dom.js';
+import {
+  h,
+  keysPhrase,
+  memoryBar,
+  plural,
+  STATUSES,
+  statusBadge
+} from './dom.js';
+import { taskStream, timeline } from './plots.js';
 
 // The stacked bar's segments, in the order work moves through them.
 const BAR_STATUSES = ['pending', 'running', 'finished', 'error', 'lost'];
@@ -129,7 +137,8 @@ function renderFutures(model, el) {
 
   function drawSummary() {
     const s = model.get('summary');
-    const counts = s.counts ?? {};
+    const keys = s.keys ?? {};
+    const counts = keys.by_status ?? {};
     const filter = model.get('status_filter');
     const chips = STATUSES.filter(st => counts[st] || st === filter).map(st => {
       const chip = statusBadge(
@@ -143,12 +152,12 @@ function renderFutures(model, el) {
       return chip;
     });
     summary.replaceChildren(
-      h('b', {}, plural(s.n ?? 0, 'future')),
+      h('b', {}, plural(keys.count ?? 0, 'future')),
       ...chips,
       h(
         'span',
         { class: 'sm-bytes' },
-        `${formatBytes(s.nbytes ?? 0)} in memory (${formatBytes(s.replica_nbytes ?? 0)} with replicas)`
+        `${formatBytes(keys.nbytes ?? 0)} in memory (${formatBytes(keys.replica_nbytes ?? 0)} with replicas)`
       ),
       h('span', { class: 'sm-nworkers' }, plural(s.n_workers ?? 0, 'worker')),
       ...present(liveBadge(model))
@@ -264,9 +273,6 @@ function renderFutures(model, el) {
   ]);
 }
 
-// A worker without a memory limit shows its memory alone, with no bar.
-const memoryCell = w => memoryBar(w, h('span', {}, formatBytes(w.memory)));
-
 const CLUSTER_STATUSES = ['running', 'finished'];
 
 function holdsText(holds) {
@@ -289,43 +295,47 @@ function renderCluster(model, el) {
         'tr',
         {},
         ...[
-          'worker',
-          'address',
-          'threads',
-          'memory',
-          'keys',
-          'keys by status',
-          'data',
-          'holds'
-        ].map(c => h('th', {}, c))
+          ['worker', 'its address below its name'],
+          ['threads', ''],
+          [
+            'memory',
+            'data held (bar) against the limit; process memory (tick)'
+          ],
+          ['last 5 min', 'data held (filled) and process memory (dashed)'],
+          ['keys', 'keys held: each replica counts on its worker'],
+          ['keys by status', ''],
+          ['holds', '']
+        ].map(([c, title]) => h('th', { title: title || null }, c))
       )
     ),
     tbody,
     tfoot
   );
+  const stream = h('div', { class: 'sm-taskstream-box' });
   el.append(
     h(
       'div',
       { class: 'sm-widget sm-cluster' },
       summary,
-      h('div', { class: 'sm-scroll' }, table)
+      h('div', { class: 'sm-scroll' }, table),
+      stream
     )
   );
 
   function draw() {
     const t = model.get('totals');
+    const keys = t.keys ?? {};
     const departed = t.departed ?? [];
+    const history = new Map(
+      (model.get('history').workers ?? []).map(w => [w.address, w])
+    );
     summary.replaceChildren(
       h('b', {}, plural(t.n_workers ?? 0, 'worker')),
       h('span', {}, plural(t.nthreads ?? 0, 'thread')),
-      h(
-        'span',
-        {},
-        `${plural(t.nkeys ?? 0, 'key')}, ${formatBytes(t.nbytes ?? 0)}`
-      ),
-      ...STATUSES.filter(s => (t.by_status ?? {})[s]).map(s => {
+      h('span', { class: 'sm-keys-phrase' }, keysPhrase(keys)),
+      ...STATUSES.filter(s => (keys.by_status ?? {})[s]).map(s => {
         const badge = statusBadge(s);
-        badge.append(` ${t.by_status[s]}`);
+        badge.append(` ${keys.by_status[s]}`);
         return badge;
       }),
       ...(t.shared_memory
@@ -354,11 +364,12 @@ function renderCluster(model, el) {
               'td',
               { class: 'sm-name', title: w.note ?? '' },
               w.name,
+              h('div', { class: 'sm-address', title: w.address }, w.address),
               ...workerNote(w)
             ),
-            h('td', { class: 'sm-key', title: w.address }, w.address),
             h('td', { class: 'sm-num' }, String(w.nthreads)),
-            h('td', {}, memoryCell(w)),
+            h('td', { class: 'sm-memory' }, memoryBar(w)),
+            h('td', {}, timeline(history.get(w.address))),
             h('td', { class: 'sm-num' }, String(w.nkeys)),
             h(
               'td',
@@ -369,7 +380,6 @@ function renderCluster(model, el) {
                 'sm-statusbar sm-statusbar-small'
               )
             ),
-            h('td', { class: 'sm-num' }, formatBytes(w.nbytes)),
             h(
               'td',
               { class: 'sm-holds', title: holdsText(w.holds) },
@@ -382,33 +392,74 @@ function renderCluster(model, el) {
       h(
         'tr',
         {},
-        h('td', {}, 'total'),
-        h('td', {}),
+        h('td', {}, 'all workers'),
         h('td', { class: 'sm-num' }, String(t.nthreads ?? 0)),
         h(
           'td',
-          {},
-          memoryCell({
+          { class: 'sm-memory' },
+          memoryBar({
             memory: t.memory ?? 0,
             nbytes: t.nbytes ?? 0,
             memory_limit: t.memory_limit ?? 0
           })
         ),
-        h('td', { class: 'sm-num' }, String(t.nkeys ?? 0)),
+        h('td', {}),
+        h(
+          'td',
+          {
+            class: 'sm-num',
+            title:
+              'replicas the workers hold (the sum of the column); the headline counts distinct keys'
+          },
+          String(keys.replicas ?? 0)
+        ),
         h(
           'td',
           {},
           statusBar(
-            t.by_status ?? {},
+            keys.by_status ?? {},
             BAR_STATUSES,
             'sm-statusbar sm-statusbar-small'
           )
         ),
-        h('td', { class: 'sm-num' }, formatBytes(t.nbytes ?? 0)),
         h('td', {})
       )
     );
   }
+
+  // Redrawn every second while shown, so the last minute keeps moving when nothing runs.
+  let offset = 0; // the workers' clock minus this page's
+  function drawTasks() {
+    if (!model.get('show_tasks')) {
+      stream.replaceChildren();
+      return;
+    }
+    const answer = model.get('tasks');
+    // Departed workers keep their names (the history has them): their lanes stay named.
+    const names = Object.fromEntries(
+      [...(model.get('history').workers ?? []), ...model.get('workers')].map(
+        w => [w.address, w.name]
+      )
+    );
+    const width = Math.max(320, Math.min(1100, el.clientWidth - 24));
+    const now = Date.now() / 1000 + offset;
+    const shown = answer.total > (answer.tasks ?? []).length;
+    stream.replaceChildren(
+      h(
+        'div',
+        { class: 'sm-taskstream-title' },
+        h('b', {}, 'Task stream'),
+        ` · last minute${shown ? ` · newest ${answer.tasks.length} of ${answer.total} shown` : ''}`
+      ),
+      taskStream(answer.tasks ?? [], now, names, { width })
+    );
+  }
+  function tasksArrived() {
+    const now = model.get('tasks').now;
+    offset = now ? now - Date.now() / 1000 : 0;
+    drawTasks();
+  }
+  const ticker = setInterval(drawTasks, 1000);
 
   // A replacement says whom it replaced and how that one ended; a frozen worker says so.
   function workerNote(w) {
@@ -422,12 +473,20 @@ function renderCluster(model, el) {
   }
 
   draw();
-  return listen(model, [
+  tasksArrived();
+  const stop = listen(model, [
     ['change:workers', draw],
     ['change:totals', draw],
+    ['change:history', draw],
     ['change:live', draw],
-    ['change:not_live_reason', draw]
+    ['change:not_live_reason', draw],
+    ['change:tasks', tasksArrived],
+    ['change:show_tasks', drawTasks]
   ]);
+  return () => {
+    clearInterval(ticker);
+    stop();
+  };
 }
 
 function render({ model, el }) {
