@@ -178,6 +178,24 @@ def test_the_default_scheduler_is_ours_only_while_a_client_runs():
     assert dask.config.get("scheduler", None) == before
 
 
+def test_a_client_started_after_a_dask_client_takes_the_default_back():
+    """The newest client is dask's scheduler, as among Dask's own clients, even while an
+    older client of ours still runs; the user's setting returns when ours have closed."""
+    import distributed
+
+    from scatter_magics import Client
+    from scatter_magics.engine.client.dask_default import CURRENT
+
+    before = dask.config.get("scheduler", None)
+    with Client(n_workers=1):
+        with distributed.Client(processes=False, n_workers=1, dashboard_address=None):
+            assert dask.config.get("scheduler") == "dask.distributed"
+            with Client(n_workers=1):
+                assert dask.config.get("scheduler") is CURRENT
+                assert dask.delayed(operator.add)(1, 2).compute() == 3
+    assert dask.config.get("scheduler", None) == before
+
+
 def run_python(code: str) -> str:
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                             text=True, timeout=90)

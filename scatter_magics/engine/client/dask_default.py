@@ -11,8 +11,10 @@ scheduler it is ``"tasks"``, unless the user chose one.
 ``import dask`` takes about as long as starting a client (0.4 s against 0.7 s for our
 own imports on a loaded 2-core machine), so nothing here imports it: if dask is not
 imported yet when the first client starts, the configuration is set by a post-import
-hook (``wrapt.register_post_import_hook``) the moment it is. The user's configuration
-comes back when the last client closes, unless the user changed it meanwhile.
+hook (``wrapt.register_post_import_hook``) the moment it is. A client started while
+another took the default (a ``distributed.Client`` made since) takes it back, as the
+newest Dask client does. The user's configuration comes back when the last client
+closes, unless the user changed it meanwhile.
 
 >>> CURRENT
 <scheduler: the current scatter_magics Client>
@@ -28,7 +30,7 @@ from ...current_client import get_client
 
 _lock = threading.Lock()
 _running: set[int] = set()  # id() of our clients that run
-_applied = None  # dask.config.set(...) while CURRENT is the scheduler; its exit restores
+_applied: list = []  # dask.config.set(...)s while CURRENT is the scheduler; exits restore
 _hooked = False  # the post-import hook is registered (once per process)
 
 
@@ -61,10 +63,10 @@ def client_started(client) -> None:
     global _hooked
     with _lock:
         _running.add(id(client))
-        if _applied is not None:
-            return
-        if sys.modules.get("dask") is not None:
-            _apply()
+        dask = sys.modules.get("dask")
+        if dask is not None:
+            if not _applied or dask.config.get("scheduler", None) is not CURRENT:
+                _apply()
         elif not _hooked and _installed("dask"):
             import wrapt
 
@@ -74,16 +76,16 @@ def client_started(client) -> None:
 
 def client_closed(client) -> None:
     """``client`` stopped: with no client of ours left, dask's configuration is the user's."""
-    global _applied
     with _lock:
         _running.discard(id(client))
-        if _running or _applied is None:
+        if _running or not _applied:
             return
         import dask.config
 
         if dask.config.get("scheduler", None) is CURRENT:  # else the user changed it since
-            _applied.__exit__(None, None, None)
-        _applied = None
+            for applied in reversed(_applied):  # each restores what was before it
+                applied.__exit__(None, None, None)
+        _applied.clear()
 
 
 def _installed(name: str) -> bool:
@@ -95,15 +97,14 @@ def _installed(name: str) -> bool:
 
 def _on_dask_import(module) -> None:
     with _lock:
-        if _running and _applied is None:
+        if _running and not _applied:
             _apply()
 
 
 def _apply() -> None:
-    global _applied
     import dask.config
 
     settings = {"scheduler": CURRENT}
     if dask.config.get("dataframe.shuffle.method", None) is None:
         settings["dataframe.shuffle.method"] = "tasks"
-    _applied = dask.config.set(settings)
+    _applied.append(dask.config.set(settings))
