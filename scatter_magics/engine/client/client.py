@@ -138,6 +138,7 @@ class Client:
             return
         logger.info("the client closed: %s", reason)
         self.ending.reason, self.status = reason, "closed"
+        dask_default.client_closed(self)
         try:
             self._release_parts(reason)  # every future cancelled: its data went with it
         finally:
