@@ -80,14 +80,19 @@ class Placement:
         return [a for a in candidates if a in holders] if holders else []
 
     def large_input_holders(self, ks: KeyInfo) -> set:
-        """The workers holding an input of ``ks`` of ``LARGE_INPUT`` bytes or more (empty:
-        it has none), which ``ks`` stays with: placed there, and never stolen elsewhere."""
-        holders: set = set()
+        """The workers ``ks`` stays with (empty: any): those holding every input of
+        ``LARGE_INPUT`` bytes or more, or if none holds them all, any of them. Placed
+        there, and never stolen elsewhere. (A model broadcast to every worker and a batch
+        on one: the batch's holder, not every worker, which let a burst of such tasks
+        drift off their batches: broadcast-model.ipynb scored 6 of 8 where they live.)"""
+        every: set | None = None
+        some: set = set()
         for dep in ks.deps:
             dks = self.keys.get(dep)
             if dks is not None and (dks.nbytes or 0) >= LARGE_INPUT:
-                holders |= dks.who_has
-        return holders
+                every = set(dks.who_has) if every is None else every & dks.who_has
+                some |= dks.who_has
+        return every or some
 
     def transfer_time(self, ks: KeyInfo, ws: WorkerInfo) -> float:
         """Seconds for ``ws`` to fetch the inputs of ``ks`` it does not hold."""
