@@ -19,6 +19,9 @@ from ...keys import key_text
 from ..wire import inheritance
 from ..wire.comm import Channel, Server
 from ..wire.peers import fetch_from_holders
+from .cluster_ops import ClusterOps
+from .coordination import Queues, Variables, Waits
+from .locks import Events, Semaphores
 from .pending_acks import PendingAcks
 from .scatter_ops import ScatterOps
 from .state import SchedulerState
@@ -41,7 +44,9 @@ class Scheduler:
     """Owns a :class:`SchedulerState`, the server socket, and the connections.
 
     Its parts: ``state`` (pure bookkeeping), ``scatters`` (the scatter ops,
-    :class:`ScatterOps`) and ``pending_acks`` (what a no-wait scatter sent, until stored).
+    :class:`ScatterOps`), ``pending_acks`` (what a no-wait scatter sent, until stored),
+    ``cluster`` (cluster-wide ops, :class:`ClusterOps`) and the coordination primitives
+    (``variables``, ``queues``, ``semaphores``, ``events``, whose waits are ``waits``).
     """
 
     def __init__(self, secret: str):
@@ -49,6 +54,10 @@ class Scheduler:
         self.state = SchedulerState()
         self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
         self.scatters = ScatterOps(self)  # choosing workers, carrying data, recording it
+        self.cluster = ClusterOps(self)  # retries, run_on_scheduler, uploads, restart, moves
+        self.waits = Waits()
+        self.variables, self.queues = Variables(self, self.waits), Queues(self, self.waits)
+        self.semaphores, self.events = Semaphores(self, self.waits), Events(self, self.waits)
         self.server = Server(secret, self._channel_handlers())
         self.address = ""
         self.worker_channels: dict[str, Channel] = {}
@@ -166,6 +175,7 @@ class Scheduler:
             "acquired": self._on_worker(lambda a, m: self.state.acquired(
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
+            "task-seceded": self._on_worker(lambda a, m: self.state.task_seceded(a, m["key"])),
             "steal-response": self._on_worker(lambda a, m: self.state.steal_response(
                 a, m["key"], m["withdrawn"], m["fetched"])),
             "task-output": self._on_worker(lambda a, m: self.state.task_output(a, m["records"])),
@@ -210,9 +220,12 @@ class Scheduler:
         self.worker_channels[address] = channel
         _keep_from_forked_children(channel)
         channel.on_close.append(lambda ch: self._remove_worker(address))
+        for upload in self.cluster.for_new_worker():  # before any task that may import it
+            _send(channel, upload)
         self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
                                          msg["memory_limit"], msg.get("pid", 0),
-                                         replaces=msg.get("replaces"), now=time.monotonic()))
+                                         replaces=msg.get("replaces"), now=time.monotonic(),
+                                         resources=msg.get("resources")))
         self._worker_arrived.set()
         return {"ok": True}
 
@@ -264,6 +277,7 @@ class Scheduler:
     def remove_client(self, client_id: str) -> None:
         self.clients.pop(client_id, None)
         self.scatters.client_left(client_id)
+        self.semaphores.client_left(client_id)  # its leases go back
         self._unsubscribe(client_id, {})
         self.apply(self.state.forget_client(client_id))
 
@@ -281,7 +295,9 @@ class Scheduler:
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
             "overview": self._overview, "key-list": self._key_list,
             "memory-history": self._memory_history, "task-stream": self._task_stream,
-            "close-cluster": self._close_cluster,
+            "close-cluster": self._close_cluster, "coordination-cancel": self.waits.cancel,
+            **self.cluster.ops(), **self.variables.ops(), **self.queues.ops(),
+            **self.semaphores.ops(), **self.events.ops(),
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -310,9 +326,9 @@ class Scheduler:
         return info
 
     def _submit(self, client_id, msg) -> None:
-        out = []
-        for key, task, deps, restrictions in msg["tasks"]:
-            out += self.state.submit(client_id, key, task, deps, restrictions)
+        out, now = [], time.monotonic()
+        for key, task, deps, restrictions, options in msg["tasks"]:
+            out += self.state.submit(client_id, key, task, deps, restrictions, options, now)
         self.apply(out)
 
     def _release(self, client_id, msg) -> None:
