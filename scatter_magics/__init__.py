@@ -23,17 +23,30 @@ __version__ = "0.1.0"
 _PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.events",
            "get_client": "current_client", "LocalCluster": "engine.cluster.local",
            "Future": "engine.client.future", "as_completed": "engine.client.waiting",
-           "wait": "engine.client.waiting", "split": "pieces", "join": "pieces"}
+           "wait": "engine.client.waiting", "progress": "notebook.progress_futures",
+           "fire_and_forget": "engine.client.fire_and_forget", "futures_of": "structure",
+           "default_client": "current_client", "get_worker": "engine.worker.task_context",
+           "secede": "engine.worker.task_context", "rejoin": "engine.worker.task_context",
+           "worker_client": "engine.worker.task_context",
+           "Variable": "engine.client.coordination", "Queue": "engine.client.coordination",
+           "Lock": "engine.client.locks", "Event": "engine.client.locks",
+           "Semaphore": "engine.client.locks", "split": "pieces", "join": "pieces"}
 __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:  # what static tools and IDEs see
-    from .current_client import get_client
+    from .current_client import default_client, get_client
     from .engine.client.client import Client
+    from .engine.client.coordination import Queue, Variable
     from .engine.client.events import Subscription
+    from .engine.client.fire_and_forget import fire_and_forget
     from .engine.client.future import Future
+    from .engine.client.locks import Event, Lock, Semaphore
     from .engine.client.waiting import as_completed, wait
     from .engine.cluster.local import LocalCluster
+    from .engine.worker.task_context import get_worker, rejoin, secede, worker_client
+    from .notebook.progress_futures import progress
     from .pieces import join, split
+    from .structure import futures_of
 
 
 _STARTS_CLUSTERS = ("Client", "LocalCluster")

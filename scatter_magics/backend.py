@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .errors import MissingDependencyError
-from .progress import Progress
+from .progress_callback import Progress
 
 
 class Subscription(Protocol):

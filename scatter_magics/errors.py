@@ -220,6 +220,19 @@ class RemoteTraceback(Exception):
         return "\n\n" + self.text
 
 
+class TaskTraceback(str):
+    """A task's traceback as text (what :class:`RemoteTraceback` prints), carrying its
+    frames in ``tblib``'s picklable form for ``Future.traceback()`` (None without them)."""
+
+    frames: dict | None
+
+    def __new__(cls, text: str, frames: dict | None = None):
+        self = super().__new__(cls, text)
+        self.frames = frames
+        return self
+
+    def __reduce__(self):
+        return TaskTraceback, (str(self), self.frames)
 _FRAME = re.compile(r'^  File "(?P<file>.+)", line (?P<line>\d+), in (?P<name>.+)$')
 
 
@@ -260,6 +273,11 @@ class MemoryLimitError(ScatterMagicsError, MemoryError):
 
 class SharedMemoryWarning(UserWarning):
     """Shared memory is short; buffers travel over the socket instead."""
+
+
+class VersionMismatchWarning(UserWarning):
+    """The client, the scheduler and the workers run different versions of a package
+    that does not decide how values travel (``Client.get_versions(check=True)``)."""
 
 
 class DistributedOnlyGraphError(ScatterMagicsError, NotImplementedError):

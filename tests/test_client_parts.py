@@ -18,7 +18,7 @@ from scatter_magics.engine.client.references import RELEASE_BATCH_DELAY, Referen
 from scatter_magics.engine.wire.loop import LoopThread
 from scatter_magics.engine.wire.serialize import serialize
 from scatter_magics.errors import ClientClosedError, FutureLostError
-from scatter_magics.progress import no_progress
+from scatter_magics.progress_callback import no_progress
 from scatter_magics.structure import SKIP
 
 pytestmark = pytest.mark.timeout(60)

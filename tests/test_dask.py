@@ -293,7 +293,10 @@ def test_a_task_its_worker_runs_is_running_there_then_finished(dask_client, tmp_
     widget = FuturesWidget(dask_client, {"slow": slow})
     try:
         wait_for(lambda: row_is(widget, "slow-1", "running"), what="the running state")
-        running = [e for e in events if e.get("key") == "slow-1" and e["status"] == "running"]
+        # The widget may have seen it in its own snapshot, taken after the batch that says
+        # so left the scheduler but before that batch reached this earlier subscription.
+        running = wait_for(lambda: [e for e in events if e.get("key") == "slow-1"
+                                    and e["status"] == "running"], what="the running event")
         assert running[-1]["processing_on"] in dask_client.nthreads()
         cluster = ClusterWidget(dask_client)
         wait_for(lambda: any(w["by_status"].get("running") for w in cluster.workers),

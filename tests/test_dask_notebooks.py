@@ -116,21 +116,8 @@ def test_the_copies_differ_from_dask_only_in_the_import_line():
         assert any(old in c.source for c in nbformat.read(HERE / name, as_version=4).cells), old
 
 
-def futures_api_items_missing() -> bool:
-    """Whether issue 19's items 1-5 (``retries=``, ``priority=``, ``Future.retry``: the
-    other half of the issue, branch h-h19a) are still to land here."""
-    from scatter_magics import Future
-
-    return not hasattr(Future, "retry")
-
-
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("backend", [
-    pytest.param("scatter_magics", marks=pytest.mark.xfail(
-        futures_api_items_missing(), strict=True,
-        reason="the notebooks call retries=, priority= and Future.retry(): issue 19 items "
-               "1-5, not merged yet")),
-    "dask"])
+@pytest.mark.parametrize("backend", ["scatter_magics", "dask"])
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_cell_of_dasks_futures_notebooks_runs(path, backend, tmp_path):
     nb = prepared(path, backend)

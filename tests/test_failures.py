@@ -261,3 +261,35 @@ def test_gather_reads_another_replica_when_its_holder_dies_mid_read(make_client,
         finally:
             os.kill(pid, signal.SIGKILL)
         assert result.result(timeout=30) == value
+
+
+def test_bad_task_keywords_and_calls_are_named_and_the_cluster_stays_usable(client, tmp_path):
+    from scatter_magics import Lock, Semaphore, Variable
+
+    for bad, match in [({"priority": "high"}, "priority"), ({"retries": -1}, "retries"),
+                       ({"resources": {"GPU": "one"}}, "resources"),
+                       ({"allow_other_workers": "yes"}, "allow_other_workers"),
+                       ({"allow_other_workers": True}, "workers="),
+                       ({"fifo_timeout": "soon"}, "duration"), ({"actor": True}, "actors")]:
+        with pytest.raises((TypeError, ValueError, NotImplementedError), match=match):
+            client.submit(abs, -1, **bad)
+    with pytest.raises(ValueError, match="on_error"):
+        client.run(abs, -1, on_error="explode")
+    with pytest.raises(ValueError, match="positive integer"):
+        client.wait_for_workers(0)
+    with pytest.raises(FileNotFoundError):
+        client.upload_file(str(tmp_path / "missing.py"))
+    broken = tmp_path / "broken_upload_19.py"
+    broken.write_text("def (:\n")
+    with pytest.raises(SyntaxError):
+        client.upload_file(str(broken))
+    with pytest.raises(ValueError, match="max_leases"):
+        Semaphore(max_leases=0, name="bad")
+    with pytest.raises(ValueError, match="duration"):
+        Variable("bad", client=client).get(timeout="whenever")
+    with pytest.raises(RuntimeError, match="Released too often"):
+        Lock("never-taken", client=client).release()
+    with pytest.raises(ZeroDivisionError):
+        client.run_on_scheduler(lambda: 1 / 0)
+    still_usable(client)
+    assert client.submit(abs, -3, pure=False).result(timeout=30) == 3

@@ -109,7 +109,7 @@ def test_persist_keeps_the_chunks_on_the_cluster(any_client):
     assert float(again.sum().compute()) == 3200.0
 
 
-def test_p2p_shuffle_and_task_options_are_refused_at_once_and_the_cluster_stays_usable():
+def test_p2p_shuffle_and_actors_are_refused_at_once_and_the_cluster_stays_usable():
     from scatter_magics import Client
     from scatter_magics.errors import DistributedOnlyGraphError
 
@@ -117,17 +117,54 @@ def test_p2p_shuffle_and_task_options_are_refused_at_once_and_the_cluster_stays_
     with Client(n_workers=1) as client:
         with pytest.raises(DistributedOnlyGraphError, match="%cluster start --dask"):
             client.compute(frame.shuffle("k", shuffle_method="p2p"))
-        # Options a graph's tasks cannot have here: said, not ignored (Dask's differ row).
         lazy = dask.delayed(operator.add)(1, 2)
-        with pytest.raises(NotImplementedError, match=r"compute\(retries=2\).*--dask"):
-            client.compute(lazy, retries=2)
-        with pytest.raises(NotImplementedError, match=r"persist\(priority=1, resources="):
-            client.persist(lazy, priority=1, resources={"GPU": 1})
-        with pytest.raises(NotImplementedError, match=r"get\(allow_other_workers=True\)"):
-            client.get({"a": 1}, "a", allow_other_workers=True)
+        with pytest.raises(NotImplementedError, match="--dask"):
+            client.compute(lazy, actors=True)  # said, not ignored (Dask's differ row)
+        with pytest.raises(TypeError, match="resources"):
+            client.persist(lazy, resources={"GPU": -1})
         assert client.who_has() == {}  # nothing was sent
         assert client.compute(lazy, retries=0, priority=0).result() == 3  # Dask's defaults
         assert frame.shuffle("k", shuffle_method="tasks").k.sum().compute() == 4950
+
+
+def flaky_once(marker: str, value):
+    """Raises the first time it runs for ``marker`` (a file made then), then ``value``."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ValueError("the first run fails")
+    return value
+
+
+def gpu_count() -> int:
+    from scatter_magics import get_worker
+
+    return get_worker().resources.get("GPU", 0)
+
+
+def test_graph_task_options_reach_every_task(any_client, tmp_path):
+    # retries=: a graph task that fails once runs again (Dask applies it to every task).
+    lazy = dask.delayed(flaky_once)(str(tmp_path / "once"), 5) + 1
+    assert any_client.compute(lazy, retries=1).result() == 6
+    lazy = dask.delayed(flaky_once)(str(tmp_path / "never"), 5)
+    with pytest.raises(ValueError, match="first run"):
+        any_client.compute(lazy, retries=0).result()
+    # priority= and workers= with allow_other_workers=: accepted, the values the same.
+    first = next(iter(any_client.scheduler_info()["workers"]))
+    x = da.ones(100, chunks=25)
+    assert float(any_client.compute(x.sum(), priority=5, workers=[first],
+                                    allow_other_workers=True).result()) == 100.0
+    assert any_client.get({"a": 1, "b": (operator.add, "a", 1)}, "b", priority=-1) == 2
+
+
+def test_graph_resources_run_only_where_a_worker_has_them():
+    from scatter_magics import Client
+
+    with Client(n_workers=1, threads_per_worker=1, resources={"GPU": 2}) as client:
+        assert client.compute(dask.delayed(gpu_count)(), resources={"GPU": 1}).result() == 2
+        no_tpu = client.compute(dask.delayed(gpu_count)(), resources={"TPU": 1})  # none has
+        assert client.compute(dask.delayed(operator.add)(1, 2)).result() == 3  # sent after
+        assert no_tpu.status == "pending"
+        no_tpu.cancel()
 
 
 def test_the_default_scheduler_is_ours_only_while_a_client_runs():

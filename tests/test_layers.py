@@ -20,7 +20,8 @@ MAX_LINES = 450
 
 # What each part may import of the package (prefixes of dotted module names). The
 # package's top level (errors, sizes, backend, ...) is open to every part.
-TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress", "backend",
+TOP_LEVEL = ("errors", "sizes", "keys", "structure", "tokenize", "progress_callback",
+             "backend",
              "current_client", "discovery", "task_capture", "task_output", "summary",
              "history", "task_stream", "key_pages")
 ENGINE_RULES = {
@@ -28,7 +29,7 @@ ENGINE_RULES = {
     "engine.wire": ("engine.shm",),
     "engine.scheduler": ("engine.wire", "engine.shm"),
     "engine.worker": ("engine.wire", "engine.shm"),
-    "engine.cluster": ("engine.scheduler", "engine.wire", "engine.shm"),
+    "engine.cluster": ("engine.scheduler", "engine.worker", "engine.wire", "engine.shm"),
     "engine.client": ("engine.cluster", "engine.scheduler", "engine.wire", "engine.shm"),
     # (engine.cluster too: the adapter starts the fork server before importing the client)
     "engine.backend": ("engine.client", "engine.cluster"),

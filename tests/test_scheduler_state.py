@@ -406,6 +406,125 @@ def test_published_keys_outlive_their_client_until_unpublished(state):
     assert state.datasets.names() == [] and "y" not in state.keys
 
 
+
+
+# ---------------------------------------------------------------- task options (issue 19) ---
+
+def sent_computes(outgoing) -> list:
+    return [(dest[1], msg["key"]) for dest, msg in outgoing if msg["op"] == "compute"]
+
+
+def test_a_task_with_retries_left_runs_again_then_fails(state):
+    [(address, _)] = sent_computes(state.submit("c", "t", b"task", set(), None, {"retries": 1}))
+    again = state.task_erred(address, "t", ValueError("once"), "tb")
+    [(address, key)] = sent_computes(again)  # sent again, nobody told of the error
+    assert key == "t" and not [m for _, m in again if m["op"] == "key-update"]
+    failed = state.task_erred(address, "t", ValueError("twice"), "tb")
+    assert [m["status"] for _, m in failed if m["op"] == "key-update"] == ["error"]
+
+
+def test_retry_runs_a_failed_task_and_its_failed_input_again(state):
+    [(a1, _)] = sent_computes(state.submit("c", "in", b"task", set(), None))
+    state.submit("c", "out", b"task", {"in"}, None)
+    state.task_erred(a1, "in", ValueError("bad"), "tb")
+    assert state.keys["out"].state == "error"
+    out = state.retry(["out"])
+    assert sent_computes(out)[0][1] == "in"  # its input first; "out" waits for it
+    assert state.keys["out"].state == "waiting" and state.keys["out"].waiting_on == {"in"}
+    assert [m["status"] for _, m in out if m["op"] == "key-update"] == ["pending", "pending"]
+
+
+def test_a_task_needing_resources_waits_for_a_worker_that_declared_them(state):
+    assert sent_computes(state.submit("c", "t", b"task", set(), None, {"resources": {"GPU": 1}})) == []
+    out = state.add_worker("tcp://127.0.0.1:1003", "gpu", 1, 100, resources={"GPU": 2})
+    [(address, _)] = sent_computes(out)
+    assert address == "tcp://127.0.0.1:1003"
+    compute = next(m for _, m in out if m["op"] == "compute")
+    assert compute["resources"] == {"GPU": 1}
+
+
+def test_loose_restrictions_to_a_worker_that_is_gone_run_anywhere(state):
+    with pytest.raises(UnknownWorkerError):
+        state.submit("c", "strict", b"task", set(), ["tcp://127.0.0.1:9"])
+    [(address, _)] = sent_computes(state.submit("c", "loose", b"task", set(), ["tcp://127.0.0.1:9"],
+                                           {"loose": True}))
+    assert address in (A, B)
+    [(address, _)] = sent_computes(state.submit("c", "kept", b"task", set(), [A], {"loose": True}))
+    assert address == A  # a restriction that can be kept is kept
+
+
+def test_waiting_tasks_go_out_by_priority_when_a_worker_comes(state):
+    state.remove_worker(A)
+    state.remove_worker(B)
+    for key, priority in [("low", 0), ("high", 5), ("mid", 1)]:
+        state.submit("c", key, b"task", set(), None, {"priority": priority})
+    out = state.add_worker(A, "worker-0", 1, 100)
+    assert [key for _, key in sent_computes(out)] == ["high", "mid", "low"]
+    assert [m["priority"][0] for _, m in out if m["op"] == "compute"] == [-5, -1, 0]
+
+
+def test_submits_apart_by_more_than_fifo_timeout_are_later_batches(state):
+    state.submit("c", "a", b"task", set(), None, now=0.0)
+    state.submit("c", "b", b"task", set(), None, now=0.05)
+    state.submit("c", "c", b"task", set(), None, now=1.0)
+    state.submit("c", "d", b"task", set(), None, {"fifo_timeout": 5.0}, now=2.0)
+    generations = [state.keys[k].options.priority[1] for k in "abcd"]
+    assert generations[0] == generations[1] < generations[2] == generations[3]
+
+
+def test_fire_and_forget_keeps_a_task_until_it_ran(state):
+    [(address, _)] = sent_computes(state.submit("c", "t", b"task", set(), None))
+    state.fire_and_forget(["t"])
+    assert state.release("c", ["t"]) == [] and "t" in state.keys  # still wanted
+    state.task_finished(address, "t", 8, "int")
+    assert "t" not in state.keys  # ran, then let go
+
+
+def test_a_seceded_task_holds_no_thread(state):
+    [(address, _)] = sent_computes(state.submit("c", "t", b"task", set(), [A]))
+    ws = state.workers[A]
+    assert ws.threads_in_use() == 1 and ws.stack_time() > 0
+    state.task_seceded(A, "t")  # its thread is free: no queue there for placement, stealing
+    assert ws.threads_in_use() == 0 and ws.stack_time() == 0
+    state.task_finished(A, "t", 8, "int")
+    assert ws.long_running == set() and ws.processing == {} and ws.busy == 0
+
+
+def test_cancel_everything_cancels_every_key_for_every_client(state):
+    state.add_data("c1", {"x": [A]}, {"x": 8}, {"x": "int"})
+    state.submit("c2", "t", b"task", {"x"}, None)
+    out = state.cancel_everything()
+    assert state.keys == {}
+    assert {(dest, m["key"]) for dest, m in out if m["op"] == "key-update"} >= {
+        (("client", "c1"), "x"), (("client", "c2"), "t")}
+
+
+def test_a_wait_the_client_gave_up_ends_and_takes_no_lease():
+    import asyncio
+
+    from scatter_magics.engine.scheduler.server import Scheduler
+
+    async def main():
+        scheduler = Scheduler("secret")
+        semaphores = scheduler.semaphores
+        take = {"name": "l", "lease": "first", "max_leases": 1}
+        assert await semaphores.acquire("c1", take)
+        waiting = asyncio.ensure_future(semaphores.acquire(
+            "c2", {"name": "l", "lease": "second", "max_leases": 1, "wait_id": "w"}))
+        await asyncio.sleep(0)  # (let it start waiting)
+        scheduler.waits.cancel("c2", {"wait_id": "w"})  # what a remote client sends on Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert semaphores.release("c1", {"name": "l", "lease": "first"})
+        assert semaphores.value("c3", {"name": "l"}) == 0  # nobody holds it for c2
+        assert await semaphores.acquire("c3", {"name": "l", "lease": "third", "max_leases": 1,
+                                               "timeout": 1})
+        semaphores.client_left("c3")
+        assert semaphores.value("c1", {"name": "l"}) == 0
+        scheduler.server.close()
+
+    asyncio.run(main())
+
 # ------------------------------------------------------------ what the views show ---
 
 def test_the_overview_is_the_summary_and_a_lost_key_holds_no_bytes(state):

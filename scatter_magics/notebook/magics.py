@@ -34,7 +34,7 @@ from ..errors import (
     SerializationError,
     UnknownWorkerError,
 )
-from ..progress import counter, progress_option
+from ..progress_callback import counter, progress_option
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (

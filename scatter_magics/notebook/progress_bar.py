@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import TextIO
 
-from ..progress import reports_progress
+from ..progress_callback import reports_progress
 from ..sizes import format_bytes
 
 logger = logging.getLogger(__name__)

@@ -12,42 +12,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import threading
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
-from ...progress import Progress, no_progress
+from ...progress_callback import Progress, no_progress
 from ...structure import find_futures, substitute
-from ...tokenize import task_key
-from ..cluster.local import LocalCluster, find_local_cluster
+from ..cluster.local import LocalCluster
 from ..shm.mapper import SegmentMapper
-from ..wire.loop import LoopThread, ready, wants_awaitable
+from ..wire.loop import ready, wants_awaitable
 from ..wire.peers import WorkerPool
-from ..wire.serialize import serialize_task
-from . import dask_default, datasets, graphs
+from ..wire.serialize import IN_PROCESS, PICKLED
+from . import cluster_methods, dask_default, datasets, graphs
 from .callbacks import DoneCallbacks
-from .ending import CUT_SHORT, Ending
+from .ending import Ending, run_on
 from .events import EventStream, Subscription
 from .future import Future, keys_of
 from .gather import Gathering, flat_futures, local_values, views_in
 from .gc_pause import paused_collection
-from .link import LocalSchedulerLink, RemoteSchedulerLink, releaser
+from .housekeeping import Housekeeping
+from .connecting import SECRET_ENV, open_connection
+from .link import LocalSchedulerLink, releaser
 from .references import References
 from .resending import Resending
 from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
+from .submit import key_finder, map_keys, task_records
+from .task_options import task_options
 from .waiting import NO_DEFAULT, within
 
-__all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT"]
+__all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT", "SECRET_ENV"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and to wait for workers to appear
-SECRET_ENV = "SCATTER_MAGICS_SECRET"
 
 
 class Client:
@@ -66,18 +67,19 @@ class Client:
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
                  memory_limit="auto", asynchronous: bool = False,
                  direct_to_workers: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 secret: str | None = None):
+                 secret: str | None = None, processes: bool = True,
+                 resources: dict | None = None):
         self._address = address
         self._cluster_options = dict(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                     memory_limit=memory_limit)
+                                     memory_limit=memory_limit, processes=processes,
+                                     resources=resources)
         self.asynchronous = asynchronous
         self.direct_to_workers = direct_to_workers
-        self.timeout = timeout
-        self._secret = secret
+        self.timeout, self._secret = timeout, secret
         self.status = "newly-created"
         self.ending = Ending()  # why it closed, when its scheduler went away under it
         self.cluster: LocalCluster | None = None
-        self._owns_cluster = self._owns_loop = False
+        self._owns_cluster, self._connection = False, None
         # Made now, wired in _start: the scheduler may report before _start returns.
         self.refs = References()
         self._events = EventStream()
@@ -87,37 +89,15 @@ class Client:
 
     # ------------------------------------------------------------ starting ---
     def _start(self) -> None:
-        cluster = self._address if isinstance(self._address, LocalCluster) else None
-        if self._address is None:
-            cluster = LocalCluster(**self._cluster_options)
-            self._owns_cluster = True
-        elif isinstance(self._address, str):
-            cluster = find_local_cluster(full_address(self._address))
-        try:
-            self._link = self._connect(cluster)
-        except BaseException:
-            self._shutdown_owned()
-            raise
+        opened = open_connection(self._address, self._cluster_options, self._secret,
+                                 self.timeout, self._on_report, self._on_scheduler_lost)
+        self.cluster, self.loop, self.secret, self._link = (opened.cluster, opened.loop,
+                                                            opened.secret, opened.link)
+        self._owns_cluster, self._connection = opened.owns_cluster, opened
         self._assemble()
         self.status = "running"
         register_client(self)
         dask_default.client_started(self)
-
-    def _connect(self, cluster: LocalCluster | None):
-        if cluster is not None:
-            self.cluster, self.loop, self.secret = cluster, cluster.loop, cluster.secret
-            return self.loop.sync(self._open_local(cluster.scheduler))
-        self.secret = self._secret or os.environ.get(SECRET_ENV)
-        if not self.secret:
-            raise ValueError(f"connecting to {self._address!r} needs the cluster's secret: "
-                             f"pass secret= or set ${SECRET_ENV}")
-        self.loop, self._owns_loop = LoopThread("scatter-magics-client"), True
-        return self.loop.sync(RemoteSchedulerLink.open(
-            full_address(self._address), self.secret, self._on_report, self.timeout,
-            on_lost=self._on_scheduler_lost))
-
-    async def _open_local(self, scheduler) -> LocalSchedulerLink:
-        return LocalSchedulerLink(scheduler, self._on_report)
 
     def _assemble(self) -> None:
         """Make the parts that use the link, each given only what it uses (no ``self``:
@@ -130,9 +110,15 @@ class Client:
         self._resending = Resending(link, self.refs.get, pool, self.cluster is not None)
         self.refs.start(self.loop, self._ahead.in_flight, releaser(link, self._resending.forget))
         self._events.start(self.loop, link)
+        in_process = self.cluster is not None and self.cluster.in_process
+        self.codec = IN_PROCESS if in_process else PICKLED  # how values and tasks travel
+        self._house = Housekeeping(link, self._workers, self.codec)
         self._gathering = Gathering(link, self._workers, views_in(pool, self._segments))
         self._scattering = Scattering(link, self._workers, pool, self.cluster is not None,
-                                      self._ahead, self.refs.get)
+                                      self._ahead, self.refs.get, in_process)
+        # In-process, the scheduler path costs no copy; remote, going direct is one hop less.
+        self._default_direct = not isinstance(link, LocalSchedulerLink) \
+            if self.direct_to_workers is None else self.direct_to_workers
 
     def _on_report(self, msg: dict) -> None:
         if msg["op"] == "events":
@@ -156,11 +142,11 @@ class Client:
             return
         logger.info("the client closed: %s", reason)
         self.ending.reason, self.status = reason, "closed"
-        dask_default.client_closed(self)  # as close() does: dask's scheduler is the user's
+        dask_default.client_closed(self)
         try:
             self._release_parts(reason)  # every future cancelled: its data went with it
         finally:
-            self.ending.begin(self._shutdown_owned, self.done_callbacks.close)
+            self.ending.begin(self._connection.end_owned, self.done_callbacks.close)
 
     def __await__(self):
         async def start():
@@ -173,6 +159,12 @@ class Client:
     def scheduler_address(self) -> str:
         return self.cluster.scheduler_address if self.cluster else full_address(self._address)
 
+    @property
+    def scheduler_link(self):
+        """How this client reaches its scheduler, on its loop: ``await link.request(msg)``,
+        ``link.send(msg)`` (``link.py``); the door of what is built on a client (Variable)."""
+        return self._link
+
     # ------------------------------------------------------------ the door ---
     def _check_open(self) -> None:
         if self.status != "running":
@@ -181,24 +173,23 @@ class Client:
     def _run(self, coro, asynchronous: bool | None, then: Callable = lambda x: x):
         """Run ``coro`` on the loop: block for the result, or return an awaitable."""
         coro = self._ahead.after_sent(coro)  # never ahead of a scatter sent ahead
-        if wants_awaitable(self, asynchronous):
-            async def awaitable():
-                try:
-                    return then(await asyncio.wrap_future(self.loop.submit(coro)))
-                except CUT_SHORT as exc:  # by the scheduler going away? then say so
-                    raise self.ending.cut_short(exc)
-            return awaitable()
-        try:
-            return then(self.loop.sync(coro))
-        except CUT_SHORT as exc:
-            raise self.ending.cut_short(exc)
+        return run_on(self.loop, coro, wants_awaitable(self, asynchronous), then, self.ending)
+
+    def _ask(self, msg: dict, asynchronous: bool | None, then: Callable = lambda x: x):
+        """The scheduler's answer to ``msg``: blocking, or an awaitable (see ``_run``)."""
+        self._check_open()
+        return self._run(self._link.request(msg), asynchronous, then)
+
+    def _call(self, method: Callable, *args, asynchronous: bool | None = None):
+        """``method(*args)``, a coroutine of one of the parts, run as ``_run`` does."""
+        self._check_open()
+        return self._run(method(*args), asynchronous)
 
     def sync(self, func, *args, asynchronous: bool | None = None, callback_timeout=None,
              **kwargs):
         """Run the coroutine ``func(*args, **kwargs)`` on the client's loop, as Dask's does:
-        block for its result, or return an awaitable for an asynchronous client (or
-        ``asynchronous=True``); ``callback_timeout`` (seconds) raises ``TimeoutError``.
-        ``wait()`` and ``Future.exception()`` go through here, as they do in Dask."""
+        its result, or an awaitable for an asynchronous client (or ``asynchronous=True``);
+        ``callback_timeout`` (s) raises ``TimeoutError``. ``wait()`` comes through here."""
         self._check_open()
         return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
@@ -220,7 +211,7 @@ class Client:
         self._check_open()
         with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
-            direct = self._direct(direct)
+            direct = self._default_direct if direct is None else direct
             wait = self.timeout if timeout is NO_DEFAULT else timeout
             if (progress is None and workers is None and not broadcast and timeout is NO_DEFAULT
                     and not direct and not wants_awaitable(self, asynchronous)
@@ -237,13 +228,6 @@ class Client:
         ``sources[key]`` (a ``backend.Source``: the magics' variable) before anyone gathers it."""
         self._check_open()
         self._resending.keep(sources)
-
-    def _direct(self, direct: bool | None) -> bool:
-        if direct is None:
-            direct = self.direct_to_workers
-        if direct is None:  # in-process, the scheduler path costs no copy; remote, one hop less
-            direct = not isinstance(self._link, LocalSchedulerLink)
-        return direct
 
     # ------------------------------------------------------------ gather ---
     def gather(self, futures, errors: str = "raise", direct: bool | None = None,
@@ -271,43 +255,48 @@ class Client:
         if local is not None:  # every value is here already: no loop, no worker
             return ready(local) if wants_awaitable(self, asynchronous) else local
         states = {f.key: f._state for f in found}
-        coro = within(self._gathering.read(states, errors, self._direct(direct),
-                                            progress or no_progress), timeout)
+        direct = self._default_direct if direct is None else direct
+        coro = within(self._gathering.read(states, errors, direct, progress or no_progress),
+                      timeout)
         return self._run(coro, asynchronous, then=lambda serialized: substitute(
             futures, Future, self._gathering.values(serialized)))
 
     # ------------------------------------------------------------ compute ---
-    def submit(self, func, *args, key: str | None = None, workers=None, pure: bool = True,
-               **kwargs) -> Future:
+    def submit(self, func, *args, key=None, workers=None, resources=None, retries=None,
+               priority=0, fifo_timeout="100 ms", allow_other_workers=False, actor=False,
+               actors=False, pure: bool = True, **kwargs) -> Future:
         """Run ``func(*args, **kwargs)`` on a worker; futures in the arguments become values.
 
         The task runs where its largest input already lives, unless ``workers`` says
-        otherwise; inputs held elsewhere are fetched worker-to-worker.
+        otherwise. The other keywords are Dask's and stay here (``task_options.py``):
+        ``priority`` (higher first), ``retries``, ``resources``, ``allow_other_workers``.
         """
-        return self._submit_many(func, [args], [key], workers, pure, kwargs)[0]
+        options = task_options(priority=priority, retries=retries, resources=resources,
+                               workers=workers, allow_other_workers=allow_other_workers,
+                               fifo_timeout=fifo_timeout, actor=actor, actors=actors)
+        return self._submit_many(func, [args], [key], workers, pure, kwargs, options)[0]
 
-    def map(self, func, *iterables, key=None, workers=None, pure: bool = True, **kwargs) -> list:
-        """``submit`` for each element of the iterables; one message for all of them."""
+    def map(self, func, *iterables, key=None, workers=None, retries=None, resources=None,
+            priority=0, allow_other_workers=False, fifo_timeout="100 ms", actor=False,
+            actors=False, pure: bool = True, batch_size=None, **kwargs) -> list:
+        """``submit`` for each element of the iterables, with the same keywords; sent in
+        messages of ``batch_size`` tasks (default: one message)."""
+        options = task_options(priority=priority, retries=retries, resources=resources,
+                               workers=workers, allow_other_workers=allow_other_workers,
+                               fifo_timeout=fifo_timeout, actor=actor, actors=actors)
         argsets = list(zip(*iterables))
-        keys = key if isinstance(key, (list, tuple)) else [None] * len(argsets)
-        if isinstance(key, str):
-            keys = [task_key(key, func, a, kwargs, pure) for a in argsets]
-        if len(keys) != len(argsets):
-            raise ValueError(f"map() got {len(keys)} keys for {len(argsets)} tasks")
-        return self._submit_many(func, argsets, keys, workers, pure, kwargs)
+        keys = map_keys(key, func, argsets, kwargs, pure)
+        size = max(1, int(batch_size)) if batch_size else max(1, len(argsets))
+        return [f for start in range(0, len(argsets), size) for f in self._submit_many(
+            func, argsets[start:start + size], keys[start:start + size], workers, pure,
+            kwargs, options)]
 
-    def _submit_many(self, func, argsets, keys, workers, pure, kwargs) -> list:
+    def _submit_many(self, func, argsets, keys, workers, pure, kwargs, options=None) -> list:
         self._check_open()
-        if not callable(func):
-            raise TypeError(f"submit() needs a callable, got {type(func).__name__!r}")
-        name = getattr(func, "__name__", type(func).__name__)
         restrictions = plain_workers(workers)
-        tasks, futures = [], []
-        for args, key in zip(argsets, keys):
-            key = key or task_key(name, func, args, kwargs, pure)
-            task, deps = serialize_task((func, tuple(args), kwargs), self._key_of)
-            futures.append(Future(key, self))
-            tasks.append((key, task, deps, restrictions))
+        tasks = task_records(func, argsets, keys, kwargs, pure, restrictions, options,
+                             key_finder(self), self.codec.serialize_task)
+        futures = [Future(task[0], self) for task in tasks]
         if restrictions is None and not self.asynchronous:
             # Sent ahead: nothing the caller gets back waits for the scheduler.
             self._ahead.submit(tasks, [f._state for f in futures])
@@ -315,23 +304,15 @@ class Client:
             self._run(self._link.request({"op": "submit", "tasks": tasks}), asynchronous=False)
         return futures
 
-    def _key_of(self, obj) -> str | None:
-        if isinstance(obj, Future):
-            if obj.client is not self:
-                raise ValueError(f"future {obj.key!r} belongs to another client")
-            return obj.key
-        return None
+    def retry(self, futures, asynchronous: bool | None = None):
+        """Run the failed tasks among ``futures`` (and the failed inputs they read) again."""
+        return self._ask({"op": "retry", "keys": keys_of(futures)}, asynchronous)
 
     # ------------------------------------------------------------ dask graphs ---
     # Dask's Client.get, compute and persist: functions of graphs.py, given this client.
     get, compute, persist = graphs.client_get, graphs.client_compute, graphs.client_persist
 
     # ------------------------------------------------------------ placement ---
-    def _ask(self, msg: dict, asynchronous: bool | None, then: Callable = lambda x: x):
-        """The scheduler's answer to ``msg`` (or an awaitable of it), through ``then``."""
-        self._check_open()
-        return self._run(self._link.request(msg), asynchronous, then)
-
     def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
         """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
         keys = None if futures is None else keys_of(futures)
@@ -344,7 +325,7 @@ class Client:
     def nthreads(self, asynchronous: bool | None = None) -> dict:
         """``{worker address: threads}``."""
         return self._ask({"op": "scheduler-info"}, asynchronous,
-                         then=lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
+                         lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
 
     def scheduler_info(self, asynchronous: bool | None = None) -> dict:
         """The scheduler's address and, per worker, name, threads, memory and bytes held."""
@@ -352,15 +333,33 @@ class Client:
 
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
-        msg = {"op": "cancel", "keys": keys_of(futures), "force": force}
-        return self._ask(msg, asynchronous)
+        return self._ask({"op": "cancel", "keys": keys_of(futures), "force": force}, asynchronous)
 
     def replicate(self, futures, n: int | None = None, workers=None,
                   asynchronous: bool | None = None) -> None:
-        """Keep each future's data on ``n`` workers (default: all of ``workers``): copies go
-        to those holding least, replicas past ``n`` among ``workers`` are deleted (as Dask's)."""
+        """Keep each future's data on ``n`` workers (default: all of ``workers``): copies go to
+        those holding the least data, replicas beyond ``n`` are deleted (as in Dask)."""
         return self._ask({"op": "replicate", "keys": keys_of(futures), "n": n,
                           "workers": plain_workers(workers)}, asynchronous)
+
+    def rebalance(self, futures=None, workers=None, asynchronous: bool | None = None):
+        """Move data between ``workers`` (default: all) until each holds about the same
+        bytes; only the keys of ``futures`` if given (once they are done)."""
+        keys = None if futures is None else keys_of(futures)
+        return self._call(self._house.rebalance, keys, plain_workers(workers),
+                          asynchronous=asynchronous)
+
+    def processing(self, workers=None, asynchronous: bool | None = None) -> dict:
+        """``{worker address: [keys of the tasks sent to it, not yet done]}``."""
+        return self._ask({"op": "processing", "workers": plain_workers(workers)}, asynchronous)
+
+    # ------------------------------------------------------------ the cluster ---
+    # Dask's house-keeping methods: functions of cluster_methods.py, given this client.
+    wait_for_workers, run, run_on_scheduler = (
+        cluster_methods.wait_for_workers, cluster_methods.run, cluster_methods.run_on_scheduler)
+    restart, upload_file, get_versions = (
+        cluster_methods.restart, cluster_methods.upload_file, cluster_methods.get_versions)
+    get_executor, futures_of = cluster_methods.get_executor, cluster_methods.futures_of
 
     # ------------------------------------------------------------ datasets ---
     # Dask's names and meaning (datasets.py): data the cluster owns, outliving this client.
@@ -377,8 +376,8 @@ class Client:
 
     # ------------------------------------------------------------ events ---
     def subscribe_events(self, callback: Callable[[list], None]) -> Subscription:
-        """Call ``callback(batch)`` on the loop thread with scheduler events, a snapshot
-        first (``docs/internals.md`` describes the records)."""
+        """Call ``callback(batch)`` on the loop thread with scheduler events; the first
+        batch is a snapshot (``docs/internals.md`` lists the event records)."""
         self._check_open()
         return self._events.subscribe(callback)
 
@@ -406,7 +405,8 @@ class Client:
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
-        self._shutdown_owned()
+        if self._connection is not None:
+            self._connection.end_owned()
         self.done_callbacks.close()
 
     def _release_parts(self, reason: str | None = None) -> None:
@@ -417,12 +417,6 @@ class Client:
         self._workers.close()
         self._link.close()
         self._segments.close()
-
-    def _shutdown_owned(self) -> None:
-        if self._owns_cluster and self.cluster is not None:
-            self.cluster.close()
-        elif self._owns_loop:
-            self.loop.stop()
 
     def __enter__(self):
         return self

@@ -11,7 +11,7 @@ scheduler it is ``"tasks"``, unless the user chose one.
 ``import dask`` takes about as long as starting a client (0.4 s against 0.7 s for our
 own imports on a loaded 2-core machine), so nothing here imports it: if dask is not
 imported yet when the first client starts, the configuration is set by a post-import
-hook (``wrapt.register_post_import_hook``) the moment it is. A client started while
+hook (``after_import.py``) the moment it is. A client started while
 another took the default (a ``distributed.Client`` made since) takes it back, as the
 newest Dask client does. The user's configuration comes back when the last client
 closes, unless the user changed it meanwhile.
@@ -26,6 +26,7 @@ import importlib.util
 import sys
 import threading
 
+from ...after_import import after_import
 from ...current_client import get_client
 
 _lock = threading.Lock()
@@ -68,10 +69,8 @@ def client_started(client) -> None:
             if not _applied or dask.config.get("scheduler", None) is not CURRENT:
                 _apply()
         elif not _hooked and _installed("dask"):
-            import wrapt
-
             _hooked = True
-            wrapt.register_post_import_hook(_on_dask_import, "dask")
+            after_import("dask", _on_dask_import)
 
 
 def client_closed(client) -> None:

@@ -16,6 +16,7 @@ ClientClosedError('this Client is closed: stopped from the Jupyter sidebar; crea
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
@@ -98,3 +99,19 @@ class Ending:
         from another thread, maybe before ``begin`` was called)."""
         if self.reason is not None and self._begun.wait(JOIN_TIMEOUT) and self._thread:
             self._thread.join(JOIN_TIMEOUT)
+
+
+def run_on(loop, coro, awaitable: bool, then: Callable, ending: Ending):
+    """Run ``coro`` on ``loop``: block for ``then(result)``, or return an awaitable of it
+    (``awaitable``). An error the scheduler's going away caused says so (``cut_short``)."""
+    if awaitable:
+        async def wait():
+            try:
+                return then(await asyncio.wrap_future(loop.submit(coro)))
+            except CUT_SHORT as exc:
+                raise ending.cut_short(exc)
+        return wait()
+    try:
+        return then(loop.sync(coro))
+    except CUT_SHORT as exc:
+        raise ending.cut_short(exc)

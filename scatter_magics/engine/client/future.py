@@ -125,6 +125,25 @@ async def settled(state: FutureState, then: Callable[[], None] | None = None) ->
         then()
 
 
+async def traceback_of(state: FutureState):
+    """Once ``state`` is done: the traceback object of the task's error, or None."""
+    await settled(state)
+    if state.status != "error":
+        return None
+    return rebuilt_traceback(state.traceback)
+
+
+def rebuilt_traceback(text):
+    """A traceback object for the worker's frames (``TaskTraceback.frames``), if it
+    carries them and ``tblib`` can rebuild them; else None."""
+    frames = getattr(text, "frames", None)
+    if frames is None:
+        return None
+    from tblib import Traceback
+
+    return Traceback.from_dict(frames).as_traceback()
+
+
 async def exception_of(state: FutureState) -> BaseException | None:
     """Once ``state`` is done: the exception its key failed with, or None."""
     await settled(state)
@@ -189,8 +208,20 @@ class Future:
         """The exception the task raised, or ``None`` if it succeeded."""
         return self.client.sync(exception_of, self._state, callback_timeout=timeout)
 
+    def traceback(self, timeout: float | None = None):
+        """The traceback object of the task's error (for the ``traceback`` module), or
+        ``None`` if it did not fail; waits until it is done."""
+        return self.client.sync(traceback_of, self._state, callback_timeout=timeout)
+
     def cancel(self, force: bool = False) -> None:
         self.client.cancel(self, force=force)
+
+    def cancelled(self) -> bool:
+        return self._state.status == "cancelled"
+
+    def retry(self):
+        """Run the task again if it failed (``Client.retry``)."""
+        return self.client.retry([self])
 
     def add_done_callback(self, fn: Callable[["Future"], None]) -> None:
         """Call ``fn(future)`` when the future is done (in the client's callback thread)."""

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ...errors import FutureLostError
-from ...progress import Progress, no_progress
-from ...progress import counter as _counter
+from ...progress_callback import Progress, no_progress
+from ...progress_callback import counter as _counter
 from ...structure import SKIP, substitute
 from ...structure import gather_all as _all
 from ..wire.peers import WorkerPool, fetch_from_holders

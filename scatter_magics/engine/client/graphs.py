@@ -33,6 +33,8 @@ from ...errors import DistributedOnlyGraphError, MissingDependencyError
 from ..wire.serialize import serialize_task
 from .future import Future
 from .scatter_input import plain_workers
+from .submit import key_finder
+from .task_options import task_options
 
 # Modules whose task functions run only inside Dask's own workers (they reach the
 # worker's shuffle extension): a graph calling one cannot run here.
@@ -48,19 +50,18 @@ class Dependency:
         self.key = key
 
 
-def refuse_options(method: str, priority, retries, resources, allow_other_workers,
-                   actors) -> None:
-    """Raise if ``given`` asks a graph for what its tasks cannot have here (yet): Dask's
-    per-graph ``priority``, ``retries``, ``resources``, ``allow_other_workers`` and
-    ``actors``. Said at once, not ignored: a graph that should retry must not run once."""
-    given = dict(priority=priority, retries=retries, resources=resources,
-                 allow_other_workers=allow_other_workers, actors=actors)
-    asked = [f"{name}={value!r}" for name, value in given.items()
-             if value not in (None, 0, False, {})]
-    if asked:
-        raise NotImplementedError(
-            f"Client.{method}({', '.join(asked)}): dask graphs on the embedded cluster take "
-            "workers= only; start a Dask cluster (%cluster start --dask) for these")
+def graph_options(workers, priority, retries, resources, allow_other_workers,
+                  fifo_timeout, actors) -> dict | None:
+    """The options of every task of a graph (``task_options.py``'s record field), as Dask
+    applies its per-graph keywords to each task: ``priority`` (the graph's tasks keep
+    ``dask.order``'s order among themselves, as sent), ``retries``, ``resources``,
+    ``allow_other_workers`` (loosens ``workers=``; without ``workers=`` it means nothing
+    and is let be, as Dask does for graphs) and ``fifo_timeout``. ``actors`` are refused
+    (``NotImplementedError``, naming ``%cluster start --dask``)."""
+    return task_options(priority=priority, retries=retries, resources=resources,
+                        workers=workers,
+                        allow_other_workers=bool(allow_other_workers) and workers is not None,
+                        fifo_timeout=fifo_timeout, actors=actors)
 
 
 def require_dask() -> None:
@@ -181,8 +182,9 @@ def _distributed_only_function(node) -> str | None:
     return None
 
 
-def task_records(graph: dict, restrictions, key_of: Callable, is_own: Callable) -> list:
-    """``(key, task, deps, restrictions)`` per node to run, inputs before readers.
+def task_records(graph: dict, restrictions, options: dict | None, key_of: Callable,
+                 is_own: Callable) -> list:
+    """``(key, task, deps, restrictions, options)`` per node to run, inputs before readers.
 
     ``key_of(obj)`` names the key of one of this client's Futures (None otherwise);
     ``is_own(node, key)`` says a node is that key's own Future (already on the cluster).
@@ -200,7 +202,7 @@ def task_records(graph: dict, restrictions, key_of: Callable, is_own: Callable) 
             continue
         values = {dep: Dependency(dep) for dep in node.dependencies}
         task, deps = serialize_task((node, (values,), {}), reference)
-        records.append((key, task, deps, restrictions))
+        records.append((key, task, deps, restrictions, options))
     return records
 
 
@@ -214,8 +216,8 @@ def own_future_node(key_of: Callable) -> Callable:
     return is_own
 
 
-def submit(graph: dict, wanted: list, restrictions, key_of: Callable, tracked: Callable,
-           make_futures: Callable, send: Callable) -> dict:
+def submit(graph: dict, wanted: list, restrictions, options: dict | None, key_of: Callable,
+           tracked: Callable, make_futures: Callable, send: Callable) -> dict:
     """Send the tasks of ``graph`` that ``wanted`` needs; ``{key: Future}`` of ``wanted``.
 
     ``key_of(obj)``: the key of a Future of the client (None otherwise); ``tracked(key)``:
@@ -229,7 +231,7 @@ def submit(graph: dict, wanted: list, restrictions, key_of: Callable, tracked: C
     for key in wanted:
         if key not in graph and tracked(key) is None:
             raise KeyError(f"key {key!r} is not in the graph")
-    records = task_records(graph, restrictions, key_of, own_future_node(key_of))
+    records = task_records(graph, restrictions, options, key_of, own_future_node(key_of))
     every = make_futures([record[0] for record in records])
     futures = {key: every[key] if key in every else make_futures([key])[key]
                for key in wanted}
@@ -295,15 +297,16 @@ async def released_then_submitted(refs, link, tasks: list):
 
 # ------------------------------------------------------------ the Client's methods ---
 # Client.get, compute and persist are these functions (client.py binds them), with
-# Dask's signatures: graphs take ``workers=``; Dask's other task options are refused.
+# Dask's signatures; the task options apply to every task of the graph (graph_options).
 
 def client_get(client, dsk, keys, workers=None, allow_other_workers=None, resources=None,
                sync=True, asynchronous=None, direct=None, retries=None, priority=0,
                fifo_timeout="60s", actors=None, **kwargs):
     """Compute a dask graph (dict, HighLevelGraph or expression) on the cluster: the
     values of ``keys`` (nested lists alike), or their Futures (``sync=False``)."""
-    refuse_options("get", priority, retries, resources, allow_other_workers, actors)
-    futures = _send(client, dsk, flatten_keys(keys), workers)
+    options = graph_options(workers, priority, retries, resources, allow_other_workers,
+                            fifo_timeout, actors)
+    futures = _send(client, dsk, flatten_keys(keys), workers, options)
     if not sync:
         return pack(keys, futures)
     return gathered(keys, futures, lambda packed: client.gather(
@@ -314,9 +317,10 @@ def client_compute(client, collections, sync=False, optimize_graph=True, workers
                    allow_other_workers=False, resources=None, retries=0, priority=0,
                    fifo_timeout="60s", actors=None, traverse=True, **kwargs):
     """A Future per dask collection (delayed, bag, array, dataframe); ``sync``: values."""
-    refuse_options("compute", priority, retries, resources, allow_other_workers, actors)
+    options = graph_options(workers, priority, retries, resources, allow_other_workers,
+                            fifo_timeout, actors)
     out = compute(collections, optimize_graph, traverse, kwargs,
-                  lambda expr, keys: _send(client, expr, keys, workers))
+                  lambda expr, keys: _send(client, expr, keys, workers, options))
     return client.gather(out) if sync else out
 
 
@@ -324,15 +328,19 @@ def client_persist(client, collections, optimize_graph=True, workers=None,
                    allow_other_workers=None, resources=None, retries=None, priority=0,
                    fifo_timeout="60s", actors=None, **kwargs):
     """The same collections, computed on the cluster and kept there (as Futures)."""
-    refuse_options("persist", priority, retries, resources, allow_other_workers, actors)
+    options = graph_options(workers, priority, retries, resources, allow_other_workers,
+                            fifo_timeout, actors)
     return persist(collections, optimize_graph,
-                   lambda expr, keys: _send(client, expr, keys, workers))
+                   lambda expr, keys: _send(client, expr, keys, workers, options))
 
 
-def _send(client, dsk, wanted: list, workers) -> dict:
-    """Send the tasks of ``dsk`` that ``wanted`` needs: ``{key: Future}`` of ``wanted``."""
+def _send(client, dsk, wanted: list, workers, options: dict | None) -> dict:
+    """Send the tasks of ``dsk`` that ``wanted`` needs: ``{key: Future}`` of ``wanted``.
+
+    Always pickled, even to workers in this process (``processes=False``): a node holds
+    the client's Futures inside dask's own objects, where only the pickler finds them."""
     client._check_open()
     return submit(
-        materialize(dsk), wanted, plain_workers(workers), client._key_of, client.refs.get,
-        lambda keys: Future.for_keys(keys, client), lambda tasks: client._run(
+        materialize(dsk), wanted, plain_workers(workers), options, key_finder(client),
+        client.refs.get, lambda keys: Future.for_keys(keys, client), lambda tasks: client._run(
             released_then_submitted(client.refs, client._link, tasks), False))

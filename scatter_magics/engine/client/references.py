@@ -126,6 +126,12 @@ class References:
         elif status == "pending":
             state.reset()
 
+    def cancel_all(self) -> None:
+        """Every state cancelled, done or not (on the loop): the cluster restarted."""
+        for state in list(self._states.values()):
+            if state.status != "cancelled":
+                state.cancel()
+
     def close(self, reason: str | None = None) -> None:
         """Cancel every state not done yet and stop releasing (on the loop, at close).
 

@@ -19,12 +19,12 @@ import asyncio
 import logging
 from typing import Callable
 
-from ...progress import Progress, no_progress
-from ...progress import counter as _counter
+from ...progress_callback import Progress, no_progress
+from ...progress_callback import counter as _counter
 from ...tokenize import reporting
 from ..scheduler.placing import place
 from ..wire.peers import WorkerPool
-from ..wire.serialize import for_message
+from ..wire.serialize import Unpickled, for_message
 from .future import Future
 from .scatter_copy import serialize_for_scatter, write_ahead
 from .scatter_input import keyed_items
@@ -53,14 +53,16 @@ class Scattering:
 
     ``link`` is its link to the scheduler, ``workers`` its channels to the workers,
     ``pool`` the cluster's shared memory (None when remote), ``local`` whether the
-    workers run on this machine, ``ahead`` its scatters sent ahead, and ``state_of(key)``
-    the key's current ``FutureState`` (or None once no Future holds it).
+    workers run on this machine, ``ahead`` its scatters sent ahead, ``state_of(key)``
+    the key's current ``FutureState`` (or None once no Future holds it), and
+    ``in_process`` whether the workers are threads of this process (values go unpickled).
     """
 
     def __init__(self, link, workers: WorkerPool, pool, local: bool, ahead: SendAhead,
-                 state_of: Callable):
+                 state_of: Callable, in_process: bool = False):
         self.link, self.workers, self.pool, self.local = link, workers, pool, local
         self.ahead, self.state_of = ahead, state_of
+        self.in_process = in_process  # workers share this process: nothing is pickled
 
     def pack(self, data, hash: bool, progress: Progress | None, client) -> ScatterBatch:
         """Keys, ``client``'s futures and the payload for ``data``."""
@@ -69,7 +71,11 @@ class Scattering:
             with reporting(_counter(progress, "hash") if progress else None):
                 items, rebuild = keyed_items(data, hash)  # hashing, while `early` copies
             futures = Future.for_keys(items, client)
-            payload, pinned = serialize_for_scatter(items, self.pool, self.local, early, progress)
+            if self.in_process:
+                payload, pinned = {key: Unpickled(v) for key, v in items.items()}, []
+            else:
+                payload, pinned = serialize_for_scatter(items, self.pool, self.local, early,
+                                                        progress)
         finally:
             if early is not None:
                 early.close()

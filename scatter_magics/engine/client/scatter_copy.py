@@ -19,7 +19,7 @@ import concurrent.futures
 import queue
 
 from ...errors import MemoryLimitError
-from ...progress import counter
+from ...progress_callback import counter
 from ...sizes import format_bytes
 from ..shm import limits
 from ..shm.pool import THRESHOLD
@@ -58,7 +58,7 @@ def write_ahead(pool, data, report=None) -> EarlyCopy | None:
 
     A value larger than the machine's free memory is refused here, before it is hashed
     for its key (hashing 50 GB takes seconds; the copy could never be made).
-    ``report(stage, done, total)`` (``progress.Progress``) hears the copy as it goes.
+    ``report(stage, done, total)`` (``progress_callback.Progress``) hears the copy as it goes.
     """
     if pool is None or isinstance(data, CONTAINERS) or hasattr(data, "_fields"):
         return None

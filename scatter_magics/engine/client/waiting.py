@@ -1,4 +1,4 @@
-"""Waiting on many futures: ``wait`` and ``as_completed``."""
+"""Waiting on futures: ``wait`` and ``as_completed``, and on anything with a timeout."""
 
 from __future__ import annotations
 

@@ -5,9 +5,11 @@
 | ``local`` | ``LocalCluster``: starting, scaling and closing a scheduler and its workers |
 | ``supervisor`` | the thread that spawns every worker and replaces the dead (``RestartBudget``) |
 | ``liveness`` | ``ProcessWatch``: a silent worker busy (CPU time advancing) or frozen, from ``/proc`` |
+| ``in_process`` | ``InProcessWorkers``: workers as threads of this process (``processes=False``) |
 | ``forkserver`` | the owner's side of the fork server: workers forked from one pre-imported template |
 
 May import: ``engine.scheduler``, ``engine.wire``, ``engine.shm``, and ``discovery``
 (a running cluster registers itself). Workers are started by module name
-(``engine.worker``, ``engine.worker.template``), never imported.
+(``engine.worker``, ``engine.worker.template``), never imported; only a cluster of
+workers in this process (``in_process``) imports ``engine.worker``, when it starts.
 """

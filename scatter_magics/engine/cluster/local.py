@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -69,9 +72,10 @@ class LocalCluster:
                  secret: str | None = None, timeout: float = START_TIMEOUT,
                  restart_limit: int = RESTART_LIMIT, restart_window: float = RESTART_WINDOW,
                  worker_ttl: float | None = WORKER_TTL, name: str | None = None,
+                 resources: dict | None = None, processes: bool = True,
                  start_method: str | None = None):
         self.start_method = _start_method(start_method)
-        if self.start_method == "forkserver":
+        if self.start_method == "forkserver" and processes:
             forkserver.prestart()  # its imports overlap the rest of our start
         self.n_workers = (os.cpu_count() or 1) if n_workers is None else int(n_workers)
         if self.n_workers < 0:
@@ -83,10 +87,16 @@ class LocalCluster:
             raise ValueError(f"worker_ttl must be a number of seconds > 0 or None, "
                              f"got {worker_ttl!r}")
         self.worker_ttl = worker_ttl
+        self.in_process = not processes  # workers as threads of this process, nothing pickled
+        self.resources = check_resources(resources)
+        # Each worker's uploaded files (Client.upload_file) live under here, removed by
+        # close() even for workers that were killed.
+        self.local_directory = tempfile.mkdtemp(prefix="scatter-magics-cluster-")
         self._ended_silent: set[int] = set()  # pids of workers ended for their silence
         self.memory_limit = parse_memory_limit(memory_limit, max(self.n_workers, 1))
         self.secret = secret or protocol.new_secret()
-        self.shm_pool = shm.SharedMemoryPool() if shm.available() else None
+        # Workers in this process map nothing: values are handed over as they are.
+        self.shm_pool = shm.SharedMemoryPool() if shm.available() and processes else None
         self.status = "starting"
         self._lock = threading.Lock()
         self._closing = threading.Lock()  # a second close() waits for the first to finish
@@ -98,28 +108,46 @@ class LocalCluster:
         self._trim_task: asyncio.Task | None = None
         self.name = name  # shown in the Jupyter sidebar (default: the kernel or program)
         self.registry_entry = None  # this cluster's file in the discovery registry
+        self.in_process_workers = None  # processes=False: an InProcessWorkers
         try:
-            # Workers first: their interpreter start-up and imports (most of a cold start)
-            # overlap with our loop and scheduler starting; they learn its address on stdin.
-            self.supervisor.call(self.supervisor.top_up, self.n_workers, False)
-            self.loop = LoopThread("scatter-magics-scheduler")
-            self.scheduler = self.loop.sync(self._start_scheduler(host, port))
-            for proc in list(self.processes.values()):
-                self._introduce(proc)
-            # Not scale(): its top-up would count a worker that died while starting as
-            # replaced and start another, hiding the first one's exit code.
-            self._publish_supervision()
-            # While the workers connect this thread only waits: registering (and its
-            # imports, psutil's among them) costs the cold start nothing here.
-            self._register()
-            self._await_workers(self.n_workers, timeout)
+            if self.in_process:
+                self._start_in_process(host, port, timeout)
+            else:
+                self._start_processes(host, port, timeout)
         except BaseException:
             self.close()
             raise
         self.status = "running"
-        self.supervisor.replacing = True
+        self.supervisor.replacing = not self.in_process
         _clusters[self.scheduler_address] = self
         _open_clusters.add(self)
+
+    def _start_processes(self, host: str, port: int, timeout: float) -> None:
+        # Workers first: their interpreter start-up and imports (most of a cold start)
+        # overlap with our loop and scheduler starting; they learn its address on stdin.
+        self.supervisor.call(self.supervisor.top_up, self.n_workers, False)
+        self.loop = LoopThread("scatter-magics-scheduler")
+        self.scheduler = self.loop.sync(self._start_scheduler(host, port))
+        for proc in list(self.processes.values()):
+            self._introduce(proc)
+        # Not scale(): its top-up would count a worker that died while starting as
+        # replaced and start another, hiding the first one's exit code.
+        self._publish_supervision()
+        # While the workers connect this thread only waits: registering (and its
+        # imports, psutil's among them) costs the cold start nothing here.
+        self._register()
+        self._await_workers(self.n_workers, timeout)
+
+    def _start_in_process(self, host: str, port: int, timeout: float) -> None:
+        from .in_process import InProcessWorkers  # (the worker's modules: only for these)
+
+        self.loop = LoopThread("scatter-magics-scheduler")
+        self.scheduler = self.loop.sync(self._start_scheduler(host, port))
+        self.in_process_workers = InProcessWorkers(
+            self.scheduler.server.listen_inproc(), self.scheduler.address, self.secret,
+            self.threads_per_worker, self.memory_limit, self.resources, self.local_directory)
+        self._register()
+        self.loop.sync(self.in_process_workers.scale_to(self.n_workers), timeout)
 
     def _register(self) -> None:
         """Advertise this cluster to the Jupyter server (discovery.py); never fatal."""
@@ -142,6 +170,7 @@ class LocalCluster:
         scheduler.worker_ttl = self.worker_ttl
         scheduler.on_worker_expired.append(self._end_silent_worker)
         scheduler.on_close_requested.append(self._close_requested)
+        scheduler.cluster.on_restart_requested.append(self.restart)
         pool = self.shm_pool
         scheduler.info_extras["shared_memory"] = pool.stats if pool else lambda: dict(SOCKET_ONLY)
         if pool is not None:
@@ -166,19 +195,53 @@ class LocalCluster:
         return self.supervisor.processes
 
     def _alive(self) -> int:
+        if self.in_process_workers is not None:
+            return self.in_process_workers.alive()
         return self.supervisor.alive()
 
     # ------------------------------------------------------------ workers ---
     def scale(self, n: int, timeout: float = START_TIMEOUT) -> None:
-        """Start workers until ``n`` are alive (never stops any; replaces dead ones).
+        """Start workers until ``n`` are alive, or retire the ones beyond ``n`` (those
+        with the least work and data), their data copied to the others first, as Dask's.
 
         The supervisor then keeps ``n`` alive, with a fresh restart budget.
         """
+        if n < 0:
+            raise ValueError(f"scale() needs n >= 0, got {n!r}")
+        retire = self.scheduler.cluster.retire
+        if self.in_process_workers is not None:
+            self.n_workers = n
+            self.loop.sync(self.in_process_workers.scale_to(n, retire), timeout)
+            return
+        leaving = self.loop.call(self._least_busy, self._alive() - n)
         with self._lock:
             self.n_workers = n
             self.supervisor.call(self.supervisor.scale_to, n, self.scheduler is not None)
+        if leaving:
+            self.loop.sync(retire(leaving), timeout)
+            self.loop.sync(self.scheduler.cluster.close_workers(leaving), timeout)
         self._publish_supervision()
         self._await_workers(n, timeout)
+
+    def _least_busy(self, count: int) -> list[str]:
+        workers = self.scheduler.state.workers
+        ranked = sorted(workers, key=lambda a: (len(workers[a].processing), workers[a].nbytes))
+        return ranked[:max(0, count)]
+
+    def restart(self, timeout: float | None = None, wait_for_workers: bool = True) -> None:
+        """Replace every worker by a fresh one (``Client.restart``: the scheduler has
+        forgotten every key first)."""
+        timeout = timeout or START_TIMEOUT
+        if self.in_process_workers is not None:
+            self.loop.sync(self.in_process_workers.restart(), timeout)
+            return
+        old = self.loop.call(lambda: list(self.scheduler.state.workers))
+        with self._lock:
+            self.supervisor.call(self.supervisor.replace_all)
+        self._publish_supervision()
+        self.loop.sync(self.scheduler.cluster.wait_gone(old), timeout)
+        if wait_for_workers:
+            self._await_workers(self.n_workers, timeout)
 
     def _await_workers(self, n: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -208,6 +271,9 @@ class LocalCluster:
                 "--memory-limit", str(self.memory_limit), "--owner-pid", str(os.getpid())]
         if replaces:
             args += ["--replaces", replaces]
+        if self.resources:
+            args += ["--resources", json.dumps(self.resources)]
+        args += ["--local-directory", os.path.join(self.local_directory, name)]
         if self.shm_pool is not None:
             args += ["--shm-prefix", self.shm_pool.prefix]
         if self.start_method == "forkserver":
@@ -288,6 +354,8 @@ class LocalCluster:
             try:
                 if self._trim_task is not None:
                     self.loop.call_soon(self._trim_task.cancel)
+                if self.in_process_workers is not None:
+                    self.loop.sync(self.in_process_workers.close(), timeout)
                 self.loop.sync(_call(self.scheduler.close), timeout)
             except Exception:
                 logger.exception("error closing the scheduler")
@@ -298,6 +366,7 @@ class LocalCluster:
             self.loop.stop()
         if self.shm_pool is not None:
             self.shm_pool.close()
+        shutil.rmtree(self.local_directory, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -331,6 +400,16 @@ def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
         proc.wait()
 
 
+def check_resources(resources) -> dict:
+    """``resources`` (``{"GPU": 2}``: what each worker offers tasks), checked."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and v >= 0 for k, v in resources.items()):
+        raise TypeError(f"resources must be a dict of names to amounts >= 0, such as "
+                        f"{{'GPU': 2}}; got {resources!r}")
+    return dict(resources)
 def _start_method(method: str | None) -> str:
     """``"forkserver"`` where workers can be forked from a template, else ``"spawn"``."""
     if method is None:

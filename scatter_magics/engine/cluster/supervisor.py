@@ -160,6 +160,16 @@ class Supervisor:
         self.refill()
         return self.top_up(n, introduce)
 
+    def replace_all(self) -> list[subprocess.Popen]:
+        """Kill every live worker and start as many fresh ones (``Client.restart``); the
+        killed ones count as replaced, and the restart budget starts afresh."""
+        self.refill()
+        for name, proc in list(self.processes.items()):
+            if proc.poll() is None:
+                self.retired.add(name)
+                proc.kill()
+        return [self._start(None, introduce=True) for _ in range(self.target)]
+
     def dead_unretired(self) -> dict[str, int]:
         """``{name: exit code}`` of dead workers nobody replaced (nor will)."""
         return {name: p.returncode for name, p in list(self.processes.items())

@@ -7,7 +7,8 @@ methods they are handed.
 
 | module | holds |
 |---|---|
-| ``records`` | what is recorded per worker (``WorkerInfo``) and per key (``KeyInfo``) |
+| ``records`` | what is recorded per worker (``WorkerInfo``), per key (``KeyInfo``), per task (``TaskOptions``) |
+| ``ordering`` | ``Ordering``: each task's priority among queued ones, as Dask orders them |
 | ``events`` | ``EventLog``, the events kept while someone subscribes, and their format |
 | ``worker_book`` | ``WorkerBook``: joining, leaving, heartbeats, names and ``workers=``, placement |
 | ``replicas`` | ``ReplicaBook``: who holds what, the only writer of ``ws.keys``/``ws.nbytes``/``ks.who_has`` |
@@ -20,6 +21,7 @@ methods they are handed.
 | ``placement`` | ``Placement``: the worker where a ready task starts soonest; occupancy |
 | ``stealing`` | ``WorkStealing``: queued tasks moved to workers that would start them sooner |
 | ``reports`` | ``scheduler_info()``, the overview (``summary.summarize``), a page of keys, a subscriber's snapshot |
+| ``balance`` | which data to move where: ``rebalance()``, workers retired by ``scale(n)`` |
 | ``state`` | ``SchedulerState``: the one door to the parts above |
 | ``server`` | ``Scheduler``: connections, message handlers, heartbeat watch, around the state |
 | ``scatter_ops`` | ``ScatterOps``: a scatter's ops: choosing workers, carrying data, recording it |
@@ -28,9 +30,13 @@ methods they are handed.
 | ``resend_ops`` | ``ResendOps``: lost data clients send again, placed; gathers that wait for it |
 | ``view_ops`` | ``ViewOps``: what the views ask: ``scheduler_info()``, the overview with datasets, keys, history |
 | ``direct_holds`` | ``DirectHolds``: room held for a ``direct=True`` scatter until it is recorded |
+| ``cluster_ops`` | ``ClusterOps``: retries, ``run_on_scheduler``, uploads, versions, restart, moving data |
+| ``coordination`` | ``Variables``, ``Queues`` and the ``Waits`` of coordination requests |
+| ``locks`` | ``Semaphores`` (and so locks) and ``Events`` |
 
-Inside, the modules up to ``state`` are pure: none imports ``server``, ``scatter_ops``,
-``placing``, ``pending_acks``, ``resend_ops``, ``view_ops`` or ``direct_holds``, and none does I/O.
+Inside, the modules up to ``state`` (and ``ordering``, ``balance``) are pure: none
+imports ``server`` or the I/O parts below it (``scatter_ops``, ``placing``, ``pending_acks``,
+``resend_ops``, ``view_ops``, ``direct_holds``, ``cluster_ops``), and none does I/O.
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
 ``keys``, and what the views show: ``summary``, ``history``, ``task_stream``,

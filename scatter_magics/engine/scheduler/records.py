@@ -43,16 +43,31 @@ class WorkerInfo:
     last_alive: float = 0.0  # when it was last heard from or seen busy (for worker_ttl)
     reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
     metrics_published: float = float("-inf")  # when its last worker-metrics event went out
+    resources: dict = field(default_factory=dict)  # what it offers tasks: {"GPU": 2}
+    long_running: set = field(default_factory=set)  # processing keys that seceded (no thread)
 
     def stack_time(self) -> float:
         """Seconds until a thread is free for one more task, as far as the scheduler knows."""
         return self.busy / self.nthreads
 
+    def threads_in_use(self) -> int:
+        """Tasks sent here that hold a thread (or wait for one); a seceded task holds none."""
+        return len(self.processing) - len(self.long_running)
+
     def assign(self, key, seconds: float) -> None:
         self.processing[key] = seconds
         self.busy += seconds
 
+    def secede(self, key) -> None:
+        """The task ``key`` left its thread (``secede()``): its work no longer queues here."""
+        seconds = self.processing.get(key)
+        if seconds is not None and key not in self.long_running:
+            self.long_running.add(key)
+            self.processing[key] = 0.0
+            self.busy = max(self.busy - seconds, 0.0)
+
     def unassign(self, key) -> None:
+        self.long_running.discard(key)
         seconds = self.processing.pop(key, None)
         if seconds is not None:
             # Reset when empty, so float rounding cannot leave a phantom load behind.
@@ -87,4 +102,15 @@ class KeyInfo:
     broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
     placed_names: set | None = None  # scattered with workers=: their names, for a resend
     copy: object = None  # a shared-memory key's payload (header, ShmRefs), sent again if lost
+    options: TaskOptions | None = None  # a task's (scattered data has none)
     died: tuple = ()  # names of the workers that died holding its last replicas
+
+
+@dataclass(eq=False, slots=True)
+class TaskOptions:
+    """How a task runs, beyond its call (``engine/client/task_options.py``)."""
+
+    priority: tuple = (0,)  # lower runs first: (-user priority, generation, order)
+    retries: int = 0  # runs left after an error
+    resources: dict | None = None  # held while it runs: {"GPU": 1}
+    loose: bool = False  # its restrictions are a preference (allow_other_workers)

@@ -19,6 +19,9 @@ from ...keys import key_text
 from ..wire import inheritance
 from ..wire.comm import Channel, Server
 from ..wire.peers import fetch_from_holders
+from .cluster_ops import ClusterOps
+from .coordination import Queues, Variables, Waits
+from .locks import Events, Semaphores
 from .pending_acks import PendingAcks
 from .resend_ops import ResendOps
 from .scatter_ops import ScatterOps
@@ -43,7 +46,10 @@ class Scheduler:
     """Owns a :class:`SchedulerState`, the server socket, and the connections.
 
     Its parts: ``state`` (pure bookkeeping), ``scatters`` (the scatter ops,
-    :class:`ScatterOps`) and ``pending_acks`` (what a no-wait scatter sent, until stored).
+    :class:`ScatterOps`), ``pending_acks`` (what a no-wait scatter sent, until stored),
+    ``resend_ops`` (lost data clients send again), ``views`` (what the views ask),
+    ``cluster`` (cluster-wide ops, :class:`ClusterOps`) and the coordination primitives
+    (``variables``, ``queues``, ``semaphores``, ``events``, whose waits are ``waits``).
     """
 
     def __init__(self, secret: str):
@@ -53,6 +59,10 @@ class Scheduler:
         self.scatters = ScatterOps(self)  # choosing workers, carrying data, recording it
         self.resend_ops = ResendOps(self)  # lost data sent again by clients; gathers wait
         self.views = ViewOps(self)  # what the views show: info, overview, keys, history
+        self.cluster = ClusterOps(self)  # retries, run_on_scheduler, uploads, restart, moves
+        self.waits = Waits()
+        self.variables, self.queues = Variables(self, self.waits), Queues(self, self.waits)
+        self.semaphores, self.events = Semaphores(self, self.waits), Events(self, self.waits)
         self.server = Server(secret, self._channel_handlers())
         self.address = ""
         self.worker_channels: dict[str, Channel] = {}
@@ -183,6 +193,7 @@ class Scheduler:
             "acquired": self._on_worker(lambda a, m: self.state.acquired(
                 a, m["fetched"], m["failed"])),
             "task-started": self._on_worker(lambda a, m: self.state.task_started(a, m["key"])),
+            "task-seceded": self._on_worker(lambda a, m: self.state.task_seceded(a, m["key"])),
             "steal-response": self._on_worker(lambda a, m: self.state.steal_response(
                 a, m["key"], m["withdrawn"], m["fetched"])),
             "task-output": self._on_worker(lambda a, m: self.state.task_output(a, m["records"])),
@@ -228,9 +239,12 @@ class Scheduler:
         self.worker_channels[address] = channel
         _keep_from_forked_children(channel)
         channel.on_close.append(lambda ch: self._remove_worker(address))
+        for upload in self.cluster.for_new_worker():  # before any task that may import it
+            _send(channel, upload)
         self.apply(self.state.add_worker(address, msg["name"], msg["nthreads"],
                                          msg["memory_limit"], msg.get("pid", 0),
-                                         replaces=msg.get("replaces"), now=time.monotonic()))
+                                         replaces=msg.get("replaces"), now=time.monotonic(),
+                                         resources=msg.get("resources")))
         self._worker_arrived.set()
         return {"ok": True}
 
@@ -282,6 +296,7 @@ class Scheduler:
     def remove_client(self, client_id: str) -> None:
         self.clients.pop(client_id, None)
         self.scatters.client_left(client_id)
+        self.semaphores.client_left(client_id)  # its leases go back
         self._unsubscribe(client_id, {})
         self.apply(self.state.forget_client(client_id))
 
@@ -308,6 +323,9 @@ class Scheduler:
                 m["names"])),
             "get-datasets": lambda c, m: self.state.datasets.get(c, m["names"]),
             "list-datasets": lambda c, m: self.state.datasets.names(),
+            "coordination-cancel": self.waits.cancel,
+            **self.cluster.ops(), **self.variables.ops(), **self.queues.ops(),
+            **self.semaphores.ops(), **self.events.ops(),
         }
 
     async def _wait_for_workers(self, client_id, msg):
@@ -331,9 +349,9 @@ class Scheduler:
         return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
 
     def _submit(self, client_id, msg) -> None:
-        out = []
-        for key, task, deps, restrictions in msg["tasks"]:
-            out += self.state.submit(client_id, key, task, deps, restrictions)
+        out, now = [], time.monotonic()
+        for key, task, deps, restrictions, options in msg["tasks"]:
+            out += self.state.submit(client_id, key, task, deps, restrictions, options, now)
         self.apply(out)
 
     def _release(self, client_id, msg) -> None:

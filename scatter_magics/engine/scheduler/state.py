@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from ...errors import FutureLostError
 from ...history import MemoryHistory
-from ...keys import key_name
+from ...keys import key_name, key_text
 from ...task_stream import TaskStream, task_record
 from . import reports
 from .broadcasts import StandingBroadcasts
@@ -112,8 +112,10 @@ class SchedulerState:
 
     # ------------------------------------------------------------ workers ---
     def add_worker(self, address: str, name: str, nthreads: int, memory_limit: int,
-                   pid: int = 0, replaces: str | None = None, now: float = 0.0) -> Outgoing:
+                   pid: int = 0, replaces: str | None = None, now: float = 0.0,
+                   resources: dict | None = None) -> Outgoing:
         ws = self.worker_book.join(address, name, nthreads, memory_limit, pid, replaces, now)
+        ws.resources = dict(resources or {})
         self.history.update(address, name)  # in the samples from its first heartbeat
         self.broadcasts.inherit(ws)
         out = self.broadcasts.top_up(ws)
@@ -276,14 +278,52 @@ class SchedulerState:
                 self.log.emit_key(ks)
         return out
 
+    def drop_copy(self, key, address: str) -> Outgoing:
+        """``address`` gives up its copy of ``key``, which another worker holds (a move)."""
+        ks = self.keys.get(key)
+        if ks is None or address not in ks.who_has or len(ks.who_has) < 2:
+            return []
+        out = self.replicas.drop(ks, address, delete=True)
+        self.log.emit_key(ks)
+        return out
+
     def unrecorded(self, by_worker: dict) -> dict[str, list[str]]:
         """``{address: keys}`` sent to each worker that it is not recorded to hold
         (see ``ReplicaBook.unrecorded``)."""
         return self.replicas.unrecorded(by_worker)
 
     # ------------------------------------------------------------ tasks ---
-    def submit(self, client: str, key: str, task, deps: set, restrictions: list | None) -> Outgoing:
-        return self.tasks.submit(client, key, task, deps, restrictions)
+    def submit(self, client: str, key: str, task, deps: set, restrictions: list | None,
+               options: dict | None = None, now: float = 0.0) -> Outgoing:
+        return self.tasks.submit(client, key, task, deps, restrictions, options, now)
+
+    def retry(self, keys) -> Outgoing:
+        """Run the failed tasks of ``keys`` again (and the failed ones they read)."""
+        return self.tasks.retry(keys)
+
+    def want(self, holder: str, keys) -> dict:
+        """``holder`` keeps ``keys`` too; their states (``TaskMachine.want``)."""
+        return self.tasks.want(holder, keys)
+
+    def fire_and_forget(self, keys) -> Outgoing:
+        return self.tasks.fire_and_forget(keys)
+
+    def task_seceded(self, address: str, key: str) -> Outgoing:
+        return self.tasks.seceded(address, key)
+
+    def cancel_everything(self) -> Outgoing:
+        """Every key cancelled for every client and forgotten (``Client.restart``)."""
+        out: Outgoing = []
+        for key in list(self.keys):
+            ks = self.keys.get(key)
+            if ks is not None:
+                out += self.tasks.cancel(next(iter(ks.wanted_by), ""), [key], force=True)
+        return out
+
+    def processing(self, workers=None) -> dict:
+        """``{address: [keys of the tasks sent there and not done]}``."""
+        return {a: sorted(self.workers[a].processing, key=key_text)
+                for a in self.resolve_workers(workers)}
 
     def task_started(self, address: str, key: str) -> Outgoing:
         return self.tasks.started(address, key)

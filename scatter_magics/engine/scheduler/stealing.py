@@ -7,7 +7,7 @@ those queues: it moves a task sent to a *victim*, and not yet started there, to 
 *thief* that would start it soonest, if that is sooner than on the victim counting the
 copy of its inputs (``Placement.transfer_time``: a large input stays where it is unless
 the queue is longer than the copy). A task is never moved to a worker its ``workers=``
-excludes.
+excludes (unless ``allow_other_workers``) or that lacks its ``resources=``.
 
 Moving asks the victim first (``{"op": "steal", "key": ...}``): it gives the task up
 only if no thread has taken it, and says so (``steal-response``), so a task never runs
@@ -70,7 +70,7 @@ class WorkStealing:
         """Whether a pass may help now that ``address`` finished a task: it has a free
         thread and some worker has a queue (the cheap test on every finished task)."""
         ws = self.workers.get(address)
-        if ws is None or len(ws.processing) >= ws.nthreads:
+        if ws is None or ws.threads_in_use() >= ws.nthreads:
             return False
         return any(self._queued(other) > 0 for other in self.workers.values())
 
@@ -101,7 +101,7 @@ class WorkStealing:
     def _queued(self, ws: WorkerInfo) -> int:
         """Tasks sent to ``ws`` beyond one per thread and not being taken from it already."""
         taken = self.outgoing.get(ws.address)
-        return len(ws.processing) - ws.nthreads - (taken[0] if taken else 0)
+        return ws.threads_in_use() - ws.nthreads - (taken[0] if taken else 0)
 
     def _pick(self, victim: WorkerInfo) -> tuple[KeyInfo, WorkerInfo, float] | None:
         """A task queued on ``victim`` and the thief that would start it soonest, if sooner."""

@@ -1,11 +1,12 @@
 """The task machine: a key's life from ``submit`` to ``memory`` or failure, and to being forgotten.
 
 A task waits for its inputs (``waiting``), runs on the worker where it would start
-soonest (``processing``; ``placement.py``), and ends in ``memory`` or fails (``error``; ``lost`` or ``cancelled``
-when an input did); a failure passes to the tasks that read it. A key nobody wants, and
-no waiting task reads, is forgotten and deleted on its workers. The same calling
-convention as :class:`~scatter_magics.engine.scheduler.state.SchedulerState`: plain
-synchronous methods that return the messages to send.
+soonest (``processing``; ``placement.py``) among those its ``workers=`` and
+``resources=`` allow, and ends in ``memory`` or fails (``error``; ``lost`` or
+``cancelled`` when an input did); a failure passes to the tasks that read it. A key
+nobody wants, and no waiting task reads, is forgotten and deleted on its workers. The
+same calling convention as :class:`~scatter_magics.engine.scheduler.state.SchedulerState`:
+plain synchronous methods that return the messages to send.
 
 The graph's edges: a task's ``deps`` (its inputs) and each input's ``dependents``, which
 is the shared empty ``NONE`` until its first dependent links (records.py says why). A
@@ -29,7 +30,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import FutureCancelledError, FutureLostError
-from .records import GONE, NONE, PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
+from .ordering import Ordering
+from .records import GONE, NONE, PUBLIC_STATUS, KeyInfo, Outgoing, TaskOptions, WorkerInfo
 
 if TYPE_CHECKING:
     from .broadcasts import StandingBroadcasts
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from .worker_book import WorkerBook
 
 FAILED = ("error", "lost", "cancelled")  # a task reading one of these fails the same way
+FIRE_AND_FORGET = "fire-and-forget"  # the holder of keys whose tasks must run regardless
+DEFAULT_OPTIONS = TaskOptions()
 
 
 class TaskMachine:
@@ -53,10 +57,14 @@ class TaskMachine:
         self.worker_book = worker_book  # responsive workers, workers= resolution
         self.replicas = replicas  # a result's copy; a forgotten key's copies
         self.broadcasts = broadcasts  # a forgotten key stops standing
+        self.ordering = Ordering()  # each task's place among the queued ones
         self.placement = placement  # which worker runs a ready task; their occupancy
 
     # ------------------------------------------------------------ submitting ---
-    def submit(self, client: str, key: str, task, deps, restrictions: list | None) -> Outgoing:
+    def submit(self, client: str, key: str, task, deps, restrictions: list | None,
+               options: dict | None = None, now: float = 0.0) -> Outgoing:
+        """A task of ``client``'s; ``options`` as ``engine/client/task_options.py`` makes
+        them (None: the defaults), ``now`` the time it came (monotonic s, for its order)."""
         old = self.keys.get(key)
         if old is not None and old.state not in GONE:
             old.wanted_by.add(client)  # the same pure call: share the task and its result
@@ -66,8 +74,10 @@ class TaskMachine:
         if old is not None:  # a new record, read by the tasks that read the old one
             ks.dependents = old.dependents
         ks.wanted_by.add(client)
-        if restrictions:
-            ks.restrictions = set(self.worker_book.resolve_workers(restrictions))
+        ks.options = self.ordering.options(options, now)
+        if restrictions:  # a preference only (loose) may name workers that are gone
+            ks.restrictions = set(self.worker_book.resolve_workers(
+                restrictions, strict=not ks.options.loose))
         for dep in deps:
             dks = self.keys.get(dep)
             if dks is None:  # Dask reports these "cancelled" (lost dependencies) too
@@ -83,8 +93,9 @@ class TaskMachine:
         return self.schedule(ks) if not ks.waiting_on else []
 
     def schedule(self, ks: KeyInfo) -> Outgoing:
-        """Send ``ks`` to the worker where it would start soonest (``Placement``), if any may run it."""
-        candidates = [a for a in (ks.restrictions or self.workers) if a in self.workers]
+        """Send ``ks`` to the worker where it would start soonest (``Placement``) among
+        those that may run it (``workers=``, ``resources=``), if any."""
+        candidates = self.worker_book.allowed_for(ks)
         if not candidates:
             return []  # wait for a (suitable) worker to arrive
         candidates = self.worker_book.responsive(candidates) or candidates  # a frozen one may resume
@@ -103,15 +114,19 @@ class TaskMachine:
         ks.state, ks.processing_on, ks.started = "processing", address, False
         self.placement.assign(ks, address)
         who_has = {d: sorted(self.keys[d].who_has) for d in ks.deps}
+        options = ks.options or DEFAULT_OPTIONS
         return [(("worker", address), {"op": "compute", "key": ks.key, "task": ks.task,
-                                       "who_has": who_has})]
+                                       "who_has": who_has, "priority": options.priority,
+                                       "resources": options.resources})]
 
     def schedule_ready(self) -> Outgoing:
-        """Schedule the tasks that wait for nothing but a (suitable) worker."""
+        """Schedule the tasks that wait for nothing but a (suitable) worker, by priority."""
+        ready = [ks for ks in self.keys.values()
+                 if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None]
+        ready.sort(key=lambda ks: (ks.options or DEFAULT_OPTIONS).priority)
         out: Outgoing = []
-        for ks in self.keys.values():
-            if ks.state == "waiting" and not ks.waiting_on and ks.processing_on is None:
-                out += self.schedule(ks)
+        for ks in ready:
+            out += self.schedule(ks)
         return out
 
     def wait_again(self, ks: KeyInfo, dep: str) -> None:
@@ -133,6 +148,13 @@ class TaskMachine:
         if ks is not None and ks.state == "processing" and ks.processing_on == address:
             ks.started = True
             self.log.emit_key(ks)
+        return []
+
+    def seceded(self, address: str, key: str) -> Outgoing:
+        """A running task left its thread (``secede()``): the worker's thread is free."""
+        ks = self.keys.get(key)
+        if ks is not None and ks.state == "processing" and ks.processing_on == address:
+            self.workers[address].secede(key)
         return []
 
     def output(self, address: str, records: list) -> Outgoing:
@@ -165,6 +187,7 @@ class TaskMachine:
         for dep in ks.deps:  # inputs kept only for this task may go now
             if dep in self.keys:
                 out += self.forget_if_unwanted(self.keys[dep])
+        ks.wanted_by.discard(FIRE_AND_FORGET)  # its task ran: nobody else asked to keep it
         return out + self.forget_if_unwanted(ks)
 
     def erred(self, address: str, key: str, exception, traceback: str) -> Outgoing:
@@ -174,7 +197,62 @@ class TaskMachine:
         if ks is None or ks.state != "processing" or ks.processing_on != address:
             return []
         ks.processing_on = None
-        return self.fail(ks, exception, traceback)
+        if ks.options is not None and ks.options.retries > 0:  # submit(retries=n): again
+            ks.options.retries -= 1
+            ks.state = "waiting"
+            return self.schedule(ks)
+        out = self.fail(ks, exception, traceback)
+        if FIRE_AND_FORGET in ks.wanted_by:
+            ks.wanted_by.discard(FIRE_AND_FORGET)
+            out += self.forget_if_unwanted(ks)
+        return out
+
+    def retry(self, keys) -> Outgoing:
+        """Run the failed tasks of ``keys`` again (``Client.retry``), and first the failed
+        tasks they read: the error may have been theirs."""
+        out: Outgoing = []
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is not None and ks.state == "error" and ks.task is not None:
+                out += self._run_again(ks)
+        return out
+
+    def _run_again(self, ks: KeyInfo) -> Outgoing:
+        ks.state, ks.exception, ks.traceback = "waiting", None, None
+        if ks.waiting_on is NONE:
+            ks.waiting_on = set()
+        out: Outgoing = []
+        for dep in ks.deps:
+            dks = self.keys.get(dep)
+            if dks is None or dks.state in ("lost", "cancelled", "released"):
+                return self.fail(ks, FutureCancelledError(
+                    f"task {ks.key!r} cannot run again: its input {dep!r} is gone"), "",
+                    "cancelled")
+            if dks.state == "error" and dks.task is not None:
+                out += self._run_again(dks)
+            if dks.state != "memory":
+                ks.waiting_on.add(dep)
+        self.log.emit_key(ks)
+        out += self.notify(ks)  # pending again
+        return out + (self.schedule(ks) if not ks.waiting_on else [])
+
+    def want(self, holder: str, keys) -> dict:
+        """``holder`` (a client, a variable's holder, ...) wants ``keys`` kept; their
+        current state, as a ``key-update`` says it (unknown keys are left out)."""
+        states = {}
+        for key in keys:
+            ks = self.keys.get(key)
+            if ks is not None and ks.state != "released":
+                ks.wanted_by.add(holder)
+                states[key] = {"status": PUBLIC_STATUS[ks.state], "type": ks.type,
+                               "exception": ks.exception, "traceback": ks.traceback}
+        return states
+
+    def fire_and_forget(self, keys) -> Outgoing:
+        """Keep ``keys``' tasks until they ran, whoever lets their Futures go."""
+        self.want(FIRE_AND_FORGET, [k for k in keys if k in self.keys and
+                                    self.keys[k].state in ("waiting", "processing")])
+        return []
 
     def release_dependents(self, ks: KeyInfo) -> Outgoing:
         """``ks`` is in memory: schedule the tasks that waited only for it."""

@@ -106,8 +106,9 @@ class WorkerBook:
     def responsive(self, addresses) -> list[str]:
         return [a for a in addresses if self.workers[a].status == "running"]
 
-    def resolve_workers(self, workers) -> list[str]:
-        """Addresses for ``workers=`` (addresses, ``(host, port)`` pairs, names), checked."""
+    def resolve_workers(self, workers, strict: bool = True) -> list[str]:
+        """Addresses for ``workers=`` (addresses, ``(host, port)`` pairs, names), checked:
+        an unknown one raises :class:`UnknownWorkerError`, or (not ``strict``) is left out."""
         if workers is None:
             return sorted(self.workers)
         if isinstance(workers, str) or _is_pair_list(workers):
@@ -116,11 +117,29 @@ class WorkerBook:
         addresses = []
         for w in workers:
             address = (by_name.get(w) if isinstance(w, str) else None) or _normalize_worker(w)
+            if address not in self.workers and not strict:
+                continue
             if address not in self.workers:
                 known = ", ".join(f"{ws.name} ({ws.address})" for ws in self.workers.values())
                 raise UnknownWorkerError(f"unknown worker {w!r}; known workers: {known or 'none'}")
             addresses.append(address)
         return list(dict.fromkeys(addresses))
+
+    def allowed_for(self, ks) -> list[str]:
+        """The live workers that may run the task ``ks``: within its restrictions (any
+        worker, if they are only a preference and none of them can) and with the
+        resources it needs."""
+        options = ks.options
+        needs = options.resources if options is not None else None
+        allowed = self._with_resources(ks.restrictions or self.workers, needs)
+        if not allowed and ks.restrictions and options is not None and options.loose:
+            allowed = self._with_resources(self.workers, needs)
+        return allowed
+
+    def _with_resources(self, addresses, needs: dict | None) -> list[str]:
+        workers = self.workers
+        return [a for a in addresses if a in workers and
+                (not needs or has_resources(workers[a], needs))]
 
     def choose_workers(self, n: int, workers=None, broadcast: bool = False,
                        exclude=()) -> list[list[str]]:
@@ -180,6 +199,11 @@ class WorkerBook:
         by_address = {ws.address: ws.name for ws in self.workers.values()}
         return {by_address.get(_normalize_worker(w), w if isinstance(w, str) else repr(w))
                 for w in workers}
+
+
+def has_resources(ws: WorkerInfo, needs: dict) -> bool:
+    """Whether ``ws`` declared at least ``needs`` (``{"GPU": 1}``)."""
+    return all(ws.resources.get(name, 0) >= amount for name, amount in needs.items())
 
 
 def _is_pair_list(workers) -> bool:

@@ -4,7 +4,9 @@
 |---|---|
 | ``protocol`` | the wire format, written down once: frames, the HMAC handshake, addresses |
 | ``comm`` | authenticated, framed connections (``Channel``, ``connect``) and their ``Server`` |
-| ``serialize`` | user data as bytes: cloudpickle, protocol 5, large buffers out of band |
+| ``connection`` | one TCP connection as an asyncio protocol, until a ``Channel`` adopts it |
+| ``inproc`` | connections inside one process (``inproc://``): messages handed over, never pickled |
+| ``serialize`` | user data as bytes: cloudpickle, protocol 5, large buffers out of band (or ``Unpickled``, as it is) |
 | ``peers`` | channels to workers, and reads from whichever holder of a key answers |
 | ``loop`` | the event-loop thread and ``LoopThread.sync``, the one door into it |
 | ``inheritance`` | descriptors a forked child of the cluster's owner must not keep |

@@ -22,126 +22,21 @@ import asyncio
 import inspect
 import itertools
 import logging
-import socket
 import time
 from typing import Awaitable, Callable
 
 from ...errors import CommClosedError, ProtocolError, portable
 from . import protocol
+from .connection import Connection as _Connection  # (the name tests and inproc use)
 
 logger = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets to prove it knows the secret
 MAX_PENDING_HANDSHAKES = 128  # beyond this, the oldest unauthenticated connection is dropped
 REJECTION_LOG_INTERVAL = 60.0  # s; rejected peers are logged as a warning at most this often
-_SCRATCH = bytearray(64)  # where bytes an untrusted peer sends too many go, unread
 
 Handler = Callable[["Channel", dict], "object | Awaitable[object]"]
 BATCH_OP = "batch"  # one-way messages queued in one turn of the loop, sent as one
-
-
-class _Connection(asyncio.BufferedProtocol):
-    """One TCP connection: fixed-size reads for the handshake, then whole messages.
-
-    Until a :class:`Channel` adopts it, bytes are only buffered, for :meth:`read_exactly`;
-    nothing is unpickled before both ends have proved they know the secret, and until
-    then the connection holds at most :data:`protocol.HANDSHAKE_SIZE` bytes: a peer that
-    sends more than the handshake before it is trusted is cut off.
-    """
-
-    def __init__(self, on_made: Callable[["_Connection"], None] | None = None):
-        self.decoder = protocol.FrameDecoder(staging=protocol.HANDSHAKE_SIZE)
-        self.transport: asyncio.Transport | None = None
-        self.channel: Channel | None = None
-        self._on_made = on_made
-        self._waiter: tuple[int, asyncio.Future] | None = None
-        self._trusted = False
-        self._overflow = False  # an untrusted peer sent more than the handshake holds
-        self.lost = False
-
-    @property
-    def trusted(self) -> bool:
-        """The peer proved it knows the secret; only then may buffers grow."""
-        return self._trusted
-
-    @trusted.setter
-    def trusted(self, value: bool) -> None:
-        self._trusted = value
-        if value:
-            self.decoder.grow()
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        try:
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # reset already; connection_lost follows
-            logger.debug("connection reset before it was set up", exc_info=True)
-        if self._on_made is not None:
-            self._on_made(self)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        view = self.decoder.get_buffer(grow=self._trusted)
-        if view is None:  # an untrusted peer sent more than the handshake
-            self._overflow = True
-            return memoryview(_SCRATCH)  # read into a throwaway buffer, then close
-        return view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._overflow:
-            self.close_quietly("sent more than the handshake before authenticating")
-            return
-        self.decoder.filled(nbytes)
-        if self.channel is not None:
-            self.deliver()
-        elif self._waiter is not None:
-            n, waiter = self._waiter
-            data = self.decoder.take(n)
-            if data is not None and not waiter.done():
-                self._waiter = None
-                waiter.set_result(data)
-
-    def write(self, data: bytes) -> None:
-        """Write handshake bytes; a connection closed meanwhile raises CommClosedError."""
-        if self.lost or self.transport.is_closing():
-            raise CommClosedError("connection closed")
-        try:
-            self.transport.write(data)
-        except RuntimeError as exc:  # uvloop: "unable to perform operation on ... closed"
-            raise CommClosedError("connection closed") from exc
-
-    def close_quietly(self, why: str) -> None:
-        logger.debug("closing a connection: %s", why)
-        self.transport.close()
-
-    def deliver(self) -> None:
-        """Hand every whole message received so far to the channel."""
-        try:
-            for frames in self.decoder.messages():
-                if self.channel.closed:
-                    return
-                self.channel._receive(frames)
-        except ProtocolError as exc:
-            self.channel._drop(exc)
-
-    async def read_exactly(self, n: int) -> bytes:
-        """The next ``n`` bytes, for the handshake."""
-        data = self.decoder.take(n)
-        if data is not None:
-            return data
-        if self.lost:
-            raise CommClosedError("connection closed")
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiter = (n, waiter)
-        return await waiter
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self._waiter is not None and not self._waiter[1].done():
-            self._waiter[1].set_exception(CommClosedError("connection closed"))
-        if self.channel is not None:
-            self.channel.close()
 
 
 class Channel:
@@ -180,8 +75,7 @@ class Channel:
             raise CommClosedError(f"connection to {self.peer} is closed")
         if self._queued:
             self._flush()  # what send_soon queued goes first: order holds
-        for frame in protocol.dumps(msg):  # one write each: writelines() may join (copy) them
-            self.transport.write(frame)
+        self._write(msg)
 
     def send_soon(self, msg: dict) -> None:
         """Send the one-way ``msg`` at the end of this turn of the loop, in one message
@@ -198,7 +92,13 @@ class Channel:
         if not queued or self.closed or self.transport.is_closing():
             return  # (sent already by a send(); or the peer is gone, and the messages too)
         msg = queued[0] if len(queued) == 1 else {"op": BATCH_OP, "messages": queued}
-        for frame in protocol.dumps(msg):
+        try:
+            self._write(msg)
+        except CommClosedError:  # (an in-process peer closed this turn: they are gone too)
+            pass
+
+    def _write(self, msg: dict) -> None:
+        for frame in protocol.dumps(msg):  # one write each: writelines() may join (copy) them
             self.transport.write(frame)
 
     async def request(self, msg: dict):
@@ -326,7 +226,12 @@ class Channel:
 
 async def connect(address: str, secret: str, handlers: dict | None = None,
                   timeout: float = HANDSHAKE_TIMEOUT) -> Channel:
-    """Open an authenticated :class:`Channel` to ``address``."""
+    """Open an authenticated :class:`Channel` to ``address`` (``inproc://``: a server of
+    this process, see ``inproc.py``; nothing to prove there)."""
+    if address.startswith("inproc://"):
+        from . import inproc
+
+        return inproc.connect(address, handlers)
     host, port = protocol.parse_address(address)
     loop = asyncio.get_running_loop()
     try:
@@ -366,6 +271,7 @@ class Server:
         self.on_channel = on_channel
         self.channels: set[Channel] = set()
         self.address = ""
+        self.inproc_address = ""  # also reachable from this process (listen_inproc)
         self._server: asyncio.AbstractServer | None = None
         # Pending handshakes, oldest first: at MAX_PENDING_HANDSHAKES the oldest is
         # dropped, so a flood of silent connections costs bounded memory and a real
@@ -380,6 +286,13 @@ class Server:
             lambda: _Connection(on_made=self._accept), host, port)
         self.address = protocol.format_address(host, self._server.sockets[0].getsockname()[1])
         return self.address
+
+    def listen_inproc(self) -> str:
+        """Also accept connections from this process, unpickled (``inproc.py``)."""
+        from . import inproc
+
+        self.inproc_address = inproc.listen(self)
+        return self.inproc_address
 
     @property
     def pending_handshakes(self) -> int:
@@ -410,7 +323,10 @@ class Server:
         except asyncio.CancelledError:
             connection.transport.close()
             raise
-        channel = Channel(connection, peer, self.handlers)
+        self.adopt(Channel(connection, peer, self.handlers))
+
+    def adopt(self, channel: Channel) -> None:
+        """Serve ``channel``, a connection that has proved itself (or needs not)."""
         self.channels.add(channel)
         channel.on_close.append(self.channels.discard)
         if self.on_channel is not None:
@@ -441,6 +357,10 @@ class Server:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.inproc_address:
+            from . import inproc
+
+            inproc.stop(self.inproc_address)
         for task in list(self._handshakes):
             task.cancel()
         for channel in list(self.channels):

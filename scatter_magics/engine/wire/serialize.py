@@ -53,6 +53,37 @@ class Serialized:
         return f"<Serialized: {self.nbytes} bytes in {1 + len(self.buffers)} parts>"
 
 
+class Unpickled(Serialized):
+    """A value handed over as it is, never pickled: between the parts of a cluster whose
+    workers are threads of this process (``Client(processes=False)``), as Dask's inproc.
+
+    It passes for a ``Serialized`` with out-of-band buffers (so no path keeps a copy of
+    its header), and :func:`deserialize` gives the object itself back. Should it ever
+    leave the process (a remote client gathering through the scheduler), it is pickled
+    then, as a plain ``Serialized``.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        super().__init__(b"", (None,))
+        self.value = value
+
+    @property
+    def nbytes(self) -> int:
+        return sizeof(self.value)
+
+    @property
+    def in_shared_memory(self) -> bool:
+        return False
+
+    def __reduce__(self):
+        return serialize(self.value).__reduce__()
+
+    def __repr__(self) -> str:
+        return f"<Unpickled: {type(self.value).__name__}>"
+
+
 def _collect(buffers: list):
     def callback(buf: pickle.PickleBuffer):
         if buf.raw().nbytes < INLINE_BUFFER_LIMIT:
@@ -128,6 +159,8 @@ def deserialize(s: "Serialized | bytes", view_of=None):
     """The value; ``view_of(ref)`` maps buffers that live in shared memory."""
     if type(s) is bytes:  # the wire form of a value without buffers
         header, buffers = s, ()
+    elif type(s) is Unpickled:
+        return s.value
     else:
         header = s.header
         buffers = resolve(s.buffers, view_of) if view_of is not None and s.buffers else s.buffers
@@ -196,8 +229,62 @@ def serialize_task(task, key_of: Callable) -> tuple[Serialized, set]:
 
 
 def deserialize_task(s: Serialized, data: dict):
-    """Unpickle a task made by :func:`serialize_task`, resolving keys from ``data``."""
+    """Unpickle a task made by :func:`serialize_task`, resolving keys from ``data``
+    (or, for one made by :func:`task_in_process`, put the values in place)."""
+    if type(s) is Unpickled:
+        return _resolve(s.value, data)
     return _TaskUnpickler(io.BytesIO(s.header), data, s.buffers).load()
+
+
+class _KeyRef:
+    """Where a Future's value goes in a task kept in this process."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+
+def task_in_process(task, key_of: Callable) -> tuple[Unpickled, set]:
+    """:func:`serialize_task` for workers in this process: nothing pickled, each Future
+    in (nested lists, tuples, sets and dicts of) the arguments replaced by its key's place."""
+    deps: set = set()
+
+    def refs(obj):
+        key = key_of(obj)
+        if key is not None:
+            deps.add(key)
+            return _KeyRef(key)
+        if type(obj) in (list, tuple, set, frozenset):
+            return type(obj)(refs(x) for x in obj)
+        if type(obj) is dict:
+            return {k: refs(v) for k, v in obj.items()}
+        return obj
+
+    func, args, kwargs = task
+    return Unpickled((func, refs(tuple(args)), refs(dict(kwargs)))), deps
+
+
+def _resolve(obj, data: dict):
+    if type(obj) is _KeyRef:
+        return data[obj.key]
+    if type(obj) in (list, tuple, set, frozenset):
+        return type(obj)(_resolve(x, data) for x in obj)
+    if type(obj) is dict:
+        return {k: _resolve(v, data) for k, v in obj.items()}
+    return obj
+
+
+class Codec:
+    """How a client turns values and tasks into what travels: pickled (workers in other
+    processes) or as they are (:data:`IN_PROCESS`)."""
+
+    def __init__(self, value: Callable, task: Callable):
+        self.serialize, self.serialize_task = value, task
+
+
+PICKLED = Codec(serialize, serialize_task)
+IN_PROCESS = Codec(Unpickled, task_in_process)
 
 
 # ------------------------------------------------------------------- sizes ---

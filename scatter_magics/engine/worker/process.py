@@ -14,104 +14,71 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 
+from ...backend import backend_class
+from ...current_client import find_client
 from ...errors import CommClosedError, portable
+from ...versions import get_versions
 from ..shm.cleanup import unlink_segments
 from ..shm.limits import result_refusal
-from ..shm.mapper import SegmentMapper
 from ..wire.comm import Channel, Server, connect
 from ..wire.loop import new_event_loop
 from ..wire.peers import fetch_from_holders
-from ..wire.serialize import (
-    Serialized,
-    deserialize,
-    nbytes_of,
-    serialize,
-    sizeof,
-    wire,
-)
+from ..wire.serialize import Serialized, Unpickled
+from . import task_context
+from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memory
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
-from .runner import TaskRunner, not_run
+from .run_function import run_function
+from .runner import DEFAULT_PRIORITY, TaskRunner, not_run
 from .task_call import WITHDRAWN, execute, task_traceback
 from .task_output import TaskOutput
 from .task_start import StartWatch
 from .tickets import TaskTicket, TicketBook
+from .uploads import Uploads
 
 logger = logging.getLogger("scatter_magics.engine.worker")
 
 HEARTBEAT_INTERVAL = 0.5  # s between heartbeats (with memory) to the scheduler
+CLIENT_TIMEOUT = 30.0  # s a task's get_client() may take to connect the worker's client
 # How long a get-data waits for keys this worker does not hold yet. The scheduler does
 # not wait for a worker to acknowledge small data before it tells others where it is,
 # so a peer's (or a client's) request on another connection can arrive first.
 ARRIVAL_WAIT = 5.0  # seconds
 
 
-SEGMENTS = SegmentMapper()  # this process's read-only mappings of shared memory
 CURRENT: "Worker | None" = None  # the worker this process runs, for tasks that introspect
 
 
-class StoredValue:
-    """A key's data: its serialized form, its value, or both (built lazily)."""
-
-    __slots__ = ("_serialized", "_value", "_has_value", "nbytes", "type")
-
-    def __init__(self, serialized: Serialized | bytes | None = None, value=None,
-                 has_value=False):
-        self._serialized, self._value, self._has_value = serialized, value, has_value
-        self.nbytes = nbytes_of(serialized) if serialized is not None else sizeof(value)
-        self.type = type(value).__name__ if has_value else None
-
-    @property
-    def value(self):
-        if not self._has_value:
-            self._value, self._has_value = deserialize(self._serialized, SEGMENTS.view), True
-        return self._value
-
-    @property
-    def serialized(self) -> Serialized | bytes:
-        """In its wire form (see ``serialize.wire``)."""
-        if self._serialized is None:
-            return wire(serialize(self._value))  # not cached: it would double the memory held
-        return self._serialized
-
-
-class HeldData(dict):
-    """``{key: StoredValue}`` that keeps the total of their sizes, for ``memory_limit``."""
-
-    def __init__(self):
-        super().__init__()
-        self.nbytes = 0
-
-    def __setitem__(self, key: str, value: StoredValue) -> None:
-        old = self.get(key)
-        self.nbytes += value.nbytes - (old.nbytes if old is not None else 0)
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.nbytes -= self[key].nbytes
-        super().__delitem__(key)
-
-    def pop(self, key: str, *default):
-        if key in self:
-            self.nbytes -= self[key].nbytes
-        return super().pop(key, *default)
-
-
 class Worker:
+    """A worker: its data, its task threads, its connections to the scheduler and peers.
+
+    ``resources`` (``{"GPU": 2}``) are what it declares for tasks that ask for some;
+    ``local_directory`` is where uploaded files go (on ``sys.path``; made if None).
+    ``in_process``: a thread of the user's process (``Client(processes=False)``), reached
+    at an ``inproc://`` address, holding values as they are (``serialize.Unpickled``);
+    ``client_address`` is then the scheduler's address for clients (its TCP one).
+    """
+
     def __init__(self, scheduler_address: str, secret: str, name: str, nthreads: int,
-                 memory_limit: int, replaces: str | None = None):
+                 memory_limit: int, replaces: str | None = None, resources: dict | None = None,
+                 local_directory: str | None = None, in_process: bool = False,
+                 client_address: str | None = None):
         self.scheduler_address = scheduler_address
+        self.in_process = in_process
+        self.client_address = client_address or scheduler_address
         self.replaces = replaces
         self.secret = secret
         self.name = name
         self.nthreads = nthreads
         self.memory_limit = memory_limit
+        self.resources = dict(resources or {})
+        self.uploads = Uploads(local_directory, name)
         self.data = HeldData()
         self.runner: TaskRunner | None = None  # the task threads, made on the loop (start)
         self.server = Server(secret, self._handlers())
@@ -121,37 +88,79 @@ class Worker:
         self.close_requested = False  # the scheduler said "close": the owner cleans up
         self._tasks: set[asyncio.Task] = set()
         self._arrivals: asyncio.Future | None = None  # set by the next put-data
+        self._client = None  # made by the first task that asks for it (get_client)
+        self._owns_client = False  # it made it (not the user's, in the user's process)
+        self._client_lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.tickets = TicketBook()  # tasks sent here and not yet done
         self.output = TaskOutput(name, self._report)  # what tasks print, for the client
 
     def _handlers(self) -> dict:
         return {"put-data": self._put_data, "get-data": self._get_data,
-                "delete-keys": self._delete_keys, "fetch": self._fetch,
-                "acquire": self._acquire,
+                "delete-keys": self._delete_keys, "fetch": self._fetch, "acquire": self._acquire,
                 "forget-segments": lambda ch, msg: SEGMENTS.forget(msg["names"]),
-                "compute": self._compute, "steal": self._steal,
-                "close": self._on_close_request}
+                "compute": self._compute, "steal": self._steal, "close": self._on_close_request,
+                "run": lambda ch, msg: run_function(self, msg),
+                "upload-file": lambda ch, msg: self.uploads.save(
+                    msg["filename"], msg["data"], msg["load"]),
+                "versions": lambda ch, msg: get_versions(msg.get("packages") or ())}
 
     def _on_close_request(self, channel, msg) -> None:
         self.close_requested = True
         self.closed.set()
 
+    @property
+    def address(self) -> str:
+        return self.server.inproc_address or self.server.address
+
+    @property
+    def local_directory(self) -> str:
+        return self.uploads.directory
+
     async def start(self) -> None:
-        self.output.start(asyncio.get_running_loop())
-        self.runner = TaskRunner(self.nthreads, self._task_done)
-        address = await self.server.listen("127.0.0.1", 0)
+        self.loop = asyncio.get_running_loop()
+        if not self.in_process:  # (in the user's process, tasks print where it prints)
+            self.output.start(self.loop)
+        self.runner = TaskRunner(self.nthreads, self._task_done, self.resources,
+                                 on_thread_start=lambda: task_context.serve(self))
+        if self.in_process:
+            address = self.server.listen_inproc()
+        else:
+            address = await self.server.listen("127.0.0.1", 0)
         self.scheduler = await connect(self.scheduler_address, self.secret, self._handlers())
         self.scheduler.on_close.append(lambda ch: self.closed.set())
         await self.scheduler.request({
             "op": "register-worker", "address": address, "name": self.name,
             "nthreads": self.nthreads, "memory_limit": self.memory_limit, "pid": os.getpid(),
-            "replaces": self.replaces})
+            "replaces": self.replaces, "resources": self.resources})
         self._spawn(self._report_metrics())
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    keep_running = _spawn  # (a coroutine Client.run(wait=False) left running, say)
+
+    def client(self, timeout: float | None = None):
+        """The worker's client, for tasks (``get_client()``): connected on first use, and
+        shared by every task of this worker. A client of this process already connected
+        to the same scheduler is used as it is (workers in the user's process)."""
+        with self._client_lock:
+            if self._client is None or self._client.status != "running":
+                self._client = find_client(self.client_address)
+                self._owns_client = self._client is None
+                if self._owns_client:
+                    self._client = backend_class("embedded").connect(
+                        self.client_address, secret=self.secret,
+                        timeout=timeout or CLIENT_TIMEOUT).client
+            return self._client
+
+    def task_seceded(self, key) -> None:
+        """A task left its thread's slot (``secede()``, on its thread): tell the scheduler,
+        which then counts the worker's thread free."""
+        if key is not None:
+            self.loop.call_soon_threadsafe(self._report, {"op": "task-seceded", "key": key})
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -162,6 +171,10 @@ class Worker:
                 channel.close()
         if self.runner is not None:
             self.runner.close()
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:  # (never the user's own client)
+            await asyncio.to_thread(client.close)
+        self.uploads.close()
         self.output.close()
 
     # ------------------------------------------------------------ data ---
@@ -256,12 +269,13 @@ class Worker:
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
         key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        options = (msg.get("priority") or DEFAULT_PRIORITY, msg.get("resources"))
         ticket = self.tickets.issue(key)
         if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
             ticket.queue()
-            self._start_task(key, task, who_has, ticket)
+            self._start_task(key, task, who_has, ticket, options)
         else:
-            self._spawn(self._fetch_and_start(key, task, who_has, ticket))
+            self._spawn(self._fetch_and_start(key, task, who_has, ticket, options))
 
     def _steal(self, channel, msg) -> None:
         """The scheduler wants a task back (work stealing): given if no thread has it."""
@@ -269,8 +283,8 @@ class Worker:
         if answer is not None:
             self._report(answer)
 
-    async def _fetch_and_start(self, key: str, task: Serialized, who_has: dict,
-                               ticket: TaskTicket) -> None:
+    async def _fetch_and_start(self, key, task: Serialized, who_has: dict,
+                               ticket: TaskTicket, options: tuple) -> None:
         began, fetch_error = time.time(), None
         try:
             ticket.fetched = await self._gather_from_peers(who_has)
@@ -285,10 +299,10 @@ class Worker:
             # The fetch of the task's inputs from peers: a transfer in the task stream.
             transfers = [{"start": began, "stop": time.time(), "from": None,
                           "nbytes": sum(ticket.fetched.values())}] if ticket.fetched else []
-            self._start_task(key, task, who_has, ticket, transfers)
+            self._start_task(key, task, who_has, ticket, options, transfers)
 
-    def _start_task(self, key: str, task: Serialized, who_has: dict, ticket: TaskTicket,
-                    transfers: list | None = None) -> None:
+    def _start_task(self, key, task: Serialized, who_has: dict, ticket: TaskTicket,
+                    options: tuple, transfers: list | None = None) -> None:
         """Hand the task to the runner's threads; ``_task_done`` takes its result.
 
         ``timing`` goes with it, for the task stream (``task_stream.py``): the transfers
@@ -301,11 +315,11 @@ class Worker:
             self.tickets.forget(key, ticket)
             self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})
             return
-        watch = StartWatch(asyncio.get_running_loop(),
-                           lambda: self._report({"op": "task-started", "key": key}))
+        watch = StartWatch(self.loop, lambda: self._report({"op": "task-started", "key": key}))
         running = (key, watch.watch(), ticket, timing)
+        priority, resources = options
         self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
-                                                   watch.started, timing))
+                                                   watch.started, timing), priority, resources)
 
     def _task_done(self, running: tuple, ok: bool, result, ran) -> None:
         key, timer, ticket, timing = running
@@ -319,7 +333,10 @@ class Worker:
             self._task_erred(key, result, ticket.fetched, timing)
             return
         value, duration = result
-        stored = StoredValue(value=_not_aliasing_shared_memory(value), has_value=True)
+        if self.in_process:  # held as it is: whoever reads it gets the object itself
+            stored = StoredValue(Unpickled(value), value, has_value=True)
+        else:
+            stored = StoredValue(value=not_aliasing_shared_memory(value), has_value=True)
         held = self.data.nbytes - (self.data[key].nbytes if key in self.data else 0)
         if self.memory_limit and held + stored.nbytes > self.memory_limit:
             exc = result_refusal(key, stored.nbytes, self.name, self.server.address, held,
@@ -332,10 +349,10 @@ class Worker:
                       "type": stored.type, "fetched": ticket.fetched, "duration": duration,
                       "timing": timing})
 
-    def _task_erred(self, key: str, exc: BaseException, fetched: dict, timing: dict) -> None:
-        self._report({"op": "task-erred", "key": key, "exception": portable(exc),
-                      "traceback": task_traceback(exc), "fetched": fetched,
-                      "timing": timing})
+    def _task_erred(self, key, exc: BaseException, fetched: dict, timing: dict) -> None:
+        self._report({"op": "task-erred", "key": key,
+                      "exception": exc if self.in_process else portable(exc),
+                      "traceback": task_traceback(exc), "fetched": fetched, "timing": timing})
 
     def _report(self, msg: dict) -> None:
         try:
@@ -349,22 +366,6 @@ class Worker:
         while True:
             self._report({"op": "metrics", "memory": resident_memory()})
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-
-
-def _not_aliasing_shared_memory(value):
-    """``value``, copied if it is a numpy view into a shared segment.
-
-    Segments are reused once their key is released; a result that kept pointing into
-    one (``x[:10]`` of a scattered array) would then silently change.
-    """
-    numpy = sys.modules.get("numpy")
-    if numpy is None or not isinstance(value, numpy.ndarray) or value.base is None:
-        return value
-    low, high = numpy.byte_bounds(value) if hasattr(numpy, "byte_bounds") else \
-        numpy.lib.array_utils.byte_bounds(value)
-    if any(start <= low < end or start < high <= end for start, end in SEGMENTS.spans()):
-        return value.copy()
-    return value
 
 
 def resident_memory() -> int:
@@ -402,6 +403,9 @@ def main(argv=None, parent_pid: int | None = None) -> None:
     parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
     parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
     parser.add_argument("--replaces", help="the dead worker this one replaces")
+    parser.add_argument("--resources", default="{}", help='what it offers tasks, as JSON: '
+                        '{"GPU": 2}')
+    parser.add_argument("--local-directory", help="where uploaded files go (on sys.path)")
     args = parser.parse_args(argv)
     # Our own log lines, marked with the worker's name. Not the root logger's: a task's
     # records then reach the last-resort handler, which writes to sys.stderr as it is
@@ -423,7 +427,9 @@ def main(argv=None, parent_pid: int | None = None) -> None:
     async def run() -> bool:
         global CURRENT
         worker = CURRENT = Worker(scheduler, secret, args.name, args.nthreads,
-                                  args.memory_limit, args.replaces)
+                                  args.memory_limit, args.replaces, json.loads(args.resources),
+                                  args.local_directory)
+        task_context.set_process_worker(worker)
         await worker.start()
         await worker.closed.wait()
         await worker.close()

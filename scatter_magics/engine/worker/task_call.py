@@ -1,10 +1,12 @@
-"""A task on a worker's thread: its call, and its error from the task's own frames on."""
+"""A task on a worker's thread: its call (given back if withdrawn), and its error as the
+client will see it."""
 
 from __future__ import annotations
 
 import time
 import traceback
 
+from ...errors import TaskTraceback
 from ..wire.serialize import Serialized, deserialize_task
 from .task_output import RUNNING
 from .tickets import TaskTicket
@@ -20,7 +22,7 @@ def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=No
         return WITHDRAWN, 0.0
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
-    RUNNING.key = key  # what the thread prints now is this task's (task_output.py)
+    RUNNING.key = key  # what it prints is this task's (task_output.py); secede() names it
     try:
         func, args, kwargs = deserialize_task(task, inputs)
         if timing is not None:
@@ -32,15 +34,16 @@ def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=No
         RUNNING.key = None
 
 
-def task_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback from the task's own first frame on.
-
-    The frames before it (this worker's task runner, ``execute``) say
-    nothing about the task and would hide its frames in a long traceback. An exception
-    raised before the task's function ran (its arguments did not unpickle) keeps them all.
-    """
+def task_traceback(exc: BaseException) -> TaskTraceback:
+    """``exc``'s traceback from the task's own first frame on (the worker's frames that
+    called it are no news to the user), as text and as frames for ``Future.traceback()``."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code is not execute.__code__:
+    while tb is not None and tb.tb_next is not None and \
+            tb.tb_frame.f_globals.get("__name__", "").startswith(__package__):
         tb = tb.tb_next
-    tb = tb.tb_next if tb is not None and tb.tb_next is not None else exc.__traceback__
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        from tblib import Traceback
+    except ImportError:  # the text is still there; Future.traceback() gives None
+        return TaskTraceback(text)
+    return TaskTraceback(text, Traceback(tb).to_dict() if tb is not None else None)
