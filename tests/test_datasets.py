@@ -54,6 +54,8 @@ def test_a_published_dataframe_outlives_a_kernel_restart(shared_cluster):
             %cluster connect {cluster_id}
             df = pd.DataFrame({{"x": range(1000), "y": [str(i) for i in range(1000)]}})
             %scatter df --publish
+            table = df.copy()
+            %scatter table --split 3 --publish
         """)
         km.restart_kernel(now=True)
         kc.wait_for_ready(timeout=90)
@@ -64,6 +66,10 @@ def test_a_published_dataframe_outlives_a_kernel_restart(shared_cluster):
             out = %gather df
             expected = pd.DataFrame({{"x": range(1000), "y": [str(i) for i in range(1000)]}})
             print("EQUAL", out.equals(expected))
+            joined = %gather table
+            print("JOINED", type(joined).__name__, joined.equals(expected))
+            parts = %gather table --pieces
+            print("PIECES", [len(p) for p in parts])
             summary = %cluster
             print(summary)
         """)
@@ -71,10 +77,12 @@ def test_a_published_dataframe_outlives_a_kernel_restart(shared_cluster):
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     assert "EQUAL True" in said
+    assert "JOINED DataFrame True" in said  # a --split value comes back whole, as it went
+    assert "PIECES [334, 333, 333]" in said
     listed = said.split("published dataset")[1].splitlines()[1]  # %cluster lists it
     assert listed.split()[0] == "df" and "worker-0" in listed
-    assert shared_cluster.list_datasets() == ["df"]
-    shared_cluster.unpublish_dataset("df")
+    assert sorted(shared_cluster.list_datasets()) == ["df", "table"]
+    shared_cluster.unpublish_dataset(["df", "table"])
 
 
 def test_published_keys_are_held_by_the_name_until_unpublished(shared_cluster):

@@ -179,7 +179,7 @@ class ScatterMagics(Magics):
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self.names.remember(results, made)
         offer_sources(self.shell, self.session.running_backend(), results, args)
-        publish(self.session, results, args)
+        publish(self.session, results, made, args)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
             bind(self.shell, args.as_name, result)
