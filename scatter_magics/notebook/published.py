@@ -13,7 +13,7 @@ again (``--pieces``: the pieces), and ``client.get_dataset("df")`` shows what it
 >>> cut = Cut("df", ("df[0/2]-a", "df[1/2]-b"), (3, 2), "DataFrame")
 >>> packed = published_value(["f0", "f1"], cut)
 >>> packed
-{'scatter_magics.cut': {'type': 'DataFrame', 'rows': [3, 2]}, 'pieces': ['f0', 'f1']}
+{'__scatter_magics_cut__': {'type': 'DataFrame', 'rows': [3, 2]}, 'pieces': ['f0', 'f1']}
 >>> unpacked(packed) == (["f0", "f1"], ("DataFrame", (3, 2)))
 True
 """
@@ -25,7 +25,7 @@ from IPython.core.error import UsageError
 from .arguments import is_dotted_name
 from .splitting import Cut
 
-CUT_MARK = "scatter_magics.cut"  # the key that says a published dict is a cut value
+CUT_MARK = "__scatter_magics_cut__"  # the key that says a published dict is a cut value
 
 
 def check_publishable(args) -> None:

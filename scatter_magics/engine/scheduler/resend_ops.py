@@ -35,6 +35,13 @@ class ResendOps:
         self.state = scheduler.state
         self._waiters: list[tuple[list, asyncio.Future]] = []
 
+    def ops(self) -> dict:
+        return {"resend-data": self.receive, "resend-refused": self.refused}
+
+    def refused(self, client_id, msg: dict) -> None:
+        """A client has no copy of these keys (``{key: why}``): lost, unless another has."""
+        self.scheduler.apply(self.state.resends.refused(client_id, msg["errors"]))
+
     async def receive(self, client_id, msg: dict) -> None:
         """Put a client's ``resend-data`` where its keys belong, and record it."""
         resending = self.state.resends.targets(msg["data"])  # only keys still on their way

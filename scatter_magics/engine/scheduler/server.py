@@ -302,30 +302,19 @@ class Scheduler:
 
     def client_ops(self) -> dict[str, Callable]:
         """Ops a client may call, as ``method(client_id, msg)``."""
-        scatters, views = self.scatters, self.views
+        scatters = self.scatters
         return {
             "scatter": scatters.scatter, "choose-workers": scatters.choose_for_direct,
             "update-data": scatters.record, "gather": self._gather,
             "unrecorded": scatters.unrecorded,
-            "locations": self._locations, "who-has": self._who_has,
-            "has-what": self._has_what, "scheduler-info": views.info,
+            "locations": self._locations, "who-has": self._who_has, "has-what": self._has_what,
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
-            "overview": views.overview, "key-list": views.key_list,
-            "memory-history": views.memory_history, "task-stream": views.task_stream,
-            "datasets": views.datasets, "close-cluster": self._close_cluster,
-            "resend-data": self.resend_ops.receive,
-            "resend-refused": lambda c, m: self.apply(self.state.resends.refused(c, m["errors"])),
-            "publish-datasets": lambda c, m: self.apply(self.state.datasets.publish(
-                m["datasets"], m.get("override", False))),
-            "unpublish-datasets": lambda c, m: self.apply(self.state.datasets.unpublish(
-                m["names"])),
-            "get-datasets": lambda c, m: self.state.datasets.get(c, m["names"]),
-            "list-datasets": lambda c, m: self.state.datasets.names(),
-            "coordination-cancel": self.waits.cancel,
-            **self.cluster.ops(), **self.variables.ops(), **self.queues.ops(),
-            **self.semaphores.ops(), **self.events.ops(),
+            "close-cluster": self._close_cluster, "coordination-cancel": self.waits.cancel,
+            **self.views.ops(), **self.resend_ops.ops(), **self.cluster.ops(),
+            **self.variables.ops(), **self.queues.ops(), **self.semaphores.ops(),
+            **self.events.ops(),
         }
 
     async def _wait_for_workers(self, client_id, msg):

@@ -21,6 +21,11 @@ class ViewOps:
         self.scheduler = scheduler
         self.state = scheduler.state
 
+    def ops(self) -> dict:
+        return {"scheduler-info": self.info, "overview": self.overview,
+                "key-list": self.key_list, "memory-history": self.memory_history,
+                "task-stream": self.task_stream, "datasets": self.datasets}
+
     def info(self, client_id, msg) -> dict:
         info = self.state.info()
         info["address"] = self.scheduler.address
