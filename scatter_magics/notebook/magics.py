@@ -438,6 +438,7 @@ def unload_ipython_extension(ipython) -> None:
     if magics is None:
         return
     magics.session.close()
+    magics.names.forget_all()  # what only the magics held: released now, not at a GC pass
     for name, method in list(manager.magics["line"].items()):
         if getattr(method, "__self__", None) is magics:
             del manager.magics["line"][name]
@@ -446,5 +447,4 @@ def unload_ipython_extension(ipython) -> None:
     remove_formatters(ipython)
     task_output.ROUTER.unwatch(ipython)
     from .widget import uninstall_display
-
     uninstall_display(ipython)
