@@ -33,6 +33,17 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
+class Source(Protocol):
+    """Where a scattered value can be read again (the magics: the variable it came from).
+
+    Called by an engine, on a thread of its own, when every replica of its keys is gone.
+    """
+
+    def values(self, keys: list) -> dict:
+        """``{key: value}`` for each of ``keys`` it still holds as scattered; for the
+        others a ``FutureLostError`` whose message says why and what to do."""
+
+
 class Backend(Protocol):
     """One client, seen by the notebook layer. Every method blocks until done."""
 
@@ -65,16 +76,34 @@ class Backend(Protocol):
                progress: Progress | None = None):
         """The values of (nested) futures, in the same structure; ``progress`` as above."""
 
+    def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
+        """When every replica of a key of ``sources`` (``{key: Source}``) is gone, scatter
+        it again from its source, under the same key, placed as ``workers`` and
+        ``broadcast`` said (before anyone gathers it: a gather waits). A key its source
+        refuses turns lost with the source's message. Optional: the magics skip an
+        adapter without it."""
+
+    def publish(self, name, data) -> None:
+        """Publish ``data`` (futures, containers of them) on the cluster as ``name``,
+        replacing a dataset of that name: it outlives this client (Dask's
+        ``publish_dataset(data, name=name, override=True)``)."""
+
+    def get_dataset(self, name):
+        """The dataset published as ``name``, its futures this client's; ``KeyError``
+        if there is none."""
+
     def scheduler_info(self) -> dict:
         """``{"address": str, "workers": {address: {name, nthreads, memory_limit,
-        memory, nbytes, nkeys}}}`` for the live workers."""
+        memory, nbytes, nkeys}}, "datasets": [{name, nbytes, workers}]}`` for the live
+        workers and the published datasets (``workers``: the names of their holders)."""
 
     def has_what(self) -> dict:
         """``{worker address: [keys]}``."""
 
     def overview(self) -> dict:
         """The cluster as every view shows it: ``summary.summarize``'s ``{"workers",
-        "keys", "totals"}``, counted by the scheduler (every key, not only this client's)."""
+        "keys", "totals"}``, counted by the scheduler (every key, not only this client's),
+        and its published ``"datasets"`` (as in :meth:`scheduler_info`)."""
 
     def memory_history(self) -> dict:
         """The last five minutes of each worker's process memory and data held, a sample a

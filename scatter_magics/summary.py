@@ -15,6 +15,9 @@ held 122 MiB, because one counted a lost key's bytes and the other did not):
   counts against its ``memory_limit``), ``nkeys`` the keys it holds, ``by_status`` the
   keys held (``finished``) and computed (``running``) there; ``memory`` is its
   process's resident memory, a second and different number.
+- ``datasets``, beside them in every answer that has them (the scheduler's overview, the
+  Dask views, the REST API): the published datasets, ``[{name, nbytes, workers}]``
+  (``workers`` by name), which belong to the cluster and outlive any kernel.
 
 A key is given as a *record*, ``(status, workers, nbytes, running_on)``, made from a key
 event (docs/internals.md, "The event stream") by :func:`record`. :class:`KeyTally` keeps

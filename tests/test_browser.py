@@ -16,6 +16,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from tests.browser_support import (
@@ -31,7 +32,7 @@ from tests.browser_support import (
     save_artifact_dir,
     write_notebook,
 )
-from tests.conftest import our_worker_processes, wait_for
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -128,14 +129,25 @@ NOTEBOOK = [
 ]
 
 
-def worker_pid(name: str) -> int:
-    """The pid of the live worker process called ``name`` (started by the kernel)."""
-    def find():
-        for proc in our_worker_processes():
-            cmd = proc.cmdline()
-            if "--name" in cmd and cmd[cmd.index("--name") + 1] == name:
-                return proc.pid
-    return wait_for(find, timeout=15, what=f"a {name} process")
+def new_worker_pid(known: set) -> int:
+    """The pid of the live worker process (started by the kernel) not in ``known``: the
+    replacement. Workers forked by the kernel's fork server run the template's command
+    line (no ``--name``); the template is the kernel's child, a worker its child."""
+    def workers():
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                command, parent = proc.cmdline(), proc.parent()
+                if proc.status() != psutil.STATUS_ZOMBIE and (
+                        "scatter_magics.engine.worker" in command
+                        or (TEMPLATE in command and parent and TEMPLATE in parent.cmdline())):
+                    yield proc.pid
+            except psutil.NoSuchProcess:
+                pass
+    return wait_for(lambda: next((pid for pid in workers() if pid not in known), None),
+                    timeout=15, what="the replacement worker's process")
+
+
+TEMPLATE = "scatter_magics.engine.worker.template"
 
 
 def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
@@ -169,10 +181,11 @@ def test_broadcast_row_finishes_then_turns_lost_live(lab_server, page):
             "() => document.querySelectorAll('.sm-cluster tbody tr').length === 2")
         screenshot(page, "widget-one-replica.png")
 
-        # 2. Busy kernel (another cell running): every holder dies at once, the row
-        #    turns lost (scattered data: nothing to recompute it from).
-        holders = [pids["worker-1"], worker_pid("worker-2")]
-        execute_in_background(page, "import time; time.sleep(60)")
+        # 2. Busy kernel (another cell running, which changed x first): every holder
+        #    dies at once, the row turns lost (scattered data: nothing to recompute it
+        #    from, and the magics cannot send it again from a variable that changed).
+        holders = [pids["worker-1"], new_worker_pid(set(pids.values()))]  # and worker-2
+        execute_in_background(page, "x['label'] = 'changed'; import time; time.sleep(60)")
         page.wait_for_function(
             "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
             " === 'busy'")
@@ -319,13 +332,15 @@ def test_widgets_follow_progress_dead_worker_stop_and_theme(lab_server, page, fr
                        const left = c.querySelector('.sm-departed');
                        return !c.querySelector("tbody tr[data-worker='worker-0']")
                            && left && left.textContent.includes('worker-0'); }""")
-        # ... and big, held only by worker-0, is lost, its row saying why.
+        # ... and big, held only by worker-0, survives: its bytes are in shared memory,
+        # which outlives the workers, and its row shows the worker that took it over.
         big = page.locator(".sm-futures tbody tr", has_text="big-").first
         page.wait_for_function(
             """() => [...document.querySelectorAll('.sm-futures tbody tr')].some(
-                   (tr) => tr.dataset.status === 'lost'
-                       && tr.querySelector('.sm-workers').textContent.includes('worker-0 died'))""")
-        assert big.get_attribute("data-status") == "lost"
+                   (tr) => tr.textContent.includes('big-') && tr.dataset.status === 'finished'
+                       && /^worker-[12] · worker-0 died/.test(
+                           tr.querySelector('.sm-workers').textContent))""")
+        assert big.get_attribute("data-status") == "finished"
         shot("worker-died")
 
         # Status colours meet WCAG AA (4.5:1) as rendered, in the dark theme and the light one.

@@ -60,9 +60,12 @@ def broken(x):
 bad = client.submit(broken, 1)
 %gather bad"""
 
+# No copy of it anywhere, so its holder's death loses it: ~0.5 MB of pickle (the client
+# keeps small ones), no buffers (shared memory outlives workers), --no-hash (the magics
+# send an unchanged variable again); --timeout waits until worker-0 stored it.
 SCATTER_ON_WORKER_0 = """\
-big = list(range(1000))
-big_future = %scatter big -w worker-0"""
+big = list(range(100_000))
+big_future = %scatter big -w worker-0 --no-hash --timeout 60"""
 
 KILL_WORKER_0 = {
     "embedded": "victim = {w['name']: w['pid'] for w in "

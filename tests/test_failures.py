@@ -120,7 +120,9 @@ def test_gather_timeout(client):
 def test_killed_worker_loses_only_its_unreplicated_keys(make_client):
     client = make_client(n_workers=2)
     (a, pid_a), (b, _) = sorted(worker_pids(client).items())
-    only_on_a = client.scatter("only-on-a", workers=[a], hash=False)
+    # 100 kB: neither kept by the client (small values are, and sent again) nor in shared
+    # memory (large buffers are, and survive), and a plain Client has no source for it.
+    only_on_a = client.scatter(b"only-on-a" * 10_000, workers=[a], hash=False)
     replicated = client.scatter("everywhere", broadcast=True, hash=False)
     os.kill(pid_a, signal.SIGKILL)
     wait_for(lambda: only_on_a.status == "lost", what="the future to be lost")

@@ -267,6 +267,27 @@ async def test_a_server_owned_cluster_starts_lists_and_stops(jp_fetch, jp_enviro
 
 
 @on_server_loop
+async def test_a_dataset_published_on_a_server_owned_cluster_is_listed_after_its_client_left(
+        jp_fetch, jp_environ):
+    from scatter_magics import Client
+
+    response = await jp_fetch(*API, "clusters", method="POST", body=json.dumps({"n_workers": 1}))
+    started = json.loads(response.body)
+    try:
+        entry = discovery.find_entry(started["id"])
+        with Client(entry.scheduler_address, secret=entry.secret) as kernels_client:
+            kernels_client.publish_dataset(df=kernels_client.scatter(["a", "b"], hash=False))
+        answer, _ = await get_json(jp_fetch, "clusters", started["id"])
+        [dataset] = answer["datasets"]  # the client is gone; the dataset is the cluster's
+        assert dataset["name"] == "df" and dataset["nbytes"] > 0
+        assert dataset["workers"] == ["worker-0"]
+        listing, _ = await get_json(jp_fetch, "clusters")
+        assert next(c for c in listing if c["id"] == started["id"])["datasets"] == [dataset]
+    finally:
+        await jp_fetch(*API, "clusters", started["id"], method="DELETE")
+
+
+@on_server_loop
 async def test_unchanged_listing_answers_not_modified(jp_fetch, start_cluster):
     start_cluster(n_workers=1, n_keys=1)
     codes = []
@@ -375,6 +396,14 @@ async def test_a_cluster_a_kernel_joins_is_listed_while_it_stays_connected(
         assert [w["name"] for w in card["workers"]] == ["worker-0", "worker-1"]
         [connection] = card["connected"]
         assert set(connection) == {"id", "kernel_id", "name"}
+        # Issue 20: its published datasets beside the summary (the recorder lists them).
+        shell.user_ns["letters"] = ["a", "b", "c"]
+        run(shell, "%scatter letters --publish")
+        [card], _ = await get_json(jp_fetch, "clusters")
+        [dataset] = card["datasets"]
+        assert dataset["name"] == "letters" and dataset["nbytes"] > 0
+        assert set(dataset["workers"]) <= {"worker-0", "worker-1"} and dataset["workers"]
+        shell.user_ns["client"].unpublish_dataset("letters")  # the shared cluster's
         with pytest.raises(HTTPClientError) as refused:  # others may be using it
             await jp_fetch(*API, "clusters", card["id"], method="DELETE")
         assert refused.value.code == 409

@@ -1,9 +1,10 @@
 """The cluster sidebar in a real JupyterLab 4 and Notebook 7, in Debian's headless Chromium.
 
 Two notebooks start clusters (each in its own page, as a user with two tabs would); the
-sidebar must show both within 2 s of their cells finishing. A worker of one is killed and
-its card changes; the cluster is stopped from the sidebar and the notebook's live widget
-says the client closed. Screenshots go to ``$ARTIFACTS`` (``sidebar-<app>-*.png``).
+sidebar must show both within 2 s of their cells finishing, each card with the dataset
+its notebook published. A worker of one is killed and its card changes; the cluster is
+stopped from the sidebar and the notebook's live widget says the client closed.
+Screenshots go to ``$ARTIFACTS`` (``sidebar-<app>-*.png``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ NOTEBOOK = [
     "%load_ext scatter_magics\n%cluster start -n 2",
     "x = list(range(1000))\n%scatter x",
     "y = list(range(10))\n%scatter y --split 2",  # two pieces: one name, two keys
+    "z = {'kept': 'by the cluster'}\n%scatter z --publish",  # a dataset that outlives kernels
 ]
 
 
@@ -121,12 +123,19 @@ def clusters_by_notebook(server: LabServer) -> dict[str, dict]:
         return {c["name"]: c for c in json.loads(response.read())}
 
 
+TEMPLATE = "scatter_magics.engine.worker.template"
+
+
 def workers_of(process: psutil.Process) -> list[psutil.Process]:
     """The live (not zombie) worker processes a kernel started."""
     found = []
-    for child in process.children(recursive=True):  # forked by the kernel's fork server
+    for child in process.children(recursive=True):
         try:
-            if "scatter_magics.engine.worker" in child.cmdline() \
+            command = child.cmdline()
+            # Forked by the kernel's fork server (the template, the kernel's child, is not
+            # a worker; they share its command line), or spawned as a fresh interpreter.
+            forked = TEMPLATE in command and child.ppid() != process.pid
+            if (forked or "scatter_magics.engine.worker" in command) \
                     and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.NoSuchProcess:
@@ -158,10 +167,15 @@ def test_sidebar_shows_clusters_live_and_stops_them(server, browser):
         # The listing is pushed to the sidebar (clusters/ws), not only polled.
         assert any(url.endswith("/scatter-magics/api/clusters/ws") for url in b.sockets), b.sockets
         card_b = wait_for(lambda: next((t for t in [b.page.inner_text(CARD.format(id_b))]
-                                        if "3 keys" in t), None), timeout=5,
+                                        if "4 keys" in t), None), timeout=5,
                           what="B's card to count the keys of its last cell")
         assert "b.ipynb" in card_b and "2 workers alive" in card_b
-        assert "2 names" in card_b  # x, and y's two pieces counted once
+        assert "3 names" in card_b  # x, and y's two pieces counted once, z
+        name, holders = b.page.eval_on_selector(  # the dataset, and the worker holding it
+            CARD.format(id_b) + " .sm-lab-dataset[data-dataset='z']",
+            "n => [n.querySelector('.sm-lab-dataset-name').textContent,"
+            " n.querySelector('.sm-lab-dataset-holders').textContent]")
+        assert name == "z" and holders in ("worker-0", "worker-1")
         assert b.card_workers(id_b) == ["worker-0", "worker-1"]
         b.screenshot("two-clusters")
 

@@ -8,6 +8,7 @@ after the shared client exists would leave ``get_client()`` without a default.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -751,3 +752,20 @@ def test_counts_read_as_english(ip):
     with capture_output() as out:
         run(ip, "%cluster stop")
     assert "Stopped the cluster and its 1 worker." in out.stdout
+
+
+def test_unload_ext_releases_at_once_what_only_the_magics_held(shared, client):
+    """The magics sit in reference cycles with the shell: without being told, what they
+    remembered stayed on the workers until a garbage-collection pass (a 1 GiB --split
+    frame held its shared memory past the cell that gathered it)."""
+    shared.user_ns["remembered_only"] = list(range(20_000))
+    run(shared, "%scatter remembered_only --no-hash\npass")  # no Out entry holds it
+    key = magics(shared).names["remembered_only"].key
+    assert key in client.who_has()
+    gc.disable()  # the release must not wait for the collector
+    try:
+        run(shared, "%unload_ext scatter_magics")
+        wait_for(lambda: key not in client.who_has(), what="the remembered key to be released")
+    finally:
+        gc.enable()
+    assert client.status == "running"  # not the magics' cluster: it stays

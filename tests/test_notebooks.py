@@ -188,16 +188,20 @@ def test_split_dataframe_combines_per_piece_results_and_joins_the_table_again(ex
 
 
 @pytest.mark.timeout(180)
-def test_worker_dies_loses_the_single_copy_and_keeps_the_replica(executed):
+def test_worker_dies_keeps_every_value_that_has_a_copy_and_names_the_one_that_changed(executed):
     nb = executed(ROOT / "notebooks" / "worker-dies.ipynb").nb
-    assert "everywhere: finished | only_one: lost" in text_of(code_cell(nb, "deadline"))
-    gathered = text_of(code_cell(nb, "survivor = %gather everywhere"))
-    assert "table is intact: True" in gathered
-    assert "FutureLostError" in gathered and "worker-1" in gathered
+    assert ("table: finished | notes: finished | rows: finished | scores: lost"
+            in text_of(code_cell(nb, "deadline")))
+    gathered = text_of(code_cell(nb, "same = %gather table"))
+    assert "table is intact: True" in gathered and "notes and rows too: True" in gathered
+    assert "held by: ['worker-2']" in gathered  # the replacement took worker-1's place
+    assert ("FutureLostError: %gather scores: scores changed after it was scattered and its "
+            "only worker died: %scatter scores again") in gathered
     healed = text_of(code_cell(nb, "workers now:"))
     names = re.search(r"workers now: (\[.*?\])", healed).group(1)
     assert "'worker-0'" in names and "'worker-1'" not in names and names.count("'") == 4, (
         "worker-0 goes on and a new worker replaces worker-1")
+    assert "scores is back: True" in text_of(code_cell(nb, "again = %scatter scores"))
 
 
 @pytest.mark.timeout(180)

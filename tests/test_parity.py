@@ -326,6 +326,65 @@ def test_a_task_on_a_cancelled_future_is_cancelled(any_client):
     assert y.status == "cancelled"
 
 
+# ---------------------------------------------------------------- datasets ---
+
+def another_client(any_client):
+    """A second client of the same cluster, as another notebook's would be."""
+    address = any_client.scheduler_info()["address"]
+    if type(any_client).__module__.startswith("distributed"):
+        return type(any_client)(address, set_as_default=False)
+    return type(any_client)(address)
+
+
+def test_published_data_outlives_the_client_that_published_it(any_client):
+    publisher = another_client(any_client)
+    try:
+        futures = publisher.scatter(["p", "q", "r"], hash=False)
+        publisher.publish_dataset(letters=futures, plain={"n": 7})
+        assert {"letters", "plain"} <= set(any_client.list_datasets())
+    finally:
+        publisher.close()  # its futures go; the datasets still hold their keys
+    got = any_client.get_dataset("letters")
+    assert any_client.gather(got) == ["p", "q", "r"]
+    assert any_client.get_dataset("plain") == {"n": 7}
+    any_client.unpublish_dataset(["letters", "plain"])
+    assert not {"letters", "plain"} & set(any_client.list_datasets())
+    assert any_client.gather(got) == ["p", "q", "r"]  # our futures hold them still
+
+
+def test_publish_dataset_forms_and_mistakes(any_client):
+    future = any_client.scatter("forms", hash=False)
+    any_client.publish_dataset(future, name="by-name")
+    any_client.publish_dataset({"by-dict": future})
+    assert {"by-name", "by-dict"} <= set(any_client.list_datasets())
+    with pytest.raises(KeyError, match="already exists"):
+        any_client.publish_dataset(future, name="by-name")
+    any_client.publish_dataset(42, name="by-name", override=True)
+    assert any_client.get_dataset("by-name") == 42
+    [by_dict, by_name] = any_client.get_dataset(["by-dict", "by-name"])
+    assert by_dict.result() == "forms" and by_name == 42
+    with pytest.raises(ValueError, match="positional argument must be"):
+        any_client.publish_dataset(future, future)
+    with pytest.raises(ValueError, match="If name is provided"):
+        any_client.publish_dataset(name="nothing")
+    with pytest.raises(KeyError, match="not found"):
+        any_client.get_dataset("never-published")
+    assert any_client.get_dataset("never-published", default=None) is None
+    any_client.unpublish_dataset("never-published")  # nothing to do, no error
+    any_client.unpublish_dataset(["by-name", "by-dict"])
+    assert not {"by-name", "by-dict"} & set(any_client.list_datasets())
+
+
+def test_datasets_is_a_mutable_mapping(any_client):
+    any_client.datasets["mapped"] = any_client.scatter("mapping", hash=False)
+    assert "mapped" in any_client.datasets and "mapped" in list(any_client.datasets)
+    assert "absent" not in any_client.datasets
+    assert any_client.datasets["mapped"].result() == "mapping"
+    count = len(any_client.datasets)
+    del any_client.datasets["mapped"]
+    assert len(any_client.datasets) == count - 1
+
+
 # ---------------------------------------------------------------- asynchronous ---
 
 def test_asynchronous_client_awaits_start_and_close(any_client):

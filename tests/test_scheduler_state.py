@@ -7,7 +7,9 @@ from concurrent.futures import CancelledError
 import pytest
 
 from scatter_magics.engine.scheduler.state import SchedulerState
-from scatter_magics.errors import NoWorkersError, UnknownWorkerError
+from scatter_magics.engine.shm.pool import ShmRef
+from scatter_magics.engine.wire.serialize import Serialized
+from scatter_magics.errors import FutureLostError, NoWorkersError, UnknownWorkerError
 
 A, B = "tcp://127.0.0.1:1001", "tcp://127.0.0.1:1002"
 
@@ -74,12 +76,13 @@ def test_waiting_task_starts_when_its_input_finishes(state):
     assert (("worker", worker), "compute") in ops(out)  # next to its input
 
 
-def test_losing_the_only_holder_loses_the_key(state):
+def test_losing_the_only_holder_asks_its_clients_then_loses_the_key(state):
     state.add_data("c", {"solo": [A], "both": [A, B]}, {}, {})
-    out = state.remove_worker(A)
-    assert state.keys["solo"].state == "lost"
+    assert state.remove_worker(A) == [(("client", "c"), {"op": "resend", "keys": ["solo"]})]
+    assert state.keys["solo"].state == "resending"  # its futures still say finished
     assert state.keys["both"].who_has == {B}
-    [(dest, msg)] = out
+    [(dest, msg)] = state.resends.refused("c", {"solo": None})  # no copy there either
+    assert state.keys["solo"].state == "lost"
     assert dest == ("client", "c") and msg["status"] == "lost" and "solo" in str(msg["exception"])
 
 
@@ -229,6 +232,8 @@ def test_a_lost_result_is_recomputed_when_its_inputs_remain(state):
     assert ((("client", "c"), {"op": "key-update", "key": "y", "status": "pending", "type": "int",
                                "exception": None, "traceback": None}) in out)
     assert ("worker", B) in [dest for dest, msg in out if msg["op"] == "compute"]
+    assert (("client", "c"), {"op": "resend", "keys": ["s"]}) in out
+    state.resends.refused("c", {"s": None})  # the client had no copy of it
     lost = state.keys["s"].exception  # scattered, held only by A: lost, and says what to do
     assert state.keys["s"].state == "lost"
     assert "'s'" in str(lost) and "worker-0" in str(lost) and "scatter it again" in str(lost)
@@ -306,6 +311,101 @@ def test_the_worker_book_says_who_woke_up_and_the_state_tops_them_up(state):
     state.drop_replicas(B, ["x"], "refused")  # B lacks the standing x now
     assert state.heard_from(B, now=11.0) == [(("worker", B), {"op": "acquire",
                                                               "who_has": {"x": [A]}})]
+
+
+# ------------------------------------------------------------ issue 20: data that survives ---
+
+def shared_copy(name: str = "seg-1") -> Serialized:
+    return Serialized(b"header", [ShmRef(name, 0, 100), memoryview(b"small inline buffer")])
+
+
+def test_a_lost_shared_memory_key_is_put_on_a_survivor_from_its_copy(state):
+    state.add_data("c", {"big": [A]}, {"big": 100}, {"big": "ndarray"}, shared=["big"],
+                   copies={"big": shared_copy()})
+    out = state.remove_worker(A, "was killed by SIGKILL")
+    [(dest, msg)] = [(d, m) for d, m in out if m["op"] == "put-data"]
+    assert dest == ("worker", B) and msg["data"]["big"].buffers[0] == ShmRef("seg-1", 0, 100)
+    assert type(msg["data"]["big"].buffers[1]) is bytes  # no view of the caller's memory kept
+    assert not [m for _, m in out if m["op"] in ("key-update", "resend")]  # nobody hears of it
+    assert state.keys["big"].state == "memory" and state.who_has(["big"]) == {"big": [B]}
+
+
+def test_a_copy_waits_for_a_worker_and_a_replacement_inherits_its_workers(state):
+    state.add_data("c", {"big": [A]}, {"big": 100}, {"big": "ndarray"}, shared=["big"],
+                   workers=["worker-0"], copies={"big": shared_copy()})
+    state.submit("c", "total", "task", {"big"}, None)  # computed on A, then A dies
+    out = state.remove_worker(A, "was killed by SIGKILL")
+    assert state.keys["big"].state == "resending" and not ops(out)  # B may not hold it
+    assert state.keys["total"].state == "waiting"  # the task waits for its input
+    out = state.add_worker("tcp://127.0.0.1:1003", "worker-2", 1, 100, replaces="worker-0")
+    assert ("worker", "tcp://127.0.0.1:1003") in [d for d, m in out if m["op"] == "put-data"]
+    assert ("worker", "tcp://127.0.0.1:1003") in [d for d, m in out if m["op"] == "compute"]
+    assert state.keys["big"].state == "memory"
+
+
+def test_data_a_client_sends_again_is_placed_as_before_and_releases_its_readers(state):
+    state.add_data("c", {"x": [A]}, {"x": 8}, {"x": "int"}, broadcast=True, workers=["worker-0"])
+    state.submit("c", "y", "task", {"x"}, None)
+    assert state.remove_worker(A, "died")[0] == (("client", "c"), {"op": "resend", "keys": ["x"]})
+    assert state.resends.targets(["x"]) == {"x": []}  # only worker-0 may hold it
+    state.add_worker("tcp://127.0.0.1:1003", "worker-2", 1, 100, replaces="worker-0")
+    assert state.resends.targets(["x", "unknown"]) == {"x": ["tcp://127.0.0.1:1003"]}
+    out = state.add_data(None, {"x": ["tcp://127.0.0.1:1003"]}, {"x": 8}, {"x": "int"})
+    assert ops(out) == [(("worker", "tcp://127.0.0.1:1003"), "compute")]
+    assert not state.resends.active and state.keys["x"].state == "memory"
+    assert state.resends.refused("c", {"x": None}) == []  # too late: it is held again
+
+
+def test_the_last_refusal_loses_the_key_with_the_first_reason_given(state):
+    state.add_data("c1", {"b": [A]}, {"b": 8}, {"b": "list"})
+    state.add_data("c2", {"b": [A]}, {"b": 8}, {"b": "list"})
+    out = state.remove_worker(A, "was killed by SIGKILL")
+    assert sorted(d for d, m in out if m["op"] == "resend") == [("client", "c1"), ("client", "c2")]
+    why = FutureLostError("b changed after it was scattered and its only worker died: "
+                          "%scatter b again")
+    assert state.resends.refused("c1", {"b": why}) == []  # c2 may still have it
+    out = state.forget_client("c2")  # leaving is a refusal
+    assert state.keys["b"].state == "lost" and state.keys["b"].exception is why
+    assert [(d, m["status"]) for d, m in out if m["op"] == "key-update"] == [
+        (("client", "c1"), "lost")]
+
+
+def test_a_busy_worker_gets_data_only_when_no_other_may(state):
+    state.publishing = True
+    state.heard_from(A, now=10.0)
+    state.heard_from(B, now=13.5)
+    state.check_heartbeats(now=14.0, busy={A})  # silent, but its process runs
+    assert state.info()["workers"][A]["status"] == "busy"
+    assert {"event": "worker-status", "address": A, "name": "worker-0",
+            "status": "busy"} in state.events
+    assert {a for [a] in state.choose_workers(8)} == {B}
+    assert state.choose_workers(1, workers=["worker-0"]) == [[A]]  # it waits for A
+    state.check_heartbeats(now=15.0)  # no longer running: frozen
+    assert state.info()["workers"][A]["status"] == "unresponsive"
+    with pytest.raises(NoWorkersError, match="unresponsive"):
+        state.choose_workers(1, workers=["worker-0"])
+
+
+def test_published_keys_outlive_their_client_until_unpublished(state):
+    state.add_data("c1", {"x": [A], "y": [B]}, {"x": 8, "y": 4}, {"x": "int", "y": "int"})
+    assert state.datasets.publish({"df": {"data": b"pickle", "keys": ["x", "y"]}}, False) == []
+    with pytest.raises(KeyError, match="Dataset df already exists"):
+        state.datasets.publish({"df": {"data": b"other", "keys": []}}, override=False)
+    assert state.forget_client("c1") == []
+    assert state.datasets.summaries() == [{"name": "df", "nbytes": 12, "keys": 2,
+                                           "workers": ["worker-0", "worker-1"]}]
+    [got] = state.datasets.get("c2", ["df"])
+    assert got["data"] == b"pickle" and got["states"]["x"]["status"] == "finished"
+    assert state.datasets.get("c2", ["nothing"]) == [None]
+    # Published again with y only: x is held by c2 (it got the dataset), so nothing goes.
+    assert state.datasets.publish({"df": {"data": b"v2", "keys": ["y"]}}, override=True) == []
+    state.release("c2", ["x", "y"])
+    assert "x" not in state.keys and "y" in state.keys
+    out = state.datasets.unpublish(["df", "never-published"])
+    assert (("worker", B), {"op": "delete-keys", "keys": ["y"]}) in out
+    assert state.datasets.names() == [] and "y" not in state.keys
+
+
 
 
 # ---------------------------------------------------------------- task options (issue 19) ---
@@ -432,7 +532,9 @@ def test_the_overview_is_the_summary_and_a_lost_key_holds_no_bytes(state):
     assert state.overview()["keys"] == {"count": 2, "by_status": {"finished": 2},
                                         "nbytes": 1010, "replicas": 3, "replica_nbytes": 1020,
                                         "names": 2}
-    state.remove_worker(A, "was killed by SIGKILL")  # y's only holder: lost
+    state.remove_worker(A, "was killed by SIGKILL")  # y's only holder: c is asked for it
+    assert state.overview()["keys"]["by_status"] == {"finished": 2}  # on its way back
+    state.resends.refused("c", {"y": None})  # c kept no copy of it: lost
     overview = state.overview()
     assert overview["keys"]["by_status"] == {"finished": 1, "lost": 1}
     assert overview["keys"]["nbytes"] == 10 and [w["name"] for w in overview["workers"]] == [

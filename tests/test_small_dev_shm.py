@@ -80,3 +80,46 @@ def test_scatter_broadcast_and_gather_of_100MB_with_a_64MiB_dev_shm():
     assert out["info"]["fallbacks"] >= 3  # the 100 MB scatter, the broadcast, the third part
     [warning] = out["shm_warnings"]  # once per cluster, naming what was measured
     assert "/dev/shm has" in warning and "64 MiB" in warning and "95.4 MiB" in warning
+
+
+MAGICS_SCRIPT = textwrap.dedent("""
+    import json, os, signal, time, warnings
+    import numpy as np
+    from IPython.core.interactiveshell import InteractiveShell
+
+    warnings.simplefilter("ignore")  # the fallback's warning: the test above checks it
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "scatter_magics")
+    shell.run_line_magic("cluster", "start -n 2")
+    client = shell.user_ns["client"]
+    shell.user_ns["big"] = np.arange(100_000_000 // 8, dtype=np.float64)
+    future = shell.run_line_magic("scatter", "big --timeout 60")  # too big: the socket
+    out = {"mode": client.scheduler_info()["shared_memory"]["mode"]}
+    [holder] = client.who_has([future])[future.key]
+    os.kill(client.scheduler_info()["workers"][holder]["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until another worker holds it
+        holders = client.who_has([future]).get(future.key)
+        if holders and holder not in holders:
+            break
+        time.sleep(0.05)
+    out["status"] = future.status
+    gathered = shell.run_line_magic("gather", "big")
+    out["equal"] = bool(np.array_equal(gathered, shell.user_ns["big"]))
+    shell.run_line_magic("cluster", "stop")
+    print(json.dumps(out))
+""")
+
+
+def test_the_magics_send_socket_path_data_again_when_its_worker_dies():
+    """With a 64 MiB /dev/shm a 100 MB array goes over the socket: no shared memory keeps
+    it. Its only holder killed, the magics send it again from the unchanged variable."""
+    reason = can_unshare()
+    if reason:
+        pytest.skip(reason)
+    command = f"mount -t tmpfs -o size=64m tmpfs /dev/shm && exec {sys.executable} -c \"$0\""
+    run = subprocess.run(["unshare", "-m", "sh", "-c", command, MAGICS_SCRIPT],
+                         capture_output=True, text=True, timeout=110)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out == {"mode": "socket-fallback", "status": "finished", "equal": True}

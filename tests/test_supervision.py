@@ -224,7 +224,8 @@ def test_a_frozen_worker_is_unresponsive_gets_no_data_and_comes_back(make_client
 
 def test_a_worker_frozen_past_worker_ttl_is_ended_and_what_waited_on_it_gets_an_answer():
     """A gather whose only holder froze is not stuck for ever: after worker_ttl the
-    worker is ended and replaced; its task is recomputed, its scattered data is lost."""
+    worker is ended and replaced; its task is recomputed, its scattered data in shared
+    memory goes to the replacement, and data that went over the socket is lost."""
     cluster = LocalCluster(n_workers=2, worker_ttl=2)
     client = Client(cluster)
     try:
@@ -232,7 +233,8 @@ def test_a_worker_frozen_past_worker_ttl_is_ended_and_what_waited_on_it_gets_an_
         assert total.result(timeout=30) == 42
         [frozen] = client.who_has([total])[total.key]
         pid = worker_pids(client)[frozen]
-        data = client.scatter(np.arange(1_000_000), workers=[frozen])
+        data = client.scatter(b"over the socket" * 10_000, workers=[frozen])
+        array = client.scatter(np.arange(1_000_000), workers=[frozen])  # in shared memory
         os.kill(pid, signal.SIGSTOP)
         with pytest.raises(FutureLostError) as lost:
             client.gather(data)  # no timeout: the worker_ttl bounds the wait
@@ -242,6 +244,7 @@ def test_a_worker_frozen_past_worker_ttl_is_ended_and_what_waited_on_it_gets_an_
         wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=15,
                  what="a replacement worker")
         assert client.gather(total, timeout=30) == 42  # recomputed elsewhere
+        np.testing.assert_array_equal(client.gather(array, timeout=30), np.arange(1_000_000))
     finally:
         client.close()
         cluster.close()
@@ -372,7 +375,9 @@ def test_a_result_whose_holder_died_is_recomputed_from_its_inputs(make_client):
     y = client.submit(lambda a: a * 2, x, pure=False)
     z = client.submit(lambda b: int(b.sum()), y, pure=False)  # runs where y is
     assert z.result(timeout=30) == 90
-    scattered = client.scatter("only here", workers=client.who_has([y])[y.key], hash=False)
+    # Neither small (the client sends those again) nor in shared memory (those survive).
+    scattered = client.scatter(b"only here" * 10_000, workers=client.who_has([y])[y.key],
+                               hash=False)
     gone_input = client.scatter(np.ones(3), workers=client.who_has([y])[y.key], hash=False)
     w = client.submit(lambda v: v + 1, gone_input, pure=False)
     w.result(timeout=30)

@@ -291,7 +291,8 @@ def test_error_status(client):
 
 def test_worker_killed_loses_only_data_it_held_alone(make_client):
     client = make_client(n_workers=2)
-    alone = client.scatter("only on worker-0", workers=["worker-0"], hash=False)
+    # Not small (the client would send it again) nor in shared memory (it would survive).
+    alone = client.scatter(b"only on worker-0" * 10_000, workers=["worker-0"], hash=False)
     everywhere = client.scatter("on both", broadcast=True, hash=False)
     futures = FuturesWidget(client, [alone, everywhere])
     cluster = ClusterWidget(client)
@@ -401,7 +402,9 @@ def test_kernel_shows_scatter_result_as_live_widget_with_html_fallback():
         "%load_ext scatter_magics\n"
         "%config ScatterMagics.n_workers = 2\n"
         "from scatter_magics.notebook.widget import FuturesWidget",
-        "x = 'broadcast me'\n%scatter x --broadcast",
+        # Over 16 KiB: the client keeps no copy of it, only the magics can send it again.
+        "x = 'broadcast me' * 2000\n%scatter x --broadcast",
+        "x = 'changed'  # so its data cannot be sent again from the notebook\n"
         "import os, signal, time\n"
         "from ipywidgets.widgets.widget import _instances\n"
         "from scatter_magics import get_client\n"

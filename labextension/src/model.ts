@@ -51,6 +51,13 @@ export interface ITasksAnswer {
   tasks: ITask[];
 }
 
+/** A published dataset: it belongs to the cluster and outlives any kernel. */
+export interface IDataset {
+  name: string;
+  nbytes: number | null;
+  workers: string[];
+}
+
 /** A kernel connected to a cluster (`%cluster connect`), named by its notebook. */
 export interface IConnection {
   id: string;
@@ -77,6 +84,7 @@ export interface ICluster {
   status: string;
   error?: string;
   workers: IWorker[];
+  datasets?: IDataset[];
   keys: IKeys & {
     /** Distinct value names: the pieces of a split value (`df[0/4]` …) count once. */
     names?: number;

@@ -2,6 +2,7 @@ import { CommandRegistry } from '@lumino/commands';
 import { Widget } from '@lumino/widgets';
 
 import {
+  formatBytes,
   h,
   keysPhrase,
   memoryBar,
@@ -11,7 +12,7 @@ import {
   statusBadge,
   timeline
 } from './dom';
-import { ICluster, PolledResource } from './model';
+import { ICluster, IDataset, PolledResource } from './model';
 
 /** The commands a card's buttons run, with `{ id }` of the card's cluster. */
 export interface ICardCommands {
@@ -186,6 +187,7 @@ export class ClusterSidebar extends Widget {
           )
         )
       ),
+      cluster.datasets?.length ? datasetList(cluster.datasets) : null,
       h(
         'div',
         { class: 'sm-lab-actions' },
@@ -245,4 +247,35 @@ export namespace ClusterSidebar {
     commandIds: ICardCommands;
     clusters: PolledResource<ICluster[]>;
   }
+}
+
+/** The published datasets of a card: name, size and the workers holding them. */
+function datasetList(datasets: IDataset[]): HTMLElement {
+  return h(
+    'div',
+    { class: 'sm-lab-datasets' },
+    h('div', { class: 'sm-lab-datasets-title' }, 'Published datasets'),
+    ...datasets.map(d =>
+      h(
+        'div',
+        {
+          class: 'sm-lab-dataset',
+          'data-dataset': d.name,
+          title:
+            'Published: it outlives kernels; %gather it by name after %cluster connect'
+        },
+        h('span', { class: 'sm-lab-dataset-name' }, d.name),
+        h(
+          'span',
+          { class: 'sm-lab-dataset-size' },
+          d.nbytes === null ? '' : formatBytes(d.nbytes)
+        ),
+        h(
+          'span',
+          { class: 'sm-lab-dataset-holders' },
+          d.workers.length ? d.workers.join(', ') : 'no worker'
+        )
+      )
+    )
+  );
 }

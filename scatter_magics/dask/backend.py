@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import CancelledError
 import os
 import pickle
 import re
@@ -34,6 +35,7 @@ from .. import discovery
 from ..current_client import register_client
 from ..errors import (
     ClientClosedError,
+    FutureLostError,
     PollingFallbackWarning,
     SerializationError,
     UnknownWorkerError,
@@ -45,6 +47,7 @@ from .credentials import security_fields, security_from_fields
 from .dashboard import dashboard_link
 from .events import DaskSubscription, hub_for
 from .failures import connection_error, raise_gather_error
+from .resend import resender_for
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +156,11 @@ class DaskBackend:
         else:
             _warn_polling(self.client, hub.install_error)
 
+    def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
+        """Scatter a key again from ``sources[key]`` (``backend.Source``) when Dask lets
+        it go with its last holder, with the same ``workers`` and ``broadcast``."""
+        resender_for(self.client).keep(sources, workers, broadcast)
+
     def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
         """``progress`` hears the whole gather as one stage, without a count (Dask
         says nothing on the way): the bar shows the time it takes."""
@@ -161,14 +169,22 @@ class DaskBackend:
         if progress is not None:
             progress("gather", None, None)
         if (type(futures) is Future and futures.client is self.client and errors == "raise"
-                and timeout is None):
+                and timeout is None and futures.status == "finished"):
             # The magics' usual case, as a user calls it: Dask's own gather of one future
             # (the general path's walk and rebuild cost ~60 us, 2% of a small round trip).
             try:
                 return self.client.gather(futures)
+            except CancelledError as exc:  # its holder died as we asked: re-sent, if it can be
+                if not self._resent([futures], timeout):
+                    raise_gather_error(self.client, exc, [futures])
             except Exception as exc:
                 raise_gather_error(self.client, exc, [futures])
         found = find_futures(futures, Future)
+        try:
+            self._resent(found, timeout)  # data Dask let go, scattered again first
+        except FutureLostError:
+            if errors == "raise":
+                raise
         try:
             return self._gather(futures, found, errors, timeout)
         except TimeoutError:
@@ -187,6 +203,15 @@ class DaskBackend:
         values.update({f.key: SKIP for f in found if f.key not in values})
         return substitute(futures, Future, values)
 
+    def _resent(self, futures: list, timeout: float | None) -> bool:
+        """Wait for the re-sends of ``futures`` whose data Dask let go (``resend.py``);
+        False if none of them can be re-sent."""
+        resender = resender_for(self.client, make=False)
+        if resender is None or not any(resender.resends(f.key) for f in futures):
+            return False
+        resender.ensure(futures, timeout)
+        return True
+
     def _wait(self, futures: list, timeout: float | None) -> None:
         try:
             with self.client.as_current():  # distributed.wait uses the current client
@@ -199,7 +224,7 @@ class DaskBackend:
         """Addresses for ``workers`` given as addresses, ``(host, port)`` or names."""
         if workers is None:
             return None
-        known = self.scheduler_info()["workers"]
+        known = self._workers()
         by_name = {str(w["name"]): a for a, w in known.items()}
         by_hostport = {a.split("://", 1)[-1]: a for a in known}
         out = []
@@ -214,16 +239,29 @@ class DaskBackend:
 
     def scheduler_info(self) -> dict:
         self._check_open()
-        if hub_for(self.client).install() == "plugin":
-            workers = self.client.sync(self.client.scheduler.scatter_magics_workers)
-        else:
-            # Asked, not Client.scheduler_info(): that returns a cache which the client's
-            # 2 s refresh (asking for no workers) may overwrite between fetch and return.
-            workers = _workers_from_identity(
-                self.client.sync(self.client.scheduler.identity, n_workers=-1))
-        info = {"address": self.client.scheduler.address, "workers": workers}
+        info = {"address": self.client.scheduler.address, "workers": self._workers(),
+                "datasets": self.client.sync(views.datasets, self.client)}
         link = dashboard_link(self.client)
         return {**info, "dashboard_link": link} if link else info
+
+    def _workers(self) -> dict:
+        """``scheduler_info()["workers"]`` alone (one trip: ``-w`` resolves names often)."""
+        self._check_open()
+        if hub_for(self.client).install() == "plugin":
+            return self.client.sync(self.client.scheduler.scatter_magics_workers)
+        # Asked, not Client.scheduler_info(): that returns a cache which the client's
+        # 2 s refresh (asking for no workers) may overwrite between fetch and return.
+        return _workers_from_identity(
+            self.client.sync(self.client.scheduler.identity, n_workers=-1))
+
+    # ------------------------------------------------------------ datasets ---
+    def publish(self, name, data) -> None:
+        self._check_open()
+        self.client.publish_dataset(data, name=name, override=True)
+
+    def get_dataset(self, name):
+        self._check_open()
+        return self.client.get_dataset(name)
 
     def registry_fields(self) -> dict:
         """What the discovery registry needs to reach this client's scheduler, and show."""
@@ -267,6 +305,9 @@ class DaskBackend:
     def close(self) -> None:
         """Close the client; a LocalCluster it started ends too, a remote one keeps running."""
         cluster = self.cluster
+        resender = resender_for(self.client, make=False)
+        if resender is not None:
+            resender.close()
         if self.client.status == "running":
             hub = hub_for(self.client)
             if cluster is None:  # a cluster we joined: take our plugins off if we were last

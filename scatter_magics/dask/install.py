@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 # Travel by value: our plugins' modules, and what they import of ours.
 SHIPPED = ("scatter_magics.dask.starts", "scatter_magics.dask.plugin",
+           "scatter_magics.dask.event_records", "scatter_magics.dask.published",
            "scatter_magics.dask.task_output", "scatter_magics.task_capture",
            "scatter_magics.dask.recorder")
 LEAVE_TIMEOUT = 10.0  # s; taking the worker plugins off waits for every worker's teardown

@@ -25,7 +25,8 @@ handlers, its periodic callback, its AMM policy). Workers that join later start 
 had never been there.
 
 This module imports only the standard library, tornado, distributed, :mod:`.starts`
-(which imports the same) and the output plugins' names: clients always ship it by value
+(which imports the same), :mod:`.event_records` (its records, importing nothing) and the
+output plugins' names: clients always ship it by value
 (``cloudpickle.register_pickle_by_value``, :mod:`.install`), so they run on a scheduler
 and workers that cannot import scatter_magics. ``dask scheduler --preload
 scatter_magics.dask.preload`` installs it when the scheduler starts.
@@ -45,6 +46,7 @@ from distributed.active_memory_manager import ReduceReplicas
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
+from .event_records import ENDED, key_event, key_status, worker_added, worker_metrics
 from .starts import STARTED_OP, WORKER_PLUGIN_NAME
 from .task_output import CAPTURE_NAME, RELAY_NAME
 
@@ -62,37 +64,6 @@ SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~
 REMEMBER_REMOVED = 300.0  # s a departed worker counts for telling "lost" from "released"
 FILL_INTERVAL = 1.0  # s between checks that pinned keys are on every allowed worker
 REMEMBER_GONE = 10_000  # keys let go lately, per client, repeated in a later snapshot
-
-_STATUS = {"memory": "finished", "erred": "error", "forgotten": "released"}
-_ENDED = {"memory": "finished", "erred": "error"}  # how a task can leave processing
-
-
-def key_status(ts, running=()) -> str:
-    """Our status for a Dask ``TaskState``: ``running`` if its key is in ``running``
-    (its worker said it started), else waiting, queued, processing… are pending."""
-    if ts.state == "processing" and ts.key in running:
-        return "running"
-    return _STATUS.get(ts.state, "pending")
-
-
-def key_event(ts, status: str | None = None, running=()) -> dict:
-    """The ``key`` event record for a task, as it is now."""
-    processing_on = ts.processing_on
-    return {"event": "key", "key": str(ts.key), "status": status or key_status(ts, running),
-            "workers": sorted(ws.address for ws in ts.who_has or ()),
-            "nbytes": ts.nbytes if ts.nbytes >= 0 else None, "type": ts.type or None,
-            "processing_on": processing_on.address if processing_on is not None else None}
-
-
-def worker_added(ws) -> dict:
-    return {"event": "worker-added", "address": ws.address, "name": str(ws.name),
-            "nthreads": ws.nthreads, "memory_limit": ws.memory_limit or 0}
-
-
-def worker_metrics(ws) -> dict:
-    return {"event": "worker-metrics", "address": ws.address, "memory": ws.memory.process,
-            "nbytes": ws.nbytes, "nkeys": len(ws.has_what)}
-
 
 class _Subscriber:
     """What one client was last told, and where its round-robin check of keys stands."""
@@ -125,7 +96,7 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self._lock: asyncio.Lock | None = None  # made on the scheduler's loop, when needed
         self._taken_off = False
         self.subscribers: dict[str, _Subscriber] = {}  # client id -> what it was told
-        self.pinned: dict[str, frozenset | None] = {}  # key -> allowed workers (None: all)
+        self.pinned: dict[str, frozenset | None] = {}  # key -> allowed names (None: all)
         self.worker_events: list[dict] = []  # joins and leaves, for the next batch
         self.removed: dict[str, float] = {}  # workers that left lately -> when
         self.dirty: set = set()  # keys that made a transition since the last batch
@@ -252,10 +223,19 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         self.subscribers.pop(client, None)
 
     def pin(self, keys: list, workers: list | None = None) -> None:
-        """Keep a replica of ``keys`` on every worker (of ``workers``) while they live."""
-        allowed = frozenset(workers) if workers else None
+        """Keep a replica of ``keys`` on every worker (of ``workers``) while they live.
+
+        ``workers`` (addresses or names) are remembered by *name*: a worker its nanny
+        restarts comes back under the same name at a new address, and gets its replica
+        back, as every worker does under an unrestricted broadcast.
+        """
+        allowed = frozenset(self._names(workers)) if workers else None
         for key in keys:
             self.pinned[key] = allowed
+
+    def _names(self, workers: list) -> list[str]:
+        by_address = self.scheduler.workers
+        return [str(by_address[w].name) if w in by_address else str(w) for w in workers]
 
     def touch(self, keys: list) -> None:
         """Check ``keys`` in the next batch (a scatter landed: no transition says so)."""
@@ -301,9 +281,9 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         # task ran, for the task stream of a live %cluster --tasks).
         if self.subscribers:
             self.dirty.add(key)
-            if start == "processing" and finish in _ENDED and kwargs.get("startstops"):
+            if start == "processing" and finish in ENDED and kwargs.get("startstops"):
                 self.runs[key] = [kwargs.get("worker"), kwargs.get("thread"),
-                                  kwargs["startstops"], _ENDED[finish]]
+                                  kwargs["startstops"], ENDED[finish]]
         if self.running and start == "processing":
             self.running.pop(key, None)
         if finish == "forgotten":
@@ -406,13 +386,14 @@ class ScatterMagicsPlugin(SchedulerPlugin):
         """Copy each pinned key to the allowed running workers that lack it (one at a time)."""
         if self._filling is not None and not self._filling.done():
             return
-        running = {ws.address for ws in self.scheduler.running}
+        running = {ws.address: str(ws.name) for ws in self.scheduler.running}
         by_target: dict[frozenset, list] = {}
         for key, allowed in list(self.pinned.items()):
             ts = self.scheduler.tasks.get(key)
             if ts is None or ts.state != "memory" or not ts.who_has:
                 continue
-            targets = frozenset(running if allowed is None else running & allowed)
+            targets = frozenset(a for a, name in running.items()
+                                if allowed is None or name in allowed)
             if not targets <= {ws.address for ws in ts.who_has}:
                 by_target.setdefault(targets, []).append(key)
         if by_target:

@@ -15,11 +15,13 @@ by the Jupyter server's probe of a registered Dask cluster. It keeps, cheaply:
 
 Its handlers answer ``scatter_magics_overview`` (every worker, and every key as
 ``[key, status, workers, nbytes, type]``, which ``scatter_magics.summary`` counts as it
-counts ours), ``scatter_magics_history`` and ``scatter_magics_tasks`` (``since`` a cursor).
-Nothing is sent unless asked.
+counts ours), ``scatter_magics_history``, ``scatter_magics_tasks`` (``since`` a cursor)
+and ``scatter_magics_datasets`` (the published datasets, :mod:`.published`). Nothing is
+sent unless asked.
 
-Like :mod:`.plugin`, this module imports only the standard library, tornado and
-distributed, so a client can ship it by value to a scheduler without scatter_magics.
+Like :mod:`.plugin`, this module imports only the standard library, tornado,
+distributed and :mod:`.published` (which imports nothing), so a client can ship it by
+value to a scheduler without scatter_magics.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from collections import deque
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
+
+from .published import published_datasets
 
 NAME = "scatter-magics-recorder"
 SAMPLE_INTERVAL = 1.0  # s between memory samples
@@ -72,6 +76,7 @@ class Recorder(SchedulerPlugin):
             "scatter_magics_overview": self.overview,
             "scatter_magics_history": self.history,
             "scatter_magics_tasks": self.task_records,
+            "scatter_magics_datasets": lambda: published_datasets(self.scheduler),
         })
         self._callback = PeriodicCallback(self.sample, SAMPLE_INTERVAL * 1000)
         self._callback.start()
@@ -82,7 +87,7 @@ class Recorder(SchedulerPlugin):
             self._callback.stop()
         if self.scheduler is not None:
             for name in ("scatter_magics_overview", "scatter_magics_history",
-                         "scatter_magics_tasks"):
+                         "scatter_magics_tasks", "scatter_magics_datasets"):
                 self.scheduler.handlers.pop(name, None)
 
     # ---------------------------------------------------------------- recording ---

@@ -1,4 +1,5 @@
-"""A Dask cluster's summary, memory history and task stream, as every view shows them.
+"""A Dask cluster's summary (with its published datasets), memory history and task
+stream, as every view shows them.
 
 Asynchronous functions of a ``distributed.Client`` (on its loop): :class:`DaskBackend`
 runs them for ``%cluster`` (``client.sync``), the Jupyter server's ``DaskProbe`` awaits
@@ -98,11 +99,28 @@ async def _state(client) -> tuple[list[dict], list[list]]:
 
 
 async def overview(client) -> dict:
-    """``summary.summarize`` of every worker and key on the scheduler."""
+    """``summary.summarize`` of every worker and key on the scheduler, with its published
+    ``datasets``."""
     workers, keys = await _state(client)
-    return summarize(workers, [(status, tuple(holders), nbytes, None)
-                               for _, status, holders, nbytes, _ in keys],
-                     [key for key, *_ in keys])
+    summary = summarize(workers, [(status, tuple(holders), nbytes, None)
+                                  for _, status, holders, nbytes, _ in keys],
+                        [key for key, *_ in keys])
+    return {**summary, "datasets": await datasets(client)}
+
+
+async def datasets(client) -> list[dict]:
+    """``[{name, nbytes, workers}]`` of the published datasets (:mod:`.published`, in the
+    recorder); where the scheduler refused it, Dask's own list: names only (reading the
+    sizes there would unpickle the data)."""
+    try:
+        answer = await _ask(client, "scatter_magics_datasets")
+    except Exception:  # an older recorder without the handler
+        logger.info("cannot list the published datasets' sizes", exc_info=True)
+        answer = None
+    if answer is not None:
+        return answer
+    return [{"name": str(name), "nbytes": None, "workers": []}
+            for name in await client.list_datasets()]
 
 
 async def key_items(client) -> list[dict]:

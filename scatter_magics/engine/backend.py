@@ -54,6 +54,16 @@ class EmbeddedBackend:
     def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
         return self.client.gather(futures, errors=errors, timeout=timeout, progress=progress)
 
+    def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
+        # The scheduler remembers each key's placement; the client keeps the sources.
+        self.client.resend_from(sources)
+
+    def publish(self, name, data) -> None:
+        self.client.publish_dataset(data, name=name, override=True)
+
+    def get_dataset(self, name):
+        return self.client.get_dataset(name)
+
     def scheduler_info(self) -> dict:
         return self.client.scheduler_info()
 

@@ -134,6 +134,7 @@ class ClusterDirectory:
             "totals": {"n_workers": 0, "nthreads": 0, "memory": 0, "memory_limit": 0,
                        "nbytes": 0},
             "history": columns([], {}),
+            "datasets": [],  # [{name, nbytes, workers}]: published, they outlive kernels
         }
         try:
             probe = self._probe(entry)

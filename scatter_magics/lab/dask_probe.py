@@ -59,7 +59,8 @@ class DaskProbe:
                                           f"did not answer: {type(exc).__name__}") from exc
 
     async def overview(self) -> dict:
-        """The summary every view shows (``dask.views.overview``)."""
+        """The summary every view shows (``dask.views.overview``), published datasets
+        included."""
         from ..dask import views
 
         return shown(await self._ask(views.overview))
@@ -98,3 +99,4 @@ class DaskProbe:
         client, self._client = self._client, None
         if client is not None:
             asyncio.ensure_future(client.close())
+

@@ -114,8 +114,9 @@ class EmbeddedProbe:
                                      f"not answer: {type(exc).__name__}") from exc
 
     async def overview(self) -> dict:
-        """The cluster's ``summary.summarize`` (workers, keys, totals), as the scheduler
-        counts it, with each worker's process memory to the MiB."""
+        """The cluster's ``summary.summarize`` (workers, keys, totals) and its published
+        ``datasets``, as the scheduler counts them, with each worker's process memory to
+        the MiB."""
         return shown(await self.request({"op": "overview"}))
 
     async def history(self, step: int = 1) -> dict:

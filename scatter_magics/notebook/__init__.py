@@ -11,6 +11,9 @@
 | ``display`` | text/HTML output of the magics (``ScatterResult``, ``ClusterSummary``) |
 | ``progress_bar`` | ``ProgressBar``: the progress callback drawn as a widget or a terminal line |
 | ``interrupted`` | the one line a Ctrl-C leaves |
+| ``resend`` | ``VariableSource``: a lost value read again from its unchanged variable |
+| ``published`` | ``%scatter --publish`` and ``%gather`` of a published dataset |
+| ``namespace`` | the user's namespace read and written by (dotted) name |
 | ``failures`` | what a magic says when it fails: a sentence or two, or a task's own traceback |
 | ``widget``, ``widget_model``, ``widget_keys``, ``widget_html``, ``cluster_table``, ``throttle`` | the live futures and cluster widgets (anywidget; JS and CSS in ``static/``) |
 | ``feed`` | a widget's event subscription, its batches folded in and its flushes paced |

@@ -196,6 +196,8 @@ class ClusterSummary:
 
     piece_columns = ["piece", "rows", "size", "worker"]
 
+    dataset_columns = ["published dataset", "size", "held by"]
+
     def __init__(self, address: str, summary: dict, history: dict | None = None,
                  shared_memory: dict | None = None, notice: str | None = None, client=None,
                  tasks: dict | None = None, pieces: list[list[str]] | None = None,
@@ -203,6 +205,8 @@ class ClusterSummary:
         self.address = address
         self.summary = summary  # summary.summarize's {"workers", "keys", "totals"}
         self.workers = summary["workers"]
+        # The overview's published datasets, [{name, nbytes, workers}]: outlive any kernel.
+        self.datasets = summary.get("datasets") or []
         self.history = history
         self.shared_memory = shared_memory  # scheduler_info()["shared_memory"], if the engine has it
         self.notice = notice  # e.g. why dead workers are no longer replaced
@@ -260,6 +264,10 @@ class ClusterSummary:
                          f"{w['nkeys']:,}", holds])
         return rows
 
+    def _dataset_cells(self) -> list[list[str]]:
+        return [[d["name"], "?" if d.get("nbytes") is None else format_bytes(d["nbytes"]),
+                 ", ".join(d.get("workers") or ()) or "-"] for d in self.datasets]
+
     def _tasks_text(self) -> str:
         if self.tasks is None:
             return ""
@@ -271,6 +279,8 @@ class ClusterSummary:
         text = self.headline() + "\n" + _table_text(self.columns, self._cells())
         if self.pieces:
             text += f"\n{PIECES_CAPTION}:\n" + _table_text(self.piece_columns, self.pieces)
+        if self.datasets:
+            text += "\n" + _table_text(self.dataset_columns, self._dataset_cells())
         return text + self._tasks_text()
 
     def _repr_pretty_(self, p, cycle) -> None:
@@ -287,6 +297,8 @@ class ClusterSummary:
         tables = cluster_html(workers, totals, history=self.history, tasks=self.tasks)
         if self.pieces:
             tables += _table_html(self.piece_columns, self.pieces, caption=PIECES_CAPTION)
+        if self.datasets:
+            tables += _table_html(self.dataset_columns, self._dataset_cells())
         if not self.dashboard_link:
             return tables
         link = html.escape(self.dashboard_link, quote=True)

@@ -44,6 +44,10 @@ from .display import labelled_futures
 
 MAX_NAMED = 3  # names a line lists before "and N more"
 # The engines word a loss as "key 'k' was lost: its only holder <death>, and it ..."
+# resend.VariableSource's message: "b changed after it was scattered and its only worker
+# died: %scatter b again" (or "was deleted ...: assign it and %scatter b again").
+_VARIABLE = re.compile(r"(?P<line>\S+ (?:changed|was deleted) after it was scattered.*"
+                       r"its only worker died: (?:assign it and )?%scatter \S+ again)", re.S)
 _DEATH = re.compile(r"was lost: its only holder (?P<death>.+?)(?:, and it (?P<rest>.*))?$",
                     re.S)
 
@@ -125,7 +129,12 @@ def cluster_failure(exc: BaseException, what: str) -> BaseException | None:
 
 def lost(what: str, failed: list, exc: BaseException, scattered_as) -> BaseException:
     """``failed``: ``[(label, future)]``; the engine's message says how the holder died,
-    and whether the key was scattered data (else a result that cannot be recomputed)."""
+    and whether the key was scattered data (else a result that cannot be recomputed),
+    or which variable could not send it again (``resend.py``: it changed, or was deleted).
+    """
+    variable = _VARIABLE.search(str(exc))
+    if variable:  # one line, as the issue words it: what became of the variable, what to do
+        return said(FutureLostError, f"{what}: {variable['line']}")
     names = _named(failed)
     match = _DEATH.search(str(exc))
     why = f": its only holder {match['death']}" if match else f" ({exc})"

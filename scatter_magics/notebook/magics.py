@@ -59,6 +59,7 @@ from .display import (
 from .failures import cluster_failure, gather_failure, scatter_failure
 from .interrupted import gather_interrupted, scatter_interrupted
 from .names import UNDEFINED, RememberedNames
+from .namespace import bind
 from .progress_bar import (
     DELAY,
     NoProgress,
@@ -68,6 +69,8 @@ from .progress_bar import (
     scatter_bar,
     view_for,
 )
+from .published import check_publishable, gather_target, publish
+from .resend import offer_sources
 from .session import ClusterSession, check_cluster_options
 from .splitting import cuts, joined, key_values, per_thread
 
@@ -138,6 +141,8 @@ class ScatterMagics(Magics):
         "Cut into pieces of about SIZE bytes (e.g. 64MiB) instead."))
     @argument("-o", "--as", dest="as_name", type=_name, metavar="NAME",
               help="Also bind the result to NAME.")
+    @argument("-p", "--publish", action="store_true", help=(
+        "Also publish each as a dataset named after it: it outlives this kernel."))
     @line_magic
     def scatter(self, line):
         """Move variables into the workers' memory; returns their Future(s).
@@ -161,6 +166,7 @@ class ScatterMagics(Magics):
         running = self.session.running_backend()
         if args.workers:  # before anything is hashed or started
             check_workers(running, args.workers)
+        check_publishable(args)
         what = f"%scatter {' '.join(args.names)}"
         try:
             values = {text: self._evaluate(text) for text in args.names}
@@ -172,9 +178,11 @@ class ScatterMagics(Magics):
             raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self.names.remember(results, made)
+        offer_sources(self.shell, self.session.running_backend(), results, args)
+        publish(self.session, results, made, args)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
-            self._bind(args.as_name, result)
+            bind(self.shell, args.as_name, result)
         return result
 
     def _scatter_values(self, running: Backend | None, values: dict, args,
@@ -262,7 +270,7 @@ class ScatterMagics(Magics):
                 values[text] = joined(text, cut, values[text])
         if args.into:
             for text, value in values.items():
-                self._bind(text, value)
+                bind(self.shell, text, value)
             return None
         return values.get(args.names[0]) if len(args.names) == 1 else values
 
@@ -274,7 +282,7 @@ class ScatterMagics(Magics):
             if not is_dotted_name(text):
                 raise
             value = UNDEFINED
-        return self.names.gather_target(text, value)
+        return gather_target(self.names, text, value, self.session.running_backend)
 
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), future_types())
@@ -400,14 +408,6 @@ class ScatterMagics(Magics):
             raise UsageError(f"{text!r} is neither a variable name nor a Python expression "
                              f"({exc.msg}); write expressions without spaces") from exc
 
-    def _bind(self, target: str, value) -> None:
-        """``target = value`` in the user namespace, for a name or a dotted name."""
-        parent, _, attr = target.rpartition(".")
-        if parent:
-            setattr(self.shell.ev(parent), attr, value)
-        else:
-            self.shell.user_ns[target] = value
-
 
 def _reporting(method, progress: ProgressBar | NoProgress) -> dict:
     """``progress=`` for an adapter method that reports; else the bar goes quiet."""
@@ -438,6 +438,7 @@ def unload_ipython_extension(ipython) -> None:
     if magics is None:
         return
     magics.session.close()
+    magics.names.forget_all()  # what only the magics held: released now, not at a GC pass
     for name, method in list(manager.magics["line"].items()):
         if getattr(method, "__self__", None) is magics:
             del manager.magics["line"][name]
@@ -446,5 +447,4 @@ def unload_ipython_extension(ipython) -> None:
     remove_formatters(ipython)
     task_output.ROUTER.unwatch(ipython)
     from .widget import uninstall_display
-
     uninstall_display(ipython)

@@ -84,6 +84,14 @@ class RememberedNames:
         keys = tuple(getattr(f, "key", None) for f in value)
         return next((cut for cut in self.cuts.values() if cut.keys == keys), None)
 
+    def forget_all(self) -> None:
+        """Forget every name (``%unload_ext``): the futures only the magics held are
+        released now, not whenever the garbage collector breaks the magics' cycles."""
+        self.futures.clear()
+        self._labels_of.clear()
+        self.cuts.clear()
+        self._labels = None
+
     def forget_client(self, client) -> None:
         """Forget every name whose futures belong to ``client`` (it closed)."""
         for name, value in list(self.futures.items()):

@@ -10,6 +10,8 @@
 | ``scatter`` | ``Scattering``: a scatter's keys, futures and payload, carried to the workers |
 | ``gather`` | ``Gathering``: values read back from their holders or through the scheduler |
 | ``callbacks`` | ``DoneCallbacks``: the thread that runs ``Future.add_done_callback`` callbacks |
+| ``resending`` | ``Resending``: lost keys sent again when the scheduler asks (own copies, sources) |
+| ``datasets`` | published datasets: packing, getting, ``Datasets`` (``client.datasets``) |
 | ``ending`` | ``Ending``: why a client closed under its user, and what its calls raise then |
 | ``waiting`` | ``wait`` and ``as_completed``, and ``within`` (an await with a timeout) |
 | ``submit`` | what ``submit`` and ``map`` send: one record per task |

@@ -25,7 +25,7 @@ from ..shm.mapper import SegmentMapper
 from ..wire.loop import ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import IN_PROCESS, PICKLED
-from . import cluster_methods, dask_default, graphs
+from . import cluster_methods, dask_default, datasets, graphs
 from .callbacks import DoneCallbacks
 from .ending import Ending, run_on
 from .events import EventStream, Subscription
@@ -36,6 +36,7 @@ from .housekeeping import Housekeeping
 from .connecting import SECRET_ENV, open_connection
 from .link import LocalSchedulerLink, releaser
 from .references import References
+from .resending import Resending
 from .scatter import Scattering
 from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
@@ -106,7 +107,8 @@ class Client:
         pool = self.cluster.shm_pool if self.cluster is not None else None
         self._segments = SegmentMapper()  # other processes' shared memory, for gather
         self._ahead = SendAhead(self.loop, link)  # small scatters, not waited for
-        self.refs.start(self.loop, self._ahead.in_flight, releaser(link))
+        self._resending = Resending(link, self.refs.get, pool, self.cluster is not None)
+        self.refs.start(self.loop, self._ahead.in_flight, releaser(link, self._resending.forget))
         self._events.start(self.loop, link)
         in_process = self.cluster is not None and self.cluster.in_process
         self.codec = IN_PROCESS if in_process else PICKLED  # how values and tasks travel
@@ -125,6 +127,8 @@ class Client:
             self.refs.apply(msg)
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
+        elif msg["op"] == "resend" and hasattr(self, "_resending"):
+            self._resending.requested(msg["keys"])  # every replica died: send ours
         elif msg["op"] == "task-output":  # what this client's tasks printed: in the cell
             task_output.show(msg["worker"], msg["records"])
         elif msg["op"] == "scheduler-closing" and isinstance(getattr(self, "_link", None),
@@ -215,8 +219,15 @@ class Client:
                 return batch.result
             coro = within(self._scattering.send(
                 batch, plain_workers(workers), broadcast, direct, wait,
-                timeout is not NO_DEFAULT, progress or no_progress), timeout)
+                timeout is not NO_DEFAULT, progress or no_progress),
+                None if timeout is NO_DEFAULT else timeout)
             return self._run(coro, asynchronous, then=lambda _: batch.result)
+
+    def resend_from(self, sources: dict) -> None:
+        """When every replica of a key of ``sources`` dies, scatter it again from
+        ``sources[key]`` (a ``backend.Source``: the magics' variable) before anyone gathers it."""
+        self._check_open()
+        self._resending.keep(sources)
 
     # ------------------------------------------------------------ gather ---
     def gather(self, futures, errors: str = "raise", direct: bool | None = None,
@@ -350,6 +361,14 @@ class Client:
         cluster_methods.restart, cluster_methods.upload_file, cluster_methods.get_versions)
     get_executor, futures_of = cluster_methods.get_executor, cluster_methods.futures_of
 
+    # ------------------------------------------------------------ datasets ---
+    # Dask's names and meaning (datasets.py): data the cluster owns, outliving this client.
+    publish_dataset = datasets.publish_dataset
+    unpublish_dataset = datasets.unpublish_dataset
+    list_datasets = datasets.list_datasets
+    get_dataset = datasets.get_dataset
+    datasets = property(datasets.datasets)
+
     def view(self, op: str, asynchronous: bool | None = None, **fields) -> dict:
         """(Ours) the scheduler's answer for the views: ``"overview"`` (``summary.summarize``),
         ``"memory-history"`` (``history.py``), ``"task-stream"`` (``since=``, a cursor)."""
@@ -391,9 +410,9 @@ class Client:
         self.done_callbacks.close()
 
     def _release_parts(self, reason: str | None = None) -> None:
-        """On the loop: futures cancelled (all of them, saying ``reason``, when the
-        scheduler went away; else those not done), subscribers told, channels closed."""
+        """On the loop: futures cancelled (all, saying why, if the scheduler went), all closed."""
         self.refs.close(reason)
+        self._resending.close()  # no re-send answered any more
         self._events.close(reason)  # say so, so a widget can show it
         self._workers.close()
         self._link.close()

@@ -74,7 +74,7 @@ class RemoteSchedulerLink:
         link, report = cls(address), _weakly(on_report)
         handlers = {op: (lambda ch, msg: report(msg)) for op in ("key-update", "events",
                                                                  "worker-unresponsive",
-                                                                 "task-output")}
+                                                                 "task-output", "resend")}
         handlers["scheduler-closing"] = link._on_closing
         link.channel = await connect(address, secret, handlers, timeout=timeout)
         if on_lost is not None:
@@ -109,10 +109,13 @@ class RemoteSchedulerLink:
         self.channel.close()
 
 
-def releaser(link) -> Callable[[list], None]:
+def releaser(link, on_release: Callable[[list], None] | None = None) -> Callable[[list], None]:
     """``send_release(keys)``: tell the scheduler through ``link`` that no Future of
-    ours holds ``keys`` now (nothing, once the link is closed)."""
+    ours holds ``keys`` now (nothing, once the link is closed), after ``on_release(keys)``
+    (what else this client drops with them: its copies kept for re-sending)."""
     def send_release(keys: list) -> None:
+        if on_release is not None:
+            on_release(keys)
         if not link.closed:
             link.send({"op": "release-keys", "keys": keys})
     return send_release

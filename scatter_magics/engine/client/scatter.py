@@ -145,7 +145,8 @@ class Scattering:
             return await self.link.request({"op": "update-data", "placement": placement,
                                             "nbytes": nbytes, "types": types,
                                             "shared": shared, "broadcast": broadcast,
-                                            "workers": workers})
+                                            "workers": workers,
+                                            "copies": {k: payload[k] for k in shared}})
         await place(list(payload), choose, put, record, self._take_back)
 
     async def _take_back(self, by_worker: dict) -> None:

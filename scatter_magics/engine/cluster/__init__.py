@@ -4,6 +4,7 @@
 |---|---|
 | ``local`` | ``LocalCluster``: starting, scaling and closing a scheduler and its workers |
 | ``supervisor`` | the thread that spawns every worker and replaces the dead (``RestartBudget``) |
+| ``liveness`` | ``ProcessWatch``: a silent worker busy (CPU time advancing) or frozen, from ``/proc`` |
 | ``in_process`` | ``InProcessWorkers``: workers as threads of this process (``processes=False``) |
 | ``forkserver`` | the owner's side of the fork server: workers forked from one pre-imported template |
 

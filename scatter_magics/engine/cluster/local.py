@@ -34,6 +34,7 @@ from ..shm.space import SOCKET_ONLY
 from ..wire import inheritance, protocol
 from ..wire.loop import LoopThread
 from . import forkserver
+from .liveness import ProcessWatch
 from .supervisor import (
     RESTART_LIMIT,
     RESTART_WINDOW,
@@ -165,6 +166,7 @@ class LocalCluster:
         await scheduler.start(host, port)
         scheduler.on_worker_removed.append(lambda address, pid: self.supervisor.wake())
         scheduler.exit_reason = self._exit_reason
+        scheduler.process_state = ProcessWatch().look  # busy (a task holds the GIL) or frozen
         scheduler.worker_ttl = self.worker_ttl
         scheduler.on_worker_expired.append(self._end_silent_worker)
         scheduler.on_close_requested.append(self._close_requested)

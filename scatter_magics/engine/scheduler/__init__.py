@@ -15,6 +15,8 @@ methods they are handed.
 | ``broadcasts`` | ``StandingBroadcasts``: keys kept on every allowed worker, topped up |
 | ``tasks`` | ``TaskMachine``: submit, schedule, finish or fail, release, cancel, forget |
 | ``recovery`` | ``Recovery``: recompute, retries after a death, inherited restrictions |
+| ``resends`` | ``Resends``: scattered data whose holders died, put back from its copy or asked of clients |
+| ``datasets`` | ``DatasetBook``: published datasets, whose keys the cluster holds by name |
 | ``durations`` | ``TaskDurations``: how long tasks of each prefix take, learned as they finish |
 | ``placement`` | ``Placement``: the worker where a ready task starts soonest; occupancy |
 | ``stealing`` | ``WorkStealing``: queued tasks moved to workers that would start them sooner |
@@ -25,13 +27,16 @@ methods they are handed.
 | ``scatter_ops`` | ``ScatterOps``: a scatter's ops: choosing workers, carrying data, recording it |
 | ``placing`` | ``place()``: putting scattered data on workers, retried when one dies mid-transfer |
 | ``pending_acks`` | ``PendingAcks``: what a no-wait scatter sent, kept until stored, else resent |
+| ``resend_ops`` | ``ResendOps``: lost data clients send again, placed; gathers that wait for it |
+| ``view_ops`` | ``ViewOps``: what the views ask: ``scheduler_info()``, the overview with datasets, keys, history |
 | ``direct_holds`` | ``DirectHolds``: room held for a ``direct=True`` scatter until it is recorded |
 | ``cluster_ops`` | ``ClusterOps``: retries, ``run_on_scheduler``, uploads, versions, restart, moving data |
 | ``coordination`` | ``Variables``, ``Queues`` and the ``Waits`` of coordination requests |
 | ``locks`` | ``Semaphores`` (and so locks) and ``Events`` |
 
 Inside, the modules up to ``state`` (and ``ordering``, ``balance``) are pure: none
-imports ``server`` or the I/O parts below it, and none does I/O.
+imports ``server`` or the I/O parts below it (``scatter_ops``, ``placing``, ``pending_acks``,
+``resend_ops``, ``view_ops``, ``direct_holds``, ``cluster_ops``), and none does I/O.
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
 ``keys``, and what the views show: ``summary``, ``history``, ``task_stream``,

@@ -1,5 +1,6 @@
 """The scheduler's cluster-wide ops: retries, functions run here, files for every worker,
-versions, restarting, moving data between workers (rebalance, retiring workers).
+versions, restarting, moving data between workers (rebalance, retiring workers), and
+published datasets (they belong to the cluster, not to a client).
 
 Composed into :class:`~scatter_magics.engine.scheduler.server.Scheduler` as ``cluster``;
 each op is ``method(client_id, msg)`` in :meth:`ClusterOps.ops`.
@@ -42,7 +43,15 @@ class ClusterOps:
                 "fire-and-forget": self.fire_and_forget,
                 "run-on-scheduler": self.run_on_scheduler, "versions": self.versions,
                 "upload-file": self.upload_file, "restart": self.restart,
-                "rebalance": self.rebalance}
+                "rebalance": self.rebalance, **self._dataset_ops()}
+
+    def _dataset_ops(self) -> dict[str, Callable]:
+        datasets, apply = self.state.datasets, self.scheduler.apply
+        return {"publish-datasets": lambda c, m: apply(datasets.publish(
+                    m["datasets"], m.get("override", False))),
+                "unpublish-datasets": lambda c, m: apply(datasets.unpublish(m["names"])),
+                "get-datasets": lambda c, m: datasets.get(c, m["names"]),
+                "list-datasets": lambda c, m: datasets.names()}
 
     # ------------------------------------------------------------ tasks ---
     def retry(self, client_id, msg) -> None:

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 Outgoing = list  # list[tuple[tuple[str, str], dict]]: (destination, message) pairs
 
 # Internal key states, and the Future status each one shows to users.
+# "resending": scattered data whose every holder died, on its way to a new one (its
+# futures stay finished; see resends.py).
 PUBLIC_STATUS = {
     "waiting": "pending", "processing": "pending", "memory": "finished",
+    "resending": "finished",
     "error": "error", "lost": "lost", "cancelled": "cancelled", "released": "released",
 }
 GONE = frozenset({"lost", "error", "cancelled", "released"})  # states a new KeyInfo replaces
@@ -33,8 +36,11 @@ class WorkerInfo:
     acquiring: set = field(default_factory=set)  # standing-broadcast keys being fetched
     nbytes: int = 0
     memory: int = 0  # resident memory of the process, as last reported
-    status: str = "running"  # or "unresponsive": no heartbeat for UNRESPONSIVE_AFTER s
+    # "busy": no heartbeat for UNRESPONSIVE_AFTER s, but its process runs (a task holds
+    # the GIL); "unresponsive": silent and not running (stopped, stuck)
+    status: str = "running"
     last_seen: float = 0.0  # when the scheduler last heard from it (monotonic s)
+    last_alive: float = 0.0  # when it was last heard from or seen busy (for worker_ttl)
     reserved: int = 0  # bytes of scatters in flight to it, counted against memory_limit
     metrics_published: float = float("-inf")  # when its last worker-metrics event went out
     resources: dict = field(default_factory=dict)  # what it offers tasks: {"GPU": 2}
@@ -94,6 +100,8 @@ class KeyInfo:
     shared: bool = False  # one copy in shared memory, however many workers map it
     standing: bool = False  # scattered with broadcast=True: a replica on every allowed worker
     broadcast_names: set | None = None  # the allowed workers' names (None: every worker)
+    placed_names: set | None = None  # scattered with workers=: their names, for a resend
+    copy: object = None  # a shared-memory key's payload (header, ShmRefs), sent again if lost
     options: TaskOptions | None = None  # a task's (scattered data has none)
     died: tuple = ()  # names of the workers that died holding its last replicas
 

@@ -151,9 +151,14 @@ class ScatterOps:
             gone = [k for k, addresses in placement.items() if not addresses]
             placement = {k: a for k, a in placement.items() if a}
         shared = [k for k in msg.get("shared", ()) if k in placement and k not in gone]
+        # The payload of each shared-memory key (its refs; direct scatters send them in
+        # "copies"): the scheduler puts it on another worker if every holder dies.
+        payloads = msg.get("data") or msg.get("copies") or {}
+        copies = {k: payloads[k] for k in shared if k in payloads} if shared else None
         self.scheduler.apply(self.state.add_data(client_id, placement,
                                                  msg["nbytes"], msg["types"], shared,
-                                                 msg.get("broadcast", False), msg.get("workers")))
+                                                 msg.get("broadcast", False), msg.get("workers"),
+                                                 copies))
         if shared:
             for callback in self.scheduler.on_keys_recorded:
                 callback(shared)

@@ -23,8 +23,10 @@ from .cluster_ops import ClusterOps
 from .coordination import Queues, Variables, Waits
 from .locks import Events, Semaphores
 from .pending_acks import PendingAcks
+from .resend_ops import ResendOps
 from .scatter_ops import ScatterOps
 from .state import SchedulerState
+from .view_ops import ViewOps
 from .worker_book import UNRESPONSIVE_AFTER
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Scheduler:
 
     Its parts: ``state`` (pure bookkeeping), ``scatters`` (the scatter ops,
     :class:`ScatterOps`), ``pending_acks`` (what a no-wait scatter sent, until stored),
+    ``resend_ops`` (lost data clients send again), ``views`` (what the views ask),
     ``cluster`` (cluster-wide ops, :class:`ClusterOps`) and the coordination primitives
     (``variables``, ``queues``, ``semaphores``, ``events``, whose waits are ``waits``).
     """
@@ -54,6 +57,8 @@ class Scheduler:
         self.state = SchedulerState()
         self.pending_acks = PendingAcks(self)  # what a no-wait scatter sent, until stored
         self.scatters = ScatterOps(self)  # choosing workers, carrying data, recording it
+        self.resend_ops = ResendOps(self)  # lost data sent again by clients; gathers wait
+        self.views = ViewOps(self)  # what the views show: info, overview, keys, history
         self.cluster = ClusterOps(self)  # retries, run_on_scheduler, uploads, restart, moves
         self.waits = Waits()
         self.variables, self.queues = Variables(self, self.waits), Queues(self, self.waits)
@@ -73,6 +78,9 @@ class Scheduler:
         self.on_key_forgotten: list[Callable[[str], None]] = []  # e.g. the shared-memory pool
         self.on_close_requested: list[Callable[[], None]] = []  # the owning LocalCluster
         self.exit_reason: Callable[[int], str | None] = lambda pid: None  # how a pid ended
+        # What a silent worker's process does ("busy", "frozen", "gone"): its owner reads
+        # /proc (cluster/liveness.py); None: silence alone says unresponsive.
+        self.process_state: Callable[[int], str] | None = None
         self.closing = False
         # What clients are told when this scheduler closes (a close-cluster says its own).
         self.closing_reason = (f"the cluster was closed by the process that owns it, "
@@ -98,12 +106,22 @@ class Scheduler:
             # unread in our sockets: judge nobody this round.
             if now - last < 2 * HEARTBEAT_CHECK_INTERVAL:
                 silent_before = self._unresponsive()
-                self.apply(self.state.check_heartbeats(now))
+                self.apply(self.state.check_heartbeats(now, busy=self._busy(now)))
                 for address in self._unresponsive() - silent_before:
                     self._give_up_waiting_on(address)
                 self._expire_silent(now)
             self.apply(self.state.balance())  # work stealing's tick (see stealing.py)
             last = now
+
+    def _busy(self, now: float) -> set[str]:
+        """The silent workers whose process runs: a task holds the GIL, so no heartbeat
+        gets out, but it computes. Looked at from a second of silence on, so by the
+        time silence counts (UNRESPONSIVE_AFTER) two looks compare CPU times."""
+        if self.process_state is None:
+            return set()
+        return {a for a, ws in self.state.workers.items()
+                if now - ws.last_seen > 2 * HEARTBEAT_CHECK_INTERVAL and ws.pid
+                and self.process_state(ws.pid) == "busy"}
 
     def _expire_silent(self, now: float) -> None:
         """Hand over workers silent for longer than ``worker_ttl``, once each.
@@ -117,7 +135,7 @@ class Scheduler:
             return
         for address, ws in list(self.state.workers.items()):
             if (ws.status == "unresponsive" and address not in self._expired
-                    and now - ws.last_seen > self.worker_ttl):
+                    and now - ws.last_alive > self.worker_ttl):  # busy time is not silence
                 self._expired.add(address)
                 logger.warning("worker %s (%s) sent no heartbeat for %g s: ending it",
                                ws.name, address, self.worker_ttl)
@@ -207,6 +225,7 @@ class Scheduler:
                 continue
             _send(self.worker_channels.get(target) if kind == "worker" else self.clients.get(target),
                   msg)
+        self.resend_ops.changed()  # gathers waiting for lost data sent again
         if self.state.events:
             batch, self.state.events = self.state.events, []
             for client_id in self.subscribers:
@@ -288,26 +307,26 @@ class Scheduler:
             "scatter": scatters.scatter, "choose-workers": scatters.choose_for_direct,
             "update-data": scatters.record, "gather": self._gather,
             "unrecorded": scatters.unrecorded,
-            "locations": self._locations, "who-has": self._who_has,
-            "has-what": self._has_what, "scheduler-info": self._info,
+            "locations": self._locations, "who-has": self._who_has, "has-what": self._has_what,
             "submit": self._submit, "release-keys": self._release, "cancel": self._cancel,
             "replicate": self._replicate, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "wait-for-workers": self._wait_for_workers,
-            "overview": self._overview, "key-list": self._key_list,
-            "memory-history": self._memory_history, "task-stream": self._task_stream,
             "close-cluster": self._close_cluster, "coordination-cancel": self.waits.cancel,
-            **self.cluster.ops(), **self.variables.ops(), **self.queues.ops(),
-            **self.semaphores.ops(), **self.events.ops(),
+            **self.views.ops(), **self.resend_ops.ops(), **self.cluster.ops(),
+            **self.variables.ops(), **self.queues.ops(), **self.semaphores.ops(),
+            **self.events.ops(),
         }
 
     async def _wait_for_workers(self, client_id, msg):
         await self.wait_for_workers(msg.get("n", 1), msg.get("timeout"))
 
-    def _locations(self, client_id, msg) -> dict:
+    async def _locations(self, client_id, msg) -> dict:
+        await self.resend_ops.until_resent(msg["keys"])  # lost data on its way back
         return self.state.locations_for_gather(msg["keys"])
 
     async def _gather(self, client_id, msg) -> dict:
         async def locate(keys):
+            await self.resend_ops.until_resent(keys)
             return self.state.locations_for_gather(keys)
         return await fetch_from_holders(msg["keys"], locate, self.request_worker)
 
@@ -317,13 +336,6 @@ class Scheduler:
     def _has_what(self, client_id, msg) -> dict:
         addresses = self.state.resolve_workers(msg.get("workers"))
         return {a: sorted(self.state.workers[a].keys, key=key_text) for a in addresses}
-
-    def _info(self, client_id, msg) -> dict:
-        info = self.state.info()
-        info["address"] = self.address
-        for name, describe in self.info_extras.items():
-            info[name] = describe()
-        return info
 
     def _submit(self, client_id, msg) -> None:
         out, now = [], time.monotonic()
@@ -360,22 +372,6 @@ class Scheduler:
             keys = [k for k in result if k in self.state.keys]
             self.apply(self.state.add_data(None, {k: [target] for k in keys}, result,
                                            {k: self.state.keys[k].type for k in keys}))
-
-    def _overview(self, client_id, msg) -> dict:
-        overview = self.state.overview()
-        overview["address"] = self.address
-        return overview
-
-    def _key_list(self, client_id, msg) -> dict:
-        return self.state.key_list(msg.get("offset", 0), msg.get("limit", 100),
-                                   msg.get("status") or None, msg.get("name") or None,
-                                   msg.get("sort") or None, bool(msg.get("descending")))
-
-    def _memory_history(self, client_id, msg) -> dict:
-        return self.state.history.as_dict(step=max(1, int(msg.get("step") or 1)))
-
-    def _task_stream(self, client_id, msg) -> dict:
-        return self.state.task_stream.since(int(msg.get("since") or 0), time.time())
 
     def _close_cluster(self, client_id, msg) -> dict:
         """Ask the process that owns this scheduler to stop it (its client, workers, all).

@@ -18,6 +18,8 @@ other only through the few methods they are handed:
 - ``broadcasts`` (:class:`~.broadcasts.StandingBroadcasts`): keys kept on every worker;
 - ``tasks`` (:class:`~.tasks.TaskMachine`): submit to memory or failure, release, forget;
 - ``recovery`` (:class:`~.recovery.Recovery`): recompute, retry, inherited restrictions;
+- ``resends`` (:class:`~.resends.Resends`): scattered data sent again when its holders die;
+- ``datasets`` (:class:`~.datasets.DatasetBook`): named data held for the cluster;
 - ``durations`` (:class:`~.durations.TaskDurations`): how long tasks of each prefix take;
 - ``placement`` (:class:`~.placement.Placement`): which worker runs a ready task;
 - ``stealing`` (:class:`~.stealing.WorkStealing`): queued tasks moved to idle workers;
@@ -43,12 +45,14 @@ from ...keys import key_name, key_text
 from ...task_stream import TaskStream, task_record
 from . import reports
 from .broadcasts import StandingBroadcasts
+from .datasets import DatasetBook
 from .durations import TaskDurations
 from .events import EventLog, key_event, worker_event, worker_status_event
 from .records import PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
 from .placement import Placement
 from .recovery import Recovery
 from .replicas import ReplicaBook
+from .resends import Resends
 from .stealing import WorkStealing
 from .tasks import TaskMachine
 from .worker_book import UNRESPONSIVE_AFTER, WorkerBook
@@ -76,6 +80,9 @@ class SchedulerState:
         self.tasks = TaskMachine(self.keys, self.workers, self.log, self.worker_book,
                                  self.replicas, self.broadcasts, self.placement)
         self.recovery = Recovery(self.keys, self.log, self.tasks)
+        self.resends = Resends(self.keys, self.workers, self.log, self.worker_book, self.tasks,
+                               lambda *placed: self.add_data(None, *placed))
+        self.datasets = DatasetBook(self.keys, self.workers, self.tasks)
         self.history = MemoryHistory()  # memory and data held, a sample a second
         self.task_stream = TaskStream()  # what the workers ran, the last minute
 
@@ -113,6 +120,7 @@ class SchedulerState:
         self.broadcasts.inherit(ws)
         out = self.broadcasts.top_up(ws)
         self.recovery.inherit_restrictions(ws, self.worker_book.predecessor(ws))
+        out += self.resends.worker_joined(ws)  # copies of lost data waiting for a worker
         out += self.tasks.schedule_ready()  # tasks that waited for any (allowed) worker
         return out + self.stealing.balance()  # and a share of the queues of the others
 
@@ -124,7 +132,8 @@ class SchedulerState:
         self.history.remove(address)
         death = f"{ws.name} ({address}) {reason}"
         self.stealing.worker_left(address)
-        out = self.recovery.recover(self.replicas.worker_left(ws), death)
+        out, orphaned = self.resends.start(self.replicas.worker_left(ws), death)
+        out += self.recovery.recover(orphaned, death)  # what cannot be sent again
         out += self.recovery.retry_running(ws, death)
         for other in self.workers.values():  # fetches from the dead worker may have failed
             out += self.broadcasts.top_up(other)
@@ -133,7 +142,9 @@ class SchedulerState:
     def heard_from(self, address: str, now: float) -> Outgoing:
         """Any message from a worker shows it is alive; a silent one is responsive again."""
         woke = self.worker_book.heard_from(address, now)
-        return [] if woke is None else self.broadcasts.top_up(woke)  # broadcast while frozen
+        if woke is None:
+            return []
+        return self.broadcasts.top_up(woke) + self.resends.worker_joined(woke)  # while frozen
 
     def update_metrics(self, address: str, memory: int, now: float = 0.0) -> Outgoing:
         """A heartbeat, with the worker's resident memory."""
@@ -144,14 +155,18 @@ class SchedulerState:
             self.history.update(address, memory=memory, nbytes=ws.nbytes)
         return out
 
-    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> Outgoing:
-        """Mark workers silent for ``timeout`` s unresponsive (see ``WorkerBook``)."""
-        self.worker_book.check_heartbeats(now, timeout)
+    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER,
+                         busy=frozenset()) -> Outgoing:
+        """Mark workers silent for ``timeout`` s busy (those in ``busy``: their process
+        runs) or unresponsive (see ``WorkerBook``)."""
+        self.worker_book.check_heartbeats(now, timeout, busy)
         return []
 
     def set_supervision(self, status: dict) -> Outgoing:
         self.worker_book.set_supervision(status)
-        return []
+        if status.get("replacing", True) or self.workers:
+            return []
+        return self.resends.give_up(status.get("message") or "dead workers are not replaced")
 
     def resolve_workers(self, workers) -> list[str]:
         return self.worker_book.resolve_workers(workers)
@@ -172,17 +187,23 @@ class SchedulerState:
 
     # ------------------------------------------------------------ data and replicas ---
     def add_data(self, client: str | None, placement: dict, nbytes: dict, types: dict,
-                 shared=(), broadcast: bool = False, workers=None) -> Outgoing:
+                 shared=(), broadcast: bool = False, workers=None, copies=None) -> Outgoing:
         """Keys now held in memory: ``placement`` maps key → addresses that store it.
 
         ``broadcast``: the keys keep a replica on every (``workers=``-allowed) live
-        worker for their whole life, on workers that join later too.
+        worker for their whole life, on workers that join later too. ``copies``: the
+        payloads of shared-memory keys, sent again if every holder dies (``resends``).
         """
+        if self.resends.active:
+            self.resends.done(placement)
         with_dependents = self.replicas.hold(client, placement, nbytes, types, shared)
+        names = None if workers is None else self.worker_book.names_of(workers)
         if broadcast:
-            names = None if workers is None else self.worker_book.names_of(workers)
             for key in placement:
                 self.broadcasts.make_standing(self.keys[key], names)
+        if names is not None or copies:
+            for key in placement:
+                self.resends.keep(self.keys[key], names, copies.get(key) if copies else None)
         if self.log.publishing:
             for key in placement:
                 self.log.emit_key(self.keys[key])
@@ -359,7 +380,8 @@ class SchedulerState:
         return self.tasks.cancel(client, keys, force)
 
     def forget_client(self, client: str) -> Outgoing:
-        return self.tasks.forget_client(client)
+        out = self.tasks.forget_client(client)  # (before: a key it alone held just goes)
+        return out + self.resends.client_left(client)
 
     # ------------------------------------------------------------ queries ---
     def _known(self, key: str) -> KeyInfo:

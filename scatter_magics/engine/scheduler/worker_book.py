@@ -38,7 +38,7 @@ class WorkerBook:
     def join(self, address: str, name: str, nthreads: int, memory_limit: int, pid: int = 0,
              replaces: str | None = None, now: float = 0.0) -> WorkerInfo:
         ws = self.workers[address] = WorkerInfo(address, name, nthreads, memory_limit, pid,
-                                                replaces, last_seen=now)
+                                                replaces, last_seen=now, last_alive=now)
         self.log.emit(worker_event(ws))
         return ws
 
@@ -65,7 +65,7 @@ class WorkerBook:
         ws = self.workers.get(address)
         if ws is None:
             return None
-        ws.last_seen = now
+        ws.last_seen = ws.last_alive = now
         if ws.status == "running":
             return None
         ws.status = "running"
@@ -82,16 +82,24 @@ class WorkerBook:
                 self.log.emit({"event": "worker-metrics", "address": address, "memory": memory,
                                "nbytes": ws.nbytes, "nkeys": len(ws.keys)})
 
-    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER) -> None:
-        """Mark workers silent for ``timeout`` s unresponsive: nothing new is placed on them.
+    def check_heartbeats(self, now: float, timeout: float = UNRESPONSIVE_AFTER,
+                         busy=frozenset()) -> None:
+        """Mark workers silent for ``timeout`` s ``busy`` (the addresses in ``busy``: their
+        process runs, a task holds the GIL) or ``unresponsive`` (stopped, stuck).
 
-        A frozen worker (SIGSTOP, a debugger, a C call holding the GIL) is not removed:
-        its data is still there and it may resume; its connection, not silence, says
-        when it died.
+        Neither gets new data while another worker can take it. What was sent to a busy
+        worker waits for it; what waits on an unresponsive one goes elsewhere (the
+        server's part). Neither is removed: its data is still there and it may resume;
+        its connection, not silence, says when it died.
         """
         for ws in self.workers.values():
-            if ws.status == "running" and now - ws.last_seen > timeout:
-                ws.status = "unresponsive"
+            if now - ws.last_seen <= timeout:
+                continue  # heard from lately (heard_from made it running)
+            status = "busy" if ws.address in busy else "unresponsive"
+            if status == "busy":
+                ws.last_alive = now
+            if ws.status != status:
+                ws.status = status
                 self.log.emit(worker_status_event(ws))
 
     # ------------------------------------------------------------ names, placement ---
@@ -150,11 +158,13 @@ class WorkerBook:
         return [[slots[(start + i) % len(slots)]] for i in range(n)]
 
     def usable_workers(self, workers=None, exclude=()) -> list[str]:
-        """The allowed, responsive workers, not in ``exclude``; a clear error if none."""
+        """The allowed, responsive workers, not in ``exclude`` (the busy ones if no other
+        is allowed: what they are sent waits for them); a clear error if none."""
         allowed = [a for a in self.resolve_workers(workers) if a not in exclude]
         if not allowed:
             raise NoWorkersError("no workers are connected to the scheduler")
-        usable = self.responsive(allowed)
+        usable = self.responsive(allowed) or [a for a in allowed
+                                              if self.workers[a].status == "busy"]
         if not usable:
             silent = ", ".join(f"{self.workers[a].name} ({a})" for a in allowed)
             raise NoWorkersError(f"every allowed worker is unresponsive (no heartbeat for "
