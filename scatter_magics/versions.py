@@ -19,9 +19,7 @@ True
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
-import platform
 import struct
 import sys
 
@@ -31,6 +29,8 @@ OPTIONAL = ("numpy", "pandas", "dask", "distributed", "xxhash", "uvloop")
 
 def get_versions(packages=()) -> dict:
     """``{"host": {...}, "packages": {name: version or None}}`` of this process."""
+    import platform  # here, not at the top: the scheduler and every worker import this
+
     uname = platform.uname()
     host = {"python": "%d.%d.%d.%s.%s" % sys.version_info, "python-bits": struct.calcsize("P") * 8,
             "OS": uname.system, "OS-release": uname.release, "machine": uname.machine,
@@ -44,6 +44,9 @@ def get_versions(packages=()) -> dict:
 
 @functools.cache
 def _version(package: str) -> str | None:
+    # importlib.metadata (with email, zipfile, csv) cost ~23 ms of a cold start at the top.
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

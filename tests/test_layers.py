@@ -244,3 +244,20 @@ def test_every_module_path_cited_in_docs_and_docstrings_exists():
         else:
             stale.append(name)
     assert not stale, f"names cited that do not exist: {stale}"
+
+
+def test_starting_a_client_imports_nothing_kept_off_the_cold_start_path():
+    """Issue 18's cold start: modules a client and its workers' template need only later
+    (psutil: a silent worker's /proc; importlib.metadata: get_versions) stay unimported
+    until then. Each cost 14-23 ms of every start."""
+    script = textwrap.dedent("""
+        import sys
+        from scatter_magics import Client
+        import scatter_magics.engine.scheduler.server, scatter_magics.engine.worker.process
+        import scatter_magics.engine.cluster.local, scatter_magics.engine.worker.template
+        print(sorted(m for m in ("psutil", "importlib.metadata") if m in sys.modules))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
