@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from ...errors import FutureLostError
 from ...history import MemoryHistory
-from ...keys import key_name, key_text
+from ...keys import key_text
 from ...task_stream import TaskStream, task_record
 from . import reports
 from .broadcasts import StandingBroadcasts
@@ -353,10 +353,12 @@ class SchedulerState:
         event (``timing``: the worker's start, stop, thread, transfers, function)."""
         if not timing or "start" not in timing:
             return
-        run = task_record(key, key_name(key), address, timing, status)
-        self.task_stream.add(run)
-        if self.log.publishing:
+        if self.log.publishing:  # a live view: the record goes with the key's event
+            run = task_record(key, address, timing, status)
+            self.task_stream.add(run)
             self.log.attach_run(key, run)
+        else:
+            self.task_stream.add_run(key, address, timing, status)
 
     def steal_response(self, address: str, key, withdrawn: bool, fetched: dict) -> Outgoing:
         """``address`` gave up ``key`` (``withdrawn``) or kept it; ``fetched``: the inputs
