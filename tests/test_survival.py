@@ -53,6 +53,17 @@ def holders(client, future) -> list[str]:
     return client.who_has([future])[future.key]
 
 
+def assert_gather_says_b_is_lost(ip, change: str) -> None:
+    """``%gather b`` fails in one line naming the variable ``b`` and what to do, after
+    ``b`` was ``"changed"`` or ``"deleted"`` and its only worker died."""
+    with pytest.raises(FutureLostError) as lost:
+        run(ip, "%gather b")
+    said = ("changed after it was scattered and its only worker died: %scatter b again"
+            if change == "changed" else "was deleted after it was scattered and its only "
+            "worker died: assign it and %scatter b again")
+    assert lost.value._render_traceback_() == [f"%gather b: b {said}"]  # one line, no traceback
+
+
 def taken_over(client, future, dead: str) -> list[str]:
     return wait_for(lambda: (h := holders(client, future)) and dead not in h and h,
                     timeout=15, what=f"another worker to take {future.key} over")
@@ -160,12 +171,7 @@ def test_the_magics_lose_a_changed_or_deleted_variable_naming_it(magics_cluster,
     [holder] = holders(client, future)
     kill(client, holder)
     wait_for(lambda: future.status == "lost", what="b's future to be lost")
-    with pytest.raises(FutureLostError) as lost:
-        run(ip, "%gather b")
-    said = ("changed after it was scattered and its only worker died: %scatter b again"
-            if change == "changed" else "was deleted after it was scattered and its only "
-            "worker died: assign it and %scatter b again")
-    assert lost.value._render_traceback_() == [f"%gather b: b {said}"]  # one line, no traceback
+    assert_gather_says_b_is_lost(ip, change)
 
 
 # ------------------------------------------------------------ busy is not dead ---

@@ -16,10 +16,10 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from scatter_magics.errors import FutureLostError  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
 from tests.dask_support import DaskCLI  # noqa: E402
 from tests.test_magics import ip, run  # noqa: E402,F401 (ip: fixture)
+from tests.test_survival import assert_gather_says_b_is_lost  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,12 +97,7 @@ def test_a_changed_or_deleted_variable_is_lost_with_its_name(connected, change):
         del ip.user_ns["b"]
     [holder] = holders(client, future)
     restart(client, name_of(client, holder))
-    with pytest.raises(FutureLostError) as lost:
-        run(ip, "%gather b")
-    said = ("changed after it was scattered and its only worker died: %scatter b again"
-            if change == "changed" else "was deleted after it was scattered and its only "
-            "worker died: assign it and %scatter b again")
-    assert lost.value._render_traceback_() == [f"%gather b: b {said}"]  # one line, no traceback
+    assert_gather_says_b_is_lost(ip, change)
 
 
 def test_a_broadcast_to_named_workers_reaches_a_restarted_one_again(connected):

@@ -21,6 +21,7 @@ from collections.abc import Mapping, MutableMapping
 
 from ..wire.serialize import deserialize_task, serialize_task
 from .future import Future
+from .submit import key_finder
 from .waiting import NO_DEFAULT  # Dask's no_default
 
 
@@ -43,12 +44,7 @@ def named(args: tuple, name, kwargs: dict) -> dict:
 def publish_message(args: tuple, name, override: bool, kwargs: dict, client) -> dict:
     """The ``publish-datasets`` request for ``publish_dataset(*args, name=, override=,
     **kwargs)``: each dataset pickled, ``client``'s futures in it as references to keys."""
-    def key_of(obj):
-        if isinstance(obj, Future):
-            if obj.client is not client:
-                raise ValueError(f"future {obj.key!r} belongs to another client")
-            return obj.key
-        return None
+    key_of = key_finder(client)
     datasets = {}
     for dataset_name, data in named(args, name, kwargs).items():
         serialized, keys = serialize_task(data, key_of)
