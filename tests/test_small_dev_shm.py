@@ -62,15 +62,20 @@ def can_unshare() -> str | None:
     return None
 
 
-def test_scatter_broadcast_and_gather_of_100MB_with_a_64MiB_dev_shm():
+def run_with_small_dev_shm(script: str) -> dict:
+    """``script``'s last line of output (JSON), run under a private 64 MiB /dev/shm."""
     reason = can_unshare()
     if reason:
         pytest.skip(reason)
     command = f"mount -t tmpfs -o size=64m tmpfs /dev/shm && exec {sys.executable} -c \"$0\""
-    run = subprocess.run(["unshare", "-m", "sh", "-c", command, SCRIPT],
+    run = subprocess.run(["unshare", "-m", "sh", "-c", command, script],
                          capture_output=True, text=True, timeout=110)
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_scatter_broadcast_and_gather_of_100MB_with_a_64MiB_dev_shm():
+    out = run_with_small_dev_shm(SCRIPT)
     assert out["scatter"] == 100_000_000 // 8
     assert out["broadcast_holders"] == 2 and out["broadcast"] == 2.0 * (100_000_000 // 8)
     assert out["parts"] == [0.0, 1.0, 2.0]
@@ -114,12 +119,5 @@ MAGICS_SCRIPT = textwrap.dedent("""
 def test_the_magics_send_socket_path_data_again_when_its_worker_dies():
     """With a 64 MiB /dev/shm a 100 MB array goes over the socket: no shared memory keeps
     it. Its only holder killed, the magics send it again from the unchanged variable."""
-    reason = can_unshare()
-    if reason:
-        pytest.skip(reason)
-    command = f"mount -t tmpfs -o size=64m tmpfs /dev/shm && exec {sys.executable} -c \"$0\""
-    run = subprocess.run(["unshare", "-m", "sh", "-c", command, MAGICS_SCRIPT],
-                         capture_output=True, text=True, timeout=110)
-    assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = run_with_small_dev_shm(MAGICS_SCRIPT)
     assert out == {"mode": "socket-fallback", "status": "finished", "equal": True}
