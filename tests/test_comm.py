@@ -109,6 +109,37 @@ class CountingTransport:
         return getattr(self.transport, name)
 
 
+def test_a_batch_ends_with_one_after_batch_call_even_when_a_handler_fails():
+    """What one batch's messages make can go out together (the scheduler sends what a
+    burst of task reports made in one pass): handlers see ``in_batch``, and
+    ``after_batch(channel)`` runs once when the batch is done, after every message of
+    it, a failing one included; a message on its own is not a batch."""
+    log: list = []
+
+    def note(ch, msg):
+        ch.after_batch = lambda ch: log.append(("after", ch.in_batch))
+        if msg["n"] == 1:
+            raise ValueError("a handler fails: the batch goes on")
+        log.append((msg["n"], ch.in_batch))
+
+    async def body():
+        secret = protocol.new_secret()
+        server = Server(secret, {"note": note, "ask": lambda ch, msg: list(log)})
+        try:
+            channel = await connect(await server.listen(), secret)
+            for n in range(4):
+                channel.send_soon({"op": "note", "n": n})
+            assert await channel.request({"op": "ask"}) == [
+                (0, True), (2, True), (3, True), ("after", False)]
+            channel.send({"op": "note", "n": 4})
+            assert (await channel.request({"op": "ask"}))[-1] == (4, False)
+            channel.close()
+        finally:
+            server.close()
+
+    run(body())
+
+
 def test_messages_sent_soon_travel_as_one_batch_in_order_with_every_other_send():
     """send_soon's one-way messages of one turn of the loop go as one message, dispatched
     one by one on arrival; a request after them goes after them, and a close sends what

@@ -181,14 +181,14 @@ def test_a_task_on_a_forgotten_key_is_cancelled_not_lost(state):
 
 
 def test_deletes_to_one_worker_merge_without_passing_its_other_messages():
-    from scatter_magics.engine.scheduler.server import _merge_deletes
+    from scatter_magics.engine.scheduler.outgoing import merge_deletes
 
     w1, w2 = ("worker", "tcp://a:1"), ("worker", "tcp://b:1")
     first = {"op": "delete-keys", "keys": ["k1"]}
     outgoing = [(w1, first), (w2, {"op": "delete-keys", "keys": ["k2"]}),
                 (w1, {"op": "delete-keys", "keys": ["k3"]}), (w1, {"op": "compute", "key": "t"}),
                 (w1, {"op": "delete-keys", "keys": ["k4"]})]
-    assert _merge_deletes(outgoing) == [
+    assert merge_deletes(outgoing) == [
         (w1, {"op": "delete-keys", "keys": ["k1", "k3"]}),
         (w2, {"op": "delete-keys", "keys": ["k2"]}),
         (w1, {"op": "compute", "key": "t"}),

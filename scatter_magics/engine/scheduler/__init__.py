@@ -24,6 +24,7 @@ methods they are handed.
 | ``balance`` | which data to move where: ``rebalance()``, workers retired by ``scale(n)`` |
 | ``state`` | ``SchedulerState``: the one door to the parts above |
 | ``server`` | ``Scheduler``: connections, message handlers, heartbeat watch, around the state |
+| ``outgoing`` | what ``Scheduler.apply`` sends: one message to a peer that may have left, delete-keys merged |
 | ``scatter_ops`` | ``ScatterOps``: a scatter's ops: choosing workers, carrying data, recording it |
 | ``placing`` | ``place()``: putting scattered data on workers, retried when one dies mid-transfer |
 | ``pending_acks`` | ``PendingAcks``: what a no-wait scatter sent, kept until stored, else resent |
@@ -36,7 +37,7 @@ methods they are handed.
 
 Inside, the modules up to ``state`` (and ``ordering``, ``balance``) are pure: none
 imports ``server`` or the I/O parts below it (``scatter_ops``, ``placing``, ``pending_acks``,
-``resend_ops``, ``view_ops``, ``direct_holds``, ``cluster_ops``), and none does I/O.
+``resend_ops``, ``view_ops``, ``direct_holds``, ``cluster_ops``, ``outgoing``), and none does I/O.
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level (``errors``,
 ``keys``, and what the views show: ``summary``, ``history``, ``task_stream``,

@@ -114,7 +114,7 @@ class Placement:
 
     def assign(self, ks: KeyInfo, address: str) -> None:
         """``ks`` is sent to ``address``: its expected duration counts there until it ends."""
-        self.workers[address].assign(ks.key, self.durations.expected(ks.key))
+        self.workers[address].assign(ks.key, self.durations.expected_of(ks))
 
     def allowed(self, ks: KeyInfo, address: str) -> bool:
         """Whether ``ks`` may move to ``address`` (work stealing): within its ``workers=``

@@ -104,6 +104,7 @@ class KeyInfo:
     copy: object = None  # a shared-memory key's payload (header, ShmRefs), sent again if lost
     options: TaskOptions | None = None  # a task's (scattered data has none)
     died: tuple = ()  # names of the workers that died holding its last replicas
+    prefix: str | None = None  # its task group's name (durations.prefix_of), once known
 
 
 @dataclass(eq=False, slots=True)

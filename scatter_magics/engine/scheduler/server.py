@@ -22,6 +22,7 @@ from ..wire.peers import fetch_from_holders
 from .cluster_ops import ClusterOps
 from .coordination import Queues, Variables, Waits
 from .locks import Events, Semaphores
+from .outgoing import merge_deletes, send_one as _send
 from .pending_acks import PendingAcks
 from .resend_ops import ResendOps
 from .scatter_ops import ScatterOps
@@ -88,6 +89,7 @@ class Scheduler:
         self._heartbeat_watch: asyncio.Task | None = None
         self.on_keys_recorded: list[Callable[[list], None]] = []  # shared keys now on workers
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
+        self._held: list | None = None  # what a worker's batch made, sent when it is done
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
@@ -207,9 +209,22 @@ class Scheduler:
     def _on_worker(self, change: Callable) -> Callable:
         def handler(channel: Channel, msg: dict):
             address = channel.worker_address
-            self.apply(self.state.heard_from(address, time.monotonic()) +
-                       (change(address, msg) or []))
+            if not channel.in_batch:
+                self.apply(self.state.heard_from(address, time.monotonic()) +
+                           (change(address, msg) or []))
+                return
+            # A batch (the reports of a burst of tasks): what it makes goes out once, in
+            # order, when the batch is done (_apply_held); one apply per task took ~15 %
+            # of the loop's CPU on 1,000 trivial tasks (cProfile, thread CPU time).
+            if self._held is None:
+                self._held = self.state.heard_from(address, time.monotonic())
+            self._held += change(address, msg) or ()
         return handler
+
+    def _apply_held(self, channel: Channel) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self.apply(held)
 
     def _on_client(self, method: Callable) -> Callable:
         def handler(channel: Channel, msg: dict):
@@ -218,7 +233,7 @@ class Scheduler:
 
     def apply(self, outgoing: list) -> None:
         """Send what a state change produced, then publish the events it recorded."""
-        for (kind, target), msg in _merge_deletes(outgoing):
+        for (kind, target), msg in merge_deletes(outgoing):
             if kind == "owner":
                 for callback in self.on_key_forgotten:
                     callback(msg["key"])
@@ -235,6 +250,7 @@ class Scheduler:
     def _register_worker(self, channel: Channel, msg: dict) -> dict:
         address = msg["address"]
         channel.worker_address = address
+        channel.after_batch = self._apply_held
         channel.peer = f"worker {msg['name']} ({address})"  # errors name it, not a port
         self.worker_channels[address] = channel
         _keep_from_forked_children(channel)
@@ -409,38 +425,3 @@ def _keep_from_forked_children(channel: Channel) -> None:
     fd = sock.fileno()
     inheritance.keep_from_forked_children(fd)
     channel.on_close.insert(0, lambda ch: inheritance.forget(fd))
-
-
-def _send(link, msg: dict) -> None:
-    """Send to a worker or client that may have left meanwhile (then there is no one to tell)."""
-    if link is None:
-        return
-    try:
-        # One-way: it may go at the end of this turn of the loop with the others
-        # (Channel.send_soon), so a burst of compute messages to a worker, or of
-        # key-updates to a remote client, is one message and one write. (An in-process
-        # client's link takes it at once.)
-        getattr(link, "send_soon", link.send)(msg)
-    except CommClosedError:
-        logger.debug("peer left before %r", msg["op"])
-
-
-def _merge_deletes(outgoing: list) -> list:
-    """``outgoing`` with each destination's adjacent delete-keys merged into one message.
-
-    Releasing a 10,000-element list made 10,000 delete-keys, a socket write each (~0.1 s
-    of the loop). Only the order of messages to one destination matters: a merge never
-    moves a delete past another message to the same worker.
-    """
-    merged: list = []
-    open_delete: dict = {}  # destination → its delete-keys still accepting keys
-    for destination, msg in outgoing:
-        if msg["op"] != "delete-keys":
-            open_delete.pop(destination, None)
-        elif destination in open_delete:
-            open_delete[destination]["keys"].extend(msg["keys"])
-            continue
-        else:
-            msg = open_delete[destination] = {"op": "delete-keys", "keys": list(msg["keys"])}
-        merged.append((destination, msg))
-    return merged

@@ -337,7 +337,8 @@ class SchedulerState:
         """``key`` ran on ``address`` for ``duration`` s (None: not measured); ``timing``:
         the worker's start, stop, thread, transfers and function, for the task stream."""
         if duration is not None:
-            self.durations.record(key, duration)
+            ks = self.keys.get(key)
+            self.durations.record(key, duration, ks.prefix if ks is not None else None)
         out = self.tasks.finished(address, key, nbytes, type_name)
         self._ran(address, key, timing, "finished")
         return out + self.stealing.balance() if self.stealing.wanted(address) else out

@@ -108,12 +108,12 @@ class WorkStealing:
         thieves = [ws for ws in self.workers.values()
                    if ws is not victim and ws.status == "running"]
         victim_start = self.stack_time(victim)
-        expected = self.placement.durations.expected
+        expected = self.placement.durations.expected_of
         for key in _last(victim.processing, SCAN):
             ks = self.keys.get(key)
             if ks is None or ks.started or key in self.in_flight:
                 continue
-            seconds = expected(key)
+            seconds = expected(ks)
             stays_with = self.placement.large_input_holders(ks)  # (empty: may go anywhere)
             # On the victim it waits (at least) for the work queued before it.
             wait_there = victim_start - seconds / victim.nthreads - STEAL_COST

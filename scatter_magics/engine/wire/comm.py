@@ -59,6 +59,10 @@ class Channel:
         self._tasks: set[asyncio.Task] = set()
         self._queued: list[dict] = []  # send_soon's messages of this turn of the loop
         self.closed = False
+        # While a batch's messages are dispatched: handlers may hold back what they
+        # would send until ``after_batch(channel)``, which runs once the batch is done.
+        self.in_batch = False
+        self.after_batch: Callable[[Channel], None] | None = None
 
     def start(self) -> None:
         """Begin handling messages, including any that arrived with the handshake."""
@@ -149,8 +153,14 @@ class Channel:
     def _dispatch(self, msg: dict) -> None:
         op = msg["op"]
         if op == BATCH_OP:
-            for one in msg["messages"]:
-                self._dispatch(one)
+            self.in_batch = True
+            try:
+                for one in msg["messages"]:
+                    self._dispatch(one)
+            finally:
+                self.in_batch = False
+                if self.after_batch is not None:
+                    self.after_batch(self)
             return
         if op == "reply":
             reply = self._replies.pop(msg["id"], None)
@@ -169,7 +179,7 @@ class Channel:
         except Exception as exc:
             self._reply_error(msg, exc)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):  # (most return None)
             task = asyncio.ensure_future(self._finish(msg, result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
