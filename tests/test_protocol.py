@@ -166,3 +166,34 @@ def test_plain_values_pickle_exactly_as_cloudpickle_would(value):
     assert serialized.header == cloudpickle.dumps(value, protocol=5)
     back = deserialize(serialized)
     assert type(back) is type(value) and (back == value or back != back)
+
+
+def test_a_task_of_a_module_registered_by_value_travels_by_value(tmp_path, monkeypatch):
+    """Plain calls are pickled by name only where cloudpickle would pickle them so: a
+    function of a module registered with ``register_pickle_by_value`` (edited in the
+    session, not installed where the workers run) travels by value and runs in a process
+    that cannot import its module; a function of an importable module travels by name."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from scatter_magics.engine.wire.serialize import serialize_task
+
+    (tmp_path / "edited_here.py").write_text("def triple(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import edited_here
+
+    cloudpickle.register_pickle_by_value(edited_here)
+    try:
+        by_value, deps = serialize_task((edited_here.triple, (2,), {}), lambda obj: None)
+    finally:
+        cloudpickle.unregister_pickle_by_value(edited_here)
+        sys.modules.pop("edited_here")
+    by_name, _ = serialize_task((abs, (-2,), {}), lambda obj: None)
+    call = "import pickle, sys; f, a, k = pickle.loads(sys.stdin.buffer.read()); print(f(*a, **k))"
+    for task, expected in ((by_value, b"6"), (by_name, b"2")):
+        out = subprocess.run([sys.executable, "-c", call], input=task.header, cwd="/",
+                             capture_output=True, check=True, timeout=60).stdout
+        assert out.strip() == expected
+    assert deps == set() and b"edited_here" not in by_name.header

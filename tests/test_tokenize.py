@@ -68,3 +68,17 @@ def test_a_lone_scalar_gets_the_token_its_fields_stream_to(value):
     streamed = xxhash.xxh3_128()
     _update(streamed, (value,))
     assert tokenize(value) == streamed.hexdigest()  # the shortcut changes no key
+
+
+@pytest.mark.parametrize("func, args, kwargs", [
+    (abs, (-1,), {}), (len, ("text", None, 2.5, True, 10**30), {}), (abs, (), {}),
+    (np.add, (1, 2), {}), (abs, ([1],), {}), (abs, (1,), {"a": 1}), (lambda x: x, (1,), {}),
+    (pd.DataFrame, ({"a": [1]},), {}),
+])
+def test_a_task_key_is_the_token_its_call_streams_to(func, args, kwargs):
+    """``submit(pure=True)`` keys: the shortcut for plain calls gives every call the key
+    the streamed token gives (the same call in any process, the same key)."""
+    from scatter_magics.tokenize import task_key
+
+    assert task_key("f", func, args, kwargs, True) == f"f-{tokenize(func, args, kwargs)}"
+    assert task_key("f", func, args, kwargs, False) != task_key("f", func, args, kwargs, False)

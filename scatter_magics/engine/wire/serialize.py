@@ -218,6 +218,8 @@ class _TaskUnpickler(pickle.Unpickler):
 
 def serialize_task(task, key_of: Callable) -> tuple[Serialized, set]:
     """Pickle ``task``; objects for which ``key_of`` returns a key become references."""
+    if _plain_call(task):  # no Future can hide in it, and plain pickle does the same
+        return Serialized(pickle.dumps(task, protocol=5), ()), set()
     buffers: list = []
     deps: set = set()
     file = io.BytesIO()
@@ -226,6 +228,38 @@ def serialize_task(task, key_of: Callable) -> tuple[Serialized, set]:
     except Exception as exc:
         raise SerializationError(f"cannot serialize task: {exc}") from exc
     return Serialized(file.getvalue(), buffers), deps
+
+
+_PLAIN_ARGS = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+def _plain_call(task) -> bool:
+    """Whether ``task`` is a call ``(func, args, kwargs)`` of scalar arguments to a
+    function that cloudpickle would pickle by name, as plain pickle does.
+
+    Most submits are such calls; plain pickle takes 1 µs for ``inc(5)``, a CloudPickler
+    with a ``persistent_id`` for every object 4.7 µs (timeit).
+    """
+    if type(task) is not tuple or len(task) != 3:
+        return False
+    func, args, kwargs = task
+    if type(args) is not tuple or type(kwargs) is not dict or not _by_name(func):
+        return False
+    return _PLAIN_ARGS.issuperset(map(type, args)) and \
+        (not kwargs or _PLAIN_ARGS.issuperset(map(type, kwargs.values())))
+
+
+def _by_name(func) -> bool:
+    """Whether ``func`` is found under its name in an imported module other than
+    ``__main__``, which no ``cloudpickle.register_pickle_by_value`` covers."""
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    found = sys.modules.get(module) if module and module != "__main__" else None
+    for name in qualname.split(".") if found is not None else ():
+        found = getattr(found, name, None)
+    if found is not func:
+        return False
+    by_value = cloudpickle.list_registry_pickle_by_value()
+    return not by_value or not any(module == m or module.startswith(m + ".") for m in by_value)
 
 
 def deserialize_task(s: Serialized, data: dict):
