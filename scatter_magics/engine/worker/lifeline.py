@@ -124,3 +124,16 @@ def _has_exited(owner_pid: int, parent_pid: int) -> bool:
         except PermissionError:
             return False
         return False
+
+
+def read_line(what: str) -> str:
+    """A line of standard input (the secret, the scheduler's address), ``what`` it is
+    named in the error if it ends first. Byte by byte, unbuffered: the rest of stdin is
+    the owner-watch thread's (``exit_when_owner_dies``)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            raise SystemExit(f"no {what} on standard input")
+        line += chunk
+    return line.decode().strip()

@@ -33,7 +33,7 @@ from ..wire.peers import fetch_from_holders
 from ..wire.serialize import Serialized, Unpickled
 from . import task_context
 from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memory
-from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone
+from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone, read_line
 from .run_function import run_function
 from .runner import DEFAULT_PRIORITY, TaskRunner, not_run
 from .task_call import WITHDRAWN, execute, task_traceback
@@ -268,7 +268,9 @@ class Worker:
 
     # ------------------------------------------------------------ tasks ---
     def _compute(self, channel, msg) -> None:
-        key, task, who_has = msg["key"], msg["task"], msg["who_has"]
+        # The scheduler leaves out an empty who_has, and sends a task without buffers as bytes.
+        key, task, who_has = msg["key"], msg["task"], msg.get("who_has") or {}
+        task = Serialized(task, ()) if type(task) is bytes else task
         options = (msg.get("priority") or DEFAULT_PRIORITY, msg.get("resources"))
         ticket = self.tickets.issue(key)
         if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
@@ -377,17 +379,6 @@ def resident_memory() -> int:
         return 0
 
 
-def _read_line(what: str) -> str:
-    # Byte by byte, unbuffered: the rest of stdin is the parent-watch thread's.
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(0, 1)
-        if not chunk:
-            raise SystemExit(f"no {what} on standard input")
-        line += chunk
-    return line.decode().strip()
-
-
 def main(argv=None, parent_pid: int | None = None) -> None:
     """Run a worker until it is closed or its owner dies.
 
@@ -418,8 +409,8 @@ def main(argv=None, parent_pid: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook, not us
     parent_pid = args.owner_pid if parent_pid is None else parent_pid
     die_with_parent(args.shm_prefix, args.owner_pid, parent_pid)
-    secret = _read_line("cluster secret")
-    scheduler = args.scheduler or _read_line("scheduler address")
+    secret = read_line("cluster secret")
+    scheduler = args.scheduler or read_line("scheduler address")
     threading.Thread(target=exit_when_owner_dies,
                      args=(args.shm_prefix, args.owner_pid, parent_pid),
                      name="owner-watch", daemon=True).start()
