@@ -115,14 +115,23 @@ class FutureState:
             raise self.exception
 
 
-async def settled(state: FutureState, then: Callable[[], None] | None = None) -> None:
-    """Wait (on the loop) until ``state`` is done, then call ``then()`` if given."""
-    if not state.done():
-        done = asyncio.get_running_loop().create_future()
-        state.on_done(lambda s: done.done() or done.set_result(None))
-        await done
-    if then is not None:
-        then()
+def settled(state: FutureState, then: Callable[[], None] | None = None) -> asyncio.Future:
+    """An asyncio future (made on the loop) that is done once ``state`` is; then
+    ``then()`` is called, if given and nobody cancelled the wait.
+
+    A future, not a coroutine: ``asyncio.gather`` of 1,000 of them (a gather of 1,000
+    pending tasks) makes no Task per key, which cost ~10 % of the loop thread's CPU on
+    1,000 trivial tasks (py-spy).
+    """
+    done = asyncio.get_running_loop().create_future()
+
+    def settle(_state) -> None:
+        if not done.done():
+            if then is not None:
+                then()
+            done.set_result(None)
+    state.on_done(settle)  # (now, if it is done already)
+    return done
 
 
 async def traceback_of(state: FutureState):
