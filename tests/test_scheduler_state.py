@@ -738,3 +738,14 @@ def test_durations_reported_by_workers_weigh_the_queues():
     assert s.workers[A].busy == 3.0
     s.task_finished(A, "slow-1", 28, "int", duration=1.0)
     assert s.durations.expected("slow-9") == 2.0 and s.workers[A].busy == 0.0
+
+
+def test_a_tasks_duration_is_read_from_the_timing_its_worker_reports():
+    """Workers report when a task started and stopped (for the task stream), not its
+    duration besides: placement learns it from those."""
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=1, memory_limit=0)
+    s.submit("c", "slow-0", b"t", set(), None)
+    s.task_finished(A, "slow-0", 28, "int", timing={"start": 10.0, "stop": 13.0, "thread": 0})
+    s.submit("c", "slow-1", b"t", set(), None)
+    assert s.durations.expected("slow-9") == 3.0 and s.workers[A].busy == 3.0

@@ -186,9 +186,9 @@ class Scheduler:
         handlers = {
             "register-worker": self._register_worker,
             "register-client": self._register_client,
-            "task-finished": self._on_worker(lambda a, m: self.state.add_replicas(
-                a, m["fetched"]) + self.state.task_finished(a, m["key"], m["nbytes"], m["type"],
-                                                           m.get("duration"), m.get("timing"))),
+            "task-finished": self._on_worker(lambda a, m: self.state.task_finished(
+                a, m["key"], m["nbytes"], m["type"], timing=m.get("timing"),
+                fetched=m.get("fetched"))),
             "task-erred": self._on_worker(lambda a, m: self.state.add_replicas(
                 a, m["fetched"]) + self.state.task_erred(a, m["key"], m["exception"],
                                                         m["traceback"], m.get("timing"))),

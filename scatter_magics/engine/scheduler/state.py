@@ -333,13 +333,18 @@ class SchedulerState:
         return self.tasks.output(address, records)
 
     def task_finished(self, address: str, key: str, nbytes: int, type_name: str,
-                      duration: float | None = None, timing: dict | None = None) -> Outgoing:
-        """``key`` ran on ``address`` for ``duration`` s (None: not measured); ``timing``:
-        the worker's start, stop, thread, transfers and function, for the task stream."""
+                      duration: float | None = None, timing: dict | None = None,
+                      fetched: dict | None = None) -> Outgoing:
+        """``key`` ran on ``address`` for ``duration`` s (None: ``timing``'s stop - start,
+        if any); ``timing``: the worker's start, stop, thread, transfers and function, for
+        the task stream; ``fetched``: the inputs it copied from peers (``{key: nbytes}``)."""
+        out = self.add_replicas(address, fetched) if fetched else []
+        if duration is None and timing and "start" in timing:
+            duration = timing["stop"] - timing["start"]
         if duration is not None:
             ks = self.keys.get(key)
             self.durations.record(key, duration, ks.prefix if ks is not None else None)
-        out = self.tasks.finished(address, key, nbytes, type_name)
+        out += self.tasks.finished(address, key, nbytes, type_name)
         self._ran(address, key, timing, "finished")
         return out + self.stealing.balance() if self.stealing.wanted(address) else out
 

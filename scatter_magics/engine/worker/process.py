@@ -310,7 +310,7 @@ class Worker:
         ``timing`` goes with it, for the task stream (``task_stream.py``): the transfers
         before it, the function's name (set on the thread) and, from the runner, the
         thread and the times it ran."""
-        timing = {"transfers": transfers or []}
+        timing = {"transfers": transfers} if transfers else {}  # (none: left out)
         try:
             inputs = {dep: self.data[dep].value for dep in who_has}
         except Exception as exc:  # an input that does not deserialize here
@@ -334,7 +334,7 @@ class Worker:
         if not ok:
             self._task_erred(key, result, ticket.fetched, timing)
             return
-        value, duration = result
+        value = result[0]  # (its duration goes in timing: stop - start)
         if self.in_process:  # held as it is: whoever reads it gets the object itself
             stored = StoredValue(Unpickled(value), value, has_value=True)
         else:
@@ -347,9 +347,11 @@ class Worker:
                           "fetched": ticket.fetched, "timing": timing})
             return
         self.data[key] = stored
-        self._report({"op": "task-finished", "key": key, "nbytes": stored.nbytes,
-                      "type": stored.type, "fetched": ticket.fetched, "duration": duration,
-                      "timing": timing})
+        report = {"op": "task-finished", "key": key, "nbytes": stored.nbytes,
+                  "type": stored.type, "timing": timing}  # (its duration: stop - start)
+        if ticket.fetched:
+            report["fetched"] = ticket.fetched
+        self._report(report)
 
     def _task_erred(self, key, exc: BaseException, fetched: dict, timing: dict) -> None:
         self._report({"op": "task-erred", "key": key,
