@@ -34,10 +34,12 @@ class Ordering:
     def options(self, options: dict | None, now: float) -> TaskOptions:
         """``options`` (``engine/client/task_options.py``'s dict, None for defaults) as a
         :class:`TaskOptions`, for a task submitted at ``now``."""
-        options = options or {}
-        if now - self._last > options.get("fifo_timeout", DEFAULT_FIFO_TIMEOUT):
+        if now - self._last > (options.get("fifo_timeout", DEFAULT_FIFO_TIMEOUT) if options
+                               else DEFAULT_FIFO_TIMEOUT):
             self.generation += 1
         self._last = now
+        if not options:  # most tasks: no dict lookups, the defaults as they are
+            return TaskOptions((0, self.generation, next(self._order)))
         return TaskOptions((-options.get("priority", 0), self.generation, next(self._order)),
                            options.get("retries", 0), options.get("resources"),
                            options.get("loose", False))

@@ -70,8 +70,9 @@ class TaskMachine:
         if old is not None and old.state not in GONE:
             old.wanted_by.add(client)  # the same pure call: share the task and its result
             return self.notify(old, [client]) if old.state == "memory" else []
-        ks = self.keys[key] = KeyInfo(key, "waiting", task=task, deps=set(deps),
-                                      waiting_on=set())
+        # (No sets of its own for a task that reads nothing: the shared empty NONE.)
+        ks = self.keys[key] = KeyInfo(key, "waiting", task=task, deps=set(deps) if deps else NONE,
+                                      waiting_on=set() if deps else NONE)
         if old is not None:  # a new record, read by the tasks that read the old one
             ks.dependents = old.dependents
         ks.wanted_by.add(client)
@@ -141,6 +142,8 @@ class TaskMachine:
         """``ks`` (waiting or running) must wait for its input ``dep`` again."""
         self.unassign(ks)
         ks.state = "waiting"
+        if ks.waiting_on is NONE:
+            ks.waiting_on = set()
         ks.waiting_on.add(dep)
 
     def unassign(self, ks: KeyInfo) -> None:

@@ -5,7 +5,7 @@
 | ``process`` | the worker: holds data, runs tasks in a thread pool, serves data to peers |
 | ``lifeline`` | how a worker dies with its owner: stdin, ``PR_SET_PDEATHSIG``, the parent pid; its lines of stdin |
 | ``runner`` | ``TaskRunner``: the task threads, by priority within the worker's threads and resources, results collected per burst |
-| ``task_start`` | ``StartWatch``: when a worker reports a task as running |
+| ``task_start`` | ``StartWatch``, ``StartClock``: when a worker reports a task as running |
 | ``task_context`` | what a task sees: ``get_worker``, ``secede``, ``rejoin``, ``worker_client`` |
 | ``run_function`` | ``Client.run``'s function, called on the worker's loop |
 | ``uploads`` | ``Uploads``: files from ``Client.upload_file``, on ``sys.path`` and imported |

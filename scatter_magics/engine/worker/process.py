@@ -38,7 +38,7 @@ from .run_function import run_function
 from .runner import DEFAULT_PRIORITY, TaskRunner, not_run
 from .task_call import WITHDRAWN, execute, task_traceback
 from .task_output import TaskOutput
-from .task_start import StartWatch
+from .task_start import StartClock, StartWatch
 from .tickets import TaskTicket, TicketBook
 from .uploads import Uploads
 
@@ -121,6 +121,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         if not self.in_process:  # (in the user's process, tasks print where it prints)
             self.output.start(self.loop)
+        self.start_clock = StartClock(self.loop)  # when a task counts as running
         self.runner = TaskRunner(self.nthreads, self._task_done, self.resources,
                                  on_thread_start=lambda: task_context.serve(self))
         if self.in_process:
@@ -171,6 +172,7 @@ class Worker:
                 channel.close()
         if self.runner is not None:
             self.runner.close()
+            self.start_clock.close()
         client, self._client = self._client, None
         if client is not None and self._owns_client:  # (never the user's own client)
             await asyncio.to_thread(client.close)
@@ -317,15 +319,16 @@ class Worker:
             self.tickets.forget(key, ticket)
             self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})
             return
-        watch = StartWatch(self.loop, lambda: self._report({"op": "task-started", "key": key}))
-        running = (key, watch.watch(), ticket, timing)
+        watch = self.start_clock.watch(StartWatch(
+            self.loop, lambda: self._report({"op": "task-started", "key": key})))
+        running = (key, watch, ticket, timing)
         priority, resources = options
         self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
                                                    watch.started, timing), priority, resources)
 
     def _task_done(self, running: tuple, ok: bool, result, ran) -> None:
-        key, timer, ticket, timing = running
-        timer.cancel()
+        key, watch, ticket, timing = running
+        watch.cancel()
         if ok and result[0] is WITHDRAWN:
             return  # given back before a thread reached it (_steal answered)
         self.tickets.forget(key, ticket)

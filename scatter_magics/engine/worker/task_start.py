@@ -5,11 +5,16 @@ picks it up. :class:`StartWatch` reports that moment, but only for a task still 
 :data:`RUNNING_AFTER` seconds after it was handed over: a quick task costs no extra
 message, and no extra wake of the worker's loop (30-40 us on these machines, see
 docs/internals.md, "Small-message latency"), and goes from pending straight to finished.
+
+One :class:`StartClock` per worker arms the watches as they come due, on one timer: a
+timer per task (``call_later``, then its ``cancel``) was ~2 µs of the worker's loop for
+each trivial task, among ~20 (py-spy).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 from typing import Callable
 
@@ -20,8 +25,8 @@ class StartWatch:
     """Calls ``report()`` on the loop once the task has started and has been seen running.
 
     ``started()`` runs on the pool thread as it picks the task up; ``arm()`` runs on the
-    loop thread :data:`RUNNING_AFTER` seconds after the hand-over (``watch``). Whichever
-    comes second reports.
+    loop thread :data:`RUNNING_AFTER` seconds after the hand-over (``StartClock.watch``).
+    Whichever comes second reports, unless the task ended first (``cancel()``).
 
     >>> loop = asyncio.new_event_loop()
     >>> seen = []
@@ -31,16 +36,12 @@ class StartWatch:
     >>> loop.close()
     """
 
-    __slots__ = ("_loop", "_report", "_lock", "_started", "_armed")
+    __slots__ = ("_loop", "_report", "_lock", "_started", "_armed", "_ended")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, report: Callable[[], None]):
         self._loop, self._report = loop, report
         self._lock = threading.Lock()
-        self._started = self._armed = False
-
-    def watch(self) -> asyncio.TimerHandle:
-        """Arm after :data:`RUNNING_AFTER` seconds; cancel the handle when the task ends."""
-        return self._loop.call_later(RUNNING_AFTER, self.arm)
+        self._started = self._armed = self._ended = False
 
     def started(self) -> None:
         with self._lock:
@@ -49,7 +50,57 @@ class StartWatch:
             self._loop.call_soon_threadsafe(self._report)
 
     def arm(self) -> None:
+        if self._ended:
+            return
         with self._lock:
             self._armed, started = True, self._started
         if started:
             self._report()
+
+    def cancel(self) -> None:
+        """The task ended (on the loop): nothing more to report."""
+        self._ended = True
+
+
+class StartClock:
+    """Arms each :class:`StartWatch` :data:`RUNNING_AFTER` seconds after its task was
+    handed over, on one timer of the loop for all of them (hand-overs come in order,
+    so the watches come due in order).
+
+    >>> async def demo():
+    ...     clock, seen = StartClock(asyncio.get_running_loop()), []
+    ...     watch = clock.watch(StartWatch(asyncio.get_running_loop(), lambda: seen.append(1)))
+    ...     watch.started()
+    ...     await asyncio.sleep(RUNNING_AFTER * 2)
+    ...     clock.close()
+    ...     return seen
+    >>> asyncio.run(demo())
+    [1]
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._due: collections.deque = collections.deque()  # (when, watch), oldest first
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, watch: StartWatch) -> StartWatch:
+        """Arm ``watch`` :data:`RUNNING_AFTER` s from now; ``watch.cancel()`` when its task ends."""
+        when = self._loop.time() + RUNNING_AFTER
+        self._due.append((when, watch))
+        if self._timer is None:
+            self._timer = self._loop.call_at(when, self._tick)
+        return watch
+
+    def _tick(self) -> None:
+        self._timer = None
+        now, due = self._loop.time(), self._due
+        while due and due[0][0] <= now:
+            due.popleft()[1].arm()
+        if due:
+            self._timer = self._loop.call_at(due[0][0], self._tick)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.clear()
