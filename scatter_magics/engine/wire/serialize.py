@@ -267,6 +267,8 @@ def deserialize_task(s: Serialized, data: dict):
     (or, for one made by :func:`task_in_process`, put the values in place)."""
     if type(s) is Unpickled:
         return _resolve(s.value, data)
+    if not data:  # no key to resolve (most tasks): plain pickle, 0.9 µs against 2.3 µs
+        return pickle.loads(s.header, buffers=s.buffers)
     return _TaskUnpickler(io.BytesIO(s.header), data, s.buffers).load()
 
 
@@ -325,6 +327,8 @@ IN_PROCESS = Codec(Unpickled, task_in_process)
 
 def sizeof(obj, _depth: int = 0) -> int:
     """An estimate of the memory ``obj`` holds, in bytes (cheap, not exact)."""
+    if type(obj) in _PLAIN:  # a task's usual result: no attribute looked for in vain
+        return sys.getsizeof(obj)
     nbytes = getattr(obj, "nbytes", None)
     if isinstance(nbytes, int):
         return nbytes

@@ -275,7 +275,7 @@ class Worker:
         task = Serialized(task, ()) if type(task) is bytes else task
         options = (msg.get("priority") or DEFAULT_PRIORITY, msg.get("resources"))
         ticket = self.tickets.issue(key)
-        if all(dep in self.data for dep in who_has):  # the usual case: no fetch to await
+        if not who_has or all(dep in self.data for dep in who_has):  # the usual: no fetch
             ticket.queue()
             self._start_task(key, task, who_has, ticket, options)
         else:
@@ -314,7 +314,7 @@ class Worker:
         thread and the times it ran."""
         timing = {"transfers": transfers} if transfers else {}  # (none: left out)
         try:
-            inputs = {dep: self.data[dep].value for dep in who_has}
+            inputs = {dep: self.data[dep].value for dep in who_has} if who_has else {}
         except Exception as exc:  # an input that does not deserialize here
             self.tickets.forget(key, ticket)
             self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})

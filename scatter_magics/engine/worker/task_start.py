@@ -95,7 +95,9 @@ class StartClock:
         self._timer = None
         now, due = self._loop.time(), self._due
         while due and due[0][0] <= now:
-            due.popleft()[1].arm()
+            watch = due.popleft()[1]
+            if not watch._ended:  # (most: quick tasks, ended long before)
+                watch.arm()
         if due:
             self._timer = self._loop.call_at(due[0][0], self._tick)
 
