@@ -121,10 +121,10 @@ class Client:
             if self.direct_to_workers is None else self.direct_to_workers
 
     def _on_report(self, msg: dict) -> None:
-        if msg["op"] == "events":
-            self._events.publish(msg["events"])
-        elif msg["op"] == "key-update":
+        if msg["op"] == "key-update":  # (the most frequent first: one per task that ends)
             self.refs.apply(msg)
+        elif msg["op"] == "events":
+            self._events.publish(msg["events"])
         elif msg["op"] == "worker-unresponsive" and hasattr(self, "_workers"):
             self._workers.fail_pending(msg["address"], msg["error"])
         elif msg["op"] == "resend" and hasattr(self, "_resending"):

@@ -412,7 +412,8 @@ class SchedulerState:
             if not ks.who_has:
                 raise FutureLostError(f"key {key!r} has no replica on any worker")
             # Responsive holders first: a frozen one is asked only if it is the only one.
-            out[key] = sorted(ks.who_has, key=lambda a: (self.workers[a].status != "running", a))
+            out[key] = list(ks.who_has) if len(ks.who_has) == 1 else sorted(
+                ks.who_has, key=lambda a: (self.workers[a].status != "running", a))
         return out
 
     def info(self) -> dict:

@@ -97,10 +97,9 @@ class TaskMachine:
     def schedule(self, ks: KeyInfo) -> Outgoing:
         """Send ``ks`` to the worker where it would start soonest (``Placement``) among
         those that may run it (``workers=``, ``resources=``), if any."""
-        candidates = self.worker_book.allowed_for(ks)
+        candidates = self.worker_book.candidates_for(ks)
         if not candidates:
             return []  # wait for a (suitable) worker to arrive
-        candidates = self.worker_book.responsive(candidates) or candidates  # a frozen one may resume
         return self._send(ks, self.placement.choose(ks, candidates))
 
     def move(self, ks: KeyInfo, address: str) -> Outgoing:

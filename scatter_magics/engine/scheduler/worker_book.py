@@ -125,6 +125,16 @@ class WorkerBook:
             addresses.append(address)
         return list(dict.fromkeys(addresses))
 
+    def candidates_for(self, ks) -> list[str]:
+        """The workers to choose from for the task ``ks``: :meth:`allowed_for`, only the
+        responsive ones if any (a frozen one may resume)."""
+        options = ks.options
+        if not ks.restrictions and (options is None or not options.resources):  # most tasks
+            workers = self.workers
+            return [a for a, ws in workers.items() if ws.status == "running"] or list(workers)
+        allowed = self.allowed_for(ks)
+        return self.responsive(allowed) or allowed
+
     def allowed_for(self, ks) -> list[str]:
         """The live workers that may run the task ``ks``: within its restrictions (any
         worker, if they are only a preference and none of them can) and with the
