@@ -238,7 +238,12 @@ export class ClusterPanel extends Widget {
         return chip;
       }
     );
-    return h('div', { class: 'sm-summary sm-lab-filter' }, ...chips, this._search);
+    return h(
+      'div',
+      { class: 'sm-summary sm-lab-filter' },
+      ...chips,
+      this._search
+    );
   }
 
   /**
