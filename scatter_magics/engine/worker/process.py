@@ -319,8 +319,7 @@ class Worker:
             self.tickets.forget(key, ticket)
             self._task_erred(key, exc, ticket.fetched, {**not_run(time.time()), **timing})
             return
-        watch = self.start_clock.watch(StartWatch(
-            self.loop, lambda: self._report({"op": "task-started", "key": key})))
+        watch = self.start_clock.watch(StartWatch(self.loop, self._report, key))
         running = (key, watch, ticket, timing)
         priority, resources = options
         self.runner.run(running, functools.partial(execute, key, task, inputs, ticket,
@@ -329,7 +328,7 @@ class Worker:
     def _task_done(self, running: tuple, ok: bool, result, ran) -> None:
         key, watch, ticket, timing = running
         watch.cancel()
-        if ok and result[0] is WITHDRAWN:
+        if ok and result is WITHDRAWN:
             return  # given back before a thread reached it (_steal answered)
         self.tickets.forget(key, ticket)
         timing.update(thread=ran.thread, start=ran.start, stop=ran.stop)
@@ -337,7 +336,7 @@ class Worker:
         if not ok:
             self._task_erred(key, result, ticket.fetched, timing)
             return
-        value = result[0]  # (its duration goes in timing: stop - start)
+        value = result  # (its duration goes in timing: stop - start)
         if self.in_process:  # held as it is: whoever reads it gets the object itself
             stored = StoredValue(Unpickled(value), value, has_value=True)
         else:

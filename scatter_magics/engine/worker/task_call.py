@@ -3,7 +3,6 @@ client will see it."""
 
 from __future__ import annotations
 
-import time
 import traceback
 
 from ...errors import TaskTraceback
@@ -16,10 +15,11 @@ WITHDRAWN = object()  # what execute returns for a task given back to the schedu
 
 def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=None,
             timing: dict | None = None):
-    """``(value, seconds it ran)``, or ``(WITHDRAWN, 0.0)`` for a task given back;
-    ``timing`` gets the function's name (the task stream colours a bar by it)."""
+    """The task's value, or ``WITHDRAWN`` for a task given back (how long it ran: the
+    runner's ``Ran``); ``timing`` gets the function's name (the task stream colours a
+    bar by it)."""
     if not ticket.begin():
-        return WITHDRAWN, 0.0
+        return WITHDRAWN
     if on_start is not None:
         on_start()  # a pool thread picked the task up (task_start.StartWatch)
     RUNNING.key = key  # what it prints is this task's (task_output.py); secede() names it
@@ -27,9 +27,7 @@ def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=No
         func, args, kwargs = deserialize_task(task, inputs)
         if timing is not None:
             timing["function"] = getattr(func, "__name__", type(func).__name__)
-        start = time.perf_counter()
-        value = func(*args, **kwargs)
-        return value, time.perf_counter() - start
+        return func(*args, **kwargs)
     finally:
         RUNNING.key = None
 

@@ -22,7 +22,8 @@ RUNNING_AFTER = 0.05  # s; a task that ends sooner is never reported as running
 
 
 class StartWatch:
-    """Calls ``report()`` on the loop once the task has started and has been seen running.
+    """Calls ``report({"op": "task-started", "key": key})`` on the loop once the task
+    ``key`` has started and has been seen running.
 
     ``started()`` runs on the pool thread as it picks the task up; ``arm()`` runs on the
     loop thread :data:`RUNNING_AFTER` seconds after the hand-over (``StartClock.watch``).
@@ -30,16 +31,16 @@ class StartWatch:
 
     >>> loop = asyncio.new_event_loop()
     >>> seen = []
-    >>> watch = StartWatch(loop, lambda: seen.append("running"))
+    >>> watch = StartWatch(loop, seen.append, "x")
     >>> watch.started(); watch.arm(); seen
-    ['running']
+    [{'op': 'task-started', 'key': 'x'}]
     >>> loop.close()
     """
 
-    __slots__ = ("_loop", "_report", "_lock", "_started", "_armed", "_ended")
+    __slots__ = ("_loop", "_report", "_key", "_lock", "_started", "_armed", "_ended")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, report: Callable[[], None]):
-        self._loop, self._report = loop, report
+    def __init__(self, loop: asyncio.AbstractEventLoop, report: Callable[[dict], None], key):
+        self._loop, self._report, self._key = loop, report, key
         self._lock = threading.Lock()
         self._started = self._armed = self._ended = False
 
@@ -47,7 +48,7 @@ class StartWatch:
         with self._lock:
             self._started, armed = True, self._armed
         if armed:
-            self._loop.call_soon_threadsafe(self._report)
+            self._loop.call_soon_threadsafe(self._report, {"op": "task-started", "key": self._key})
 
     def arm(self) -> None:
         if self._ended:
@@ -55,7 +56,7 @@ class StartWatch:
         with self._lock:
             self._armed, started = True, self._started
         if started:
-            self._report()
+            self._report({"op": "task-started", "key": self._key})
 
     def cancel(self) -> None:
         """The task ended (on the loop): nothing more to report."""
@@ -69,13 +70,13 @@ class StartClock:
 
     >>> async def demo():
     ...     clock, seen = StartClock(asyncio.get_running_loop()), []
-    ...     watch = clock.watch(StartWatch(asyncio.get_running_loop(), lambda: seen.append(1)))
+    ...     watch = clock.watch(StartWatch(asyncio.get_running_loop(), seen.append, "x"))
     ...     watch.started()
     ...     await asyncio.sleep(RUNNING_AFTER * 2)
     ...     clock.close()
-    ...     return seen
+    ...     return [msg["key"] for msg in seen]
     >>> asyncio.run(demo())
-    [1]
+    ['x']
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
