@@ -55,6 +55,7 @@ class Resender:
         self._topic: str | None = None  # with it: the topic its loss messages come on
         self._listening = False
         self._prune_at = PRUNE_FROM
+        self._entries: dict = {}  # each (source, placement, broadcast) once
         self._closing = threading.Event()  # ends a wait for workers when the client closes
 
     @property
@@ -69,7 +70,10 @@ class Resender:
             placement = None if workers is None else tuple(  # hashable: sends are grouped
                 [workers] if isinstance(workers, (str, tuple)) else workers)
             for key, source in sources.items():
-                self.sources[key] = (source, placement, broadcast)
+                # One tuple per source and placement, not per key: what a %scatter leaves
+                # here outlives it, and the garbage collector counts each such object.
+                entry = (source, placement, broadcast)
+                self.sources[key] = self._entries.setdefault(entry, entry)
                 self.refused.pop(key, None)
         if not self._listening:
             self._listen()
@@ -81,6 +85,8 @@ class Resender:
             del self.sources[key]
             self.refused.pop(key, None)
         self._prune_at = max(PRUNE_FROM, 2 * len(self.sources))
+        kept = set(self.sources.values())
+        self._entries = {e: e for e in self._entries if e in kept}
 
     def _listen(self) -> None:
         self._listening = True
