@@ -15,8 +15,6 @@ import threading
 import weakref
 from typing import Callable
 
-from .backend import default_client_functions
-
 _clients: list[weakref.ref] = []  # every engine's clients, in the order they started
 _task_thread = threading.local()  # a worker's task thread: .client_of, its worker's client
 
@@ -70,6 +68,10 @@ def default_client(c=None):
         client = ref()
         if _is_running(client):
             return client
+    # Imported here: this module is on every worker's start-up path (task threads are
+    # marked with serve_tasks), and the backend table (with dataclasses) cost ~3 ms of it.
+    from .backend import default_client_functions
+
     for current in default_client_functions():
         try:
             client = current()

@@ -34,8 +34,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
-
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
@@ -92,16 +90,38 @@ def register(*, backend: str, scheduler_address: str, secret: str | None,
              dashboard_link: str | None = None) -> Entry:
     """Write this process's cluster at ``scheduler_address`` into the registry
     (``connected``: this process's connection to a cluster it did not start)."""
-    me = psutil.Process()
+    pid = os.getpid()
     kernel_id = current_kernel_id()
-    entry = Entry(id=f"{me.pid}-{uuid.uuid4().hex[:8]}", name=name or default_name(kernel_id),
-                  backend=backend, scheduler_address=scheduler_address, pid=me.pid,
-                  create_time=me.create_time(), kernel_id=kernel_id, secret=secret,
+    entry = Entry(id=f"{pid}-{uuid.uuid4().hex[:8]}", name=name or default_name(kernel_id),
+                  backend=backend, scheduler_address=scheduler_address, pid=pid,
+                  create_time=own_start_time(), kernel_id=kernel_id, secret=secret,
                   connected=connected, security=security, dashboard_link=dashboard_link)
     _write(entry)
     with _lock:
         _registered[entry.id] = entry
     return entry
+
+
+def own_start_time() -> float:
+    """This process's start time as ``psutil.Process().create_time()`` gives it.
+
+    Read from ``/proc`` as psutil does on Linux (boot time plus the process's start in
+    clock ticks): importing psutil to register cost ~14 ms of every cold start.
+
+    >>> import psutil
+    >>> abs(own_start_time() - psutil.Process().create_time()) < 0.01
+    True
+    """
+    try:
+        with open("/proc/self/stat", "rb") as f:  # the name in (...) may hold spaces
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):  # not Linux
+        import psutil
+
+        return psutil.Process().create_time()
 
 
 def _write(entry: Entry) -> None:
@@ -257,6 +277,8 @@ def _warn_once(path: Path, message: str) -> None:
 
 def process_alive(pid: int, create_time: float) -> bool:
     """Whether ``pid`` runs and is the process that started at ``create_time``."""
+    import psutil  # here: the readers (the Jupyter server, %cluster connect) pay for it
+
     try:
         proc = psutil.Process(pid)
         # create_time is rounded differently on some platforms; a reused pid differs by far more.

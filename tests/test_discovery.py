@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import psutil
 import pytest
 from conftest import wait_for
 
@@ -74,7 +75,7 @@ def test_entries_of_killed_processes_are_pruned_by_the_reader():
 
 
 def test_a_recycled_pid_is_not_the_registered_process():
-    me = discovery.psutil.Process()
+    me = psutil.Process()
     assert discovery.process_alive(me.pid, me.create_time())
     assert not discovery.process_alive(me.pid, me.create_time() - 3600)
 

@@ -101,6 +101,25 @@ def test_gathered_view_keeps_its_segment(make_client):
     np.testing.assert_array_equal(kept, data)
 
 
+def test_gathering_what_this_client_scattered_asks_no_worker(make_client):
+    """The client reads its own shared memory, as Ray's ``get`` of its own object does:
+    with every worker stopped (SIGSTOP), the gather still returns, unchanged."""
+    client = make_client(n_workers=2)
+    data = big_array(6)
+    future, direct = client.scatter(data), client.scatter(big_array(7), direct=True)
+    pids = list(worker_pids(client).values())
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        np.testing.assert_array_equal(client.gather(future, timeout=5), data)
+        np.testing.assert_array_equal(client.gather(direct, direct=True, timeout=5),
+                                      big_array(7))
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert client.gather(client.submit(len, future)) == len(data)  # the workers still serve
+
+
 def test_close_unlinks_every_segment(make_client):
     client = make_client(n_workers=2)
     prefix = client.cluster.shm_pool.prefix

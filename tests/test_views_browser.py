@@ -116,6 +116,13 @@ def clipped(page) -> list[str]:
 
 # Words of a card's name split over two lines ("quickst / art.ipynb" in issue 17): a word
 # whose text has more than one line box.
+# A poll's answer arriving now: the Futures panel renders the value it holds again.
+RENDER_PANEL_NOW_JS = """() => {
+    const panel = [...window.jupyterapp.shell.widgets('main')]
+        .map(w => w.content).find(c => c && c.id.startsWith('scatter-magics-cluster-'));
+    panel._resource.accept(panel._resource.value);
+}"""
+
 BROKEN_WORDS_JS = r"""sel => {
   const broken = [];
   for (const name of document.querySelectorAll(sel)) {
@@ -210,8 +217,17 @@ def test_card_panel_and_cluster_view_agree_after_a_loss(server, browser):
             assert lost_row.locator(".sm-name").inner_text() == "big"
             assert "worker-0 died" in lost_row.inner_text()
             page.click(f"{panel} .sm-lab-filter .sm-chip[data-status='lost']")  # all again
-            # Filter by name, then sort by size.
-            page.fill(f"{panel} .sm-lab-name-filter", "work")
+            # Filter by name, then sort by size. What the user types survives the renders
+            # polls bring while they type (one is forced between keystrokes here): the
+            # text, the focus and the caret stay, and the filter applies.
+            search = f"{panel} .sm-lab-name-filter"
+            page.click(search)
+            page.keyboard.type("wo")
+            page.evaluate(RENDER_PANEL_NOW_JS)
+            page.keyboard.type("rk")
+            page.evaluate(RENDER_PANEL_NOW_JS)
+            assert page.eval_on_selector(search, "el => [el.value, el === document.activeElement]") \
+                == ["work", True]
             page.wait_for_function(
                 """sel => { const names = [...document.querySelectorAll(sel)].map(n => n.textContent);
                             return names.length === 4

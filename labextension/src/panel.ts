@@ -142,6 +142,10 @@ export class ClusterPanel extends Widget {
       )
     );
     const last = Math.min(this._offset + this._pageSize, total);
+    // Moving the filter into the new tree blurs it: give its focus and caret back.
+    const search = this._search;
+    const typing = document.activeElement === search;
+    const caret = [search.selectionStart, search.selectionEnd];
     this._body.replaceChildren(
       ...(this._gone ? [this._goneNote()] : []),
       h(
@@ -212,6 +216,10 @@ export class ClusterPanel extends Widget {
         )
       )
     );
+    if (typing) {
+      search.focus();
+      search.setSelectionRange(caret[0], caret[1]);
+    }
     this._drawTasks();
   }
 
@@ -230,28 +238,34 @@ export class ClusterPanel extends Widget {
         return chip;
       }
     );
+    return h(
+      'div',
+      { class: 'sm-summary sm-lab-filter' },
+      ...chips,
+      this._search
+    );
+  }
+
+  /**
+   * The name filter: one element for the panel's life, so that what the user is typing,
+   * the caret and the focus survive the renders a poll brings (a new input per render
+   * lost keystrokes typed between the render and the debounced query).
+   */
+  private _searchBox(): HTMLInputElement {
     const search = h('input', {
       class: 'sm-lab-name-filter',
       type: 'search',
       placeholder: 'filter by name or key',
       'aria-label': 'filter keys by name or key'
     }) as HTMLInputElement;
-    search.value = this._name;
     search.addEventListener('input', () => {
       window.clearTimeout(this._typing);
-      this._typing = window.setTimeout(() => {
-        this._refocus = true;
-        this._view({ offset: 0, name: search.value.trim() });
-      }, 250);
+      this._typing = window.setTimeout(
+        () => this._view({ offset: 0, name: search.value.trim() }),
+        250
+      );
     });
-    if (this._refocus) {
-      this._refocus = false;
-      window.requestAnimationFrame(() => {
-        search.focus();
-        search.setSelectionRange(search.value.length, search.value.length);
-      });
-    }
-    return h('div', { class: 'sm-summary sm-lab-filter' }, ...chips, search);
+    return search;
   }
 
   private _headers(): HTMLElement[] {
@@ -402,7 +416,7 @@ export class ClusterPanel extends Widget {
   private _offsetClock = 0;
   private _ticker: number;
   private _typing = 0;
-  private _refocus = false;
+  private _search = this._searchBox();
   private _gone = false;
   private _pageSize: number;
   private _offset = 0;

@@ -251,7 +251,7 @@ class Client:
                 raise ValueError(f"future {f.key!r} belongs to another client")
         # Paused for the values made here only: waiting on the loop may take minutes.
         with paused_collection(len(found)):
-            local = local_values(futures, found)
+            local = local_values(futures, found, self._gathering.view_of)
         if local is not None:  # every value is here already: no loop, no worker
             return ready(local) if wants_awaitable(self, asynchronous) else local
         states = {f.key: f._state for f in found}

@@ -36,9 +36,10 @@ class FutureState:
         self.type: str | None = None
         self.exception: BaseException | None = None
         self.traceback: str | None = None
-        # The value's pickle (bytes) as this client scattered it, if small: gather answers
-        # from it (see Client.gather). Immutable like the key's data; dropped with the
-        # last Future.
+        # The value as this client scattered it, if it can be read here: its pickle (bytes,
+        # if small) or its payload in this process's own shared memory (a Serialized of
+        # ShmRefs). Gather answers from it (see Client.gather). Immutable like the key's
+        # data; dropped with the last Future.
         self.local = None
         self._event: threading.Event | None = None  # made by the first wait()
         self._callbacks: list[Callable[[FutureState], None]] | None = None  # on first use

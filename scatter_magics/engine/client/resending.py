@@ -80,7 +80,8 @@ class Resending:
         kept, types = {}, {}
         for key in keys:
             state = self.state_of(key)
-            if state is not None and state.local is not None:
+            # (A payload in shared memory is the scheduler's to send again: it has it.)
+            if state is not None and type(state.local) is bytes:
                 kept[key], types[key] = state.local, state.type
         return kept, types
 

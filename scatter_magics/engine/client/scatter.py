@@ -26,7 +26,7 @@ from ..scheduler.placing import place
 from ..wire.peers import WorkerPool
 from ..wire.serialize import Unpickled, for_message
 from .future import Future
-from .scatter_copy import serialize_for_scatter, write_ahead
+from .scatter_copy import owned_by, serialize_for_scatter, write_ahead
 from .scatter_input import keyed_items
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 
@@ -107,14 +107,18 @@ class Scattering:
         finally:  # sent (the scheduler has recorded the keys) or failed: unpin either way
             if batch.pinned:
                 self.pool.unpin(batch.pinned)
-        state_of = self.state_of
+        state_of, pool = self.state_of, self.pool
         for key, serialized in payload.items():
             state = state_of(key)
             if state is not None:
                 # The pickle alone (bytes): no object for the garbage collector per key.
                 # kept_locally(), inlined: a call less per element of a long list.
-                small = not serialized.buffers and len(serialized.header) <= LOCAL_COPY_LIMIT
-                state.finish(types[key], serialized.header if small else None)
+                if not serialized.buffers:
+                    local = serialized.header if len(serialized.header) <= LOCAL_COPY_LIMIT \
+                        else None
+                else:  # in our pool: its segment stays while the scheduler has the key
+                    local = serialized if owned_by(pool, serialized) else None
+                state.finish(types[key], local)
 
     async def transfer(self, payload: dict, types: dict, workers, broadcast: bool,
                        direct: bool, wait: float | None, confirm: bool) -> None:

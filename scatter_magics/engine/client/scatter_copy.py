@@ -22,7 +22,7 @@ from ...errors import MemoryLimitError
 from ...progress_callback import counter
 from ...sizes import format_bytes
 from ..shm import limits
-from ..shm.pool import THRESHOLD
+from ..shm.pool import THRESHOLD, ShmRef
 from ..shm.runs import RunStore
 from ..wire.serialize import serialize, serialize_plain
 
@@ -144,3 +144,10 @@ def serialize_for_scatter(items: dict, pool, local: bool, early: EarlyCopy | Non
 def large_bytes(buffers) -> int:
     """The bytes of ``buffers`` that a shared-memory pool copies."""
     return sum(n for n in (memoryview(b).nbytes for b in buffers) if n >= THRESHOLD)
+
+
+def owned_by(pool, serialized) -> bool:
+    """Whether every buffer of ``serialized`` lies in ``pool``'s own segments (this
+    process's shared memory, readable here without asking anyone)."""
+    return pool is not None and all(type(b) is ShmRef and pool.owns(b.name)
+                                    for b in serialized.buffers)

@@ -9,7 +9,7 @@ together as one ``{"op": "batch", "messages": [...]}``: one pickle, one write an
 wake of the peer for a burst (the reports of 500 tasks a worker finished, a scheduler's
 compute messages), dispatched on arrival one by one, in order, as if sent one by one.
 
-Connections are asyncio ``BufferedProtocol``s on the (tornado) loop rather than tornado
+Connections are asyncio ``BufferedProtocol``s on the loop thread's loop rather than tornado
 ``IOStream``s: a small request and its reply between two processes took 108 µs through
 ``IOStream.read_bytes`` and 19 µs through a protocol on this kind of machine, and the
 round trip of every scatter and gather is made of such requests. Large frames are still

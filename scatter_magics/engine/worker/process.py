@@ -4,9 +4,8 @@ Started by :class:`~scatter_magics.engine.cluster.local.LocalCluster` as
 ``python -m scatter_magics.engine.worker --name NAME ...``, before the scheduler is listening.
 The cluster secret and then the scheduler's address arrive as the first two lines of
 standard input (the secret is never on the command line, where ``ps`` shows it). It
-dies with the process that started it (``--owner-pid``), even one killed with SIGKILL:
-when standard input closes, on ``PR_SET_PDEATHSIG``'s SIGTERM (Linux), or when its parent
-pid changes.
+dies with the process that started it (``--owner-pid``), even one killed with SIGKILL
+(``lifeline.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ import signal
 import threading
 import time
 
-from ...backend import backend_class
-from ...current_client import find_client
 from ...errors import CommClosedError, portable
 from ...versions import get_versions
 from ..shm.cleanup import unlink_segments
@@ -148,6 +145,9 @@ class Worker:
         to the same scheduler is used as it is (workers in the user's process)."""
         with self._client_lock:
             if self._client is None or self._client.status != "running":
+                from ...backend import backend_class  # (rarely used: kept off start-up)
+                from ...current_client import find_client
+
                 self._client = find_client(self.client_address)
                 self._owns_client = self._client is None
                 if self._owns_client:
