@@ -112,3 +112,21 @@ def test_a_broadcast_to_named_workers_reaches_a_restarted_one_again(connected):
              what="the broadcast to reach the restarted w2 at its new address")
     assert run(ip, "%gather x") == "x" * 1000
 
+
+
+def test_keeping_a_variable_for_re_sending_costs_the_scheduler_nothing_per_key(connected):
+    """The re-send record of a %scatter hears of losses on a topic written only when a
+    worker dies: no per-key event stream is subscribed (it cost every %scatter a trip
+    to the scheduler, and the scheduler a scan of the client's keys), and no batch of
+    events reaches this client while nothing is lost."""
+    from scatter_magics.dask.plugin import NAME, TOPIC_PREFIX
+
+    ip = connected
+    client = ip.user_ns["client"]
+    ip.user_ns["c"] = [1, 2, 3]
+    run(ip, "future = %scatter c")  # not shown: a live widget would subscribe
+    assert run(ip, "%gather c") == [1, 2, 3]
+    subscribers = client.run_on_scheduler(
+        lambda dask_scheduler: sorted(dask_scheduler.plugins[NAME].subscribers))
+    assert client.id not in subscribers
+    assert client.get_events(TOPIC_PREFIX + client.id) == ()

@@ -596,6 +596,26 @@ def test_progress_widget_appears_only_for_long_work_and_settles():
     assert last["text/plain"] == view.label.value  # what a page without widgets shows
 
 
+def test_a_bar_builds_its_widgets_only_when_it_shows():
+    """Every %scatter and %gather on Dask has a bar shown by time: one that ends before
+    its delay (almost all) must not build three ipywidgets and open their comms."""
+    from scatter_magics.notebook.progress_bar import ProgressBar, WidgetView
+
+    made = []
+
+    def make_view():
+        made.append(WidgetView(lambda bundle, display_id, update: None))
+        return made[-1]
+
+    with ProgressBar("%gather x", make_view=make_view, delay=60) as progress:
+        progress("gather", None, None)
+    assert made == [] and not progress.shown
+    with ProgressBar("%gather x", make_view=make_view, delay=0) as progress:
+        progress("gather", None, None)
+    assert len(made) == 1 and progress.shown
+    assert made[0].label.value.startswith("%gather x: done in ")
+
+
 def test_only_data_whose_size_is_known_counts_as_too_small_for_a_bar():
     """%scatter makes no bar for data known to be under 64 KiB; anything whose size it
     cannot tell cheaply (containers, arrays of Python objects) may be large."""

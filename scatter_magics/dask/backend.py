@@ -87,7 +87,8 @@ class DaskBackend:
         says nothing on the way): its size, as ``dask.sizeof`` estimates it, at once,
         and the end; the bar shows the time between."""
         self._check_open()
-        hub_for(self.client).install()  # once: events, and tasks' output in the notebook
+        hub = hub_for(self.client)
+        hub.install()  # once: events, and tasks' output in the notebook
         addresses = self.resolve_workers(workers)
         sizes = {key: sizeof(value) for key, value in items.items()}  # dask.sizeof's guess
         total = sum(sizes.values())
@@ -103,7 +104,7 @@ class DaskBackend:
                                                 broadcast, direct, hash, timeout))
         if broadcast:
             self.pin(list(futures), addresses)
-        hub_for(self.client).touch(futures)
+        hub.touch(futures)
         if progress is not None:
             progress("scatter", total, total)
         return futures

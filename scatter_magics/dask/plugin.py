@@ -59,6 +59,7 @@ logger = logging.getLogger("scatter_magics.dask.plugin")
 
 NAME = "scatter-magics"
 TOPIC_PREFIX = "scatter-magics-"
+LOST_PREFIX = "scatter-magics-lost-"  # + client id: its scattered keys a dead worker took
 METRICS_INTERVAL = 1.0  # s between worker-metrics per client
 SCAN_PER_TICK = 250  # keys whose placement is compared per tick, round robin (~0.3 ms)
 REMEMBER_REMOVED = 300.0  # s a departed worker counts for telling "lost" from "released"
@@ -288,6 +289,21 @@ class ScatterMagicsPlugin(SchedulerPlugin):
             self.running.pop(key, None)
         if finish == "forgotten":
             self.pinned.pop(key, None)
+
+    def log_event(self, topic: str, msg) -> None:
+        """Tell each client of ours which of its scattered keys a departed worker took:
+        Dask logs ``lost-scattered-tasks`` on "all" just before it forgets them, while
+        their wanters are still known. A topic of its own, written only on a loss."""
+        if topic != "all" or type(msg) is not dict or msg.get("action") != "remove-worker":
+            return
+        lost: dict[str, list] = {}
+        for key in msg.get("lost-scattered-tasks") or ():
+            ts = self.scheduler.tasks.get(key)
+            for cs in (ts.who_wants or ()) if ts is not None else ():
+                if cs.client_key in self.users:
+                    lost.setdefault(cs.client_key, []).append(key)
+        for client, keys in lost.items():
+            self.scheduler.log_event(LOST_PREFIX + client, {"keys": keys})
 
     def remove_client(self, scheduler, client: str) -> None:
         self.subscribers.pop(client, None)

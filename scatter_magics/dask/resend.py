@@ -3,9 +3,12 @@
 Dask cannot recompute scattered data (distributed#3149): when every worker holding a
 key dies (its nanny restarts it), the scheduler forgets the key and the client's future
 turns ``cancelled``. :class:`Resender` keeps, per key, a source (``Backend.resend_from``:
-the magics' variable) and the placement it was scattered with. When the plugin's events
-say a key was lost, it reads the source again on a thread of its own and scatters the
-value under the same key (one trip per source), so the old future is ``finished`` again;
+the magics' variable) and the placement it was scattered with. When the plugin says a
+key was lost (one message on a topic of its own, sent only on a loss: following the
+per-key event stream instead cost every %scatter a trip to the scheduler and the
+scheduler a scan of the client's keys), it reads the source again on a thread of its
+own and scatters the value under the same key (one trip per source), so the old future
+is ``finished`` again;
 a gather that meets a lost future waits for that (:meth:`Resender.ensure`). A source
 that no longer holds the value gives a ``FutureLostError`` saying why, which the gather
 raises instead of Dask's ``FutureCancelledError``.
@@ -25,11 +28,17 @@ import weakref
 
 from ..errors import FutureLostError, UnknownWorkerError
 from .events import DaskSubscription, hub_for
+from .plugin import LOST_PREFIX
 
 logger = logging.getLogger(__name__)
 
 GONE = frozenset({"cancelled", "lost"})  # a future's status once Dask let its data go
 WORKER_WAIT = 30.0  # s a re-send waits for a worker -w named (as the embedded scheduler)
+# s a re-send waits for the client to hear that Dask forgot the key: the plugin's word
+# comes just before Dask's "cancelled-keys", and a scatter sent between the two would
+# be undone by it.
+CANCEL_WAIT = 5.0
+PRUNE_FROM = 64  # sources kept before released keys are looked for (not every %scatter)
 
 
 class Resender:
@@ -42,7 +51,11 @@ class Resender:
         self._under_way: dict = {}  # key -> the concurrent Future of its re-send
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._subscription: DaskSubscription | None = None
+        self._subscription: DaskSubscription | None = None  # without the plugin: polled
+        self._topic: str | None = None  # with it: the topic its loss messages come on
+        self._listening = False
+        self._prune_at = PRUNE_FROM
+        self._entries: dict = {}  # each (source, placement, broadcast) once
         self._closing = threading.Event()  # ends a wait for workers when the client closes
 
     @property
@@ -52,29 +65,52 @@ class Resender:
     def keep(self, sources: dict, workers, broadcast: bool) -> None:
         """Re-send these keys (``{key: source}``) from their source if Dask loses them."""
         with self._lock:
-            futures = self.client.futures
-            for key in [k for k in self.sources if k not in futures]:  # released since
-                del self.sources[key]
-                self.refused.pop(key, None)
+            if len(self.sources) >= self._prune_at:  # amortized: O(1) a %scatter
+                self._prune()
             placement = None if workers is None else tuple(  # hashable: sends are grouped
                 [workers] if isinstance(workers, (str, tuple)) else workers)
             for key, source in sources.items():
-                self.sources[key] = (source, placement, broadcast)
+                # One tuple per source and placement, not per key: what a %scatter leaves
+                # here outlives it, and the garbage collector counts each such object.
+                entry = (source, placement, broadcast)
+                self.sources[key] = self._entries.setdefault(entry, entry)
                 self.refused.pop(key, None)
-        if self._subscription is None:
+        if not self._listening:
             self._listen()
 
+    def _prune(self) -> None:
+        """Forget the sources of keys released since (under the lock)."""
+        futures = self.client.futures
+        for key in [k for k in self.sources if k not in futures]:
+            del self.sources[key]
+            self.refused.pop(key, None)
+        self._prune_at = max(PRUNE_FROM, 2 * len(self.sources))
+        kept = set(self.sources.values())
+        self._entries = {e: e for e in self._entries if e in kept}
+
     def _listen(self) -> None:
-        hub = hub_for(self.client)
-        hub.install()
+        self._listening = True
+        client, hub = self.client, hub_for(self.client)
+        if hub.install() == "plugin":
+            self._topic = LOST_PREFIX + client.id
+            client.subscribe_topic(self._topic, self._on_lost)
+            return
+        # No plugin: the poller's key events say "lost" (once a second, every key).
         self._subscription = DaskSubscription(hub, self._on_events)
-        self.client.sync(hub.add, self._subscription)
+        client.sync(hub.add, self._subscription)
+
+    def _on_lost(self, event) -> None:
+        """On the client's loop: the plugin says these keys were lost."""
+        _, message = event  # (scheduler time, what the plugin logged)
+        lost = [key for key in message.get("keys", ()) if key in self.sources]
+        if lost and not self._closing.is_set():
+            self.start(lost)
 
     def _on_events(self, events: list) -> None:
         """On the client's loop: start re-sending each lost key we have a source for."""
         lost = [e["key"] for e in events if e.get("event") == "key"
                 and e.get("status") in GONE and e["key"] in self.sources]
-        if lost:
+        if lost and not self._closing.is_set():
             self.start(lost)
 
     # ------------------------------------------------------------ re-sending ---
@@ -93,6 +129,7 @@ class Resender:
 
     def _resend(self, keys: list) -> None:
         try:
+            self._until_forgotten(keys)
             by_source: dict = {}
             for key in keys:
                 by_source.setdefault(self.sources[key], []).append(key)
@@ -102,6 +139,13 @@ class Resender:
             with self._lock:
                 for key in keys:
                     self._under_way.pop(key, None)
+
+    def _until_forgotten(self, keys: list) -> None:
+        """Wait (at most :data:`CANCEL_WAIT`) for the client to hear Dask forgot ``keys``."""
+        futures, deadline = self.client.futures, time.monotonic() + CANCEL_WAIT
+        while any(getattr(futures.get(k), "status", "cancelled") != "cancelled" for k in keys):
+            if time.monotonic() > deadline or self._closing.wait(0.005):
+                return
 
     def _send(self, source, keys: list, workers, broadcast: bool) -> None:
         values = source.values(keys)
@@ -165,6 +209,10 @@ class Resender:
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
+        topic, self._topic = self._topic, None
+        client = self.client
+        if topic is not None and client is not None and client.status == "running":
+            client.unsubscribe_topic(topic)
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

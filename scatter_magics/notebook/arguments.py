@@ -141,6 +141,7 @@ def _name(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=256)  # asked by every %scatter and %gather of the same few names
 def is_dotted_name(text: str) -> bool:
     """``df`` or ``self.data.df``: something an assignment can bind."""
     return bool(_DOTTED.fullmatch(text)) and not any(

@@ -19,6 +19,7 @@ bind its client to ``client`` in the namespace (unless that name holds something
 
 from __future__ import annotations
 
+import functools
 import keyword
 
 from IPython.core.error import UsageError
@@ -28,13 +29,8 @@ from traitlets import Any, Float, Integer, Unicode, Union
 
 from .. import task_output
 from ..backend import Backend, backend_for, future_types
-from ..errors import (
-    Interrupted,
-    NoWorkersError,
-    SerializationError,
-    UnknownWorkerError,
-)
-from ..progress_callback import counter, progress_option
+from ..errors import Interrupted, NoWorkersError, SerializationError, UnknownWorkerError
+from ..progress_callback import counter, reports_progress
 from ..structure import find_futures
 from ..tokenize import reporting
 from .arguments import (
@@ -50,12 +46,7 @@ from .arguments import (
     parse_line,
     parse_scatter_line,
 )
-from .display import (
-    ClusterSummary,
-    ScatterResult,
-    install_formatters,
-    remove_formatters,
-)
+from .display import ClusterSummary, ScatterResult, install_formatters, remove_formatters
 from .failures import cluster_failure, gather_failure, scatter_failure
 from .interrupted import gather_interrupted, scatter_interrupted
 from .names import UNDEFINED, RememberedNames
@@ -66,15 +57,14 @@ from .progress_bar import (
     ProgressBar,
     estimate_nbytes,
     gather_bar,
+    known_small,
     scatter_bar,
     view_for,
 )
 from .published import check_publishable, gather_target, publish
-from .resend import offer_sources
+from .resend import SourceOffers
 from .session import ClusterSession, check_cluster_options
 from .splitting import cuts, joined, key_values, per_thread
-
-
 
 # ------------------------------------------------------------ the magics ---
 
@@ -106,13 +96,17 @@ class ScatterMagics(Magics):
         # Plain attributes for what every %scatter/%gather reads: a trait's get (and
         # `shell`, `timeout` are traits) costs ~1 us a read, a dozen reads a pair.
         self._shell = shell
-        self._default_timeout = self.timeout
+        self._default_timeout, self._progress_delay = self.timeout, self.progress_delay
         self.observe(lambda change: setattr(self, "_default_timeout", change["new"]),
                      names="timeout")
+        self.observe(lambda change: setattr(self, "_progress_delay", change["new"]),
+                     names="progress_delay")
         if self not in shell.configurables:  # Magics.__init__ already adds it in IPython >= 8
             shell.configurables.append(self)
         self.names = RememberedNames()  # what %scatter scattered, by variable name
         self.session = ClusterSession(shell, self, self.names)  # the magics' own cluster
+        self.sources = SourceOffers(shell)  # where a lost value can be read again
+        self._make_view = functools.partial(view_for, shell)  # a bar's, if it shows
 
     # -------------------------------------------------------------- %scatter ---
     @no_var_expand
@@ -178,7 +172,7 @@ class ScatterMagics(Magics):
             raise Interrupted(scatter_interrupted(what)) from None
         results = {text: rebuild(futures) for text, rebuild in rebuilders.items()}
         self.names.remember(results, made)
-        offer_sources(self.shell, self.session.running_backend(), results, args)
+        self.sources.offer(running or self.session.running_backend(), results, args)
         publish(self.session, results, made, args)
         result = results[args.names[0]] if len(results) == 1 else ScatterResult(results)
         if args.as_name:
@@ -191,7 +185,8 @@ class ScatterMagics(Magics):
         if None in args.cuts.values():  # one piece per worker thread: the threads first
             running = running or self._start(progress)
             args.cuts = per_thread(args.cuts, values, running.scheduler_info(), args.workers)
-        if args.hash and progress.reports:
+        if args.hash and progress.reports and not known_small(values.values()):
+            # (small values hash in microseconds: nothing to report, ~10 calls saved)
             hashed = counter(progress, "hash", estimate_nbytes(values.values()))
             with reporting(hashed):
                 items, rebuilders, made = key_values(values, args)
@@ -381,12 +376,12 @@ class ScatterMagics(Magics):
     # -------------------------------------------------------------- the client ---
     def _scatter_progress(self, what: str, running: Backend | None, values: dict,
                           hash: bool) -> ProgressBar | NoProgress:
-        return scatter_bar(what, running, values, hash, view=lambda: view_for(self.shell),
-                           delay=self.progress_delay)
+        return scatter_bar(what, running, values, hash, make_view=self._make_view,
+                           delay=self._progress_delay)
 
     def _gather_progress(self, targets: dict, backend: Backend) -> ProgressBar | NoProgress:
         return gather_bar(f"%gather {' '.join(targets)}", backend,
-                          view=lambda: view_for(self.shell), delay=self.progress_delay)
+                          make_view=self._make_view, delay=self._progress_delay)
 
     # -------------------------------------------------------------- namespace ---
     def _value_of(self, text: str):
@@ -411,10 +406,10 @@ class ScatterMagics(Magics):
 
 def _reporting(method, progress: ProgressBar | NoProgress) -> dict:
     """``progress=`` for an adapter method that reports; else the bar goes quiet."""
-    option = progress_option(method, progress) if progress.reports else {}
-    if progress.reports and not option:
-        progress.quiet()  # a bar with nothing to say would only stand still
-    return option
+    if progress.reports and reports_progress(method):
+        return {"progress": progress}
+    progress.quiet()  # a bar with nothing to say would only stand still (NoProgress: no-op)
+    return {}
 
 
 # ------------------------------------------------------------ the extension ---

@@ -59,16 +59,20 @@ STAGES = {
 class ProgressBar:
     """The ``progress`` callback for one scatter or gather, and what draws it.
 
-    ``view`` draws (:class:`WidgetView` or :class:`TextView`); :func:`view_for` picks
-    one for a shell. Reports may come from any thread and only record; the shared
-    drawing thread (:class:`_Ticker`) shows and redraws the bar, and the context's exit
-    settles it.
+    ``view`` draws (:class:`WidgetView` or :class:`TextView`, as :func:`view_for` picks),
+    or ``make_view()`` makes it when the bar first shows (most calls end before ``delay``;
+    a widget view is three ipywidgets and their comms). Reports may come from any thread
+    and only record; the shared drawing thread (:class:`_Ticker`) shows and redraws the
+    bar, and the context's exit settles it.
     """
 
     reports = True  # it hears reports (NoProgress does not)
 
-    def __init__(self, what: str, view, *, delay: float = DELAY, interval: float = INTERVAL):
-        self.what, self.view = what, view
+    def __init__(self, what: str, view=None, *, make_view=None, delay: float = DELAY,
+                 interval: float = INTERVAL):
+        if (view is None) == (make_view is None):
+            raise TypeError("ProgressBar takes a view or make_view, one of them")
+        self.what, self._view, self._make_view = what, view, make_view
         self.delay, self.interval = delay, interval
         self._lock = threading.Lock()  # the reported state
         self._draw_lock = threading.Lock()  # the view: drawn by the ticker, settled by exit
@@ -76,12 +80,18 @@ class ProgressBar:
         # copied into shared memory while it is hashed), the bar shows the newest.
         self._stages: dict[str, list] = {}
         self._stage: str | None = None
-        self._started = self._next_draw = time.monotonic()
+        self._started = self._next_draw = 0.0  # set by __enter__
         self._context: contextvars.Context | None = None
         self._settled = False
         self._ended: tuple[type | None, float] | None = None  # how and after how long
         self._quiet = False  # nothing more will be reported: do not start showing now
         self.shown = False
+
+    @property
+    def view(self):  # made by make_view when first drawn
+        if self._view is None:
+            self._view = self._make_view()
+        return self._view
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         with self._lock:
@@ -413,7 +423,7 @@ def view_for(shell):
     return TextView()
 
 
-def scatter_bar(what: str, running, values: dict, hash: bool, *, view, delay: float):
+def scatter_bar(what: str, running, values: dict, hash: bool, *, make_view, delay: float):
     """A bar for a %scatter that may take long enough to show one; else ``NO_PROGRESS``.
 
     On an engine whose small calls are quick (``quick_small_calls``: ours, ~0.1 ms),
@@ -422,17 +432,18 @@ def scatter_bar(what: str, running, values: dict, hash: bool, *, view, delay: fl
     be a visible share of the call; so would one nothing can report to. Elsewhere (Dask:
     ~3 ms a round trip, seconds for a list of a few MiB) every %scatter gets one, shown
     by time: it appears after ``delay``, whatever the size. ``running`` is None when the
-    scatter will start a cluster, which always gets one. ``view()`` makes its view.
+    scatter will start a cluster, which always gets one. ``make_view()`` makes its view,
+    if it shows.
     """
     if running is not None and getattr(running, "quick_small_calls", False) and (
             known_small(values.values()) or not (hash or reports_progress(running.scatter))):
         return NO_PROGRESS
-    return ProgressBar(what, view(), delay=delay)
+    return ProgressBar(what, make_view=make_view, delay=delay)
 
 
-def gather_bar(what: str, backend, *, view, delay: float):
+def gather_bar(what: str, backend, *, make_view, delay: float):
     """A bar for a %gather, if its engine reports progress (a gather of small data may
     still wait long for its tasks, so its size does not decide)."""
     if not reports_progress(backend.gather):
         return NO_PROGRESS
-    return ProgressBar(what, view(), delay=delay)
+    return ProgressBar(what, make_view=make_view, delay=delay)
