@@ -447,6 +447,32 @@ def test_a_future_scatter_lets_go_is_released_at_once(shared):
         gc.enable()
 
 
+def test_a_changed_variable_lets_go_of_its_old_future_before_scattering_again(
+        shared, monkeypatch):
+    """The old value is stale once the variable changed: the name lets go of it before
+    the new scatter, whose memory it would otherwise compete with. A name whose value
+    did not change keeps its future through the scatter (nothing moves)."""
+    import weakref
+
+    backend_type = type(magics(shared).session.running_backend())
+    alive_at_scatter = []
+    real_scatter = backend_type.scatter
+
+    def scatter(self, *args, **kwargs):
+        alive_at_scatter.append(old() is not None)
+        return real_scatter(self, *args, **kwargs)
+
+    shared.user_ns["x"] = [1, 2]
+    old = weakref.ref(shared.run_line_magic("scatter", "x"))
+    monkeypatch.setattr(backend_type, "scatter", scatter)
+    old = weakref.ref(shared.run_line_magic("scatter", "x"))  # unchanged: the same key
+    shared.user_ns["x"] = [3, 4]
+    new = shared.run_line_magic("scatter", "x")
+    monkeypatch.undo()
+    assert alive_at_scatter == [True, False]
+    assert shared.run_line_magic("gather", "x") == [3, 4] and new.status == "finished"
+
+
 def test_a_repeated_line_is_parsed_anew_each_time_it_is_wrong(shared):
     """Lines are parsed once and remembered; a bad one still fails every time, and
     what one magic call got is its own."""

@@ -192,6 +192,7 @@ class ScatterMagics(Magics):
                 items, rebuilders, made = key_values(values, args)
         else:
             items, rebuilders, made = key_values(values, args)
+        self.names.let_go(values, items.keys())
         running = running or self._start(progress)  # only now: a mistake above starts none
         return self._scatter_items(running, items, args, progress), rebuilders, made
 

@@ -77,6 +77,25 @@ class RememberedNames:
                                          for label, f in labelled_futures({name: value})}
         self._labels = None
 
+    def let_go(self, names, new_keys) -> None:
+        """Forget the future(s) of each of ``names`` that is about to be scattered again
+        as other keys, before that scatter: the name's old value is stale (the variable
+        changed), and letting go of it first gives its memory back before the new copy
+        needs room. Its release also travels with the new scatter (on Dask: one wake-up
+        of the client's loop, not a second one after it: ~2 % of a small round trip).
+        A name whose value did not change keeps its future: the scatter is a no-op.
+        """
+        for name in names:
+            old = self.futures.get(name)
+            if old is None:
+                continue
+            keys = [old.key] if is_future(old) else [f.key for f in find_futures(
+                old, future_types())]
+            if new_keys.isdisjoint(keys):
+                del self.futures[name], self._labels_of[name]
+                self.cuts.pop(name, None)
+                self._labels = None
+
     def cut_of(self, value) -> Cut | None:
         """The :class:`Cut` whose pieces' futures ``value`` is, in order, if any."""
         if type(value) is not list or not value:
