@@ -265,3 +265,20 @@ def test_starting_a_client_imports_nothing_kept_off_the_cold_start_path():
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_the_workers_template_imports_only_what_a_worker_starts_with():
+    """The template (issue 18's cold start: its start-up is the longer of a cold start's
+    two paths) leaves out what a worker needs only on a first use: cloudpickle (a value
+    pickle cannot take by name), uploads' file handling, the backend table."""
+    script = textwrap.dedent("""
+        import sys
+        import scatter_magics.engine.worker.template
+        print(sorted(m for m in ("cloudpickle", "tempfile", "shutil", "psutil", "tornado",
+                                 "importlib.metadata", "scatter_magics.backend")
+                     if m in sys.modules))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -50,9 +50,6 @@ class ResendOps:
             return
         nbytes, types = msg["nbytes"], msg["types"]
 
-        async def choose(keys, exclude):
-            return await self._targets(keys, exclude)
-
         async def put(address, keys):
             return await self.scheduler.request_worker(address, {
                 "op": "put-data", "data": {k: data[k] for k in keys}})
@@ -74,7 +71,7 @@ class ResendOps:
         async def take_back(by_worker):
             self.scheduler.discard_unrecorded(by_worker)
         try:
-            await place(list(data), choose, put, record, take_back)
+            await place(list(data), self._targets, put, record, take_back)
         except Exception as exc:  # no worker came back, or every one died on the way
             logger.warning("could not place %d key(s) sent again: %r", len(data), exc)
             error = FutureLostError(f"its data was sent again but could not be placed: {exc}")

@@ -109,16 +109,19 @@ def dumps(msg: dict) -> list:
         # (a task's own exception, say). cloudpickle sends those by value, as Dask does;
         # trying pickle first keeps the common message free of a CloudPickler's cost.
         buffers.clear()
-        body = _cloudpickle().dumps(msg, protocol=5,
-                                    buffer_callback=_keep_large_out_of_band(buffers))
+        body = cloudpickle_module().dumps(msg, protocol=5,
+                                         buffer_callback=_keep_large_out_of_band(buffers))
     frames = [b.raw() for b in buffers]
     lengths = [len(body)] + [f.nbytes for f in frames]
     prelude = struct.pack(f"<Q{len(lengths)}Q", len(lengths), *lengths)
     return [prelude + body, *frames]
 
 
-def _cloudpickle():
-    import cloudpickle  # imported on first need: most processes never pickle by value
+def cloudpickle_module():
+    """cloudpickle, imported on first need: a worker that never meets a value pickle
+    cannot take by name never pays for it (~6 ms of the workers' template start-up,
+    with the platform, uuid and dataclasses modules it brings)."""
+    import cloudpickle
 
     return cloudpickle
 

@@ -9,16 +9,15 @@ its buffers to the wire as separate frames, so they are never copied into one bi
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import sys
 from typing import Callable
 
-import cloudpickle
-
 from ...errors import SerializationError
 from ..shm.pool import ShmRef, resolve
-from .protocol import INLINE_BUFFER_LIMIT
+from .protocol import INLINE_BUFFER_LIMIT, cloudpickle_module
 
 
 class Serialized:
@@ -120,7 +119,8 @@ def serialize(obj) -> Serialized:
         return Serialized(pickle.dumps(obj, protocol=5), ())
     buffers: list = []
     try:
-        header = cloudpickle.dumps(obj, protocol=5, buffer_callback=_collect(buffers))
+        header = cloudpickle_module().dumps(obj, protocol=5,
+                                            buffer_callback=_collect(buffers))
     except Exception as exc:
         raise SerializationError(
             f"cannot serialize object of type {type(obj).__name__!r}: {exc}") from exc
@@ -187,24 +187,31 @@ def unpickle_all(pickles: list) -> list:
 
 # ------------------------------------------------------- tasks with futures ---
 
-class _TaskPickler(cloudpickle.CloudPickler):
-    """Pickles a task, replacing every object with a key by a reference to that key.
+@functools.cache
+def _task_pickler():
+    """The ``TaskPickler`` class, made on first use: it subclasses cloudpickle's pickler,
+    and cloudpickle is imported on first need (:func:`~.protocol.cloudpickle_module`)."""
 
-    This finds futures at any depth (lists, dicts, attributes of objects) without a
-    traversal of our own, and tells the caller which keys the task depends on.
-    """
+    class TaskPickler(cloudpickle_module().CloudPickler):
+        """Pickles a task, replacing every object with a key by a reference to that key.
 
-    def __init__(self, file, key_of: Callable, deps: set, buffer_callback):
-        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
-        self._key_of = key_of
-        self._deps = deps
+        This finds futures at any depth (lists, dicts, attributes of objects) without a
+        traversal of our own, and tells the caller which keys the task depends on.
+        """
 
-    def persistent_id(self, obj):
-        key = self._key_of(obj)
-        if key is None:
-            return None
-        self._deps.add(key)
-        return key
+        def __init__(self, file, key_of: Callable, deps: set, buffer_callback):
+            super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+            self._key_of = key_of
+            self._deps = deps
+
+        def persistent_id(self, obj):
+            key = self._key_of(obj)
+            if key is None:
+                return None
+            self._deps.add(key)
+            return key
+
+    return TaskPickler
 
 
 class _TaskUnpickler(pickle.Unpickler):
@@ -224,7 +231,7 @@ def serialize_task(task, key_of: Callable) -> tuple[Serialized, set]:
     deps: set = set()
     file = io.BytesIO()
     try:
-        _TaskPickler(file, key_of, deps, _collect(buffers)).dump(task)
+        _task_pickler()(file, key_of, deps, _collect(buffers)).dump(task)
     except Exception as exc:
         raise SerializationError(f"cannot serialize task: {exc}") from exc
     return Serialized(file.getvalue(), buffers), deps
@@ -258,7 +265,9 @@ def _by_name(func) -> bool:
         found = getattr(found, name, None)
     if found is not func:
         return False
-    by_value = cloudpickle.list_registry_pickle_by_value()
+    # Nothing is registered by value before cloudpickle is imported.
+    cloudpickle = sys.modules.get("cloudpickle")
+    by_value = cloudpickle.list_registry_pickle_by_value() if cloudpickle else ()
     return not by_value or not any(module == m or module.startswith(m + ".") for m in by_value)
 
 
