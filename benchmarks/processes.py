@@ -43,6 +43,25 @@ def compile_package():
         compileall.compile_dir(os.path.join(ROOT, folder), quiet=1)
 
 
+IDLE_CPU = 0.15  # busy fraction of the machine's cores that counts as idle
+QUIET_WAIT = 10.0  # s at most
+
+
+def wait_until_quiet(window=0.2, timeout=QUIET_WAIT):
+    """Wait until the machine's cores are idle for one ``window`` (at most ``timeout``).
+
+    A system's processes may still be exiting after its run ends (ipyparallel's engines
+    and controller take a second or two to go): a cold start measured meanwhile would
+    time the previous system's exit too, and a short one most of all. Returns the busy
+    fraction of the last window.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = psutil.cpu_percent(interval=window) / 100
+        if busy < IDLE_CPU or time.monotonic() > deadline:
+            return busy
+
+
 def child_env(token):
     """This environment, plus the repository on PYTHONPATH (workers import
     ``benchmarks.remote``), plus Ray kept off the network, plus the token."""

@@ -72,6 +72,7 @@ def installed(systems):
 
 
 def cold_start(system, results):
+    processes.wait_until_quiet()  # the previous system's processes have ended
     child = processes.run_child("benchmarks.coldstart", ["--system", system],
                                 COLD_START_TIMEOUT)
     row = workloads.rows(None, ["cold_start"])[0]
