@@ -113,11 +113,11 @@ class Scattering:
             if state is not None:
                 # The pickle alone (bytes): no object for the garbage collector per key.
                 # kept_locally(), inlined: a call less per element of a long list.
-                if not serialized.buffers:
-                    local = serialized.header if len(serialized.header) <= LOCAL_COPY_LIMIT \
-                        else None
-                else:  # in our pool: its segment stays while the scheduler has the key
+                if serialized.buffers:  # in our pool: its segment stays while the key does
                     local = serialized if owned_by(pool, serialized) else None
+                else:
+                    small = len(serialized.header) <= LOCAL_COPY_LIMIT
+                    local = serialized.header if small else None
                 state.finish(types[key], local)
 
     async def transfer(self, payload: dict, types: dict, workers, broadcast: bool,

@@ -46,7 +46,7 @@ from ...task_stream import TaskStream, task_record
 from . import reports
 from .broadcasts import StandingBroadcasts
 from .datasets import DatasetBook
-from .durations import TaskDurations
+from .durations import TaskDurations, prefix_of
 from .events import EventLog, key_event, worker_event, worker_status_event
 from .records import PUBLIC_STATUS, KeyInfo, Outgoing, WorkerInfo
 from .placement import Placement
@@ -342,8 +342,8 @@ class SchedulerState:
         if duration is None and timing and "start" in timing:
             duration = timing["stop"] - timing["start"]
         if duration is not None:
-            ks = self.keys.get(key)
-            self.durations.record(key, duration, ks.prefix if ks is not None else None)
+            ks = self.keys.get(key)  # (its prefix parsed once, kept for placement too)
+            self.durations.record(key, duration, prefix_of(ks) if ks is not None else None)
         out += self.tasks.finished(address, key, nbytes, type_name)
         self._ran(address, key, timing, "finished")
         return out + self.stealing.balance() if self.stealing.wanted(address) else out

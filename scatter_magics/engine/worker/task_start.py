@@ -37,12 +37,12 @@ class StartWatch:
     >>> loop.close()
     """
 
-    __slots__ = ("_loop", "_report", "_key", "_lock", "_started", "_armed", "_ended")
+    __slots__ = ("_loop", "_report", "_key", "_lock", "_started", "_armed", "ended")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, report: Callable[[dict], None], key):
         self._loop, self._report, self._key = loop, report, key
         self._lock = threading.Lock()
-        self._started = self._armed = self._ended = False
+        self._started = self._armed = self.ended = False
 
     def started(self) -> None:
         with self._lock:
@@ -51,7 +51,7 @@ class StartWatch:
             self._loop.call_soon_threadsafe(self._report, {"op": "task-started", "key": self._key})
 
     def arm(self) -> None:
-        if self._ended:
+        if self.ended:
             return
         with self._lock:
             self._armed, started = True, self._started
@@ -60,7 +60,7 @@ class StartWatch:
 
     def cancel(self) -> None:
         """The task ended (on the loop): nothing more to report."""
-        self._ended = True
+        self.ended = True
 
 
 class StartClock:
@@ -97,7 +97,7 @@ class StartClock:
         now, due = self._loop.time(), self._due
         while due and due[0][0] <= now:
             watch = due.popleft()[1]
-            if not watch._ended:  # (most: quick tasks, ended long before)
+            if not watch.ended:  # (most: quick tasks, ended long before)
                 watch.arm()
         if due:
             self._timer = self._loop.call_at(due[0][0], self._tick)
