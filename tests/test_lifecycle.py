@@ -93,6 +93,16 @@ def test_local_cluster_is_shared_by_clients():
     assert all(proc.poll() is not None for proc in procs)
 
 
+def test_a_closed_cluster_is_not_reached_at_its_old_address():
+    """Its port may serve another process's scheduler next (the kernel hands ports out
+    again): a client of that address goes over the network, never to the closed one."""
+    cluster = LocalCluster(n_workers=1)
+    address = cluster.scheduler_address
+    cluster.close()
+    with pytest.raises(ValueError, match="needs the cluster's secret"):
+        Client(address, timeout=5)
+
+
 def test_get_client_returns_the_latest_open_one(make_client):
     older = make_client(n_workers=1)
     client = make_client(n_workers=1)

@@ -346,6 +346,7 @@ class LocalCluster:
         self.status = "closed"
         self.supervisor.stop_replacing()  # before the list of processes to stop is taken
         _open_clusters.discard(self)
+        _clusters.pop(self.scheduler_address, None)  # its port may serve another process next
         if self.registry_entry is not None:
             from ... import discovery
 
