@@ -57,9 +57,9 @@ def __getattr__(name: str):
     if module is None:
         raise AttributeError(f"module 'scatter_magics' has no attribute {name!r}")
     if name in _STARTS_CLUSTERS and "scatter_magics.engine.worker.process" not in sys.modules:
-        from .engine.cluster import forkserver  # (not in a worker: it starts no cluster)
+        from .engine.cluster import template_spawn  # (not in a worker: it starts no cluster)
 
-        forkserver.prestart()
+        template_spawn.prestart()
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value

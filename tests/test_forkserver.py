@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import psutil
 import pytest
 
 from scatter_magics import Client
-from scatter_magics.engine.cluster import forkserver
+from scatter_magics.engine.cluster import forkserver, template_spawn
 from tests.conftest import exited, wait_for, worker_pids
 
 pytestmark = pytest.mark.skipif(not forkserver.available(), reason="the fork server: Linux")
@@ -76,11 +78,62 @@ def test_a_killed_fork_server_takes_its_workers_and_both_are_replaced(make_clien
     del kept
 
 
+def test_a_descriptor_the_owner_left_inheritable_is_not_held_by_the_fork_server(make_client):
+    # A library's pipe, left inheritable: its reader must see end-of-file once the owner
+    # closes its end, not wait as long as the (long-lived) fork server holds a copy.
+    forkserver.stop()
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        client = make_client(n_workers=1)  # a new template, spawned with the end inheritable
+        assert client.submit(abs, -1).result(timeout=30) == 1  # it ran: its start is done
+        template = forkserver.shared().process.pid
+        os.close(write_end)
+        write_end = None
+        readable, _, _ = select.select([read_end], [], [], 10)
+        assert readable and os.read(read_end, 1) == b"", \
+            f"a process holds the pipe's write end: {holders_of(read_end, template)}"
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+
+
+def test_a_fork_server_started_from_a_thread_that_ends_outlives_that_thread(make_client):
+    # The template asks for SIGTERM when its parent thread ends (PR_SET_PDEATHSIG, once
+    # it has started): that must be the fork server's own thread, not the caller's.
+    forkserver.stop()
+    may_end = threading.Event()
+    starter = threading.Thread(target=lambda: (template_spawn.prestart(), may_end.wait(60)))
+    starter.start()
+    client = make_client(n_workers=1)
+    assert client.submit(abs, -3).result(timeout=30) == 3  # the template has started
+    template = forkserver.shared().process
+    may_end.set()
+    starter.join()
+    client.cluster.scale(2)  # a second worker, forked after the starter ended
+    assert {psutil.Process(pid).ppid() for pid in worker_pids(client).values()} == {template.pid}
+    assert forkserver.shared().process is template and template.poll() is None
+
+
+def holders_of(read_end: int, *pids: int) -> list[int]:
+    pipe = os.readlink(f"/proc/self/fd/{read_end}")
+    held = []
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        if pipe in links:
+            held.append(pid)
+    return held
+
+
 OWNER = textwrap.dedent("""
     import sys, time
     import numpy as np
     from scatter_magics import Client
-    from scatter_magics.engine.cluster import forkserver
+    from scatter_magics.engine.cluster import forkserver, template_spawn
 
     client = Client(n_workers=2)
     kept = client.scatter(np.ones(1 << 20))  # 8 MiB: a shared-memory segment

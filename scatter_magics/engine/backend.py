@@ -6,14 +6,14 @@ so this adapter only forwards; it exists so the notebook layer names no client c
 The client's module is imported when first needed, not with this one: the first
 ``%scatter`` of a notebook starts a cluster through :meth:`EmbeddedBackend.start`, which
 starts the fork server first, so that the workers' template imports while this process
-imports the client and the scheduler (``engine/cluster/forkserver.py``).
+imports the client and the scheduler (``engine/cluster/template_spawn.py``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from .cluster import forkserver
+from .cluster import template_spawn
 
 if TYPE_CHECKING:
     from .client.client import Client
@@ -100,7 +100,7 @@ class EmbeddedBackend:
 
     @classmethod
     def start(cls, *, n_workers, threads_per_worker, memory_limit) -> "EmbeddedBackend":
-        forkserver.prestart()  # first: its imports overlap the client's, just below
+        template_spawn.prestart()  # first: its imports overlap the client's, just below
         from .client.client import Client
 
         return cls(Client(n_workers=n_workers, threads_per_worker=threads_per_worker,

@@ -7,6 +7,7 @@
 | ``liveness`` | ``ProcessWatch``: a silent worker busy (CPU time advancing) or frozen, from ``/proc`` |
 | ``in_process`` | ``InProcessWorkers``: workers as threads of this process (``processes=False``) |
 | ``forkserver`` | the owner's side of the fork server: workers forked from one pre-imported template |
+| ``template_spawn`` | the fork server's template, spawned before the rest is imported (a cold start's first step) |
 
 May import: ``engine.scheduler``, ``engine.wire``, ``engine.shm``, and ``discovery``
 (a running cluster registers itself). Workers are started by module name

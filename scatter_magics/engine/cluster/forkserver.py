@@ -6,8 +6,10 @@ shares with the kernel's own imports (benchmarks/RESULTS.md, "Start-up"). Instea
 owner process starts one template (``engine/worker/template.py``) that imports a worker's
 modules once and forks a worker per request in about a millisecond, as
 ``multiprocessing``'s ``forkserver`` start method does. It is started as early as
-possible (:func:`prestart`: ``%load_ext scatter_magics``, a ``LocalCluster`` starting) so
-that its imports overlap the kernel's.
+possible (``template_spawn.prestart``: looking up ``Client`` or ``LocalCluster`` in the
+package, ``%load_ext scatter_magics``; :func:`prestart`: a ``LocalCluster`` starting) so
+that its imports overlap the kernel's; ``template_spawn.py`` spawns it before this module
+is imported.
 
 >>> server = shared()                                         # doctest: +SKIP
 >>> proc = server.spawn(["--name", "worker-0", ...])          # doctest: +SKIP
@@ -30,7 +32,7 @@ closing treat both kinds of worker alike. Messages, one pickled datagram each on
 process, and lives as long as the owner (as ``multiprocessing``'s fork server does), so a
 cluster stopped and started again in a notebook forks at once. It ends at the owner's
 exit (``atexit``), on :func:`stop`, or with the owner however it dies: its socket closes,
-``PR_SET_PDEATHSIG`` (it is spawned by this module's thread, which lives as long as it),
+``PR_SET_PDEATHSIG`` (it is spawned by ``template_spawn``'s thread, which lives as long as it),
 its parent pid changes. Its workers die with it (their own ``PR_SET_PDEATHSIG``) and with
 the owner (their stdin pipe from us), so nothing outlives the owner.
 """
@@ -39,32 +41,22 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
 import pickle
 import signal
 import socket
 import subprocess
-import sys
 import threading
 
 from ..wire import inheritance
+from .template_spawn import SpawnedTemplate, available
 
 
-
-def _logger():
-    # logging is imported when there is something to say: importing it was half of what
-    # this module cost before the template could be spawned (11 of 20 ms, -X importtime).
-    import logging
-
-    return logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_REPLY = 4096  # bytes of one reply from the template
 STOP_TIMEOUT = 5.0  # s the template gets to exit once asked
-
-
-def available() -> bool:
-    """Whether workers can be forked from a template here (Linux: fork, SCM_RIGHTS)."""
-    return sys.platform.startswith("linux") and hasattr(socket, "send_fds")
 
 
 class ForkedProcess:
@@ -120,11 +112,57 @@ class ForkedProcess:
         return f"<ForkedProcess pid={self._pid or '?'} returncode={self.returncode}>"
 
 
-class ForkServer:
-    """The template process and the thread that started it and reads its replies."""
+class TemplateProcess:
+    """The template, spawned by ``template_spawn`` (``os.posix_spawn``, before subprocess
+    is imported): ``subprocess.Popen``'s ``pid``, ``poll``, ``wait`` and ``kill``.
 
-    def __init__(self):
-        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    The thread that reads the template's replies reaps it (:meth:`reap`), once its socket
+    closed; it waits for the exit without reaping first, so that :meth:`kill`, under the
+    same lock, never signals a pid the kernel may have given to another process.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+        self._reaped = threading.Event()
+
+    def reap(self) -> int:
+        try:
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            with self._lock:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # SIGCHLD ignored: the kernel reaped it (as Popen says)
+            with self._lock:
+                self.returncode = 0
+        self._reaped.set()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._reaped.wait(timeout):
+            raise subprocess.TimeoutExpired("fork server", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        with self._lock:
+            if self.returncode is None:
+                os.kill(self.pid, signal.SIGKILL)
+
+    def __repr__(self) -> str:
+        return f"<TemplateProcess pid={self.pid} returncode={self.returncode}>"
+
+
+class ForkServer:
+    """The template process (``spawned``, or spawned now) and the thread that reads its
+    replies and reaps it."""
+
+    def __init__(self, spawned: SpawnedTemplate | None = None):
+        self._spawned = spawned or SpawnedTemplate()
+        self._sock = socket.socket(fileno=self._spawned.control.detach())
         inheritance.keep_from_forked_children(self._sock.fileno())
         self._send_lock = threading.Lock()
         self._ids = itertools.count()
@@ -132,39 +170,20 @@ class ForkServer:
         self._children: dict[int, ForkedProcess] = {}  # pid → forked, not reported ended
         self._lock = threading.Lock()
         self.alive = True
-        self.process: subprocess.Popen | None = None
-        self._spawn_error: BaseException | None = None
-        started = threading.Event()
-        # The template asks for SIGTERM when the thread that spawned it ends: this one,
-        # which lives as long as the template does.
-        self._thread = threading.Thread(target=self._run, args=(theirs, started),
-                                        name="scatter-magics-forkserver", daemon=True)
+        self.process = TemplateProcess(self._spawned.pid)
+        self._thread = threading.Thread(target=self._run, name="scatter-magics-forkserver",
+                                        daemon=True)
         self._thread.start()
-        started.wait()
-        if self._spawn_error is not None:
-            raise self._spawn_error
 
     # ------------------------------------------------------------ the thread ---
-    def _run(self, theirs: socket.socket, started: threading.Event) -> None:
-        try:
-            process = self.process = subprocess.Popen(
-                [sys.executable, "-m", "scatter_magics.engine.worker.template",
-                 "--owner-pid", str(os.getpid())],
-                stdin=theirs, start_new_session=True)
-        except BaseException as exc:
-            self._spawn_error = exc
-            self.alive = False
-            return
-        finally:
-            theirs.close()
-            started.set()
+    def _run(self) -> None:
         try:
             while self._handle(self._sock.recv(MAX_REPLY)):
                 pass
         except OSError:
             pass
         finally:
-            self._template_ended(process)
+            self._template_ended()
 
     def _handle(self, data: bytes) -> bool:
         if not data:
@@ -178,7 +197,7 @@ class ForkServer:
                 proc._started(pid)
             elif what == "fork-failed":
                 request_id, why = rest
-                _logger().error("the fork server could not start a worker: %s", why)
+                logger.error("the fork server could not start a worker: %s", why)
                 self._waiting.pop(request_id)._ended_with(1)
             elif what == "exited":
                 pid, returncode = rest
@@ -187,16 +206,17 @@ class ForkServer:
                     proc._ended_with(returncode)
         return True
 
-    def _template_ended(self, process: subprocess.Popen) -> None:
+    def _template_ended(self) -> None:
         """The template is gone; its workers got SIGTERM from it (PR_SET_PDEATHSIG)."""
-        returncode = process.wait()
+        returncode = self.process.reap()
+        self._spawned.release()  # its parent thread may end now
         with self._lock:
             self.alive = False
             unforked, forked = list(self._waiting.values()), list(self._children.values())
             self._waiting.clear()
             self._children.clear()
         if unforked or forked:
-            _logger().warning("the fork server exited (%s) with %d worker(s) it forked running "
+            logger.warning("the fork server exited (%s) with %d worker(s) it forked running "
                            "and %d not forked yet; they end with it (its error output, if "
                            "any, is above)", returncode, len(forked), len(unforked))
         for proc in unforked:
@@ -243,10 +263,10 @@ class ForkServer:
         except OSError:
             pass
         try:
-            self.process.wait(timeout)
+            self.process.wait(timeout)  # reaped by the thread once its socket closed
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            self.process.wait(timeout)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -257,22 +277,27 @@ _server: ForkServer | None = None
 _server_lock = threading.Lock()
 
 
-def shared() -> ForkServer:
-    """This process's fork server, started now if it is not running."""
+def shared(spawned: SpawnedTemplate | None = None) -> ForkServer:
+    """This process's fork server, started now if it is not running (with ``spawned``
+    as its template, if given)."""
     global _server
     with _server_lock:
         if _server is None or not _server.alive:
-            _server = ForkServer()
-        return _server
+            _server, spawned = ForkServer(spawned), None
+        server = _server
+    if spawned is not None:  # another thread started one meanwhile
+        spawned.discard()
+    return server
 
 
-def prestart() -> None:
-    """Start the fork server in the background, if workers could be forked from one."""
-    if available():
+def prestart(spawned: SpawnedTemplate | None = None) -> None:
+    """Start the fork server in the background, if workers could be forked from one;
+    ``spawned``: its template, started already (``template_spawn.prestart``)."""
+    if spawned is not None or available():
         try:
-            shared()
+            shared(spawned)
         except OSError as exc:  # e.g. out of processes: the first cluster says so
-            _logger().debug("could not start the fork server: %r", exc)
+            logger.debug("could not start the fork server: %r", exc)
 
 
 @atexit.register

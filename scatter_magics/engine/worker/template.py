@@ -181,7 +181,22 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _close_inherited() -> None:
+    """Close what the owner's libraries left inheritable: the owner spawns us with
+    ``os.posix_spawn``, which passes such descriptors on (Popen's ``close_fds`` would not),
+    and a pipe's end held here for the owner's life would hide its closing from its reader."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    os.close(fd)
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+
+
 def main(argv=None) -> None:
+    _close_inherited()
     parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker.template")
     parser.add_argument("--owner-pid", type=int, required=True)
     args = parser.parse_args(argv)
