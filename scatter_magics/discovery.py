@@ -30,9 +30,10 @@ import stat
 import sys
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .keys import random_token
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def register(*, backend: str, scheduler_address: str, secret: str | None,
     (``connected``: this process's connection to a cluster it did not start)."""
     pid = os.getpid()
     kernel_id = current_kernel_id()
-    entry = Entry(id=f"{pid}-{uuid.uuid4().hex[:8]}", name=name or default_name(kernel_id),
+    entry = Entry(id=f"{pid}-{random_token()[:8]}", name=name or default_name(kernel_id),
                   backend=backend, scheduler_address=scheduler_address, pid=pid,
                   create_time=own_start_time(), kernel_id=kernel_id, secret=secret,
                   connected=connected, security=security, dashboard_link=dashboard_link)

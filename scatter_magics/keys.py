@@ -19,10 +19,19 @@ TypeError: a key must be a str, bytes, int, float or a tuple of them, as in Dask
 
 from __future__ import annotations
 
+import os
 import re
 
 ATOMS = (str, bytes, int, float)
 _TOKEN = re.compile(r"-[0-9a-f]{8,}$")
+
+
+def random_token() -> str:
+    """32 random hex digits, as ``uuid.uuid4().hex``: the random part of a key or an id.
+
+    Not uuid itself: importing it runs ``platform.system()``, ~2 ms of a cold start.
+    """
+    return os.urandom(16).hex()
 
 
 def is_key(obj) -> bool:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import pickle
 import types
-import uuid
 from typing import Callable, Iterator
 
-import cloudpickle
 import xxhash
+
+from .keys import random_token
 
 # Large buffers are hashed in pieces this big while someone watches (xxh3 streams, so
 # the digest is the same): ~3 ms each at 20 GB/s, so a progress bar moves and Ctrl-C
@@ -73,7 +74,7 @@ _SCALARS = frozenset({type(None), bool, int, float, complex, str, type(Ellipsis)
 def task_key(prefix: str, func, args, kwargs: dict, pure: bool) -> str:
     """``prefix-<token of the call>`` when pure (the same call, the same key), else random."""
     if not pure:
-        return f"{prefix}-{uuid.uuid4().hex}"
+        return f"{prefix}-{random_token()}"
     plain = _plain_call_bytes(func, args, kwargs)
     token = tokenize(func, args, kwargs) if plain is None else xxhash.xxh3_128_hexdigest(plain)
     return f"{prefix}-{token}"
@@ -212,11 +213,13 @@ def _update_pickled(h, x) -> None:
     except Exception:
         buffers.clear()
         try:
+            import cloudpickle  # (first need: ~6 ms of a cold start, with what it imports)
+
             data = cloudpickle.dumps(x, protocol=5, buffer_callback=buffers.append)
         except Exception:
             # Unpicklable: it cannot be scattered anyway; a random token keeps
             # tokenize() total so the serializer can report the real problem.
-            data, buffers = uuid.uuid4().bytes, []
+            data, buffers = os.urandom(16), []
     _update_buffer(h, memoryview(data))
     for buffer in buffers:
         _update_buffer(h, buffer.raw())

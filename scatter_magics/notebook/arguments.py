@@ -14,13 +14,13 @@ import argparse
 import functools
 import keyword
 import re
-import uuid
 from collections.abc import Sequence
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import parse_argstring
 
 from ..backend import Backend
+from ..keys import random_token
 from ..sizes import parse_bytes
 from ..tokenize import tokenize
 from .display import natural_order
@@ -177,7 +177,7 @@ def keyed_items(name: str, value, split: bool, hash: bool):
     Keys keep the argument as a readable prefix: ``df-<token>``, ``rows[3]-<token>``.
     """
     def key(label: str, v) -> str:
-        return f"{label}-{tokenize(v) if hash else uuid.uuid4().hex}"
+        return f"{label}-{tokenize(v) if hash else random_token()}"
 
     if not split:
         k = key(name, value)

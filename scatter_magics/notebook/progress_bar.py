@@ -23,9 +23,9 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from typing import TextIO
 
+from ..keys import random_token
 from ..progress_callback import reports_progress
 from ..sizes import format_bytes
 
@@ -347,7 +347,7 @@ class WidgetView:
 
     def show(self, line: str, fraction: float | None) -> None:
         self.update(line, fraction)
-        self._display_id = uuid.uuid4().hex
+        self._display_id = random_token()
         self._publish(self._bundle(line), self._display_id, False)
 
     def update(self, line: str, fraction: float | None) -> None:

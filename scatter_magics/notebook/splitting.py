@@ -16,12 +16,12 @@ that size. Piece ``i`` of ``n`` is labelled ``df[i/n]`` and keyed ``df[i/n]-<tok
 from __future__ import annotations
 
 import collections.abc
-import uuid
 from dataclasses import dataclass
 
 from IPython.core.error import UsageError
 
 from .. import pieces
+from ..keys import random_token
 from ..sizes import format_bytes
 from ..tokenize import tokenize
 from .arguments import keyed_items
@@ -95,7 +95,7 @@ def cut_items(text: str, value, n: int, hash: bool) -> tuple[dict, object, Cut]:
     spans = pieces.bounds(len(value), n)
     whole = tokenize(value) if hash else None
     keys = tuple(f"{text}[{i}/{n}]-"
-                 f"{tokenize(whole, start, stop) if hash else uuid.uuid4().hex}"
+                 f"{tokenize(whole, start, stop) if hash else random_token()}"
                  for i, (start, stop) in enumerate(spans))
     take = pieces.cutter(value)
     items = {key: take(start, stop) for key, (start, stop) in zip(keys, spans, strict=True)}

@@ -15,9 +15,9 @@ scheduler (``scatter`` large data and share its Future instead).
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from ...current_client import get_client
+from ...keys import random_token
 from ..wire.serialize import deserialize
 from .future import Future
 from .task_options import parse_timedelta
@@ -29,7 +29,7 @@ class Shared:
     kind = "shared"
 
     def __init__(self, name=None, client=None):
-        self.name = name or f"{self.kind}-{uuid.uuid4().hex}"
+        self.name = name or f"{self.kind}-{random_token()}"
         self._client = client
 
     @property
@@ -57,7 +57,7 @@ class Shared:
 async def _request(client, msg: dict, then):
     """``msg`` to the scheduler on ``client``'s loop; if this wait is cancelled (Ctrl-C),
     the scheduler is told to stop waiting too, so no lock is taken for nobody."""
-    msg["wait_id"] = uuid.uuid4().hex
+    msg["wait_id"] = random_token()
     try:
         answer = await client.scheduler_link.request(msg)
     except asyncio.CancelledError:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import collections
 import numbers
-import uuid
 
+from ...keys import random_token
 from .coordination import Shared
 
 
@@ -35,7 +35,7 @@ class Semaphore(Shared):
 
     def acquire(self, timeout=None):
         """Take a lease; waits for one (False after ``timeout`` s without)."""
-        lease = uuid.uuid4().hex
+        lease = random_token()
         return self._ask("semaphore-acquire", timeout, lambda ok: self._granted(lease, ok),
                          lease=lease, max_leases=self.max_leases)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from queue import Queue
 
-from ...keys import check_key
+from ...keys import check_key, random_token
 from ...tokenize import named_tokens, tokenize
 
 
@@ -32,7 +31,7 @@ def keyed_items(data, hash: bool):
         data = list(data)
 
     def key_for(value) -> str:
-        return f"{type(value).__name__}-{tokenize(value) if hash else uuid.uuid4().hex}"
+        return f"{type(value).__name__}-{tokenize(value) if hash else random_token()}"
 
     if type(data) is dict:  # the dict's own keys, kept as they are (tuples too), as in Dask
         items = {check_key(k): v for k, v in data.items()}

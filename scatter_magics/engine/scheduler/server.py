@@ -11,11 +11,10 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from typing import Callable
 
 from ...errors import CommClosedError, WorkerUnresponsiveError
-from ...keys import key_text
+from ...keys import key_text, random_token
 from ..wire import inheritance
 from ..wire.comm import Channel, Server
 from ..wire.peers import fetch_from_holders
@@ -299,13 +298,13 @@ class Scheduler:
 
     # ------------------------------------------------------------ clients ---
     def _register_client(self, channel: Channel, msg: dict) -> dict:
-        channel.client_id = client_id = msg.get("client_id") or uuid.uuid4().hex
+        channel.client_id = client_id = msg.get("client_id") or random_token()
         self.clients[client_id] = channel
         channel.on_close.append(lambda ch: self.remove_client(client_id))
         return {"client_id": client_id, "secret_ok": True}
 
     def local_client(self, deliver: Callable[[dict], None]) -> str:
-        client_id = uuid.uuid4().hex
+        client_id = random_token()
         self.clients[client_id] = LocalClientLink(deliver)
         return client_id
 
