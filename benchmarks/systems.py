@@ -4,7 +4,9 @@
 ``close()`` stops all of it and is safe to call after a failed ``start``. An operation a system
 has no counterpart for raises :class:`NotApplicable`, and the table shows "–" for it.
 
-Heavy imports happen inside ``start`` so that ``benchmarks.coldstart`` counts them.
+Heavy imports happen inside ``start`` so that ``benchmarks.coldstart`` counts them; this
+module imports only what an interpreter has loaded at start-up or builds in, so that the
+harness's own imports (logging, collections) do not delay the system's start.
 
 >>> system = make_system("dask")
 >>> system.start(2)
@@ -13,9 +15,7 @@ Heavy imports happen inside ``start`` so that ``benchmarks.coldstart`` counts th
 >>> system.close()
 """
 
-import collections
 import itertools
-import logging
 import os
 import time
 
@@ -125,6 +125,8 @@ class DaskAPISystem:
             elapsed = time.perf_counter() - t0
         finally:
             client.close()
+        import collections
+
         return elapsed, sorted(collections.Counter(pids).values(), reverse=True)
 
     def make_spread_client(self, threads):
@@ -237,6 +239,8 @@ class RaySystem:
 
     def start(self, n_workers):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import logging
+
         import ray
 
         self.ray = ray
@@ -312,6 +316,8 @@ class IPyParallelSystem:
         self._names = itertools.count()
 
     def start(self, n_workers):
+        import logging
+
         import ipyparallel as ipp
 
         self.ipp = ipp
