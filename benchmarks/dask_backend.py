@@ -12,7 +12,12 @@ the scheduler plugin against no plugin.
    fresh 200 MB array (hashed, and ``--no-hash`` / ``hash=False``). The two run in turns,
    round after round, so load from elsewhere falls on both alike; the round trips in
    blocks of 50, turn about, and the row is the median block (a block is ~0.2 s, short
-   enough that a burst of load elsewhere spoils a few blocks, not one side).
+   enough that a burst of load elsewhere spoils a few blocks, not one side). The small
+   round trip's ratio is also given paired: each magics block against the client block
+   run just before or after it, the median of those ratios and its interquartile range
+   (a host whose speed drifts moves both blocks of a pair alike, where it moves the two
+   sides' medians apart), and by this process's CPU time per round trip (all threads:
+   the notebook's, the client's loop, and a LocalCluster's scheduler).
 2. The event plugin's cost to the scheduler: two ``dask scheduler`` processes with 2
    ``dask worker`` each, one with ``--preload scatter_magics.dask.preload`` and a client
    subscribed to its events (the widget's worst case: every key is watched), one without
@@ -39,7 +44,7 @@ import numpy as np
 import psutil
 
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
-SMALL_CALLS = 1000
+SMALL_CALLS = 3000
 SMALL_BLOCK = 50  # round trips per turn
 BIG_BYTES = 200 * 10**6
 TASKS = 10_000
@@ -66,17 +71,18 @@ def magics_shell(scheduler_file: str | None = None):
     return shell
 
 
-def small_magics(shell, n: int) -> float:
+def small_magics(shell, n: int) -> tuple[float, float]:
     # A fresh int each time: no key can be reused.
     return timed_cell(shell, "x = _i + time.time_ns()\n%scatter x\n%gather x", n)
 
 
-def small_client(shell, n: int) -> float:
+def small_client(shell, n: int) -> tuple[float, float]:
     return timed_cell(shell, "client.gather(client.scatter(_i + time.time_ns()))", n)
 
 
-def timed_cell(shell, body: str, n: int) -> float:
-    """Seconds per run of ``body``, run ``n`` times by a loop in one notebook cell.
+def timed_cell(shell, body: str, n: int) -> tuple[float, float]:
+    """Seconds per run of ``body``, run ``n`` times by a loop in one notebook cell, in
+    wall time and in this process's CPU time.
 
     Both sides run as a user's cell does: IPython turns ``%scatter x`` into
     ``get_ipython().run_line_magic(...)`` inside the cell, where its builtins trap is
@@ -85,11 +91,11 @@ def timed_cell(shell, body: str, n: int) -> float:
     invalidates the interpreter's cached global lookups in every function of the
     process, the scheduler's too: ~50 us a pair that no notebook pays.)
     """
-    cell = (f"import time\n_start = time.perf_counter()\nfor _i in range({n}):\n"
-            + textwrap.indent(body, "    ")
-            + "\n_elapsed = time.perf_counter() - _start\n")
+    cell = (f"import time\n_cpu, _start = time.process_time(), time.perf_counter()\n"
+            f"for _i in range({n}):\n" + textwrap.indent(body, "    ")
+            + "\n_elapsed = time.perf_counter() - _start\n_cpu = time.process_time() - _cpu\n")
     shell.run_cell(cell, store_history=False).raise_error()
-    return shell.user_ns["_elapsed"] / n
+    return shell.user_ns["_elapsed"] / n, shell.user_ns["_cpu"] / n
 
 
 def big_magics(shell, array, flags: str) -> float:
@@ -110,8 +116,7 @@ def big_client(client, array, hash: bool) -> float:
     return time.perf_counter() - start
 
 
-def compare_magics(rounds: int,
-                   scheduler_file: str | None = None) -> list[tuple[str, float, float]]:
+def compare_magics(rounds: int, scheduler_file: str | None = None) -> list[tuple]:
     """The rows of part 1, on a LocalCluster the magics start in this process, or on
     the ``dask scheduler`` whose ``scheduler_file`` is given (what a remote cluster is)."""
     shell = magics_shell(scheduler_file)
@@ -131,7 +136,9 @@ def compare_magics(rounds: int,
             order = [("magics", lambda: small_magics(shell, SMALL_BLOCK)),
                      ("client", lambda: small_client(shell, SMALL_BLOCK))]
             for side, fn in (order if (r + b) % 2 == 0 else order[::-1]):
-                add(f"small/{side}", fn())
+                wall, cpu = fn()
+                add(f"small/{side}", wall)
+                add(f"small-cpu/{side}", cpu)
         pairs = [("big", lambda: big_magics(shell, array, ""), lambda: big_client(client, array, True)),
                  ("big-nohash", lambda: big_magics(shell, array, "--no-hash"),
                   lambda: big_client(client, array, False))]
@@ -142,10 +149,15 @@ def compare_magics(rounds: int,
     shell.run_line_magic("cluster", "stop")
     shell.run_line_magic("unload_ext", "scatter_magics")
     labels = {"small": f"scatter + gather of an int ({SMALL_CALLS} round trips), per call",
+              "small-cpu": "the same, CPU time of this process per round trip",
               "big": "scatter + gather of a 200 MB array",
               "big-nohash": "the same, --no-hash / hash=False"}
-    return [(labels[n], statistics.median(samples[f"{n}/magics"]),
+    rows = [(labels[n], statistics.median(samples[f"{n}/magics"]),
              statistics.median(samples[f"{n}/client"])) for n in labels]
+    paired = [m / c for m, c in zip(samples["small/magics"], samples["small/client"])]
+    q1, median, q3 = statistics.quantiles(paired, n=4)
+    return rows + [(f"the round trip, paired block by block: median of {len(paired)} ratios "
+                    f"(interquartile range {q1:.3f}-{q3:.3f})", None, None, median)]
 
 
 # ------------------------------------------------------------ plugin vs none ---
@@ -226,8 +238,10 @@ def compare_plugin(rounds: int) -> list[tuple[str, float, float]]:
 
 def table(title: str, columns: tuple[str, str], rows) -> str:
     lines = [f"### {title}", "", f"| row | {columns[0]} | {columns[1]} | ratio |", "|---|---|---|---|"]
-    for label, ours, theirs in rows:
-        lines.append(f"| {label} | {fmt(ours)} | {fmt(theirs)} | {ours / theirs:.3f} |")
+    for label, ours, theirs, *given in rows:  # (a paired row gives its ratio only)
+        ratio = given[0] if given else ours / theirs
+        cells = f"{fmt(ours)} | {fmt(theirs)}" if ours is not None else "– | –"
+        lines.append(f"| {label} | {cells} | {ratio:.3f} |")
     return "\n".join(lines) + "\n"
 
 
