@@ -13,6 +13,7 @@
 | ``tickets`` | ``TaskTicket``: a task not yet started, which the scheduler may take back (``TicketBook``) |
 | ``task_output`` | what tasks print, sent to the scheduler (the capture: ``scatter_magics/task_capture.py``) |
 | ``template`` | the fork server: a worker's modules imported once, a worker forked per request |
+| ``command_line`` | the options of a worker's and of the template's command lines |
 | ``__main__`` | the command line entry point |
 
 May import: ``engine.wire``, ``engine.shm`` and the package's top level; never the

@@ -10,7 +10,6 @@ dies with the process that started it (``--owner-pid``), even one killed with SI
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import json
@@ -29,6 +28,7 @@ from ..wire.loop import new_event_loop
 from ..wire.peers import fetch_from_holders
 from ..wire.serialize import Serialized, Unpickled
 from . import task_context
+from .command_line import worker_options
 from .held_data import SEGMENTS, HeldData, StoredValue, not_aliasing_shared_memory
 from .lifeline import die_with_parent, exit_when_owner_dies, owner_gone, read_line
 from .run_function import run_function
@@ -389,19 +389,7 @@ def main(argv=None, parent_pid: int | None = None) -> None:
     ``parent_pid``: the process whose death is ours, when it is not the owner (a worker
     forked by the fork server, ``template.py``, has it for parent).
     """
-    parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker")
-    parser.add_argument("--scheduler", help="the scheduler's address (default: the second "
-                        "line of standard input, after the secret)")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--nthreads", type=int, default=1)
-    parser.add_argument("--memory-limit", type=int, default=0)
-    parser.add_argument("--shm-prefix", default="", help="the owner's segments, unlinked on exit")
-    parser.add_argument("--owner-pid", type=int, default=0, help="exit when this process ends")
-    parser.add_argument("--replaces", help="the dead worker this one replaces")
-    parser.add_argument("--resources", default="{}", help='what it offers tasks, as JSON: '
-                        '{"GPU": 2}')
-    parser.add_argument("--local-directory", help="where uploaded files go (on sys.path)")
-    args = parser.parse_args(argv)
+    args = worker_options(argv)
     # Our own log lines, marked with the worker's name. Not the root logger's: a task's
     # records then reach the last-resort handler, which writes to sys.stderr as it is
     # when they come (the task's output, task_capture.py), as they would in a notebook.

@@ -19,7 +19,6 @@ wake-up pipe) before it runs the worker.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import select
@@ -32,6 +31,7 @@ import encodings.idna  # noqa: F401  (asyncio encodes the scheduler's host with 
 
 from . import lifeline
 from . import process  # the point of this process: a worker's imports, made once
+from .command_line import template_options
 
 try:  # what wire.loop.new_event_loop() imports on its first call, once for every worker
     import uvloop  # noqa: F401
@@ -197,9 +197,7 @@ def _close_inherited() -> None:
 
 def main(argv=None) -> None:
     _close_inherited()
-    parser = argparse.ArgumentParser(prog="python -m scatter_magics.engine.worker.template")
-    parser.add_argument("--owner-pid", type=int, required=True)
-    args = parser.parse_args(argv)
+    args = template_options(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the notebook
     if setproctitle is not None:
         # setproctitle finds the argv area to write over on its first call, by walking
