@@ -50,7 +50,7 @@ import subprocess
 import threading
 
 from ..wire import inheritance
-from .template_spawn import SpawnedTemplate, available
+from .template_spawn import TEMPLATE_MODULE, SpawnedTemplate, available
 
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,24 @@ MAX_REPLY = 4096  # bytes of one reply from the template
 STOP_TIMEOUT = 5.0  # s the template gets to exit once asked
 
 
-class ForkedProcess:
+class _Ends:
+    """``subprocess.Popen``'s ``poll`` and ``wait`` for a process whose end a thread of
+    ours learns and reports (``returncode``, then ``_ended``)."""
+
+    args: list[str] | str
+    returncode: int | None
+    _ended: threading.Event
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+
+class ForkedProcess(_Ends):
     """A worker forked by the template: ``subprocess.Popen``'s interface, told by the
     template when it started (its pid) and how it ended (its returncode)."""
 
@@ -79,14 +96,6 @@ class ForkedProcess:
         """
         self._forked.wait()
         return self._pid
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._ended.wait(timeout):
-            raise subprocess.TimeoutExpired(self.args, timeout)
-        return self.returncode
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -112,7 +121,7 @@ class ForkedProcess:
         return f"<ForkedProcess pid={self._pid or '?'} returncode={self.returncode}>"
 
 
-class TemplateProcess:
+class TemplateProcess(_Ends):
     """The template, spawned by ``template_spawn`` (``os.posix_spawn``, before subprocess
     is imported): ``subprocess.Popen``'s ``pid``, ``poll``, ``wait`` and ``kill``.
 
@@ -121,11 +130,13 @@ class TemplateProcess:
     same lock, never signals a pid the kernel may have given to another process.
     """
 
+    args = TEMPLATE_MODULE
+
     def __init__(self, pid: int):
         self.pid = pid
         self.returncode: int | None = None
         self._lock = threading.Lock()
-        self._reaped = threading.Event()
+        self._ended = threading.Event()  # set once reaped
 
     def reap(self) -> int:
         try:
@@ -136,15 +147,7 @@ class TemplateProcess:
         except ChildProcessError:  # SIGCHLD ignored: the kernel reaped it (as Popen says)
             with self._lock:
                 self.returncode = 0
-        self._reaped.set()
-        return self.returncode
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._reaped.wait(timeout):
-            raise subprocess.TimeoutExpired("fork server", timeout)
+        self._ended.set()
         return self.returncode
 
     def kill(self) -> None:
