@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 import numpy as np
@@ -176,3 +177,46 @@ def test_messages_sent_soon_travel_as_one_batch_in_order_with_every_other_send()
 
     run(body())
     assert seen == list(range(9))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_a_server_listens_on_an_ip_address_or_a_name_and_answers_there(host):
+    # An IP address is bound by the server itself (no resolver: issue 18's cold start),
+    # a name by the loop; both serve, and the address says where.
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+
+    async def body():
+        secret = protocol.new_secret()
+        server = Server(secret, {"echo": lambda ch, msg: msg["data"]})
+        try:
+            address = await server.listen(host, 0)
+        except OSError as exc:  # e.g. IPv6 disabled in this container
+            pytest.skip(f"cannot listen on {host}: {exc}")
+        try:
+            assert address.startswith(f"tcp://{host}:")
+            channel = await connect(address, secret)
+            assert await channel.request({"op": "echo", "data": host}) == host
+            channel.close()
+        finally:
+            server.close()
+
+    run(body())
+
+
+def test_listening_on_a_port_in_use_raises_and_keeps_no_socket():
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    before = len(os.listdir("/proc/self/fd"))
+
+    async def body():
+        server = Server(protocol.new_secret(), {})
+        with pytest.raises(OSError):
+            await server.listen("127.0.0.1", port)
+        server.close()
+
+    try:
+        run(body())
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        taken.close()

@@ -312,8 +312,13 @@ class Server:
             # in libuv's thread pool all the same, whose first use starts its threads:
             # ~2 ms of a worker's start (4 on a loaded machine), on a cold start's path.
             where = {"sock": socket.create_server((host, port), family=family)}
-        self._server = await loop.create_server(
-            lambda: _Connection(on_made=self._accept), **where)
+        try:
+            self._server = await loop.create_server(
+                lambda: _Connection(on_made=self._accept), **where)
+        except BaseException:
+            if "sock" in where:
+                where["sock"].close()
+            raise
         self.address = protocol.format_address(host, self._server.sockets[0].getsockname()[1])
         return self.address
 

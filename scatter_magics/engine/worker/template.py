@@ -183,8 +183,9 @@ def _drain(fd: int) -> None:
 
 def _close_inherited() -> None:
     """Close what the owner's libraries left inheritable: the owner spawns us with
-    ``os.posix_spawn``, which passes such descriptors on (Popen's ``close_fds`` would not),
-    and a pipe's end held here for the owner's life would hide its closing from its reader."""
+    ``os.posix_spawn``, which passes such descriptors on where Popen's ``close_fds``
+    closed them, and a pipe's end held here for the owner's life would hide its closing
+    from its reader."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2:
