@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 
 import numpy as np
+import psutil
 import pytest
 
 from scatter_magics.engine.wire import protocol
@@ -207,7 +207,10 @@ def test_a_server_listens_on_an_ip_address_or_a_name_and_answers_there(host):
 def test_listening_on_a_port_in_use_raises_and_keeps_no_socket():
     taken = socket.create_server(("127.0.0.1", 0))
     port = taken.getsockname()[1]
-    before = len(os.listdir("/proc/self/fd"))
+
+    def sockets_on_port() -> int:  # this process's sockets bound to the port (ours only)
+        return sum(1 for c in psutil.Process().net_connections(kind="tcp")
+                   if c.laddr and c.laddr.port == port)
 
     async def body():
         server = Server(protocol.new_secret(), {})
@@ -217,6 +220,6 @@ def test_listening_on_a_port_in_use_raises_and_keeps_no_socket():
 
     try:
         run(body())
-        assert len(os.listdir("/proc/self/fd")) == before
+        assert sockets_on_port() == 1  # the one that took it
     finally:
         taken.close()

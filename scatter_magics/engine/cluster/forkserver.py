@@ -7,9 +7,9 @@ owner process starts one template (``engine/worker/template.py``) that imports a
 modules once and forks a worker per request in about a millisecond, as
 ``multiprocessing``'s ``forkserver`` start method does. It is started as early as
 possible (``template_spawn.prestart``: looking up ``Client`` or ``LocalCluster`` in the
-package, ``%load_ext scatter_magics``; :func:`prestart`: a ``LocalCluster`` starting) so
-that its imports overlap the kernel's; ``template_spawn.py`` spawns it before this module
-is imported.
+package, the magics' first cluster; :func:`prestart`: a ``LocalCluster`` starting) so that
+its imports overlap the owner's; ``template_spawn.py`` spawns it before this module is
+imported. (Not at ``%load_ext``: a notebook that goes on to Dask must not run it.)
 
 >>> server = shared()                                         # doctest: +SKIP
 >>> proc = server.spawn(["--name", "worker-0", ...])          # doctest: +SKIP
@@ -220,8 +220,8 @@ class ForkServer:
             self._children.clear()
         if unforked or forked:
             logger.warning("the fork server exited (%s) with %d worker(s) it forked running "
-                           "and %d not forked yet; they end with it (its error output, if "
-                           "any, is above)", returncode, len(forked), len(unforked))
+                        "and %d not forked yet; they end with it (its error output, if "
+                        "any, is above)", returncode, len(forked), len(unforked))
         for proc in unforked:
             proc._ended_with(returncode or 1)  # why it could not fork them: its own exit
         for proc in forked:
