@@ -41,6 +41,26 @@ RATE = 128 * 2**10  # bytes a second a worker sends, on average ...
 BURST = 512 * 2**10  # ... and at most at once
 
 
+class SendBudget:
+    """Bytes that may be sent: ``rate`` a second on average, ``burst`` at most at once
+    (a token bucket). Not thread-safe: its owner's lock guards it."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self._tokens = float(burst)  # bytes that may still be sent now
+        self._refilled = time.monotonic()
+
+    def spend(self, n: int) -> bool:
+        """Take ``n`` bytes from the budget if it holds them now; else take nothing."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if n > self._tokens:
+            return False
+        self._tokens -= n
+        return True
+
+
 class TaskStream:
     """``sys.stdout`` or ``sys.stderr`` while a capture is installed (see the module)."""
 
@@ -125,12 +145,10 @@ class TaskCapture:
     def __init__(self, current, *, tee: bool, wake=None, rate: float = RATE,
                  burst: float = BURST, pending: int = PENDING):
         self.current, self.tee, self.wake = current, tee, wake
-        self.rate, self.burst, self.limit = rate, burst, pending
+        self.budget, self.limit = SendBudget(rate, burst), pending
         self._lock = threading.Lock()
         self._pending: dict = {}  # key -> _Pending, in the order output began
         self._ready = False  # some complete line waits to be sent
-        self._tokens = float(burst)  # bytes that may still be sent now
-        self._refilled = time.monotonic()
         self._installed: list[TaskStream] = []
 
     def install(self) -> None:
@@ -181,7 +199,7 @@ class TaskCapture:
 
     def _line(self, pending: _Pending, stream: str, text: str) -> bool:
         """Keep (or drop) ended lines ``text``; True if output became ready to send."""
-        if pending.nbytes + len(text) > self.limit or not self._spend(len(text)):
+        if pending.nbytes + len(text) > self.limit or not self.budget.spend(len(text)):
             pending.dropped += len(text)
             return False
         pending.nbytes += len(text)
@@ -192,15 +210,6 @@ class TaskCapture:
             chunks.append([stream, [text]])
         first, self._ready = not self._ready, True
         return first
-
-    def _spend(self, n: int) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
-        self._refilled = now
-        if n > self._tokens:
-            return False
-        self._tokens -= n
-        return True
 
     @property
     def waiting(self) -> bool:

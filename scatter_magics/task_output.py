@@ -37,6 +37,7 @@ from collections import Counter
 from .keys import key_text, short_key
 from .sizes import format_bytes
 from .task_capture import RATE as RATE_OF_WORKERS
+from .task_capture import SendBudget
 
 RATE = 512 * 2**10  # bytes a second shown in the kernel, on average ...
 BURST = 2 * 2**20  # ... and at most at once (Jupyter drops IOPub beyond ~1 MB/s)
@@ -53,12 +54,11 @@ class OutputRouter:
 
     def __init__(self, terminal=None, rate: float = RATE, burst: float = BURST):
         self.terminal = terminal
-        self.rate, self.burst = rate, burst
+        self.budget = SendBudget(rate, burst)  # what may be shown now
         self._lock = threading.RLock()
         self._last: tuple | None = None  # (cell, key, stream) of the last text shown
         self._ends_line: dict[str, bool] = {}  # stream -> its last text ended a line
         self._open_lines: set[tuple] = set()  # terminal: (key, worker, stream) mid-line
-        self._tokens, self._refilled = float(burst), time.monotonic()
         self._dropped: Counter = Counter()  # (key text, worker) -> bytes not shown here
         self._noted = 0.0
         self._held: list[tuple[str, dict]] = []  # (worker, record) for the next cell
@@ -97,7 +97,7 @@ class OutputRouter:
             self._ends_line[name] = True
             return
         text = record["text"]
-        if not self._spend(len(text)):
+        if not self.budget.spend(len(text)):
             self._dropped[(key, worker)] += len(text)
             return
         cell = _cell_of(stream)
@@ -151,15 +151,6 @@ class OutputRouter:
         stream.flush()
 
     # ------------------------------------------------------------ limits ---
-    def _spend(self, n: int) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
-        self._refilled = now
-        if n > self._tokens:
-            return False
-        self._tokens -= n
-        return True
-
     def _note_dropped(self, kernel: dict | None) -> None:
         """Say what the kernel's own bound dropped (once a second at most; with the
         next batch after that)."""
@@ -170,7 +161,7 @@ class OutputRouter:
         dropped, self._dropped = self._dropped, Counter()
         for (key, worker), n in dropped.items():
             _write(kernel["stderr"], _dropped_line(
-                key, worker, n, f"a notebook shows at most {format_bytes(self.rate)}/s"))
+                key, worker, n, f"a notebook shows at most {format_bytes(self.budget.rate)}/s"))
         self._ends_line["stderr"] = True
 
 

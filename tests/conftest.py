@@ -109,6 +109,26 @@ def client():
         yield c
 
 
+@pytest.fixture(scope="module", params=["scatter_magics", "dask"])
+def any_client(request):
+    """Once our ``Client`` on an embedded cluster, once a ``distributed.Client`` on a
+    ``LocalCluster`` of the same shape (two single-threaded worker processes): a test
+    passing both ways shows our semantics are Dask's. One of each per module."""
+    if request.param == "dask":
+        distributed = pytest.importorskip("distributed")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0")
+        client = distributed.Client(cluster)
+        yield client
+        client.close()
+        cluster.close()
+    else:
+        from scatter_magics import Client
+
+        with Client(n_workers=2, threads_per_worker=1) as client:
+            yield client
+
+
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory):
     """A real Dask cluster, as users start one: ``dask scheduler`` and two ``dask worker``s.

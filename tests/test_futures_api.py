@@ -42,23 +42,6 @@ def _api_of(client):
     return scatter_magics
 
 
-@pytest.fixture(scope="module", params=["scatter_magics", "dask"])
-def any_client(request):
-    if request.param == "dask":
-        distributed = pytest.importorskip("distributed")
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0")
-        client = distributed.Client(cluster)
-        yield client
-        client.close()
-        cluster.close()
-    else:
-        from scatter_magics import Client
-
-        with Client(n_workers=2, threads_per_worker=1) as client:
-            yield client
-
-
 @pytest.fixture
 def api(any_client):
     """The package ``any_client`` comes from, as a user imports it."""

@@ -29,23 +29,6 @@ pytestmark = pytest.mark.timeout(120)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
 
 
-@pytest.fixture(scope="module", params=["scatter_magics", "dask"])
-def any_client(request):
-    if request.param == "dask":
-        distributed = pytest.importorskip("distributed")
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0")
-        client = distributed.Client(cluster)
-        yield client
-        client.close()
-        cluster.close()
-    else:
-        from scatter_magics import Client
-
-        with Client(n_workers=2, threads_per_worker=1) as client:
-            yield client
-
-
 def pid(*inputs) -> int:
     return os.getpid()
 

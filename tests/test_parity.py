@@ -21,23 +21,6 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module", params=["scatter_magics", "dask"])
-def any_client(request):
-    if request.param == "dask":
-        distributed = pytest.importorskip("distributed")
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0")
-        client = distributed.Client(cluster)
-        yield client
-        client.close()
-        cluster.close()
-    else:
-        from scatter_magics import Client
-
-        with Client(n_workers=2, threads_per_worker=1) as client:
-            yield client
-
-
 def is_future(x) -> bool:
     return type(x).__name__ == "Future" and hasattr(x, "key")
 
