@@ -82,6 +82,17 @@ def no_leaks_after_suite():
     shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
 
 
+def client_of_kind(kind: str, **options):
+    """A new client that starts its own cluster: ours (``kind="scatter_magics"``) or a
+    ``distributed.Client`` on a ``LocalCluster`` (``kind="dask"``), with ``options``."""
+    if kind == "dask":
+        distributed = pytest.importorskip("distributed")
+        return distributed.Client(dashboard_address=":0", **options)
+    from scatter_magics import Client
+
+    return Client(**options)
+
+
 @pytest.fixture
 def make_client():
     """A factory for our clients; each one is closed when the test ends."""

@@ -18,18 +18,9 @@ import traceback
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import client_of_kind, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def make_client(kind: str, **options):
-    if kind == "dask":
-        distributed = pytest.importorskip("distributed")
-        return distributed.Client(dashboard_address=":0", **options)
-    from scatter_magics import Client
-
-    return Client(**options)
 
 
 def _api_of(client):
@@ -164,7 +155,7 @@ def test_resources_decide_where_and_how_many_tasks_run(kind):
         time.sleep(0.2)  # long enough to overlap, if two were let in at once
         return start, time.monotonic()
 
-    with make_client(kind, processes=False, n_workers=1, threads_per_worker=2,
+    with client_of_kind(kind, processes=False, n_workers=1, threads_per_worker=2,
                      resources={"GPU": 1}) as client:
         api = _api_of(client)
         first, second = client.map(hold, ["a", "b"], resources={"GPU": 1}, pure=False)

@@ -17,23 +17,14 @@ import zipfile
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import client_of_kind, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def make_client(kind: str, **options):
-    if kind == "dask":
-        distributed = pytest.importorskip("distributed")
-        return distributed.Client(dashboard_address=":0", **options)
-    from scatter_magics import Client
-
-    return Client(**options)
-
-
 @pytest.fixture(scope="module", params=["scatter_magics", "dask"])
 def any_client(request):
-    client = make_client(request.param, n_workers=2, threads_per_worker=1)
+    client = client_of_kind(request.param, n_workers=2, threads_per_worker=1)
     yield client
     client.close()
 
@@ -264,7 +255,7 @@ REBALANCE_DATA = {"distributed.worker.memory.rebalance.measure": "managed",
 def test_rebalance_spreads_data_held_by_one_worker(kind):
     dask = pytest.importorskip("dask")
     with dask.config.set(REBALANCE_DATA), \
-            make_client(kind, processes=False, n_workers=2, threads_per_worker=1) as client:
+            client_of_kind(kind, processes=False, n_workers=2, threads_per_worker=1) as client:
         first = workers_of(client)[0]
         values = [bytes(2**20) + bytes([i]) for i in range(8)]  # 1 MiB each
         futures = client.scatter(values, workers=[first], hash=False)
@@ -276,7 +267,7 @@ def test_rebalance_spreads_data_held_by_one_worker(kind):
 
 @pytest.mark.parametrize("kind", ["scatter_magics", "dask"])
 def test_workers_in_this_process_pickle_nothing(kind):
-    with make_client(kind, processes=False, n_workers=1, threads_per_worker=6) as client:
+    with client_of_kind(kind, processes=False, n_workers=1, threads_per_worker=6) as client:
         unpicklable = threading.Lock()
         future = client.scatter(unpicklable, hash=False)
         assert client.gather(future) is unpicklable
@@ -293,7 +284,7 @@ def test_workers_in_this_process_pickle_nothing(kind):
 
 @pytest.mark.parametrize("kind", ["scatter_magics", "dask"])
 def test_scale_upload_and_restart(kind, tmp_path):
-    with make_client(kind, n_workers=1, threads_per_worker=1) as client:
+    with client_of_kind(kind, n_workers=1, threads_per_worker=1) as client:
         module = tmp_path / "late_joiner_mod_19.py"
         module.write_text("HERE = True\n")
         client.upload_file(str(module))
