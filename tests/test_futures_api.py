@@ -156,7 +156,7 @@ def test_resources_decide_where_and_how_many_tasks_run(kind):
         return start, time.monotonic()
 
     with client_of_kind(kind, processes=False, n_workers=1, threads_per_worker=2,
-                     resources={"GPU": 1}) as client:
+                        resources={"GPU": 1}) as client:
         api = _api_of(client)
         first, second = client.map(hold, ["a", "b"], resources={"GPU": 1}, pure=False)
         (start_1, end_1), (start_2, end_2) = client.gather([first, second])
