@@ -31,6 +31,18 @@ def test_round_robin_is_weighted_by_threads(state):
     assert placement.count(B) == 3 * placement.count(A)
 
 
+def test_fewer_items_than_threads_go_to_different_workers():
+    # Two workers of two threads: two pieces (``--split 2``) land on both, not on one.
+    s = SchedulerState()
+    s.add_worker(A, "worker-0", nthreads=2, memory_limit=100)
+    s.add_worker(B, "worker-1", nthreads=2, memory_limit=100)
+    for _ in range(3):  # wherever the round robin stands
+        assert {a for [a] in s.choose_workers(2)} == {A, B}
+    for n in (1, 3):  # an odd number moves the round robin to the next worker
+        s.choose_workers(n)
+        assert {a for [a] in s.place({"p0": 10, "p1": 10}).values()} == {A, B}
+
+
 def test_a_silent_worker_is_unresponsive_and_gets_nothing_until_it_speaks(state):
     state.publishing = True
     state.heard_from(A, now=10.0)

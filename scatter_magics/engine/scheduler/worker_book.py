@@ -163,7 +163,7 @@ class WorkerBook:
         usable = self.usable_workers(workers, exclude)
         if broadcast:
             return [usable] * n
-        slots = [a for a in usable for _ in range(self.workers[a].nthreads)]
+        slots = limits.thread_slots(self.workers, usable)
         start, self.round_robin = self.round_robin, self.round_robin + n
         return [[slots[(start + i) % len(slots)]] for i in range(n)]
 

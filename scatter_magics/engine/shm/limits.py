@@ -30,6 +30,20 @@ def room(ws, adding: int = 0) -> float:
     return ws.memory_limit - ws.nbytes - ws.reserved - adding
 
 
+def thread_slots(workers: dict, addresses: list) -> list[str]:
+    """Each address once per thread of its worker, the workers taken in turns: two
+    workers of 2 threads give ``[a, b, a, b]``, not ``[a, a, b, b]``, so that fewer
+    items than threads (``--split 2`` on them) still go to different workers.
+
+    >>> class W:
+    ...     def __init__(self, nthreads): self.nthreads = nthreads
+    >>> thread_slots({"a": W(1), "b": W(3)}, ["a", "b"])
+    ['a', 'b', 'b', 'b']
+    """
+    most = max((workers[a].nthreads for a in addresses), default=0)
+    return [a for turn in range(most) for a in addresses if workers[a].nthreads > turn]
+
+
 def place(workers: dict, allowed: list, nbytes: dict, broadcast: bool,
           start: int) -> dict[str, list[str]]:
     """``{key: [addresses]}`` for ``nbytes`` (key → size), round-robin from ``start``.
@@ -37,7 +51,7 @@ def place(workers: dict, allowed: list, nbytes: dict, broadcast: bool,
     Weighted by threads; a worker without room is skipped. A key a worker already
     holds costs it nothing. Raises :class:`MemoryLimitError` when a key fits nowhere.
     """
-    slots = [a for a in allowed for _ in range(workers[a].nthreads)]
+    slots = thread_slots(workers, allowed)
     total = sum(size or 0 for size in nbytes.values())
     if slots and all(room(workers[a]) >= total for a in allowed):
         # Every worker has room for all of it: what the loop below would choose, without
