@@ -37,6 +37,20 @@ def test_pieces_are_slices_and_join_gives_back_an_equal_value(value):
         assert back == value
 
 
+class Tagged(np.ndarray):
+    """An ndarray subclass that does not take part in ``np.concatenate``."""
+
+
+def test_a_masked_array_keeps_its_mask_and_a_subclass_its_type():
+    masked = np.ma.masked_array(np.arange(8), mask=[0, 1] * 4)
+    back = join(split(masked, 3))
+    assert type(back) is np.ma.MaskedArray
+    assert back.mask.tolist() == masked.mask.tolist() and back.sum() == masked.sum() == 12
+    tagged = np.arange(8).view(Tagged)
+    back = join(split(tagged, 3))
+    assert type(back) is Tagged and np.array_equal(back, tagged)
+
+
 def test_an_arrays_pieces_are_views_and_sizes_ask_for_a_count():
     arr = np.zeros((1000, 4))
     assert all(np.shares_memory(p, arr) for p in split(arr, 4))
