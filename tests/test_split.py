@@ -135,6 +135,15 @@ def test_split_with_workers_size_and_a_name_after_a_bare_split(shared, client):
     assert run(shared, "%scatter rows --split 2") and run(shared, "%gather rows") == [1, 2, 3]
 
 
+def test_an_empty_list_or_dict_splits_into_nothing_and_gathers_back_empty(shared, client):
+    shared.user_ns["rows"], shared.user_ns["table"] = [], {}
+    assert dict(run(shared, "%scatter rows table --split")) == {"rows": [], "table": {}}
+    assert run(shared, "%gather rows") == [] and run(shared, "%gather table") == {}
+    shared.user_ns["x"] = 7
+    run(shared, "%scatter x")
+    assert run(shared, "%gather x rows") == {"x": 7, "rows": []}
+
+
 @pytest.mark.parametrize("value, line, message", [
     (3, "x --split", "--split x: cannot cut a value of type int into pieces: it has no length"),
     ((i for i in range(3)), "x --split", "of type generator into pieces: it has no length "

@@ -90,6 +90,8 @@ class DaskBackend:
         hub = hub_for(self.client)
         hub.install()  # once: events, and tasks' output in the notebook
         addresses = self.resolve_workers(workers)
+        if not items:  # (an empty --split: Dask's own scatter of nothing fails to unpack)
+            return {}
         sizes = {key: sizeof(value) for key, value in items.items()}  # dask.sizeof's guess
         total = sum(sizes.values())
         groups = self._placement(sizes, total, addresses, broadcast)  # refuses what cannot fit

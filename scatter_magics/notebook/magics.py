@@ -282,6 +282,8 @@ class ScatterMagics(Magics):
 
     def _gather_targets(self, targets: dict, args) -> dict:
         futures = find_futures(list(targets.values()), future_types())
+        if not futures:  # only empty containers (%scatter --split of an empty list)
+            return dict(targets)
         client = futures[0].client
         if len(futures) > 1 and any(f.client is not client for f in futures):
             raise UsageError(f"the futures of {', '.join(targets)} belong to different clients; "
