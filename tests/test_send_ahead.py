@@ -187,6 +187,23 @@ def test_submit_and_map_return_without_waiting_for_the_loop(make_client):
     assert one.result(timeout=30) == 5 and client.gather(many) == [1, 2, 3]
 
 
+def test_a_submit_after_a_small_scatter_goes_after_it_though_submits_queue_before(
+        make_client):
+    # submit, scatter, submit, all queued while the loop is busy: the second submit
+    # reads the scattered key, so it must not leave with the first one, ahead of it.
+    client = make_client(n_workers=2)
+    gate = threading.Event()
+    client.loop.call_soon(gate.wait, 10)
+    try:
+        x = client.submit(abs, -10, pure=False)
+        y = client.scatter(600)
+        total = client.submit(sum, [x, y], pure=False)
+        totals = client.map(lambda a, b: a + b, [x] * 3, [y] * 3)
+    finally:
+        gate.set()
+    assert total.result(timeout=30) == 610 and client.gather(totals) == [610] * 3
+
+
 def test_requests_after_submits_sent_ahead_reach_the_scheduler_after_them(make_client,
                                                                            tmp_path):
     client = make_client(n_workers=2)

@@ -81,7 +81,10 @@ class SendAhead:
         self._tasks: set[asyncio.Task] = set()  # asyncio keeps only weak references
         self._keys: dict = {}  # key → scatters sent ahead with it and not recorded yet
         self._keys_lock = threading.Lock()
-        self._submits: list = []  # (task records, their states) queued for the next turn
+        # The batch of submits still open: (task records, their states), queued for the
+        # loop's next turn. A scatter sent ahead closes it, so that submits after the
+        # scatter go after it, in a batch of their own.
+        self._open_batch: list | None = None
         self._submits_lock = threading.Lock()
 
     def in_flight(self, key) -> bool:
@@ -131,7 +134,12 @@ class SendAhead:
                 state.finish(types[state.key], payload[state.key].header)
         self._count(payload, +1)
         self._queued.append(None)
-        self.loop_thread.call_soon(self._start, send, list(payload), states)
+        with self._submits_lock:
+            # A submit after this scatter may read its keys: it must not join a batch
+            # that leaves before the scatter (`x = submit(); y = scatter(1);
+            # submit(add, x, y)` found y unknown, and the task cancelled).
+            self._open_batch = None
+            self.loop_thread.call_soon(self._start, send, list(payload), states)
         return True
 
     def _count(self, keys, step: int) -> None:
@@ -176,17 +184,19 @@ class SendAhead:
         # returns, overtook the submit waiting for the scatter: 2-4 runs in 200 failed).
         self._count(_submitted_keys(tasks), +1)
         with self._submits_lock:
-            self._submits.append((tasks, states))
-            first = len(self._submits) == 1
-        if first:  # one turn of the loop takes everything queued until it runs
-            self._queued.append(None)
-            self.loop_thread.call_soon(self._start_submits)
+            batch = self._open_batch
+            if batch is None:  # one turn of the loop takes everything queued until it runs
+                batch = self._open_batch = []
+                self._queued.append(None)
+                self.loop_thread.call_soon(self._start_submits, batch)
+            batch.append((tasks, states))
 
-    def _start_submits(self) -> None:
+    def _start_submits(self, batch: list) -> None:
         with self._submits_lock:
-            queued, self._submits = self._submits, []
-        tasks = [task for batch, _ in queued for task in batch]
-        states = [state for _, batch in queued for state in batch]
+            if self._open_batch is batch:
+                self._open_batch = None
+        tasks = [task for records, _ in batch for task in records]
+        states = [state for _, batch_states in batch for state in batch_states]
         # What went ahead before them goes first: a scatter still waiting for a worker
         # holds the inputs these tasks may read.
         earlier = [task for task in self._tasks if not task.done()]
