@@ -101,6 +101,11 @@ def _worker(text: str):
     return text
 
 
+def _as_typed(worker) -> str:
+    """A ``-w`` worker as the user wrote it: ``host:port`` again for a pair."""
+    return worker if isinstance(worker, str) else f"{worker[0]}:{worker[1]}"
+
+
 def _piece_size(text: str) -> int:
     """``--split-size``: bytes per piece, ``64MiB`` or a number of bytes (> 0)."""
     try:
@@ -126,13 +131,21 @@ class SplitOption(argparse.Action):
     def __call__(self, parser, namespace, value, option_string=None):
         if value is None:
             namespace.split = True
-        elif _COUNT.fullmatch(value):
-            if int(value) < 1:
+        elif _COUNT.fullmatch(value) or _is_number(value):  # (no name starts with a digit)
+            if not _COUNT.fullmatch(value) or int(value) < 1:
                 raise argparse.ArgumentError(self, f"{value!r} is not a whole number >= 1")
             namespace.split = int(value)
         else:
             namespace.split = True
             namespace.leading_names = [*getattr(namespace, "leading_names", []), value]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return not text.isidentifier()  # ("nan" and "inf" are names too)
 
 
 def _name(text: str) -> str:
@@ -155,7 +168,7 @@ def check_workers(backend: Backend | None, workers: list) -> None:
     Checked before anything is hashed, sent or started: with no cluster running there
     are no workers to choose, and starting one just to fail would leave it running.
     """
-    given = ", ".join(w if isinstance(w, str) else f"{w[0]}:{w[1]}" for w in workers)
+    given = ", ".join(map(_as_typed, workers))
     if backend is None:
         raise UsageError(f"-w {given}: no cluster is running, so there are no workers to "
                          f"choose from; start one with %cluster start (its workers are named "
@@ -167,7 +180,8 @@ def check_workers(backend: Backend | None, workers: list) -> None:
         if address not in known and address not in names:
             listed = ", ".join(f"{w.get('name')} ({a})" for a, w in sorted(
                 known.items(), key=lambda item: natural_order(item[1].get("name", item[0]))))
-            raise UsageError(f"unknown worker {worker!r}; known workers: {listed or 'none'}. "
+            raise UsageError(f"unknown worker {_as_typed(worker)!r}; known workers: "
+                             f"{listed or 'none'}. "
                              f"Pass -w a worker name, address or host:port.")
 
 

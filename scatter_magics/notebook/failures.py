@@ -53,34 +53,37 @@ _DEATH = re.compile(r"was lost: its only holder (?P<death>.+?)(?:, and it (?P<re
 
 
 def gather_failure(exc: BaseException, targets: dict, futures: list, *, timeout,
-                   scattered_as) -> BaseException | None:
+                   labels: dict) -> BaseException | None:
     """What ``%gather`` raises instead of ``exc``: ``exc`` itself for a task's own
     exception (its traceback made the task's), an exception of ``exc``'s class said in
     a sentence or two for an expected failure, None to let ``exc`` through as it is.
 
-    ``scattered_as(future)`` is the name ``%scatter`` scattered it as, if it did (the
-    hint for lost data is then ``%scatter <name>``).
+    ``labels`` (key → label) name what ``%scatter`` scattered as it did (``df[1/4]``,
+    a piece; the hint for lost data is then ``%scatter df``).
     """
     what = " ".join(["%gather", *targets])
+
+    def _failed(statuses: tuple) -> list:
+        return failed_futures(targets, statuses, labels)
     if isinstance(exc.__cause__, RemoteTraceback):
         key = exc.__cause__.key
         errored = [(label, f) for label, f in labelled_futures(targets)
                    if f.status == "error" and key in (None, f.key)]
         if len({f.key for _, f in errored}) == 1:
             return task_failure(exc, _first_labels(errored), errored[0][1].key)
-        return task_failure(exc, _named(_failed(targets, ("error",))))
+        return task_failure(exc, _named(_failed(("error",))))
     if isinstance(exc, TimeoutError):
         return timed_out(what, targets, futures, timeout)
     if isinstance(exc, FutureLostError):
-        return lost(what, _failed(targets, ("lost", "cancelled")), exc, scattered_as)
+        return lost(what, _failed(("lost", "cancelled")), exc, labels)
     if isinstance(exc, KilledWorkerError):
         return said(KilledWorkerError,
-                    f"{what}: {_named(_failed(targets, ('error',)))} failed: the workers "
+                    f"{what}: {_named(_failed(('error',)))} failed: the workers "
                     f"running its task kept dying.",
                     "It may be what kills them (memory?): see %cluster and the workers' "
                     "logs; %tb shows the details.")
     if isinstance(exc, CancelledError):
-        return cancelled(what, _named(_failed(targets, ("cancelled", "lost"))),
+        return cancelled(what, _named(_failed(("cancelled", "lost"))),
                          reason=getattr(exc, "reason", None))
     if isinstance(exc, ClientClosedError):
         names = ", ".join(targets)
@@ -127,7 +130,7 @@ def cluster_failure(exc: BaseException, what: str) -> BaseException | None:
 
 # ------------------------------------------------------------ the sentences ---
 
-def lost(what: str, failed: list, exc: BaseException, scattered_as) -> BaseException:
+def lost(what: str, failed: list, exc: BaseException, labels: dict) -> BaseException:
     """``failed``: ``[(label, future)]``; the engine's message says how the holder died,
     and whether the key was scattered data (else a result that cannot be recomputed),
     or which variable could not send it again (``resend.py``: it changed, or was deleted).
@@ -141,7 +144,8 @@ def lost(what: str, failed: list, exc: BaseException, scattered_as) -> BaseExcep
     if match and not (match["rest"] or "").startswith("was scattered"):
         hint = "Submit its task again, with its inputs."
     else:
-        scattered = {scattered_as(future) for _, future in failed} - {None}
+        scattered = {labels[f.key].partition("[")[0] for _, f in failed
+                     if f is not None and f.key in labels}  # rows[3], df[1/4]: rows, df
         again = f" (%scatter {' '.join(sorted(scattered))})" if scattered else ""
         hint = f"Scatter it again{again}; --broadcast keeps a copy on every worker."
     return said(FutureLostError, f"{what}: {names} {_was(names)} lost{why}.", hint)
@@ -179,9 +183,11 @@ def _first_labels(labelled: list) -> str:
     return ", ".join(labels[:MAX_NAMED]) + more
 
 
-def _failed(targets: dict, statuses: tuple) -> list:
-    """``[(label, future)]`` (``res[2]``) of the futures in one of ``statuses``: who failed."""
-    found = [(label, f) for label, f in labelled_futures(targets) if f.status in statuses]
+def failed_futures(targets: dict, statuses: tuple, labels: dict) -> list:
+    """``[(label, future)]`` of the futures in one of ``statuses``: who failed, labelled
+    as ``%scatter`` labelled them (``df[1/4]``), else by place (``res[2]``)."""
+    found = [(labels.get(f.key, label), f) for label, f in labelled_futures(targets)
+             if f.status in statuses]
     return found or [(name, None) for name in targets]
 
 

@@ -304,7 +304,7 @@ class ScatterMagics(Magics):
         except Exception as exc:  # an expected failure is said in a sentence or two
             self.session.check_not_gone()  # the cluster went away meanwhile: one line
             said = gather_failure(exc, targets, futures, timeout=timeout,
-                                  scattered_as=lambda f: self.names.labels().get(f.key))
+                                  labels=self.names.labels())
             if said is None or said is exc:  # exc: a task's own, shown as the task's
                 raise
             raise said from exc
