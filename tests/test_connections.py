@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import socket
@@ -169,6 +171,20 @@ def test_connect_takes_a_jobqueue_cluster(ip):
 
 # ------------------------------------------------------------ never stranded ---
 
+@contextlib.contextmanager
+def logged_by_dask():
+    """The records Dask's loggers emit meanwhile (its handler prints them in the cell)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    dask_logger = logging.getLogger("distributed")
+    dask_logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        dask_logger.removeHandler(handler)
+
+
 @pytest.mark.parametrize("first", ["%cluster", "%scatter w", "%gather v"])
 def test_a_dask_scheduler_that_dies_strands_no_notebook(ip, tmp_path, dask_cluster, first):
     cli = DaskCLI(tmp_path)
@@ -187,11 +203,12 @@ def test_a_dask_scheduler_that_dies_strands_no_notebook(ip, tmp_path, dask_clust
                 f"the connection to the scheduler at {cli.address} was lost")
             assert f"not live: the connection to the scheduler at {cli.address}" in \
                 widget.to_html()
+        with logged_by_dask() as records, pytest.raises(ClusterGoneError) as gone:
+            run(ip, first)  # while Dask tries to reconnect: the cell shows one line
+        assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info], records
     finally:
         cli.kill_worker("worker-0")  # it would wait for its scheduler to come back
         cli.stop()
-    with pytest.raises(ClusterGoneError) as gone:
-        run(ip, first)
     assert gone.value._render_traceback_() == [
         f"ClusterGoneError: the cluster at {cli.address} is gone (it was stopped, or its "
         f"scheduler died); start one with %cluster start, or join one with %cluster "

@@ -46,7 +46,7 @@ from . import room
 from .credentials import security_fields, security_from_fields
 from .dashboard import dashboard_link
 from .events import DaskSubscription, hub_for
-from .failures import connection_error, raise_gather_error
+from .failures import connection_error, quiet_reconnect, raise_gather_error
 from .resend import resender_for
 
 logger = logging.getLogger(__name__)
@@ -316,7 +316,8 @@ class DaskBackend:
             if cluster is None:  # a cluster we joined: take our plugins off if we were last
                 hub.leave()
             self.client.sync(_on_loop, hub.close)
-        self.client.close()
+        with quiet_reconnect(self.client):  # (its scheduler is gone: said in one line)
+            self.client.close()
         if cluster is not None:
             discovery.unregister(_registry_entries.pop(cluster, None))
             cluster.close()

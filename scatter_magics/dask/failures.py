@@ -9,10 +9,14 @@
   naming the worker. Any other cancelled future is a ``FutureCancelledError``.
 - ``KilledWorker`` is a ``KilledWorkerError``; a closed connection to the scheduler a
   ``CommClosedError``; a closed client a ``ClientClosedError``.
+- Closing a client whose scheduler is gone says nothing (:func:`quiet_reconnect`): the
+  magics' one line says it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import traceback
 from concurrent.futures import CancelledError
@@ -116,3 +120,28 @@ def _departures(client, keys: set) -> dict:
             if key in keys:
                 found[key] = f"{event.get('worker')} {how}"
     return found
+
+
+# ------------------------------------------------------------ a gone scheduler ---
+
+@contextlib.contextmanager
+def quiet_reconnect(client):
+    """While closing ``client`` after its scheduler went away: Dask is reconnecting, and
+    the close cancels that, which Dask logs as an ERROR with two tracebacks (~30 lines
+    in the cell above the magics' one line saying the cluster is gone)."""
+    if client.status == "running":
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("distributed.client", "distributed.utils")]
+    for each in loggers:
+        each.addFilter(_not_a_cancelled_reconnect)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(_not_a_cancelled_reconnect)
+
+
+def _not_a_cancelled_reconnect(record: logging.LogRecord) -> bool:
+    kind = record.exc_info[0] if record.exc_info else None
+    return not (kind is not None and issubclass(kind, asyncio.CancelledError))
