@@ -318,3 +318,27 @@ def test_small_scatter_returns_before_a_stopped_worker_stores_it(make_client):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert future.result(timeout=30) == value  # the worker got it first, on that connection
+
+
+@pytest.mark.parametrize("end", [Client.close, lambda client: client.cluster.close()],
+                         ids=["client.close", "cluster.close (as at exit)"])
+def test_ending_a_cluster_does_not_release_its_keys_one_by_one(end, monkeypatch, caplog):
+    # Closing (or exiting, which closes the clusters) after scattering a million values
+    # took 10-15 s, key by key, and at exit timed out with a traceback: the keys go with
+    # the cluster, so nothing is released, recovered or reported one key at a time.
+    from scatter_magics.engine.scheduler.state import SchedulerState
+
+    walked = []
+    forget_client = SchedulerState.forget_client
+    monkeypatch.setattr(SchedulerState, "forget_client",
+                        lambda state, client_id: walked.append(client_id) or
+                        forget_client(state, client_id))
+    client = Client(n_workers=2, threads_per_worker=1)
+    cluster = client.cluster
+    futures = client.scatter(list(range(2_000)))
+    assert client.gather(futures[-1]) == 1_999
+    with caplog.at_level("WARNING", logger="scatter_magics"):
+        end(client)
+    client.close()
+    assert walked == [] and cluster.status == "closed"
+    assert not [r for r in caplog.records if "may hold it" in r.getMessage()]

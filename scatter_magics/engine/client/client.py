@@ -401,7 +401,8 @@ class Client:
         dask_default.client_closed(self)
         if self.status == "running" and self.loop.running:
             try:
-                self.loop.call(self._release_parts, timeout=DEFAULT_TIMEOUT)
+                self.loop.call(self._release_parts, None, self._owns_cluster,
+                               timeout=DEFAULT_TIMEOUT)
             except Exception:
                 logger.exception("error while closing the client")
         self.status = "closed"
@@ -409,13 +410,14 @@ class Client:
             self._connection.end_owned()
         self.done_callbacks.close()
 
-    def _release_parts(self, reason: str | None = None) -> None:
-        """On the loop: futures cancelled (all, saying why, if the scheduler went), all closed."""
+    def _release_parts(self, reason: str | None = None, cluster_ending: bool = False) -> None:
+        """On the loop: futures cancelled (all, saying why, if the scheduler went), all
+        closed; the scheduler releases our keys, unless the cluster ends next."""
         self.refs.close(reason)
         self._resending.close()  # no re-send answered any more
         self._events.close(reason)  # say so, so a widget can show it
         self._workers.close()
-        self._link.close()
+        self._link.close(cluster_ending)
         self._segments.close()
 
     def __enter__(self):

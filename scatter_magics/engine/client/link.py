@@ -46,10 +46,11 @@ class LocalSchedulerLink:
         if inspect.isawaitable(result):
             raise TypeError(f"op {msg['op']!r} must be requested, not sent")
 
-    def close(self) -> None:
+    def close(self, cluster_ending: bool = False) -> None:
+        """Leave the scheduler; its keys are released unless the cluster ends next."""
         if not self.closed:
             self.closed = True
-            self.scheduler.remove_client(self.client_id)
+            self.scheduler.remove_client(self.client_id, release_keys=not cluster_ending)
 
 
 class RemoteSchedulerLink:
@@ -104,7 +105,8 @@ class RemoteSchedulerLink:
     def send(self, msg: dict) -> None:
         self.channel.send(msg)
 
-    def close(self) -> None:
+    def close(self, cluster_ending: bool = False) -> None:
+        """Leave the scheduler (which releases our keys when the channel closes)."""
         self._closed_by_us = True
         self.channel.close()
 

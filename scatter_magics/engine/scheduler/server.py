@@ -266,10 +266,11 @@ class Scheduler:
     def _remove_worker(self, address: str) -> None:
         self.worker_channels.pop(address, None)
         self._expired.discard(address)
+        if self.closing:  # the cluster ends with its workers: no key to recover or report
+            return  # (a million keys took ten seconds, each a warning that it was lost)
         ws = self.state.workers.get(address)
         pid = ws.pid if ws else 0
-        reason = "closed with the cluster" if self.closing else \
-            self.exit_reason(pid) or "lost its connection to the scheduler"
+        reason = self.exit_reason(pid) or "lost its connection to the scheduler"
         self.pending_acks.worker_removed(address, reason)
         self.apply(self.state.remove_worker(address, reason))
         for callback in self.on_worker_removed:
@@ -308,12 +309,15 @@ class Scheduler:
         self.clients[client_id] = LocalClientLink(deliver)
         return client_id
 
-    def remove_client(self, client_id: str) -> None:
+    def remove_client(self, client_id: str, release_keys: bool = True) -> None:
+        """A client left. Its keys are released unless the cluster ends now or next
+        anyway (``release_keys=False``): one by one, a million of them took 10 s."""
         self.clients.pop(client_id, None)
         self.scatters.client_left(client_id)
         self.semaphores.client_left(client_id)  # its leases go back
         self._unsubscribe(client_id, {})
-        self.apply(self.state.forget_client(client_id))
+        if release_keys and not self.closing:
+            self.apply(self.state.forget_client(client_id))
 
     def client_ops(self) -> dict[str, Callable]:
         """Ops a client may call, as ``method(client_id, msg)``."""
