@@ -139,9 +139,9 @@ def test_an_empty_list_or_dict_splits_into_nothing_and_gathers_back_empty(shared
     shared.user_ns["rows"], shared.user_ns["table"] = [], {}
     assert dict(run(shared, "%scatter rows table --split")) == {"rows": [], "table": {}}
     assert run(shared, "%gather rows") == [] and run(shared, "%gather table") == {}
-    shared.user_ns["x"] = 7
-    run(shared, "%scatter x")
-    assert run(shared, "%gather x rows") == {"x": 7, "rows": []}
+    shared.user_ns["seven"] = 7
+    run(shared, "%scatter seven")
+    assert run(shared, "%gather seven rows") == {"seven": 7, "rows": []}
 
 
 @pytest.mark.parametrize("value, line, message", [
