@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {"Client": "engine.client.client", "Subscription": "engine.client.events",
            "get_client": "current_client", "LocalCluster": "engine.cluster.local",
-           "Future": "engine.client.future", "as_completed": "engine.client.waiting",
+           "Future": "engine.client.future", "as_completed": "engine.client.as_completed",
            "wait": "engine.client.waiting", "progress": "notebook.progress_futures",
            "fire_and_forget": "engine.client.fire_and_forget", "futures_of": "structure",
            "default_client": "current_client", "get_worker": "engine.worker.task_context",
@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .engine.client.fire_and_forget import fire_and_forget
     from .engine.client.future import Future
     from .engine.client.locks import Event, Lock, Semaphore
-    from .engine.client.waiting import as_completed, wait
+    from .engine.client.as_completed import as_completed
+    from .engine.client.waiting import wait
     from .engine.cluster.local import LocalCluster
     from .engine.worker.task_context import get_worker, rejoin, secede, worker_client
     from .notebook.progress_futures import progress

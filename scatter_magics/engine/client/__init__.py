@@ -13,7 +13,8 @@
 | ``resending`` | ``Resending``: lost keys sent again when the scheduler asks (own copies, sources) |
 | ``datasets`` | published datasets: packing, getting, ``Datasets`` (``client.datasets``) |
 | ``ending`` | ``Ending``: why a client closed under its user, and what its calls raise then |
-| ``waiting`` | ``wait`` and ``as_completed``, and ``within`` (an await with a timeout) |
+| ``waiting`` | ``wait``, and ``within`` (an await with a timeout) |
+| ``as_completed`` | ``as_completed``: futures in the order they finish (Dask's whole API, ``async for`` too) |
 | ``submit`` | what ``submit`` and ``map`` send: one record per task |
 | ``task_options`` | the keywords ``submit`` keeps (``priority``, ``retries``, ``resources``, ...), checked |
 | ``housekeeping`` | ``Housekeeping``: ``run``, ``run_on_scheduler``, ``upload_file``, versions, restart |

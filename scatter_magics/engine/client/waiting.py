@@ -1,11 +1,12 @@
-"""Waiting on futures: ``wait`` and ``as_completed``, and on anything with a timeout."""
+"""Waiting on futures: ``wait`` (``as_completed`` is its own module, re-exported here),
+and on anything with a timeout (``within``)."""
 
 from __future__ import annotations
 
 import asyncio
-from queue import Queue
 
 from ...structure import find_futures
+from .as_completed import as_completed  # noqa: F401 (its old home)
 from .future import Future, settled
 
 NO_DEFAULT = "__no_default__"  # a timeout= not given (None means "no timeout")
@@ -50,36 +51,3 @@ async def _until_settled(states: list, first: bool) -> None:
     finally:
         for p in pending:
             p.cancel()
-
-
-class as_completed:
-    """Iterate over futures in the order they finish.
-
-    >>> for future in as_completed(futures):     # doctest: +SKIP
-    ...     print(future.result())
-    """
-
-    def __init__(self, futures=(), with_results: bool = False):
-        self._done: Queue = Queue()
-        self._count = 0
-        self.with_results = with_results
-        for future in find_futures(list(futures), Future):
-            self.add(future)
-
-    def add(self, future: Future) -> None:
-        self._count += 1
-        future.client.loop.call_soon(future._state.on_done,
-                                     lambda state, f=future: self._done.put(f))
-
-    def count(self) -> int:
-        return self._count
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._count == 0:
-            raise StopIteration
-        future = self._done.get()
-        self._count -= 1
-        return (future, future.result()) if self.with_results else future
