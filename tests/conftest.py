@@ -28,6 +28,23 @@ def wait_for(condition, timeout: float = 10.0, interval: float = 0.01, what: str
         time.sleep(interval)
 
 
+@pytest.fixture
+def gate(tmp_path):
+    """``(gated, open_gate)``: the task function ``gated(x)`` returns ``x`` once
+    ``open_gate()`` was called (30 s at most), so its future stays pending until then;
+    the gate opens when the test ends in any case, freeing the worker's thread."""
+    path = tmp_path / "gate-open"
+
+    def gated(x):
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return x
+
+    yield gated, path.touch
+    path.touch()
+
+
 def our_worker_processes() -> list[psutil.Process]:
     """Live (non-zombie) worker processes started by this test process."""
     found = []

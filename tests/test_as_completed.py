@@ -3,14 +3,13 @@
 Each test takes ``any_client`` (a scatter_magics ``Client``, then a ``distributed.Client``
 on a cluster of the same shape) and ``api``, the package ``as_completed`` comes from: the
 same code passing both ways shows our iterator behaves as Dask's. Tasks that must stay
-pending wait for a file (``gated``) that the test creates when it is done with them.
+pending wait behind ``gate`` (conftest).
 """
 
 from __future__ import annotations
 
 import asyncio
 import operator
-import os
 import time
 
 import pytest
@@ -29,22 +28,6 @@ def api(any_client):
     import scatter_magics
 
     return scatter_magics
-
-
-@pytest.fixture
-def gate(tmp_path):
-    """``(function, open)``: ``function(x)`` returns ``x`` once ``open()`` was called
-    (30 s at most); the gate is opened at the end of the test in any case."""
-    path = tmp_path / "open"
-
-    def gated(x):
-        deadline = time.monotonic() + 30
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return x
-
-    yield gated, path.touch
-    path.touch()
 
 
 def test_batches_give_every_future_once(any_client, api):

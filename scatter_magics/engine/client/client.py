@@ -42,7 +42,7 @@ from .scatter_input import full_address, n_values, plain_workers
 from .send_ahead import LOCAL_COPY_LIMIT, SendAhead
 from .submit import key_finder, map_keys, task_records
 from .task_options import task_options
-from .waiting import NO_DEFAULT, within
+from .waiting import NO_DEFAULT, timeout_seconds, within
 
 __all__ = ["Client", "Subscription", "NO_DEFAULT", "LOCAL_COPY_LIMIT", "SECRET_ENV"]
 
@@ -66,7 +66,7 @@ class Client:
 
     def __init__(self, address=None, *, n_workers: int | None = None, threads_per_worker: int = 1,
                  memory_limit="auto", asynchronous: bool = False,
-                 direct_to_workers: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 direct_to_workers: bool | None = None, timeout=DEFAULT_TIMEOUT,
                  secret: str | None = None, processes: bool = True,
                  resources: dict | None = None):
         self._address = address
@@ -75,7 +75,7 @@ class Client:
                                      resources=resources)
         self.asynchronous = asynchronous
         self.direct_to_workers = direct_to_workers
-        self.timeout, self._secret = timeout, secret
+        self.timeout, self._secret = timeout_seconds(timeout), secret  # ("5s" too)
         self.status = "newly-created"
         self.ending = Ending()  # why it closed, when its scheduler went away under it
         self.cluster: LocalCluster | None = None
@@ -191,6 +191,7 @@ class Client:
         its result, or an awaitable for an asynchronous client (or ``asynchronous=True``);
         ``callback_timeout`` (s) raises ``TimeoutError``. ``wait()`` comes through here."""
         self._check_open()
+        callback_timeout = timeout_seconds(callback_timeout)  # (a bad one: before the coro)
         return self._run(within(func(*args, **kwargs), callback_timeout), asynchronous)
 
     # ------------------------------------------------------------ scatter ---
@@ -204,11 +205,13 @@ class Client:
         keys. ``workers`` restricts placement; ``broadcast`` puts a copy on every
         (allowed) worker; ``direct`` sends client → workers instead of through the
         scheduler; ``hash`` makes keys from the content (``False``: random keys);
-        ``timeout`` bounds the whole operation. ``progress(stage, done, total)`` (ours,
+        ``timeout`` (s, or text: ``"5s"``) bounds the whole operation.
+        ``progress(stage, done, total)`` (ours,
         not Dask's) hears how far hashing, serializing, copying and sending have got
         (docs/internals.md, "The backend interface").
         """
         self._check_open()
+        timeout = timeout_seconds(timeout)
         with paused_collection(n_values(data)):
             batch = self._scattering.pack(data, hash, progress, self)
             direct = self._default_direct if direct is None else direct
@@ -231,7 +234,7 @@ class Client:
 
     # ------------------------------------------------------------ gather ---
     def gather(self, futures, errors: str = "raise", direct: bool | None = None,
-               asynchronous: bool | None = None, timeout: float | None = None,
+               asynchronous: bool | None = None, timeout=None,
                progress: Progress | None = None):
         """Bring the values of ``futures`` back, in the same (nested) structure.
 
@@ -241,6 +244,7 @@ class Client:
         futures, and ``transfer``, in bytes).
         """
         self._check_open()
+        timeout = timeout_seconds(timeout)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         found = flat_futures(futures)

@@ -16,6 +16,8 @@ import concurrent.futures as cf
 import time
 import weakref
 
+from .task_options import parse_timedelta
+
 ALLOWED = frozenset({"pure", "workers", "resources", "allow_other_workers", "retries"})
 
 
@@ -43,10 +45,10 @@ class ClientExecutor(cf.Executor):
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Results of ``fn`` over the iterables, in order; the calls may run in any order.
 
-        ``timeout`` (s) bounds the whole iteration (``concurrent.futures.TimeoutError``);
+        ``timeout`` (s, or text: ``"5s"``) bounds the whole iteration (``concurrent.futures.TimeoutError``);
         the calls not yet read are cancelled when the iterator is dropped.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + parse_timedelta(timeout)
         futures = iter(self._client.map(fn, *iterables, **self._kwargs))
 
         def results():

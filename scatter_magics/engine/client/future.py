@@ -210,15 +210,16 @@ class Future:
     def done(self) -> bool:
         return self._state.done()
 
-    def result(self, timeout: float | None = None):
-        """The value, fetched from the worker; re-raises the task's exception if it failed."""
+    def result(self, timeout=None):
+        """The value, fetched from the worker; re-raises the task's exception if it failed.
+        ``timeout``: seconds, or text such as ``"300ms"`` (``TimeoutError`` after it)."""
         return self.client.gather(self, timeout=timeout)
 
-    def exception(self, timeout: float | None = None):
+    def exception(self, timeout=None):
         """The exception the task raised, or ``None`` if it succeeded."""
         return self.client.sync(exception_of, self._state, callback_timeout=timeout)
 
-    def traceback(self, timeout: float | None = None):
+    def traceback(self, timeout=None):
         """The traceback object of the task's error (for the ``traceback`` module), or
         ``None`` if it did not fail; waits until it is done."""
         return self.client.sync(traceback_of, self._state, callback_timeout=timeout)

@@ -1,5 +1,5 @@
 """Waiting on futures: ``wait`` (``as_completed`` is its own module, re-exported here),
-and on anything with a timeout (``within``)."""
+and on anything with a timeout (``within``, ``timeout_seconds``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,23 @@ import asyncio
 from ...structure import find_futures
 from .as_completed import as_completed  # noqa: F401 (its old home)
 from .future import Future, settled
+from .task_options import parse_timedelta
 
 NO_DEFAULT = "__no_default__"  # a timeout= not given (None means "no timeout")
+
+
+def timeout_seconds(timeout):
+    """A ``timeout=`` as Dask takes it, in seconds: a number, or text such as ``"300ms"``
+    or ``"5s"`` (``ValueError`` naming anything else); None and NO_DEFAULT as they are.
+
+    Parsed where the user's call comes in, before any coroutine is made for it.
+
+    >>> timeout_seconds("300ms"), timeout_seconds(2), timeout_seconds(None)
+    (0.3, 2.0, None)
+    """
+    if timeout is None or timeout is NO_DEFAULT:
+        return timeout
+    return parse_timedelta(timeout)
 
 
 async def within(coro, timeout):
