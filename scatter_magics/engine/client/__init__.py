@@ -19,6 +19,8 @@
 | ``task_options`` | the keywords ``submit`` keeps (``priority``, ``retries``, ``resources``, ...), checked |
 | ``housekeeping`` | ``Housekeeping``: ``run``, ``run_on_scheduler``, ``upload_file``, versions, restart |
 | ``cluster_methods`` | ``wait_for_workers``, ``run``, ``restart``, ``upload_file``, ...: the Client's, bound |
+| ``queries`` | ``who_has``, ``has_what``, ``nthreads``, ``processing``, ``scheduler_info``: the Client's, bound |
+| ``describing`` | ``futures``, ``dashboard_link``, ``_repr_html_``: what a Client shows of itself |
 | ``executor`` | ``ClientExecutor``: ``get_executor()``, a ``concurrent.futures.Executor`` |
 | ``coordination`` | ``Variable`` and ``Queue``, and what they share with the locks (``Shared``) |
 | ``locks`` | ``Lock``, ``Semaphore`` and ``Event`` |

@@ -14,10 +14,12 @@ import asyncio
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Callable
 
 from ... import task_output
 from ...current_client import register_client
+from ...keys import random_token
 from ...progress_callback import Progress, no_progress
 from ...structure import find_futures, substitute
 from ..cluster.local import LocalCluster
@@ -25,7 +27,7 @@ from ..shm.mapper import SegmentMapper
 from ..wire.loop import ready, wants_awaitable
 from ..wire.peers import WorkerPool
 from ..wire.serialize import IN_PROCESS, PICKLED
-from . import cluster_methods, dask_default, datasets, graphs
+from . import cluster_methods, dask_default, datasets, describing, graphs, queries
 from .callbacks import DoneCallbacks
 from .ending import Ending, run_on
 from .events import EventStream, Subscription
@@ -74,6 +76,7 @@ class Client:
                                      memory_limit=memory_limit, processes=processes,
                                      resources=resources)
         self.asynchronous = asynchronous
+        self.id = f"Client-{random_token()}"  # (Dask's form; not uuid: see random_token)
         self.direct_to_workers = direct_to_workers
         self.timeout, self._secret = timeout_seconds(timeout), secret  # ("5s" too)
         self.status = "newly-created"
@@ -239,7 +242,7 @@ class Client:
         """Bring the values of ``futures`` back, in the same (nested) structure.
 
         ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
-        failed futures from the result. ``timeout`` bounds the wait (Dask has none).
+        failed futures from the result. An iterator gives a generator of values. ``timeout`` bounds the wait (Dask has none).
         ``progress(stage, done, total)``: as for :meth:`scatter` (stages ``wait``, in
         futures, and ``transfer``, in bytes).
         """
@@ -247,6 +250,8 @@ class Client:
         timeout = timeout_seconds(timeout)
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        if isinstance(futures, Iterator):  # values as they are read, as Dask's
+            return (self.gather(f, errors, direct, timeout=timeout) for f in futures)
         found = flat_futures(futures)
         if found is None:
             found = find_futures(futures, Future)
@@ -317,23 +322,10 @@ class Client:
     get, compute, persist = graphs.client_get, graphs.client_compute, graphs.client_persist
 
     # ------------------------------------------------------------ placement ---
-    def who_has(self, futures=None, asynchronous: bool | None = None) -> dict:
-        """``{key: [worker addresses]}`` for ``futures`` (default: every key)."""
-        keys = None if futures is None else keys_of(futures)
-        return self._ask({"op": "who-has", "keys": keys}, asynchronous)
-
-    def has_what(self, workers=None, asynchronous: bool | None = None) -> dict:
-        """``{worker address: [keys]}``."""
-        return self._ask({"op": "has-what", "workers": plain_workers(workers)}, asynchronous)
-
-    def nthreads(self, asynchronous: bool | None = None) -> dict:
-        """``{worker address: threads}``."""
-        return self._ask({"op": "scheduler-info"}, asynchronous,
-                         lambda info: {a: w["nthreads"] for a, w in info["workers"].items()})
-
-    def scheduler_info(self, asynchronous: bool | None = None) -> dict:
-        """The scheduler's address and, per worker, name, threads, memory and bytes held."""
-        return self._ask({"op": "scheduler-info"}, asynchronous)
+    # Dask's questions about the cluster: functions of queries.py, given this client.
+    who_has, has_what, processing = queries.who_has, queries.has_what, queries.processing
+    nthreads = ncores = queries.nthreads  # (ncores: Dask's older name)
+    scheduler_info = queries.scheduler_info
 
     def cancel(self, futures, force: bool = False, asynchronous: bool | None = None) -> None:
         """Stop and forget ``futures``; ``force`` also when other clients hold them."""
@@ -352,10 +344,6 @@ class Client:
         keys = None if futures is None else keys_of(futures)
         return self._call(self._house.rebalance, keys, plain_workers(workers),
                           asynchronous=asynchronous)
-
-    def processing(self, workers=None, asynchronous: bool | None = None) -> dict:
-        """``{worker address: [keys of the tasks sent to it, not yet done]}``."""
-        return self._ask({"op": "processing", "workers": plain_workers(workers)}, asynchronous)
 
     # ------------------------------------------------------------ the cluster ---
     # Dask's house-keeping methods: functions of cluster_methods.py, given this client.
@@ -443,6 +431,10 @@ class Client:
         if getattr(self, "status", "closed") == "running" and self._owns_cluster \
                 and self.cluster.status != "closed" and not sys.is_finalizing():
             threading.Thread(target=self._close, name="scatter-magics-close", daemon=True).start()
+
+    # What it shows of itself, as Dask's does (describing.py).
+    futures, dashboard_link = property(describing.futures), property(describing.dashboard_link)
+    _repr_html_ = describing.client_html
 
     def __repr__(self) -> str:
         if self.status != "running":

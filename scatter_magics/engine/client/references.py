@@ -73,6 +73,11 @@ class References:
                 tracked.append(existing)
         return tracked
 
+    def states(self) -> dict[str, FutureState]:
+        """``{key: state}`` of every key a Future holds now (a copy)."""
+        with self._lock:
+            return dict(self._states)
+
     def untrack(self, key: str) -> None:
         """One Future fewer holds ``key``; from any thread, even inside the collector."""
         # Called from Future.__del__, which the garbage collector may run anywhere,

@@ -1,5 +1,5 @@
-"""What clients ask to show a cluster: ``scheduler_info()``, the views' summary, a page of
-keys, memory over time, the task stream, the published datasets.
+"""What clients ask to show a cluster: ``scheduler_info()``, ``nthreads()``, the views'
+summary, a page of keys, memory over time, the task stream, the published datasets.
 
 Held by :class:`~scatter_magics.engine.scheduler.server.Scheduler` as ``views``; every
 answer is read from the state (``reports.py``, ``history.py``, ``task_stream.py``,
@@ -22,7 +22,8 @@ class ViewOps:
         self.state = scheduler.state
 
     def ops(self) -> dict:
-        return {"scheduler-info": self.info, "overview": self.overview,
+        return {"scheduler-info": self.info, "nthreads": self.nthreads,
+                "overview": self.overview,
                 "key-list": self.key_list, "memory-history": self.memory_history,
                 "task-stream": self.task_stream, "datasets": self.datasets}
 
@@ -33,6 +34,12 @@ class ViewOps:
         for name, describe in self.scheduler.info_extras.items():
             info[name] = describe()
         return info
+
+    def nthreads(self, client_id, msg) -> dict:
+        """Threads per worker of ``msg["workers"]`` (all by default); one not there is
+        left out, as Dask's ``ncores`` does."""
+        addresses = self.state.worker_book.resolve_workers(msg.get("workers"), strict=False)
+        return {a: self.state.workers[a].nthreads for a in addresses}
 
     def overview(self, client_id, msg) -> dict:
         overview = self.state.overview()

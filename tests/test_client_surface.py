@@ -1,0 +1,50 @@
+"""The rest of Dask's Client surface the audit found different, against both engines
+where Dask has the behaviour: ``gather`` of an iterator, ``nthreads(workers=)``, the
+executor's ``with`` block, ``run(wait=False)``, ``run_on_scheduler``'s
+``dask_scheduler``, declared resources in ``scheduler_info()``, ``memory_limit`` as a
+fraction, ``id``/``futures``/``dashboard_link``/``_repr_html_``, and tasks that are
+coroutine functions.
+
+``any_client`` is a scatter_magics ``Client``, then a ``distributed.Client``, each on two
+one-thread workers: a test passing both ways shows the behaviour is Dask's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import client_of_kind, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_gather_of_an_iterator_gives_a_generator_of_values(any_client):
+    futures = any_client.map(operator.add, range(4), [1] * 4, pure=False)
+    values = any_client.gather(iter(futures))
+    assert iter(values) is values  # read lazily, one by one, as Dask's
+    assert list(values) == [1, 2, 3, 4]
+
+
+def test_nthreads_of_some_workers(any_client):
+    first, second = sorted(any_client.nthreads())
+    assert any_client.nthreads(workers=[first]) == {first: 1}
+    assert any_client.nthreads(second) == {second: 1}
+    assert any_client.ncores() == {first: 1, second: 1}
+    assert any_client.nthreads(workers=["tcp://127.0.0.1:1"]) == {}  # not there: left out
+
+
+def test_the_client_names_itself_and_the_futures_it_holds(any_client):
+    assert any_client.id.startswith("Client-")
+    assert any_client.id in any_client._repr_html_()
+    assert isinstance(any_client.dashboard_link, str)
+    future = any_client.submit(operator.add, 1, 2, pure=False)
+    key = future.key
+    assert key in any_client.futures
+    del future
+    wait_for(lambda: key not in any_client.futures, timeout=10,
+             what="the released key to leave client.futures")
