@@ -38,6 +38,15 @@ def test_nthreads_of_some_workers(any_client):
     assert any_client.nthreads(workers=["tcp://127.0.0.1:1"]) == {}  # not there: left out
 
 
+def test_leaving_an_executor_block_leaves_every_future_done(any_client):
+    with any_client.get_executor() as executor:
+        futures = [executor.submit(operator.add, i, 1) for i in range(6)]
+        # A slow callback holds up the thread that settles the returned futures.
+        futures[0].add_done_callback(lambda _: time.sleep(0.5))
+    assert all(f.done() for f in futures)
+    assert [f.result() for f in futures] == [1, 2, 3, 4, 5, 6]
+
+
 def test_the_client_names_itself_and_the_futures_it_holds(any_client):
     assert any_client.id.startswith("Client-")
     assert any_client.id in any_client._repr_html_()

@@ -31,6 +31,7 @@ class ClientExecutor(cf.Executor):
             raise TypeError(f"unsupported arguments to ClientExecutor: {sorted(unknown)}")
         self._client = client
         self._futures: weakref.WeakSet = weakref.WeakSet()
+        self._returned: weakref.WeakSet = weakref.WeakSet()  # what submit gave back
         self._shutdown = False
         self._kwargs = kwargs
 
@@ -40,7 +41,9 @@ class ClientExecutor(cf.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         future = self._client.submit(fn, *args, **{**self._kwargs, **kwargs})
         self._futures.add(future)
-        return _wrap(future)
+        wrapped = _wrap(future)
+        self._returned.add(wrapped)
+        return wrapped
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Results of ``fn`` over the iterables, in order; the calls may run in any order.
@@ -76,6 +79,9 @@ class ClientExecutor(cf.Executor):
         if wait and not cancel_futures:
             for future in futures:
                 future._state.wait()
+            # Each returned future settles on the client's callback thread, after the
+            # task: wait for that too, so none is left pending after the with block.
+            cf.wait(list(self._returned))
         elif futures:
             self._client.cancel(futures)
 
