@@ -47,6 +47,26 @@ def test_leaving_an_executor_block_leaves_every_future_done(any_client):
     assert [f.result() for f in futures] == [1, 2, 3, 4, 5, 6]
 
 
+def test_run_without_waiting_leaves_a_coroutine_running_and_returns_none(any_client, tmp_path):
+    path = tmp_path / "ran"
+
+    async def touch(name):
+        await asyncio.sleep(0.05)
+        with open(name, "a") as f:
+            f.write(".")
+
+    assert any_client.run(touch, str(path), wait=False) is None
+    wait_for(lambda: path.exists() and len(path.read_text()) == 2, timeout=30,
+             what="the coroutine to run on both workers")
+    with pytest.raises(Exception, match="(?i)combination not supported|coroutine function"):
+        any_client.run(operator.add, 1, 2, wait=False)  # a plain function: Dask refuses
+
+
+def test_run_on_scheduler_gives_the_scheduler_as_dask_scheduler(any_client):
+    workers = any_client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.workers))
+    assert workers == sorted(any_client.scheduler_info()["workers"])
+
+
 def test_the_client_names_itself_and_the_futures_it_holds(any_client):
     assert any_client.id.startswith("Client-")
     assert any_client.id in any_client._repr_html_()

@@ -9,6 +9,8 @@ on the client's loop.
 
 from __future__ import annotations
 
+import inspect
+
 from ...structure import futures_of as find_all_futures
 from .executor import ClientExecutor
 from .scatter_input import plain_workers
@@ -24,10 +26,17 @@ def wait_for_workers(client, n_workers: int, timeout=None, asynchronous: bool | 
 
 
 def run(client, function, *args, workers=None, wait: bool = True, nanny: bool = False,
-        on_error: str = "raise", asynchronous: bool | None = None, **kwargs) -> dict:
+        on_error: str = "raise", asynchronous: bool | None = None, **kwargs) -> dict | None:
     """``{address: function(*args, **kwargs)}`` on every worker (or ``workers``), on
     its event loop; ``dask_worker=`` gives it the worker. ``on_error``: ``"raise"``,
-    ``"return"`` (the exception as the value) or ``"ignore"`` (left out)."""
+    ``"return"`` (the exception as the value) or ``"ignore"`` (left out).
+
+    ``wait=False`` (a coroutine function only, as in Dask) leaves it running on the
+    workers and returns None."""
+    if not wait and not inspect.iscoroutinefunction(function):
+        raise ValueError("run(wait=False) is for coroutine functions, left running on the "
+                         f"workers; {function!r} is a plain function, which always runs to "
+                         "its end (Dask refuses it too): leave out wait=False")
     return client._call(client._house.run, function, args, kwargs, plain_workers(workers),
                         wait, on_error, nanny, asynchronous=asynchronous)
 

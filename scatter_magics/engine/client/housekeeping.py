@@ -48,7 +48,8 @@ class Housekeeping:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         msg = {"op": "run", "call": self.codec.serialize((function, tuple(args), kwargs)), "wait": wait}
-        return await self._on_workers(msg, workers, on_error)
+        results = await self._on_workers(msg, workers, on_error)
+        return results if wait else None  # (left running: nothing to give, as in Dask)
 
     async def _on_workers(self, msg: dict, workers, on_error: str = "raise") -> dict:
         targets = await self.addresses(workers)

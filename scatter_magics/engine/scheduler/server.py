@@ -90,6 +90,12 @@ class Scheduler:
         self.info_extras: dict[str, Callable[[], object]] = {}  # more scheduler_info() entries
         self._held: list | None = None  # what a worker's batch made, sent when it is done
 
+    @property
+    def workers(self) -> dict:
+        """``{address: WorkerInfo}``: what ``run_on_scheduler(f)`` finds as Dask's
+        ``dask_scheduler.workers`` (read it; the state changes it)."""
+        return self.state.workers
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.address = await self.server.listen(host, port)
         self._heartbeat_watch = asyncio.ensure_future(self._watch_heartbeats())
