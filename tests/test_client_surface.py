@@ -67,6 +67,16 @@ def test_run_on_scheduler_gives_the_scheduler_as_dask_scheduler(any_client):
     assert workers == sorted(any_client.scheduler_info()["workers"])
 
 
+@pytest.mark.parametrize("kind", ["scatter_magics", "dask"])
+def test_scheduler_info_shows_the_declared_resources(kind):
+    client = client_of_kind(kind, n_workers=1, threads_per_worker=1, resources={"GPU": 2})
+    try:
+        [worker] = client.scheduler_info()["workers"].values()
+        assert worker["resources"] == {"GPU": 2}
+    finally:
+        client.close()
+
+
 def test_the_client_names_itself_and_the_futures_it_holds(any_client):
     assert any_client.id.startswith("Client-")
     assert any_client.id in any_client._repr_html_()

@@ -26,7 +26,7 @@ def info(workers: dict[str, WorkerInfo], keys: dict[str, KeyInfo], supervision: 
         a: {"name": ws.name, "nthreads": ws.nthreads, "memory_limit": ws.memory_limit,
             "nbytes": ws.nbytes, "memory": ws.memory, "nkeys": len(ws.keys),
             "processing": len(ws.processing), "pid": ws.pid, "replaces": ws.replaces,
-            "status": ws.status}
+            "status": ws.status, "resources": dict(ws.resources)}
         for a, ws in workers.items()}}
 
 
