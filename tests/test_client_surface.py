@@ -77,6 +77,12 @@ def test_scheduler_info_shows_the_declared_resources(kind):
         client.close()
 
 
+def test_a_memory_limit_up_to_one_is_a_fraction_of_the_machines_memory(make_client):
+    client = make_client(n_workers=1, memory_limit=0.5)
+    [worker] = client.scheduler_info()["workers"].values()
+    assert worker["memory_limit"] == pytest.approx(psutil.virtual_memory().total / 2, rel=0.01)
+
+
 def test_the_client_names_itself_and_the_futures_it_holds(any_client):
     assert any_client.id.startswith("Client-")
     assert any_client.id in any_client._repr_html_()

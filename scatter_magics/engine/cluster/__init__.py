@@ -3,6 +3,7 @@
 | module | holds |
 |---|---|
 | ``local`` | ``LocalCluster``: starting, scaling and closing a scheduler and its workers |
+| ``memory_limit`` | a worker's ``memory_limit`` in bytes, from what the cluster is given (Dask's meaning) |
 | ``supervisor`` | the thread that spawns every worker and replaces the dead (``RestartBudget``) |
 | ``liveness`` | ``ProcessWatch``: a silent worker busy (CPU time advancing) or frozen, from ``/proc`` |
 | ``in_process`` | ``InProcessWorkers``: workers as threads of this process (``processes=False``) |

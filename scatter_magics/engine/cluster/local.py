@@ -27,7 +27,6 @@ import threading
 import time
 import weakref
 
-from ...sizes import parse_bytes
 from ..scheduler.server import Scheduler
 from ..shm import pool as shm
 from ..shm.space import SOCKET_ONLY
@@ -35,6 +34,7 @@ from ..wire import inheritance, protocol
 from ..wire.loop import LoopThread
 from . import forkserver
 from .liveness import ProcessWatch
+from .memory_limit import parse_memory_limit
 from .supervisor import (
     RESTART_LIMIT,
     RESTART_WINDOW,
@@ -421,24 +421,6 @@ def _start_method(method: str | None) -> str:
         raise ValueError("start_method='forkserver' needs Linux (fork and SCM_RIGHTS); "
                          "use 'spawn'")
     return method
-
-
-def parse_memory_limit(limit, n_workers: int) -> int:
-    """Bytes per worker from ``"auto"`` (the machine's memory shared out), ``None`` or 0
-    (no limit), a number, or text like ``"2GiB"`` (``sizes.parse_bytes``)."""
-    if limit is None or limit == 0:
-        return 0
-    if limit == "auto":
-        return total_memory() // n_workers
-    try:
-        return parse_bytes(limit)
-    except ValueError:
-        raise ValueError(f"memory_limit {limit!r} is not a size: use \"auto\", bytes, "
-                         "or a number with a unit such as '2GiB'") from None
-
-
-def total_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 _open_clusters: weakref.WeakSet = weakref.WeakSet()
