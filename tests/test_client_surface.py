@@ -93,3 +93,18 @@ def test_the_client_names_itself_and_the_futures_it_holds(any_client):
     del future
     wait_for(lambda: key not in any_client.futures, timeout=10,
              what="the released key to leave client.futures")
+
+
+def test_a_coroutine_function_task_runs_to_its_end_on_the_worker(any_client):
+    async def double(x):
+        await asyncio.sleep(0.01)
+        return 2 * x
+
+    async def fails():
+        await asyncio.sleep(0)
+        raise KeyError("raised in a coroutine")
+
+    assert any_client.submit(double, 4, pure=False).result(timeout=30) == 8
+    assert any_client.gather(any_client.map(double, range(3), pure=False)) == [0, 2, 4]
+    with pytest.raises(KeyError, match="raised in a coroutine"):
+        any_client.submit(fails, pure=False).result(timeout=30)

@@ -1,8 +1,10 @@
-"""A task on a worker's thread: its call (given back if withdrawn), and its error as the
-client will see it."""
+"""A task on a worker's thread: its call (given back if withdrawn; a coroutine function's
+run to its end, as Dask's), and its error as the client will see it."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import traceback
 
 from ...errors import TaskTraceback
@@ -27,6 +29,10 @@ def execute(key, task: Serialized, inputs: dict, ticket: TaskTicket, on_start=No
         func, args, kwargs = deserialize_task(task, inputs)
         if timing is not None:
             timing["function"] = getattr(func, "__name__", type(func).__name__)
+        if inspect.iscoroutinefunction(func):
+            # Dask awaits it on the worker's loop; ours is another thread's, and this
+            # task thread has none: the coroutine runs to its end on a loop of its own.
+            return asyncio.run(func(*args, **kwargs))
         return func(*args, **kwargs)
     finally:
         RUNNING.key = None
