@@ -35,13 +35,13 @@ __all__ = sorted([*_PUBLIC, "load_ipython_extension", "unload_ipython_extension"
 
 if TYPE_CHECKING:  # what static tools and IDEs see
     from .current_client import default_client, get_client
+    from .engine.client.as_completed import as_completed
     from .engine.client.client import Client
     from .engine.client.coordination import Queue, Variable
     from .engine.client.events import Subscription
     from .engine.client.fire_and_forget import fire_and_forget
     from .engine.client.future import Future
     from .engine.client.locks import Event, Lock, Semaphore
-    from .engine.client.as_completed import as_completed
     from .engine.client.waiting import wait
     from .engine.cluster.local import LocalCluster
     from .engine.worker.task_context import get_worker, rejoin, secede, worker_client

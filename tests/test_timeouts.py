@@ -79,6 +79,6 @@ def test_a_server_that_never_answers_times_out_saying_so(timeout):
     with socket.socket() as silent:  # accepts (in the kernel's backlog), never speaks
         silent.bind(("127.0.0.1", 0))
         silent.listen(5)
-        address = "tcp://127.0.0.1:%d" % silent.getsockname()[1]
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(TimeoutError, match=f"{address} .*handshake within 0.3 s"):
             Client(address, timeout=timeout, secret="not-needed")

@@ -173,7 +173,7 @@ class as_completed:
                 self._wakers.append((loop, waiter))
             try:
                 await asyncio.wait_for(waiter, self._left())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._timed_out()
 
     # ------------------------------------------------------------ shared ---

@@ -248,13 +248,13 @@ async def connect(address: str, secret: str, handlers: dict | None = None,
     try:
         transport, connection = await asyncio.wait_for(
             loop.create_connection(_Connection, host, port), timeout)
-    except asyncio.TimeoutError:  # (its own message is empty)
+    except TimeoutError:  # (wait_for's own message is empty)
         raise TimeoutError(f"connecting to {address} timed out after {timeout} s") from None
     except OSError as exc:
         raise CommClosedError(f"cannot connect to {address}: {exc}") from exc
     try:
         await asyncio.wait_for(_client_handshake(connection, secret), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         transport.close()
         raise TimeoutError(f"{address} accepted the connection but did not answer the "
                            f"handshake within {timeout} s: is a scatter_magics scheduler "
