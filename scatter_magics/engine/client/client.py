@@ -209,9 +209,9 @@ class Client:
         (allowed) worker; ``direct`` sends client → workers instead of through the
         scheduler; ``hash`` makes keys from the content (``False``: random keys);
         ``timeout`` (s, or text: ``"5s"``) bounds the whole operation.
-        ``progress(stage, done, total)`` (ours,
-        not Dask's) hears how far hashing, serializing, copying and sending have got
-        (docs/internals.md, "The backend interface").
+        ``progress(stage, done, total)`` (ours, not Dask's) hears how far hashing,
+        serializing, copying and sending have got (docs/internals.md, "The backend
+        interface").
         """
         self._check_open()
         timeout = timeout_seconds(timeout)
@@ -242,7 +242,8 @@ class Client:
         """Bring the values of ``futures`` back, in the same (nested) structure.
 
         ``errors="raise"`` re-raises a failed task's own exception; ``"skip"`` drops
-        failed futures from the result. An iterator gives a generator of values. ``timeout`` bounds the wait (Dask has none).
+        failed futures from the result; an iterator gives a generator of values.
+        ``timeout`` bounds the wait (Dask has none).
         ``progress(stage, done, total)``: as for :meth:`scatter` (stages ``wait``, in
         futures, and ``transfer``, in bytes).
         """
