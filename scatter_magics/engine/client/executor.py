@@ -48,8 +48,9 @@ class ClientExecutor(cf.Executor):
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Results of ``fn`` over the iterables, in order; the calls may run in any order.
 
-        ``timeout`` (s, or text: ``"5s"``) bounds the whole iteration (``concurrent.futures.TimeoutError``);
-        the calls not yet read are cancelled when the iterator is dropped.
+        ``timeout`` (s, or text: ``"5s"``) bounds the whole iteration
+        (``concurrent.futures.TimeoutError``); the calls not yet read are cancelled when
+        the iterator is dropped.
         """
         deadline = None if timeout is None else time.monotonic() + parse_timedelta(timeout)
         futures = iter(self._client.map(fn, *iterables, **self._kwargs))
