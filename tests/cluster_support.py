@@ -12,6 +12,7 @@ next magic one line saying the cluster is gone, nothing of the client left runni
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -69,7 +70,8 @@ class ClusterProcess:
         assert self.proc.stdout.readline().strip() == "scattered"
 
     def stop(self) -> None:
-        """Its owner closes the cluster (the script's ``client.close()``), and exits."""
+        """Its owner closes the cluster (the script's ``client.close()``), and exits; our
+        ends of its pipes are closed either way (a test may have killed it first)."""
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
@@ -77,6 +79,9 @@ class ClusterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):  # (stdin of a killed process: nothing to flush)
+                pipe.close()
 
 
 class Joined:
