@@ -108,3 +108,12 @@ def test_a_coroutine_function_task_runs_to_its_end_on_the_worker(any_client):
     assert any_client.gather(any_client.map(double, range(3), pure=False)) == [0, 2, 4]
     with pytest.raises(KeyError, match="raised in a coroutine"):
         any_client.submit(fails, pure=False).result(timeout=30)
+
+
+def test_a_future_made_from_a_key_alone_belongs_to_the_current_client(client):
+    # (Dask's Future(key) binds only inside client.as_current(), or raises on use.)
+    from scatter_magics import Future
+
+    held = client.scatter([1, 2, 3])[1]
+    again = Future(held.key)
+    assert again.client is client and again.result(timeout=30) == 2

@@ -170,8 +170,21 @@ def remote_exception(exc: BaseException, traceback: str | None) -> BaseException
     return exc
 
 
+def _current_client(key):
+    """The client of ``Future(key)`` given none, as Dask's: the current one, if ours."""
+    from ...current_client import get_client  # (the top level: not on import)
+
+    client = get_client()  # ValueError if there is none
+    if getattr(client, "refs", None) is None:
+        raise ValueError(f"Future({key!r}) without a client needs a scatter_magics Client "
+                         f"to be the current one, not {type(client).__name__}")
+    return client
+
+
 class Future:
     """A key on the cluster: its status, and its value once finished.
+
+    ``Future(key)`` without a client, as in Dask, takes the current client.
 
     >>> future = client.scatter(42)          # doctest: +SKIP
     >>> future.result()                      # doctest: +SKIP
@@ -180,10 +193,10 @@ class Future:
 
     __slots__ = ("key", "client", "_state", "_released", "__weakref__")
 
-    def __init__(self, key: str, client, state: FutureState | None = None):
+    def __init__(self, key: str, client=None, state: FutureState | None = None):
         self.key = key
-        self.client = client
-        self._state = client.refs.track(key, state)
+        self.client = client if client is not None else _current_client(key)
+        self._state = self.client.refs.track(key, state)
         self._released = False
 
     @classmethod
