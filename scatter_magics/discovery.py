@@ -262,12 +262,39 @@ def _read_trusted(path: Path) -> Entry | None:
                              f"{stat.S_IMODE(info.st_mode):04o})")
             return None
         fields = json.loads(path.read_text())
-        return Entry(**{k: fields[k] for k in Entry.__dataclass_fields__ if k in fields})
+        return _checked(Entry(**{k: fields[k] for k in Entry.__dataclass_fields__
+                                 if k in fields}))
     except FileNotFoundError:
         return None  # removed while we looked: the cluster closed
     except (OSError, ValueError, TypeError) as exc:
         _warn_once(path, f"ignoring unreadable cluster registry file {path}: {exc!r}")
         return None
+
+
+def _checked(entry: Entry) -> Entry:
+    """``entry`` if each field has its type (``ValueError`` naming the first that does
+    not): a file written by hand or by another version must not break a listing."""
+    numbers = (int, float)
+    checks = {"id": isinstance(entry.id, str), "name": isinstance(entry.name, str),
+              "backend": entry.backend in ("embedded", "dask"),
+              "scheduler_address": isinstance(entry.scheduler_address, str)
+              and "://" in entry.scheduler_address,  # (tcp, tls; Dask's inproc too)
+              "pid": type(entry.pid) is int and entry.pid > 0,
+              "create_time": isinstance(entry.create_time, numbers)
+              and not isinstance(entry.create_time, bool),
+              "started": isinstance(entry.started, numbers) and not isinstance(entry.started, bool),
+              "kernel_id": entry.kernel_id is None or isinstance(entry.kernel_id, str),
+              "secret": entry.secret is None or isinstance(entry.secret, str),
+              "connected": isinstance(entry.connected, bool),
+              "security": entry.security is None or isinstance(entry.security, dict),
+              "dashboard_link": entry.dashboard_link is None
+              or isinstance(entry.dashboard_link, str)}
+    wrong = next((name for name, ok in checks.items() if not ok), None)
+    if wrong is not None:
+        shown = "not what it should be" if wrong in CREDENTIAL_FIELDS else \
+            repr(getattr(entry, wrong))  # (never a credential's value in a log line)
+        raise ValueError(f"its {wrong} is {shown}")
+    return entry
 
 
 def _warn_once(path: Path, message: str) -> None:

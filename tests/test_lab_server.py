@@ -233,6 +233,31 @@ async def test_files_readable_by_others_or_of_dead_processes_are_not_listed(
 
 
 @on_server_loop
+async def test_a_registry_file_with_a_field_of_the_wrong_type_is_skipped_not_fatal(
+        jp_fetch, start_cluster, caplog):
+    # Written by hand or by another version: each bad file is passed over with a warning
+    # naming the field, and the listing (REST and the sidebars' socket) goes on.
+    fine = start_cluster()
+    good = json.loads((discovery.registry_dir() / f"cluster-{fine.id}.json").read_text())
+    broken = {"create_time": None, "pid": "abc", "scheduler_address": "not an address",
+              "connected": "yes", "secret": ["do-not-show-me"]}
+    for i, (field, value) in enumerate(broken.items()):
+        path = discovery.registry_dir() / f"cluster-odd{i}.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as f:
+            json.dump({**good, "id": f"odd{i}", field: value}, f)
+    try:
+        clusters, _ = await get_json(jp_fetch, "clusters")
+        assert [c["id"] for c in clusters] == [fine.id]
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert all(f"its {field} is" in said for field in broken)
+        assert "do-not-show-me" not in said  # a credential's value is never shown
+    finally:
+        for i in range(len(broken)):
+            (discovery.registry_dir() / f"cluster-odd{i}.json").unlink(missing_ok=True)
+
+
+@on_server_loop
 async def test_delete_ends_the_cluster_and_its_workers(jp_fetch, start_cluster):
     cluster = start_cluster(n_workers=2, n_keys=2)
     response = await jp_fetch(*API, "clusters", cluster.id, method="DELETE")

@@ -145,6 +145,9 @@ class ClusterDirectory:
                                                      f"{entry.backend!r} cluster")
         except ClusterUnreachableError as exc:
             described.update(status="unreachable", error=str(exc))
+        except Exception as exc:  # one cluster that cannot be read must not hide the others
+            logger.warning("scatter_magics: cannot read cluster %s", entry.id, exc_info=True)
+            described.update(status="unknown", error=f"cannot read this cluster: {exc!r}")
         return described
 
     # ------------------------------------------------------------ acting ---

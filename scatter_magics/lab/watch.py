@@ -105,7 +105,7 @@ class ListingWatch:
                 self._dirty.clear()
                 since_listing = 0.0
                 if self.listeners:
-                    await self._push()
+                    await self._push_or_say_why()
         except Exception:  # never let a bug here take the websocket handlers down silently
             logger.exception("scatter_magics: the cluster listing watch failed")
         finally:
@@ -115,6 +115,15 @@ class ListingWatch:
         """How long a listing may stand without a push from the clusters."""
         silent = any(not p.reports_changes for p in self.directory.probes.values())
         return DASK_POLL if silent else RECHECK
+
+    async def _push_or_say_why(self) -> None:
+        """:meth:`_push`; a listing that fails is logged and the watch goes on: the
+        sidebars listen to this socket only, and would stand still until reloaded."""
+        try:
+            await self._push()
+        except Exception:
+            logger.exception("scatter_magics: listing the clusters failed; trying again "
+                             "at the next change")
 
     async def _push(self) -> None:
         listing = await self.directory.list(await self.notebook_paths())
