@@ -162,6 +162,31 @@ class FakeLoop:
         self.now = end
 
 
+def _luminance(hex_colour: str) -> float:
+    """WCAG relative luminance of ``#rrggbb``."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(int(hex_colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_saved_status_colours_read_in_any_theme():
+    # A saved output is opened in the reader's theme, light or dark, and JupyterLab's
+    # sanitizer drops color-mix(): each status is a badge, white text on a plain colour
+    # that the badge itself paints, at least AA (4.5:1) whatever the page behind it.
+    import re
+
+    from scatter_magics.notebook.widget_html import STATUS_STYLE, status_html
+
+    for status in STATUS_STYLE:
+        html = status_html(status)
+        assert "color-mix" not in html and "var(" not in html
+        background = re.search(r"background-color:(#[0-9a-f]{6})", html).group(1)
+        assert "color:#fff" in html
+        ratio = 1.05 / (_luminance(background) + 0.05)
+        assert ratio >= 4.5, (status, background, ratio)
+
+
 def test_throttle_coalesces_a_flood_and_always_sends_the_last_state():
     loop, flushed, resent = FakeLoop(), [], []
     state = {"v": 0}

@@ -51,18 +51,17 @@ def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def status_colour(status: str) -> str:
-    """Inline CSS: a plain colour, then the themed one for hosts that know color-mix()."""
-    _, variable, fallback = STATUS_STYLE.get(status, ("?", "", "#000"))
-    if not variable:
-        return f"color:{fallback}"
-    return (f"color:{fallback};color:color-mix(in srgb, var({variable}, {fallback}) 70%, "
-            f"var(--jp-ui-font-color0, #000))")
-
-
 def status_html(status: str) -> str:
-    glyph = STATUS_STYLE.get(status, ("?",))[0]
-    return (f"<span style='{status_colour(status)};font-weight:600'>{glyph} "
+    """A status as a badge: its glyph and name in white on its colour.
+
+    A saved output is opened in whatever theme the reader has, and JupyterLab's
+    sanitizer keeps a plain background colour but drops ``color-mix()``: text in the
+    light theme's colour read at ~1.5:1 on the dark theme, white on these colours is
+    at least 5:1 on any page.
+    """
+    glyph, _, colour = STATUS_STYLE.get(status, ("?", "", "#000"))
+    return (f"<span style='background-color:{colour};color:#fff;font-weight:600;"
+            f"border-radius:3px;padding:0 4px;white-space:nowrap'>{glyph} "
             f"{_esc(status)}</span>")
 
 
