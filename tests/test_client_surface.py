@@ -117,3 +117,17 @@ def test_a_future_made_from_a_key_alone_belongs_to_the_current_client(client):
     held = client.scatter([1, 2, 3])[1]
     again = Future(held.key)
     assert again.client is client and again.result(timeout=30) == 2
+
+
+def test_a_gathers_progress_knows_the_total_before_the_bytes_come(client):
+    # One large result travels as one message: the bar cannot count it as it comes, but
+    # it can say how much is coming (the scheduler knows each result's size).
+    import numpy as np
+
+    result = client.submit(np.ones, 2**20 // 8, pure=False)  # a 1 MiB computed value
+    wait_for(lambda: result.status == "finished", timeout=30, what="the task")
+    reports = []
+    client.gather(result, progress=lambda stage, done, total: reports.append(
+        (stage, done, total)))
+    transfers = [r for r in reports if r[0] == "transfer"]
+    assert transfers[0][1] == 0 and transfers[0][2] >= 2**20 and transfers[-1][1] >= 2**20

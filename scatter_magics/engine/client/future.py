@@ -27,13 +27,14 @@ _WAITING = threading.Lock()
 class FutureState:
     """The status of one key as this client knows it. Transitions run on the loop thread."""
 
-    __slots__ = ("key", "status", "type", "exception", "traceback", "local", "_event",
-                 "_callbacks")
+    __slots__ = ("key", "status", "type", "nbytes", "exception", "traceback", "local",
+                 "_event", "_callbacks")
 
     def __init__(self, key: str, status: Status = "pending"):
         self.key = key
         self.status: Status = status
         self.type: str | None = None
+        self.nbytes: int | None = None  # the value's size, as the scheduler said it
         self.exception: BaseException | None = None
         self.traceback: str | None = None
         # The value as this client scattered it, if it can be read here: its pickle (bytes,
@@ -48,8 +49,10 @@ class FutureState:
         return f"<FutureState {self.key!r} {self.status}>"
 
     # ------------------------------------------------------------ transitions ---
-    def finish(self, type_name: str | None = None, local=None) -> None:
+    def finish(self, type_name: str | None = None, local=None,
+               nbytes: int | None = None) -> None:
         self.type = type_name or self.type
+        self.nbytes = nbytes if nbytes is not None else self.nbytes
         if local is not None:
             self.local = local
         self._settle("finished")

@@ -69,7 +69,7 @@ class Gathering:
                 state.raise_if_failed()
         if not wanted:
             return out
-        report("transfer", 0, None)
+        report("transfer", 0, _known_total(states, wanted))  # (a bar says what is coming)
         fetched = await self._fetch(wanted, direct)
         if report is not no_progress:  # a sum over every value: only for someone watching
             nbytes = sum(getattr(s, "nbytes", 0) for s in fetched.values())
@@ -88,6 +88,12 @@ class Gathering:
         """``{key: value}`` from :meth:`read`'s answer (``SKIP`` stays ``SKIP``)."""
         view_of = self.view_of
         return {k: s if s is SKIP else deserialize(s, view_of) for k, s in serialized.items()}
+
+
+def _known_total(states: dict, keys: list) -> int | None:
+    """The bytes of ``keys`` as the scheduler reported them, if it did for each."""
+    sizes = [states[key].nbytes for key in keys]
+    return None if None in sizes else sum(sizes)
 
 
 def views_in(pool, segments) -> Callable:

@@ -121,7 +121,7 @@ class References:
             return
         status = msg["status"]
         if status == "finished":
-            state.finish(msg["type"])
+            state.finish(msg["type"], nbytes=msg.get("nbytes"))
         elif status == "error":
             state.set_error(msg["exception"], msg["traceback"])
         elif status == "lost":

@@ -298,7 +298,8 @@ class TaskMachine:
     def notify(self, ks: KeyInfo, clients=None) -> Outgoing:
         """A ``key-update`` for each client that wants ``ks`` (or for ``clients``)."""
         msg = {"op": "key-update", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
-               "type": ks.type, "exception": ks.exception, "traceback": ks.traceback}
+               "type": ks.type, "nbytes": ks.nbytes, "exception": ks.exception,
+               "traceback": ks.traceback}
         return [(("client", c), msg) for c in (ks.wanted_by if clients is None else clients)]
 
     # ------------------------------------------------------------ releasing ---
