@@ -93,6 +93,21 @@ def test_history_samples_once_a_second_and_keeps_five_minutes():
     assert columns([], {}) == {"interval": 1.0, "times": [], "workers": []}
 
 
+def test_a_timer_of_half_a_second_with_jitter_keeps_five_minutes_a_sample_a_second():
+    # The embedded scheduler ticks every 0.5 s (HEARTBEAT_CHECK_INTERVAL), a little late
+    # or early each time: taking every tick held 2.5 minutes in the 300 samples.
+    history, jitter = MemoryHistory(), random.Random(5)
+    history.update(A, "worker-0", memory=1, nbytes=1)
+    now = 0.0
+    while now < 400:
+        history.tick(now, slack=0.5)
+        now += 0.5 + jitter.uniform(-0.05, 0.05)
+    times = history.as_dict()["times"]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert times[-1] - times[0] >= 295 and all(0.9 <= g <= 1.1 for g in gaps), (
+        times[-1] - times[0], min(gaps), max(gaps))
+
+
 def test_task_stream_keeps_the_last_minute_and_reads_from_a_cursor():
     stream = TaskStream(limit=100)
     for i in range(150):
