@@ -242,7 +242,7 @@ def test_a_lost_result_is_recomputed_when_its_inputs_remain(state):
     assert state.who_has(["y"]) == {"y": [A]}
     out = state.remove_worker(A, "was killed by SIGKILL")
     assert ((("client", "c"), {"op": "key-update", "key": "y", "status": "pending", "type": "int",
-                               "exception": None, "traceback": None}) in out)
+                               "nbytes": None, "exception": None, "traceback": None}) in out)
     assert ("worker", B) in [dest for dest, msg in out if msg["op"] == "compute"]
     assert (("client", "c"), {"op": "resend", "keys": ["s"]}) in out
     state.resends.refused("c", {"s": None})  # the client had no copy of it

@@ -72,6 +72,33 @@ def test_the_widget_shows_the_death_and_the_replacement(make_client):
     assert table.rows()[0]["note"] == "replaces worker-0, which was killed by SIGKILL"
 
 
+def test_tasks_fail_saying_why_rather_than_wait_when_no_worker_is_left():
+    # A crash loop that killed every worker: what waits to run, and what is submitted
+    # then, fails with the supervisor's words (it hung for ever), until scale() again.
+    import time
+
+    from scatter_magics.errors import NoWorkersError
+
+    cluster = LocalCluster(n_workers=1, restart_limit=1, restart_window=60)
+    client = Client(cluster)
+    try:
+        os.kill(next(iter(worker_pids(client).values())), signal.SIGKILL)
+        wait_for(lambda: names(client) == ["worker-1"], timeout=15, what="the replacement")
+        sleeper = client.submit(time.sleep, 30, pure=False)
+        wait_for(lambda: client.processing() and any(client.processing().values()),
+                 timeout=15, what="the task to run")
+        os.kill(next(iter(worker_pids(client).values())), signal.SIGKILL)  # budget spent
+        with pytest.raises(NoWorkersError, match="No worker is alive"):
+            sleeper.result(timeout=15)
+        with pytest.raises(NoWorkersError, match="no worker is left to run it"):
+            client.submit(abs, -1, pure=False).result(timeout=15)
+        cluster.scale(1)
+        assert client.submit(abs, -2, pure=False).result(timeout=30) == 2
+    finally:
+        client.close()
+        cluster.close()
+
+
 def test_the_restart_budget_stops_a_crash_loop_and_says_so(caplog):
     cluster = LocalCluster(n_workers=1, restart_limit=2, restart_window=60)
     client = Client(cluster)

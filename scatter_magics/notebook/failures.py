@@ -33,6 +33,7 @@ from ..errors import (
     FutureCancelledError,
     FutureLostError,
     KilledWorkerError,
+    NoWorkersError,
     RemoteTraceback,
     WorkerDiedError,
     WorkerUnresponsiveError,
@@ -97,6 +98,8 @@ def gather_failure(exc: BaseException, targets: dict, futures: list, *, timeout,
                     "Gather it again: another copy, or its task run again, may answer.")
     if isinstance(exc, CommClosedError):
         return cluster_gone(what, exc)
+    if isinstance(exc, NoWorkersError):  # (its message says what to do)
+        return said(NoWorkersError, f"{what}: {exc}")
     return None
 
 

@@ -200,11 +200,24 @@ class Supervisor:
                 self.message = (
                     f"{name} {how} and was not replaced: {self.budget.limit} workers "
                     f"died within {self.budget.window:g} s (the restart budget), which looks "
-                    f"like a crash loop. {self.alive()} of {self.target} workers are alive. "
-                    "Their error output is above (or in the kernel's log); fix the cause, "
-                    f"then restart the cluster or call cluster.scale({self.target}).")
+                    f"like a crash loop. {self._left()} Their error output is above (or in "
+                    f"the kernel's log); fix the cause, then restart the cluster or call "
+                    f"cluster.scale({self.target}).")
+                logger.error("%s", self.message)
+            else:  # replacing stopped already: each further death is said, and what is left
+                self.message = (
+                    f"{name} {how} and was not replaced either (replacing stopped after a "
+                    f"crash loop). {self._left()} Fix the cause, then restart the cluster "
+                    f"or call cluster.scale({self.target}).")
                 logger.error("%s", self.message)
             self._on_change()
+
+    def _left(self) -> str:
+        alive = self.alive()
+        if alive == 0:
+            return ("No worker is alive: tasks fail (NoWorkersError) until one is "
+                    "started.")
+        return f"{alive} of {self.target} workers are alive."
 
     def refill(self) -> None:
         """Replace dead workers again, with a fresh budget (an explicit ``scale()``)."""
@@ -215,4 +228,4 @@ class Supervisor:
         """What ``scheduler_info()["supervision"]`` shows."""
         return {"restarts": self.restarts, "restart_limit": self.budget.limit,
                 "restart_window": self.budget.window, "replacing": self.message is None,
-                "message": self.message}
+                "message": self.message, "alive": self.alive()}

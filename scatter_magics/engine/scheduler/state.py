@@ -137,7 +137,7 @@ class SchedulerState:
         out += self.recovery.retry_running(ws, death)
         for other in self.workers.values():  # fetches from the dead worker may have failed
             out += self.broadcasts.top_up(other)
-        return out
+        return out + self._give_up_if_none_will_come()
 
     def heard_from(self, address: str, now: float) -> Outgoing:
         """Any message from a worker shows it is alive; a silent one is responsive again."""
@@ -164,9 +164,17 @@ class SchedulerState:
 
     def set_supervision(self, status: dict) -> Outgoing:
         self.worker_book.set_supervision(status)
-        if status.get("replacing", True) or self.workers:
+        return self._give_up_if_none_will_come()
+
+    def _give_up_if_none_will_come(self) -> Outgoing:
+        """Nothing waits for ever: with no worker left and none to be started (a crash
+        loop), the copies waiting for a holder are lost and the tasks waiting to run fail."""
+        status = self.worker_book.supervision
+        # (a worker started but not yet connected is alive: the supervisor counts it)
+        if status.get("replacing", True) or status.get("alive", 1) or self.workers:
             return []
-        return self.resends.give_up(status.get("message") or "dead workers are not replaced")
+        why = status.get("message") or "dead workers are not replaced"
+        return self.resends.give_up(why) + self.tasks.give_up(why)
 
     def resolve_workers(self, workers) -> list[str]:
         return self.worker_book.resolve_workers(workers)
@@ -295,7 +303,10 @@ class SchedulerState:
     # ------------------------------------------------------------ tasks ---
     def submit(self, client: str, key: str, task, deps: set, restrictions: list | None,
                options: dict | None = None, now: float = 0.0) -> Outgoing:
-        return self.tasks.submit(client, key, task, deps, restrictions, options, now)
+        out = self.tasks.submit(client, key, task, deps, restrictions, options, now)
+        if not self.workers:  # (rare) a task that no worker may ever come to run fails
+            out += self._give_up_if_none_will_come()
+        return out
 
     def retry(self, keys) -> Outgoing:
         """Run the failed tasks of ``keys`` again (and the failed ones they read)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import FutureCancelledError, FutureLostError
+from ...errors import FutureCancelledError, FutureLostError, NoWorkersError
 from ..wire.serialize import Serialized
 from .ordering import Ordering
 from .records import GONE, NONE, PUBLIC_STATUS, KeyInfo, Outgoing, TaskOptions, WorkerInfo
@@ -288,6 +288,16 @@ class TaskMachine:
                 out += self._fail_from(dks, ks)
         return out
 
+    def give_up(self, why: str) -> Outgoing:
+        """No worker will come to run the tasks still waiting (every worker died, and
+        supervision starts no more): each fails saying so, rather than wait for ever."""
+        error = NoWorkersError(f"no worker is left to run it: {why}")
+        out: Outgoing = []
+        for ks in [ks for ks in self.keys.values() if ks.state == "waiting"]:
+            if ks.state == "waiting":  # (not failed meanwhile, as a dependent of another)
+                out += self.fail(ks, error, None)
+        return out
+
     def _fail_from(self, ks: KeyInfo, cause: KeyInfo) -> Outgoing:
         self.unassign(ks)
         return self.fail(ks, cause.exception, cause.traceback, cause.state)
@@ -297,9 +307,10 @@ class TaskMachine:
 
     def notify(self, ks: KeyInfo, clients=None) -> Outgoing:
         """A ``key-update`` for each client that wants ``ks`` (or for ``clients``)."""
-        msg = {"op": "key-update", "key": ks.key, "status": PUBLIC_STATUS[ks.state],
-               "type": ks.type, "nbytes": ks.nbytes, "exception": ks.exception,
-               "traceback": ks.traceback}
+        status = PUBLIC_STATUS[ks.state]
+        msg = {"op": "key-update", "key": ks.key, "status": status, "type": ks.type,
+               "nbytes": ks.nbytes if status == "finished" else None,
+               "exception": ks.exception, "traceback": ks.traceback}
         return [(("client", c), msg) for c in (ks.wanted_by if clients is None else clients)]
 
     # ------------------------------------------------------------ releasing ---
