@@ -157,6 +157,24 @@ def any_client(request):
             yield client
 
 
+def api_of(client):
+    """The package ``client`` comes from, as a user imports it: ``distributed`` or
+    ``scatter_magics`` (``api.wait``, ``api.as_completed``, ``api.Variable``…)."""
+    if type(client).__module__.startswith("distributed"):
+        import distributed
+
+        return distributed
+    import scatter_magics
+
+    return scatter_magics
+
+
+@pytest.fixture
+def api(any_client):
+    """The package ``any_client`` comes from (a module's own ``any_client`` too)."""
+    return api_of(any_client)
+
+
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory):
     """A real Dask cluster, as users start one: ``dask scheduler`` and two ``dask worker``s.

@@ -19,17 +19,6 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def api(any_client):
-    if type(any_client).__module__.startswith("distributed"):
-        import distributed
-
-        return distributed
-    import scatter_magics
-
-    return scatter_magics
-
-
 def test_batches_give_every_future_once(any_client, api):
     futures = any_client.map(operator.add, range(8), [1] * 8, pure=False)
     batches = list(api.as_completed(futures).batches())

@@ -18,25 +18,9 @@ import traceback
 
 import pytest
 
-from tests.conftest import client_of_kind, wait_for
+from tests.conftest import api_of, client_of_kind, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _api_of(client):
-    if type(client).__module__.startswith("distributed"):
-        import distributed
-
-        return distributed
-    import scatter_magics
-
-    return scatter_magics
-
-
-@pytest.fixture
-def api(any_client):
-    """The package ``any_client`` comes from, as a user imports it."""
-    return _api_of(any_client)
 
 
 def workers_of(client) -> list[str]:
@@ -157,7 +141,7 @@ def test_resources_decide_where_and_how_many_tasks_run(kind):
 
     with client_of_kind(kind, processes=False, n_workers=1, threads_per_worker=2,
                         resources={"GPU": 1}) as client:
-        api = _api_of(client)
+        api = api_of(client)
         first, second = client.map(hold, ["a", "b"], resources={"GPU": 1}, pure=False)
         (start_1, end_1), (start_2, end_2) = client.gather([first, second])
         assert end_1 <= start_2 or end_2 <= start_1  # one GPU: one at a time

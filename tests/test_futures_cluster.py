@@ -17,7 +17,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import client_of_kind, wait_for
+from tests.conftest import api_of, client_of_kind, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,21 +27,6 @@ def any_client(request):
     client = client_of_kind(request.param, n_workers=2, threads_per_worker=1)
     yield client
     client.close()
-
-
-@pytest.fixture
-def api(any_client):
-    return _api_of(any_client)
-
-
-def _api_of(client):
-    if type(client).__module__.startswith("distributed"):
-        import distributed
-
-        return distributed
-    import scatter_magics
-
-    return scatter_magics
 
 
 def workers_of(client) -> list[str]:
@@ -276,7 +261,7 @@ def test_workers_in_this_process_pickle_nothing(kind):
         made = client.submit(threading.Lock, pure=False).result(timeout=30)
         assert type(made) is type(unpicklable)
         assert list(client.nthreads().values()) == [6]
-        api = _api_of(client)
+        api = api_of(client)
         total = client.submit(lambda: sum(api.get_client().gather(
             api.get_client().map(abs, [-1, -2]))), pure=False)
         assert total.result(timeout=30) == 3  # a task gets a client (ours: the user's own)

@@ -17,17 +17,6 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def api(any_client):
-    if type(any_client).__module__.startswith("distributed"):
-        import distributed
-
-        return distributed
-    import scatter_magics
-
-    return scatter_magics
-
-
 BOUNDED_WAITS = {
     "result": lambda api, future: future.result(timeout="300ms"),
     "exception": lambda api, future: future.exception(timeout="300ms"),

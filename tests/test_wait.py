@@ -12,17 +12,6 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def api(any_client):
-    if type(any_client).__module__.startswith("distributed"):
-        import distributed
-
-        return distributed
-    import scatter_magics
-
-    return scatter_magics
-
-
 def test_wait_is_awaitable_on_an_asynchronous_client(any_client, api):
     address = any_client.scheduler_info()["address"]
 
