@@ -52,22 +52,7 @@ class EmbeddedBackend:
                                    hash=hash, timeout=timeout, progress=progress)
 
     def gather(self, futures, *, errors: str, timeout: float | None, progress=None):
-        self._check_something_can_run(futures)
         return self.client.gather(futures, errors=errors, timeout=timeout, progress=progress)
-
-    def _check_something_can_run(self, futures) -> None:
-        """``NoWorkersError`` (the supervisor's words) rather than wait for ever for
-        tasks that no worker will run: every worker of our cluster died, and it starts
-        no more (a crash loop). A plain ``Client.gather`` waits, as Dask's does."""
-        supervisor = getattr(self.client.cluster, "supervisor", None)
-        if supervisor is None or supervisor.message is None or supervisor.alive():
-            return
-        from ..errors import NoWorkersError
-        from ..structure import find_futures
-        from .client.future import Future
-
-        if any(not f.done() for f in find_futures(futures, Future)):
-            raise NoWorkersError(f"no worker is left to run it: {supervisor.message}")
 
     def resend_from(self, sources: dict, *, workers, broadcast: bool) -> None:
         # The scheduler remembers each key's placement; the client keeps the sources.

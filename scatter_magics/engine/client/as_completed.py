@@ -155,10 +155,8 @@ class as_completed:
 
     async def __anext__(self):
         future = await self._take_async()
-        if not self.with_results:
-            return future
-        if future.status in FAILED:
-            return future, self._failure(future, self.raise_errors)
+        if not self.with_results or future.status in FAILED:
+            return self._returned(future, self.raise_errors)
         return future, await future.client.gather(future, asynchronous=True)
 
     async def _take_async(self) -> Future:
